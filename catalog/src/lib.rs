@@ -1,0 +1,27 @@
+//! shanlu's content model and store: the I/O-light core that the origin and
+//! the edges share. No sockets here.
+//!
+//! # Layout
+//! - [`hash`]: [`Hash`], the BLAKE3 name of every blob, chunk and object.
+//! - [`chunker`]: FastCDC content-defined chunking, streaming over any reader.
+//! - [`text`]: [`LocalizedText`] in Chinese, Yi, Tibetan, English, … with fallback.
+//! - [`object`]: [`FileManifest`], [`Lesson`], [`Course`], [`Catalog`] and their
+//!   deterministic, hash-addressed encoding.
+//! - [`sign`]: Ed25519 keys and the [`SignedCatalog`].
+//! - [`store`]: the on-disk [`Store`] of blobs, partial blobs and the redb index.
+
+pub mod chunker;
+pub mod hash;
+pub mod object;
+pub mod sign;
+pub mod store;
+pub mod text;
+
+pub use chunker::ChunkingProfile;
+pub use hash::Hash;
+pub use object::{
+    Catalog, CatalogEntry, ChunkRef, Course, FileEntry, FileManifest, Lesson, LessonRef, Object,
+};
+pub use sign::{OriginKey, PublicKey, SignedCatalog};
+pub use store::Store;
+pub use text::LocalizedText;
