@@ -144,7 +144,7 @@ impl<R: Read> Chunker<R> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 

@@ -1,0 +1,371 @@
+//! Storing whole files, as publishing does: hash, chunk, copy into the store.
+//!
+//! A file is first hashed whole; if the store already holds that blob, nothing
+//! is written and its manifest is reused. Only new blobs are chunked and copied.
+//! Work is gathered in an [`ImportBatch`] and committed together: temporary
+//! files are renamed into place, the filesystem is synced once, then the index
+//! records are committed in one transaction.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use redb::ReadableTable;
+
+use super::index::{self, CHUNKS};
+use super::{BlobInfo, Store, StoreError};
+use crate::chunker::{Chunker, ChunkingProfile, cut_points};
+use crate::hash::{Hash, Hasher};
+use crate::object::{ChunkRef, FileManifest, Object};
+use crate::sign::SignedCatalog;
+
+/// Files up to this size are read into memory once; larger ones are streamed.
+const SMALL_FILE: u64 = 4 * 1024 * 1024;
+/// Read size when hashing large files.
+const READ_BLOCK: usize = 1024 * 1024;
+
+/// What storing one file did.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    pub manifest_hash: Hash,
+    pub manifest: FileManifest,
+    /// The blob was not held before.
+    pub new_blob: bool,
+    /// Chunks of this file that the chunk index did not hold before.
+    pub new_chunks: u64,
+    pub new_chunk_bytes: u64,
+}
+
+struct PendingBlob {
+    blob: Hash,
+    info: BlobInfo,
+    tmp: PathBuf,
+    chunks: Vec<(Hash, u64, u32)>,
+}
+
+/// Work not yet committed to the store.
+#[derive(Default)]
+pub struct ImportBatch {
+    objects: Vec<(Hash, Vec<u8>)>,
+    object_set: HashSet<Hash>,
+    blobs: Vec<PendingBlob>,
+    /// Blobs and manifests added by this batch.
+    blob_manifests: HashMap<Hash, Hash>,
+    manifests: HashMap<Hash, FileManifest>,
+    /// Chunks added by this batch.
+    seen_chunks: HashSet<Hash>,
+    new_bytes: u64,
+}
+
+impl ImportBatch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes of new blobs waiting to be committed.
+    pub fn new_bytes(&self) -> u64 {
+        self.new_bytes
+    }
+
+    /// New blobs waiting to be committed.
+    pub fn new_blobs(&self) -> usize {
+        self.blobs.len()
+    }
+
+    /// Adds an object; returns its hash.
+    pub fn add_object(&mut self, object: &Object) -> Hash {
+        let bytes = object.encode();
+        let hash = Hash::of(&bytes);
+        if self.object_set.insert(hash) {
+            self.objects.push((hash, bytes));
+        }
+        hash
+    }
+
+    fn add_manifest(&mut self, manifest: FileManifest) -> Hash {
+        let hash = self.add_object(&Object::Manifest(manifest.clone()));
+        self.manifests.insert(hash, manifest);
+        hash
+    }
+}
+
+impl Store {
+    /// Stores the file at `path` (if its blob is new) and returns its manifest.
+    ///
+    /// `progress` is called with byte counts as the file is read.
+    pub fn import_file(
+        &self,
+        path: &Path,
+        profile: ChunkingProfile,
+        media_type: &str,
+        batch: &mut ImportBatch,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Imported, StoreError> {
+        let mut file =
+            fs_err::File::open(path).map_err(|source| StoreError::io("opening", path, source))?;
+        let size = file
+            .metadata()
+            .map_err(|source| StoreError::io("reading the size of", path, source))?
+            .len();
+        if size <= SMALL_FILE {
+            let mut data = Vec::with_capacity(size as usize);
+            file.read_to_end(&mut data)
+                .map_err(|source| StoreError::io("reading", path, source))?;
+            progress(data.len() as u64);
+            let blob = Hash::of(&data);
+            if let Some(imported) = self.reuse_blob(blob, media_type, batch)? {
+                return Ok(imported);
+            }
+            return self.store_small(path, &data, blob, profile, media_type, batch);
+        }
+        let blob = hash_reader(path, &mut file, progress)?;
+        if let Some(imported) = self.reuse_blob(blob, media_type, batch)? {
+            return Ok(imported);
+        }
+        drop(file);
+        self.store_streamed(path, blob, profile, media_type, batch)
+    }
+
+    /// The manifest for a blob already held (committed or in this batch), with this media type.
+    fn reuse_blob(
+        &self,
+        blob: Hash,
+        media_type: &str,
+        batch: &mut ImportBatch,
+    ) -> Result<Option<Imported>, StoreError> {
+        let existing = match batch.blob_manifests.get(&blob) {
+            Some(manifest_hash) => batch.manifests[manifest_hash].clone(),
+            None => match self.blob_info(&blob)? {
+                Some(info) => self.manifest(&info.manifest)?,
+                None => return Ok(None),
+            },
+        };
+        let mut manifest = existing;
+        manifest.media_type = media_type.to_owned();
+        let manifest_hash = batch.add_manifest(manifest.clone());
+        Ok(Some(Imported {
+            manifest_hash,
+            manifest,
+            new_blob: false,
+            new_chunks: 0,
+            new_chunk_bytes: 0,
+        }))
+    }
+
+    fn store_small(
+        &self,
+        path: &Path,
+        data: &[u8],
+        blob: Hash,
+        profile: ChunkingProfile,
+        media_type: &str,
+        batch: &mut ImportBatch,
+    ) -> Result<Imported, StoreError> {
+        let tmp = self.tmp_path();
+        fs_err::write(&tmp, data).map_err(|source| StoreError::io("writing", &tmp, source))?;
+        let chunks = cut_points(profile, data)
+            .into_iter()
+            .map(|(offset, len)| {
+                let bytes = &data[offset as usize..offset as usize + len as usize];
+                (Hash::of(bytes), offset, len)
+            })
+            .collect();
+        self.add_new_blob(
+            path,
+            blob,
+            data.len() as u64,
+            tmp,
+            chunks,
+            profile,
+            media_type,
+            batch,
+        )
+    }
+
+    fn store_streamed(
+        &self,
+        path: &Path,
+        blob: Hash,
+        profile: ChunkingProfile,
+        media_type: &str,
+        batch: &mut ImportBatch,
+    ) -> Result<Imported, StoreError> {
+        let file =
+            fs_err::File::open(path).map_err(|source| StoreError::io("opening", path, source))?;
+        let tmp = self.tmp_path();
+        let mut out = fs_err::File::create(&tmp)
+            .map_err(|source| StoreError::io("creating", &tmp, source))?;
+        let mut whole = Hasher::new();
+        let mut chunks = Vec::new();
+        let written = Chunker::new(profile, file)
+            .for_each_chunk(|offset, bytes| {
+                whole.update(bytes);
+                chunks.push((Hash::of(bytes), offset, bytes.len() as u32));
+                out.write_all(bytes)
+            })
+            .map_err(|source| StoreError::io("copying into the store", path, source))?;
+        if whole.finalize() != blob {
+            let _ = fs_err::remove_file(&tmp);
+            return Err(StoreError::ChangedWhileReading {
+                path: path.to_owned(),
+            });
+        }
+        drop(out);
+        self.add_new_blob(path, blob, written, tmp, chunks, profile, media_type, batch)
+    }
+
+    #[expect(clippy::too_many_arguments, reason = "internal step with plain inputs")]
+    fn add_new_blob(
+        &self,
+        _path: &Path,
+        blob: Hash,
+        size: u64,
+        tmp: PathBuf,
+        chunks: Vec<(Hash, u64, u32)>,
+        profile: ChunkingProfile,
+        media_type: &str,
+        batch: &mut ImportBatch,
+    ) -> Result<Imported, StoreError> {
+        let (mut new_chunks, mut new_chunk_bytes) = (0, 0);
+        {
+            let txn = self.read()?;
+            let table = txn.open_table(CHUNKS).map_err(StoreError::index)?;
+            for (chunk, _, len) in &chunks {
+                if batch.seen_chunks.contains(chunk) {
+                    continue;
+                }
+                if table
+                    .get(chunk.as_bytes())
+                    .map_err(StoreError::index)?
+                    .is_none()
+                {
+                    new_chunks += 1;
+                    new_chunk_bytes += u64::from(*len);
+                    batch.seen_chunks.insert(*chunk);
+                }
+            }
+        }
+        let manifest = FileManifest {
+            size,
+            blob,
+            media_type: media_type.to_owned(),
+            chunking: profile,
+            chunks: chunks
+                .iter()
+                .map(|&(hash, _, len)| ChunkRef { hash, len })
+                .collect(),
+        };
+        let manifest_hash = batch.add_manifest(manifest.clone());
+        batch.blob_manifests.insert(blob, manifest_hash);
+        batch.new_bytes += size;
+        batch.blobs.push(PendingBlob {
+            blob,
+            info: BlobInfo {
+                size,
+                manifest: manifest_hash,
+            },
+            tmp,
+            chunks,
+        });
+        Ok(Imported {
+            manifest_hash,
+            manifest,
+            new_blob: true,
+            new_chunks,
+            new_chunk_bytes,
+        })
+    }
+
+    /// Commits a batch: blobs into place, one filesystem sync, then the index.
+    pub fn commit_batch(&self, batch: ImportBatch) -> Result<(), StoreError> {
+        self.commit_batch_with_catalog(batch, |_| Ok::<_, StoreError>(None))
+            .map(|_| ())
+    }
+
+    /// Commits a batch and, in the same index transaction, replaces the catalog
+    /// in force with what `update` returns for the current one (`None` keeps it).
+    /// Either all of it is committed or none of the index changes are.
+    pub fn commit_batch_with_catalog<E: From<StoreError>>(
+        &self,
+        batch: ImportBatch,
+        update: impl FnOnce(Option<SignedCatalog>) -> Result<Option<SignedCatalog>, E>,
+    ) -> Result<Option<SignedCatalog>, E> {
+        for pending in &batch.blobs {
+            let target = self.blob_path(&pending.blob);
+            if let Some(parent) = target.parent() {
+                fs_err::create_dir_all(parent)
+                    .map_err(|source| StoreError::io("creating", parent, source))?;
+            }
+            fs_err::rename(&pending.tmp, &target)
+                .map_err(|source| StoreError::io("moving a blob into", &target, source))?;
+        }
+        if !batch.blobs.is_empty() {
+            self.sync_files()?;
+        }
+        let txn = self.db.begin_write().map_err(StoreError::index)?;
+        {
+            let mut objects = txn.open_table(index::OBJECTS).map_err(StoreError::index)?;
+            for (hash, bytes) in &batch.objects {
+                objects
+                    .insert(hash.as_bytes(), bytes.as_slice())
+                    .map_err(StoreError::index)?;
+            }
+        }
+        for pending in &batch.blobs {
+            index::put_blob(&txn, &pending.blob, &pending.info, &pending.chunks)?;
+        }
+        let current = {
+            let meta = txn.open_table(index::META).map_err(StoreError::index)?;
+            let current = meta.get(index::META_CATALOG).map_err(StoreError::index)?;
+            match current {
+                Some(bytes) => Some(SignedCatalog::decode(bytes.value()).map_err(|err| {
+                    StoreError::BadCatalog {
+                        reason: err.to_string(),
+                    }
+                })?),
+                None => None,
+            }
+        };
+        let replacement = update(current)?;
+        if let Some(signed) = &replacement {
+            index::put_catalog(&txn, signed)?;
+        }
+        txn.commit().map_err(StoreError::index)?;
+        Ok(replacement)
+    }
+}
+
+impl Drop for ImportBatch {
+    /// An abandoned batch leaves no temporary files behind.
+    fn drop(&mut self) {
+        for pending in &self.blobs {
+            let _ = std::fs::remove_file(&pending.tmp);
+        }
+    }
+}
+
+/// BLAKE3 of a whole reader, on several threads for large reads.
+fn hash_reader(
+    path: &Path,
+    reader: &mut impl Read,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Hash, StoreError> {
+    let mut hasher = Hasher::new();
+    let mut buffer = vec![0u8; READ_BLOCK];
+    loop {
+        let mut filled = 0;
+        while filled < buffer.len() {
+            match reader.read(&mut buffer[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(source) => return Err(StoreError::io("reading", path, source)),
+            }
+        }
+        if filled == 0 {
+            return Ok(hasher.finalize());
+        }
+        hasher.update_parallel(&buffer[..filled]);
+        progress(filled as u64);
+    }
+}

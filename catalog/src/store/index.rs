@@ -1,0 +1,136 @@
+//! The redb tables. Values are fixed little-endian layouts, not serde, so the
+//! index stays readable across serde changes.
+
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+
+use super::{BlobInfo, ChunkLocation, StoreError};
+use crate::hash::Hash;
+use crate::sign::SignedCatalog;
+
+/// chunk hash → blob (32) ‖ offset (u64 LE) ‖ length (u32 LE): one place the chunk can be read.
+pub(crate) const CHUNKS: TableDefinition<&[u8; 32], &[u8; 44]> = TableDefinition::new("chunks");
+/// blob hash → size (u64 LE) ‖ manifest hash (32): complete, verified blobs.
+pub(crate) const BLOBS: TableDefinition<&[u8; 32], &[u8; 40]> = TableDefinition::new("blobs");
+/// blob hash → manifest hash (32) ‖ bitmap of chunks present and durable.
+pub(crate) const PARTIALS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("partials");
+/// object hash → encoded object.
+pub(crate) const OBJECTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("objects");
+/// name → value: `catalog` holds the signed catalog in force.
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+pub(crate) const META_CATALOG: &str = "catalog";
+
+pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(CHUNKS).map_err(StoreError::index)?;
+    txn.open_table(BLOBS).map_err(StoreError::index)?;
+    txn.open_table(PARTIALS).map_err(StoreError::index)?;
+    txn.open_table(OBJECTS).map_err(StoreError::index)?;
+    txn.open_table(META).map_err(StoreError::index)?;
+    Ok(())
+}
+
+pub(crate) fn encode_chunk(location: &ChunkLocation) -> [u8; 44] {
+    let mut out = [0u8; 44];
+    out[..32].copy_from_slice(location.blob.as_bytes());
+    out[32..40].copy_from_slice(&location.offset.to_le_bytes());
+    out[40..].copy_from_slice(&location.len.to_le_bytes());
+    out
+}
+
+pub(crate) fn decode_chunk(bytes: &[u8; 44]) -> ChunkLocation {
+    let mut blob = [0u8; 32];
+    blob.copy_from_slice(&bytes[..32]);
+    let mut offset = [0u8; 8];
+    offset.copy_from_slice(&bytes[32..40]);
+    let mut len = [0u8; 4];
+    len.copy_from_slice(&bytes[40..]);
+    ChunkLocation {
+        blob: Hash::from_bytes(blob),
+        offset: u64::from_le_bytes(offset),
+        len: u32::from_le_bytes(len),
+    }
+}
+
+pub(crate) fn encode_blob(info: &BlobInfo) -> [u8; 40] {
+    let mut out = [0u8; 40];
+    out[..8].copy_from_slice(&info.size.to_le_bytes());
+    out[8..].copy_from_slice(info.manifest.as_bytes());
+    out
+}
+
+pub(crate) fn decode_blob(bytes: &[u8; 40]) -> BlobInfo {
+    let mut size = [0u8; 8];
+    size.copy_from_slice(&bytes[..8]);
+    let mut manifest = [0u8; 32];
+    manifest.copy_from_slice(&bytes[8..]);
+    BlobInfo {
+        size: u64::from_le_bytes(size),
+        manifest: Hash::from_bytes(manifest),
+    }
+}
+
+/// Records a complete blob and every chunk in it not already indexed.
+pub(crate) fn put_blob(
+    txn: &WriteTransaction,
+    blob: &Hash,
+    info: &BlobInfo,
+    chunks: &[(Hash, u64, u32)],
+) -> Result<(), StoreError> {
+    let mut blobs = txn.open_table(BLOBS).map_err(StoreError::index)?;
+    blobs
+        .insert(blob.as_bytes(), &encode_blob(info))
+        .map_err(StoreError::index)?;
+    let mut table = txn.open_table(CHUNKS).map_err(StoreError::index)?;
+    for (chunk, offset, len) in chunks {
+        if table
+            .get(chunk.as_bytes())
+            .map_err(StoreError::index)?
+            .is_none()
+        {
+            let location = ChunkLocation {
+                blob: *blob,
+                offset: *offset,
+                len: *len,
+            };
+            table
+                .insert(chunk.as_bytes(), &encode_chunk(&location))
+                .map_err(StoreError::index)?;
+        }
+    }
+    Ok(())
+}
+
+/// Stores the catalog object and makes the signed catalog the one in force.
+pub(crate) fn put_catalog(
+    txn: &WriteTransaction,
+    signed: &SignedCatalog,
+) -> Result<(), StoreError> {
+    let mut objects = txn.open_table(OBJECTS).map_err(StoreError::index)?;
+    objects
+        .insert(signed.catalog_hash().as_bytes(), signed.catalog.as_slice())
+        .map_err(StoreError::index)?;
+    let mut meta = txn.open_table(META).map_err(StoreError::index)?;
+    meta.insert(META_CATALOG, signed.encode().as_slice())
+        .map_err(StoreError::index)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_value_layouts_roundtrip() {
+        let location = ChunkLocation {
+            blob: Hash::of(b"b"),
+            offset: 1 << 40,
+            len: 65_536,
+        };
+        assert_eq!(decode_chunk(&encode_chunk(&location)), location);
+        let info = BlobInfo {
+            size: 123_456_789_012,
+            manifest: Hash::of(b"m"),
+        };
+        assert_eq!(decode_blob(&encode_blob(&info)), info);
+    }
+}

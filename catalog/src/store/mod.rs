@@ -1,0 +1,287 @@
+//! The on-disk store shared by the origin and the edges.
+//!
+//! ```text
+//! STORE/
+//!   blobs/ab/cd/<blob hash>   whole, verified files; `b3sum` prints their names
+//!   partial/<blob hash>       files being assembled from chunks
+//!   tmp/                      files being written, renamed into blobs/ when complete
+//!   index.redb                the index: chunks, blobs, partial progress, objects, catalog
+//! ```
+//!
+//! Durability rule: file data is made durable before the index record that
+//! points at it is committed. A crash therefore leaves at worst a file that no
+//! record names (rewritten or ignored later), never a record naming a file that
+//! is not there. The index is opened in redb's multi-writer mode, so a publish
+//! can commit while a server process reads the same store.
+//!
+//! - [`index`]: the redb tables and their encodings.
+//! - [`import`]: storing whole files (publishing) with chunk accounting.
+//! - [`partial`]: assembling a blob from chunks in any order, resumably.
+//! - [`scrub`]: re-hashing blobs and objects.
+
+mod error;
+mod import;
+mod index;
+mod partial;
+mod scrub;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use redb::{ReadableDatabase, ReadableTableMetadata};
+
+pub use error::StoreError;
+pub use import::{ImportBatch, Imported};
+pub use partial::PartialBlob;
+pub use scrub::{ScrubProblem, ScrubReport};
+
+use crate::hash::Hash;
+use crate::object::{FileManifest, Object};
+use crate::sign::SignedCatalog;
+
+/// A content-addressed store of blobs and objects with its redb index.
+pub struct Store {
+    root: PathBuf,
+    db: redb::Database,
+    tmp_counter: AtomicU64,
+}
+
+/// Where a chunk can be read locally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkLocation {
+    pub blob: Hash,
+    pub offset: u64,
+    pub len: u32,
+}
+
+/// What the index records for a complete blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub size: u64,
+    /// A manifest describing the blob's chunks.
+    pub manifest: Hash,
+}
+
+impl Store {
+    /// Opens the store at `root`, creating it if needed.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
+        let root = root.into();
+        for dir in ["blobs", "partial", "tmp"] {
+            let path = root.join(dir);
+            fs_err::create_dir_all(&path)
+                .map_err(|source| StoreError::io("creating", &path, source))?;
+        }
+        let index_path = root.join("index.redb");
+        let db = redb::Builder::new()
+            .set_concurrency_mode(redb::ConcurrencyMode::MultiWriter)
+            .create(&index_path)
+            .map_err(|source| StoreError::open_index(&index_path, source))?;
+        let store = Store {
+            root,
+            db,
+            tmp_counter: AtomicU64::new(0),
+        };
+        store.write(|txn| index::create_tables(txn))?;
+        store.remove_stale_tmp();
+        Ok(store)
+    }
+
+    /// Opens an existing store, refusing to create one.
+    pub fn open_existing(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
+        let root = root.into();
+        if !root.join("index.redb").is_file() {
+            return Err(StoreError::NotAStore { path: root });
+        }
+        Store::open(root)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where a complete blob lives (whether or not it is there).
+    pub fn blob_path(&self, blob: &Hash) -> PathBuf {
+        let hex = blob.to_hex();
+        self.root
+            .join("blobs")
+            .join(&hex[..2])
+            .join(&hex[2..4])
+            .join(hex)
+    }
+
+    pub(crate) fn partial_path(&self, blob: &Hash) -> PathBuf {
+        self.root.join("partial").join(blob.to_hex())
+    }
+
+    /// A fresh temporary path on the store's filesystem, named for this process.
+    pub(crate) fn tmp_path(&self) -> PathBuf {
+        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+        self.root
+            .join("tmp")
+            .join(format!("{}-{n}", std::process::id()))
+    }
+
+    /// Removes temporary files left by processes that are no longer running.
+    fn remove_stale_tmp(&self) {
+        let Ok(entries) = std::fs::read_dir(self.root.join("tmp")) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let pid = name
+                .to_str()
+                .and_then(|n| n.split('-').next())
+                .unwrap_or("");
+            if !Path::new("/proc").join(pid).exists() || pid.is_empty() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    /// Makes every file written so far durable (one `syncfs` for the whole filesystem).
+    pub(crate) fn sync_files(&self) -> Result<(), StoreError> {
+        let dir = fs_err::File::open(&self.root)
+            .map_err(|source| StoreError::io("opening", &self.root, source))?;
+        rustix::fs::syncfs(dir.file())
+            .map_err(|errno| StoreError::io("syncing", &self.root, errno.into()))
+    }
+
+    pub(crate) fn write<T>(
+        &self,
+        body: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let txn = self.db.begin_write().map_err(StoreError::index)?;
+        let value = body(&txn)?;
+        txn.commit().map_err(StoreError::index)?;
+        Ok(value)
+    }
+
+    pub(crate) fn read(&self) -> Result<redb::ReadTransaction, StoreError> {
+        self.db.begin_read().map_err(StoreError::index)
+    }
+
+    /// The complete blob's record, if the store holds it.
+    pub fn blob_info(&self, blob: &Hash) -> Result<Option<BlobInfo>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(index::BLOBS).map_err(StoreError::index)?;
+        let info = table.get(blob.as_bytes()).map_err(StoreError::index)?;
+        Ok(info.map(|v| index::decode_blob(v.value())))
+    }
+
+    /// Whether a complete, verified copy of the blob is held.
+    pub fn has_blob(&self, blob: &Hash) -> Result<bool, StoreError> {
+        Ok(self.blob_info(blob)?.is_some())
+    }
+
+    /// Number of complete blobs held.
+    pub fn blob_count(&self) -> Result<u64, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(index::BLOBS).map_err(StoreError::index)?;
+        table.len().map_err(StoreError::index)
+    }
+
+    /// Number of distinct chunks in the chunk index.
+    pub fn chunk_count(&self) -> Result<u64, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(index::CHUNKS).map_err(StoreError::index)?;
+        table.len().map_err(StoreError::index)
+    }
+
+    /// Where a chunk is held locally, if anywhere.
+    pub fn chunk_location(&self, chunk: &Hash) -> Result<Option<ChunkLocation>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(index::CHUNKS).map_err(StoreError::index)?;
+        let found = table.get(chunk.as_bytes()).map_err(StoreError::index)?;
+        Ok(found.map(|v| index::decode_chunk(v.value())))
+    }
+
+    /// The raw bytes of an object, checked against its hash.
+    pub fn object_bytes(&self, hash: &Hash) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(index::OBJECTS).map_err(StoreError::index)?;
+        let Some(bytes) = table.get(hash.as_bytes()).map_err(StoreError::index)? else {
+            return Ok(None);
+        };
+        let bytes = bytes.value().to_vec();
+        let actual = Hash::of(&bytes);
+        if actual != *hash {
+            return Err(StoreError::CorruptObject {
+                hash: *hash,
+                actual,
+            });
+        }
+        Ok(Some(bytes))
+    }
+
+    /// A decoded object, checked against its hash.
+    pub fn object(&self, hash: &Hash) -> Result<Option<Object>, StoreError> {
+        match self.object_bytes(hash)? {
+            None => Ok(None),
+            Some(bytes) => {
+                Object::decode(&bytes)
+                    .map(Some)
+                    .map_err(|source| StoreError::BadObject {
+                        hash: *hash,
+                        source,
+                    })
+            }
+        }
+    }
+
+    /// Like [`Store::object`], but a missing object is an error naming it.
+    pub fn require_object(&self, hash: &Hash) -> Result<Object, StoreError> {
+        self.object(hash)?
+            .ok_or(StoreError::MissingObject { hash: *hash })
+    }
+
+    /// The manifest object named `hash`.
+    pub fn manifest(&self, hash: &Hash) -> Result<FileManifest, StoreError> {
+        self.require_object(hash)?
+            .into_manifest()
+            .map_err(|source| StoreError::BadObject {
+                hash: *hash,
+                source,
+            })
+    }
+
+    /// Stores objects that arrived from elsewhere, each checked against its hash.
+    pub fn put_objects(&self, objects: &[(Hash, Vec<u8>)]) -> Result<(), StoreError> {
+        for (hash, bytes) in objects {
+            Object::decode_verified(hash, bytes).map_err(|source| StoreError::BadObject {
+                hash: *hash,
+                source,
+            })?;
+        }
+        self.write(|txn| {
+            let mut table = txn.open_table(index::OBJECTS).map_err(StoreError::index)?;
+            for (hash, bytes) in objects {
+                table
+                    .insert(hash.as_bytes(), bytes.as_slice())
+                    .map_err(StoreError::index)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The signed catalog currently in force, if any.
+    pub fn signed_catalog(&self) -> Result<Option<SignedCatalog>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(index::META).map_err(StoreError::index)?;
+        let Some(bytes) = table.get(index::META_CATALOG).map_err(StoreError::index)? else {
+            return Ok(None);
+        };
+        SignedCatalog::decode(bytes.value())
+            .map(Some)
+            .map_err(|err| StoreError::BadCatalog {
+                reason: err.to_string(),
+            })
+    }
+
+    /// Replaces the catalog in force. The caller has verified it; its object is stored too.
+    pub fn set_signed_catalog(&self, signed: &SignedCatalog) -> Result<(), StoreError> {
+        self.write(|txn| index::put_catalog(txn, signed))
+    }
+}
+
+#[cfg(test)]
+mod tests;

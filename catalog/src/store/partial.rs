@@ -1,0 +1,307 @@
+//! Assembling a blob from chunks that arrive in any order, across restarts.
+//!
+//! The file grows in `partial/<blob>`; which chunks are in it is recorded in
+//! the index in batches, always after the file data is synced, so a killed
+//! process loses at most the chunks written since the last [`PartialBlob::flush`].
+//! Chunks the store already holds in other blobs are copied locally instead of
+//! fetched ([`PartialBlob::reuse_local`]).
+
+use fs_err::os::unix::fs::FileExt;
+use std::collections::HashMap;
+
+use super::index::{self, PARTIALS};
+use super::{BlobInfo, Store, StoreError};
+use crate::hash::{Hash, Hasher};
+use crate::object::FileManifest;
+
+/// Unflushed bytes after which [`PartialBlob::write_chunk`] flushes by itself.
+const AUTO_FLUSH_BYTES: u64 = 8 * 1024 * 1024;
+
+/// A blob being assembled.
+pub struct PartialBlob<'s> {
+    store: &'s Store,
+    manifest_hash: Hash,
+    manifest: FileManifest,
+    offsets: Vec<u64>,
+    file: fs_err::File,
+    /// Chunks present and recorded durable.
+    have: Vec<bool>,
+    /// Chunks written since the last flush, as a list and as flags.
+    pending: Vec<usize>,
+    pending_flags: Vec<bool>,
+    pending_bytes: u64,
+}
+
+impl Store {
+    /// Starts or resumes assembling the blob that `manifest` describes.
+    pub fn partial(
+        &self,
+        manifest_hash: Hash,
+        manifest: FileManifest,
+    ) -> Result<PartialBlob<'_>, StoreError> {
+        if !manifest.is_consistent() {
+            return Err(StoreError::BadManifest {
+                blob: manifest.blob,
+                size: manifest.size,
+            });
+        }
+        let path = self.partial_path(&manifest.blob);
+        let count = manifest.chunks.len();
+        let mut have = vec![false; count];
+        let record = {
+            let txn = self.read()?;
+            let table = txn.open_table(PARTIALS).map_err(StoreError::index)?;
+            table
+                .get(manifest.blob.as_bytes())
+                .map_err(StoreError::index)?
+                .map(|v| v.value().to_vec())
+        };
+        // A record for another manifest of the same blob (another chunking) is not reused.
+        let resumable = record
+            .filter(|bytes| {
+                bytes.len() == 32 + count.div_ceil(8) && bytes[..32] == manifest_hash.as_bytes()[..]
+            })
+            .filter(|_| path.is_file());
+        if let Some(bytes) = resumable {
+            for (index, present) in have.iter_mut().enumerate() {
+                *present = bytes[32 + index / 8] & (1 << (index % 8)) != 0;
+            }
+        }
+        let file = fs_err::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|source| StoreError::io("opening", &path, source))?;
+        file.set_len(manifest.size)
+            .map_err(|source| StoreError::io("sizing", &path, source))?;
+        let offsets = manifest.chunk_offsets().map(|(offset, _)| offset).collect();
+        Ok(PartialBlob {
+            store: self,
+            manifest_hash,
+            manifest,
+            offsets,
+            file,
+            pending_flags: vec![false; have.len()],
+            have,
+            pending: Vec::new(),
+            pending_bytes: 0,
+        })
+    }
+}
+
+impl PartialBlob<'_> {
+    pub fn manifest(&self) -> &FileManifest {
+        &self.manifest
+    }
+
+    fn present(&self, index: usize) -> bool {
+        self.have[index] || self.pending_flags[index]
+    }
+
+    /// Indices of chunks not yet written.
+    pub fn missing(&self) -> Vec<usize> {
+        (0..self.have.len()).filter(|&i| !self.present(i)).collect()
+    }
+
+    /// Bytes already present (durable or pending).
+    pub fn bytes_present(&self) -> u64 {
+        (0..self.have.len())
+            .filter(|&i| self.present(i))
+            .map(|i| u64::from(self.manifest.chunks[i].len))
+            .sum()
+    }
+
+    /// Copies every missing chunk the store holds in another blob; returns the bytes copied.
+    pub fn reuse_local(&mut self) -> Result<u64, StoreError> {
+        let mut copied = 0;
+        let mut open_blobs: HashMap<Hash, Option<fs_err::File>> = HashMap::new();
+        for index in self.missing() {
+            let chunk = self.manifest.chunks[index];
+            let Some(location) = self.store.chunk_location(&chunk.hash)? else {
+                continue;
+            };
+            if location.len != chunk.len {
+                continue;
+            }
+            let source = open_blobs
+                .entry(location.blob)
+                .or_insert_with(|| fs_err::File::open(self.store.blob_path(&location.blob)).ok());
+            let Some(source) = source else { continue };
+            let mut bytes = vec![0u8; chunk.len as usize];
+            if source.read_exact_at(&mut bytes, location.offset).is_err() {
+                continue;
+            }
+            // A damaged local copy is simply not reused; the chunk will be fetched.
+            if self.write_chunk(index, &bytes).is_ok() {
+                copied += u64::from(chunk.len);
+            }
+        }
+        Ok(copied)
+    }
+
+    /// Writes chunk `index` after checking its bytes against the manifest.
+    pub fn write_chunk(&mut self, index: usize, bytes: &[u8]) -> Result<(), StoreError> {
+        let expected = self.manifest.chunks[index];
+        let actual = Hash::of(bytes);
+        if actual != expected.hash || bytes.len() != expected.len as usize {
+            return Err(StoreError::ChunkMismatch {
+                blob: self.manifest.blob,
+                index,
+                expected: expected.hash,
+                expected_len: expected.len,
+                actual,
+                actual_len: bytes.len(),
+            });
+        }
+        if self.present(index) {
+            return Ok(());
+        }
+        let path = self.store.partial_path(&self.manifest.blob);
+        self.file
+            .write_all_at(bytes, self.offsets[index])
+            .map_err(|source| StoreError::io("writing", &path, source))?;
+        self.pending.push(index);
+        self.pending_flags[index] = true;
+        self.pending_bytes += bytes.len() as u64;
+        if self.pending_bytes >= AUTO_FLUSH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the bytes to every chunk of the blob with this hash; returns how many.
+    pub fn write_chunk_by_hash(&mut self, hash: &Hash, bytes: &[u8]) -> Result<usize, StoreError> {
+        let indices: Vec<usize> = (0..self.have.len())
+            .filter(|&i| self.manifest.chunks[i].hash == *hash && !self.present(i))
+            .collect();
+        for &index in &indices {
+            self.write_chunk(index, bytes)?;
+        }
+        Ok(indices.len())
+    }
+
+    /// Makes the written chunks durable and records them: data first, then the record.
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let path = self.store.partial_path(&self.manifest.blob);
+        self.file
+            .sync_data()
+            .map_err(|source| StoreError::io("syncing", &path, source))?;
+        for index in std::mem::take(&mut self.pending) {
+            self.have[index] = true;
+            self.pending_flags[index] = false;
+        }
+        self.pending_bytes = 0;
+        let mut record = self.manifest_hash.as_bytes().to_vec();
+        record.resize(32 + self.have.len().div_ceil(8), 0);
+        for (index, _) in self
+            .have
+            .iter()
+            .enumerate()
+            .filter(|(_, present)| **present)
+        {
+            record[32 + index / 8] |= 1 << (index % 8);
+        }
+        self.store.write(|txn| {
+            let mut table = txn.open_table(PARTIALS).map_err(StoreError::index)?;
+            table
+                .insert(self.manifest.blob.as_bytes(), record.as_slice())
+                .map_err(StoreError::index)?;
+            Ok(())
+        })
+    }
+
+    /// Verifies the whole blob and moves it into the store. On a mismatch the
+    /// partial file and its record are discarded.
+    pub fn finish(mut self) -> Result<Hash, StoreError> {
+        let missing = self.missing().len();
+        if missing > 0 {
+            self.flush()?;
+            return Err(StoreError::Incomplete {
+                blob: self.manifest.blob,
+                missing,
+            });
+        }
+        let blob = self.manifest.blob;
+        let path = self.store.partial_path(&blob);
+        let mut hasher = Hasher::new();
+        let mut buffer = vec![0u8; 1024 * 1024];
+        let mut offset = 0u64;
+        while offset < self.manifest.size {
+            let len = buffer.len().min((self.manifest.size - offset) as usize);
+            self.file
+                .read_exact_at(&mut buffer[..len], offset)
+                .map_err(|source| StoreError::io("reading", &path, source))?;
+            hasher.update_parallel(&buffer[..len]);
+            offset += len as u64;
+        }
+        let actual = hasher.finalize();
+        if actual != blob {
+            self.discard()?;
+            return Err(StoreError::BlobMismatch {
+                expected: blob,
+                actual,
+            });
+        }
+        self.file
+            .sync_data()
+            .map_err(|source| StoreError::io("syncing", &path, source))?;
+        let target = self.store.blob_path(&blob);
+        if let Some(parent) = target.parent() {
+            fs_err::create_dir_all(parent)
+                .map_err(|source| StoreError::io("creating", parent, source))?;
+        }
+        fs_err::rename(&path, &target)
+            .map_err(|source| StoreError::io("moving a blob into", &target, source))?;
+        if let Some(parent) = target.parent() {
+            fs_err::File::open(parent)
+                .and_then(|dir| dir.sync_all())
+                .map_err(|source| StoreError::io("syncing", parent, source))?;
+        }
+        let chunks: Vec<(Hash, u64, u32)> = self
+            .manifest
+            .chunk_offsets()
+            .map(|(offset, chunk)| (chunk.hash, offset, chunk.len))
+            .collect();
+        let manifest_bytes = crate::object::Object::Manifest(self.manifest.clone()).encode();
+        let info = BlobInfo {
+            size: self.manifest.size,
+            manifest: self.manifest_hash,
+        };
+        self.store.write(|txn| {
+            let mut objects = txn.open_table(index::OBJECTS).map_err(StoreError::index)?;
+            objects
+                .insert(self.manifest_hash.as_bytes(), manifest_bytes.as_slice())
+                .map_err(StoreError::index)?;
+            drop(objects);
+            index::put_blob(txn, &blob, &info, &chunks)?;
+            let mut partials = txn.open_table(PARTIALS).map_err(StoreError::index)?;
+            partials
+                .remove(blob.as_bytes())
+                .map_err(StoreError::index)?;
+            Ok(())
+        })?;
+        Ok(blob)
+    }
+
+    /// Forgets this partial blob: its file and its record.
+    pub fn discard(self) -> Result<(), StoreError> {
+        let blob = self.manifest.blob;
+        let path = self.store.partial_path(&blob);
+        drop(self.file);
+        match fs_err::remove_file(&path) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(StoreError::io("removing", &path, source)),
+        }
+        self.store.write(|txn| {
+            let mut table = txn.open_table(PARTIALS).map_err(StoreError::index)?;
+            table.remove(blob.as_bytes()).map_err(StoreError::index)?;
+            Ok(())
+        })
+    }
+}
