@@ -30,7 +30,7 @@ pub enum CatalogError {
     #[error("signed catalog does not decode: {0}")]
     Malformed(String),
     #[error("catalog signature does not verify against the pinned origin key {key}")]
-    BadSignature { key: PublicKey },
+    BadSignature { key: String },
     #[error("catalog object is invalid: {0}")]
     Object(#[from] DecodeError),
 }
@@ -143,17 +143,21 @@ impl SignedCatalog {
 
     /// Checks the signature against `key` and decodes the catalog.
     pub fn verify(&self, key: &PublicKey) -> Result<Catalog, CatalogError> {
-        let signature: [u8; 64] = self
-            .signature
-            .as_slice()
-            .try_into()
-            .map_err(|_| CatalogError::BadSignature { key: *key })?;
+        let signature: [u8; 64] =
+            self.signature
+                .as_slice()
+                .try_into()
+                .map_err(|_| CatalogError::BadSignature {
+                    key: key.to_string(),
+                })?;
         key.0
             .verify_strict(
                 &signed_message(&self.catalog),
                 &Signature::from_bytes(&signature),
             )
-            .map_err(|_| CatalogError::BadSignature { key: *key })?;
+            .map_err(|_| CatalogError::BadSignature {
+                key: key.to_string(),
+            })?;
         Ok(Object::decode(&self.catalog)?.into_catalog()?)
     }
 }

@@ -81,7 +81,7 @@ impl Store {
             db,
             tmp_counter: AtomicU64::new(0),
         };
-        store.write(|txn| index::create_tables(txn))?;
+        store.write(index::create_tables)?;
         store.remove_stale_tmp();
         Ok(store)
     }

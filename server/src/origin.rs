@@ -1,0 +1,274 @@
+//! The origin's data folder.
+//!
+//! ```text
+//! DIR/
+//!   origin.toml        public facts: format version and the origin's public key
+//!   origin.key         the Ed25519 signing key (hex, mode 0600): never leaves this machine
+//!   admin-token.b3     BLAKE3 of the admin token (the token itself is shown once)
+//!   publish.lock       held while a publish runs
+//!   store/             blobs, objects and the signed catalog
+//! ```
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use catalog::store::ImportBatch;
+use catalog::{Catalog, OriginKey, PublicKey, Store};
+use serde::{Deserialize, Serialize};
+
+/// An initialized origin data folder, open.
+pub struct Origin {
+    dir: PathBuf,
+    key: OriginKey,
+    store: Store,
+}
+
+/// What `origin init` hands the administrator.
+pub struct InitReport {
+    pub public_key: PublicKey,
+    /// Shown once; only its hash is kept.
+    pub admin_token: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct OriginToml {
+    format: u32,
+    public_key: String,
+}
+
+/// Why an origin folder could not be set up or opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OriginError {
+    #[error(
+        "{path} is already an initialized origin; to start over, move it away first (its key signs every catalog edges trust)"
+    )]
+    AlreadyInitialized { path: PathBuf },
+    #[error(
+        "{path} is not an origin data folder (no origin.key); run `shanlu origin init --data {path}` first"
+    )]
+    NotInitialized { path: PathBuf },
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is damaged: {reason}")]
+    Damaged { path: PathBuf, reason: String },
+    #[error("the operating system's random source failed: {0}")]
+    Random(String),
+    #[error(transparent)]
+    Store(#[from] catalog::store::StoreError),
+}
+
+fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> OriginError + 'a {
+    move |source| OriginError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A random 32-byte secret as hex.
+pub fn random_token() -> Result<String, OriginError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|err| OriginError::Random(err.to_string()))?;
+    Ok(hex::encode(bytes))
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Origin {
+    /// Creates a new origin in `dir`: key, admin token, store, and an empty signed catalog.
+    pub fn init(dir: &Path) -> Result<InitReport, OriginError> {
+        let key_path = dir.join("origin.key");
+        if key_path.exists() {
+            return Err(OriginError::AlreadyInitialized {
+                path: dir.to_owned(),
+            });
+        }
+        fs_err::create_dir_all(dir).map_err(io("creating", dir))?;
+        let key = OriginKey::generate().map_err(|err| OriginError::Random(err.to_string()))?;
+        let admin_token = random_token()?;
+
+        let store = Store::open(dir.join("store"))?;
+        let signed = key.sign(&Catalog::empty(now_secs()));
+        store.commit_batch_with_catalog(ImportBatch::new(), |_| {
+            Ok::<_, catalog::store::StoreError>(Some(signed))
+        })?;
+
+        let token_path = dir.join("admin-token.b3");
+        fs_err::write(
+            &token_path,
+            catalog::Hash::of(admin_token.as_bytes()).to_hex(),
+        )
+        .map_err(io("writing", &token_path))?;
+        let toml_path = dir.join("origin.toml");
+        let public = OriginToml {
+            format: 1,
+            public_key: key.public().to_string(),
+        };
+        let text = toml::to_string(&public).map_err(|err| OriginError::Damaged {
+            path: toml_path.clone(),
+            reason: err.to_string(),
+        })?;
+        fs_err::write(&toml_path, text).map_err(io("writing", &toml_path))?;
+        // The key is written last: its presence is what marks the folder initialized.
+        write_secret(&key_path, &hex::encode(key.to_bytes()))?;
+        Ok(InitReport {
+            public_key: key.public(),
+            admin_token,
+        })
+    }
+
+    /// Opens an initialized origin folder.
+    pub fn open(dir: &Path) -> Result<Origin, OriginError> {
+        let key_path = dir.join("origin.key");
+        let text = match fs_err::read_to_string(&key_path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Err(OriginError::NotInitialized {
+                    path: dir.to_owned(),
+                });
+            }
+            Err(source) => {
+                return Err(OriginError::Io {
+                    action: "reading",
+                    path: key_path,
+                    source,
+                });
+            }
+        };
+        let mut secret = [0u8; 32];
+        hex::decode_to_slice(text.trim(), &mut secret).map_err(|_| OriginError::Damaged {
+            path: key_path.clone(),
+            reason: "the key is not 64 hex digits".into(),
+        })?;
+        let key = OriginKey::from_bytes(&secret);
+        let store = Store::open_existing(dir.join("store"))?;
+        Ok(Origin {
+            dir: dir.to_owned(),
+            key,
+            store,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn key(&self) -> &OriginKey {
+        &self.key
+    }
+
+    pub fn public_key(&self) -> PublicKey {
+        self.key.public()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+/// Reads the origin's public key from `DIR/origin.toml`, if `dir` is an origin folder.
+pub fn read_public_key(dir: &Path) -> Result<Option<PublicKey>, OriginError> {
+    let path = dir.join("origin.toml");
+    let text = match fs_err::read_to_string(&path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(OriginError::Io {
+                action: "reading",
+                path,
+                source,
+            });
+        }
+    };
+    let parsed: OriginToml = toml::from_str(&text).map_err(|err| OriginError::Damaged {
+        path: path.clone(),
+        reason: err.to_string(),
+    })?;
+    parsed
+        .public_key
+        .parse()
+        .map(Some)
+        .map_err(|err: catalog::sign::KeyError| OriginError::Damaged {
+            path,
+            reason: err.to_string(),
+        })
+}
+
+/// Writes a secret readable only by its owner.
+fn write_secret(path: &Path, text: &str) -> Result<(), OriginError> {
+    use fs_err::os::unix::fs::OpenOptionsExt;
+    let mut file = fs_err::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io("creating", path))?;
+    file.write_all(text.as_bytes())
+        .map_err(io("writing", path))?;
+    file.sync_all().map_err(io("syncing", path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn init_then_open_gives_the_same_key_and_an_empty_signed_catalog() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let report = Origin::init(dir.path()).expect("init");
+        assert_eq!(report.admin_token.len(), 64);
+        let origin = Origin::open(dir.path()).expect("open");
+        assert_eq!(origin.public_key(), report.public_key);
+        assert_eq!(
+            read_public_key(dir.path()).expect("read"),
+            Some(report.public_key)
+        );
+        let signed = origin
+            .store()
+            .signed_catalog()
+            .expect("read")
+            .expect("catalog");
+        let catalog = signed
+            .verify(&report.public_key)
+            .expect("signed by the origin");
+        assert_eq!(catalog.sequence, 0);
+        assert!(catalog.courses.is_empty());
+        let stored_token =
+            std::fs::read_to_string(dir.path().join("admin-token.b3")).expect("read");
+        assert_eq!(
+            stored_token,
+            catalog::Hash::of(report.admin_token.as_bytes()).to_hex()
+        );
+        assert!(!stored_token.contains(&report.admin_token));
+    }
+
+    #[test]
+    fn init_refuses_to_overwrite_an_origin() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = Origin::init(dir.path()).expect("init");
+        let err = Origin::init(dir.path()).err().expect("second init fails");
+        assert!(matches!(err, OriginError::AlreadyInitialized { .. }));
+        assert_eq!(
+            Origin::open(dir.path()).expect("open").public_key(),
+            first.public_key
+        );
+    }
+
+    #[test]
+    fn opening_an_empty_folder_says_to_init() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = Origin::open(dir.path()).err().expect("not initialized");
+        assert!(err.to_string().contains("shanlu origin init"), "{err}");
+    }
+}

@@ -1,0 +1,257 @@
+//! Publishing a course folder: store new blobs, then commit the course and a
+//! new signed catalog in one index transaction.
+//!
+//! Nothing is half-published: blobs and objects may be stored before the
+//! commit (they are content-addressed and harmless), but the catalog in force
+//! changes only in the final transaction, and only if everything before it
+//! succeeded. Publishes into one origin are serialized by `publish.lock`.
+
+use std::path::Path;
+
+use catalog::store::{ImportBatch, StoreError};
+use catalog::{
+    Catalog, CatalogEntry, ChunkingProfile, Course, FileEntry, Lesson, LessonRef, Object,
+    SignedCatalog,
+};
+use indicatif::ProgressBar;
+use serde::Serialize;
+
+use crate::folder::{self, CoursePlan, FolderError, SourceFile};
+use crate::origin::{Origin, now_secs};
+
+/// Commit stored blobs to the index after this many new bytes, so a huge
+/// publish interrupted late does not redo everything.
+const BATCH_BYTES: u64 = 1 << 30;
+const BATCH_BLOBS: usize = 4096;
+
+/// What a publish did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PublishReport {
+    pub course_id: String,
+    pub course_version: u64,
+    /// The course object.
+    pub course_hash: catalog::Hash,
+    /// The catalog sequence in force afterwards.
+    pub sequence: u64,
+    /// Nothing differed from the course already published: no new catalog.
+    pub unchanged: bool,
+    pub lessons: usize,
+    pub files: usize,
+    pub bytes: u64,
+    /// Files whose content the origin did not hold before.
+    pub new_blobs: u64,
+    pub new_blob_bytes: u64,
+    /// Chunks the origin's chunk index did not hold before: what edges will fetch.
+    pub new_chunks: u64,
+    pub new_chunk_bytes: u64,
+}
+
+/// Why a publish failed. The catalog in force is unchanged in every case.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Folder(#[from] FolderError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "the catalog in force does not verify with this origin's key: {0}; the store may have been tampered with, run `shanlu verify`"
+    )]
+    CatalogKey(String),
+    #[error("taking {path}: {source}")]
+    Lock {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Publishes the course folder `dir` into `origin`. `progress` gets the byte total and advances.
+pub fn publish(
+    origin: &Origin,
+    dir: &Path,
+    progress: &ProgressBar,
+) -> Result<PublishReport, PublishError> {
+    let _lock = lock(origin)?;
+    let plan = folder::read_course(dir)?;
+    progress.set_length(plan.total_bytes());
+    let store = origin.store();
+    let profile = ChunkingProfile::DEFAULT;
+
+    let mut batch = ImportBatch::new();
+    let mut report = PublishReport {
+        course_id: plan.id.clone(),
+        course_version: 0,
+        course_hash: catalog::Hash::of(b""),
+        sequence: 0,
+        unchanged: false,
+        lessons: plan.lessons.len(),
+        files: plan.file_count(),
+        bytes: plan.total_bytes(),
+        new_blobs: 0,
+        new_blob_bytes: 0,
+        new_chunks: 0,
+        new_chunk_bytes: 0,
+    };
+    let total_files = report.files;
+    let mut done_files = 0usize;
+    let mut store_files =
+        |files: &[SourceFile], batch: &mut ImportBatch, report: &mut PublishReport| {
+            let mut entries = Vec::with_capacity(files.len());
+            for file in files {
+                done_files += 1;
+                progress.set_message(format!("file {done_files}/{total_files} {}", file.rel));
+                let imported =
+                    store.import_file(&file.path, profile, &file.media_type, batch, &mut |n| {
+                        progress.inc(n)
+                    })?;
+                if imported.new_blob {
+                    report.new_blobs += 1;
+                    report.new_blob_bytes += imported.manifest.size;
+                }
+                report.new_chunks += imported.new_chunks;
+                report.new_chunk_bytes += imported.new_chunk_bytes;
+                entries.push(FileEntry {
+                    path: file.rel.clone(),
+                    size: imported.manifest.size,
+                    blob: imported.manifest.blob,
+                    manifest: imported.manifest_hash,
+                });
+                if batch.new_bytes() >= BATCH_BYTES || batch.new_blobs() >= BATCH_BLOBS {
+                    let full = std::mem::take(batch);
+                    store.commit_batch(full)?;
+                }
+            }
+            Ok::<_, PublishError>(entries)
+        };
+
+    let course_files = store_files(&plan.files, &mut batch, &mut report)?;
+    let mut lesson_refs = Vec::with_capacity(plan.lessons.len());
+    for lesson in &plan.lessons {
+        let files = store_files(&lesson.files, &mut batch, &mut report)?;
+        let size = files.iter().map(|f| f.size).sum();
+        let object = Object::Lesson(Lesson {
+            id: lesson.id.clone(),
+            title: lesson.title.clone(),
+            summary: lesson.summary.clone(),
+            entry: lesson.entry.clone(),
+            files,
+            tags: lesson.tags.clone(),
+            languages: lesson.languages.clone(),
+            duration_secs: lesson.duration_secs,
+        });
+        let hash = batch.add_object(&object);
+        lesson_refs.push(LessonRef {
+            id: lesson.id.clone(),
+            hash,
+            size,
+        });
+    }
+
+    let current = current_catalog(origin)?;
+    let previous = current.courses.get(&plan.id);
+    let mut course = build_course(
+        &plan,
+        course_files,
+        lesson_refs,
+        previous.map_or(1, |p| p.version),
+    );
+    if let Some(previous) = previous {
+        if Object::Course(course.clone()).hash() == previous.hash {
+            report.unchanged = true;
+            report.course_version = previous.version;
+            report.course_hash = previous.hash;
+            report.sequence = current.sequence;
+            // Objects are identical to what is held; blobs too (none can be new).
+            store.commit_batch(batch)?;
+            return Ok(report);
+        }
+        course.version = previous.version + 1;
+    }
+    let course_object = Object::Course(course.clone());
+    let course_hash = batch.add_object(&course_object);
+    report.course_version = course.version;
+    report.course_hash = course_hash;
+
+    let key = origin.key();
+    let public = origin.public_key();
+    let total_size = course.total_size();
+    let committed = store.commit_batch_with_catalog(batch, |held: Option<SignedCatalog>| {
+        let mut catalog = match held {
+            Some(signed) => signed
+                .verify(&public)
+                .map_err(|err| PublishError::CatalogKey(err.to_string()))?,
+            None => Catalog::empty(now_secs()),
+        };
+        catalog.sequence += 1;
+        catalog.published_at = now_secs().max(catalog.published_at);
+        catalog.courses.insert(
+            course.id.clone(),
+            CatalogEntry {
+                hash: course_hash,
+                version: course.version,
+                total_size,
+            },
+        );
+        Ok::<_, PublishError>(Some(key.sign(&catalog)))
+    })?;
+    let signed =
+        committed.ok_or_else(|| PublishError::CatalogKey("no catalog was committed".into()))?;
+    report.sequence = signed
+        .verify(&public)
+        .map_err(|err| PublishError::CatalogKey(err.to_string()))?
+        .sequence;
+    Ok(report)
+}
+
+fn build_course(
+    plan: &CoursePlan,
+    files: Vec<FileEntry>,
+    lessons: Vec<LessonRef>,
+    version: u64,
+) -> Course {
+    Course {
+        id: plan.id.clone(),
+        version,
+        title: plan.title.clone(),
+        description: plan.description.clone(),
+        subject: plan.subject.clone(),
+        grade: plan.grade.clone(),
+        languages: plan.languages.clone(),
+        tags: plan.tags.clone(),
+        files,
+        lessons,
+    }
+}
+
+/// The catalog in force, verified with the origin's own key.
+pub fn current_catalog(origin: &Origin) -> Result<Catalog, PublishError> {
+    match origin.store().signed_catalog()? {
+        Some(signed) => signed
+            .verify(&origin.public_key())
+            .map_err(|err| PublishError::CatalogKey(err.to_string())),
+        None => Ok(Catalog::empty(now_secs())),
+    }
+}
+
+/// Holds `publish.lock` for the duration of a publish; waits for another publish to finish.
+fn lock(origin: &Origin) -> Result<std::fs::File, PublishError> {
+    let path = origin.dir().join("publish.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| PublishError::Lock {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            tracing::warn!(lock = %path.display(), "another publish into this origin is running; waiting for it to finish");
+            file.lock()
+                .map_err(|source| PublishError::Lock { path, source })?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::Error(source)) => Err(PublishError::Lock { path, source }),
+    }
+}

@@ -1,0 +1,90 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// shanlu (山路): lessons travel the mountain road so that children don't have to.
+///
+/// A province origin publishes a signed, content-addressed catalog of courses;
+/// school edges fetch what they subscribe to and serve it to classrooms.
+#[derive(Debug, Parser)]
+#[command(
+    name = "shanlu",
+    version,
+    propagate_version = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Set up and run the origin (the bureau's server).
+    Origin {
+        #[command(subcommand)]
+        command: OriginCommand,
+    },
+    /// Publish a course folder: store its files and sign a new catalog.
+    Publish(PublishArgs),
+    /// List the courses, lessons and files held in a data folder.
+    Ls(LsArgs),
+    /// Re-hash every blob and object in a data folder; exit non-zero if anything is damaged.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OriginCommand {
+    /// Create an origin: signing key, admin token, store and an empty signed catalog.
+    Init(OriginInitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OriginInitArgs {
+    /// The origin's data folder (created if missing; must not already be an origin).
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The course folder: lesson sub-folders, optional course.toml and lesson.toml files.
+    #[arg(value_name = "COURSE_DIR")]
+    pub folder: PathBuf,
+
+    /// The origin's data folder (made by `shanlu origin init`).
+    #[arg(long, value_name = "ORIGIN_DIR")]
+    pub data: PathBuf,
+
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// A data folder: an origin's or an edge's.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+
+    /// Print the whole tree as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// A data folder (an origin's or an edge's) or a store folder.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,44 @@
+//! One module per subcommand.
+
+pub mod ls;
+pub mod origin;
+pub mod publish;
+pub mod verify;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use catalog::{PublicKey, Store};
+
+/// A data folder as the read-only commands see it: its store and, when known, the origin key.
+pub struct DataFolder {
+    pub store: Store,
+    /// The key catalogs in this folder must be signed with.
+    pub key: Option<PublicKey>,
+    /// An origin holds every blob its catalog names.
+    pub is_origin: bool,
+}
+
+impl DataFolder {
+    /// Opens an origin or edge data folder, or a bare store folder.
+    pub fn open(dir: &Path) -> anyhow::Result<DataFolder> {
+        let store_dir: PathBuf = if dir.join("store").join("index.redb").is_file() {
+            dir.join("store")
+        } else if dir.join("index.redb").is_file() {
+            dir.to_owned()
+        } else {
+            anyhow::bail!(
+                "{} is not a shanlu data folder (no store/index.redb); give the folder made by `shanlu origin init` or `shanlu edge init`",
+                dir.display()
+            );
+        };
+        let store = Store::open_existing(&store_dir)
+            .with_context(|| format!("opening the store in {}", store_dir.display()))?;
+        let key = server::origin::read_public_key(dir)?;
+        Ok(DataFolder {
+            store,
+            is_origin: key.is_some(),
+            key,
+        })
+    }
+}

@@ -1,0 +1,52 @@
+//! `shanlu publish COURSE_DIR --data ORIGIN_DIR`
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use server::Origin;
+
+use crate::cli::PublishArgs;
+use crate::format;
+use crate::progress;
+
+pub fn run(args: &PublishArgs) -> anyhow::Result<ExitCode> {
+    let origin = Origin::open(&args.data)?;
+    let bar = progress::bytes_bar("publishing");
+    let result = server::publish(&origin, &args.folder, &bar);
+    bar.finish_and_clear();
+    let report = result.with_context(|| {
+        format!(
+            "publishing {} (the catalog in force is unchanged)",
+            args.folder.display()
+        )
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if report.unchanged {
+        println!(
+            "{} is unchanged (version {}): nothing stored; the catalog stays at sequence {}",
+            report.course_id, report.course_version, report.sequence
+        );
+    } else {
+        println!(
+            "published {} version {} in catalog sequence {}",
+            report.course_id, report.course_version, report.sequence
+        );
+    }
+    println!(
+        "  {} lessons, {} files, {}",
+        report.lessons,
+        report.files,
+        format::bytes(report.bytes)
+    );
+    println!(
+        "  new: {} files ({}), {} chunks ({}) not held before",
+        report.new_blobs,
+        format::bytes(report.new_blob_bytes),
+        report.new_chunks,
+        format::bytes(report.new_chunk_bytes)
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,134 @@
+//! `shanlu verify DIR`: re-hash everything, name what is damaged.
+
+use std::collections::HashSet;
+use std::process::ExitCode;
+
+use catalog::{Hash, Object};
+use serde::Serialize;
+
+use super::DataFolder;
+use crate::cli::VerifyArgs;
+use crate::{format, progress};
+
+#[derive(Serialize)]
+struct VerifyReport {
+    blobs_checked: u64,
+    bytes_checked: u64,
+    objects_checked: u64,
+    catalog_sequence: Option<u64>,
+    problems: Vec<String>,
+}
+
+pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
+    let folder = DataFolder::open(&args.dir)?;
+    let store = &folder.store;
+    let bar = progress::bytes_bar("verifying");
+    bar.set_length(store.blob_bytes()?);
+    let scrub = store.scrub(&mut |n| bar.inc(n));
+    bar.finish_and_clear();
+    let scrub = scrub?;
+    let mut problems: Vec<String> = scrub.problems.iter().map(ToString::to_string).collect();
+    let catalog_sequence = check_catalog(&folder, &mut problems)?;
+
+    let report = VerifyReport {
+        blobs_checked: scrub.blobs_checked,
+        bytes_checked: scrub.bytes_checked,
+        objects_checked: scrub.objects_checked,
+        catalog_sequence,
+        problems,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for problem in &report.problems {
+            println!("BAD {problem}");
+        }
+        println!(
+            "checked {} blobs ({}) and {} objects: {}",
+            report.blobs_checked,
+            format::bytes(report.bytes_checked),
+            report.objects_checked,
+            if report.problems.is_empty() {
+                "all good".to_owned()
+            } else {
+                format!("{} problem(s)", report.problems.len())
+            }
+        );
+    }
+    Ok(if report.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Checks the signature and that every object the catalog names is present
+/// (and, on an origin, every blob).
+fn check_catalog(folder: &DataFolder, problems: &mut Vec<String>) -> anyhow::Result<Option<u64>> {
+    let store = &folder.store;
+    let Some(signed) = store.signed_catalog()? else {
+        return Ok(None);
+    };
+    let catalog = match &folder.key {
+        Some(key) => match signed.verify(key) {
+            Ok(catalog) => catalog,
+            Err(err) => {
+                problems.push(format!("catalog {}: {err}", signed.catalog_hash()));
+                return Ok(None);
+            }
+        },
+        None => match Object::decode(&signed.catalog).and_then(Object::into_catalog) {
+            Ok(catalog) => catalog,
+            Err(err) => {
+                problems.push(format!("catalog {}: {err}", signed.catalog_hash()));
+                return Ok(None);
+            }
+        },
+    };
+    let mut seen: HashSet<Hash> = HashSet::new();
+    let mut missing = |hash: Hash, what: String, problems: &mut Vec<String>| {
+        if seen.insert(hash) {
+            problems.push(format!("{what} {hash} is missing"));
+        }
+    };
+    for (id, entry) in &catalog.courses {
+        let course = match store.object(&entry.hash) {
+            Ok(Some(object)) => object.into_course(),
+            Ok(None) => {
+                missing(entry.hash, format!("course {id}"), problems);
+                continue;
+            }
+            Err(_) => continue, // already reported by the scrub
+        };
+        let Ok(course) = course else { continue };
+        let mut files = course.files.clone();
+        for lesson_ref in &course.lessons {
+            match store.object(&lesson_ref.hash) {
+                Ok(Some(object)) => {
+                    if let Ok(lesson) = object.into_lesson() {
+                        files.extend(lesson.files);
+                    }
+                }
+                Ok(None) => missing(
+                    lesson_ref.hash,
+                    format!("lesson {id}/{}", lesson_ref.id),
+                    problems,
+                ),
+                Err(_) => {}
+            }
+        }
+        for file in files {
+            if matches!(store.object(&file.manifest), Ok(None)) {
+                missing(
+                    file.manifest,
+                    format!("manifest of {id}/{}", file.path),
+                    problems,
+                );
+            }
+            if folder.is_origin && !store.has_blob(&file.blob)? {
+                missing(file.blob, format!("blob of {id}/{}", file.path), problems);
+            }
+        }
+    }
+    Ok(Some(catalog.sequence))
+}

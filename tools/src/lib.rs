@@ -1,0 +1,31 @@
+//! The `shanlu` command-line tool.
+//!
+//! # Layout
+//! - [`cli`]: the clap definitions (`Cli`), kept apart from the work.
+//! - [`commands`]: one module per subcommand; each turns arguments into a call
+//!   into `server`, `edge_cache` or `catalog` and prints the outcome.
+//! - [`progress`]: indicatif bars, shown only when stderr is a terminal.
+//! - [`logging`]: the tracing subscriber (stderr, `RUST_LOG` honored).
+//! - [`format`]: sizes and times for people.
+
+pub mod cli;
+pub mod commands;
+pub mod format;
+pub mod logging;
+pub mod progress;
+
+use std::process::ExitCode;
+
+use cli::{Cli, Command, OriginCommand};
+
+/// Runs one invocation; the exit code says how it went.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Origin {
+            command: OriginCommand::Init(args),
+        } => commands::origin::init(&args),
+        Command::Publish(args) => commands::publish::run(&args),
+        Command::Ls(args) => commands::ls::run(&args),
+        Command::Verify(args) => commands::verify::run(&args),
+    }
+}
