@@ -82,6 +82,8 @@ impl CoursePlan {
 /// Why a course folder cannot be published. Each names the path to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum FolderError {
+    #[error("{path} does not exist; give the path of the course folder to publish")]
+    NotFound { path: PathBuf },
     #[error("{path} is not a folder; give the course folder to publish")]
     NotAFolder { path: PathBuf },
     #[error(
@@ -100,10 +102,10 @@ pub enum FolderError {
         "{path} is not a regular file (a pipe, socket or device); remove it from the course folder"
     )]
     NotRegular { path: PathBuf },
-    #[error("{path} cannot be read: {source}; check its permissions")]
+    #[error("{path} cannot be read: {cause}; check its permissions")]
     Unreadable {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path} is not valid TOML: {message}")]
     BadToml { path: PathBuf, message: String },
@@ -178,18 +180,28 @@ impl StringOrNumber {
 
 /// Reads and checks the course folder at `dir`.
 pub fn read_course(dir: &Path) -> Result<CoursePlan, FolderError> {
-    let meta = fs_err::metadata(dir).map_err(|source| FolderError::Unreadable {
-        path: dir.to_owned(),
-        source,
-    })?;
+    let meta = match std::fs::metadata(dir) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return Err(FolderError::NotFound {
+                path: dir.to_owned(),
+            });
+        }
+        Err(cause) => {
+            return Err(FolderError::Unreadable {
+                path: dir.to_owned(),
+                cause,
+            });
+        }
+    };
     if !meta.is_dir() {
         return Err(FolderError::NotAFolder {
             path: dir.to_owned(),
         });
     }
-    let root = fs_err::canonicalize(dir).map_err(|source| FolderError::Unreadable {
+    let root = std::fs::canonicalize(dir).map_err(|source| FolderError::Unreadable {
         path: dir.to_owned(),
-        source,
+        cause: source,
     })?;
     let folder_name = utf8_name(&root)?;
     let toml: CourseToml = read_toml(&root.join("course.toml"))?;
@@ -342,12 +354,12 @@ enum Kind {
 
 /// What a folder entry is, following symlinks that stay inside `root`.
 fn classify(root: &Path, path: &Path) -> Result<Kind, FolderError> {
-    let link_meta = fs_err::symlink_metadata(path).map_err(|source| FolderError::Unreadable {
+    let link_meta = std::fs::symlink_metadata(path).map_err(|source| FolderError::Unreadable {
         path: path.to_owned(),
-        source,
+        cause: source,
     })?;
     let (target, meta) = if link_meta.file_type().is_symlink() {
-        let target = match fs_err::canonicalize(path) {
+        let target = match std::fs::canonicalize(path) {
             Ok(target) => target,
             Err(_) => {
                 return Err(FolderError::BrokenSymlink {
@@ -361,9 +373,9 @@ fn classify(root: &Path, path: &Path) -> Result<Kind, FolderError> {
                 target,
             });
         }
-        let meta = fs_err::metadata(&target).map_err(|source| FolderError::Unreadable {
+        let meta = std::fs::metadata(&target).map_err(|source| FolderError::Unreadable {
             path: path.to_owned(),
-            source,
+            cause: source,
         })?;
         if meta.is_dir() {
             return Err(FolderError::SymlinkedFolder {
@@ -383,9 +395,9 @@ fn classify(root: &Path, path: &Path) -> Result<Kind, FolderError> {
         });
     }
     // Opening now finds unreadable files before anything is stored.
-    fs_err::File::open(&target).map_err(|source| FolderError::Unreadable {
+    std::fs::File::open(&target).map_err(|source| FolderError::Unreadable {
         path: path.to_owned(),
-        source,
+        cause: source,
     })?;
     Ok(Kind::File(SourceFile {
         rel: String::new(),
@@ -407,7 +419,7 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, FolderError> {
             let path = err.path().unwrap_or(dir).to_owned();
             FolderError::Unreadable {
                 path,
-                source: err.into(),
+                cause: err.into(),
             }
         })?;
         entries.push(entry.into_path());
@@ -431,7 +443,7 @@ fn utf8_name(path: &Path) -> Result<String, FolderError> {
 }
 
 fn read_toml<T: Default + for<'de> Deserialize<'de>>(path: &Path) -> Result<T, FolderError> {
-    let text = match fs_err::read(path) {
+    let text = match std::fs::read(path) {
         Ok(bytes) => String::from_utf8(bytes).map_err(|_| FolderError::BadToml {
             path: path.to_owned(),
             message: "the file is not UTF-8 text".into(),
@@ -440,7 +452,7 @@ fn read_toml<T: Default + for<'de> Deserialize<'de>>(path: &Path) -> Result<T, F
         Err(source) => {
             return Err(FolderError::Unreadable {
                 path: path.to_owned(),
-                source,
+                cause: source,
             });
         }
     };

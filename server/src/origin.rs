@@ -48,11 +48,11 @@ pub enum OriginError {
         "{path} is not an origin data folder (no origin.key); run `shanlu origin init --data {path}` first"
     )]
     NotInitialized { path: PathBuf },
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}: {cause}")]
     Io {
         action: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path} is damaged: {reason}")]
     Damaged { path: PathBuf, reason: String },
@@ -66,7 +66,7 @@ fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -
     move |source| OriginError::Io {
         action,
         path: path.to_owned(),
-        source,
+        cause: source,
     }
 }
 
@@ -94,7 +94,7 @@ impl Origin {
                 path: dir.to_owned(),
             });
         }
-        fs_err::create_dir_all(dir).map_err(io("creating", dir))?;
+        std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
         let key = OriginKey::generate().map_err(|err| OriginError::Random(err.to_string()))?;
         let admin_token = random_token()?;
 
@@ -105,7 +105,7 @@ impl Origin {
         })?;
 
         let token_path = dir.join("admin-token.b3");
-        fs_err::write(
+        std::fs::write(
             &token_path,
             catalog::Hash::of(admin_token.as_bytes()).to_hex(),
         )
@@ -119,7 +119,7 @@ impl Origin {
             path: toml_path.clone(),
             reason: err.to_string(),
         })?;
-        fs_err::write(&toml_path, text).map_err(io("writing", &toml_path))?;
+        std::fs::write(&toml_path, text).map_err(io("writing", &toml_path))?;
         // The key is written last: its presence is what marks the folder initialized.
         write_secret(&key_path, &hex::encode(key.to_bytes()))?;
         Ok(InitReport {
@@ -131,7 +131,7 @@ impl Origin {
     /// Opens an initialized origin folder.
     pub fn open(dir: &Path) -> Result<Origin, OriginError> {
         let key_path = dir.join("origin.key");
-        let text = match fs_err::read_to_string(&key_path) {
+        let text = match std::fs::read_to_string(&key_path) {
             Ok(text) => text,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 return Err(OriginError::NotInitialized {
@@ -142,7 +142,7 @@ impl Origin {
                 return Err(OriginError::Io {
                     action: "reading",
                     path: key_path,
-                    source,
+                    cause: source,
                 });
             }
         };
@@ -180,14 +180,14 @@ impl Origin {
 /// Reads the origin's public key from `DIR/origin.toml`, if `dir` is an origin folder.
 pub fn read_public_key(dir: &Path) -> Result<Option<PublicKey>, OriginError> {
     let path = dir.join("origin.toml");
-    let text = match fs_err::read_to_string(&path) {
+    let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => {
             return Err(OriginError::Io {
                 action: "reading",
                 path,
-                source,
+                cause: source,
             });
         }
     };
@@ -207,8 +207,8 @@ pub fn read_public_key(dir: &Path) -> Result<Option<PublicKey>, OriginError> {
 
 /// Writes a secret readable only by its owner.
 fn write_secret(path: &Path, text: &str) -> Result<(), OriginError> {
-    use fs_err::os::unix::fs::OpenOptionsExt;
-    let mut file = fs_err::OpenOptions::new()
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)

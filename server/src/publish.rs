@@ -57,10 +57,10 @@ pub enum PublishError {
         "the catalog in force does not verify with this origin's key: {0}; the store may have been tampered with, run `shanlu verify`"
     )]
     CatalogKey(String),
-    #[error("taking {path}: {source}")]
+    #[error("taking {path}: {cause}")]
     Lock {
         path: std::path::PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -242,16 +242,21 @@ fn lock(origin: &Origin) -> Result<std::fs::File, PublishError> {
         .open(&path)
         .map_err(|source| PublishError::Lock {
             path: path.clone(),
-            source,
+            cause: source,
         })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => {
             tracing::warn!(lock = %path.display(), "another publish into this origin is running; waiting for it to finish");
-            file.lock()
-                .map_err(|source| PublishError::Lock { path, source })?;
+            file.lock().map_err(|source| PublishError::Lock {
+                path,
+                cause: source,
+            })?;
             Ok(file)
         }
-        Err(std::fs::TryLockError::Error(source)) => Err(PublishError::Lock { path, source }),
+        Err(std::fs::TryLockError::Error(source)) => Err(PublishError::Lock {
+            path,
+            cause: source,
+        }),
     }
 }

@@ -1,1 +1,5 @@
+//! End-to-end tests of the `shanlu` binary, one module per topic.
 
+mod bad_input;
+mod demo;
+mod publish;

@@ -26,6 +26,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the whole job on this machine with the bundled sample courses.
+    Demo(DemoArgs),
     /// Set up and run the origin (the bureau's server).
     Origin {
         #[command(subcommand)]
@@ -87,4 +89,15 @@ pub struct VerifyArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the demo's data in DIR (reused on the next run) instead of a temporary folder.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+
+    /// A folder of course folders to publish instead of the bundled sample courses.
+    #[arg(long, value_name = "DIR")]
+    pub courses: Option<PathBuf>,
 }

@@ -24,6 +24,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Origin {
             command: OriginCommand::Init(args),
         } => commands::origin::init(&args),
+        Command::Demo(args) => commands::demo::run(&args),
         Command::Publish(args) => commands::publish::run(&args),
         Command::Ls(args) => commands::ls::run(&args),
         Command::Verify(args) => commands::verify::run(&args),

@@ -7,11 +7,11 @@ use crate::object::DecodeError;
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}: {cause}")]
     Io {
         action: &'static str,
         path: PathBuf,
-        source: io::Error,
+        cause: io::Error,
     },
     #[error("{path} is not a shanlu store (no index.redb); check the --data folder")]
     NotAStore { path: PathBuf },
@@ -23,8 +23,8 @@ pub enum StoreError {
     MissingObject { hash: Hash },
     #[error("object {hash} in the store hashed to {actual}: the index is damaged")]
     CorruptObject { hash: Hash, actual: Hash },
-    #[error("object {hash}: {source}")]
-    BadObject { hash: Hash, source: DecodeError },
+    #[error("object {hash}: {cause}")]
+    BadObject { hash: Hash, cause: DecodeError },
     #[error("the stored signed catalog is damaged: {reason}")]
     BadCatalog { reason: String },
     #[error(
@@ -53,11 +53,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    pub(crate) fn io(action: &'static str, path: &Path, source: io::Error) -> Self {
+    pub(crate) fn io(action: &'static str, path: &Path, cause: io::Error) -> Self {
         StoreError::Io {
             action,
             path: path.to_owned(),
-            source,
+            cause,
         }
     }
 

@@ -102,7 +102,7 @@ impl Store {
         progress: &mut dyn FnMut(u64),
     ) -> Result<Imported, StoreError> {
         let mut file =
-            fs_err::File::open(path).map_err(|source| StoreError::io("opening", path, source))?;
+            std::fs::File::open(path).map_err(|source| StoreError::io("opening", path, source))?;
         let size = file
             .metadata()
             .map_err(|source| StoreError::io("reading the size of", path, source))?
@@ -162,7 +162,7 @@ impl Store {
         batch: &mut ImportBatch,
     ) -> Result<Imported, StoreError> {
         let tmp = self.tmp_path();
-        fs_err::write(&tmp, data).map_err(|source| StoreError::io("writing", &tmp, source))?;
+        std::fs::write(&tmp, data).map_err(|source| StoreError::io("writing", &tmp, source))?;
         let chunks = cut_points(profile, data)
             .into_iter()
             .map(|(offset, len)| {
@@ -191,9 +191,9 @@ impl Store {
         batch: &mut ImportBatch,
     ) -> Result<Imported, StoreError> {
         let file =
-            fs_err::File::open(path).map_err(|source| StoreError::io("opening", path, source))?;
+            std::fs::File::open(path).map_err(|source| StoreError::io("opening", path, source))?;
         let tmp = self.tmp_path();
-        let mut out = fs_err::File::create(&tmp)
+        let mut out = std::fs::File::create(&tmp)
             .map_err(|source| StoreError::io("creating", &tmp, source))?;
         let mut whole = Hasher::new();
         let mut chunks = Vec::new();
@@ -205,7 +205,7 @@ impl Store {
             })
             .map_err(|source| StoreError::io("copying into the store", path, source))?;
         if whole.finalize() != blob {
-            let _ = fs_err::remove_file(&tmp);
+            let _ = std::fs::remove_file(&tmp);
             return Err(StoreError::ChangedWhileReading {
                 path: path.to_owned(),
             });
@@ -293,10 +293,10 @@ impl Store {
         for pending in &batch.blobs {
             let target = self.blob_path(&pending.blob);
             if let Some(parent) = target.parent() {
-                fs_err::create_dir_all(parent)
+                std::fs::create_dir_all(parent)
                     .map_err(|source| StoreError::io("creating", parent, source))?;
             }
-            fs_err::rename(&pending.tmp, &target)
+            std::fs::rename(&pending.tmp, &target)
                 .map_err(|source| StoreError::io("moving a blob into", &target, source))?;
         }
         if !batch.blobs.is_empty() {

@@ -68,7 +68,7 @@ impl Store {
         let root = root.into();
         for dir in ["blobs", "partial", "tmp"] {
             let path = root.join(dir);
-            fs_err::create_dir_all(&path)
+            std::fs::create_dir_all(&path)
                 .map_err(|source| StoreError::io("creating", &path, source))?;
         }
         let index_path = root.join("index.redb");
@@ -140,9 +140,9 @@ impl Store {
 
     /// Makes every file written so far durable (one `syncfs` for the whole filesystem).
     pub(crate) fn sync_files(&self) -> Result<(), StoreError> {
-        let dir = fs_err::File::open(&self.root)
+        let dir = std::fs::File::open(&self.root)
             .map_err(|source| StoreError::io("opening", &self.root, source))?;
-        rustix::fs::syncfs(dir.file())
+        rustix::fs::syncfs(&dir)
             .map_err(|errno| StoreError::io("syncing", &self.root, errno.into()))
     }
 
@@ -222,7 +222,7 @@ impl Store {
                     .map(Some)
                     .map_err(|source| StoreError::BadObject {
                         hash: *hash,
-                        source,
+                        cause: source,
                     })
             }
         }
@@ -240,7 +240,7 @@ impl Store {
             .into_manifest()
             .map_err(|source| StoreError::BadObject {
                 hash: *hash,
-                source,
+                cause: source,
             })
     }
 
@@ -249,7 +249,7 @@ impl Store {
         for (hash, bytes) in objects {
             Object::decode_verified(hash, bytes).map_err(|source| StoreError::BadObject {
                 hash: *hash,
-                source,
+                cause: source,
             })?;
         }
         self.write(|txn| {

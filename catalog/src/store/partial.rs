@@ -6,8 +6,8 @@
 //! Chunks the store already holds in other blobs are copied locally instead of
 //! fetched ([`PartialBlob::reuse_local`]).
 
-use fs_err::os::unix::fs::FileExt;
 use std::collections::HashMap;
+use std::os::unix::fs::FileExt;
 
 use super::index::{self, PARTIALS};
 use super::{BlobInfo, Store, StoreError};
@@ -23,7 +23,7 @@ pub struct PartialBlob<'s> {
     manifest_hash: Hash,
     manifest: FileManifest,
     offsets: Vec<u64>,
-    file: fs_err::File,
+    file: std::fs::File,
     /// Chunks present and recorded durable.
     have: Vec<bool>,
     /// Chunks written since the last flush, as a list and as flags.
@@ -67,7 +67,7 @@ impl Store {
                 *present = bytes[32 + index / 8] & (1 << (index % 8)) != 0;
             }
         }
-        let file = fs_err::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
@@ -116,7 +116,7 @@ impl PartialBlob<'_> {
     /// Copies every missing chunk the store holds in another blob; returns the bytes copied.
     pub fn reuse_local(&mut self) -> Result<u64, StoreError> {
         let mut copied = 0;
-        let mut open_blobs: HashMap<Hash, Option<fs_err::File>> = HashMap::new();
+        let mut open_blobs: HashMap<Hash, Option<std::fs::File>> = HashMap::new();
         for index in self.missing() {
             let chunk = self.manifest.chunks[index];
             let Some(location) = self.store.chunk_location(&chunk.hash)? else {
@@ -127,7 +127,7 @@ impl PartialBlob<'_> {
             }
             let source = open_blobs
                 .entry(location.blob)
-                .or_insert_with(|| fs_err::File::open(self.store.blob_path(&location.blob)).ok());
+                .or_insert_with(|| std::fs::File::open(self.store.blob_path(&location.blob)).ok());
             let Some(source) = source else { continue };
             let mut bytes = vec![0u8; chunk.len as usize];
             if source.read_exact_at(&mut bytes, location.offset).is_err() {
@@ -252,13 +252,13 @@ impl PartialBlob<'_> {
             .map_err(|source| StoreError::io("syncing", &path, source))?;
         let target = self.store.blob_path(&blob);
         if let Some(parent) = target.parent() {
-            fs_err::create_dir_all(parent)
+            std::fs::create_dir_all(parent)
                 .map_err(|source| StoreError::io("creating", parent, source))?;
         }
-        fs_err::rename(&path, &target)
+        std::fs::rename(&path, &target)
             .map_err(|source| StoreError::io("moving a blob into", &target, source))?;
         if let Some(parent) = target.parent() {
-            fs_err::File::open(parent)
+            std::fs::File::open(parent)
                 .and_then(|dir| dir.sync_all())
                 .map_err(|source| StoreError::io("syncing", parent, source))?;
         }
@@ -293,7 +293,7 @@ impl PartialBlob<'_> {
         let blob = self.manifest.blob;
         let path = self.store.partial_path(&blob);
         drop(self.file);
-        match fs_err::remove_file(&path) {
+        match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => return Err(StoreError::io("removing", &path, source)),

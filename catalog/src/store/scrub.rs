@@ -111,7 +111,7 @@ impl Store {
             let info = index::decode_blob(value.value());
             let path = self.blob_path(&blob);
             report.blobs_checked += 1;
-            let mut file = match fs_err::File::open(&path) {
+            let mut file = match std::fs::File::open(&path) {
                 Ok(file) => file,
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                     report

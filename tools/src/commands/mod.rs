@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod demo;
 pub mod ls;
 pub mod origin;
 pub mod publish;
