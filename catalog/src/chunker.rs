@@ -57,55 +57,102 @@ pub fn cut_points(profile: ChunkingProfile, data: &[u8]) -> Vec<(u64, u32)> {
     .collect()
 }
 
-/// A streaming chunker over any reader, with one reusable buffer: memory stays
-/// bounded whatever the size of the input, and no chunk is allocated on its own.
+/// Whole chunks cut from a stretch of the input, as one owned buffer, so the
+/// chunking and the hashing of a file can run on different threads.
+#[derive(Debug, Default)]
+pub struct Block {
+    /// Offset in the input of `data[0]`.
+    pub offset: u64,
+    /// The bytes of whole chunks, back to back.
+    pub data: Vec<u8>,
+    /// Length of each chunk in `data`, in order.
+    pub lengths: Vec<u32>,
+}
+
+impl Block {
+    /// `(offset within data, bytes)` of each chunk.
+    pub fn chunks(&self) -> impl Iterator<Item = (usize, &[u8])> {
+        self.lengths.iter().scan(0usize, |start, &len| {
+            let at = *start;
+            *start += len as usize;
+            Some((at, &self.data[at..at + len as usize]))
+        })
+    }
+}
+
+/// A streaming chunker over any reader: memory stays bounded whatever the
+/// size of the input, and buffers are recycled.
 ///
 /// Produces exactly the cut points [`cut_points`] would give for the whole input.
 pub struct Chunker<R> {
     profile: ChunkingProfile,
     source: R,
-    buffer: Vec<u8>,
-    /// Start of unconsumed data in `buffer`.
-    start: usize,
-    /// End of valid data in `buffer`.
-    end: usize,
-    /// Offset in the input of `buffer[0]`.
-    base: u64,
+    /// Bytes read but not yet cut (less than `max` unless at the end).
+    tail: Vec<u8>,
+    /// Offset in the input of `tail[0]`.
+    offset: u64,
+    block_size: usize,
     eof: bool,
 }
 
-/// Buffer size: many maximum-size chunks per refill, to keep reads large.
-const BUFFER_CHUNKS: usize = 16;
+/// Block size in maximum-size chunks: large reads, few hand-offs.
+const BLOCK_CHUNKS: usize = 16;
 
 impl<R: Read> Chunker<R> {
     pub fn new(profile: ChunkingProfile, source: R) -> Self {
-        let capacity = profile.max as usize * BUFFER_CHUNKS;
         Chunker {
             profile,
             source,
-            buffer: vec![0; capacity],
-            start: 0,
-            end: 0,
-            base: 0,
+            tail: Vec::new(),
+            offset: 0,
+            block_size: profile.max as usize * BLOCK_CHUNKS,
             eof: false,
         }
     }
 
-    /// Moves the unconsumed tail to the front and reads until the buffer is full or the input ends.
-    fn refill(&mut self) -> io::Result<()> {
-        self.buffer.copy_within(self.start..self.end, 0);
-        self.base += self.start as u64;
-        self.end -= self.start;
-        self.start = 0;
-        while self.end < self.buffer.len() && !self.eof {
-            match self.source.read(&mut self.buffer[self.end..]) {
+    /// The next block of whole chunks, reusing `spare`'s allocation if given;
+    /// `None` at the end of the input.
+    pub fn next_block(&mut self, spare: Option<Block>) -> io::Result<Option<Block>> {
+        let mut block = spare.unwrap_or_default();
+        block.lengths.clear();
+        block.data.clear();
+        block.data.reserve(self.block_size);
+        block.data.extend_from_slice(&self.tail);
+        block.offset = self.offset;
+        let mut filled = block.data.len();
+        block.data.resize(self.block_size.max(filled), 0);
+        while filled < block.data.len() && !self.eof {
+            match self.source.read(&mut block.data[filled..]) {
                 Ok(0) => self.eof = true,
-                Ok(read) => self.end += read,
+                Ok(read) => filled += read,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => return Err(err),
             }
         }
-        Ok(())
+        block.data.truncate(filled);
+        if filled == 0 {
+            return Ok(None);
+        }
+        let max = self.profile.max as usize;
+        let window = &block.data[..];
+        let cdc = FastCDC::new(
+            window,
+            self.profile.min as usize,
+            self.profile.avg as usize,
+            max,
+        );
+        // A cut is final only if FastCDC saw `max` bytes after the chunk start, or the end.
+        let mut position = 0;
+        while window.len() - position >= max || (self.eof && position < window.len()) {
+            let (_, cut) = cdc.cut(position, window.len() - position);
+            block.lengths.push((cut - position) as u32);
+            position = cut;
+        }
+        self.tail.clear();
+        self.tail.extend_from_slice(&block.data[position..]);
+        block.data.truncate(position);
+        self.offset += position as u64;
+        Ok(Some(block))
     }
 
     /// Calls `each(offset, bytes)` for every chunk in input order; returns the total length.
@@ -113,33 +160,14 @@ impl<R: Read> Chunker<R> {
         mut self,
         mut each: impl FnMut(u64, &[u8]) -> io::Result<()>,
     ) -> io::Result<u64> {
-        let max = self.profile.max as usize;
-        loop {
-            if self.end - self.start < max && !self.eof {
-                self.refill()?;
+        let mut spare = None;
+        while let Some(block) = self.next_block(spare.take())? {
+            for (start, bytes) in block.chunks() {
+                each(block.offset + start as u64, bytes)?;
             }
-            if self.start == self.end {
-                return Ok(self.base + self.start as u64);
-            }
-            let window = &self.buffer[self.start..self.end];
-            let cdc = FastCDC::new(
-                window,
-                self.profile.min as usize,
-                self.profile.avg as usize,
-                max,
-            );
-            // A cut is final only if FastCDC saw `max` bytes after the chunk start, or the end.
-            let mut position = 0;
-            while window.len() - position >= max || (self.eof && position < window.len()) {
-                let (_, cut) = cdc.cut(position, window.len() - position);
-                each(
-                    self.base + (self.start + position) as u64,
-                    &window[position..cut],
-                )?;
-                position = cut;
-            }
-            self.start += position;
+            spare = Some(block);
         }
+        Ok(self.offset)
     }
 }
 

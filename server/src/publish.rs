@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use catalog::store::{ImportBatch, StoreError};
+use catalog::store::{ImportBatch, ImportMode, StoreError};
 use catalog::{
     Catalog, CatalogEntry, ChunkingProfile, Course, FileEntry, Lesson, LessonRef, Object,
     SignedCatalog,
@@ -38,6 +38,9 @@ pub struct PublishReport {
     pub lessons: usize,
     pub files: usize,
     pub bytes: u64,
+    /// Files actually read; the others were recognised as unchanged by their
+    /// size, times and inode (see `ImportMode`).
+    pub files_read: usize,
     /// Files whose content the origin did not hold before.
     pub new_blobs: u64,
     pub new_blob_bytes: u64,
@@ -65,9 +68,11 @@ pub enum PublishError {
 }
 
 /// Publishes the course folder `dir` into `origin`. `progress` gets the byte total and advances.
+/// `mode` says whether files recorded as unchanged by an earlier publish are read again.
 pub fn publish(
     origin: &Origin,
     dir: &Path,
+    mode: ImportMode,
     progress: &ProgressBar,
 ) -> Result<PublishReport, PublishError> {
     let _lock = lock(origin)?;
@@ -86,6 +91,7 @@ pub fn publish(
         lessons: plan.lessons.len(),
         files: plan.file_count(),
         bytes: plan.total_bytes(),
+        files_read: 0,
         new_blobs: 0,
         new_blob_bytes: 0,
         new_chunks: 0,
@@ -99,10 +105,14 @@ pub fn publish(
             for file in files {
                 done_files += 1;
                 progress.set_message(format!("file {done_files}/{total_files} {}", file.rel));
-                let imported =
-                    store.import_file(&file.path, profile, &file.media_type, batch, &mut |n| {
-                        progress.inc(n)
-                    })?;
+                let imported = store.import_file(
+                    &file.path,
+                    profile,
+                    &file.media_type,
+                    mode,
+                    batch,
+                    &mut |n| progress.inc(n),
+                )?;
                 if imported.new_blob {
                     report.new_blobs += 1;
                     report.new_blob_bytes += imported.manifest.size;

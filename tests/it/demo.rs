@@ -13,7 +13,10 @@ fn demo_publishes_the_sample_courses_cleanly_and_verifies() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "demo failed:\n{stdout}\n{stderr}");
-    assert!(stderr.trim().is_empty(), "the sample courses publish with warnings:\n{stderr}");
+    assert!(
+        stderr.trim().is_empty(),
+        "the sample courses publish with warnings:\n{stderr}"
+    );
     assert!(stdout.contains("published grade3-math v1"), "{stdout}");
     assert!(stdout.contains("signature verified"), "{stdout}");
     assert!(stdout.contains("all good"), "{stdout}");
@@ -25,6 +28,9 @@ fn demo_publishes_the_sample_courses_cleanly_and_verifies() {
         .expect("run demo");
     let stdout = String::from_utf8_lossy(&again.stdout);
     assert!(again.status.success(), "{stdout}");
-    assert!(stdout.contains("grade3-math v1 (catalog sequence 1)"), "{stdout}");
+    assert!(
+        stdout.contains("grade3-math v1 (catalog sequence 1)"),
+        "{stdout}"
+    );
     assert!(stdout.contains("0 new chunks"), "{stdout}");
 }

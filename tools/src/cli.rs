@@ -64,6 +64,11 @@ pub struct PublishArgs {
     #[arg(long, value_name = "ORIGIN_DIR")]
     pub data: PathBuf,
 
+    /// Read and hash every file, even those whose size, times and inode show
+    /// them unchanged since the last publish.
+    #[arg(long)]
+    pub rehash: bool,
+
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -1,7 +1,11 @@
 //! Storing whole files, as publishing does: hash, chunk, copy into the store.
 //!
-//! A file is first hashed whole; if the store already holds that blob, nothing
-//! is written and its manifest is reused. Only new blobs are chunked and copied.
+//! A file whose size, times and inode match what the last publish recorded
+//! for its path (the way git's index and rsync's quick check work) is not read
+//! at all. Any other file is read once: chunked, hashed and copied to a
+//! temporary file, which is dropped if the store already holds that blob. With
+//! [`ImportMode::Rehash`] nothing is trusted: every file is hashed whole first,
+//! and only new blobs are chunked and copied.
 //! Work is gathered in an [`ImportBatch`] and committed together: temporary
 //! files are renamed into place, the filesystem is synced once, then the index
 //! records are committed in one transaction.
@@ -9,12 +13,13 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use redb::ReadableTable;
 
 use super::index::{self, CHUNKS};
 use super::{BlobInfo, Store, StoreError};
-use crate::chunker::{Chunker, ChunkingProfile, cut_points};
+use crate::chunker::{Block, Chunker, ChunkingProfile, cut_points};
 use crate::hash::{Hash, Hasher};
 use crate::object::{ChunkRef, FileManifest, Object};
 use crate::sign::SignedCatalog;
@@ -24,6 +29,51 @@ const SMALL_FILE: u64 = 4 * 1024 * 1024;
 /// Read size when hashing large files.
 const READ_BLOCK: usize = 1024 * 1024;
 
+/// How much to trust what earlier publishes recorded about source files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ImportMode {
+    /// Skip files whose path, size, times and inode are as last recorded.
+    #[default]
+    TrustUnchanged,
+    /// Hash every file.
+    Rehash,
+}
+
+/// What the file system says about a source file: if none of it changed, neither did the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SourceStamp {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
+}
+
+impl SourceStamp {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        SourceStamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// A file changed within the last seconds may change again within the
+    /// same timestamp tick; such stamps are not recorded.
+    fn is_settled(&self) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i128)
+            .unwrap_or(i128::MAX);
+        let nanos = |(secs, nsec): (i64, i64)| i128::from(secs) * 1_000_000_000 + i128::from(nsec);
+        let settled_before = now - 2_000_000_000;
+        nanos(self.mtime) < settled_before && nanos(self.ctime) < settled_before
+    }
+}
+
 /// What storing one file did.
 #[derive(Debug, Clone)]
 pub struct Imported {
@@ -31,6 +81,8 @@ pub struct Imported {
     pub manifest: FileManifest,
     /// The blob was not held before.
     pub new_blob: bool,
+    /// The file was read; `false` when its recorded stamp showed it unchanged.
+    pub was_read: bool,
     /// Chunks of this file that the chunk index did not hold before.
     pub new_chunks: u64,
     pub new_chunk_bytes: u64,
@@ -54,6 +106,8 @@ pub struct ImportBatch {
     manifests: HashMap<Hash, FileManifest>,
     /// Chunks added by this batch.
     seen_chunks: HashSet<Hash>,
+    /// Source stamps to record: path → (stamp, blob).
+    sources: Vec<(String, SourceStamp, Hash)>,
     new_bytes: u64,
 }
 
@@ -98,32 +152,76 @@ impl Store {
         path: &Path,
         profile: ChunkingProfile,
         media_type: &str,
+        mode: ImportMode,
         batch: &mut ImportBatch,
         progress: &mut dyn FnMut(u64),
     ) -> Result<Imported, StoreError> {
         let mut file =
-            std::fs::File::open(path).map_err(|source| StoreError::io("opening", path, source))?;
-        let size = file
+            std::fs::File::open(path).map_err(|cause| StoreError::io("opening", path, cause))?;
+        let meta = file
             .metadata()
-            .map_err(|source| StoreError::io("reading the size of", path, source))?
-            .len();
-        if size <= SMALL_FILE {
-            let mut data = Vec::with_capacity(size as usize);
+            .map_err(|cause| StoreError::io("reading the size of", path, cause))?;
+        let stamp = SourceStamp::of(&meta);
+        let key = path.to_string_lossy().into_owned();
+        if mode == ImportMode::TrustUnchanged
+            && let Some(blob) = self.recorded_source(&key, &stamp)?
+            && let Some(imported) = self.reuse_blob(blob, media_type, batch)?
+        {
+            progress(stamp.size);
+            return Ok(Imported {
+                was_read: false,
+                ..imported
+            });
+        }
+        let imported = if stamp.size <= SMALL_FILE {
+            let mut data = Vec::with_capacity(stamp.size as usize);
             file.read_to_end(&mut data)
-                .map_err(|source| StoreError::io("reading", path, source))?;
+                .map_err(|cause| StoreError::io("reading", path, cause))?;
             progress(data.len() as u64);
             let blob = Hash::of(&data);
-            if let Some(imported) = self.reuse_blob(blob, media_type, batch)? {
-                return Ok(imported);
+            match self.reuse_blob(blob, media_type, batch)? {
+                Some(imported) => imported,
+                None => self.store_small(&data, blob, profile, media_type, batch)?,
             }
-            return self.store_small(path, &data, blob, profile, media_type, batch);
+        } else if mode == ImportMode::Rehash {
+            let blob = hash_reader(path, &mut file, progress)?;
+            match self.reuse_blob(blob, media_type, batch)? {
+                Some(imported) => imported,
+                None => self.store_streamed(
+                    path,
+                    file,
+                    Some(blob),
+                    profile,
+                    media_type,
+                    batch,
+                    &mut |_| {},
+                )?,
+            }
+        } else {
+            self.store_streamed(path, file, None, profile, media_type, batch, progress)?
+        };
+        let after = std::fs::metadata(path)
+            .map_err(|cause| StoreError::io("reading the size of", path, cause))?;
+        if SourceStamp::of(&after) != stamp || imported.manifest.size != stamp.size {
+            return Err(StoreError::ChangedWhileReading {
+                path: path.to_owned(),
+            });
         }
-        let blob = hash_reader(path, &mut file, progress)?;
-        if let Some(imported) = self.reuse_blob(blob, media_type, batch)? {
-            return Ok(imported);
+        if stamp.is_settled() {
+            batch.sources.push((key, stamp, imported.manifest.blob));
         }
-        drop(file);
-        self.store_streamed(path, blob, profile, media_type, batch)
+        Ok(imported)
+    }
+
+    /// The blob recorded for this source path, if its stamp is unchanged.
+    fn recorded_source(&self, key: &str, stamp: &SourceStamp) -> Result<Option<Hash>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(index::SOURCES).map_err(StoreError::index)?;
+        let Some(value) = table.get(key).map_err(StoreError::index)? else {
+            return Ok(None);
+        };
+        let (recorded, blob) = index::decode_source(value.value());
+        Ok((recorded == *stamp).then_some(blob))
     }
 
     /// The manifest for a blob already held (committed or in this batch), with this media type.
@@ -147,6 +245,7 @@ impl Store {
             manifest_hash,
             manifest,
             new_blob: false,
+            was_read: true,
             new_chunks: 0,
             new_chunk_bytes: 0,
         }))
@@ -154,7 +253,6 @@ impl Store {
 
     fn store_small(
         &self,
-        path: &Path,
         data: &[u8],
         blob: Hash,
         profile: ChunkingProfile,
@@ -171,7 +269,6 @@ impl Store {
             })
             .collect();
         self.add_new_blob(
-            path,
             blob,
             data.len() as u64,
             tmp,
@@ -182,42 +279,90 @@ impl Store {
         )
     }
 
+    /// Chunks, hashes and copies a large file in one read. Reading and cutting
+    /// run on one thread, hashing and writing on this one, handing 4 MiB
+    /// blocks between them. With `expected`, the file must hash to it.
+    #[expect(clippy::too_many_arguments, reason = "internal step with plain inputs")]
     fn store_streamed(
         &self,
         path: &Path,
-        blob: Hash,
+        mut file: std::fs::File,
+        expected: Option<Hash>,
         profile: ChunkingProfile,
         media_type: &str,
         batch: &mut ImportBatch,
+        progress: &mut dyn FnMut(u64),
     ) -> Result<Imported, StoreError> {
-        let file =
-            std::fs::File::open(path).map_err(|source| StoreError::io("opening", path, source))?;
+        use std::io::Seek;
+        file.rewind()
+            .map_err(|cause| StoreError::io("reading", path, cause))?;
         let tmp = self.tmp_path();
-        let mut out = std::fs::File::create(&tmp)
-            .map_err(|source| StoreError::io("creating", &tmp, source))?;
+        let mut out =
+            std::fs::File::create(&tmp).map_err(|cause| StoreError::io("creating", &tmp, cause))?;
         let mut whole = Hasher::new();
         let mut chunks = Vec::new();
-        let written = Chunker::new(profile, file)
-            .for_each_chunk(|offset, bytes| {
-                whole.update(bytes);
-                chunks.push((Hash::of(bytes), offset, bytes.len() as u32));
-                out.write_all(bytes)
-            })
-            .map_err(|source| StoreError::io("copying into the store", path, source))?;
-        if whole.finalize() != blob {
+        let (full_tx, full_rx) = mpsc::sync_channel::<Block>(2);
+        let (spare_tx, spare_rx) = mpsc::channel::<Block>();
+        let copied = std::thread::scope(|scope| {
+            let reader = scope.spawn(move || -> std::io::Result<()> {
+                let mut chunker = Chunker::new(profile, file);
+                while let Some(block) = chunker.next_block(spare_rx.try_recv().ok())? {
+                    if full_tx.send(block).is_err() {
+                        break; // the writer stopped on an error of its own
+                    }
+                }
+                Ok(())
+            });
+            let mut written = 0u64;
+            let write_result = (|| -> Result<(), StoreError> {
+                for block in full_rx {
+                    whole.update(&block.data);
+                    for (start, bytes) in block.chunks() {
+                        chunks.push((
+                            Hash::of(bytes),
+                            block.offset + start as u64,
+                            bytes.len() as u32,
+                        ));
+                    }
+                    out.write_all(&block.data)
+                        .map_err(|cause| StoreError::io("writing", &tmp, cause))?;
+                    written += block.data.len() as u64;
+                    progress(block.data.len() as u64);
+                    let _ = spare_tx.send(block);
+                }
+                Ok(())
+            })();
+            let read_result = reader
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the chunking thread panicked")));
+            read_result.map_err(|cause| StoreError::io("reading", path, cause))?;
+            write_result.map(|()| written)
+        });
+        let written = match copied {
+            Ok(written) => written,
+            Err(err) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(err);
+            }
+        };
+        let blob = whole.finalize();
+        if expected.is_some_and(|expected| expected != blob) {
             let _ = std::fs::remove_file(&tmp);
             return Err(StoreError::ChangedWhileReading {
                 path: path.to_owned(),
             });
         }
         drop(out);
-        self.add_new_blob(path, blob, written, tmp, chunks, profile, media_type, batch)
+        if let Some(imported) = self.reuse_blob(blob, media_type, batch)? {
+            let _ = std::fs::remove_file(&tmp);
+            return Ok(imported);
+        }
+        self.add_new_blob(blob, written, tmp, chunks, profile, media_type, batch)
     }
 
     #[expect(clippy::too_many_arguments, reason = "internal step with plain inputs")]
     fn add_new_blob(
         &self,
-        _path: &Path,
         blob: Hash,
         size: u64,
         tmp: PathBuf,
@@ -271,6 +416,7 @@ impl Store {
             manifest_hash,
             manifest,
             new_blob: true,
+            was_read: true,
             new_chunks,
             new_chunk_bytes,
         })
@@ -313,6 +459,14 @@ impl Store {
         }
         for pending in &batch.blobs {
             index::put_blob(&txn, &pending.blob, &pending.info, &pending.chunks)?;
+        }
+        {
+            let mut sources = txn.open_table(index::SOURCES).map_err(StoreError::index)?;
+            for (key, stamp, blob) in &batch.sources {
+                sources
+                    .insert(key.as_str(), index::encode_source(stamp, blob).as_slice())
+                    .map_err(StoreError::index)?;
+            }
         }
         let current = {
             let meta = txn.open_table(index::META).map_err(StoreError::index)?;

@@ -3,6 +3,7 @@
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
+use super::import::SourceStamp;
 use super::{BlobInfo, ChunkLocation, StoreError};
 use crate::hash::Hash;
 use crate::sign::SignedCatalog;
@@ -15,6 +16,9 @@ pub(crate) const BLOBS: TableDefinition<&[u8; 32], &[u8; 40]> = TableDefinition:
 pub(crate) const PARTIALS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("partials");
 /// object hash → encoded object.
 pub(crate) const OBJECTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("objects");
+/// source file path → dev, inode, size, mtime, ctime (u64/i64 LE) ‖ blob hash: what
+/// the last publish found there, so an unchanged file need not be read again.
+pub(crate) const SOURCES: TableDefinition<&str, &[u8]> = TableDefinition::new("sources");
 /// name → value: `catalog` holds the signed catalog in force.
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
@@ -26,6 +30,7 @@ pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(PARTIALS).map_err(StoreError::index)?;
     txn.open_table(OBJECTS).map_err(StoreError::index)?;
     txn.open_table(META).map_err(StoreError::index)?;
+    txn.open_table(SOURCES).map_err(StoreError::index)?;
     Ok(())
 }
 
@@ -67,6 +72,40 @@ pub(crate) fn decode_blob(bytes: &[u8; 40]) -> BlobInfo {
         size: u64::from_le_bytes(size),
         manifest: Hash::from_bytes(manifest),
     }
+}
+
+pub(crate) fn encode_source(stamp: &SourceStamp, blob: &Hash) -> Vec<u8> {
+    let mut out = Vec::with_capacity(88);
+    for value in [stamp.dev, stamp.ino, stamp.size] {
+        out.extend_from_slice(&value.to_le_bytes());
+    }
+    for value in [stamp.mtime.0, stamp.mtime.1, stamp.ctime.0, stamp.ctime.1] {
+        out.extend_from_slice(&value.to_le_bytes());
+    }
+    out.extend_from_slice(blob.as_bytes());
+    out
+}
+
+/// A damaged record decodes to a stamp that matches no file.
+pub(crate) fn decode_source(bytes: &[u8]) -> (SourceStamp, Hash) {
+    let word = |i: usize| -> [u8; 8] {
+        bytes
+            .get(i * 8..i * 8 + 8)
+            .and_then(|s| s.try_into().ok())
+            .unwrap_or([0xff; 8])
+    };
+    let stamp = SourceStamp {
+        dev: u64::from_le_bytes(word(0)),
+        ino: u64::from_le_bytes(word(1)),
+        size: u64::from_le_bytes(word(2)),
+        mtime: (i64::from_le_bytes(word(3)), i64::from_le_bytes(word(4))),
+        ctime: (i64::from_le_bytes(word(5)), i64::from_le_bytes(word(6))),
+    };
+    let blob = bytes
+        .get(56..88)
+        .and_then(|s| <[u8; 32]>::try_from(s).ok())
+        .unwrap_or([0; 32]);
+    (stamp, Hash::from_bytes(blob))
 }
 
 /// Records a complete blob and every chunk in it not already indexed.

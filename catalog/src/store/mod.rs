@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use redb::{ReadableDatabase, ReadableTableMetadata};
 
 pub use error::StoreError;
-pub use import::{ImportBatch, Imported};
+pub use import::{ImportBatch, ImportMode, Imported};
 pub use partial::PartialBlob;
 pub use scrub::{ScrubProblem, ScrubReport};
 

@@ -11,12 +11,17 @@ fn store() -> (tempfile::TempDir, Store) {
 }
 
 fn import(store: &Store, path: &Path) -> Imported {
+    import_with(store, path, ImportMode::TrustUnchanged)
+}
+
+fn import_with(store: &Store, path: &Path, mode: ImportMode) -> Imported {
     let mut batch = ImportBatch::new();
     let imported = store
         .import_file(
             path,
             ChunkingProfile::DEFAULT,
             "application/octet-stream",
+            mode,
             &mut batch,
             &mut |_| {},
         )
@@ -53,6 +58,13 @@ fn imported_blob_is_named_by_its_blake3_and_holds_the_file() {
 
 #[test]
 fn reimporting_stores_nothing_and_an_edit_adds_only_nearby_chunks() {
+    for mode in [ImportMode::TrustUnchanged, ImportMode::Rehash] {
+        reimport_and_edit(mode);
+    }
+}
+
+fn reimport_and_edit(mode: ImportMode) {
+    let import = |store: &Store, path: &Path| import_with(store, path, mode);
     let (dir, store) = store();
     let path = dir.path().join("video.bin");
     let mut data = generated(12_000_000, 11);
@@ -267,4 +279,30 @@ fn a_second_process_can_open_the_store_while_one_has_it() {
     std::fs::write(&path, b"shared").expect("write");
     let imported = import(&store, &path);
     assert!(other.has_blob(&imported.manifest.blob).expect("read"));
+}
+
+#[test]
+fn an_unchanged_settled_file_is_not_read_again_but_a_changed_one_is() {
+    let (dir, store) = store();
+    let path = dir.path().join("settled.bin");
+    let data = generated(6_000_000, 31);
+    std::fs::write(&path, &data).expect("write");
+    // Stamps younger than two seconds are not trusted (a write in the same tick would hide).
+    std::thread::sleep(std::time::Duration::from_millis(2_300));
+    let first = import(&store, &path);
+    assert!(first.was_read && first.new_blob);
+    let second = import(&store, &path);
+    assert!(
+        !second.was_read,
+        "an unchanged file is recognised by its stamp"
+    );
+    assert_eq!(second.manifest_hash, first.manifest_hash);
+    assert!(import_with(&store, &path, ImportMode::Rehash).was_read);
+
+    let mut changed = data;
+    changed[10] ^= 1;
+    std::fs::write(&path, &changed).expect("write");
+    let third = import(&store, &path);
+    assert!(third.was_read && third.new_blob);
+    assert_eq!(third.manifest.blob, Hash::of(&changed));
 }

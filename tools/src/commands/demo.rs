@@ -49,7 +49,12 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let origin = Origin::open(&origin_dir)?;
     for folder in &folders {
         let bar = progress::bytes_bar("publishing");
-        let result = server::publish(&origin, folder, &bar);
+        let result = server::publish(
+            &origin,
+            folder,
+            catalog::store::ImportMode::TrustUnchanged,
+            &bar,
+        );
         bar.finish_and_clear();
         let report = result.with_context(|| format!("publishing {}", folder.display()))?;
         println!(
@@ -64,9 +69,15 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         );
     }
     println!();
-    super::ls::run(&crate::cli::LsArgs { data: origin_dir.clone(), json: false })?;
+    super::ls::run(&crate::cli::LsArgs {
+        data: origin_dir.clone(),
+        json: false,
+    })?;
     println!();
-    let code = super::verify::run(&crate::cli::VerifyArgs { dir: origin_dir, json: false })?;
+    let code = super::verify::run(&crate::cli::VerifyArgs {
+        dir: origin_dir,
+        json: false,
+    })?;
     if args.data.is_none() {
         println!("(the demo ran in a temporary folder, now removed; pass --data DIR to keep it)");
     }

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
+use catalog::store::ImportMode;
 use server::Origin;
 
 use crate::cli::PublishArgs;
@@ -12,7 +13,12 @@ use crate::progress;
 pub fn run(args: &PublishArgs) -> anyhow::Result<ExitCode> {
     let origin = Origin::open(&args.data)?;
     let bar = progress::bytes_bar("publishing");
-    let result = server::publish(&origin, &args.folder, &bar);
+    let mode = if args.rehash {
+        ImportMode::Rehash
+    } else {
+        ImportMode::TrustUnchanged
+    };
+    let result = server::publish(&origin, &args.folder, mode, &bar);
     bar.finish_and_clear();
     let report = result.with_context(|| {
         format!(
@@ -36,10 +42,11 @@ pub fn run(args: &PublishArgs) -> anyhow::Result<ExitCode> {
         );
     }
     println!(
-        "  {} lessons, {} files, {}",
+        "  {} lessons, {} files, {} ({} files read, the rest unchanged since the last publish)",
         report.lessons,
         report.files,
-        format::bytes(report.bytes)
+        format::bytes(report.bytes),
+        report.files_read
     );
     println!(
         "  new: {} files ({}), {} chunks ({}) not held before",
