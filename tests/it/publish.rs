@@ -272,3 +272,53 @@ fn init_prints_a_key_and_refuses_to_overwrite() {
     assert_eq!(listing["sequence"], 0);
     assert_eq!(listing["courses"].as_array().expect("courses").len(), 0);
 }
+
+#[test]
+fn a_publish_killed_midway_leaves_the_previous_catalog_and_a_clean_store() {
+    let origin = TestOrigin::init();
+    let small = origin.dir.path().join("small");
+    std::fs::create_dir_all(small.join("01-a")).expect("mkdir");
+    std::fs::write(small.join("01-a/index.html"), "<p>a</p>").expect("write");
+    origin.publish(&small);
+
+    let big = origin.dir.path().join("big");
+    for lesson in 0..4 {
+        let dir = big.join(format!("{lesson:02}-video"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("lesson.mp4"), generated(40 * 1024 * 1024, lesson)).expect("write");
+    }
+    let mut child = shanlu_tests::shanlu()
+        .args([
+            "publish",
+            big.to_str().expect("utf-8"),
+            "--data",
+            &origin.data_str(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().expect("kill -9");
+    let status = child.wait().expect("wait");
+
+    // Whether it was killed before or after its commit, the store is consistent.
+    let listing = origin.ls();
+    let sequence = listing["sequence"].as_u64().expect("sequence");
+    if status.success() {
+        assert_eq!(sequence, 2);
+    } else {
+        assert_eq!(sequence, 1, "a killed publish must not change the catalog");
+    }
+    let text = run_ok(&["verify", &origin.data_str()]);
+    assert!(text.contains("all good"), "{text}");
+
+    // Publishing again completes, and no temporary file is left behind.
+    let report = origin.publish(&big);
+    assert_eq!(report["course_id"], "big");
+    assert_eq!(origin.ls()["sequence"], 2);
+    let tmp = origin.data().join("store/tmp");
+    assert_eq!(std::fs::read_dir(tmp).expect("tmp").count(), 0);
+    let text = run_ok(&["verify", &origin.data_str()]);
+    assert!(text.contains("all good"), "{text}");
+}
