@@ -63,19 +63,25 @@ pub fn cut_points(profile: ChunkingProfile, data: &[u8]) -> Vec<(u64, u32)> {
 pub struct Block {
     /// Offset in the input of `data[0]`.
     pub offset: u64,
-    /// The bytes of whole chunks, back to back.
-    pub data: Vec<u8>,
-    /// Length of each chunk in `data`, in order.
+    /// A reusable buffer; its first `len` bytes are whole chunks, back to back.
+    buffer: Vec<u8>,
+    len: usize,
+    /// Length of each chunk, in order.
     pub lengths: Vec<u32>,
 }
 
 impl Block {
+    /// The bytes of the block's chunks, back to back.
+    pub fn data(&self) -> &[u8] {
+        &self.buffer[..self.len]
+    }
+
     /// `(offset within data, bytes)` of each chunk.
     pub fn chunks(&self) -> impl Iterator<Item = (usize, &[u8])> {
         self.lengths.iter().scan(0usize, |start, &len| {
             let at = *start;
             *start += len as usize;
-            Some((at, &self.data[at..at + len as usize]))
+            Some((at, &self.buffer[at..at + len as usize]))
         })
     }
 }
@@ -115,26 +121,26 @@ impl<R: Read> Chunker<R> {
     pub fn next_block(&mut self, spare: Option<Block>) -> io::Result<Option<Block>> {
         let mut block = spare.unwrap_or_default();
         block.lengths.clear();
-        block.data.clear();
-        block.data.reserve(self.block_size);
-        block.data.extend_from_slice(&self.tail);
         block.offset = self.offset;
-        let mut filled = block.data.len();
-        block.data.resize(self.block_size.max(filled), 0);
-        while filled < block.data.len() && !self.eof {
-            match self.source.read(&mut block.data[filled..]) {
+        // The buffer keeps its length between uses, so it is zeroed only once.
+        if block.buffer.len() < self.block_size.max(self.tail.len()) {
+            block.buffer.resize(self.block_size.max(self.tail.len()), 0);
+        }
+        block.buffer[..self.tail.len()].copy_from_slice(&self.tail);
+        let mut filled = self.tail.len();
+        while filled < block.buffer.len() && !self.eof {
+            match self.source.read(&mut block.buffer[filled..]) {
                 Ok(0) => self.eof = true,
                 Ok(read) => filled += read,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => return Err(err),
             }
         }
-        block.data.truncate(filled);
         if filled == 0 {
             return Ok(None);
         }
         let max = self.profile.max as usize;
-        let window = &block.data[..];
+        let window = &block.buffer[..filled];
         let cdc = FastCDC::new(
             window,
             self.profile.min as usize,
@@ -149,8 +155,8 @@ impl<R: Read> Chunker<R> {
             position = cut;
         }
         self.tail.clear();
-        self.tail.extend_from_slice(&block.data[position..]);
-        block.data.truncate(position);
+        self.tail.extend_from_slice(&window[position..]);
+        block.len = position;
         self.offset += position as u64;
         Ok(Some(block))
     }

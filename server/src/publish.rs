@@ -113,6 +113,9 @@ pub fn publish(
                     batch,
                     &mut |n| progress.inc(n),
                 )?;
+                if imported.was_read {
+                    report.files_read += 1;
+                }
                 if imported.new_blob {
                     report.new_blobs += 1;
                     report.new_blob_bytes += imported.manifest.size;

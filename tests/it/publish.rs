@@ -184,6 +184,17 @@ fn republishing_stores_nothing_and_an_edit_adds_only_nearby_chunks() {
         &origin.data_str(),
     ]);
     assert!(text.contains("is unchanged"), "{text}");
+    let rehashed = run_ok(&[
+        "publish",
+        course_dir.to_str().expect("utf-8"),
+        "--data",
+        &origin.data_str(),
+        "--rehash",
+        "--json",
+    ]);
+    let rehashed: Value = serde_json::from_str(&rehashed).expect("json");
+    assert_eq!(rehashed["unchanged"], true);
+    assert_eq!(rehashed["files_read"], 8, "--rehash reads every file");
 
     let chunks_before = chunk_count(&origin);
     let video = course_dir.join("01-数数/counting.mp4");

@@ -18,6 +18,7 @@ use std::sync::mpsc;
 use redb::ReadableTable;
 
 use super::index::{self, CHUNKS};
+use super::syncer::Syncer;
 use super::{BlobInfo, Store, StoreError};
 use crate::chunker::{Block, Chunker, ChunkingProfile, cut_points};
 use crate::hash::{Hash, Hasher};
@@ -26,6 +27,8 @@ use crate::sign::SignedCatalog;
 
 /// Files up to this size are read into memory once; larger ones are streamed.
 const SMALL_FILE: u64 = 4 * 1024 * 1024;
+/// Start syncing a large blob's data to disk after every this many bytes written.
+const SYNC_EVERY: u64 = 64 * 1024 * 1024;
 /// Read size when hashing large files.
 const READ_BLOCK: usize = 1024 * 1024;
 
@@ -106,6 +109,8 @@ pub struct ImportBatch {
     manifests: HashMap<Hash, FileManifest>,
     /// Chunks added by this batch.
     seen_chunks: HashSet<Hash>,
+    /// Background syncs of large new blobs, started on the first one.
+    syncer: Option<Syncer>,
     /// Source stamps to record: path → (stamp, blob).
     sources: Vec<(String, SourceStamp, Hash)>,
     new_bytes: u64,
@@ -279,9 +284,9 @@ impl Store {
         )
     }
 
-    /// Chunks, hashes and copies a large file in one read. Reading and cutting
-    /// run on one thread, hashing and writing on this one, handing 4 MiB
-    /// blocks between them. With `expected`, the file must hash to it.
+    /// Chunks, hashes and copies a large file in one read, as a pipeline of
+    /// 4 MiB blocks over three threads: read and cut; hash (whole file and each
+    /// chunk); write. With `expected`, the file must hash to it.
     #[expect(clippy::too_many_arguments, reason = "internal step with plain inputs")]
     fn store_streamed(
         &self,
@@ -299,24 +304,25 @@ impl Store {
         let tmp = self.tmp_path();
         let mut out =
             std::fs::File::create(&tmp).map_err(|cause| StoreError::io("creating", &tmp, cause))?;
-        let mut whole = Hasher::new();
-        let mut chunks = Vec::new();
-        let (full_tx, full_rx) = mpsc::sync_channel::<Block>(2);
+        let (cut_tx, cut_rx) = mpsc::sync_channel::<Block>(2);
+        let (hashed_tx, hashed_rx) = mpsc::sync_channel::<Block>(2);
         let (spare_tx, spare_rx) = mpsc::channel::<Block>();
+        let syncer = batch.syncer.get_or_insert_with(Syncer::start);
         let copied = std::thread::scope(|scope| {
             let reader = scope.spawn(move || -> std::io::Result<()> {
                 let mut chunker = Chunker::new(profile, file);
                 while let Some(block) = chunker.next_block(spare_rx.try_recv().ok())? {
-                    if full_tx.send(block).is_err() {
-                        break; // the writer stopped on an error of its own
+                    if cut_tx.send(block).is_err() {
+                        break; // a later stage stopped on an error of its own
                     }
                 }
                 Ok(())
             });
-            let mut written = 0u64;
-            let write_result = (|| -> Result<(), StoreError> {
-                for block in full_rx {
-                    whole.update(&block.data);
+            let hasher = scope.spawn(move || {
+                let mut whole = Hasher::new();
+                let mut chunks = Vec::new();
+                for block in cut_rx {
+                    whole.update(block.data());
                     for (start, bytes) in block.chunks() {
                         chunks.push((
                             Hash::of(bytes),
@@ -324,33 +330,54 @@ impl Store {
                             bytes.len() as u32,
                         ));
                     }
-                    out.write_all(&block.data)
+                    if hashed_tx.send(block).is_err() {
+                        break;
+                    }
+                }
+                (whole.finalize(), chunks)
+            });
+            let mut written = 0u64;
+            let write_result = (|| -> Result<(), StoreError> {
+                for block in hashed_rx {
+                    let len = block.data().len() as u64;
+                    out.write_all(block.data())
                         .map_err(|cause| StoreError::io("writing", &tmp, cause))?;
-                    written += block.data.len() as u64;
-                    progress(block.data.len() as u64);
+                    written += len;
+                    if written % SYNC_EVERY < len {
+                        syncer.sync(&tmp, &out)?;
+                    }
+                    progress(len);
                     let _ = spare_tx.send(block);
                 }
                 Ok(())
             })();
+            drop(spare_tx);
             let read_result = reader
                 .join()
                 .unwrap_or_else(|_| Err(std::io::Error::other("the chunking thread panicked")));
+            let hashed = hasher
+                .join()
+                .map_err(|_| StoreError::Index("the hashing thread panicked".into()));
             read_result.map_err(|cause| StoreError::io("reading", path, cause))?;
-            write_result.map(|()| written)
+            write_result?;
+            let (blob, chunks) = hashed?;
+            Ok((written, blob, chunks))
         });
-        let written = match copied {
-            Ok(written) => written,
+        let (written, blob, chunks) = match copied {
+            Ok(copied) => copied,
             Err(err) => {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(err);
             }
         };
-        let blob = whole.finalize();
         if expected.is_some_and(|expected| expected != blob) {
             let _ = std::fs::remove_file(&tmp);
             return Err(StoreError::ChangedWhileReading {
                 path: path.to_owned(),
             });
+        }
+        if let Some(syncer) = &batch.syncer {
+            syncer.sync(&tmp, &out)?;
         }
         drop(out);
         if let Some(imported) = self.reuse_blob(blob, media_type, batch)? {
@@ -433,7 +460,7 @@ impl Store {
     /// Either all of it is committed or none of the index changes are.
     pub fn commit_batch_with_catalog<E: From<StoreError>>(
         &self,
-        batch: ImportBatch,
+        mut batch: ImportBatch,
         update: impl FnOnce(Option<SignedCatalog>) -> Result<Option<SignedCatalog>, E>,
     ) -> Result<Option<SignedCatalog>, E> {
         for pending in &batch.blobs {
@@ -445,7 +472,11 @@ impl Store {
             std::fs::rename(&pending.tmp, &target)
                 .map_err(|source| StoreError::io("moving a blob into", &target, source))?;
         }
+        if let Some(syncer) = batch.syncer.take() {
+            syncer.finish()?;
+        }
         if !batch.blobs.is_empty() {
+            // Small blobs, directories and renames: one sync for the whole filesystem.
             self.sync_files()?;
         }
         let txn = self.db.begin_write().map_err(StoreError::index)?;

@@ -24,6 +24,7 @@ mod import;
 mod index;
 mod partial;
 mod scrub;
+mod syncer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
