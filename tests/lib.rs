@@ -68,19 +68,7 @@ pub fn run_err(args: &[&str]) -> String {
     String::from_utf8(output.stderr).expect("stderr is UTF-8")
 }
 
-/// Deterministic pseudo-random bytes (xorshift64*), the same on every machine.
-pub fn generated(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+pub use catalog::testdata::generated;
 
 /// A temporary origin made by `shanlu origin init`.
 pub struct TestOrigin {

@@ -182,19 +182,7 @@ pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// Deterministic pseudo-random bytes (xorshift64*), the same on every machine.
-    pub(crate) fn generated(len: usize, seed: u64) -> Vec<u8> {
-        let mut state = seed | 1;
-        let mut out = Vec::with_capacity(len + 8);
-        while out.len() < len {
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-        }
-        out.truncate(len);
-        out
-    }
+    pub(crate) use crate::testdata::generated;
 
     fn stream_cuts(profile: ChunkingProfile, data: &[u8]) -> Vec<(u64, u32)> {
         let mut cuts = Vec::new();

@@ -9,12 +9,14 @@
 //!   deterministic, hash-addressed encoding.
 //! - [`sign`]: Ed25519 keys and the [`SignedCatalog`].
 //! - [`store`]: the on-disk [`Store`] of blobs, partial blobs and the redb index.
+//! - [`testdata`]: deterministic bytes for tests and benchmarks.
 
 pub mod chunker;
 pub mod hash;
 pub mod object;
 pub mod sign;
 pub mod store;
+pub mod testdata;
 pub mod text;
 
 pub use chunker::ChunkingProfile;
