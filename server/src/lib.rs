@@ -7,11 +7,22 @@
 //! - [`publish`]: storing a course folder's files and committing the new course
 //!   version and signed catalog in one step.
 //!
-//! The sync protocol server (QUIC and HTTP) builds on these.
+//! - [`tls`]: the origin's self-signed certificate and the pinned-fingerprint verifier.
+//! - [`tokens`]: per-edge tokens, stored hashed.
+//! - [`protocol`]: the framed request/response protocol over QUIC.
+//! - [`transport`]: QUIC settings for long, lossy links.
+//! - [`serve`]: `origin serve` — the QUIC listener and its handlers.
+//! - [`http`]: the same objects over HTTP.
 
 pub mod folder;
+pub mod http;
 pub mod origin;
+pub mod protocol;
 pub mod publish;
+pub mod serve;
+pub mod tls;
+pub mod tokens;
+pub mod transport;
 
 pub use origin::Origin;
 pub use publish::{PublishReport, publish};

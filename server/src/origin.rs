@@ -6,6 +6,8 @@
 //!   origin.key         the Ed25519 signing key (hex, mode 0600): never leaves this machine
 //!   admin-token.b3     BLAKE3 of the admin token (the token itself is shown once)
 //!   publish.lock       held while a publish runs
+//!   tls/               the QUIC certificate and its key (edges pin the certificate)
+//!   edges.toml         edge names and the BLAKE3 of their tokens
 //!   store/             blobs, objects and the signed catalog
 //! ```
 
@@ -27,6 +29,8 @@ pub struct Origin {
 /// What `origin init` hands the administrator.
 pub struct InitReport {
     pub public_key: PublicKey,
+    /// SHA-256 of the origin's TLS certificate, which edges pin.
+    pub cert_fingerprint: String,
     /// Shown once; only its hash is kept.
     pub admin_token: String,
 }
@@ -98,6 +102,11 @@ impl Origin {
         let key = OriginKey::generate().map_err(|err| OriginError::Random(err.to_string()))?;
         let admin_token = random_token()?;
 
+        let tls =
+            crate::tls::TlsIdentity::load_or_create(dir).map_err(|err| OriginError::Damaged {
+                path: dir.join("tls"),
+                reason: err.to_string(),
+            })?;
         let store = Store::open(dir.join("store"))?;
         let signed = key.sign(&Catalog::empty(now_secs()));
         store.commit_batch_with_catalog(ImportBatch::new(), |_| {
@@ -124,6 +133,7 @@ impl Origin {
         write_secret(&key_path, &hex::encode(key.to_bytes()))?;
         Ok(InitReport {
             public_key: key.public(),
+            cert_fingerprint: tls.fingerprint(),
             admin_token,
         })
     }

@@ -33,6 +33,11 @@ pub enum Command {
         #[command(subcommand)]
         command: OriginCommand,
     },
+    /// Set up and run a school edge.
+    Edge {
+        #[command(subcommand)]
+        command: EdgeCommand,
+    },
     /// Publish a course folder: store its files and sign a new catalog.
     Publish(PublishArgs),
     /// List the courses, lessons and files held in a data folder.
@@ -43,8 +48,97 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum OriginCommand {
-    /// Create an origin: signing key, admin token, store and an empty signed catalog.
+    /// Create an origin: signing key, TLS certificate, admin token, store and an empty signed catalog.
     Init(OriginInitArgs),
+    /// Serve the sync protocol over QUIC and the same objects over HTTP until Ctrl-C.
+    Serve(OriginServeArgs),
+    /// Issue a token for a new school edge (printed once).
+    AddEdge(AddEdgeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OriginServeArgs {
+    /// The origin's data folder.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+
+    /// Where to listen for QUIC (UDP).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:4433")]
+    pub quic: std::net::SocketAddr,
+
+    /// Where to listen for HTTP (TCP), the fallback and CDN route.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8081")]
+    pub http: std::net::SocketAddr,
+}
+
+#[derive(Debug, Args)]
+pub struct AddEdgeArgs {
+    /// The origin's data folder.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+
+    /// A name for the edge, e.g. the school: letters, digits, '-', '_', '.'.
+    #[arg(long)]
+    pub name: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EdgeCommand {
+    /// Set up an edge's data folder, pinned to one origin.
+    Init(EdgeInitArgs),
+    /// Sync once with progress bars; exit 0 only when everything subscribed is held and verified.
+    Sync(EdgeSyncArgs),
+    /// What the edge holds and how its last sync went.
+    Status(EdgeStatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EdgeInitArgs {
+    /// The edge's data folder (created).
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+
+    /// The origin, as quic://HOST:PORT.
+    #[arg(long, value_name = "URL")]
+    pub origin: String,
+
+    /// The origin key `shanlu origin init` printed (64 hex digits).
+    #[arg(long, value_name = "KEY")]
+    pub origin_key: String,
+
+    /// The origin certificate fingerprint `shanlu origin init` printed (64 hex digits).
+    #[arg(long, value_name = "FINGERPRINT")]
+    pub origin_cert: String,
+
+    /// This edge's token from `shanlu origin add-edge`.
+    #[arg(long)]
+    pub token: String,
+
+    /// Which courses' files to hold: `all`, or course ids separated by commas.
+    #[arg(long, value_name = "all|COURSE_ID,…", default_value = "all")]
+    pub subscribe: String,
+}
+
+#[derive(Debug, Args)]
+pub struct EdgeSyncArgs {
+    /// The edge's data folder.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EdgeStatusArgs {
+    /// The edge's data folder.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+
+    /// Print the status as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -13,17 +13,25 @@ pub mod commands;
 pub mod format;
 pub mod logging;
 pub mod progress;
+pub mod signals;
 
 use std::process::ExitCode;
 
-use cli::{Cli, Command, OriginCommand};
+use cli::{Cli, Command, EdgeCommand, OriginCommand};
 
 /// Runs one invocation; the exit code says how it went.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Origin {
-            command: OriginCommand::Init(args),
-        } => commands::origin::init(&args),
+        Command::Origin { command } => match command {
+            OriginCommand::Init(args) => commands::origin::init(&args),
+            OriginCommand::Serve(args) => commands::origin::serve(&args),
+            OriginCommand::AddEdge(args) => commands::origin::add_edge(&args),
+        },
+        Command::Edge { command } => match command {
+            EdgeCommand::Init(args) => commands::edge::init(&args),
+            EdgeCommand::Sync(args) => commands::edge::sync(&args),
+            EdgeCommand::Status(args) => commands::edge::status(&args),
+        },
         Command::Demo(args) => commands::demo::run(&args),
         Command::Publish(args) => commands::publish::run(&args),
         Command::Ls(args) => commands::ls::run(&args),

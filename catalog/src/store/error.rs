@@ -38,6 +38,14 @@ pub enum StoreError {
         actual: Hash,
         actual_len: usize,
     },
+    #[error(
+        "chunk {chunk} is damaged in blob {blob} ({path}); run `shanlu verify` on this data folder"
+    )]
+    CorruptChunk {
+        chunk: Hash,
+        blob: Hash,
+        path: PathBuf,
+    },
     #[error("blob {expected} was assembled but hashed to {actual}; its chunks were discarded")]
     BlobMismatch { expected: Hash, actual: Hash },
     #[error("blob {blob} is missing {missing} chunks; fetch them before finishing")]

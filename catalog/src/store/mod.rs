@@ -278,6 +278,62 @@ impl Store {
             })
     }
 
+    /// The encoded signed catalog in force, as it travels.
+    pub fn signed_catalog_bytes(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(index::META).map_err(StoreError::index)?;
+        let value = table.get(index::META_CATALOG).map_err(StoreError::index)?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    /// The bytes of a chunk held locally, read from the blob that holds it and
+    /// checked against the chunk's hash: damaged data is never handed out.
+    pub fn chunk_bytes(&self, chunk: &Hash) -> Result<Option<Vec<u8>>, StoreError> {
+        use std::os::unix::fs::FileExt;
+        let Some(location) = self.chunk_location(chunk)? else {
+            return Ok(None);
+        };
+        let path = self.blob_path(&location.blob);
+        let file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::CorruptChunk {
+                    chunk: *chunk,
+                    blob: location.blob,
+                    path,
+                });
+            }
+            Err(cause) => return Err(StoreError::io("opening", &path, cause)),
+        };
+        let mut bytes = vec![0u8; location.len as usize];
+        if file.read_exact_at(&mut bytes, location.offset).is_err() || Hash::of(&bytes) != *chunk {
+            return Err(StoreError::CorruptChunk {
+                chunk: *chunk,
+                blob: location.blob,
+                path,
+            });
+        }
+        Ok(Some(bytes))
+    }
+
+    /// A small named value kept in the index (status records and the like).
+    pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(index::META).map_err(StoreError::index)?;
+        let value = table.get(name).map_err(StoreError::index)?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    /// Sets a named value; `catalog` is reserved for [`Store::set_signed_catalog`].
+    pub fn set_meta(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        debug_assert_ne!(name, index::META_CATALOG);
+        self.write(|txn| {
+            let mut table = txn.open_table(index::META).map_err(StoreError::index)?;
+            table.insert(name, value).map_err(StoreError::index)?;
+            Ok(())
+        })
+    }
+
     /// Replaces the catalog in force. The caller has verified it; its object is stored too.
     pub fn set_signed_catalog(&self, signed: &SignedCatalog) -> Result<(), StoreError> {
         self.write(|txn| index::put_catalog(txn, signed))

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod demo;
+pub mod edge;
 pub mod ls;
 pub mod origin;
 pub mod publish;
@@ -35,10 +36,18 @@ impl DataFolder {
         };
         let store = Store::open_existing(&store_dir)
             .with_context(|| format!("opening the store in {}", store_dir.display()))?;
-        let key = server::origin::read_public_key(dir)?;
+        let origin_key = server::origin::read_public_key(dir)?;
+        let is_origin = origin_key.is_some();
+        let key = match origin_key {
+            Some(key) => Some(key),
+            None if edge_cache::config::config_path(dir).is_file() => {
+                Some(edge_cache::EdgeConfig::load(dir)?.public_key()?)
+            }
+            None => None,
+        };
         Ok(DataFolder {
             store,
-            is_origin: key.is_some(),
+            is_origin,
             key,
         })
     }

@@ -5,17 +5,54 @@ use std::process::ExitCode;
 use anyhow::Context;
 use server::Origin;
 
-use crate::cli::OriginInitArgs;
+use crate::cli::{AddEdgeArgs, OriginInitArgs, OriginServeArgs};
 
 pub fn init(args: &OriginInitArgs) -> anyhow::Result<ExitCode> {
     let report = Origin::init(&args.data)
         .with_context(|| format!("setting up an origin in {}", args.data.display()))?;
     println!("origin initialized in {}", args.data.display());
     println!("origin key: {}", report.public_key);
+    println!("origin certificate: {}", report.cert_fingerprint);
     println!("admin token: {}", report.admin_token);
     eprintln!(
-        "Give the origin key to every school edge (`shanlu edge init --origin-key …`).\n\
+        "Give the origin key and certificate to every school edge\n\
+         (`shanlu edge init --origin-key … --origin-cert …`).\n\
          The admin token is shown only this once: store it somewhere safe."
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn serve(args: &OriginServeArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let bound = server::serve::bind(&args.data, args.quic, args.http)
+            .await
+            .with_context(|| format!("starting the origin in {}", args.data.display()))?;
+        println!("quic: {}", bound.quic_addr);
+        println!("http: {}", bound.http_addr);
+        println!("origin certificate: {}", bound.cert_fingerprint);
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            crate::signals::stop_requested().await;
+            signal.cancel();
+        });
+        bound.run(shutdown).await;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn add_edge(args: &AddEdgeArgs) -> anyhow::Result<ExitCode> {
+    Origin::open(&args.data)?;
+    let token = server::tokens::add_edge(&args.data, &args.name)
+        .with_context(|| format!("adding edge {} to {}", args.name, args.data.display()))?;
+    println!("edge token: {token}");
+    eprintln!(
+        "Give this token to the school's edge (`shanlu edge init --token ...`). It is shown only once;\n\
+         the origin keeps only its hash."
     );
     Ok(ExitCode::SUCCESS)
 }

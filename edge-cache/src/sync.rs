@@ -1,0 +1,746 @@
+//! One sync pass: catalog, metadata, then the files of subscribed courses.
+//!
+//! 1. Fetch the signed catalog if the origin has a newer one; verify it against
+//!    the pinned key; refuse a lower sequence than the one held.
+//! 2. Fetch every metadata object the edge lacks (courses, lessons, manifests of
+//!    every course, subscribed or not, so teachers can browse the catalog), each
+//!    checked against its hash; then make the new catalog the one in force.
+//! 3. For every file of a subscribed course not yet held: copy the chunks the
+//!    store already holds, fetch the rest with several requests in flight, check
+//!    each chunk against its hash before it is written, check the whole file,
+//!    then move it into the store.
+//!
+//! Files are assembled by an actor on a blocking thread that owns the partial
+//! blobs; the network side feeds it chunks through a bounded channel. A lost
+//! connection is re-made with backoff and only the chunks not yet received are
+//! asked for again. Chunks recorded in a partial blob's index record are never
+//! fetched again, even after a `kill -9`.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use catalog::store::StoreError;
+use catalog::{Catalog, FileManifest, Hash, Object, SignedCatalog, Store};
+use indicatif::ProgressBar;
+use serde::{Deserialize, Serialize};
+use server::protocol::{Request, Response};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::client::{Client, ClientError};
+use crate::config::{self, EdgeConfig};
+
+/// Chunks asked for in one request.
+const CHUNKS_PER_REQUEST: usize = 64;
+/// Chunk requests in flight at once.
+const REQUESTS_IN_FLIGHT: usize = 8;
+/// Files assembled together: up to this many bytes still to fetch, or files.
+const SET_BYTES: u64 = 64 * 1024 * 1024;
+const SET_FILES: usize = 512;
+/// Connection attempts in a row without progress before a sync gives up.
+const MAX_ATTEMPTS: u32 = 8;
+/// Where the last sync's outcome is kept in the store.
+pub const LAST_SYNC: &str = "edge.last_sync";
+
+/// What a sync pass did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SyncReport {
+    /// The catalog sequence in force afterwards.
+    pub sequence: u64,
+    pub catalog_updated: bool,
+    pub objects_fetched: u64,
+    /// Chunk bytes received from the origin.
+    pub bytes_fetched: u64,
+    pub chunks_fetched: u64,
+    /// Bytes copied from blobs the edge already held instead of fetched.
+    pub bytes_reused: u64,
+    /// Files completed and verified in this pass.
+    pub files_completed: u64,
+    /// Files of subscribed courses held (verified) after this pass.
+    pub files_held: u64,
+    /// Files of subscribed courses not held after this pass.
+    pub files_missing: u64,
+    /// One line per file that could not be completed, naming it and why.
+    pub failures: Vec<String>,
+    pub reconnects: u32,
+    /// Everything subscribed is held and verified.
+    pub complete: bool,
+    pub finished_at: u64,
+    /// Set when the pass stopped on an error.
+    pub error: Option<String>,
+}
+
+/// Why a sync pass stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("refused the origin's catalog: {0}; nothing was stored")]
+    BadCatalog(String),
+    #[error(
+        "refused the origin's catalog: its sequence {offered} is lower than the {held} this edge holds (a rollback); nothing was stored"
+    )]
+    Rollback { offered: u64, held: u64 },
+    #[error("the origin has no catalog yet; publish a course on the origin first")]
+    NoCatalog,
+    #[error(
+        "the origin does not hold object {hash} that its catalog names; ask the administrator to run `shanlu verify` on the origin"
+    )]
+    MissingObject { hash: Hash },
+    #[error("object {hash} from the origin was refused: {reason}")]
+    BadObject { hash: Hash, reason: String },
+    #[error("gave up after {attempts} attempts to reach the origin: {last}")]
+    Unreachable { attempts: u32, last: ClientError },
+}
+
+/// One file to assemble.
+#[derive(Clone)]
+struct FileJob {
+    label: String,
+    manifest_hash: Hash,
+    manifest: FileManifest,
+}
+
+/// Runs one sync pass for the edge in `dir`. `progress` shows bytes fetched.
+pub async fn sync_once(dir: &Path, progress: &ProgressBar) -> Result<SyncReport, SyncError> {
+    let config = EdgeConfig::load(dir)?;
+    let store = Arc::new(Store::open(config::store_path(dir))?);
+    let mut report = SyncReport::default();
+    let result = run(&config, &store, progress, &mut report).await;
+    report.finished_at = server::origin::now_secs();
+    if let Err(err) = &result {
+        report.error = Some(err.to_string());
+        report.complete = false;
+    }
+    if let Ok(json) = serde_json::to_vec(&report) {
+        let _ = store.set_meta(LAST_SYNC, &json);
+    }
+    result.map(|()| report)
+}
+
+async fn run(
+    config: &EdgeConfig,
+    store: &Arc<Store>,
+    progress: &ProgressBar,
+    report: &mut SyncReport,
+) -> Result<(), SyncError> {
+    let key = config.public_key()?;
+    let mut link = Link::connect(config).await?;
+
+    // 1. The catalog.
+    let held =
+        match store.signed_catalog()? {
+            Some(signed) => Some(signed.verify(&key).map_err(|err| {
+                SyncError::BadCatalog(format!("the catalog held locally: {err}"))
+            })?),
+            None => None,
+        };
+    let held_sequence = held.as_ref().map(|c| c.sequence);
+    let offered = link
+        .retry(|client| async move { client.catalog(held_sequence).await })
+        .await?;
+    let (catalog, new_signed) = match offered {
+        Some(bytes) => {
+            let signed = SignedCatalog::decode(&bytes)
+                .map_err(|err| SyncError::BadCatalog(err.to_string()))?;
+            let catalog = signed
+                .verify(&key)
+                .map_err(|err| SyncError::BadCatalog(err.to_string()))?;
+            if let Some(held) = held_sequence
+                && catalog.sequence < held
+            {
+                return Err(SyncError::Rollback {
+                    offered: catalog.sequence,
+                    held,
+                });
+            }
+            (catalog, Some(signed))
+        }
+        None => (held.ok_or(SyncError::NoCatalog)?, None),
+    };
+    report.sequence = catalog.sequence;
+
+    // 2. Metadata, level by level.
+    fetch_metadata(&mut link, store, &catalog, report).await?;
+    if let Some(signed) = new_signed {
+        store.set_signed_catalog(&signed)?;
+        report.catalog_updated = true;
+        info!(sequence = catalog.sequence, "new catalog in force");
+    }
+
+    // 3. Files of subscribed courses.
+    let jobs = file_jobs(store, &catalog, config)?;
+    let total_files = jobs.len() as u64;
+    let mut todo: Vec<FileJob> = Vec::new();
+    let mut seen = HashSet::new();
+    for job in jobs {
+        if store.has_blob(&job.manifest.blob)? || !seen.insert(job.manifest.blob) {
+            continue;
+        }
+        todo.push(job);
+    }
+    let held_before = total_files - todo.len() as u64;
+    progress.set_length(todo.iter().map(|job| job.manifest.size).sum());
+    let mut failed_blobs = HashSet::new();
+    let mut queue: VecDeque<FileJob> = todo.into();
+    while !queue.is_empty() {
+        let mut set = Vec::new();
+        let mut set_bytes = 0;
+        while let Some(job) = queue.pop_front() {
+            set_bytes += job.manifest.size;
+            set.push(job);
+            if set_bytes >= SET_BYTES || set.len() >= SET_FILES {
+                break;
+            }
+        }
+        let outcome = assemble_set(&mut link, store, set, progress, report).await?;
+        failed_blobs.extend(outcome);
+    }
+    report.reconnects = link.reconnects;
+    report.files_held = jobs_held(store, &catalog, config)?;
+    report.files_missing = total_files.saturating_sub(report.files_held);
+    report.complete = report.files_missing == 0 && failed_blobs.is_empty();
+    let _ = held_before;
+    let status = serde_json::json!({
+        "edge": link.client.edge_name,
+        "sequence": report.sequence,
+        "files_held": report.files_held,
+        "files_missing": report.files_missing,
+    });
+    let _ = link.client.report_status(status.to_string()).await;
+    link.client.close().await;
+    Ok(())
+}
+
+/// Fetches courses, then lessons, then manifests the store lacks.
+async fn fetch_metadata(
+    link: &mut Link,
+    store: &Arc<Store>,
+    catalog: &Catalog,
+    report: &mut SyncReport,
+) -> Result<(), SyncError> {
+    let course_hashes: Vec<Hash> = catalog.courses.values().map(|entry| entry.hash).collect();
+    fetch_objects(link, store, &course_hashes, report).await?;
+    let mut lesson_hashes = Vec::new();
+    let mut manifest_hashes = Vec::new();
+    for hash in &course_hashes {
+        let course =
+            store
+                .require_object(hash)?
+                .into_course()
+                .map_err(|err| SyncError::BadObject {
+                    hash: *hash,
+                    reason: err.to_string(),
+                })?;
+        lesson_hashes.extend(course.lessons.iter().map(|l| l.hash));
+        manifest_hashes.extend(course.files.iter().map(|f| f.manifest));
+    }
+    fetch_objects(link, store, &lesson_hashes, report).await?;
+    for hash in &lesson_hashes {
+        let lesson =
+            store
+                .require_object(hash)?
+                .into_lesson()
+                .map_err(|err| SyncError::BadObject {
+                    hash: *hash,
+                    reason: err.to_string(),
+                })?;
+        manifest_hashes.extend(lesson.files.iter().map(|f| f.manifest));
+    }
+    fetch_objects(link, store, &manifest_hashes, report).await
+}
+
+async fn fetch_objects(
+    link: &mut Link,
+    store: &Arc<Store>,
+    hashes: &[Hash],
+    report: &mut SyncReport,
+) -> Result<(), SyncError> {
+    let mut wanted = Vec::new();
+    let mut seen = HashSet::new();
+    for hash in hashes {
+        if seen.insert(*hash) && store.object_bytes(hash)?.is_none() {
+            wanted.push(*hash);
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let wanted = Arc::new(wanted);
+    let found = link
+        .retry(|client| {
+            let wanted = wanted.clone();
+            async move { client.objects(&wanted).await }
+        })
+        .await?;
+    let mut verified = Vec::with_capacity(found.len());
+    for (hash, bytes) in found {
+        let bytes = bytes.ok_or(SyncError::MissingObject { hash })?;
+        Object::decode_verified(&hash, &bytes).map_err(|err| SyncError::BadObject {
+            hash,
+            reason: err.to_string(),
+        })?;
+        verified.push((hash, bytes));
+    }
+    report.objects_fetched += verified.len() as u64;
+    store.put_objects(&verified)?;
+    Ok(())
+}
+
+/// Every file of every subscribed course, in course and lesson order.
+fn file_jobs(
+    store: &Store,
+    catalog: &Catalog,
+    config: &EdgeConfig,
+) -> Result<Vec<FileJob>, SyncError> {
+    let mut jobs = Vec::new();
+    for (id, entry) in &catalog.courses {
+        if !config.subscribe.includes(id) {
+            continue;
+        }
+        let course = store
+            .require_object(&entry.hash)?
+            .into_course()
+            .map_err(|err| SyncError::BadObject {
+                hash: entry.hash,
+                reason: err.to_string(),
+            })?;
+        let mut files: Vec<(String, catalog::FileEntry)> = course
+            .files
+            .iter()
+            .map(|f| (format!("{id}/{}", f.path), f.clone()))
+            .collect();
+        for lesson_ref in &course.lessons {
+            let lesson = store
+                .require_object(&lesson_ref.hash)?
+                .into_lesson()
+                .map_err(|err| SyncError::BadObject {
+                    hash: lesson_ref.hash,
+                    reason: err.to_string(),
+                })?;
+            files.extend(
+                lesson
+                    .files
+                    .iter()
+                    .map(|f| (format!("{id}/{}/{}", lesson.id, f.path), f.clone())),
+            );
+        }
+        for (label, file) in files {
+            let manifest = store.manifest(&file.manifest)?;
+            jobs.push(FileJob {
+                label,
+                manifest_hash: file.manifest,
+                manifest,
+            });
+        }
+    }
+    Ok(jobs)
+}
+
+fn jobs_held(store: &Store, catalog: &Catalog, config: &EdgeConfig) -> Result<u64, SyncError> {
+    let mut held = 0;
+    for job in file_jobs(store, catalog, config)? {
+        if store.has_blob(&job.manifest.blob)? {
+            held += 1;
+        }
+    }
+    Ok(held)
+}
+
+/// Messages to the assembler actor.
+enum ToAssembler {
+    Chunk(Hash, Vec<u8>),
+    Done,
+}
+
+/// What the assembler found when it opened a set.
+struct Opened {
+    needed: Vec<(Hash, u32)>,
+    reused: u64,
+}
+
+/// Assembles one set of files; returns the blobs that failed.
+async fn assemble_set(
+    link: &mut Link,
+    store: &Arc<Store>,
+    set: Vec<FileJob>,
+    progress: &ProgressBar,
+    report: &mut SyncReport,
+) -> Result<Vec<Hash>, SyncError> {
+    let (to_assembler, inbox) = mpsc::channel::<ToAssembler>(64);
+    let (opened_tx, opened_rx) = tokio::sync::oneshot::channel::<Result<Opened, StoreError>>();
+    let actor_store = store.clone();
+    let actor = tokio::task::spawn_blocking(move || assembler(&actor_store, set, inbox, opened_tx));
+    let opened = match opened_rx.await {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(err)) => return Err(err.into()),
+        Err(_) => {
+            return Err(SyncError::Store(actor.await.map_or_else(
+                |_| StoreError::Index("the assembler stopped".into()),
+                |result| {
+                    result
+                        .err()
+                        .unwrap_or_else(|| StoreError::Index("the assembler stopped".into()))
+                },
+            )));
+        }
+    };
+    report.bytes_reused += opened.reused;
+    progress.inc(opened.reused);
+
+    let fetched = fetch_chunks(link, opened.needed, &to_assembler, progress).await;
+    let _ = to_assembler.send(ToAssembler::Done).await;
+    let outcome = actor
+        .await
+        .map_err(|_| StoreError::Index("the assembler panicked".into()))??;
+    let (bytes, chunks, missing) = fetched?;
+    report.bytes_fetched += bytes;
+    report.chunks_fetched += chunks;
+    report.files_completed += outcome.completed;
+    for (blob, label, reason) in &outcome.failed {
+        warn!(%blob, file = %label, "{reason}");
+        report
+            .failures
+            .push(format!("{label} (blob {blob}): {reason}"));
+    }
+    for hash in missing {
+        warn!(chunk = %hash, "the origin does not hold this chunk");
+    }
+    Ok(outcome
+        .failed
+        .into_iter()
+        .map(|(blob, _, _)| blob)
+        .collect())
+}
+
+struct SetOutcome {
+    completed: u64,
+    failed: Vec<(Hash, String, String)>,
+}
+
+/// The actor: owns the set's partial blobs, writes verified chunks, finishes files.
+fn assembler(
+    store: &Store,
+    set: Vec<FileJob>,
+    mut inbox: mpsc::Receiver<ToAssembler>,
+    opened: tokio::sync::oneshot::Sender<Result<Opened, StoreError>>,
+) -> Result<SetOutcome, StoreError> {
+    let mut partials = Vec::with_capacity(set.len());
+    let mut reused = 0;
+    let mut needed: HashMap<Hash, u32> = HashMap::new();
+    let mut order = Vec::new();
+    let open = (|| -> Result<(), StoreError> {
+        for job in &set {
+            let mut partial = store.partial(job.manifest_hash, job.manifest.clone())?;
+            reused += partial.reuse_local()?;
+            for index in partial.missing() {
+                let chunk = job.manifest.chunks[index];
+                if needed.insert(chunk.hash, chunk.len).is_none() {
+                    order.push(chunk.hash);
+                }
+            }
+            partials.push(partial);
+        }
+        Ok(())
+    })();
+    if let Err(err) = open {
+        let _ = opened.send(Err(StoreError::Index(err.to_string())));
+        return Err(err);
+    }
+    let _ = opened.send(Ok(Opened {
+        needed: order.iter().map(|h| (*h, needed[h])).collect(),
+        reused,
+    }));
+
+    // Which partials need each chunk.
+    let mut wanted_by: HashMap<Hash, Vec<usize>> = HashMap::new();
+    for (slot, partial) in partials.iter().enumerate() {
+        for index in partial.missing() {
+            wanted_by
+                .entry(partial.manifest().chunks[index].hash)
+                .or_default()
+                .push(slot);
+        }
+    }
+    let mut failed: Vec<Option<String>> = vec![None; partials.len()];
+    while let Some(message) = inbox.blocking_recv() {
+        let ToAssembler::Chunk(hash, bytes) = message else {
+            break;
+        };
+        for &slot in wanted_by.get(&hash).map(Vec::as_slice).unwrap_or(&[]) {
+            if failed[slot].is_some() {
+                continue;
+            }
+            match partials[slot].write_chunk_by_hash(&hash, &bytes) {
+                Ok(_) => {}
+                Err(err @ StoreError::ChunkMismatch { .. }) => {
+                    failed[slot] = Some(format!("refused a chunk from the origin: {err}"));
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+    let mut outcome = SetOutcome {
+        completed: 0,
+        failed: Vec::new(),
+    };
+    for ((partial, job), failure) in partials.into_iter().zip(&set).zip(failed) {
+        let mut partial = partial;
+        if let Some(reason) = failure {
+            partial.flush()?;
+            outcome
+                .failed
+                .push((job.manifest.blob, job.label.clone(), reason));
+            continue;
+        }
+        let missing = partial.missing();
+        if !missing.is_empty() {
+            partial.flush()?;
+            let first = job.manifest.chunks[missing[0]].hash;
+            outcome.failed.push((
+                job.manifest.blob,
+                job.label.clone(),
+                format!("{} chunk(s) did not arrive, first {first}; the origin may hold a damaged copy (ask for `shanlu verify` there)", missing.len()),
+            ));
+            continue;
+        }
+        match partial.finish() {
+            Ok(_) => outcome.completed += 1,
+            Err(err @ StoreError::BlobMismatch { .. }) => {
+                outcome
+                    .failed
+                    .push((job.manifest.blob, job.label.clone(), err.to_string()));
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(outcome)
+}
+
+/// Fetches chunks with several requests in flight, re-connecting as needed.
+/// Returns (bytes, chunks received, hashes the origin lacks).
+async fn fetch_chunks(
+    link: &mut Link,
+    needed: Vec<(Hash, u32)>,
+    to_assembler: &mpsc::Sender<ToAssembler>,
+    progress: &ProgressBar,
+) -> Result<(u64, u64, Vec<Hash>), SyncError> {
+    let bytes = Arc::new(AtomicU64::new(0));
+    let chunks = Arc::new(AtomicU64::new(0));
+    let mut missing = Vec::new();
+    let mut pending: VecDeque<Vec<Hash>> = needed
+        .chunks(CHUNKS_PER_REQUEST)
+        .map(|batch| batch.iter().map(|(hash, _)| *hash).collect())
+        .collect();
+    let mut attempts = 0;
+    while !pending.is_empty() {
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut lost: Option<ClientError> = None;
+        let before = chunks.load(Ordering::Relaxed);
+        loop {
+            while tasks.len() < REQUESTS_IN_FLIGHT && lost.is_none() {
+                let Some(batch) = pending.pop_front() else {
+                    break;
+                };
+                let client = link.client.clone();
+                let sink = to_assembler.clone();
+                let (bytes, chunks, progress) = (bytes.clone(), chunks.clone(), progress.clone());
+                tasks.spawn(async move {
+                    fetch_batch(client, batch, sink, bytes, chunks, progress).await
+                });
+            }
+            let Some(done) = tasks.join_next().await else {
+                break;
+            };
+            match done {
+                Ok(Ok(absent)) => missing.extend(absent),
+                Ok(Err((unreceived, err))) => {
+                    if !err.is_transient() {
+                        return Err(err.into());
+                    }
+                    pending.push_back(unreceived);
+                    lost.get_or_insert(err);
+                }
+                Err(_) => return Err(StoreError::Index("a fetch task panicked".into()).into()),
+            }
+        }
+        if let Some(err) = lost {
+            if chunks.load(Ordering::Relaxed) > before {
+                attempts = 0;
+            }
+            attempts += 1;
+            if attempts > MAX_ATTEMPTS {
+                return Err(SyncError::Unreachable {
+                    attempts: attempts - 1,
+                    last: err,
+                });
+            }
+            warn!(cause = %err, "connection to the origin lost; reconnecting");
+            link.reconnect(attempts).await?;
+        }
+    }
+    Ok((
+        bytes.load(Ordering::Relaxed),
+        chunks.load(Ordering::Relaxed),
+        missing,
+    ))
+}
+
+/// One chunk request. On a lost connection, returns the hashes not yet received.
+async fn fetch_batch(
+    client: Client,
+    batch: Vec<Hash>,
+    sink: mpsc::Sender<ToAssembler>,
+    bytes: Arc<AtomicU64>,
+    chunks: Arc<AtomicU64>,
+    progress: ProgressBar,
+) -> Result<Vec<Hash>, (Vec<Hash>, ClientError)> {
+    let mut remaining: HashSet<Hash> = batch.iter().copied().collect();
+    let unreceived = |remaining: &HashSet<Hash>| {
+        batch
+            .iter()
+            .filter(|h| remaining.contains(h))
+            .copied()
+            .collect::<Vec<_>>()
+    };
+    let mut responses = match client
+        .request(&Request::GetChunks {
+            hashes: batch.clone(),
+        })
+        .await
+    {
+        Ok(responses) => responses,
+        Err(err) => return Err((batch.clone(), err)),
+    };
+    let mut absent = Vec::new();
+    loop {
+        match responses.next().await {
+            Ok(Some(Response::Chunk { hash, bytes: data })) => {
+                if !remaining.remove(&hash) {
+                    continue; // not asked for: ignored
+                }
+                bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                chunks.fetch_add(1, Ordering::Relaxed);
+                progress.inc(data.len() as u64);
+                if sink.send(ToAssembler::Chunk(hash, data)).await.is_err() {
+                    return Ok(absent);
+                }
+            }
+            Ok(Some(Response::Missing { hash })) => {
+                remaining.remove(&hash);
+                absent.push(hash);
+            }
+            Ok(Some(other)) => {
+                let err = ClientError::Protocol {
+                    addr: client.addr(),
+                    reason: format!("unexpected answer to a chunk request: {other:?}")
+                        .chars()
+                        .take(120)
+                        .collect(),
+                };
+                return Err((unreceived(&remaining), err));
+            }
+            Ok(None) => break,
+            Err(err) => return Err((unreceived(&remaining), err)),
+        }
+    }
+    if !remaining.is_empty() {
+        let err = ClientError::Lost {
+            addr: client.addr(),
+            reason: "the origin ended a chunk answer early".into(),
+        };
+        return Err((unreceived(&remaining), err));
+    }
+    Ok(absent)
+}
+
+/// The connection to the origin, re-made with backoff when it drops.
+struct Link {
+    config: EdgeConfig,
+    client: Client,
+    reconnects: u32,
+}
+
+impl Link {
+    async fn connect(config: &EdgeConfig) -> Result<Link, SyncError> {
+        let mut attempt = 0;
+        loop {
+            match Client::connect(config).await {
+                Ok(client) => {
+                    return Ok(Link {
+                        config: config.clone(),
+                        client,
+                        reconnects: 0,
+                    });
+                }
+                Err(err) if err.is_transient() && attempt < MAX_ATTEMPTS => {
+                    attempt += 1;
+                    warn!(cause = %err, attempt, "cannot reach the origin; retrying");
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(err) if err.is_transient() => {
+                    return Err(SyncError::Unreachable {
+                        attempts: attempt + 1,
+                        last: err,
+                    });
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+
+    async fn reconnect(&mut self, attempt: u32) -> Result<(), SyncError> {
+        tokio::time::sleep(backoff(attempt)).await;
+        match Client::connect(&self.config).await {
+            Ok(client) => {
+                self.client = client;
+                self.reconnects += 1;
+                Ok(())
+            }
+            Err(err) if err.is_transient() => {
+                warn!(cause = %err, attempt, "reconnecting failed");
+                Ok(()) // the next request fails fast and counts another attempt
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Runs a request, reconnecting and retrying on a lost connection.
+    async fn retry<T, F, Fut>(&mut self, mut request: F) -> Result<T, SyncError>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match request(self.client.clone()).await {
+                Ok(value) => return Ok(value),
+                Err(err) if err.is_transient() && attempt < MAX_ATTEMPTS => {
+                    attempt += 1;
+                    warn!(cause = %err, attempt, "request failed; reconnecting");
+                    self.reconnect(attempt).await?;
+                }
+                Err(err) if err.is_transient() => {
+                    return Err(SyncError::Unreachable {
+                        attempts: attempt + 1,
+                        last: err,
+                    });
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+}
+
+/// 0.5 s, 1 s, 2 s, … up to 30 s.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(500u64.saturating_mul(1 << attempt.min(6).saturating_sub(1)))
+        .min(Duration::from_secs(30))
+}

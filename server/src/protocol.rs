@@ -1,0 +1,193 @@
+//! shanlu's sync protocol, spoken over QUIC (ALPN `shanlu/1`).
+//!
+//! Goals: an edge fetches exactly what it lacks — the signed catalog if newer,
+//! metadata objects by hash, chunks by hash — with several requests in flight,
+//! and every byte it receives can be checked against a hash it already trusts.
+//! Non-goals: listing or browsing (the catalog's Merkle tree is the listing),
+//! uploads (publishing happens on the origin), and trusting the transport:
+//! TLS keeps the token private and the stream intact, but the receiver still
+//! verifies every object and chunk before it touches its store.
+//!
+//! Each request travels on its own bidirectional stream: the client writes one
+//! [`Request`] frame and finishes its side; the server answers with one or more
+//! [`Response`] frames and finishes. The first stream of a connection must be a
+//! [`Request::Hello`] carrying the edge's token; until it succeeds nothing else
+//! is served, and a wrong token closes the connection with
+//! [`CLOSE_UNAUTHORIZED`].
+//!
+//! A frame is a little-endian `u32` length and that many bytes of postcard.
+//! The length is checked against a limit before any buffer is allocated.
+
+use serde::{Deserialize, Serialize};
+
+use catalog::Hash;
+
+/// Protocol version spoken by this build.
+pub const VERSION: u32 = 1;
+
+/// Largest request frame accepted (a request for 1024 hashes is ~33 KiB).
+pub const MAX_REQUEST: usize = 64 * 1024;
+/// Largest response frame accepted: one object or one chunk with room to spare.
+pub const MAX_RESPONSE: usize = catalog::object::MAX_OBJECT_LEN + 1024;
+/// Most hashes in one [`Request::GetObjects`] or [`Request::GetChunks`].
+pub const MAX_HASHES: usize = 1024;
+
+/// QUIC application close codes.
+pub const CLOSE_DONE: u32 = 0;
+pub const CLOSE_UNAUTHORIZED: u32 = 1;
+pub const CLOSE_PROTOCOL: u32 = 2;
+pub const CLOSE_VERSION: u32 = 3;
+
+/// What an edge asks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// First on every connection.
+    Hello { version: u32, token: String },
+    /// The signed catalog, unless the edge already holds this sequence or a newer one.
+    GetCatalog { have_sequence: Option<u64> },
+    /// Metadata objects by hash.
+    GetObjects { hashes: Vec<Hash> },
+    /// Chunks by hash.
+    GetChunks { hashes: Vec<Hash> },
+    /// The edge's status, for the origin's fleet view (JSON text).
+    ReportStatus { status: String },
+}
+
+/// What the origin answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    Welcome {
+        version: u32,
+        edge_name: String,
+    },
+    /// The encoded signed catalog, or `None` if the edge's is current.
+    Catalog {
+        signed: Option<Vec<u8>>,
+    },
+    Object {
+        hash: Hash,
+        bytes: Vec<u8>,
+    },
+    Chunk {
+        hash: Hash,
+        bytes: Vec<u8>,
+    },
+    /// The origin does not hold this object or chunk.
+    Missing {
+        hash: Hash,
+    },
+    Ok,
+    /// The request was refused; the message says why.
+    Error {
+        message: String,
+    },
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame of {len} bytes is over the {limit}-byte limit")]
+    TooLarge { len: usize, limit: usize },
+    #[error("frame does not decode: {0}")]
+    Malformed(String),
+    #[error("stream ended in the middle of a frame")]
+    Truncated,
+    #[error("reading a frame: {0}")]
+    Read(String),
+    #[error("writing a frame: {0}")]
+    Write(String),
+}
+
+/// Encodes a message as one frame.
+pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    // Plain data always encodes.
+    let body = postcard::to_stdvec(message).expect("postcard encodes plain data");
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// Decodes a frame body, refusing trailing bytes.
+pub fn decode<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, FrameError> {
+    match postcard::take_from_bytes::<T>(body) {
+        Ok((message, [])) => Ok(message),
+        Ok((_, rest)) => Err(FrameError::Malformed(format!(
+            "{} bytes after the message",
+            rest.len()
+        ))),
+        Err(err) => Err(FrameError::Malformed(err.to_string())),
+    }
+}
+
+/// Reads one frame from a QUIC stream; `None` at a clean end of stream.
+pub async fn read_frame<T: for<'de> Deserialize<'de>>(
+    stream: &mut quinn::RecvStream,
+    limit: usize,
+) -> Result<Option<T>, FrameError> {
+    let mut header = [0u8; 4];
+    let mut filled = 0;
+    while filled < 4 {
+        match stream.read(&mut header[filled..]).await {
+            Ok(Some(n)) => filled += n,
+            Ok(None) if filled == 0 => return Ok(None),
+            Ok(None) => return Err(FrameError::Truncated),
+            Err(err) => return Err(FrameError::Read(err.to_string())),
+        }
+    }
+    let len = u32::from_le_bytes(header) as usize;
+    if len > limit {
+        return Err(FrameError::TooLarge { len, limit });
+    }
+    let mut body = vec![0u8; len];
+    stream
+        .read_exact(&mut body)
+        .await
+        .map_err(|err| match err {
+            quinn::ReadExactError::FinishedEarly(_) => FrameError::Truncated,
+            quinn::ReadExactError::ReadError(err) => FrameError::Read(err.to_string()),
+        })?;
+    decode(&body).map(Some)
+}
+
+/// Writes one frame to a QUIC stream.
+pub async fn write_frame<T: Serialize>(
+    stream: &mut quinn::SendStream,
+    message: &T,
+) -> Result<(), FrameError> {
+    stream
+        .write_all(&encode(message))
+        .await
+        .map_err(|err| FrameError::Write(err.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn golden_request_frame() {
+        let frame = encode(&Request::GetCatalog {
+            have_sequence: Some(7),
+        });
+        assert_eq!(hex::encode(frame), "030000000101 07".replace(' ', ""));
+    }
+
+    #[test]
+    fn frames_roundtrip_and_refuse_trailing_bytes() {
+        let request = Request::GetChunks {
+            hashes: vec![Hash::of(b"a"), Hash::of(b"b")],
+        };
+        let frame = encode(&request);
+        let body = &frame[4..];
+        assert_eq!(
+            u32::from_le_bytes(frame[..4].try_into().expect("4 bytes")) as usize,
+            body.len()
+        );
+        assert_eq!(decode::<Request>(body).expect("decodes"), request);
+        let mut longer = body.to_vec();
+        longer.push(0);
+        assert!(decode::<Request>(&longer).is_err());
+        assert!(decode::<Request>(&[200, 1, 2]).is_err());
+    }
+}

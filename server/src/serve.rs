@@ -1,0 +1,410 @@
+//! `shanlu origin serve`: the sync protocol over QUIC and the same objects over HTTP.
+//!
+//! Both listeners read the store through a fresh index transaction per request,
+//! so a course published into the running origin's folder is served at once.
+//! Store work (index reads, file reads, hashing) runs in `spawn_blocking`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use catalog::{Hash, Store};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::protocol::{self, FrameError, Request, Response};
+use crate::tls::TlsIdentity;
+use crate::tokens::EdgeTokens;
+
+/// Connections served at once; more wait in the accept queue.
+const MAX_CONNECTIONS: usize = 1024;
+/// How long a new connection has to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Why the origin could not start serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Origin(#[from] crate::origin::OriginError),
+    #[error(transparent)]
+    Store(#[from] catalog::store::StoreError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("listening for QUIC on {addr}: {cause}")]
+    BindQuic {
+        addr: SocketAddr,
+        cause: std::io::Error,
+    },
+    #[error("listening for HTTP on {addr}: {cause}")]
+    BindHttp {
+        addr: SocketAddr,
+        cause: std::io::Error,
+    },
+}
+
+/// What every connection handler shares.
+pub struct State {
+    pub store: Store,
+    pub tokens: EdgeTokens,
+    pub stats: Stats,
+}
+
+/// Counters of what the origin served.
+#[derive(Default)]
+pub struct Stats {
+    pub chunks_served: AtomicU64,
+    pub chunk_bytes_served: AtomicU64,
+    pub objects_served: AtomicU64,
+    pub refused_connections: AtomicU64,
+}
+
+/// An origin with its listeners bound, ready to run.
+pub struct Bound {
+    endpoint: quinn::Endpoint,
+    http: tokio::net::TcpListener,
+    state: Arc<State>,
+    pub quic_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub cert_fingerprint: String,
+}
+
+/// Opens the origin in `dir` and binds its QUIC and HTTP listeners.
+pub async fn bind(dir: &Path, quic: SocketAddr, http: SocketAddr) -> Result<Bound, ServeError> {
+    // Opening checks the folder is an initialized origin.
+    crate::origin::Origin::open(dir)?;
+    let identity = TlsIdentity::load_or_create(dir)?;
+    let store = Store::open_existing(dir.join("store"))?;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(identity.server_config()?)
+        .map_err(|err| crate::tls::TlsError::Config(err.to_string()))?;
+    let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    server_config.transport_config(crate::transport::transport_config());
+    let endpoint = quinn::Endpoint::server(server_config, quic)
+        .map_err(|cause| ServeError::BindQuic { addr: quic, cause })?;
+    let http_listener = tokio::net::TcpListener::bind(http)
+        .await
+        .map_err(|cause| ServeError::BindHttp { addr: http, cause })?;
+    Ok(Bound {
+        quic_addr: endpoint
+            .local_addr()
+            .map_err(|cause| ServeError::BindQuic { addr: quic, cause })?,
+        http_addr: http_listener
+            .local_addr()
+            .map_err(|cause| ServeError::BindHttp { addr: http, cause })?,
+        cert_fingerprint: identity.fingerprint(),
+        endpoint,
+        http: http_listener,
+        state: Arc::new(State {
+            store,
+            tokens: EdgeTokens::new(dir),
+            stats: Stats::default(),
+        }),
+    })
+}
+
+impl Bound {
+    /// Serves until `shutdown` is cancelled, then closes connections and waits for them.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let tracker = TaskTracker::new();
+        let http = tokio::spawn(crate::http::run(
+            self.http,
+            self.state.clone(),
+            shutdown.clone(),
+        ));
+        let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        loop {
+            let incoming = tokio::select! {
+                incoming = self.endpoint.accept() => incoming,
+                () = shutdown.cancelled() => break,
+            };
+            let Some(incoming) = incoming else { break };
+            let Ok(permit) = limit.clone().acquire_owned().await else {
+                break;
+            };
+            let state = self.state.clone();
+            let remote = incoming.remote_address();
+            tracker.spawn(
+                async move {
+                    if let Err(err) = handle_connection(incoming, state).await {
+                        debug!(cause = %err, "connection ended");
+                    }
+                    drop(permit);
+                }
+                .instrument(info_span!("connection", %remote)),
+            );
+        }
+        self.endpoint.close(
+            quinn::VarInt::from_u32(protocol::CLOSE_DONE),
+            b"origin shutting down",
+        );
+        tracker.close();
+        tracker.wait().await;
+        self.endpoint.wait_idle().await;
+        let _ = http.await;
+        let stats = &self.state.stats;
+        info!(
+            chunks = stats.chunks_served.load(Ordering::Relaxed),
+            chunk_bytes = stats.chunk_bytes_served.load(Ordering::Relaxed),
+            objects = stats.objects_served.load(Ordering::Relaxed),
+            "origin stopped"
+        );
+    }
+}
+
+/// Why a connection was closed early.
+#[derive(Debug, thiserror::Error)]
+enum ConnectionError {
+    #[error("handshake: {0}")]
+    Handshake(#[from] quinn::ConnectionError),
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+    #[error("no hello within {HELLO_TIMEOUT:?}")]
+    HelloTimeout,
+    #[error("the first request was not a hello")]
+    NoHello,
+}
+
+async fn handle_connection(
+    incoming: quinn::Incoming,
+    state: Arc<State>,
+) -> Result<(), ConnectionError> {
+    let connection = incoming.await?;
+    let remote = connection.remote_address();
+    let (mut send, mut recv) =
+        match tokio::time::timeout(HELLO_TIMEOUT, connection.accept_bi()).await {
+            Ok(streams) => streams?,
+            Err(_) => {
+                connection.close(
+                    quinn::VarInt::from_u32(protocol::CLOSE_PROTOCOL),
+                    b"no hello",
+                );
+                return Err(ConnectionError::HelloTimeout);
+            }
+        };
+    let hello = match protocol::read_frame::<Request>(&mut recv, protocol::MAX_REQUEST).await {
+        Ok(Some(request)) => request,
+        Ok(None) => return Err(ConnectionError::NoHello),
+        Err(err) => {
+            warn!(%remote, cause = %err, "malformed hello; closing the connection");
+            connection.close(
+                quinn::VarInt::from_u32(protocol::CLOSE_PROTOCOL),
+                b"malformed frame",
+            );
+            return Err(err.into());
+        }
+    };
+    let Request::Hello { version, token } = hello else {
+        connection.close(
+            quinn::VarInt::from_u32(protocol::CLOSE_PROTOCOL),
+            b"hello first",
+        );
+        return Err(ConnectionError::NoHello);
+    };
+    if version != protocol::VERSION {
+        warn!(%remote, version, "edge speaks another protocol version");
+        connection.close(
+            quinn::VarInt::from_u32(protocol::CLOSE_VERSION),
+            b"unsupported protocol version",
+        );
+        return Ok(());
+    }
+    let checked = {
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || state.tokens.check(&token)).await
+    };
+    let edge = match checked {
+        Ok(Ok(Some(name))) => name,
+        Ok(Ok(None)) => {
+            state
+                .stats
+                .refused_connections
+                .fetch_add(1, Ordering::Relaxed);
+            warn!(%remote, "refused a connection with an unknown edge token");
+            connection.close(
+                quinn::VarInt::from_u32(protocol::CLOSE_UNAUTHORIZED),
+                b"unknown edge token",
+            );
+            return Ok(());
+        }
+        Ok(Err(err)) => {
+            warn!(%remote, cause = %err, "cannot check edge tokens");
+            connection.close(
+                quinn::VarInt::from_u32(protocol::CLOSE_UNAUTHORIZED),
+                b"origin cannot check tokens",
+            );
+            return Ok(());
+        }
+        Err(_) => return Ok(()),
+    };
+    protocol::write_frame(
+        &mut send,
+        &Response::Welcome {
+            version: protocol::VERSION,
+            edge_name: edge.clone(),
+        },
+    )
+    .await?;
+    let _ = send.finish();
+    info!(%remote, %edge, "edge connected");
+
+    let streams = TaskTracker::new();
+    loop {
+        let (send, recv) = match connection.accept_bi().await {
+            Ok(streams) => streams,
+            Err(
+                quinn::ConnectionError::ApplicationClosed(_)
+                | quinn::ConnectionError::LocallyClosed,
+            ) => break,
+            Err(err) => {
+                debug!(%edge, cause = %err, "connection lost");
+                break;
+            }
+        };
+        let state = state.clone();
+        let connection = connection.clone();
+        let id = send.id();
+        streams.spawn(
+            async move {
+                if let Err(err) = handle_stream(send, recv, &state).await {
+                    warn!(cause = %err, "bad request; closing the connection");
+                    connection.close(
+                        quinn::VarInt::from_u32(protocol::CLOSE_PROTOCOL),
+                        b"malformed request",
+                    );
+                }
+            }
+            .instrument(info_span!("stream", %id)),
+        );
+    }
+    streams.close();
+    streams.wait().await;
+    info!(%remote, %edge, "edge disconnected");
+    Ok(())
+}
+
+/// Answers one request. A frame error is returned (the connection is then
+/// closed); anything else is answered on the stream.
+async fn handle_stream(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    state: &Arc<State>,
+) -> Result<(), FrameError> {
+    let Some(request) = protocol::read_frame::<Request>(&mut recv, protocol::MAX_REQUEST).await?
+    else {
+        return Ok(());
+    };
+    match request {
+        Request::Hello { .. } => {
+            protocol::write_frame(
+                &mut send,
+                &Response::Error {
+                    message: "already welcomed".into(),
+                },
+            )
+            .await?;
+        }
+        Request::GetCatalog { have_sequence } => {
+            let state = state.clone();
+            let signed =
+                tokio::task::spawn_blocking(move || current_catalog(&state.store, have_sequence))
+                    .await
+                    .unwrap_or_else(|_| Err("the catalog reader panicked".into()));
+            let response = match signed {
+                Ok(signed) => Response::Catalog { signed },
+                Err(message) => Response::Error { message },
+            };
+            protocol::write_frame(&mut send, &response).await?;
+        }
+        Request::GetObjects { hashes } | Request::GetChunks { hashes }
+            if hashes.len() > protocol::MAX_HASHES =>
+        {
+            let message = format!(
+                "{} hashes in one request; the limit is {}",
+                hashes.len(),
+                protocol::MAX_HASHES
+            );
+            protocol::write_frame(&mut send, &Response::Error { message }).await?;
+        }
+        Request::GetObjects { hashes } => {
+            for hash in hashes {
+                let state2 = state.clone();
+                let found =
+                    tokio::task::spawn_blocking(move || state2.store.object_bytes(&hash)).await;
+                let response = match found {
+                    Ok(Ok(Some(bytes))) => {
+                        state.stats.objects_served.fetch_add(1, Ordering::Relaxed);
+                        Response::Object { hash, bytes }
+                    }
+                    Ok(Ok(None)) => Response::Missing { hash },
+                    Ok(Err(err)) => {
+                        warn!(%hash, cause = %err, "cannot read an object");
+                        Response::Missing { hash }
+                    }
+                    Err(_) => Response::Missing { hash },
+                };
+                protocol::write_frame(&mut send, &response).await?;
+            }
+        }
+        Request::GetChunks { hashes } => {
+            for hash in hashes {
+                let state2 = state.clone();
+                let found =
+                    tokio::task::spawn_blocking(move || state2.store.chunk_bytes(&hash)).await;
+                let response = match found {
+                    Ok(Ok(Some(bytes))) => {
+                        state.stats.chunks_served.fetch_add(1, Ordering::Relaxed);
+                        state
+                            .stats
+                            .chunk_bytes_served
+                            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                        Response::Chunk { hash, bytes }
+                    }
+                    Ok(Ok(None)) => Response::Missing { hash },
+                    Ok(Err(err)) => {
+                        // Damaged data is never sent; the edge will report the chunk missing.
+                        tracing::error!(%hash, cause = %err, "refusing to serve a damaged chunk");
+                        Response::Missing { hash }
+                    }
+                    Err(_) => Response::Missing { hash },
+                };
+                protocol::write_frame(&mut send, &response).await?;
+            }
+        }
+        Request::ReportStatus { status } => {
+            info!(status = %status, "edge status");
+            protocol::write_frame(&mut send, &Response::Ok).await?;
+        }
+    }
+    let _ = send.finish();
+    Ok(())
+}
+
+/// The encoded signed catalog, unless the edge already has this sequence.
+pub fn current_catalog(
+    store: &Store,
+    have_sequence: Option<u64>,
+) -> Result<Option<Vec<u8>>, String> {
+    let Some(bytes) = store
+        .signed_catalog_bytes()
+        .map_err(|err| err.to_string())?
+    else {
+        return Ok(None);
+    };
+    if let Some(have) = have_sequence {
+        let signed = catalog::SignedCatalog::decode(&bytes).map_err(|err| err.to_string())?;
+        let catalog = catalog::Object::decode(&signed.catalog)
+            .and_then(catalog::Object::into_catalog)
+            .map_err(|err| err.to_string())?;
+        if catalog.sequence <= have {
+            return Ok(None);
+        }
+    }
+    Ok(Some(bytes))
+}
+
+/// Parses a hash from a URL path segment.
+pub fn parse_hash(text: &str) -> Option<Hash> {
+    text.parse().ok()
+}

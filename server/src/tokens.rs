@@ -1,0 +1,173 @@
+//! Edge credentials: one token per edge, issued by `shanlu origin add-edge`.
+//!
+//! The origin keeps only the BLAKE3 of each token (in `DIR/edges.toml`), so a
+//! copy of the origin's folder does not let anyone pass as an edge. The file is
+//! re-read when it changes, so an edge added while the origin runs can connect
+//! without a restart.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::origin::{now_secs, random_token};
+
+/// Why an edge credential could not be issued or checked.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("{action} {path}: {cause}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("{path} is damaged: {reason}; fix or remove the broken entry")]
+    Damaged { path: PathBuf, reason: String },
+    #[error("an edge named {0:?} already exists; choose another name")]
+    Exists(String),
+    #[error("edge name {0:?} is not usable: use letters, digits, '-', '_' or '.' (up to 64)")]
+    BadName(String),
+    #[error("{0}")]
+    Origin(#[from] crate::origin::OriginError),
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct EdgesFile {
+    #[serde(default)]
+    edges: BTreeMap<String, EdgeEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct EdgeEntry {
+    /// BLAKE3 of the token, hex.
+    token_b3: String,
+    added_at: u64,
+}
+
+fn edges_path(dir: &Path) -> PathBuf {
+    dir.join("edges.toml")
+}
+
+fn read_file(path: &Path) -> Result<EdgesFile, TokenError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).map_err(|err| TokenError::Damaged {
+            path: path.to_owned(),
+            reason: err.to_string(),
+        }),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(EdgesFile::default()),
+        Err(cause) => Err(TokenError::Io {
+            action: "reading",
+            path: path.to_owned(),
+            cause,
+        }),
+    }
+}
+
+/// Issues a token for a new edge called `name`; returns the token (shown once).
+pub fn add_edge(dir: &Path, name: &str) -> Result<String, TokenError> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !valid {
+        return Err(TokenError::BadName(name.to_owned()));
+    }
+    let path = edges_path(dir);
+    let mut file = read_file(&path)?;
+    if file.edges.contains_key(name) {
+        return Err(TokenError::Exists(name.to_owned()));
+    }
+    let token = random_token()?;
+    file.edges.insert(
+        name.to_owned(),
+        EdgeEntry {
+            token_b3: catalog::Hash::of(token.as_bytes()).to_hex(),
+            added_at: now_secs(),
+        },
+    );
+    let text = toml::to_string(&file).map_err(|err| TokenError::Damaged {
+        path: path.clone(),
+        reason: err.to_string(),
+    })?;
+    // Write beside and rename, so a running origin never reads half a file.
+    let tmp = dir.join("edges.toml.tmp");
+    std::fs::write(&tmp, text).map_err(|cause| TokenError::Io {
+        action: "writing",
+        path: tmp.clone(),
+        cause,
+    })?;
+    std::fs::rename(&tmp, &path).map_err(|cause| TokenError::Io {
+        action: "replacing",
+        path: path.clone(),
+        cause,
+    })?;
+    Ok(token)
+}
+
+/// Checks presented tokens against `edges.toml`, re-reading it when it changes.
+pub struct EdgeTokens {
+    path: PathBuf,
+    cache: Mutex<(Option<SystemTime>, BTreeMap<String, String>)>,
+}
+
+impl EdgeTokens {
+    pub fn new(dir: &Path) -> EdgeTokens {
+        EdgeTokens {
+            path: edges_path(dir),
+            cache: Mutex::new((None, BTreeMap::new())),
+        }
+    }
+
+    /// The name of the edge this token belongs to, if any.
+    pub fn check(&self, token: &str) -> Result<Option<String>, TokenError> {
+        let modified = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok();
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if cache.0.is_none() || cache.0 != modified {
+            let file = read_file(&self.path)?;
+            cache.1 = file
+                .edges
+                .into_iter()
+                .map(|(name, entry)| (entry.token_b3, name))
+                .collect();
+            cache.0 = modified;
+        }
+        let presented = catalog::Hash::of(token.trim().as_bytes()).to_hex();
+        Ok(cache.1.get(&presented).cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_tokens_check_and_others_do_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tokens = EdgeTokens::new(dir.path());
+        assert_eq!(tokens.check("anything").expect("check"), None);
+        let token = add_edge(dir.path(), "school-1").expect("add");
+        assert_eq!(
+            tokens.check(&token).expect("check"),
+            Some("school-1".to_owned())
+        );
+        assert_eq!(tokens.check("wrong").expect("check"), None);
+        let stored = std::fs::read_to_string(dir.path().join("edges.toml")).expect("read");
+        assert!(!stored.contains(&token), "the token itself is never stored");
+        assert!(matches!(
+            add_edge(dir.path(), "school-1"),
+            Err(TokenError::Exists(_))
+        ));
+        assert!(matches!(
+            add_edge(dir.path(), "bad name"),
+            Err(TokenError::BadName(_))
+        ));
+    }
+}

@@ -1,0 +1,120 @@
+//! `shanlu edge …`
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use edge_cache::config::EdgeConfig;
+use edge_cache::{Subscription, status};
+
+use crate::cli::{EdgeInitArgs, EdgeStatusArgs, EdgeSyncArgs};
+use crate::{format, progress};
+
+pub fn init(args: &EdgeInitArgs) -> anyhow::Result<ExitCode> {
+    let config = EdgeConfig {
+        origin: args.origin.clone(),
+        origin_key: args.origin_key.trim().to_owned(),
+        origin_cert: server::tls::parse_fingerprint(&args.origin_cert)?,
+        token: args.token.trim().to_owned(),
+        subscribe: Subscription::parse(&args.subscribe)?,
+    };
+    config
+        .create(&args.data)
+        .with_context(|| format!("setting up an edge in {}", args.data.display()))?;
+    catalog::Store::open(edge_cache::config::store_path(&args.data))?;
+    println!(
+        "edge initialized in {}, pinned to {}",
+        args.data.display(),
+        args.origin
+    );
+    println!("next: shanlu edge sync --data {}", args.data.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Exit codes: 0 everything subscribed is held and verified; 1 the sync stopped
+/// on an error; 2 it finished but some files could not be completed.
+pub fn sync(args: &EdgeSyncArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let bar = progress::bytes_bar("syncing");
+    let result = runtime.block_on(edge_cache::sync_once(&args.data, &bar));
+    bar.finish_and_clear();
+    let report = result.with_context(|| format!("syncing the edge in {}", args.data.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "catalog sequence {}{}: fetched {} in {} chunks, reused {} held locally, {} objects",
+            report.sequence,
+            if report.catalog_updated { " (new)" } else { "" },
+            format::bytes(report.bytes_fetched),
+            report.chunks_fetched,
+            format::bytes(report.bytes_reused),
+            report.objects_fetched
+        );
+        println!(
+            "files: {} completed now, {} held, {} missing{}",
+            report.files_completed,
+            report.files_held,
+            report.files_missing,
+            if report.reconnects > 0 {
+                format!(", {} reconnects", report.reconnects)
+            } else {
+                String::new()
+            }
+        );
+        for failure in &report.failures {
+            println!("FAILED {failure}");
+        }
+    }
+    Ok(if report.complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+pub fn status(args: &EdgeStatusArgs) -> anyhow::Result<ExitCode> {
+    let status = status::status(&args.data)
+        .with_context(|| format!("reading the edge in {}", args.data.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("origin: {}", status.origin);
+    match (status.catalog_sequence, status.catalog_published_at) {
+        (Some(sequence), Some(at)) => println!(
+            "catalog: sequence {sequence}, published {}",
+            format::time(at)
+        ),
+        _ => println!("catalog: none yet (run `shanlu edge sync`)"),
+    }
+    println!("held: {}", format::bytes(status.bytes_held));
+    for course in &status.courses {
+        println!(
+            "  {}  v{}  {}  {}/{} files  {}{}",
+            course.id,
+            course.version,
+            course.state,
+            course.files_held,
+            course.files,
+            format::bytes(course.total_size),
+            if course.subscribed {
+                ""
+            } else {
+                "  (not subscribed)"
+            }
+        );
+    }
+    match &status.last_sync {
+        Some(last) => println!(
+            "last sync: {} — {}",
+            format::time(last.finished_at),
+            match &last.error {
+                Some(error) => format!("failed: {error}"),
+                None if last.complete => "complete".to_owned(),
+                None => format!("{} file(s) missing", last.files_missing),
+            }
+        ),
+        None => println!("last sync: never"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
