@@ -129,3 +129,315 @@ impl TestOrigin {
             .join(blake3)
     }
 }
+
+/// A running `shanlu origin serve`, stopped (SIGKILL) when dropped.
+pub struct ServedOrigin {
+    child: std::process::Child,
+    pub quic: std::net::SocketAddr,
+    pub http: std::net::SocketAddr,
+    pub fingerprint: String,
+    /// The origin's stderr log.
+    pub log: PathBuf,
+}
+
+impl TestOrigin {
+    /// Starts `origin serve` on loopback ports chosen by the OS (or the given QUIC address).
+    pub fn serve_on(&self, quic: &str) -> ServedOrigin {
+        use std::io::BufRead;
+        let log = self
+            .dir
+            .path()
+            .join(format!("origin-{}.log", std::process::id() ^ rand_suffix()));
+        let mut child = shanlu()
+            .env("RUST_LOG", "info")
+            .args([
+                "origin",
+                "serve",
+                "--data",
+                &self.data_str(),
+                "--quic",
+                quic,
+                "--http",
+                "127.0.0.1:0",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("origin log"))
+            .spawn()
+            .expect("spawn origin serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let mut field = |name: &str| -> String {
+            let line = lines
+                .next()
+                .expect("origin serve printed its addresses")
+                .expect("utf-8");
+            line.strip_prefix(name)
+                .unwrap_or_else(|| panic!("expected {name:?}, got {line:?}"))
+                .trim()
+                .to_owned()
+        };
+        let quic = field("quic:").parse().expect("quic address");
+        let http = field("http:").parse().expect("http address");
+        let fingerprint = field("origin certificate:");
+        ServedOrigin {
+            child,
+            quic,
+            http,
+            fingerprint,
+            log,
+        }
+    }
+
+    pub fn serve(&self) -> ServedOrigin {
+        self.serve_on("127.0.0.1:0")
+    }
+
+    /// `shanlu origin add-edge`; returns the token.
+    pub fn add_edge(&self, name: &str) -> String {
+        let out = run_ok(&[
+            "origin",
+            "add-edge",
+            "--data",
+            &self.data_str(),
+            "--name",
+            name,
+        ]);
+        out.trim()
+            .strip_prefix("edge token: ")
+            .expect("add-edge prints the token")
+            .to_owned()
+    }
+}
+
+fn rand_suffix() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+impl ServedOrigin {
+    /// Stops the origin with SIGINT and waits for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        self.child.wait().expect("wait for origin")
+    }
+
+    /// Kills the origin at once (SIGKILL), like a power cut.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ServedOrigin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An edge data folder made by `shanlu edge init`.
+pub struct TestEdge {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestEdge {
+    /// `edge init` against `origin_addr` (the origin itself or a relay in front of it).
+    pub fn init(
+        origin: &TestOrigin,
+        served: &ServedOrigin,
+        origin_addr: std::net::SocketAddr,
+        token: &str,
+        subscribe: &str,
+    ) -> TestEdge {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("edge");
+        run_ok(&[
+            "edge",
+            "init",
+            "--data",
+            data.to_str().expect("utf-8"),
+            "--origin",
+            &format!("quic://{origin_addr}"),
+            "--origin-key",
+            &origin.key,
+            "--origin-cert",
+            &served.fingerprint,
+            "--token",
+            token,
+            "--subscribe",
+            subscribe,
+        ]);
+        TestEdge { dir }
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("edge")
+    }
+
+    pub fn data_str(&self) -> String {
+        self.data().to_str().expect("utf-8").to_owned()
+    }
+
+    /// `shanlu edge sync --json`: (exit code, report, stderr).
+    pub fn sync(&self) -> (i32, serde_json::Value, String) {
+        let output = run(&["edge", "sync", "--data", &self.data_str(), "--json"]);
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let report = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
+        (output.status.code().unwrap_or(-1), report, stderr)
+    }
+
+    /// A sync that must complete; returns its report.
+    pub fn sync_ok(&self) -> serde_json::Value {
+        let (code, report, stderr) = self.sync();
+        assert_eq!(code, 0, "edge sync failed:\n{report:#}\n{stderr}");
+        report
+    }
+
+    /// `shanlu ls --data EDGE --json`.
+    pub fn ls(&self) -> serde_json::Value {
+        let out = run_ok(&["ls", "--data", &self.data_str(), "--json"]);
+        serde_json::from_str(&out).expect("json")
+    }
+
+    pub fn blob_path(&self, blake3: &str) -> PathBuf {
+        self.data()
+            .join("store/blobs")
+            .join(&blake3[..2])
+            .join(&blake3[2..4])
+            .join(blake3)
+    }
+}
+
+/// A UDP relay on loopback between an edge and the origin: counts the bytes
+/// that cross it, can throttle them, and can cut the link. Stops when dropped.
+pub struct Relay {
+    pub addr: std::net::SocketAddr,
+    shared: std::sync::Arc<RelayShared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct RelayShared {
+    to_origin: std::sync::atomic::AtomicU64,
+    to_edge: std::sync::atomic::AtomicU64,
+    cut: std::sync::atomic::AtomicBool,
+    stop: std::sync::atomic::AtomicBool,
+    /// Bytes per second towards the edge; 0 for no limit.
+    rate: std::sync::atomic::AtomicU64,
+}
+
+impl Relay {
+    pub fn start(origin: std::net::SocketAddr) -> Relay {
+        use std::sync::atomic::Ordering;
+        let front = std::net::UdpSocket::bind("127.0.0.1:0").expect("relay socket");
+        let back = std::net::UdpSocket::bind("127.0.0.1:0").expect("relay socket");
+        front
+            .set_read_timeout(Some(std::time::Duration::from_millis(20)))
+            .expect("timeout");
+        back.set_read_timeout(Some(std::time::Duration::from_millis(20)))
+            .expect("timeout");
+        let addr = front.local_addr().expect("addr");
+        let shared = std::sync::Arc::new(RelayShared::default());
+        let state = shared.clone();
+        let thread = std::thread::spawn(move || {
+            let front = std::sync::Arc::new(front);
+            let back = std::sync::Arc::new(back);
+            let edge_addr = std::sync::Arc::new(std::sync::Mutex::new(None));
+            let (f2, b2, s2, e2) = (
+                front.clone(),
+                back.clone(),
+                state.clone(),
+                edge_addr.clone(),
+            );
+            // Origin → edge, throttled.
+            let downstream = std::thread::spawn(move || {
+                let mut buf = vec![0u8; 65_536];
+                let started = std::time::Instant::now();
+                let mut sent = 0u64;
+                while !s2.stop.load(Ordering::Relaxed) {
+                    let Ok(n) = b2.recv(&mut buf) else { continue };
+                    if s2.cut.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    let rate = s2.rate.load(Ordering::Relaxed);
+                    if rate > 0 {
+                        sent += n as u64;
+                        let due = std::time::Duration::from_secs_f64(sent as f64 / rate as f64);
+                        if let Some(wait) = due.checked_sub(started.elapsed()) {
+                            std::thread::sleep(wait);
+                        }
+                    }
+                    s2.to_edge.fetch_add(n as u64, Ordering::Relaxed);
+                    let target = *e2.lock().expect("lock");
+                    if let Some(target) = target {
+                        let _ = f2.send_to(&buf[..n], target);
+                    }
+                }
+            });
+            let mut buf = vec![0u8; 65_536];
+            while !state.stop.load(Ordering::Relaxed) {
+                let Ok((n, from)) = front.recv_from(&mut buf) else {
+                    continue;
+                };
+                if state.cut.load(Ordering::Relaxed) {
+                    continue;
+                }
+                *edge_addr.lock().expect("lock") = Some(from);
+                state.to_origin.fetch_add(n as u64, Ordering::Relaxed);
+                let _ = back.send_to(&buf[..n], origin);
+            }
+            let _ = downstream.join();
+        });
+        Relay {
+            addr,
+            shared,
+            thread: Some(thread),
+        }
+    }
+
+    /// Bytes relayed towards the edge so far.
+    pub fn to_edge(&self) -> u64 {
+        self.shared
+            .to_edge
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Bytes relayed towards the origin so far.
+    pub fn to_origin(&self) -> u64 {
+        self.shared
+            .to_origin
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Drops every packet while `cut` is true.
+    pub fn set_cut(&self, cut: bool) {
+        self.shared
+            .cut
+            .store(cut, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Limits the bytes per second towards the edge (0: no limit).
+    pub fn set_rate(&self, bytes_per_second: u64) {
+        self.shared
+            .rate
+            .store(bytes_per_second, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.shared
+            .stop
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -81,7 +81,33 @@ pub async fn bind(dir: &Path, quic: SocketAddr, http: SocketAddr) -> Result<Boun
         .map_err(|err| crate::tls::TlsError::Config(err.to_string()))?;
     let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server_config.transport_config(crate::transport::transport_config());
-    let endpoint = quinn::Endpoint::server(server_config, quic)
+    // The stateless-reset key is derived from the certificate key, so an origin
+    // restarted on the same address tells edges at once that their old
+    // connections are gone, instead of leaving them to time out.
+    let reset_secret = ring::digest::digest(
+        &ring::digest::SHA256,
+        &[
+            b"shanlu quic stateless reset\0".as_slice(),
+            &identity.key_der,
+        ]
+        .concat(),
+    );
+    let reset_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, reset_secret.as_ref());
+    let mut endpoint_config = quinn::EndpointConfig::new(Arc::new(reset_key));
+    // Connection IDs are checked with a key that must also survive a restart.
+    let mut cid_key = [0u8; 8];
+    cid_key.copy_from_slice(&reset_secret.as_ref()[..8]);
+    let cid_key = u64::from_le_bytes(cid_key);
+    endpoint_config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    let socket = std::net::UdpSocket::bind(quic)
+        .map_err(|cause| ServeError::BindQuic { addr: quic, cause })?;
+    let runtime = quinn::default_runtime().ok_or_else(|| ServeError::BindQuic {
+        addr: quic,
+        cause: std::io::Error::other("no async runtime"),
+    })?;
+    let endpoint = quinn::Endpoint::new(endpoint_config, Some(server_config), socket, runtime)
         .map_err(|cause| ServeError::BindQuic { addr: quic, cause })?;
     let http_listener = tokio::net::TcpListener::bind(http)
         .await

@@ -3,3 +3,4 @@
 mod bad_input;
 mod demo;
 mod publish;
+mod sync;
