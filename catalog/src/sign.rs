@@ -113,8 +113,10 @@ impl FromStr for PublicKey {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedCatalog {
     /// An encoded [`Object::Catalog`].
+    #[serde(with = "serde_bytes")]
     pub catalog: Vec<u8>,
     /// 64-byte Ed25519 signature.
+    #[serde(with = "serde_bytes")]
     pub signature: Vec<u8>,
 }
 

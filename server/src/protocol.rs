@@ -62,14 +62,17 @@ pub enum Response {
     },
     /// The encoded signed catalog, or `None` if the edge's is current.
     Catalog {
+        #[serde(with = "serde_bytes")]
         signed: Option<Vec<u8>>,
     },
     Object {
         hash: Hash,
+        #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
     },
     Chunk {
         hash: Hash,
+        #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
     },
     /// The origin does not hold this object or chunk.

@@ -30,6 +30,8 @@ pub struct PartialBlob<'s> {
     pending: Vec<usize>,
     pending_flags: Vec<bool>,
     pending_bytes: u64,
+    /// Chunk indices by hash, built on first use.
+    by_hash: HashMap<Hash, Vec<usize>>,
 }
 
 impl Store {
@@ -87,6 +89,7 @@ impl Store {
             have,
             pending: Vec::new(),
             pending_bytes: 0,
+            by_hash: HashMap::new(),
         })
     }
 }
@@ -173,9 +176,16 @@ impl PartialBlob<'_> {
 
     /// Writes the bytes to every chunk of the blob with this hash; returns how many.
     pub fn write_chunk_by_hash(&mut self, hash: &Hash, bytes: &[u8]) -> Result<usize, StoreError> {
-        let indices: Vec<usize> = (0..self.have.len())
-            .filter(|&i| self.manifest.chunks[i].hash == *hash && !self.present(i))
-            .collect();
+        if self.by_hash.is_empty() {
+            for (index, chunk) in self.manifest.chunks.iter().enumerate() {
+                self.by_hash.entry(chunk.hash).or_default().push(index);
+            }
+        }
+        let indices: Vec<usize> = self
+            .by_hash
+            .get(hash)
+            .map(|indices| indices.iter().copied().filter(|&i| !self.present(i)).collect())
+            .unwrap_or_default();
         for &index in &indices {
             self.write_chunk(index, bytes)?;
         }
