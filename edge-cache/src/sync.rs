@@ -26,7 +26,8 @@ use catalog::store::StoreError;
 use catalog::{Catalog, FileManifest, Hash, Object, SignedCatalog, Store};
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
-use server::protocol::{Request, Response};
+use server::codec::{self, Encoding};
+use server::protocol::{ChunkWant, MAX_BASES, Request, Response};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -106,6 +107,9 @@ struct FileJob {
     label: String,
     manifest_hash: Hash,
     manifest: FileManifest,
+    /// The previous version of this file, held locally: changed chunks can
+    /// travel as deltas against its chunks.
+    previous: Option<FileManifest>,
 }
 
 /// Runs one sync pass for the edge in `dir`. `progress` shows bytes fetched.
@@ -163,9 +167,18 @@ async fn run(
             }
             (catalog, Some(signed))
         }
-        None => (held.ok_or(SyncError::NoCatalog)?, None),
+        None => (held.clone().ok_or(SyncError::NoCatalog)?, None),
     };
     report.sequence = catalog.sequence;
+    // The files of the catalog held until now, by place, for deltas.
+    let mut previous: HashMap<String, FileManifest> = HashMap::new();
+    if let Some(held) = &held {
+        for job in file_jobs(store, held, config)? {
+            if store.has_blob(&job.manifest.blob)? {
+                previous.insert(job.label, job.manifest);
+            }
+        }
+    }
 
     // 2. Metadata, level by level.
     fetch_metadata(&mut link, store, &catalog, report).await?;
@@ -180,10 +193,11 @@ async fn run(
     let total_files = jobs.len() as u64;
     let mut todo: Vec<FileJob> = Vec::new();
     let mut seen = HashSet::new();
-    for job in jobs {
+    for mut job in jobs {
         if store.has_blob(&job.manifest.blob)? || !seen.insert(job.manifest.blob) {
             continue;
         }
+        job.previous = previous.remove(&job.label);
         todo.push(job);
     }
     let held_before = total_files - todo.len() as u64;
@@ -338,6 +352,7 @@ fn file_jobs(
                 label,
                 manifest_hash: file.manifest,
                 manifest,
+                previous: None,
             });
         }
     }
@@ -356,13 +371,17 @@ fn jobs_held(store: &Store, catalog: &Catalog, config: &EdgeConfig) -> Result<u6
 
 /// Messages to the assembler actor.
 enum ToAssembler {
-    Chunk(Hash, Vec<u8>),
+    Chunk {
+        want: ChunkWant,
+        encoding: Encoding,
+        bytes: Vec<u8>,
+    },
     Done,
 }
 
 /// What the assembler found when it opened a set.
 struct Opened {
-    needed: Vec<(Hash, u32)>,
+    needed: Vec<ChunkWant>,
     reused: u64,
 }
 
@@ -434,16 +453,25 @@ fn assembler(
 ) -> Result<SetOutcome, StoreError> {
     let mut partials = Vec::with_capacity(set.len());
     let mut reused = 0;
-    let mut needed: HashMap<Hash, u32> = HashMap::new();
+    let mut lengths: HashMap<Hash, u32> = HashMap::new();
     let mut order = Vec::new();
     let open = (|| -> Result<(), StoreError> {
         for job in &set {
             let mut partial = store.partial(job.manifest_hash, job.manifest.clone())?;
             reused += partial.reuse_local()?;
-            for index in partial.missing() {
-                let chunk = job.manifest.chunks[index];
-                if needed.insert(chunk.hash, chunk.len).is_none() {
-                    order.push(chunk.hash);
+            let missing = partial.missing();
+            let bases = job
+                .previous
+                .as_ref()
+                .map(|old| delta_bases(&job.manifest, old, &missing));
+            for (n, index) in missing.iter().enumerate() {
+                let chunk = job.manifest.chunks[*index];
+                if lengths.insert(chunk.hash, chunk.len).is_none() {
+                    let bases = bases.as_ref().map(|b| b[n].clone()).unwrap_or_default();
+                    order.push(ChunkWant {
+                        hash: chunk.hash,
+                        bases,
+                    });
                 }
             }
             partials.push(partial);
@@ -455,7 +483,7 @@ fn assembler(
         return Err(err);
     }
     let _ = opened.send(Ok(Opened {
-        needed: order.iter().map(|h| (*h, needed[h])).collect(),
+        needed: order,
         reused,
     }));
 
@@ -471,8 +499,26 @@ fn assembler(
     }
     let mut failed: Vec<Option<String>> = vec![None; partials.len()];
     while let Some(message) = inbox.blocking_recv() {
-        let ToAssembler::Chunk(hash, bytes) = message else {
+        let ToAssembler::Chunk {
+            want,
+            encoding,
+            bytes,
+        } = message
+        else {
             break;
+        };
+        let hash = want.hash;
+        let expected_len = lengths.get(&hash).copied().unwrap_or(0) as usize;
+        let bytes = match decode_chunk(store, &want, encoding, bytes, expected_len) {
+            Ok(bytes) => bytes,
+            Err(reason) => {
+                for &slot in wanted_by.get(&hash).map(Vec::as_slice).unwrap_or(&[]) {
+                    failed[slot].get_or_insert_with(|| {
+                        format!("refused chunk {hash} from the origin: {reason}")
+                    });
+                }
+                continue;
+            }
         };
         for &slot in wanted_by.get(&hash).map(Vec::as_slice).unwrap_or(&[]) {
             if failed[slot].is_some() {
@@ -528,16 +574,16 @@ fn assembler(
 /// Returns (bytes, chunks received, hashes the origin lacks).
 async fn fetch_chunks(
     link: &mut Link,
-    needed: Vec<(Hash, u32)>,
+    needed: Vec<ChunkWant>,
     to_assembler: &mpsc::Sender<ToAssembler>,
     progress: &ProgressBar,
 ) -> Result<(u64, u64, Vec<Hash>), SyncError> {
     let bytes = Arc::new(AtomicU64::new(0));
     let chunks = Arc::new(AtomicU64::new(0));
     let mut missing = Vec::new();
-    let mut pending: VecDeque<Vec<Hash>> = needed
+    let mut pending: VecDeque<Vec<ChunkWant>> = needed
         .chunks(CHUNKS_PER_REQUEST)
-        .map(|batch| batch.iter().map(|(hash, _)| *hash).collect())
+        .map(<[ChunkWant]>::to_vec)
         .collect();
     let mut attempts = 0;
     while !pending.is_empty() {
@@ -593,26 +639,27 @@ async fn fetch_chunks(
     ))
 }
 
-/// One chunk request. On a lost connection, returns the hashes not yet received.
+/// One chunk request. On a lost connection, returns the wants not yet received.
 async fn fetch_batch(
     client: Client,
-    batch: Vec<Hash>,
+    batch: Vec<ChunkWant>,
     sink: mpsc::Sender<ToAssembler>,
     bytes: Arc<AtomicU64>,
     chunks: Arc<AtomicU64>,
     progress: ProgressBar,
-) -> Result<Vec<Hash>, (Vec<Hash>, ClientError)> {
-    let mut remaining: HashSet<Hash> = batch.iter().copied().collect();
-    let unreceived = |remaining: &HashSet<Hash>| {
+) -> Result<Vec<Hash>, (Vec<ChunkWant>, ClientError)> {
+    let mut remaining: HashMap<Hash, ChunkWant> =
+        batch.iter().map(|want| (want.hash, want.clone())).collect();
+    let unreceived = |remaining: &HashMap<Hash, ChunkWant>| {
         batch
             .iter()
-            .filter(|h| remaining.contains(h))
-            .copied()
+            .filter(|want| remaining.contains_key(&want.hash))
+            .cloned()
             .collect::<Vec<_>>()
     };
     let mut responses = match client
         .request(&Request::GetChunks {
-            hashes: batch.clone(),
+            wants: batch.clone(),
         })
         .await
     {
@@ -622,14 +669,26 @@ async fn fetch_batch(
     let mut absent = Vec::new();
     loop {
         match responses.next().await {
-            Ok(Some(Response::Chunk { hash, bytes: data })) => {
-                if !remaining.remove(&hash) {
+            Ok(Some(Response::Chunk {
+                hash,
+                encoding,
+                bytes: data,
+            })) => {
+                let Some(want) = remaining.remove(&hash) else {
                     continue; // not asked for: ignored
-                }
+                };
                 bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
                 chunks.fetch_add(1, Ordering::Relaxed);
                 progress.inc(data.len() as u64);
-                if sink.send(ToAssembler::Chunk(hash, data)).await.is_err() {
+                if sink
+                    .send(ToAssembler::Chunk {
+                        want,
+                        encoding,
+                        bytes: data,
+                    })
+                    .await
+                    .is_err()
+                {
                     return Ok(absent);
                 }
             }
@@ -638,14 +697,17 @@ async fn fetch_batch(
                 absent.push(hash);
             }
             Ok(Some(other)) => {
-                let err = ClientError::Protocol {
-                    addr: client.addr(),
-                    reason: format!("unexpected answer to a chunk request: {other:?}")
-                        .chars()
-                        .take(120)
-                        .collect(),
-                };
-                return Err((unreceived(&remaining), err));
+                let reason = format!("unexpected answer to a chunk request: {other:?}")
+                    .chars()
+                    .take(120)
+                    .collect();
+                return Err((
+                    unreceived(&remaining),
+                    ClientError::Protocol {
+                        addr: client.addr(),
+                        reason,
+                    },
+                ));
             }
             Ok(None) => break,
             Err(err) => return Err((unreceived(&remaining), err)),
@@ -659,6 +721,72 @@ async fn fetch_batch(
         return Err((unreceived(&remaining), err));
     }
     Ok(absent)
+}
+
+/// For each missing chunk of `new`, the chunks of the `old` version it most
+/// likely replaces: found by aligning on the nearest unchanged chunk before it,
+/// so an insertion that shifts the rest of the file still finds its old bytes.
+fn delta_bases(new: &FileManifest, old: &FileManifest, missing: &[usize]) -> Vec<Vec<Hash>> {
+    const MARGIN: u64 = 16 * 1024;
+    const LOOK_BACK: usize = 64;
+    let old_offsets: Vec<u64> = old.chunk_offsets().map(|(offset, _)| offset).collect();
+    let new_offsets: Vec<u64> = new.chunk_offsets().map(|(offset, _)| offset).collect();
+    let old_index: HashMap<Hash, usize> = old
+        .chunks
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.hash, i))
+        .collect();
+    missing
+        .iter()
+        .map(|&index| {
+            let anchor = (index.saturating_sub(LOOK_BACK)..index)
+                .rev()
+                .find_map(|j| old_index.get(&new.chunks[j].hash).map(|&old_j| (j, old_j)));
+            let start = match anchor {
+                Some((j, old_j)) => old_offsets[old_j] + (new_offsets[index] - new_offsets[j]),
+                None => new_offsets[index],
+            };
+            let (from, to) = (
+                start.saturating_sub(MARGIN),
+                start + u64::from(new.chunks[index].len) + MARGIN,
+            );
+            let first = old_offsets
+                .partition_point(|&offset| offset <= from)
+                .saturating_sub(1);
+            (first..old.chunks.len())
+                .take_while(|&i| old_offsets[i] < to)
+                .filter(|&i| old_offsets[i] + u64::from(old.chunks[i].len) > from)
+                .take(MAX_BASES)
+                .map(|i| old.chunks[i].hash)
+                .collect()
+        })
+        .collect()
+}
+
+/// The chunk's bytes from what travelled; a delta is expanded with the base
+/// chunks this edge holds. The hash is checked later, before writing.
+fn decode_chunk(
+    store: &Store,
+    want: &ChunkWant,
+    encoding: Encoding,
+    bytes: Vec<u8>,
+    expected_len: usize,
+) -> Result<Vec<u8>, String> {
+    let dictionary = if encoding == Encoding::ZstdDelta {
+        let mut dictionary = Vec::new();
+        for base in &want.bases {
+            match store.chunk_bytes(base) {
+                Ok(Some(base_bytes)) => dictionary.extend_from_slice(&base_bytes),
+                _ => return Err(format!("base chunk {base} of a delta is not held here")),
+            }
+        }
+        Some(dictionary)
+    } else {
+        None
+    };
+    codec::decode(encoding, bytes, dictionary.as_deref(), expected_len)
+        .map_err(|err| err.to_string())
 }
 
 /// The connection to the origin, re-made with backoff when it drops.

@@ -10,10 +10,12 @@
 //! - [`tls`]: the origin's self-signed certificate and the pinned-fingerprint verifier.
 //! - [`tokens`]: per-edge tokens, stored hashed.
 //! - [`protocol`]: the framed request/response protocol over QUIC.
+//! - [`codec`]: chunks on the wire: raw, zstd, or a zstd delta against held chunks.
 //! - [`transport`]: QUIC settings for long, lossy links.
 //! - [`serve`]: `origin serve` — the QUIC listener and its handlers.
 //! - [`http`]: the same objects over HTTP.
 
+pub mod codec;
 pub mod folder;
 pub mod http;
 pub mod origin;

@@ -47,11 +47,23 @@ pub enum Request {
     GetCatalog { have_sequence: Option<u64> },
     /// Metadata objects by hash.
     GetObjects { hashes: Vec<Hash> },
-    /// Chunks by hash.
-    GetChunks { hashes: Vec<Hash> },
+    /// Chunks by hash, each with the chunks it probably replaces (which the
+    /// edge holds) so the origin can send it as a delta against them.
+    GetChunks { wants: Vec<ChunkWant> },
     /// The edge's status, for the origin's fleet view (JSON text).
     ReportStatus { status: String },
 }
+
+/// One chunk asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkWant {
+    pub hash: Hash,
+    /// Up to [`MAX_BASES`] chunks the edge holds, in file order.
+    pub bases: Vec<Hash>,
+}
+
+/// Most base chunks named for one delta.
+pub const MAX_BASES: usize = 4;
 
 /// What the origin answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,8 +82,10 @@ pub enum Response {
         #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
     },
+    /// A chunk, encoded as `encoding` says (a delta uses all the requested bases).
     Chunk {
         hash: Hash,
+        encoding: crate::codec::Encoding,
         #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
     },
@@ -179,7 +193,16 @@ mod tests {
     #[test]
     fn frames_roundtrip_and_refuse_trailing_bytes() {
         let request = Request::GetChunks {
-            hashes: vec![Hash::of(b"a"), Hash::of(b"b")],
+            wants: vec![
+                ChunkWant {
+                    hash: Hash::of(b"a"),
+                    bases: vec![],
+                },
+                ChunkWant {
+                    hash: Hash::of(b"b"),
+                    bases: vec![Hash::of(b"c")],
+                },
+            ],
         };
         let frame = encode(&request);
         let body = &frame[4..];

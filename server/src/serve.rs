@@ -343,13 +343,23 @@ async fn handle_stream(
             };
             protocol::write_frame(&mut send, &response).await?;
         }
-        Request::GetObjects { hashes } | Request::GetChunks { hashes }
-            if hashes.len() > protocol::MAX_HASHES =>
-        {
+        Request::GetObjects { hashes } if hashes.len() > protocol::MAX_HASHES => {
             let message = format!(
                 "{} hashes in one request; the limit is {}",
                 hashes.len(),
                 protocol::MAX_HASHES
+            );
+            protocol::write_frame(&mut send, &Response::Error { message }).await?;
+        }
+        Request::GetChunks { wants }
+            if wants.len() > protocol::MAX_HASHES
+                || wants.iter().any(|w| w.bases.len() > protocol::MAX_BASES) =>
+        {
+            let message = format!(
+                "{} chunks in one request (limit {}), or more than {} bases for one",
+                wants.len(),
+                protocol::MAX_HASHES,
+                protocol::MAX_BASES
             );
             protocol::write_frame(&mut send, &Response::Error { message }).await?;
         }
@@ -373,19 +383,24 @@ async fn handle_stream(
                 protocol::write_frame(&mut send, &response).await?;
             }
         }
-        Request::GetChunks { hashes } => {
-            for hash in hashes {
+        Request::GetChunks { wants } => {
+            for want in wants {
+                let hash = want.hash;
                 let state2 = state.clone();
                 let found =
-                    tokio::task::spawn_blocking(move || state2.store.chunk_bytes(&hash)).await;
+                    tokio::task::spawn_blocking(move || encoded_chunk(&state2.store, &want)).await;
                 let response = match found {
-                    Ok(Ok(Some(bytes))) => {
+                    Ok(Ok(Some((encoding, bytes)))) => {
                         state.stats.chunks_served.fetch_add(1, Ordering::Relaxed);
                         state
                             .stats
                             .chunk_bytes_served
                             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                        Response::Chunk { hash, bytes }
+                        Response::Chunk {
+                            hash,
+                            encoding,
+                            bytes,
+                        }
                     }
                     Ok(Ok(None)) => Response::Missing { hash },
                     Ok(Err(err)) => {
@@ -405,6 +420,32 @@ async fn handle_stream(
     }
     let _ = send.finish();
     Ok(())
+}
+
+/// A chunk in its smallest encoding: a delta against the requested bases if
+/// the origin holds them all, else zstd or raw.
+fn encoded_chunk(
+    store: &Store,
+    want: &protocol::ChunkWant,
+) -> Result<Option<(crate::codec::Encoding, Vec<u8>)>, catalog::store::StoreError> {
+    let Some(raw) = store.chunk_bytes(&want.hash)? else {
+        return Ok(None);
+    };
+    let mut dictionary = Vec::new();
+    for base in &want.bases {
+        match store.chunk_bytes(base) {
+            Ok(Some(bytes)) => dictionary.extend_from_slice(&bytes),
+            _ => {
+                dictionary.clear();
+                break;
+            }
+        }
+    }
+    let usable = !want.bases.is_empty() && !dictionary.is_empty();
+    Ok(Some(crate::codec::encode(
+        &raw,
+        usable.then_some(dictionary.as_slice()),
+    )))
 }
 
 /// The encoded signed catalog, unless the edge already has this sequence.

@@ -519,3 +519,55 @@ async fn raw_frame(addr: std::net::SocketAddr, fingerprint: &str, frame: &[u8]) 
     let reason = connection.closed().await;
     reason.to_string()
 }
+
+#[test]
+fn scattered_edits_and_an_insertion_travel_as_deltas_smaller_than_the_changed_chunks() {
+    let origin = TestOrigin::init();
+    let src = origin.dir.path().join("math");
+    course(&src, 12);
+    write(
+        &src,
+        "02-pages/notes.html",
+        "<p>第一课 ꆈꌠ བོད་ཡིག lesson notes</p>\n"
+            .repeat(3000)
+            .as_bytes(),
+    );
+    origin.publish(&src);
+    let served = origin.serve();
+    let relay = Relay::start(served.quic);
+    let token = origin.add_edge("school-10");
+    let edge = TestEdge::init(&origin, &served, relay.addr, &token, "all");
+    let first = edge.sync_ok();
+    // The page compresses on the wire.
+    assert!(first["bytes_fetched"].as_u64().expect("bytes") < VIDEO as u64 + 64 * 1024);
+
+    // 40 edits of 3 000 bytes spread over the video, and 1 000 bytes inserted near its start.
+    let video = src.join("01-video/lesson.mp4");
+    let mut bytes = std::fs::read(&video).expect("read");
+    let edit = generated(3_000, 99);
+    for n in 0..40 {
+        let at = 1_000_000 + n * (VIDEO - 2_000_000) / 40;
+        bytes[at..at + 3_000].copy_from_slice(&edit);
+    }
+    bytes.splice(200_000..200_000, generated(1_000, 98));
+    std::fs::write(&video, &bytes).expect("write");
+    let edited = origin.publish(&src);
+    let changed_chunk_bytes = edited["new_chunk_bytes"].as_u64().expect("bytes");
+    assert!(
+        changed_chunk_bytes > 2 * 1024 * 1024,
+        "the edits touched {changed_chunk_bytes} bytes of chunks"
+    );
+
+    let before = relay.to_edge();
+    let report = edge.sync_ok();
+    let wire = relay.to_edge() - before;
+    let fetched = report["bytes_fetched"].as_u64().expect("bytes");
+    // 121 000 bytes were edited or inserted; deltas carry little more than that.
+    assert!(
+        fetched < 400 * 1024,
+        "fetched {fetched} bytes for 121 000 edited bytes (changed chunks: {changed_chunk_bytes})"
+    );
+    assert!(wire < 700 * 1024, "{wire} bytes on the wire");
+    assert_edge_holds(&edge, "math", &src);
+    assert!(run_ok(&["verify", &edge.data_str()]).contains("all good"));
+}

@@ -184,7 +184,13 @@ impl PartialBlob<'_> {
         let indices: Vec<usize> = self
             .by_hash
             .get(hash)
-            .map(|indices| indices.iter().copied().filter(|&i| !self.present(i)).collect())
+            .map(|indices| {
+                indices
+                    .iter()
+                    .copied()
+                    .filter(|&i| !self.present(i))
+                    .collect()
+            })
             .unwrap_or_default();
         for &index in &indices {
             self.write_chunk(index, bytes)?;
