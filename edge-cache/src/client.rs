@@ -9,6 +9,9 @@ use tracing::debug;
 
 use crate::config::EdgeConfig;
 
+/// How long a handshake may take before the attempt counts as failed.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Why talking to the origin failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -80,10 +83,19 @@ impl Client {
                 addr,
                 reason: err.to_string(),
             })?;
-        let connection = connecting.await.map_err(|err| ClientError::Connect {
-            addr,
-            reason: err.to_string(),
-        })?;
+        let connection = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+            Ok(connected) => connected.map_err(|err| ClientError::Connect {
+                addr,
+                reason: err.to_string(),
+            })?,
+            Err(_) => {
+                let reason = format!(
+                    "no answer within {} s (is UDP to that port open?)",
+                    CONNECT_TIMEOUT.as_secs()
+                );
+                return Err(ClientError::Connect { addr, reason });
+            }
+        };
         let mut client = Client {
             endpoint,
             connection,

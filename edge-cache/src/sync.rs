@@ -43,6 +43,8 @@ const SET_BYTES: u64 = 64 * 1024 * 1024;
 const SET_FILES: usize = 512;
 /// Connection attempts in a row without progress before a sync gives up.
 const MAX_ATTEMPTS: u32 = 8;
+/// Attempts to make the first connection of a pass.
+const MAX_CONNECT_ATTEMPTS: u32 = 3;
 /// Where the last sync's outcome is kept in the store.
 pub const LAST_SYNC: &str = "edge.last_sync";
 
@@ -808,7 +810,7 @@ impl Link {
                         reconnects: 0,
                     });
                 }
-                Err(err) if err.is_transient() && attempt < MAX_ATTEMPTS => {
+                Err(err) if err.is_transient() && attempt + 1 < MAX_CONNECT_ATTEMPTS => {
                     attempt += 1;
                     warn!(cause = %err, attempt, "cannot reach the origin; retrying");
                     tokio::time::sleep(backoff(attempt)).await;

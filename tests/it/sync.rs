@@ -571,3 +571,28 @@ fn scattered_edits_and_an_insertion_travel_as_deltas_smaller_than_the_changed_ch
     assert_edge_holds(&edge, "math", &src);
     assert!(run_ok(&["verify", &edge.data_str()]).contains("all good"));
 }
+
+#[test]
+fn an_unreachable_origin_gives_up_with_a_clear_error() {
+    let origin = TestOrigin::init();
+    let served = origin.serve();
+    let token = origin.add_edge("school-11");
+    // A UDP port where nothing answers.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("socket");
+    let edge = TestEdge::init(
+        &origin,
+        &served,
+        silent.local_addr().expect("addr"),
+        &token,
+        "all",
+    );
+    let (code, _, stderr) = edge.sync();
+    assert_eq!(code, 1);
+    assert!(stderr.contains("gave up after 3 attempts"), "{stderr}");
+    assert!(stderr.contains("is UDP to that port open?"), "{stderr}");
+    let status = run_ok(&["edge", "status", "--data", &edge.data_str()]);
+    assert!(
+        status.contains("last sync:") && status.contains("failed: gave up"),
+        "{status}"
+    );
+}
