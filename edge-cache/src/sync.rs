@@ -216,6 +216,17 @@ async fn run(
                 break;
             }
         }
+        let course = set[0]
+            .label
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        progress.set_message(format!(
+            "{course}: {} file(s), {} left",
+            set.len(),
+            queue.len()
+        ));
         let outcome = assemble_set(&mut link, store, set, progress, report).await?;
         failed_blobs.extend(outcome);
     }

@@ -596,3 +596,152 @@ fn an_unreachable_origin_gives_up_with_a_clear_error() {
         "{status}"
     );
 }
+
+/// A plain HTTP/1.1 GET on loopback: (status, headers, body).
+fn http_get(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -> (u16, String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).expect("response");
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header end");
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .expect("status")
+        .parse()
+        .expect("number");
+    let mut body = response[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    (status, head, body)
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("chunk size line");
+        let size = usize::from_str_radix(
+            std::str::from_utf8(&data[..line_end])
+                .expect("ascii")
+                .trim(),
+            16,
+        )
+        .expect("hex");
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[line_end + 2..line_end + 2 + size]);
+        data = &data[line_end + 2 + size + 2..];
+    }
+}
+
+#[test]
+fn the_same_objects_are_served_over_http_with_the_edge_token() {
+    let origin = TestOrigin::init();
+    let src = origin.dir.path().join("math");
+    course(&src, 13);
+    origin.publish(&src);
+    let served = origin.serve();
+    let token = origin.add_edge("school-12");
+
+    let (status, _, _) = http_get(served.http, "/v1/catalog", None);
+    assert_eq!(status, 401, "no token");
+    let (status, _, _) = http_get(served.http, "/v1/catalog", Some("wrong"));
+    assert_eq!(status, 401, "wrong token");
+
+    let (status, head, body) = http_get(served.http, "/v1/catalog", Some(&token));
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("cache-control: no-cache"),
+        "{head}"
+    );
+    let signed = catalog::SignedCatalog::decode(&body).expect("a signed catalog");
+    let key: catalog::PublicKey = origin.key.parse().expect("key");
+    let catalog = signed.verify(&key).expect("signed by the origin");
+    let course_hash = catalog.courses["math"].hash;
+
+    let (status, head, body) = http_get(
+        served.http,
+        &format!("/v1/objects/{course_hash}"),
+        Some(&token),
+    );
+    assert_eq!(status, 200);
+    assert!(head.contains("immutable"), "{head}");
+    assert!(
+        head.contains(&format!("\"{course_hash}\"")),
+        "ETag is the hash: {head}"
+    );
+    let course = catalog::Object::decode_verified(&course_hash, &body)
+        .expect("verifies")
+        .into_course()
+        .expect("course");
+
+    let lesson_hash = course.lessons[0].hash;
+    let (_, _, body) = http_get(
+        served.http,
+        &format!("/v1/objects/{lesson_hash}"),
+        Some(&token),
+    );
+    let lesson = catalog::Object::decode_verified(&lesson_hash, &body)
+        .expect("verifies")
+        .into_lesson()
+        .expect("lesson");
+    let video = lesson
+        .files
+        .iter()
+        .find(|f| f.path == "lesson.mp4")
+        .expect("video");
+    let (_, _, body) = http_get(
+        served.http,
+        &format!("/v1/objects/{}", video.manifest),
+        Some(&token),
+    );
+    let manifest = catalog::Object::decode_verified(&video.manifest, &body)
+        .expect("verifies")
+        .into_manifest()
+        .expect("manifest");
+    let first = manifest.chunks[0];
+    let (status, head, body) = http_get(
+        served.http,
+        &format!("/v1/chunks/{}", first.hash),
+        Some(&token),
+    );
+    assert_eq!(status, 200);
+    assert!(head.contains("immutable"), "{head}");
+    assert_eq!(catalog::Hash::of(&body), first.hash);
+    assert_eq!(body.len(), first.len as usize);
+
+    assert_eq!(
+        http_get(served.http, "/v1/chunks/not-a-hash", Some(&token)).0,
+        400
+    );
+    assert_eq!(
+        http_get(
+            served.http,
+            &format!("/v1/chunks/{}", "0".repeat(64)),
+            Some(&token)
+        )
+        .0,
+        404
+    );
+}
