@@ -550,8 +550,9 @@ fn assembler(
         completed: 0,
         failed: Vec::new(),
     };
-    for ((partial, job), failure) in partials.into_iter().zip(&set).zip(failed) {
-        let mut partial = partial;
+    let mut complete = Vec::new();
+    let mut complete_jobs = Vec::new();
+    for ((mut partial, job), failure) in partials.into_iter().zip(&set).zip(failed) {
         if let Some(reason) = failure {
             partial.flush()?;
             outcome
@@ -566,18 +567,29 @@ fn assembler(
             outcome.failed.push((
                 job.manifest.blob,
                 job.label.clone(),
-                format!("{} chunk(s) did not arrive, first {first}; the origin may hold a damaged copy (ask for `shanlu verify` there)", missing.len()),
+                format!(
+                    "{} chunk(s) did not arrive, first {first}; the origin may hold a damaged copy (ask for `shanlu verify` there)",
+                    missing.len()
+                ),
             ));
             continue;
         }
-        match partial.finish() {
+        complete.push(partial);
+        complete_jobs.push(job);
+    }
+    // One filesystem sync and one index commit for the whole set.
+    for (result, job) in store
+        .finish_partials(complete)?
+        .into_iter()
+        .zip(complete_jobs)
+    {
+        match result {
             Ok(_) => outcome.completed += 1,
-            Err(err @ StoreError::BlobMismatch { .. }) => {
+            Err(err) => {
                 outcome
                     .failed
-                    .push((job.manifest.blob, job.label.clone(), err.to_string()));
+                    .push((job.manifest.blob, job.label.clone(), err.to_string()))
             }
-            Err(err) => return Err(err),
         }
     }
     Ok(outcome)

@@ -34,7 +34,67 @@ pub struct PartialBlob<'s> {
     by_hash: HashMap<Hash, Vec<usize>>,
 }
 
+/// A blob moved into `blobs/` whose index record is still to be written.
+struct FinishedBlob {
+    blob: Hash,
+    manifest_hash: Hash,
+    chunks: Vec<(Hash, u64, u32)>,
+    manifest_bytes: Vec<u8>,
+    info: BlobInfo,
+}
+
 impl Store {
+    /// Finishes several partial blobs with one filesystem sync and one index
+    /// commit: each is checked whole and moved into the store. Returns one
+    /// result per blob, in order; an error of the store itself stops everything.
+    pub fn finish_partials(
+        &self,
+        partials: Vec<PartialBlob<'_>>,
+    ) -> Result<Vec<Result<Hash, StoreError>>, StoreError> {
+        let mut results = Vec::with_capacity(partials.len());
+        let mut finished = Vec::new();
+        for partial in partials {
+            match partial.move_into_store() {
+                Ok(done) => {
+                    results.push(Ok(done.blob));
+                    finished.push(done);
+                }
+                Err(err @ (StoreError::BlobMismatch { .. } | StoreError::Incomplete { .. })) => {
+                    results.push(Err(err))
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        if finished.is_empty() {
+            return Ok(results);
+        }
+        // The renames and directories reach the disk before the records that name them.
+        self.sync_files()?;
+        self.write(|txn| {
+            let mut objects = txn.open_table(index::OBJECTS).map_err(StoreError::index)?;
+            for done in &finished {
+                objects
+                    .insert(
+                        done.manifest_hash.as_bytes(),
+                        done.manifest_bytes.as_slice(),
+                    )
+                    .map_err(StoreError::index)?;
+            }
+            drop(objects);
+            for done in &finished {
+                index::put_blob(txn, &done.blob, &done.info, &done.chunks)?;
+            }
+            let mut partials = txn.open_table(PARTIALS).map_err(StoreError::index)?;
+            for done in &finished {
+                partials
+                    .remove(done.blob.as_bytes())
+                    .map_err(StoreError::index)?;
+            }
+            Ok(())
+        })?;
+        Ok(results)
+    }
+
     /// Starts or resumes assembling the blob that `manifest` describes.
     pub fn partial(
         &self,
@@ -233,7 +293,17 @@ impl PartialBlob<'_> {
 
     /// Verifies the whole blob and moves it into the store. On a mismatch the
     /// partial file and its record are discarded.
-    pub fn finish(mut self) -> Result<Hash, StoreError> {
+    pub fn finish(self) -> Result<Hash, StoreError> {
+        let store = self.store;
+        let mut results = store.finish_partials(vec![self])?;
+        results.pop().unwrap_or(Err(StoreError::Index(
+            "no result for a finished blob".into(),
+        )))
+    }
+
+    /// Checks the whole blob and moves it into `blobs/`; the index record is
+    /// written by the caller once the data is durable.
+    fn move_into_store(mut self) -> Result<FinishedBlob, StoreError> {
         let missing = self.missing().len();
         if missing > 0 {
             self.flush()?;
@@ -251,7 +321,7 @@ impl PartialBlob<'_> {
             let len = buffer.len().min((self.manifest.size - offset) as usize);
             self.file
                 .read_exact_at(&mut buffer[..len], offset)
-                .map_err(|source| StoreError::io("reading", &path, source))?;
+                .map_err(|cause| StoreError::io("reading", &path, cause))?;
             hasher.update_parallel(&buffer[..len]);
             offset += len as u64;
         }
@@ -263,45 +333,28 @@ impl PartialBlob<'_> {
                 actual,
             });
         }
-        self.file
-            .sync_data()
-            .map_err(|source| StoreError::io("syncing", &path, source))?;
+        // Made durable by the caller's filesystem sync, before the index record.
         let target = self.store.blob_path(&blob);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)
-                .map_err(|source| StoreError::io("creating", parent, source))?;
+                .map_err(|cause| StoreError::io("creating", parent, cause))?;
         }
         std::fs::rename(&path, &target)
-            .map_err(|source| StoreError::io("moving a blob into", &target, source))?;
-        if let Some(parent) = target.parent() {
-            std::fs::File::open(parent)
-                .and_then(|dir| dir.sync_all())
-                .map_err(|source| StoreError::io("syncing", parent, source))?;
-        }
-        let chunks: Vec<(Hash, u64, u32)> = self
-            .manifest
-            .chunk_offsets()
-            .map(|(offset, chunk)| (chunk.hash, offset, chunk.len))
-            .collect();
-        let manifest_bytes = crate::object::Object::Manifest(self.manifest.clone()).encode();
-        let info = BlobInfo {
-            size: self.manifest.size,
-            manifest: self.manifest_hash,
-        };
-        self.store.write(|txn| {
-            let mut objects = txn.open_table(index::OBJECTS).map_err(StoreError::index)?;
-            objects
-                .insert(self.manifest_hash.as_bytes(), manifest_bytes.as_slice())
-                .map_err(StoreError::index)?;
-            drop(objects);
-            index::put_blob(txn, &blob, &info, &chunks)?;
-            let mut partials = txn.open_table(PARTIALS).map_err(StoreError::index)?;
-            partials
-                .remove(blob.as_bytes())
-                .map_err(StoreError::index)?;
-            Ok(())
-        })?;
-        Ok(blob)
+            .map_err(|cause| StoreError::io("moving a blob into", &target, cause))?;
+        Ok(FinishedBlob {
+            blob,
+            manifest_hash: self.manifest_hash,
+            chunks: self
+                .manifest
+                .chunk_offsets()
+                .map(|(offset, chunk)| (chunk.hash, offset, chunk.len))
+                .collect(),
+            manifest_bytes: crate::object::Object::Manifest(self.manifest.clone()).encode(),
+            info: BlobInfo {
+                size: self.manifest.size,
+                manifest: self.manifest_hash,
+            },
+        })
     }
 
     /// Forgets this partial blob: its file and its record.
