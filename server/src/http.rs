@@ -111,26 +111,10 @@ async fn object(
     Path(hash): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(response) = authorize(&state, &headers).await {
-        return response;
-    }
-    let Some(hash) = parse_hash(&hash) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            "an object is named by 64 hex digits\n",
-        )
-            .into_response();
-    };
-    let store_state = state.clone();
-    match tokio::task::spawn_blocking(move || store_state.store.object_bytes(&hash)).await {
-        Ok(Ok(Some(bytes))) => bytes_response(bytes, IMMUTABLE, Some(hash.to_hex())),
-        Ok(Ok(None)) => (StatusCode::NOT_FOUND, "no such object\n").into_response(),
-        _ => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "cannot read the object\n",
-        )
-            .into_response(),
-    }
+    immutable(state, &hash, &headers, "object", |store, hash| {
+        store.object_bytes(hash)
+    })
+    .await
 }
 
 async fn chunk(
@@ -138,28 +122,50 @@ async fn chunk(
     Path(hash): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(response) = authorize(&state, &headers).await {
+    immutable(state, &hash, &headers, "chunk", |store, hash| {
+        store.chunk_bytes(hash)
+    })
+    .await
+}
+
+/// Reads one content-addressed thing from the store, checked against its hash.
+type ReadFn =
+    fn(&catalog::Store, &catalog::Hash) -> Result<Option<Vec<u8>>, catalog::store::StoreError>;
+
+/// Serves one content-addressed thing (`kind`) read by `read`.
+async fn immutable(
+    state: Arc<State>,
+    hash: &str,
+    headers: &HeaderMap,
+    kind: &'static str,
+    read: ReadFn,
+) -> Response {
+    if let Err(response) = authorize(&state, headers).await {
         return response;
     }
-    let Some(hash) = parse_hash(&hash) else {
+    let Some(hash) = parse_hash(hash) else {
         return (
             StatusCode::BAD_REQUEST,
-            "a chunk is named by 64 hex digits\n",
+            format!("a {kind} is named by 64 hex digits\n"),
         )
             .into_response();
     };
-    let store_state = state.clone();
-    match tokio::task::spawn_blocking(move || store_state.store.chunk_bytes(&hash)).await {
+    match tokio::task::spawn_blocking(move || read(&state.store, &hash)).await {
         Ok(Ok(Some(bytes))) => bytes_response(bytes, IMMUTABLE, Some(hash.to_hex())),
-        Ok(Ok(None)) => (StatusCode::NOT_FOUND, "no such chunk\n").into_response(),
+        Ok(Ok(None)) => (StatusCode::NOT_FOUND, format!("no such {kind}\n")).into_response(),
         Ok(Err(err)) => {
-            tracing::error!(%hash, cause = %err, "refusing to serve a damaged chunk");
+            // Damaged data is never sent.
+            tracing::error!(%hash, cause = %err, "refusing to serve a damaged {kind}");
             (
                 StatusCode::NOT_FOUND,
-                "this chunk is damaged on the origin\n",
+                format!("this {kind} is damaged on the origin\n"),
             )
                 .into_response()
         }
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "cannot read the chunk\n").into_response(),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot read the {kind}\n"),
+        )
+            .into_response(),
     }
 }

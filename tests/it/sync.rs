@@ -53,12 +53,18 @@ fn assert_edge_holds(edge: &TestEdge, course_id: &str, root: &Path) -> usize {
     checked
 }
 
-#[test]
-fn sync_fetches_every_file_byte_identical_and_a_second_sync_fetches_nothing() {
+/// An origin with the test course published from `DIR/math`.
+fn published_course(seed: u64) -> (TestOrigin, std::path::PathBuf) {
     let origin = TestOrigin::init();
     let src = origin.dir.path().join("math");
-    course(&src, 1);
+    course(&src, seed);
     origin.publish(&src);
+    (origin, src)
+}
+
+#[test]
+fn sync_fetches_every_file_byte_identical_and_a_second_sync_fetches_nothing() {
+    let (origin, src) = published_course(1);
     let served = origin.serve();
     let token = origin.add_edge("school-1");
     let edge = TestEdge::init(&origin, &served, served.quic, &token, "all");
@@ -97,10 +103,7 @@ fn sync_fetches_every_file_byte_identical_and_a_second_sync_fetches_nothing() {
 
 #[test]
 fn an_update_moves_only_the_changed_chunks_counted_on_the_wire() {
-    let origin = TestOrigin::init();
-    let src = origin.dir.path().join("math");
-    course(&src, 2);
-    origin.publish(&src);
+    let (origin, src) = published_course(2);
     let served = origin.serve();
     let relay = Relay::start(served.quic);
     let token = origin.add_edge("school-1");
@@ -310,10 +313,7 @@ fn a_restarted_origin_is_reconnected_to_within_the_same_sync() {
 
 #[test]
 fn a_damaged_blob_on_the_origin_is_named_and_everything_else_is_kept() {
-    let origin = TestOrigin::init();
-    let src = origin.dir.path().join("math");
-    course(&src, 7);
-    origin.publish(&src);
+    let (origin, _src) = published_course(7);
     let listing = origin.ls();
     let lesson = &listing["courses"][0]["lessons"][0];
     let video = lesson["files"]
@@ -377,10 +377,7 @@ fn a_damaged_blob_on_the_origin_is_named_and_everything_else_is_kept() {
 
 #[test]
 fn a_wrong_token_is_refused_and_logged_and_nothing_is_stored() {
-    let origin = TestOrigin::init();
-    let src = origin.dir.path().join("math");
-    course(&src, 8);
-    origin.publish(&src);
+    let (origin, _src) = published_course(8);
     let served = origin.serve();
     origin.add_edge("school-6");
     let edge = TestEdge::init(&origin, &served, served.quic, &"0".repeat(64), "all");
@@ -399,10 +396,7 @@ fn a_wrong_token_is_refused_and_logged_and_nothing_is_stored() {
 
 #[test]
 fn a_catalog_not_signed_by_the_pinned_key_is_refused() {
-    let origin = TestOrigin::init();
-    let src = origin.dir.path().join("math");
-    course(&src, 9);
-    origin.publish(&src);
+    let (origin, _src) = published_course(9);
     let served = origin.serve();
     let token = origin.add_edge("school-7");
     // An edge pinned to another origin's key, talking to this origin.
@@ -420,10 +414,7 @@ fn a_catalog_not_signed_by_the_pinned_key_is_refused() {
 
 #[test]
 fn an_older_origin_cannot_roll_an_edge_back() {
-    let origin = TestOrigin::init();
-    let src = origin.dir.path().join("math");
-    course(&src, 10);
-    origin.publish(&src);
+    let (origin, src) = published_course(10);
     // A copy of the origin as it was at sequence 1.
     let old = origin.dir.path().join("origin-at-1");
     let status = std::process::Command::new("cp")
@@ -471,10 +462,7 @@ fn an_older_origin_cannot_roll_an_edge_back() {
 
 #[test]
 fn malformed_and_oversized_frames_close_that_connection_only() {
-    let origin = TestOrigin::init();
-    let src = origin.dir.path().join("math");
-    course(&src, 11);
-    origin.publish(&src);
+    let (origin, _src) = published_course(11);
     let served = origin.serve();
     let token = origin.add_edge("school-9");
 
@@ -656,10 +644,7 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 
 #[test]
 fn the_same_objects_are_served_over_http_with_the_edge_token() {
-    let origin = TestOrigin::init();
-    let src = origin.dir.path().join("math");
-    course(&src, 13);
-    origin.publish(&src);
+    let (origin, _src) = published_course(13);
     let served = origin.serve();
     let token = origin.add_edge("school-12");
 
