@@ -99,6 +99,15 @@ pub enum SyncError {
     MissingObject { hash: Hash },
     #[error("object {hash} from the origin was refused: {reason}")]
     BadObject { hash: Hash, reason: String },
+    #[error(
+        "another sync is already running on {path}; let it finish (this one stops without touching anything)"
+    )]
+    Busy { path: std::path::PathBuf },
+    #[error("taking {path}: {cause}")]
+    Lock {
+        path: std::path::PathBuf,
+        cause: std::io::Error,
+    },
     #[error("gave up after {attempts} attempts to reach the origin: {last}")]
     Unreachable { attempts: u32, last: ClientError },
 }
@@ -117,6 +126,7 @@ struct FileJob {
 /// Runs one sync pass for the edge in `dir`. `progress` shows bytes fetched.
 pub async fn sync_once(dir: &Path, progress: &ProgressBar) -> Result<SyncReport, SyncError> {
     let config = EdgeConfig::load(dir)?;
+    let _lock = lock(dir)?;
     let store = Arc::new(Store::open(config::store_path(dir))?);
     let mut report = SyncReport::default();
     let result = run(&config, &store, progress, &mut report).await;
@@ -244,6 +254,28 @@ async fn run(
     let _ = link.client.report_status(status.to_string()).await;
     link.client.close().await;
     Ok(())
+}
+
+/// Holds `DIR/sync.lock` for the pass: two syncs of one edge would fetch the
+/// same chunks into the same partial files.
+fn lock(dir: &Path) -> Result<std::fs::File, SyncError> {
+    let path = dir.join("sync.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|cause| SyncError::Lock {
+            path: path.clone(),
+            cause,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(SyncError::Busy {
+            path: dir.to_owned(),
+        }),
+        Err(std::fs::TryLockError::Error(cause)) => Err(SyncError::Lock { path, cause }),
+    }
 }
 
 /// Fetches courses, then lessons, then manifests the store lacks.

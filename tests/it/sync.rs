@@ -730,3 +730,42 @@ fn the_same_objects_are_served_over_http_with_the_edge_token() {
         404
     );
 }
+
+#[test]
+fn a_second_sync_of_the_same_edge_stops_cleanly_while_the_first_runs() {
+    let origin = TestOrigin::init();
+    let src = origin.dir.path().join("big");
+    write(
+        &src,
+        "01-video/lesson.mp4",
+        &generated(32 * 1024 * 1024, 14),
+    );
+    origin.publish(&src);
+    let served = origin.serve();
+    let relay = Relay::start(served.quic);
+    relay.set_rate(8 * 1024 * 1024);
+    let token = origin.add_edge("school-13");
+    let edge = TestEdge::init(&origin, &served, relay.addr, &token, "all");
+
+    let data = edge.data_str();
+    let first = std::thread::spawn(move || run(&["edge", "sync", "--data", &data, "--json"]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while relay.to_edge() < 1024 * 1024 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (code, _, stderr) = edge.sync();
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("another sync is already running"),
+        "{stderr}"
+    );
+
+    relay.set_rate(0);
+    let output = first.join().expect("first sync");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_edge_holds(&edge, "big", &src);
+}
