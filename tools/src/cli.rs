@@ -88,6 +88,8 @@ pub enum EdgeCommand {
     Init(EdgeInitArgs),
     /// Sync once with progress bars; exit 0 only when everything subscribed is held and verified.
     Sync(EdgeSyncArgs),
+    /// Sync periodically and serve the classroom (lesson files and the JSON API) until Ctrl-C.
+    Run(EdgeRunArgs),
     /// What the edge holds and how its last sync went.
     Status(EdgeStatusArgs),
 }
@@ -128,6 +130,21 @@ pub struct EdgeSyncArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EdgeRunArgs {
+    /// The edge's data folder.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+
+    /// Where the classroom server listens.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
+    pub listen: std::net::SocketAddr,
+
+    /// Seconds between sync passes.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub interval: u64,
 }
 
 #[derive(Debug, Args)]

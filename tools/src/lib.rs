@@ -30,6 +30,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Edge { command } => match command {
             EdgeCommand::Init(args) => commands::edge::init(&args),
             EdgeCommand::Sync(args) => commands::edge::sync(&args),
+            EdgeCommand::Run(args) => commands::edge::run(&args),
             EdgeCommand::Status(args) => commands::edge::status(&args),
         },
         Command::Demo(args) => commands::demo::run(&args),

@@ -6,7 +6,7 @@ use anyhow::Context;
 use edge_cache::config::EdgeConfig;
 use edge_cache::{Subscription, status};
 
-use crate::cli::{EdgeInitArgs, EdgeStatusArgs, EdgeSyncArgs};
+use crate::cli::{EdgeInitArgs, EdgeRunArgs, EdgeStatusArgs, EdgeSyncArgs};
 use crate::{format, progress};
 
 pub fn init(args: &EdgeInitArgs) -> anyhow::Result<ExitCode> {
@@ -116,5 +116,28 @@ pub fn status(args: &EdgeStatusArgs) -> anyhow::Result<ExitCode> {
         ),
         None => println!("last sync: never"),
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run(args: &EdgeRunArgs) -> anyhow::Result<ExitCode> {
+    EdgeConfig::load(&args.data)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening for classrooms on {}", args.listen))?;
+        println!("classroom: http://{}/", listener.local_addr()?);
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            crate::signals::stop_requested().await;
+            signal.cancel();
+        });
+        let interval = std::time::Duration::from_secs(args.interval.max(1));
+        edge_cache::run::run(&args.data, listener, interval, shutdown).await?;
+        anyhow::Ok(())
+    })?;
     Ok(ExitCode::SUCCESS)
 }
