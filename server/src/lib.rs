@@ -6,7 +6,6 @@
 //!   `lesson.toml` files) into a checked plan, refusing bad input before anything is stored.
 //! - [`publish`]: storing a course folder's files and committing the new course
 //!   version and signed catalog in one step.
-//!
 //! - [`tls`]: the origin's self-signed certificate and the pinned-fingerprint verifier.
 //! - [`tokens`]: per-edge tokens, stored hashed.
 //! - [`protocol`]: the framed request/response protocol over QUIC.
