@@ -1,36 +1,152 @@
-//! `shanlu demo` with the bundled sample courses.
+//! `shanlu demo`: origin, sample courses, QUIC sync and the classroom, in one command.
+
+use std::io::{BufRead, Read, Write};
+use std::net::SocketAddr;
+use std::path::Path;
 
 use shanlu_tests::shanlu;
 
+/// Runs the demo until its classroom is up; returns the child, its address and what it printed.
+fn start_demo(
+    data: &Path,
+) -> (
+    std::process::Child,
+    SocketAddr,
+    String,
+    std::thread::JoinHandle<String>,
+) {
+    let mut child = shanlu()
+        .args([
+            "demo",
+            "--data",
+            data.to_str().expect("utf-8"),
+            "--port",
+            "0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run demo");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut printed = String::new();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the demo printed its classroom URL")
+            .expect("utf-8");
+        printed.push_str(&line);
+        printed.push('\n');
+        if let Some(rest) = line.strip_prefix("Classroom: http://") {
+            break rest.trim_end_matches('/').parse().expect("address");
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr, printed, errors)
+}
+
+fn get(addr: SocketAddr, path: &str, extra: &str) -> (u16, Vec<u8>) {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).expect("response");
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header end");
+    let status = String::from_utf8_lossy(&response[..split])
+        .split_whitespace()
+        .nth(1)
+        .expect("status")
+        .parse()
+        .expect("number");
+    (status, response[split + 4..].to_vec())
+}
+
+fn interrupt(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    child.wait().expect("wait")
+}
+
 #[test]
-fn demo_publishes_the_sample_courses_cleanly_and_verifies() {
+fn demo_publishes_syncs_over_quic_serves_the_classroom_and_stops_cleanly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("demo");
-    let output = shanlu()
-        .args(["demo", "--data", data.to_str().expect("utf-8")])
-        .output()
-        .expect("run demo");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "demo failed:\n{stdout}\n{stderr}");
-    assert!(
-        stderr.trim().is_empty(),
-        "the sample courses publish with warnings:\n{stderr}"
-    );
-    assert!(stdout.contains("published grade3-math v1"), "{stdout}");
-    assert!(stdout.contains("signature verified"), "{stdout}");
-    assert!(stdout.contains("all good"), "{stdout}");
+    let (mut child, addr, printed, errors) = start_demo(&data);
+    assert!(printed.contains("published grade3-math v1"), "{printed}");
+    assert!(printed.contains("edge synced over QUIC"), "{printed}");
 
-    // A second run over the same data reuses the origin and stores nothing new.
-    let again = shanlu()
-        .args(["demo", "--data", data.to_str().expect("utf-8")])
-        .output()
-        .expect("run demo");
-    let stdout = String::from_utf8_lossy(&again.stdout);
-    assert!(again.status.success(), "{stdout}");
-    assert!(
-        stdout.contains("grade3-math v1 (catalog sequence 1)"),
-        "{stdout}"
+    let (status, body) = get(addr, "/api/v1/courses/grade3-math", "");
+    assert_eq!(status, 200);
+    let course: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(course["title"]["zh"], "三年级数学");
+
+    // A byte range of a sample file is the same bytes as the file in the repository.
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tools/sample-courses/grade3-math/01-counting/img/apples.svg");
+    let bytes = std::fs::read(&sample).expect("sample file");
+    let (status, body) = get(
+        addr,
+        "/courses/grade3-math/01-counting/img/apples.svg",
+        "Range: bytes=10-99\r\n",
     );
-    assert!(stdout.contains("0 new chunks"), "{stdout}");
+    assert_eq!(status, 206);
+    assert_eq!(body, bytes[10..100]);
+    let (status, body) = get(addr, "/courses/grade3-math/02-addition/index.html", "");
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("凑十法"));
+
+    let exit = interrupt(&mut child);
+    assert!(exit.success(), "the demo did not stop cleanly: {exit}");
+    let stderr = errors.join().expect("stderr");
+    assert!(stderr.trim().is_empty(), "the demo warned:\n{stderr}");
+
+    // Run again on the same data: nothing new to publish or fetch.
+    let (mut child, _, printed, _) = start_demo(&data);
+    assert!(
+        printed.contains("grade3-math v1 (catalog sequence 1)"),
+        "{printed}"
+    );
+    assert!(printed.contains("0 new chunks"), "{printed}");
+    assert!(printed.contains("fetched 0 B"), "{printed}");
+    assert!(interrupt(&mut child).success());
+}
+
+#[test]
+fn the_sample_courses_publish_without_warnings_and_verify() {
+    let origin = shanlu_tests::TestOrigin::init();
+    let courses = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/sample-courses");
+    for entry in std::fs::read_dir(courses).expect("sample courses") {
+        let path = entry.expect("entry").path();
+        let output = shanlu()
+            .args([
+                "publish",
+                path.to_str().expect("utf-8"),
+                "--data",
+                &origin.data_str(),
+            ])
+            .output()
+            .expect("publish");
+        assert!(output.status.success());
+        assert!(
+            output.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let verify = shanlu_tests::run_ok(&["verify", &origin.data_str()]);
+    assert!(verify.contains("all good"), "{verify}");
 }

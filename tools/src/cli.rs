@@ -216,4 +216,9 @@ pub struct DemoArgs {
     /// A folder of course folders to publish instead of the bundled sample courses.
     #[arg(long, value_name = "DIR")]
     pub courses: Option<PathBuf>,
+
+    /// The classroom port on 127.0.0.1; if it is taken, the next free one is used. 0 lets the
+    /// system choose.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
 }

@@ -1,13 +1,18 @@
-//! `shanlu demo`: the whole job on one machine, with the bundled sample courses.
+//! `shanlu demo`: the whole chain on one machine, with the bundled sample courses.
 //!
-//! Today it sets up an origin, publishes the sample courses through the same
-//! code as `shanlu publish`, verifies the store and lists the signed catalog.
+//! An origin is set up and the sample courses published; the origin serves on
+//! loopback; an edge is added, pinned to it and synced over QUIC; then the
+//! edge serves the classroom until Ctrl-C. Every step is the code the real
+//! commands run — QUIC, signing and verification included.
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use edge_cache::{EdgeConfig, Subscription};
 use server::Origin;
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::DemoArgs;
 use crate::{format, progress};
@@ -19,19 +24,7 @@ pub fn bundled_courses() -> PathBuf {
 
 pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let courses = args.courses.clone().unwrap_or_else(bundled_courses);
-    let mut folders: Vec<PathBuf> = std::fs::read_dir(&courses)
-        .with_context(|| {
-            format!(
-                "reading the sample courses in {}; pass --courses DIR with course folders in it",
-                courses.display()
-            )
-        })?
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .filter(|path| path.is_dir())
-        .collect();
-    folders.sort();
-
+    let folders = course_folders(&courses)?;
     let temp;
     let data = match &args.data {
         Some(dir) => dir.clone(),
@@ -41,10 +34,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let origin_dir = data.join("origin");
+    let edge_dir = data.join("edge");
+
+    // 1. The origin and its courses.
     if !origin_dir.join("origin.key").exists() {
-        let report = Origin::init(&origin_dir)?;
-        println!("origin initialized in {}", origin_dir.display());
-        println!("origin key: {}", report.public_key);
+        Origin::init(&origin_dir)?;
     }
     let origin = Origin::open(&origin_dir)?;
     for folder in &folders {
@@ -68,18 +62,128 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             report.new_chunks
         );
     }
-    println!();
-    super::ls::run(&crate::cli::LsArgs {
-        data: origin_dir.clone(),
-        json: false,
-    })?;
-    println!();
-    let code = super::verify::run(&crate::cli::VerifyArgs {
-        dir: origin_dir,
-        json: false,
+    let public_key = origin.public_key();
+    drop(origin);
+
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            crate::signals::stop_requested().await;
+            signal.cancel();
+        });
+
+        // 2. The origin serves on loopback.
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let bound = server::serve::bind(&origin_dir, loopback, loopback).await?;
+        let quic = bound.quic_addr;
+        println!("origin: quic://{quic} (http://{}/v1/catalog)", bound.http_addr);
+        let origin_task = tokio::spawn(bound.run(shutdown.clone()));
+
+        // 3. A school edge, pinned to this origin, synced over QUIC.
+        let fingerprint = server::tls::TlsIdentity::load_or_create(&origin_dir)?.fingerprint();
+        set_up_edge(&origin_dir, &edge_dir, quic, &public_key.to_string(), &fingerprint)?;
+        let bar = progress::bytes_bar("syncing");
+        let synced = edge_cache::sync_once(&edge_dir, &bar).await;
+        bar.finish_and_clear();
+        let report = synced.context("the demo edge's first sync")?;
+        println!(
+            "edge synced over QUIC: catalog sequence {}, {} files held, fetched {} in {} chunks, reused {} held locally",
+            report.sequence,
+            report.files_held,
+            format::bytes(report.bytes_fetched),
+            report.chunks_fetched,
+            format::bytes(report.bytes_reused)
+        );
+
+        // 4. The classroom.
+        let listener = bind_classroom(args.port).await?;
+        let classroom = listener.local_addr()?;
+        println!("Classroom: http://{classroom}/");
+        println!("  courses: http://{classroom}/api/v1/courses   status: http://{classroom}/api/v1/status");
+        println!("Press Ctrl-C to stop.");
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        let interval = std::time::Duration::from_secs(60);
+        edge_cache::run::run(&edge_dir, listener, interval, shutdown.clone()).await?;
+        shutdown.cancel();
+        let _ = origin_task.await;
+        anyhow::Ok(())
     })?;
     if args.data.is_none() {
-        println!("(the demo ran in a temporary folder, now removed; pass --data DIR to keep it)");
+        println!("stopped; the demo's temporary folder is removed (pass --data DIR to keep it)");
+    } else {
+        println!("stopped; the demo's data stays in {}", data.display());
     }
-    Ok(code)
+    Ok(ExitCode::SUCCESS)
+}
+
+fn course_folders(courses: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(courses)
+        .with_context(|| {
+            format!(
+                "reading the sample courses in {}; pass --courses DIR with course folders in it",
+                courses.display()
+            )
+        })?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.is_dir())
+        .collect();
+    folders.sort();
+    Ok(folders)
+}
+
+/// Adds (once) an edge called `demo-school` and writes its `edge.toml` for
+/// this run's origin address, keeping whatever its store already holds.
+fn set_up_edge(
+    origin_dir: &Path,
+    edge_dir: &Path,
+    quic: SocketAddr,
+    key: &str,
+    fingerprint: &str,
+) -> anyhow::Result<()> {
+    let token_file = edge_dir.join("demo-token");
+    let token = match std::fs::read_to_string(&token_file) {
+        Ok(token) => token.trim().to_owned(),
+        Err(_) => {
+            let token = server::tokens::add_edge(
+                origin_dir,
+                &format!("demo-school-{}", std::process::id()),
+            )?;
+            std::fs::create_dir_all(edge_dir)?;
+            std::fs::write(&token_file, &token)?;
+            token
+        }
+    };
+    let config_path = edge_cache::config::config_path(edge_dir);
+    if config_path.exists() {
+        std::fs::remove_file(&config_path)?;
+    }
+    EdgeConfig {
+        origin: format!("quic://{quic}"),
+        origin_key: key.to_owned(),
+        origin_cert: fingerprint.to_owned(),
+        token,
+        subscribe: Subscription::All,
+    }
+    .create(edge_dir)?;
+    Ok(())
+}
+
+/// Binds 127.0.0.1:`port`, or the next free port above it.
+async fn bind_classroom(port: u16) -> anyhow::Result<tokio::net::TcpListener> {
+    if port == 0 {
+        return Ok(tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?);
+    }
+    for candidate in port..port.saturating_add(100) {
+        if let Ok(listener) = tokio::net::TcpListener::bind(("127.0.0.1", candidate)).await {
+            return Ok(listener);
+        }
+    }
+    anyhow::bail!(
+        "ports {port} to {} on 127.0.0.1 are all taken; pass --port",
+        port.saturating_add(99)
+    )
 }
