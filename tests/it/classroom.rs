@@ -1,11 +1,11 @@
 //! `shanlu edge run`: the classroom server's file semantics and JSON API.
 
-use std::io::{BufRead, Read, Write};
+use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::Path;
 
 use serde_json::Value;
-use shanlu_tests::{TestEdge, TestOrigin, generated};
+use shanlu_tests::{TestEdge, TestOrigin, generated, header, http_request as request};
 
 const VIDEO: usize = 3 * 1024 * 1024;
 
@@ -49,66 +49,6 @@ fn start(edge: &TestEdge) -> Running {
         .and_then(|rest| rest.trim_end_matches('/').parse().ok())
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
     Running { child, addr }
-}
-
-/// One request with extra header lines: (status, head, body).
-fn request(addr: SocketAddr, method: &str, path: &str, headers: &str) -> (u16, String, Vec<u8>) {
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n"
-    )
-    .expect("request");
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).expect("response");
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("header end");
-    let head = String::from_utf8_lossy(&response[..split]).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .expect("status")
-        .parse()
-        .expect("number");
-    let mut body = response[split + 4..].to_vec();
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body = dechunk(&body);
-    }
-    (status, head, body)
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .expect("size line");
-        let size = usize::from_str_radix(
-            std::str::from_utf8(&data[..line_end])
-                .expect("ascii")
-                .trim(),
-            16,
-        )
-        .expect("hex");
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&data[line_end + 2..line_end + 2 + size]);
-        data = &data[line_end + 2 + size + 2..];
-    }
-}
-
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        key.eq_ignore_ascii_case(name).then(|| value.trim())
-    })
 }
 
 fn write(root: &Path, rel: &str, bytes: &[u8]) {

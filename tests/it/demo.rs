@@ -1,6 +1,6 @@
 //! `shanlu demo`: origin, sample courses, QUIC sync and the classroom, in one command.
 
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, Read};
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -51,25 +51,8 @@ fn start_demo(
 }
 
 fn get(addr: SocketAddr, path: &str, extra: &str) -> (u16, Vec<u8>) {
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
-    )
-    .expect("request");
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).expect("response");
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("header end");
-    let status = String::from_utf8_lossy(&response[..split])
-        .split_whitespace()
-        .nth(1)
-        .expect("status")
-        .parse()
-        .expect("number");
-    (status, response[split + 4..].to_vec())
+    let (status, _, body) = shanlu_tests::http_request(addr, "GET", path, extra);
+    (status, body)
 }
 
 fn interrupt(child: &mut std::process::Child) -> std::process::ExitStatus {

@@ -12,7 +12,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 use edge_cache::{EdgeConfig, Subscription};
 use server::Origin;
-use tokio_util::sync::CancellationToken;
 
 use crate::cli::DemoArgs;
 use crate::{format, progress};
@@ -67,12 +66,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let shutdown = CancellationToken::new();
-        let signal = shutdown.clone();
-        tokio::spawn(async move {
-            crate::signals::stop_requested().await;
-            signal.cancel();
-        });
+        let shutdown = crate::signals::shutdown_on_signal();
 
         // 2. The origin serves on loopback.
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));

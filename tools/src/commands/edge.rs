@@ -129,12 +129,7 @@ pub fn run(args: &EdgeRunArgs) -> anyhow::Result<ExitCode> {
         println!("classroom: http://{}/", listener.local_addr()?);
         use std::io::Write;
         std::io::stdout().flush()?;
-        let shutdown = tokio_util::sync::CancellationToken::new();
-        let signal = shutdown.clone();
-        tokio::spawn(async move {
-            crate::signals::stop_requested().await;
-            signal.cancel();
-        });
+        let shutdown = crate::signals::shutdown_on_signal();
         let interval = std::time::Duration::from_secs(args.interval.max(1));
         edge_cache::run::run(&args.data, listener, interval, shutdown).await?;
         anyhow::Ok(())

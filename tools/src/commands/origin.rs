@@ -33,12 +33,7 @@ pub fn serve(args: &OriginServeArgs) -> anyhow::Result<ExitCode> {
         println!("origin certificate: {}", bound.cert_fingerprint);
         use std::io::Write;
         std::io::stdout().flush()?;
-        let shutdown = tokio_util::sync::CancellationToken::new();
-        let signal = shutdown.clone();
-        tokio::spawn(async move {
-            crate::signals::stop_requested().await;
-            signal.cancel();
-        });
+        let shutdown = crate::signals::shutdown_on_signal();
         bound.run(shutdown).await;
         anyhow::Ok(())
     })?;
