@@ -70,6 +70,20 @@ pub fn run_err(args: &[&str]) -> String {
 
 pub use catalog::testdata::generated;
 
+/// `shanlu ls --data DIR --json`, parsed.
+pub fn ls_json(data: &Path) -> serde_json::Value {
+    let out = run_ok(&["ls", "--data", data.to_str().expect("utf-8 path"), "--json"]);
+    serde_json::from_str(&out).expect("ls --json prints JSON")
+}
+
+/// Where a data folder's store keeps a blob: `store/blobs/ab/cd/<blake3>`.
+pub fn blob_path(data: &Path, blake3: &str) -> PathBuf {
+    data.join("store/blobs")
+        .join(&blake3[..2])
+        .join(&blake3[2..4])
+        .join(blake3)
+}
+
 /// A temporary origin made by `shanlu origin init`.
 pub struct TestOrigin {
     pub dir: tempfile::TempDir,
@@ -116,17 +130,12 @@ impl TestOrigin {
 
     /// `shanlu ls --data ORIGIN --json`, parsed.
     pub fn ls(&self) -> serde_json::Value {
-        let out = run_ok(&["ls", "--data", &self.data_str(), "--json"]);
-        serde_json::from_str(&out).expect("ls --json prints JSON")
+        ls_json(&self.data())
     }
 
     /// Where the origin keeps a blob.
     pub fn blob_path(&self, blake3: &str) -> PathBuf {
-        self.data()
-            .join("store/blobs")
-            .join(&blake3[..2])
-            .join(&blake3[2..4])
-            .join(blake3)
+        blob_path(&self.data(), blake3)
     }
 }
 
@@ -302,16 +311,12 @@ impl TestEdge {
 
     /// `shanlu ls --data EDGE --json`.
     pub fn ls(&self) -> serde_json::Value {
-        let out = run_ok(&["ls", "--data", &self.data_str(), "--json"]);
-        serde_json::from_str(&out).expect("json")
+        ls_json(&self.data())
     }
 
+    /// Where the edge keeps a blob.
     pub fn blob_path(&self, blake3: &str) -> PathBuf {
-        self.data()
-            .join("store/blobs")
-            .join(&blake3[..2])
-            .join(&blake3[2..4])
-            .join(blake3)
+        blob_path(&self.data(), blake3)
     }
 }
 

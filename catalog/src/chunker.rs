@@ -160,7 +160,10 @@ impl<R: Read> Chunker<R> {
         self.offset += position as u64;
         Ok(Some(block))
     }
+}
 
+#[cfg(test)]
+impl<R: Read> Chunker<R> {
     /// Calls `each(offset, bytes)` for every chunk in input order; returns the total length.
     pub fn for_each_chunk(
         mut self,

@@ -100,26 +100,17 @@ async fn lesson_file(
     method: Method,
     headers: HeaderMap,
 ) -> Response {
-    let store = state.store.clone();
-    let found = blocking(move || {
-        let catalog = catalog(&store)?;
-        let course = course(&store, &catalog, &course_id)?;
-        let lesson = lesson(&store, &course, &lesson_id)?;
-        lesson
-            .files
-            .into_iter()
-            .find(|f| f.path == path)
-            .map(|file| media_of(&store, file))
-    })
+    serve_placed(
+        state,
+        method,
+        headers,
+        move |store, course| {
+            let lesson = lesson(store, course, &lesson_id)?;
+            lesson.files.into_iter().find(|f| f.path == path)
+        },
+        course_id,
+    )
     .await
-    .flatten()
-    .flatten();
-    match found {
-        Some((blob, media)) => {
-            serve_blob(&state, blob, &media, REVALIDATE, &method, &headers).await
-        }
-        None => not_found("that file"),
-    }
 }
 
 async fn course_file(
@@ -128,18 +119,31 @@ async fn course_file(
     method: Method,
     headers: HeaderMap,
 ) -> Response {
+    serve_placed(
+        state,
+        method,
+        headers,
+        move |_, course| course.files.iter().find(|f| f.path == path).cloned(),
+        course_id,
+    )
+    .await
+}
+
+/// Serves the file `find` picks out of a course in the catalog in force.
+async fn serve_placed(
+    state: Arc<Classroom>,
+    method: Method,
+    headers: HeaderMap,
+    find: impl FnOnce(&Store, &Course) -> Option<FileEntry> + Send + 'static,
+    course_id: String,
+) -> Response {
     let store = state.store.clone();
     let found = blocking(move || {
         let catalog = catalog(&store)?;
         let course = course(&store, &catalog, &course_id)?;
-        course
-            .files
-            .into_iter()
-            .find(|f| f.path == path)
-            .map(|file| media_of(&store, file))
+        media_of(&store, find(&store, &course)?)
     })
     .await
-    .flatten()
     .flatten();
     match found {
         Some((blob, media)) => {

@@ -184,7 +184,8 @@ async fn run(
     report.sequence = catalog.sequence;
     // The files of the catalog held until now, by place, for deltas.
     let mut previous: HashMap<String, FileManifest> = HashMap::new();
-    if let Some(held) = &held {
+    // Only a new catalog can replace files; otherwise this walk would find nothing to use.
+    if let (Some(held), Some(_)) = (&held, &new_signed) {
         for job in file_jobs(store, held, config)? {
             if store.has_blob(&job.manifest.blob)? {
                 previous.insert(job.label, job.manifest);
@@ -202,7 +203,7 @@ async fn run(
 
     // 3. Files of subscribed courses.
     let jobs = file_jobs(store, &catalog, config)?;
-    let total_files = jobs.len() as u64;
+    let all_blobs: Vec<Hash> = jobs.iter().map(|job| job.manifest.blob).collect();
     let mut todo: Vec<FileJob> = Vec::new();
     let mut seen = HashSet::new();
     for mut job in jobs {
@@ -212,7 +213,6 @@ async fn run(
         job.previous = previous.remove(&job.label);
         todo.push(job);
     }
-    let held_before = total_files - todo.len() as u64;
     progress.set_length(todo.iter().map(|job| job.manifest.size).sum());
     let mut failed_blobs = HashSet::new();
     let mut queue: VecDeque<FileJob> = todo.into();
@@ -241,10 +241,14 @@ async fn run(
         failed_blobs.extend(outcome);
     }
     report.reconnects = link.reconnects;
-    report.files_held = jobs_held(store, &catalog, config)?;
-    report.files_missing = total_files.saturating_sub(report.files_held);
+    for blob in &all_blobs {
+        if store.has_blob(blob)? {
+            report.files_held += 1;
+        } else {
+            report.files_missing += 1;
+        }
+    }
     report.complete = report.files_missing == 0 && failed_blobs.is_empty();
-    let _ = held_before;
     let status = serde_json::json!({
         "edge": link.client.edge_name,
         "sequence": report.sequence,
@@ -325,7 +329,7 @@ async fn fetch_objects(
     let mut wanted = Vec::new();
     let mut seen = HashSet::new();
     for hash in hashes {
-        if seen.insert(*hash) && store.object_bytes(hash)?.is_none() {
+        if seen.insert(*hash) && !store.has_object(hash)? {
             wanted.push(*hash);
         }
     }
@@ -402,16 +406,6 @@ fn file_jobs(
         }
     }
     Ok(jobs)
-}
-
-fn jobs_held(store: &Store, catalog: &Catalog, config: &EdgeConfig) -> Result<u64, SyncError> {
-    let mut held = 0;
-    for job in file_jobs(store, catalog, config)? {
-        if store.has_blob(&job.manifest.blob)? {
-            held += 1;
-        }
-    }
-    Ok(held)
 }
 
 /// Messages to the assembler actor.

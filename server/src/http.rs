@@ -18,7 +18,7 @@ use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::serve::{State, current_catalog, parse_hash};
+use crate::serve::{State, current_catalog};
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
@@ -143,7 +143,7 @@ async fn immutable(
     if let Err(response) = authorize(&state, headers).await {
         return response;
     }
-    let Some(hash) = parse_hash(hash) else {
+    let Ok(hash) = hash.parse::<catalog::Hash>() else {
         return (
             StatusCode::BAD_REQUEST,
             format!("a {kind} is named by 64 hex digits\n"),

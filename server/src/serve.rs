@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use catalog::{Hash, Store};
+use catalog::Store;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -469,9 +469,4 @@ pub fn current_catalog(
         }
     }
     Ok(Some(bytes))
-}
-
-/// Parses a hash from a URL path segment.
-pub fn parse_hash(text: &str) -> Option<Hash> {
-    text.parse().ok()
 }

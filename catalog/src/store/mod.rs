@@ -82,7 +82,18 @@ impl Store {
             db,
             tmp_counter: AtomicU64::new(0),
         };
-        store.write(index::create_tables)?;
+        // A commit syncs the index file; only a new store needs one here.
+        let has_tables = store
+            .read()
+            .and_then(|txn| {
+                txn.open_table(index::SOURCES)
+                    .map(|_| ())
+                    .map_err(StoreError::index)
+            })
+            .is_ok();
+        if !has_tables {
+            store.write(index::create_tables)?;
+        }
         store.remove_stale_tmp();
         Ok(store)
     }
@@ -194,6 +205,16 @@ impl Store {
         let table = txn.open_table(index::CHUNKS).map_err(StoreError::index)?;
         let found = table.get(chunk.as_bytes()).map_err(StoreError::index)?;
         Ok(found.map(|v| index::decode_chunk(v.value())))
+    }
+
+    /// Whether the index holds this object (without reading or checking it).
+    pub fn has_object(&self, hash: &Hash) -> Result<bool, StoreError> {
+        let txn = self.read()?;
+        let table = txn.open_table(index::OBJECTS).map_err(StoreError::index)?;
+        Ok(table
+            .get(hash.as_bytes())
+            .map_err(StoreError::index)?
+            .is_some())
     }
 
     /// The raw bytes of an object, checked against its hash.
