@@ -4,36 +4,202 @@
 //! - `GET|HEAD /courses/<course>/<lesson>/<path>`: a lesson's file by its place,
 //!   so a lesson's HTML finds its images and videos by relative links.
 //! - `GET|HEAD /assets/<course>/<path>`: a course-level file (cover, syllabus).
-//! - `GET /api/v1/courses`, `/api/v1/courses/<id>`, `/api/v1/status`: JSON.
+//! - `GET /api/v1/courses`, `/api/v1/courses/<id>`, `/api/v1/search?q=`,
+//!   `/api/v1/status`: JSON.
+//! - `GET /metrics`: Prometheus.
+//! - The pages people read: see [`crate::ui`].
 //!
 //! Files support single and multiple byte ranges, `ETag` (the BLAKE3 of the
-//! file), `If-None-Match` and `If-Range`. A file is served only once it is
-//! complete and verified in `blobs/`; partial files are never visible.
+//! file), `If-None-Match` and `If-Range`. A file is served from disk only once
+//! it is complete and verified in `blobs/`; partial files are never visible.
+//! A lesson file not held yet is read through from the origin
+//! ([`crate::readthrough`]), each chunk verified before it is sent.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
-use catalog::{Catalog, Course, FileEntry, Hash, Lesson, Object, Store};
-use serde::Serialize;
+use bytes::Bytes;
+use catalog::{
+    Catalog, Course, FileEntry, FileManifest, Hash, Lesson, LocalizedText, Object, Store,
+};
+use futures_util::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
 
+use crate::config::EdgeConfig;
+use crate::metrics::{Metrics, RequestLabels};
 use crate::range::{self, Ranges};
+use crate::readthrough::{ReadThrough, Unavailable};
+use crate::search::{Doc, DocKey, SearchIndex};
+use crate::status::{EdgeStatus, Live};
+use crate::sync::SyncError;
 
 /// What the handlers share.
 pub struct Classroom {
     pub store: Arc<Store>,
     pub data_dir: PathBuf,
+    pub config: EdgeConfig,
+    pub live: Arc<Live>,
+    pub metrics: Arc<Metrics>,
+    pub read_through: Arc<ReadThrough>,
+    /// The search index and the catalog sequence it was built for.
+    search: Mutex<Option<(u64, Arc<SearchIndex>)>>,
+}
+
+/// A search result with what a page shows of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchHit {
+    #[serde(flatten)]
+    pub key: DocKey,
+    pub score: f32,
+    pub title: LocalizedText,
+    pub summary: LocalizedText,
+    pub course_title: LocalizedText,
+    pub url: String,
+}
+
+impl Classroom {
+    /// The classroom of the edge in `dir`, over its open store.
+    pub fn new(
+        dir: &FsPath,
+        store: Arc<Store>,
+        live: Arc<Live>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Classroom, SyncError> {
+        let config = EdgeConfig::load(dir)?;
+        let read_through = Arc::new(ReadThrough::new(
+            config.clone(),
+            store.clone(),
+            live.clone(),
+            metrics.clone(),
+        )?);
+        Ok(Classroom {
+            store,
+            data_dir: dir.to_owned(),
+            config,
+            live,
+            metrics,
+            read_through,
+            search: Mutex::new(None),
+        })
+    }
+
+    /// The edge's status, with what `edge run` knows live.
+    pub async fn status(&self) -> Result<EdgeStatus, SyncError> {
+        let (dir, config, store) = (
+            self.data_dir.clone(),
+            self.config.clone(),
+            self.store.clone(),
+        );
+        let mut status = blocking(move || crate::status::status_of(&dir, &config, &store))
+            .await
+            .ok_or_else(|| {
+                SyncError::Store(catalog::store::StoreError::Index("status stopped".into()))
+            })??;
+        status.live = Some(self.live.snapshot());
+        Ok(status)
+    }
+
+    /// Courses and lessons matching `query`, best first.
+    pub async fn search(&self, query: String, limit: usize) -> Vec<SearchHit> {
+        let store = self.store.clone();
+        let cached = self
+            .search
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone();
+        let found = blocking(move || {
+            let catalog = catalog(&store)?;
+            let index = match cached {
+                Some((sequence, index)) if sequence == catalog.sequence => index,
+                _ => Arc::new(build_index(&store, &catalog)),
+            };
+            let hits = index
+                .search(&query, limit)
+                .into_iter()
+                .filter_map(|hit| {
+                    let course = course(&store, &catalog, &hit.key.course)?;
+                    let (title, summary) = match &hit.key.lesson {
+                        Some(id) => {
+                            let lesson = lesson(&store, &course, id)?;
+                            (lesson.title, lesson.summary)
+                        }
+                        None => (course.title.clone(), course.description.clone()),
+                    };
+                    Some(SearchHit {
+                        url: crate::ui::hit_url(&hit.key),
+                        key: hit.key,
+                        score: hit.score,
+                        title,
+                        summary,
+                        course_title: course.title,
+                    })
+                })
+                .collect::<Vec<_>>();
+            Some((catalog.sequence, index, hits))
+        })
+        .await
+        .flatten();
+        let Some((sequence, index, hits)) = found else {
+            return Vec::new();
+        };
+        *self
+            .search
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = Some((sequence, index));
+        hits
+    }
+}
+
+/// Every course and lesson of the catalog, as search documents.
+fn build_index(store: &Store, catalog: &Catalog) -> SearchIndex {
+    let texts = |text: &LocalizedText| text.iter().map(|(_, t)| t.to_owned()).collect::<Vec<_>>();
+    let mut docs = Vec::new();
+    for id in catalog.courses.keys() {
+        let Some(course) = course(store, catalog, id) else {
+            continue;
+        };
+        for lesson_ref in &course.lessons {
+            if let Some(lesson) = lesson(store, &course, &lesson_ref.id) {
+                docs.push(Doc {
+                    key: DocKey {
+                        course: course.id.clone(),
+                        lesson: Some(lesson.id.clone()),
+                    },
+                    titles: texts(&lesson.title),
+                    summaries: texts(&lesson.summary),
+                    tags: lesson.tags.clone(),
+                });
+            }
+        }
+        let mut tags = course.tags.clone();
+        tags.extend(course.subject.iter().cloned());
+        docs.push(Doc {
+            key: DocKey {
+                course: course.id.clone(),
+                lesson: None,
+            },
+            titles: texts(&course.title),
+            summaries: texts(&course.description),
+            tags,
+        });
+    }
+    SearchIndex::build(docs)
 }
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// Lesson paths can point at new content after a sync; revalidate with the ETag.
 const REVALIDATE: &str = "no-cache";
+/// Bytes read from disk at a time for a file answer.
+const READ_BUFFER: usize = 256 * 1024;
 /// Most bytes assembled in memory for a multi-range answer.
 const MAX_MULTIPART_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -44,8 +210,35 @@ pub fn router(state: Arc<Classroom>) -> Router {
         .route("/assets/{course}/{*path}", get(course_file))
         .route("/api/v1/courses", get(api_courses))
         .route("/api/v1/courses/{id}", get(api_course))
+        .route("/api/v1/search", get(api_search))
         .route("/api/v1/status", get(api_status))
+        .route("/metrics", get(metrics))
+        .merge(crate::ui::router())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .with_state(state)
+}
+
+/// Counts each request by route pattern and status.
+async fn count_requests(
+    State(state): State<Arc<Classroom>>,
+    matched: Option<MatchedPath>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = matched.map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let response = next.run(request).await;
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
 }
 
 fn not_found(what: &str) -> Response {
@@ -53,22 +246,24 @@ fn not_found(what: &str) -> Response {
 }
 
 /// The catalog in force (verified when it was synced).
-fn catalog(store: &Store) -> Option<Catalog> {
+pub(crate) fn catalog(store: &Store) -> Option<Catalog> {
     let signed = store.signed_catalog().ok()??;
     Object::decode(&signed.catalog).ok()?.into_catalog().ok()
 }
 
-fn course(store: &Store, catalog: &Catalog, id: &str) -> Option<Course> {
+pub(crate) fn course(store: &Store, catalog: &Catalog, id: &str) -> Option<Course> {
     let entry = catalog.courses.get(id)?;
     store.object(&entry.hash).ok()??.into_course().ok()
 }
 
-fn lesson(store: &Store, course: &Course, id: &str) -> Option<Lesson> {
+pub(crate) fn lesson(store: &Store, course: &Course, id: &str) -> Option<Lesson> {
     let lesson_ref = course.lessons.iter().find(|l| l.id == id)?;
     store.object(&lesson_ref.hash).ok()??.into_lesson().ok()
 }
 
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
     tokio::task::spawn_blocking(work).await.ok()
 }
 
@@ -88,20 +283,28 @@ async fn file_by_hash(
     })
     .await
     .flatten();
-    match media {
-        Some(media) => serve_blob(&state, blob, &media, IMMUTABLE, &method, &headers).await,
-        None => not_found("that file"),
+    let Some(media) = media else {
+        return not_found("that file");
+    };
+    match tokio::fs::File::open(state.store.blob_path(&blob)).await {
+        Ok(file) => {
+            state.metrics.cache_hits.inc();
+            serve_blob(&state, file, blob, &media, IMMUTABLE, &method, &headers).await
+        }
+        Err(_) => not_found("that file"),
     }
 }
 
 async fn lesson_file(
     State(state): State<Arc<Classroom>>,
     Path((course_id, lesson_id, path)): Path<(String, String, String)>,
+    uri: Uri,
     method: Method,
     headers: HeaderMap,
 ) -> Response {
     serve_placed(
         state,
+        uri,
         method,
         headers,
         move |store, course| {
@@ -116,11 +319,13 @@ async fn lesson_file(
 async fn course_file(
     State(state): State<Arc<Classroom>>,
     Path((course_id, path)): Path<(String, String)>,
+    uri: Uri,
     method: Method,
     headers: HeaderMap,
 ) -> Response {
     serve_placed(
         state,
+        uri,
         method,
         headers,
         move |_, course| course.files.iter().find(|f| f.path == path).cloned(),
@@ -132,6 +337,7 @@ async fn course_file(
 /// Serves the file `find` picks out of a course in the catalog in force.
 async fn serve_placed(
     state: Arc<Classroom>,
+    uri: Uri,
     method: Method,
     headers: HeaderMap,
     find: impl FnOnce(&Store, &Course) -> Option<FileEntry> + Send + 'static,
@@ -141,21 +347,135 @@ async fn serve_placed(
     let found = blocking(move || {
         let catalog = catalog(&store)?;
         let course = course(&store, &catalog, &course_id)?;
-        media_of(&store, find(&store, &course)?)
+        let file = find(&store, &course)?;
+        let manifest = store.manifest(&file.manifest).ok()?;
+        Some((file, manifest))
     })
     .await
     .flatten();
-    match found {
-        Some((blob, media)) => {
-            serve_blob(&state, blob, &media, REVALIDATE, &method, &headers).await
+    let Some((file, manifest)) = found else {
+        return not_found("that file");
+    };
+    // Opening the file keeps it readable even if it is replaced meanwhile.
+    match tokio::fs::File::open(state.store.blob_path(&file.blob)).await {
+        Ok(opened) => {
+            state.metrics.cache_hits.inc();
+            let media = manifest.media_type;
+            serve_blob(
+                &state, opened, file.blob, &media, REVALIDATE, &method, &headers,
+            )
+            .await
         }
-        None => not_found("that file"),
+        Err(_) => serve_read_through(&state, file, manifest, &uri, &method, &headers).await,
     }
 }
 
-fn media_of(store: &Store, file: FileEntry) -> Option<(Hash, String)> {
-    let manifest = store.manifest(&file.manifest).ok()?;
-    Some((file.blob, manifest.media_type))
+/// What a file request was answered with when the file cannot be had now.
+fn unavailable(headers: &HeaderMap, uri: &Uri, why: &Unavailable) -> Response {
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    if wants_html {
+        return crate::ui::unavailable_page(headers, uri.path(), why);
+    }
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "30")],
+        format!("this file is not available offline yet: {why}\n"),
+    )
+        .into_response()
+}
+
+fn content_type_of(media: &str) -> String {
+    if media.starts_with("text/") {
+        format!("{media}; charset=utf-8")
+    } else {
+        media.to_owned()
+    }
+}
+
+/// Counts the body bytes that leave for the classroom.
+fn counted<S>(stream: S, metrics: Arc<Metrics>) -> impl Stream<Item = Result<Bytes, std::io::Error>>
+where
+    S: Stream<Item = Result<Bytes, std::io::Error>>,
+{
+    stream.inspect(move |item| {
+        if let Ok(bytes) = item {
+            metrics.bytes_served.inc_by(bytes.len() as u64);
+        }
+    })
+}
+
+/// A lesson file not held yet: fetched now and streamed as it arrives.
+/// A single range is honoured; several ranges get the whole file.
+async fn serve_read_through(
+    state: &Classroom,
+    file: FileEntry,
+    manifest: FileManifest,
+    uri: &Uri,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Response {
+    let len = manifest.size;
+    let etag = format!("\"{}\"", file.blob);
+    let response = Response::builder()
+        .header(header::ETAG, &etag)
+        .header(header::CACHE_CONTROL, REVALIDATE)
+        .header(header::ACCEPT_RANGES, "bytes");
+    if etag_matches(headers.get(header::IF_NONE_MATCH), &etag) {
+        return response
+            .status(StatusCode::NOT_MODIFIED)
+            .body(Body::empty())
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    }
+    let if_range_ok = headers
+        .get(header::IF_RANGE)
+        .is_none_or(|v| etag_matches(Some(v), &etag));
+    let ranges = if if_range_ok {
+        range::parse(
+            headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
+            len,
+        )
+    } else {
+        Ranges::Full
+    };
+    let (response, start, end) = match ranges {
+        Ranges::Unsatisfiable => {
+            return response
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header(header::CONTENT_RANGE, format!("bytes */{len}"))
+                .body(Body::empty())
+                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+        }
+        Ranges::Parts(parts) if parts.len() == 1 => (
+            response.status(StatusCode::PARTIAL_CONTENT).header(
+                header::CONTENT_RANGE,
+                format!("bytes {}-{}/{len}", parts[0].start, parts[0].end - 1),
+            ),
+            parts[0].start,
+            parts[0].end,
+        ),
+        Ranges::Full | Ranges::Parts(_) => (response.status(StatusCode::OK), 0, len),
+    };
+    let response = response
+        .header(header::CONTENT_TYPE, content_type_of(&manifest.media_type))
+        .header(header::CONTENT_LENGTH, end - start);
+    if method == Method::HEAD {
+        return response
+            .body(Body::empty())
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    }
+    let fetch = match state.read_through.start(file.manifest, manifest) {
+        Ok(fetch) => fetch,
+        Err(err) => return unavailable(headers, uri, &err),
+    };
+    match fetch.stream(start, end).await {
+        Ok(stream) => response
+            .body(Body::from_stream(counted(stream, state.metrics.clone())))
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()),
+        Err(err) => unavailable(headers, uri, &err),
+    }
 }
 
 /// Whether an `If-None-Match` or `If-Range` value names this ETag.
@@ -169,33 +489,22 @@ fn etag_matches(value: Option<&HeaderValue>, etag: &str) -> bool {
         .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
 }
 
+/// Answers from a held, verified blob.
 async fn serve_blob(
     state: &Classroom,
+    mut file: tokio::fs::File,
     blob: Hash,
     media: &str,
     cache: &'static str,
     method: &Method,
     headers: &HeaderMap,
 ) -> Response {
-    let path = state.store.blob_path(&blob);
-    // Opening the file keeps it readable even if it is evicted meanwhile.
-    let Ok(mut file) = tokio::fs::File::open(&path).await else {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "this file is not available offline yet\n",
-        )
-            .into_response();
-    };
     let Ok(meta) = file.metadata().await else {
         return not_found("that file");
     };
     let len = meta.len();
     let etag = format!("\"{blob}\"");
-    let content_type = if media.starts_with("text/") {
-        format!("{media}; charset=utf-8")
-    } else {
-        media.to_owned()
-    };
+    let content_type = content_type_of(media);
     let mut response = Response::builder()
         .header(header::ETAG, &etag)
         .header(header::CACHE_CONTROL, cache)
@@ -242,8 +551,9 @@ async fn serve_blob(
                 {
                     return StatusCode::INTERNAL_SERVER_ERROR.into_response();
                 }
-                response.body(Body::from_stream(tokio_util::io::ReaderStream::new(
-                    file.take(part.end - part.start),
+                response.body(Body::from_stream(counted(
+                    ReaderStream::with_capacity(file.take(part.end - part.start), READ_BUFFER),
+                    state.metrics.clone(),
                 )))
             }
         }
@@ -273,6 +583,9 @@ async fn serve_blob(
                 body.extend_from_slice(&bytes);
             }
             body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+            if !head {
+                state.metrics.bytes_served.inc_by(body.len() as u64);
+            }
             response = response
                 .status(StatusCode::PARTIAL_CONTENT)
                 .header(
@@ -294,7 +607,10 @@ async fn serve_blob(
             if head {
                 response.body(Body::empty())
             } else {
-                response.body(Body::from_stream(tokio_util::io::ReaderStream::new(file)))
+                response.body(Body::from_stream(counted(
+                    ReaderStream::with_capacity(file, READ_BUFFER),
+                    state.metrics.clone(),
+                )))
             }
         }
     };
@@ -447,12 +763,41 @@ async fn api_course(State(state): State<Arc<Classroom>>, Path(id): Path<String>)
 }
 
 async fn api_status(State(state): State<Arc<Classroom>>) -> Response {
-    let dir = state.data_dir.clone();
-    match blocking(move || crate::status::status(&dir)).await {
-        Some(Ok(status)) => Json(status).into_response(),
-        Some(Err(err)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{err}\n")).into_response(),
-        None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    match state.status().await {
+        Ok(status) => Json(status).into_response(),
+        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{err}\n")).into_response(),
     }
+}
+
+#[derive(Deserialize)]
+struct SearchParams {
+    #[serde(default)]
+    q: String,
+    limit: Option<usize>,
+}
+
+async fn api_search(
+    State(state): State<Arc<Classroom>>,
+    Query(params): Query<SearchParams>,
+) -> Response {
+    let limit = params.limit.unwrap_or(20).min(200);
+    Json(state.search(params.q, limit).await).into_response()
+}
+
+async fn metrics(State(state): State<Arc<Classroom>>) -> Response {
+    let status = state.status().await.ok();
+    let live = status
+        .as_ref()
+        .and_then(|s| s.live.clone())
+        .unwrap_or_else(|| state.live.snapshot());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(status.as_ref(), &live),
+    )
+        .into_response()
 }
 
 #[cfg(test)]

@@ -120,6 +120,11 @@ impl Client {
         self.addr
     }
 
+    /// Whether the connection has ended (closed, reset or timed out).
+    pub fn is_closed(&self) -> bool {
+        self.connection.close_reason().is_some()
+    }
+
     /// Sends one request on a new stream; the answers are read from the returned reader.
     pub async fn request(&self, request: &Request) -> Result<Responses, ClientError> {
         let (mut send, recv) = self

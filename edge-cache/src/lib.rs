@@ -7,7 +7,11 @@
 //! - [`sync`]: one sync pass — catalog, metadata, then files, resumable.
 //! - [`status`]: what the edge holds and how its last sync went.
 //! - [`classroom`]: the classroom HTTP server — lesson files with ranges, the JSON API.
+//! - [`ui`]: the pages teachers and pupils read; [`i18n`]: their labels in four languages.
+//! - [`readthrough`]: lesson files not held yet, fetched and streamed on demand.
+//! - [`metrics`]: Prometheus counters and gauges for `/metrics`.
 //! - [`range`]: HTTP byte-range parsing.
+//! - [`search`]: the classroom search over titles, summaries and tags (zh, ii, bo, en).
 //! - [`run`]: `edge run` — the periodic sync loop and the classroom server together.
 //!
 //! The store itself is [`catalog::Store`], shared with the origin.
@@ -15,10 +19,15 @@
 pub mod classroom;
 pub mod client;
 pub mod config;
+pub mod i18n;
+pub mod metrics;
 pub mod range;
+pub mod readthrough;
 pub mod run;
+pub mod search;
 pub mod status;
 pub mod sync;
+pub mod ui;
 
 pub use catalog::Store;
 pub use config::{EdgeConfig, Subscription};

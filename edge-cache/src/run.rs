@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use catalog::Store;
-use indicatif::ProgressBar;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::classroom::{self, Classroom};
-use crate::config::{self, EdgeConfig};
+use crate::config;
+use crate::metrics::Metrics;
+use crate::status::Live;
 use crate::sync::SyncError;
 
 /// Serves the classroom on `listener` and syncs every `interval`, until `shutdown`.
@@ -20,13 +21,17 @@ pub async fn run(
     interval: Duration,
     shutdown: CancellationToken,
 ) -> Result<(), SyncError> {
-    EdgeConfig::load(dir)?;
     let store = Arc::new(Store::open(config::store_path(dir))?);
-    let state = Arc::new(Classroom {
-        store,
-        data_dir: dir.to_owned(),
-    });
-    let syncing = tokio::spawn(sync_task(dir.to_owned(), interval, shutdown.clone()));
+    let live = Arc::new(Live::default());
+    let metrics = Arc::new(Metrics::default());
+    let state = Arc::new(Classroom::new(dir, store, live.clone(), metrics.clone())?);
+    let syncing = tokio::spawn(sync_task(
+        dir.to_owned(),
+        interval,
+        live,
+        metrics,
+        shutdown.clone(),
+    ));
     let stop = shutdown.clone();
     let served = axum::serve(listener, classroom::router(state))
         .with_graceful_shutdown(async move { stop.cancelled().await })
@@ -39,18 +44,48 @@ pub async fn run(
     Ok(())
 }
 
-/// Runs a sync pass now and then every `interval`; logs each outcome.
-async fn sync_task(dir: PathBuf, interval: Duration, shutdown: CancellationToken) {
-    let hidden = ProgressBar::hidden();
+/// Runs a sync pass now and then every `interval`; logs each outcome and
+/// keeps `live` and `metrics` up to date for the status page.
+async fn sync_task(
+    dir: PathBuf,
+    interval: Duration,
+    live: Arc<Live>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
     loop {
-        let pass = crate::sync::sync_once(&dir, &hidden);
-        tokio::select! {
-            result = pass => match result {
-                Ok(report) if report.complete => info!(sequence = report.sequence, bytes = report.bytes_fetched, "sync complete"),
-                Ok(report) => warn!(missing = report.files_missing, "sync finished with files missing"),
-                Err(err) => warn!(cause = %err, "sync failed; will try again"),
-            },
+        live.set_syncing(true);
+        let pass = crate::sync::sync_once(&dir, &live.progress);
+        let result = tokio::select! {
+            result = pass => result,
             () = shutdown.cancelled() => return,
+        };
+        live.set_syncing(false);
+        match result {
+            Ok(report) => {
+                live.upstream_seen(Ok(()));
+                if report.complete {
+                    metrics.sync_outcome("complete");
+                    info!(
+                        sequence = report.sequence,
+                        bytes = report.bytes_fetched,
+                        "sync complete"
+                    );
+                } else {
+                    metrics.sync_outcome("incomplete");
+                    warn!(
+                        missing = report.files_missing,
+                        "sync finished with files missing"
+                    );
+                }
+            }
+            Err(err) => {
+                if matches!(err, SyncError::Client(_) | SyncError::Unreachable { .. }) {
+                    live.upstream_seen(Err(err.to_string()));
+                }
+                metrics.sync_outcome("failed");
+                warn!(cause = %err, "sync failed; will try again");
+            }
         }
         tokio::select! {
             () = tokio::time::sleep(interval) => {}

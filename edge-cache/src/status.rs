@@ -1,8 +1,11 @@
 //! `shanlu edge status`: what the edge holds and how its last sync went.
 
 use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use catalog::Store;
+use indicatif::ProgressBar;
 use serde::Serialize;
 
 use crate::config::{self, EdgeConfig};
@@ -17,7 +20,99 @@ pub struct EdgeStatus {
     pub courses: Vec<CourseStatus>,
     /// Bytes of complete blobs held.
     pub bytes_held: u64,
+    /// Free and total bytes of the filesystem holding the store.
+    pub disk_free: Option<u64>,
+    pub disk_total: Option<u64>,
     pub last_sync: Option<SyncReport>,
+    /// Filled in by `edge run`: the sync in progress and the upstream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<LiveStatus>,
+}
+
+/// What `edge run` knows beyond the store: the sync in progress and whether
+/// the origin answered lately. Shared by the sync loop, read-through and the
+/// classroom.
+pub struct Live {
+    /// The running sync's bytes done and to do (hidden; never drawn).
+    pub progress: ProgressBar,
+    syncing: AtomicBool,
+    upstream: Mutex<Upstream>,
+}
+
+/// The last word on the origin's reachability.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Upstream {
+    /// `None` until a connection has been tried.
+    pub reachable: Option<bool>,
+    /// Unix seconds of that attempt.
+    pub checked_at: Option<u64>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveStatus {
+    pub syncing: bool,
+    pub sync_bytes_done: u64,
+    pub sync_bytes_total: u64,
+    pub upstream: Upstream,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        Live {
+            progress: ProgressBar::hidden(),
+            syncing: AtomicBool::new(false),
+            upstream: Mutex::new(Upstream::default()),
+        }
+    }
+}
+
+impl Live {
+    pub fn set_syncing(&self, syncing: bool) {
+        self.syncing.store(syncing, Ordering::Relaxed);
+        if !syncing {
+            self.progress.set_length(0);
+            self.progress.set_position(0);
+        }
+    }
+
+    /// Records the outcome of a connection attempt to the origin.
+    pub fn upstream_seen(&self, result: Result<(), String>) {
+        let mut upstream = self
+            .upstream
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        upstream.reachable = Some(result.is_ok());
+        upstream.checked_at = Some(server::origin::now_secs());
+        upstream.error = result.err();
+    }
+
+    pub fn snapshot(&self) -> LiveStatus {
+        let syncing = self.syncing.load(Ordering::Relaxed);
+        LiveStatus {
+            syncing,
+            sync_bytes_done: if syncing { self.progress.position() } else { 0 },
+            sync_bytes_total: if syncing {
+                self.progress.length().unwrap_or(0)
+            } else {
+                0
+            },
+            upstream: self
+                .upstream
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner())
+                .clone(),
+        }
+    }
+}
+
+/// Free and total bytes of the filesystem holding `path`.
+fn disk_space(path: &Path) -> Option<(u64, u64)> {
+    let stats = rustix::fs::statvfs(path).ok()?;
+    Some((
+        stats.f_bavail.saturating_mul(stats.f_frsize),
+        stats.f_blocks.saturating_mul(stats.f_frsize),
+    ))
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -34,18 +129,27 @@ pub struct CourseStatus {
 
 pub fn status(dir: &Path) -> Result<EdgeStatus, SyncError> {
     let config = EdgeConfig::load(dir)?;
-    let key = config.public_key()?;
     let store = Store::open_existing(config::store_path(dir))?;
+    status_of(dir, &config, &store)
+}
+
+/// The status of the edge in `dir`, from its already open store.
+pub fn status_of(dir: &Path, config: &EdgeConfig, store: &Store) -> Result<EdgeStatus, SyncError> {
+    let key = config.public_key()?;
     let last_sync = store
         .meta(LAST_SYNC)?
         .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    let disk = disk_space(&config::store_path(dir));
     let mut status = EdgeStatus {
         origin: config.origin.clone(),
         catalog_sequence: None,
         catalog_published_at: None,
         courses: Vec::new(),
         bytes_held: store.blob_bytes()?,
+        disk_free: disk.map(|(free, _)| free),
+        disk_total: disk.map(|(_, total)| total),
         last_sync,
+        live: None,
     };
     let Some(signed) = store.signed_catalog()? else {
         return Ok(status);

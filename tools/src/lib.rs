@@ -10,7 +10,7 @@
 
 pub mod cli;
 pub mod commands;
-pub mod format;
+pub use catalog::format;
 pub mod logging;
 pub mod progress;
 pub mod signals;

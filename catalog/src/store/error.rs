@@ -61,7 +61,7 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    pub(crate) fn io(action: &'static str, path: &Path, cause: io::Error) -> Self {
+    pub fn io(action: &'static str, path: &Path, cause: io::Error) -> Self {
         StoreError::Io {
             action,
             path: path.to_owned(),

@@ -43,6 +43,63 @@ struct FinishedBlob {
     info: BlobInfo,
 }
 
+/// Hashes the first `size` bytes of `file` and checks they are `blob`.
+fn check_whole(
+    file: &std::fs::File,
+    path: &std::path::Path,
+    size: u64,
+    blob: Hash,
+) -> Result<(), StoreError> {
+    let mut hasher = Hasher::new();
+    let mut buffer = vec![0u8; 1024 * 1024];
+    let mut offset = 0u64;
+    while offset < size {
+        let len = buffer.len().min((size - offset) as usize);
+        file.read_exact_at(&mut buffer[..len], offset)
+            .map_err(|cause| StoreError::io("reading", path, cause))?;
+        hasher.update_parallel(&buffer[..len]);
+        offset += len as u64;
+    }
+    let actual = hasher.finalize();
+    if actual != blob {
+        return Err(StoreError::BlobMismatch {
+            expected: blob,
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// Moves a checked file into `blobs/`. Made durable by the caller's
+/// filesystem sync, before the index record.
+fn move_checked(
+    store: &Store,
+    path: &std::path::Path,
+    manifest_hash: Hash,
+    manifest: &FileManifest,
+) -> Result<FinishedBlob, StoreError> {
+    let target = store.blob_path(&manifest.blob);
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|cause| StoreError::io("creating", parent, cause))?;
+    }
+    std::fs::rename(path, &target)
+        .map_err(|cause| StoreError::io("moving a blob into", &target, cause))?;
+    Ok(FinishedBlob {
+        blob: manifest.blob,
+        manifest_hash,
+        chunks: manifest
+            .chunk_offsets()
+            .map(|(offset, chunk)| (chunk.hash, offset, chunk.len))
+            .collect(),
+        manifest_bytes: crate::object::Object::Manifest(manifest.clone()).encode(),
+        info: BlobInfo {
+            size: manifest.size,
+            manifest: manifest_hash,
+        },
+    })
+}
+
 impl Store {
     /// Finishes several partial blobs with one filesystem sync and one index
     /// commit: each is checked whole and moved into the store. Returns one
@@ -65,14 +122,43 @@ impl Store {
                 Err(err) => return Err(err),
             }
         }
+        self.record_finished(&finished)?;
+        Ok(results)
+    }
+
+    /// Adopts a whole file assembled outside the store (in `staging`, on the
+    /// store's filesystem): checks it against `manifest`, moves it into
+    /// `blobs/` and records it. A blob already held is left as it is.
+    pub fn adopt_blob(
+        &self,
+        staging: &std::path::Path,
+        manifest_hash: Hash,
+        manifest: &FileManifest,
+    ) -> Result<Hash, StoreError> {
+        let blob = manifest.blob;
+        if self.has_blob(&blob)? {
+            std::fs::remove_file(staging)
+                .map_err(|source| StoreError::io("removing", staging, source))?;
+            return Ok(blob);
+        }
+        let file = std::fs::File::open(staging)
+            .map_err(|source| StoreError::io("opening", staging, source))?;
+        check_whole(&file, staging, manifest.size, blob)?;
+        let done = move_checked(self, staging, manifest_hash, manifest)?;
+        self.record_finished(&[done])?;
+        Ok(blob)
+    }
+
+    /// Makes moved blobs durable, then writes their records in one commit.
+    fn record_finished(&self, finished: &[FinishedBlob]) -> Result<(), StoreError> {
         if finished.is_empty() {
-            return Ok(results);
+            return Ok(());
         }
         // The renames and directories reach the disk before the records that name them.
         self.sync_files()?;
         self.write(|txn| {
             let mut objects = txn.open_table(index::OBJECTS).map_err(StoreError::index)?;
-            for done in &finished {
+            for done in finished {
                 objects
                     .insert(
                         done.manifest_hash.as_bytes(),
@@ -81,18 +167,17 @@ impl Store {
                     .map_err(StoreError::index)?;
             }
             drop(objects);
-            for done in &finished {
+            for done in finished {
                 index::put_blob(txn, &done.blob, &done.info, &done.chunks)?;
             }
             let mut partials = txn.open_table(PARTIALS).map_err(StoreError::index)?;
-            for done in &finished {
+            for done in finished {
                 partials
                     .remove(done.blob.as_bytes())
                     .map_err(StoreError::index)?;
             }
             Ok(())
-        })?;
-        Ok(results)
+        })
     }
 
     /// Starts or resumes assembling the blob that `manifest` describes.
@@ -312,49 +397,14 @@ impl PartialBlob<'_> {
                 missing,
             });
         }
-        let blob = self.manifest.blob;
-        let path = self.store.partial_path(&blob);
-        let mut hasher = Hasher::new();
-        let mut buffer = vec![0u8; 1024 * 1024];
-        let mut offset = 0u64;
-        while offset < self.manifest.size {
-            let len = buffer.len().min((self.manifest.size - offset) as usize);
-            self.file
-                .read_exact_at(&mut buffer[..len], offset)
-                .map_err(|cause| StoreError::io("reading", &path, cause))?;
-            hasher.update_parallel(&buffer[..len]);
-            offset += len as u64;
+        let path = self.store.partial_path(&self.manifest.blob);
+        if let Err(err) = check_whole(&self.file, &path, self.manifest.size, self.manifest.blob) {
+            if matches!(err, StoreError::BlobMismatch { .. }) {
+                self.discard()?;
+            }
+            return Err(err);
         }
-        let actual = hasher.finalize();
-        if actual != blob {
-            self.discard()?;
-            return Err(StoreError::BlobMismatch {
-                expected: blob,
-                actual,
-            });
-        }
-        // Made durable by the caller's filesystem sync, before the index record.
-        let target = self.store.blob_path(&blob);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|cause| StoreError::io("creating", parent, cause))?;
-        }
-        std::fs::rename(&path, &target)
-            .map_err(|cause| StoreError::io("moving a blob into", &target, cause))?;
-        Ok(FinishedBlob {
-            blob,
-            manifest_hash: self.manifest_hash,
-            chunks: self
-                .manifest
-                .chunk_offsets()
-                .map(|(offset, chunk)| (chunk.hash, offset, chunk.len))
-                .collect(),
-            manifest_bytes: crate::object::Object::Manifest(self.manifest.clone()).encode(),
-            info: BlobInfo {
-                size: self.manifest.size,
-                manifest: self.manifest_hash,
-            },
-        })
+        move_checked(self.store, &path, self.manifest_hash, &self.manifest)
     }
 
     /// Forgets this partial blob: its file and its record.

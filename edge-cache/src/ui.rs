@@ -1,0 +1,740 @@
+//! The classroom's pages: server-rendered HTML that works without scripts,
+//! on a 360-px phone and on an old desktop browser.
+//!
+//! - `/`: the courses, filtered by subject, grade and language.
+//! - `/course/<id>`: a course and its lessons.
+//! - `/course/<id>/<lesson>`: a lesson: its HTML in a frame (so its relative
+//!   links work), players for video and audio, links for other files.
+//! - `/search?q=`: courses and lessons matching in any of the four languages.
+//! - `/status`: for the school's IT teacher.
+//! - `/lang/<code>`: remembers the reader's language in a cookie.
+//! - `/static/…`: the style sheet and the Yi and Tibetan fonts.
+//!
+//! Titles are shown in the reader's language with a fallback, each marked
+//! with the `lang` it is really in, so browsers pick the right font.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use catalog::format;
+use catalog::{Catalog, Course, FileEntry, Lesson, LocalizedText, Store};
+use maud::{DOCTYPE, Markup, html};
+use serde::Deserialize;
+
+use crate::classroom::{self, Classroom, url_path};
+use crate::i18n::{self, Lang, Strings};
+use crate::readthrough::Unavailable;
+use crate::search::DocKey;
+
+const STYLE: &str = include_str!("../assets/style.css");
+const FONT_YI: &[u8] = include_bytes!("../assets/fonts/NotoSansYi-Regular.ttf");
+const FONT_TIBETAN: &[u8] = include_bytes!("../assets/fonts/NotoSerifTibetan-Regular.ttf");
+
+pub fn router() -> Router<Arc<Classroom>> {
+    Router::new()
+        .route("/", get(home))
+        .route("/course/{course}", get(course_page))
+        .route("/course/{course}/{lesson}", get(lesson_page))
+        .route("/search", get(search_page))
+        .route("/status", get(status_page))
+        .route("/lang/{code}", get(set_language))
+        .route("/static/style.css", get(style))
+        .route("/static/fonts/{name}", get(font))
+}
+
+/// A text in the reader's language or the nearest fallback, with the
+/// language it is actually in.
+fn pick(text: &LocalizedText, lang: Lang) -> Option<(&str, &str)> {
+    for code in lang.fallbacks() {
+        if let Some(found) = text.exact(code) {
+            return Some((found, code));
+        }
+    }
+    text.iter().next().map(|(code, found)| (found, code))
+}
+
+/// `text` in the reader's language, or `id` when the catalog has none.
+fn titled(text: &LocalizedText, lang: Lang, id: &str) -> Markup {
+    match pick(text, lang) {
+        Some((found, code)) => html! { span lang=(code) { (found) } },
+        None => html! { span { (id) } },
+    }
+}
+
+fn page(lang: Lang, here: &str, title: &str, body: Markup) -> Response {
+    page_with_status(StatusCode::OK, lang, here, title, body)
+}
+
+fn page_with_status(
+    status: StatusCode,
+    lang: Lang,
+    here: &str,
+    title: &str,
+    body: Markup,
+) -> Response {
+    let s = lang.strings();
+    let markup = html! {
+        (DOCTYPE)
+        html lang=(lang.code()) {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · " (s.site) }
+                link rel="stylesheet" href="/static/style.css";
+            }
+            body {
+                header {
+                    a.site href="/" { (s.site) }
+                    nav {
+                        a href="/" { (s.courses) }
+                        a href="/status" { (s.status) }
+                    }
+                    form action="/search" method="get" role="search" {
+                        input type="search" name="q" placeholder=(s.search_placeholder) aria-label=(s.search);
+                        button type="submit" { (s.search) }
+                    }
+                    div.langs {
+                        @for other in Lang::ALL {
+                            a lang=(other.code()) hreflang=(other.code())
+                                class=[(other == lang).then_some("current")]
+                                href=(format!("/lang/{}?back={}", other.code(), query_escape(here))) {
+                                (other.name())
+                            }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    };
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::CONTENT_LANGUAGE, lang.code()),
+            (header::VARY, "Cookie, Accept-Language"),
+        ],
+        markup.into_string(),
+    )
+        .into_response()
+}
+
+/// Percent-encodes a value for a query string.
+fn query_escape(text: &str) -> String {
+    url_path(text).replace('/', "%2F")
+}
+
+fn not_found_page(lang: Lang, here: &str) -> Response {
+    let s = lang.strings();
+    page_with_status(
+        StatusCode::NOT_FOUND,
+        lang,
+        here,
+        s.not_found,
+        html! {
+            h1 { (s.not_found) }
+            p { a href="/" { (s.back_to_courses) } }
+        },
+    )
+}
+
+/// The page a reader gets instead of a file that cannot be fetched now.
+pub fn unavailable_page(headers: &HeaderMap, here: &str, why: &Unavailable) -> Response {
+    let lang = Lang::of_request(headers);
+    let s = lang.strings();
+    page_with_status(
+        StatusCode::SERVICE_UNAVAILABLE,
+        lang,
+        here,
+        s.unavailable_title,
+        unavailable_notice(s, why),
+    )
+}
+
+fn unavailable_notice(s: &Strings, why: &Unavailable) -> Markup {
+    html! {
+        div.notice #offline role="alert" {
+            strong { (s.unavailable_title) }
+            p { (s.unavailable_body) }
+            p.meta { (why.to_string()) }
+        }
+    }
+}
+
+/// A course with its lessons, as the pages need it.
+struct Shelf {
+    course: Course,
+    lessons: Vec<Lesson>,
+    files: usize,
+    files_held: usize,
+}
+
+impl Shelf {
+    fn load(store: &Store, catalog: &Catalog, id: &str) -> Option<Shelf> {
+        let course = classroom::course(store, catalog, id)?;
+        let lessons: Vec<Lesson> = course
+            .lessons
+            .iter()
+            .filter_map(|lesson_ref| classroom::lesson(store, &course, &lesson_ref.id))
+            .collect();
+        let all_files = course
+            .files
+            .iter()
+            .chain(lessons.iter().flat_map(|lesson| lesson.files.iter()));
+        let (mut files, mut files_held) = (0, 0);
+        for file in all_files {
+            files += 1;
+            if store.has_blob(&file.blob).unwrap_or(false) {
+                files_held += 1;
+            }
+        }
+        Some(Shelf {
+            course,
+            lessons,
+            files,
+            files_held,
+        })
+    }
+
+    fn held(&self) -> bool {
+        self.files_held == self.files
+    }
+}
+
+fn held_badge(s: &Strings, held: bool) -> Markup {
+    if held {
+        html! { span.badge.held { (s.offline_ready) } }
+    } else {
+        html! { span.badge.remote { (s.not_yet_offline) } }
+    }
+}
+
+fn course_meta(s: &Strings, course: &Course) -> Markup {
+    html! {
+        span.meta {
+            @if let Some(subject) = &course.subject { (s.subject) ": " (subject) " · " }
+            @if let Some(grade) = &course.grade { (s.grade) ": " (grade) " · " }
+            (course.lessons.len()) " " (s.lessons) " · "
+            (format::bytes(course.total_size()))
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct Filters {
+    subject: Option<String>,
+    grade: Option<String>,
+    language: Option<String>,
+}
+
+fn chosen(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|v| !v.is_empty())
+}
+
+async fn home(
+    State(state): State<Arc<Classroom>>,
+    Query(filters): Query<Filters>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let lang = Lang::of_request(&headers);
+    let s = lang.strings();
+    let store = state.store.clone();
+    let shelves = classroom::blocking(move || {
+        let catalog = classroom::catalog(&store)?;
+        Some(
+            catalog
+                .courses
+                .keys()
+                .filter_map(|id| Shelf::load(&store, &catalog, id))
+                .collect::<Vec<_>>(),
+        )
+    })
+    .await
+    .flatten()
+    .unwrap_or_default();
+    let subjects: BTreeSet<&str> = shelves
+        .iter()
+        .filter_map(|shelf| shelf.course.subject.as_deref())
+        .collect();
+    let grades: BTreeSet<&str> = shelves
+        .iter()
+        .filter_map(|shelf| shelf.course.grade.as_deref())
+        .collect();
+    let languages: BTreeSet<&str> = shelves
+        .iter()
+        .flat_map(|shelf| shelf.course.languages.iter().map(String::as_str))
+        .collect();
+    let shown: Vec<&Shelf> = shelves
+        .iter()
+        .filter(|shelf| {
+            let course = &shelf.course;
+            chosen(&filters.subject).is_none_or(|v| course.subject.as_deref() == Some(v))
+                && chosen(&filters.grade).is_none_or(|v| course.grade.as_deref() == Some(v))
+                && chosen(&filters.language).is_none_or(|v| course.languages.iter().any(|l| l == v))
+        })
+        .collect();
+    let body = html! {
+        h1 { (s.courses) }
+        form.filters action="/" method="get" {
+            (filter_select(s, "subject", s.subject, &subjects, chosen(&filters.subject)))
+            (filter_select(s, "grade", s.grade, &grades, chosen(&filters.grade)))
+            (filter_select(s, "language", s.language, &languages, chosen(&filters.language)))
+            button type="submit" { (s.filter) }
+        }
+        @if shown.is_empty() {
+            p { (s.no_courses) }
+        }
+        ul.cards #courses {
+            @for shelf in &shown {
+                li.card data-course=(shelf.course.id) {
+                    h2 { a href=(url_path(&format!("/course/{}", shelf.course.id))) {
+                        (titled(&shelf.course.title, lang, &shelf.course.id))
+                    } }
+                    @if let Some((text, code)) = pick(&shelf.course.description, lang) {
+                        p lang=(code) { (text) }
+                    }
+                    (course_meta(s, &shelf.course)) " "
+                    (held_badge(s, shelf.held()))
+                }
+            }
+        }
+    };
+    page(lang, here_of(&uri), s.courses, body)
+}
+
+/// One filter of the course list, with "all" first.
+fn filter_select(
+    s: &Strings,
+    name: &str,
+    label: &str,
+    values: &BTreeSet<&str>,
+    current: Option<&str>,
+) -> Markup {
+    html! {
+        label {
+            (label)
+            select name=(name) {
+                option value="" { (s.all) }
+                @for value in values {
+                    option value=(value) selected[current == Some(*value)] {
+                        @match Lang::from_code(value).filter(|_| name == "language") {
+                            Some(lang) => { (lang.name()) },
+                            None => { (value) },
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The path and query this request was for: the language switch's way back.
+fn here_of(uri: &Uri) -> &str {
+    uri.path_and_query().map_or("/", |pq| pq.as_str())
+}
+
+async fn course_page(
+    State(state): State<Arc<Classroom>>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let lang = Lang::of_request(&headers);
+    let s = lang.strings();
+    let here = here_of(&uri);
+    let store = state.store.clone();
+    let Some(shelf) = classroom::blocking(move || {
+        let catalog = classroom::catalog(&store)?;
+        Shelf::load(&store, &catalog, &id)
+    })
+    .await
+    .flatten() else {
+        return not_found_page(lang, here);
+    };
+    let store = state.store.clone();
+    let course = &shelf.course;
+    let title = pick(&course.title, lang).map_or(course.id.as_str(), |(t, _)| t);
+    let body = html! {
+        h1 { (titled(&course.title, lang, &course.id)) }
+        @if let Some((text, code)) = pick(&course.description, lang) {
+            p lang=(code) { (text) }
+        }
+        p { (course_meta(s, course)) " " (held_badge(s, shelf.held())) }
+        h2 { (s.lessons) }
+        ol.cards #lessons {
+            @for lesson in &shelf.lessons {
+                li.card data-lesson=(lesson.id) {
+                    h3 { a href=(url_path(&format!("/course/{}/{}", course.id, lesson.id))) {
+                        (titled(&lesson.title, lang, &lesson.id))
+                    } }
+                    @if let Some((text, code)) = pick(&lesson.summary, lang) {
+                        p lang=(code) { (text) }
+                    }
+                    @if let Some(secs) = lesson.duration_secs {
+                        span.meta { (secs / 60) " min " }
+                    }
+                    (held_badge(s, lesson.files.iter().all(|f| store.has_blob(&f.blob).unwrap_or(false))))
+                }
+            }
+        }
+    };
+    page(lang, here, title, body)
+}
+
+/// How a lesson page offers each of its files.
+fn file_kind(media: &str) -> &'static str {
+    if media.starts_with("video/") {
+        "video"
+    } else if media.starts_with("audio/") {
+        "audio"
+    } else if media.starts_with("image/") {
+        "image"
+    } else {
+        "other"
+    }
+}
+
+async fn lesson_page(
+    State(state): State<Arc<Classroom>>,
+    Path((course_id, lesson_id)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let lang = Lang::of_request(&headers);
+    let s = lang.strings();
+    let here = here_of(&uri);
+    let store = state.store.clone();
+    let loaded = classroom::blocking({
+        let (course_id, lesson_id) = (course_id.clone(), lesson_id.clone());
+        move || {
+            let catalog = classroom::catalog(&store)?;
+            let course = classroom::course(&store, &catalog, &course_id)?;
+            let lesson = classroom::lesson(&store, &course, &lesson_id)?;
+            let mut files = Vec::new();
+            for file in &lesson.files {
+                let manifest = store.manifest(&file.manifest).ok()?;
+                let held = store.has_blob(&file.blob).unwrap_or(false);
+                files.push((file.clone(), manifest, held));
+            }
+            // Files the lesson's own HTML shows are left to it.
+            let entry_text = files
+                .iter()
+                .find(|(file, manifest, held)| {
+                    file.path == lesson.entry && *held && manifest.media_type == "text/html"
+                })
+                .and_then(|(file, _, _)| std::fs::read_to_string(store.blob_path(&file.blob)).ok());
+            Some((course, lesson, files, entry_text))
+        }
+    })
+    .await
+    .flatten();
+    let Some((course, lesson, files, entry_text)) = loaded else {
+        return not_found_page(lang, here);
+    };
+    // Anything not held is fetched now, ahead of the background prefetch.
+    let mut unavailable = None;
+    if files.iter().any(|(_, _, held)| !held) {
+        match state.read_through.check().await {
+            Ok(()) => {
+                for (file, manifest, held) in &files {
+                    if !held
+                        && let Err(err) = state.read_through.start(file.manifest, manifest.clone())
+                    {
+                        unavailable = Some(err);
+                    }
+                }
+            }
+            Err(err) => unavailable = Some(err),
+        }
+    }
+    let file_url = |file: &FileEntry| {
+        url_path(&format!(
+            "/courses/{}/{}/{}",
+            course.id, lesson.id, file.path
+        ))
+    };
+    let shown_by_entry = |file: &FileEntry| {
+        file.path != lesson.entry
+            && entry_text
+                .as_deref()
+                .is_some_and(|text| text.contains(file.path.as_str()))
+    };
+    let entry = files.iter().find(|(file, _, _)| file.path == lesson.entry);
+    let title = pick(&lesson.title, lang).map_or(lesson.id.as_str(), |(t, _)| t);
+    let body = html! {
+        p.meta {
+            a href=(url_path(&format!("/course/{}", course.id))) { (titled(&course.title, lang, &course.id)) }
+        }
+        h1 { (titled(&lesson.title, lang, &lesson.id)) }
+        @if let Some((text, code)) = pick(&lesson.summary, lang) {
+            p lang=(code) { (text) }
+        }
+        @if let Some(err) = &unavailable {
+            (unavailable_notice(s, err))
+        }
+        @if let Some((file, manifest, _)) = entry {
+            @if manifest.media_type == "text/html" {
+                iframe.lesson-frame #lesson-frame src=(file_url(file)) title=(title) {}
+            }
+        }
+        @for (file, manifest, _) in &files {
+            @if !shown_by_entry(file) {
+                @match file_kind(&manifest.media_type) {
+                    "video" => {
+                        figure {
+                            video controls preload="metadata" src=(file_url(file)) data-path=(file.path) {}
+                            figcaption.meta { (file.path) }
+                        }
+                    },
+                    "audio" => {
+                        figure {
+                            audio controls preload="metadata" src=(file_url(file)) data-path=(file.path) {}
+                            figcaption.meta { (file.path) }
+                        }
+                    },
+                    _ => {}
+                }
+            }
+        }
+        h2 { (s.files) }
+        table #files {
+            @for (file, manifest, held) in &files {
+                tr {
+                    td { a href=(file_url(file)) { (file.path) } }
+                    td.meta { (format::bytes(manifest.size)) }
+                    td { (held_badge(s, *held)) }
+                    td {
+                        a href=(file_url(file)) target="_blank" { (s.open) }
+                        " · "
+                        a href=(file_url(file)) download=(file.path.rsplit('/').next().unwrap_or(&file.path)) { (s.download) }
+                    }
+                }
+            }
+        }
+    };
+    let status = if unavailable.is_some() {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    page_with_status(status, lang, here, title, body)
+}
+
+#[derive(Deserialize)]
+struct SearchQuery {
+    #[serde(default)]
+    q: String,
+}
+
+async fn search_page(
+    State(state): State<Arc<Classroom>>,
+    Query(query): Query<SearchQuery>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let lang = Lang::of_request(&headers);
+    let s = lang.strings();
+    let here = here_of(&uri);
+    let hits = state.search(query.q.clone(), 50).await;
+    let body = html! {
+        h1 { (s.results_for) " " q lang=(catalog::text::guess_language(&query.q)) { (query.q) } }
+        @if hits.is_empty() {
+            p #no-results { (s.no_results) }
+        }
+        ol.cards #results {
+            @for hit in &hits {
+                li.card {
+                    h2 { a href=(hit_url(&hit.key)) { (titled(&hit.title, lang, &hit.key.course)) } }
+                    @if hit.key.lesson.is_some() {
+                        p.meta { (titled(&hit.course_title, lang, &hit.key.course)) }
+                    }
+                    @if let Some((text, code)) = pick(&hit.summary, lang) {
+                        p lang=(code) { (text) }
+                    }
+                }
+            }
+        }
+    };
+    page(lang, here, s.search, body)
+}
+
+pub fn hit_url(key: &DocKey) -> String {
+    match &key.lesson {
+        Some(lesson) => url_path(&format!("/course/{}/{lesson}", key.course)),
+        None => url_path(&format!("/course/{}", key.course)),
+    }
+}
+
+async fn status_page(State(state): State<Arc<Classroom>>, headers: HeaderMap) -> Response {
+    let lang = Lang::of_request(&headers);
+    let s = lang.strings();
+    let status = state.status().await;
+    let Ok(status) = status else {
+        let err = status.err().map(|e| e.to_string()).unwrap_or_default();
+        return page_with_status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            lang,
+            "/status",
+            s.status,
+            html! { h1 { (s.status) } div.notice { (err) } },
+        );
+    };
+    let live = status.live.clone().unwrap_or_else(|| state.live.snapshot());
+    let downloading: Vec<_> = status
+        .courses
+        .iter()
+        .filter(|course| course.subscribed && course.files_held < course.files)
+        .collect();
+    let body = html! {
+        h1 { (s.status) }
+        table #status {
+            tr { th { (s.catalog) } td #catalog-sequence {
+                @match status.catalog_sequence { Some(seq) => { "#" (seq) }, None => { (s.never) } }
+                @if let Some(at) = status.catalog_published_at { " · " (s.published) " " (format::time(at)) }
+            } }
+            tr { th { (s.last_sync) } td #last-sync {
+                @match &status.last_sync {
+                    None => { (s.never) },
+                    Some(report) => {
+                        (format::time(report.finished_at)) " · "
+                        @if report.error.is_some() { (s.result_failed) }
+                        @else if report.complete { (s.result_ok) }
+                        @else { (s.result_incomplete) }
+                        @if let Some(err) = &report.error { div.meta { (err) } }
+                        @for failure in report.failures.iter().take(5) { div.meta { (failure) } }
+                    },
+                }
+                @if live.syncing { div { (s.sync_running) } }
+            } }
+            tr { th { (s.bytes_held) } td #bytes-held { (format::bytes(status.bytes_held)) } }
+            tr { th { (s.disk_free) } td #disk-free {
+                @match (status.disk_free, status.disk_total) {
+                    (Some(free), Some(total)) => { (format::bytes(free)) " / " (format::bytes(total)) },
+                    _ => { (s.unknown) },
+                }
+            } }
+            tr { th { (s.upstream) } td #upstream {
+                (status.origin) " · "
+                @match live.upstream.reachable {
+                    Some(true) => { (s.reachable) },
+                    Some(false) => { (s.unreachable) },
+                    None => { (s.unknown) },
+                }
+                @if let Some(at) = live.upstream.checked_at { " (" (format::time(at)) ")" }
+                @if let Some(err) = &live.upstream.error { div.meta { (err) } }
+            } }
+        }
+        h2 { (s.downloading) }
+        @if live.syncing && live.sync_bytes_total > 0 {
+            p {
+                progress #sync-progress max=(live.sync_bytes_total) value=(live.sync_bytes_done) {}
+                (format::bytes(live.sync_bytes_done)) " / " (format::bytes(live.sync_bytes_total))
+            }
+        }
+        @if downloading.is_empty() {
+            p #downloading { (s.nothing_downloading) }
+        } @else {
+            table #downloading {
+                @for course in &downloading {
+                    tr {
+                        td { a href=(url_path(&format!("/course/{}", course.id))) { (course.id) } }
+                        td { (course.files_held) " / " (course.files) " " (s.files) }
+                        td.meta { (format::bytes(course.total_size)) }
+                    }
+                }
+            }
+        }
+    };
+    page(lang, "/status", s.status, body)
+}
+
+#[derive(Deserialize)]
+struct Back {
+    back: Option<String>,
+}
+
+/// Remembers the language for a year and goes back where the reader was.
+async fn set_language(Path(code): Path<String>, Query(back): Query<Back>) -> Response {
+    let Some(lang) = Lang::from_code(&code) else {
+        return (StatusCode::NOT_FOUND, "no such language\n").into_response();
+    };
+    // Only a path on this server: never an open redirect.
+    let back = back
+        .back
+        .filter(|b| b.starts_with('/') && !b.starts_with("//") && !b.contains('\\'))
+        .unwrap_or_else(|| "/".into());
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::LOCATION, back),
+            (
+                header::SET_COOKIE,
+                format!(
+                    "{}={}; Path=/; Max-Age=31536000; SameSite=Lax",
+                    i18n::COOKIE,
+                    lang.code()
+                ),
+            ),
+        ],
+    )
+        .into_response()
+}
+
+async fn style() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        STYLE,
+    )
+        .into_response()
+}
+
+async fn font(Path(name): Path<String>) -> Response {
+    let bytes = match name.as_str() {
+        "NotoSansYi-Regular.ttf" => FONT_YI,
+        "NotoSerifTibetan-Regular.ttf" => FONT_TIBETAN,
+        _ => return (StatusCode::NOT_FOUND, "no such font\n").into_response(),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, "font/ttf"),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_fall_back_and_say_their_language() {
+        let mut text = LocalizedText::new();
+        text.insert("zh", "数到二十");
+        text.insert("en", "Counting to twenty");
+        assert_eq!(pick(&text, Lang::En), Some(("Counting to twenty", "en")));
+        assert_eq!(pick(&text, Lang::Ii), Some(("数到二十", "zh")));
+        text.insert("ii", "ꊰꐚ");
+        assert_eq!(pick(&text, Lang::Ii), Some(("ꊰꐚ", "ii")));
+        assert_eq!(pick(&LocalizedText::new(), Lang::Zh), None);
+    }
+
+    #[test]
+    fn the_way_back_is_escaped_whole() {
+        assert_eq!(
+            query_escape("/search?q=加法"),
+            "%2Fsearch%3Fq%3D%E5%8A%A0%E6%B3%95"
+        );
+    }
+}
