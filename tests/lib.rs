@@ -1,6 +1,9 @@
 //! The end-to-end test harness: runs the real `shanlu` binary against
 //! temporary folders, the way an administrator or a school IT teacher would.
 
+/// A synchronous WebDriver client for headless Chromium.
+pub mod webdriver;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;

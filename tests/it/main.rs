@@ -5,3 +5,4 @@ mod classroom;
 mod demo;
 mod publish;
 mod sync;
+mod webdriver_selftest;
