@@ -450,6 +450,80 @@ impl Drop for Relay {
     }
 }
 
+/// A running `shanlu edge run` on a free loopback port, killed when dropped.
+pub struct RunningEdge {
+    pub child: std::process::Child,
+    pub addr: std::net::SocketAddr,
+}
+
+impl Drop for RunningEdge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl RunningEdge {
+    /// GET `path` with extra header lines: (status, head, body).
+    pub fn get(&self, path: &str, headers: &str) -> (u16, String, Vec<u8>) {
+        http_request(self.addr, "GET", path, headers)
+    }
+
+    /// GET `path` as a browser of language `lang` would (cookie set): (status, page).
+    pub fn page(&self, path: &str, lang: &str) -> (u16, String) {
+        let (status, _, body) = self.get(
+            path,
+            &format!("Accept: text/html\r\nCookie: shanlu_lang={lang}\r\n"),
+        );
+        (status, String::from_utf8(body).expect("pages are UTF-8"))
+    }
+
+    /// GET `path` as JSON.
+    pub fn json(&self, path: &str) -> serde_json::Value {
+        let (status, _, body) = self.get(path, "");
+        assert_eq!(
+            status,
+            200,
+            "GET {path}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        serde_json::from_slice(&body).expect("JSON")
+    }
+}
+
+impl TestEdge {
+    /// `shanlu edge run` with a sync interval of an hour (one sync at start).
+    pub fn run(&self) -> RunningEdge {
+        use std::io::BufRead;
+        let mut child = shanlu()
+            .args([
+                "edge",
+                "run",
+                "--data",
+                &self.data_str(),
+                "--listen",
+                "127.0.0.1:0",
+                "--interval",
+                "3600",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn edge run");
+        let stdout = child.stdout.take().expect("stdout");
+        let line = std::io::BufReader::new(stdout)
+            .lines()
+            .next()
+            .expect("a line")
+            .expect("utf-8");
+        let addr = line
+            .strip_prefix("classroom: http://")
+            .and_then(|rest| rest.trim_end_matches('/').parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        RunningEdge { child, addr }
+    }
+}
+
 /// One plain HTTP/1.1 request on loopback with extra header lines
 /// (each ending in `\r\n`): (status, head, body), chunked bodies decoded.
 pub fn http_request(
@@ -508,6 +582,21 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         out.extend_from_slice(&data[line_end + 2..line_end + 2 + size]);
         data = &data[line_end + 2 + size + 2..];
     }
+}
+
+pub use webdriver::wait_until;
+
+/// Percent-encodes `text` for a URL query value.
+pub fn url_escape(text: &str) -> String {
+    text.bytes()
+        .map(|byte| {
+            if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+                (byte as char).to_string()
+            } else {
+                format!("%{byte:02X}")
+            }
+        })
+        .collect()
 }
 
 /// A header's value from a response head, by case-insensitive name.

@@ -26,15 +26,13 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use bytes::Bytes;
-use catalog::{
-    Catalog, Course, FileEntry, FileManifest, Hash, Lesson, LocalizedText, Object, Store,
-};
+use catalog::{Catalog, Course, FileManifest, Hash, Lesson, LocalizedText, Object, Store};
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
+use std::os::unix::fs::FileExt;
 
 use crate::config::EdgeConfig;
+use crate::files::{PlaceKey, Places, read_stream};
 use crate::metrics::{Metrics, RequestLabels};
 use crate::range::{self, Ranges};
 use crate::readthrough::{ReadThrough, Unavailable};
@@ -50,6 +48,7 @@ pub struct Classroom {
     pub live: Arc<Live>,
     pub metrics: Arc<Metrics>,
     pub read_through: Arc<ReadThrough>,
+    places: Places,
     /// The search index and the catalog sequence it was built for.
     search: Mutex<Option<(u64, Arc<SearchIndex>)>>,
 }
@@ -88,6 +87,7 @@ impl Classroom {
             live,
             metrics,
             read_through,
+            places: Places::default(),
             search: Mutex::new(None),
         })
     }
@@ -198,8 +198,6 @@ fn build_index(store: &Store, catalog: &Catalog) -> SearchIndex {
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// Lesson paths can point at new content after a sync; revalidate with the ETag.
 const REVALIDATE: &str = "no-cache";
-/// Bytes read from disk at a time for a file answer.
-const READ_BUFFER: usize = 256 * 1024;
 /// Most bytes assembled in memory for a multi-range answer.
 const MAX_MULTIPART_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -276,97 +274,112 @@ async fn file_by_hash(
     let Ok(blob) = hash.parse::<Hash>() else {
         return not_found("that file");
     };
-    let store = state.store.clone();
-    let media = blocking(move || {
-        let info = store.blob_info(&blob).ok()??;
-        store.manifest(&info.manifest).ok().map(|m| m.media_type)
-    })
-    .await
-    .flatten();
+    let media = match state.places.media(&blob) {
+        Some(media) => Some(media),
+        None => {
+            let store = state.store.clone();
+            blocking(move || {
+                let info = store.blob_info(&blob).ok()??;
+                store.manifest(&info.manifest).ok().map(|m| m.media_type)
+            })
+            .await
+            .flatten()
+        }
+    };
     let Some(media) = media else {
         return not_found("that file");
     };
-    match tokio::fs::File::open(state.store.blob_path(&blob)).await {
-        Ok(file) => {
+    state.places.set_media(blob, &media);
+    match open_blob(&state.store, &blob) {
+        Some((file, len)) => {
             state.metrics.cache_hits.inc();
-            serve_blob(&state, file, blob, &media, IMMUTABLE, &method, &headers).await
+            let held = Held {
+                file,
+                len,
+                blob,
+                media: &media,
+            };
+            serve_blob(&state, held, IMMUTABLE, &method, &headers).await
         }
-        Err(_) => not_found("that file"),
+        None => not_found("that file"),
     }
+}
+
+/// Opens a held blob. An open file stays readable even if it is replaced meanwhile.
+fn open_blob(store: &Store, blob: &Hash) -> Option<(Arc<std::fs::File>, u64)> {
+    let file = std::fs::File::open(store.blob_path(blob)).ok()?;
+    let len = file.metadata().ok()?.len();
+    Some((Arc::new(file), len))
 }
 
 async fn lesson_file(
     State(state): State<Arc<Classroom>>,
-    Path((course_id, lesson_id, path)): Path<(String, String, String)>,
+    Path((course, lesson, path)): Path<(String, String, String)>,
     uri: Uri,
     method: Method,
     headers: HeaderMap,
 ) -> Response {
-    serve_placed(
-        state,
-        uri,
-        method,
-        headers,
-        move |store, course| {
-            let lesson = lesson(store, course, &lesson_id)?;
-            lesson.files.into_iter().find(|f| f.path == path)
-        },
-        course_id,
-    )
-    .await
+    let key = PlaceKey {
+        course,
+        lesson: Some(lesson),
+        path,
+    };
+    serve_placed(state, key, uri, method, headers).await
 }
 
 async fn course_file(
     State(state): State<Arc<Classroom>>,
-    Path((course_id, path)): Path<(String, String)>,
+    Path((course, path)): Path<(String, String)>,
     uri: Uri,
     method: Method,
     headers: HeaderMap,
 ) -> Response {
-    serve_placed(
-        state,
-        uri,
-        method,
-        headers,
-        move |_, course| course.files.iter().find(|f| f.path == path).cloned(),
-        course_id,
-    )
-    .await
+    let key = PlaceKey {
+        course,
+        lesson: None,
+        path,
+    };
+    serve_placed(state, key, uri, method, headers).await
 }
 
-/// Serves the file `find` picks out of a course in the catalog in force.
+/// Serves the file at a place in the catalog in force: from disk when held,
+/// else read through from the origin.
 async fn serve_placed(
     state: Arc<Classroom>,
+    key: PlaceKey,
     uri: Uri,
     method: Method,
     headers: HeaderMap,
-    find: impl FnOnce(&Store, &Course) -> Option<FileEntry> + Send + 'static,
-    course_id: String,
 ) -> Response {
-    let store = state.store.clone();
-    let found = blocking(move || {
-        let catalog = catalog(&store)?;
-        let course = course(&store, &catalog, &course_id)?;
-        let file = find(&store, &course)?;
-        let manifest = store.manifest(&file.manifest).ok()?;
-        Some((file, manifest))
-    })
-    .await
-    .flatten();
-    let Some((file, manifest)) = found else {
+    let placed = match state.places.cached(&key) {
+        Some(placed) => placed,
+        None => {
+            let classroom = state.clone();
+            blocking(move || classroom.places.look_up(&classroom.store, &key))
+                .await
+                .flatten()
+        }
+    };
+    let Some(placed) = placed else {
         return not_found("that file");
     };
-    // Opening the file keeps it readable even if it is replaced meanwhile.
-    match tokio::fs::File::open(state.store.blob_path(&file.blob)).await {
-        Ok(opened) => {
-            state.metrics.cache_hits.inc();
-            let media = manifest.media_type;
-            serve_blob(
-                &state, opened, file.blob, &media, REVALIDATE, &method, &headers,
-            )
-            .await
+    if let Some((file, len)) = open_blob(&state.store, &placed.blob) {
+        state.metrics.cache_hits.inc();
+        let held = Held {
+            file,
+            len,
+            blob: placed.blob,
+            media: &placed.media,
+        };
+        return serve_blob(&state, held, REVALIDATE, &method, &headers).await;
+    }
+    let store = state.store.clone();
+    let manifest_hash = placed.manifest;
+    match blocking(move || store.manifest(&manifest_hash)).await {
+        Some(Ok(manifest)) => {
+            serve_read_through(&state, manifest_hash, manifest, &uri, &method, &headers).await
         }
-        Err(_) => serve_read_through(&state, file, manifest, &uri, &method, &headers).await,
+        _ => not_found("that file"),
     }
 }
 
@@ -411,14 +424,14 @@ where
 /// A single range is honoured; several ranges get the whole file.
 async fn serve_read_through(
     state: &Classroom,
-    file: FileEntry,
+    manifest_hash: Hash,
     manifest: FileManifest,
     uri: &Uri,
     method: &Method,
     headers: &HeaderMap,
 ) -> Response {
     let len = manifest.size;
-    let etag = format!("\"{}\"", file.blob);
+    let etag = format!("\"{}\"", manifest.blob);
     let response = Response::builder()
         .header(header::ETAG, &etag)
         .header(header::CACHE_CONTROL, REVALIDATE)
@@ -466,7 +479,7 @@ async fn serve_read_through(
             .body(Body::empty())
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
     }
-    let fetch = match state.read_through.start(file.manifest, manifest) {
+    let fetch = match state.read_through.start(manifest_hash, manifest) {
         Ok(fetch) => fetch,
         Err(err) => return unavailable(headers, uri, &err),
     };
@@ -489,20 +502,28 @@ fn etag_matches(value: Option<&HeaderValue>, etag: &str) -> bool {
         .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
 }
 
-/// Answers from a held, verified blob.
+/// A held, verified blob, opened.
+struct Held<'a> {
+    file: Arc<std::fs::File>,
+    len: u64,
+    blob: Hash,
+    media: &'a str,
+}
+
+/// Answers from a held blob.
 async fn serve_blob(
     state: &Classroom,
-    mut file: tokio::fs::File,
-    blob: Hash,
-    media: &str,
+    held: Held<'_>,
     cache: &'static str,
     method: &Method,
     headers: &HeaderMap,
 ) -> Response {
-    let Ok(meta) = file.metadata().await else {
-        return not_found("that file");
-    };
-    let len = meta.len();
+    let Held {
+        file,
+        len,
+        blob,
+        media,
+    } = held;
     let etag = format!("\"{blob}\"");
     let content_type = content_type_of(media);
     let mut response = Response::builder()
@@ -544,15 +565,8 @@ async fn serve_blob(
             if head {
                 response.body(Body::empty())
             } else {
-                if file
-                    .seek(std::io::SeekFrom::Start(part.start))
-                    .await
-                    .is_err()
-                {
-                    return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-                }
                 response.body(Body::from_stream(counted(
-                    ReaderStream::with_capacity(file.take(part.end - part.start), READ_BUFFER),
+                    read_stream(file, part.start, part.end),
                     state.metrics.clone(),
                 )))
             }
@@ -571,16 +585,13 @@ async fn serve_blob(
                     )
                     .as_bytes(),
                 );
+                let (reader, at) = (file.clone(), part.start);
                 let mut bytes = vec![0u8; (part.end - part.start) as usize];
-                if file
-                    .seek(std::io::SeekFrom::Start(part.start))
-                    .await
-                    .is_err()
-                    || file.read_exact(&mut bytes).await.is_err()
-                {
-                    return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                let read = blocking(move || reader.read_exact_at(&mut bytes, at).map(|()| bytes));
+                match read.await {
+                    Some(Ok(bytes)) => body.extend_from_slice(&bytes),
+                    _ => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
                 }
-                body.extend_from_slice(&bytes);
             }
             body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
             if !head {
@@ -608,7 +619,7 @@ async fn serve_blob(
                 response.body(Body::empty())
             } else {
                 response.body(Body::from_stream(counted(
-                    ReaderStream::with_capacity(file, READ_BUFFER),
+                    read_stream(file, 0, len),
                     state.metrics.clone(),
                 )))
             }

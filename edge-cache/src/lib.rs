@@ -10,6 +10,7 @@
 //! - [`ui`]: the pages teachers and pupils read; [`i18n`]: their labels in four languages.
 //! - [`readthrough`]: lesson files not held yet, fetched and streamed on demand.
 //! - [`metrics`]: Prometheus counters and gauges for `/metrics`.
+//! - [`files`]: where lesson files are, and reading them in recycled blocks.
 //! - [`range`]: HTTP byte-range parsing.
 //! - [`search`]: the classroom search over titles, summaries and tags (zh, ii, bo, en).
 //! - [`run`]: `edge run` — the periodic sync loop and the classroom server together.
@@ -19,6 +20,7 @@
 pub mod classroom;
 pub mod client;
 pub mod config;
+pub mod files;
 pub mod i18n;
 pub mod metrics;
 pub mod range;

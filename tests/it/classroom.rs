@@ -1,55 +1,11 @@
 //! `shanlu edge run`: the classroom server's file semantics and JSON API.
 
-use std::io::BufRead;
-use std::net::SocketAddr;
 use std::path::Path;
 
 use serde_json::Value;
 use shanlu_tests::{TestEdge, TestOrigin, generated, header, http_request as request};
 
 const VIDEO: usize = 3 * 1024 * 1024;
-
-/// A running `edge run`, killed when dropped.
-struct Running {
-    child: std::process::Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(edge: &TestEdge) -> Running {
-    let mut child = shanlu_tests::shanlu()
-        .args([
-            "edge",
-            "run",
-            "--data",
-            &edge.data_str(),
-            "--listen",
-            "127.0.0.1:0",
-            "--interval",
-            "3600",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn edge run");
-    let stdout = child.stdout.take().expect("stdout");
-    let line = std::io::BufReader::new(stdout)
-        .lines()
-        .next()
-        .expect("a line")
-        .expect("utf-8");
-    let addr = line
-        .strip_prefix("classroom: http://")
-        .and_then(|rest| rest.trim_end_matches('/').parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-    Running { child, addr }
-}
 
 fn write(root: &Path, rel: &str, bytes: &[u8]) {
     let path = root.join(rel);
@@ -74,7 +30,7 @@ fn lesson_files_honour_ranges_conditionals_and_stay_inside_their_lesson() {
     let token = origin.add_edge("classroom-1");
     let edge = TestEdge::init(&origin, &served, served.quic, &token, "all");
     edge.sync_ok();
-    let running = start(&edge);
+    let running = edge.run();
     let addr = running.addr;
 
     // The JSON API lists the course and gives each file's URL and hash.

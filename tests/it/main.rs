@@ -3,6 +3,8 @@
 mod bad_input;
 mod classroom;
 mod demo;
+mod pages;
 mod publish;
+mod readthrough;
 mod sync;
 mod webdriver_selftest;

@@ -306,3 +306,62 @@ fn an_unchanged_settled_file_is_not_read_again_but_a_changed_one_is() {
     assert!(third.was_read && third.new_blob);
     assert_eq!(third.manifest.blob, Hash::of(&changed));
 }
+
+#[test]
+fn a_file_assembled_elsewhere_is_adopted_only_if_whole() {
+    let (dir, store) = store();
+    let data = generated(300_000, 9);
+    let manifest = FileManifest {
+        size: data.len() as u64,
+        blob: Hash::of(&data),
+        media_type: "video/mp4".into(),
+        chunking: ChunkingProfile::DEFAULT,
+        chunks: crate::chunker::cut_points(ChunkingProfile::DEFAULT, &data)
+            .iter()
+            .map(|&(o, l)| crate::object::ChunkRef {
+                hash: Hash::of(&data[o as usize..(o + u64::from(l)) as usize]),
+                len: l,
+            })
+            .collect(),
+    };
+    let manifest_hash = Object::Manifest(manifest.clone()).hash();
+    let staging = store.root().join("staged");
+
+    // A damaged copy is refused and nothing is recorded.
+    let mut damaged = data.clone();
+    damaged[1000] ^= 1;
+    std::fs::write(&staging, &damaged).expect("write");
+    assert!(matches!(
+        store.adopt_blob(&staging, manifest_hash, &manifest),
+        Err(StoreError::BlobMismatch { .. })
+    ));
+    assert!(!store.has_blob(&manifest.blob).expect("index"));
+
+    // A whole copy joins the store, its chunks usable by later files.
+    std::fs::write(&staging, &data).expect("write");
+    assert_eq!(
+        store
+            .adopt_blob(&staging, manifest_hash, &manifest)
+            .expect("adopt"),
+        manifest.blob
+    );
+    assert!(!staging.exists(), "the staged file was moved, not copied");
+    assert_eq!(
+        std::fs::read(store.blob_path(&manifest.blob)).expect("blob"),
+        data
+    );
+    assert_eq!(store.manifest(&manifest_hash).expect("manifest"), manifest);
+    let first = manifest.chunks[0].hash;
+    assert_eq!(
+        store.chunk_bytes(&first).expect("chunk").expect("held"),
+        data[..manifest.chunks[0].len as usize]
+    );
+
+    // Adopting what is already held just drops the copy.
+    std::fs::write(&staging, &data).expect("write");
+    store
+        .adopt_blob(&staging, manifest_hash, &manifest)
+        .expect("again");
+    assert!(!staging.exists());
+    drop(dir);
+}
