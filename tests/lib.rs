@@ -367,14 +367,19 @@ impl Relay {
             // Origin → edge, throttled.
             let downstream = std::thread::spawn(move || {
                 let mut buf = vec![0u8; 65_536];
-                let started = std::time::Instant::now();
+                let mut started = std::time::Instant::now();
                 let mut sent = 0u64;
+                let mut last_rate = 0;
                 while !s2.stop.load(Ordering::Relaxed) {
                     let Ok(n) = b2.recv(&mut buf) else { continue };
                     if s2.cut.load(Ordering::Relaxed) {
                         continue;
                     }
                     let rate = s2.rate.load(Ordering::Relaxed);
+                    if rate != last_rate {
+                        // A new rate counts from now, not from the relay's start.
+                        (started, sent, last_rate) = (std::time::Instant::now(), 0, rate);
+                    }
                     if rate > 0 {
                         sent += n as u64;
                         let due = std::time::Duration::from_secs_f64(sent as f64 / rate as f64);

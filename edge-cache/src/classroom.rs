@@ -48,7 +48,7 @@ pub struct Classroom {
     pub live: Arc<Live>,
     pub metrics: Arc<Metrics>,
     pub read_through: Arc<ReadThrough>,
-    places: Places,
+    pub(crate) places: Places,
     /// The search index and the catalog sequence it was built for.
     search: Mutex<Option<(u64, Arc<SearchIndex>)>>,
 }
@@ -195,9 +195,9 @@ fn build_index(store: &Store, catalog: &Catalog) -> SearchIndex {
     SearchIndex::build(docs)
 }
 
-const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+pub(crate) const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// Lesson paths can point at new content after a sync; revalidate with the ETag.
-const REVALIDATE: &str = "no-cache";
+pub(crate) const REVALIDATE: &str = "no-cache";
 /// Most bytes assembled in memory for a multi-range answer.
 const MAX_MULTIPART_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -274,22 +274,9 @@ async fn file_by_hash(
     let Ok(blob) = hash.parse::<Hash>() else {
         return not_found("that file");
     };
-    let media = match state.places.media(&blob) {
-        Some(media) => Some(media),
-        None => {
-            let store = state.store.clone();
-            blocking(move || {
-                let info = store.blob_info(&blob).ok()??;
-                store.manifest(&info.manifest).ok().map(|m| m.media_type)
-            })
-            .await
-            .flatten()
-        }
-    };
-    let Some(media) = media else {
+    let Some(media) = media_of_blob(&state, blob).await else {
         return not_found("that file");
     };
-    state.places.set_media(blob, &media);
     match open_blob(&state.store, &blob) {
         Some((file, len)) => {
             state.metrics.cache_hits.inc();
@@ -305,8 +292,24 @@ async fn file_by_hash(
     }
 }
 
+/// The media type of a held blob, remembered after the first look.
+pub(crate) async fn media_of_blob(state: &Classroom, blob: Hash) -> Option<String> {
+    if let Some(media) = state.places.media(&blob) {
+        return Some(media);
+    }
+    let store = state.store.clone();
+    let media = blocking(move || {
+        let info = store.blob_info(&blob).ok()??;
+        store.manifest(&info.manifest).ok().map(|m| m.media_type)
+    })
+    .await
+    .flatten()?;
+    state.places.set_media(blob, &media);
+    Some(media)
+}
+
 /// Opens a held blob. An open file stays readable even if it is replaced meanwhile.
-fn open_blob(store: &Store, blob: &Hash) -> Option<(Arc<std::fs::File>, u64)> {
+pub(crate) fn open_blob(store: &Store, blob: &Hash) -> Option<(Arc<std::fs::File>, u64)> {
     let file = std::fs::File::open(store.blob_path(blob)).ok()?;
     let len = file.metadata().ok()?.len();
     Some((Arc::new(file), len))
@@ -510,6 +513,128 @@ struct Held<'a> {
     media: &'a str,
 }
 
+/// How to answer a request for a held blob, decided before a byte is read;
+/// shared by the hyper path and the sendfile front ([`crate::front`]).
+pub(crate) struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: AnswerBody,
+}
+
+pub(crate) enum AnswerBody {
+    Empty,
+    /// Bytes `start..end` of the file.
+    Region {
+        start: u64,
+        end: u64,
+    },
+    /// Several ranges, as `multipart/byteranges`.
+    Parts {
+        parts: Vec<std::ops::Range<u64>>,
+        boundary: String,
+        content_type: String,
+    },
+}
+
+fn header_value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text)
+        .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"))
+}
+
+/// The answer to `method` with `headers` for a held blob of `len` bytes:
+/// ranges, conditionals, HEAD.
+pub(crate) fn answer_held(
+    len: u64,
+    blob: Hash,
+    media: &str,
+    cache: &'static str,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Answer {
+    let etag = format!("\"{blob}\"");
+    let content_type = content_type_of(media);
+    let mut out = HeaderMap::new();
+    out.insert(header::ETAG, header_value(&etag));
+    out.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if etag_matches(headers.get(header::IF_NONE_MATCH), &etag) {
+        return Answer {
+            status: StatusCode::NOT_MODIFIED,
+            headers: out,
+            body: AnswerBody::Empty,
+        };
+    }
+    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let if_range_ok = headers
+        .get(header::IF_RANGE)
+        .is_none_or(|v| etag_matches(Some(v), &etag));
+    let ranges = if if_range_ok {
+        range::parse(range_header, len)
+    } else {
+        Ranges::Full
+    };
+    let head = method == Method::HEAD;
+    let (status, body) = match ranges {
+        Ranges::Unsatisfiable => {
+            out.insert(
+                header::CONTENT_RANGE,
+                header_value(&format!("bytes */{len}")),
+            );
+            (StatusCode::RANGE_NOT_SATISFIABLE, AnswerBody::Empty)
+        }
+        Ranges::Parts(parts) if parts.len() == 1 => {
+            let part = parts[0].clone();
+            out.insert(header::CONTENT_TYPE, header_value(&content_type));
+            out.insert(
+                header::CONTENT_RANGE,
+                header_value(&format!("bytes {}-{}/{len}", part.start, part.end - 1)),
+            );
+            out.insert(
+                header::CONTENT_LENGTH,
+                HeaderValue::from(part.end - part.start),
+            );
+            (
+                StatusCode::PARTIAL_CONTENT,
+                AnswerBody::Region {
+                    start: part.start,
+                    end: part.end,
+                },
+            )
+        }
+        Ranges::Parts(parts)
+            if parts.iter().map(|p| p.end - p.start).sum::<u64>() <= MAX_MULTIPART_BYTES =>
+        {
+            let boundary = format!("shanlu-{}", blob.fmt_short());
+            out.insert(
+                header::CONTENT_TYPE,
+                header_value(&format!("multipart/byteranges; boundary={boundary}")),
+            );
+            (
+                StatusCode::PARTIAL_CONTENT,
+                AnswerBody::Parts {
+                    parts,
+                    boundary,
+                    content_type,
+                },
+            )
+        }
+        Ranges::Full | Ranges::Parts(_) => {
+            out.insert(header::CONTENT_TYPE, header_value(&content_type));
+            out.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            (StatusCode::OK, AnswerBody::Region { start: 0, end: len })
+        }
+    };
+    Answer {
+        status,
+        headers: out,
+        body: if head && !matches!(body, AnswerBody::Parts { .. }) {
+            AnswerBody::Empty
+        } else {
+            body
+        },
+    }
+}
+
 /// Answers from a held blob.
 async fn serve_blob(
     state: &Classroom,
@@ -524,57 +649,22 @@ async fn serve_blob(
         blob,
         media,
     } = held;
-    let etag = format!("\"{blob}\"");
-    let content_type = content_type_of(media);
-    let mut response = Response::builder()
-        .header(header::ETAG, &etag)
-        .header(header::CACHE_CONTROL, cache)
-        .header(header::ACCEPT_RANGES, "bytes");
-
-    if etag_matches(headers.get(header::IF_NONE_MATCH), &etag) {
-        return response
-            .status(StatusCode::NOT_MODIFIED)
-            .body(Body::empty())
-            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    let answer = answer_held(len, blob, media, cache, method, headers);
+    let mut response = Response::builder().status(answer.status);
+    if let Some(out) = response.headers_mut() {
+        *out = answer.headers;
     }
-    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    let if_range_ok = headers
-        .get(header::IF_RANGE)
-        .is_none_or(|v| etag_matches(Some(v), &etag));
-    let ranges = if if_range_ok {
-        range::parse(range_header, len)
-    } else {
-        Ranges::Full
-    };
-    let head = method == Method::HEAD;
-    let built = match ranges {
-        Ranges::Unsatisfiable => response
-            .status(StatusCode::RANGE_NOT_SATISFIABLE)
-            .header(header::CONTENT_RANGE, format!("bytes */{len}"))
-            .body(Body::empty()),
-        Ranges::Parts(parts) if parts.len() == 1 => {
-            let part = parts[0].clone();
-            response = response
-                .status(StatusCode::PARTIAL_CONTENT)
-                .header(header::CONTENT_TYPE, &content_type)
-                .header(
-                    header::CONTENT_RANGE,
-                    format!("bytes {}-{}/{len}", part.start, part.end - 1),
-                )
-                .header(header::CONTENT_LENGTH, part.end - part.start);
-            if head {
-                response.body(Body::empty())
-            } else {
-                response.body(Body::from_stream(counted(
-                    read_stream(file, part.start, part.end),
-                    state.metrics.clone(),
-                )))
-            }
-        }
-        Ranges::Parts(parts)
-            if parts.iter().map(|p| p.end - p.start).sum::<u64>() <= MAX_MULTIPART_BYTES =>
-        {
-            let boundary = format!("shanlu-{}", blob.fmt_short());
+    let built = match answer.body {
+        AnswerBody::Empty => response.body(Body::empty()),
+        AnswerBody::Region { start, end } => response.body(Body::from_stream(counted(
+            read_stream(file, start, end),
+            state.metrics.clone(),
+        ))),
+        AnswerBody::Parts {
+            parts,
+            boundary,
+            content_type,
+        } => {
             let mut body = Vec::new();
             for part in &parts {
                 body.extend_from_slice(
@@ -594,34 +684,12 @@ async fn serve_blob(
                 }
             }
             body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-            if !head {
-                state.metrics.bytes_served.inc_by(body.len() as u64);
-            }
-            response = response
-                .status(StatusCode::PARTIAL_CONTENT)
-                .header(
-                    header::CONTENT_TYPE,
-                    format!("multipart/byteranges; boundary={boundary}"),
-                )
-                .header(header::CONTENT_LENGTH, body.len());
-            response.body(if head {
-                Body::empty()
-            } else {
-                Body::from(body)
-            })
-        }
-        Ranges::Full | Ranges::Parts(_) => {
-            response = response
-                .status(StatusCode::OK)
-                .header(header::CONTENT_TYPE, &content_type)
-                .header(header::CONTENT_LENGTH, len);
-            if head {
+            let response = response.header(header::CONTENT_LENGTH, body.len());
+            if method == Method::HEAD {
                 response.body(Body::empty())
             } else {
-                response.body(Body::from_stream(counted(
-                    read_stream(file, 0, len),
-                    state.metrics.clone(),
-                )))
+                state.metrics.bytes_served.inc_by(body.len() as u64);
+                response.body(Body::from(body))
             }
         }
     };

@@ -136,6 +136,8 @@ pub struct Strings {
     pub unreachable: &'static str,
     pub unknown: &'static str,
     pub sync_running: &'static str,
+    /// After a number: "20 min".
+    pub minutes: &'static str,
 }
 
 const ZH: Strings = Strings {
@@ -160,7 +162,7 @@ const ZH: Strings = Strings {
     offline_ready: "已保存在本校",
     not_yet_offline: "尚未下载到本校",
     unavailable_title: "这节课还不能离线使用",
-    unavailable_body: "本校服务器暂时连不上中心服务器，这节课还没有下载下来。网络恢复后会自动下载，请稍后再试。",
+    unavailable_body: "本校服务器暂时连不上中心服务器，这节课还没有下载到本校。网络恢复后请再打开一次。",
     not_found: "找不到这个页面。",
     back_to_courses: "返回课程列表",
     catalog: "课程目录",
@@ -179,6 +181,7 @@ const ZH: Strings = Strings {
     unreachable: "无法连接",
     unknown: "未知",
     sync_running: "同步进行中",
+    minutes: "分钟",
 };
 
 /// Yi labels wait for a Nuosu-speaking translator: until then the Yi
@@ -208,7 +211,7 @@ const BO: Strings = Strings {
     offline_ready: "སློབ་གྲྭར་ཉར་ཟིན།",
     not_yet_offline: "ད་དུང་ཕབ་ལེན་བྱས་མེད།",
     unavailable_title: "སློབ་ཚན་འདི་ད་དུང་དྲ་མེད་ཐོག་ལྟ་མི་ཐུབ།",
-    unavailable_body: "སློབ་གྲྭའི་ཞབས་ཞུ་འཕྲུལ་ཆས་ཀྱིས་ལྟེ་བའི་ཞབས་ཞུ་འཕྲུལ་ཆས་དང་འབྲེལ་མཐུད་བྱེད་མི་ཐུབ། དྲ་བ་སླར་གསོ་བྱུང་རྗེས་རང་འགུལ་གྱིས་ཕབ་ལེན་བྱེད་ངེས། ཅུང་ཙམ་སྒུག་རོགས།",
+    unavailable_body: "སློབ་གྲྭའི་ཞབས་ཞུ་འཕྲུལ་ཆས་ཀྱིས་ལྟེ་བའི་ཞབས་ཞུ་འཕྲུལ་ཆས་དང་འབྲེལ་མཐུད་བྱེད་མི་ཐུབ། དྲ་བ་སླར་གསོ་བྱུང་རྗེས་ཡང་བསྐྱར་ཁ་ཕྱེ་རོགས།",
     not_found: "ཤོག་ངོས་འདི་རྙེད་མ་བྱུང་།",
     back_to_courses: "སློབ་ཁྲིད་ཐོ་ལ་ཕྱིར་ལོག",
     catalog: "དཀར་ཆག",
@@ -227,6 +230,7 @@ const BO: Strings = Strings {
     unreachable: "འབྲེལ་མཐུད་མི་ཐུབ།",
     unknown: "མི་ཤེས།",
     sync_running: "མཉམ་འགྲིག་བྱེད་བཞིན་པ།",
+    minutes: "སྐར་མ།",
 };
 
 const EN: Strings = Strings {
@@ -251,7 +255,7 @@ const EN: Strings = Strings {
     offline_ready: "Saved at this school",
     not_yet_offline: "Not downloaded yet",
     unavailable_title: "This lesson is not available offline yet",
-    unavailable_body: "The school's server cannot reach the origin right now and has not downloaded this lesson yet. It will download it when the link is back; please try again later.",
+    unavailable_body: "The school's server cannot reach the origin right now and has not downloaded this lesson yet. Open it again when the link is back.",
     not_found: "There is no such page.",
     back_to_courses: "Back to the courses",
     catalog: "Catalog",
@@ -270,6 +274,7 @@ const EN: Strings = Strings {
     unreachable: "unreachable",
     unknown: "unknown",
     sync_running: "sync in progress",
+    minutes: "min",
 };
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! - [`ui`]: the pages teachers and pupils read; [`i18n`]: their labels in four languages.
 //! - [`readthrough`]: lesson files not held yet, fetched and streamed on demand.
 //! - [`metrics`]: Prometheus counters and gauges for `/metrics`.
+//! - [`front`]: the HTTP/1.1 front door — held files by `sendfile`, the rest by hyper.
 //! - [`files`]: where lesson files are, and reading them in recycled blocks.
 //! - [`range`]: HTTP byte-range parsing.
 //! - [`search`]: the classroom search over titles, summaries and tags (zh, ii, bo, en).
@@ -21,6 +22,7 @@ pub mod classroom;
 pub mod client;
 pub mod config;
 pub mod files;
+pub mod front;
 pub mod i18n;
 pub mod metrics;
 pub mod range;

@@ -329,9 +329,13 @@ async fn request_inner(
             .or_default()
             .push(index);
     }
-    let wants = wanted
-        .keys()
-        .map(|&hash| ChunkWant {
+    // In file order, so the chunk a reader waits for comes first.
+    let mut asked = HashSet::new();
+    let wants = batch
+        .iter()
+        .map(|&index| fetch.manifest.chunks[index].hash)
+        .filter(|hash| asked.insert(*hash))
+        .map(|hash| ChunkWant {
             hash,
             bases: Vec::new(),
         })

@@ -33,12 +33,7 @@ pub async fn run(
         shutdown.clone(),
     ));
     let stop = shutdown.clone();
-    let served = axum::serve(listener, classroom::router(state))
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await;
-    if let Err(err) = served {
-        warn!(cause = %err, "classroom server stopped");
-    }
+    crate::front::serve(listener, state.clone(), classroom::router(state), stop).await;
     shutdown.cancel();
     let _ = syncing.await;
     Ok(())

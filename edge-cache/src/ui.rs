@@ -378,7 +378,7 @@ async fn course_page(
                         p lang=(code) { (text) }
                     }
                     @if let Some(secs) = lesson.duration_secs {
-                        span.meta { (secs / 60) " min " }
+                        span.meta { (secs / 60) " " (s.minutes) " " }
                     }
                     (held_badge(s, lesson.files.iter().all(|f| store.has_blob(&f.blob).unwrap_or(false))))
                 }

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `shanlu` binary, one module per topic.
 
 mod bad_input;
+mod browser;
 mod classroom;
 mod demo;
 mod pages;

@@ -88,7 +88,7 @@ pub enum EdgeCommand {
     Init(EdgeInitArgs),
     /// Sync once with progress bars; exit 0 only when everything subscribed is held and verified.
     Sync(EdgeSyncArgs),
-    /// Sync periodically and serve the classroom (lesson files and the JSON API) until Ctrl-C.
+    /// Sync periodically and serve the classroom (pages, lesson files, search, status, JSON API, /metrics) until Ctrl-C.
     Run(EdgeRunArgs),
     /// What the edge holds and how its last sync went.
     Status(EdgeStatusArgs),
