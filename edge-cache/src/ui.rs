@@ -17,8 +17,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::FromRequestParts;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use catalog::format;
@@ -240,10 +242,9 @@ fn chosen(value: &Option<String>) -> Option<&str> {
 async fn home(
     State(state): State<Arc<Classroom>>,
     Query(filters): Query<Filters>,
-    uri: Uri,
-    headers: HeaderMap,
+    reader: Reader,
 ) -> Response {
-    let lang = Lang::of_request(&headers);
+    let (lang, here) = (reader.lang, reader.here.as_str());
     let s = lang.strings();
     let store = state.store.clone();
     let shelves = classroom::blocking(move || {
@@ -306,7 +307,7 @@ async fn home(
             }
         }
     };
-    page(lang, here_of(&uri), s.courses, body)
+    page(lang, here, s.courses, body)
 }
 
 /// One filter of the course list, with "all" first.
@@ -335,20 +336,35 @@ fn filter_select(
     }
 }
 
-/// The path and query this request was for: the language switch's way back.
-fn here_of(uri: &Uri) -> &str {
-    uri.path_and_query().map_or("/", |pq| pq.as_str())
+/// Who is reading, and where: the language they chose (or their browser's)
+/// and this page's path and query, the language switch's way back.
+struct Reader {
+    lang: Lang,
+    here: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Reader {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Reader {
+            lang: Lang::of_request(&parts.headers),
+            here: parts
+                .uri
+                .path_and_query()
+                .map_or("/", |pq| pq.as_str())
+                .to_owned(),
+        })
+    }
 }
 
 async fn course_page(
     State(state): State<Arc<Classroom>>,
     Path(id): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
+    reader: Reader,
 ) -> Response {
-    let lang = Lang::of_request(&headers);
+    let (lang, here) = (reader.lang, reader.here.as_str());
     let s = lang.strings();
-    let here = here_of(&uri);
     let store = state.store.clone();
     let Some(shelf) = classroom::blocking(move || {
         let catalog = classroom::catalog(&store)?;
@@ -404,12 +420,10 @@ fn file_kind(media: &str) -> &'static str {
 async fn lesson_page(
     State(state): State<Arc<Classroom>>,
     Path((course_id, lesson_id)): Path<(String, String)>,
-    uri: Uri,
-    headers: HeaderMap,
+    reader: Reader,
 ) -> Response {
-    let lang = Lang::of_request(&headers);
+    let (lang, here) = (reader.lang, reader.here.as_str());
     let s = lang.strings();
-    let here = here_of(&uri);
     let store = state.store.clone();
     let loaded = classroom::blocking({
         let (course_id, lesson_id) = (course_id.clone(), lesson_id.clone());
@@ -536,12 +550,10 @@ struct SearchQuery {
 async fn search_page(
     State(state): State<Arc<Classroom>>,
     Query(query): Query<SearchQuery>,
-    uri: Uri,
-    headers: HeaderMap,
+    reader: Reader,
 ) -> Response {
-    let lang = Lang::of_request(&headers);
+    let (lang, here) = (reader.lang, reader.here.as_str());
     let s = lang.strings();
-    let here = here_of(&uri);
     let hits = state.search(query.q.clone(), 50).await;
     let body = html! {
         h1 { (s.results_for) " " q lang=(catalog::text::guess_language(&query.q)) { (query.q) } }
@@ -572,8 +584,8 @@ pub fn hit_url(key: &DocKey) -> String {
     }
 }
 
-async fn status_page(State(state): State<Arc<Classroom>>, headers: HeaderMap) -> Response {
-    let lang = Lang::of_request(&headers);
+async fn status_page(State(state): State<Arc<Classroom>>, reader: Reader) -> Response {
+    let lang = reader.lang;
     let s = lang.strings();
     let status = state.status().await;
     let Ok(status) = status else {

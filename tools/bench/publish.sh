@@ -73,20 +73,13 @@ SEED=20240601
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { printf 'publish.sh: error: %s\n' "$*" >&2; exit 1; }
 usage() { awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "${BASH_SOURCE[0]}"; }
+# shellcheck source=tools/bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # bounded SECS CMD...: run CMD under `timeout` as a background job and wait for it, so
 # that Ctrl-C / SIGTERM can stop it (timeout leads its own process group, which the
 # signal handler kills by that id). Returns CMD's exit status (124 on timeout).
 CHILD=""
-bounded() {
-    local secs=$1; shift
-    local rc=0
-    timeout -k 10 "$secs" "$@" &
-    CHILD=$!
-    wait "$CHILD" || rc=$?
-    CHILD=""
-    return "$rc"
-}
 on_signal() {
     if [[ -n "$CHILD" ]]; then
         kill -TERM -- "-$CHILD" 2>/dev/null || kill -TERM "$CHILD" 2>/dev/null || true
@@ -126,12 +119,6 @@ SKIP_SHANLU=0
 # ---------------------------------------------------------------------------
 # 1. Dependencies
 # ---------------------------------------------------------------------------
-as_root() {
-    if [[ $(id -u) -eq 0 ]]; then "$@"
-    elif command -v sudo >/dev/null 2>&1; then sudo "$@"
-    else die "need root (or sudo) to run: $*"
-    fi
-}
 
 missing=()
 command -v b3sum >/dev/null 2>&1 || missing+=(b3sum)
@@ -265,13 +252,6 @@ fail_cmd() {
     exit 2
 }
 
-# untimed helper command, e.g. `shanlu origin init`
-prep() {
-    local what=$1; shift
-    local rc=0
-    bounded "$TIMEOUT" "$@" >"$OUT" 2>"$ERR" || rc=$?
-    ((rc == 0)) || fail_cmd "$what" "$rc"
-}
 
 # timed NAME RUN CMD...: sync, time CMD, sync (sync timed separately), record.
 timed() {

@@ -105,6 +105,8 @@ exec {LOGFD}>&2
 log() { printf '[serve-bench %(%H:%M:%S)T] %s\n' -1 "$*" >&"$LOGFD"; }
 die() { printf 'serve.sh: error: %s\n' "$*" >&"$LOGFD"; exit 1; }
 usage() { awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "${BASH_SOURCE[0]}"; }
+# shellcheck source=tools/bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 case "${1:-}" in
     -h|--help) usage; exit 0 ;;
@@ -115,15 +117,6 @@ esac
 # bounded SECS CMD...: run CMD under `timeout` as a background job and wait for it, so
 # that Ctrl-C / SIGTERM can stop it. Returns CMD's exit status (124 on timeout).
 CHILD=""
-bounded() {
-    local secs=$1; shift
-    local rc=0
-    timeout -k 10 "$secs" "$@" &
-    CHILD=$!
-    wait "$CHILD" || rc=$?
-    CHILD=""
-    return "$rc"
-}
 on_signal() {
     if [[ -n "$CHILD" ]]; then
         kill -TERM -- "-$CHILD" 2>/dev/null || kill -TERM "$CHILD" 2>/dev/null || true
@@ -160,12 +153,6 @@ RANGE_BYTES=$((RANGE_KB * 1024))
 # ---------------------------------------------------------------------------
 # 1. Dependencies
 # ---------------------------------------------------------------------------
-as_root() {
-    if [[ $(id -u) -eq 0 ]]; then "$@"
-    elif command -v sudo >/dev/null 2>&1; then sudo "$@"
-    else die "need root (or sudo) to run: $*"
-    fi
-}
 declare -A PKG_OF=([wrk]=wrk [nginx]=nginx [curl]=curl [openssl]=openssl [python3]=python3)
 export PATH="$PATH:/usr/sbin:/sbin"   # nginx lives in /usr/sbin
 missing=()
@@ -229,17 +216,6 @@ done
 WD=$(mktemp -d "$WORKDIR_PARENT/shanlu-serve-bench.XXXXXX") || die "cannot create a scratch folder under $WORKDIR_PARENT"
 ORIGIN_PID="" EDGE_PID="" NGINX_PID="" SAMPLER_PID=""
 
-stop_pid() {  # stop_pid PID: TERM, wait up to 10 s, then KILL (only our own children)
-    local pid=$1 i
-    [[ -n "$pid" ]] || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
@@ -297,35 +273,9 @@ fail_cmd() {
     ((rc == 124)) && printf 'serve.sh: it hit the TIMEOUT of %ss\n' "$TIMEOUT" >&2
     exit 2
 }
-# prep WHAT CMD...: untimed helper command; its stdout is left in $OUT
-prep() {
-    local what=$1; shift
-    local rc=0
-    bounded "$TIMEOUT" "$@" >"$OUT" 2>"$ERR" || rc=$?
-    ((rc == 0)) || fail_cmd "$what" "$rc"
-}
 field() { awk -v k="$1" 'index($0, k ": ") == 1 {print substr($0, length(k) + 3); exit}' "$OUT"; }
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-wait_tcp() {  # wait_tcp PORT PID WHAT: until 127.0.0.1:PORT accepts, or PID dies / 30 s
-    local port=$1 pid=$2 what=$3 i
-    for ((i = 0; i < 300; i++)); do
-        if (exec 3<>"/dev/tcp/$LOOP/$port") 2>/dev/null; then return 0; fi
-        kill -0 "$pid" 2>/dev/null || die "$what exited before listening on $LOOP:$port"
-        sleep 0.1
-    done
-    die "$what did not listen on $LOOP:$port within 30 s"
-}
-# CPU seconds so far of PIDs (utime + stime; + cutime + cstime of reaped children)
-proc_cpu() {
-    local total=0 pid v
-    for pid in "$@"; do
-        [[ -r /proc/$pid/stat ]] || continue
-        v=$(sed 's/^.*) //' "/proc/$pid/stat" | awk '{print $12 + $13 + $14 + $15}') || continue
-        total=$((total + v))
-    done
-    awk -v t="$total" -v h="$CLK_TCK" 'BEGIN{printf "%.2f", t / h}'
 }
 status_kb() {  # status_kb PID FIELD: a /proc/PID/status value in kB (0 if gone)
     awk -v f="$2:" '$1 == f {print $2; found = 1} END {if (!found) print 0}' "/proc/$1/status" 2>/dev/null || echo 0

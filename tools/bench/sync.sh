@@ -130,20 +130,13 @@ LOOP=127.0.0.1
 log() { printf '[sync-bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { printf 'sync.sh: error: %s\n' "$*" >&2; exit 1; }
 usage() { awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "${BASH_SOURCE[0]}"; }
+# shellcheck source=tools/bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # bounded SECS CMD...: run CMD under `timeout` as a background job and wait for it, so
 # that Ctrl-C / SIGTERM can stop it (timeout leads its own process group, which the
 # signal handler kills by that id). Returns CMD's exit status (124 on timeout).
 CHILD=""
-bounded() {
-    local secs=$1; shift
-    local rc=0
-    timeout -k 10 "$secs" "$@" &
-    CHILD=$!
-    wait "$CHILD" || rc=$?
-    CHILD=""
-    return "$rc"
-}
 on_signal() {
     if [[ -n "$CHILD" ]]; then
         kill -TERM -- "-$CHILD" 2>/dev/null || kill -TERM "$CHILD" 2>/dev/null || true
@@ -194,12 +187,6 @@ SKIP_SHANLU=0
 # ---------------------------------------------------------------------------
 # 1. Dependencies
 # ---------------------------------------------------------------------------
-as_root() {
-    if [[ $(id -u) -eq 0 ]]; then "$@"
-    elif command -v sudo >/dev/null 2>&1; then sudo "$@"
-    else die "need root (or sudo) to run: $*"
-    fi
-}
 
 # Debian package for each command needed.
 declare -A PKG_OF=([nginx]=nginx [curl]=curl [openssl]=openssl [rsync]=rsync
@@ -285,17 +272,6 @@ NFT_TABLE="shanlu_sync_bench_$$"
 NFT_OK=0
 ORIGIN_PID="" NGINX_PID="" RSYNCD_PID="" RELAY_PID=""
 
-stop_pid() {  # stop_pid PID: TERM, wait up to 10 s, then KILL (only our own children)
-    local pid=$1 i
-    [[ -n "$pid" ]] || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
@@ -342,34 +318,8 @@ fail_cmd() {
     ((rc == 124)) && printf 'sync.sh: it hit the --timeout of %ss\n' "$TIMEOUT" >&2
     exit 2
 }
-# untimed helper command; its stdout is left in $OUT
-prep() {
-    local what=$1; shift
-    local rc=0
-    bounded "$TIMEOUT" "$@" >"$OUT" 2>"$ERR" || rc=$?
-    ((rc == 0)) || fail_cmd "$what" "$rc"
-}
 free_port() { python3 "$HELPERS/udpcount.py" free-port "${1:-tcp}"; }
-wait_tcp() {  # wait_tcp PORT PID WHAT: until 127.0.0.1:PORT accepts, or PID dies / 30 s
-    local port=$1 pid=$2 what=$3 i
-    for ((i = 0; i < 300; i++)); do
-        if (exec 3<>"/dev/tcp/$LOOP/$port") 2>/dev/null; then return 0; fi
-        kill -0 "$pid" 2>/dev/null || die "$what exited before listening on $LOOP:$port"
-        sleep 0.1
-    done
-    die "$what did not listen on $LOOP:$port within 30 s"
-}
 
-# CPU seconds so far of PIDs (utime+stime+cutime+cstime: reaped children included)
-proc_cpu() {
-    local total=0 pid v
-    for pid in "$@"; do
-        [[ -r /proc/$pid/stat ]] || continue
-        v=$(sed 's/^.*) //' "/proc/$pid/stat" | awk '{print $12 + $13 + $14 + $15}') || continue
-        total=$((total + v))
-    done
-    awk -v t="$total" -v h="$CLK_TCK" 'BEGIN{printf "%.2f", t / h}'
-}
 SERVER_PIDS=()   # the server side of the contender being timed, for proc_cpu
 
 # ---------------------------------------------------------------------------

@@ -10,6 +10,23 @@ fn store() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
+/// The manifest of `data` chunked with the default profile.
+fn manifest_of(data: &[u8], media_type: &str) -> FileManifest {
+    FileManifest {
+        size: data.len() as u64,
+        blob: Hash::of(data),
+        media_type: media_type.into(),
+        chunking: ChunkingProfile::DEFAULT,
+        chunks: crate::chunker::cut_points(ChunkingProfile::DEFAULT, data)
+            .iter()
+            .map(|&(o, l)| crate::object::ChunkRef {
+                hash: Hash::of(&data[o as usize..(o + u64::from(l)) as usize]),
+                len: l,
+            })
+            .collect(),
+    }
+}
+
 fn import(store: &Store, path: &Path) -> Imported {
     import_with(store, path, ImportMode::TrustUnchanged)
 }
@@ -183,19 +200,7 @@ fn partial_blob_resumes_after_a_crash_and_reuses_local_chunks() {
 fn finishing_an_incomplete_blob_is_refused() {
     let (_dir, store) = store();
     let data = generated(500_000, 5);
-    let manifest = FileManifest {
-        size: data.len() as u64,
-        blob: Hash::of(&data),
-        media_type: "application/pdf".into(),
-        chunking: ChunkingProfile::DEFAULT,
-        chunks: crate::chunker::cut_points(ChunkingProfile::DEFAULT, &data)
-            .iter()
-            .map(|&(o, l)| crate::object::ChunkRef {
-                hash: Hash::of(&data[o as usize..(o + u64::from(l)) as usize]),
-                len: l,
-            })
-            .collect(),
-    };
+    let manifest = manifest_of(&data, "application/pdf");
     let partial = store
         .partial(Object::Manifest(manifest.clone()).hash(), manifest)
         .expect("partial");
@@ -311,19 +316,7 @@ fn an_unchanged_settled_file_is_not_read_again_but_a_changed_one_is() {
 fn a_file_assembled_elsewhere_is_adopted_only_if_whole() {
     let (dir, store) = store();
     let data = generated(300_000, 9);
-    let manifest = FileManifest {
-        size: data.len() as u64,
-        blob: Hash::of(&data),
-        media_type: "video/mp4".into(),
-        chunking: ChunkingProfile::DEFAULT,
-        chunks: crate::chunker::cut_points(ChunkingProfile::DEFAULT, &data)
-            .iter()
-            .map(|&(o, l)| crate::object::ChunkRef {
-                hash: Hash::of(&data[o as usize..(o + u64::from(l)) as usize]),
-                len: l,
-            })
-            .collect(),
-    };
+    let manifest = manifest_of(&data, "video/mp4");
     let manifest_hash = Object::Manifest(manifest.clone()).hash();
     let staging = store.root().join("staged");
 
