@@ -104,6 +104,38 @@ fn demo_publishes_syncs_over_quic_serves_the_classroom_and_stops_cleanly() {
     assert_eq!(status, 200);
     assert!(String::from_utf8_lossy(&body).contains("凑十法"));
 
+    // The pages a teacher opens: the course list, a lesson, and its video, seekable.
+    let (status, home) = get(addr, "/", "Accept-Language: zh-CN\r\n");
+    assert_eq!(status, 200);
+    let home = String::from_utf8(home).expect("utf-8");
+    assert!(
+        home.contains("三年级数学") && home.contains("彝汉双语识字"),
+        "{home}"
+    );
+    let (status, lesson) = get(
+        addr,
+        "/course/yi-literacy/02-numbers",
+        "Accept-Language: en\r\n",
+    );
+    assert_eq!(status, 200);
+    let lesson = String::from_utf8(lesson).expect("utf-8");
+    assert!(
+        lesson.contains(r#"src="/courses/yi-literacy/02-numbers/index.html""#),
+        "{lesson}"
+    );
+    let video = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tools/sample-courses/yi-literacy/02-numbers/video/intro.mp4"),
+    )
+    .expect("sample video");
+    let (status, body) = get(
+        addr,
+        "/courses/yi-literacy/02-numbers/video/intro.mp4",
+        "Range: bytes=100000-149999\r\n",
+    );
+    assert_eq!(status, 206);
+    assert_eq!(body, video[100_000..150_000]);
+
     let exit = interrupt(&mut child);
     assert!(exit.success(), "the demo did not stop cleanly: {exit}");
     let stderr = errors.join().expect("stderr");

@@ -17,7 +17,7 @@ use clap::{Args, Parser, Subcommand};
 )]
 pub struct Cli {
     /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, display_order = 100)]
     pub verbose: u8,
 
     #[command(subcommand)]
@@ -66,7 +66,8 @@ pub struct OriginServeArgs {
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:4433")]
     pub quic: std::net::SocketAddr,
 
-    /// Where to listen for HTTP (TCP), the fallback and CDN route.
+    /// Where to listen for HTTP (TCP): the same catalog, objects and chunks over plain HTTP with
+    /// the edge token (for tools and a caching proxy; edges sync over QUIC).
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8081")]
     pub http: std::net::SocketAddr,
 }
