@@ -21,6 +21,23 @@ pub fn shanlu_bin() -> &'static Path {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
         build.args(["build", "--quiet", "-p", "tools", "--bin", "shanlu"]);
+        // What `cargo test` sets for this crate alone: ring's build script
+        // watches some of it, so passing it on would rebuild ring and
+        // everything above it on every run.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+            {
+                build.env_remove(name.as_ref());
+            }
+        }
         if profile_dir
             .file_name()
             .is_some_and(|name| name == "release")
@@ -483,6 +500,25 @@ impl RunningEdge {
         (status, String::from_utf8(body).expect("pages are UTF-8"))
     }
 
+    /// POST an empty form to `path` with extra header lines: (status, head, body).
+    pub fn post(&self, path: &str, headers: &str) -> (u16, String, Vec<u8>) {
+        http_request(
+            self.addr,
+            "POST",
+            path,
+            &format!(
+                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 0\r\n{headers}"
+            ),
+        )
+    }
+
+    /// `/metrics` as text.
+    pub fn metrics(&self) -> String {
+        let (status, _, body) = self.get("/metrics", "");
+        assert_eq!(status, 200);
+        String::from_utf8(body).expect("metrics are UTF-8")
+    }
+
     /// GET `path` as JSON.
     pub fn json(&self, path: &str) -> serde_json::Value {
         let (status, _, body) = self.get(path, "");
@@ -499,6 +535,12 @@ impl RunningEdge {
 impl TestEdge {
     /// `shanlu edge run` with a sync interval of an hour (one sync at start).
     pub fn run(&self) -> RunningEdge {
+        self.run_with(&[], &[])
+    }
+
+    /// `shanlu edge run` with a sync interval of an hour, more arguments and
+    /// environment variables (`TZ`, say).
+    pub fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> RunningEdge {
         use std::io::BufRead;
         let mut child = shanlu()
             .args([
@@ -511,6 +553,8 @@ impl TestEdge {
                 "--interval",
                 "3600",
             ])
+            .args(args)
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -8,6 +8,7 @@ use server::protocol::{self, FrameError, Request, Response};
 use tracing::debug;
 
 use crate::config::EdgeConfig;
+use crate::throttle::TokenBucket;
 
 /// How long a handshake may take before the attempt counts as failed.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -50,18 +51,34 @@ pub struct Client {
     endpoint: quinn::Endpoint,
     connection: quinn::Connection,
     addr: SocketAddr,
+    /// Paces every answer read on this connection (a sync's bandwidth cap).
+    bucket: Option<Arc<TokenBucket>>,
     pub edge_name: String,
 }
 
 impl Client {
     /// Connects, pins the certificate, and says hello with the token.
     pub async fn connect(config: &EdgeConfig) -> Result<Client, ClientError> {
+        Client::connect_paced(config, None).await
+    }
+
+    /// Like [`Client::connect`]; with a `bucket`, every answer is read no
+    /// faster than its rate and the receive windows are sized to it.
+    pub async fn connect_paced(
+        config: &EdgeConfig,
+        bucket: Option<Arc<TokenBucket>>,
+    ) -> Result<Client, ClientError> {
         let addr = config.origin_addr()?;
         let crypto = server::tls::client_config(&config.origin_cert)?;
         let quic = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
             .map_err(|err| server::tls::TlsError::Config(err.to_string()))?;
         let mut client_config = quinn::ClientConfig::new(Arc::new(quic));
-        client_config.transport_config(server::transport::transport_config());
+        client_config.transport_config(match &bucket {
+            Some(bucket) => {
+                server::transport::transport_config_with_window(bucket.receive_window())
+            }
+            None => server::transport::transport_config(),
+        });
         let bind: SocketAddr = if addr.is_ipv6() {
             "[::]:0"
         } else {
@@ -100,6 +117,7 @@ impl Client {
             endpoint,
             connection,
             addr,
+            bucket,
             edge_name: String::new(),
         };
         let hello = Request::Hello {
@@ -261,7 +279,18 @@ pub struct Responses {
 impl Responses {
     /// The next answer; `None` when the origin has finished the stream.
     pub async fn next(&mut self) -> Result<Option<Response>, ClientError> {
-        match protocol::read_frame::<Response>(&mut self.recv, protocol::MAX_RESPONSE).await {
+        let bucket = self.client.bucket.as_deref();
+        let pace = |bytes| async move {
+            if let Some(bucket) = bucket {
+                bucket.take(bytes).await;
+            }
+        };
+        let read = protocol::read_frame_paced::<Response, _, _>(
+            &mut self.recv,
+            protocol::MAX_RESPONSE,
+            pace,
+        );
+        match read.await {
             Ok(response) => Ok(response),
             Err(err) => Err(self.client.frame_error(err)),
         }

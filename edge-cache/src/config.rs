@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! DIR/
-//!   edge.toml    origin address, pinned origin key and certificate, token, subscriptions (mode 0600)
+//!   edge.toml    origin address, pinned origin key and certificate, token,
+//!                optional bandwidth cap and sync windows, subscriptions (mode 0600)
 //!   store/       blobs, partial blobs, objects, the signed catalog in force
 //! ```
 
@@ -11,6 +12,9 @@ use std::path::{Path, PathBuf};
 
 use catalog::PublicKey;
 use serde::{Deserialize, Serialize};
+
+use crate::schedule::Window;
+use crate::throttle::Rate;
 
 /// What `edge init` records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +27,14 @@ pub struct EdgeConfig {
     pub origin_cert: String,
     /// This edge's token, issued by `shanlu origin add-edge`.
     pub token: String,
+    /// The bandwidth cap of sync passes (`max_rate = "2Mbit"`); `--max-rate` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rate: Option<Rate>,
+    /// When `edge run` may start sync passes (`windows = ["22:00-06:00"]`);
+    /// none means any time. `--window` overrides them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<Window>,
+    /// Last: written as a table when it lists courses.
     pub subscribe: Subscription,
 }
 
@@ -234,6 +246,8 @@ mod tests {
                 .to_string(),
             origin_cert: "ab".repeat(32),
             token: "cd".repeat(32),
+            max_rate: None,
+            windows: Vec::new(),
             subscribe: Subscription::Courses(vec!["grade3-math".into()]),
         }
     }
@@ -271,6 +285,42 @@ mod tests {
         let mut bad = sample();
         bad.origin_cert = "12".into();
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn the_cap_and_windows_are_read_from_edge_toml() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        sample().create(dir.path()).expect("create");
+        let path = config_path(dir.path());
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(
+            !text.contains("max_rate") && !text.contains("windows"),
+            "{text}"
+        );
+        let with =
+            format!("max_rate = \"2Mbit\"\nwindows = [\"22:00-06:00\", \"12:00-13:00\"]\n{text}");
+        std::fs::write(&path, &with).expect("write");
+        let config = EdgeConfig::load(dir.path()).expect("load");
+        assert_eq!(config.max_rate.map(Rate::bytes_per_second), Some(250_000));
+        let windows: Vec<String> = config.windows.iter().map(ToString::to_string).collect();
+        assert_eq!(windows, ["22:00-06:00", "12:00-13:00"]);
+        // Written back the same way.
+        let again = toml::to_string(&config).expect("toml");
+        assert!(again.contains("max_rate = \"2Mbit\""), "{again}");
+
+        std::fs::write(&path, with.replace("2Mbit", "2Mb")).expect("write");
+        let err = EdgeConfig::load(dir.path())
+            .expect_err("ambiguous rate")
+            .to_string();
+        assert!(
+            err.contains("edge.toml") && err.contains("write Mbit for bits"),
+            "{err}"
+        );
+        std::fs::write(&path, with.replace("06:00", "6pm")).expect("write");
+        let err = EdgeConfig::load(dir.path())
+            .expect_err("bad window")
+            .to_string();
+        assert!(err.contains("HH:MM-HH:MM"), "{err}");
     }
 
     #[test]

@@ -136,6 +136,22 @@ pub struct Strings {
     pub unreachable: &'static str,
     pub unknown: &'static str,
     pub sync_running: &'static str,
+    /// The status page's button that starts a sync pass at once.
+    pub sync_now: &'static str,
+    /// Shown after it was pressed, until the pass starts.
+    pub sync_requested: &'static str,
+    /// The row with the sync windows and the bandwidth cap.
+    pub schedule: &'static str,
+    /// No sync windows: passes start whenever they are due.
+    pub any_time: &'static str,
+    /// After the windows: their times are the edge's local time.
+    pub local_time: &'static str,
+    pub max_rate: &'static str,
+    pub no_cap: &'static str,
+    /// Before a local date and time.
+    pub next_window: &'static str,
+    /// A last sync cut short by the end of its window.
+    pub stopped_at_window_end: &'static str,
     /// After a number: "20 min".
     pub minutes: &'static str,
 }
@@ -181,6 +197,15 @@ const ZH: Strings = Strings {
     unreachable: "无法连接",
     unknown: "未知",
     sync_running: "同步进行中",
+    sync_now: "立即同步",
+    sync_requested: "已请求同步，马上开始。",
+    schedule: "同步时段",
+    any_time: "随时",
+    local_time: "（本地时间）",
+    max_rate: "带宽上限",
+    no_cap: "不限",
+    next_window: "下一个同步时段开始于",
+    stopped_at_window_end: "同步时段结束，已暂停；下一个时段继续",
     minutes: "分钟",
 };
 
@@ -230,6 +255,15 @@ const BO: Strings = Strings {
     unreachable: "འབྲེལ་མཐུད་མི་ཐུབ།",
     unknown: "མི་ཤེས།",
     sync_running: "མཉམ་འགྲིག་བྱེད་བཞིན་པ།",
+    sync_now: "ད་ལྟ་མཉམ་འགྲིག་བྱེད།",
+    sync_requested: "མཉམ་འགྲིག་རེ་ཞུ་བྱས་ཟིན། ཡུད་ཙམ་ནས་འགོ་འཛུགས།",
+    schedule: "མཉམ་འགྲིག་དུས་ཚོད།",
+    any_time: "དུས་ནམ་ཡིན་ཡང་།",
+    local_time: "(ས་གནས་དུས་ཚོད།)",
+    max_rate: "དྲ་རྒྱའི་མྱུར་ཚད་ཚད་བཀག",
+    no_cap: "ཚད་བཀག་མེད།",
+    next_window: "མཉམ་འགྲིག་དུས་ཚོད་རྗེས་མ་འགོ་འཛུགས་དུས།",
+    stopped_at_window_end: "མཉམ་འགྲིག་དུས་ཚོད་རྫོགས་པས་མཚམས་བཞག ཤུལ་མའི་དུས་ཚོད་ནང་མུ་མཐུད་རྒྱུ།",
     minutes: "སྐར་མ།",
 };
 
@@ -274,6 +308,15 @@ const EN: Strings = Strings {
     unreachable: "unreachable",
     unknown: "unknown",
     sync_running: "sync in progress",
+    sync_now: "Sync now",
+    sync_requested: "Sync asked for; it starts in a moment.",
+    schedule: "Sync windows",
+    any_time: "any time",
+    local_time: "(local time)",
+    max_rate: "bandwidth cap",
+    no_cap: "none",
+    next_window: "Next sync window opens at",
+    stopped_at_window_end: "stopped at the end of the sync window; the next window carries on",
     minutes: "min",
 };
 

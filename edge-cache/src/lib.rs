@@ -14,7 +14,11 @@
 //! - [`files`]: where lesson files are, and reading them in recycled blocks.
 //! - [`range`]: HTTP byte-range parsing.
 //! - [`search`]: the classroom search over titles, summaries and tags (zh, ii, bo, en).
-//! - [`run`]: `edge run` — the periodic sync loop and the classroom server together.
+//! - [`throttle`]: the bandwidth cap — rates like `2Mbit`, and the token bucket
+//!   that paces a sync pass to one.
+//! - [`schedule`]: sync windows (`22:00-06:00`) in local time.
+//! - [`run`]: `edge run` — the sync loop (on a timer, within the windows, or
+//!   now when asked) and the classroom server together.
 //!
 //! The store itself is [`catalog::Store`], shared with the origin.
 
@@ -28,11 +32,13 @@ pub mod metrics;
 pub mod range;
 pub mod readthrough;
 pub mod run;
+pub mod schedule;
 pub mod search;
 pub mod status;
 pub mod sync;
+pub mod throttle;
 pub mod ui;
 
 pub use catalog::Store;
 pub use config::{EdgeConfig, Subscription};
-pub use sync::{SyncReport, sync_once};
+pub use sync::{SyncOptions, SyncReport, sync_once};

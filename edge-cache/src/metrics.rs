@@ -39,6 +39,7 @@ pub struct Metrics {
     sync_running: Gauge,
     sync_bytes_done: Gauge,
     sync_bytes_total: Gauge,
+    sync_waiting_for_window: Gauge,
     catalog_sequence: Gauge,
     bytes_held: Gauge,
     disk_free: Gauge,
@@ -59,6 +60,7 @@ impl Default for Metrics {
             sync_running: Gauge::default(),
             sync_bytes_done: Gauge::default(),
             sync_bytes_total: Gauge::default(),
+            sync_waiting_for_window: Gauge::default(),
             catalog_sequence: Gauge::default(),
             bytes_held: Gauge::default(),
             disk_free: Gauge::default(),
@@ -113,6 +115,11 @@ impl Default for Metrics {
             metrics.sync_bytes_total.clone(),
         );
         r.register(
+            "sync_waiting_for_window",
+            "1 while edge run waits outside its sync windows",
+            metrics.sync_waiting_for_window.clone(),
+        );
+        r.register(
             "catalog_sequence",
             "Sequence of the catalog in force",
             metrics.catalog_sequence.clone(),
@@ -161,6 +168,8 @@ impl Metrics {
         self.sync_bytes_done.set(gauge_value(live.sync_bytes_done));
         self.sync_bytes_total
             .set(gauge_value(live.sync_bytes_total));
+        self.sync_waiting_for_window
+            .set(i64::from(live.schedule.next_window_opens_at.is_some()));
         self.upstream_reachable.set(match live.upstream.reachable {
             Some(true) => 1,
             Some(false) => 0,
@@ -209,7 +218,7 @@ mod tests {
             syncing: true,
             sync_bytes_done: 10,
             sync_bytes_total: 40,
-            upstream: crate::status::Upstream::default(),
+            ..LiveStatus::default()
         };
         let text = metrics.render(None, &live);
         assert!(
@@ -225,6 +234,10 @@ mod tests {
         assert!(text.contains(r#"shanlu_edge_sync_passes_total{outcome="complete"} 1"#));
         assert!(text.contains("shanlu_edge_sync_bytes_done 10"), "{text}");
         assert!(text.contains("shanlu_edge_upstream_reachable -1"), "{text}");
+        assert!(
+            text.contains("shanlu_edge_sync_waiting_for_window 0"),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"));
     }
 }

@@ -11,7 +11,10 @@
 //!   whole file is checked again before it joins the store, so the next
 //!   reader is served from disk.
 //! - Its own connection, separate from the background sync, so a teacher in
-//!   class does not wait behind the prefetch queue.
+//!   class does not wait behind the prefetch queue; not paced by the sync's
+//!   bandwidth cap and not held to its windows ([`crate::throttle`],
+//!   [`crate::schedule`]): a class is waiting, and only files someone opened
+//!   are fetched.
 //! - With the origin unreachable, readers get [`Unavailable::Offline`] within
 //!   [`CONNECT_TIMEOUT`], and later requests fail at once for
 //!   [`RETRY_AFTER_FAILURE`]: nothing hangs.

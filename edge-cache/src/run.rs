@@ -1,4 +1,21 @@
-//! `shanlu edge run`: sync on a timer and serve the classroom, until asked to stop.
+//! `shanlu edge run`: sync on a timer within the sync windows, or now when
+//! asked, and serve the classroom, until asked to stop.
+//!
+//! The sync loop:
+//!
+//! - Starts a pass at start-up, then `interval` after each pass ends, if the
+//!   local time is inside a sync window (or no windows are set). Outside them
+//!   it waits for the next window to open, reading the clock at least every
+//!   [`RECHECK`] (a school box without a battery clock may set its time late).
+//! - A pass started inside a window is stopped when the window closes: the
+//!   chunk requests in flight are dropped, every chunk received is kept, and
+//!   the next window carries on from there.
+//! - "Sync now" — the status page's button ([`Live::request_sync`]) or
+//!   `shanlu edge sync-now`, which leaves [`SYNC_NOW_FILE`] in the data
+//!   folder — wakes the loop at once and runs one whole pass, windows or not,
+//!   not stopped at a window's end. Asked during a pass, the next pass starts
+//!   right after it.
+//! - The bandwidth cap applies to every pass, asked for or not.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,25 +26,73 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::classroom::{self, Classroom};
-use crate::config;
+use crate::config::{self, EdgeConfig};
 use crate::metrics::Metrics;
+use crate::schedule::{Now, Schedule, Window};
 use crate::status::Live;
-use crate::sync::SyncError;
+use crate::sync::{SyncError, SyncOptions};
+use crate::throttle::Rate;
 
-/// Serves the classroom on `listener` and syncs every `interval`, until `shutdown`.
+/// The file `shanlu edge sync-now` leaves in the data folder; `edge run`
+/// takes it away and starts a pass.
+pub const SYNC_NOW_FILE: &str = "sync-now";
+/// How often the loop looks for [`SYNC_NOW_FILE`].
+pub const REQUEST_POLL: Duration = Duration::from_secs(1);
+/// The longest the loop trusts a computed wait before reading the clock again.
+pub const RECHECK: Duration = Duration::from_secs(60);
+
+/// How `edge run` syncs. What is given here overrides `edge.toml`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Time from the end of one pass to the start of the next.
+    pub interval: Duration,
+    /// Overrides `max_rate` in `edge.toml`.
+    pub max_rate: Option<Rate>,
+    /// Overrides `windows` in `edge.toml` when not empty.
+    pub windows: Vec<Window>,
+}
+
+impl RunOptions {
+    pub fn every(interval: Duration) -> RunOptions {
+        RunOptions {
+            interval,
+            max_rate: None,
+            windows: Vec::new(),
+        }
+    }
+}
+
+/// Serves the classroom on `listener` and syncs as `options` say, until `shutdown`.
 pub async fn run(
     dir: &Path,
     listener: tokio::net::TcpListener,
-    interval: Duration,
+    options: RunOptions,
     shutdown: CancellationToken,
 ) -> Result<(), SyncError> {
+    let config = EdgeConfig::load(dir)?;
+    let max_rate = options.max_rate.or(config.max_rate);
+    let windows = if options.windows.is_empty() {
+        config.windows
+    } else {
+        options.windows
+    };
     let store = Arc::new(Store::open(config::store_path(dir))?);
     let live = Arc::new(Live::default());
+    live.set_plan(max_rate, windows.clone());
     let metrics = Arc::new(Metrics::default());
     let state = Arc::new(Classroom::new(dir, store, live.clone(), metrics.clone())?);
+    let requests = tokio::spawn(watch_requests(
+        dir.join(SYNC_NOW_FILE),
+        live.clone(),
+        shutdown.clone(),
+    ));
     let syncing = tokio::spawn(sync_task(
         dir.to_owned(),
-        interval,
+        Plan {
+            interval: options.interval,
+            max_rate,
+            schedule: Schedule::new(windows),
+        },
         live,
         metrics,
         shutdown.clone(),
@@ -36,55 +101,210 @@ pub async fn run(
     crate::front::serve(listener, state.clone(), classroom::router(state), stop).await;
     shutdown.cancel();
     let _ = syncing.await;
+    let _ = requests.await;
     Ok(())
 }
 
-/// Runs a sync pass now and then every `interval`; logs each outcome and
-/// keeps `live` and `metrics` up to date for the status page.
+/// What the sync loop keeps to, resolved from the options and `edge.toml`.
+struct Plan {
+    interval: Duration,
+    max_rate: Option<Rate>,
+    schedule: Schedule,
+}
+
+/// Runs sync passes as [`Plan`] says; logs each outcome and keeps `live`
+/// and `metrics` up to date for the status page.
 async fn sync_task(
     dir: PathBuf,
-    interval: Duration,
+    plan: Plan,
     live: Arc<Live>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
+    // The first pass is due at once.
+    let mut due = tokio::time::Instant::now();
     loop {
+        let Some(asked) = wait_for_turn(&plan.schedule, &live, due, &shutdown).await else {
+            return;
+        };
+        live.set_waiting(None);
+        if asked {
+            info!("sync pass asked for (sync now)");
+        }
+        // A pass asked for runs to its end; one in a window stops when it closes.
+        let closes = match plan.schedule.now() {
+            Now::Open { closes } if !asked => closes,
+            _ => None,
+        };
+        let options = SyncOptions {
+            max_rate: plan.max_rate,
+            stop: CancellationToken::new(),
+        };
         live.set_syncing(true);
-        let pass = crate::sync::sync_once(&dir, &live.progress);
-        let result = tokio::select! {
-            result = pass => result,
-            () = shutdown.cancelled() => return,
+        let pass = crate::sync::sync_once(&dir, &live.progress, &options);
+        tokio::pin!(pass);
+        let result = loop {
+            let check = closes
+                .as_ref()
+                .filter(|_| !options.stop.is_cancelled())
+                .map(|closes| closes.from_now().min(RECHECK));
+            tokio::select! {
+                result = &mut pass => break result,
+                () = tokio::time::sleep(check.unwrap_or(RECHECK)), if check.is_some() => {
+                    if matches!(plan.schedule.now(), Now::Closed { .. }) {
+                        info!("the sync window closed; stopping the pass");
+                        options.stop.cancel();
+                    }
+                }
+                () = shutdown.cancelled() => return,
+            }
         };
         live.set_syncing(false);
-        match result {
-            Ok(report) => {
-                live.upstream_seen(Ok(()));
-                if report.complete {
-                    metrics.sync_outcome("complete");
-                    info!(
-                        sequence = report.sequence,
-                        bytes = report.bytes_fetched,
-                        "sync complete"
-                    );
+        record(&result, &live, &metrics);
+        due = tokio::time::Instant::now() + plan.interval;
+    }
+}
+
+/// Waits until a pass is `due` and the schedule is open, keeping the
+/// status's "next window opens at" current meanwhile. `Some(true)`: woken
+/// by "sync now" instead; `None`: shut down.
+async fn wait_for_turn(
+    schedule: &Schedule,
+    live: &Live,
+    due: tokio::time::Instant,
+    shutdown: &CancellationToken,
+) -> Option<bool> {
+    let mut announced = None;
+    loop {
+        let until_due = due.saturating_duration_since(tokio::time::Instant::now());
+        let nap = match schedule.now() {
+            Now::Open { closes } => {
+                live.set_waiting(None);
+                if until_due.is_zero() {
+                    return Some(false);
+                }
+                closes.map_or(until_due, |closes| until_due.min(closes.from_now()))
+            }
+            Now::Closed { opens } => {
+                live.set_waiting(Some(&opens));
+                let text = opens.to_string();
+                if announced.as_ref() != Some(&text) {
+                    info!(opens = %text, "outside the sync windows; waiting");
+                    announced = Some(text);
+                }
+                if until_due.is_zero() {
+                    opens.from_now()
                 } else {
-                    metrics.sync_outcome("incomplete");
-                    warn!(
-                        missing = report.files_missing,
-                        "sync finished with files missing"
-                    );
+                    until_due.min(opens.from_now())
                 }
             }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(nap.min(RECHECK)) => {}
+            () = live.sync_now.notified() => return Some(true),
+            () = shutdown.cancelled() => return None,
+        }
+    }
+}
+
+fn record(result: &Result<crate::SyncReport, SyncError>, live: &Live, metrics: &Metrics) {
+    match result {
+        Ok(report) => {
+            live.upstream_seen(Ok(()));
+            if report.complete {
+                metrics.sync_outcome("complete");
+                info!(
+                    sequence = report.sequence,
+                    bytes = report.bytes_fetched,
+                    "sync complete"
+                );
+            } else if report.stopped_at_window_end {
+                metrics.sync_outcome("incomplete");
+                info!(
+                    missing = report.files_missing,
+                    "sync stopped at the end of the window; the next window carries on"
+                );
+            } else {
+                metrics.sync_outcome("incomplete");
+                warn!(
+                    missing = report.files_missing,
+                    "sync finished with files missing"
+                );
+            }
+        }
+        Err(err) => {
+            if matches!(err, SyncError::Client(_) | SyncError::Unreachable { .. }) {
+                live.upstream_seen(Err(err.to_string()));
+            }
+            metrics.sync_outcome("failed");
+            warn!(cause = %err, "sync failed; will try again");
+        }
+    }
+}
+
+/// Turns [`SYNC_NOW_FILE`] into a "sync now", looking every [`REQUEST_POLL`].
+async fn watch_requests(path: PathBuf, live: Arc<Live>, shutdown: CancellationToken) {
+    let mut failing = false;
+    loop {
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => {
+                info!("sync asked for with `shanlu edge sync-now`");
+                live.request_sync();
+                failing = false;
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => failing = false,
             Err(err) => {
-                if matches!(err, SyncError::Client(_) | SyncError::Unreachable { .. }) {
-                    live.upstream_seen(Err(err.to_string()));
+                if !failing {
+                    warn!(path = %path.display(), cause = %err, "cannot take the sync-now request");
                 }
-                metrics.sync_outcome("failed");
-                warn!(cause = %err, "sync failed; will try again");
+                failing = true;
             }
         }
         tokio::select! {
-            () = tokio::time::sleep(interval) => {}
+            () = tokio::time::sleep(REQUEST_POLL) => {}
             () = shutdown.cancelled() => return,
         }
+    }
+}
+
+/// Why `shanlu edge sync-now` could not ask.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("writing {path}: {cause}")]
+    Write {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error(
+        "no `shanlu edge run` on {dir} took the request within {secs} s; is it running (`systemctl status shanlu-edge`)? For one pass without it, run `shanlu edge sync --data {dir}`"
+    )]
+    NotTaken { dir: PathBuf, secs: u64 },
+}
+
+/// Asks the `edge run` serving `dir` for a pass now: leaves
+/// [`SYNC_NOW_FILE`] and waits up to `wait` for the loop to take it. Blocks.
+pub fn request_sync(dir: &Path, wait: Duration) -> Result<(), RequestError> {
+    EdgeConfig::load(dir)?;
+    let path = dir.join(SYNC_NOW_FILE);
+    std::fs::write(&path, b"sync now\n").map_err(|cause| RequestError::Write {
+        path: path.clone(),
+        cause,
+    })?;
+    let deadline = std::time::Instant::now() + wait;
+    while std::time::Instant::now() < deadline {
+        if !path.exists() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    match std::fs::remove_file(&path) {
+        // Taken at the last moment.
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        _ => Err(RequestError::NotTaken {
+            dir: dir.to_owned(),
+            secs: wait.as_secs(),
+        }),
     }
 }

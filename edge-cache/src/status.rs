@@ -7,9 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use catalog::Store;
 use indicatif::ProgressBar;
 use serde::Serialize;
+use tokio::sync::Notify;
 
 use crate::config::{self, EdgeConfig};
+use crate::schedule::{Moment, Window};
 use crate::sync::{LAST_SYNC, SyncError, SyncReport};
+use crate::throttle::Rate;
 
 /// The edge's state, for people (`edge status`) and for the status API.
 #[derive(Debug, Clone, Serialize)]
@@ -29,14 +32,32 @@ pub struct EdgeStatus {
     pub live: Option<LiveStatus>,
 }
 
-/// What `edge run` knows beyond the store: the sync in progress and whether
-/// the origin answered lately. Shared by the sync loop, read-through and the
-/// classroom.
+/// What `edge run` knows beyond the store: the sync in progress, its cap and
+/// windows, and whether the origin answered lately. Shared by the sync loop,
+/// read-through and the classroom.
 pub struct Live {
     /// The running sync's bytes done and to do (hidden; never drawn).
     pub progress: ProgressBar,
     syncing: AtomicBool,
     upstream: Mutex<Upstream>,
+    schedule: Mutex<ScheduleStatus>,
+    /// A "sync now" the loop has not started yet.
+    sync_requested: AtomicBool,
+    /// Wakes the sync loop for a "sync now".
+    pub(crate) sync_now: Notify,
+}
+
+/// The bandwidth cap and the sync windows `edge run` keeps to.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ScheduleStatus {
+    /// The bandwidth cap of sync passes, e.g. `2Mbit`; `null`: none.
+    pub max_rate: Option<Rate>,
+    /// When sync passes may start, in the edge's local time; empty: any time.
+    pub windows: Vec<Window>,
+    /// Outside every window: when the next opens, in Unix seconds…
+    pub next_window_opens_at: Option<u64>,
+    /// …and in local time for people, e.g. `2026-11-29 22:00 CST`.
+    pub next_window_opens: Option<String>,
 }
 
 /// The last word on the origin's reachability.
@@ -49,12 +70,16 @@ pub struct Upstream {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct LiveStatus {
     pub syncing: bool,
     pub sync_bytes_done: u64,
     pub sync_bytes_total: u64,
+    /// A "sync now" was asked for and its pass has not started yet.
+    pub sync_requested: bool,
     pub upstream: Upstream,
+    #[serde(flatten)]
+    pub schedule: ScheduleStatus,
 }
 
 impl Default for Live {
@@ -63,25 +88,52 @@ impl Default for Live {
             progress: ProgressBar::hidden(),
             syncing: AtomicBool::new(false),
             upstream: Mutex::new(Upstream::default()),
+            schedule: Mutex::new(ScheduleStatus::default()),
+            sync_requested: AtomicBool::new(false),
+            sync_now: Notify::new(),
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
 impl Live {
     pub fn set_syncing(&self, syncing: bool) {
         self.syncing.store(syncing, Ordering::Relaxed);
-        if !syncing {
+        if syncing {
+            self.sync_requested.store(false, Ordering::Relaxed);
+        } else {
             self.progress.set_length(0);
             self.progress.set_position(0);
         }
     }
 
+    /// Asks the sync loop for a pass now, whatever the windows say; if one
+    /// is running, the next starts right after it.
+    pub fn request_sync(&self) {
+        self.sync_requested.store(true, Ordering::Relaxed);
+        self.sync_now.notify_one();
+    }
+
+    /// The cap and windows in force, set once when `edge run` starts.
+    pub fn set_plan(&self, max_rate: Option<Rate>, windows: Vec<Window>) {
+        let mut schedule = lock(&self.schedule);
+        schedule.max_rate = max_rate;
+        schedule.windows = windows;
+    }
+
+    /// Outside every window: when the next opens; `None` inside one.
+    pub fn set_waiting(&self, opens: Option<&Moment>) {
+        let mut schedule = lock(&self.schedule);
+        schedule.next_window_opens_at = opens.map(Moment::unix_seconds);
+        schedule.next_window_opens = opens.map(ToString::to_string);
+    }
+
     /// Records the outcome of a connection attempt to the origin.
     pub fn upstream_seen(&self, result: Result<(), String>) {
-        let mut upstream = self
-            .upstream
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let mut upstream = lock(&self.upstream);
         upstream.reachable = Some(result.is_ok());
         upstream.checked_at = Some(server::origin::now_secs());
         upstream.error = result.err();
@@ -97,11 +149,9 @@ impl Live {
             } else {
                 0
             },
-            upstream: self
-                .upstream
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner())
-                .clone(),
+            sync_requested: self.sync_requested.load(Ordering::Relaxed),
+            upstream: lock(&self.upstream).clone(),
+            schedule: lock(&self.schedule).clone(),
         }
     }
 }

@@ -15,6 +15,12 @@
 //! connection is re-made with backoff and only the chunks not yet received are
 //! asked for again. Chunks recorded in a partial blob's index record are never
 //! fetched again, even after a `kill -9`.
+//!
+//! With a bandwidth cap ([`SyncOptions::max_rate`], else `max_rate` in
+//! `edge.toml`), one [`TokenBucket`] paces every answer of the pass, across
+//! reconnections. When [`SyncOptions::stop`] is cancelled (the sync window
+//! closed), the chunk requests in flight are dropped, every chunk already
+//! received is kept, and the pass ends early with what it has.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
@@ -29,10 +35,12 @@ use serde::{Deserialize, Serialize};
 use server::codec::{self, Encoding};
 use server::protocol::{ChunkWant, MAX_BASES, Request, Response};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::client::{Client, ClientError};
 use crate::config::{self, EdgeConfig};
+use crate::throttle::{Rate, TokenBucket};
 
 /// Chunks asked for in one request.
 const CHUNKS_PER_REQUEST: usize = 64;
@@ -74,6 +82,23 @@ pub struct SyncReport {
     pub finished_at: u64,
     /// Set when the pass stopped on an error.
     pub error: Option<String>,
+    /// The bandwidth cap the pass kept to, if any.
+    #[serde(default)]
+    pub max_rate: Option<Rate>,
+    /// The sync window closed before the pass was done; the rest follows in
+    /// the next window.
+    #[serde(default)]
+    pub stopped_at_window_end: bool,
+}
+
+/// How a sync pass runs, beyond what `edge.toml` says.
+#[derive(Debug, Clone, Default)]
+pub struct SyncOptions {
+    /// The bandwidth cap; overrides `max_rate` in `edge.toml`.
+    pub max_rate: Option<Rate>,
+    /// Cancelled when the sync window closes: the pass stops fetching, keeps
+    /// what it received and ends (see [`SyncReport::stopped_at_window_end`]).
+    pub stop: CancellationToken,
 }
 
 /// Why a sync pass stopped.
@@ -124,12 +149,19 @@ struct FileJob {
 }
 
 /// Runs one sync pass for the edge in `dir`. `progress` shows bytes fetched.
-pub async fn sync_once(dir: &Path, progress: &ProgressBar) -> Result<SyncReport, SyncError> {
+pub async fn sync_once(
+    dir: &Path,
+    progress: &ProgressBar,
+    options: &SyncOptions,
+) -> Result<SyncReport, SyncError> {
     let config = EdgeConfig::load(dir)?;
     let _lock = lock(dir)?;
     let store = Arc::new(Store::open(config::store_path(dir))?);
-    let mut report = SyncReport::default();
-    let result = run(&config, &store, progress, &mut report).await;
+    let mut report = SyncReport {
+        max_rate: options.max_rate.or(config.max_rate),
+        ..SyncReport::default()
+    };
+    let result = run(&config, &store, progress, options, &mut report).await;
     report.finished_at = server::origin::now_secs();
     if let Err(err) = &result {
         report.error = Some(err.to_string());
@@ -145,10 +177,15 @@ async fn run(
     config: &EdgeConfig,
     store: &Arc<Store>,
     progress: &ProgressBar,
+    options: &SyncOptions,
     report: &mut SyncReport,
 ) -> Result<(), SyncError> {
     let key = config.public_key()?;
-    let mut link = Link::connect(config).await?;
+    let bucket = report.max_rate.map(|rate| Arc::new(TokenBucket::new(rate)));
+    if let Some(rate) = report.max_rate {
+        info!(%rate, "bandwidth cap");
+    }
+    let mut link = Link::connect(config, bucket).await?;
 
     // 1. The catalog.
     let held =
@@ -217,6 +254,10 @@ async fn run(
     let mut failed_blobs = HashSet::new();
     let mut queue: VecDeque<FileJob> = todo.into();
     while !queue.is_empty() {
+        if options.stop.is_cancelled() {
+            report.stopped_at_window_end = true;
+            break;
+        }
         let mut set = Vec::new();
         let mut set_bytes = 0;
         while let Some(job) = queue.pop_front() {
@@ -237,7 +278,7 @@ async fn run(
             set.len(),
             queue.len()
         ));
-        let outcome = assemble_set(&mut link, store, set, progress, report).await?;
+        let outcome = assemble_set(&mut link, store, set, progress, &options.stop, report).await?;
         failed_blobs.extend(outcome);
     }
     report.reconnects = link.reconnects;
@@ -249,6 +290,12 @@ async fn run(
         }
     }
     report.complete = report.files_missing == 0 && failed_blobs.is_empty();
+    if report.stopped_at_window_end {
+        info!(
+            missing = report.files_missing,
+            "the sync window closed; the pass stopped early"
+        );
+    }
     let status = serde_json::json!({
         "edge": link.client.edge_name,
         "sequence": report.sequence,
@@ -415,7 +462,9 @@ enum ToAssembler {
         encoding: Encoding,
         bytes: Vec<u8>,
     },
-    Done,
+    /// No more chunks; `stopped`: the pass stopped early, so chunks that did
+    /// not arrive are not a failure.
+    Done { stopped: bool },
 }
 
 /// What the assembler found when it opened a set.
@@ -430,6 +479,7 @@ async fn assemble_set(
     store: &Arc<Store>,
     set: Vec<FileJob>,
     progress: &ProgressBar,
+    stop: &CancellationToken,
     report: &mut SyncReport,
 ) -> Result<Vec<Hash>, SyncError> {
     let (to_assembler, inbox) = mpsc::channel::<ToAssembler>(64);
@@ -453,14 +503,21 @@ async fn assemble_set(
     report.bytes_reused += opened.reused;
     progress.inc(opened.reused);
 
-    let fetched = fetch_chunks(link, opened.needed, &to_assembler, progress).await;
-    let _ = to_assembler.send(ToAssembler::Done).await;
+    let fetched = fetch_chunks(link, opened.needed, &to_assembler, progress, stop).await;
+    let stopped = fetched.as_ref().is_ok_and(|fetched| fetched.stopped);
+    let _ = to_assembler.send(ToAssembler::Done { stopped }).await;
     let outcome = actor
         .await
         .map_err(|_| StoreError::Index("the assembler panicked".into()))??;
-    let (bytes, chunks, missing) = fetched?;
+    let Fetched {
+        bytes,
+        chunks,
+        missing,
+        stopped,
+    } = fetched?;
     report.bytes_fetched += bytes;
     report.chunks_fetched += chunks;
+    report.stopped_at_window_end |= stopped;
     report.files_completed += outcome.completed;
     for (blob, label, reason) in &outcome.failed {
         warn!(%blob, file = %label, "{reason}");
@@ -537,14 +594,18 @@ fn assembler(
         }
     }
     let mut failed: Vec<Option<String>> = vec![None; partials.len()];
+    let mut stopped = false;
     while let Some(message) = inbox.blocking_recv() {
-        let ToAssembler::Chunk {
-            want,
-            encoding,
-            bytes,
-        } = message
-        else {
-            break;
+        let (want, encoding, bytes) = match message {
+            ToAssembler::Chunk {
+                want,
+                encoding,
+                bytes,
+            } => (want, encoding, bytes),
+            ToAssembler::Done { stopped: early } => {
+                stopped = early;
+                break;
+            }
         };
         let hash = want.hash;
         let expected_len = lengths.get(&hash).copied().unwrap_or(0) as usize;
@@ -587,6 +648,11 @@ fn assembler(
             continue;
         }
         let missing = partial.missing();
+        if !missing.is_empty() && stopped {
+            // Kept for the next pass, which fetches only what is missing.
+            partial.flush()?;
+            continue;
+        }
         if !missing.is_empty() {
             partial.flush()?;
             let first = job.manifest.chunks[missing[0]].hash;
@@ -621,14 +687,25 @@ fn assembler(
     Ok(outcome)
 }
 
-/// Fetches chunks with several requests in flight, re-connecting as needed.
-/// Returns (bytes, chunks received, hashes the origin lacks).
+/// What [`fetch_chunks`] received.
+struct Fetched {
+    bytes: u64,
+    chunks: u64,
+    /// Chunks the origin does not hold.
+    missing: Vec<Hash>,
+    /// `stop` was cancelled: the requests in flight were dropped.
+    stopped: bool,
+}
+
+/// Fetches chunks with several requests in flight, re-connecting as needed,
+/// until all are here or `stop` is cancelled.
 async fn fetch_chunks(
     link: &mut Link,
     needed: Vec<ChunkWant>,
     to_assembler: &mpsc::Sender<ToAssembler>,
     progress: &ProgressBar,
-) -> Result<(u64, u64, Vec<Hash>), SyncError> {
+    stop: &CancellationToken,
+) -> Result<Fetched, SyncError> {
     let bytes = Arc::new(AtomicU64::new(0));
     let chunks = Arc::new(AtomicU64::new(0));
     let mut missing = Vec::new();
@@ -637,7 +714,12 @@ async fn fetch_chunks(
         .map(<[ChunkWant]>::to_vec)
         .collect();
     let mut attempts = 0;
+    let mut stopped = false;
     while !pending.is_empty() {
+        if stop.is_cancelled() {
+            stopped = true;
+            break;
+        }
         let mut tasks = tokio::task::JoinSet::new();
         let mut lost: Option<ClientError> = None;
         let before = chunks.load(Ordering::Relaxed);
@@ -653,7 +735,17 @@ async fn fetch_chunks(
                     fetch_batch(client, batch, sink, bytes, chunks, progress).await
                 });
             }
-            let Some(done) = tasks.join_next().await else {
+            let done = tokio::select! {
+                biased;
+                () = stop.cancelled() => {
+                    // Chunks already handed on are kept; the rest wait for the next pass.
+                    tasks.shutdown().await;
+                    stopped = true;
+                    break;
+                }
+                done = tasks.join_next() => done,
+            };
+            let Some(done) = done else {
                 break;
             };
             match done {
@@ -668,6 +760,9 @@ async fn fetch_chunks(
                 Err(_) => return Err(StoreError::Index("a fetch task panicked".into()).into()),
             }
         }
+        if stopped {
+            break;
+        }
         if let Some(err) = lost {
             if chunks.load(Ordering::Relaxed) > before {
                 attempts = 0;
@@ -680,14 +775,21 @@ async fn fetch_chunks(
                 });
             }
             warn!(cause = %err, "connection to the origin lost; reconnecting");
-            link.reconnect(attempts).await?;
+            tokio::select! {
+                reconnected = link.reconnect(attempts) => reconnected?,
+                () = stop.cancelled() => {
+                    stopped = true;
+                    break;
+                }
+            }
         }
     }
-    Ok((
-        bytes.load(Ordering::Relaxed),
-        chunks.load(Ordering::Relaxed),
+    Ok(Fetched {
+        bytes: bytes.load(Ordering::Relaxed),
+        chunks: chunks.load(Ordering::Relaxed),
         missing,
-    ))
+        stopped,
+    })
 }
 
 /// One chunk request. On a lost connection, returns the wants not yet received.
@@ -844,18 +946,24 @@ fn decode_chunk(
 struct Link {
     config: EdgeConfig,
     client: Client,
+    /// The pass's bandwidth cap, kept across reconnections.
+    bucket: Option<Arc<TokenBucket>>,
     reconnects: u32,
 }
 
 impl Link {
-    async fn connect(config: &EdgeConfig) -> Result<Link, SyncError> {
+    async fn connect(
+        config: &EdgeConfig,
+        bucket: Option<Arc<TokenBucket>>,
+    ) -> Result<Link, SyncError> {
         let mut attempt = 0;
         loop {
-            match Client::connect(config).await {
+            match Client::connect_paced(config, bucket.clone()).await {
                 Ok(client) => {
                     return Ok(Link {
                         config: config.clone(),
                         client,
+                        bucket,
                         reconnects: 0,
                     });
                 }
@@ -877,7 +985,7 @@ impl Link {
 
     async fn reconnect(&mut self, attempt: u32) -> Result<(), SyncError> {
         tokio::time::sleep(backoff(attempt)).await;
-        match Client::connect(&self.config).await {
+        match Client::connect_paced(&self.config, self.bucket.clone()).await {
             Ok(client) => {
                 self.client = client;
                 self.reconnects += 1;

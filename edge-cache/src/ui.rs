@@ -6,7 +6,8 @@
 //! - `/course/<id>/<lesson>`: a lesson: its HTML in a frame (so its relative
 //!   links work), players for video and audio, links for other files.
 //! - `/search?q=`: courses and lessons matching in any of the four languages.
-//! - `/status`: for the school's IT teacher.
+//! - `/status`: for the school's IT teacher; its "sync now" button posts to
+//!   `/status/sync-now` (POST only, and refused from other sites' pages).
 //! - `/lang/<code>`: remembers the reader's language in a cookie.
 //! - `/static/…`: the style sheet and the Yi and Tibetan fonts.
 //!
@@ -22,7 +23,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use catalog::format;
 use catalog::{Catalog, Course, FileEntry, Lesson, LocalizedText, Store};
 use maud::{DOCTYPE, Markup, html};
@@ -44,6 +45,7 @@ pub fn router() -> Router<Arc<Classroom>> {
         .route("/course/{course}/{lesson}", get(lesson_page))
         .route("/search", get(search_page))
         .route("/status", get(status_page))
+        .route("/status/sync-now", post(sync_now))
         .route("/lang/{code}", get(set_language))
         .route("/static/style.css", get(style))
         .route("/static/fonts/{name}", get(font))
@@ -618,12 +620,36 @@ async fn status_page(State(state): State<Arc<Classroom>>, reader: Reader) -> Res
                         (format::time(report.finished_at)) " · "
                         @if report.error.is_some() { (s.result_failed) }
                         @else if report.complete { (s.result_ok) }
+                        @else if report.stopped_at_window_end { (s.stopped_at_window_end) }
                         @else { (s.result_incomplete) }
                         @if let Some(err) = &report.error { div.meta { (err) } }
                         @for failure in report.failures.iter().take(5) { div.meta { (failure) } }
                     },
                 }
                 @if live.syncing { div { (s.sync_running) } }
+                form #sync-now method="post" action="/status/sync-now" {
+                    button type="submit" { (s.sync_now) }
+                    @if live.sync_requested { " " span.meta #sync-requested { (s.sync_requested) } }
+                }
+            } }
+            tr { th { (s.schedule) } td #schedule {
+                @if live.schedule.windows.is_empty() {
+                    (s.any_time)
+                } @else {
+                    @for (n, window) in live.schedule.windows.iter().enumerate() {
+                        @if n > 0 { ", " }
+                        (window)
+                    }
+                    " " (s.local_time)
+                }
+                " · " (s.max_rate) ": "
+                @match live.schedule.max_rate {
+                    Some(rate) => { (rate) "/s (" (format::bytes(rate.bytes_per_second())) "/s)" },
+                    None => { (s.no_cap) },
+                }
+                @if let (Some(opens), false) = (&live.schedule.next_window_opens, live.syncing) {
+                    div #next-window { (s.next_window) " " (opens) }
+                }
             } }
             tr { th { (s.bytes_held) } td #bytes-held { (format::bytes(status.bytes_held)) } }
             tr { th { (s.disk_free) } td #disk-free {
@@ -665,6 +691,40 @@ async fn status_page(State(state): State<Arc<Classroom>>, reader: Reader) -> Res
         }
     };
     page(lang, "/status", s.status, body)
+}
+
+/// "Sync now" from the status page: asks the sync loop for a pass, then
+/// goes back to the page. Only a form on this edge's own pages may ask: a
+/// browser says where a POST comes from (`Origin`, `Sec-Fetch-Site`), and
+/// one from another site is refused, so a page elsewhere cannot start syncs.
+async fn sync_now(State(state): State<Arc<Classroom>>, headers: HeaderMap) -> Response {
+    if from_another_site(&headers) {
+        return (
+            StatusCode::FORBIDDEN,
+            "refused: ask for a sync from this edge's own status page\n",
+        )
+            .into_response();
+    }
+    state.live.request_sync();
+    (StatusCode::SEE_OTHER, [(header::LOCATION, "/status")]).into_response()
+}
+
+/// Whether the browser says this request comes from a page of another origin.
+fn from_another_site(headers: &HeaderMap) -> bool {
+    let value = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = value(header::HeaderName::from_static("sec-fetch-site"))
+        && site != "same-origin"
+        && site != "none"
+    {
+        return true;
+    }
+    match (value(header::ORIGIN), value(header::HOST)) {
+        (None, _) => false,
+        (Some(origin), Some(host)) => {
+            origin != format!("http://{host}") && origin != format!("https://{host}")
+        }
+        (Some(_), None) => true,
+    }
 }
 
 #[derive(Deserialize)]
@@ -740,6 +800,37 @@ mod tests {
         text.insert("ii", "ꊰꐚ");
         assert_eq!(pick(&text, Lang::Ii), Some(("ꊰꐚ", "ii")));
         assert_eq!(pick(&LocalizedText::new(), Lang::Zh), None);
+    }
+
+    #[test]
+    fn sync_now_is_refused_from_other_sites() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.insert(*name, axum::http::HeaderValue::from_static(value));
+            }
+            map
+        };
+        let host = ("host", "10.0.0.2:8080");
+        assert!(!from_another_site(&headers(&[host])), "curl, old browsers");
+        assert!(!from_another_site(&headers(&[
+            host,
+            ("origin", "http://10.0.0.2:8080"),
+            ("sec-fetch-site", "same-origin"),
+        ])));
+        assert!(from_another_site(&headers(&[
+            host,
+            ("origin", "http://evil.example")
+        ])));
+        assert!(from_another_site(&headers(&[host, ("origin", "null")])));
+        assert!(from_another_site(&headers(&[
+            host,
+            ("sec-fetch-site", "cross-site")
+        ])));
+        assert!(from_another_site(&headers(&[
+            host,
+            ("sec-fetch-site", "same-site")
+        ])));
     }
 
     #[test]

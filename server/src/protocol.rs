@@ -142,11 +142,49 @@ pub async fn read_frame<T: for<'de> Deserialize<'de>>(
     stream: &mut quinn::RecvStream,
     limit: usize,
 ) -> Result<Option<T>, FrameError> {
+    read_frame_in(stream, limit, usize::MAX, |_| std::future::ready(())).await
+}
+
+/// The most bytes [`read_frame_paced`] reads before it calls `pace` again.
+pub const PACE_PIECE: usize = 16 * 1024;
+
+/// Reads one frame like [`read_frame`], awaiting `pace(n)` after each piece
+/// of `n` bytes (at most [`PACE_PIECE`]) before reading on. A receiver with
+/// a bandwidth cap waits there; the bytes it has not read yet hold QUIC's
+/// flow-control credit back, so the sender slows down too.
+pub async fn read_frame_paced<T, P, F>(
+    stream: &mut quinn::RecvStream,
+    limit: usize,
+    pace: P,
+) -> Result<Option<T>, FrameError>
+where
+    T: for<'de> Deserialize<'de>,
+    P: FnMut(usize) -> F,
+    F: std::future::Future<Output = ()>,
+{
+    read_frame_in(stream, limit, PACE_PIECE, pace).await
+}
+
+/// Reads one frame in reads of at most `piece` bytes, awaiting `pace` after each.
+async fn read_frame_in<T, P, F>(
+    stream: &mut quinn::RecvStream,
+    limit: usize,
+    piece: usize,
+    mut pace: P,
+) -> Result<Option<T>, FrameError>
+where
+    T: for<'de> Deserialize<'de>,
+    P: FnMut(usize) -> F,
+    F: std::future::Future<Output = ()>,
+{
     let mut header = [0u8; 4];
     let mut filled = 0;
     while filled < 4 {
         match stream.read(&mut header[filled..]).await {
-            Ok(Some(n)) => filled += n,
+            Ok(Some(n)) => {
+                filled += n;
+                pace(n).await;
+            }
             Ok(None) if filled == 0 => return Ok(None),
             Ok(None) => return Err(FrameError::Truncated),
             Err(err) => return Err(FrameError::Read(err.to_string())),
@@ -157,13 +195,18 @@ pub async fn read_frame<T: for<'de> Deserialize<'de>>(
         return Err(FrameError::TooLarge { len, limit });
     }
     let mut body = vec![0u8; len];
-    stream
-        .read_exact(&mut body)
-        .await
-        .map_err(|err| match err {
-            quinn::ReadExactError::FinishedEarly(_) => FrameError::Truncated,
-            quinn::ReadExactError::ReadError(err) => FrameError::Read(err.to_string()),
-        })?;
+    let mut filled = 0;
+    while filled < len {
+        let end = len.min(filled.saturating_add(piece));
+        match stream.read(&mut body[filled..end]).await {
+            Ok(Some(n)) => {
+                filled += n;
+                pace(n).await;
+            }
+            Ok(None) => return Err(FrameError::Truncated),
+            Err(err) => return Err(FrameError::Read(err.to_string())),
+        }
+    }
     decode(&body).map(Some)
 }
 

@@ -15,6 +15,22 @@ use quinn::{IdleTimeout, TransportConfig, VarInt};
 pub const MAX_STREAMS: u32 = 64;
 
 pub fn transport_config() -> Arc<TransportConfig> {
+    Arc::new(settings())
+}
+
+/// The same settings, but the peer may send at most `window` bytes ahead of
+/// what this side has read. An edge with a bandwidth cap reads no faster than
+/// the cap, so with a window of about a second's worth the cap holds on the
+/// link, not only between the edge's buffers and its disk.
+pub fn transport_config_with_window(window: u32) -> Arc<TransportConfig> {
+    let mut config = settings();
+    config
+        .stream_receive_window(VarInt::from_u32(window))
+        .receive_window(VarInt::from_u32(window));
+    Arc::new(config)
+}
+
+fn settings() -> TransportConfig {
     let mut config = TransportConfig::default();
     config
         .max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS))
@@ -27,5 +43,5 @@ pub fn transport_config() -> Arc<TransportConfig> {
         .max_idle_timeout(Some(
             IdleTimeout::try_from(Duration::from_secs(120)).expect("120 s is a valid idle timeout"),
         ));
-    Arc::new(config)
+    config
 }

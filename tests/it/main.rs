@@ -7,5 +7,6 @@ mod demo;
 mod pages;
 mod publish;
 mod readthrough;
+mod schedule;
 mod sync;
 mod webdriver_selftest;

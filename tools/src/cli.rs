@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use edge_cache::schedule::Window;
+use edge_cache::throttle::Rate;
 
 /// shanlu (山路): lessons travel the mountain road so that children don't have to.
 ///
@@ -91,6 +93,8 @@ pub enum EdgeCommand {
     Sync(EdgeSyncArgs),
     /// Sync periodically and serve the classroom (pages, lesson files, search, status, JSON API, /metrics) until Ctrl-C.
     Run(EdgeRunArgs),
+    /// Ask the running `edge run` for a sync pass now, even outside its sync windows.
+    SyncNow(EdgeSyncNowArgs),
     /// What the edge holds and how its last sync went.
     Status(EdgeStatusArgs),
 }
@@ -131,6 +135,19 @@ pub struct EdgeSyncArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+
+    /// Bandwidth cap for this pass, e.g. 2Mbit, 500kbit, 1MB, 300KiB (Mbit = 10^6 bits,
+    /// MB = 10^6 bytes, MiB = 2^20 bytes); overrides max_rate in edge.toml. A manual sync
+    /// ignores the sync windows.
+    #[arg(long, value_name = "RATE")]
+    pub max_rate: Option<Rate>,
+}
+
+#[derive(Debug, Args)]
+pub struct EdgeSyncNowArgs {
+    /// The edge's data folder.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -146,6 +163,17 @@ pub struct EdgeRunArgs {
     /// Seconds between sync passes.
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     pub interval: u64,
+
+    /// Bandwidth cap for sync passes, e.g. 2Mbit, 500kbit, 1MB, 300KiB; overrides max_rate in
+    /// edge.toml. Read-through for a lesson someone opened is not capped.
+    #[arg(long, value_name = "RATE")]
+    pub max_rate: Option<Rate>,
+
+    /// Start sync passes only in this window of local time, HH:MM-HH:MM (may wrap midnight, e.g.
+    /// 22:00-06:00); repeat for several. Overrides windows in edge.toml. A pass still running at
+    /// the window's end stops there and the next window carries on.
+    #[arg(long = "window", value_name = "HH:MM-HH:MM")]
+    pub windows: Vec<Window>,
 }
 
 #[derive(Debug, Args)]

@@ -32,6 +32,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             EdgeCommand::Sync(args) => commands::edge::sync(&args),
             EdgeCommand::Run(args) => commands::edge::run(&args),
             EdgeCommand::Status(args) => commands::edge::status(&args),
+            EdgeCommand::SyncNow(args) => commands::edge::sync_now(&args),
         },
         Command::Demo(args) => commands::demo::run(&args),
         Command::Publish(args) => commands::publish::run(&args),

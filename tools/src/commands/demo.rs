@@ -79,7 +79,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         let fingerprint = server::tls::TlsIdentity::load_or_create(&origin_dir)?.fingerprint();
         set_up_edge(&origin_dir, &edge_dir, quic, &public_key.to_string(), &fingerprint)?;
         let bar = progress::bytes_bar("syncing");
-        let synced = edge_cache::sync_once(&edge_dir, &bar).await;
+        let synced = edge_cache::sync_once(&edge_dir, &bar, &Default::default()).await;
         bar.finish_and_clear();
         let report = synced.context("the demo edge's first sync")?;
         println!(
@@ -99,8 +99,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         println!("Press Ctrl-C to stop.");
         use std::io::Write;
         std::io::stdout().flush()?;
-        let interval = std::time::Duration::from_secs(60);
-        edge_cache::run::run(&edge_dir, listener, interval, shutdown.clone()).await?;
+        let options = edge_cache::run::RunOptions::every(std::time::Duration::from_secs(60));
+        edge_cache::run::run(&edge_dir, listener, options, shutdown.clone()).await?;
         shutdown.cancel();
         let _ = origin_task.await;
         anyhow::Ok(())
@@ -160,6 +160,8 @@ fn set_up_edge(
         origin_key: key.to_owned(),
         origin_cert: fingerprint.to_owned(),
         token,
+        max_rate: None,
+        windows: Vec::new(),
         subscribe: Subscription::All,
     }
     .create(edge_dir)?;

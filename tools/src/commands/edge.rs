@@ -6,7 +6,7 @@ use anyhow::Context;
 use edge_cache::config::EdgeConfig;
 use edge_cache::{Subscription, status};
 
-use crate::cli::{EdgeInitArgs, EdgeRunArgs, EdgeStatusArgs, EdgeSyncArgs};
+use crate::cli::{EdgeInitArgs, EdgeRunArgs, EdgeStatusArgs, EdgeSyncArgs, EdgeSyncNowArgs};
 use crate::{format, progress};
 
 pub fn init(args: &EdgeInitArgs) -> anyhow::Result<ExitCode> {
@@ -15,6 +15,8 @@ pub fn init(args: &EdgeInitArgs) -> anyhow::Result<ExitCode> {
         origin_key: args.origin_key.trim().to_owned(),
         origin_cert: server::tls::parse_fingerprint(&args.origin_cert)?,
         token: args.token.trim().to_owned(),
+        max_rate: None,
+        windows: Vec::new(),
         subscribe: Subscription::parse(&args.subscribe)?,
     };
     config
@@ -35,7 +37,11 @@ pub fn init(args: &EdgeInitArgs) -> anyhow::Result<ExitCode> {
 pub fn sync(args: &EdgeSyncArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let bar = progress::bytes_bar("syncing");
-    let result = runtime.block_on(edge_cache::sync_once(&args.data, &bar));
+    let options = edge_cache::SyncOptions {
+        max_rate: args.max_rate,
+        ..Default::default()
+    };
+    let result = runtime.block_on(edge_cache::sync_once(&args.data, &bar, &options));
     bar.finish_and_clear();
     let report = result.with_context(|| format!("syncing the edge in {}", args.data.display()))?;
     if args.json {
@@ -61,6 +67,9 @@ pub fn sync(args: &EdgeSyncArgs) -> anyhow::Result<ExitCode> {
                 String::new()
             }
         );
+        if let Some(rate) = report.max_rate {
+            println!("bandwidth cap: {rate}/s");
+        }
         for failure in &report.failures {
             println!("FAILED {failure}");
         }
@@ -88,6 +97,14 @@ pub fn status(args: &EdgeStatusArgs) -> anyhow::Result<ExitCode> {
         _ => println!("catalog: none yet (run `shanlu edge sync`)"),
     }
     println!("held: {}", format::bytes(status.bytes_held));
+    let config = EdgeConfig::load(&args.data)?;
+    if let Some(rate) = config.max_rate {
+        println!("bandwidth cap: {rate}/s");
+    }
+    if !config.windows.is_empty() {
+        let windows: Vec<String> = config.windows.iter().map(ToString::to_string).collect();
+        println!("sync windows: {} (local time)", windows.join(", "));
+    }
     for course in &status.courses {
         println!(
             "  {}  v{}  {}  {}/{} files  {}{}",
@@ -111,6 +128,10 @@ pub fn status(args: &EdgeStatusArgs) -> anyhow::Result<ExitCode> {
             match &last.error {
                 Some(error) => format!("failed: {error}"),
                 None if last.complete => "complete".to_owned(),
+                None if last.stopped_at_window_end => format!(
+                    "stopped at the end of the sync window, {} file(s) still to fetch",
+                    last.files_missing
+                ),
                 None => format!("{} file(s) missing", last.files_missing),
             }
         ),
@@ -130,9 +151,26 @@ pub fn run(args: &EdgeRunArgs) -> anyhow::Result<ExitCode> {
         use std::io::Write;
         std::io::stdout().flush()?;
         let shutdown = crate::signals::shutdown_on_signal();
-        let interval = std::time::Duration::from_secs(args.interval.max(1));
-        edge_cache::run::run(&args.data, listener, interval, shutdown).await?;
+        let options = edge_cache::run::RunOptions {
+            interval: std::time::Duration::from_secs(args.interval.max(1)),
+            max_rate: args.max_rate,
+            windows: args.windows.clone(),
+        };
+        edge_cache::run::run(&args.data, listener, options, shutdown).await?;
         anyhow::Ok(())
     })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How long `edge sync-now` waits for `edge run` to take the request; it looks every second.
+const SYNC_NOW_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+pub fn sync_now(args: &EdgeSyncNowArgs) -> anyhow::Result<ExitCode> {
+    edge_cache::run::request_sync(&args.data, SYNC_NOW_WAIT)?;
+    println!(
+        "sync asked for: the edge in {} starts a pass now (or right after the one running); \
+         follow it on the status page or with `shanlu edge status`",
+        args.data.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,367 @@
+//! The bandwidth cap: a rate written the way people write link speeds
+//! (`2Mbit`, `500kbit`, `1MB`, `300KiB`), and a token bucket that paces
+//! every answer of a sync pass to it.
+//!
+//! The bucket is charged with the bytes of each answer as they are read from
+//! the QUIC stream, before the next read (see
+//! [`server::protocol::read_frame_paced`]). While the edge waits, the bytes it
+//! has not read hold QUIC's flow-control credit back, and the edge's receive
+//! windows are sized to about a second at the cap
+//! ([`TokenBucket::receive_window`]), so the origin sends no faster than the
+//! cap: the cap holds on the school's link, not only inside the edge.
+//!
+//! Goals: an average at the cap over any few seconds, bursts of at most
+//! [`MAX_BURST`] or 100 ms at the cap, one bucket shared by every request in
+//! flight. Non-goals: capping what the edge sends (requests and
+//! acknowledgements, a few percent) and counting packet headers (QUIC, UDP and
+//! IP add about 3–5 % on the wire to what is counted).
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+/// The most a bucket holds: what may arrive at once after a pause.
+pub const MAX_BURST: u64 = 64 * 1024;
+/// The slowest cap accepted: below it a sync would take days and connections time out.
+pub const MIN_RATE: u64 = 1_000;
+
+/// A bandwidth cap in bytes per second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Rate {
+    bytes_per_second: u64,
+}
+
+/// Why a rate was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RateError {
+    #[error(
+        "bandwidth cap {text:?} has no unit; write it like 2Mbit, 500kbit, 1MB or 300KiB (bits: bit, kbit, Mbit, Gbit; bytes: B, kB, MB, GB, KiB, MiB, GiB)"
+    )]
+    NoUnit { text: String },
+    #[error(
+        "bandwidth cap {text:?}: {unit:?} could be bits or bytes; write {prefix}bit for bits or {prefix}B for bytes"
+    )]
+    Ambiguous {
+        text: String,
+        unit: String,
+        prefix: String,
+    },
+    #[error(
+        "bandwidth cap {text:?}: unknown unit {unit:?}; use bit, kbit, Mbit, Gbit (bits) or B, kB, MB, GB, KiB, MiB, GiB (bytes)"
+    )]
+    UnknownUnit { text: String, unit: String },
+    #[error("bandwidth cap {text:?} is not a number followed by a unit, like 2Mbit")]
+    NotANumber { text: String },
+    #[error(
+        "bandwidth cap {text:?} is below the smallest accepted, 8kbit (1 kB/s); leave the cap out for no cap"
+    )]
+    TooSlow { text: String },
+    #[error("bandwidth cap {text:?} is too large")]
+    TooFast { text: String },
+}
+
+impl Rate {
+    pub fn from_bytes_per_second(bytes_per_second: u64) -> Rate {
+        Rate {
+            bytes_per_second: bytes_per_second.max(1),
+        }
+    }
+
+    pub fn bytes_per_second(self) -> u64 {
+        self.bytes_per_second
+    }
+}
+
+impl FromStr for Rate {
+    type Err = RateError;
+
+    /// A decimal number, optional spaces, a unit, optionally `/s`:
+    /// `2Mbit`, `1.5 Mbit/s`, `500kbit`, `1MB`, `300KiB`. `Mbit` is 10⁶ bits,
+    /// `MB` 10⁶ bytes, `MiB` 2²⁰ bytes. `Mb` and `Mbps` are refused: people
+    /// and tools disagree on whether they mean bits or bytes.
+    fn from_str(text: &str) -> Result<Rate, RateError> {
+        let trimmed = text.trim();
+        let owned = || text.to_owned();
+        let number_len = trimmed
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(trimmed.len());
+        let (number, unit) = trimmed.split_at(number_len);
+        let unit = unit.trim_start();
+        let unit = unit
+            .strip_suffix("/s")
+            .or_else(|| unit.strip_suffix("/S"))
+            .unwrap_or(unit);
+        if number.is_empty() {
+            return Err(RateError::NotANumber { text: owned() });
+        }
+        if unit.is_empty() {
+            return Err(RateError::NoUnit { text: owned() });
+        }
+        // (bits per unit, prefix): bits per unit is 1 for bits, 8 for bytes.
+        let (bits_per_unit, prefix) = if let Some(prefix) = unit
+            .strip_suffix("bit")
+            .or_else(|| unit.strip_suffix("Bit"))
+            .or_else(|| unit.strip_suffix("BIT"))
+        {
+            (1u128, prefix)
+        } else if unit.ends_with("ps") || unit.ends_with("PS") {
+            let prefix = &unit[..unit.len() - 3.min(unit.len())];
+            return Err(RateError::Ambiguous {
+                text: owned(),
+                unit: unit.to_owned(),
+                prefix: prefix.to_owned(),
+            });
+        } else if let Some(prefix) = unit.strip_suffix('B') {
+            (8u128, prefix)
+        } else if let Some(prefix) = unit.strip_suffix('b') {
+            return Err(RateError::Ambiguous {
+                text: owned(),
+                unit: unit.to_owned(),
+                prefix: prefix.to_owned(),
+            });
+        } else {
+            return Err(RateError::UnknownUnit {
+                text: owned(),
+                unit: unit.to_owned(),
+            });
+        };
+        let multiplier: u128 = match prefix {
+            "" => 1,
+            "k" | "K" => 1_000,
+            "M" | "m" => 1_000_000,
+            "G" | "g" => 1_000_000_000,
+            "Ki" | "ki" | "KI" => 1 << 10,
+            "Mi" | "mi" | "MI" => 1 << 20,
+            "Gi" | "gi" | "GI" => 1 << 30,
+            _ => {
+                return Err(RateError::UnknownUnit {
+                    text: owned(),
+                    unit: unit.to_owned(),
+                });
+            }
+        };
+        // Exact decimal arithmetic: digits × multiplier × bits / 10^fraction / 8.
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        if whole.is_empty() && fraction.is_empty()
+            || fraction.contains('.')
+            || whole.len() + fraction.len() > 24
+        {
+            return Err(RateError::NotANumber { text: owned() });
+        }
+        let digits: u128 = format!("{whole}{fraction}")
+            .parse()
+            .map_err(|_| RateError::NotANumber { text: owned() })?;
+        let scale = 10u128.pow(fraction.len() as u32);
+        let bits = digits
+            .checked_mul(multiplier)
+            .and_then(|n| n.checked_mul(bits_per_unit))
+            .ok_or(RateError::TooFast { text: owned() })?
+            / scale;
+        let bytes = bits / 8;
+        if bytes < u128::from(MIN_RATE) {
+            return Err(RateError::TooSlow { text: owned() });
+        }
+        if bytes > 1 << 40 {
+            return Err(RateError::TooFast { text: owned() });
+        }
+        Ok(Rate {
+            bytes_per_second: bytes as u64,
+        })
+    }
+}
+
+impl fmt::Display for Rate {
+    /// In bits per second when that is exact, as links are sold (`2Mbit`);
+    /// otherwise in bytes (`307200B`). Parses back to the same rate.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bits = u128::from(self.bytes_per_second) * 8;
+        for (unit, size) in [
+            ("Gbit", 1_000_000_000),
+            ("Mbit", 1_000_000),
+            ("kbit", 1_000),
+        ] {
+            if bits % size == 0 {
+                return write!(f, "{}{unit}", bits / size);
+            }
+        }
+        write!(f, "{}B", self.bytes_per_second)
+    }
+}
+
+impl TryFrom<String> for Rate {
+    type Error = RateError;
+
+    fn try_from(text: String) -> Result<Rate, RateError> {
+        text.parse()
+    }
+}
+
+impl From<Rate> for String {
+    fn from(rate: Rate) -> String {
+        rate.to_string()
+    }
+}
+
+/// Paces bytes to a [`Rate`]; shared by every request of a sync pass.
+///
+/// Each caller is charged what it received and, when the bucket is in debt,
+/// waits until the debt would be paid at the rate. Callers waiting together
+/// queue behind each other's debt, so the sum of them keeps to the rate.
+#[derive(Debug)]
+pub struct TokenBucket {
+    rate: Rate,
+    burst: f64,
+    state: Mutex<BucketState>,
+}
+
+#[derive(Debug)]
+struct BucketState {
+    /// Bytes that may pass without waiting; negative while in debt.
+    tokens: f64,
+    refilled_at: Instant,
+}
+
+impl TokenBucket {
+    pub fn new(rate: Rate) -> TokenBucket {
+        let per_second = rate.bytes_per_second() as f64;
+        let burst = (per_second / 10.0).min(MAX_BURST as f64);
+        TokenBucket {
+            rate,
+            burst,
+            state: Mutex::new(BucketState {
+                tokens: burst,
+                refilled_at: Instant::now(),
+            }),
+        }
+    }
+
+    pub fn rate(&self) -> Rate {
+        self.rate
+    }
+
+    /// The QUIC receive window for a connection paced by this bucket: about
+    /// a second at the cap (enough for a 600 ms round trip), at least 64 KiB.
+    pub fn receive_window(&self) -> u32 {
+        self.rate
+            .bytes_per_second()
+            .clamp(64 * 1024, 16 * 1024 * 1024) as u32
+    }
+
+    /// Charges `bytes` and waits while the bucket is in debt.
+    pub async fn take(&self, bytes: usize) {
+        let wait = {
+            let mut state = self
+                .state
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            let now = Instant::now();
+            let per_second = self.rate.bytes_per_second() as f64;
+            let earned = now.duration_since(state.refilled_at).as_secs_f64() * per_second;
+            state.tokens = (state.tokens + earned).min(self.burst) - bytes as f64;
+            state.refilled_at = now;
+            if state.tokens < 0.0 {
+                Duration::from_secs_f64(-state.tokens / per_second)
+            } else {
+                Duration::ZERO
+            }
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rate(text: &str) -> u64 {
+        text.parse::<Rate>()
+            .unwrap_or_else(|err| panic!("{text}: {err}"))
+            .bytes_per_second()
+    }
+
+    #[test]
+    fn rates_read_bits_and_bytes_apart() {
+        assert_eq!(rate("2Mbit"), 250_000);
+        assert_eq!(rate("500kbit"), 62_500);
+        assert_eq!(rate("500Kbit"), 62_500);
+        assert_eq!(rate("1MB"), 1_000_000);
+        assert_eq!(rate("1MiB"), 1_048_576);
+        assert_eq!(rate("300KiB"), 307_200);
+        assert_eq!(rate("1.5 Mbit/s"), 187_500);
+        assert_eq!(rate(" 4Mbit "), 500_000);
+        assert_eq!(rate("1Gbit"), 125_000_000);
+        assert_eq!(rate("8000bit"), 1_000);
+        assert_eq!(rate("64kB/s"), 64_000);
+        assert_eq!(rate("2 MBit"), 250_000);
+    }
+
+    #[test]
+    fn junk_and_ambiguous_rates_are_refused_with_a_hint() {
+        let err = |text: &str| text.parse::<Rate>().expect_err(text).to_string();
+        assert!(err("2").contains("has no unit"), "{}", err("2"));
+        assert!(err("2Mb").contains("write Mbit for bits or MB for bytes"));
+        assert!(
+            err("2Mbps").contains("Mbit for bits or MB for bytes"),
+            "{}",
+            err("2Mbps")
+        );
+        assert!(err("fast").contains("not a number"));
+        assert!(err("Mbit").contains("not a number"));
+        assert!(err("1.2.3Mbit").contains("not a number"));
+        assert!(err(".Mbit").contains("not a number"));
+        assert!(err("2 furlongs").contains("unknown unit"));
+        assert!(err("2Xbit").contains("unknown unit"));
+        assert!(err("0Mbit").contains("below the smallest"));
+        assert!(err("4kbit").contains("below the smallest"));
+        assert!(err("-2Mbit").contains("not a number"));
+        assert!(err("99999999999999999999999Gbit").contains("too large"));
+    }
+
+    #[test]
+    fn rates_print_as_they_parse() {
+        for text in ["2Mbit", "500kbit", "1Gbit", "8kbit", "307200B", "1001B"] {
+            let parsed: Rate = text.parse().expect("parses");
+            assert_eq!(parsed.to_string(), text);
+        }
+        assert_eq!("1MB".parse::<Rate>().expect("MB").to_string(), "8Mbit");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_bucket_keeps_many_takers_to_the_rate() {
+        let bucket = std::sync::Arc::new(TokenBucket::new(Rate::from_bytes_per_second(100_000)));
+        let start = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let bucket = bucket.clone();
+            tasks.spawn(async move {
+                for _ in 0..100 {
+                    bucket.take(1_000).await;
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        // 800 000 bytes at 100 000 B/s, less the 10 000-byte burst held at the start.
+        let elapsed = start.elapsed().as_secs_f64();
+        assert!((7.8..=7.95).contains(&elapsed), "took {elapsed} s");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_earns_no_more_than_the_burst() {
+        let bucket = TokenBucket::new(Rate::from_bytes_per_second(10_000_000));
+        assert_eq!(bucket.burst, MAX_BURST as f64);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let start = Instant::now();
+        bucket.take(MAX_BURST as usize).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        bucket.take(1_000_000).await;
+        let waited = start.elapsed().as_secs_f64();
+        assert!((0.099..=0.101).contains(&waited), "waited {waited} s");
+    }
+}
