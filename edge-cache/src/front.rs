@@ -263,7 +263,10 @@ async fn plan(state: &Arc<Classroom>, request: &Plain) -> Option<Fast> {
         )
         .as_bytes(),
     );
-    if !answer.headers.contains_key(header::CONTENT_LENGTH) {
+    // Every answer but a 304 says where its body ends (a 304 has none by definition).
+    if !answer.headers.contains_key(header::CONTENT_LENGTH)
+        && answer.status != axum::http::StatusCode::NOT_MODIFIED
+    {
         head.extend_from_slice(b"content-length: 0\r\n");
     }
     for (name, value) in &answer.headers {

@@ -108,8 +108,13 @@ fn lesson_files_honour_ranges_conditionals_and_stay_inside_their_lesson() {
     assert!(at > 0);
 
     // Conditional requests.
-    let (status, _, body) = request(addr, "GET", &url, &format!("If-None-Match: {etag}\r\n"));
+    let (status, head, body) = request(addr, "GET", &url, &format!("If-None-Match: {etag}\r\n"));
     assert_eq!((status, body.len()), (304, 0));
+    assert_eq!(
+        header(&head, "content-length"),
+        None,
+        "a 304 has no body to measure"
+    );
     let (status, _, body) = request(
         addr,
         "GET",
