@@ -111,11 +111,7 @@ impl Classroom {
     /// Courses and lessons matching `query`, best first.
     pub async fn search(&self, query: String, limit: usize) -> Vec<SearchHit> {
         let store = self.store.clone();
-        let cached = self
-            .search
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .clone();
+        let cached = crate::lock(&self.search).clone();
         let found = blocking(move || {
             let catalog = catalog(&store)?;
             let index = match cached {
@@ -151,10 +147,7 @@ impl Classroom {
         let Some((sequence, index, hits)) = found else {
             return Vec::new();
         };
-        *self
-            .search
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner()) = Some((sequence, index));
+        *crate::lock(&self.search) = Some((sequence, index));
         hits
     }
 }

@@ -21,6 +21,7 @@ use catalog::{Hash, Store};
 use futures_util::Stream;
 
 use crate::classroom;
+use crate::lock;
 
 /// How stale the remembered places may get after a sync changes the catalog.
 pub const RECHECK: Duration = Duration::from_secs(1);
@@ -57,10 +58,6 @@ struct PlacesInner {
     by_place: HashMap<PlaceKey, Option<Placed>>,
     /// Media types by blob: content-addressed, so never stale.
     media: HashMap<Hash, String>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
 impl Places {

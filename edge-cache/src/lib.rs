@@ -40,5 +40,12 @@ pub mod throttle;
 pub mod ui;
 
 pub use catalog::Store;
+
+/// Locks a mutex whose holder may have panicked: the state it guards stays
+/// usable (counters, caches, flags), so a panic in one request does not take
+/// the classroom down.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
+}
 pub use config::{EdgeConfig, Subscription};
 pub use sync::{SyncOptions, SyncReport, sync_once};

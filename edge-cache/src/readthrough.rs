@@ -38,6 +38,7 @@ use tracing::{info, warn};
 
 use crate::client::Client;
 use crate::config::EdgeConfig;
+use crate::lock;
 use crate::metrics::Metrics;
 use crate::status::Live;
 
@@ -91,10 +92,6 @@ pub struct Fetch {
 struct FetchState {
     arrived: Vec<bool>,
     failed: Option<Unavailable>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
 impl ReadThrough {
@@ -397,10 +394,6 @@ async fn request_inner(
 }
 
 impl Fetch {
-    pub fn size(&self) -> u64 {
-        self.manifest.size
-    }
-
     /// Writes a verified chunk and tells the readers.
     fn put(&self, index: usize, bytes: &[u8]) -> Result<(), String> {
         self.file

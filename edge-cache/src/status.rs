@@ -10,6 +10,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 use crate::config::{self, EdgeConfig};
+use crate::lock;
 use crate::schedule::{Moment, Window};
 use crate::sync::{LAST_SYNC, SyncError, SyncReport};
 use crate::throttle::Rate;
@@ -93,10 +94,6 @@ impl Default for Live {
             sync_now: Notify::new(),
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
 impl Live {

@@ -255,10 +255,7 @@ impl TokenBucket {
     /// Charges `bytes` and waits while the bucket is in debt.
     pub async fn take(&self, bytes: usize) {
         let wait = {
-            let mut state = self
-                .state
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
+            let mut state = crate::lock(&self.state);
             let now = Instant::now();
             let per_second = self.rate.bytes_per_second() as f64;
             let earned = now.duration_since(state.refilled_at).as_secs_f64() * per_second;
