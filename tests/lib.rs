@@ -164,6 +164,8 @@ pub struct ServedOrigin {
     child: std::process::Child,
     pub quic: std::net::SocketAddr,
     pub http: std::net::SocketAddr,
+    /// The HTTPS fallback.
+    pub https: std::net::SocketAddr,
     pub fingerprint: String,
     /// The origin's stderr log.
     pub log: PathBuf,
@@ -172,12 +174,26 @@ pub struct ServedOrigin {
 impl TestOrigin {
     /// Starts `origin serve` on loopback ports chosen by the OS (or the given QUIC address).
     pub fn serve_on(&self, quic: &str) -> ServedOrigin {
+        self.serve_with(shanlu(), quic, "127.0.0.1", &[])
+    }
+
+    /// Starts `origin serve` from `command` (`shanlu`, perhaps run inside a
+    /// network namespace): QUIC on `quic`, HTTP and HTTPS on `ip` with ports
+    /// chosen by the OS, and `extra` flags.
+    pub fn serve_with(
+        &self,
+        mut command: Command,
+        quic: &str,
+        ip: &str,
+        extra: &[&str],
+    ) -> ServedOrigin {
         use std::io::BufRead;
         let log = self
             .dir
             .path()
             .join(format!("origin-{}.log", std::process::id() ^ rand_suffix()));
-        let mut child = shanlu()
+        let any_port = format!("{ip}:0");
+        let mut child = command
             .env("RUST_LOG", "info")
             .args([
                 "origin",
@@ -187,8 +203,11 @@ impl TestOrigin {
                 "--quic",
                 quic,
                 "--http",
-                "127.0.0.1:0",
+                &any_port,
+                "--https",
+                &any_port,
             ])
+            .args(extra)
             .stdout(std::process::Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("origin log"))
             .spawn()
@@ -207,11 +226,14 @@ impl TestOrigin {
         };
         let quic = field("quic:").parse().expect("quic address");
         let http = field("http:").parse().expect("http address");
+        let https = field("https:").parse().expect("https address");
+        field("congestion:");
         let fingerprint = field("origin certificate:");
         ServedOrigin {
             child,
             quic,
             http,
+            https,
             fingerprint,
             log,
         }
@@ -284,15 +306,28 @@ impl TestEdge {
         token: &str,
         subscribe: &str,
     ) -> TestEdge {
+        TestEdge::init_with(origin, served, origin_addr, token, subscribe, &[])
+    }
+
+    /// [`TestEdge::init`] with more `edge init` flags (e.g. `--fallback`).
+    pub fn init_with(
+        origin: &TestOrigin,
+        served: &ServedOrigin,
+        origin_addr: std::net::SocketAddr,
+        token: &str,
+        subscribe: &str,
+        extra: &[&str],
+    ) -> TestEdge {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("edge");
-        run_ok(&[
+        let origin_url = format!("quic://{origin_addr}");
+        let mut args = vec![
             "edge",
             "init",
             "--data",
             data.to_str().expect("utf-8"),
             "--origin",
-            &format!("quic://{origin_addr}"),
+            &origin_url,
             "--origin-key",
             &origin.key,
             "--origin-cert",
@@ -301,7 +336,9 @@ impl TestEdge {
             token,
             "--subscribe",
             subscribe,
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        run_ok(&args);
         TestEdge { dir }
     }
 
@@ -315,7 +352,22 @@ impl TestEdge {
 
     /// `shanlu edge sync --json`: (exit code, report, stderr).
     pub fn sync(&self) -> (i32, serde_json::Value, String) {
-        let output = run(&["edge", "sync", "--data", &self.data_str(), "--json"]);
+        self.sync_with(shanlu(), &[])
+    }
+
+    /// `edge sync --json` run by `command` (`shanlu`, perhaps inside a
+    /// network namespace) with more flags: (exit code, report, stderr).
+    pub fn sync_with(
+        &self,
+        mut command: Command,
+        extra: &[&str],
+    ) -> (i32, serde_json::Value, String) {
+        let output = command
+            .env("RUST_LOG", "warn")
+            .args(["edge", "sync", "--data", &self.data_str(), "--json"])
+            .args(extra)
+            .output()
+            .expect("spawning shanlu edge sync");
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         let report = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);

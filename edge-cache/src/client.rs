@@ -1,14 +1,74 @@
-//! The edge's side of the sync protocol: one QUIC connection to the origin.
+//! The edge's side of the sync protocol: one QUIC connection to the origin,
+//! or, when QUIC cannot connect (a carrier blocking UDP), the same protocol
+//! over the origin's HTTPS fallback.
+//!
+//! Which way: [`Transport::Auto`] (the default) tries QUIC first. When QUIC
+//! fails to connect and `fallback` is set in edge.toml, the edge uses HTTPS
+//! and remembers for [`QUIC_RETRY`] that QUIC did not work, so reconnections
+//! and the passes in between do not wait for a QUIC handshake that cannot
+//! succeed; after that, QUIC is tried again first.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use catalog::Hash;
+use serde::{Deserialize, Serialize};
 use server::protocol::{self, FrameError, Request, Response};
-use tracing::debug;
+use tracing::{debug, info, warn};
 
-use crate::config::EdgeConfig;
+use crate::config::{ConfigError, EdgeConfig};
+use crate::fallback::{FallbackUrl, HttpAnswer, HttpLink};
 use crate::throttle::TokenBucket;
+
+/// After QUIC failed to connect, how long the edge keeps to the fallback
+/// before trying QUIC again.
+pub const QUIC_RETRY: Duration = Duration::from_secs(10 * 60);
+
+/// How long one answer frame may take to arrive over HTTP before the
+/// connection counts as lost (QUIC has its idle timeout for this).
+const HTTP_FRAME_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Which way an edge talks to the origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// QUIC, or the fallback when QUIC cannot connect.
+    #[default]
+    Auto,
+    /// Only QUIC.
+    Quic,
+    /// Only the HTTP(S) fallback.
+    Http,
+}
+
+impl std::str::FromStr for Transport {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Transport::Auto),
+            "quic" => Ok(Transport::Quic),
+            "http" | "https" => Ok(Transport::Http),
+            _ => Err(format!(
+                "{text:?} is not a transport: use auto, quic or http"
+            )),
+        }
+    }
+}
+
+/// When QUIC last failed to connect while the fallback worked, and why.
+/// Kept for the whole process: the sync loop and read-through share it.
+static QUIC_FAILED: Mutex<Option<(Instant, String)>> = Mutex::new(None);
+
+/// Why QUIC is being skipped, while it is.
+fn quic_recently_failed() -> Option<String> {
+    let failed = crate::lock(&QUIC_FAILED);
+    match &*failed {
+        Some((at, reason)) if at.elapsed() < QUIC_RETRY => Some(reason.clone()),
+        _ => None,
+    }
+}
 
 /// How long a handshake may take before the attempt counts as failed.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -48,23 +108,104 @@ impl ClientError {
 /// A connection to the origin that has been welcomed.
 #[derive(Clone)]
 pub struct Client {
-    endpoint: quinn::Endpoint,
-    connection: quinn::Connection,
+    wire: Wire,
     addr: SocketAddr,
     /// Paces every answer read on this connection (a sync's bandwidth cap).
     bucket: Option<Arc<TokenBucket>>,
     pub edge_name: String,
+    /// Why QUIC is not used, when this client is on the fallback.
+    pub fallback_reason: Option<String>,
+}
+
+/// What carries the requests.
+#[derive(Clone)]
+enum Wire {
+    Quic {
+        endpoint: quinn::Endpoint,
+        connection: quinn::Connection,
+    },
+    Http(Arc<HttpLink>),
 }
 
 impl Client {
-    /// Connects, pins the certificate, and says hello with the token.
+    /// Connects the way edge.toml says, pins the certificate, and says hello with the token.
     pub async fn connect(config: &EdgeConfig) -> Result<Client, ClientError> {
-        Client::connect_paced(config, None).await
+        Client::connect_paced(config, None, config.transport).await
     }
 
-    /// Like [`Client::connect`]; with a `bucket`, every answer is read no
-    /// faster than its rate and the receive windows are sized to it.
+    /// Like [`Client::connect`] over `transport`; with a `bucket`, every
+    /// answer is read no faster than its rate and QUIC's receive windows are
+    /// sized to it.
     pub async fn connect_paced(
+        config: &EdgeConfig,
+        bucket: Option<Arc<TokenBucket>>,
+        transport: Transport,
+    ) -> Result<Client, ClientError> {
+        let fallback = config.fallback_url()?;
+        match (transport, fallback) {
+            (Transport::Quic, _) | (Transport::Auto, None) => {
+                Client::connect_quic(config, bucket).await
+            }
+            (Transport::Http, None) => Err(ClientError::Config(ConfigError::Invalid(
+                "the HTTP transport needs `fallback = \"https://HOST:PORT\"` in edge.toml (`edge init --fallback`)"
+                    .into(),
+            ))),
+            (Transport::Http, Some(url)) => {
+                Client::connect_http(config, bucket, url, None).await
+            }
+            (Transport::Auto, Some(url)) => {
+                if let Some(reason) = quic_recently_failed() {
+                    return Client::connect_http(config, bucket, url, Some(reason)).await;
+                }
+                match Client::connect_quic(config, bucket.clone()).await {
+                    Ok(client) => {
+                        *crate::lock(&QUIC_FAILED) = None;
+                        Ok(client)
+                    }
+                    Err(quic @ (ClientError::Connect { addr, .. } | ClientError::Lost { addr, .. })) => {
+                        warn!(cause = %quic, fallback = %url, "QUIC cannot connect; trying the HTTPS fallback");
+                        let reason = quic.to_string();
+                        match Client::connect_http(config, bucket, url, Some(reason.clone())).await {
+                            Ok(client) => {
+                                info!(
+                                    retry_after_s = QUIC_RETRY.as_secs(),
+                                    "syncing over the fallback; QUIC is tried again later"
+                                );
+                                *crate::lock(&QUIC_FAILED) = Some((Instant::now(), reason));
+                                Ok(client)
+                            }
+                            Err(http) => Err(ClientError::Connect {
+                                addr,
+                                reason: format!("over QUIC: {quic}; over the fallback: {http}"),
+                            }),
+                        }
+                    }
+                    Err(other) => Err(other),
+                }
+            }
+        }
+    }
+
+    /// Says hello over the HTTP(S) fallback.
+    async fn connect_http(
+        config: &EdgeConfig,
+        bucket: Option<Arc<TokenBucket>>,
+        url: FallbackUrl,
+        fallback_reason: Option<String>,
+    ) -> Result<Client, ClientError> {
+        let link = HttpLink::new(url, &config.origin_cert, &config.token).await?;
+        let mut client = Client {
+            addr: link.addr(),
+            wire: Wire::Http(link),
+            bucket,
+            edge_name: String::new(),
+            fallback_reason,
+        };
+        client.hello(config).await?;
+        Ok(client)
+    }
+
+    async fn connect_quic(
         config: &EdgeConfig,
         bucket: Option<Arc<TokenBucket>>,
     ) -> Result<Client, ClientError> {
@@ -114,48 +255,73 @@ impl Client {
             }
         };
         let mut client = Client {
-            endpoint,
-            connection,
+            wire: Wire::Quic {
+                endpoint,
+                connection,
+            },
             addr,
             bucket,
             edge_name: String::new(),
+            fallback_reason: None,
         };
+        client.hello(config).await?;
+        Ok(client)
+    }
+
+    async fn hello(&mut self, config: &EdgeConfig) -> Result<(), ClientError> {
         let hello = Request::Hello {
             version: protocol::VERSION,
             token: config.token.trim().to_owned(),
         };
-        let mut responses = client.request(&hello).await?;
+        let mut responses = self.request(&hello).await?;
         match responses.next().await? {
-            Some(Response::Welcome { edge_name, .. }) => client.edge_name = edge_name,
-            Some(other) => return Err(client.unexpected(&other)),
-            None => return Err(client.lost("the origin closed the hello stream")),
+            Some(Response::Welcome { edge_name, .. }) => self.edge_name = edge_name,
+            Some(other) => return Err(self.unexpected(&other)),
+            None => return Err(self.lost("the origin closed the hello stream")),
         }
-        debug!(edge = %client.edge_name, %addr, "welcomed by the origin");
-        Ok(client)
+        debug!(edge = %self.edge_name, addr = %self.addr, transport = self.transport_name(), "welcomed by the origin");
+        Ok(())
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// Whether the connection has ended (closed, reset or timed out).
-    pub fn is_closed(&self) -> bool {
-        self.connection.close_reason().is_some()
+    /// `quic`, `https` or `http`: what carries this client's requests.
+    pub fn transport_name(&self) -> &'static str {
+        match &self.wire {
+            Wire::Quic { .. } => "quic",
+            Wire::Http(link) => link.url().scheme(),
+        }
     }
 
-    /// Sends one request on a new stream; the answers are read from the returned reader.
+    /// Whether the connection has ended (closed, reset or timed out).
+    pub fn is_closed(&self) -> bool {
+        match &self.wire {
+            Wire::Quic { connection, .. } => connection.close_reason().is_some(),
+            Wire::Http(_) => false,
+        }
+    }
+
+    /// Sends one request on a new stream (or HTTP request); the answers are
+    /// read from the returned reader.
     pub async fn request(&self, request: &Request) -> Result<Responses, ClientError> {
-        let (mut send, recv) = self
-            .connection
-            .open_bi()
-            .await
-            .map_err(|err| self.connection_error(err))?;
-        protocol::write_frame(&mut send, request)
-            .await
-            .map_err(|err| self.frame_error(err))?;
-        let _ = send.finish();
+        let reader = match &self.wire {
+            Wire::Quic { connection, .. } => {
+                let (mut send, recv) = connection
+                    .open_bi()
+                    .await
+                    .map_err(|err| self.connection_error(err))?;
+                protocol::write_frame(&mut send, request)
+                    .await
+                    .map_err(|err| self.frame_error(err))?;
+                let _ = send.finish();
+                Reader::Quic(recv)
+            }
+            Wire::Http(link) => Reader::Http(link.post(protocol::encode(request)).await?),
+        };
         Ok(Responses {
-            recv,
+            reader,
             client: self.clone(),
         })
     }
@@ -208,9 +374,21 @@ impl Client {
 
     /// Closes the connection politely and waits for the origin to hear it.
     pub async fn close(self) {
-        self.connection
-            .close(quinn::VarInt::from_u32(protocol::CLOSE_DONE), b"done");
-        self.endpoint.wait_idle().await;
+        if let Wire::Quic {
+            endpoint,
+            connection,
+        } = self.wire
+        {
+            connection.close(quinn::VarInt::from_u32(protocol::CLOSE_DONE), b"done");
+            endpoint.wait_idle().await;
+        }
+    }
+
+    fn close_reason(&self) -> Option<quinn::ConnectionError> {
+        match &self.wire {
+            Wire::Quic { connection, .. } => connection.close_reason(),
+            Wire::Http(_) => None,
+        }
     }
 
     fn connection_error(&self, err: quinn::ConnectionError) -> ClientError {
@@ -231,7 +409,7 @@ impl Client {
 
     fn frame_error(&self, err: FrameError) -> ClientError {
         // A closed connection shows up as a read or write error; ask the connection why.
-        if let Some(reason) = self.connection.close_reason() {
+        if let Some(reason) = self.close_reason() {
             return self.connection_error(reason);
         }
         match err {
@@ -260,7 +438,7 @@ impl Client {
     }
 
     fn lost(&self, reason: &str) -> ClientError {
-        match self.connection.close_reason() {
+        match self.close_reason() {
             Some(err) => self.connection_error(err),
             None => ClientError::Lost {
                 addr: self.addr,
@@ -272,8 +450,13 @@ impl Client {
 
 /// The answers to one request, read frame by frame.
 pub struct Responses {
-    recv: quinn::RecvStream,
+    reader: Reader,
     client: Client,
+}
+
+enum Reader {
+    Quic(quinn::RecvStream),
+    Http(HttpAnswer),
 }
 
 impl Responses {
@@ -285,14 +468,30 @@ impl Responses {
                 bucket.take(bytes).await;
             }
         };
-        let read = protocol::read_frame_paced::<Response, _, _>(
-            &mut self.recv,
-            protocol::MAX_RESPONSE,
-            pace,
-        );
-        match read.await {
-            Ok(response) => Ok(response),
-            Err(err) => Err(self.client.frame_error(err)),
-        }
+        let read = match &mut self.reader {
+            Reader::Quic(recv) => {
+                protocol::read_frame_paced::<Response, _, _>(recv, protocol::MAX_RESPONSE, pace)
+                    .await
+            }
+            Reader::Http(answer) => {
+                let read = protocol::read_frame_paced::<Response, _, _>(
+                    &mut answer.body,
+                    protocol::MAX_RESPONSE,
+                    pace,
+                );
+                match tokio::time::timeout(HTTP_FRAME_TIMEOUT, read).await {
+                    Ok(Ok(None)) => {
+                        answer.finished();
+                        Ok(None)
+                    }
+                    Ok(read) => read,
+                    Err(_) => Err(FrameError::Read(format!(
+                        "nothing arrived for {} s",
+                        HTTP_FRAME_TIMEOUT.as_secs()
+                    ))),
+                }
+            }
+        };
+        read.map_err(|err| self.client.frame_error(err))
     }
 }

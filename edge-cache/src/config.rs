@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use catalog::PublicKey;
 use serde::{Deserialize, Serialize};
 
+use crate::client::Transport;
+use crate::fallback::FallbackUrl;
 use crate::schedule::Window;
 use crate::throttle::Rate;
 
@@ -34,8 +36,19 @@ pub struct EdgeConfig {
     /// none means any time. `--window` overrides them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub windows: Vec<Window>,
+    /// The origin's HTTPS fallback, `https://HOST:PORT` (its `--https`): used
+    /// when QUIC cannot connect, e.g. where the carrier blocks UDP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+    /// `auto` (QUIC, else the fallback), `quic` or `http` (only the fallback).
+    #[serde(default, skip_serializing_if = "is_auto")]
+    pub transport: Transport,
     /// Last: written as a table when it lists courses.
     pub subscribe: Subscription,
+}
+
+fn is_auto(transport: &Transport) -> bool {
+    *transport == Transport::Auto
 }
 
 /// Which courses' files an edge holds. Metadata of every course is always synced.
@@ -102,6 +115,7 @@ impl EdgeConfig {
     /// Checks every field, so a typo is caught at `edge init`, not at the first sync.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.origin_addr_text()?;
+        self.fallback_url()?;
         self.public_key()?;
         server::tls::parse_fingerprint(&self.origin_cert)
             .map_err(|err| ConfigError::Invalid(err.to_string()))?;
@@ -111,6 +125,11 @@ impl EdgeConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The fallback address, if edge.toml names one.
+    pub fn fallback_url(&self) -> Result<Option<FallbackUrl>, ConfigError> {
+        self.fallback.as_deref().map(FallbackUrl::parse).transpose()
     }
 
     pub fn public_key(&self) -> Result<PublicKey, ConfigError> {
@@ -248,6 +267,8 @@ mod tests {
             token: "cd".repeat(32),
             max_rate: None,
             windows: Vec::new(),
+            fallback: Some("https://127.0.0.1:8443".into()),
+            transport: Transport::Auto,
             subscribe: Subscription::Courses(vec!["grade3-math".into()]),
         }
     }
@@ -270,7 +291,27 @@ mod tests {
     }
 
     #[test]
+    fn a_transport_other_than_auto_is_written_and_read_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = sample();
+        config.transport = Transport::Http;
+        config.create(dir.path()).expect("create");
+        let text = std::fs::read_to_string(config_path(dir.path())).expect("read");
+        assert!(text.contains("transport = \"http\""), "{text}");
+
+        assert_eq!(EdgeConfig::load(dir.path()).expect("load"), config);
+    }
+
+    #[test]
     fn bad_fields_are_refused_at_init() {
+        let mut bad = sample();
+        bad.fallback = Some("origin:8443".into());
+        assert!(
+            bad.validate()
+                .expect_err("bad fallback")
+                .to_string()
+                .contains("https://HOST:PORT")
+        );
         let mut bad = sample();
         bad.origin = "http://x".into();
         assert!(bad.validate().is_err());

@@ -136,6 +136,10 @@ pub struct Strings {
     pub unreachable: &'static str,
     pub unknown: &'static str,
     pub sync_running: &'static str,
+    /// What carried the last sync: "over" QUIC or HTTPS.
+    pub transport: &'static str,
+    /// The last sync used the HTTPS fallback because QUIC could not connect.
+    pub fallback_used: &'static str,
     /// The status page's button that starts a sync pass at once.
     pub sync_now: &'static str,
     /// Shown after it was pressed, until the pass starts.
@@ -197,6 +201,8 @@ const ZH: Strings = Strings {
     unreachable: "无法连接",
     unknown: "未知",
     sync_running: "同步进行中",
+    transport: "连接方式",
+    fallback_used: "QUIC 无法连接（网络可能屏蔽了 UDP），已改用 HTTPS 同步；稍后会再试 QUIC",
     sync_now: "立即同步",
     sync_requested: "已请求同步，马上开始。",
     schedule: "同步时段",
@@ -255,6 +261,8 @@ const BO: Strings = Strings {
     unreachable: "འབྲེལ་མཐུད་མི་ཐུབ།",
     unknown: "མི་ཤེས།",
     sync_running: "མཉམ་འགྲིག་བྱེད་བཞིན་པ།",
+    transport: "འབྲེལ་ལམ།",
+    fallback_used: "QUIC འབྲེལ་མཐུད་མི་ཐུབ། HTTPS བརྒྱུད་ནས་མཉམ་འགྲིག་བྱས། རྗེས་སུ་ QUIC ཡང་བསྐྱར་ཚོད་ལྟ་བྱེད།",
     sync_now: "ད་ལྟ་མཉམ་འགྲིག་བྱེད།",
     sync_requested: "མཉམ་འགྲིག་རེ་ཞུ་བྱས་ཟིན། ཡུད་ཙམ་ནས་འགོ་འཛུགས།",
     schedule: "མཉམ་འགྲིག་དུས་ཚོད།",
@@ -308,6 +316,8 @@ const EN: Strings = Strings {
     unreachable: "unreachable",
     unknown: "unknown",
     sync_running: "sync in progress",
+    transport: "over",
+    fallback_used: "QUIC could not connect (the network may block UDP), so this edge synced over HTTPS; it tries QUIC again later",
     sync_now: "Sync now",
     sync_requested: "Sync asked for; it starts in a moment.",
     schedule: "Sync windows",

@@ -25,6 +25,7 @@
 pub mod classroom;
 pub mod client;
 pub mod config;
+pub mod fallback;
 pub mod files;
 pub mod front;
 pub mod i18n;

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::classroom::{self, Classroom};
+use crate::client::Transport;
 use crate::config::{self, EdgeConfig};
 use crate::metrics::Metrics;
 use crate::schedule::{Now, Schedule, Window};
@@ -50,6 +51,8 @@ pub struct RunOptions {
     pub max_rate: Option<Rate>,
     /// Overrides `windows` in `edge.toml` when not empty.
     pub windows: Vec<Window>,
+    /// Overrides `transport` in `edge.toml`.
+    pub transport: Option<Transport>,
 }
 
 impl RunOptions {
@@ -58,6 +61,7 @@ impl RunOptions {
             interval,
             max_rate: None,
             windows: Vec::new(),
+            transport: None,
         }
     }
 }
@@ -92,6 +96,7 @@ pub async fn run(
             interval: options.interval,
             max_rate,
             schedule: Schedule::new(windows),
+            transport: options.transport,
         },
         live,
         metrics,
@@ -110,6 +115,7 @@ struct Plan {
     interval: Duration,
     max_rate: Option<Rate>,
     schedule: Schedule,
+    transport: Option<Transport>,
 }
 
 /// Runs sync passes as [`Plan`] says; logs each outcome and keeps `live`
@@ -138,6 +144,7 @@ async fn sync_task(
         };
         let options = SyncOptions {
             max_rate: plan.max_rate,
+            transport: plan.transport,
             stop: CancellationToken::new(),
         };
         live.set_syncing(true);

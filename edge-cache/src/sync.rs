@@ -38,7 +38,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::client::{Client, ClientError};
+use crate::client::{Client, ClientError, Transport};
 use crate::config::{self, EdgeConfig};
 use crate::throttle::{Rate, TokenBucket};
 
@@ -89,6 +89,12 @@ pub struct SyncReport {
     /// the next window.
     #[serde(default)]
     pub stopped_at_window_end: bool,
+    /// What carried the pass at its end: `quic`, `https` or `http`.
+    #[serde(default)]
+    pub transport: Option<String>,
+    /// Why the pass used the fallback instead of QUIC.
+    #[serde(default)]
+    pub fallback_reason: Option<String>,
 }
 
 /// How a sync pass runs, beyond what `edge.toml` says.
@@ -96,6 +102,8 @@ pub struct SyncReport {
 pub struct SyncOptions {
     /// The bandwidth cap; overrides `max_rate` in `edge.toml`.
     pub max_rate: Option<Rate>,
+    /// QUIC, the fallback, or either; overrides `transport` in `edge.toml`.
+    pub transport: Option<Transport>,
     /// Cancelled when the sync window closes: the pass stops fetching, keeps
     /// what it received and ends (see [`SyncReport::stopped_at_window_end`]).
     pub stop: CancellationToken,
@@ -185,7 +193,13 @@ async fn run(
     if let Some(rate) = report.max_rate {
         info!(%rate, "bandwidth cap");
     }
-    let mut link = Link::connect(config, bucket).await?;
+    let transport = options.transport.unwrap_or(config.transport);
+    let mut link = Link::connect(config, bucket, transport).await?;
+    info!(
+        transport = link.client.transport_name(),
+        origin = %link.client.addr(),
+        "connected to the origin"
+    );
 
     // 1. The catalog.
     let held =
@@ -282,6 +296,8 @@ async fn run(
         failed_blobs.extend(outcome);
     }
     report.reconnects = link.reconnects;
+    report.transport = Some(link.client.transport_name().to_owned());
+    report.fallback_reason = link.client.fallback_reason.clone();
     for blob in &all_blobs {
         if store.has_blob(blob)? {
             report.files_held += 1;
@@ -948,6 +964,7 @@ struct Link {
     client: Client,
     /// The pass's bandwidth cap, kept across reconnections.
     bucket: Option<Arc<TokenBucket>>,
+    transport: Transport,
     reconnects: u32,
 }
 
@@ -955,15 +972,17 @@ impl Link {
     async fn connect(
         config: &EdgeConfig,
         bucket: Option<Arc<TokenBucket>>,
+        transport: Transport,
     ) -> Result<Link, SyncError> {
         let mut attempt = 0;
         loop {
-            match Client::connect_paced(config, bucket.clone()).await {
+            match Client::connect_paced(config, bucket.clone(), transport).await {
                 Ok(client) => {
                     return Ok(Link {
                         config: config.clone(),
                         client,
                         bucket,
+                        transport,
                         reconnects: 0,
                     });
                 }
@@ -985,8 +1004,14 @@ impl Link {
 
     async fn reconnect(&mut self, attempt: u32) -> Result<(), SyncError> {
         tokio::time::sleep(backoff(attempt)).await;
-        match Client::connect_paced(&self.config, self.bucket.clone()).await {
+        match Client::connect_paced(&self.config, self.bucket.clone(), self.transport).await {
             Ok(client) => {
+                if client.transport_name() != self.client.transport_name() {
+                    info!(
+                        transport = client.transport_name(),
+                        "reconnected over another transport"
+                    );
+                }
                 self.client = client;
                 self.reconnects += 1;
                 Ok(())

@@ -622,6 +622,12 @@ async fn status_page(State(state): State<Arc<Classroom>>, reader: Reader) -> Res
                         @else if report.complete { (s.result_ok) }
                         @else if report.stopped_at_window_end { (s.stopped_at_window_end) }
                         @else { (s.result_incomplete) }
+                        @if let Some(transport) = &report.transport {
+                            " · " (s.transport) " " span #sync-transport { (transport.to_uppercase()) }
+                        }
+                        @if let Some(reason) = &report.fallback_reason {
+                            div.notice #fallback-used { (s.fallback_used) div.meta { (reason) } }
+                        }
                         @if let Some(err) = &report.error { div.meta { (err) } }
                         @for failure in report.failures.iter().take(5) { div.meta { (failure) } }
                     },

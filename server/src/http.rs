@@ -4,21 +4,42 @@
 //! - `GET /v1/catalog`: the encoded signed catalog (changes with each publish).
 //! - `GET /v1/objects/<hash>`: a metadata object, immutable.
 //! - `GET /v1/chunks/<hash>`: a chunk, immutable.
+//! - `POST /v1/sync`: the sync protocol itself, for an edge that cannot use
+//!   QUIC. The body is one request frame (as on a QUIC stream) and the answer
+//!   is the stream of response frames QUIC would carry. A hello is answered
+//!   with a welcome; the token travels in the header.
 //!
 //! Every request needs `Authorization: Bearer <edge token>`. Whatever path the
-//! bytes take, the edge checks them against hashes and the signature.
+//! bytes take, the edge checks them against hashes and the signature. The same
+//! router is served over plain HTTP (`--http`, for tools and caching proxies)
+//! and over HTTPS with the origin's pinned certificate (`--https`, what edges
+//! fall back to, so the token never crosses the network in clear).
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use axum::Router;
-use axum::extract::{Path, State as AxumState};
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, State as AxumState};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
 
+use crate::protocol::{self, Request};
 use crate::serve::{State, current_catalog};
+
+/// The media type of a body of protocol frames.
+pub const FRAMES: &str = "application/x-shanlu-frames";
+
+/// Bytes of answer buffered between the store and a slow HTTP client.
+const ANSWER_BUFFER: usize = 256 * 1024;
+
+/// How long a TLS handshake may take.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
@@ -37,12 +58,140 @@ pub async fn run(
     }
 }
 
+/// Serves HTTPS on `listener` with `tls` until `shutdown` is cancelled, then
+/// lets answers in progress finish.
+pub async fn run_tls(
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    state: Arc<State>,
+    shutdown: CancellationToken,
+) {
+    let app = router(state);
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let connections = TaskTracker::new();
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    warn!(cause = %err, "HTTPS accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let tls =
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(err)) => {
+                        debug!(%remote, cause = %err, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        debug!(%remote, "TLS handshake timed out");
+                        return;
+                    }
+                };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                served = connection.as_mut() => {
+                    if let Err(err) = served {
+                        debug!(%remote, cause = %err, "HTTPS connection ended");
+                    }
+                }
+                () = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+    connections.close();
+    connections.wait().await;
+}
+
 pub fn router(state: Arc<State>) -> Router {
     Router::new()
         .route("/v1/catalog", get(catalog))
         .route("/v1/objects/{hash}", get(object))
         .route("/v1/chunks/{hash}", get(chunk))
+        .route(
+            "/v1/sync",
+            post(sync).layer(DefaultBodyLimit::max(protocol::MAX_REQUEST + 4)),
+        )
         .with_state(state)
+}
+
+/// `POST /v1/sync`: one request of the sync protocol, answered as frames.
+async fn sync(
+    AxumState(state): AxumState<Arc<State>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let edge = match authorize(&state, &headers).await {
+        Ok(edge) => edge,
+        Err(response) => return response,
+    };
+    let request = match body
+        .get(..4)
+        .map(|len| u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize)
+    {
+        Some(len) if len == body.len() - 4 => protocol::decode::<Request>(&body[4..]),
+        _ => Err(protocol::FrameError::Truncated),
+    };
+    let request = match request {
+        Ok(request) => request,
+        Err(err) => {
+            warn!(%edge, cause = %err, "malformed sync request over HTTP");
+            let message = format!("the body must be one request frame: {err}\n");
+            return (StatusCode::BAD_REQUEST, message).into_response();
+        }
+    };
+    let (reader, mut writer) = tokio::io::duplex(ANSWER_BUFFER);
+    match request {
+        Request::Hello { version, .. } if version != protocol::VERSION => {
+            warn!(%edge, version, "edge speaks another protocol version");
+            let message = format!(
+                "this origin speaks shanlu protocol version {}, not {version}\n",
+                protocol::VERSION
+            );
+            return (StatusCode::BAD_REQUEST, message).into_response();
+        }
+        Request::Hello { .. } => {
+            debug!(%edge, "edge connected over HTTP");
+            let welcome = protocol::Response::Welcome {
+                version: protocol::VERSION,
+                edge_name: edge,
+            };
+            return frames_response(Body::from(protocol::encode(&welcome)));
+        }
+        request => {
+            // The answer streams through a pipe; a client that goes away
+            // breaks the pipe and ends the task.
+            tokio::spawn(async move {
+                if let Err(err) = crate::serve::answer(request, &state, &mut writer).await {
+                    debug!(%edge, cause = %err, "HTTP answer cut short");
+                }
+            });
+        }
+    }
+    frames_response(Body::from_stream(tokio_util::io::ReaderStream::new(reader)))
+}
+
+fn frames_response(body: Body) -> Response {
+    let mut response = (StatusCode::OK, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(FRAMES));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// The edge's name, or a 401 response.

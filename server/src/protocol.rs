@@ -19,6 +19,7 @@
 //! The length is checked against a limit before any buffer is allocated.
 
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use catalog::Hash;
 
@@ -137,9 +138,10 @@ pub fn decode<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, FrameError
     }
 }
 
-/// Reads one frame from a QUIC stream; `None` at a clean end of stream.
+/// Reads one frame from a stream (a QUIC stream, or an HTTP body); `None`
+/// at a clean end of stream.
 pub async fn read_frame<T: for<'de> Deserialize<'de>>(
-    stream: &mut quinn::RecvStream,
+    stream: &mut (impl AsyncRead + Unpin),
     limit: usize,
 ) -> Result<Option<T>, FrameError> {
     read_frame_in(stream, limit, usize::MAX, |_| std::future::ready(())).await
@@ -153,7 +155,7 @@ pub const PACE_PIECE: usize = 16 * 1024;
 /// a bandwidth cap waits there; the bytes it has not read yet hold QUIC's
 /// flow-control credit back, so the sender slows down too.
 pub async fn read_frame_paced<T, P, F>(
-    stream: &mut quinn::RecvStream,
+    stream: &mut (impl AsyncRead + Unpin),
     limit: usize,
     pace: P,
 ) -> Result<Option<T>, FrameError>
@@ -167,7 +169,7 @@ where
 
 /// Reads one frame in reads of at most `piece` bytes, awaiting `pace` after each.
 async fn read_frame_in<T, P, F>(
-    stream: &mut quinn::RecvStream,
+    stream: &mut (impl AsyncRead + Unpin),
     limit: usize,
     piece: usize,
     mut pace: P,
@@ -181,12 +183,12 @@ where
     let mut filled = 0;
     while filled < 4 {
         match stream.read(&mut header[filled..]).await {
-            Ok(Some(n)) => {
+            Ok(0) if filled == 0 => return Ok(None),
+            Ok(0) => return Err(FrameError::Truncated),
+            Ok(n) => {
                 filled += n;
                 pace(n).await;
             }
-            Ok(None) if filled == 0 => return Ok(None),
-            Ok(None) => return Err(FrameError::Truncated),
             Err(err) => return Err(FrameError::Read(err.to_string())),
         }
     }
@@ -199,20 +201,20 @@ where
     while filled < len {
         let end = len.min(filled.saturating_add(piece));
         match stream.read(&mut body[filled..end]).await {
-            Ok(Some(n)) => {
+            Ok(0) => return Err(FrameError::Truncated),
+            Ok(n) => {
                 filled += n;
                 pace(n).await;
             }
-            Ok(None) => return Err(FrameError::Truncated),
             Err(err) => return Err(FrameError::Read(err.to_string())),
         }
     }
     decode(&body).map(Some)
 }
 
-/// Writes one frame to a QUIC stream.
+/// Writes one frame to a stream (a QUIC stream, or an HTTP body).
 pub async fn write_frame<T: Serialize>(
-    stream: &mut quinn::SendStream,
+    stream: &mut (impl AsyncWrite + Unpin),
     message: &T,
 ) -> Result<(), FrameError> {
     stream

@@ -18,6 +18,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::protocol::{self, FrameError, Request, Response};
 use crate::tls::TlsIdentity;
 use crate::tokens::EdgeTokens;
+use crate::transport::Congestion;
 
 /// Connections served at once; more wait in the accept queue.
 const MAX_CONNECTIONS: usize = 1024;
@@ -43,6 +44,11 @@ pub enum ServeError {
         addr: SocketAddr,
         cause: std::io::Error,
     },
+    #[error("listening for HTTPS on {addr}: {cause}")]
+    BindHttps {
+        addr: SocketAddr,
+        cause: std::io::Error,
+    },
 }
 
 /// What every connection handler shares.
@@ -61,18 +67,52 @@ pub struct Stats {
     pub refused_connections: AtomicU64,
 }
 
+/// Where and how `origin serve` listens.
+#[derive(Debug, Clone, Copy)]
+pub struct Listen {
+    /// The sync protocol over QUIC (UDP).
+    pub quic: SocketAddr,
+    /// The same over plain HTTP (TCP), for tools and a caching proxy.
+    pub http: SocketAddr,
+    /// The same over HTTPS with the origin's pinned certificate: the edges'
+    /// fallback when UDP is blocked.
+    pub https: Option<SocketAddr>,
+    /// The QUIC congestion controller for what the origin sends.
+    pub congestion: Congestion,
+}
+
+impl Listen {
+    /// QUIC, HTTP and HTTPS on `addr`, with the ports left to the system.
+    pub fn on(addr: SocketAddr) -> Listen {
+        Listen {
+            quic: addr,
+            http: addr,
+            https: Some(addr),
+            congestion: Congestion::default(),
+        }
+    }
+}
+
 /// An origin with its listeners bound, ready to run.
 pub struct Bound {
     endpoint: quinn::Endpoint,
     http: tokio::net::TcpListener,
+    https: Option<(tokio::net::TcpListener, Arc<rustls::ServerConfig>)>,
     state: Arc<State>,
     pub quic_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    pub https_addr: Option<SocketAddr>,
     pub cert_fingerprint: String,
 }
 
-/// Opens the origin in `dir` and binds its QUIC and HTTP listeners.
-pub async fn bind(dir: &Path, quic: SocketAddr, http: SocketAddr) -> Result<Bound, ServeError> {
+/// Opens the origin in `dir` and binds its listeners.
+pub async fn bind(dir: &Path, listen: &Listen) -> Result<Bound, ServeError> {
+    let Listen {
+        quic,
+        http,
+        https,
+        congestion,
+    } = *listen;
     // Opening checks the folder is an initialized origin.
     crate::origin::Origin::open(dir)?;
     let identity = TlsIdentity::load_or_create(dir)?;
@@ -80,7 +120,7 @@ pub async fn bind(dir: &Path, quic: SocketAddr, http: SocketAddr) -> Result<Boun
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(identity.server_config()?)
         .map_err(|err| crate::tls::TlsError::Config(err.to_string()))?;
     let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    server_config.transport_config(crate::transport::transport_config());
+    server_config.transport_config(crate::transport::transport_config_with(congestion));
     // The stateless-reset key is derived from the certificate key, so an origin
     // restarted on the same address tells edges at once that their old
     // connections are gone, instead of leaving them to time out.
@@ -112,6 +152,28 @@ pub async fn bind(dir: &Path, quic: SocketAddr, http: SocketAddr) -> Result<Boun
     let http_listener = tokio::net::TcpListener::bind(http)
         .await
         .map_err(|cause| ServeError::BindHttp { addr: http, cause })?;
+    let https = match https {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|cause| ServeError::BindHttps { addr, cause })?;
+            Some((listener, Arc::new(identity.https_config()?)))
+        }
+        None => None,
+    };
+    let https_addr = match &https {
+        Some((listener, _)) => {
+            Some(
+                listener
+                    .local_addr()
+                    .map_err(|cause| ServeError::BindHttps {
+                        addr: listen.https.unwrap_or(http),
+                        cause,
+                    })?,
+            )
+        }
+        None => None,
+    };
     Ok(Bound {
         quic_addr: endpoint
             .local_addr()
@@ -119,9 +181,11 @@ pub async fn bind(dir: &Path, quic: SocketAddr, http: SocketAddr) -> Result<Boun
         http_addr: http_listener
             .local_addr()
             .map_err(|cause| ServeError::BindHttp { addr: http, cause })?,
+        https_addr,
         cert_fingerprint: identity.fingerprint(),
         endpoint,
         http: http_listener,
+        https,
         state: Arc::new(State {
             store,
             tokens: EdgeTokens::new(dir),
@@ -139,6 +203,14 @@ impl Bound {
             self.state.clone(),
             shutdown.clone(),
         ));
+        let https = self.https.map(|(listener, tls)| {
+            tokio::spawn(crate::http::run_tls(
+                listener,
+                tls,
+                self.state.clone(),
+                shutdown.clone(),
+            ))
+        });
         let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         loop {
             let incoming = tokio::select! {
@@ -169,6 +241,9 @@ impl Bound {
         tracker.wait().await;
         self.endpoint.wait_idle().await;
         let _ = http.await;
+        if let Some(https) = https {
+            let _ = https.await;
+        }
         let stats = &self.state.stats;
         info!(
             chunks = stats.chunks_served.load(Ordering::Relaxed),
@@ -321,10 +396,22 @@ async fn handle_stream(
     else {
         return Ok(());
     };
+    answer(request, state, &mut send).await?;
+    let _ = send.finish();
+    Ok(())
+}
+
+/// Writes the answers to one request (not a hello) to `send`, over QUIC or
+/// in an HTTP body. Fails only if `send` fails.
+pub async fn answer(
+    request: Request,
+    state: &Arc<State>,
+    send: &mut (impl tokio::io::AsyncWrite + Unpin),
+) -> Result<(), FrameError> {
     match request {
         Request::Hello { .. } => {
             protocol::write_frame(
-                &mut send,
+                send,
                 &Response::Error {
                     message: "already welcomed".into(),
                 },
@@ -341,7 +428,7 @@ async fn handle_stream(
                 Ok(signed) => Response::Catalog { signed },
                 Err(message) => Response::Error { message },
             };
-            protocol::write_frame(&mut send, &response).await?;
+            protocol::write_frame(send, &response).await?;
         }
         Request::GetObjects { hashes } if hashes.len() > protocol::MAX_HASHES => {
             let message = format!(
@@ -349,7 +436,7 @@ async fn handle_stream(
                 hashes.len(),
                 protocol::MAX_HASHES
             );
-            protocol::write_frame(&mut send, &Response::Error { message }).await?;
+            protocol::write_frame(send, &Response::Error { message }).await?;
         }
         Request::GetChunks { wants }
             if wants.len() > protocol::MAX_HASHES
@@ -361,7 +448,7 @@ async fn handle_stream(
                 protocol::MAX_HASHES,
                 protocol::MAX_BASES
             );
-            protocol::write_frame(&mut send, &Response::Error { message }).await?;
+            protocol::write_frame(send, &Response::Error { message }).await?;
         }
         Request::GetObjects { hashes } => {
             for hash in hashes {
@@ -380,7 +467,7 @@ async fn handle_stream(
                     }
                     Err(_) => Response::Missing { hash },
                 };
-                protocol::write_frame(&mut send, &response).await?;
+                protocol::write_frame(send, &response).await?;
             }
         }
         Request::GetChunks { wants } => {
@@ -410,15 +497,14 @@ async fn handle_stream(
                     }
                     Err(_) => Response::Missing { hash },
                 };
-                protocol::write_frame(&mut send, &response).await?;
+                protocol::write_frame(send, &response).await?;
             }
         }
         Request::ReportStatus { status } => {
             info!(status = %status, "edge status");
-            protocol::write_frame(&mut send, &Response::Ok).await?;
+            protocol::write_frame(send, &Response::Ok).await?;
         }
     }
-    let _ = send.finish();
     Ok(())
 }
 

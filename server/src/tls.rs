@@ -15,6 +15,9 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 /// The ALPN protocol name of shanlu's sync protocol.
 pub const ALPN: &[u8] = b"shanlu/1";
 
+/// The ALPN protocol name of the HTTPS fallback.
+pub const HTTP_ALPN: &[u8] = b"http/1.1";
+
 /// The name edges ask for; the pinned fingerprint, not the name, is what is checked.
 pub const SERVER_NAME: &str = "shanlu-origin";
 
@@ -105,6 +108,13 @@ impl TlsIdentity {
             )
             .map_err(|err| TlsError::Config(err.to_string()))?;
         config.alpn_protocols = vec![ALPN.to_vec()];
+        Ok(config)
+    }
+
+    /// The same certificate for the HTTPS listener (ALPN `http/1.1`).
+    pub fn https_config(&self) -> Result<rustls::ServerConfig, TlsError> {
+        let mut config = self.server_config()?;
+        config.alpn_protocols = vec![HTTP_ALPN.to_vec()];
         Ok(config)
     }
 }

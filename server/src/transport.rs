@@ -1,21 +1,93 @@
 //! QUIC transport settings shared by the origin and the edges.
 //!
-//! Schools sit behind slow links with long round trips, so windows are sized
-//! for a bandwidth-delay product well above what a school link reaches (20
-//! Mbit/s × 600 ms ≈ 1.5 MB; the windows allow 8× that per connection), and a
-//! connection survives a minute of silence. Issue 6 tunes these on an emulated
-//! link; these are the starting values.
+//! Schools sit behind slow links with long round trips and some loss. What the
+//! settings are and why (measured on `tools/linksim`; BENCHMARKS.md has the runs):
+//!
+//! - **Windows.** The windows must cover the link's bandwidth-delay product or
+//!   the sender stalls every round trip. A satellite school link is about 20
+//!   Mbit/s × 600 ms ≈ 1.5 MB; the default connection window is 16 MiB and a
+//!   stream's 4 MiB (a request's answers travel on one stream and several are in
+//!   flight), so any school link is covered. An edge with a bandwidth cap sizes
+//!   its windows from the cap instead ([`transport_config_with_window`]), so
+//!   the cap holds on the link.
+//! - **Outages.** Keep-alives every 10 s and a 120 s idle timeout: a connection
+//!   outlives a minute-long cut, and the edge resumes on it without a new
+//!   handshake. (A longer cut ends the connection and the edge reconnects; it
+//!   keeps every chunk it already has.)
+//! - **Congestion control** is the sender's, so the origin's `--congestion`
+//!   chooses it. The default is [`Congestion::Bbr`]: loss-based controllers
+//!   (Cubic, NewReno) read every random loss on a rural link as congestion and
+//!   collapse on long round trips.
 
+use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use quinn::congestion::{BbrConfig, CubicConfig, NewRenoConfig};
 use quinn::{IdleTimeout, TransportConfig, VarInt};
 
 /// Requests one connection may have in flight.
 pub const MAX_STREAMS: u32 = 64;
 
+/// How often an idle connection sends a keep-alive.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+/// How long a connection may hear nothing before it is given up.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A QUIC congestion controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Congestion {
+    /// Model-based: paces at the measured bottleneck rate and is not put off
+    /// by random loss.
+    #[default]
+    Bbr,
+    /// Loss-based, the usual default of TCP stacks.
+    Cubic,
+    /// Loss-based, the classic.
+    NewReno,
+}
+
+impl Congestion {
+    pub const ALL: [Congestion; 3] = [Congestion::Bbr, Congestion::Cubic, Congestion::NewReno];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Congestion::Bbr => "bbr",
+            Congestion::Cubic => "cubic",
+            Congestion::NewReno => "newreno",
+        }
+    }
+}
+
+impl fmt::Display for Congestion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Congestion {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Congestion::ALL
+            .into_iter()
+            .find(|choice| choice.name().eq_ignore_ascii_case(text.trim()))
+            .ok_or_else(|| {
+                format!("{text:?} is not a congestion controller: use bbr, cubic or newreno")
+            })
+    }
+}
+
+/// The settings with the default congestion controller.
 pub fn transport_config() -> Arc<TransportConfig> {
-    Arc::new(settings())
+    Arc::new(settings(Congestion::default()))
+}
+
+/// The settings with the given congestion controller.
+pub fn transport_config_with(congestion: Congestion) -> Arc<TransportConfig> {
+    Arc::new(settings(congestion))
 }
 
 /// The same settings, but the peer may send at most `window` bytes ahead of
@@ -23,14 +95,14 @@ pub fn transport_config() -> Arc<TransportConfig> {
 /// the cap, so with a window of about a second's worth the cap holds on the
 /// link, not only between the edge's buffers and its disk.
 pub fn transport_config_with_window(window: u32) -> Arc<TransportConfig> {
-    let mut config = settings();
+    let mut config = settings(Congestion::default());
     config
         .stream_receive_window(VarInt::from_u32(window))
         .receive_window(VarInt::from_u32(window));
     Arc::new(config)
 }
 
-fn settings() -> TransportConfig {
+fn settings(congestion: Congestion) -> TransportConfig {
     let mut config = TransportConfig::default();
     config
         .max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS))
@@ -38,10 +110,32 @@ fn settings() -> TransportConfig {
         .stream_receive_window(VarInt::from_u32(4 * 1024 * 1024))
         .receive_window(VarInt::from_u32(16 * 1024 * 1024))
         .send_window(16 * 1024 * 1024)
-        .keep_alive_interval(Some(Duration::from_secs(10)))
+        .keep_alive_interval(Some(KEEP_ALIVE))
         // 120 s fits in a VarInt of milliseconds, so the conversion cannot fail.
         .max_idle_timeout(Some(
-            IdleTimeout::try_from(Duration::from_secs(120)).expect("120 s is a valid idle timeout"),
+            IdleTimeout::try_from(IDLE_TIMEOUT).expect("120 s is a valid idle timeout"),
         ));
+    match congestion {
+        Congestion::Bbr => config.congestion_controller_factory(Arc::new(BbrConfig::default())),
+        Congestion::Cubic => config.congestion_controller_factory(Arc::new(CubicConfig::default())),
+        Congestion::NewReno => {
+            config.congestion_controller_factory(Arc::new(NewRenoConfig::default()))
+        }
+    };
     config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn congestion_names_parse_back() {
+        for choice in Congestion::ALL {
+            assert_eq!(choice.name().parse::<Congestion>(), Ok(choice));
+            assert_eq!(choice.to_string().to_uppercase().parse(), Ok(choice));
+        }
+        let err = "vegas".parse::<Congestion>().expect_err("not offered");
+        assert!(err.contains("bbr, cubic or newreno"), "{err}");
+    }
 }

@@ -6,6 +6,8 @@ use serde_json::Value;
 use shanlu_tests::{Relay, TestEdge, TestOrigin, generated, run, run_ok};
 
 const VIDEO: usize = 24 * 1024 * 1024;
+/// Bytes per second through the relay in the tests that count bytes on the wire.
+const WIRE_RATE: u64 = 16 * 1024 * 1024;
 
 fn write(root: &Path, rel: &str, bytes: &[u8]) {
     let path = root.join(rel);
@@ -27,7 +29,7 @@ fn course(root: &Path, seed: u64) {
 }
 
 /// Every file the edge lists as held is byte-identical to its source under `root`.
-fn assert_edge_holds(edge: &TestEdge, course_id: &str, root: &Path) -> usize {
+pub(crate) fn assert_edge_holds(edge: &TestEdge, course_id: &str, root: &Path) -> usize {
     let listing = edge.ls();
     let course = listing["courses"]
         .as_array()
@@ -106,6 +108,9 @@ fn an_update_moves_only_the_changed_chunks_counted_on_the_wire() {
     let (origin, src) = published_course(2);
     let served = origin.serve();
     let relay = Relay::start(served.quic);
+    // A bottleneck in the relay, as a school link has: what it carries is
+    // what reaches the edge, not what a burst would lose in the edge's buffers.
+    relay.set_rate(WIRE_RATE);
     let token = origin.add_edge("school-1");
     let edge = TestEdge::init(&origin, &served, relay.addr, &token, "all");
     edge.sync_ok();
@@ -164,6 +169,9 @@ fn two_courses_sharing_a_video_fetch_it_once_and_unsubscribed_files_stay_behind(
 
     let served = origin.serve();
     let relay = Relay::start(served.quic);
+    // A bottleneck in the relay, as a school link has: what it carries is
+    // what reaches the edge, not what a burst would lose in the edge's buffers.
+    relay.set_rate(WIRE_RATE);
     let token = origin.add_edge("school-2");
     let edge = TestEdge::init(&origin, &served, relay.addr, &token, "course-a,course-b");
     let report = edge.sync_ok();
@@ -523,6 +531,9 @@ fn scattered_edits_and_an_insertion_travel_as_deltas_smaller_than_the_changed_ch
     origin.publish(&src);
     let served = origin.serve();
     let relay = Relay::start(served.quic);
+    // A bottleneck in the relay, as a school link has: what it carries is
+    // what reaches the edge, not what a burst would lose in the edge's buffers.
+    relay.set_rate(WIRE_RATE);
     let token = origin.add_edge("school-10");
     let edge = TestEdge::init(&origin, &served, relay.addr, &token, "all");
     let first = edge.sync_ok();
@@ -680,6 +691,77 @@ fn the_same_objects_are_served_over_http_with_the_edge_token() {
         .0,
         404
     );
+}
+
+/// A POST of `body` with an optional bearer token: (status, head, body).
+fn http_post(
+    addr: std::net::SocketAddr,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .expect("request head");
+    // A server refusing a large body may answer and close before reading it all.
+    let _ = stream.write_all(body);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of head");
+    let head = String::from_utf8_lossy(&answer[..split]).into_owned();
+    let status = head[9..12].parse().expect("status code");
+    (status, head, answer[split + 4..].to_vec())
+}
+
+#[test]
+fn the_sync_protocol_over_http_refuses_bad_tokens_bodies_and_versions() {
+    use server::protocol::{Request, encode};
+    let (origin, _src) = published_course(14);
+    let served = origin.serve();
+    let token = origin.add_edge("school-14");
+    let hello = |version| Request::Hello {
+        version,
+        token: String::new(),
+    };
+    let catalog = encode(&Request::GetCatalog {
+        have_sequence: None,
+    });
+    assert_eq!(http_post(served.http, "/v1/sync", None, &catalog).0, 401);
+    assert_eq!(
+        http_post(served.http, "/v1/sync", Some("wrong"), &catalog).0,
+        401
+    );
+    let (status, head, _) = http_post(served.http, "/v1/sync", Some(&token), &catalog);
+    assert_eq!(status, 200, "{head}");
+    assert!(head.contains("application/x-shanlu-frames"), "{head}");
+    let (status, _, body) = http_post(served.http, "/v1/sync", Some(&token), b"\x09\0\0\0abc");
+    assert_eq!(status, 400);
+    assert!(
+        String::from_utf8_lossy(&body).contains("one request frame"),
+        "{body:?}"
+    );
+    let (status, _, body) = http_post(served.http, "/v1/sync", Some(&token), &encode(&hello(99)));
+    assert_eq!(status, 400);
+    assert!(
+        String::from_utf8_lossy(&body).contains("version 1, not 99"),
+        "{body:?}"
+    );
+    let (status, _, _) = http_post(served.http, "/v1/sync", Some(&token), &encode(&hello(1)));
+    assert_eq!(status, 200);
+    // Larger than any request frame: refused before it is read.
+    let (status, _, _) = http_post(served.http, "/v1/sync", Some(&token), &vec![0; 200_000]);
+    assert_eq!(status, 413);
 }
 
 #[test]

@@ -355,7 +355,7 @@ EDGE_TOKEN=$(field "edge token")
 [[ "$EDGE_TOKEN" =~ ^[0-9a-fA-F]+$ ]] || fail_cmd "shanlu origin add-edge (no 'edge token: <hex>' line)" 0
 
 : >"$WD/origin-serve.out"   # exists before the background job opens it (awk polls it)
-"$SHANLU" origin serve --data "$ORIGIN" --quic "$LOOP:0" --http "$LOOP:0" \
+"$SHANLU" origin serve --data "$ORIGIN" --quic "$LOOP:0" --http "$LOOP:0" --https "$LOOP:0" \
     >"$WD/origin-serve.out" 2>"$WD/origin-serve.err" &
 ORIGIN_PID=$!
 QADDR=""

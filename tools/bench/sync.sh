@@ -582,7 +582,7 @@ QPORT="" HPORT=""
 start_origin() {  # start_origin QUIC_ADDR HTTP_ADDR: sets ORIGIN_PID, QPORT, HPORT
     local i q="" h=""
     : >"$WD/origin-serve.out"
-    "$SHANLU" origin serve --data "$ORIGIN" --quic "$1" --http "$2" \
+    "$SHANLU" origin serve --data "$ORIGIN" --quic "$1" --http "$2" --https "$LOOP:0" \
         >"$WD/origin-serve.out" 2>>"$WD/origin-serve.err" &
     ORIGIN_PID=$!
     for ((i = 0; i < 300; i++)); do

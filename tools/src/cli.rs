@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use edge_cache::client::Transport;
 use edge_cache::schedule::Window;
 use edge_cache::throttle::Rate;
 
@@ -69,9 +70,19 @@ pub struct OriginServeArgs {
     pub quic: std::net::SocketAddr,
 
     /// Where to listen for HTTP (TCP): the same catalog, objects and chunks over plain HTTP with
-    /// the edge token (for tools and a caching proxy; edges sync over QUIC).
+    /// the edge token (for tools and a caching proxy; edges sync over QUIC, or HTTPS).
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8081")]
     pub http: std::net::SocketAddr,
+
+    /// Where to listen for HTTPS (TCP) with the origin's certificate: the sync protocol for edges
+    /// whose UDP is blocked (their `--fallback https://HOST:PORT`).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8443")]
+    pub https: std::net::SocketAddr,
+
+    /// QUIC congestion control for what the origin sends: bbr copes with the random loss of
+    /// rural links; cubic and newreno back off at every lost packet.
+    #[arg(long, value_name = "NAME", default_value = "bbr")]
+    pub congestion: server::transport::Congestion,
 }
 
 #[derive(Debug, Args)]
@@ -124,6 +135,11 @@ pub struct EdgeInitArgs {
     /// Which courses' files to hold: `all`, or course ids separated by commas.
     #[arg(long, value_name = "all|COURSE_ID,…", default_value = "all")]
     pub subscribe: String,
+
+    /// The origin's HTTPS fallback, https://HOST:PORT (its --https): used when QUIC cannot
+    /// connect, e.g. where the carrier blocks UDP.
+    #[arg(long, value_name = "URL")]
+    pub fallback: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -141,6 +157,11 @@ pub struct EdgeSyncArgs {
     /// ignores the sync windows.
     #[arg(long, value_name = "RATE")]
     pub max_rate: Option<Rate>,
+
+    /// auto: QUIC, or the HTTPS fallback when QUIC cannot connect; quic or http: only that.
+    /// Overrides transport in edge.toml.
+    #[arg(long, value_name = "auto|quic|http")]
+    pub transport: Option<Transport>,
 }
 
 #[derive(Debug, Args)]
@@ -174,6 +195,11 @@ pub struct EdgeRunArgs {
     /// the window's end stops there and the next window carries on.
     #[arg(long = "window", value_name = "HH:MM-HH:MM")]
     pub windows: Vec<Window>,
+
+    /// auto: QUIC, or the HTTPS fallback when QUIC cannot connect (QUIC is tried again every
+    /// 10 minutes); quic or http: only that. Overrides transport in edge.toml.
+    #[arg(long, value_name = "auto|quic|http")]
+    pub transport: Option<Transport>,
 }
 
 #[derive(Debug, Args)]

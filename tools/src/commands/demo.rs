@@ -70,14 +70,22 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 
         // 2. The origin serves on loopback.
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-        let bound = server::serve::bind(&origin_dir, loopback, loopback).await?;
+        let bound = server::serve::bind(&origin_dir, &server::serve::Listen::on(loopback)).await?;
         let quic = bound.quic_addr;
+        let fallback = bound.https_addr.map(|https| format!("https://{https}"));
         println!("origin: quic://{quic} (http://{}/v1/catalog)", bound.http_addr);
         let origin_task = tokio::spawn(bound.run(shutdown.clone()));
 
         // 3. A school edge, pinned to this origin, synced over QUIC.
         let fingerprint = server::tls::TlsIdentity::load_or_create(&origin_dir)?.fingerprint();
-        set_up_edge(&origin_dir, &edge_dir, quic, &public_key.to_string(), &fingerprint)?;
+        set_up_edge(
+            &origin_dir,
+            &edge_dir,
+            quic,
+            fallback,
+            &public_key.to_string(),
+            &fingerprint,
+        )?;
         let bar = progress::bytes_bar("syncing");
         let synced = edge_cache::sync_once(&edge_dir, &bar, &Default::default()).await;
         bar.finish_and_clear();
@@ -135,6 +143,7 @@ fn set_up_edge(
     origin_dir: &Path,
     edge_dir: &Path,
     quic: SocketAddr,
+    fallback: Option<String>,
     key: &str,
     fingerprint: &str,
 ) -> anyhow::Result<()> {
@@ -162,6 +171,8 @@ fn set_up_edge(
         token,
         max_rate: None,
         windows: Vec::new(),
+        fallback,
+        transport: Default::default(),
         subscribe: Subscription::All,
     }
     .create(edge_dir)?;

@@ -17,6 +17,8 @@ pub fn init(args: &EdgeInitArgs) -> anyhow::Result<ExitCode> {
         token: args.token.trim().to_owned(),
         max_rate: None,
         windows: Vec::new(),
+        fallback: args.fallback.clone(),
+        transport: Default::default(),
         subscribe: Subscription::parse(&args.subscribe)?,
     };
     config
@@ -39,6 +41,7 @@ pub fn sync(args: &EdgeSyncArgs) -> anyhow::Result<ExitCode> {
     let bar = progress::bytes_bar("syncing");
     let options = edge_cache::SyncOptions {
         max_rate: args.max_rate,
+        transport: args.transport,
         ..Default::default()
     };
     let result = runtime.block_on(edge_cache::sync_once(&args.data, &bar, &options));
@@ -69,6 +72,9 @@ pub fn sync(args: &EdgeSyncArgs) -> anyhow::Result<ExitCode> {
         );
         if let Some(rate) = report.max_rate {
             println!("bandwidth cap: {rate}/s");
+        }
+        if let Some(line) = transport_line(&report) {
+            println!("{line}");
         }
         for failure in &report.failures {
             println!("FAILED {failure}");
@@ -137,7 +143,21 @@ pub fn status(args: &EdgeStatusArgs) -> anyhow::Result<ExitCode> {
         ),
         None => println!("last sync: never"),
     }
+    if let Some(line) = status.last_sync.as_ref().and_then(transport_line) {
+        println!("{line}");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What carried a sync pass, and why it was the fallback if it was.
+fn transport_line(report: &edge_cache::SyncReport) -> Option<String> {
+    let transport = report.transport.as_deref()?;
+    Some(match &report.fallback_reason {
+        Some(reason) => format!(
+            "over: {transport} fallback, because QUIC could not connect ({reason}); QUIC is tried again every 10 minutes"
+        ),
+        None => format!("over: {transport}"),
+    })
 }
 
 pub fn run(args: &EdgeRunArgs) -> anyhow::Result<ExitCode> {
@@ -155,6 +175,7 @@ pub fn run(args: &EdgeRunArgs) -> anyhow::Result<ExitCode> {
             interval: std::time::Duration::from_secs(args.interval.max(1)),
             max_rate: args.max_rate,
             windows: args.windows.clone(),
+            transport: args.transport,
         };
         edge_cache::run::run(&args.data, listener, options, shutdown).await?;
         anyhow::Ok(())

@@ -25,11 +25,21 @@ pub fn init(args: &OriginInitArgs) -> anyhow::Result<ExitCode> {
 pub fn serve(args: &OriginServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let bound = server::serve::bind(&args.data, args.quic, args.http)
+        let listen = server::serve::Listen {
+            quic: args.quic,
+            http: args.http,
+            https: Some(args.https),
+            congestion: args.congestion,
+        };
+        let bound = server::serve::bind(&args.data, &listen)
             .await
             .with_context(|| format!("starting the origin in {}", args.data.display()))?;
         println!("quic: {}", bound.quic_addr);
         println!("http: {}", bound.http_addr);
+        if let Some(https) = bound.https_addr {
+            println!("https: {https}");
+        }
+        println!("congestion: {}", args.congestion);
         println!("origin certificate: {}", bound.cert_fingerprint);
         use std::io::Write;
         std::io::stdout().flush()?;
