@@ -71,7 +71,7 @@ fn quic_recently_failed() -> Option<String> {
 }
 
 /// How long a handshake may take before the attempt counts as failed.
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why talking to the origin failed.
 #[derive(Debug, thiserror::Error)]
@@ -141,10 +141,29 @@ impl Client {
         bucket: Option<Arc<TokenBucket>>,
         transport: Transport,
     ) -> Result<Client, ClientError> {
+        Client::connect_inner(config, bucket, transport, CONNECT_TIMEOUT).await
+    }
+
+    /// Like [`Client::connect`], but a QUIC handshake may take only
+    /// `quic_timeout` before the fallback (if any) is tried: for a teacher
+    /// waiting on a lesson.
+    pub async fn connect_within(
+        config: &EdgeConfig,
+        quic_timeout: Duration,
+    ) -> Result<Client, ClientError> {
+        Client::connect_inner(config, None, config.transport, quic_timeout).await
+    }
+
+    async fn connect_inner(
+        config: &EdgeConfig,
+        bucket: Option<Arc<TokenBucket>>,
+        transport: Transport,
+        quic_timeout: Duration,
+    ) -> Result<Client, ClientError> {
         let fallback = config.fallback_url()?;
         match (transport, fallback) {
             (Transport::Quic, _) | (Transport::Auto, None) => {
-                Client::connect_quic(config, bucket).await
+                Client::connect_quic(config, bucket, quic_timeout).await
             }
             (Transport::Http, None) => Err(ClientError::Config(ConfigError::Invalid(
                 "the HTTP transport needs `fallback = \"https://HOST:PORT\"` in edge.toml (`edge init --fallback`)"
@@ -157,7 +176,7 @@ impl Client {
                 if let Some(reason) = quic_recently_failed() {
                     return Client::connect_http(config, bucket, url, Some(reason)).await;
                 }
-                match Client::connect_quic(config, bucket.clone()).await {
+                match Client::connect_quic(config, bucket.clone(), quic_timeout).await {
                     Ok(client) => {
                         *crate::lock(&QUIC_FAILED) = None;
                         Ok(client)
@@ -208,6 +227,7 @@ impl Client {
     async fn connect_quic(
         config: &EdgeConfig,
         bucket: Option<Arc<TokenBucket>>,
+        timeout: Duration,
     ) -> Result<Client, ClientError> {
         let addr = config.origin_addr()?;
         let crypto = server::tls::client_config(&config.origin_cert)?;
@@ -241,7 +261,7 @@ impl Client {
                 addr,
                 reason: err.to_string(),
             })?;
-        let connection = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        let connection = match tokio::time::timeout(timeout, connecting).await {
             Ok(connected) => connected.map_err(|err| ClientError::Connect {
                 addr,
                 reason: err.to_string(),
@@ -249,7 +269,7 @@ impl Client {
             Err(_) => {
                 let reason = format!(
                     "no answer within {} s (is UDP to that port open?)",
-                    CONNECT_TIMEOUT.as_secs()
+                    timeout.as_secs()
                 );
                 return Err(ClientError::Connect { addr, reason });
             }

@@ -45,6 +45,7 @@ pub struct Metrics {
     disk_free: Gauge,
     files_missing: Gauge,
     upstream_reachable: Gauge,
+    sync_over_fallback: Gauge,
 }
 
 impl Default for Metrics {
@@ -66,6 +67,7 @@ impl Default for Metrics {
             disk_free: Gauge::default(),
             files_missing: Gauge::default(),
             upstream_reachable: Gauge::default(),
+            sync_over_fallback: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -144,6 +146,11 @@ impl Default for Metrics {
             "1 if the last connection to the origin succeeded, 0 if it failed, -1 if untried",
             metrics.upstream_reachable.clone(),
         );
+        r.register(
+            "sync_over_fallback",
+            "1 if the last sync pass ran over the HTTP(S) fallback (QUIC could not connect), 0 over QUIC, -1 if none yet",
+            metrics.sync_over_fallback.clone(),
+        );
         Metrics {
             registry,
             ..metrics
@@ -176,6 +183,15 @@ impl Metrics {
             None => -1,
         });
         if let Some(status) = status {
+            let transport = status
+                .last_sync
+                .as_ref()
+                .and_then(|last| last.transport.as_deref());
+            self.sync_over_fallback.set(match transport {
+                Some("quic") => 0,
+                Some(_) => 1,
+                None => -1,
+            });
             self.catalog_sequence
                 .set(gauge_value(status.catalog_sequence.unwrap_or(0)));
             self.bytes_held.set(gauge_value(status.bytes_held));

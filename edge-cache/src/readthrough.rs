@@ -16,8 +16,10 @@
 //!   [`crate::schedule`]): a class is waiting, and only files someone opened
 //!   are fetched.
 //! - With the origin unreachable, readers get [`Unavailable::Offline`] within
-//!   [`CONNECT_TIMEOUT`], and later requests fail at once for
-//!   [`RETRY_AFTER_FAILURE`]: nothing hangs.
+//!   [`CONNECT_TIMEOUT`] (QUIC), or at most three times that when the edge
+//!   also tries its HTTPS fallback, and later requests fail at once for
+//!   [`RETRY_AFTER_FAILURE`]: nothing hangs. Read-through uses the fallback
+//!   like the sync does (see [`crate::client`]).
 //!
 //! Files are assembled in `store/readthrough/`, emptied at start.
 
@@ -181,7 +183,13 @@ impl ReadThrough {
         {
             return Err(Unavailable::Offline(why.clone()));
         }
-        let attempt = tokio::time::timeout(CONNECT_TIMEOUT, Client::connect(&self.config)).await;
+        // QUIC gets CONNECT_TIMEOUT; an edge with a fallback then tries it,
+        // and the whole attempt stays bounded.
+        let attempt = tokio::time::timeout(
+            3 * CONNECT_TIMEOUT,
+            Client::connect_within(&self.config, CONNECT_TIMEOUT),
+        )
+        .await;
         let failure = match attempt {
             Ok(Ok(client)) => {
                 self.live.upstream_seen(Ok(()));
@@ -193,7 +201,7 @@ impl ReadThrough {
             Err(_) => format!(
                 "no answer from {} within {} s",
                 self.config.origin,
-                CONNECT_TIMEOUT.as_secs()
+                (3 * CONNECT_TIMEOUT).as_secs()
             ),
         };
         self.live.upstream_seen(Err(failure.clone()));

@@ -264,8 +264,8 @@ fn a_minute_without_the_link_does_not_end_the_connection() {
 }
 
 #[test]
-fn the_status_page_says_when_the_edge_fell_back_to_https() {
-    let (origin, _, _) = published(MIB / 2, 66);
+fn the_status_page_says_when_the_edge_fell_back_to_https_and_read_through_uses_it() {
+    let (origin, src, _) = published(MIB / 2, 66);
     let served = origin.serve();
     let token = origin.add_edge("school");
     // A QUIC address where nothing answers, as where the carrier drops UDP.
@@ -278,7 +278,7 @@ fn the_status_page_says_when_the_edge_fell_back_to_https() {
         &served,
         silent,
         &token,
-        "all",
+        "another-course",
         &["--fallback", &fallback],
     );
     let running = edge.run();
@@ -308,4 +308,22 @@ fn the_status_page_says_when_the_edge_fell_back_to_https() {
     );
     let (_, page) = running.page("/status", "zh");
     assert!(page.contains("已改用 HTTPS 同步"), "{page}");
+    let metrics = running.metrics();
+    assert!(
+        metrics.contains("shanlu_edge_sync_over_fallback 1"),
+        "{metrics}"
+    );
+
+    // The lesson is not subscribed, so it is read through: over HTTPS too.
+    let (code, _, body) = running.get("/courses/math/01-video/lesson.mp4", "");
+    assert_eq!(code, 200);
+    assert!(
+        body == std::fs::read(src.join("01-video/lesson.mp4")).expect("source"),
+        "the lesson read through over HTTPS differs from its source"
+    );
+    assert!(
+        running
+            .metrics()
+            .contains("shanlu_edge_cache_misses_total 1")
+    );
 }

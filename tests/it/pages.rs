@@ -287,6 +287,10 @@ fn the_status_page_and_metrics_tell_the_it_teacher_what_is_going_on() {
         "{metrics}"
     );
     assert!(metrics.contains("shanlu_edge_upstream_reachable 1"));
+    assert!(
+        metrics.contains("shanlu_edge_sync_over_fallback 0"),
+        "{metrics}"
+    );
     assert!(metrics.contains("shanlu_edge_files_missing 0"));
     drop(edge);
 }
