@@ -9,6 +9,7 @@
 //! succeed; after that, QUIC is tried again first.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -123,6 +124,8 @@ enum Wire {
     Quic {
         endpoint: quinn::Endpoint,
         connection: quinn::Connection,
+        /// Requests waiting for answers, for the stall watch.
+        busy: Arc<AtomicUsize>,
     },
     Http(Arc<HttpLink>),
 }
@@ -229,55 +232,18 @@ impl Client {
         bucket: Option<Arc<TokenBucket>>,
         timeout: Duration,
     ) -> Result<Client, ClientError> {
-        let addr = config.origin_addr()?;
-        let crypto = server::tls::client_config(&config.origin_cert)?;
-        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
-            .map_err(|err| server::tls::TlsError::Config(err.to_string()))?;
-        let mut client_config = quinn::ClientConfig::new(Arc::new(quic));
-        client_config.transport_config(match &bucket {
-            Some(bucket) => {
-                server::transport::transport_config_with_window(bucket.receive_window())
-            }
-            None => server::transport::transport_config(),
-        });
-        let bind: SocketAddr = if addr.is_ipv6() {
-            "[::]:0"
-        } else {
-            "0.0.0.0:0"
+        let (endpoint, connection, addr) = handshake(config, bucket.as_deref(), timeout).await?;
+        if bucket.is_none() {
+            // A capped sync keeps the window the cap set.
+            crate::window::tune(connection.clone());
         }
-        .parse()
-        .map_err(|_| ClientError::Connect {
-            addr,
-            reason: "no local address".into(),
-        })?;
-        let mut endpoint = quinn::Endpoint::client(bind).map_err(|err| ClientError::Connect {
-            addr,
-            reason: err.to_string(),
-        })?;
-        endpoint.set_default_client_config(client_config);
-        let connecting = endpoint
-            .connect(addr, server::tls::SERVER_NAME)
-            .map_err(|err| ClientError::Connect {
-                addr,
-                reason: err.to_string(),
-            })?;
-        let connection = match tokio::time::timeout(timeout, connecting).await {
-            Ok(connected) => connected.map_err(|err| ClientError::Connect {
-                addr,
-                reason: err.to_string(),
-            })?,
-            Err(_) => {
-                let reason = format!(
-                    "no answer within {} s (is UDP to that port open?)",
-                    timeout.as_secs()
-                );
-                return Err(ClientError::Connect { addr, reason });
-            }
-        };
+        let busy = Arc::new(AtomicUsize::new(0));
+        watch_stalls(connection.clone(), config.clone(), busy.clone());
         let mut client = Client {
             wire: Wire::Quic {
                 endpoint,
                 connection,
+                busy,
             },
             addr,
             bucket,
@@ -327,7 +293,9 @@ impl Client {
     /// read from the returned reader.
     pub async fn request(&self, request: &Request) -> Result<Responses, ClientError> {
         let reader = match &self.wire {
-            Wire::Quic { connection, .. } => {
+            Wire::Quic {
+                connection, busy, ..
+            } => {
                 let (mut send, recv) = connection
                     .open_bi()
                     .await
@@ -336,7 +304,10 @@ impl Client {
                     .await
                     .map_err(|err| self.frame_error(err))?;
                 let _ = send.finish();
-                Reader::Quic(recv)
+                Reader::Quic {
+                    recv,
+                    _waiting: Waiting::new(busy),
+                }
             }
             Wire::Http(link) => Reader::Http(link.post(protocol::encode(request)).await?),
         };
@@ -397,6 +368,7 @@ impl Client {
         if let Wire::Quic {
             endpoint,
             connection,
+            ..
         } = self.wire
         {
             connection.close(quinn::VarInt::from_u32(protocol::CLOSE_DONE), b"done");
@@ -421,9 +393,14 @@ impl Client {
                 return ClientError::Version { addr: self.addr };
             }
         }
+        let reason = match err {
+            // Only the stall watch closes a connection still in use.
+            quinn::ConnectionError::LocallyClosed => String::from_utf8_lossy(STALLED).into_owned(),
+            other => other.to_string(),
+        };
         ClientError::Lost {
             addr: self.addr,
-            reason: err.to_string(),
+            reason,
         }
     }
 
@@ -468,6 +445,96 @@ impl Client {
     }
 }
 
+/// A QUIC connection to the origin, pinned to its certificate (no hello yet).
+async fn handshake(
+    config: &EdgeConfig,
+    bucket: Option<&TokenBucket>,
+    timeout: Duration,
+) -> Result<(quinn::Endpoint, quinn::Connection, SocketAddr), ClientError> {
+    let addr = config.origin_addr()?;
+    let crypto = server::tls::client_config(&config.origin_cert)?;
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
+        .map_err(|err| server::tls::TlsError::Config(err.to_string()))?;
+    let mut client_config = quinn::ClientConfig::new(Arc::new(quic));
+    client_config.transport_config(match bucket {
+        Some(bucket) => server::transport::transport_config_with_window(bucket.receive_window()),
+        None => server::transport::transport_config(),
+    });
+    let bind: SocketAddr = if addr.is_ipv6() {
+        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
+    } else {
+        SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
+    };
+    let connect_error = |reason: String| ClientError::Connect { addr, reason };
+    let mut endpoint =
+        quinn::Endpoint::client(bind).map_err(|err| connect_error(err.to_string()))?;
+    endpoint.set_default_client_config(client_config);
+    let connecting = endpoint
+        .connect(addr, server::tls::SERVER_NAME)
+        .map_err(|err| connect_error(err.to_string()))?;
+    match tokio::time::timeout(timeout, connecting).await {
+        Ok(Ok(connection)) => Ok((endpoint, connection, addr)),
+        Ok(Err(err)) => Err(connect_error(err.to_string())),
+        Err(_) => Err(connect_error(format!(
+            "no answer within {} s (is UDP to that port open?)",
+            timeout.as_secs()
+        ))),
+    }
+}
+
+/// How long answers may bring no data before the edge checks the link.
+pub const STALL: Duration = Duration::from_secs(8);
+/// How long a check's handshake may take, and how often checks repeat.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Replaces a connection that stalled although the link works again.
+///
+/// After an outage QUIC waits twice as long before each resend, so a
+/// connection that lived through a cut of a minute may send nothing for
+/// another minute after the link is back (and a keep-alive is sent only
+/// once per silence). So while requests are waiting and no stream data has
+/// arrived for [`STALL`], the edge tries a fresh handshake every few seconds;
+/// once one succeeds, the link is back, and the stalled connection is closed:
+/// its requests fail as lost, and the sync reconnects at once and asks again
+/// for what had not arrived. Chunks already received are kept.
+fn watch_stalls(connection: quinn::Connection, config: EdgeConfig, busy: Arc<AtomicUsize>) {
+    tokio::spawn(async move {
+        let mut seen = connection.stats().frame_rx.stream;
+        let mut progress_at = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = connection.closed() => return,
+            }
+            let frames = connection.stats().frame_rx.stream;
+            if frames != seen || busy.load(Ordering::Relaxed) == 0 {
+                seen = frames;
+                progress_at = tokio::time::Instant::now();
+                continue;
+            }
+            if progress_at.elapsed() < STALL {
+                continue;
+            }
+            match handshake(&config, None, PROBE_TIMEOUT).await {
+                Ok((endpoint, probe, _)) => {
+                    probe.close(quinn::VarInt::from_u32(protocol::CLOSE_DONE), b"probe");
+                    drop(endpoint);
+                    warn!(
+                        stalled_s = progress_at.elapsed().as_secs(),
+                        "no data from the origin although it answers again; replacing the connection"
+                    );
+                    connection.close(quinn::VarInt::from_u32(protocol::CLOSE_DONE), STALLED);
+                    return;
+                }
+                Err(err) => debug!(cause = %err, "the link is still down"),
+            }
+        }
+    });
+}
+
+/// Why the edge closed a stalled connection.
+const STALLED: &[u8] = b"stalled after an outage; reconnecting";
+
 /// The answers to one request, read frame by frame.
 pub struct Responses {
     reader: Reader,
@@ -475,8 +542,27 @@ pub struct Responses {
 }
 
 enum Reader {
-    Quic(quinn::RecvStream),
+    Quic {
+        recv: quinn::RecvStream,
+        _waiting: Waiting,
+    },
     Http(HttpAnswer),
+}
+
+/// Counts a request as waiting for as long as its answers are being read.
+struct Waiting(Arc<AtomicUsize>);
+
+impl Waiting {
+    fn new(busy: &Arc<AtomicUsize>) -> Waiting {
+        busy.fetch_add(1, Ordering::Relaxed);
+        Waiting(busy.clone())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Responses {
@@ -489,7 +575,7 @@ impl Responses {
             }
         };
         let read = match &mut self.reader {
-            Reader::Quic(recv) => {
+            Reader::Quic { recv, .. } => {
                 protocol::read_frame_paced::<Response, _, _>(recv, protocol::MAX_RESPONSE, pace)
                     .await
             }

@@ -39,6 +39,7 @@ pub mod status;
 pub mod sync;
 pub mod throttle;
 pub mod ui;
+pub mod window;
 
 pub use catalog::Store;
 

@@ -11,10 +11,12 @@
 //! - [`protocol`]: the framed request/response protocol over QUIC.
 //! - [`codec`]: chunks on the wire: raw, zstd, or a zstd delta against held chunks.
 //! - [`transport`]: QUIC settings for long, lossy links.
+//! - [`congestion`]: `rural`, the congestion controller for them.
 //! - [`serve`]: `origin serve` — the QUIC listener and its handlers.
 //! - [`http`]: the same objects over HTTP.
 
 pub mod codec;
+pub mod congestion;
 pub mod folder;
 pub mod http;
 pub mod origin;

@@ -214,8 +214,9 @@ fn with_outages_the_sync_completes_on_one_connection_and_carries_no_extra_bytes(
 }
 
 #[test]
-fn a_minute_without_the_link_does_not_end_the_connection() {
-    let (origin, src, _) = published(6 * MIB, 65);
+fn after_a_minute_without_the_link_the_sync_resumes_within_seconds_and_refetches_nothing() {
+    const VIDEO: usize = 6 * MIB;
+    let (origin, src, _) = published(VIDEO, 65);
     let link = start(LinkSpec::default().delay(20 * MS).rate_bps(4_000_000));
     let served = serve_across(&origin, &link);
     let edge = edge_for(&origin, &served);
@@ -246,20 +247,24 @@ fn a_minute_without_the_link_does_not_end_the_connection() {
     link.set_cut(true);
     std::thread::sleep(Duration::from_secs(60));
     link.set_cut(false);
+    let restored = Instant::now();
     let output = child.wait_with_output().expect("edge sync");
+    let after = restored.elapsed();
     let report: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
-    assert!(
-        output.status.success(),
-        "{report:#}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert_eq!(
-        report["reconnects"],
-        0,
-        "{report:#}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{report:#}\n{stderr}");
     assert_eq!(assert_edge_holds(&edge, "math", &src), 2);
+    // The other 4 MiB take about 9 s at 4 Mbit/s; without the stall watch,
+    // QUIC's doubling resend timer alone could wait another minute.
+    assert!(
+        after < Duration::from_secs(30),
+        "the sync took {after:?} after the link came back\n{report:#}\n{stderr}"
+    );
+    let fetched = report["bytes_fetched"].as_u64().expect("bytes_fetched");
+    assert!(
+        fetched <= VIDEO as u64 + VIDEO as u64 / 50,
+        "chunks were fetched twice: {fetched} bytes for a {VIDEO}-byte video"
+    );
     assert!(link.stats().down.dropped_outage > 0);
 }
 

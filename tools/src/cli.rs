@@ -79,9 +79,10 @@ pub struct OriginServeArgs {
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8443")]
     pub https: std::net::SocketAddr,
 
-    /// QUIC congestion control for what the origin sends: bbr copes with the random loss of
-    /// rural links; cubic and newreno back off at every lost packet.
-    #[arg(long, value_name = "NAME", default_value = "bbr")]
+    /// QUIC congestion control for what the origin sends: rural (shanlu's) and bbr cope with the
+    /// random loss of rural links, and rural keeps the bottleneck's queue from overflowing; cubic
+    /// and newreno slow down at every lost packet.
+    #[arg(long, value_name = "NAME", default_value = "rural")]
     pub congestion: server::transport::Congestion,
 }
 

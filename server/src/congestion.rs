@@ -1,0 +1,324 @@
+//! `rural`: a congestion controller for long, lossy school links.
+//!
+//! Loss-based controllers (Cubic, NewReno) halve their rate at every lost
+//! packet, and on a link that loses 1 % of packets at random they never get
+//! going. quinn's BBR ignores random loss, but quinn paces at 1.25 × the
+//! window per round trip and BBR keeps a window of twice the bandwidth-delay
+//! product, so it sends 2.5 × what the link carries until the bottleneck's
+//! queue overflows: on the emulator a third of the packets it sent were
+//! dropped in the queue and sent again.
+//!
+//! This controller keeps BBR's model and sizes the window to it:
+//!
+//! - **The model.** Each round (one minimum round trip) it measures the
+//!   delivery rate: bytes acknowledged ÷ the round's length. The bottleneck
+//!   rate is the largest of the last [`ROUNDS`] rounds that delivered
+//!   anything; the path's round trip is the smallest seen.
+//! - **The window** is the bandwidth-delay product (plus room for delayed
+//!   acknowledgements) times a gain that cycles like BBR's: one round at
+//!   1.25 to find spare capacity, one at 0.85 to drain the queue that made,
+//!   six at 1.1. So what is in flight stays near what the link holds, and a
+//!   queue never grows much past a quarter of the link's BDP.
+//! - **Start-up** doubles the window each round until the delivery rate stops
+//!   growing by a quarter for three rounds, then drains for a round.
+//! - **Loss** does not shrink the window: on these links a lost packet is
+//!   noise, not a sign of a full queue, and the window already cannot fill
+//!   the queue. A slower link shows up as a lower delivery rate within
+//!   [`ROUNDS`] rounds.
+//! - **Outages** (persistent congestion) keep the model: the link is the same
+//!   when it comes back, so the sync resumes at the rate it had.
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use quinn::congestion::{Controller, ControllerFactory};
+use quinn_proto::RttEstimator;
+
+/// Rounds over which the bottleneck rate is the largest sample.
+pub const ROUNDS: usize = 10;
+/// Gains of the cruise cycle, one per round. The window is what limits
+/// delivery, so the steady gain sits a little above 1: at exactly 1, random
+/// loss and late acknowledgements would let each round deliver a little less
+/// than the link can, and the rate estimate would sink round after round.
+const CYCLE: [f64; 8] = [1.25, 0.85, 1.1, 1.1, 1.1, 1.1, 1.1, 1.1];
+/// Room for acknowledgements a receiver holds back (QUIC's default max_ack_delay).
+const ACK_DELAY: Duration = Duration::from_millis(25);
+/// Start-up ends when the rate grew less than this over three rounds.
+const STARTUP_GROWTH: f64 = 1.25;
+/// Initial window in packets.
+const INITIAL_PACKETS: u64 = 10;
+/// Smallest window in packets.
+const MIN_PACKETS: u64 = 4;
+
+/// Builds [`Rural`] controllers.
+#[derive(Debug, Clone, Default)]
+pub struct RuralConfig;
+
+impl ControllerFactory for RuralConfig {
+    fn build(self: Arc<Self>, now: Instant, current_mtu: u16) -> Box<dyn Controller> {
+        Box::new(Rural::new(now, current_mtu))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    Startup,
+    Drain,
+    /// Index into [`CYCLE`].
+    Cruise(usize),
+}
+
+/// The controller's state for one connection.
+#[derive(Debug, Clone)]
+pub struct Rural {
+    mtu: u64,
+    window: u64,
+    phase: Phase,
+    round_start: Instant,
+    round_delivered: u64,
+    round_app_limited: bool,
+    /// Delivery rates of recent rounds, bytes per second.
+    rates: VecDeque<f64>,
+    min_rtt: Option<Duration>,
+    /// Start-up: the rate three rounds of no growth are measured against.
+    plateau_rate: f64,
+    plateau_rounds: u32,
+}
+
+impl Rural {
+    pub fn new(now: Instant, mtu: u16) -> Rural {
+        let mtu = u64::from(mtu);
+        Rural {
+            mtu,
+            window: INITIAL_PACKETS * mtu,
+            phase: Phase::Startup,
+            round_start: now,
+            round_delivered: 0,
+            round_app_limited: false,
+            rates: VecDeque::with_capacity(ROUNDS),
+            min_rtt: None,
+            plateau_rate: 0.0,
+            plateau_rounds: 0,
+        }
+    }
+
+    /// The bottleneck rate, bytes per second.
+    pub fn bottleneck_rate(&self) -> f64 {
+        self.rates.iter().copied().fold(0.0, f64::max)
+    }
+
+    /// The window a gain of `gain` asks for, from the model.
+    fn target(&self, gain: f64) -> u64 {
+        let rtt = self.min_rtt.unwrap_or(Duration::from_millis(100)) + ACK_DELAY;
+        let bdp = self.bottleneck_rate() * rtt.as_secs_f64();
+        ((gain * bdp) as u64).max(MIN_PACKETS * self.mtu)
+    }
+
+    /// Records a packet acknowledged at `now`.
+    fn acked(&mut self, now: Instant, bytes: u64, app_limited: bool, min_rtt: Duration) {
+        if !min_rtt.is_zero() {
+            self.min_rtt = Some(self.min_rtt.map_or(min_rtt, |seen| seen.min(min_rtt)));
+        }
+        self.round_delivered += bytes;
+        self.round_app_limited |= app_limited;
+        if self.phase == Phase::Startup {
+            // Slow start: one more byte of window per byte delivered, so the
+            // window doubles each round, but never past three times what the
+            // link has been seen to carry (enough to double again).
+            let ceiling = (3 * self.target(1.0)).max(INITIAL_PACKETS * self.mtu);
+            self.window = (self.window + bytes).min(ceiling.max(self.window));
+        }
+        let round = self.min_rtt.unwrap_or(Duration::from_millis(100));
+        let elapsed = now.saturating_duration_since(self.round_start);
+        if elapsed >= round {
+            self.end_round(elapsed);
+            self.round_start = now;
+        }
+    }
+
+    fn end_round(&mut self, elapsed: Duration) {
+        let rate = self.round_delivered as f64 / elapsed.as_secs_f64();
+        // A round short of data to send says nothing about the link unless it beat the model.
+        let counts =
+            self.round_delivered > 0 && (!self.round_app_limited || rate > self.bottleneck_rate());
+        if counts {
+            if self.rates.len() == ROUNDS {
+                self.rates.pop_front();
+            }
+            self.rates.push_back(rate);
+        }
+        tracing::trace!(
+            phase = ?self.phase,
+            delivered = self.round_delivered,
+            round_ms = elapsed.as_millis(),
+            rate = self.bottleneck_rate() as u64,
+            window = self.window,
+            "congestion round"
+        );
+        self.round_delivered = 0;
+        self.round_app_limited = false;
+        match self.phase {
+            Phase::Startup => {
+                let rate = self.bottleneck_rate();
+                if rate >= self.plateau_rate * STARTUP_GROWTH {
+                    self.plateau_rate = rate;
+                    self.plateau_rounds = 0;
+                } else if counts {
+                    self.plateau_rounds += 1;
+                    if self.plateau_rounds >= 3 {
+                        self.phase = Phase::Drain;
+                        self.window = self.target(0.75);
+                    }
+                }
+            }
+            Phase::Drain => {
+                self.phase = Phase::Cruise(2);
+                self.window = self.target(CYCLE[2]);
+            }
+            Phase::Cruise(index) => {
+                let next = (index + 1) % CYCLE.len();
+                self.phase = Phase::Cruise(next);
+                self.window = self.target(CYCLE[next]);
+            }
+        }
+    }
+}
+
+impl Controller for Rural {
+    fn on_ack(
+        &mut self,
+        now: Instant,
+        sent: Instant,
+        bytes: u64,
+        app_limited: bool,
+        _rtt: &RttEstimator,
+    ) {
+        // The packet's own round trip: quinn's minimum starts from its initial
+        // guess (333 ms), which is below a satellite link's.
+        self.acked(now, bytes, app_limited, now.saturating_duration_since(sent));
+    }
+
+    fn on_congestion_event(
+        &mut self,
+        _now: Instant,
+        _sent: Instant,
+        _is_persistent_congestion: bool,
+        _lost_bytes: u64,
+    ) {
+        // See the module documentation: loss is noise here, and an outage
+        // leaves the link as it was.
+    }
+
+    fn on_mtu_update(&mut self, new_mtu: u16) {
+        self.mtu = u64::from(new_mtu);
+        self.window = self.window.max(MIN_PACKETS * self.mtu);
+    }
+
+    fn window(&self) -> u64 {
+        self.window
+    }
+
+    fn clone_box(&self) -> Box<dyn Controller> {
+        Box::new(self.clone())
+    }
+
+    fn initial_window(&self) -> u64 {
+        INITIAL_PACKETS * self.mtu
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// Feeds the controller a link of `rate` bytes/s and `rtt`: each round,
+    /// whatever the window allows (at most what the link carries) is acked
+    /// in packets of `mtu`. Returns the windows at the end of each round.
+    fn drive(rural: &mut Rural, start: Instant, rounds: u32, rate: f64, rtt: Duration) -> Vec<u64> {
+        let mut windows = Vec::new();
+        for round in 0..rounds {
+            let begin = start + rtt * round;
+            let carried = (rate * rtt.as_secs_f64()).min(rural.window() as f64) as u64;
+            let packets = (carried / rural.mtu).max(1);
+            for n in 0..packets {
+                let at = begin
+                    + rtt * u32::try_from(n + 1).expect("small")
+                        / u32::try_from(packets).expect("small");
+                rural.acked(at, rural.mtu, false, rtt);
+            }
+            windows.push(rural.window());
+        }
+        windows
+    }
+
+    #[test]
+    fn start_up_finds_the_link_and_cruises_at_its_bandwidth_delay_product() {
+        let start = Instant::now();
+        let mut rural = Rural::new(start, 1200);
+        // 10 Mbit/s, 100 ms: a BDP of 125 000 bytes.
+        let windows = drive(&mut rural, start, 60, 1_250_000.0, 100 * MS);
+        assert!(matches!(rural.phase, Phase::Cruise(_)), "{:?}", rural.phase);
+        let rate = rural.bottleneck_rate();
+        assert!((1_100_000.0..=1_300_000.0).contains(&rate), "{rate}");
+        // In cruise the window stays within the cycle's gains of BDP + ack delay.
+        let bdp = rate * 0.125;
+        for window in &windows[40..] {
+            let gain = *window as f64 / bdp;
+            assert!((0.7..=1.3).contains(&gain), "window {window} against {bdp}");
+        }
+    }
+
+    #[test]
+    fn loss_and_outages_leave_the_window_alone() {
+        let start = Instant::now();
+        let mut rural = Rural::new(start, 1200);
+        drive(&mut rural, start, 60, 1_250_000.0, 100 * MS);
+        let window = rural.window();
+        let rate = rural.bottleneck_rate();
+        rural.on_congestion_event(start, start, false, 1200);
+        rural.on_congestion_event(start, start, true, 120_000);
+        assert_eq!(rural.window(), window);
+        // An outage: rounds with nothing delivered do not count as samples.
+        let later = start + Duration::from_secs(40);
+        rural.acked(later, 1200, false, 100 * MS);
+        rural.acked(later + 150 * MS, 1200, false, 100 * MS);
+        assert!(
+            (rural.bottleneck_rate() - rate).abs() < 1.0,
+            "the model survived the outage"
+        );
+    }
+
+    #[test]
+    fn a_slower_link_is_followed_within_the_filter_window() {
+        let start = Instant::now();
+        let mut rural = Rural::new(start, 1200);
+        drive(&mut rural, start, 60, 1_250_000.0, 100 * MS);
+        let later = start + Duration::from_secs(6);
+        // The link drops to 4 Mbit/s.
+        drive(&mut rural, later, 30, 500_000.0, 100 * MS);
+        let rate = rural.bottleneck_rate();
+        assert!(rate < 600_000.0, "{rate}");
+    }
+
+    #[test]
+    fn app_limited_rounds_do_not_lower_the_model() {
+        let start = Instant::now();
+        let mut rural = Rural::new(start, 1200);
+        drive(&mut rural, start, 60, 1_250_000.0, 100 * MS);
+        let rate = rural.bottleneck_rate();
+        let later = start + Duration::from_secs(6);
+        for round in 0..20 {
+            let at = later + 100 * MS * round;
+            rural.acked(at, 1200, true, 100 * MS);
+        }
+        assert!((rural.bottleneck_rate() - rate).abs() < 1.0);
+    }
+}
