@@ -9,7 +9,7 @@
 //!   worth at once. A satellite school link is about 20 Mbit/s × 600 ms ≈ 1.5
 //!   MB. The connection window starts at 16 MiB and a stream's at 4 MiB (a
 //!   request's answers travel on one stream and several are in flight); the
-//!   edge then keeps its connection window at twice the BDP it measures
+//!   edge then keeps its connection window at four times the BDP it measures
 //!   (`edge_cache::window`). An edge with a bandwidth cap sizes its windows
 //!   from the cap instead ([`transport_config_with_window`]), so the cap holds
 //!   on the link.
