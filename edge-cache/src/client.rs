@@ -601,3 +601,31 @@ impl Responses {
         read.map_err(|err| self.client.frame_error(err))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quic_is_skipped_only_for_a_while_after_it_failed() {
+        let set = |at: Instant| *crate::lock(&QUIC_FAILED) = Some((at, "UDP blocked".into()));
+        set(Instant::now());
+        assert_eq!(quic_recently_failed().as_deref(), Some("UDP blocked"));
+        let long_ago = Instant::now()
+            .checked_sub(QUIC_RETRY + Duration::from_secs(1))
+            .expect("the clock is past ten minutes");
+        set(long_ago);
+        assert_eq!(quic_recently_failed(), None, "QUIC is tried again");
+        *crate::lock(&QUIC_FAILED) = None;
+        assert_eq!(quic_recently_failed(), None);
+    }
+
+    #[test]
+    fn transports_parse_from_flags_and_edge_toml() {
+        assert_eq!("auto".parse(), Ok(Transport::Auto));
+        assert_eq!("QUIC".parse(), Ok(Transport::Quic));
+        assert_eq!("https".parse(), Ok(Transport::Http));
+        let err = "tcp".parse::<Transport>().expect_err("not a transport");
+        assert!(err.contains("auto, quic or http"), "{err}");
+    }
+}

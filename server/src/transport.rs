@@ -19,12 +19,11 @@
 //!   keeps every chunk it already has.)
 //! - **Congestion control** is the sender's, so the origin's `--congestion`
 //!   chooses it. The default is [`Congestion::Rural`] (see
-//!   [`crate::congestion`]). Measured on the emulator with a 20 MiB course:
-//!   at 10 Mbit/s, 100 ms and 1 % loss Cubic took 123 s, quinn's BBR 20 s
-//!   but sent a third of its packets into a full queue, and `rural` 19 s with
-//!   2 % of them dropped there; at 20 Mbit/s, 600 ms and 1 % loss `rural`
-//!   took 21 s and BBR 20–24 s; with 5 s outages every 10 s `rural` took 30 s
-//!   and BBR 40 s.
+//!   [`crate::congestion`]). Measured with `tools/bench/links.sh` (20 MB,
+//!   10 Mbit/s, 100 ms, 1 % loss): `rural` 18.7 s, quinn's BBR 19.1 s while
+//!   offering the link 2.2× the course (the rest dropped in its full queue),
+//!   Cubic 110 s. At 200 MB `rural` reached 94 % of that link and 78–81 % of
+//!   a 20 Mbit/s, 600 ms satellite link with 1 % loss (BENCHMARKS.md).
 
 use std::fmt;
 use std::str::FromStr;
