@@ -40,6 +40,7 @@ pub enum Transport {
     /// Only QUIC.
     Quic,
     /// Only the HTTP(S) fallback.
+    #[serde(alias = "https")]
     Http,
 }
 

@@ -300,6 +300,10 @@ mod tests {
         assert!(text.contains("transport = \"http\""), "{text}");
 
         assert_eq!(EdgeConfig::load(dir.path()).expect("load"), config);
+        // As on the command line, "https" names the fallback too.
+        let text = text.replace("transport = \"http\"", "transport = \"https\"");
+        std::fs::write(config_path(dir.path()), text).expect("rewrite");
+        assert_eq!(EdgeConfig::load(dir.path()).expect("load"), config);
     }
 
     #[test]
