@@ -204,7 +204,7 @@ impl HttpLink {
             .await
             .map_err(|err| connect_error(err.to_string()))?;
         let _ = tcp.set_nodelay(true);
-        let (sender, connection) = match &self.tls {
+        let stream: Box<dyn Stream> = match &self.tls {
             Some(connector) => {
                 let name = rustls::pki_types::ServerName::try_from(server::tls::SERVER_NAME)
                     .map_err(|err| connect_error(err.to_string()))?;
@@ -212,20 +212,14 @@ impl HttpLink {
                     .connect(name, tcp)
                     .await
                     .map_err(|err| connect_error(format!("TLS: {err}")))?;
-                let (sender, connection) =
-                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                        .await
-                        .map_err(|err| connect_error(err.to_string()))?;
-                (sender, Box::pin(connection) as ConnectionTask)
+                Box::new(tls)
             }
-            None => {
-                let (sender, connection) =
-                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-                        .await
-                        .map_err(|err| connect_error(err.to_string()))?;
-                (sender, Box::pin(connection) as ConnectionTask)
-            }
+            None => Box::new(tcp),
         };
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|err| connect_error(err.to_string()))?;
         tokio::spawn(async move {
             if let Err(err) = connection.await {
                 debug!(cause = %err, "HTTP connection to the origin ended");
@@ -268,9 +262,10 @@ impl HttpLink {
     }
 }
 
-/// A connection's task, driven in the background.
-type ConnectionTask =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), hyper::Error>> + Send>>;
+/// What an HTTP connection runs over: TCP, or TLS over TCP.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Stream for T {}
 
 #[cfg(test)]
 mod tests {

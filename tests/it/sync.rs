@@ -700,28 +700,10 @@ fn http_post(
     token: Option<&str>,
     body: &[u8],
 ) -> (u16, String, Vec<u8>) {
-    use std::io::{Read, Write};
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .expect("request head");
-    // A server refusing a large body may answer and close before reading it all.
-    let _ = stream.write_all(body);
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
-    let split = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("end of head");
-    let head = String::from_utf8_lossy(&answer[..split]).into_owned();
-    let status = head[9..12].parse().expect("status code");
-    (status, head, answer[split + 4..].to_vec())
+    shanlu_tests::http_request_with_body(addr, "POST", path, &auth, body)
 }
 
 #[test]
