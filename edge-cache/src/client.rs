@@ -260,11 +260,25 @@ impl Client {
             version: protocol::VERSION,
             token: config.token.trim().to_owned(),
         };
-        let mut responses = self.request(&hello).await?;
+        // A capped edge asks the origin to pace this connection (over QUIC;
+        // each HTTPS request is a separate POST, paced here only).
+        let pace = match (&self.wire, &self.bucket) {
+            (Wire::Quic { .. }, Some(bucket)) => Some(Request::Pace {
+                bytes_per_second: bucket.bytes_per_second(),
+            }),
+            _ => None,
+        };
+        let mut responses = self.request_then(&hello, pace.as_ref()).await?;
         match responses.next().await? {
             Some(Response::Welcome { edge_name, .. }) => self.edge_name = edge_name,
             Some(other) => return Err(self.unexpected(&other)),
             None => return Err(self.lost("the origin closed the hello stream")),
+        }
+        // An origin that paces says so after the welcome; reading at the cap
+        // as well would only make the two buckets' bursts add up.
+        if pace.is_some() && matches!(responses.next().await?, Some(Response::Ok)) {
+            debug!(addr = %self.addr, "the origin paces this connection");
+            self.bucket = None;
         }
         debug!(edge = %self.edge_name, addr = %self.addr, transport = self.transport_name(), "welcomed by the origin");
         Ok(())
@@ -293,6 +307,16 @@ impl Client {
     /// Sends one request on a new stream (or HTTP request); the answers are
     /// read from the returned reader.
     pub async fn request(&self, request: &Request) -> Result<Responses, ClientError> {
+        self.request_then(request, None).await
+    }
+
+    /// Like [`Client::request`], with a second request on the same QUIC
+    /// stream (the pace after the hello); ignored over HTTP.
+    async fn request_then(
+        &self,
+        request: &Request,
+        then: Option<&Request>,
+    ) -> Result<Responses, ClientError> {
         let reader = match &self.wire {
             Wire::Quic {
                 connection, busy, ..
@@ -301,9 +325,11 @@ impl Client {
                     .open_bi()
                     .await
                     .map_err(|err| self.connection_error(err))?;
-                protocol::write_frame(&mut send, request)
-                    .await
-                    .map_err(|err| self.frame_error(err))?;
+                for request in std::iter::once(request).chain(then) {
+                    protocol::write_frame(&mut send, request)
+                        .await
+                        .map_err(|err| self.frame_error(err))?;
+                }
                 let _ = send.finish();
                 Reader::Quic {
                     recv,

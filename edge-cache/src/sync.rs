@@ -189,7 +189,9 @@ async fn run(
     report: &mut SyncReport,
 ) -> Result<(), SyncError> {
     let key = config.public_key()?;
-    let bucket = report.max_rate.map(|rate| Arc::new(TokenBucket::new(rate)));
+    let bucket = report
+        .max_rate
+        .map(|rate| Arc::new(TokenBucket::new(rate.bytes_per_second())));
     if let Some(rate) = report.max_rate {
         info!(%rate, "bandwidth cap");
     }

@@ -1,33 +1,28 @@
 //! The bandwidth cap: a rate written the way people write link speeds
-//! (`2Mbit`, `500kbit`, `1MB`, `300KiB`), and a token bucket that paces
-//! every answer of a sync pass to it.
+//! (`2Mbit`, `500kbit`, `1MB`, `300KiB`), and the token bucket
+//! ([`server::pace`]) that paces a sync pass to it at both ends.
 //!
-//! The bucket is charged with the bytes of each answer as they are read from
-//! the QUIC stream, before the next read (see
-//! [`server::protocol::read_frame_paced`]). While the edge waits, the bytes it
-//! has not read hold QUIC's flow-control credit back, and the edge's receive
-//! windows are sized to about a second at the cap
-//! ([`TokenBucket::receive_window`]), so the origin sends no faster than the
-//! cap: the cap holds on the school's link, not only inside the edge.
+//! - The origin paces: a capped edge sends [`server::protocol::Request::Pace`]
+//!   with its hello, and the origin pays for each answer on that connection
+//!   before writing it, so the school's link carries no more than the cap from
+//!   the first byte.
+//! - The edge paces too: one bucket, shared by every request of the pass, is
+//!   charged with each answer as it is read (see
+//!   [`server::protocol::read_frame_paced`]), and the receive windows are about
+//!   a second at the cap ([`TokenBucket::receive_window`]). That holds the cap
+//!   over the HTTPS fallback, where each request is a separate POST the origin
+//!   cannot pace as one.
 //!
-//! Goals: an average at the cap over any few seconds, bursts of at most
-//! [`MAX_BURST`] or 100 ms at the cap, one bucket shared by every request in
-//! flight. Non-goals: capping what the edge sends (requests and
-//! acknowledgements, a few percent) and counting packet headers (QUIC, UDP and
-//! IP add about 3–5 % on the wire to what is counted).
+//! Non-goals: capping what the edge sends (requests and acknowledgements, a
+//! few percent) and counting packet headers (QUIC, UDP and IP add about 3–5 %
+//! on the wire to what is counted).
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Mutex;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
 
-/// The most a bucket holds: what may arrive at once after a pause.
-pub const MAX_BURST: u64 = 64 * 1024;
-/// The slowest cap accepted: below it a sync would take days and connections time out.
-pub const MIN_RATE: u64 = 1_000;
+pub use server::pace::{MAX_BURST, MIN_RATE, TokenBucket};
 
 /// A bandwidth cap in bytes per second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -207,72 +202,6 @@ impl From<Rate> for String {
     }
 }
 
-/// Paces bytes to a [`Rate`]; shared by every request of a sync pass.
-///
-/// Each caller is charged what it received and, when the bucket is in debt,
-/// waits until the debt would be paid at the rate. Callers waiting together
-/// queue behind each other's debt, so the sum of them keeps to the rate.
-#[derive(Debug)]
-pub struct TokenBucket {
-    rate: Rate,
-    burst: f64,
-    state: Mutex<BucketState>,
-}
-
-#[derive(Debug)]
-struct BucketState {
-    /// Bytes that may pass without waiting; negative while in debt.
-    tokens: f64,
-    refilled_at: Instant,
-}
-
-impl TokenBucket {
-    pub fn new(rate: Rate) -> TokenBucket {
-        let per_second = rate.bytes_per_second() as f64;
-        let burst = (per_second / 10.0).min(MAX_BURST as f64);
-        TokenBucket {
-            rate,
-            burst,
-            state: Mutex::new(BucketState {
-                tokens: burst,
-                refilled_at: Instant::now(),
-            }),
-        }
-    }
-
-    pub fn rate(&self) -> Rate {
-        self.rate
-    }
-
-    /// The QUIC receive window for a connection paced by this bucket: about
-    /// a second at the cap (enough for a 600 ms round trip), at least 64 KiB.
-    pub fn receive_window(&self) -> u32 {
-        self.rate
-            .bytes_per_second()
-            .clamp(64 * 1024, 16 * 1024 * 1024) as u32
-    }
-
-    /// Charges `bytes` and waits while the bucket is in debt.
-    pub async fn take(&self, bytes: usize) {
-        let wait = {
-            let mut state = crate::lock(&self.state);
-            let now = Instant::now();
-            let per_second = self.rate.bytes_per_second() as f64;
-            let earned = now.duration_since(state.refilled_at).as_secs_f64() * per_second;
-            state.tokens = (state.tokens + earned).min(self.burst) - bytes as f64;
-            state.refilled_at = now;
-            if state.tokens < 0.0 {
-                Duration::from_secs_f64(-state.tokens / per_second)
-            } else {
-                Duration::ZERO
-            }
-        };
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,37 +257,5 @@ mod tests {
             assert_eq!(parsed.to_string(), text);
         }
         assert_eq!("1MB".parse::<Rate>().expect("MB").to_string(), "8Mbit");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_bucket_keeps_many_takers_to_the_rate() {
-        let bucket = std::sync::Arc::new(TokenBucket::new(Rate::from_bytes_per_second(100_000)));
-        let start = Instant::now();
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..8 {
-            let bucket = bucket.clone();
-            tasks.spawn(async move {
-                for _ in 0..100 {
-                    bucket.take(1_000).await;
-                }
-            });
-        }
-        while tasks.join_next().await.is_some() {}
-        // 800 000 bytes at 100 000 B/s, less the 10 000-byte burst held at the start.
-        let elapsed = start.elapsed().as_secs_f64();
-        assert!((7.8..=7.95).contains(&elapsed), "took {elapsed} s");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_pause_earns_no_more_than_the_burst() {
-        let bucket = TokenBucket::new(Rate::from_bytes_per_second(10_000_000));
-        assert_eq!(bucket.burst, MAX_BURST as f64);
-        tokio::time::sleep(Duration::from_secs(60)).await;
-        let start = Instant::now();
-        bucket.take(MAX_BURST as usize).await;
-        assert_eq!(start.elapsed(), Duration::ZERO);
-        bucket.take(1_000_000).await;
-        let waited = start.elapsed().as_secs_f64();
-        assert!((0.099..=0.101).contains(&waited), "waited {waited} s");
     }
 }

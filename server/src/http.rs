@@ -177,7 +177,7 @@ async fn sync(
             // The answer streams through a pipe; a client that goes away
             // breaks the pipe and ends the task.
             tokio::spawn(async move {
-                if let Err(err) = crate::serve::answer(request, &state, &mut writer).await {
+                if let Err(err) = crate::serve::answer(request, &state, &mut writer, None).await {
                     debug!(%edge, cause = %err, "HTTP answer cut short");
                 }
             });

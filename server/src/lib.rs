@@ -12,6 +12,7 @@
 //! - [`codec`]: chunks on the wire: raw, zstd, or a zstd delta against held chunks.
 //! - [`transport`]: QUIC settings for long, lossy links.
 //! - [`congestion`]: `rural`, the congestion controller for them.
+//! - [`pace`]: the token bucket behind a bandwidth cap, used at both ends.
 //! - [`serve`]: `origin serve` — the QUIC listener and its handlers.
 //! - [`http`]: the same objects over HTTP.
 
@@ -20,6 +21,7 @@ pub mod congestion;
 pub mod folder;
 pub mod http;
 pub mod origin;
+pub mod pace;
 pub mod protocol;
 pub mod publish;
 pub mod serve;

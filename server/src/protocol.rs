@@ -53,6 +53,10 @@ pub enum Request {
     GetChunks { wants: Vec<ChunkWant> },
     /// The edge's status, for the origin's fleet view (JSON text).
     ReportStatus { status: String },
+    /// Sent by an edge with a bandwidth cap on the hello stream, right after
+    /// the [`Request::Hello`]: the origin sends this connection's answers no
+    /// faster than this. An origin that predates it reads only the hello.
+    Pace { bytes_per_second: u64 },
 }
 
 /// One chunk asked for.
@@ -217,8 +221,22 @@ pub async fn write_frame<T: Serialize>(
     stream: &mut (impl AsyncWrite + Unpin),
     message: &T,
 ) -> Result<(), FrameError> {
+    write_frame_paced(stream, message, None).await
+}
+
+/// Writes one frame like [`write_frame`], first paying for it from `pace`
+/// (if any), so the frame leaves no earlier than the pace allows.
+pub async fn write_frame_paced<T: Serialize>(
+    stream: &mut (impl AsyncWrite + Unpin),
+    message: &T,
+    pace: Option<&crate::pace::TokenBucket>,
+) -> Result<(), FrameError> {
+    let frame = encode(message);
+    if let Some(pace) = pace {
+        pace.take(frame.len()).await;
+    }
     stream
-        .write_all(&encode(message))
+        .write_all(&frame)
         .await
         .map_err(|err| FrameError::Write(err.to_string()))
 }

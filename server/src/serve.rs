@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::pace::TokenBucket;
 use crate::protocol::{self, FrameError, Request, Response};
 use crate::tls::TlsIdentity;
 use crate::tokens::EdgeTokens;
@@ -339,6 +340,27 @@ async fn handle_connection(
         }
         Err(_) => return Ok(()),
     };
+    // A capped edge sends its pace on the hello stream, then finishes it.
+    let pace = match tokio::time::timeout(
+        HELLO_TIMEOUT,
+        protocol::read_frame::<Request>(&mut recv, protocol::MAX_REQUEST),
+    )
+    .await
+    {
+        Ok(Ok(None)) => None,
+        Ok(Ok(Some(Request::Pace { bytes_per_second }))) => {
+            debug!(%remote, %edge, bytes_per_second, "edge asked for a paced connection");
+            Some(Arc::new(TokenBucket::new(bytes_per_second)))
+        }
+        Ok(Ok(Some(_))) | Ok(Err(_)) | Err(_) => {
+            warn!(%remote, %edge, "the hello stream carried something other than a pace; closing the connection");
+            connection.close(
+                quinn::VarInt::from_u32(protocol::CLOSE_PROTOCOL),
+                b"only a pace may follow the hello",
+            );
+            return Err(ConnectionError::NoHello);
+        }
+    };
     protocol::write_frame(
         &mut send,
         &Response::Welcome {
@@ -347,6 +369,10 @@ async fn handle_connection(
         },
     )
     .await?;
+    if pace.is_some() {
+        // Tells the edge that this origin paces, so it need not pace again.
+        protocol::write_frame(&mut send, &Response::Ok).await?;
+    }
     let _ = send.finish();
     info!(%remote, %edge, "edge connected");
 
@@ -365,15 +391,26 @@ async fn handle_connection(
         };
         let state = state.clone();
         let connection = connection.clone();
+        let pace = pace.clone();
         let id = send.id();
         streams.spawn(
             async move {
-                if let Err(err) = handle_stream(send, recv, &state).await {
-                    warn!(cause = %err, "bad request; closing the connection");
-                    connection.close(
-                        quinn::VarInt::from_u32(protocol::CLOSE_PROTOCOL),
-                        b"malformed request",
-                    );
+                match handle_stream(send, recv, &state, pace.as_deref()).await {
+                    Ok(()) => {}
+                    // The edge abandoned the request (it gave up waiting, its
+                    // disk filled, it went away): nothing was malformed.
+                    Err(
+                        err @ (FrameError::Write(_) | FrameError::Read(_) | FrameError::Truncated),
+                    ) => {
+                        debug!(cause = %err, "the edge abandoned a request");
+                    }
+                    Err(err) => {
+                        warn!(cause = %err, "bad request; closing the connection");
+                        connection.close(
+                            quinn::VarInt::from_u32(protocol::CLOSE_PROTOCOL),
+                            b"malformed request",
+                        );
+                    }
                 }
             }
             .instrument(info_span!("stream", %id)),
@@ -391,24 +428,36 @@ async fn handle_stream(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     state: &Arc<State>,
+    pace: Option<&TokenBucket>,
 ) -> Result<(), FrameError> {
     let Some(request) = protocol::read_frame::<Request>(&mut recv, protocol::MAX_REQUEST).await?
     else {
         return Ok(());
     };
-    answer(request, state, &mut send).await?;
+    answer(request, state, &mut send, pace).await?;
     let _ = send.finish();
     Ok(())
 }
 
 /// Writes the answers to one request (not a hello) to `send`, over QUIC or
-/// in an HTTP body. Fails only if `send` fails.
+/// in an HTTP body, each paid for from `pace` first when the edge asked for
+/// one. Fails only if `send` fails.
 pub async fn answer(
     request: Request,
     state: &Arc<State>,
     send: &mut (impl tokio::io::AsyncWrite + Unpin),
+    pace: Option<&TokenBucket>,
 ) -> Result<(), FrameError> {
     match request {
+        Request::Pace { .. } => {
+            protocol::write_frame(
+                send,
+                &Response::Error {
+                    message: "a pace is sent with the hello, not on its own".into(),
+                },
+            )
+            .await?;
+        }
         Request::Hello { .. } => {
             protocol::write_frame(
                 send,
@@ -467,7 +516,7 @@ pub async fn answer(
                     }
                     Err(_) => Response::Missing { hash },
                 };
-                protocol::write_frame(send, &response).await?;
+                protocol::write_frame_paced(send, &response, pace).await?;
             }
         }
         Request::GetChunks { wants } => {
@@ -497,7 +546,7 @@ pub async fn answer(
                     }
                     Err(_) => Response::Missing { hash },
                 };
-                protocol::write_frame(send, &response).await?;
+                protocol::write_frame_paced(send, &response, pace).await?;
             }
         }
         Request::ReportStatus { status } => {

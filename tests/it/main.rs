@@ -6,6 +6,7 @@ mod classroom;
 mod demo;
 mod links;
 mod pages;
+mod pipes;
 mod publish;
 mod readthrough;
 mod schedule;

@@ -7,11 +7,13 @@
 //! - [`progress`]: indicatif bars, shown only when stderr is a terminal.
 //! - [`logging`]: the tracing subscriber (stderr, `RUST_LOG` honored).
 //! - [`format`]: sizes and times for people.
+//! - [`output`]: data on stdout ([`outln!`]) that ends quietly when the reader closes the pipe.
 
 pub mod cli;
 pub mod commands;
 pub use catalog::format;
 pub mod logging;
+pub mod output;
 pub mod progress;
 pub mod signals;
 

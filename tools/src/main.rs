@@ -9,6 +9,8 @@ fn main() -> ExitCode {
     tools::logging::init(cli.verbose);
     match tools::run(cli) {
         Ok(code) => code,
+        // `shanlu ls | head`: the reader has all it wanted.
+        Err(err) if tools::output::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE

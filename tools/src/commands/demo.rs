@@ -14,6 +14,7 @@ use edge_cache::{EdgeConfig, Subscription};
 use server::Origin;
 
 use crate::cli::DemoArgs;
+use crate::outln;
 use crate::{format, progress};
 
 /// The sample courses in the source tree this binary was built from.
@@ -50,7 +51,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         );
         bar.finish_and_clear();
         let report = result.with_context(|| format!("publishing {}", folder.display()))?;
-        println!(
+        outln!(
             "published {} v{} (catalog sequence {}): {} lessons, {} files, {}, {} new chunks",
             report.course_id,
             report.course_version,
@@ -59,7 +60,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             report.files,
             format::bytes(report.bytes),
             report.new_chunks
-        );
+        )?;
     }
     let public_key = origin.public_key();
     drop(origin);
@@ -73,7 +74,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         let bound = server::serve::bind(&origin_dir, &server::serve::Listen::on(loopback)).await?;
         let quic = bound.quic_addr;
         let fallback = bound.https_addr.map(|https| format!("https://{https}"));
-        println!("origin: quic://{quic} (http://{}/v1/catalog)", bound.http_addr);
+        outln!("origin: quic://{quic} (http://{}/v1/catalog)", bound.http_addr)?;
         let origin_task = tokio::spawn(bound.run(shutdown.clone()));
 
         // 3. A school edge, pinned to this origin, synced over QUIC.
@@ -90,21 +91,21 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         let synced = edge_cache::sync_once(&edge_dir, &bar, &Default::default()).await;
         bar.finish_and_clear();
         let report = synced.context("the demo edge's first sync")?;
-        println!(
+        outln!(
             "edge synced over QUIC: catalog sequence {}, {} files held, fetched {} in {} chunks, reused {} held locally",
             report.sequence,
             report.files_held,
             format::bytes(report.bytes_fetched),
             report.chunks_fetched,
             format::bytes(report.bytes_reused)
-        );
+        )?;
 
         // 4. The classroom.
         let listener = bind_classroom(args.port).await?;
         let classroom = listener.local_addr()?;
-        println!("Classroom: http://{classroom}/");
-        println!("  courses: http://{classroom}/api/v1/courses   status: http://{classroom}/api/v1/status");
-        println!("Press Ctrl-C to stop.");
+        outln!("Classroom: http://{classroom}/")?;
+        outln!("  courses: http://{classroom}/api/v1/courses   status: http://{classroom}/api/v1/status")?;
+        outln!("Press Ctrl-C to stop.")?;
         use std::io::Write;
         std::io::stdout().flush()?;
         let options = edge_cache::run::RunOptions::every(std::time::Duration::from_secs(60));
@@ -114,9 +115,9 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     if args.data.is_none() {
-        println!("stopped; the demo's temporary folder is removed (pass --data DIR to keep it)");
+        outln!("stopped; the demo's temporary folder is removed (pass --data DIR to keep it)")?;
     } else {
-        println!("stopped; the demo's data stays in {}", data.display());
+        outln!("stopped; the demo's data stays in {}", data.display())?;
     }
     Ok(ExitCode::SUCCESS)
 }

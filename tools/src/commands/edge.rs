@@ -7,6 +7,7 @@ use edge_cache::config::EdgeConfig;
 use edge_cache::{Subscription, status};
 
 use crate::cli::{EdgeInitArgs, EdgeRunArgs, EdgeStatusArgs, EdgeSyncArgs, EdgeSyncNowArgs};
+use crate::outln;
 use crate::{format, progress};
 
 pub fn init(args: &EdgeInitArgs) -> anyhow::Result<ExitCode> {
@@ -25,12 +26,12 @@ pub fn init(args: &EdgeInitArgs) -> anyhow::Result<ExitCode> {
         .create(&args.data)
         .with_context(|| format!("setting up an edge in {}", args.data.display()))?;
     catalog::Store::open(edge_cache::config::store_path(&args.data))?;
-    println!(
+    outln!(
         "edge initialized in {}, pinned to {}",
         args.data.display(),
         args.origin
-    );
-    println!("next: shanlu edge sync --data {}", args.data.display());
+    )?;
+    outln!("next: shanlu edge sync --data {}", args.data.display())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -48,9 +49,9 @@ pub fn sync(args: &EdgeSyncArgs) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
     let report = result.with_context(|| format!("syncing the edge in {}", args.data.display()))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
-        println!(
+        outln!(
             "catalog sequence {}{}: fetched {} in {} chunks, reused {} held locally, {} objects",
             report.sequence,
             if report.catalog_updated { " (new)" } else { "" },
@@ -58,8 +59,8 @@ pub fn sync(args: &EdgeSyncArgs) -> anyhow::Result<ExitCode> {
             report.chunks_fetched,
             format::bytes(report.bytes_reused),
             report.objects_fetched
-        );
-        println!(
+        )?;
+        outln!(
             "files: {} completed now, {} held, {} missing{}",
             report.files_completed,
             report.files_held,
@@ -69,15 +70,15 @@ pub fn sync(args: &EdgeSyncArgs) -> anyhow::Result<ExitCode> {
             } else {
                 String::new()
             }
-        );
+        )?;
         if let Some(rate) = report.max_rate {
-            println!("bandwidth cap: {rate}/s");
+            outln!("bandwidth cap: {rate}/s")?;
         }
         if let Some(line) = transport_line(&report) {
-            println!("{line}");
+            outln!("{line}")?;
         }
         for failure in &report.failures {
-            println!("FAILED {failure}");
+            outln!("FAILED {failure}")?;
         }
     }
     Ok(if report.complete {
@@ -91,28 +92,28 @@ pub fn status(args: &EdgeStatusArgs) -> anyhow::Result<ExitCode> {
     let status = status::status(&args.data)
         .with_context(|| format!("reading the edge in {}", args.data.display()))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        outln!("{}", serde_json::to_string_pretty(&status)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("origin: {}", status.origin);
+    outln!("origin: {}", status.origin)?;
     match (status.catalog_sequence, status.catalog_published_at) {
-        (Some(sequence), Some(at)) => println!(
+        (Some(sequence), Some(at)) => outln!(
             "catalog: sequence {sequence}, published {}",
             format::time(at)
-        ),
-        _ => println!("catalog: none yet (run `shanlu edge sync`)"),
+        )?,
+        _ => outln!("catalog: none yet (run `shanlu edge sync`)")?,
     }
-    println!("held: {}", format::bytes(status.bytes_held));
+    outln!("held: {}", format::bytes(status.bytes_held))?;
     let config = EdgeConfig::load(&args.data)?;
     if let Some(rate) = config.max_rate {
-        println!("bandwidth cap: {rate}/s");
+        outln!("bandwidth cap: {rate}/s")?;
     }
     if !config.windows.is_empty() {
         let windows: Vec<String> = config.windows.iter().map(ToString::to_string).collect();
-        println!("sync windows: {} (local time)", windows.join(", "));
+        outln!("sync windows: {} (local time)", windows.join(", "))?;
     }
     for course in &status.courses {
-        println!(
+        outln!(
             "  {}  v{}  {}  {}/{} files  {}{}",
             course.id,
             course.version,
@@ -125,10 +126,10 @@ pub fn status(args: &EdgeStatusArgs) -> anyhow::Result<ExitCode> {
             } else {
                 "  (not subscribed)"
             }
-        );
+        )?;
     }
     match &status.last_sync {
-        Some(last) => println!(
+        Some(last) => outln!(
             "last sync: {} — {}",
             format::time(last.finished_at),
             match &last.error {
@@ -140,11 +141,11 @@ pub fn status(args: &EdgeStatusArgs) -> anyhow::Result<ExitCode> {
                 ),
                 None => format!("{} file(s) missing", last.files_missing),
             }
-        ),
-        None => println!("last sync: never"),
+        )?,
+        None => outln!("last sync: never")?,
     }
     if let Some(line) = status.last_sync.as_ref().and_then(transport_line) {
-        println!("{line}");
+        outln!("{line}")?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -167,7 +168,7 @@ pub fn run(args: &EdgeRunArgs) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listening for classrooms on {}", args.listen))?;
-        println!("classroom: http://{}/", listener.local_addr()?);
+        outln!("classroom: http://{}/", listener.local_addr()?)?;
         use std::io::Write;
         std::io::stdout().flush()?;
         let shutdown = crate::signals::shutdown_on_signal();
@@ -188,10 +189,10 @@ const SYNC_NOW_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub fn sync_now(args: &EdgeSyncNowArgs) -> anyhow::Result<ExitCode> {
     edge_cache::run::request_sync(&args.data, SYNC_NOW_WAIT)?;
-    println!(
+    outln!(
         "sync asked for: the edge in {} starts a pass now (or right after the one running); \
          follow it on the status page or with `shanlu edge status`",
         args.data.display()
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }

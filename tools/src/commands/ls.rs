@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::DataFolder;
 use crate::cli::LsArgs;
 use crate::format;
+use crate::outln;
 
 #[derive(Serialize)]
 struct Listing {
@@ -65,9 +66,9 @@ pub fn run(args: &LsArgs) -> anyhow::Result<ExitCode> {
     let folder = DataFolder::open(&args.data)?;
     let listing = list(&folder)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&listing)?);
+        outln!("{}", serde_json::to_string_pretty(&listing)?)?;
     } else {
-        print_tree(&listing);
+        print_tree(&listing)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -150,8 +151,8 @@ fn list_files(store: &Store, files: &[catalog::FileEntry]) -> anyhow::Result<Vec
         .collect()
 }
 
-fn print_tree(listing: &Listing) {
-    println!(
+fn print_tree(listing: &Listing) -> std::io::Result<()> {
+    outln!(
         "catalog sequence {}, published {}, {} course(s){}",
         listing.sequence,
         format::time(listing.published_at),
@@ -161,32 +162,34 @@ fn print_tree(listing: &Listing) {
         } else {
             ""
         }
-    );
+    )?;
     for course in &listing.courses {
-        println!(
+        outln!(
             "{}  v{}  {}  {} lesson(s)  {}",
             course.id,
             course.version,
             course.title.get(&[]).unwrap_or(""),
             course.lessons.len(),
             format::bytes(course.total_size)
-        );
-        print_files(&course.files, "  ");
+        )?;
+        print_files(&course.files, "  ")?;
         for lesson in &course.lessons {
-            println!("  {}  {}", lesson.id, lesson.title.get(&[]).unwrap_or(""));
-            print_files(&lesson.files, "    ");
+            outln!("  {}  {}", lesson.id, lesson.title.get(&[]).unwrap_or(""))?;
+            print_files(&lesson.files, "    ")?;
         }
     }
+    Ok(())
 }
 
-fn print_files(files: &[ListedFile], indent: &str) {
+fn print_files(files: &[ListedFile], indent: &str) -> std::io::Result<()> {
     for file in files {
-        println!(
+        outln!(
             "{indent}{}  {}  {}{}",
             file.path,
             format::bytes(file.size),
             file.blake3,
             if file.held { "" } else { "  (not held)" }
-        );
+        )?;
     }
+    Ok(())
 }

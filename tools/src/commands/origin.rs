@@ -6,14 +6,15 @@ use anyhow::Context;
 use server::Origin;
 
 use crate::cli::{AddEdgeArgs, OriginInitArgs, OriginServeArgs};
+use crate::outln;
 
 pub fn init(args: &OriginInitArgs) -> anyhow::Result<ExitCode> {
     let report = Origin::init(&args.data)
         .with_context(|| format!("setting up an origin in {}", args.data.display()))?;
-    println!("origin initialized in {}", args.data.display());
-    println!("origin key: {}", report.public_key);
-    println!("origin certificate: {}", report.cert_fingerprint);
-    println!("admin token: {}", report.admin_token);
+    outln!("origin initialized in {}", args.data.display())?;
+    outln!("origin key: {}", report.public_key)?;
+    outln!("origin certificate: {}", report.cert_fingerprint)?;
+    outln!("admin token: {}", report.admin_token)?;
     eprintln!(
         "Give the origin key and certificate to every school edge\n\
          (`shanlu edge init --origin-key … --origin-cert …`).\n\
@@ -34,13 +35,13 @@ pub fn serve(args: &OriginServeArgs) -> anyhow::Result<ExitCode> {
         let bound = server::serve::bind(&args.data, &listen)
             .await
             .with_context(|| format!("starting the origin in {}", args.data.display()))?;
-        println!("quic: {}", bound.quic_addr);
-        println!("http: {}", bound.http_addr);
+        outln!("quic: {}", bound.quic_addr)?;
+        outln!("http: {}", bound.http_addr)?;
         if let Some(https) = bound.https_addr {
-            println!("https: {https}");
+            outln!("https: {https}")?;
         }
-        println!("congestion: {}", args.congestion);
-        println!("origin certificate: {}", bound.cert_fingerprint);
+        outln!("congestion: {}", args.congestion)?;
+        outln!("origin certificate: {}", bound.cert_fingerprint)?;
         use std::io::Write;
         std::io::stdout().flush()?;
         let shutdown = crate::signals::shutdown_on_signal();
@@ -54,7 +55,7 @@ pub fn add_edge(args: &AddEdgeArgs) -> anyhow::Result<ExitCode> {
     Origin::open(&args.data)?;
     let token = server::tokens::add_edge(&args.data, &args.name)
         .with_context(|| format!("adding edge {} to {}", args.name, args.data.display()))?;
-    println!("edge token: {token}");
+    outln!("edge token: {token}")?;
     eprintln!(
         "Give this token to the school's edge (`shanlu edge init --token ...`). It is shown only once;\n\
          the origin keeps only its hash."

@@ -8,6 +8,7 @@ use server::Origin;
 
 use crate::cli::PublishArgs;
 use crate::format;
+use crate::outln;
 use crate::progress;
 
 pub fn run(args: &PublishArgs) -> anyhow::Result<ExitCode> {
@@ -27,33 +28,37 @@ pub fn run(args: &PublishArgs) -> anyhow::Result<ExitCode> {
         )
     })?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     if report.unchanged {
-        println!(
+        outln!(
             "{} is unchanged (version {}): nothing stored; the catalog stays at sequence {}",
-            report.course_id, report.course_version, report.sequence
-        );
+            report.course_id,
+            report.course_version,
+            report.sequence
+        )?;
     } else {
-        println!(
+        outln!(
             "published {} version {} in catalog sequence {}",
-            report.course_id, report.course_version, report.sequence
-        );
+            report.course_id,
+            report.course_version,
+            report.sequence
+        )?;
     }
-    println!(
+    outln!(
         "  {} lessons, {} files, {} ({} files read, the rest unchanged since the last publish)",
         report.lessons,
         report.files,
         format::bytes(report.bytes),
         report.files_read
-    );
-    println!(
+    )?;
+    outln!(
         "  new: {} files ({}), {} chunks ({}) not held before",
         report.new_blobs,
         format::bytes(report.new_blob_bytes),
         report.new_chunks,
         format::bytes(report.new_chunk_bytes)
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
