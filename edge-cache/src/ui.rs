@@ -7,8 +7,10 @@
 //!   links work), players for video and audio, links for other files.
 //! - `/search?q=`: courses and lessons matching in any of the four languages.
 //! - `/status`: for the school's IT teacher; its "sync now" button posts to
-//!   `/status/sync-now` (POST only, and refused from other sites' pages).
-//! - `/lang/<code>`: remembers the reader's language in a cookie.
+//!   `/status/sync-now` (POST only, and only with an `Origin` or `Referer`
+//!   naming this edge, so other sites' pages cannot start syncs).
+//! - `/lang/<code>`: remembers the reader's language in a cookie and goes
+//!   back to a path on this edge ([`safe_back`]), never elsewhere.
 //! - `/static/…`: the style sheet and the Yi and Tibetan fonts.
 //!
 //! Titles are shown in the reader's language with a fallback, each marked
