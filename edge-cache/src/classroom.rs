@@ -9,6 +9,11 @@
 //! - `GET /metrics`: Prometheus.
 //! - The pages people read: see [`crate::ui`].
 //!
+//! Requests whose path is over [`MAX_PATH_LEN`] bytes, or whose path and
+//! query are over [`MAX_TARGET_LEN`], are answered 414 before any route looks
+//! at them (issue 11), and every cache the classroom keeps is bounded (see
+//! [`crate::files`]).
+//!
 //! Files support single and multiple byte ranges, `ETag` (the BLAKE3 of the
 //! file), `If-None-Match` and `If-Range`. A file is served from disk only once
 //! it is complete and verified in `blobs/`; partial files are never visible.
@@ -193,6 +198,13 @@ pub(crate) const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 pub(crate) const REVALIDATE: &str = "no-cache";
 /// Most bytes assembled in memory for a multi-range answer.
 const MAX_MULTIPART_BYTES: u64 = 16 * 1024 * 1024;
+/// Longest request path looked at, in bytes as sent (percent-encoded). A
+/// lesson file's URL is its course id, lesson id and path: 2 KiB holds 220
+/// Chinese characters once encoded, far more than any folder name, while a
+/// request for a missing path can no longer make the edge hold 60 KB.
+pub const MAX_PATH_LEN: usize = 2048;
+/// Longest path and query together: room for a long search and a way back.
+pub const MAX_TARGET_LEN: usize = 8192;
 
 pub fn router(state: Arc<Classroom>) -> Router {
     Router::new()
@@ -205,11 +217,30 @@ pub fn router(state: Arc<Classroom>) -> Router {
         .route("/api/v1/status", get(api_status))
         .route("/metrics", get(metrics))
         .merge(crate::ui::router())
+        .layer(middleware::from_fn(refuse_long_targets))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
         ))
         .with_state(state)
+}
+
+/// Answers 414 to a request whose path or target is over the limits, before
+/// any handler decodes it or looks it up.
+async fn refuse_long_targets(request: Request, next: Next) -> Response {
+    let uri = request.uri();
+    let target = uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+    if uri.path().len() > MAX_PATH_LEN || target > MAX_TARGET_LEN {
+        return (
+            StatusCode::URI_TOO_LONG,
+            format!(
+                "this address is too long: paths may be {MAX_PATH_LEN} bytes and \
+                 path and query {MAX_TARGET_LEN}; follow a link from the classroom's pages\n"
+            ),
+        )
+            .into_response();
+    }
+    next.run(request).await
 }
 
 /// Counts each request by route pattern and status.

@@ -7,8 +7,10 @@
 //!   links work), players for video and audio, links for other files.
 //! - `/search?q=`: courses and lessons matching in any of the four languages.
 //! - `/status`: for the school's IT teacher; its "sync now" button posts to
-//!   `/status/sync-now` (POST only, and refused from other sites' pages).
-//! - `/lang/<code>`: remembers the reader's language in a cookie.
+//!   `/status/sync-now` (POST only, and only with an `Origin` or `Referer`
+//!   naming this edge, so other sites' pages cannot start syncs).
+//! - `/lang/<code>`: remembers the reader's language in a cookie and goes
+//!   back to a path on this edge ([`safe_back`]), never elsewhere.
 //! - `/static/…`: the style sheet and the Yi and Tibetan fonts.
 //!
 //! Titles are shown in the reader's language with a fallback, each marked
@@ -700,14 +702,16 @@ async fn status_page(State(state): State<Arc<Classroom>>, reader: Reader) -> Res
 }
 
 /// "Sync now" from the status page: asks the sync loop for a pass, then
-/// goes back to the page. Only a form on this edge's own pages may ask: a
-/// browser says where a POST comes from (`Origin`, `Sec-Fetch-Site`), and
-/// one from another site is refused, so a page elsewhere cannot start syncs.
+/// goes back to the page. Only a form on this edge's own pages may ask (see
+/// [`from_this_edge`]), so a page elsewhere cannot start syncs; scripts use
+/// `shanlu edge sync-now`.
 async fn sync_now(State(state): State<Arc<Classroom>>, headers: HeaderMap) -> Response {
-    if from_another_site(&headers) {
+    if !from_this_edge(&headers) {
         return (
             StatusCode::FORBIDDEN,
-            "refused: ask for a sync from this edge's own status page\n",
+            "refused: a sync can be asked for only from this edge's own status page \
+             (the request's Origin or Referer must name this edge); \
+             on the edge itself, run `shanlu edge sync-now`\n",
         )
             .into_response();
     }
@@ -715,22 +719,76 @@ async fn sync_now(State(state): State<Arc<Classroom>>, headers: HeaderMap) -> Re
     (StatusCode::SEE_OTHER, [(header::LOCATION, "/status")]).into_response()
 }
 
-/// Whether the browser says this request comes from a page of another origin.
-fn from_another_site(headers: &HeaderMap) -> bool {
+/// Whether a browser says this POST comes from a page of this edge: its
+/// `Origin` is this host, or, from a browser too old to send `Origin` with
+/// a form, its `Referer` is a page of this host. A request naming neither
+/// is refused (issue 11: a cross-site `Referer` without `Origin` was let
+/// through), as is one whose `Sec-Fetch-Site` says another site.
+fn from_this_edge(headers: &HeaderMap) -> bool {
     let value = |name| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(site) = value(header::HeaderName::from_static("sec-fetch-site"))
         && site != "same-origin"
         && site != "none"
     {
-        return true;
+        return false;
     }
-    match (value(header::ORIGIN), value(header::HOST)) {
-        (None, _) => false,
-        (Some(origin), Some(host)) => {
-            origin != format!("http://{host}") && origin != format!("https://{host}")
+    let Some(host) = value(header::HOST) else {
+        return false;
+    };
+    let same_host = |url: &str| {
+        let Some(rest) = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))
+        else {
+            return false;
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+        authority.eq_ignore_ascii_case(host)
+    };
+    match value(header::ORIGIN) {
+        // An origin is a scheme and a host, nothing after.
+        Some(origin) => origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .is_some_and(|authority| authority.eq_ignore_ascii_case(host)),
+        None => value(header::REFERER).is_some_and(same_host),
+    }
+}
+
+/// Longest way back kept; a longer one goes to `/`.
+const MAX_BACK: usize = 2048;
+
+/// Where the language switch may send the reader back to: `back` if a
+/// browser reading it as a link on this edge's page stays on this edge, else
+/// `/` — never an open redirect (issue 11).
+///
+/// A browser reads a link by the WHATWG URL Standard: it drops tabs and
+/// newlines anywhere (`/\t/evil.example` is `//evil.example`, another host),
+/// takes `\` as `/` in an http path (`/\evil.example` too), treats `//` as
+/// the start of a host and `name:` as a scheme. So: a way back with any
+/// control character goes to `/` (with CR or LF it could not even be a
+/// header), and otherwise it must begin with `/` or `\` followed by neither;
+/// then it can only be a path (and query) on this host. What is kept is
+/// sent percent-encoded wherever a byte is not visible ASCII, and with `/`
+/// for `\` in the path, as the browser would read it.
+pub fn safe_back(back: &str) -> String {
+    if back.len() > MAX_BACK || back.bytes().any(|b| b.is_ascii_control()) {
+        return "/".into();
+    }
+    let (path, rest) = back.split_at(back.find(['?', '#']).unwrap_or(back.len()));
+    let path = path.replace('\\', "/");
+    if !path.starts_with('/') || path.starts_with("//") {
+        return "/".into();
+    }
+    let mut out = String::with_capacity(back.len());
+    for byte in path.bytes().chain(rest.bytes()) {
+        if byte.is_ascii_graphic() && byte != b'\\' {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
         }
-        (Some(_), None) => true,
     }
+    out
 }
 
 #[derive(Deserialize)]
@@ -743,11 +801,7 @@ async fn set_language(Path(code): Path<String>, Query(back): Query<Back>) -> Res
     let Some(lang) = Lang::from_code(&code) else {
         return (StatusCode::NOT_FOUND, "no such language\n").into_response();
     };
-    // Only a path on this server: never an open redirect.
-    let back = back
-        .back
-        .filter(|b| b.starts_with('/') && !b.starts_with("//") && !b.contains('\\'))
-        .unwrap_or_else(|| "/".into());
+    let back = back.back.as_deref().map_or_else(|| "/".into(), safe_back);
     (
         StatusCode::SEE_OTHER,
         [
@@ -808,35 +862,144 @@ mod tests {
         assert_eq!(pick(&LocalizedText::new(), Lang::Zh), None);
     }
 
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, axum::http::HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    /// Issue 11: a POST with a cross-site `Referer` and no `Origin` started a sync.
     #[test]
-    fn sync_now_is_refused_from_other_sites() {
-        let headers = |pairs: &[(&'static str, &'static str)]| {
-            let mut map = HeaderMap::new();
-            for (name, value) in pairs {
-                map.insert(*name, axum::http::HeaderValue::from_static(value));
-            }
-            map
-        };
+    fn issue_11_sync_now_needs_a_same_origin_origin_or_referer() {
         let host = ("host", "10.0.0.2:8080");
-        assert!(!from_another_site(&headers(&[host])), "curl, old browsers");
-        assert!(!from_another_site(&headers(&[
-            host,
-            ("origin", "http://10.0.0.2:8080"),
-            ("sec-fetch-site", "same-origin"),
-        ])));
-        assert!(from_another_site(&headers(&[
-            host,
-            ("origin", "http://evil.example")
-        ])));
-        assert!(from_another_site(&headers(&[host, ("origin", "null")])));
-        assert!(from_another_site(&headers(&[
-            host,
-            ("sec-fetch-site", "cross-site")
-        ])));
-        assert!(from_another_site(&headers(&[
-            host,
-            ("sec-fetch-site", "same-site")
-        ])));
+        let allowed = [
+            vec![host, ("origin", "http://10.0.0.2:8080")],
+            vec![host, ("origin", "https://10.0.0.2:8080")],
+            vec![
+                host,
+                ("origin", "http://10.0.0.2:8080"),
+                ("sec-fetch-site", "same-origin"),
+            ],
+            vec![host, ("referer", "http://10.0.0.2:8080/status")],
+            vec![host, ("referer", "http://10.0.0.2:8080")],
+            vec![host, ("referer", "http://10.0.0.2:8080?x=1")],
+            vec![("host", "Edge.School"), ("origin", "http://edge.school")],
+        ];
+        for case in &allowed {
+            assert!(from_this_edge(&headers(case)), "{case:?}");
+        }
+        let refused = [
+            vec![host],
+            vec![],
+            vec![("origin", "http://10.0.0.2:8080")],
+            vec![host, ("referer", "http://evil.example/page")],
+            vec![
+                host,
+                ("referer", "http://10.0.0.2:8080.evil.example/status"),
+            ],
+            vec![
+                host,
+                ("referer", "http://evil.example/http://10.0.0.2:8080/"),
+            ],
+            vec![host, ("referer", "http://10.0.0.2:8080@evil.example/")],
+            vec![host, ("referer", "/status")],
+            vec![host, ("referer", "ftp://10.0.0.2:8080/status")],
+            vec![host, ("origin", "http://evil.example")],
+            vec![host, ("origin", "null")],
+            vec![host, ("origin", "http://10.0.0.2:8080/")],
+            vec![host, ("origin", "http://10.0.0.2")],
+            vec![
+                host,
+                ("origin", "http://evil.example"),
+                ("referer", "http://10.0.0.2:8080/status"),
+            ],
+            vec![
+                host,
+                ("origin", "http://10.0.0.2:8080"),
+                ("sec-fetch-site", "cross-site"),
+            ],
+            vec![
+                host,
+                ("referer", "http://10.0.0.2:8080/status"),
+                ("sec-fetch-site", "same-site"),
+            ],
+        ];
+        for case in &refused {
+            assert!(!from_this_edge(&headers(case)), "{case:?}");
+        }
+    }
+
+    /// Issue 11: `/lang/en?back=/%09/evil.example` sent browsers to
+    /// `http://evil.example/`. Each way back, as the query decodes it, and
+    /// where the switch now sends the reader.
+    #[test]
+    fn issue_11_the_way_back_stays_on_this_edge() {
+        let table: &[(&str, &str)] = &[
+            // Paths on this edge are kept.
+            ("/", "/"),
+            ("/course/math3", "/course/math3"),
+            ("/search?q=加法", "/search?q=%E5%8A%A0%E6%B3%95"),
+            ("/search?q=a b#top", "/search?q=a%20b#top"),
+            (
+                "/course/math3/01-add?x=//evil.example",
+                "/course/math3/01-add?x=//evil.example",
+            ),
+            ("/%2F%2Fevil.example", "/%2F%2Fevil.example"),
+            ("/%09/evil.example", "/%09/evil.example"),
+            ("/a\\b", "/a/b"),
+            ("/a?b=\\c", "/a?b=%5Cc"),
+            ("/./evil.example", "/./evil.example"),
+            ("/ /evil.example", "/%20/evil.example"),
+            ("/\u{ff0f}evil.example", "/%EF%BC%8Fevil.example"),
+            // Tabs, newlines, CR and other controls, anywhere.
+            ("/\t/evil.example", "/"),
+            ("/\n/evil.example", "/"),
+            ("/\r/evil.example", "/"),
+            ("/\r\nSet-Cookie: x=1", "/"),
+            ("\t//evil.example", "/"),
+            ("//evil.example\t", "/"),
+            ("/course\u{0}/x", "/"),
+            ("/course\u{7f}", "/"),
+            ("\u{b}//evil.example", "/"),
+            // Another host.
+            ("//evil.example", "/"),
+            ("//evil.example/path", "/"),
+            ("/\\evil.example", "/"),
+            ("\\/evil.example", "/"),
+            ("\\\\evil.example", "/"),
+            ("///evil.example", "/"),
+            (" //evil.example", "/"),
+            ("http://evil.example/", "/"),
+            ("https://evil.example", "/"),
+            ("HTTP://evil.example", "/"),
+            ("http:evil.example", "/"),
+            ("http:/\\evil.example", "/"),
+            ("//evil.example@10.0.0.2", "/"),
+            // Schemes that run or show something.
+            ("javascript:alert(1)", "/"),
+            ("JavaScript:alert(1)", "/"),
+            (" javascript:alert(1)", "/"),
+            ("data:text/html,<script>alert(1)</script>", "/"),
+            ("vbscript:msgbox", "/"),
+            // Not a path at all.
+            ("", "/"),
+            ("evil.example", "/"),
+            ("?q=1", "/"),
+            ("#top", "/"),
+            ("%2F%2Fevil.example", "/"),
+            ("%2F", "/"),
+        ];
+        for (back, expected) in table {
+            assert_eq!(safe_back(back), *expected, "back = {back:?}");
+        }
+        assert!(table.len() >= 30);
+        assert_eq!(safe_back(&format!("/{}", "a".repeat(MAX_BACK))), "/");
+        // Whatever comes in, what goes out is a valid header value.
+        for (back, _) in table {
+            assert!(axum::http::HeaderValue::from_str(&safe_back(back)).is_ok());
+        }
     }
 
     #[test]
