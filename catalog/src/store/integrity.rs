@@ -409,11 +409,11 @@ impl Store {
         reason: QuarantineReason,
     ) -> Result<bool, StoreError> {
         self.forget(blob);
-        let info = self.blob_info(blob)?;
-        let moved = self.move_to_quarantine(blob)?;
-        let Some(info) = info else {
+        // Not held: already quarantined, or being put in place right now.
+        let Some(info) = self.blob_info(blob)? else {
             return Ok(false);
         };
+        let moved = self.move_to_quarantine(blob)?;
         self.record_quarantine(blob, info, reason)?;
         warn!(
             blob = %blob,

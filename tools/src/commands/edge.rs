@@ -70,6 +70,12 @@ pub fn sync(args: &EdgeSyncArgs) -> anyhow::Result<ExitCode> {
                 String::new()
             }
         );
+        if report.files_repaired > 0 {
+            println!(
+                "repaired: {} damaged or missing file(s) fetched again",
+                report.files_repaired
+            );
+        }
         if let Some(rate) = report.max_rate {
             println!("bandwidth cap: {rate}/s");
         }
