@@ -327,8 +327,9 @@ impl Store {
     }
 
     /// The bytes of a chunk held locally, read from the blob that holds it and
-    /// checked against the chunk's hash: damaged data is never handed out, and
-    /// the blob it came from is quarantined.
+    /// checked against the chunk's hash: damaged data is never handed out.
+    /// (The blob is left for a scrub or `shanlu verify` to quarantine: on an
+    /// origin, its other chunks stay servable.)
     pub fn chunk_bytes(&self, chunk: &Hash) -> Result<Option<Vec<u8>>, StoreError> {
         use std::os::unix::fs::FileExt;
         let Some(location) = self.chunk_location(chunk)? else {
@@ -339,7 +340,6 @@ impl Store {
         let file = match self.open_beneath(relative, rustix::fs::OFlags::RDONLY) {
             Ok(file) => file,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                self.quarantine_blob(&location.blob, QuarantineReason::Missing)?;
                 return Err(StoreError::CorruptChunk {
                     chunk: *chunk,
                     blob: location.blob,
@@ -350,7 +350,6 @@ impl Store {
         };
         let mut bytes = vec![0u8; location.len as usize];
         if file.read_exact_at(&mut bytes, location.offset).is_err() || Hash::of(&bytes) != *chunk {
-            self.quarantine_blob(&location.blob, QuarantineReason::Damaged)?;
             return Err(StoreError::CorruptChunk {
                 chunk: *chunk,
                 blob: location.blob,
