@@ -31,10 +31,12 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use bytes::Bytes;
+use catalog::store::OpenedBlob;
 use catalog::{Catalog, Course, FileManifest, Hash, Lesson, LocalizedText, Object, Store};
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use std::os::unix::fs::FileExt;
+use tracing::{info, warn};
 
 use crate::config::EdgeConfig;
 use crate::files::{PlaceKey, Places, read_stream};
@@ -301,7 +303,7 @@ async fn file_by_hash(
     let Some(media) = media_of_blob(&state, blob).await else {
         return not_found("that file");
     };
-    match open_blob(&state.store, &blob) {
+    match open_blob(&state.store, &blob).await {
         Some((file, len)) => {
             state.metrics.cache_hits.inc();
             let held = Held {
@@ -332,11 +334,41 @@ pub(crate) async fn media_of_blob(state: &Classroom, blob: Hash) -> Option<Strin
     Some(media)
 }
 
-/// Opens a held blob. An open file stays readable even if it is replaced meanwhile.
-pub(crate) fn open_blob(store: &Store, blob: &Hash) -> Option<(Arc<std::fs::File>, u64)> {
-    let file = std::fs::File::open(store.blob_path(blob)).ok()?;
-    let len = file.metadata().ok()?.len();
-    Some((Arc::new(file), len))
+/// Opens a held blob to serve it, or `None` to answer as for a blob not held.
+/// An open file stays readable even if it is replaced meanwhile.
+///
+/// The hot path costs one `fstat` of the open file: its size and identity
+/// must be those recorded when it was verified. A file that differs (or is
+/// gone) is never served as it is: it is re-hashed on the blocking pool (one
+/// re-check per blob at a time, later readers wait for it), served if its
+/// bytes are still right, and quarantined otherwise, so the next sync fetches
+/// it again ([`catalog::store::OpenedBlob`]).
+pub(crate) async fn open_blob(
+    store: &Arc<Store>,
+    blob: &Hash,
+) -> Option<(Arc<std::fs::File>, u64)> {
+    match store.open_blob(blob) {
+        Ok(OpenedBlob::Verified { file, len }) => return Some((Arc::new(file), len)),
+        Ok(OpenedBlob::NotHeld) => return None,
+        Ok(OpenedBlob::Changed) => {}
+        Err(err) => {
+            warn!(blob = %blob, cause = %err, "cannot open a held blob; answering as if not held");
+            return None;
+        }
+    }
+    let (store, blob) = (store.clone(), *blob);
+    match blocking(move || store.recheck_blob(&blob)).await {
+        Some(Ok(Some((file, len)))) => {
+            info!(blob = %blob, "a blob's file changed but its bytes are right; serving it");
+            Some((Arc::new(file), len))
+        }
+        Some(Ok(None)) => None,
+        Some(Err(err)) => {
+            warn!(blob = %blob, cause = %err, "re-checking a changed blob failed; answering as if not held");
+            None
+        }
+        None => None,
+    }
 }
 
 async fn lesson_file(
@@ -390,7 +422,7 @@ async fn serve_placed(
     let Some(placed) = placed else {
         return not_found("that file");
     };
-    if let Some((file, len)) = open_blob(&state.store, &placed.blob) {
+    if let Some((file, len)) = open_blob(&state.store, &placed.blob).await {
         state.metrics.cache_hits.inc();
         let held = Held {
             file,

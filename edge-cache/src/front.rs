@@ -246,7 +246,7 @@ async fn plan(state: &Arc<Classroom>, request: &Plain) -> Option<Fast> {
             (placed.blob, placed.media, classroom::REVALIDATE, route_name)
         }
     };
-    let (file, len) = classroom::open_blob(&state.store, &blob)?;
+    let (file, len) = classroom::open_blob(&state.store, &blob).await?;
     let answer =
         classroom::answer_held(len, blob, &media, cache, &request.method, &request.headers);
     let region = match answer.body {

@@ -74,6 +74,11 @@ pub struct SyncReport {
     pub files_held: u64,
     /// Files of subscribed courses not held after this pass.
     pub files_missing: u64,
+    /// Files found damaged or missing (quarantined by this pass's check, by
+    /// `shanlu verify` or by a failed check while serving) and fetched again
+    /// in this pass.
+    #[serde(default)]
+    pub files_repaired: u64,
     /// One line per file that could not be completed, naming it and why.
     pub failures: Vec<String>,
     pub reconnects: u32,
@@ -257,10 +262,11 @@ async fn run(
     // 3. Files of subscribed courses.
     let jobs = file_jobs(store, &catalog, config)?;
     let all_blobs: Vec<Hash> = jobs.iter().map(|job| job.manifest.blob).collect();
+    let missing = missing_blobs(store, &all_blobs).await?;
     let mut todo: Vec<FileJob> = Vec::new();
     let mut seen = HashSet::new();
     for mut job in jobs {
-        if store.has_blob(&job.manifest.blob)? || !seen.insert(job.manifest.blob) {
+        if !missing.blobs.contains(&job.manifest.blob) || !seen.insert(job.manifest.blob) {
             continue;
         }
         job.previous = previous.remove(&job.label);
@@ -307,6 +313,18 @@ async fn run(
             report.files_missing += 1;
         }
     }
+    for blob in &missing.repairs {
+        if store.has_blob(blob)? {
+            report.files_repaired += 1;
+        }
+    }
+    if !missing.repairs.is_empty() {
+        info!(
+            repaired = report.files_repaired,
+            quarantined = missing.repairs.len(),
+            "damaged or missing files fetched again"
+        );
+    }
     report.complete = report.files_missing == 0 && failed_blobs.is_empty();
     if report.stopped_at_window_end {
         info!(
@@ -323,6 +341,44 @@ async fn run(
     let _ = link.client.report_status(status.to_string()).await;
     link.client.close().await;
     Ok(())
+}
+
+/// What a pass must fetch.
+#[derive(Default)]
+struct Missing {
+    /// Blobs not held with their verified file in place.
+    blobs: HashSet<Hash>,
+    /// Those of them in quarantine: held once, found damaged or gone.
+    repairs: HashSet<Hash>,
+}
+
+/// Which of `blobs` are not held with their verified file in place. The index
+/// alone is not enough (a file can be deleted or changed behind its back): each
+/// held blob's file is opened and `fstat`ed, and only one whose identity
+/// changed is re-hashed; one gone or bad is quarantined, so it counts as a
+/// repair. On the blocking pool.
+async fn missing_blobs(store: &Arc<Store>, blobs: &[Hash]) -> Result<Missing, SyncError> {
+    let (store, blobs) = (store.clone(), blobs.to_vec());
+    tokio::task::spawn_blocking(move || {
+        let mut missing = Missing::default();
+        let mut seen = HashSet::new();
+        for blob in blobs {
+            if !seen.insert(blob) || store.check_held(&blob)? {
+                continue;
+            }
+            if store.is_quarantined(&blob)? {
+                missing.repairs.insert(blob);
+            }
+            missing.blobs.insert(blob);
+        }
+        Ok::<_, SyncError>(missing)
+    })
+    .await
+    .map_err(|err| {
+        SyncError::Store(StoreError::Index(format!(
+            "checking which files are held stopped: {err}"
+        )))
+    })?
 }
 
 /// Holds `DIR/sync.lock` for the pass: two syncs of one edge would fetch the

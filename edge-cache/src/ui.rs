@@ -447,7 +447,7 @@ async fn lesson_page(
                 .find(|(file, manifest, held)| {
                     file.path == lesson.entry && *held && manifest.media_type == "text/html"
                 })
-                .and_then(|(file, _, _)| std::fs::read_to_string(store.blob_path(&file.blob)).ok());
+                .and_then(|(file, _, _)| read_verified_text(&store, &file.blob));
             Some((course, lesson, files, entry_text))
         }
     })
@@ -844,6 +844,19 @@ async fn font(Path(name): Path<String>) -> Response {
         bytes,
     )
         .into_response()
+}
+
+/// A held lesson page's text, read only through the same identity check as
+/// serving (issue 11): a page whose file changed since it was verified is
+/// left out here, and the frame's own request re-checks it.
+fn read_verified_text(store: &catalog::Store, blob: &catalog::Hash) -> Option<String> {
+    use std::io::Read as _;
+    let catalog::store::OpenedBlob::Verified { mut file, len } = store.open_blob(blob).ok()? else {
+        return None;
+    };
+    let mut text = String::with_capacity(usize::try_from(len).ok()?.min(1 << 20));
+    file.read_to_string(&mut text).ok()?;
+    Some(text)
 }
 
 #[cfg(test)]

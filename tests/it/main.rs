@@ -4,7 +4,11 @@ mod bad_input;
 mod browser;
 mod classroom;
 mod demo;
+<<<<<<< HEAD
 mod hardening_classroom;
+=======
+mod integrity;
+>>>>>>> h3
 mod links;
 mod pages;
 mod pipes;

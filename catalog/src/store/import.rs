@@ -18,6 +18,7 @@ use std::sync::mpsc;
 use redb::ReadableTable;
 
 use super::index::{self, CHUNKS};
+use super::integrity::FileIdentity;
 use super::syncer::Syncer;
 use super::{BlobInfo, Store, StoreError};
 use crate::chunker::{Block, Chunker, ChunkingProfile, cut_points};
@@ -463,6 +464,7 @@ impl Store {
         mut batch: ImportBatch,
         update: impl FnOnce(Option<SignedCatalog>) -> Result<Option<SignedCatalog>, E>,
     ) -> Result<Option<SignedCatalog>, E> {
+        let mut identities = Vec::with_capacity(batch.blobs.len());
         for pending in &batch.blobs {
             let target = self.blob_path(&pending.blob);
             if let Some(parent) = target.parent() {
@@ -471,6 +473,10 @@ impl Store {
             }
             std::fs::rename(&pending.tmp, &target)
                 .map_err(|source| StoreError::io("moving a blob into", &target, source))?;
+            let identity = std::fs::symlink_metadata(&target)
+                .map(|meta| FileIdentity::of(&meta))
+                .map_err(|source| StoreError::io("checking", &target, source))?;
+            identities.push(identity);
         }
         if let Some(syncer) = batch.syncer.take() {
             syncer.finish()?;
@@ -488,8 +494,17 @@ impl Store {
                     .map_err(StoreError::index)?;
             }
         }
-        for pending in &batch.blobs {
-            index::put_blob(&txn, &pending.blob, &pending.info, &pending.chunks)?;
+        let mut repaired = Vec::new();
+        for (pending, identity) in batch.blobs.iter().zip(&identities) {
+            if index::put_blob(
+                &txn,
+                &pending.blob,
+                &pending.info,
+                Some(identity),
+                &pending.chunks,
+            )? {
+                repaired.push(pending.blob);
+            }
         }
         {
             let mut sources = txn.open_table(index::SOURCES).map_err(StoreError::index)?;
@@ -516,6 +531,9 @@ impl Store {
             index::put_catalog(&txn, signed)?;
         }
         txn.commit().map_err(StoreError::index)?;
+        for blob in &repaired {
+            self.drop_quarantined_copy(blob);
+        }
         Ok(replacement)
     }
 }

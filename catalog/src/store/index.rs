@@ -4,6 +4,7 @@
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
 use super::import::SourceStamp;
+use super::integrity::{FileIdentity, QuarantineReason, QuarantineRecord};
 use super::{BlobInfo, ChunkLocation, StoreError};
 use crate::hash::Hash;
 use crate::sign::SignedCatalog;
@@ -19,6 +20,13 @@ pub(crate) const OBJECTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::n
 /// source file path → dev, inode, size, mtime, ctime (u64/i64 LE) ‖ blob hash: what
 /// the last publish found there, so an unchanged file need not be read again.
 pub(crate) const SOURCES: TableDefinition<&str, &[u8]> = TableDefinition::new("sources");
+/// blob hash → the identity of its file when it was last verified: dev, inode,
+/// size (u64 LE), mtime, ctime (seconds and nanoseconds, i64 LE).
+pub(crate) const IDENTITIES: TableDefinition<&[u8; 32], &[u8]> =
+    TableDefinition::new("blob_identities");
+/// blob hash → size (u64 LE) ‖ manifest hash (32) ‖ when (unix seconds, u64 LE)
+/// ‖ reason (u8): blobs found bad or gone, no longer held, to be fetched again.
+pub(crate) const QUARANTINE: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("quarantine");
 /// name → value: `catalog` holds the signed catalog in force.
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
@@ -31,6 +39,8 @@ pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(OBJECTS).map_err(StoreError::index)?;
     txn.open_table(META).map_err(StoreError::index)?;
     txn.open_table(SOURCES).map_err(StoreError::index)?;
+    txn.open_table(IDENTITIES).map_err(StoreError::index)?;
+    txn.open_table(QUARANTINE).map_err(StoreError::index)?;
     Ok(())
 }
 
@@ -108,17 +118,91 @@ pub(crate) fn decode_source(bytes: &[u8]) -> (SourceStamp, Hash) {
     (stamp, Hash::from_bytes(blob))
 }
 
-/// Records a complete blob and every chunk in it not already indexed.
+pub(crate) fn encode_identity(identity: &FileIdentity) -> [u8; 56] {
+    let mut out = [0u8; 56];
+    let words = [
+        identity.dev.to_le_bytes(),
+        identity.ino.to_le_bytes(),
+        identity.size.to_le_bytes(),
+        identity.mtime.0.to_le_bytes(),
+        identity.mtime.1.to_le_bytes(),
+        identity.ctime.0.to_le_bytes(),
+        identity.ctime.1.to_le_bytes(),
+    ];
+    for (i, word) in words.iter().enumerate() {
+        out[i * 8..i * 8 + 8].copy_from_slice(word);
+    }
+    out
+}
+
+/// A damaged record decodes to an identity that matches no file.
+pub(crate) fn decode_identity(bytes: &[u8]) -> FileIdentity {
+    let word = |i: usize| -> [u8; 8] {
+        bytes
+            .get(i * 8..i * 8 + 8)
+            .and_then(|s| s.try_into().ok())
+            .unwrap_or([0xff; 8])
+    };
+    FileIdentity {
+        dev: u64::from_le_bytes(word(0)),
+        ino: u64::from_le_bytes(word(1)),
+        size: u64::from_le_bytes(word(2)),
+        mtime: (i64::from_le_bytes(word(3)), i64::from_le_bytes(word(4))),
+        ctime: (i64::from_le_bytes(word(5)), i64::from_le_bytes(word(6))),
+    }
+}
+
+pub(crate) fn encode_quarantine(record: &QuarantineRecord) -> [u8; 49] {
+    let mut out = [0u8; 49];
+    out[..40].copy_from_slice(&encode_blob(&record.info));
+    out[40..48].copy_from_slice(&record.at.to_le_bytes());
+    out[48] = record.reason.code();
+    out
+}
+
+pub(crate) fn decode_quarantine(bytes: &[u8]) -> QuarantineRecord {
+    let mut blob = [0u8; 40];
+    if let Some(head) = bytes.get(..40) {
+        blob.copy_from_slice(head);
+    }
+    let at = bytes
+        .get(40..48)
+        .and_then(|s| <[u8; 8]>::try_from(s).ok())
+        .map_or(0, u64::from_le_bytes);
+    QuarantineRecord {
+        info: decode_blob(&blob),
+        at,
+        reason: QuarantineReason::from_code(bytes.get(48).copied().unwrap_or(0)),
+    }
+}
+
+/// Records a complete blob, the identity of its file, and every chunk in it
+/// not already indexed. Returns whether the blob was in quarantine (it is not
+/// any more).
 pub(crate) fn put_blob(
     txn: &WriteTransaction,
     blob: &Hash,
     info: &BlobInfo,
+    identity: Option<&FileIdentity>,
     chunks: &[(Hash, u64, u32)],
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let mut blobs = txn.open_table(BLOBS).map_err(StoreError::index)?;
     blobs
         .insert(blob.as_bytes(), &encode_blob(info))
         .map_err(StoreError::index)?;
+    let mut identities = txn.open_table(IDENTITIES).map_err(StoreError::index)?;
+    match identity {
+        Some(identity) => identities
+            .insert(blob.as_bytes(), encode_identity(identity).as_slice())
+            .map(|_| ()),
+        None => identities.remove(blob.as_bytes()).map(|_| ()),
+    }
+    .map_err(StoreError::index)?;
+    let mut quarantine = txn.open_table(QUARANTINE).map_err(StoreError::index)?;
+    let was_quarantined = quarantine
+        .remove(blob.as_bytes())
+        .map_err(StoreError::index)?
+        .is_some();
     let mut table = txn.open_table(CHUNKS).map_err(StoreError::index)?;
     for (chunk, offset, len) in chunks {
         if table
@@ -136,7 +220,7 @@ pub(crate) fn put_blob(
                 .map_err(StoreError::index)?;
         }
     }
-    Ok(())
+    Ok(was_quarantined)
 }
 
 /// Stores the catalog object and makes the signed catalog the one in force.
@@ -171,5 +255,19 @@ mod tests {
             manifest: Hash::of(b"m"),
         };
         assert_eq!(decode_blob(&encode_blob(&info)), info);
+        let identity = FileIdentity {
+            dev: 2049,
+            ino: 1 << 33,
+            size: 5_000_000,
+            mtime: (1_700_000_000, 123_456_789),
+            ctime: (-1, 999_999_999),
+        };
+        assert_eq!(decode_identity(&encode_identity(&identity)), identity);
+        let record = QuarantineRecord {
+            info,
+            at: 1_780_000_000,
+            reason: QuarantineReason::Damaged,
+        };
+        assert_eq!(decode_quarantine(&encode_quarantine(&record)), record);
     }
 }

@@ -5,6 +5,7 @@
 //!   blobs/ab/cd/<blob hash>   whole, verified files; `b3sum` prints their names
 //!   partial/<blob hash>       files being assembled from chunks
 //!   tmp/                      files being written, renamed into blobs/ when complete
+//!   quarantine/<blob hash>    files found damaged, out of service until fetched again
 //!   index.redb                the index: chunks, blobs, partial progress, objects, catalog
 //! ```
 //!
@@ -18,10 +19,12 @@
 //! - [`import`]: storing whole files (publishing) with chunk accounting.
 //! - [`partial`]: assembling a blob from chunks in any order, resumably.
 //! - [`scrub`]: re-hashing blobs and objects.
+//! - [`integrity`]: file identities checked before serving, and quarantine.
 
 mod error;
 mod import;
 mod index;
+mod integrity;
 mod partial;
 mod scrub;
 mod syncer;
@@ -33,6 +36,7 @@ use redb::{ReadableDatabase, ReadableTableMetadata};
 
 pub use error::StoreError;
 pub use import::{ImportBatch, ImportMode, Imported};
+pub use integrity::{FileIdentity, OpenedBlob, QuarantineReason, QuarantineRecord};
 pub use partial::PartialBlob;
 pub use scrub::{ScrubProblem, ScrubReport};
 
@@ -43,8 +47,11 @@ use crate::sign::SignedCatalog;
 /// A content-addressed store of blobs and objects with its redb index.
 pub struct Store {
     root: PathBuf,
+    /// The root, opened: blobs are opened and moved relative to it.
+    root_dir: std::os::fd::OwnedFd,
     db: redb::Database,
     tmp_counter: AtomicU64,
+    integrity: integrity::Integrity,
 }
 
 /// Where a chunk can be read locally.
@@ -67,7 +74,7 @@ impl Store {
     /// Opens the store at `root`, creating it if needed.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
         let root = root.into();
-        for dir in ["blobs", "partial", "tmp"] {
+        for dir in ["blobs", "partial", "tmp", "quarantine"] {
             let path = root.join(dir);
             std::fs::create_dir_all(&path)
                 .map_err(|source| StoreError::io("creating", &path, source))?;
@@ -77,16 +84,27 @@ impl Store {
             .set_concurrency_mode(redb::ConcurrencyMode::MultiWriter)
             .create(&index_path)
             .map_err(|source| StoreError::open_index(&index_path, source))?;
+        let root_dir = rustix::fs::open(
+            &root,
+            rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|errno| StoreError::io("opening", &root, errno.into()))?;
         let store = Store {
             root,
+            root_dir,
             db,
             tmp_counter: AtomicU64::new(0),
+            integrity: integrity::Integrity::default(),
         };
-        // A commit syncs the index file; only a new store needs one here.
+        // A commit syncs the index file; only a new store (or one from before
+        // the newest table) needs one here.
         let has_tables = store
             .read()
             .and_then(|txn| {
-                txn.open_table(index::SOURCES)
+                txn.open_table(index::QUARANTINE)
                     .map(|_| ())
                     .map_err(StoreError::index)
             })
@@ -95,6 +113,7 @@ impl Store {
             store.write(index::create_tables)?;
         }
         store.remove_stale_tmp();
+        store.finish_quarantines()?;
         Ok(store)
     }
 
@@ -309,13 +328,16 @@ impl Store {
 
     /// The bytes of a chunk held locally, read from the blob that holds it and
     /// checked against the chunk's hash: damaged data is never handed out.
+    /// (The blob is left for a scrub or `shanlu verify` to quarantine: on an
+    /// origin, its other chunks stay servable.)
     pub fn chunk_bytes(&self, chunk: &Hash) -> Result<Option<Vec<u8>>, StoreError> {
         use std::os::unix::fs::FileExt;
         let Some(location) = self.chunk_location(chunk)? else {
             return Ok(None);
         };
         let path = self.blob_path(&location.blob);
-        let file = match std::fs::File::open(&path) {
+        let relative = path.strip_prefix(&self.root).unwrap_or(&path);
+        let file = match self.open_beneath(relative, rustix::fs::OFlags::RDONLY) {
             Ok(file) => file,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 return Err(StoreError::CorruptChunk {

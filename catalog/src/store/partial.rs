@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
 
 use super::index::{self, PARTIALS};
+use super::integrity::{FileIdentity, QuarantineReason};
 use super::{BlobInfo, Store, StoreError};
 use crate::hash::{Hash, Hasher};
 use crate::object::FileManifest;
@@ -41,6 +42,8 @@ struct FinishedBlob {
     chunks: Vec<(Hash, u64, u32)>,
     manifest_bytes: Vec<u8>,
     info: BlobInfo,
+    /// The file as it was put in place.
+    identity: FileIdentity,
 }
 
 /// Hashes the first `size` bytes of `file` and checks they are `blob`.
@@ -85,7 +88,11 @@ fn move_checked(
     }
     std::fs::rename(path, &target)
         .map_err(|cause| StoreError::io("moving a blob into", &target, cause))?;
+    let identity = std::fs::symlink_metadata(&target)
+        .map(|meta| FileIdentity::of(&meta))
+        .map_err(|cause| StoreError::io("checking", &target, cause))?;
     Ok(FinishedBlob {
+        identity,
         blob: manifest.blob,
         manifest_hash,
         chunks: manifest
@@ -136,7 +143,9 @@ impl Store {
         manifest: &FileManifest,
     ) -> Result<Hash, StoreError> {
         let blob = manifest.blob;
-        if self.has_blob(&blob)? {
+        // Held with its file in place, that is: a blob whose file is gone or
+        // bad is quarantined by the check and taken from `staging` instead.
+        if self.check_held(&blob)? {
             std::fs::remove_file(staging)
                 .map_err(|source| StoreError::io("removing", staging, source))?;
             return Ok(blob);
@@ -156,6 +165,7 @@ impl Store {
         }
         // The renames and directories reach the disk before the records that name them.
         self.sync_files()?;
+        let mut repaired = Vec::new();
         self.write(|txn| {
             let mut objects = txn.open_table(index::OBJECTS).map_err(StoreError::index)?;
             for done in finished {
@@ -168,7 +178,15 @@ impl Store {
             }
             drop(objects);
             for done in finished {
-                index::put_blob(txn, &done.blob, &done.info, &done.chunks)?;
+                if index::put_blob(
+                    txn,
+                    &done.blob,
+                    &done.info,
+                    Some(&done.identity),
+                    &done.chunks,
+                )? {
+                    repaired.push(done.blob);
+                }
             }
             let mut partials = txn.open_table(PARTIALS).map_err(StoreError::index)?;
             for done in finished {
@@ -177,7 +195,11 @@ impl Store {
                     .map_err(StoreError::index)?;
             }
             Ok(())
-        })
+        })?;
+        for blob in &repaired {
+            self.drop_quarantined_copy(blob);
+        }
+        Ok(())
     }
 
     /// Starts or resumes assembling the blob that `manifest` describes.
@@ -273,17 +295,35 @@ impl PartialBlob<'_> {
             if location.len != chunk.len {
                 continue;
             }
-            let source = open_blobs
-                .entry(location.blob)
-                .or_insert_with(|| std::fs::File::open(self.store.blob_path(&location.blob)).ok());
-            let Some(source) = source else { continue };
-            let mut bytes = vec![0u8; chunk.len as usize];
-            if source.read_exact_at(&mut bytes, location.offset).is_err() {
+            let store = self.store;
+            let source = open_blobs.entry(location.blob).or_insert_with(|| {
+                let path = store.blob_path(&location.blob);
+                let relative = path.strip_prefix(store.root()).unwrap_or(&path);
+                store
+                    .open_beneath(relative, rustix::fs::OFlags::RDONLY)
+                    .ok()
+            });
+            let Some(file) = source.as_ref() else {
                 continue;
-            }
-            // A damaged local copy is simply not reused; the chunk will be fetched.
-            if self.write_chunk(index, &bytes).is_ok() {
-                copied += u64::from(chunk.len);
+            };
+            let mut bytes = vec![0u8; chunk.len as usize];
+            // A damaged local copy is not reused (the chunk will be fetched)
+            // and the blob it is in is taken out of service.
+            let damaged = match file.read_exact_at(&mut bytes, location.offset) {
+                Ok(()) => match self.write_chunk(index, &bytes) {
+                    Ok(()) => {
+                        copied += u64::from(chunk.len);
+                        false
+                    }
+                    Err(StoreError::ChunkMismatch { .. }) => true,
+                    Err(err) => return Err(err),
+                },
+                Err(_) => true,
+            };
+            if damaged {
+                *source = None;
+                self.store
+                    .quarantine_blob(&location.blob, QuarantineReason::Damaged)?;
             }
         }
         Ok(copied)

@@ -1,10 +1,13 @@
-//! Scrub: re-hash every blob and object the index names.
+//! Scrub: re-hash every blob and object the index names. A blob found bad or
+//! gone is quarantined at once ([`super::integrity`]): never served again, and
+//! fetched again by the next sync.
 
 use std::path::PathBuf;
 
 use redb::ReadableTable;
 
 use super::index::{self, BLOBS, OBJECTS};
+use super::integrity::{FileIdentity, QuarantineReason};
 use super::{Store, StoreError};
 use crate::hash::{Hash, Hasher};
 use crate::object::Object;
@@ -72,6 +75,20 @@ pub struct ScrubReport {
     pub bytes_checked: u64,
     pub objects_checked: u64,
     pub problems: Vec<ScrubProblem>,
+    /// Blobs taken out of service: moved to `quarantine/`, no longer held.
+    pub quarantined: Vec<Hash>,
+}
+
+impl ScrubProblem {
+    /// The blob this problem takes out of service, and why.
+    fn quarantine(&self) -> Option<(Hash, QuarantineReason)> {
+        match self {
+            ScrubProblem::MissingBlob { blob, .. } => Some((*blob, QuarantineReason::Missing)),
+            ScrubProblem::WrongSize { blob, .. } => Some((*blob, QuarantineReason::WrongSize)),
+            ScrubProblem::BadBlob { blob, .. } => Some((*blob, QuarantineReason::Damaged)),
+            ScrubProblem::BadObject { .. } => None,
+        }
+    }
 }
 
 impl Store {
@@ -87,7 +104,8 @@ impl Store {
         Ok(total)
     }
 
-    /// Re-hashes every blob and object; `progress` gets byte counts as blobs are read.
+    /// Re-hashes every blob and object; `progress` gets byte counts as blobs
+    /// are read. A bad or missing blob is quarantined as soon as it is found.
     pub fn scrub(&self, progress: &mut dyn FnMut(u64)) -> Result<ScrubReport, StoreError> {
         let mut report = ScrubReport::default();
         let txn = self.read()?;
@@ -111,43 +129,85 @@ impl Store {
             let info = index::decode_blob(value.value());
             let path = self.blob_path(&blob);
             report.blobs_checked += 1;
-            let mut file = match std::fs::File::open(&path) {
-                Ok(file) => file,
+            let relative = path.strip_prefix(&self.root).unwrap_or(&path);
+            let problem = match self.open_beneath(relative, rustix::fs::OFlags::RDONLY) {
+                Ok(file) => self.scrub_blob(
+                    blob,
+                    info.size,
+                    &path,
+                    file,
+                    &mut buffer,
+                    progress,
+                    &mut report,
+                )?,
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                    report
-                        .problems
-                        .push(ScrubProblem::MissingBlob { blob, path });
-                    continue;
+                    Some(ScrubProblem::MissingBlob { blob, path })
                 }
                 Err(source) => return Err(StoreError::io("opening", &path, source)),
             };
-            let mut hasher = Hasher::new();
-            let mut size = 0u64;
-            loop {
-                let read = std::io::Read::read(&mut file, &mut buffer)
-                    .map_err(|source| StoreError::io("reading", &path, source))?;
-                if read == 0 {
-                    break;
+            if let Some(problem) = problem {
+                if let Some((blob, reason)) = problem.quarantine()
+                    && self.quarantine_blob(&blob, reason)?
+                {
+                    report.quarantined.push(blob);
                 }
-                hasher.update_parallel(&buffer[..read]);
-                size += read as u64;
-                progress(read as u64);
-            }
-            report.bytes_checked += size;
-            let actual = hasher.finalize();
-            if size != info.size {
-                report.problems.push(ScrubProblem::WrongSize {
-                    blob,
-                    path,
-                    expected: info.size,
-                    actual: size,
-                });
-            } else if actual != blob {
-                report
-                    .problems
-                    .push(ScrubProblem::BadBlob { blob, path, actual });
+                report.problems.push(problem);
             }
         }
         Ok(report)
+    }
+
+    /// Hashes one blob's open file; records its identity when it is good.
+    #[expect(clippy::too_many_arguments, reason = "internal step of the scrub loop")]
+    fn scrub_blob(
+        &self,
+        blob: Hash,
+        expected: u64,
+        path: &std::path::Path,
+        mut file: std::fs::File,
+        buffer: &mut [u8],
+        progress: &mut dyn FnMut(u64),
+        report: &mut ScrubReport,
+    ) -> Result<Option<ScrubProblem>, StoreError> {
+        let before = file
+            .metadata()
+            .map(|meta| FileIdentity::of(&meta))
+            .map_err(|source| StoreError::io("checking", path, source))?;
+        let mut hasher = Hasher::new();
+        let mut size = 0u64;
+        loop {
+            let read = std::io::Read::read(&mut file, buffer)
+                .map_err(|source| StoreError::io("reading", path, source))?;
+            if read == 0 {
+                break;
+            }
+            hasher.update_parallel(&buffer[..read]);
+            size += read as u64;
+            progress(read as u64);
+        }
+        report.bytes_checked += size;
+        let actual = hasher.finalize();
+        let path = path.to_owned();
+        if size != expected {
+            return Ok(Some(ScrubProblem::WrongSize {
+                blob,
+                path,
+                expected,
+                actual: size,
+            }));
+        }
+        if actual != blob {
+            return Ok(Some(ScrubProblem::BadBlob { blob, path, actual }));
+        }
+        // Verified just now: a file whose identity changed harmlessly (a
+        // copy, a restore) need not be re-hashed before it is served.
+        let after = file
+            .metadata()
+            .map(|meta| FileIdentity::of(&meta))
+            .map_err(|source| StoreError::io("checking", &path, source))?;
+        if after == before && self.blob_identity(&blob)? != Some(after) {
+            self.record_identity(&blob, &after)?;
+        }
+        Ok(None)
     }
 }

@@ -71,6 +71,12 @@ pub fn sync(args: &EdgeSyncArgs) -> anyhow::Result<ExitCode> {
                 String::new()
             }
         )?;
+        if report.files_repaired > 0 {
+            outln!(
+                "repaired: {} damaged or missing file(s) fetched again",
+                report.files_repaired
+            )?;
+        }
         if let Some(rate) = report.max_rate {
             outln!("bandwidth cap: {rate}/s")?;
         }

@@ -1,4 +1,6 @@
-//! `shanlu verify DIR`: re-hash everything, name what is damaged.
+//! `shanlu verify DIR`: re-hash everything, name what is damaged, and take
+//! damaged or missing blobs out of service (quarantine) so they are never
+//! served again; an edge's next sync fetches them again.
 
 use std::collections::HashSet;
 use std::process::ExitCode;
@@ -8,6 +10,7 @@ use serde::Serialize;
 
 use super::DataFolder;
 use crate::cli::VerifyArgs;
+use crate::outln;
 use crate::{format, progress};
 
 #[derive(Serialize)]
@@ -17,6 +20,8 @@ struct VerifyReport {
     objects_checked: u64,
     catalog_sequence: Option<u64>,
     problems: Vec<String>,
+    /// Blobs moved to `quarantine/` by this run.
+    quarantined: Vec<Hash>,
 }
 
 pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
@@ -36,14 +41,15 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         objects_checked: scrub.objects_checked,
         catalog_sequence,
         problems,
+        quarantined: scrub.quarantined.clone(),
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
         for problem in &report.problems {
-            println!("BAD {problem}");
+            outln!("BAD {problem}")?;
         }
-        println!(
+        outln!(
             "checked {} blobs ({}) and {} objects: {}",
             report.blobs_checked,
             format::bytes(report.bytes_checked),
@@ -53,7 +59,19 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
             } else {
                 format!("{} problem(s)", report.problems.len())
             }
-        );
+        )?;
+        if !report.quarantined.is_empty() {
+            let remedy = if folder.is_origin {
+                "publish the courses that hold them again"
+            } else {
+                "`shanlu edge sync` fetches them again"
+            };
+            outln!(
+                "quarantined {} blob(s) into {}: no longer served; {remedy}",
+                report.quarantined.len(),
+                store.root().join("quarantine").display()
+            )?;
+        }
     }
     Ok(if report.problems.is_empty() {
         ExitCode::SUCCESS
