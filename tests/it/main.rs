@@ -4,11 +4,8 @@ mod bad_input;
 mod browser;
 mod classroom;
 mod demo;
-<<<<<<< HEAD
 mod hardening_classroom;
-=======
 mod integrity;
->>>>>>> h3
 mod links;
 mod pages;
 mod pipes;
