@@ -714,19 +714,17 @@ mod tests {
     /// Boundary table: each limit accepts its value and refuses one more.
     #[test]
     fn issue_11_each_limit_accepts_its_value_and_refuses_one_more() {
-        type Case = (
-            &'static str,
-            Box<dyn Fn(usize) -> Result<(), LimitError>>,
-            usize,
-        );
-        let lesson_with = |edit: Box<dyn Fn(&mut Lesson, usize)>| -> Box<dyn Fn(usize) -> Result<(), LimitError>> {
+        type Check = Box<dyn Fn(usize) -> Result<(), LimitError>>;
+        type Edit<T> = Box<dyn Fn(&mut T, usize)>;
+        type Case = (&'static str, Check, usize);
+        let lesson_with = |edit: Edit<Lesson>| -> Check {
             Box::new(move |n| {
                 let mut lesson = sample_lesson();
                 edit(&mut lesson, n);
                 check_lesson(&lesson)
             })
         };
-        let course_with = |edit: Box<dyn Fn(&mut Course, usize)>| -> Box<dyn Fn(usize) -> Result<(), LimitError>> {
+        let course_with = |edit: Edit<Course>| -> Check {
             Box::new(move |n| {
                 let mut course = sample_course();
                 edit(&mut course, n);
