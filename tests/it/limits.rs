@@ -226,3 +226,74 @@ fn issue_11_malformed_language_tags_are_refused() {
         );
     }
 }
+
+/// Issue 11: an edge that is offered an object over the frame limit (as an
+/// origin before the limits could publish) fails the sync with an error that
+/// names the object's hash, and keeps the catalog it holds.
+#[test]
+fn issue_11_an_over_limit_object_fails_the_sync_naming_its_hash_and_the_edge_keeps_its_catalog() {
+    use catalog::store::{ImportBatch, StoreError};
+    use catalog::{CatalogEntry, Course, LocalizedText, Object};
+
+    let (origin, src) = origin_with_course();
+    let token = origin.add_edge("school-1");
+    let served = origin.serve();
+    let edge = TestEdge::init(&origin, &served, served.quic, &token, "all");
+    assert_eq!(edge.sync_ok()["sequence"], 1);
+    let quic = served.quic.to_string();
+    served.stop();
+
+    // Store an over-limit course and a catalog naming it, bypassing `publish`.
+    let hash = {
+        let data = server::Origin::open(&origin.data()).expect("open the origin");
+        let object = Object::Course(Course {
+            id: "huge".into(),
+            version: 1,
+            title: LocalizedText::single("en", "Huge"),
+            description: LocalizedText::single("en", "a".repeat(20 * 1024 * 1024)),
+            subject: None,
+            grade: None,
+            languages: vec![],
+            tags: vec![],
+            files: vec![],
+            lessons: vec![],
+        });
+        let mut batch = ImportBatch::new();
+        let hash = batch.add_object(&object);
+        let (key, public) = (data.key(), data.public_key());
+        data.store()
+            .commit_batch_with_catalog(batch, |held| {
+                let mut catalog = held
+                    .expect("a catalog is in force")
+                    .verify(&public)
+                    .expect("signed by this origin");
+                catalog.sequence += 1;
+                catalog.courses.insert(
+                    "huge".into(),
+                    CatalogEntry {
+                        hash,
+                        version: 1,
+                        total_size: 0,
+                    },
+                );
+                Ok::<_, StoreError>(Some(key.sign(&catalog)))
+            })
+            .expect("commit");
+        hash
+    };
+
+    let _served = origin.serve_on(&quic);
+    let (code, _report, stderr) = edge.sync();
+    assert_ne!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!("the answer for object {hash}")) && stderr.contains("limit"),
+        "{stderr}"
+    );
+    let listing = edge.ls();
+    assert_eq!(listing["sequence"], 1, "the edge keeps the catalog it held");
+    let file = &listing["courses"][0]["lessons"][0]["files"][0];
+    assert_eq!(
+        std::fs::read(edge.blob_path(file["blake3"].as_str().expect("hash"))).expect("blob"),
+        std::fs::read(src.join("01-counting/index.html")).expect("source")
+    );
+}
