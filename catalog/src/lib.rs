@@ -7,6 +7,8 @@
 //! - [`text`]: [`LocalizedText`] in Chinese, Yi, Tibetan, English, … with fallback.
 //! - [`object`]: [`FileManifest`], [`Lesson`], [`Course`], [`Catalog`] and their
 //!   deterministic, hash-addressed encoding.
+//! - [`limits`]: limits on every metadata field and count, and BCP 47 tag
+//!   checks, so that every published object fits the sync protocol's frames.
 //! - [`sign`]: Ed25519 keys and the [`SignedCatalog`].
 //! - [`store`]: the on-disk [`Store`] of blobs, partial blobs and the redb index.
 //! - [`testdata`]: deterministic bytes for tests and benchmarks.
@@ -15,6 +17,7 @@
 pub mod chunker;
 pub mod format;
 pub mod hash;
+pub mod limits;
 pub mod object;
 pub mod sign;
 pub mod store;
@@ -23,6 +26,7 @@ pub mod text;
 
 pub use chunker::ChunkingProfile;
 pub use hash::Hash;
+pub use limits::LimitError;
 pub use object::{
     Catalog, CatalogEntry, ChunkRef, Course, FileEntry, FileManifest, Lesson, LessonRef, Object,
 };

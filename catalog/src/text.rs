@@ -1,7 +1,9 @@
 //! Localized text: one string per language tag, read back with a fallback order.
 //!
-//! Tags are BCP 47 primary subtags as the classroom uses them: `zh` Chinese,
-//! `ii` Nuosu Yi, `bo` Tibetan, `en` English. Any other tag is kept as given.
+//! Tags are BCP 47 language tags as the classroom uses them: `zh` Chinese,
+//! `ii` Nuosu Yi, `bo` Tibetan, `en` English. Any other well-formed tag
+//! (`zh-Hans`, `bo-CN`) is kept as given; a publish refuses tags that are not
+//! well-formed and texts over their limits ([`crate::limits`]).
 
 use std::collections::BTreeMap;
 

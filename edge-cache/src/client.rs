@@ -370,7 +370,20 @@ impl Client {
                     hashes: batch.to_vec(),
                 })
                 .await?;
-            while let Some(response) = responses.next().await? {
+            let mut answered = 0;
+            while let Some(response) = responses.next().await.map_err(|err| match err {
+                // Answers come in request order: name the object whose answer
+                // is unreadable (e.g. over the frame limit, issue 11).
+                ClientError::Protocol { addr, reason } => ClientError::Protocol {
+                    addr,
+                    reason: match batch.get(answered) {
+                        Some(hash) => format!("the answer for object {hash}: {reason}"),
+                        None => reason,
+                    },
+                },
+                other => other,
+            })? {
+                answered += 1;
                 match response {
                     Response::Object { hash, bytes } => found.push((hash, Some(bytes))),
                     Response::Missing { hash } => found.push((hash, None)),

@@ -8,6 +8,7 @@
 
 use std::path::Path;
 
+use catalog::limits::{self, LimitError};
 use catalog::store::{ImportBatch, ImportMode, StoreError};
 use catalog::{
     Catalog, CatalogEntry, ChunkingProfile, Course, FileEntry, Lesson, LessonRef, Object,
@@ -16,7 +17,7 @@ use catalog::{
 use indicatif::ProgressBar;
 use serde::Serialize;
 
-use crate::folder::{self, CoursePlan, FolderError, SourceFile};
+use crate::folder::{self, CoursePlan, FolderError, LessonPlan, SourceFile};
 use crate::origin::{Origin, now_secs};
 
 /// Commit stored blobs to the index after this many new bytes, so a huge
@@ -60,6 +61,14 @@ pub enum PublishError {
         "the catalog in force does not verify with this origin's key: {0}; the store may have been tampered with, run `shanlu verify`"
     )]
     CatalogKey(String),
+    /// Metadata over a limit (issue 11): `path` is the toml file, folder or
+    /// file to fix.
+    #[error("{path} is over a limit")]
+    Limit {
+        path: std::path::PathBuf,
+        #[source]
+        source: LimitError,
+    },
     #[error("taking {path}: {cause}")]
     Lock {
         path: std::path::PathBuf,
@@ -77,6 +86,7 @@ pub fn publish(
 ) -> Result<PublishReport, PublishError> {
     let _lock = lock(origin)?;
     let plan = folder::read_course(dir)?;
+    check_limits(&plan)?;
     progress.set_length(plan.total_bytes());
     let store = origin.store();
     let profile = ChunkingProfile::DEFAULT;
@@ -141,16 +151,7 @@ pub fn publish(
     for lesson in &plan.lessons {
         let files = store_files(&lesson.files, &mut batch, &mut report)?;
         let size = files.iter().map(|f| f.size).sum();
-        let object = Object::Lesson(Lesson {
-            id: lesson.id.clone(),
-            title: lesson.title.clone(),
-            summary: lesson.summary.clone(),
-            entry: lesson.entry.clone(),
-            files,
-            tags: lesson.tags.clone(),
-            languages: lesson.languages.clone(),
-            duration_secs: lesson.duration_secs,
-        });
+        let object = Object::Lesson(checked_lesson(lesson, files)?);
         let hash = batch.add_object(&object);
         lesson_refs.push(LessonRef {
             id: lesson.id.clone(),
@@ -179,6 +180,8 @@ pub fn publish(
         }
         course.version = previous.version + 1;
     }
+    limits::check_course(&course)
+        .map_err(|source| limit_error(&plan.dir, "course.toml", source))?;
     let course_object = Object::Course(course.clone());
     let course_hash = batch.add_object(&course_object);
     report.course_version = course.version;
@@ -204,6 +207,10 @@ pub fn publish(
                 total_size,
             },
         );
+        limits::check_catalog(&catalog).map_err(|source| PublishError::Limit {
+            path: plan.dir.clone(),
+            source,
+        })?;
         Ok::<_, PublishError>(Some(key.sign(&catalog)))
     })?;
     let signed =
@@ -233,6 +240,69 @@ fn build_course(
         files,
         lessons,
     }
+}
+
+fn build_lesson(plan: &LessonPlan, files: Vec<FileEntry>) -> Lesson {
+    Lesson {
+        id: plan.id.clone(),
+        title: plan.title.clone(),
+        summary: plan.summary.clone(),
+        entry: plan.entry.clone(),
+        files,
+        tags: plan.tags.clone(),
+        languages: plan.languages.clone(),
+        duration_secs: plan.duration_secs,
+    }
+}
+
+/// The lesson object, refused if it is over a limit (issue 11).
+fn checked_lesson(plan: &LessonPlan, files: Vec<FileEntry>) -> Result<Lesson, PublishError> {
+    let lesson = build_lesson(plan, files);
+    limits::check_lesson(&lesson)
+        .map_err(|source| limit_error(&plan.dir, "lesson.toml", source))?;
+    Ok(lesson)
+}
+
+/// Refuses a course whose metadata is over a limit (issue 11) before a byte
+/// is stored, by checking the lesson and course objects it will become with
+/// placeholder hashes: hashes have a fixed size, and the version is taken at
+/// its largest, so the objects encode at least as long as the real ones. The
+/// real objects are checked again as they are built.
+fn check_limits(plan: &CoursePlan) -> Result<(), PublishError> {
+    let placeholder = catalog::Hash::from_bytes([0; 32]);
+    let entries = |files: &[SourceFile]| -> Vec<FileEntry> {
+        files
+            .iter()
+            .map(|file| FileEntry {
+                path: file.rel.clone(),
+                size: file.size,
+                blob: placeholder,
+                manifest: placeholder,
+            })
+            .collect()
+    };
+    let mut lessons = Vec::with_capacity(plan.lessons.len());
+    for lesson in &plan.lessons {
+        let object = checked_lesson(lesson, entries(&lesson.files))?;
+        lessons.push(LessonRef {
+            id: object.id,
+            hash: placeholder,
+            size: object.files.iter().map(|f| f.size).sum(),
+        });
+    }
+    let course = build_course(plan, entries(&plan.files), lessons, u64::MAX);
+    limits::check_course(&course).map_err(|source| limit_error(&plan.dir, "course.toml", source))
+}
+
+/// Names what to fix: the file over the size limit, the folder with too many
+/// files or lessons, else the toml file the value came from.
+fn limit_error(dir: &Path, toml: &str, source: LimitError) -> PublishError {
+    let path = match &source {
+        LimitError::FileTooLarge { path, .. } => dir.join(path),
+        _ if source.is_about_files() => dir.to_owned(),
+        _ => dir.join(toml),
+    };
+    PublishError::Limit { path, source }
 }
 
 /// The catalog in force, verified with the origin's own key.

@@ -6,6 +6,7 @@ mod classroom;
 mod demo;
 mod hardening_classroom;
 mod integrity;
+mod limits;
 mod links;
 mod pages;
 mod pipes;
