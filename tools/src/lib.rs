@@ -7,10 +7,12 @@
 //! - [`progress`]: indicatif bars, shown only when stderr is a terminal.
 //! - [`logging`]: the tracing subscriber (stderr, `RUST_LOG` honored).
 //! - [`format`]: sizes and times for people.
+//! - [`limits`]: the open-file limit, raised to the hard limit at start.
 
 pub mod cli;
 pub mod commands;
 pub use catalog::format;
+pub mod limits;
 pub mod logging;
 pub mod progress;
 pub mod signals;
