@@ -40,8 +40,8 @@
 //! - An answer whose writes make no progress for [`Limits::send`] is cut.
 //! - What is shed is logged as one summary line a second at most.
 
-use std::io;
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -439,7 +439,8 @@ fn refuse_busy(stream: &TcpStream) {
 }
 
 /// What [`refuse_busy`] sends.
-const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n\
+const BUSY: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n\
     content-length: 52\r\nretry-after: 2\r\nconnection: close\r\n\r\n\
     the classroom server is full; try again in a moment\n";
 
@@ -500,8 +501,8 @@ async fn connection(
         ticket.waiting();
         // A new connection owes a whole head within `head`; a kept-alive one
         // may pause up to `idle`, then owes the rest within `head`.
-        let mut head_due = (!answered || !buffer.is_empty())
-            .then(|| tokio::time::Instant::now() + limits.head);
+        let mut head_due =
+            (!answered || !buffer.is_empty()).then(|| tokio::time::Instant::now() + limits.head);
         let idle_due = tokio::time::Instant::now() + limits.idle;
         let request = loop {
             match parse_head(&buffer) {

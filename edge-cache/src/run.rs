@@ -104,7 +104,14 @@ pub async fn run(
     ));
     let stop = shutdown.clone();
     let limits = crate::front::Limits::for_open_files(open_file_limit());
-    crate::front::serve(listener, state.clone(), classroom::router(state), limits, stop).await;
+    crate::front::serve(
+        listener,
+        state.clone(),
+        classroom::router(state),
+        limits,
+        stop,
+    )
+    .await;
     shutdown.cancel();
     let _ = syncing.await;
     let _ = requests.await;

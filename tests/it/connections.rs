@@ -128,7 +128,9 @@ async fn home_page(from: &str, edge: SocketAddr) -> (u16, Vec<u8>) {
     match tokio::time::timeout(HOME_PAGE_DEADLINE, fetch).await {
         Ok(Ok(answer)) => answer,
         Ok(Err(err)) => panic!("GET / from {from} during the flood failed: {err}"),
-        Err(_) => panic!("GET / from {from} took longer than {HOME_PAGE_DEADLINE:?} during the flood"),
+        Err(_) => {
+            panic!("GET / from {from} took longer than {HOME_PAGE_DEADLINE:?} during the flood")
+        }
     }
 }
 
@@ -150,7 +152,10 @@ async fn until_closed(stream: &mut TcpStream, deadline: tokio::time::Instant) ->
 fn raise_open_files() {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
-    if limit.current.is_some_and(|current| current < 4 * SLOW as u64) {
+    if limit
+        .current
+        .is_some_and(|current| current < 4 * SLOW as u64)
+    {
         let _ = setrlimit(
             Resource::Nofile,
             Rlimit {
@@ -191,11 +196,12 @@ async fn flood(room: &Classroom, edge: SocketAddr) {
     // tenth connection sends nothing at all.
     let mut slow = Vec::with_capacity(SLOW);
     for i in 0..SLOW {
-        let mut stream = tokio::time::timeout(Duration::from_secs(10), connect_from("127.0.0.1", edge))
-            .await
-            .unwrap_or_else(|_| panic!("slow connection {i}: connect took over 10 s"))
-            .unwrap_or_else(|err| panic!("slow connection {i}: {err}"));
-        if i % 10 != 0 {
+        let mut stream =
+            tokio::time::timeout(Duration::from_secs(10), connect_from("127.0.0.1", edge))
+                .await
+                .unwrap_or_else(|_| panic!("slow connection {i}: connect took over 10 s"))
+                .unwrap_or_else(|err| panic!("slow connection {i}: {err}"));
+        if !i.is_multiple_of(10) {
             // The edge may already have closed it (evicted): the write may fail.
             let _ = stream
                 .write_all(b"GET / HTTP/1.1\r\nHost: classroom\r\nUser-Agent: slow")

@@ -94,7 +94,11 @@ impl Gate {
     pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Ticket> {
         let ip = ip.to_canonical();
         let mut state = lock(&self.state);
-        if state.clients.get(&ip).is_some_and(|c| c.open >= self.per_client) {
+        if state
+            .clients
+            .get(&ip)
+            .is_some_and(|c| c.open >= self.per_client)
+        {
             let oldest = state
                 .clients
                 .get(&ip)
@@ -267,7 +271,10 @@ fn report(gate: &Gate) {
             "classroom connections shed in the last second (a client holding many slow or idle connections?)"
         );
     } else if silent > 0 {
-        debug!(silent, open, "closed connections that sent no request in time");
+        debug!(
+            silent,
+            open, "closed connections that sent no request in time"
+        );
     }
 }
 

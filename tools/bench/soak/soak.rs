@@ -207,13 +207,18 @@ async fn refresh(
     known: &Known,
     counts: &Counts,
 ) -> anyhow::Result<()> {
-    let response = client.get(&format!("/api/v1/courses/{course}"), counts).await?;
+    let response = client
+        .get(&format!("/api/v1/courses/{course}"), counts)
+        .await?;
     counts.api_fetches.fetch_add(1, Ordering::Relaxed);
     if response.status != 200 {
         bail!("GET /api/v1/courses/{course}: HTTP {}", response.status);
     }
     let json: serde_json::Value = serde_json::from_slice(&response.body)?;
-    let mut courses = known.courses.lock().unwrap_or_else(|poison| poison.into_inner());
+    let mut courses = known
+        .courses
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner());
     let files = courses.entry(course.to_owned()).or_default();
     for lesson in json["lessons"].as_array().into_iter().flatten() {
         for file in lesson["files"].as_array().into_iter().flatten() {
@@ -230,7 +235,10 @@ async fn refresh(
 }
 
 fn knows(known: &Known, course: &str, url: &str, hash: &str) -> Option<bool> {
-    let courses = known.courses.lock().unwrap_or_else(|poison| poison.into_inner());
+    let courses = known
+        .courses
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner());
     courses
         .get(course)?
         .get(url)
@@ -238,7 +246,10 @@ fn knows(known: &Known, course: &str, url: &str, hash: &str) -> Option<bool> {
 }
 
 fn urls_of(known: &Known, course: &str) -> Vec<String> {
-    let courses = known.courses.lock().unwrap_or_else(|poison| poison.into_inner());
+    let courses = known
+        .courses
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner());
     courses
         .get(course)
         .map(|files| files.keys().cloned().collect())
@@ -298,7 +309,7 @@ async fn classroom_client(
         let course = &args.courses[rng.usize(..args.courses.len())];
         let started = Instant::now();
         let outcome = async {
-            if done % REFRESH_EVERY == 0 || urls_of(&known, course).is_empty() {
+            if done.is_multiple_of(REFRESH_EVERY) || urls_of(&known, course).is_empty() {
                 refresh(&mut client, course, &known, &counts).await?;
             }
             let urls = urls_of(&known, course);
