@@ -119,6 +119,25 @@ impl Limits {
     }
 }
 
+/// Connections the kernel queues before `accept` (Linux caps it at
+/// `net.core.somaxconn`). A flood of connects overflowing a short queue
+/// makes the kernel drop or reset a classroom's connections before the gate
+/// can see them (issue 11); tokio's `bind` queues 1,024.
+pub const BACKLOG: u32 = 4096;
+
+/// Binds the classroom listener on `addr` with a [`BACKLOG`] queue. Call
+/// inside the runtime.
+pub fn bind(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
 /// Serves `router` (whose state is `state`) on `listener` within `limits` until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
