@@ -768,6 +768,52 @@ mod tests {
         assert!(closing.close);
     }
 
+    /// Issue 11: long targets and heads are refused here, not handed on.
+    #[test]
+    fn oversized_targets_and_heads_are_refused_issue_11() {
+        let long_target = format!(
+            "GET /{} HTTP/1.1\r\nHost: x\r\n\r\n",
+            "a".repeat(MAX_TARGET)
+        );
+        assert!(matches!(
+            parse_head(long_target.as_bytes()),
+            Head::TooLong(414)
+        ));
+        // A request line still arriving but already too long.
+        let partial_line = format!("GET /{}", "a".repeat(MAX_TARGET + 64));
+        assert!(matches!(
+            parse_head(partial_line.as_bytes()),
+            Head::TooLong(414)
+        ));
+        let filler = "X-Filler: 0123456789abcdef0123456789abcdef\r\n".repeat(MAX_HEAD / 40);
+        let partial_head = format!("GET / HTTP/1.1\r\n{filler}");
+        assert!(matches!(
+            parse_head(partial_head.as_bytes()),
+            Head::TooLong(431)
+        ));
+        let at_limit = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(MAX_TARGET - 1));
+        assert!(matches!(parse_head(at_limit.as_bytes()), Head::Plain(_)));
+    }
+
+    #[test]
+    fn limits_follow_the_open_file_limit_issue_11() {
+        let default_soft = Limits::for_open_files(Some(1024));
+        assert_eq!(default_soft.connections, 384);
+        assert_eq!(default_soft.per_client, 96);
+        let raised = Limits::for_open_files(Some(65536));
+        assert_eq!((raised.connections, raised.per_client), (4096, 1024));
+        assert_eq!(Limits::for_open_files(None).connections, 4096);
+        assert_eq!(Limits::for_open_files(Some(10)).connections, 16);
+        assert!(raised.head <= Duration::from_secs(5) && raised.idle <= Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_busy_answer_says_its_length() {
+        let text = std::str::from_utf8(BUSY).expect("ascii");
+        let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+    }
+
     #[test]
     fn routes_decode_like_the_router() {
         let Some(Named::Place(key, route_name)) =

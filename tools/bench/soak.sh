@@ -23,6 +23,10 @@
 #   TIMEOUT=SECS    limit for every helper command [600]
 #
 # Pass criteria (exit 0): 0 wrong bytes, 0 client errors, the edge alive at the end.
+# Reported apart from the errors: `retried` (a request on a kept-alive connection the edge
+# had closed, sent again on a new one, as browsers do) and `late` (a new connection the
+# soak client itself left silent past the edge's 5 s header timeout, which happens only
+# when the load generator's tasks are starved of CPU).
 # The soak client is tools/bench/soak/soak.rs (`cargo build -p tools --example soak`).
 
 set -euo pipefail
@@ -260,6 +264,7 @@ rows = [
     ("**wrong bytes** (BLAKE3 matching no listed hash)", str(r["wrong"])),
     ("**client errors** (status, broken, > 30 s)", str(r["errors"])),
     ("retried on a kept-alive connection the edge had closed", str(r["retried"])),
+    ("late: new connections this client left silent past the 5 s header timeout (a starved load generator), closed unanswered", str(r["late"])),
     ("latency p50 / p99 / max", f"{r['latency_ms']['p50']:.1f} / {r['latency_ms']['p99']:.1f} / {r['latency_ms']['max']:.1f} ms"),
     ("courses published and synced (sync-now) during the soak", f"{E['PUBLISHED']} published ({E['PUBLISH_FAILS']} failed), {E['SYNCS']} sync passes complete, {E['SYNC_FAILS']} failed"),
     ("file changes the clients saw in the API", str(r["changed_seen"])),

@@ -13,6 +13,10 @@
 //!   slower than 30 s is an error. A request sent on a kept-alive
 //!   connection the edge had just closed (no byte of answer) is retried
 //!   once on a new connection, as browsers do, and counted as `retried`.
+//!   A new connection that this client itself left silent for longer than
+//!   the edge's header-read timeout ([`HEAD_TIMEOUT`], its tasks starved on
+//!   a loaded machine) and that the edge therefore closed unanswered is
+//!   counted as `late`, apart from the errors, with how late it was.
 //! - The attacker (`--slow`, from `--attacker-ip`): that many tasks, each
 //!   opening a connection, sending half a request head and waiting for the
 //!   edge to close it, then opening another a second later.
@@ -53,6 +57,8 @@ struct Args {
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const REFRESH_EVERY: u64 = 25;
+/// The edge's header-read timeout (`edge_cache::front::Limits::head`).
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest body read; lesson files in the soak are far smaller.
 const MAX_BODY: usize = 256 * 1024 * 1024;
 
@@ -69,6 +75,7 @@ struct Counts {
     wrong: AtomicU64,
     errors: AtomicU64,
     retried: AtomicU64,
+    late: AtomicU64,
     api_fetches: AtomicU64,
     changed_seen: AtomicU64,
     slow_opened: AtomicU64,
@@ -175,11 +182,16 @@ impl Client {
     async fn get(&mut self, path: &str, counts: &Counts) -> anyhow::Result<Response> {
         for attempt in 0..2 {
             let reused = self.conn.is_some();
+            let connected = Instant::now();
             let mut conn = match self.conn.take() {
                 Some(conn) => conn,
                 None => BufReader::new(connect(self.from, self.edge).await?),
             };
             let request = format!("GET {path} HTTP/1.1\r\nHost: classroom\r\n\r\n");
+            // How long this client took from starting to connect to sending its
+            // request: an upper bound of what the edge's head timer saw, which
+            // starts after the handshake.
+            let silent_for = connected.elapsed();
             let sent = conn.get_mut().write_all(request.as_bytes()).await;
             let answer = match sent {
                 Ok(()) => read_response(&mut conn).await,
@@ -194,12 +206,35 @@ impl Client {
                 None if reused && attempt == 0 => {
                     counts.retried.fetch_add(1, Ordering::Relaxed);
                 }
-                None => bail!("the edge closed a new connection without answering"),
+                None if silent_for >= HEAD_TIMEOUT => {
+                    counts.late.fetch_add(1, Ordering::Relaxed);
+                    bail!(Late(silent_for));
+                }
+                None => bail!(
+                    "the edge closed a new connection without answering (request sent {} ms after connecting)",
+                    silent_for.as_millis()
+                ),
             }
         }
         bail!("no answer after a retry")
     }
 }
+
+/// This client sent its request after the edge's header-read timeout.
+#[derive(Debug)]
+struct Late(Duration);
+
+impl std::fmt::Display for Late {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "late: this client sent its request {} ms after connecting, past the edge's header-read timeout",
+            self.0.as_millis()
+        )
+    }
+}
+
+impl std::error::Error for Late {}
 
 async fn refresh(
     client: &mut Client,
@@ -324,7 +359,9 @@ async fn classroom_client(
         match outcome {
             Ok(()) => latencies.push(started.elapsed().as_micros().min(u32::MAX as u128) as u32),
             Err(err) => {
-                counts.errors.fetch_add(1, Ordering::Relaxed);
+                if err.downcast_ref::<Late>().is_none() {
+                    counts.errors.fetch_add(1, Ordering::Relaxed);
+                }
                 eprintln!("soak: client error: {err:#}");
                 client.conn = None;
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -420,6 +457,7 @@ fn main() -> anyhow::Result<()> {
             "wrong": load(&counts.wrong),
             "errors": load(&counts.errors),
             "retried": load(&counts.retried),
+            "late": load(&counts.late),
             "api_fetches": load(&counts.api_fetches),
             "changed_seen": load(&counts.changed_seen),
             "latency_ms": {
