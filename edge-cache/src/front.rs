@@ -229,6 +229,15 @@ fn parse_head(buffer: &[u8]) -> Head {
         Ok(httparse::Status::Complete(_)) => return Head::TooLong(431),
         Ok(httparse::Status::Partial) if buffer.len() < MAX_HEAD => return Head::Partial,
         Ok(httparse::Status::Partial) => return Head::TooLong(431),
+        // More headers than parsed here: still a head to finish (within
+        // MAX_HEAD and the head timeout) before hyper may have it.
+        Err(httparse::Error::TooManyHeaders) if !buffer.windows(4).any(|w| w == b"\r\n\r\n") => {
+            return if buffer.len() < MAX_HEAD {
+                Head::Partial
+            } else {
+                Head::TooLong(431)
+            };
+        }
         Err(_) => return Head::Other,
     };
     let method = match request.method {
@@ -790,6 +799,21 @@ mod tests {
         assert!(matches!(
             parse_head(partial_head.as_bytes()),
             Head::TooLong(431)
+        ));
+        let few_long = format!("GET / HTTP/1.1\r\nX-Big: {}", "b".repeat(MAX_HEAD));
+        assert!(matches!(
+            parse_head(few_long.as_bytes()),
+            Head::TooLong(431)
+        ));
+        // Many headers still arriving are waited for, a finished head goes to hyper.
+        let many = "X-A: b\r\n".repeat(MAX_HEADERS + 1);
+        assert!(matches!(
+            parse_head(format!("GET / HTTP/1.1\r\n{many}").as_bytes()),
+            Head::Partial
+        ));
+        assert!(matches!(
+            parse_head(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()),
+            Head::Other
         ));
         let at_limit = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(MAX_TARGET - 1));
         assert!(matches!(parse_head(at_limit.as_bytes()), Head::Plain(_)));
