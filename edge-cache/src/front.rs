@@ -20,10 +20,31 @@
 //! `sendfile` of a block not in the page cache waits for the disk on a
 //! runtime thread; blocks are at most [`SENDFILE_BLOCK`] so one slow read
 //! holds the others up only briefly.
+//!
+//! # Bounds (issue 11)
+//!
+//! One client must not lock the classroom out, so every connection is held
+//! to [`Limits`]:
+//!
+//! - Its place comes from the [`gate`]: a cap on all connections and a share
+//!   per client address; when full, the oldest connection still waiting for
+//!   a request head gives way to the newcomer, else the newcomer gets a 503.
+//! - A request head must be complete within [`Limits::head`] (5 s) of the
+//!   connection's start, or of its first byte after a keep-alive pause; a
+//!   keep-alive connection idle [`Limits::idle`] (30 s) is closed. On the
+//!   connections handed to hyper, hyper's header-read timeout is
+//!   [`Limits::head`] and starts as soon as it waits for the next head, so
+//!   their keep-alive pause is at most that.
+//! - A head longer than [`MAX_HEAD`] is answered 431, a request target longer
+//!   than [`MAX_TARGET`] 414, and the connection closed.
+//! - An answer whose writes make no progress for [`Limits::send`] is cut.
+//! - What is shed is logged as one summary line a second at most.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -37,46 +58,134 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest, Re
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, warn};
+use tracing::{debug, info};
 
 use crate::classroom::{self, AnswerBody, Classroom};
 use crate::files::PlaceKey;
 use crate::metrics::RequestLabels;
 
-/// Largest request head handled here; larger ones go to hyper, which refuses them.
-const MAX_HEAD: usize = 16 * 1024;
+pub(crate) mod gate;
+
+use gate::{Gate, Ticket};
+
+/// Largest request head; a longer one is answered 431 and the connection closed.
+pub const MAX_HEAD: usize = 16 * 1024;
+/// Longest request target (path and query); a longer one is answered 414.
+pub const MAX_TARGET: usize = 8 * 1024;
 const MAX_HEADERS: usize = 48;
 /// Bytes handed to one `sendfile` call.
 pub const SENDFILE_BLOCK: usize = 512 * 1024;
-/// A keep-alive connection idle this long is closed.
-const IDLE: Duration = Duration::from_secs(120);
 /// How long open answers may run on after shutdown is asked for.
 const GRACE: Duration = Duration::from_secs(5);
+/// Descriptors kept back from the connection cap for the store, the sync and logs.
+const RESERVED_FILES: u64 = 256;
+/// The connection cap when the open-file limit allows it.
+const MAX_CONNECTIONS: usize = 4096;
+/// The least any client's share may be: a classroom of forty tablets behind one address.
+const MIN_SHARE: usize = 64;
 
-/// Serves `router` (whose state is `state`) on `listener` until `shutdown`.
+/// How many connections the front door holds, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections open at once, every client together.
+    pub connections: usize,
+    /// Connections open at once from one client address.
+    pub per_client: usize,
+    /// A request head must be complete this long after the connection opens,
+    /// or after its first byte following a keep-alive pause.
+    pub head: Duration,
+    /// A keep-alive connection that sends nothing this long is closed.
+    pub idle: Duration,
+    /// An answer whose writes make no progress this long is cut.
+    pub send: Duration,
+}
+
+impl Limits {
+    /// Limits for a process allowed `open_files` descriptors (`None`: no
+    /// limit). Each connection may hold two: its socket and the lesson file
+    /// being sent.
+    pub fn for_open_files(open_files: Option<u64>) -> Limits {
+        let spare = open_files.map_or(u64::MAX, |limit| limit.saturating_sub(RESERVED_FILES));
+        let connections = usize::try_from(spare / 2)
+            .unwrap_or(usize::MAX)
+            .clamp(16, MAX_CONNECTIONS);
+        Limits {
+            connections,
+            per_client: (connections / 4).max(MIN_SHARE).min(connections),
+            head: Duration::from_secs(5),
+            idle: Duration::from_secs(30),
+            send: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Connections the kernel queues before `accept` (Linux caps it at
+/// `net.core.somaxconn`). A flood of connects overflowing a short queue
+/// makes the kernel drop or reset a classroom's connections before the gate
+/// can see them (issue 11); tokio's `bind` queues 1,024.
+pub const BACKLOG: u32 = 4096;
+
+/// Binds the classroom listener on `addr` with a [`BACKLOG`] queue. Call
+/// inside the runtime.
+pub fn bind(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+/// Serves `router` (whose state is `state`) on `listener` within `limits` until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<Classroom>,
     router: Router,
+    limits: Limits,
     shutdown: CancellationToken,
 ) {
+    info!(
+        connections = limits.connections,
+        per_client = limits.per_client,
+        head_secs = limits.head.as_secs(),
+        idle_secs = limits.idle.as_secs(),
+        "classroom connection limits"
+    );
+    let gate = Arc::new(Gate::new(limits.connections, limits.per_client));
+    let reporting = tokio::spawn(gate::report_task(gate.clone(), shutdown.clone()));
     let connections = TaskTracker::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, remote)) => {
+                    let Some(ticket) = gate.admit(remote.ip()) else {
+                        refuse_busy(&stream);
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
-                    connections.spawn(connection(stream, state.clone(), router.clone(), shutdown.clone()));
+                    connections.spawn(connection(
+                        stream,
+                        ticket,
+                        gate.clone(),
+                        limits,
+                        state.clone(),
+                        router.clone(),
+                        shutdown.clone(),
+                    ));
                 }
                 Err(err) => {
-                    // Out of file descriptors, usually: wait rather than spin.
-                    warn!(cause = %err, "accepting a classroom connection failed");
+                    // Out of file descriptors, usually: wait rather than spin,
+                    // and leave the logging to the summary line.
+                    gate.shed.accept_failed(&err);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
             () = shutdown.cancelled() => break,
         }
     }
+    let _ = reporting.await;
     connections.close();
     if tokio::time::timeout(GRACE, connections.wait())
         .await
@@ -100,15 +209,36 @@ enum Head {
     Partial,
     /// Anything hyper should see.
     Other,
+    /// Refused here with this status (414, 431), the connection then closed.
+    TooLong(u16),
 }
 
 fn parse_head(buffer: &[u8]) -> Head {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut slots);
-    let head_len = match request.parse(buffer) {
-        Ok(httparse::Status::Complete(len)) => len,
+    let parsed = request.parse(buffer);
+    // The request line: method, target and version take a few bytes more than the target.
+    let line_len = buffer.iter().position(|&byte| byte == b'\n');
+    if request.path.is_some_and(|path| path.len() > MAX_TARGET)
+        || line_len.unwrap_or(buffer.len()) > MAX_TARGET + 32
+    {
+        return Head::TooLong(414);
+    }
+    let head_len = match parsed {
+        Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => len,
+        Ok(httparse::Status::Complete(_)) => return Head::TooLong(431),
         Ok(httparse::Status::Partial) if buffer.len() < MAX_HEAD => return Head::Partial,
-        _ => return Head::Other,
+        Ok(httparse::Status::Partial) => return Head::TooLong(431),
+        // More headers than parsed here: still a head to finish (within
+        // MAX_HEAD and the head timeout) before hyper may have it.
+        Err(httparse::Error::TooManyHeaders) if !buffer.windows(4).any(|w| w == b"\r\n\r\n") => {
+            return if buffer.len() < MAX_HEAD {
+                Head::Partial
+            } else {
+                Head::TooLong(431)
+            };
+        }
+        Err(_) => return Head::Other,
     };
     let method = match request.method {
         Some("GET") => Method::GET,
@@ -291,16 +421,20 @@ async fn plan(state: &Arc<Classroom>, request: &Plain) -> Option<Fast> {
     })
 }
 
-/// Sends `start..end` of `file` with `sendfile`.
+/// Sends `start..end` of `file` with `sendfile`; gives up when the socket
+/// takes nothing for `stall`.
 async fn send_region(
     stream: &TcpStream,
     file: &std::fs::File,
     start: u64,
     end: u64,
+    stall: Duration,
 ) -> io::Result<u64> {
     let mut offset = start;
     while offset < end {
-        stream.writable().await?;
+        tokio::time::timeout(stall, stream.writable())
+            .await
+            .map_err(|_| stalled(stall))??;
         let count = ((end - offset) as usize).min(SENDFILE_BLOCK);
         match stream.try_io(Interest::WRITABLE, || {
             rustix::fs::sendfile(stream, file, Some(&mut offset), count).map_err(io::Error::from)
@@ -319,39 +453,141 @@ async fn send_region(
     Ok(end - start)
 }
 
+fn stalled(stall: Duration) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("the client took nothing for {} s", stall.as_secs()),
+    )
+}
+
+/// A connection the gate had no place for: a 503 if the socket takes it at
+/// once, then closed.
+fn refuse_busy(stream: &TcpStream) {
+    let _ = stream.try_write(BUSY);
+}
+
+/// What [`refuse_busy`] sends.
+const BUSY: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n\
+    content-length: 52\r\nretry-after: 2\r\nconnection: close\r\n\r\n\
+    the classroom server is full; try again in a moment\n";
+
+/// Answers a head refused for its length and closes the connection, reading
+/// (and dropping) what the client still sends for a moment so that the
+/// answer is not lost to a reset.
+async fn refuse_too_long(mut stream: TcpStream, status: u16) {
+    let (reason, message) = match status {
+        414 => (
+            "URI Too Long",
+            format!("the request target is longer than {MAX_TARGET} bytes\n"),
+        ),
+        _ => (
+            "Request Header Fields Too Large",
+            format!("the request head is longer than {MAX_HEAD} bytes\n"),
+        ),
+    };
+    let answer = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{message}",
+        message.len()
+    );
+    let linger = async {
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        for _ in 0..64 {
+            if stream.read(&mut sink).await? == 0 {
+                break;
+            }
+        }
+        io::Result::Ok(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), linger).await;
+}
+
+/// Why waiting for a request head ended without one.
+enum NoHead {
+    /// The client closed, or the connection failed, or shutdown.
+    Gone,
+    /// Part of a head, not completed in time.
+    Timeout,
+    /// Nothing sent in time.
+    Silent,
+}
+
 async fn connection(
     mut stream: TcpStream,
+    mut ticket: Ticket,
+    gate: Arc<Gate>,
+    limits: Limits,
     state: Arc<Classroom>,
     router: Router,
     shutdown: CancellationToken,
 ) {
     let mut buffer = BytesMut::with_capacity(4096);
+    let mut answered = false;
     loop {
+        ticket.waiting();
+        // A new connection owes a whole head within `head`; a kept-alive one
+        // may pause up to `idle`, then owes the rest within `head`.
+        let mut head_due =
+            (!answered || !buffer.is_empty()).then(|| tokio::time::Instant::now() + limits.head);
+        let idle_due = tokio::time::Instant::now() + limits.idle;
         let request = loop {
             match parse_head(&buffer) {
-                Head::Plain(request) => break Some(request),
-                Head::Other => break None,
+                Head::Plain(request) => break Ok(Some(request)),
+                Head::Other => break Ok(None),
+                Head::TooLong(status) => {
+                    gate.shed.oversized.fetch_add(1, Ordering::Relaxed);
+                    drop(ticket);
+                    return refuse_too_long(stream, status).await;
+                }
                 Head::Partial => {}
             }
+            let due = head_due.unwrap_or(idle_due);
             let read = tokio::select! {
-                read = tokio::time::timeout(IDLE, stream.read_buf(&mut buffer)) => read,
-                () = shutdown.cancelled(), if buffer.is_empty() => return,
+                read = tokio::time::timeout_at(due, stream.read_buf(&mut buffer)) => read,
+                () = ticket.evicted() => break Err(NoHead::Gone),
+                () = shutdown.cancelled(), if buffer.is_empty() => break Err(NoHead::Gone),
             };
             match read {
-                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
-                Ok(Ok(_)) => {}
+                Ok(Ok(0)) | Ok(Err(_)) => break Err(NoHead::Gone),
+                Err(_) if buffer.is_empty() => break Err(NoHead::Silent),
+                Err(_) => break Err(NoHead::Timeout),
+                Ok(Ok(_)) => {
+                    head_due.get_or_insert_with(|| tokio::time::Instant::now() + limits.head);
+                }
             }
         };
+        let request = match request {
+            Ok(request) => request,
+            Err(NoHead::Gone) => return,
+            Err(NoHead::Silent) => {
+                if !answered {
+                    gate.shed.silent.fetch_add(1, Ordering::Relaxed);
+                }
+                return;
+            }
+            Err(NoHead::Timeout) => {
+                debug!(client = %ticket.ip(), "closing a connection whose request head did not arrive in time");
+                gate.shed.head_timeouts.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        if !ticket.busy() {
+            return;
+        }
         let fast = match &request {
             Some(request) => plan(&state, request).await,
             None => None,
         };
         let (Some(request), Some(fast)) = (request, fast) else {
-            return to_hyper(stream, buffer.freeze(), router, shutdown).await;
+            return to_hyper(stream, buffer.freeze(), ticket, limits, router, shutdown).await;
         };
+        answered = true;
         buffer.advance(request.head_len);
-        if stream.write_all(&fast.head).await.is_err() {
-            return;
+        match tokio::time::timeout(limits.send, stream.write_all(&fast.head)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return,
         }
         state.metrics.cache_hits.inc();
         state
@@ -363,7 +599,7 @@ async fn connection(
             })
             .inc();
         if let Some((start, end)) = fast.region {
-            match send_region(&stream, &fast.file, start, end).await {
+            match send_region(&stream, &fast.file, start, end, limits.send).await {
                 Ok(sent) => {
                     state.metrics.bytes_served.inc_by(sent);
                 }
@@ -380,12 +616,31 @@ async fn connection(
     }
 }
 
-/// Serves the rest of the connection with hyper, the bytes already read first.
-async fn to_hyper(stream: TcpStream, read: Bytes, router: Router, shutdown: CancellationToken) {
-    let io = TokioIo::new(Rewind { read, stream });
+/// Serves the rest of the connection with hyper, the bytes already read
+/// first; the connection keeps its `ticket` (its place) until it ends.
+async fn to_hyper(
+    stream: TcpStream,
+    read: Bytes,
+    ticket: Ticket,
+    limits: Limits,
+    router: Router,
+    shutdown: CancellationToken,
+) {
+    let io = TokioIo::new(Rewind {
+        read,
+        stream,
+        stall: limits.send,
+        stalled: None,
+    });
     let service = TowerToHyperService::new(router);
+    // Hyper starts its header-read timer as soon as it waits for a head, the
+    // next one on a kept-alive connection included: it bounds both.
     let served = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.head)
+        // Its read buffer, so a later head is held to about MAX_HEAD too
+        // (hyper answers 431 beyond it), and memory per connection bounded.
+        .max_buf_size(2 * MAX_HEAD)
         .serve_connection(io, service);
     tokio::pin!(served);
     tokio::select! {
@@ -395,12 +650,43 @@ async fn to_hyper(stream: TcpStream, read: Bytes, router: Router, shutdown: Canc
             let _ = served.await;
         }
     }
+    drop(ticket);
 }
 
-/// A connection with bytes already read put back in front.
+/// A connection with bytes already read put back in front, whose writes
+/// fail when the client takes nothing for `stall`.
 struct Rewind {
     read: Bytes,
     stream: TcpStream,
+    stall: Duration,
+    /// Running while a write waits for the client.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Rewind {
+    /// `poll` (a write) on the stream, with the stall timer.
+    fn poll_stall<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: impl FnOnce(Pin<&mut TcpStream>, &mut Context<'_>) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        match poll(Pin::new(&mut self.stream), cx) {
+            Poll::Ready(result) => {
+                self.stalled = None;
+                Poll::Ready(result)
+            }
+            Poll::Pending => {
+                let stall = self.stall;
+                let timer = self
+                    .stalled
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(stalled(stall))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
 }
 
 impl AsyncRead for Rewind {
@@ -425,7 +711,7 @@ impl AsyncWrite for Rewind {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        self.poll_stall(cx, |stream, cx| stream.poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -433,7 +719,7 @@ impl AsyncWrite for Rewind {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        self.poll_stall(cx, |stream, cx| stream.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -489,6 +775,67 @@ mod tests {
             panic!("HEAD is answered here");
         };
         assert!(closing.close);
+    }
+
+    /// Issue 11: long targets and heads are refused here, not handed on.
+    #[test]
+    fn oversized_targets_and_heads_are_refused_issue_11() {
+        let long_target = format!(
+            "GET /{} HTTP/1.1\r\nHost: x\r\n\r\n",
+            "a".repeat(MAX_TARGET)
+        );
+        assert!(matches!(
+            parse_head(long_target.as_bytes()),
+            Head::TooLong(414)
+        ));
+        // A request line still arriving but already too long.
+        let partial_line = format!("GET /{}", "a".repeat(MAX_TARGET + 64));
+        assert!(matches!(
+            parse_head(partial_line.as_bytes()),
+            Head::TooLong(414)
+        ));
+        let filler = "X-Filler: 0123456789abcdef0123456789abcdef\r\n".repeat(MAX_HEAD / 40);
+        let partial_head = format!("GET / HTTP/1.1\r\n{filler}");
+        assert!(matches!(
+            parse_head(partial_head.as_bytes()),
+            Head::TooLong(431)
+        ));
+        let few_long = format!("GET / HTTP/1.1\r\nX-Big: {}", "b".repeat(MAX_HEAD));
+        assert!(matches!(
+            parse_head(few_long.as_bytes()),
+            Head::TooLong(431)
+        ));
+        // Many headers still arriving are waited for, a finished head goes to hyper.
+        let many = "X-A: b\r\n".repeat(MAX_HEADERS + 1);
+        assert!(matches!(
+            parse_head(format!("GET / HTTP/1.1\r\n{many}").as_bytes()),
+            Head::Partial
+        ));
+        assert!(matches!(
+            parse_head(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()),
+            Head::Other
+        ));
+        let at_limit = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(MAX_TARGET - 1));
+        assert!(matches!(parse_head(at_limit.as_bytes()), Head::Plain(_)));
+    }
+
+    #[test]
+    fn limits_follow_the_open_file_limit_issue_11() {
+        let default_soft = Limits::for_open_files(Some(1024));
+        assert_eq!(default_soft.connections, 384);
+        assert_eq!(default_soft.per_client, 96);
+        let raised = Limits::for_open_files(Some(65536));
+        assert_eq!((raised.connections, raised.per_client), (4096, 1024));
+        assert_eq!(Limits::for_open_files(None).connections, 4096);
+        assert_eq!(Limits::for_open_files(Some(10)).connections, 16);
+        assert!(raised.head <= Duration::from_secs(5) && raised.idle <= Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_busy_answer_says_its_length() {
+        let text = std::str::from_utf8(BUSY).expect("ascii");
+        let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+        assert!(head.contains(&format!("content-length: {}", body.len())));
     }
 
     #[test]

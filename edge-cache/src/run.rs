@@ -103,11 +103,25 @@ pub async fn run(
         shutdown.clone(),
     ));
     let stop = shutdown.clone();
-    crate::front::serve(listener, state.clone(), classroom::router(state), stop).await;
+    let limits = crate::front::Limits::for_open_files(open_file_limit());
+    crate::front::serve(
+        listener,
+        state.clone(),
+        classroom::router(state),
+        limits,
+        stop,
+    )
+    .await;
     shutdown.cancel();
     let _ = syncing.await;
     let _ = requests.await;
     Ok(())
+}
+
+/// The process's open-file limit (the soft one, which `shanlu` raises to the
+/// hard one at start); `None` when unlimited.
+fn open_file_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
 }
 
 /// What the sync loop keeps to, resolved from the options and `edge.toml`.

@@ -43,19 +43,23 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
-/// Serves HTTP on `listener` until `shutdown` is cancelled.
+/// Connections served at once on one listener (HTTP or HTTPS); more are
+/// closed at once, so a flood cannot take the descriptors the store needs.
+pub const MAX_CONNECTIONS: usize = 1024;
+
+/// How long a request head may take to arrive. Hyper starts the timer as
+/// soon as it waits for a head, so it also ends a kept-alive connection
+/// idle this long (an edge's fallback client opens a new one).
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Serves HTTP on `listener` until `shutdown` is cancelled, then lets
+/// answers in progress finish.
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: Arc<State>,
     shutdown: CancellationToken,
 ) {
-    let app = router(state);
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await;
-    if let Err(err) = served {
-        warn!(cause = %err, "HTTP server stopped");
-    }
+    serve(listener, None, state, shutdown).await;
 }
 
 /// Serves HTTPS on `listener` with `tls` until `shutdown` is cancelled, then
@@ -66,56 +70,121 @@ pub async fn run_tls(
     state: Arc<State>,
     shutdown: CancellationToken,
 ) {
-    let app = router(state);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    serve(listener, Some(acceptor), state, shutdown).await;
+}
+
+/// The accept loop of both: at most [`MAX_CONNECTIONS`] at once.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    state: Arc<State>,
+    shutdown: CancellationToken,
+) {
+    let app = router(state);
+    let places = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut shed = Shed::default();
     let connections = TaskTracker::new();
     loop {
         let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
-                    warn!(cause = %err, "HTTPS accept failed");
+                    // Out of file descriptors, usually: wait rather than spin.
+                    shed.accept_failed(&err);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
             () = shutdown.cancelled() => break,
         };
-        let acceptor = acceptor.clone();
+        let Ok(place) = places.clone().try_acquire_owned() else {
+            shed.refused();
+            continue;
+        };
         let app = app.clone();
         let shutdown = shutdown.clone();
+        let tls = tls.clone();
         connections.spawn(async move {
-            let tls =
-                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(err)) => {
-                        debug!(%remote, cause = %err, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        debug!(%remote, "TLS handshake timed out");
-                        return;
-                    }
-                };
-            let service = hyper_util::service::TowerToHyperService::new(app);
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
-            let mut connection = std::pin::pin!(connection);
-            tokio::select! {
-                served = connection.as_mut() => {
-                    if let Err(err) = served {
-                        debug!(%remote, cause = %err, "HTTPS connection ended");
-                    }
-                }
-                () = shutdown.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
-                }
+            let _place = place;
+            let Some(acceptor) = tls else {
+                return serve_connection(stream, app, remote, shutdown).await;
+            };
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => serve_connection(tls, app, remote, shutdown).await,
+                Ok(Err(err)) => debug!(%remote, cause = %err, "TLS handshake failed"),
+                Err(_) => debug!(%remote, "TLS handshake timed out"),
             }
         });
     }
     connections.close();
     connections.wait().await;
+}
+
+/// One HTTP/1.1 connection, over TCP or TLS, until it ends or `shutdown`.
+async fn serve_connection<Io>(
+    io: Io,
+    app: Router,
+    remote: std::net::SocketAddr,
+    shutdown: CancellationToken,
+) where
+    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT)
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        served = connection.as_mut() => {
+            if let Err(err) = served {
+                debug!(%remote, cause = %err, "HTTP connection ended");
+            }
+        }
+        () = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
+}
+
+/// Connections refused or failed to accept, logged one line a second at most.
+#[derive(Default)]
+struct Shed {
+    refused: u64,
+    accept_errors: u64,
+    last_line: Option<tokio::time::Instant>,
+}
+
+impl Shed {
+    fn refused(&mut self) {
+        self.refused += 1;
+        self.log(None);
+    }
+
+    fn accept_failed(&mut self, err: &std::io::Error) {
+        self.accept_errors += 1;
+        self.log(Some(err));
+    }
+
+    fn log(&mut self, err: Option<&std::io::Error>) {
+        let now = tokio::time::Instant::now();
+        if self
+            .last_line
+            .is_some_and(|last| now.duration_since(last) < Duration::from_secs(1))
+        {
+            return;
+        }
+        warn!(
+            refused = self.refused,
+            accept_errors = self.accept_errors,
+            cause = err.map(ToString::to_string).unwrap_or_default(),
+            max_connections = MAX_CONNECTIONS,
+            "HTTP connections refused or failed since the last such line"
+        );
+        (self.refused, self.accept_errors, self.last_line) = (0, 0, Some(now));
+    }
 }
 
 pub fn router(state: Arc<State>) -> Router {

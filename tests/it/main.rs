@@ -3,6 +3,7 @@
 mod bad_input;
 mod browser;
 mod classroom;
+mod connections;
 mod demo;
 mod hardening_classroom;
 mod integrity;

@@ -8,10 +8,12 @@
 //! - [`logging`]: the tracing subscriber (stderr, `RUST_LOG` honored).
 //! - [`format`]: sizes and times for people.
 //! - [`output`]: data on stdout ([`outln!`]) that ends quietly when the reader closes the pipe.
+//! - [`limits`]: the open-file limit, raised to the hard limit at start.
 
 pub mod cli;
 pub mod commands;
 pub use catalog::format;
+pub mod limits;
 pub mod logging;
 pub mod output;
 pub mod progress;

@@ -7,6 +7,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = tools::cli::Cli::parse();
     tools::logging::init(cli.verbose);
+    tools::limits::raise_open_files();
     match tools::run(cli) {
         Ok(code) => code,
         // `shanlu ls | head`: the reader has all it wanted.
