@@ -583,7 +583,8 @@ fn open_beneath(root: &CourseRoot, from_root: &str, path: &Path) -> Result<File,
     let attempt = |target: &str| {
         let mut result = Err(Errno::AGAIN);
         for _ in 0..BENEATH_ATTEMPTS {
-            result = rustix::fs::openat2(&root.handle, target, read_flags(), Mode::empty(), resolve);
+            result =
+                rustix::fs::openat2(&root.handle, target, read_flags(), Mode::empty(), resolve);
             if !matches!(result, Err(Errno::AGAIN)) {
                 break;
             }
@@ -746,9 +747,7 @@ impl Walk<'_> {
             };
             let entry_from_root = format!("{from_root}/{name}");
             match self.classify(folder, &name, &entry_from_root)? {
-                Kind::Folder(handle) => {
-                    self.collect_files(&handle, &entry_from_root, &rel, out)?
-                }
+                Kind::Folder(handle) => self.collect_files(&handle, &entry_from_root, &rel, out)?,
                 Kind::File(file, _) => out.push(SourceFile { rel, ..file }),
             }
         }
@@ -1273,8 +1272,13 @@ mod tests {
         let path = root.join("01-a/notes.txt");
         std::fs::remove_file(&path).expect("rm");
         symlink(tmp.path().join("secret"), &path);
-        let err = plan.open(&notes).expect_err("a swapped-in symlink is refused");
-        assert!(matches!(&err, FolderError::Changed { path } if path.ends_with("01-a/notes.txt")), "{err}");
+        let err = plan
+            .open(&notes)
+            .expect_err("a swapped-in symlink is refused");
+        assert!(
+            matches!(&err, FolderError::Changed { path } if path.ends_with("01-a/notes.txt")),
+            "{err}"
+        );
         assert!(err.to_string().contains("publish again"), "{err}");
 
         // Another file with the same bytes is still another file (the first
@@ -1285,7 +1289,10 @@ mod tests {
         let notes = lesson_file(&plan, "notes.txt").clone();
         std::fs::rename(&path, root.join("01-a/.kept")).expect("keep");
         std::fs::write(&path, "notes").expect("write");
-        assert!(matches!(plan.open(&notes), Err(FolderError::Changed { .. })));
+        assert!(matches!(
+            plan.open(&notes),
+            Err(FolderError::Changed { .. })
+        ));
 
         // A folder on the way swapped for a symlink to a copy is refused too.
         let plan = read_course(&root).expect("read again");
@@ -1295,12 +1302,18 @@ mod tests {
         std::fs::write(copy.join("notes.txt"), "notes").expect("write");
         std::fs::rename(root.join("01-a"), tmp.path().join("moved")).expect("move");
         symlink(&copy, root.join("01-a"));
-        assert!(matches!(plan.open(&notes), Err(FolderError::Changed { .. })));
+        assert!(matches!(
+            plan.open(&notes),
+            Err(FolderError::Changed { .. })
+        ));
     }
 
     #[test]
     fn issue_11_a_linked_file_retargeted_after_the_walk_is_refused_at_open() {
-        let (tmp, root) = course(&[("01-a/index.html", "<p>a</p>"), ("01-a/other.html", "<p>b</p>")]);
+        let (tmp, root) = course(&[
+            ("01-a/index.html", "<p>a</p>"),
+            ("01-a/other.html", "<p>b</p>"),
+        ]);
         std::fs::write(tmp.path().join("secret"), "SECRET").expect("write");
         symlink("index.html", root.join("01-a/link.html"));
         let plan = read_course(&root).expect("read");
@@ -1344,8 +1357,11 @@ mod tests {
         );
         // As the course.toml too.
         std::fs::remove_file(root.join("01-a/key.txt")).expect("rm");
-        std::fs::hard_link(tmp.path().join("origin/tls/key.der"), root.join("course.toml"))
-            .expect("hard link");
+        std::fs::hard_link(
+            tmp.path().join("origin/tls/key.der"),
+            root.join("course.toml"),
+        )
+        .expect("hard link");
         assert!(matches!(
             read_course_guarded(&root, &guard),
             Err(FolderError::OriginFile { .. })
@@ -1386,7 +1402,10 @@ mod tests {
     fn issue_11_folders_nest_only_so_deep() {
         let deep = format!("01-a/{}f.txt", "d/".repeat(MAX_DEPTH + 1));
         let (_tmp, root) = course(&[(deep.as_str(), "x")]);
-        assert!(matches!(read_course(&root), Err(FolderError::TooDeep { .. })));
+        assert!(matches!(
+            read_course(&root),
+            Err(FolderError::TooDeep { .. })
+        ));
     }
 
     #[test]

@@ -4,6 +4,7 @@ mod bad_input;
 mod browser;
 mod classroom;
 mod demo;
+mod hardening_publish;
 mod links;
 mod pages;
 mod publish;
