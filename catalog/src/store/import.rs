@@ -180,7 +180,10 @@ impl Store {
     /// publish skip it while its size, times and inode stay the same. The
     /// file must not change while it is read, or the import fails with
     /// [`StoreError::ChangedWhileReading`].
-    #[expect(clippy::too_many_arguments, reason = "import_file's inputs plus the open file")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "import_file's inputs plus the open file"
+    )]
     pub fn import_opened(
         &self,
         file: std::fs::File,
