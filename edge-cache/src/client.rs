@@ -83,6 +83,10 @@ pub enum ClientError {
     )]
     Unauthorized { addr: SocketAddr },
     #[error(
+        "the origin at {addr} cannot check this edge's token because the origin's configuration is broken (its edges.toml); the token is fine: tell the origin's administrator, whose log names the fault"
+    )]
+    OriginConfig { addr: SocketAddr },
+    #[error(
         "the origin at {addr} speaks another protocol version; upgrade shanlu on the edge or the origin"
     )]
     Version { addr: SocketAddr },
@@ -428,6 +432,9 @@ impl Client {
             let code = close.error_code.into_inner();
             if code == u64::from(protocol::CLOSE_UNAUTHORIZED) {
                 return ClientError::Unauthorized { addr: self.addr };
+            }
+            if code == u64::from(protocol::CLOSE_ORIGIN_CONFIG) {
+                return ClientError::OriginConfig { addr: self.addr };
             }
             if code == u64::from(protocol::CLOSE_VERSION) {
                 return ClientError::Version { addr: self.addr };

@@ -245,6 +245,9 @@ impl HttpLink {
     fn refusal(&self, status: StatusCode, text: String) -> ClientError {
         match status {
             StatusCode::UNAUTHORIZED => ClientError::Unauthorized { addr: self.addr },
+            StatusCode::SERVICE_UNAVAILABLE if text.starts_with(server::tokens::BROKEN_CONFIG) => {
+                ClientError::OriginConfig { addr: self.addr }
+            }
             // A proxy or an origin restarting: worth another try.
             status if status.is_server_error() => self.lost(format!("HTTP {status}: {text}")),
             StatusCode::NOT_FOUND => ClientError::Protocol {

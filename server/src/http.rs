@@ -277,14 +277,23 @@ async fn authorize(state: &Arc<State>, headers: &HeaderMap) -> Result<String, Re
         )
             .into_response());
     };
-    let state = state.clone();
-    match tokio::task::spawn_blocking(move || state.tokens.check(&token)).await {
+    let checker = state.clone();
+    match tokio::task::spawn_blocking(move || checker.tokens.check(&token)).await {
         Ok(Ok(Some(edge))) => Ok(edge),
         Ok(Ok(None)) => {
             warn!("refused an HTTP request with an unknown edge token");
             Err((StatusCode::UNAUTHORIZED, "unknown edge token\n").into_response())
         }
-        _ => Err((
+        Ok(Err(err)) => {
+            // The edge's token is not at fault: say so, and log the origin's fault (issue 11).
+            state.tokens.log_broken(&err);
+            Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{}\n", crate::tokens::BROKEN_CONFIG),
+            )
+                .into_response())
+        }
+        Err(_) => Err((
             StatusCode::INTERNAL_SERVER_ERROR,
             "the origin cannot check tokens\n",
         )

@@ -19,6 +19,19 @@ use catalog::store::ImportBatch;
 use catalog::{Catalog, OriginKey, PublicKey, Store};
 use serde::{Deserialize, Serialize};
 
+/// The origin's own files and folders (relative to its data folder) that no
+/// course folder may publish, whatever name or hard link they appear under.
+pub const PRIVATE_FILES: &[&str] = &[
+    "origin.key",
+    "tls",
+    "tls/key.der",
+    "admin-token.b3",
+    "edges.toml",
+];
+
+/// Who may read the origin key: its owner alone.
+const KEY_MODE: u32 = 0o600;
+
 /// An initialized origin data folder, open.
 pub struct Origin {
     dir: PathBuf,
@@ -138,10 +151,11 @@ impl Origin {
         })
     }
 
-    /// Opens an initialized origin folder.
+    /// Opens an initialized origin folder. A key readable by others than its
+    /// owner is made owner-only again, with a warning.
     pub fn open(dir: &Path) -> Result<Origin, OriginError> {
         let key_path = dir.join("origin.key");
-        let text = match std::fs::read_to_string(&key_path) {
+        let text = match read_key(&key_path) {
             Ok(text) => text,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 return Err(OriginError::NotInitialized {
@@ -215,6 +229,27 @@ pub fn read_public_key(dir: &Path) -> Result<Option<PublicKey>, OriginError> {
         })
 }
 
+/// Reads the origin key, first making it readable by its owner only if it was not.
+fn read_key(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let file = std::fs::File::open(path)?;
+    let mode = file.metadata()?.permissions().mode() & 0o777;
+    if mode & !KEY_MODE != 0 {
+        // On the open file: the file checked is the file changed.
+        file.set_permissions(std::fs::Permissions::from_mode(KEY_MODE))?;
+        tracing::warn!(
+            key = %path.display(),
+            was = format_args!("{mode:04o}"),
+            "the origin key was readable by others than its owner; it is now 0600 (owner only). Anyone who could read it could sign catalogs: if that may have happened, rotate the key"
+        );
+    }
+    let mut text = String::new();
+    // The key is 64 hex digits; a much larger file is not a key.
+    file.take(4096).read_to_string(&mut text)?;
+    Ok(text)
+}
+
 /// Writes a secret readable only by its owner.
 fn write_secret(path: &Path, text: &str) -> Result<(), OriginError> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -273,6 +308,25 @@ mod tests {
             Origin::open(dir.path()).expect("open").public_key(),
             first.public_key
         );
+    }
+
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).expect("stat").permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn issue_11_the_origin_key_is_owner_only_and_made_so_again_on_open() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let report = Origin::init(dir.path()).expect("init");
+        let key_path = dir.path().join("origin.key");
+        assert_eq!(mode(&key_path), 0o600, "init writes the key owner-only");
+        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o644))
+            .expect("loosen");
+        let origin = Origin::open(dir.path()).expect("open");
+        assert_eq!(origin.public_key(), report.public_key);
+        assert_eq!(mode(&key_path), 0o600, "open tightens a loosened key");
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub const CLOSE_DONE: u32 = 0;
 pub const CLOSE_UNAUTHORIZED: u32 = 1;
 pub const CLOSE_PROTOCOL: u32 = 2;
 pub const CLOSE_VERSION: u32 = 3;
+/// The origin cannot check tokens: its own configuration is broken (issue 11).
+pub const CLOSE_ORIGIN_CONFIG: u32 = 4;
 
 /// What an edge asks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -85,7 +85,8 @@ pub fn publish(
     progress: &ProgressBar,
 ) -> Result<PublishReport, PublishError> {
     let _lock = lock(origin)?;
-    let plan = folder::read_course(dir)?;
+    let guard = folder::Guard::origin(origin.dir(), crate::origin::PRIVATE_FILES)?;
+    let plan = folder::read_course_guarded(dir, &guard)?;
     check_limits(&plan)?;
     progress.set_length(plan.total_bytes());
     let store = origin.store();
@@ -115,7 +116,11 @@ pub fn publish(
             for file in files {
                 done_files += 1;
                 progress.set_message(format!("file {done_files}/{total_files} {}", file.rel));
-                let imported = store.import_file(
+                // Opened relative to the course folder's handle and checked to be
+                // the file the walk saw; only this handle is read (issue 11).
+                let opened = plan.open(file)?;
+                let imported = store.import_opened(
+                    opened,
                     &file.path,
                     profile,
                     &file.media_type,

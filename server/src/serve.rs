@@ -189,7 +189,11 @@ pub async fn bind(dir: &Path, listen: &Listen) -> Result<Bound, ServeError> {
         https,
         state: Arc::new(State {
             store,
-            tokens: EdgeTokens::new(dir),
+            tokens: {
+                let tokens = EdgeTokens::new(dir);
+                tokens.log_if_broken();
+                tokens
+            },
             stats: Stats::default(),
         }),
     })
@@ -331,10 +335,12 @@ async fn handle_connection(
             return Ok(());
         }
         Ok(Err(err)) => {
-            warn!(%remote, cause = %err, "cannot check edge tokens");
+            // The edge's token is not at fault: say so, and log the origin's fault (issue 11).
+            warn!(%remote, "refused an edge: its token cannot be checked");
+            state.tokens.log_broken(&err);
             connection.close(
-                quinn::VarInt::from_u32(protocol::CLOSE_UNAUTHORIZED),
-                b"origin cannot check tokens",
+                quinn::VarInt::from_u32(protocol::CLOSE_ORIGIN_CONFIG),
+                crate::tokens::BROKEN_CONFIG.as_bytes(),
             );
             return Ok(());
         }

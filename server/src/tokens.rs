@@ -14,6 +14,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::origin::{now_secs, random_token};
 
+/// What an edge is told when the origin cannot check its token because the
+/// origin's own `edges.toml` cannot be read (issue 11): the edge's token is
+/// not the problem, so it must not be told to get a new one. Sent as the QUIC
+/// close reason ([`crate::protocol::CLOSE_ORIGIN_CONFIG`]) and as the start of
+/// the HTTP 503 body; edges recognise it by this prefix.
+pub const BROKEN_CONFIG: &str = "the origin's configuration is broken: it cannot read its list of edges (edges.toml), so no edge can connect; this edge's token is not the problem: tell the origin's administrator, whose log names the fault";
+
 /// Why an edge credential could not be issued or checked.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -121,6 +128,28 @@ impl EdgeTokens {
         }
     }
 
+    /// The file the tokens are read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Checks the file once at start-up: a broken `edges.toml` is logged as
+    /// an error before any edge is refused because of it.
+    pub fn log_if_broken(&self) {
+        if let Err(err) = self.check("") {
+            self.log_broken(&err);
+        }
+    }
+
+    /// Logs that edges are refused because the origin's own file is broken.
+    pub fn log_broken(&self, err: &TokenError) {
+        tracing::error!(
+            file = %self.path.display(),
+            cause = %err,
+            "the origin's configuration is broken: edge tokens cannot be checked, so every edge is refused (and told so) until this file is fixed"
+        );
+    }
+
     /// The name of the edge this token belongs to, if any.
     pub fn check(&self, token: &str) -> Result<Option<String>, TokenError> {
         let modified = std::fs::metadata(&self.path)
@@ -169,5 +198,25 @@ mod tests {
             add_edge(dir.path(), "bad name"),
             Err(TokenError::BadName(_))
         ));
+    }
+
+    #[test]
+    fn issue_11_a_broken_edges_toml_is_an_error_naming_the_file_not_an_unknown_token() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token = add_edge(dir.path(), "school-1").expect("add");
+        let tokens = EdgeTokens::new(dir.path());
+        assert_eq!(
+            tokens.check(&token).expect("check"),
+            Some("school-1".to_owned())
+        );
+        std::fs::write(
+            dir.path().join("edges.toml"),
+            "[edges.school-1\ntoken_b3 = ",
+        )
+        .expect("break");
+        let err = tokens.check(&token).expect_err("a broken file is an error");
+        assert!(matches!(err, TokenError::Damaged { .. }), "{err}");
+        assert!(err.to_string().contains("edges.toml"), "{err}");
+        assert!(BROKEN_CONFIG.contains("configuration is broken"));
     }
 }

@@ -6,6 +6,7 @@ mod classroom;
 mod connections;
 mod demo;
 mod hardening_classroom;
+mod hardening_publish;
 mod integrity;
 mod limits;
 mod links;

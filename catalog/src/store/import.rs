@@ -152,6 +152,9 @@ impl ImportBatch {
 impl Store {
     /// Stores the file at `path` (if its blob is new) and returns its manifest.
     ///
+    /// `path` is opened without following a symlink in its last component; a
+    /// caller reading untrusted folders opens files itself (relative to a
+    /// directory handle) and uses [`Store::import_opened`].
     /// `progress` is called with byte counts as the file is read.
     pub fn import_file(
         &self,
@@ -162,11 +165,46 @@ impl Store {
         batch: &mut ImportBatch,
         progress: &mut dyn FnMut(u64),
     ) -> Result<Imported, StoreError> {
-        let mut file =
-            std::fs::File::open(path).map_err(|cause| StoreError::io("opening", path, cause))?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(path)
+            .map_err(|cause| StoreError::io("opening", path, cause))?;
+        self.import_opened(file, path, profile, media_type, mode, batch, progress)
+    }
+
+    /// Stores an already opened file (if its blob is new) and returns its manifest.
+    ///
+    /// Only `file` is read and only its own metadata (`fstat`) is trusted:
+    /// `path` names it in errors and keys the record that lets a later
+    /// publish skip it while its size, times and inode stay the same. The
+    /// file must not change while it is read, or the import fails with
+    /// [`StoreError::ChangedWhileReading`].
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "import_file's inputs plus the open file"
+    )]
+    pub fn import_opened(
+        &self,
+        file: std::fs::File,
+        path: &Path,
+        profile: ChunkingProfile,
+        media_type: &str,
+        mode: ImportMode,
+        batch: &mut ImportBatch,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Imported, StoreError> {
         let meta = file
             .metadata()
             .map_err(|cause| StoreError::io("reading the size of", path, cause))?;
+        if !meta.is_file() {
+            return Err(StoreError::io(
+                "reading",
+                path,
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"),
+            ));
+        }
         let stamp = SourceStamp::of(&meta);
         let key = path.to_string_lossy().into_owned();
         if mode == ImportMode::TrustUnchanged
@@ -181,7 +219,10 @@ impl Store {
         }
         let imported = if stamp.size <= SMALL_FILE {
             let mut data = Vec::with_capacity(stamp.size as usize);
-            file.read_to_end(&mut data)
+            // One byte past the size seen: a file that grew is caught below.
+            (&file)
+                .take(stamp.size + 1)
+                .read_to_end(&mut data)
                 .map_err(|cause| StoreError::io("reading", path, cause))?;
             progress(data.len() as u64);
             let blob = Hash::of(&data);
@@ -190,12 +231,12 @@ impl Store {
                 None => self.store_small(&data, blob, profile, media_type, batch)?,
             }
         } else if mode == ImportMode::Rehash {
-            let blob = hash_reader(path, &mut file, progress)?;
+            let blob = hash_reader(path, &mut &file, progress)?;
             match self.reuse_blob(blob, media_type, batch)? {
                 Some(imported) => imported,
                 None => self.store_streamed(
                     path,
-                    file,
+                    &file,
                     Some(blob),
                     profile,
                     media_type,
@@ -204,9 +245,11 @@ impl Store {
                 )?,
             }
         } else {
-            self.store_streamed(path, file, None, profile, media_type, batch, progress)?
+            self.store_streamed(path, &file, None, profile, media_type, batch, progress)?
         };
-        let after = std::fs::metadata(path)
+        // The same open file, not the path: a path swapped meanwhile says nothing about what was read.
+        let after = file
+            .metadata()
             .map_err(|cause| StoreError::io("reading the size of", path, cause))?;
         if SourceStamp::of(&after) != stamp || imported.manifest.size != stamp.size {
             return Err(StoreError::ChangedWhileReading {
@@ -292,7 +335,7 @@ impl Store {
     fn store_streamed(
         &self,
         path: &Path,
-        mut file: std::fs::File,
+        file: &std::fs::File,
         expected: Option<Hash>,
         profile: ChunkingProfile,
         media_type: &str,
@@ -300,6 +343,7 @@ impl Store {
         progress: &mut dyn FnMut(u64),
     ) -> Result<Imported, StoreError> {
         use std::io::Seek;
+        let mut file = file;
         file.rewind()
             .map_err(|cause| StoreError::io("reading", path, cause))?;
         let tmp = self.tmp_path();
