@@ -239,3 +239,42 @@ fn issue_11_verify_quarantines_bad_blobs_and_the_next_sync_repairs_them() {
         assert!(std::fs::read(edge.blob_path(hash)).expect("blob") == *bytes);
     }
 }
+
+/// Issue 11: a file under `blobs/` that the index does not hold (a write cut
+/// between its rename and its record, or a copy by hand) is listed by
+/// `shanlu verify` as stray, is not a problem, and is never served.
+#[test]
+fn verify_lists_stray_files_in_the_blob_folder_without_failing() {
+    let origin = TestOrigin::init();
+    let files = publish_lesson(&origin);
+    let clean = shanlu_tests::run_ok(&["verify", &origin.data_str()]);
+    assert!(!clean.contains("not in the index"), "{clean}");
+
+    // Named like a blob, in the right place, but never recorded.
+    let unknown = blake3::hash(b"never published").to_hex().to_string();
+    let stray = origin.blob_path(&unknown);
+    std::fs::create_dir_all(stray.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&stray, b"never published").expect("write");
+    // And a leftover with no blob name at all, beside a real blob.
+    let leftover = origin
+        .blob_path(&files[0].2)
+        .with_file_name("leftover.part");
+    std::fs::write(&leftover, b"half").expect("write");
+
+    let text = shanlu_tests::run_ok(&["verify", &origin.data_str()]);
+    assert!(text.contains("all good"), "{text}");
+    assert!(text.contains("2 file(s) under"), "{text}");
+    assert!(text.contains(&unknown), "{text}");
+    assert!(text.contains("leftover.part"), "{text}");
+    let json: serde_json::Value = serde_json::from_str(&shanlu_tests::run_ok(&[
+        "verify",
+        &origin.data_str(),
+        "--json",
+    ]))
+    .expect("json");
+    assert_eq!(
+        json["stray_files"].as_array().map(Vec::len),
+        Some(2),
+        "{json:#}"
+    );
+}

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use catalog::{Hash, Object};
 use serde::Serialize;
 
@@ -22,6 +23,10 @@ struct VerifyReport {
     problems: Vec<String>,
     /// Blobs moved to `quarantine/` by this run.
     quarantined: Vec<Hash>,
+    /// Files under `blobs/` that the index does not hold: left by a write
+    /// interrupted between its rename and its index record, or put there by
+    /// hand. Never served; safe to delete.
+    stray_files: Vec<std::path::PathBuf>,
 }
 
 pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
@@ -34,6 +39,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let scrub = scrub?;
     let mut problems: Vec<String> = scrub.problems.iter().map(ToString::to_string).collect();
     let catalog_sequence = check_catalog(&folder, &mut problems)?;
+    let stray_files = stray_files(store)?;
 
     let report = VerifyReport {
         blobs_checked: scrub.blobs_checked,
@@ -42,6 +48,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         catalog_sequence,
         problems,
         quarantined: scrub.quarantined.clone(),
+        stray_files,
     };
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?)?;
@@ -60,6 +67,16 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
                 format!("{} problem(s)", report.problems.len())
             }
         )?;
+        if !report.stray_files.is_empty() {
+            outln!(
+                "{} file(s) under {} are not in the index (left by an interrupted write, or copied in by hand): never served, safe to delete",
+                report.stray_files.len(),
+                store.root().join("blobs").display()
+            )?;
+            for path in &report.stray_files {
+                outln!("  {}", path.display())?;
+            }
+        }
         if !report.quarantined.is_empty() {
             let remedy = if folder.is_origin {
                 "publish the courses that hold them again"
@@ -78,6 +95,30 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Files under `blobs/` that are not a blob the index holds. The walk does
+/// not follow symlinks, and nothing found is opened.
+fn stray_files(store: &catalog::Store) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let mut stray = Vec::new();
+    let blobs = store.root().join("blobs");
+    for entry in walkdir::WalkDir::new(&blobs)
+        .min_depth(1)
+        .follow_links(false)
+    {
+        let entry = entry.with_context(|| format!("listing {}", blobs.display()))?;
+        if entry.file_type().is_dir() {
+            continue;
+        }
+        let held = match entry.file_name().to_str().map(str::parse::<Hash>) {
+            Some(Ok(hash)) => store.blob_path(&hash) == entry.path() && store.has_blob(&hash)?,
+            _ => false,
+        };
+        if !held {
+            stray.push(entry.into_path());
+        }
+    }
+    Ok(stray)
 }
 
 /// Checks the signature and that every object the catalog names is present
