@@ -314,7 +314,7 @@ pub enum FolderError {
         "{path} is not a regular file (a pipe, socket or device); remove it from the course folder"
     )]
     NotRegular { path: PathBuf },
-    #[error("{path} cannot be read: {cause}; check its permissions")]
+    #[error("{path} cannot be read: {cause}{}", catalog::store::remedy(cause))]
     Unreadable {
         path: PathBuf,
         cause: std::io::Error,

@@ -175,3 +175,19 @@ fn a_missing_folder_or_origin_says_what_to_do() {
     ]);
     assert!(stderr.contains("shanlu origin init"), "{stderr}");
 }
+
+/// Issue 11: a name too long for the file system says so, instead of
+/// "check its permissions", and the catalog in force stays.
+#[test]
+fn a_name_too_long_says_so_not_permissions() {
+    let (origin, _) = origin_with_course();
+    let long = origin.dir.path().join("课".repeat(100));
+    refused(&origin, &long, &["too long"]);
+    let stderr = run_err(&[
+        "publish",
+        long.to_str().expect("utf-8"),
+        "--data",
+        &origin.data_str(),
+    ]);
+    assert!(!stderr.contains("permissions"), "{stderr}");
+}

@@ -4,10 +4,29 @@ use std::path::{Path, PathBuf};
 use crate::hash::Hash;
 use crate::object::DecodeError;
 
+/// What a person can do about an I/O error, as a clause to append to its
+/// message (empty when there is nothing better to say than the error).
+/// Issue 11: a full disk or a name too long must not read as a permissions
+/// problem or a malformed request.
+pub fn remedy(cause: &io::Error) -> &'static str {
+    match cause.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+            "; the disk holding it is full: free some space and run again (what was stored before is kept)"
+        }
+        io::ErrorKind::InvalidFilename => {
+            "; the name or path is too long for the file system: shorten it"
+        }
+        io::ErrorKind::PermissionDenied => "; check its permissions and owner",
+        io::ErrorKind::ReadOnlyFilesystem => "; the file system is read-only",
+        io::ErrorKind::NotFound => "; it is not there (moved or deleted meanwhile?)",
+        _ => "",
+    }
+}
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{action} {path}: {cause}")]
+    #[error("{action} {path}: {cause}{}", remedy(cause))]
     Io {
         action: &'static str,
         path: PathBuf,
@@ -84,5 +103,34 @@ impl StoreError {
             path: path.to_owned(),
             reason,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 11: each I/O failure says what happened, not "check its permissions".
+    #[test]
+    fn io_errors_say_what_happened() {
+        let io_error = |kind: io::ErrorKind| StoreError::Io {
+            action: "writing",
+            path: PathBuf::from("/data/store/tmp/1"),
+            cause: io::Error::from(kind),
+        };
+        let full = io_error(io::ErrorKind::StorageFull).to_string();
+        assert!(full.contains("the disk holding it is full"), "{full}");
+        assert!(!full.contains("permissions"), "{full}");
+        let long = StoreError::Io {
+            action: "opening",
+            path: PathBuf::from("x"),
+            cause: io::Error::from_raw_os_error(36),
+        }
+        .to_string();
+        assert!(long.contains("too long"), "{long}");
+        let denied = io_error(io::ErrorKind::PermissionDenied).to_string();
+        assert!(denied.contains("permissions"), "{denied}");
+        let other = io_error(io::ErrorKind::Other).to_string();
+        assert!(other.ends_with("other error"), "{other}");
     }
 }

@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::{ReadableDatabase, ReadableTableMetadata};
 
-pub use error::StoreError;
+pub use error::{StoreError, remedy};
 pub use import::{ImportBatch, ImportMode, Imported};
 pub use integrity::{FileIdentity, OpenedBlob, QuarantineReason, QuarantineRecord};
 pub use partial::PartialBlob;
