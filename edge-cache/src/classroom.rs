@@ -233,16 +233,17 @@ async fn refuse_long_targets(request: Request, next: Next) -> Response {
     let uri = request.uri();
     let target = uri.path_and_query().map_or(0, |pq| pq.as_str().len());
     if uri.path().len() > MAX_PATH_LEN || target > MAX_TARGET_LEN {
-        return (
-            StatusCode::URI_TOO_LONG,
-            format!(
-                "this address is too long: paths may be {MAX_PATH_LEN} bytes and \
-                 path and query {MAX_TARGET_LEN}; follow a link from the classroom's pages\n"
-            ),
-        )
-            .into_response();
+        return (StatusCode::URI_TOO_LONG, too_long_message()).into_response();
     }
     next.run(request).await
+}
+
+/// The body of a 414, from the router and the front door alike.
+pub(crate) fn too_long_message() -> String {
+    format!(
+        "this address is too long: paths may be {MAX_PATH_LEN} bytes and \
+         path and query {MAX_TARGET_LEN}; follow a link from the classroom's pages\n"
+    )
 }
 
 /// Counts each request by route pattern and status.

@@ -71,7 +71,7 @@ use gate::{Gate, Ticket};
 /// Largest request head; a longer one is answered 431 and the connection closed.
 pub const MAX_HEAD: usize = 16 * 1024;
 /// Longest request target (path and query); a longer one is answered 414.
-pub const MAX_TARGET: usize = 8 * 1024;
+pub const MAX_TARGET: usize = crate::classroom::MAX_TARGET_LEN;
 const MAX_HEADERS: usize = 48;
 /// Bytes handed to one `sendfile` call.
 pub const SENDFILE_BLOCK: usize = 512 * 1024;
@@ -251,6 +251,11 @@ fn parse_head(buffer: &[u8]) -> Head {
     let Some(target) = request.path.map(str::to_owned) else {
         return Head::Other;
     };
+    // A path over the router's limit is refused there, with its message.
+    let path_len = target.split('?').next().map_or(0, str::len);
+    if path_len > crate::classroom::MAX_PATH_LEN {
+        return Head::Other;
+    }
     let mut headers = HeaderMap::new();
     let mut close = false;
     for slot in request.headers.iter() {
@@ -477,10 +482,7 @@ const BUSY: &[u8] =
 /// answer is not lost to a reset.
 async fn refuse_too_long(mut stream: TcpStream, status: u16) {
     let (reason, message) = match status {
-        414 => (
-            "URI Too Long",
-            format!("the request target is longer than {MAX_TARGET} bytes\n"),
-        ),
+        414 => ("URI Too Long", crate::classroom::too_long_message()),
         _ => (
             "Request Header Fields Too Large",
             format!("the request head is longer than {MAX_HEAD} bytes\n"),

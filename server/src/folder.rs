@@ -321,6 +321,10 @@ pub enum FolderError {
     },
     #[error("{path} is not valid TOML: {message}")]
     BadToml { path: PathBuf, message: String },
+    #[error(
+        "{path} is over a limit: the file is larger than {limit} bytes; course.toml and lesson.toml hold titles, descriptions and tags only: move long text into a file of a lesson"
+    )]
+    TomlTooLarge { path: PathBuf, limit: u64 },
     #[error("{path}: {message}")]
     BadValue { path: PathBuf, message: String },
     #[error("{path}: entry {entry:?} must be a relative path inside the lesson, without `..`")]
@@ -867,9 +871,9 @@ impl Walk<'_> {
                 cause,
             })?;
         if bytes.len() as u64 > MAX_TOML_BYTES {
-            return Err(FolderError::BadToml {
+            return Err(FolderError::TomlTooLarge {
                 path,
-                message: format!("it is larger than {MAX_TOML_BYTES} bytes"),
+                limit: MAX_TOML_BYTES,
             });
         }
         let text = String::from_utf8(bytes).map_err(|_| FolderError::BadToml {

@@ -89,10 +89,28 @@ fn issue_11_twenty_megabyte_description_is_refused_and_the_old_catalog_still_syn
         &src,
         &[
             &format!(
-                "{} is over a limit: description in en",
+                "{} is over a limit: the file is larger than 1048576 bytes",
                 course_toml.display()
             ),
-            "description in en is 20971520 characters long; the limit is 16384 characters",
+            "move long text into a file of a lesson",
+        ],
+    );
+    // Under the file's limit, the description's own limit names itself.
+    let long = "ꆈ".repeat(16_385);
+    write(
+        &src,
+        "course.toml",
+        format!("[title]\nen = \"Math\"\n[description]\nii = \"{long}\"\n").as_bytes(),
+    );
+    refused(
+        &origin,
+        &src,
+        &[
+            &format!(
+                "{} is over a limit: description in ii",
+                course_toml.display()
+            ),
+            "description in ii is 16385 characters long; the limit is 16384 characters",
         ],
     );
     assert_eq!(origin.ls()["sequence"], 1);

@@ -38,7 +38,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
     let scrub = scrub?;
     let mut problems: Vec<String> = scrub.problems.iter().map(ToString::to_string).collect();
-    let catalog_sequence = check_catalog(&folder, &mut problems)?;
+    let catalog_sequence = check_catalog(&folder, &scrub.quarantined, &mut problems)?;
     let stray_files = stray_files(store)?;
 
     let report = VerifyReport {
@@ -123,7 +123,13 @@ fn stray_files(store: &catalog::Store) -> anyhow::Result<Vec<std::path::PathBuf>
 
 /// Checks the signature and that every object the catalog names is present
 /// (and, on an origin, every blob).
-fn check_catalog(folder: &DataFolder, problems: &mut Vec<String>) -> anyhow::Result<Option<u64>> {
+/// Blobs in `reported` (quarantined by this run's scrub, and so already
+/// named as damaged) are not reported again as missing.
+fn check_catalog(
+    folder: &DataFolder,
+    reported: &[Hash],
+    problems: &mut Vec<String>,
+) -> anyhow::Result<Option<u64>> {
     let store = &folder.store;
     let Some(signed) = store.signed_catalog()? else {
         return Ok(None);
@@ -144,7 +150,7 @@ fn check_catalog(folder: &DataFolder, problems: &mut Vec<String>) -> anyhow::Res
             }
         },
     };
-    let mut seen: HashSet<Hash> = HashSet::new();
+    let mut seen: HashSet<Hash> = reported.iter().copied().collect();
     let mut missing = |hash: Hash, what: String, problems: &mut Vec<String>| {
         if seen.insert(hash) {
             problems.push(format!("{what} {hash} is missing"));
