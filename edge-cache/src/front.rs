@@ -817,8 +817,16 @@ mod tests {
             parse_head(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()),
             Head::Other
         ));
+        // A target within the limit whose path is over the router's limit
+        // goes to the router, which answers 414 with its message.
         let at_limit = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(MAX_TARGET - 1));
-        assert!(matches!(parse_head(at_limit.as_bytes()), Head::Plain(_)));
+        assert!(matches!(parse_head(at_limit.as_bytes()), Head::Other));
+        let longest_path = format!(
+            "GET /{}?{} HTTP/1.1\r\n\r\n",
+            "a".repeat(crate::classroom::MAX_PATH_LEN - 1),
+            "q".repeat(MAX_TARGET - crate::classroom::MAX_PATH_LEN - 1)
+        );
+        assert!(matches!(parse_head(longest_path.as_bytes()), Head::Plain(_)));
     }
 
     #[test]
