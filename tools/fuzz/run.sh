@@ -71,7 +71,7 @@ bin="$afl_target/release/shanlu-fuzz"
 export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1 AFL_NO_AFFINITY=1
 export AFL_NO_WARN_INSTABILITY=1 AFL_QUIET=1
 
-stat() { sed -n "s/^$1 *: *//p" "$2"; }
+stat_of() { sed -n "s/^$1 *: *//p" "$2"; }
 
 failed=()
 passed=0
@@ -90,10 +90,10 @@ for target in "${targets[@]}"; do
         continue
     }
     stats="$out/$target/default/fuzzer_stats"
-    crashes=$(stat saved_crashes "$stats")
-    hangs=$(stat saved_hangs "$stats")
-    printf '%-8s %10s %8s %10s %8s %8s %6s\n' "$target" "$(stat execs_done "$stats")" \
-        "$(stat run_time "$stats")" "$(stat execs_per_sec "$stats")" "$(stat corpus_count "$stats")" \
+    crashes=$(stat_of saved_crashes "$stats")
+    hangs=$(stat_of saved_hangs "$stats")
+    printf '%-8s %10s %8s %10s %8s %8s %6s\n' "$target" "$(stat_of execs_done "$stats")" \
+        "$(stat_of run_time "$stats")" "$(stat_of execs_per_sec "$stats")" "$(stat_of corpus_count "$stats")" \
         "$crashes" "$hangs"
     if [[ "$crashes" != 0 ]]; then
         failed+=("$target: $crashes crashing inputs in $out/$target/default/crashes/")
