@@ -114,10 +114,12 @@ pub struct Course {
 }
 
 impl Course {
-    /// Bytes of every file in the course.
+    /// Bytes of every file in the course. Sizes come from received objects,
+    /// so a sum past `u64::MAX` saturates rather than panicking (issue 11).
     pub fn total_size(&self) -> u64 {
-        self.files.iter().map(|f| f.size).sum::<u64>()
-            + self.lessons.iter().map(|l| l.size).sum::<u64>()
+        let files = self.files.iter().map(|f| f.size);
+        let lessons = self.lessons.iter().map(|l| l.size);
+        files.chain(lessons).fold(0, u64::saturating_add)
     }
 }
 
@@ -393,6 +395,21 @@ pub(crate) mod tests {
             Err(DecodeError::UnknownFormat(99))
         ));
         assert!(matches!(Object::decode(&[]), Err(DecodeError::Empty)));
+    }
+
+    /// Issue 11: the fuzz target `object` panicked with "attempt to add with
+    /// overflow" on a course whose lesson sizes add up past `u64::MAX`.
+    #[test]
+    fn issue_11_course_total_size_saturates_instead_of_overflowing() {
+        let mut course = sample_course();
+        course.lessons[0].size = u64::MAX;
+        course.lessons.push(LessonRef {
+            id: "02".into(),
+            hash: Hash::of(b"02"),
+            size: 1,
+        });
+        assert_eq!(course.total_size(), u64::MAX);
+        assert_eq!(sample_course().total_size(), 5);
     }
 
     #[test]

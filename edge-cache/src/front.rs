@@ -737,6 +737,23 @@ impl AsyncWrite for Rewind {
     }
 }
 
+/// The head parser and the file router, reachable for the fuzz targets in
+/// `tools/fuzz`: `None` for a partial head, `Some(None)` for one handed to
+/// hyper, else `(head_len, target, close, whether the target routes to a file)`.
+#[doc(hidden)]
+pub fn fuzz_parse_head(buffer: &[u8]) -> Option<Option<(usize, String, bool, bool)>> {
+    match parse_head(buffer) {
+        Head::Partial => None,
+        Head::Other => Some(None),
+        Head::Plain(p) => Some(Some((
+            p.head_len,
+            p.target.clone(),
+            p.close,
+            route(&p.target).is_some(),
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

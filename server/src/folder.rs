@@ -1086,6 +1086,31 @@ pub fn natural_cmp(a: &str, b: &str) -> Ordering {
     }
 }
 
+/// `course.toml` text read as [`read_course`] reads it, for the fuzz targets in
+/// `tools/fuzz`: the id it sets, checked, or the message `publish` would print.
+#[doc(hidden)]
+pub fn parse_course_toml(text: &str) -> Result<Option<String>, String> {
+    let toml: CourseToml = toml::from_str(text).map_err(|err| describe_toml_error(text, &err))?;
+    let path = Path::new("course.toml");
+    let checked = toml.id.map(|id| check_id(path, &id).map(|()| id));
+    checked.transpose().map_err(|err| err.to_string())
+}
+
+/// `lesson.toml` text likewise: the entry as normalized and the duration in seconds.
+#[doc(hidden)]
+pub fn parse_lesson_toml(text: &str) -> Result<(Option<String>, Option<u32>), String> {
+    let toml: LessonToml = toml::from_str(text).map_err(|err| describe_toml_error(text, &err))?;
+    let entry = toml
+        .entry
+        .map(|entry| relative_inside(&entry).ok_or(entry))
+        .transpose()?;
+    let duration = toml.duration.map(StringOrNumber::into_text);
+    let seconds = duration
+        .map(|text| parse_duration(&text).ok_or(text))
+        .transpose()?;
+    Ok((entry, seconds))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
