@@ -739,12 +739,12 @@ impl AsyncWrite for Rewind {
 
 /// The head parser and the file router, reachable for the fuzz targets in
 /// `tools/fuzz`: `None` for a partial head, `Some(None)` for one handed to
-/// hyper, else `(head_len, target, close, whether the target routes to a file)`.
+/// hyper or refused for its length, else `(head_len, target, close, whether the target routes to a file)`.
 #[doc(hidden)]
 pub fn fuzz_parse_head(buffer: &[u8]) -> Option<Option<(usize, String, bool, bool)>> {
     match parse_head(buffer) {
         Head::Partial => None,
-        Head::Other => Some(None),
+        Head::Other | Head::TooLong(_) => Some(None),
         Head::Plain(p) => Some(Some((
             p.head_len,
             p.target.clone(),
@@ -843,7 +843,10 @@ mod tests {
             "a".repeat(crate::classroom::MAX_PATH_LEN - 1),
             "q".repeat(MAX_TARGET - crate::classroom::MAX_PATH_LEN - 1)
         );
-        assert!(matches!(parse_head(longest_path.as_bytes()), Head::Plain(_)));
+        assert!(matches!(
+            parse_head(longest_path.as_bytes()),
+            Head::Plain(_)
+        ));
     }
 
     #[test]
