@@ -544,8 +544,8 @@ fn shorten(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::hash::Hash;
-    use crate::object::tests::{sample_catalog, sample_course, sample_lesson, sample_manifest};
     use crate::object::{CatalogEntry, ChunkRef, LessonRef};
+    use crate::testdata::{sample_catalog, sample_course, sample_lesson, sample_manifest};
     use proptest::prelude::*;
 
     /// Text of `n` characters, each 4 bytes in UTF-8 (the worst case for size).

@@ -269,75 +269,8 @@ object_kind!(Catalog, Catalog, "catalog", into_catalog);
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::testdata::{sample_catalog, sample_course, sample_lesson, sample_manifest};
     use proptest::prelude::*;
-
-    pub(crate) fn sample_manifest() -> FileManifest {
-        FileManifest {
-            size: 5,
-            blob: Hash::of(b"hello"),
-            media_type: "text/plain".into(),
-            chunking: ChunkingProfile::DEFAULT,
-            chunks: vec![ChunkRef {
-                hash: Hash::of(b"hello"),
-                len: 5,
-            }],
-        }
-    }
-
-    pub(crate) fn sample_lesson() -> Lesson {
-        let mut title = LocalizedText::single("zh", "数数");
-        title.insert("ii", "ꂷꁧ");
-        title.insert("bo", "གྲངས་ཀ");
-        title.insert("en", "Counting");
-        Lesson {
-            id: "01-counting".into(),
-            title,
-            summary: LocalizedText::single("en", "Count to ten."),
-            entry: "index.html".into(),
-            files: vec![FileEntry {
-                path: "index.html".into(),
-                size: 5,
-                blob: Hash::of(b"hello"),
-                manifest: Object::from(sample_manifest()).hash(),
-            }],
-            tags: vec!["math".into()],
-            languages: vec!["zh".into(), "ii".into()],
-            duration_secs: Some(600),
-        }
-    }
-
-    pub(crate) fn sample_course() -> Course {
-        Course {
-            id: "grade3-math".into(),
-            version: 2,
-            title: LocalizedText::single("zh", "三年级数学"),
-            description: LocalizedText::new(),
-            subject: Some("math".into()),
-            grade: Some("3".into()),
-            languages: vec!["zh".into()],
-            tags: vec![],
-            files: vec![],
-            lessons: vec![LessonRef {
-                id: "01-counting".into(),
-                hash: Object::from(sample_lesson()).hash(),
-                size: 5,
-            }],
-        }
-    }
-
-    pub(crate) fn sample_catalog() -> Catalog {
-        let mut catalog = Catalog::empty(1_790_000_000);
-        catalog.sequence = 7;
-        catalog.courses.insert(
-            "grade3-math".into(),
-            CatalogEntry {
-                hash: Object::from(sample_course()).hash(),
-                version: 2,
-                total_size: 5,
-            },
-        );
-        catalog
-    }
 
     /// Golden encodings: a change here changes every object hash, so it must be deliberate.
     #[test]

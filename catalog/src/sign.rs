@@ -167,7 +167,7 @@ impl SignedCatalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::object::tests::sample_catalog;
+    use crate::testdata::sample_catalog;
 
     fn fixed_key() -> OriginKey {
         OriginKey::from_bytes(&[42; 32])

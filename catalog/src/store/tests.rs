@@ -1,7 +1,7 @@
 use super::*;
 use crate::chunker::ChunkingProfile;
 use crate::chunker::tests::generated;
-use crate::object::tests::sample_catalog;
+use crate::testdata::sample_catalog;
 use crate::sign::OriginKey;
 
 fn store() -> (tempfile::TempDir, Store) {
@@ -253,7 +253,7 @@ fn catalog_is_replaced_atomically_with_a_batch() {
 
     // A failing update commits nothing of its batch.
     let mut batch = ImportBatch::new();
-    let lost = batch.add_object(&Object::Manifest(crate::object::tests::sample_manifest()));
+    let lost = batch.add_object(&Object::Manifest(crate::testdata::sample_manifest()));
     let result = store.commit_batch_with_catalog(batch, |_| {
         Err::<Option<SignedCatalog>, _>(StoreError::BadCatalog {
             reason: "test".into(),

@@ -6,14 +6,11 @@
 //! cargo run -p shanlu-fuzz --example seeds
 //! ```
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use catalog::object::{CatalogEntry, ChunkRef, FileEntry, LessonRef};
-use catalog::{
-    Catalog, ChunkingProfile, Course, FileManifest, Hash, Lesson, LocalizedText, Object, OriginKey,
-};
+use catalog::testdata::{sample_catalog, sample_course, sample_lesson, sample_manifest};
+use catalog::{Catalog, Hash, Object, OriginKey};
 use server::codec;
 use server::protocol::{self, ChunkWant, Request, Response};
 
@@ -255,75 +252,4 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         add("toml", &format!("{index}"), text.as_bytes().to_vec());
     }
     out
-}
-
-fn sample_manifest() -> FileManifest {
-    FileManifest {
-        size: 5,
-        blob: Hash::of(b"hello"),
-        media_type: "text/plain".into(),
-        chunking: ChunkingProfile::DEFAULT,
-        chunks: vec![ChunkRef {
-            hash: Hash::of(b"hello"),
-            len: 5,
-        }],
-    }
-}
-
-fn sample_lesson() -> Lesson {
-    let mut title = LocalizedText::single("zh", "数数");
-    title.insert("ii", "ꂷꁧ");
-    title.insert("bo", "གྲངས་ཀ");
-    Lesson {
-        id: "01-counting".into(),
-        title,
-        summary: LocalizedText::single("en", "Count to ten."),
-        entry: "index.html".into(),
-        files: vec![FileEntry {
-            path: "index.html".into(),
-            size: 5,
-            blob: Hash::of(b"hello"),
-            manifest: Object::from(sample_manifest()).hash(),
-        }],
-        tags: vec!["math".into()],
-        languages: vec!["zh".into(), "ii".into()],
-        duration_secs: Some(600),
-    }
-}
-
-fn sample_course() -> Course {
-    Course {
-        id: "grade3-math".into(),
-        version: 2,
-        title: LocalizedText::single("zh", "三年级数学"),
-        description: LocalizedText::new(),
-        subject: Some("math".into()),
-        grade: Some("3".into()),
-        languages: vec!["zh".into()],
-        tags: vec![],
-        files: vec![],
-        lessons: vec![LessonRef {
-            id: "01-counting".into(),
-            hash: Object::from(sample_lesson()).hash(),
-            size: 5,
-        }],
-    }
-}
-
-fn sample_catalog() -> Catalog {
-    let mut courses = BTreeMap::new();
-    courses.insert(
-        "grade3-math".to_owned(),
-        CatalogEntry {
-            hash: Object::from(sample_course()).hash(),
-            version: 2,
-            total_size: 5,
-        },
-    );
-    Catalog {
-        sequence: 7,
-        published_at: 1_790_000_000,
-        chunking: ChunkingProfile::DEFAULT,
-        courses,
-    }
 }
