@@ -96,9 +96,22 @@ fn an_unsubscribed_lesson_streams_before_it_has_all_arrived_and_is_then_kept() {
     relay.set_rate(0);
 
     // The file joins the store, verified; the next reader is served from disk.
+    // Held means recorded in the index, which follows the file's rename into
+    // place: wait for the API to say so, not only for the file to appear.
+    let video_held = || {
+        let (_, _, body) = web.get("/api/v1/courses/b", "");
+        let course: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        course["lessons"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|lesson| lesson["files"].as_array().into_iter().flatten())
+            .any(|file| file["blake3"] == video_hash.as_str() && file["held"] == true)
+    };
     assert!(shanlu_tests::wait_until(Duration::from_secs(20), || edge
         .blob_path(&video_hash)
-        .exists()));
+        .exists()
+        && video_held()));
     let carried = relay.to_edge();
     let (status, _, body) = web.get(
         "/courses/b/01/video.mp4",

@@ -1,8 +1,8 @@
 use super::*;
 use crate::chunker::ChunkingProfile;
 use crate::chunker::tests::generated;
-use crate::testdata::sample_catalog;
 use crate::sign::OriginKey;
+use crate::testdata::sample_catalog;
 
 fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("tempdir");
