@@ -660,6 +660,12 @@ pub fn http_request_with_body(
     let _ = stream.write_all(body);
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
+    parse_response(&response)
+}
+
+/// A whole HTTP/1.x response as read until the server closed: (status, head, body),
+/// a chunked body decoded.
+pub fn parse_response(response: &[u8]) -> (u16, String, Vec<u8>) {
     let split = response
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

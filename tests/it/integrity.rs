@@ -70,17 +70,8 @@ fn get_via_router(addr: SocketAddr, path: &str) -> (u16, Vec<u8>) {
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("request");
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("header end");
-    let head = String::from_utf8_lossy(&response[..split]).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    (status, response[split + 4..].to_vec())
+    let (status, _, body) = shanlu_tests::parse_response(&response);
+    (status, body)
 }
 
 /// A plain HTTP/1.1 GET, which the front door answers itself for a held file.
