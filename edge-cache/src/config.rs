@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use catalog::PublicKey;
 use serde::{Deserialize, Serialize};
 
-use crate::client::Transport;
-use crate::fallback::FallbackUrl;
-use crate::schedule::Window;
-use crate::throttle::Rate;
+use crate::sync::client::Transport;
+use crate::sync::fallback::FallbackUrl;
+use crate::sync::schedule::Window;
+use crate::sync::throttle::Rate;
 
 /// What `edge init` records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

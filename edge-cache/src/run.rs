@@ -26,13 +26,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::classroom::{self, Classroom};
-use crate::client::Transport;
 use crate::config::{self, EdgeConfig};
 use crate::metrics::Metrics;
-use crate::schedule::{Now, Schedule, Window};
 use crate::status::Live;
+use crate::sync::client::Transport;
+use crate::sync::schedule::{Now, Schedule, Window};
+use crate::sync::throttle::Rate;
 use crate::sync::{SyncError, SyncOptions};
-use crate::throttle::Rate;
 
 /// The file `shanlu edge sync-now` leaves in the data folder; `edge run`
 /// takes it away and starts a pass.
@@ -103,8 +103,8 @@ pub async fn run(
         shutdown.clone(),
     ));
     let stop = shutdown.clone();
-    let limits = crate::front::Limits::for_open_files(open_file_limit());
-    crate::front::serve(
+    let limits = crate::classroom::front::Limits::for_open_files(open_file_limit());
+    crate::classroom::front::serve(
         listener,
         state.clone(),
         classroom::router(state),

@@ -11,9 +11,9 @@ use tokio::sync::Notify;
 
 use crate::config::{self, EdgeConfig};
 use crate::lock;
-use crate::schedule::{Moment, Window};
+use crate::sync::schedule::{Moment, Window};
+use crate::sync::throttle::Rate;
 use crate::sync::{LAST_SYNC, SyncError, SyncReport};
-use crate::throttle::Rate;
 
 /// The edge's state, for people (`edge status`) and for the status API.
 #[derive(Debug, Clone, Serialize)]

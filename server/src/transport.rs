@@ -10,7 +10,7 @@
 //!   MB. The connection window starts at 16 MiB and a stream's at 4 MiB (a
 //!   request's answers travel on one stream and several are in flight); the
 //!   edge then keeps its connection window at four times the BDP it measures
-//!   (`edge_cache::window`). An edge with a bandwidth cap sizes its windows
+//!   (`edge_cache::sync::window`). An edge with a bandwidth cap sizes its windows
 //!   from the cap instead ([`transport_config_with_window`]), so the cap holds
 //!   on the link.
 //! - **Outages.** Keep-alives every 10 s and a 120 s idle timeout: a connection

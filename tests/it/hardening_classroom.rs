@@ -68,7 +68,7 @@ fn status_of(addr: SocketAddr, path: &str) -> u16 {
 /// 225 MB, still held 90 s later. Now a path over 2 KiB is refused (414)
 /// before any lookup, and missing paths under the cap are remembered in a
 /// map capped at 1,024 entries and 1 MiB (its exact bounds are unit-tested in
-/// `edge_cache::files`). The bound asserted, 32 MB: the misses map may hold
+/// `edge_cache::classroom::files`). The bound asserted, 32 MB: the misses map may hold
 /// 1 MiB, freed request buffers the allocator keeps a few MiB more; holding
 /// the 4,000 long paths would take 240 MB (the defect measured 225 MB).
 #[test]

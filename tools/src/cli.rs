@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use edge_cache::client::Transport;
-use edge_cache::schedule::Window;
-use edge_cache::throttle::Rate;
+use edge_cache::sync::client::Transport;
+use edge_cache::sync::schedule::Window;
+use edge_cache::sync::throttle::Rate;
 
 /// shanlu (山路): lessons travel the mountain road so that children don't have to.
 ///

@@ -5,7 +5,7 @@
 //! out under a thousand slow connections, so every `shanlu` raises its soft
 //! limit to the hard one before anything else; the systemd units set the
 //! hard limit with `LimitNOFILE`. The edge sizes its connection cap from the
-//! limit it ends up with ([`edge_cache::front::Limits::for_open_files`]).
+//! limit it ends up with ([`edge_cache::classroom::front::Limits::for_open_files`]).
 
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 use tracing::{debug, warn};

@@ -57,7 +57,7 @@ struct Args {
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const REFRESH_EVERY: u64 = 25;
-/// The edge's header-read timeout (`edge_cache::front::Limits::head`).
+/// The edge's header-read timeout (`edge_cache::classroom::front::Limits::head`).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest body read; lesson files in the soak are far smaller.
 const MAX_BODY: usize = 256 * 1024 * 1024;

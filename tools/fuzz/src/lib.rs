@@ -23,7 +23,7 @@ use std::task::{Context, Poll, Waker};
 
 use catalog::object::{DecodeError, MAX_OBJECT_LEN};
 use catalog::{Hash, Object, SignedCatalog};
-use edge_cache::range::{self, Ranges};
+use edge_cache::classroom::range::{self, Ranges};
 use server::codec::{self, Encoding};
 use server::protocol::{self, MAX_REQUEST, MAX_RESPONSE, Request, Response};
 
@@ -281,7 +281,7 @@ const MAX_HEAD: usize = 16 * 1024;
 /// inside the buffer, parses the same without the bytes after it, and one
 /// byte shorter is still partial.
 pub fn head(data: &[u8]) {
-    use edge_cache::front::fuzz_parse_head as parse;
+    use edge_cache::classroom::front::fuzz_parse_head as parse;
     match parse(data) {
         None => assert!(data.len() < MAX_HEAD, "partial past the head limit"),
         Some(None) => {}

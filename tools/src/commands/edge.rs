@@ -171,7 +171,7 @@ pub fn run(args: &EdgeRunArgs) -> anyhow::Result<ExitCode> {
     EdgeConfig::load(&args.data)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let listener = edge_cache::front::bind(args.listen)
+        let listener = edge_cache::classroom::front::bind(args.listen)
             .with_context(|| format!("listening for classrooms on {}", args.listen))?;
         outln!("classroom: http://{}/", listener.local_addr()?)?;
         use std::io::Write;

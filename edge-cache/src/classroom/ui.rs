@@ -31,14 +31,14 @@ use catalog::{Catalog, Course, FileEntry, Lesson, LocalizedText, Store};
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 
+use crate::classroom::i18n::{self, Lang, Strings};
+use crate::classroom::search::DocKey;
 use crate::classroom::{self, Classroom, url_path};
-use crate::i18n::{self, Lang, Strings};
-use crate::readthrough::Unavailable;
-use crate::search::DocKey;
+use crate::sync::readthrough::Unavailable;
 
-const STYLE: &str = include_str!("../assets/style.css");
-const FONT_YI: &[u8] = include_bytes!("../assets/fonts/NotoSansYi-Regular.ttf");
-const FONT_TIBETAN: &[u8] = include_bytes!("../assets/fonts/NotoSerifTibetan-Regular.ttf");
+const STYLE: &str = include_str!("../../assets/style.css");
+const FONT_YI: &[u8] = include_bytes!("../../assets/fonts/NotoSansYi-Regular.ttf");
+const FONT_TIBETAN: &[u8] = include_bytes!("../../assets/fonts/NotoSerifTibetan-Regular.ttf");
 
 pub fn router() -> Router<Arc<Classroom>> {
     Router::new()

@@ -60,8 +60,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
+use crate::classroom::files::PlaceKey;
 use crate::classroom::{self, AnswerBody, Classroom};
-use crate::files::PlaceKey;
 use crate::metrics::RequestLabels;
 
 pub(crate) mod gate;

@@ -12,14 +12,14 @@
 //!   reader is served from disk.
 //! - Its own connection, separate from the background sync, so a teacher in
 //!   class does not wait behind the prefetch queue; not paced by the sync's
-//!   bandwidth cap and not held to its windows ([`crate::throttle`],
-//!   [`crate::schedule`]): a class is waiting, and only files someone opened
+//!   bandwidth cap and not held to its windows ([`crate::sync::throttle`],
+//!   [`crate::sync::schedule`]): a class is waiting, and only files someone opened
 //!   are fetched.
 //! - With the origin unreachable, readers get [`Unavailable::Offline`] within
 //!   [`CONNECT_TIMEOUT`] (QUIC), or at most three times that when the edge
 //!   also tries its HTTPS fallback, and later requests fail at once for
 //!   [`RETRY_AFTER_FAILURE`]: nothing hangs. Read-through uses the fallback
-//!   like the sync does (see [`crate::client`]).
+//!   like the sync does (see [`crate::sync::client`]).
 //!
 //! Files are assembled in `store/readthrough/`, emptied at start.
 
@@ -38,11 +38,11 @@ use server::protocol::{ChunkWant, Request, Response};
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
-use crate::client::Client;
 use crate::config::EdgeConfig;
 use crate::lock;
 use crate::metrics::Metrics;
 use crate::status::Live;
+use crate::sync::client::Client;
 
 /// How long a reader waits for the origin to answer a connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -348,7 +348,7 @@ async fn request_inner(
             bases: Vec::new(),
         })
         .collect();
-    let offline = |err: crate::client::ClientError| Unavailable::Offline(err.to_string());
+    let offline = |err: crate::sync::client::ClientError| Unavailable::Offline(err.to_string());
     let mut responses = client
         .request(&Request::GetChunks { wants })
         .await

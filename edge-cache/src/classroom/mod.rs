@@ -7,18 +7,25 @@
 //! - `GET /api/v1/courses`, `/api/v1/courses/<id>`, `/api/v1/search?q=`,
 //!   `/api/v1/status`: JSON.
 //! - `GET /metrics`: Prometheus.
-//! - The pages people read: see [`crate::ui`].
+//! - The pages people read: see [`crate::classroom::ui`].
 //!
 //! Requests whose path is over [`MAX_PATH_LEN`] bytes, or whose path and
 //! query are over [`MAX_TARGET_LEN`], are answered 414 before any route looks
 //! at them (issue 11), and every cache the classroom keeps is bounded (see
-//! [`crate::files`]).
+//! [`crate::classroom::files`]).
 //!
 //! Files support single and multiple byte ranges, `ETag` (the BLAKE3 of the
 //! file), `If-None-Match` and `If-Range`. A file is served from disk only once
 //! it is complete and verified in `blobs/`; partial files are never visible.
 //! A lesson file not held yet is read through from the origin
-//! ([`crate::readthrough`]), each chunk verified before it is sent.
+//! ([`crate::sync::readthrough`]), each chunk verified before it is sent.
+
+pub mod files;
+pub mod front;
+pub mod i18n;
+pub mod range;
+pub mod search;
+pub mod ui;
 
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -38,14 +45,14 @@ use serde::{Deserialize, Serialize};
 use std::os::unix::fs::FileExt;
 use tracing::{info, warn};
 
+use crate::classroom::files::{PlaceKey, Places, read_stream};
+use crate::classroom::range::Ranges;
+use crate::classroom::search::{Doc, DocKey, SearchIndex};
 use crate::config::EdgeConfig;
-use crate::files::{PlaceKey, Places, read_stream};
 use crate::metrics::{Metrics, RequestLabels};
-use crate::range::{self, Ranges};
-use crate::readthrough::{ReadThrough, Unavailable};
-use crate::search::{Doc, DocKey, SearchIndex};
 use crate::status::{EdgeStatus, Live};
 use crate::sync::SyncError;
+use crate::sync::readthrough::{ReadThrough, Unavailable};
 
 /// What the handlers share.
 pub struct Classroom {
@@ -138,7 +145,7 @@ impl Classroom {
                         None => (course.title.clone(), course.description.clone()),
                     };
                     Some(SearchHit {
-                        url: crate::ui::hit_url(&hit.key),
+                        url: crate::classroom::ui::hit_url(&hit.key),
                         key: hit.key,
                         score: hit.score,
                         title,
@@ -218,7 +225,7 @@ pub fn router(state: Arc<Classroom>) -> Router {
         .route("/api/v1/search", get(api_search))
         .route("/api/v1/status", get(api_status))
         .route("/metrics", get(metrics))
-        .merge(crate::ui::router())
+        .merge(crate::classroom::ui::router())
         .layer(middleware::from_fn(refuse_long_targets))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -450,7 +457,7 @@ fn unavailable(headers: &HeaderMap, uri: &Uri, why: &Unavailable) -> Response {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/html"));
     if wants_html {
-        return crate::ui::unavailable_page(headers, uri.path(), why);
+        return crate::classroom::ui::unavailable_page(headers, uri.path(), why);
     }
     (
         StatusCode::SERVICE_UNAVAILABLE,
@@ -571,7 +578,7 @@ struct Held<'a> {
 }
 
 /// How to answer a request for a held blob, decided before a byte is read;
-/// shared by the hyper path and the sendfile front ([`crate::front`]).
+/// shared by the hyper path and the sendfile front ([`crate::classroom::front`]).
 pub(crate) struct Answer {
     pub status: StatusCode,
     pub headers: HeaderMap,

@@ -19,8 +19,8 @@ use server::protocol::{self, FrameError, Request, Response};
 use tracing::{debug, info, warn};
 
 use crate::config::{ConfigError, EdgeConfig};
-use crate::fallback::{FallbackUrl, HttpAnswer, HttpLink};
-use crate::throttle::TokenBucket;
+use crate::sync::fallback::{FallbackUrl, HttpAnswer, HttpLink};
+use crate::sync::throttle::TokenBucket;
 
 /// After QUIC failed to connect, how long the edge keeps to the fallback
 /// before trying QUIC again.
@@ -240,7 +240,7 @@ impl Client {
         let (endpoint, connection, addr) = handshake(config, bucket.as_deref(), timeout).await?;
         if bucket.is_none() {
             // A capped sync keeps the window the cap set.
-            crate::window::tune(connection.clone());
+            crate::sync::window::tune(connection.clone());
         }
         let busy = Arc::new(AtomicUsize::new(0));
         watch_stalls(connection.clone(), config.clone(), busy.clone());

@@ -18,9 +18,9 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, StatusCode, header};
 use tracing::debug;
 
-use crate::client::ClientError;
 use crate::config::ConfigError;
 use crate::lock;
+use crate::sync::client::ClientError;
 
 /// How long a TCP connect and TLS handshake may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,0 +1,108 @@
+//! The connection a pass uses, re-made with backoff when it drops.
+
+use super::{MAX_ATTEMPTS, MAX_CONNECT_ATTEMPTS, SyncError};
+use crate::config::EdgeConfig;
+use crate::sync::client::{Client, ClientError, Transport};
+use crate::sync::throttle::TokenBucket;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// The connection to the origin, re-made with backoff when it drops.
+pub(super) struct Link {
+    pub(super) config: EdgeConfig,
+    pub(super) client: Client,
+    /// The pass's bandwidth cap, kept across reconnections.
+    pub(super) bucket: Option<Arc<TokenBucket>>,
+    pub(super) transport: Transport,
+    pub(super) reconnects: u32,
+}
+
+impl Link {
+    pub(super) async fn connect(
+        config: &EdgeConfig,
+        bucket: Option<Arc<TokenBucket>>,
+        transport: Transport,
+    ) -> Result<Link, SyncError> {
+        let mut attempt = 0;
+        loop {
+            match Client::connect_paced(config, bucket.clone(), transport).await {
+                Ok(client) => {
+                    return Ok(Link {
+                        config: config.clone(),
+                        client,
+                        bucket,
+                        transport,
+                        reconnects: 0,
+                    });
+                }
+                Err(err) if err.is_transient() && attempt + 1 < MAX_CONNECT_ATTEMPTS => {
+                    attempt += 1;
+                    warn!(cause = %err, attempt, "cannot reach the origin; retrying");
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(err) if err.is_transient() => {
+                    return Err(SyncError::Unreachable {
+                        attempts: attempt + 1,
+                        last: err,
+                    });
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+
+    pub(super) async fn reconnect(&mut self, attempt: u32) -> Result<(), SyncError> {
+        tokio::time::sleep(backoff(attempt)).await;
+        match Client::connect_paced(&self.config, self.bucket.clone(), self.transport).await {
+            Ok(client) => {
+                if client.transport_name() != self.client.transport_name() {
+                    info!(
+                        transport = client.transport_name(),
+                        "reconnected over another transport"
+                    );
+                }
+                self.client = client;
+                self.reconnects += 1;
+                Ok(())
+            }
+            Err(err) if err.is_transient() => {
+                warn!(cause = %err, attempt, "reconnecting failed");
+                Ok(()) // the next request fails fast and counts another attempt
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Runs a request, reconnecting and retrying on a lost connection.
+    pub(super) async fn retry<T, F, Fut>(&mut self, mut request: F) -> Result<T, SyncError>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match request(self.client.clone()).await {
+                Ok(value) => return Ok(value),
+                Err(err) if err.is_transient() && attempt < MAX_ATTEMPTS => {
+                    attempt += 1;
+                    warn!(cause = %err, attempt, "request failed; reconnecting");
+                    self.reconnect(attempt).await?;
+                }
+                Err(err) if err.is_transient() => {
+                    return Err(SyncError::Unreachable {
+                        attempts: attempt + 1,
+                        last: err,
+                    });
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+}
+
+/// 0.5 s, 1 s, 2 s, … up to 30 s.
+pub(super) fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(500u64.saturating_mul(1 << attempt.min(6).saturating_sub(1)))
+        .min(Duration::from_secs(30))
+}

@@ -1,0 +1,366 @@
+//! One sync pass: catalog, metadata, then the files of subscribed courses.
+//!
+//! 1. Fetch the signed catalog if the origin has a newer one; verify it against
+//!    the pinned key; refuse a lower sequence than the one held.
+//! 2. Fetch every metadata object the edge lacks (courses, lessons, manifests of
+//!    every course, subscribed or not, so teachers can browse the catalog), each
+//!    checked against its hash; then make the new catalog the one in force.
+//! 3. For every file of a subscribed course not yet held: copy the chunks the
+//!    store already holds, fetch the rest with several requests in flight, check
+//!    each chunk against its hash before it is written, check the whole file,
+//!    then move it into the store.
+//!
+//! Files are assembled by an actor on a blocking thread that owns the partial
+//! blobs; the network side feeds it chunks through a bounded channel. A lost
+//! connection is re-made with backoff and only the chunks not yet received are
+//! asked for again. Chunks recorded in a partial blob's index record are never
+//! fetched again, even after a `kill -9`.
+//!
+//! With a bandwidth cap ([`SyncOptions::max_rate`], else `max_rate` in
+//! `edge.toml`), one [`TokenBucket`] paces every answer of the pass, across
+//! reconnections. When [`SyncOptions::stop`] is cancelled (the sync window
+//! closed), the chunk requests in flight are dropped, every chunk already
+//! received is kept, and the pass ends early with what it has.
+
+mod chunks;
+pub mod client;
+pub mod fallback;
+mod link;
+mod metadata;
+mod plan;
+pub mod readthrough;
+pub mod schedule;
+pub mod throttle;
+pub mod window;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::Path;
+use std::sync::Arc;
+
+use catalog::store::StoreError;
+use catalog::{FileManifest, Hash, SignedCatalog, Store};
+use indicatif::ProgressBar;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use chunks::assemble_set;
+use link::Link;
+use metadata::fetch_metadata;
+use plan::{FileJob, file_jobs, missing_blobs};
+
+use crate::config::{self, EdgeConfig};
+use crate::sync::client::{ClientError, Transport};
+use crate::sync::throttle::{Rate, TokenBucket};
+
+/// Chunks asked for in one request.
+const CHUNKS_PER_REQUEST: usize = 64;
+/// Chunk requests in flight at once.
+const REQUESTS_IN_FLIGHT: usize = 8;
+/// Files assembled together: up to this many bytes still to fetch, or files.
+const SET_BYTES: u64 = 64 * 1024 * 1024;
+const SET_FILES: usize = 512;
+/// Connection attempts in a row without progress before a sync gives up.
+const MAX_ATTEMPTS: u32 = 8;
+/// Attempts to make the first connection of a pass.
+const MAX_CONNECT_ATTEMPTS: u32 = 3;
+/// Where the last sync's outcome is kept in the store.
+pub const LAST_SYNC: &str = "edge.last_sync";
+
+/// What a sync pass did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SyncReport {
+    /// The catalog sequence in force afterwards.
+    pub sequence: u64,
+    pub catalog_updated: bool,
+    pub objects_fetched: u64,
+    /// Chunk bytes received from the origin.
+    pub bytes_fetched: u64,
+    pub chunks_fetched: u64,
+    /// Bytes copied from blobs the edge already held instead of fetched.
+    pub bytes_reused: u64,
+    /// Files completed and verified in this pass.
+    pub files_completed: u64,
+    /// Files of subscribed courses held (verified) after this pass.
+    pub files_held: u64,
+    /// Files of subscribed courses not held after this pass.
+    pub files_missing: u64,
+    /// Files found damaged or missing (quarantined by this pass's check, by
+    /// `shanlu verify` or by a failed check while serving) and fetched again
+    /// in this pass.
+    #[serde(default)]
+    pub files_repaired: u64,
+    /// One line per file that could not be completed, naming it and why.
+    pub failures: Vec<String>,
+    pub reconnects: u32,
+    /// Everything subscribed is held and verified.
+    pub complete: bool,
+    pub finished_at: u64,
+    /// Set when the pass stopped on an error.
+    pub error: Option<String>,
+    /// The bandwidth cap the pass kept to, if any.
+    #[serde(default)]
+    pub max_rate: Option<Rate>,
+    /// The sync window closed before the pass was done; the rest follows in
+    /// the next window.
+    #[serde(default)]
+    pub stopped_at_window_end: bool,
+    /// What carried the pass at its end: `quic`, `https` or `http`.
+    #[serde(default)]
+    pub transport: Option<String>,
+    /// Why the pass used the fallback instead of QUIC.
+    #[serde(default)]
+    pub fallback_reason: Option<String>,
+}
+
+/// How a sync pass runs, beyond what `edge.toml` says.
+#[derive(Debug, Clone, Default)]
+pub struct SyncOptions {
+    /// The bandwidth cap; overrides `max_rate` in `edge.toml`.
+    pub max_rate: Option<Rate>,
+    /// QUIC, the fallback, or either; overrides `transport` in `edge.toml`.
+    pub transport: Option<Transport>,
+    /// Cancelled when the sync window closes: the pass stops fetching, keeps
+    /// what it received and ends (see [`SyncReport::stopped_at_window_end`]).
+    pub stop: CancellationToken,
+}
+
+/// Why a sync pass stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("refused the origin's catalog: {0}; nothing was stored")]
+    BadCatalog(String),
+    #[error(
+        "refused the origin's catalog: its sequence {offered} is lower than the {held} this edge holds (a rollback); nothing was stored"
+    )]
+    Rollback { offered: u64, held: u64 },
+    #[error("the origin has no catalog yet; publish a course on the origin first")]
+    NoCatalog,
+    #[error(
+        "the origin does not hold object {hash} that its catalog names; ask the administrator to run `shanlu verify` on the origin"
+    )]
+    MissingObject { hash: Hash },
+    #[error("object {hash} from the origin was refused: {reason}")]
+    BadObject { hash: Hash, reason: String },
+    #[error(
+        "another sync is already running on {path}; let it finish (this one stops without touching anything)"
+    )]
+    Busy { path: std::path::PathBuf },
+    #[error("taking {path}: {cause}")]
+    Lock {
+        path: std::path::PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("gave up after {attempts} attempts to reach the origin: {last}")]
+    Unreachable { attempts: u32, last: ClientError },
+}
+
+/// Runs one sync pass for the edge in `dir`. `progress` shows bytes fetched.
+pub async fn sync_once(
+    dir: &Path,
+    progress: &ProgressBar,
+    options: &SyncOptions,
+) -> Result<SyncReport, SyncError> {
+    let config = EdgeConfig::load(dir)?;
+    let _lock = lock(dir)?;
+    let store = Arc::new(Store::open(config::store_path(dir))?);
+    let mut report = SyncReport {
+        max_rate: options.max_rate.or(config.max_rate),
+        ..SyncReport::default()
+    };
+    let result = run(&config, &store, progress, options, &mut report).await;
+    report.finished_at = server::origin::now_secs();
+    if let Err(err) = &result {
+        report.error = Some(err.to_string());
+        report.complete = false;
+    }
+    if let Ok(json) = serde_json::to_vec(&report) {
+        let _ = store.set_meta(LAST_SYNC, &json);
+    }
+    result.map(|()| report)
+}
+
+async fn run(
+    config: &EdgeConfig,
+    store: &Arc<Store>,
+    progress: &ProgressBar,
+    options: &SyncOptions,
+    report: &mut SyncReport,
+) -> Result<(), SyncError> {
+    let key = config.public_key()?;
+    let bucket = report
+        .max_rate
+        .map(|rate| Arc::new(TokenBucket::new(rate.bytes_per_second())));
+    if let Some(rate) = report.max_rate {
+        info!(%rate, "bandwidth cap");
+    }
+    let transport = options.transport.unwrap_or(config.transport);
+    let mut link = Link::connect(config, bucket, transport).await?;
+    info!(
+        transport = link.client.transport_name(),
+        origin = %link.client.addr(),
+        "connected to the origin"
+    );
+
+    // 1. The catalog.
+    let held =
+        match store.signed_catalog()? {
+            Some(signed) => Some(signed.verify(&key).map_err(|err| {
+                SyncError::BadCatalog(format!("the catalog held locally: {err}"))
+            })?),
+            None => None,
+        };
+    let held_sequence = held.as_ref().map(|c| c.sequence);
+    let offered = link
+        .retry(|client| async move { client.catalog(held_sequence).await })
+        .await?;
+    let (catalog, new_signed) = match offered {
+        Some(bytes) => {
+            let signed = SignedCatalog::decode(&bytes)
+                .map_err(|err| SyncError::BadCatalog(err.to_string()))?;
+            let catalog = signed
+                .verify(&key)
+                .map_err(|err| SyncError::BadCatalog(err.to_string()))?;
+            if let Some(held) = held_sequence
+                && catalog.sequence < held
+            {
+                return Err(SyncError::Rollback {
+                    offered: catalog.sequence,
+                    held,
+                });
+            }
+            (catalog, Some(signed))
+        }
+        None => (held.clone().ok_or(SyncError::NoCatalog)?, None),
+    };
+    report.sequence = catalog.sequence;
+    // The files of the catalog held until now, by place, for deltas.
+    let mut previous: HashMap<String, FileManifest> = HashMap::new();
+    // Only a new catalog can replace files; otherwise this walk would find nothing to use.
+    if let (Some(held), Some(_)) = (&held, &new_signed) {
+        for job in file_jobs(store, held, config)? {
+            if store.has_blob(&job.manifest.blob)? {
+                previous.insert(job.label, job.manifest);
+            }
+        }
+    }
+
+    // 2. Metadata, level by level.
+    fetch_metadata(&mut link, store, &catalog, report).await?;
+    if let Some(signed) = new_signed {
+        store.set_signed_catalog(&signed)?;
+        report.catalog_updated = true;
+        info!(sequence = catalog.sequence, "new catalog in force");
+    }
+
+    // 3. Files of subscribed courses.
+    let jobs = file_jobs(store, &catalog, config)?;
+    let all_blobs: Vec<Hash> = jobs.iter().map(|job| job.manifest.blob).collect();
+    let missing = missing_blobs(store, &all_blobs).await?;
+    let mut todo: Vec<FileJob> = Vec::new();
+    let mut seen = HashSet::new();
+    for mut job in jobs {
+        if !missing.blobs.contains(&job.manifest.blob) || !seen.insert(job.manifest.blob) {
+            continue;
+        }
+        job.previous = previous.remove(&job.label);
+        todo.push(job);
+    }
+    progress.set_length(todo.iter().map(|job| job.manifest.size).sum());
+    let mut failed_blobs = HashSet::new();
+    let mut queue: VecDeque<FileJob> = todo.into();
+    while !queue.is_empty() {
+        if options.stop.is_cancelled() {
+            report.stopped_at_window_end = true;
+            break;
+        }
+        let mut set = Vec::new();
+        let mut set_bytes = 0;
+        while let Some(job) = queue.pop_front() {
+            set_bytes += job.manifest.size;
+            set.push(job);
+            if set_bytes >= SET_BYTES || set.len() >= SET_FILES {
+                break;
+            }
+        }
+        let course = set[0]
+            .label
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        progress.set_message(format!(
+            "{course}: {} file(s), {} left",
+            set.len(),
+            queue.len()
+        ));
+        let outcome = assemble_set(&mut link, store, set, progress, &options.stop, report).await?;
+        failed_blobs.extend(outcome);
+    }
+    report.reconnects = link.reconnects;
+    report.transport = Some(link.client.transport_name().to_owned());
+    report.fallback_reason = link.client.fallback_reason.clone();
+    for blob in &all_blobs {
+        if store.has_blob(blob)? {
+            report.files_held += 1;
+        } else {
+            report.files_missing += 1;
+        }
+    }
+    for blob in &missing.repairs {
+        if store.has_blob(blob)? {
+            report.files_repaired += 1;
+        }
+    }
+    if !missing.repairs.is_empty() {
+        info!(
+            repaired = report.files_repaired,
+            quarantined = missing.repairs.len(),
+            "damaged or missing files fetched again"
+        );
+    }
+    report.complete = report.files_missing == 0 && failed_blobs.is_empty();
+    if report.stopped_at_window_end {
+        info!(
+            missing = report.files_missing,
+            "the sync window closed; the pass stopped early"
+        );
+    }
+    let status = serde_json::json!({
+        "edge": link.client.edge_name,
+        "sequence": report.sequence,
+        "files_held": report.files_held,
+        "files_missing": report.files_missing,
+    });
+    let _ = link.client.report_status(status.to_string()).await;
+    link.client.close().await;
+    Ok(())
+}
+
+/// Holds `DIR/sync.lock` for the pass: two syncs of one edge would fetch the
+/// same chunks into the same partial files.
+fn lock(dir: &Path) -> Result<std::fs::File, SyncError> {
+    let path = dir.join("sync.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|cause| SyncError::Lock {
+            path: path.clone(),
+            cause,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(SyncError::Busy {
+            path: dir.to_owned(),
+        }),
+        Err(std::fs::TryLockError::Error(cause)) => Err(SyncError::Lock { path, cause }),
+    }
+}
