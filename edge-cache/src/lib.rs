@@ -5,7 +5,8 @@
 //! [`classroom`] serves it to teachers and pupils.
 //!
 //! - [`config`]: the edge's data folder and `edge.toml` (origin, pinned key and
-//!   certificate, token, subscriptions), parsed once into typed, checked fields.
+//!   certificate, token, subscriptions), parsed once into typed, checked fields
+//!   (its `fields`: [`config::OriginAddr`], [`config::CertPin`]).
 //! - [`sync`]: one sync pass — catalog, metadata, then files, resumable.
 //!   - [`sync::client`]: the QUIC connection to the origin and its requests;
 //!     [`sync::fallback`]: the same requests over HTTPS where UDP is blocked.
