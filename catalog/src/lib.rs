@@ -7,8 +7,9 @@
 //! - [`text`]: [`LocalizedText`] in Chinese, Yi, Tibetan, English, … with fallback.
 //! - [`object`]: [`FileManifest`], [`Lesson`], [`Course`], [`Catalog`] and their
 //!   deterministic, hash-addressed encoding.
-//! - [`limits`]: limits on every metadata field and count, and BCP 47 tag
-//!   checks, so that every published object fits the sync protocol's frames.
+//! - [`limits`]: limits on every metadata field and count (its `fields`), and
+//!   BCP 47 tag checks (its `tags`), so that every published object fits the
+//!   sync protocol's frames.
 //! - [`sign`]: Ed25519 keys and the [`SignedCatalog`].
 //! - [`store`]: the on-disk [`Store`] of blobs, partial blobs and the redb index.
 //! - [`testdata`]: deterministic bytes for tests and benchmarks.

@@ -27,8 +27,10 @@ pub struct PublicKey(VerifyingKey);
 /// Why a catalog is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
-    #[error("signed catalog does not decode: {0}")]
-    Malformed(String),
+    #[error("signed catalog does not decode")]
+    Malformed(#[source] postcard::Error),
+    #[error("signed catalog has {extra} bytes after its end")]
+    TrailingBytes { extra: usize },
     #[error("catalog signature does not verify against the pinned origin key {key}")]
     BadSignature { key: String },
     #[error("catalog object is invalid: {0}")]
@@ -130,11 +132,8 @@ impl SignedCatalog {
     pub fn decode(bytes: &[u8]) -> Result<Self, CatalogError> {
         match postcard::take_from_bytes::<SignedCatalog>(bytes) {
             Ok((signed, [])) => Ok(signed),
-            Ok((_, rest)) => Err(CatalogError::Malformed(format!(
-                "{} bytes after its end",
-                rest.len()
-            ))),
-            Err(err) => Err(CatalogError::Malformed(err.to_string())),
+            Ok((_, rest)) => Err(CatalogError::TrailingBytes { extra: rest.len() }),
+            Err(err) => Err(CatalogError::Malformed(err)),
         }
     }
 

@@ -5,10 +5,12 @@
 //! [`classroom`] serves it to teachers and pupils.
 //!
 //! - [`config`]: the edge's data folder and `edge.toml` (origin, pinned key and
-//!   certificate, token, subscriptions).
+//!   certificate, token, subscriptions), parsed once into typed, checked fields
+//!   (its `fields`: [`config::OriginAddr`], [`config::CertPin`]).
 //! - [`sync`]: one sync pass — catalog, metadata, then files, resumable.
 //!   - [`sync::client`]: the QUIC connection to the origin and its requests;
 //!     [`sync::fallback`]: the same requests over HTTPS where UDP is blocked.
+//!     [`sync::memory`]: the edge's memory of which transport worked lately.
 //!   - [`sync::readthrough`]: lesson files not held yet, fetched and streamed
 //!     on demand.
 //!   - [`sync::throttle`]: the bandwidth cap — rates like `2Mbit`, and the

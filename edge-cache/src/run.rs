@@ -160,6 +160,7 @@ async fn sync_task(
             max_rate: plan.max_rate,
             transport: plan.transport,
             stop: CancellationToken::new(),
+            transport_memory: live.transport.clone(),
         };
         live.set_syncing(true);
         let pass = crate::sync::sync_once(&dir, &live.progress, &options);

@@ -1,8 +1,8 @@
 //! `shanlu edge status`: what the edge holds and how its last sync went.
 
 use std::path::Path;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use catalog::Store;
 use indicatif::ProgressBar;
@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 
 use crate::config::{self, EdgeConfig};
 use crate::lock;
+use crate::sync::memory::TransportMemory;
 use crate::sync::schedule::{Moment, Window};
 use crate::sync::throttle::Rate;
 use crate::sync::{LAST_SYNC, SyncError, SyncReport};
@@ -46,6 +47,8 @@ pub struct Live {
     sync_requested: AtomicBool,
     /// Wakes the sync loop for a "sync now".
     pub(crate) sync_now: Notify,
+    /// Which transport worked lately, shared by sync passes and read-through.
+    pub transport: Arc<TransportMemory>,
 }
 
 /// The bandwidth cap and the sync windows `edge run` keeps to.
@@ -92,6 +95,7 @@ impl Default for Live {
             schedule: Mutex::new(ScheduleStatus::default()),
             sync_requested: AtomicBool::new(false),
             sync_now: Notify::new(),
+            transport: Arc::default(),
         }
     }
 }
@@ -182,13 +186,13 @@ pub fn status(dir: &Path) -> Result<EdgeStatus, SyncError> {
 
 /// The status of the edge in `dir`, from its already open store.
 pub fn status_of(dir: &Path, config: &EdgeConfig, store: &Store) -> Result<EdgeStatus, SyncError> {
-    let key = config.public_key()?;
+    let key = config.origin_key;
     let last_sync = store
         .meta(LAST_SYNC)?
         .and_then(|bytes| serde_json::from_slice(&bytes).ok());
     let disk = disk_space(&config::store_path(dir));
     let mut status = EdgeStatus {
-        origin: config.origin.clone(),
+        origin: config.origin.to_string(),
         catalog_sequence: None,
         catalog_published_at: None,
         courses: Vec::new(),

@@ -3,11 +3,13 @@
 //! # Layout
 //! - [`origin`]: the origin's data folder — signing key, admin token, store — and `origin init`.
 //! - [`folder`]: reading a course folder (with its optional `course.toml` and
-//!   `lesson.toml` files) into a checked plan, refusing bad input before anything is stored.
+//!   `lesson.toml` files) into a checked plan, refusing bad input before anything is stored;
+//!   its `walk`, its safe `open`s and [`folder::Guard`], and its toml files and names.
 //! - [`publish`]: storing a course folder's files and committing the new course
 //!   version and signed catalog in one step.
 //! - [`tls`]: the origin's self-signed certificate and the pinned-fingerprint verifier.
 //! - [`tokens`]: per-edge tokens, stored hashed.
+//! - [`edge_name`]: edge names in any script (NFC, letters, digits, marks), and their ASCII ids.
 //! - [`protocol`]: the framed request/response protocol over QUIC.
 //! - [`codec`]: chunks on the wire: raw, zstd, or a zstd delta against held chunks.
 //! - [`transport`]: QUIC settings for long, lossy links.
@@ -18,6 +20,7 @@
 
 pub mod codec;
 pub mod congestion;
+pub mod edge_name;
 pub mod folder;
 pub mod http;
 pub mod origin;

@@ -71,10 +71,16 @@ pub enum OriginError {
         path: PathBuf,
         cause: std::io::Error,
     },
-    #[error("{path} is damaged: {reason}")]
-    Damaged { path: PathBuf, reason: String },
+    #[error("{path} is damaged")]
+    Damaged {
+        path: PathBuf,
+        #[source]
+        cause: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// getrandom's error implements `std::error::Error` only with its `std`
+    /// feature, so it is kept as a value and shown, not chained.
     #[error("the operating system's random source failed: {0}")]
-    Random(String),
+    Random(getrandom::Error),
     #[error(transparent)]
     Store(#[from] catalog::store::StoreError),
 }
@@ -90,7 +96,7 @@ fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -
 /// A random 32-byte secret as hex.
 pub fn random_token() -> Result<String, OriginError> {
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|err| OriginError::Random(err.to_string()))?;
+    getrandom::fill(&mut bytes).map_err(OriginError::Random)?;
     Ok(hex::encode(bytes))
 }
 
@@ -112,13 +118,13 @@ impl Origin {
             });
         }
         std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
-        let key = OriginKey::generate().map_err(|err| OriginError::Random(err.to_string()))?;
+        let key = OriginKey::generate().map_err(OriginError::Random)?;
         let admin_token = random_token()?;
 
         let tls =
             crate::tls::TlsIdentity::load_or_create(dir).map_err(|err| OriginError::Damaged {
                 path: dir.join("tls"),
-                reason: err.to_string(),
+                cause: err.into(),
             })?;
         let store = Store::open(dir.join("store"))?;
         let signed = key.sign(&Catalog::empty(now_secs()));
@@ -139,7 +145,7 @@ impl Origin {
         };
         let text = toml::to_string(&public).map_err(|err| OriginError::Damaged {
             path: toml_path.clone(),
-            reason: err.to_string(),
+            cause: err.into(),
         })?;
         std::fs::write(&toml_path, text).map_err(io("writing", &toml_path))?;
         // The key is written last: its presence is what marks the folder initialized.
@@ -173,7 +179,7 @@ impl Origin {
         let mut secret = [0u8; 32];
         hex::decode_to_slice(text.trim(), &mut secret).map_err(|_| OriginError::Damaged {
             path: key_path.clone(),
-            reason: "the key is not 64 hex digits".into(),
+            cause: Box::new(catalog::sign::KeyError::Format),
         })?;
         let key = OriginKey::from_bytes(&secret);
         let store = Store::open_existing(dir.join("store"))?;
@@ -217,7 +223,7 @@ pub fn read_public_key(dir: &Path) -> Result<Option<PublicKey>, OriginError> {
     };
     let parsed: OriginToml = toml::from_str(&text).map_err(|err| OriginError::Damaged {
         path: path.clone(),
-        reason: err.to_string(),
+        cause: err.into(),
     })?;
     parsed
         .public_key
@@ -225,7 +231,7 @@ pub fn read_public_key(dir: &Path) -> Result<Option<PublicKey>, OriginError> {
         .map(Some)
         .map_err(|err: catalog::sign::KeyError| OriginError::Damaged {
             path,
-            reason: err.to_string(),
+            cause: err.into(),
         })
 }
 

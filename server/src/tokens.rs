@@ -11,7 +11,9 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
+use unicode_normalization::UnicodeNormalization;
 
+use crate::edge_name::{EdgeName, EdgeNameError};
 use crate::origin::{now_secs, random_token};
 
 /// What an edge is told when the origin cannot check its token because the
@@ -24,19 +26,30 @@ pub const BROKEN_CONFIG: &str = "the origin's configuration is broken: it cannot
 /// Why an edge credential could not be issued or checked.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    #[error("{action} {path}: {cause}")]
+    #[error("{action} {path}")]
     Io {
         action: &'static str,
         path: PathBuf,
+        #[source]
         cause: std::io::Error,
     },
-    #[error("{path} is damaged: {reason}; fix or remove the broken entry")]
-    Damaged { path: PathBuf, reason: String },
+    #[error("{path} is damaged; fix or remove the broken entry")]
+    Damaged {
+        path: PathBuf,
+        #[source]
+        cause: toml::de::Error,
+    },
+    #[error("cannot write {path}")]
+    Encode {
+        path: PathBuf,
+        #[source]
+        cause: toml::ser::Error,
+    },
     #[error("an edge named {0:?} already exists; choose another name")]
     Exists(String),
-    #[error("edge name {0:?} is not usable: use letters, digits, '-', '_' or '.' (up to 64)")]
-    BadName(String),
-    #[error("{0}")]
+    #[error(transparent)]
+    BadName(#[from] EdgeNameError),
+    #[error(transparent)]
     Origin(#[from] crate::origin::OriginError),
 }
 
@@ -59,9 +72,9 @@ fn edges_path(dir: &Path) -> PathBuf {
 
 fn read_file(path: &Path) -> Result<EdgesFile, TokenError> {
     match std::fs::read_to_string(path) {
-        Ok(text) => toml::from_str(&text).map_err(|err| TokenError::Damaged {
+        Ok(text) => toml::from_str(&text).map_err(|cause| TokenError::Damaged {
             path: path.to_owned(),
-            reason: err.to_string(),
+            cause,
         }),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(EdgesFile::default()),
         Err(cause) => Err(TokenError::Io {
@@ -72,32 +85,32 @@ fn read_file(path: &Path) -> Result<EdgesFile, TokenError> {
     }
 }
 
-/// Issues a token for a new edge called `name`; returns the token (shown once).
+/// Issues a token for a new edge called `name` (any script: see
+/// [`EdgeName`]); returns the token (shown once). The name is stored NFC, and
+/// a name that differs from an existing one only in normalisation is the
+/// same edge.
 pub fn add_edge(dir: &Path, name: &str) -> Result<String, TokenError> {
-    let valid = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if !valid {
-        return Err(TokenError::BadName(name.to_owned()));
-    }
+    let name = EdgeName::parse(name)?;
     let path = edges_path(dir);
     let mut file = read_file(&path)?;
-    if file.edges.contains_key(name) {
-        return Err(TokenError::Exists(name.to_owned()));
+    let exists = file
+        .edges
+        .keys()
+        .any(|held| held.nfc().eq(name.as_str().chars()));
+    if exists {
+        return Err(TokenError::Exists(name.to_string()));
     }
     let token = random_token()?;
     file.edges.insert(
-        name.to_owned(),
+        name.to_string(),
         EdgeEntry {
             token_b3: catalog::Hash::of(token.as_bytes()).to_hex(),
             added_at: now_secs(),
         },
     );
-    let text = toml::to_string(&file).map_err(|err| TokenError::Damaged {
+    let text = toml::to_string(&file).map_err(|cause| TokenError::Encode {
         path: path.clone(),
-        reason: err.to_string(),
+        cause,
     })?;
     // Write beside and rename, so a running origin never reads half a file.
     let tmp = dir.join("edges.toml.tmp");
@@ -145,7 +158,7 @@ impl EdgeTokens {
     pub fn log_broken(&self, err: &TokenError) {
         tracing::error!(
             file = %self.path.display(),
-            cause = %err,
+            cause = %chain(err),
             "the origin's configuration is broken: edge tokens cannot be checked, so every edge is refused (and told so) until this file is fixed"
         );
     }
@@ -171,6 +184,18 @@ impl EdgeTokens {
         let presented = catalog::Hash::of(token.trim().as_bytes()).to_hex();
         Ok(cache.1.get(&presented).cloned())
     }
+}
+
+/// `err` and its causes, as `{err:#}` prints them with anyhow: for logs.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut next = err.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ mod browser;
 mod classroom;
 mod connections;
 mod demo;
+mod edge_names;
 mod hardening_classroom;
 mod hardening_publish;
 mod integrity;

@@ -92,7 +92,9 @@ pub struct AddEdgeArgs {
     #[arg(long, value_name = "DIR")]
     pub data: PathBuf,
 
-    /// A name for the edge, e.g. the school: letters, digits, '-', '_', '.'.
+    /// A name for the edge, e.g. the school, in its own script (昭觉县测试小学,
+    /// ꆈꌠꁱꂷ, བོད་ཡིག་སློབ་གྲྭ): letters and digits of any script and their
+    /// combining marks, '-', '_', '.', up to 64 characters; no spaces or slashes.
     #[arg(long)]
     pub name: String,
 }

@@ -34,8 +34,19 @@ pub enum StoreError {
     },
     #[error("{path} is not a shanlu store (no index.redb); check the --data folder")]
     NotAStore { path: PathBuf },
-    #[error("opening the store index {path}: {reason}")]
-    OpenIndex { path: PathBuf, reason: String },
+    #[error("opening the store index {path}{}", already_open_hint(cause))]
+    OpenIndex {
+        path: PathBuf,
+        #[source]
+        cause: redb::DatabaseError,
+    },
+    /// The index database failed; the cause says how.
+    #[error("the store index (redb) failed")]
+    Database {
+        #[source]
+        cause: redb::Error,
+    },
+    /// Something inside the store stopped (a worker thread, a channel).
     #[error("store index: {0}")]
     Index(String),
     #[error("object {hash} is not in the store")]
@@ -44,8 +55,11 @@ pub enum StoreError {
     CorruptObject { hash: Hash, actual: Hash },
     #[error("object {hash}: {cause}")]
     BadObject { hash: Hash, cause: DecodeError },
-    #[error("the stored signed catalog is damaged: {reason}")]
-    BadCatalog { reason: String },
+    #[error("the stored signed catalog is damaged")]
+    BadCatalog {
+        #[source]
+        cause: crate::sign::CatalogError,
+    },
     #[error(
         "chunk {index} of blob {blob} should be {expected} ({expected_len} bytes) but hashed to {actual} ({actual_len} bytes)"
     )]
@@ -89,20 +103,24 @@ impl StoreError {
     }
 
     pub(crate) fn index(err: impl Into<redb::Error>) -> Self {
-        StoreError::Index(err.into().to_string())
+        StoreError::Database { cause: err.into() }
     }
 
-    pub(crate) fn open_index(path: &Path, err: redb::DatabaseError) -> Self {
-        let reason = match err {
-            redb::DatabaseError::DatabaseAlreadyOpen => {
-                "another program holds it exclusively; stop it and try again".to_owned()
-            }
-            other => other.to_string(),
-        };
+    pub(crate) fn open_index(path: &Path, cause: redb::DatabaseError) -> Self {
         StoreError::OpenIndex {
             path: path.to_owned(),
-            reason,
+            cause,
         }
+    }
+}
+
+/// What to do when the index is held by another program.
+fn already_open_hint(cause: &redb::DatabaseError) -> &'static str {
+    match cause {
+        redb::DatabaseError::DatabaseAlreadyOpen => {
+            ": another program holds it exclusively; stop it and try again"
+        }
+        _ => "",
     }
 }
 
@@ -132,5 +150,36 @@ mod tests {
         assert!(denied.contains("permissions"), "{denied}");
         let other = io_error(io::ErrorKind::Other).to_string();
         assert!(other.ends_with("other error"), "{other}");
+    }
+
+    /// Issue 12: index and catalog errors keep their cause as `source()`
+    /// instead of a string.
+    #[test]
+    fn issue_12_index_and_catalog_errors_keep_their_source() {
+        use std::error::Error;
+        let open = StoreError::open_index(
+            Path::new("/data/store/index.redb"),
+            redb::DatabaseError::DatabaseAlreadyOpen,
+        );
+        assert!(
+            open.to_string().contains("another program holds it"),
+            "{open}"
+        );
+        let source = open.source().expect("a source");
+        assert!(
+            source.downcast_ref::<redb::DatabaseError>().is_some(),
+            "{source:?}"
+        );
+
+        let damaged = crate::SignedCatalog::decode(b"\xff\xff").expect_err("garbage");
+        let err = StoreError::BadCatalog { cause: damaged };
+        let source = err.source().expect("a source");
+        let catalog = source
+            .downcast_ref::<crate::sign::CatalogError>()
+            .expect("the catalog error");
+        assert!(
+            catalog.source().is_some(),
+            "postcard's error is kept: {catalog:?}"
+        );
     }
 }

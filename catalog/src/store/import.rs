@@ -562,11 +562,10 @@ impl Store {
             let meta = txn.open_table(index::META).map_err(StoreError::index)?;
             let current = meta.get(index::META_CATALOG).map_err(StoreError::index)?;
             match current {
-                Some(bytes) => Some(SignedCatalog::decode(bytes.value()).map_err(|err| {
-                    StoreError::BadCatalog {
-                        reason: err.to_string(),
-                    }
-                })?),
+                Some(bytes) => Some(
+                    SignedCatalog::decode(bytes.value())
+                        .map_err(|cause| StoreError::BadCatalog { cause })?,
+                ),
                 None => None,
             }
         };

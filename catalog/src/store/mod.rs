@@ -313,9 +313,7 @@ impl Store {
         };
         SignedCatalog::decode(bytes.value())
             .map(Some)
-            .map_err(|err| StoreError::BadCatalog {
-                reason: err.to_string(),
-            })
+            .map_err(|cause| StoreError::BadCatalog { cause })
     }
 
     /// The encoded signed catalog in force, as it travels.

@@ -256,7 +256,7 @@ fn catalog_is_replaced_atomically_with_a_batch() {
     let lost = batch.add_object(&Object::Manifest(crate::testdata::sample_manifest()));
     let result = store.commit_batch_with_catalog(batch, |_| {
         Err::<Option<SignedCatalog>, _>(StoreError::BadCatalog {
-            reason: "test".into(),
+            cause: crate::sign::CatalogError::TrailingBytes { extra: 1 },
         })
     });
     assert!(result.is_err());

@@ -9,9 +9,9 @@
 //! succeed; after that, QUIC is tried again first.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use catalog::Hash;
 use serde::{Deserialize, Serialize};
@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::{ConfigError, EdgeConfig};
 use crate::sync::fallback::{FallbackUrl, HttpAnswer, HttpLink};
+use crate::sync::memory::TransportMemory;
 use crate::sync::throttle::TokenBucket;
 
 /// After QUIC failed to connect, how long the edge keeps to the fallback
@@ -56,19 +57,6 @@ impl std::str::FromStr for Transport {
                 "{text:?} is not a transport: use auto, quic or http"
             )),
         }
-    }
-}
-
-/// When QUIC last failed to connect while the fallback worked, and why.
-/// Kept for the whole process: the sync loop and read-through share it.
-static QUIC_FAILED: Mutex<Option<(Instant, String)>> = Mutex::new(None);
-
-/// Why QUIC is being skipped, while it is.
-fn quic_recently_failed() -> Option<String> {
-    let failed = crate::lock(&QUIC_FAILED);
-    match &*failed {
-        Some((at, reason)) if at.elapsed() < QUIC_RETRY => Some(reason.clone()),
-        _ => None,
     }
 }
 
@@ -137,8 +125,11 @@ enum Wire {
 
 impl Client {
     /// Connects the way edge.toml says, pins the certificate, and says hello with the token.
-    pub async fn connect(config: &EdgeConfig) -> Result<Client, ClientError> {
-        Client::connect_paced(config, None, config.transport).await
+    pub async fn connect(
+        config: &EdgeConfig,
+        memory: &TransportMemory,
+    ) -> Result<Client, ClientError> {
+        Client::connect_paced(config, None, config.transport, memory).await
     }
 
     /// Like [`Client::connect`] over `transport`; with a `bucket`, every
@@ -148,8 +139,9 @@ impl Client {
         config: &EdgeConfig,
         bucket: Option<Arc<TokenBucket>>,
         transport: Transport,
+        memory: &TransportMemory,
     ) -> Result<Client, ClientError> {
-        Client::connect_inner(config, bucket, transport, CONNECT_TIMEOUT).await
+        Client::connect_inner(config, bucket, transport, CONNECT_TIMEOUT, memory).await
     }
 
     /// Like [`Client::connect`], but a QUIC handshake may take only
@@ -158,8 +150,9 @@ impl Client {
     pub async fn connect_within(
         config: &EdgeConfig,
         quic_timeout: Duration,
+        memory: &TransportMemory,
     ) -> Result<Client, ClientError> {
-        Client::connect_inner(config, None, config.transport, quic_timeout).await
+        Client::connect_inner(config, None, config.transport, quic_timeout, memory).await
     }
 
     async fn connect_inner(
@@ -167,8 +160,9 @@ impl Client {
         bucket: Option<Arc<TokenBucket>>,
         transport: Transport,
         quic_timeout: Duration,
+        memory: &TransportMemory,
     ) -> Result<Client, ClientError> {
-        let fallback = config.fallback_url()?;
+        let fallback = config.fallback.clone();
         match (transport, fallback) {
             (Transport::Quic, _) | (Transport::Auto, None) => {
                 Client::connect_quic(config, bucket, quic_timeout).await
@@ -181,12 +175,12 @@ impl Client {
                 Client::connect_http(config, bucket, url, None).await
             }
             (Transport::Auto, Some(url)) => {
-                if let Some(reason) = quic_recently_failed() {
+                if let Some(reason) = memory.quic_recently_failed() {
                     return Client::connect_http(config, bucket, url, Some(reason)).await;
                 }
                 match Client::connect_quic(config, bucket.clone(), quic_timeout).await {
                     Ok(client) => {
-                        *crate::lock(&QUIC_FAILED) = None;
+                        memory.quic_worked();
                         Ok(client)
                     }
                     Err(quic @ (ClientError::Connect { addr, .. } | ClientError::Lost { addr, .. })) => {
@@ -198,7 +192,7 @@ impl Client {
                                     retry_after_s = QUIC_RETRY.as_secs(),
                                     "syncing over the fallback; QUIC is tried again later"
                                 );
-                                *crate::lock(&QUIC_FAILED) = Some((Instant::now(), reason));
+                                memory.quic_failed(reason);
                                 Ok(client)
                             }
                             Err(http) => Err(ClientError::Connect {
@@ -220,7 +214,7 @@ impl Client {
         url: FallbackUrl,
         fallback_reason: Option<String>,
     ) -> Result<Client, ClientError> {
-        let link = HttpLink::new(url, &config.origin_cert, &config.token).await?;
+        let link = HttpLink::new(url, &config.origin_cert.to_string(), &config.token).await?;
         let mut client = Client {
             addr: link.addr(),
             wire: Wire::Http(link),
@@ -498,8 +492,8 @@ async fn handshake(
     bucket: Option<&TokenBucket>,
     timeout: Duration,
 ) -> Result<(quinn::Endpoint, quinn::Connection, SocketAddr), ClientError> {
-    let addr = config.origin_addr()?;
-    let crypto = server::tls::client_config(&config.origin_cert)?;
+    let addr = config.origin.resolve().await?;
+    let crypto = server::tls::client_config(&config.origin_cert.to_string())?;
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
         .map_err(|err| server::tls::TlsError::Config(err.to_string()))?;
     let mut client_config = quinn::ClientConfig::new(Arc::new(quic));
@@ -652,20 +646,6 @@ impl Responses {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quic_is_skipped_only_for_a_while_after_it_failed() {
-        let set = |at: Instant| *crate::lock(&QUIC_FAILED) = Some((at, "UDP blocked".into()));
-        set(Instant::now());
-        assert_eq!(quic_recently_failed().as_deref(), Some("UDP blocked"));
-        let long_ago = Instant::now()
-            .checked_sub(QUIC_RETRY + Duration::from_secs(1))
-            .expect("the clock is past ten minutes");
-        set(long_ago);
-        assert_eq!(quic_recently_failed(), None, "QUIC is tried again");
-        *crate::lock(&QUIC_FAILED) = None;
-        assert_eq!(quic_recently_failed(), None);
-    }
 
     #[test]
     fn transports_parse_from_flags_and_edge_toml() {

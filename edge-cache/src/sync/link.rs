@@ -3,6 +3,7 @@
 use super::{MAX_ATTEMPTS, MAX_CONNECT_ATTEMPTS, SyncError};
 use crate::config::EdgeConfig;
 use crate::sync::client::{Client, ClientError, Transport};
+use crate::sync::memory::TransportMemory;
 use crate::sync::throttle::TokenBucket;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,8 @@ pub(super) struct Link {
     pub(super) bucket: Option<Arc<TokenBucket>>,
     pub(super) transport: Transport,
     pub(super) reconnects: u32,
+    /// The edge's memory of which transport works, shared with read-through.
+    pub(super) memory: Arc<TransportMemory>,
 }
 
 impl Link {
@@ -23,10 +26,11 @@ impl Link {
         config: &EdgeConfig,
         bucket: Option<Arc<TokenBucket>>,
         transport: Transport,
+        memory: Arc<TransportMemory>,
     ) -> Result<Link, SyncError> {
         let mut attempt = 0;
         loop {
-            match Client::connect_paced(config, bucket.clone(), transport).await {
+            match Client::connect_paced(config, bucket.clone(), transport, &memory).await {
                 Ok(client) => {
                     return Ok(Link {
                         config: config.clone(),
@@ -34,6 +38,7 @@ impl Link {
                         bucket,
                         transport,
                         reconnects: 0,
+                        memory,
                     });
                 }
                 Err(err) if err.is_transient() && attempt + 1 < MAX_CONNECT_ATTEMPTS => {
@@ -54,7 +59,14 @@ impl Link {
 
     pub(super) async fn reconnect(&mut self, attempt: u32) -> Result<(), SyncError> {
         tokio::time::sleep(backoff(attempt)).await;
-        match Client::connect_paced(&self.config, self.bucket.clone(), self.transport).await {
+        match Client::connect_paced(
+            &self.config,
+            self.bucket.clone(),
+            self.transport,
+            &self.memory,
+        )
+        .await
+        {
             Ok(client) => {
                 if client.transport_name() != self.client.transport_name() {
                     info!(

@@ -26,6 +26,7 @@ mod chunks;
 pub mod client;
 pub mod fallback;
 mod link;
+pub mod memory;
 mod metadata;
 mod plan;
 pub mod readthrough;
@@ -123,6 +124,9 @@ pub struct SyncOptions {
     /// Cancelled when the sync window closes: the pass stops fetching, keeps
     /// what it received and ends (see [`SyncReport::stopped_at_window_end`]).
     pub stop: CancellationToken,
+    /// Which transport worked lately: the edge's, shared by its passes and
+    /// read-through; a fresh one for a one-off pass.
+    pub transport_memory: Arc<memory::TransportMemory>,
 }
 
 /// Why a sync pass stopped.
@@ -193,7 +197,7 @@ async fn run(
     options: &SyncOptions,
     report: &mut SyncReport,
 ) -> Result<(), SyncError> {
-    let key = config.public_key()?;
+    let key = config.origin_key;
     let bucket = report
         .max_rate
         .map(|rate| Arc::new(TokenBucket::new(rate.bytes_per_second())));
@@ -201,7 +205,8 @@ async fn run(
         info!(%rate, "bandwidth cap");
     }
     let transport = options.transport.unwrap_or(config.transport);
-    let mut link = Link::connect(config, bucket, transport).await?;
+    let mut link =
+        Link::connect(config, bucket, transport, options.transport_memory.clone()).await?;
     info!(
         transport = link.client.transport_name(),
         origin = %link.client.addr(),

@@ -187,7 +187,7 @@ impl ReadThrough {
         // and the whole attempt stays bounded.
         let attempt = tokio::time::timeout(
             3 * CONNECT_TIMEOUT,
-            Client::connect_within(&self.config, CONNECT_TIMEOUT),
+            Client::connect_within(&self.config, CONNECT_TIMEOUT, &self.live.transport),
         )
         .await;
         let failure = match attempt {

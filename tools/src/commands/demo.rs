@@ -166,13 +166,16 @@ fn set_up_edge(
         std::fs::remove_file(&config_path)?;
     }
     EdgeConfig {
-        origin: format!("quic://{quic}"),
-        origin_key: key.to_owned(),
-        origin_cert: fingerprint.to_owned(),
+        origin: format!("quic://{quic}").parse()?,
+        origin_key: key.parse()?,
+        origin_cert: fingerprint.parse()?,
         token,
         max_rate: None,
         windows: Vec::new(),
-        fallback,
+        fallback: fallback
+            .as_deref()
+            .map(edge_cache::sync::fallback::FallbackUrl::parse)
+            .transpose()?,
         transport: Default::default(),
         subscribe: Subscription::All,
     }

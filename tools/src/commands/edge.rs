@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use edge_cache::config::EdgeConfig;
+use edge_cache::config::{EdgeConfig, FieldError};
+use edge_cache::sync::fallback::FallbackUrl;
 use edge_cache::{Subscription, status};
 
 use crate::cli::{EdgeInitArgs, EdgeRunArgs, EdgeStatusArgs, EdgeSyncArgs, EdgeSyncNowArgs};
@@ -12,13 +13,21 @@ use crate::{format, progress};
 
 pub fn init(args: &EdgeInitArgs) -> anyhow::Result<ExitCode> {
     let config = EdgeConfig {
-        origin: args.origin.clone(),
-        origin_key: args.origin_key.trim().to_owned(),
-        origin_cert: server::tls::parse_fingerprint(&args.origin_cert)?,
+        origin: args.origin.parse().context("checking --origin")?,
+        origin_key: args.origin_key.parse().map_err(|cause| FieldError::Key {
+            text: args.origin_key.clone(),
+            cause,
+        })?,
+        origin_cert: args.origin_cert.parse().context("checking --origin-cert")?,
         token: args.token.trim().to_owned(),
         max_rate: None,
         windows: Vec::new(),
-        fallback: args.fallback.clone(),
+        fallback: args
+            .fallback
+            .as_deref()
+            .map(FallbackUrl::parse)
+            .transpose()
+            .context("checking --fallback")?,
         transport: Default::default(),
         subscribe: Subscription::parse(&args.subscribe)?,
     };

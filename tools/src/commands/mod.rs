@@ -41,7 +41,7 @@ impl DataFolder {
         let key = match origin_key {
             Some(key) => Some(key),
             None if edge_cache::config::config_path(dir).is_file() => {
-                Some(edge_cache::EdgeConfig::load(dir)?.public_key()?)
+                Some(edge_cache::EdgeConfig::load(dir)?.origin_key)
             }
             None => None,
         };

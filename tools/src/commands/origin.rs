@@ -56,6 +56,10 @@ pub fn add_edge(args: &AddEdgeArgs) -> anyhow::Result<ExitCode> {
     let token = server::tokens::add_edge(&args.data, &args.name)
         .with_context(|| format!("adding edge {} to {}", args.name, args.data.display()))?;
     outln!("edge token: {token}")?;
+    // The name was checked by add_edge; its ASCII id is for file names and labels.
+    if let Ok(name) = server::edge_name::EdgeName::parse(&args.name) {
+        eprintln!("Added edge {name} (ASCII id {}).", name.ascii_id());
+    }
     eprintln!(
         "Give this token to the school's edge (`shanlu edge init --token ...`). It is shown only once;\n\
          the origin keeps only its hash."
