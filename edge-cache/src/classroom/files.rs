@@ -25,6 +25,7 @@ use catalog::{Hash, Store};
 use futures_util::Stream;
 
 use crate::classroom;
+use crate::classroom::error::ReadError;
 use crate::lock;
 
 /// How stale the remembered places may get after a sync changes the catalog.
@@ -230,22 +231,35 @@ impl Places {
         inner.missing.get(key).map(|()| None)
     }
 
-    /// Looks `key` up in the catalog in force (blocking) and remembers it.
-    pub fn look_up(&self, store: &Store, key: &PlaceKey) -> Option<Placed> {
-        let catalog = classroom::catalog(store)?;
-        let course = classroom::course(store, &catalog, &key.course)?;
-        let found = match &key.lesson {
-            Some(lesson_id) => classroom::lesson(store, &course, lesson_id)?
-                .files
-                .into_iter()
-                .find(|f| f.path == key.path),
-            None => course.files.into_iter().find(|f| f.path == key.path),
+    /// Looks `key` up in the catalog in force (blocking) and remembers it;
+    /// `Ok(None)` if the catalog has no file there, an error if the store
+    /// cannot be read (then nothing is remembered).
+    pub fn look_up(&self, store: &Store, key: &PlaceKey) -> Result<Option<Placed>, ReadError> {
+        let Some(catalog) = classroom::catalog(store)? else {
+            return Ok(None);
+        };
+        let found = match classroom::course(store, &catalog, &key.course)? {
+            None => None,
+            Some(course) => match &key.lesson {
+                Some(lesson_id) => classroom::lesson(store, &course, lesson_id)?
+                    .and_then(|lesson| lesson.files.into_iter().find(|f| f.path == key.path)),
+                None => course.files.into_iter().find(|f| f.path == key.path),
+            },
         };
         let placed = match found {
             Some(file) => {
                 let media = match self.media(&file.blob) {
                     Some(media) => media,
-                    None => store.manifest(&file.manifest).ok()?.media_type,
+                    None => {
+                        store
+                            .manifest(&file.manifest)
+                            .map_err(|source| ReadError::Object {
+                                what: "manifest",
+                                hash: file.manifest,
+                                source,
+                            })?
+                            .media_type
+                    }
                 };
                 self.set_media(file.blob, &media);
                 Some(Placed {
@@ -257,7 +271,7 @@ impl Places {
             None => None,
         };
         self.remember(catalog.sequence, key, placed.clone());
-        placed
+        Ok(placed)
     }
 
     /// Remembers what `key` holds in the catalog numbered `sequence`,
