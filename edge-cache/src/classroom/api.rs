@@ -158,21 +158,12 @@ fn api_course_of(
         let mut files = Vec::new();
         if with_files {
             for file in &lesson.files {
-                let manifest =
-                    store
-                        .manifest(&file.manifest)
-                        .map_err(|source| ReadError::Object {
-                            what: "manifest",
-                            hash: file.manifest,
-                            source,
-                        })?;
+                let manifest = store
+                    .manifest(&file.manifest)
+                    .map_err(ReadError::object("manifest", file.manifest))?;
                 let held = store
                     .has_blob(&file.blob)
-                    .map_err(|source| ReadError::Object {
-                        what: "the record of held file",
-                        hash: file.blob,
-                        source,
-                    })?;
+                    .map_err(ReadError::object("the record of held file", file.blob))?;
                 files.push(ApiFile {
                     path: file.path.clone(),
                     size: file.size,

@@ -5,7 +5,6 @@
 //! empty list or a `200` with no body (issue 12). "Not found" is not an
 //! error here: it is an `Ok(None)` and a 404.
 
-
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use catalog::Hash;
@@ -17,7 +16,7 @@ use tracing::error;
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     #[error("reading the catalog in force from the store")]
-    Catalog(#[source] StoreError),
+    Catalog(#[source] Box<StoreError>),
     #[error(
         "the catalog in force in the store does not decode; `shanlu edge sync` fetches it again"
     )]
@@ -27,7 +26,7 @@ pub enum ReadError {
         what: &'static str,
         hash: Hash,
         #[source]
-        source: StoreError,
+        source: Box<StoreError>,
     },
     #[error(
         "{what} {hash} named by the catalog in force is not in the store; `shanlu edge sync` fetches it again"
@@ -44,7 +43,7 @@ pub enum ReadError {
     OpenBlob {
         blob: Hash,
         #[source]
-        source: StoreError,
+        source: Box<StoreError>,
     },
     #[error("reading held file {blob}")]
     ReadBlob {
@@ -53,7 +52,7 @@ pub enum ReadError {
         source: std::io::Error,
     },
     #[error("reading the edge's status")]
-    Status(#[source] crate::sync::SyncError),
+    Status(#[source] Box<crate::sync::SyncError>),
     #[error("a blocking read of the store stopped before it finished")]
     Stopped,
 }
@@ -73,6 +72,23 @@ impl ReadError {
 }
 
 impl ReadError {
+    /// A failed read of `what` named `hash`, for `map_err`.
+    pub(crate) fn object(what: &'static str, hash: Hash) -> impl FnOnce(StoreError) -> ReadError {
+        move |source| ReadError::Object {
+            what,
+            hash,
+            source: Box::new(source),
+        }
+    }
+
+    /// A held file that could not be opened, for `map_err`.
+    pub(crate) fn open_blob(blob: Hash) -> impl FnOnce(StoreError) -> ReadError {
+        move |source| ReadError::OpenBlob {
+            blob,
+            source: Box::new(source),
+        }
+    }
+
     /// Logs this error as the cause of a 500 for `path`; returns the cause chain.
     pub fn log(&self, path: &str) -> String {
         let cause = chain(self);

@@ -253,11 +253,7 @@ impl Places {
                     None => {
                         store
                             .manifest(&file.manifest)
-                            .map_err(|source| ReadError::Object {
-                                what: "manifest",
-                                hash: file.manifest,
-                                source,
-                            })?
+                            .map_err(ReadError::object("manifest", file.manifest))?
                             .media_type
                     }
                 };

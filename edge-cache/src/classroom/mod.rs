@@ -125,7 +125,8 @@ impl Classroom {
             self.store.clone(),
         );
         let mut status = read(move || {
-            crate::status::status_of(&dir, &config, &store).map_err(ReadError::Status)
+            crate::status::status_of(&dir, &config, &store)
+                .map_err(|err| ReadError::Status(Box::new(err)))
         })
         .await?;
         status.live = Some(self.live.snapshot());
@@ -225,7 +226,10 @@ pub(crate) fn not_found(what: &str) -> Response {
 
 /// The catalog in force (verified when it was synced); `None` before the first sync.
 pub(crate) fn catalog(store: &Store) -> Result<Option<Catalog>, ReadError> {
-    let Some(signed) = store.signed_catalog().map_err(ReadError::Catalog)? else {
+    let Some(signed) = store
+        .signed_catalog()
+        .map_err(|err| ReadError::Catalog(Box::new(err)))?
+    else {
         return Ok(None);
     };
     Object::decode(&signed.catalog)
@@ -242,7 +246,7 @@ fn named_object(
 ) -> Result<Object, ReadError> {
     store
         .object(&hash)
-        .map_err(|source| ReadError::Object { what, hash, source })?
+        .map_err(ReadError::object(what, hash))?
         .ok_or(ReadError::MissingObject { what, hash })
 }
 

@@ -71,21 +71,15 @@ pub(crate) async fn media_of_blob(
     }
     let store = state.store.clone();
     let media = read(move || {
-        let Some(info) = store.blob_info(&blob).map_err(|source| ReadError::Object {
-            what: "the record of held file",
-            hash: blob,
-            source,
-        })?
+        let Some(info) = store
+            .blob_info(&blob)
+            .map_err(ReadError::object("the record of held file", blob))?
         else {
             return Ok(None);
         };
         let manifest = store
             .manifest(&info.manifest)
-            .map_err(|source| ReadError::Object {
-                what: "manifest",
-                hash: info.manifest,
-                source,
-            })?;
+            .map_err(ReadError::object("manifest", info.manifest))?;
         Ok(Some(manifest.media_type))
     })
     .await?;
@@ -111,10 +105,7 @@ pub(crate) async fn open_blob(
     store: &Arc<Store>,
     blob: &Hash,
 ) -> Result<Option<(Arc<std::fs::File>, u64)>, ReadError> {
-    let failed = |source| ReadError::OpenBlob {
-        blob: *blob,
-        source,
-    };
+    let failed = ReadError::open_blob(*blob);
     match store.open_blob(blob).map_err(failed)? {
         OpenedBlob::Verified { file, len } => return Ok(Some((Arc::new(file), len))),
         OpenedBlob::NotHeld => return Ok(None),
@@ -124,7 +115,7 @@ pub(crate) async fn open_blob(
     let rechecked = read(move || {
         store
             .recheck_blob(&blob)
-            .map_err(|source| ReadError::OpenBlob { blob, source })
+            .map_err(ReadError::open_blob(blob))
     })
     .await?;
     Ok(rechecked.map(|(file, len)| {
@@ -204,11 +195,7 @@ async fn serve_placed(
     let manifest = read(move || {
         store
             .manifest(&manifest_hash)
-            .map_err(|source| ReadError::Object {
-                what: "manifest",
-                hash: manifest_hash,
-                source,
-            })
+            .map_err(ReadError::object("manifest", manifest_hash))
     })
     .await;
     match manifest {

@@ -97,9 +97,6 @@ pub(crate) async fn font(Path(name): Path<String>) -> Response {
         .into_response()
 }
 
-/// A held lesson page's text, read only through the same identity check as
-/// serving (issue 11): a page whose file changed since it was verified is
-
 #[cfg(test)]
 mod tests {
     use super::*;

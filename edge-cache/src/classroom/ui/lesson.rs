@@ -55,14 +55,9 @@ pub(crate) async fn lesson_page(
             };
             let mut files = Vec::new();
             for file in &lesson.files {
-                let manifest =
-                    store
-                        .manifest(&file.manifest)
-                        .map_err(|source| ReadError::Object {
-                            what: "manifest",
-                            hash: file.manifest,
-                            source,
-                        })?;
+                let manifest = store
+                    .manifest(&file.manifest)
+                    .map_err(ReadError::object("manifest", file.manifest))?;
                 let held = has_blob(&store, &file.blob)?;
                 files.push((file.clone(), manifest, held));
             }
@@ -178,12 +173,7 @@ pub(crate) async fn lesson_page(
 /// left out too.
 fn read_verified_text(store: &Store, blob: &Hash) -> Result<Option<String>, ReadError> {
     use std::io::Read as _;
-    let opened = store
-        .open_blob(blob)
-        .map_err(|source| ReadError::OpenBlob {
-            blob: *blob,
-            source,
-        })?;
+    let opened = store.open_blob(blob).map_err(ReadError::open_blob(*blob))?;
     let OpenedBlob::Verified { mut file, len } = opened else {
         return Ok(None);
     };

@@ -19,11 +19,9 @@ use crate::classroom::{self, Classroom, read, url_path};
 
 /// Whether the store holds a blob.
 pub(crate) fn has_blob(store: &Store, blob: &Hash) -> Result<bool, ReadError> {
-    store.has_blob(blob).map_err(|source| ReadError::Object {
-        what: "the record of held file",
-        hash: *blob,
-        source,
-    })
+    store
+        .has_blob(blob)
+        .map_err(ReadError::object("the record of held file", *blob))
 }
 
 /// A course with its lessons, as the pages need it.
