@@ -66,7 +66,7 @@ use axum::routing::{MethodRouter, get, post};
 use catalog::{Catalog, Course, Lesson, Object, Store};
 
 use crate::classroom::error::ReadError;
-use crate::classroom::files::Places;
+use crate::classroom::files::{Buffers, Places};
 use crate::classroom::routes::{Kind, Route};
 use crate::classroom::search::SearchIndex;
 use crate::config::EdgeConfig;
@@ -86,6 +86,8 @@ pub struct Classroom {
     pub metrics: Arc<Metrics>,
     pub read_through: Arc<ReadThrough>,
     pub(crate) places: Places,
+    /// Spare buffers for reading files.
+    pub(crate) buffers: Arc<Buffers>,
     /// The search index and the catalog sequence it was built for.
     search: Mutex<Option<(u64, Arc<SearchIndex>)>>,
 }
@@ -113,6 +115,7 @@ impl Classroom {
             metrics,
             read_through,
             places: Places::default(),
+            buffers: Arc::default(),
             search: Mutex::new(None),
         })
     }

@@ -340,7 +340,7 @@ async fn serve_blob(
     let built = match answer.body {
         AnswerBody::Empty => response.body(Body::empty()),
         AnswerBody::Region { start, end } => {
-            let mut stream = Box::pin(read_stream(file, start, end));
+            let mut stream = Box::pin(read_stream(file, start, end, state.buffers.clone()));
             let first = match stream.next().await {
                 Some(Ok(first)) => first,
                 Some(Err(source)) => {
