@@ -711,17 +711,15 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 
 pub use webdriver::wait_until;
 
-/// Percent-encodes `text` for a URL query value.
+/// Percent-encodes `text` for a URL query value: everything but letters,
+/// digits and `-._~`.
 pub fn url_escape(text: &str) -> String {
-    text.bytes()
-        .map(|byte| {
-            if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-                (byte as char).to_string()
-            } else {
-                format!("%{byte:02X}")
-            }
-        })
-        .collect()
+    const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(text, QUERY_VALUE).to_string()
 }
 
 /// A header's value from a response head, by case-insensitive name.

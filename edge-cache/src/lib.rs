@@ -17,14 +17,21 @@
 //!     token bucket that paces a pass; [`sync::window`]: receive windows sized
 //!     from the link; [`sync::schedule`]: sync windows (`22:00-06:00`).
 //! - [`classroom`]: the classroom HTTP server — lesson files with ranges, the
-//!   JSON API.
+//!   JSON API, the pages; its own tour lists every module.
+//!   - [`classroom::routes`]: the one route table, read by the router and the
+//!     front door alike.
 //!   - [`classroom::front`]: the HTTP/1.1 front door — held files by
-//!     `sendfile`, the rest by hyper.
-//!   - [`classroom::ui`]: the pages teachers and pupils read;
-//!     [`classroom::i18n`]: their labels in four languages;
+//!     `sendfile`, every other request by hyper, one request at a time.
+//!   - [`classroom::serve`]: the file routes; [`classroom::answer`]: a held
+//!     file's answer (ranges, conditionals); [`classroom::range`]: HTTP
+//!     byte-range parsing; [`classroom::files`]: where lesson files are, and
+//!     reading them in recycled blocks.
+//!   - [`classroom::api`]: the JSON API and `/metrics`;
 //!     [`classroom::search`]: search over titles, summaries and tags.
-//!   - [`classroom::files`]: where lesson files are, and reading them in
-//!     recycled blocks; [`classroom::range`]: HTTP byte-range parsing.
+//!   - [`classroom::ui`]: the pages teachers and pupils read;
+//!     [`classroom::i18n`]: their labels in four languages.
+//!   - [`classroom::error`]: store and I/O failures, answered 500 with their
+//!     cause logged.
 //! - [`status`]: what the edge holds and how its last sync went.
 //! - [`metrics`]: Prometheus counters and gauges for `/metrics`.
 //! - [`run`]: `edge run` — the sync loop (on a timer, within the windows, or

@@ -33,6 +33,8 @@ pub struct Metrics {
     pub cache_hits: Counter,
     /// Files that had to be read through from the origin.
     pub cache_misses: Counter,
+    /// Answers the front door sent itself, the body by `sendfile`.
+    pub sendfile_responses: Counter,
     /// Chunk bytes fetched from the origin for read-through.
     pub read_through_bytes: Counter,
     pub sync_passes: Family<OutcomeLabels, Counter>,
@@ -56,6 +58,7 @@ impl Default for Metrics {
             bytes_served: Counter::default(),
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
+            sendfile_responses: Counter::default(),
             read_through_bytes: Counter::default(),
             sync_passes: Family::default(),
             sync_running: Gauge::default(),
@@ -90,6 +93,11 @@ impl Default for Metrics {
             "cache_misses",
             "File requests read through from the origin",
             metrics.cache_misses.clone(),
+        );
+        r.register(
+            "sendfile_responses",
+            "Held-file answers sent by the front door with sendfile, not by hyper",
+            metrics.sendfile_responses.clone(),
         );
         r.register(
             "read_through_bytes",

@@ -327,7 +327,10 @@ fn classroom_fits_a_phone_without_sideways_scrolling() {
     let mut overflows = Vec::new();
     for lang in ["zh", "ii", "bo", "en"] {
         for path in PHONE_PAGES {
-            browser.goto(&demo.url(&format!("/lang/{lang}?back={}", query_escape(path))));
+            browser.goto(&demo.url(&format!(
+                "/lang/{lang}?back={}",
+                shanlu_tests::url_escape(path)
+            )));
             assert_eq!(page_lang(&browser), lang, "on {path}");
             let input = browser.find("form[role=search] input[name=q]");
             assert!(input.is_displayed(), "no search box on {path} in {lang}");
@@ -416,14 +419,6 @@ fn default_lang(preferred: &Value) -> &'static str {
         })
         .next()
         .unwrap_or("zh")
-}
-
-/// Percent-encodes a path for the `back` query value of `/lang/…`.
-fn query_escape(path: &str) -> String {
-    path.replace('%', "%25")
-        .replace('?', "%3F")
-        .replace('=', "%3D")
-        .replace('&', "%26")
 }
 
 /// Whether most of `text`'s letters are Yi syllables (U+A000–A4CF).

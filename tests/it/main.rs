@@ -3,6 +3,7 @@
 mod bad_input;
 mod browser;
 mod classroom;
+mod classroom_house;
 mod connections;
 mod demo;
 mod edge_names;

@@ -9,8 +9,9 @@
 //!   files a class is watching ([`MAX_MISSES`], [`MAX_MISS_BYTES`]), and media
 //!   types by blob ([`MAX_MEDIA`], [`MAX_MEDIA_BYTES`]) (issue 11).
 //! - [`read_stream`]: a file's bytes in [`BLOCK`]-sized pieces read into
-//!   recycled buffers, so serving neither copies twice nor makes the kernel
-//!   zero fresh pages for every piece. A piece already in the page cache is
+//!   recycled buffers (a [`Buffers`] pool the classroom owns), so serving
+//!   neither copies twice nor makes the kernel zero fresh pages for every
+//!   piece. A piece already in the page cache is
 //!   read at once (`preadv2` with `RWF_NOWAIT`, which never waits for the
 //!   disk); only a piece that must come from the disk goes to the blocking
 //!   pool, so a slow SD card never stalls the other classrooms.
@@ -25,6 +26,7 @@ use catalog::{Hash, Store};
 use futures_util::Stream;
 
 use crate::classroom;
+use crate::classroom::error::ReadError;
 use crate::lock;
 
 /// How stale the remembered places may get after a sync changes the catalog.
@@ -230,22 +232,31 @@ impl Places {
         inner.missing.get(key).map(|()| None)
     }
 
-    /// Looks `key` up in the catalog in force (blocking) and remembers it.
-    pub fn look_up(&self, store: &Store, key: &PlaceKey) -> Option<Placed> {
-        let catalog = classroom::catalog(store)?;
-        let course = classroom::course(store, &catalog, &key.course)?;
-        let found = match &key.lesson {
-            Some(lesson_id) => classroom::lesson(store, &course, lesson_id)?
-                .files
-                .into_iter()
-                .find(|f| f.path == key.path),
-            None => course.files.into_iter().find(|f| f.path == key.path),
+    /// Looks `key` up in the catalog in force (blocking) and remembers it;
+    /// `Ok(None)` if the catalog has no file there, an error if the store
+    /// cannot be read (then nothing is remembered).
+    pub fn look_up(&self, store: &Store, key: &PlaceKey) -> Result<Option<Placed>, ReadError> {
+        let Some(catalog) = classroom::catalog(store)? else {
+            return Ok(None);
+        };
+        let found = match classroom::course(store, &catalog, &key.course)? {
+            None => None,
+            Some(course) => match &key.lesson {
+                Some(lesson_id) => classroom::lesson(store, &course, lesson_id)?
+                    .and_then(|lesson| lesson.files.into_iter().find(|f| f.path == key.path)),
+                None => course.files.into_iter().find(|f| f.path == key.path),
+            },
         };
         let placed = match found {
             Some(file) => {
                 let media = match self.media(&file.blob) {
                     Some(media) => media,
-                    None => store.manifest(&file.manifest).ok()?.media_type,
+                    None => {
+                        store
+                            .manifest(&file.manifest)
+                            .map_err(ReadError::object("manifest", file.manifest))?
+                            .media_type
+                    }
                 };
                 self.set_media(file.blob, &media);
                 Some(Placed {
@@ -257,7 +268,7 @@ impl Places {
             None => None,
         };
         self.remember(catalog.sequence, key, placed.clone());
-        placed
+        Ok(placed)
     }
 
     /// Remembers what `key` holds in the catalog numbered `sequence`,
@@ -302,12 +313,38 @@ impl Places {
     }
 }
 
-static POOL: Mutex<Vec<Box<[u8]>>> = Mutex::new(Vec::new());
+/// Spare read buffers, reused so serving does not make the kernel zero fresh
+/// pages for every piece; the classroom owns one (no process-wide state).
+#[derive(Default)]
+pub struct Buffers {
+    spare: Mutex<Vec<Box<[u8]>>>,
+}
 
-/// A read piece; its buffer goes back to the pool when the bytes are sent.
+impl Buffers {
+    fn take(&self) -> Box<[u8]> {
+        lock(&self.spare)
+            .pop()
+            .unwrap_or_else(|| vec![0u8; BLOCK].into_boxed_slice())
+    }
+
+    fn give(&self, buffer: Box<[u8]>) {
+        let mut spare = lock(&self.spare);
+        if spare.len() < POOLED {
+            spare.push(buffer);
+        }
+    }
+
+    /// How many spare buffers are kept now.
+    pub fn spare(&self) -> usize {
+        lock(&self.spare).len()
+    }
+}
+
+/// A read piece; its buffer goes back to its pool when the bytes are sent.
 struct Piece {
     buffer: Box<[u8]>,
     len: usize,
+    pool: Arc<Buffers>,
 }
 
 impl AsRef<[u8]> for Piece {
@@ -318,18 +355,8 @@ impl AsRef<[u8]> for Piece {
 
 impl Drop for Piece {
     fn drop(&mut self) {
-        let buffer = std::mem::take(&mut self.buffer);
-        let mut pool = lock(&POOL);
-        if pool.len() < POOLED {
-            pool.push(buffer);
-        }
+        self.pool.give(std::mem::take(&mut self.buffer));
     }
-}
-
-fn take_buffer() -> Box<[u8]> {
-    lock(&POOL)
-        .pop()
-        .unwrap_or_else(|| vec![0u8; BLOCK].into_boxed_slice())
 }
 
 /// Fills `buffer` from `at` if every byte is in the page cache; `None` if
@@ -343,34 +370,38 @@ fn read_cached(file: &std::fs::File, buffer: &mut [u8], at: u64) -> Option<()> {
     }
 }
 
-/// Bytes `start..end` of `file`, a block at a time.
+/// Bytes `start..end` of `file`, a block at a time, in buffers from `pool`.
 pub fn read_stream(
     file: Arc<std::fs::File>,
     start: u64,
     end: u64,
+    pool: Arc<Buffers>,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
-    futures_util::stream::unfold((file, start), move |(file, at)| async move {
-        if at >= end {
-            return None;
-        }
-        let len = (end - at).min(BLOCK as u64) as usize;
-        let mut buffer = take_buffer();
-        let read = match read_cached(&file, &mut buffer[..len], at) {
-            Some(()) => Ok(Bytes::from_owner(Piece { buffer, len })),
-            None => {
-                let reader = file.clone();
-                tokio::task::spawn_blocking(move || {
-                    reader
-                        .read_exact_at(&mut buffer[..len], at)
-                        .map(|()| Bytes::from_owner(Piece { buffer, len }))
-                })
-                .await
-                .unwrap_or_else(|_| Err(std::io::Error::other("a file read stopped")))
+    futures_util::stream::unfold((file, start), move |(file, at)| {
+        let pool = pool.clone();
+        async move {
+            if at >= end {
+                return None;
             }
-        };
-        match read {
-            Ok(bytes) => Some((Ok(bytes), (file, at + len as u64))),
-            Err(err) => Some((Err(err), (file, end))),
+            let len = (end - at).min(BLOCK as u64) as usize;
+            let mut buffer = pool.take();
+            let read = match read_cached(&file, &mut buffer[..len], at) {
+                Some(()) => Ok(Bytes::from_owner(Piece { buffer, len, pool })),
+                None => {
+                    let reader = file.clone();
+                    tokio::task::spawn_blocking(move || {
+                        reader
+                            .read_exact_at(&mut buffer[..len], at)
+                            .map(|()| Bytes::from_owner(Piece { buffer, len, pool }))
+                    })
+                    .await
+                    .unwrap_or_else(|_| Err(std::io::Error::other("a file read stopped")))
+                }
+            };
+            match read {
+                Ok(bytes) => Some((Ok(bytes), (file, at + len as u64))),
+                Err(err) => Some((Err(err), (file, end))),
+            }
         }
     })
 }
@@ -488,20 +519,25 @@ mod tests {
         let mut file = tempfile::tempfile().expect("temp file");
         file.write_all(&data).expect("write");
         let file = Arc::new(file);
+        let pool = Arc::new(Buffers::default());
         for (start, end) in [(0, data.len()), (5, BLOCK + 7), (BLOCK, BLOCK), (10, 11)] {
-            let pieces: Vec<Bytes> = read_stream(file.clone(), start as u64, end as u64)
-                .map(|piece| piece.expect("read"))
-                .collect()
-                .await;
+            let pieces: Vec<Bytes> =
+                read_stream(file.clone(), start as u64, end as u64, pool.clone())
+                    .map(|piece| piece.expect("read"))
+                    .collect()
+                    .await;
             let joined: Vec<u8> = pieces.concat();
             assert_eq!(joined, data[start..end], "{start}..{end}");
             assert!(pieces.iter().all(|p| p.len() <= BLOCK));
         }
+        // The pieces are dropped: their buffers went back to this pool.
+        assert!((1..=3).contains(&pool.spare()), "{}", pool.spare());
         // Past the end of the file is an error, not short data.
         let mut past = std::pin::pin!(read_stream(
             file,
             data.len() as u64 - 1,
-            data.len() as u64 + 1
+            data.len() as u64 + 1,
+            pool
         ));
         assert!(past.next().await.expect("an item").is_err());
     }

@@ -1,0 +1,246 @@
+//! `/status` for the school's IT teacher, and its "sync now" button.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use catalog::format;
+use maud::html;
+
+use crate::classroom::ui::{Reader, error_page, page};
+use crate::classroom::{Classroom, url_path};
+
+pub(crate) async fn status_page(State(state): State<Arc<Classroom>>, reader: Reader) -> Response {
+    let lang = reader.lang;
+    let s = lang.strings();
+    let status = match state.status().await {
+        Ok(status) => status,
+        Err(err) => return error_page(lang, "/status", &err),
+    };
+    let live = status.live.clone().unwrap_or_else(|| state.live.snapshot());
+    let downloading: Vec<_> = status
+        .courses
+        .iter()
+        .filter(|course| course.subscribed && course.files_held < course.files)
+        .collect();
+    let body = html! {
+        h1 { (s.status) }
+        table #status {
+            tr { th { (s.catalog) } td #catalog-sequence {
+                @match status.catalog_sequence { Some(seq) => { "#" (seq) }, None => { (s.never) } }
+                @if let Some(at) = status.catalog_published_at { " · " (s.published) " " (format::time(at)) }
+            } }
+            tr { th { (s.last_sync) } td #last-sync {
+                @match &status.last_sync {
+                    None => { (s.never) },
+                    Some(report) => {
+                        (format::time(report.finished_at)) " · "
+                        @if report.error.is_some() { (s.result_failed) }
+                        @else if report.complete { (s.result_ok) }
+                        @else if report.stopped_at_window_end { (s.stopped_at_window_end) }
+                        @else { (s.result_incomplete) }
+                        @if let Some(transport) = &report.transport {
+                            " · " (s.transport) " " span #sync-transport { (transport.to_uppercase()) }
+                        }
+                        @if let Some(reason) = &report.fallback_reason {
+                            div.notice #fallback-used { (s.fallback_used) div.meta { (reason) } }
+                        }
+                        @if let Some(err) = &report.error { div.meta { (err) } }
+                        @for failure in report.failures.iter().take(5) { div.meta { (failure) } }
+                    },
+                }
+                @if live.syncing { div { (s.sync_running) } }
+                form #sync-now method="post" action="/status/sync-now" {
+                    button type="submit" { (s.sync_now) }
+                    @if live.sync_requested { " " span.meta #sync-requested { (s.sync_requested) } }
+                }
+            } }
+            tr { th { (s.schedule) } td #schedule {
+                @if live.schedule.windows.is_empty() {
+                    (s.any_time)
+                } @else {
+                    @for (n, window) in live.schedule.windows.iter().enumerate() {
+                        @if n > 0 { ", " }
+                        (window)
+                    }
+                    " " (s.local_time)
+                }
+                " · " (s.max_rate) ": "
+                @match live.schedule.max_rate {
+                    Some(rate) => { (rate) "/s (" (format::bytes(rate.bytes_per_second())) "/s)" },
+                    None => { (s.no_cap) },
+                }
+                @if let (Some(opens), false) = (&live.schedule.next_window_opens, live.syncing) {
+                    div #next-window { (s.next_window) " " (opens) }
+                }
+            } }
+            tr { th { (s.bytes_held) } td #bytes-held { (format::bytes(status.bytes_held)) } }
+            tr { th { (s.disk_free) } td #disk-free {
+                @match (status.disk_free, status.disk_total) {
+                    (Some(free), Some(total)) => { (format::bytes(free)) " / " (format::bytes(total)) },
+                    _ => { (s.unknown) },
+                }
+            } }
+            tr { th { (s.upstream) } td #upstream {
+                (status.origin) " · "
+                @match live.upstream.reachable {
+                    Some(true) => { (s.reachable) },
+                    Some(false) => { (s.unreachable) },
+                    None => { (s.unknown) },
+                }
+                @if let Some(at) = live.upstream.checked_at { " (" (format::time(at)) ")" }
+                @if let Some(err) = &live.upstream.error { div.meta { (err) } }
+            } }
+        }
+        h2 { (s.downloading) }
+        @if live.syncing && live.sync_bytes_total > 0 {
+            p {
+                progress #sync-progress max=(live.sync_bytes_total) value=(live.sync_bytes_done) {}
+                (format::bytes(live.sync_bytes_done)) " / " (format::bytes(live.sync_bytes_total))
+            }
+        }
+        @if downloading.is_empty() {
+            p #downloading { (s.nothing_downloading) }
+        } @else {
+            table #downloading {
+                @for course in &downloading {
+                    tr {
+                        td { a href=(url_path(&format!("/course/{}", course.id))) { (course.id) } }
+                        td { (course.files_held) " / " (course.files) " " (s.files) }
+                        td.meta { (format::bytes(course.total_size)) }
+                    }
+                }
+            }
+        }
+    };
+    page(lang, "/status", s.status, body)
+}
+
+/// "Sync now" from the status page: asks the sync loop for a pass, then
+/// goes back to the page. Only a form on this edge's own pages may ask (see
+/// [`from_this_edge`]), so a page elsewhere cannot start syncs; scripts use
+/// `shanlu edge sync-now`.
+pub(crate) async fn sync_now(State(state): State<Arc<Classroom>>, headers: HeaderMap) -> Response {
+    if !from_this_edge(&headers) {
+        return (
+            StatusCode::FORBIDDEN,
+            "refused: a sync can be asked for only from this edge's own status page \
+             (the request's Origin or Referer must name this edge); \
+             on the edge itself, run `shanlu edge sync-now`\n",
+        )
+            .into_response();
+    }
+    state.live.request_sync();
+    (StatusCode::SEE_OTHER, [(header::LOCATION, "/status")]).into_response()
+}
+
+/// Whether a browser says this POST comes from a page of this edge: its
+/// `Origin` is this host, or, from a browser too old to send `Origin` with
+/// a form, its `Referer` is a page of this host. A request naming neither
+/// is refused (issue 11: a cross-site `Referer` without `Origin` was let
+/// through), as is one whose `Sec-Fetch-Site` says another site.
+fn from_this_edge(headers: &HeaderMap) -> bool {
+    let value = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = value(header::HeaderName::from_static("sec-fetch-site"))
+        && site != "same-origin"
+        && site != "none"
+    {
+        return false;
+    }
+    let Some(host) = value(header::HOST) else {
+        return false;
+    };
+    let same_host = |url: &str| {
+        let Some(rest) = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))
+        else {
+            return false;
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+        authority.eq_ignore_ascii_case(host)
+    };
+    match value(header::ORIGIN) {
+        // An origin is a scheme and a host, nothing after.
+        Some(origin) => origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .is_some_and(|authority| authority.eq_ignore_ascii_case(host)),
+        None => value(header::REFERER).is_some_and(same_host),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, axum::http::HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    /// Issue 11: a POST with a cross-site `Referer` and no `Origin` started a sync.
+    #[test]
+    fn issue_11_sync_now_needs_a_same_origin_origin_or_referer() {
+        let host = ("host", "10.0.0.2:8080");
+        let allowed = [
+            vec![host, ("origin", "http://10.0.0.2:8080")],
+            vec![host, ("origin", "https://10.0.0.2:8080")],
+            vec![
+                host,
+                ("origin", "http://10.0.0.2:8080"),
+                ("sec-fetch-site", "same-origin"),
+            ],
+            vec![host, ("referer", "http://10.0.0.2:8080/status")],
+            vec![host, ("referer", "http://10.0.0.2:8080")],
+            vec![host, ("referer", "http://10.0.0.2:8080?x=1")],
+            vec![("host", "Edge.School"), ("origin", "http://edge.school")],
+        ];
+        for case in &allowed {
+            assert!(from_this_edge(&headers(case)), "{case:?}");
+        }
+        let refused = [
+            vec![host],
+            vec![],
+            vec![("origin", "http://10.0.0.2:8080")],
+            vec![host, ("referer", "http://evil.example/page")],
+            vec![
+                host,
+                ("referer", "http://10.0.0.2:8080.evil.example/status"),
+            ],
+            vec![
+                host,
+                ("referer", "http://evil.example/http://10.0.0.2:8080/"),
+            ],
+            vec![host, ("referer", "http://10.0.0.2:8080@evil.example/")],
+            vec![host, ("referer", "/status")],
+            vec![host, ("referer", "ftp://10.0.0.2:8080/status")],
+            vec![host, ("origin", "http://evil.example")],
+            vec![host, ("origin", "null")],
+            vec![host, ("origin", "http://10.0.0.2:8080/")],
+            vec![host, ("origin", "http://10.0.0.2")],
+            vec![
+                host,
+                ("origin", "http://evil.example"),
+                ("referer", "http://10.0.0.2:8080/status"),
+            ],
+            vec![
+                host,
+                ("origin", "http://10.0.0.2:8080"),
+                ("sec-fetch-site", "cross-site"),
+            ],
+            vec![
+                host,
+                ("referer", "http://10.0.0.2:8080/status"),
+                ("sec-fetch-site", "same-site"),
+            ],
+        ];
+        for case in &refused {
+            assert!(!from_this_edge(&headers(case)), "{case:?}");
+        }
+    }
+}
