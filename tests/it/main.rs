@@ -5,6 +5,7 @@ mod browser;
 mod classroom;
 mod connections;
 mod demo;
+mod downloader;
 mod hardening_classroom;
 mod hardening_publish;
 mod integrity;
