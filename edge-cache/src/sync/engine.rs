@@ -52,6 +52,8 @@ pub const BACKGROUND_REQUEST_BYTES: u64 = 2 * 1024 * 1024;
 pub const HEAD_BYTES: u64 = 4 * 1024 * 1024;
 /// How often written chunks are made durable.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
+/// The request number of a chunk copied from another file being assembled.
+pub(super) const COPY: u64 = u64::MAX;
 /// Times a chunk is asked for before the files wanting it give up.
 const MAX_CHUNK_TRIES: u32 = 4;
 
@@ -199,6 +201,7 @@ impl Engine {
             requests: HashMap::new(),
             next_request: 0,
             tries: HashMap::new(),
+            checking: HashMap::new(),
         };
         tokio::spawn(actor.run(commands, delivered, from_writer));
         Engine { inbox }
@@ -372,6 +375,14 @@ struct InFlightRequest {
     queued: HashMap<Hash, (Priority, u64, Hash, usize)>,
 }
 
+/// Where a chunk being checked came from, to ask elsewhere if it is bad.
+struct Asked {
+    lane: Arc<Lane>,
+    source: usize,
+    /// Its place in the queue.
+    queued: Option<(Priority, u64, Hash, usize)>,
+}
+
 enum Event {
     Delivered {
         request: u64,
@@ -395,6 +406,8 @@ struct Actor {
     next_request: u64,
     /// Chunk hash → (times asked and refused, next source index).
     tries: HashMap<Hash, (u32, usize)>,
+    /// Chunks on their way to the disk, checked there: where they came from.
+    checking: HashMap<Hash, Asked>,
 }
 
 #[path = "engine_actor.rs"]

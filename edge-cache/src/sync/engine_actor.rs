@@ -283,6 +283,12 @@ impl Actor {
                             return;
                         }
                         let lane = req.lane.clone();
+                        let asked = Asked {
+                            lane: lane.clone(),
+                            source: req.source,
+                            queued: req.queued.get(&hash).copied(),
+                        };
+                        self.checking.insert(hash, asked);
                         lane.failures.store(0, Ordering::Relaxed);
                         lane.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                         lane.chunks.fetch_add(1, Ordering::Relaxed);
@@ -320,8 +326,13 @@ impl Actor {
                         if !req.wants.contains(&hash) || !req.received.insert(hash) {
                             return;
                         }
-                        let name = req.lane.sources[req.source].name();
-                        self.refused(hash, request, format!("{name} does not hold it"))
+                        let asked = Asked {
+                            lane: req.lane.clone(),
+                            source: req.source,
+                            queued: req.queued.get(&hash).copied(),
+                        };
+                        let name = asked.lane.sources[asked.source].name();
+                        self.refused(hash, asked, request, format!("{name} does not hold it"))
                             .await;
                     }
                 }
@@ -393,11 +404,8 @@ impl Actor {
 
     /// Chunk `hash` was refused (bad bytes, or the source lacks it): never
     /// written; asked of the next source, or again, a few times.
-    async fn refused(&mut self, hash: Hash, request: u64, reason: String) {
-        let sources = self
-            .requests
-            .get(&request)
-            .map_or(1, |req| req.lane.sources.len().max(1));
+    async fn refused(&mut self, hash: Hash, asked: Asked, request: u64, reason: String) {
+        let sources = asked.lane.sources.len().max(1);
         let tries = self.tries.entry(hash).or_insert((0, 0));
         tries.0 += 1;
         tries.1 = (tries.1 + 1) % sources;
@@ -428,16 +436,13 @@ impl Actor {
             }
             return;
         }
-        if let Some(req) = self.requests.get(&request)
-            && let Some(&(priority, seq, blob, index)) = req.queued.get(&hash)
-        {
-            let lane = req.lane.clone();
+        if let Some((priority, seq, blob, index)) = asked.queued {
             self.heap.push(Entry {
                 priority,
                 seq,
                 blob,
                 index,
-                lane,
+                lane: asked.lane,
             });
         } else {
             for blob in wanting {
@@ -465,13 +470,17 @@ impl Actor {
                 written,
                 failed,
             } => {
+                let asked = self.checking.remove(&hash);
                 if let Err(reason) = verdict {
-                    let name = self.requests.get(&request).map_or_else(
-                        || "a source".to_owned(),
-                        |req| req.lane.sources[req.source].name(),
-                    );
+                    let Some(asked) = asked else {
+                        if self.in_flight.get(&hash) == Some(&request) {
+                            self.in_flight.remove(&hash);
+                        }
+                        return self.requeue_wanting(hash);
+                    };
+                    let name = asked.lane.sources[asked.source].name();
                     return self
-                        .refused(hash, request, format!("from {name}: {reason}"))
+                        .refused(hash, asked, request, format!("from {name}: {reason}"))
                         .await;
                 }
                 if self.in_flight.get(&hash) == Some(&request) {
@@ -496,28 +505,25 @@ impl Actor {
                     });
                     self.maybe_finish(blob).await;
                 }
-                // A file opened while the chunk was on its way to the disk asks again.
-                let late: Vec<(Hash, usize)> = self
+                // Files opened while the chunk was on its way to the disk
+                // get a copy of it there, not a second download.
+                let late: Vec<Hash> = self
                     .jobs
-                    .iter_mut()
+                    .iter()
                     .filter(|(_, job)| job.opened && !job.finishing)
-                    .filter_map(|(blob, job)| {
-                        let indices = job.by_hash.get(&hash)?;
-                        let open: Vec<usize> = indices
-                            .iter()
-                            .copied()
-                            .filter(|&i| job.chunks[i] != ChunkState::Present)
-                            .collect();
-                        for &i in &open {
-                            job.chunks[i] = ChunkState::Missing;
-                        }
-                        open.first().map(|&i| (*blob, i))
+                    .filter(|(_, job)| {
+                        job.by_hash.get(&hash).is_some_and(|indices| {
+                            indices.iter().any(|&i| job.chunks[i] != ChunkState::Present)
+                        })
                     })
+                    .map(|(blob, _)| *blob)
                     .collect();
-                for (blob, index) in late {
-                    if let Some((priority, lane)) = self.jobs.get(&blob).and_then(Job::best) {
-                        self.queue(blob, &[index], priority, &lane);
-                    }
+                if !late.is_empty() && request != COPY {
+                    self.in_flight.insert(hash, COPY);
+                    let copy = WriterCommand::Copy { hash, to: late };
+                    let _ = self.to_writer.send(copy).await;
+                } else if !late.is_empty() {
+                    self.requeue_wanting(hash);
                 }
             }
             WriterEvent::Finished { blob, result } => {
@@ -529,6 +535,33 @@ impl Actor {
                     Err(why) => Outcome::Failed(JobError::Failed(why)),
                 };
                 job.publish(|state| state.outcome = Some(outcome));
+            }
+        }
+    }
+
+    /// Every open file still lacking chunk `hash` asks for it again.
+    fn requeue_wanting(&mut self, hash: Hash) {
+        let wanting: Vec<(Hash, usize)> = self
+            .jobs
+            .iter_mut()
+            .filter(|(_, job)| job.opened && !job.finishing)
+            .filter_map(|(blob, job)| {
+                let open: Vec<usize> = job
+                    .by_hash
+                    .get(&hash)?
+                    .iter()
+                    .copied()
+                    .filter(|&i| job.chunks[i] != ChunkState::Present)
+                    .collect();
+                for &i in &open {
+                    job.chunks[i] = ChunkState::Missing;
+                }
+                open.first().map(|&i| (*blob, i))
+            })
+            .collect();
+        for (blob, index) in wanting {
+            if let Some((priority, lane)) = self.jobs.get(&blob).and_then(Job::best) {
+                self.queue(blob, &[index], priority, &lane);
             }
         }
     }

@@ -304,10 +304,23 @@ proptest! {
             prop_assert!(list.len() <= MAX_BASES);
             prop_assert!(list.iter().all(|h| positions.contains_key(h)));
         }
-        // Against itself, a chunk's own bytes are among its bases.
-        let all: Vec<usize> = (0..new.chunks.len()).collect();
-        for (i, list) in delta_bases(&new, &new, &all).iter().enumerate() {
-            prop_assert!(list.contains(&new.chunks[i].hash));
+    }
+
+    /// issue 12: with chunks of real sizes (16 KiB and up), a chunk that did
+    /// not move is among its own bases, however the rest changed.
+    #[test]
+    fn issue_12_an_unmoved_chunk_is_its_own_base(
+        lens in prop::collection::vec(16_384u32..262_144, 1..30),
+        changed in prop::collection::vec(any::<bool>(), 30),
+    ) {
+        let old = manifest_of(&lens.iter().enumerate().map(|(i, l)| (i as u8, *l)).collect::<Vec<_>>());
+        // Same sizes, some chunks replaced by others: offsets do not move.
+        let new = manifest_of(&lens.iter().enumerate()
+            .map(|(i, l)| (if changed[i] { 100 + i as u8 } else { i as u8 }, *l))
+            .collect::<Vec<_>>());
+        let missing: Vec<usize> = (0..new.chunks.len()).filter(|&i| changed[i]).collect();
+        for (n, list) in delta_bases(&new, &old, &missing).iter().enumerate() {
+            prop_assert!(list.contains(&old.chunks[missing[n]].hash), "{:?}", list);
         }
     }
 

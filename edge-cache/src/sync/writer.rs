@@ -8,6 +8,7 @@
 //! killed edge loses at most the chunks of the last half second.
 
 use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use catalog::store::{PartialBlob, StoreError};
@@ -38,6 +39,10 @@ pub(super) enum WriterCommand {
         blobs: Vec<Hash>,
         request: u64,
     },
+    /// Copy a chunk already written to another file being assembled (or
+    /// held) into `to`; answered as a [`WriterEvent::Written`] of request
+    /// [`super::engine::COPY`].
+    Copy { hash: Hash, to: Vec<Hash> },
     /// Every chunk is here: check the whole file and move it into the store.
     Finish { blob: Hash },
     /// Stop working on the blob for now; what it has is kept.
@@ -156,6 +161,30 @@ pub(super) fn run(
                     failed,
                 });
             }
+            WriterCommand::Copy { hash, to } => {
+                let (mut written, mut failed) = (Vec::new(), Vec::new());
+                let verdict = written_chunk(store, &partials, &hash).map(|data| {
+                    for blob in to {
+                        let Some(partial) = partials.get_mut(&blob) else {
+                            continue;
+                        };
+                        match partial.write_chunk_by_hash(&hash, &data) {
+                            Ok(_) => {
+                                dirty.insert(blob);
+                                written.push(blob);
+                            }
+                            Err(err) => failed.push((blob, err.to_string())),
+                        }
+                    }
+                });
+                let _ = events.send(WriterEvent::Written {
+                    hash,
+                    request: super::engine::COPY,
+                    verdict,
+                    written,
+                    failed,
+                });
+            }
             WriterCommand::Finish { blob } => {
                 if let Some(partial) = partials.remove(&blob) {
                     dirty.remove(&blob);
@@ -194,6 +223,36 @@ pub(super) fn run(
         if let Err(err) = partial.flush() {
             warn!(%blob, cause = %err, "recording a partial file's progress failed");
         }
+    }
+}
+
+/// The bytes of chunk `hash` as written to a file being assembled, or held;
+/// checked against the hash.
+fn written_chunk(
+    store: &Store,
+    partials: &HashMap<Hash, PartialBlob<'_>>,
+    hash: &Hash,
+) -> Result<Vec<u8>, String> {
+    for partial in partials.values() {
+        let manifest = partial.manifest();
+        let Some(index) = manifest.chunks.iter().position(|c| c.hash == *hash) else {
+            continue;
+        };
+        if !partial.present().get(index).copied().unwrap_or(false) {
+            continue;
+        }
+        let offset: u64 = manifest.chunks[..index]
+            .iter()
+            .map(|c| u64::from(c.len))
+            .sum();
+        let mut bytes = vec![0u8; manifest.chunks[index].len as usize];
+        if partial.file().read_exact_at(&mut bytes, offset).is_ok() && Hash::of(&bytes) == *hash {
+            return Ok(bytes);
+        }
+    }
+    match store.chunk_bytes(hash) {
+        Ok(Some(bytes)) if Hash::of(&bytes) == *hash => Ok(bytes),
+        _ => Err(format!("chunk {hash} is no longer here to copy")),
     }
 }
 
