@@ -10,8 +10,123 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
 use catalog::Hash;
-use shanlu_tests::{Relay, ServedOrigin, TestEdge, TestOrigin, generated, wait_until};
+use shanlu_tests::{ServedOrigin, TestEdge, TestOrigin, generated, wait_until};
+
+/// A UDP relay on loopback with one path per edge socket, so the sync's and
+/// read-through's connections can cross it together (the harness's relay
+/// follows one edge address). Towards the edge, all paths share one rate.
+struct Relay {
+    addr: SocketAddr,
+    to_edge: Arc<AtomicU64>,
+    rate: Arc<AtomicU64>,
+    cut: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Relay {
+    fn start(origin: SocketAddr) -> Relay {
+        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").expect("relay socket"));
+        front
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("timeout");
+        let relay = Relay {
+            addr: front.local_addr().expect("addr"),
+            to_edge: Arc::default(),
+            rate: Arc::default(),
+            cut: Arc::default(),
+            stop: Arc::default(),
+        };
+        let (to_edge, rate, cut, stop) = (
+            relay.to_edge.clone(),
+            relay.rate.clone(),
+            relay.cut.clone(),
+            relay.stop.clone(),
+        );
+        // Bytes sent since the pacing started, and when it started.
+        let pacer = Arc::new(Mutex::new((Instant::now(), 0u64, 0u64)));
+        std::thread::spawn(move || {
+            let mut paths: HashMap<SocketAddr, Arc<UdpSocket>> = HashMap::new();
+            let mut buf = vec![0u8; 65_536];
+            while !stop.load(Ordering::Relaxed) {
+                let Ok((n, from)) = front.recv_from(&mut buf) else {
+                    continue;
+                };
+                if cut.load(Ordering::Relaxed) {
+                    continue;
+                }
+                let back = paths.entry(from).or_insert_with(|| {
+                    let back = Arc::new(UdpSocket::bind("127.0.0.1:0").expect("relay socket"));
+                    back.connect(origin).expect("connect");
+                    back.set_read_timeout(Some(Duration::from_millis(20)))
+                        .expect("timeout");
+                    let (back2, front2) = (back.clone(), front.clone());
+                    let (to_edge, rate, cut, stop, pacer) = (
+                        to_edge.clone(),
+                        rate.clone(),
+                        cut.clone(),
+                        stop.clone(),
+                        pacer.clone(),
+                    );
+                    std::thread::spawn(move || {
+                        let mut buf = vec![0u8; 65_536];
+                        while !stop.load(Ordering::Relaxed) {
+                            let Ok(n) = back2.recv(&mut buf) else {
+                                continue;
+                            };
+                            if cut.load(Ordering::Relaxed) {
+                                continue;
+                            }
+                            let rate = rate.load(Ordering::Relaxed);
+                            if rate > 0 {
+                                let wait = {
+                                    let mut p = pacer.lock().expect("pacer");
+                                    if p.2 != rate {
+                                        *p = (Instant::now(), 0, rate);
+                                    }
+                                    p.1 += n as u64;
+                                    Duration::from_secs_f64(p.1 as f64 / rate as f64)
+                                        .checked_sub(p.0.elapsed())
+                                };
+                                if let Some(wait) = wait {
+                                    std::thread::sleep(wait);
+                                }
+                            }
+                            to_edge.fetch_add(n as u64, Ordering::Relaxed);
+                            let _ = front2.send_to(&buf[..n], from);
+                        }
+                    });
+                    back
+                });
+                let _ = back.send(&buf[..n]);
+            }
+        });
+        relay
+    }
+
+    fn to_edge(&self) -> u64 {
+        self.to_edge.load(Ordering::Relaxed)
+    }
+
+    fn set_rate(&self, bytes_per_second: u64) {
+        self.rate.store(bytes_per_second, Ordering::Relaxed);
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
 
 fn write(root: &Path, rel: &str, bytes: &[u8]) {
     let path = root.join(rel);
@@ -32,7 +147,11 @@ fn video_course(origin: &TestOrigin, id: &str, size: usize, seed: u64) -> Vec<u8
 
 /// The distinct chunks of every file of course `id` on the origin, and the
 /// manifest of the file whose BLAKE3 is `blob`.
-fn origin_chunks(origin: &TestOrigin, id: &str, blob: &str) -> (HashSet<Hash>, (Hash, catalog::FileManifest)) {
+fn origin_chunks(
+    origin: &TestOrigin,
+    id: &str,
+    blob: &str,
+) -> (HashSet<Hash>, (Hash, catalog::FileManifest)) {
     let store = catalog::Store::open_existing(origin.data().join("store")).expect("origin store");
     let listing = origin.ls();
     let course = listing["courses"]
@@ -45,7 +164,11 @@ fn origin_chunks(origin: &TestOrigin, id: &str, blob: &str) -> (HashSet<Hash>, (
     let mut found = None;
     for lesson in course["lessons"].as_array().expect("lessons") {
         for file in lesson["files"].as_array().expect("files") {
-            let hash: Hash = file["manifest"].as_str().expect("manifest").parse().expect("hash");
+            let hash: Hash = file["manifest"]
+                .as_str()
+                .expect("manifest")
+                .parse()
+                .expect("hash");
             let manifest = store.manifest(&hash).expect("manifest");
             chunks.extend(manifest.chunks.iter().map(|c| c.hash));
             if file["blake3"] == blob {
@@ -76,7 +199,11 @@ fn chunks_served(served: ServedOrigin) -> u64 {
 
 fn get_body(addr: std::net::SocketAddr, path: &str, range: &str) -> Vec<u8> {
     let (status, head, body) = shanlu_tests::http_request(addr, "GET", path, range);
-    assert!(status == 200 || status == 206, "{status} {head}");
+    assert!(
+        status == 200 || status == 206,
+        "{status} {head}\n{}",
+        String::from_utf8_lossy(&body)
+    );
     body
 }
 
@@ -168,7 +295,9 @@ fn issue_12_read_through_progress_survives_kill_9_and_no_verified_chunk_is_fetch
         let _ = stream.read_to_end(&mut sink);
     });
     let before = relay.to_edge();
-    assert!(wait_until(Duration::from_secs(60), || relay.to_edge() - before > 4 * 1024 * 1024));
+    assert!(wait_until(Duration::from_secs(60), || relay.to_edge()
+        - before
+        > 4 * 1024 * 1024));
     // The link stops, what arrived is recorded, then the edge dies.
     relay.set_cut(true);
     std::thread::sleep(Duration::from_millis(1500));
@@ -179,7 +308,9 @@ fn issue_12_read_through_progress_survives_kill_9_and_no_verified_chunk_is_fetch
 
     let missing: HashSet<Hash> = {
         let store = catalog::Store::open(edge.data().join("store")).expect("edge store");
-        let partial = store.partial(manifest_hash, manifest.clone()).expect("partial");
+        let partial = store
+            .partial(manifest_hash, manifest.clone())
+            .expect("partial");
         let present = partial.present();
         let kept: u64 = manifest
             .chunks
@@ -208,7 +339,9 @@ fn issue_12_read_through_progress_survives_kill_9_and_no_verified_chunk_is_fetch
     let web = edge.run();
     let body = get_body(web.addr, "/courses/b/01/video.mp4", "");
     assert!(body == video, "the resumed file differs");
-    assert!(wait_until(Duration::from_secs(20), || edge.blob_path(&blob).exists()));
+    assert!(wait_until(Duration::from_secs(20), || edge
+        .blob_path(&blob)
+        .exists()));
     drop(web);
     assert_eq!(
         chunks_served(served),

@@ -284,7 +284,9 @@ impl PartialBlob<'_> {
 
     /// Indices of chunks not yet written.
     pub fn missing(&self) -> Vec<usize> {
-        (0..self.have.len()).filter(|&i| !self.is_present(i)).collect()
+        (0..self.have.len())
+            .filter(|&i| !self.is_present(i))
+            .collect()
     }
 
     /// Bytes already present (durable or pending).

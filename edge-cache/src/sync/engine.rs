@@ -130,7 +130,9 @@ pub enum JobError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Held, verified; `assembled`: by this engine now (not already held).
-    Done { assembled: bool },
+    Done {
+        assembled: bool,
+    },
     Failed(JobError),
     /// Every lane that wanted it stopped; what arrived is kept.
     Stopped,
@@ -156,7 +158,7 @@ pub struct Engine {
 
 enum Command {
     Want {
-        job: FileJob,
+        job: Box<FileJob>,
         priority: Priority,
         lane: Arc<Lane>,
         state: watch::Sender<JobState>,
@@ -218,7 +220,7 @@ impl Engine {
         let lane = lane.clone();
         self.inbox
             .send(Command::Want {
-                job,
+                job: Box::new(job),
                 priority,
                 lane,
                 state,
@@ -239,7 +241,7 @@ impl Engine {
         let (state, receiver) = watch::channel(JobState::default());
         let lane = lane.clone();
         let command = Command::Want {
-            job,
+            job: Box::new(job),
             priority,
             lane,
             state,
@@ -412,6 +414,8 @@ struct Actor {
 
 #[path = "engine_actor.rs"]
 mod actor;
+#[path = "engine_written.rs"]
+mod written;
 
 #[cfg(test)]
 #[path = "engine_tests.rs"]

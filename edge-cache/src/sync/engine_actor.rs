@@ -30,7 +30,7 @@ impl Actor {
         // Dropping the writer's sender lets it flush everything and end.
     }
 
-    async fn command(&mut self, command: Command) {
+    pub(super) async fn command(&mut self, command: Command) {
         match command {
             Command::Want {
                 job,
@@ -66,7 +66,7 @@ impl Actor {
                 self.jobs.insert(
                     blob,
                     Job {
-                        job,
+                        job: *job,
                         chunks: vec![ChunkState::Missing; manifest.chunks.len()],
                         manifest,
                         watchers: vec![state],
@@ -106,7 +106,7 @@ impl Actor {
     }
 
     /// Files no live lane wants any more are put aside, keeping what arrived.
-    async fn sweep_stopped(&mut self) {
+    pub(super) async fn sweep_stopped(&mut self) {
         let idle: Vec<Hash> = self
             .jobs
             .iter()
@@ -123,7 +123,7 @@ impl Actor {
     }
 
     /// Puts chunks of `blob` in the queue for `lane`.
-    fn queue(&mut self, blob: Hash, indices: &[usize], priority: Priority, lane: &Arc<Lane>) {
+    pub(super) fn queue(&mut self, blob: Hash, indices: &[usize], priority: Priority, lane: &Arc<Lane>) {
         let Some(job) = self.jobs.get(&blob) else {
             return;
         };
@@ -140,7 +140,7 @@ impl Actor {
     }
 
     /// Sends requests while there is room and something to ask for.
-    fn dispatch(&mut self) {
+    pub(super) fn dispatch(&mut self) {
         while self.requests.len() < REQUESTS_IN_FLIGHT {
             let mut batch: Vec<Entry> = Vec::new();
             let mut hashes = HashSet::new();
@@ -161,8 +161,7 @@ impl Actor {
                     .jobs
                     .get(&top.blob)
                     .map(|job| job.manifest.chunks[top.index].hash);
-                let Some(hash) = hash.filter(|h| usable && !self.in_flight.contains_key(h))
-                else {
+                let Some(hash) = hash.filter(|h| usable && !self.in_flight.contains_key(h)) else {
                     self.heap.pop();
                     continue;
                 };
@@ -223,7 +222,12 @@ impl Actor {
             // Other files waiting on the same chunks wait on this request.
             for job in self.jobs.values_mut() {
                 for want in &wants {
-                    for &i in job.by_hash.get(&want.hash).map(Vec::as_slice).unwrap_or(&[]) {
+                    for &i in job
+                        .by_hash
+                        .get(&want.hash)
+                        .map(Vec::as_slice)
+                        .unwrap_or(&[])
+                    {
                         if job.chunks[i] == ChunkState::Missing {
                             job.chunks[i] = ChunkState::InFlight;
                         }
@@ -267,7 +271,7 @@ impl Actor {
         }
     }
 
-    async fn event(&mut self, event: Event) {
+    pub(super) async fn event(&mut self, event: Event) {
         match event {
             Event::Delivered { request, delivery } => {
                 let Some(req) = self.requests.get_mut(&request) else {
@@ -374,9 +378,15 @@ impl Actor {
                 }
                 let give_up = match &err {
                     // Requests that failed together (one lost link) count once.
-                    SourceError::Transient { .. } if request <= req.lane.fail_mark.load(Ordering::Relaxed) => None,
+                    SourceError::Transient { .. }
+                        if request <= req.lane.fail_mark.load(Ordering::Relaxed) =>
+                    {
+                        None
+                    }
                     SourceError::Transient { .. } => {
-                        req.lane.fail_mark.store(self.next_request, Ordering::Relaxed);
+                        req.lane
+                            .fail_mark
+                            .store(self.next_request, Ordering::Relaxed);
                         let failures = req.lane.failures.fetch_add(1, Ordering::Relaxed) + 1;
                         warn!(lane = req.lane.name, cause = %err, failures, "a chunk request failed");
                         (failures >= req.lane.max_failures)
@@ -390,7 +400,8 @@ impl Actor {
                         .jobs
                         .iter()
                         .filter(|(_, job)| {
-                            job.best().is_some_and(|(_, lane)| Arc::ptr_eq(&lane, &req.lane))
+                            job.best()
+                                .is_some_and(|(_, lane)| Arc::ptr_eq(&lane, &req.lane))
                         })
                         .map(|(blob, _)| *blob)
                         .collect();
@@ -404,7 +415,7 @@ impl Actor {
 
     /// Chunk `hash` was refused (bad bytes, or the source lacks it): never
     /// written; asked of the next source, or again, a few times.
-    async fn refused(&mut self, hash: Hash, asked: Asked, request: u64, reason: String) {
+    pub(super) async fn refused(&mut self, hash: Hash, asked: Asked, request: u64, reason: String) {
         let sources = asked.lane.sources.len().max(1);
         let tries = self.tries.entry(hash).or_insert((0, 0));
         tries.0 += 1;
@@ -451,192 +462,6 @@ impl Actor {
                     self.queue(blob, &indices[..1], priority, &lane);
                 }
             }
-        }
-    }
-
-    async fn writer_event(&mut self, event: WriterEvent) {
-        match event {
-            WriterEvent::Opened { blob, result } => {
-                let opened = match result {
-                    Ok(opened) => opened,
-                    Err(why) => return self.fail(blob, JobError::Failed(why)).await,
-                };
-                self.opened(blob, opened).await;
-            }
-            WriterEvent::Written {
-                hash,
-                request,
-                verdict,
-                written,
-                failed,
-            } => {
-                let asked = self.checking.remove(&hash);
-                if let Err(reason) = verdict {
-                    let Some(asked) = asked else {
-                        if self.in_flight.get(&hash) == Some(&request) {
-                            self.in_flight.remove(&hash);
-                        }
-                        return self.requeue_wanting(hash);
-                    };
-                    let name = asked.lane.sources[asked.source].name();
-                    return self
-                        .refused(hash, asked, request, format!("from {name}: {reason}"))
-                        .await;
-                }
-                if self.in_flight.get(&hash) == Some(&request) {
-                    self.in_flight.remove(&hash);
-                }
-                self.tries.remove(&hash);
-                for (blob, why) in failed {
-                    self.fail(blob, JobError::Failed(why)).await;
-                }
-                for blob in written {
-                    let Some(job) = self.jobs.get_mut(&blob) else {
-                        continue;
-                    };
-                    let indices = job.by_hash.get(&hash).cloned().unwrap_or_default();
-                    for &i in &indices {
-                        job.chunks[i] = ChunkState::Present;
-                    }
-                    job.publish(|state| {
-                        for &i in &indices {
-                            state.arrived[i] = true;
-                        }
-                    });
-                    self.maybe_finish(blob).await;
-                }
-                // Files opened while the chunk was on its way to the disk
-                // get a copy of it there, not a second download.
-                let late: Vec<Hash> = self
-                    .jobs
-                    .iter()
-                    .filter(|(_, job)| job.opened && !job.finishing)
-                    .filter(|(_, job)| {
-                        job.by_hash.get(&hash).is_some_and(|indices| {
-                            indices.iter().any(|&i| job.chunks[i] != ChunkState::Present)
-                        })
-                    })
-                    .map(|(blob, _)| *blob)
-                    .collect();
-                if !late.is_empty() && request != COPY {
-                    self.in_flight.insert(hash, COPY);
-                    let copy = WriterCommand::Copy { hash, to: late };
-                    let _ = self.to_writer.send(copy).await;
-                } else if !late.is_empty() {
-                    self.requeue_wanting(hash);
-                }
-            }
-            WriterEvent::Finished { blob, result } => {
-                let Some(job) = self.jobs.remove(&blob) else {
-                    return;
-                };
-                let outcome = match result {
-                    Ok(()) => Outcome::Done { assembled: true },
-                    Err(why) => Outcome::Failed(JobError::Failed(why)),
-                };
-                job.publish(|state| state.outcome = Some(outcome));
-            }
-        }
-    }
-
-    /// Every open file still lacking chunk `hash` asks for it again.
-    fn requeue_wanting(&mut self, hash: Hash) {
-        let wanting: Vec<(Hash, usize)> = self
-            .jobs
-            .iter_mut()
-            .filter(|(_, job)| job.opened && !job.finishing)
-            .filter_map(|(blob, job)| {
-                let open: Vec<usize> = job
-                    .by_hash
-                    .get(&hash)?
-                    .iter()
-                    .copied()
-                    .filter(|&i| job.chunks[i] != ChunkState::Present)
-                    .collect();
-                for &i in &open {
-                    job.chunks[i] = ChunkState::Missing;
-                }
-                open.first().map(|&i| (*blob, i))
-            })
-            .collect();
-        for (blob, index) in wanting {
-            if let Some((priority, lane)) = self.jobs.get(&blob).and_then(Job::best) {
-                self.queue(blob, &[index], priority, &lane);
-            }
-        }
-    }
-
-    async fn opened(&mut self, blob: Hash, opened: Opened) {
-        let Some(job) = self.jobs.get_mut(&blob) else {
-            return;
-        };
-        job.opened = true;
-        if opened.held {
-            let Some(job) = self.jobs.remove(&blob) else {
-                return;
-            };
-            job.publish(|state| {
-                state.file = Some(opened.file);
-                state.arrived = opened.present;
-                state.outcome = Some(Outcome::Done { assembled: false });
-            });
-            return;
-        }
-        for (index, present) in opened.present.iter().enumerate() {
-            if *present {
-                job.chunks[index] = ChunkState::Present;
-            } else if let Some(&request) = self.in_flight.get(&job.manifest.chunks[index].hash)
-                && self.requests.contains_key(&request)
-            {
-                job.chunks[index] = ChunkState::InFlight;
-            }
-        }
-        job.wants = opened.plan.fetch.iter().cloned().collect();
-        job.publish(|state| {
-            state.file = Some(opened.file);
-            state.arrived = opened.present;
-            state.reused = opened.reused;
-        });
-        let early = std::mem::take(&mut job.early);
-        let best = job.best();
-        let order: Vec<usize> = opened.plan.fetch.iter().map(|(i, _)| *i).collect();
-        for (range, lane) in early {
-            let indices: Vec<usize> = range.collect();
-            self.queue(blob, &indices, Priority::Reader, &lane);
-        }
-        if let Some((priority, lane)) = best {
-            self.queue(blob, &order, priority, &lane);
-        }
-        self.maybe_finish(blob).await;
-    }
-
-    async fn maybe_finish(&mut self, blob: Hash) {
-        let Some(job) = self.jobs.get_mut(&blob) else {
-            return;
-        };
-        if job.finishing || !job.chunks.iter().all(|c| *c == ChunkState::Present) {
-            return;
-        }
-        job.finishing = true;
-        if self
-            .to_writer
-            .send(WriterCommand::Finish { blob })
-            .await
-            .is_err()
-        {
-            self.fail(blob, JobError::Failed("the file writer stopped".into()))
-                .await;
-        }
-    }
-
-    async fn fail(&mut self, blob: Hash, why: JobError) {
-        let Some(job) = self.jobs.remove(&blob) else {
-            return;
-        };
-        warn!(file = %job.job.label, blob = %blob, cause = %why, "could not fetch a file");
-        job.publish(|state| state.outcome = Some(Outcome::Failed(why)));
-        if job.opened && !job.finishing {
-            let _ = self.to_writer.send(WriterCommand::Close { blob }).await;
         }
     }
 }

@@ -35,7 +35,11 @@ impl MemorySource {
     }
 
     fn asked_for(&self, hash: &Hash) -> usize {
-        lock(&self.asked).iter().flatten().filter(|h| *h == hash).count()
+        lock(&self.asked)
+            .iter()
+            .flatten()
+            .filter(|h| *h == hash)
+            .count()
     }
 
     fn total_asked(&self) -> usize {
@@ -187,8 +191,14 @@ async fn issue_12_two_files_sharing_chunks_fetch_them_once() {
     let origin = Arc::new(MemorySource::new("origin", &[&other], 16 * 1024));
     let engine = Engine::start(store.clone());
     let sync = lane("sync", vec![origin.clone()]);
-    let a = engine.want(one.clone(), Priority::Prefetch, &sync).await.expect("want");
-    let b = engine.want(two.clone(), Priority::Prefetch, &sync).await.expect("want");
+    let a = engine
+        .want(one.clone(), Priority::Prefetch, &sync)
+        .await
+        .expect("want");
+    let b = engine
+        .want(two.clone(), Priority::Prefetch, &sync)
+        .await
+        .expect("want");
     assert!(matches!(outcome(a).await, Outcome::Done { .. }));
     assert!(matches!(outcome(b).await, Outcome::Done { .. }));
     assert_eq!(held_bytes(&store, &two.manifest.blob), other);
@@ -207,7 +217,10 @@ async fn issue_12_a_bad_chunk_is_not_written_and_is_fetched_from_the_next_source
     let origin = Arc::new(MemorySource::new("origin", &[&bytes], 16 * 1024));
     let engine = Engine::start(store.clone());
     let both = lane("sync", vec![liar.clone(), origin.clone()]);
-    let rx = engine.want(job.clone(), Priority::Prefetch, &both).await.expect("want");
+    let rx = engine
+        .want(job.clone(), Priority::Prefetch, &both)
+        .await
+        .expect("want");
     assert_eq!(outcome(rx).await, Outcome::Done { assembled: true });
     assert_eq!(held_bytes(&store, &job.manifest.blob), bytes);
     assert_eq!(liar.asked_for(&bad_chunk), 1);
@@ -218,7 +231,10 @@ async fn issue_12_a_bad_chunk_is_not_written_and_is_fetched_from_the_next_source
     let (_dir2, store2) = new_store();
     let engine = Engine::start(store2.clone());
     let alone = lane("sync", vec![liar.clone()]);
-    let rx = engine.want(job.clone(), Priority::Prefetch, &alone).await.expect("want");
+    let rx = engine
+        .want(job.clone(), Priority::Prefetch, &alone)
+        .await
+        .expect("want");
     match outcome(rx).await {
         Outcome::Failed(JobError::Failed(why)) => {
             assert!(why.contains(&bad_chunk.to_string()), "{why}")
@@ -242,7 +258,10 @@ async fn issue_12_a_readers_range_jumps_the_queue() {
     let engine = Engine::start(store.clone());
     let sync = lane("sync", vec![origin.clone()]);
     let reader = lane("read-through", vec![origin.clone()]);
-    let rx = engine.want(job.clone(), Priority::Prefetch, &sync).await.expect("want");
+    let rx = engine
+        .want(job.clone(), Priority::Prefetch, &sync)
+        .await
+        .expect("want");
     // The prefetch fills every request slot but those kept for classes.
     let background = REQUESTS_IN_FLIGHT - RESERVED_FOR_CLASS;
     for _ in 0..200 {
@@ -254,7 +273,9 @@ async fn issue_12_a_readers_range_jumps_the_queue() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(lock(&origin.asked).len(), background);
     let wanted = count - 5..count - 3;
-    engine.urgent(job.manifest.blob, wanted.clone(), &reader).await;
+    engine
+        .urgent(job.manifest.blob, wanted.clone(), &reader)
+        .await;
     for _ in 0..200 {
         if lock(&origin.asked).len() > background {
             break;

@@ -15,7 +15,10 @@ fn manifest_of(chunks: &[(u8, u32)]) -> FileManifest {
             len,
         })
         .collect();
-    let ids: Vec<u8> = chunks.iter().flat_map(|c| c.hash.as_bytes()[..2].to_vec()).collect();
+    let ids: Vec<u8> = chunks
+        .iter()
+        .flat_map(|c| c.hash.as_bytes()[..2].to_vec())
+        .collect();
     FileManifest {
         size: chunks.iter().map(|c| u64::from(c.len)).sum(),
         blob: Hash::of(&ids),
@@ -120,7 +123,10 @@ fn converge(
             return (asked, level);
         }
         for hash in wanted {
-            assert!(!held.contains_key(&hash), "issue 12: asked for a held object");
+            assert!(
+                !held.contains_key(&hash),
+                "issue 12: asked for a held object"
+            );
             held.insert(hash, origin[&hash].clone());
             asked.push(hash);
         }
@@ -165,9 +171,13 @@ fn issue_12_a_new_catalog_asks_only_for_what_changed() {
     let mut held: HashMap<Hash, Object> = HashMap::new();
     converge(&old, &objects, &mut held);
     let (asked, _) = converge(&new, &objects, &mut held);
-    let expected: HashSet<Hash> = [new_course, *objects.keys().find(|h| {
-        matches!(&objects[*h], Object::Manifest(m) if *m == changed)
-    }).expect("changed manifest")]
+    let expected: HashSet<Hash> = [
+        new_course,
+        *objects
+            .keys()
+            .find(|h| matches!(&objects[*h], Object::Manifest(m) if *m == changed))
+            .expect("changed manifest"),
+    ]
     .into_iter()
     .chain(
         held.iter()

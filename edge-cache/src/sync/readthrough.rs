@@ -311,7 +311,8 @@ impl Fetch {
                 let (from, to) = (chunk_start.max(start), chunk_end.min(end));
                 let read = tokio::task::spawn_blocking(move || {
                     let mut bytes = vec![0u8; (to - from) as usize];
-                    file.read_exact_at(&mut bytes, from).map(|()| Bytes::from(bytes))
+                    file.read_exact_at(&mut bytes, from)
+                        .map(|()| Bytes::from(bytes))
                 })
                 .await
                 .unwrap_or_else(|err| Err(std::io::Error::other(err)));

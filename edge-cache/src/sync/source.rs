@@ -158,7 +158,6 @@ impl OriginSource {
         Ok((n, client))
     }
 
-
     fn failed(&self, err: ClientError) -> SourceError {
         let (source_name, reason) = (self.name(), err.to_string());
         let transient = err.is_transient();
