@@ -13,6 +13,12 @@
 //!     [`sync::memory`]: the edge's memory of which transport worked lately.
 //!   - [`sync::readthrough`]: lesson files not held yet, fetched and streamed
 //!     on demand.
+//!   - [`sync::engine`]: the one download engine — an actor that owns every
+//!     file being assembled, fed by one priority queue (reader > class >
+//!     video heads > prefetch); [`sync::source`]: where chunks come from
+//!     (the origin today; a parent edge, a USB bundle, a LAN peer next).
+//!   - [`sync::plan`]: the sync plan as pure functions — catalog diff, file
+//!     jobs, chunk plan, delta bases.
 //!   - [`sync::throttle`]: the bandwidth cap — rates like `2Mbit`, and the
 //!     token bucket that paces a pass; [`sync::window`]: receive windows sized
 //!     from the link; [`sync::schedule`]: sync windows (`22:00-06:00`).

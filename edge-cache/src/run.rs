@@ -30,6 +30,7 @@ use crate::config::{self, EdgeConfig};
 use crate::metrics::Metrics;
 use crate::status::Live;
 use crate::sync::client::Transport;
+use crate::sync::engine::Engine;
 use crate::sync::schedule::{Now, Schedule, Window};
 use crate::sync::throttle::Rate;
 use crate::sync::{SyncError, SyncOptions};
@@ -90,6 +91,8 @@ pub async fn run(
         live.clone(),
         shutdown.clone(),
     ));
+    // One download engine for read-through and the sync passes.
+    let engine = state.read_through.engine().clone();
     let syncing = tokio::spawn(sync_task(
         dir.to_owned(),
         Plan {
@@ -97,6 +100,7 @@ pub async fn run(
             max_rate,
             schedule: Schedule::new(windows),
             transport: options.transport,
+            engine,
         },
         live,
         metrics,
@@ -130,6 +134,7 @@ struct Plan {
     max_rate: Option<Rate>,
     schedule: Schedule,
     transport: Option<Transport>,
+    engine: Engine,
 }
 
 /// Runs sync passes as [`Plan`] says; logs each outcome and keeps `live`
@@ -161,6 +166,7 @@ async fn sync_task(
             transport: plan.transport,
             stop: CancellationToken::new(),
             transport_memory: live.transport.clone(),
+            engine: Some(plan.engine.clone()),
         };
         live.set_syncing(true);
         let pass = crate::sync::sync_once(&dir, &live.progress, &options);

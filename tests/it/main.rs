@@ -6,6 +6,7 @@ mod classroom;
 mod classroom_house;
 mod connections;
 mod demo;
+mod downloader;
 mod edge_names;
 mod hardening_classroom;
 mod hardening_publish;

@@ -266,19 +266,33 @@ impl PartialBlob<'_> {
         &self.manifest
     }
 
-    fn present(&self, index: usize) -> bool {
+    /// The file being assembled, for reading chunks already written (a
+    /// reader waiting on a range). It stays valid after [`Store::finish_partials`]
+    /// moves it into `blobs/`: the rename keeps the same file.
+    pub fn file(&self) -> &std::fs::File {
+        &self.file
+    }
+
+    /// Which chunks are present (durable or written since the last flush).
+    pub fn present(&self) -> Vec<bool> {
+        (0..self.have.len()).map(|i| self.is_present(i)).collect()
+    }
+
+    fn is_present(&self, index: usize) -> bool {
         self.have[index] || self.pending_flags[index]
     }
 
     /// Indices of chunks not yet written.
     pub fn missing(&self) -> Vec<usize> {
-        (0..self.have.len()).filter(|&i| !self.present(i)).collect()
+        (0..self.have.len())
+            .filter(|&i| !self.is_present(i))
+            .collect()
     }
 
     /// Bytes already present (durable or pending).
     pub fn bytes_present(&self) -> u64 {
         (0..self.have.len())
-            .filter(|&i| self.present(i))
+            .filter(|&i| self.is_present(i))
             .map(|i| u64::from(self.manifest.chunks[i].len))
             .sum()
     }
@@ -343,7 +357,7 @@ impl PartialBlob<'_> {
                 actual_len: bytes.len(),
             });
         }
-        if self.present(index) {
+        if self.is_present(index) {
             return Ok(());
         }
         let path = self.store.partial_path(&self.manifest.blob);
@@ -373,7 +387,7 @@ impl PartialBlob<'_> {
                 indices
                     .iter()
                     .copied()
-                    .filter(|&i| !self.present(i))
+                    .filter(|&i| !self.is_present(i))
                     .collect()
             })
             .unwrap_or_default();

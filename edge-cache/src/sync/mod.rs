@@ -24,17 +24,20 @@
 
 mod chunks;
 pub mod client;
+pub mod engine;
 pub mod fallback;
 mod link;
 pub mod memory;
 mod metadata;
-mod plan;
+pub mod plan;
 pub mod readthrough;
 pub mod schedule;
+pub mod source;
 pub mod throttle;
 pub mod window;
+mod writer;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -45,20 +48,17 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use chunks::assemble_set;
+use chunks::fetch_files;
+use engine::Engine;
 use link::Link;
 use metadata::fetch_metadata;
-use plan::{FileJob, file_jobs, missing_blobs};
+use plan::{PlanError, file_jobs, todo_jobs};
 
 use crate::config::{self, EdgeConfig};
 use crate::sync::client::{ClientError, Transport};
 use crate::sync::throttle::{Rate, TokenBucket};
 
-/// Chunks asked for in one request.
-const CHUNKS_PER_REQUEST: usize = 64;
-/// Chunk requests in flight at once.
-const REQUESTS_IN_FLIGHT: usize = 8;
-/// Files assembled together: up to this many bytes still to fetch, or files.
+/// Files handed to the download engine at once: up to this many bytes, or files.
 const SET_BYTES: u64 = 64 * 1024 * 1024;
 const SET_FILES: usize = 512;
 /// Connection attempts in a row without progress before a sync gives up.
@@ -115,7 +115,7 @@ pub struct SyncReport {
 }
 
 /// How a sync pass runs, beyond what `edge.toml` says.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct SyncOptions {
     /// The bandwidth cap; overrides `max_rate` in `edge.toml`.
     pub max_rate: Option<Rate>,
@@ -127,6 +127,9 @@ pub struct SyncOptions {
     /// Which transport worked lately: the edge's, shared by its passes and
     /// read-through; a fresh one for a one-off pass.
     pub transport_memory: Arc<memory::TransportMemory>,
+    /// The edge's download engine, shared with read-through (`edge run`);
+    /// a pass without one starts its own.
+    pub engine: Option<Engine>,
 }
 
 /// Why a sync pass stopped.
@@ -138,6 +141,10 @@ pub enum SyncError {
     Client(#[from] ClientError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Engine(#[from] engine::EngineStopped),
     #[error("refused the origin's catalog: {0}; nothing was stored")]
     BadCatalog(String),
     #[error(
@@ -245,11 +252,12 @@ async fn run(
         None => (held.clone().ok_or(SyncError::NoCatalog)?, None),
     };
     report.sequence = catalog.sequence;
+    let subscribed = |id: &str| config.subscribe.includes(id);
     // The files of the catalog held until now, by place, for deltas.
     let mut previous: HashMap<String, FileManifest> = HashMap::new();
     // Only a new catalog can replace files; otherwise this walk would find nothing to use.
     if let (Some(held), Some(_)) = (&held, &new_signed) {
-        for job in file_jobs(store, held, config)? {
+        for job in file_jobs(held, subscribed, &**store)? {
             if store.has_blob(&job.manifest.blob)? {
                 previous.insert(job.label, job.manifest);
             }
@@ -265,49 +273,18 @@ async fn run(
     }
 
     // 3. Files of subscribed courses.
-    let jobs = file_jobs(store, &catalog, config)?;
+    let jobs = file_jobs(&catalog, subscribed, &**store)?;
     let all_blobs: Vec<Hash> = jobs.iter().map(|job| job.manifest.blob).collect();
     let missing = missing_blobs(store, &all_blobs).await?;
-    let mut todo: Vec<FileJob> = Vec::new();
-    let mut seen = HashSet::new();
-    for mut job in jobs {
-        if !missing.blobs.contains(&job.manifest.blob) || !seen.insert(job.manifest.blob) {
-            continue;
-        }
-        job.previous = previous.remove(&job.label);
-        todo.push(job);
-    }
+    let todo = todo_jobs(jobs, &missing.blobs, previous);
     progress.set_length(todo.iter().map(|job| job.manifest.size).sum());
-    let mut failed_blobs = HashSet::new();
-    let mut queue: VecDeque<FileJob> = todo.into();
-    while !queue.is_empty() {
-        if options.stop.is_cancelled() {
-            report.stopped_at_window_end = true;
-            break;
-        }
-        let mut set = Vec::new();
-        let mut set_bytes = 0;
-        while let Some(job) = queue.pop_front() {
-            set_bytes += job.manifest.size;
-            set.push(job);
-            if set_bytes >= SET_BYTES || set.len() >= SET_FILES {
-                break;
-            }
-        }
-        let course = set[0]
-            .label
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        progress.set_message(format!(
-            "{course}: {} file(s), {} left",
-            set.len(),
-            queue.len()
-        ));
-        let outcome = assemble_set(&mut link, store, set, progress, &options.stop, report).await?;
-        failed_blobs.extend(outcome);
-    }
+    progress.set_message(format!("{} file(s)", todo.len()));
+    let engine = match &options.engine {
+        Some(engine) => engine.clone(),
+        None => Engine::start(store.clone()),
+    };
+    let failed_blobs =
+        fetch_files(&engine, &mut link, todo, progress, &options.stop, report).await?;
     report.reconnects = link.reconnects;
     report.transport = Some(link.client.transport_name().to_owned());
     report.fallback_reason = link.client.fallback_reason.clone();
@@ -346,6 +323,44 @@ async fn run(
     let _ = link.client.report_status(status.to_string()).await;
     link.client.close().await;
     Ok(())
+}
+
+/// What a pass must fetch.
+#[derive(Default)]
+struct Missing {
+    /// Blobs not held with their verified file in place.
+    blobs: HashSet<Hash>,
+    /// Those of them in quarantine: held once, found damaged or gone.
+    repairs: HashSet<Hash>,
+}
+
+/// Which of `blobs` are not held with their verified file in place. The index
+/// alone is not enough (a file can be deleted or changed behind its back): each
+/// held blob's file is opened and `fstat`ed, and only one whose identity
+/// changed is re-hashed; one gone or bad is quarantined, so it counts as a
+/// repair. On the blocking pool.
+async fn missing_blobs(store: &Arc<Store>, blobs: &[Hash]) -> Result<Missing, SyncError> {
+    let (store, blobs) = (store.clone(), blobs.to_vec());
+    tokio::task::spawn_blocking(move || {
+        let mut missing = Missing::default();
+        let mut seen = HashSet::new();
+        for blob in blobs {
+            if !seen.insert(blob) || store.check_held(&blob)? {
+                continue;
+            }
+            if store.is_quarantined(&blob)? {
+                missing.repairs.insert(blob);
+            }
+            missing.blobs.insert(blob);
+        }
+        Ok::<_, SyncError>(missing)
+    })
+    .await
+    .map_err(|err| {
+        SyncError::Store(StoreError::Index(format!(
+            "checking which files are held stopped: {err}"
+        )))
+    })?
 }
 
 /// Holds `DIR/sync.lock` for the pass: two syncs of one edge would fetch the

@@ -1,0 +1,467 @@
+//! The engine's actor loop: takes askers' commands, keeps the queue, sends
+//! requests to sources, hands what arrives to the writer, tells askers.
+
+use super::*;
+
+impl Actor {
+    pub(super) async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut delivered: mpsc::Receiver<Event>,
+        mut from_writer: mpsc::UnboundedReceiver<WriterEvent>,
+    ) {
+        let mut tick = tokio::time::interval(FLUSH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => self.command(command).await,
+                    None => break,
+                },
+                Some(event) = delivered.recv() => self.event(event).await,
+                Some(event) = from_writer.recv() => self.writer_event(event).await,
+                _ = tick.tick() => {
+                    let _ = self.to_writer.send(WriterCommand::Tick).await;
+                    self.sweep_stopped().await;
+                }
+            }
+            self.dispatch();
+        }
+        // Dropping the writer's sender lets it flush everything and end.
+    }
+
+    pub(super) async fn command(&mut self, command: Command) {
+        match command {
+            Command::Want {
+                job,
+                priority,
+                lane,
+                state,
+            } => {
+                let blob = job.manifest.blob;
+                if let Some(existing) = self.jobs.get_mut(&blob) {
+                    existing.lanes.push((priority, lane.clone()));
+                    if let Some(first) = existing.watchers.first() {
+                        state.send_replace(first.borrow().clone());
+                    }
+                    existing.watchers.push(state);
+                    if existing.opened {
+                        let missing: Vec<usize> = (0..existing.chunks.len())
+                            .filter(|&i| existing.chunks[i] == ChunkState::Missing)
+                            .collect();
+                        self.queue(blob, &missing, priority, &lane);
+                    }
+                    return;
+                }
+                let manifest = Arc::new(job.manifest.clone());
+                let mut by_hash: HashMap<Hash, Vec<usize>> = HashMap::new();
+                for (index, chunk) in manifest.chunks.iter().enumerate() {
+                    by_hash.entry(chunk.hash).or_default().push(index);
+                }
+                let open = WriterCommand::Open {
+                    manifest_hash: job.manifest_hash,
+                    manifest: manifest.clone(),
+                    previous: job.previous.clone(),
+                };
+                self.jobs.insert(
+                    blob,
+                    Job {
+                        job: *job,
+                        chunks: vec![ChunkState::Missing; manifest.chunks.len()],
+                        manifest,
+                        watchers: vec![state],
+                        wants: HashMap::new(),
+                        by_hash,
+                        lanes: vec![(priority, lane)],
+                        early: Vec::new(),
+                        opened: false,
+                        finishing: false,
+                    },
+                );
+                if self.to_writer.send(open).await.is_err() {
+                    self.fail(blob, JobError::Failed("the file writer stopped".into()))
+                        .await;
+                }
+            }
+            Command::Urgent { blob, chunks, lane } => {
+                let Some(job) = self.jobs.get_mut(&blob) else {
+                    return;
+                };
+                if !job.opened {
+                    job.early.push((chunks, lane));
+                    return;
+                }
+                let indices: Vec<usize> = chunks
+                    .filter(|&i| job.chunks.get(i) == Some(&ChunkState::Missing))
+                    .collect();
+                self.queue(blob, &indices, Priority::Reader, &lane);
+            }
+            Command::StopLane { lane } => {
+                for job in self.jobs.values_mut() {
+                    job.lanes.retain(|(_, l)| !Arc::ptr_eq(l, &lane));
+                }
+                self.sweep_stopped().await;
+            }
+        }
+    }
+
+    /// Files no live lane wants any more are put aside, keeping what arrived.
+    pub(super) async fn sweep_stopped(&mut self) {
+        let idle: Vec<Hash> = self
+            .jobs
+            .iter()
+            .filter(|(_, job)| job.opened && !job.finishing && job.best().is_none())
+            .map(|(blob, _)| *blob)
+            .collect();
+        for blob in idle {
+            if let Some(job) = self.jobs.remove(&blob) {
+                debug!(file = %job.job.label, "put aside: nobody waits for it now");
+                job.publish(|state| state.outcome = Some(Outcome::Stopped));
+                let _ = self.to_writer.send(WriterCommand::Close { blob }).await;
+            }
+        }
+    }
+
+    /// Puts chunks of `blob` in the queue for `lane`.
+    pub(super) fn queue(&mut self, blob: Hash, indices: &[usize], priority: Priority, lane: &Arc<Lane>) {
+        let Some(job) = self.jobs.get(&blob) else {
+            return;
+        };
+        for &index in indices {
+            self.seq += 1;
+            self.heap.push(Entry {
+                priority: job.chunk_priority(index, priority),
+                seq: self.seq,
+                blob,
+                index,
+                lane: lane.clone(),
+            });
+        }
+    }
+
+    /// Sends requests while there is room and something to ask for.
+    pub(super) fn dispatch(&mut self) {
+        while self.requests.len() < REQUESTS_IN_FLIGHT {
+            let mut batch: Vec<Entry> = Vec::new();
+            let mut hashes = HashSet::new();
+            let mut source = 0;
+            let mut batch_bytes = 0u64;
+            while batch.len() < CHUNKS_PER_REQUEST {
+                let Some(top) = self.heap.peek() else { break };
+                // The last request slots are kept for classes and readers.
+                let background = top.priority < Priority::OpenedInClass;
+                if background && self.requests.len() + RESERVED_FOR_CLASS >= REQUESTS_IN_FLIGHT {
+                    break;
+                }
+                let usable = !top.lane.stop.is_cancelled()
+                    && self.jobs.get(&top.blob).is_some_and(|job| {
+                        job.opened && job.chunks.get(top.index) == Some(&ChunkState::Missing)
+                    });
+                let hash = self
+                    .jobs
+                    .get(&top.blob)
+                    .map(|job| job.manifest.chunks[top.index].hash);
+                let Some(hash) = hash.filter(|h| usable && !self.in_flight.contains_key(h)) else {
+                    self.heap.pop();
+                    continue;
+                };
+                if hashes.contains(&hash) {
+                    self.heap.pop();
+                    continue;
+                }
+                let next_source = self
+                    .tries
+                    .get(&hash)
+                    .map_or(0, |(_, s)| *s % top.lane.sources.len().max(1));
+                if let Some(first) = batch.first()
+                    && (!Arc::ptr_eq(&first.lane, &top.lane) || next_source != source)
+                {
+                    break;
+                }
+                let len = self
+                    .jobs
+                    .get(&top.blob)
+                    .map_or(0, |job| u64::from(job.manifest.chunks[top.index].len));
+                if background && !batch.is_empty() && batch_bytes + len > BACKGROUND_REQUEST_BYTES {
+                    break;
+                }
+                batch_bytes += len;
+                source = next_source;
+                hashes.insert(hash);
+                if let Some(entry) = self.heap.pop() {
+                    batch.push(entry);
+                }
+            }
+            let Some(first) = batch.first() else { return };
+            let lane = first.lane.clone();
+            let Some(chosen) = lane.sources.get(source).cloned() else {
+                return;
+            };
+            self.next_request += 1;
+            let request = self.next_request;
+            let mut wants = Vec::new();
+            let mut queued = HashMap::new();
+            for entry in &batch {
+                let Some(job) = self.jobs.get_mut(&entry.blob) else {
+                    continue;
+                };
+                let hash = job.manifest.chunks[entry.index].hash;
+                let want = job.wants.get(&entry.index).cloned().unwrap_or(ChunkWant {
+                    hash,
+                    bases: Vec::new(),
+                });
+                for &i in job.by_hash.get(&hash).map(Vec::as_slice).unwrap_or(&[]) {
+                    if job.chunks[i] == ChunkState::Missing {
+                        job.chunks[i] = ChunkState::InFlight;
+                    }
+                }
+                self.in_flight.insert(hash, request);
+                queued.insert(hash, (entry.priority, entry.seq, entry.blob, entry.index));
+                wants.push(want);
+            }
+            // Other files waiting on the same chunks wait on this request.
+            for job in self.jobs.values_mut() {
+                for want in &wants {
+                    for &i in job
+                        .by_hash
+                        .get(&want.hash)
+                        .map(Vec::as_slice)
+                        .unwrap_or(&[])
+                    {
+                        if job.chunks[i] == ChunkState::Missing {
+                            job.chunks[i] = ChunkState::InFlight;
+                        }
+                    }
+                }
+            }
+            self.requests.insert(
+                request,
+                InFlightRequest {
+                    lane: lane.clone(),
+                    source,
+                    wants: wants.iter().map(|w| w.hash).collect(),
+                    received: HashSet::new(),
+                    queued,
+                },
+            );
+            let events = self.deliveries.clone();
+            tokio::spawn(async move {
+                let (sink, mut answers) = mpsc::channel(16);
+                let forward = {
+                    let events = events.clone();
+                    async move {
+                        while let Some(delivery) = answers.recv().await {
+                            let event = Event::Delivered { request, delivery };
+                            if events.send(event).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                };
+                let result = tokio::select! {
+                    biased;
+                    () = lane.stop.cancelled() => Err(SourceError::Transient {
+                        source_name: chosen.name(),
+                        reason: "stopped".into(),
+                    }),
+                    (result, ()) = futures_util::future::join(chosen.fetch(wants, sink), forward) => result,
+                };
+                let _ = events.send(Event::Done { request, result }).await;
+            });
+        }
+    }
+
+    pub(super) async fn event(&mut self, event: Event) {
+        match event {
+            Event::Delivered { request, delivery } => {
+                let Some(req) = self.requests.get_mut(&request) else {
+                    return;
+                };
+                match delivery {
+                    Delivery::Chunk {
+                        hash,
+                        encoding,
+                        bytes,
+                    } => {
+                        if !req.wants.contains(&hash) || !req.received.insert(hash) {
+                            return;
+                        }
+                        let lane = req.lane.clone();
+                        let asked = Asked {
+                            lane: lane.clone(),
+                            source: req.source,
+                            queued: req.queued.get(&hash).copied(),
+                        };
+                        self.checking.insert(hash, asked);
+                        lane.failures.store(0, Ordering::Relaxed);
+                        lane.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                        lane.chunks.fetch_add(1, Ordering::Relaxed);
+                        if let Some(counted) = &lane.counted {
+                            counted(bytes.len() as u64);
+                        }
+                        let (mut len, mut want, mut blobs) = (0, None, Vec::new());
+                        for (blob, job) in &self.jobs {
+                            if let Some(&index) = job.by_hash.get(&hash).and_then(|v| v.first())
+                                && job.opened
+                                && !job.finishing
+                            {
+                                len = job.manifest.chunks[index].len as usize;
+                                blobs.push(*blob);
+                                if want.is_none() {
+                                    want = job.wants.get(&index).cloned();
+                                }
+                            }
+                        }
+                        let want = want.unwrap_or(ChunkWant {
+                            hash,
+                            bases: Vec::new(),
+                        });
+                        let write = WriterCommand::Write {
+                            want,
+                            encoding,
+                            bytes,
+                            len,
+                            blobs,
+                            request,
+                        };
+                        let _ = self.to_writer.send(write).await;
+                    }
+                    Delivery::Missing { hash } => {
+                        if !req.wants.contains(&hash) || !req.received.insert(hash) {
+                            return;
+                        }
+                        let asked = Asked {
+                            lane: req.lane.clone(),
+                            source: req.source,
+                            queued: req.queued.get(&hash).copied(),
+                        };
+                        let name = asked.lane.sources[asked.source].name();
+                        self.refused(hash, asked, request, format!("{name} does not hold it"))
+                            .await;
+                    }
+                }
+            }
+            Event::Done { request, result } => {
+                let Some(req) = self.requests.remove(&request) else {
+                    return;
+                };
+                // What did not arrive goes back in the queue.
+                let mut affected = HashSet::new();
+                for hash in &req.wants {
+                    if req.received.contains(hash) {
+                        continue;
+                    }
+                    if self.in_flight.get(hash) == Some(&request) {
+                        self.in_flight.remove(hash);
+                    }
+                    for (blob, job) in self.jobs.iter_mut() {
+                        for &i in job.by_hash.get(hash).map(Vec::as_slice).unwrap_or(&[]) {
+                            if job.chunks[i] == ChunkState::InFlight {
+                                job.chunks[i] = ChunkState::Missing;
+                                affected.insert(*blob);
+                            }
+                        }
+                    }
+                    if let Some(&(priority, seq, blob, index)) = req.queued.get(hash) {
+                        self.heap.push(Entry {
+                            priority,
+                            seq,
+                            blob,
+                            index,
+                            lane: req.lane.clone(),
+                        });
+                    }
+                }
+                let Err(err) = result else { return };
+                if req.lane.stop.is_cancelled() {
+                    return;
+                }
+                let give_up = match &err {
+                    // Requests that failed together (one lost link) count once.
+                    SourceError::Transient { .. }
+                        if request <= req.lane.fail_mark.load(Ordering::Relaxed) =>
+                    {
+                        None
+                    }
+                    SourceError::Transient { .. } => {
+                        req.lane
+                            .fail_mark
+                            .store(self.next_request, Ordering::Relaxed);
+                        let failures = req.lane.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                        warn!(lane = req.lane.name, cause = %err, failures, "a chunk request failed");
+                        (failures >= req.lane.max_failures)
+                            .then(|| JobError::Offline(err.to_string()))
+                    }
+                    SourceError::Permanent { .. } => Some(JobError::Failed(err.to_string())),
+                };
+                if let Some(why) = give_up {
+                    // Files of this lane that nobody else can fetch give up.
+                    let lost: Vec<Hash> = self
+                        .jobs
+                        .iter()
+                        .filter(|(_, job)| {
+                            job.best()
+                                .is_some_and(|(_, lane)| Arc::ptr_eq(&lane, &req.lane))
+                        })
+                        .map(|(blob, _)| *blob)
+                        .collect();
+                    for blob in lost {
+                        self.fail(blob, why.clone()).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Chunk `hash` was refused (bad bytes, or the source lacks it): never
+    /// written; asked of the next source, or again, a few times.
+    pub(super) async fn refused(&mut self, hash: Hash, asked: Asked, request: u64, reason: String) {
+        let sources = asked.lane.sources.len().max(1);
+        let tries = self.tries.entry(hash).or_insert((0, 0));
+        tries.0 += 1;
+        tries.1 = (tries.1 + 1) % sources;
+        let (count, _) = *tries;
+        warn!(chunk = %hash, cause = %reason, tries = count, "refused a chunk; asking again");
+        if self.in_flight.get(&hash) == Some(&request) {
+            self.in_flight.remove(&hash);
+        }
+        let mut wanting = Vec::new();
+        for (blob, job) in self.jobs.iter_mut() {
+            let mut wants_it = false;
+            for &i in job.by_hash.get(&hash).map(Vec::as_slice).unwrap_or(&[]) {
+                if job.chunks[i] != ChunkState::Present {
+                    job.chunks[i] = ChunkState::Missing;
+                    wants_it = true;
+                }
+            }
+            if wants_it {
+                wanting.push(*blob);
+            }
+        }
+        if count >= MAX_CHUNK_TRIES {
+            for blob in wanting {
+                let why = format!(
+                    "chunk {hash} was refused {count} times, last: {reason}; the origin may hold a damaged copy (ask for `shanlu verify` there)"
+                );
+                self.fail(blob, JobError::Failed(why)).await;
+            }
+            return;
+        }
+        if let Some((priority, seq, blob, index)) = asked.queued {
+            self.heap.push(Entry {
+                priority,
+                seq,
+                blob,
+                index,
+                lane: asked.lane,
+            });
+        } else {
+            for blob in wanting {
+                if let Some((priority, lane)) = self.jobs.get(&blob).and_then(Job::best) {
+                    let indices = self.jobs[&blob].by_hash[&hash].clone();
+                    self.queue(blob, &indices[..1], priority, &lane);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! The engine's actor, continued: what the writer reports (files opened,
+//! chunks written or refused, files finished), and files that fail.
+
+use super::*;
+
+impl Actor {
+    pub(super) async fn writer_event(&mut self, event: WriterEvent) {
+        match event {
+            WriterEvent::Opened { blob, result } => {
+                let opened = match result {
+                    Ok(opened) => opened,
+                    Err(why) => return self.fail(blob, JobError::Failed(why)).await,
+                };
+                self.opened(blob, opened).await;
+            }
+            WriterEvent::Written {
+                hash,
+                request,
+                verdict,
+                written,
+                failed,
+            } => {
+                let asked = self.checking.remove(&hash);
+                if let Err(reason) = verdict {
+                    let Some(asked) = asked else {
+                        if self.in_flight.get(&hash) == Some(&request) {
+                            self.in_flight.remove(&hash);
+                        }
+                        return self.requeue_wanting(hash);
+                    };
+                    let name = asked.lane.sources[asked.source].name();
+                    return self
+                        .refused(hash, asked, request, format!("from {name}: {reason}"))
+                        .await;
+                }
+                if self.in_flight.get(&hash) == Some(&request) {
+                    self.in_flight.remove(&hash);
+                }
+                self.tries.remove(&hash);
+                for (blob, why) in failed {
+                    self.fail(blob, JobError::Failed(why)).await;
+                }
+                for blob in written {
+                    let Some(job) = self.jobs.get_mut(&blob) else {
+                        continue;
+                    };
+                    let indices = job.by_hash.get(&hash).cloned().unwrap_or_default();
+                    for &i in &indices {
+                        job.chunks[i] = ChunkState::Present;
+                    }
+                    job.publish(|state| {
+                        for &i in &indices {
+                            state.arrived[i] = true;
+                        }
+                    });
+                    self.maybe_finish(blob).await;
+                }
+                // Files opened while the chunk was on its way to the disk
+                // get a copy of it there, not a second download.
+                let late: Vec<Hash> = self
+                    .jobs
+                    .iter()
+                    .filter(|(_, job)| job.opened && !job.finishing)
+                    .filter(|(_, job)| {
+                        job.by_hash.get(&hash).is_some_and(|indices| {
+                            indices
+                                .iter()
+                                .any(|&i| job.chunks[i] != ChunkState::Present)
+                        })
+                    })
+                    .map(|(blob, _)| *blob)
+                    .collect();
+                if !late.is_empty() && request != COPY {
+                    self.in_flight.insert(hash, COPY);
+                    let copy = WriterCommand::Copy { hash, to: late };
+                    let _ = self.to_writer.send(copy).await;
+                } else if !late.is_empty() {
+                    self.requeue_wanting(hash);
+                }
+            }
+            WriterEvent::Finished { blob, result } => {
+                let Some(job) = self.jobs.remove(&blob) else {
+                    return;
+                };
+                let outcome = match result {
+                    Ok(()) => Outcome::Done { assembled: true },
+                    Err(why) => Outcome::Failed(JobError::Failed(why)),
+                };
+                job.publish(|state| state.outcome = Some(outcome));
+            }
+        }
+    }
+
+    /// Every open file still lacking chunk `hash` asks for it again.
+    pub(super) fn requeue_wanting(&mut self, hash: Hash) {
+        let wanting: Vec<(Hash, usize)> = self
+            .jobs
+            .iter_mut()
+            .filter(|(_, job)| job.opened && !job.finishing)
+            .filter_map(|(blob, job)| {
+                let open: Vec<usize> = job
+                    .by_hash
+                    .get(&hash)?
+                    .iter()
+                    .copied()
+                    .filter(|&i| job.chunks[i] != ChunkState::Present)
+                    .collect();
+                for &i in &open {
+                    job.chunks[i] = ChunkState::Missing;
+                }
+                open.first().map(|&i| (*blob, i))
+            })
+            .collect();
+        for (blob, index) in wanting {
+            if let Some((priority, lane)) = self.jobs.get(&blob).and_then(Job::best) {
+                self.queue(blob, &[index], priority, &lane);
+            }
+        }
+    }
+
+    pub(super) async fn opened(&mut self, blob: Hash, opened: Opened) {
+        let Some(job) = self.jobs.get_mut(&blob) else {
+            return;
+        };
+        job.opened = true;
+        if opened.held {
+            let Some(job) = self.jobs.remove(&blob) else {
+                return;
+            };
+            job.publish(|state| {
+                state.file = Some(opened.file);
+                state.arrived = opened.present;
+                state.outcome = Some(Outcome::Done { assembled: false });
+            });
+            return;
+        }
+        for (index, present) in opened.present.iter().enumerate() {
+            if *present {
+                job.chunks[index] = ChunkState::Present;
+            } else if let Some(&request) = self.in_flight.get(&job.manifest.chunks[index].hash)
+                && self.requests.contains_key(&request)
+            {
+                job.chunks[index] = ChunkState::InFlight;
+            }
+        }
+        job.wants = opened.plan.fetch.iter().cloned().collect();
+        job.publish(|state| {
+            state.file = Some(opened.file);
+            state.arrived = opened.present;
+            state.reused = opened.reused;
+        });
+        let early = std::mem::take(&mut job.early);
+        let best = job.best();
+        let order: Vec<usize> = opened.plan.fetch.iter().map(|(i, _)| *i).collect();
+        for (range, lane) in early {
+            let indices: Vec<usize> = range.collect();
+            self.queue(blob, &indices, Priority::Reader, &lane);
+        }
+        if let Some((priority, lane)) = best {
+            self.queue(blob, &order, priority, &lane);
+        }
+        self.maybe_finish(blob).await;
+    }
+
+    pub(super) async fn maybe_finish(&mut self, blob: Hash) {
+        let Some(job) = self.jobs.get_mut(&blob) else {
+            return;
+        };
+        if job.finishing || !job.chunks.iter().all(|c| *c == ChunkState::Present) {
+            return;
+        }
+        job.finishing = true;
+        if self
+            .to_writer
+            .send(WriterCommand::Finish { blob })
+            .await
+            .is_err()
+        {
+            self.fail(blob, JobError::Failed("the file writer stopped".into()))
+                .await;
+        }
+    }
+
+    pub(super) async fn fail(&mut self, blob: Hash, why: JobError) {
+        let Some(job) = self.jobs.remove(&blob) else {
+            return;
+        };
+        warn!(file = %job.job.label, blob = %blob, cause = %why, "could not fetch a file");
+        job.publish(|state| state.outcome = Some(Outcome::Failed(why)));
+        if job.opened && !job.finishing {
+            let _ = self.to_writer.send(WriterCommand::Close { blob }).await;
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Where chunks come from: the [`ChunkSource`] trait, and its implementation
+//! over a connection to the origin (QUIC or the HTTPS fallback, both a
+//! [`Client`]). A parent edge, a USB bundle or a LAN peer are more sources:
+//! the download engine ([`super::engine`]) asks them in order and checks every
+//! chunk's BLAKE3 itself, so a source need not be trusted.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use catalog::Hash;
+use futures_util::future::BoxFuture;
+use server::codec::Encoding;
+use server::protocol::{ChunkWant, Request, Response};
+use tokio::sync::mpsc;
+
+use crate::lock;
+use crate::sync::client::{Client, ClientError};
+
+/// One answer from a source for one chunk.
+#[derive(Debug)]
+pub enum Delivery {
+    /// The chunk as it travelled (maybe a delta against the want's bases).
+    Chunk {
+        hash: Hash,
+        encoding: Encoding,
+        bytes: Vec<u8>,
+    },
+    /// The source does not have this chunk.
+    Missing { hash: Hash },
+}
+
+/// Why a source could not answer a request.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SourceError {
+    /// The link failed; asking again (maybe after reconnecting) may work.
+    #[error("{source_name}: {reason}")]
+    Transient { source_name: String, reason: String },
+    /// Asking this source again will not help (credentials, protocol).
+    #[error("{source_name}: {reason}")]
+    Permanent { source_name: String, reason: String },
+}
+
+impl SourceError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SourceError::Transient { .. })
+    }
+}
+
+/// Something that can give chunks by hash.
+pub trait ChunkSource: Send + Sync + 'static {
+    /// A name for logs: `origin 10.0.0.1:7443 (quic)`, `usb /media/…`.
+    fn name(&self) -> String;
+    /// Asks for `wants` and sends each answer to `sink` as it arrives. Ends
+    /// `Ok` when every want was answered (a chunk or [`Delivery::Missing`]);
+    /// the engine asks again for what did not arrive.
+    fn fetch(
+        &self,
+        wants: Vec<ChunkWant>,
+        sink: mpsc::Sender<Delivery>,
+    ) -> BoxFuture<'_, Result<(), SourceError>>;
+}
+
+/// Makes a connection to the origin; `attempt` counts failures in a row
+/// (0 the first time), for backoff.
+pub type Connector =
+    Arc<dyn Fn(u32) -> BoxFuture<'static, Result<Client, ConnectError>> + Send + Sync>;
+
+/// Why a [`Connector`] has no connection to give.
+#[derive(Debug)]
+pub enum ConnectError {
+    Client(ClientError),
+    /// Known to be down (a recent attempt failed); says why.
+    Offline(String),
+}
+
+impl From<ClientError> for ConnectError {
+    fn from(err: ClientError) -> ConnectError {
+        ConnectError::Client(err)
+    }
+}
+
+/// The origin, through a connection made on demand and re-made when lost.
+pub struct OriginSource {
+    connect: Connector,
+    /// The connection in use and its number: a failed request drops it only
+    /// if no other request has replaced it meanwhile.
+    client: tokio::sync::Mutex<Option<(u64, Client)>>,
+    generation: std::sync::atomic::AtomicU64,
+    /// Given a connection at the start: every later one is a reconnection.
+    started_connected: bool,
+    /// Failed requests or connections in a row.
+    failures: AtomicU32,
+    reconnects: AtomicU32,
+    /// The last error of the link, for the report of a pass that gives up.
+    last_error: Mutex<Option<ClientError>>,
+    name: Mutex<String>,
+}
+
+impl OriginSource {
+    /// A source that starts on `client` (if any) and calls `connect` when it
+    /// has none or lost it.
+    pub fn new(client: Option<Client>, connect: Connector) -> OriginSource {
+        let name = client.as_ref().map_or_else(
+            || "the origin".to_owned(),
+            |c| format!("origin {} ({})", c.addr(), c.transport_name()),
+        );
+        let started_connected = client.is_some();
+        OriginSource {
+            connect,
+            client: tokio::sync::Mutex::new(client.map(|c| (0, c))),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            started_connected,
+            failures: AtomicU32::new(0),
+            reconnects: AtomicU32::new(0),
+            last_error: Mutex::new(None),
+            name: Mutex::new(name),
+        }
+    }
+
+    /// Connections re-made after one was lost.
+    pub fn reconnects(&self) -> u32 {
+        self.reconnects.load(Ordering::Relaxed)
+    }
+
+    /// The last link error, taken.
+    pub fn take_last_error(&self) -> Option<ClientError> {
+        lock(&self.last_error).take()
+    }
+
+    /// The connection in use, if any.
+    pub async fn current(&self) -> Option<Client> {
+        self.client.lock().await.as_ref().map(|(_, c)| c.clone())
+    }
+
+    async fn client(&self) -> Result<(u64, Client), SourceError> {
+        let mut cached = self.client.lock().await;
+        if let Some((n, client)) = cached.as_ref().filter(|(_, c)| !c.is_closed()) {
+            return Ok((*n, client.clone()));
+        }
+        *cached = None;
+        let client = match (self.connect)(self.failures.load(Ordering::Relaxed)).await {
+            Ok(client) => client,
+            Err(ConnectError::Client(err)) => return Err(self.failed(err)),
+            Err(ConnectError::Offline(reason)) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                return Err(SourceError::Transient {
+                    source_name: self.name(),
+                    reason,
+                });
+            }
+        };
+        let n = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        if n > 1 || self.started_connected {
+            self.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        *lock(&self.name) = format!("origin {} ({})", client.addr(), client.transport_name());
+        *cached = Some((n, client.clone()));
+        Ok((n, client))
+    }
+
+    fn failed(&self, err: ClientError) -> SourceError {
+        let (source_name, reason) = (self.name(), err.to_string());
+        let transient = err.is_transient();
+        *lock(&self.last_error) = Some(err);
+        if transient {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            SourceError::Transient {
+                source_name,
+                reason,
+            }
+        } else {
+            SourceError::Permanent {
+                source_name,
+                reason,
+            }
+        }
+    }
+
+    async fn fetch_inner(
+        &self,
+        wants: Vec<ChunkWant>,
+        sink: mpsc::Sender<Delivery>,
+    ) -> Result<(), SourceError> {
+        let (generation, client) = self.client().await?;
+        let mut remaining: std::collections::HashSet<Hash> =
+            wants.iter().map(|want| want.hash).collect();
+        let mut responses = match client.request(&Request::GetChunks { wants }).await {
+            Ok(responses) => responses,
+            Err(err) => {
+                self.drop_client(generation).await;
+                return Err(self.failed(err));
+            }
+        };
+        loop {
+            let delivery = match responses.next().await {
+                Ok(Some(Response::Chunk {
+                    hash,
+                    encoding,
+                    bytes,
+                })) => Delivery::Chunk {
+                    hash,
+                    encoding,
+                    bytes,
+                },
+                Ok(Some(Response::Missing { hash })) => Delivery::Missing { hash },
+                Ok(Some(other)) => {
+                    let reason = format!("unexpected answer to a chunk request: {other:?}")
+                        .chars()
+                        .take(120)
+                        .collect();
+                    return Err(self.failed(ClientError::Protocol {
+                        addr: client.addr(),
+                        reason,
+                    }));
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    self.drop_client(generation).await;
+                    return Err(self.failed(err));
+                }
+            };
+            let hash = match &delivery {
+                Delivery::Chunk { hash, .. } | Delivery::Missing { hash } => *hash,
+            };
+            if !remaining.remove(&hash) {
+                continue; // not asked for: ignored
+            }
+            self.failures.store(0, Ordering::Relaxed);
+            if sink.send(delivery).await.is_err() {
+                return Ok(());
+            }
+        }
+        if remaining.is_empty() {
+            Ok(())
+        } else {
+            Err(self.failed(ClientError::Lost {
+                addr: client.addr(),
+                reason: "the origin ended a chunk answer early".into(),
+            }))
+        }
+    }
+
+    /// Forgets connection `generation` if it is still the one in use: the
+    /// next request connects again.
+    async fn drop_client(&self, generation: u64) {
+        let mut cached = self.client.lock().await;
+        if cached.as_ref().is_some_and(|(n, _)| *n == generation) {
+            *cached = None;
+        }
+    }
+}
+
+impl ChunkSource for OriginSource {
+    fn name(&self) -> String {
+        lock(&self.name).clone()
+    }
+
+    fn fetch(
+        &self,
+        wants: Vec<ChunkWant>,
+        sink: mpsc::Sender<Delivery>,
+    ) -> BoxFuture<'_, Result<(), SourceError>> {
+        Box::pin(self.fetch_inner(wants, sink))
+    }
+}

@@ -1,0 +1,351 @@
+//! The download engine's disk side: one blocking thread that owns every
+//! partial blob ([`catalog::store::PartialBlob`]) being assembled, decodes and
+//! checks each chunk's BLAKE3 before writing it, records progress in the
+//! store's index (so it survives `kill -9`), and finishes whole files.
+//!
+//! Progress is made durable on every [`WriterCommand::Tick`] (the engine sends
+//! one every [`super::engine::FLUSH_EVERY`]) and every 8 MiB of a file, so a
+//! killed edge loses at most the chunks of the last half second.
+
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use catalog::store::{PartialBlob, StoreError};
+use catalog::{FileManifest, Hash, Store};
+use server::codec::{self, Encoding};
+use server::protocol::ChunkWant;
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use super::plan::{ChunkPlan, chunk_plan};
+
+/// Finished files committed together (one filesystem sync, one index commit).
+const FINISH_BATCH: usize = 64;
+
+pub(super) enum WriterCommand {
+    /// Open (or resume) the partial blob; copy chunks held elsewhere.
+    Open {
+        manifest_hash: Hash,
+        manifest: Arc<FileManifest>,
+        previous: Option<FileManifest>,
+    },
+    /// A chunk as it travelled; written to each of `blobs` that lacks it.
+    Write {
+        want: ChunkWant,
+        encoding: Encoding,
+        bytes: Vec<u8>,
+        len: usize,
+        blobs: Vec<Hash>,
+        request: u64,
+    },
+    /// Copy a chunk already written to another file being assembled (or
+    /// held) into `to`; answered as a [`WriterEvent::Written`] of request
+    /// [`super::engine::COPY`].
+    Copy { hash: Hash, to: Vec<Hash> },
+    /// Every chunk is here: check the whole file and move it into the store.
+    Finish { blob: Hash },
+    /// Stop working on the blob for now; what it has is kept.
+    Close { blob: Hash },
+    /// Make written chunks durable.
+    Tick,
+}
+
+/// What the writer tells the engine.
+pub(super) enum WriterEvent {
+    Opened {
+        blob: Hash,
+        result: Result<Opened, String>,
+    },
+    Written {
+        hash: Hash,
+        request: u64,
+        /// `Err`: the chunk was refused (did not decode, or its BLAKE3 differs).
+        verdict: Result<(), String>,
+        /// Blobs the chunk was written to.
+        written: Vec<Hash>,
+        /// Blobs that could not take it (a store error), and why.
+        failed: Vec<(Hash, String)>,
+    },
+    Finished {
+        blob: Hash,
+        result: Result<(), String>,
+    },
+}
+
+pub(super) struct Opened {
+    /// The blob is already held whole; `file` is it.
+    pub(super) held: bool,
+    pub(super) present: Vec<bool>,
+    pub(super) reused: u64,
+    pub(super) plan: ChunkPlan,
+    pub(super) file: Arc<std::fs::File>,
+}
+
+/// Runs until the engine drops its sender; then flushes everything.
+pub(super) fn run(
+    store: Arc<Store>,
+    mut inbox: mpsc::Receiver<WriterCommand>,
+    events: mpsc::UnboundedSender<WriterEvent>,
+) {
+    let store = &*store;
+    let mut partials: HashMap<Hash, PartialBlob<'_>> = HashMap::new();
+    let mut dirty: HashSet<Hash> = HashSet::new();
+    let mut finishing: Vec<PartialBlob<'_>> = Vec::new();
+    loop {
+        let command = match inbox.try_recv() {
+            Ok(command) => command,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                finish(store, &mut finishing, &events);
+                match inbox.blocking_recv() {
+                    Some(command) => command,
+                    None => break,
+                }
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+        };
+        match command {
+            WriterCommand::Open {
+                manifest_hash,
+                manifest,
+                previous,
+            } => {
+                let blob = manifest.blob;
+                let result = open(store, manifest_hash, &manifest, previous.as_ref())
+                    .map(|(opened, partial)| {
+                        if let Some(partial) = partial {
+                            dirty.insert(blob);
+                            partials.insert(blob, partial);
+                        }
+                        opened
+                    })
+                    .map_err(|err| err.to_string());
+                let _ = events.send(WriterEvent::Opened { blob, result });
+            }
+            WriterCommand::Write {
+                want,
+                encoding,
+                bytes,
+                len,
+                blobs,
+                request,
+            } => {
+                let hash = want.hash;
+                let verdict = decode_chunk(store, &want, encoding, bytes, len).and_then(|data| {
+                    if data.len() == len && Hash::of(&data) == hash {
+                        Ok(data)
+                    } else {
+                        Err(format!("its BLAKE3 or length differs from chunk {hash}"))
+                    }
+                });
+                let (mut written, mut failed) = (Vec::new(), Vec::new());
+                let verdict = verdict.map(|data| {
+                    for blob in blobs {
+                        let Some(partial) = partials.get_mut(&blob) else {
+                            continue;
+                        };
+                        match partial.write_chunk_by_hash(&hash, &data) {
+                            Ok(_) => {
+                                dirty.insert(blob);
+                                written.push(blob);
+                            }
+                            Err(err) => failed.push((blob, err.to_string())),
+                        }
+                    }
+                });
+                let _ = events.send(WriterEvent::Written {
+                    hash,
+                    request,
+                    verdict,
+                    written,
+                    failed,
+                });
+            }
+            WriterCommand::Copy { hash, to } => {
+                let (mut written, mut failed) = (Vec::new(), Vec::new());
+                let verdict = written_chunk(store, &partials, &hash).map(|data| {
+                    for blob in to {
+                        let Some(partial) = partials.get_mut(&blob) else {
+                            continue;
+                        };
+                        match partial.write_chunk_by_hash(&hash, &data) {
+                            Ok(_) => {
+                                dirty.insert(blob);
+                                written.push(blob);
+                            }
+                            Err(err) => failed.push((blob, err.to_string())),
+                        }
+                    }
+                });
+                let _ = events.send(WriterEvent::Written {
+                    hash,
+                    request: super::engine::COPY,
+                    verdict,
+                    written,
+                    failed,
+                });
+            }
+            WriterCommand::Finish { blob } => {
+                if let Some(partial) = partials.remove(&blob) {
+                    dirty.remove(&blob);
+                    finishing.push(partial);
+                    if finishing.len() >= FINISH_BATCH {
+                        finish(store, &mut finishing, &events);
+                    }
+                } else {
+                    let _ = events.send(WriterEvent::Finished {
+                        blob,
+                        result: Err(format!("no partial file open for {blob}")),
+                    });
+                }
+            }
+            WriterCommand::Close { blob } => {
+                if let Some(mut partial) = partials.remove(&blob)
+                    && let Err(err) = partial.flush()
+                {
+                    warn!(%blob, cause = %err, "keeping a partial file's progress failed");
+                }
+                dirty.remove(&blob);
+            }
+            WriterCommand::Tick => {
+                for blob in dirty.drain() {
+                    if let Some(partial) = partials.get_mut(&blob)
+                        && let Err(err) = partial.flush()
+                    {
+                        warn!(%blob, cause = %err, "recording a partial file's progress failed");
+                    }
+                }
+            }
+        }
+    }
+    finish(store, &mut finishing, &events);
+    for (blob, mut partial) in partials {
+        if let Err(err) = partial.flush() {
+            warn!(%blob, cause = %err, "recording a partial file's progress failed");
+        }
+    }
+}
+
+/// The bytes of chunk `hash` as written to a file being assembled, or held;
+/// checked against the hash.
+fn written_chunk(
+    store: &Store,
+    partials: &HashMap<Hash, PartialBlob<'_>>,
+    hash: &Hash,
+) -> Result<Vec<u8>, String> {
+    for partial in partials.values() {
+        let manifest = partial.manifest();
+        let Some(index) = manifest.chunks.iter().position(|c| c.hash == *hash) else {
+            continue;
+        };
+        if !partial.present().get(index).copied().unwrap_or(false) {
+            continue;
+        }
+        let offset: u64 = manifest.chunks[..index]
+            .iter()
+            .map(|c| u64::from(c.len))
+            .sum();
+        let mut bytes = vec![0u8; manifest.chunks[index].len as usize];
+        if partial.file().read_exact_at(&mut bytes, offset).is_ok() && Hash::of(&bytes) == *hash {
+            return Ok(bytes);
+        }
+    }
+    match store.chunk_bytes(hash) {
+        Ok(Some(bytes)) if Hash::of(&bytes) == *hash => Ok(bytes),
+        _ => Err(format!("chunk {hash} is no longer here to copy")),
+    }
+}
+
+/// Opens or resumes a partial blob; `None` when the blob is held already.
+fn open<'s>(
+    store: &'s Store,
+    manifest_hash: Hash,
+    manifest: &FileManifest,
+    previous: Option<&FileManifest>,
+) -> Result<(Opened, Option<PartialBlob<'s>>), StoreError> {
+    if store.check_held(&manifest.blob)? {
+        let path = store.blob_path(&manifest.blob);
+        let file = std::fs::File::open(&path)
+            .map_err(|source| StoreError::io("opening", &path, source))?;
+        return Ok((
+            Opened {
+                held: true,
+                present: vec![true; manifest.chunks.len()],
+                reused: 0,
+                plan: ChunkPlan::default(),
+                file: Arc::new(file),
+            },
+            None,
+        ));
+    }
+    let mut partial = store.partial(manifest_hash, manifest.clone())?;
+    let reused = partial.reuse_local()?;
+    let present = partial.present();
+    // Chunks held elsewhere were copied just now: the rest is fetched.
+    let plan = chunk_plan(manifest, &present, |_| false, previous);
+    let path = store.root().join("partial").join(manifest.blob.to_string());
+    let file = partial
+        .file()
+        .try_clone()
+        .map_err(|source| StoreError::io("opening", &path, source))?;
+    Ok((
+        Opened {
+            held: false,
+            present,
+            reused,
+            plan,
+            file: Arc::new(file),
+        },
+        Some(partial),
+    ))
+}
+
+fn finish<'s>(
+    store: &'s Store,
+    finishing: &mut Vec<PartialBlob<'s>>,
+    events: &mpsc::UnboundedSender<WriterEvent>,
+) {
+    if finishing.is_empty() {
+        return;
+    }
+    let blobs: Vec<Hash> = finishing.iter().map(|p| p.manifest().blob).collect();
+    match store.finish_partials(std::mem::take(finishing)) {
+        Ok(results) => {
+            for (blob, result) in blobs.into_iter().zip(results) {
+                let result = result.map(|_| ()).map_err(|err| err.to_string());
+                let _ = events.send(WriterEvent::Finished { blob, result });
+            }
+        }
+        Err(err) => {
+            for blob in blobs {
+                let result = Err(format!("storing the file failed: {err}"));
+                let _ = events.send(WriterEvent::Finished { blob, result });
+            }
+        }
+    }
+}
+
+/// The chunk's bytes from what travelled; a delta is expanded with the base
+/// chunks this edge holds.
+fn decode_chunk(
+    store: &Store,
+    want: &ChunkWant,
+    encoding: Encoding,
+    bytes: Vec<u8>,
+    expected_len: usize,
+) -> Result<Vec<u8>, String> {
+    let dictionary = if encoding == Encoding::ZstdDelta {
+        let mut dictionary = Vec::new();
+        for base in &want.bases {
+            match store.chunk_bytes(base) {
+                Ok(Some(base_bytes)) => dictionary.extend_from_slice(&base_bytes),
+                _ => return Err(format!("base chunk {base} of a delta is not held here")),
+            }
+        }
+        Some(dictionary)
+    } else {
+        None
+    };
+    codec::decode(encoding, bytes, dictionary.as_deref(), expected_len)
+        .map_err(|err| err.to_string())
+}
