@@ -17,3 +17,4 @@ mod readthrough;
 mod schedule;
 mod sync;
 mod webdriver_selftest;
+mod roundtrips;
