@@ -113,18 +113,25 @@ pub struct LinkMemory {
 impl LinkMemory {
     /// The model remembered for `addr`, if recent.
     pub fn recall(&self, addr: IpAddr, now: Instant) -> Option<Remembered> {
-        let models = self.models.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let models = self
+            .models
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         models
             .get(&addr)
             .filter(|m| now.saturating_duration_since(m.at) < RESUME_FOR)
             .copied()
     }
 
-    /// Keeps `model` for `addr`. A model of fewer than three rounds (a
-    /// short connection, perhaps still in start-up) does not lower a recent
-    /// one: it has not seen the link yet.
+    /// Keeps `model` for `addr`. A model of fewer than three full rounds
+    /// (a short connection that never had more to send than its window, as
+    /// a small update has) does not lower a recent one: it has not seen the
+    /// link's rate, only its own.
     fn remember(&self, addr: IpAddr, model: Remembered, rounds: usize) {
-        let mut models = self.models.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut models = self
+            .models
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if rounds < 3
             && models.get(&addr).is_some_and(|old| {
                 old.rate > model.rate && model.at.saturating_duration_since(old.at) < RESUME_FOR
@@ -192,6 +199,9 @@ pub struct Rural {
     plateau_rounds: u32,
     /// Where this connection's model is remembered for the next one.
     memory: Option<(Arc<LinkMemory>, IpAddr)>,
+    /// Rounds that had more to send than the window allowed: only those
+    /// show what the link carries.
+    full_rounds: usize,
 }
 
 impl Rural {
@@ -212,6 +222,7 @@ impl Rural {
             plateau_rate: 0.0,
             plateau_rounds: 0,
             memory: None,
+            full_rounds: 0,
         }
     }
 
@@ -268,6 +279,9 @@ impl Rural {
                 self.rates.pop_front();
             }
             self.rates.push_back(rate);
+            if !self.round_app_limited {
+                self.full_rounds += 1;
+            }
             if let (Some((memory, addr)), Some(min_rtt)) = (&self.memory, self.min_rtt) {
                 memory.remember(
                     *addr,
@@ -276,7 +290,7 @@ impl Rural {
                         min_rtt,
                         at: Instant::now(),
                     },
-                    self.rates.len(),
+                    self.full_rounds,
                 );
             }
         }
@@ -405,6 +419,7 @@ impl Controller for Rural {
             plateau_rate: self.plateau_rate,
             plateau_rounds: self.plateau_rounds,
             memory: self.memory.clone(),
+            full_rounds: self.full_rounds,
         })
     }
 
@@ -576,7 +591,10 @@ mod tests {
         // 20 Mbit/s, 600 ms: a BDP of 1.5 MB.
         drive(&mut first, start, 30, 2_500_000.0, 600 * MS);
         let model = memory.recall(school, Instant::now()).expect("remembered");
-        assert!((2_200_000.0..=2_800_000.0).contains(&model.rate), "{model:?}");
+        assert!(
+            (2_200_000.0..=2_800_000.0).contains(&model.rate),
+            "{model:?}"
+        );
 
         let second = resumed(&factory, Instant::now());
         let half_bdp = model.rate * model.min_rtt.as_secs_f64() / 2.0;
@@ -587,14 +605,17 @@ mod tests {
             memory: memory.clone(),
             addr: "10.0.0.3".parse().expect("ip"),
         });
-        assert_eq!(resumed(&other, Instant::now()).window(), INITIAL_PACKETS * 1200);
+        assert_eq!(
+            resumed(&other, Instant::now()).window(),
+            INITIAL_PACKETS * 1200
+        );
         // Long ago is forgotten.
         let later = Instant::now() + RESUME_FOR + Duration::from_secs(1);
         assert_eq!(memory.recall(school, later), None);
     }
 
-    /// A short connection's few rounds do not lower what a long one learnt,
-    /// but three rounds of a slower link do.
+    /// A short connection's few full rounds do not lower what a long one
+    /// learnt, but three full rounds of a slower link do.
     #[test]
     fn a_short_connection_does_not_forget_the_link_a_long_one_measured_issue_12() {
         let memory = LinkMemory::default();

@@ -16,8 +16,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::pace::TokenBucket;
-pub use crate::since::current_catalog;
 use crate::protocol::{self, FrameError, Request, Response};
+pub use crate::since::current_catalog;
 use crate::tls::TlsIdentity;
 use crate::tokens::EdgeTokens;
 use crate::transport::Congestion;
@@ -153,9 +153,13 @@ pub async fn bind(dir: &Path, listen: &Listen) -> Result<Bound, ServeError> {
         addr: quic,
         cause: std::io::Error::other("no async runtime"),
     })?;
-    let endpoint =
-        quinn::Endpoint::new(endpoint_config, Some(server_config.clone()), socket, runtime)
-        .map_err(|cause| ServeError::BindQuic { addr: quic, cause })?;
+    let endpoint = quinn::Endpoint::new(
+        endpoint_config,
+        Some(server_config.clone()),
+        socket,
+        runtime,
+    )
+    .map_err(|cause| ServeError::BindQuic { addr: quic, cause })?;
     let http_listener = tokio::net::TcpListener::bind(http)
         .await
         .map_err(|cause| ServeError::BindHttp { addr: http, cause })?;

@@ -21,9 +21,7 @@ use catalog::{Catalog, Hash, Store};
 use tracing::warn;
 
 use crate::pace::TokenBucket;
-use crate::protocol::{
-    self, FrameError, MAX_HASHES, MAX_SINCE_BYTES, MAX_SINCE_OBJECTS, Response,
-};
+use crate::protocol::{self, FrameError, MAX_HASHES, MAX_SINCE_BYTES, MAX_SINCE_OBJECTS, Response};
 use crate::serve::State;
 
 /// The hashes of the metadata objects reachable from `catalog` and not from
@@ -48,7 +46,10 @@ pub fn objects_since(
             if !held.insert(lesson.hash) {
                 continue;
             }
-            if let Some(lesson) = store.object(&lesson.hash)?.and_then(|o| o.into_lesson().ok()) {
+            if let Some(lesson) = store
+                .object(&lesson.hash)?
+                .and_then(|o| o.into_lesson().ok())
+            {
                 held.extend(lesson.files.iter().map(|f| f.manifest));
             }
         }
@@ -63,7 +64,10 @@ pub fn objects_since(
             continue;
         }
         courses.push(entry.hash);
-        let Some(course) = store.object(&entry.hash)?.and_then(|o| o.into_course().ok()) else {
+        let Some(course) = store
+            .object(&entry.hash)?
+            .and_then(|o| o.into_course().ok())
+        else {
             continue;
         };
         for file in &course.files {
@@ -76,7 +80,10 @@ pub fn objects_since(
                 continue;
             }
             lessons.push(lesson.hash);
-            if let Some(lesson) = store.object(&lesson.hash)?.and_then(|o| o.into_lesson().ok()) {
+            if let Some(lesson) = store
+                .object(&lesson.hash)?
+                .and_then(|o| o.into_lesson().ok())
+            {
                 for file in &lesson.files {
                     if fresh(file.manifest, &mut seen) {
                         manifests.push(file.manifest);
@@ -258,8 +265,8 @@ mod tests {
         assert_eq!(diff.len(), 3, "{diff:?}");
         let kinds: Vec<&str> = diff
             .iter()
-            .map(|hash| {
-                match store.object(hash).expect("store").expect("held") {
+            .map(
+                |hash| match store.object(hash).expect("store").expect("held") {
                     catalog::Object::Course(_) => "course",
                     catalog::Object::Lesson(lesson) => {
                         assert_eq!(lesson.id, course.lessons[0].id, "the edited lesson");
@@ -267,8 +274,8 @@ mod tests {
                     }
                     catalog::Object::Manifest(_) => "manifest",
                     other => panic!("unexpected {other:?}"),
-                }
-            })
+                },
+            )
             .collect();
         assert_eq!(kinds, ["course", "lesson", "manifest"]);
         assert_eq!(diff[0], course_hashes(&second)[0]);

@@ -125,10 +125,8 @@ pub fn transport_config_resuming(
     addr: std::net::IpAddr,
 ) -> Arc<TransportConfig> {
     let mut config = settings(Congestion::Rural);
-    config.congestion_controller_factory(Arc::new(crate::congestion::ResumingRural {
-        memory,
-        addr,
-    }));
+    config
+        .congestion_controller_factory(Arc::new(crate::congestion::ResumingRural { memory, addr }));
     Arc::new(config)
 }
 

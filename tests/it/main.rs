@@ -14,7 +14,7 @@ mod pages;
 mod pipes;
 mod publish;
 mod readthrough;
+mod roundtrips;
 mod schedule;
 mod sync;
 mod webdriver_selftest;
-mod roundtrips;

@@ -22,7 +22,11 @@ fn write(src: &std::path::Path, rel: &str, bytes: &[u8]) {
 
 /// A course of a few pages and a 2 MiB video.
 fn course(src: &std::path::Path) {
-    write(src, "01-count/index.html", "<h1>ꆈꌠꁱꂷ 一到十</h1>".as_bytes());
+    write(
+        src,
+        "01-count/index.html",
+        "<h1>ꆈꌠꁱꂷ 一到十</h1>".as_bytes(),
+    );
     write(src, "01-count/lesson.mp4", &generated(2 * 1024 * 1024, 121));
     write(src, "02-add/index.html", b"<h1>1 + 1</h1>");
     write(src, "03-shapes/index.html", b"<h1>shapes</h1>");
@@ -209,7 +213,10 @@ fn a_one_page_update_across_a_600ms_link_takes_few_round_trips_issue_12() {
     let started = Instant::now();
     let output = link
         .command_in(Side::Edge, shanlu_bin())
-        .env("RUST_LOG", std::env::var("SYNC_LOG").unwrap_or("warn,edge_cache::sync::client=debug".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("SYNC_LOG").unwrap_or("warn,edge_cache::sync::client=debug".into()),
+        )
         .args(["edge", "sync", "--data", &edge.data_str(), "--json"])
         .args(["--transport", "quic"])
         .output()
@@ -231,7 +238,11 @@ fn a_one_page_update_across_a_600ms_link_takes_few_round_trips_issue_12() {
     let count = |kind: &str| requests.iter().filter(|k| k.as_str() == kind).count();
     assert_eq!(count("hello"), 1, "{requests:?}");
     assert_eq!(count("catalog_since"), 1, "{requests:?}");
-    assert_eq!(count("get_catalog") + count("get_objects"), 0, "{requests:?}");
+    assert_eq!(
+        count("get_catalog") + count("get_objects"),
+        0,
+        "{requests:?}"
+    );
     // The target is 3.5 s; rsync took 10 s, and half of it is 5 s.
     assert!(
         seconds < 5.0,

@@ -10,6 +10,8 @@
 #   SEED=S           seed of the course, the updates and the link's loss [20240601]
 #   SHANLU_BIN=P, LINKSIM_BIN=P   the binaries [cargo build --release -p tools -p linksim]
 #   RESULTS_DIR=DIR  writes DIR/small-update-<date-time>-<pid>/ [target/bench-links]
+#   SYNC_LOG=FILTER  RUST_LOG of the timed syncs; their logs (sync-N.err) have each line's
+#                    seconds since the start [info]
 #
 # What runs, once: a course (3 lessons, pages, one 2 MB video), `shanlu publish` into a new
 # origin, the link, `origin serve` and `rsync --daemon` (module "course", the course folder)
@@ -21,7 +23,7 @@
 # Prints each run and the medians; the target (issue 12) is shanlu <= half of rsync, and
 # <= 4 round trips + the payload's transfer time + 1 s.
 #
-# Needs root (network namespaces, TUN), rsync, b3sum, python3, ip.
+# Needs root (network namespaces, TUN), rsync, python3, ip.
 
 set -euo pipefail
 
@@ -38,7 +40,7 @@ log() { printf '[small-update %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { printf 'small-update.sh: error: %s\n' "$*" >&2; exit 1; }
 [[ $(id -u) -eq 0 ]] || die "needs root: shanlu-linksim makes network namespaces and TUN devices"
 export PATH="$PATH:/usr/sbin:/sbin"
-for c in rsync b3sum ip python3 setsid; do command -v "$c" >/dev/null || die "'$c' not found"; done
+for c in rsync ip python3 setsid; do command -v "$c" >/dev/null || die "'$c' not found"; done
 
 if [[ -n "${SHANLU_BIN:-}" && -n "${LINKSIM_BIN:-}" ]]; then
     SHANLU=$SHANLU_BIN LINKSIM=$LINKSIM_BIN
@@ -101,7 +103,7 @@ ORIGIN_NS=$(awk -F= '$1 == "origin_ns" {print $2}' "$RUN_DIR/link.env")
 EDGE_NS=$(awk -F= '$1 == "edge_ns" {print $2}' "$RUN_DIR/link.env")
 IP=$(awk -F= '$1 == "origin_ip" {print $2}' "$RUN_DIR/link.env")
 [[ -n "$ORIGIN_NS" && -n "$EDGE_NS" && -n "$IP" ]] || die "shanlu-linksim did not start: $(cat "$RUN_DIR/link.err")"
-setsid ip netns exec "$ORIGIN_NS" "$SHANLU" origin serve --data "$ORIGIN" --quic "$IP:4433" --http "$IP:8081" \
+RUST_LOG=${SERVER_LOG:-info} setsid ip netns exec "$ORIGIN_NS" "$SHANLU" origin serve --data "$ORIGIN" --quic "$IP:4433" --http "$IP:8081" \
     --https "$IP:8443" >"$RUN_DIR/server.out" 2>"$RUN_DIR/server.err" &
 SERVER_PID=$!
 cat >"$WD/rsyncd.conf" <<EOF
@@ -125,6 +127,8 @@ ip netns exec "$EDGE_NS" rsync -a --timeout=60 "rsync://$IP/course/" "$DEST/" 2>
     die "the first rsync failed: $(tail -n 5 "$RUN_DIR/first-rsync.err")"
 
 now() { printf '%s' "$EPOCHREALTIME"; }
+# stamp T0: prefixes each line of stdin with the seconds since T0 (for the sync's log)
+stamp() { local t0=$1 line; while IFS= read -r line; do printf '%7.3f %s\n' "$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN{print b - a}')" "$line"; done; }
 printf 'run\tshanlu_s\trsync_s\tbytes_fetched\tobjects_fetched\n' >"$RUN_DIR/results.tsv"
 for ((n = 1; n <= REPEAT; n++)); do
     python3 - "$COURSE" "$SEED" "$n" <<'PY'
@@ -138,7 +142,8 @@ with open(os.path.join(out, f"02-add/worksheet-{n:02d}.pdf"), "wb") as f:
 PY
     "$SHANLU" publish "$COURSE" --data "$ORIGIN" >/dev/null
     t0=$(now)
-    ip netns exec "$EDGE_NS" "$SHANLU" edge sync --data "$EDGE" --transport quic --json >"$RUN_DIR/sync-$n.json" 2>"$RUN_DIR/sync-$n.err" ||
+    RUST_LOG=${SYNC_LOG:-info} ip netns exec "$EDGE_NS" "$SHANLU" edge sync --data "$EDGE" --transport quic --json \
+        >"$RUN_DIR/sync-$n.json" 2> >(stamp "$t0" >"$RUN_DIR/sync-$n.err") ||
         die "edge sync $n failed: $(tail -n 5 "$RUN_DIR/sync-$n.err")"
     t1=$(now)
     ip netns exec "$EDGE_NS" rsync -a --timeout=60 "rsync://$IP/course/" "$DEST/" 2>"$RUN_DIR/rsync-$n.err" ||

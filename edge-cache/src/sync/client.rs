@@ -333,7 +333,11 @@ impl Client {
         request: &Request,
         then: Option<&Request>,
     ) -> Result<Responses, ClientError> {
-        debug!(request = request.kind(), transport = self.transport_name(), "request sent");
+        debug!(
+            request = request.kind(),
+            transport = self.transport_name(),
+            "request sent"
+        );
         let reader = match &self.wire {
             Wire::Quic {
                 connection, busy, ..
@@ -387,7 +391,9 @@ impl Client {
         have: Option<u64>,
         courses: &[Hash],
     ) -> Result<(Option<Vec<u8>>, Vec<(Hash, Vec<u8>)>), ClientError> {
-        if self.origin_revision < protocol::REVISION_CATALOG_SINCE || courses.len() > protocol::MAX_HASHES {
+        if self.origin_revision < protocol::REVISION_CATALOG_SINCE
+            || courses.len() > protocol::MAX_HASHES
+        {
             return Ok((self.catalog(have).await?, Vec::new()));
         }
         let mut responses = self
@@ -409,9 +415,11 @@ impl Client {
         let mut bytes = 0usize;
         while let Some(response) = responses.next().await? {
             match response {
-                Response::Object { hash, bytes: object }
-                    if objects.len() < protocol::MAX_SINCE_OBJECTS
-                        && bytes + object.len() <= protocol::MAX_SINCE_BYTES =>
+                Response::Object {
+                    hash,
+                    bytes: object,
+                } if objects.len() < protocol::MAX_SINCE_OBJECTS
+                    && bytes + object.len() <= protocol::MAX_SINCE_BYTES =>
                 {
                     bytes += object.len();
                     objects.push((hash, object));
@@ -419,7 +427,10 @@ impl Client {
                 other => return Err(self.unexpected(&other)),
             }
         }
-        debug!(objects = objects.len(), bytes, "metadata came with the catalog");
+        debug!(
+            objects = objects.len(),
+            bytes, "metadata came with the catalog"
+        );
         Ok((signed, objects))
     }
 

@@ -218,8 +218,11 @@ async fn run(
         };
     let held_sequence = held.as_ref().map(|c| c.sequence);
     // With the catalog come the metadata objects it adds (issue 12).
-    let held_courses: Arc<Vec<Hash>> =
-        Arc::new(held.iter().flat_map(|c| c.courses.values().map(|e| e.hash)).collect());
+    let held_courses: Arc<Vec<Hash>> = Arc::new(
+        held.iter()
+            .flat_map(|c| c.courses.values().map(|e| e.hash))
+            .collect(),
+    );
     let (offered, prefetched) = link
         .retry(|client| {
             let courses = held_courses.clone();
