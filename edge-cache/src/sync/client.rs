@@ -72,6 +72,9 @@ fn quic_recently_failed() -> Option<String> {
     }
 }
 
+/// How long the status report waits for its Ok (see [`Client::report_status`]).
+const STATUS_WAIT: Duration = Duration::from_millis(200);
+
 /// How long closing waits for the connection to drain (see [`Client::close`]).
 const CLOSE_LINGER: Duration = Duration::from_millis(200);
 
@@ -470,12 +473,16 @@ impl Client {
         Ok(found)
     }
 
-    /// Sends our status to the origin's log.
+    /// Sends our status to the origin's log. It is the last request of a
+    /// pass and only logged, so the edge waits at most [`STATUS_WAIT`] for
+    /// the origin's Ok instead of a whole round trip (issue 12): the status
+    /// leaves before the close that follows, and arrives before it.
     pub async fn report_status(&self, status: String) -> Result<(), ClientError> {
         let mut responses = self.request(&Request::ReportStatus { status }).await?;
-        match responses.next().await? {
-            Some(Response::Ok) | None => Ok(()),
-            Some(other) => Err(self.unexpected(&other)),
+        match tokio::time::timeout(STATUS_WAIT, responses.next()).await {
+            Err(_) | Ok(Ok(Some(Response::Ok) | None)) => Ok(()),
+            Ok(Ok(Some(other))) => Err(self.unexpected(&other)),
+            Ok(Err(err)) => Err(err),
         }
     }
 
