@@ -33,10 +33,19 @@
 //! - **Local networks** (a minimum round trip under [`LOCAL_RTT`]) get Cubic:
 //!   there a round trip is shorter than the host's own scheduling delays, the
 //!   model's samples are noise, and loss does mean a full buffer.
+//! - **Resuming** (issue 12): the origin remembers each edge address's last
+//!   model ([`LinkMemory`]) for [`RESUME_FOR`]. A new connection from that
+//!   address starts with half the bandwidth-delay product it had (at most
+//!   [`RESUME_MAX`]) instead of [`INITIAL_PACKETS`], so a small update on a
+//!   satellite link travels in one or two round trips instead of four or
+//!   five of start-up; start-up then goes on from there as usual. A link
+//!   that got slower loses more than [`LOSS_LIMIT`] in the first round,
+//!   which backs the model off as any congested round does.
 
 use std::any::Any;
-use std::collections::VecDeque;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use quinn::congestion::{Controller, ControllerFactory, CubicConfig};
@@ -68,6 +77,13 @@ const MIN_PACKETS: u64 = 4;
 /// Paths with a shorter minimum round trip are local networks.
 pub const LOCAL_RTT: Duration = Duration::from_millis(10);
 
+/// How long a remembered link model is used for a new connection.
+pub const RESUME_FOR: Duration = Duration::from_secs(6 * 3600);
+/// The largest window a resumed connection starts with.
+pub const RESUME_MAX: u64 = 4 * 1024 * 1024;
+/// Most edge addresses remembered; the oldest is forgotten first.
+pub const MEMORY_ADDRESSES: usize = 4096;
+
 /// Builds [`Rural`] controllers.
 #[derive(Debug, Clone, Default)]
 pub struct RuralConfig;
@@ -75,6 +91,84 @@ pub struct RuralConfig;
 impl ControllerFactory for RuralConfig {
     fn build(self: Arc<Self>, now: Instant, current_mtu: u16) -> Box<dyn Controller> {
         Box::new(Rural::new(now, current_mtu))
+    }
+}
+
+/// What the origin remembers of one edge address's link.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Remembered {
+    /// Bottleneck rate, bytes per second.
+    pub rate: f64,
+    pub min_rtt: Duration,
+    pub at: Instant,
+}
+
+/// The last link model of each edge address (bounded), shared by the
+/// origin's connections; see the module documentation.
+#[derive(Debug, Default)]
+pub struct LinkMemory {
+    models: Mutex<HashMap<IpAddr, Remembered>>,
+}
+
+impl LinkMemory {
+    /// The model remembered for `addr`, if recent.
+    pub fn recall(&self, addr: IpAddr, now: Instant) -> Option<Remembered> {
+        let models = self
+            .models
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        models
+            .get(&addr)
+            .filter(|m| now.saturating_duration_since(m.at) < RESUME_FOR)
+            .copied()
+    }
+
+    /// Keeps `model` for `addr`. A model of fewer than three full rounds
+    /// (a short connection that never had more to send than its window, as
+    /// a small update has) does not lower a recent one: it has not seen the
+    /// link's rate, only its own.
+    fn remember(&self, addr: IpAddr, model: Remembered, rounds: usize) {
+        let mut models = self
+            .models
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if rounds < 3
+            && models.get(&addr).is_some_and(|old| {
+                old.rate > model.rate && model.at.saturating_duration_since(old.at) < RESUME_FOR
+            })
+        {
+            return;
+        }
+        if models.len() >= MEMORY_ADDRESSES && !models.contains_key(&addr) {
+            let oldest = models.iter().min_by_key(|(_, m)| m.at).map(|(a, _)| *a);
+            if let Some(oldest) = oldest {
+                models.remove(&oldest);
+            }
+        }
+        models.insert(addr, model);
+    }
+}
+
+/// Builds [`Rural`] controllers for connections from one address that
+/// start from the model remembered for it and keep it up to date.
+#[derive(Debug, Clone)]
+pub struct ResumingRural {
+    pub memory: Arc<LinkMemory>,
+    pub addr: IpAddr,
+}
+
+impl ControllerFactory for ResumingRural {
+    fn build(self: Arc<Self>, now: Instant, current_mtu: u16) -> Box<dyn Controller> {
+        let mut rural = Rural::new(now, current_mtu);
+        if let Some(model) = self.memory.recall(self.addr, now)
+            && model.min_rtt >= LOCAL_RTT
+        {
+            let bdp = model.rate * model.min_rtt.as_secs_f64();
+            rural.window = ((bdp / 2.0) as u64).clamp(rural.window, RESUME_MAX);
+            tracing::debug!(addr = %self.addr, window = rural.window, "resuming from the remembered link");
+        }
+        rural.memory = Some((self.memory.clone(), self.addr));
+        Box::new(rural)
     }
 }
 
@@ -103,6 +197,11 @@ pub struct Rural {
     /// Start-up: the rate three rounds of no growth are measured against.
     plateau_rate: f64,
     plateau_rounds: u32,
+    /// Where this connection's model is remembered for the next one.
+    memory: Option<(Arc<LinkMemory>, IpAddr)>,
+    /// Rounds that had more to send than the window allowed: only those
+    /// show what the link carries.
+    full_rounds: usize,
 }
 
 impl Rural {
@@ -122,6 +221,8 @@ impl Rural {
             min_rtt: None,
             plateau_rate: 0.0,
             plateau_rounds: 0,
+            memory: None,
+            full_rounds: 0,
         }
     }
 
@@ -178,6 +279,20 @@ impl Rural {
                 self.rates.pop_front();
             }
             self.rates.push_back(rate);
+            if !self.round_app_limited {
+                self.full_rounds += 1;
+            }
+            if let (Some((memory, addr)), Some(min_rtt)) = (&self.memory, self.min_rtt) {
+                memory.remember(
+                    *addr,
+                    Remembered {
+                        rate: self.bottleneck_rate(),
+                        min_rtt,
+                        at: Instant::now(),
+                    },
+                    self.full_rounds,
+                );
+            }
         }
         tracing::trace!(
             phase = ?self.phase,
@@ -303,6 +418,8 @@ impl Controller for Rural {
             min_rtt: self.min_rtt,
             plateau_rate: self.plateau_rate,
             plateau_rounds: self.plateau_rounds,
+            memory: self.memory.clone(),
+            full_rounds: self.full_rounds,
         })
     }
 
@@ -447,5 +564,72 @@ mod tests {
             rural.acked(at, 1200, true, 100 * MS);
         }
         assert!((rural.bottleneck_rate() - rate).abs() < 1.0);
+    }
+
+    fn resumed(factory: &Arc<ResumingRural>, now: Instant) -> Rural {
+        let controller = factory.clone().build(now, 1200);
+        *controller
+            .into_any()
+            .downcast::<Rural>()
+            .expect("a rural controller")
+    }
+
+    /// Issue 12: a second connection from an address starts with half the
+    /// bandwidth-delay product the first measured, instead of 10 packets;
+    /// another address, or a local one, starts as before.
+    #[test]
+    fn a_new_connection_resumes_from_the_link_its_address_had_issue_12() {
+        let memory = Arc::new(LinkMemory::default());
+        let school: IpAddr = "10.0.0.2".parse().expect("ip");
+        let factory = Arc::new(ResumingRural {
+            memory: memory.clone(),
+            addr: school,
+        });
+        let start = Instant::now();
+        let mut first = resumed(&factory, start);
+        assert_eq!(first.window(), INITIAL_PACKETS * 1200);
+        // 20 Mbit/s, 600 ms: a BDP of 1.5 MB.
+        drive(&mut first, start, 30, 2_500_000.0, 600 * MS);
+        let model = memory.recall(school, Instant::now()).expect("remembered");
+        assert!(
+            (2_200_000.0..=2_800_000.0).contains(&model.rate),
+            "{model:?}"
+        );
+
+        let second = resumed(&factory, Instant::now());
+        let half_bdp = model.rate * model.min_rtt.as_secs_f64() / 2.0;
+        assert_eq!(second.window(), half_bdp as u64);
+        assert!(second.window() > 600_000, "{}", second.window());
+
+        let other = Arc::new(ResumingRural {
+            memory: memory.clone(),
+            addr: "10.0.0.3".parse().expect("ip"),
+        });
+        assert_eq!(
+            resumed(&other, Instant::now()).window(),
+            INITIAL_PACKETS * 1200
+        );
+        // Long ago is forgotten.
+        let later = Instant::now() + RESUME_FOR + Duration::from_secs(1);
+        assert_eq!(memory.recall(school, later), None);
+    }
+
+    /// A short connection's few full rounds do not lower what a long one
+    /// learnt, but three full rounds of a slower link do.
+    #[test]
+    fn a_short_connection_does_not_forget_the_link_a_long_one_measured_issue_12() {
+        let memory = LinkMemory::default();
+        let addr: IpAddr = "10.0.0.4".parse().expect("ip");
+        let at = Instant::now();
+        let model = |rate| Remembered {
+            rate,
+            min_rtt: 600 * MS,
+            at,
+        };
+        memory.remember(addr, model(2_500_000.0), 10);
+        memory.remember(addr, model(100_000.0), 2);
+        assert_eq!(memory.recall(addr, at).map(|m| m.rate), Some(2_500_000.0));
+        memory.remember(addr, model(1_000_000.0), 3);
+        assert_eq!(memory.recall(addr, at).map(|m| m.rate), Some(1_000_000.0));
     }
 }

@@ -237,7 +237,7 @@ async fn sync(
         Request::Hello { .. } => {
             debug!(%edge, "edge connected over HTTP");
             let welcome = protocol::Response::Welcome {
-                version: protocol::VERSION,
+                version: protocol::REVISION,
                 edge_name: edge,
             };
             return frames_response(Body::from(protocol::encode(&welcome)));

@@ -17,6 +17,7 @@
 //! - [`pace`]: the token bucket behind a bandwidth cap, used at both ends.
 //! - [`serve`]: `origin serve` — the QUIC listener and its handlers.
 //! - [`http`]: the same objects over HTTP.
+//! - [`since`]: the metadata an edge lacks, from the catalog it holds (one round trip).
 
 pub mod codec;
 pub mod congestion;
@@ -28,6 +29,7 @@ pub mod pace;
 pub mod protocol;
 pub mod publish;
 pub mod serve;
+pub mod since;
 pub mod tls;
 pub mod tokens;
 pub mod transport;

@@ -23,8 +23,21 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use catalog::Hash;
 
-/// Protocol version spoken by this build.
+/// Protocol version spoken by this build: what a hello carries, and what an
+/// origin requires of it. Every edge and origin since the first speaks 1.
 pub const VERSION: u32 = 1;
+/// The newest revision of version 1 this build answers, carried in the
+/// [`Response::Welcome`]'s `version` (an edge that predates revisions ignores
+/// it). Revision 2 adds [`Request::CatalogSince`]; an edge asks it only of an
+/// origin whose welcome says 2 or more, and an older origin's welcome says 1.
+pub const REVISION: u32 = 2;
+/// The first revision that answers [`Request::CatalogSince`].
+pub const REVISION_CATALOG_SINCE: u32 = 2;
+/// Most metadata objects sent after the catalog in one [`Request::CatalogSince`]
+/// answer; the edge asks for any others with [`Request::GetObjects`].
+pub const MAX_SINCE_OBJECTS: usize = 4096;
+/// Most bytes of metadata objects in one such answer.
+pub const MAX_SINCE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Largest request frame accepted (a request for 1024 hashes is ~33 KiB).
 pub const MAX_REQUEST: usize = 64 * 1024;
@@ -59,6 +72,31 @@ pub enum Request {
     /// the [`Request::Hello`]: the origin sends this connection's answers no
     /// faster than this. An origin that predates it reads only the hello.
     Pace { bytes_per_second: u64 },
+    /// Revision 2: the signed catalog if newer than `have_sequence`, then,
+    /// on the same stream, every metadata object (course, lesson, manifest)
+    /// reachable from it and not reachable from the courses the edge holds
+    /// (`have_courses`, the course hashes of its catalog; at most
+    /// [`MAX_HASHES`]), up to [`MAX_SINCE_OBJECTS`] objects and
+    /// [`MAX_SINCE_BYTES`] bytes. One round trip instead of one per level.
+    CatalogSince {
+        have_sequence: Option<u64>,
+        have_courses: Vec<Hash>,
+    },
+}
+
+impl Request {
+    /// The request's name in logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::Hello { .. } => "hello",
+            Request::GetCatalog { .. } => "get_catalog",
+            Request::GetObjects { .. } => "get_objects",
+            Request::GetChunks { .. } => "get_chunks",
+            Request::ReportStatus { .. } => "report_status",
+            Request::Pace { .. } => "pace",
+            Request::CatalogSince { .. } => "catalog_since",
+        }
+    }
 }
 
 /// One chunk asked for.
@@ -271,6 +309,14 @@ mod tests {
         };
         let frame = encode(&request);
         let body = &frame[4..];
+        // A revision-2 request keeps the variants before it where they were.
+        assert_eq!(
+            hex::encode(encode(&Request::CatalogSince {
+                have_sequence: None,
+                have_courses: vec![],
+            })),
+            "03000000060000"
+        );
         assert_eq!(
             u32::from_le_bytes(frame[..4].try_into().expect("4 bytes")) as usize,
             body.len()

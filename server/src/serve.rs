@@ -17,6 +17,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::pace::TokenBucket;
 use crate::protocol::{self, FrameError, Request, Response};
+pub use crate::since::current_catalog;
 use crate::tls::TlsIdentity;
 use crate::tokens::EdgeTokens;
 use crate::transport::Congestion;
@@ -97,6 +98,10 @@ impl Listen {
 /// An origin with its listeners bound, ready to run.
 pub struct Bound {
     endpoint: quinn::Endpoint,
+    /// The QUIC settings, given per connection to resume from the link
+    /// model remembered for its address (with the `rural` controller).
+    server_config: quinn::ServerConfig,
+    congestion: Congestion,
     http: tokio::net::TcpListener,
     https: Option<(tokio::net::TcpListener, Arc<rustls::ServerConfig>)>,
     state: Arc<State>,
@@ -148,8 +153,13 @@ pub async fn bind(dir: &Path, listen: &Listen) -> Result<Bound, ServeError> {
         addr: quic,
         cause: std::io::Error::other("no async runtime"),
     })?;
-    let endpoint = quinn::Endpoint::new(endpoint_config, Some(server_config), socket, runtime)
-        .map_err(|cause| ServeError::BindQuic { addr: quic, cause })?;
+    let endpoint = quinn::Endpoint::new(
+        endpoint_config,
+        Some(server_config.clone()),
+        socket,
+        runtime,
+    )
+    .map_err(|cause| ServeError::BindQuic { addr: quic, cause })?;
     let http_listener = tokio::net::TcpListener::bind(http)
         .await
         .map_err(|cause| ServeError::BindHttp { addr: http, cause })?;
@@ -185,6 +195,8 @@ pub async fn bind(dir: &Path, listen: &Listen) -> Result<Bound, ServeError> {
         https_addr,
         cert_fingerprint: identity.fingerprint(),
         endpoint,
+        server_config,
+        congestion,
         http: http_listener,
         https,
         state: Arc::new(State {
@@ -217,6 +229,7 @@ impl Bound {
             ))
         });
         let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        let memory = Arc::new(crate::congestion::LinkMemory::default());
         loop {
             let incoming = tokio::select! {
                 incoming = self.endpoint.accept() => incoming,
@@ -228,9 +241,17 @@ impl Bound {
             };
             let state = self.state.clone();
             let remote = incoming.remote_address();
+            let config = (self.congestion == Congestion::Rural).then(|| {
+                let mut config = self.server_config.clone();
+                config.transport_config(crate::transport::transport_config_resuming(
+                    memory.clone(),
+                    remote.ip(),
+                ));
+                Arc::new(config)
+            });
             tracker.spawn(
                 async move {
-                    if let Err(err) = handle_connection(incoming, state).await {
+                    if let Err(err) = handle_connection(incoming, config, state).await {
                         debug!(cause = %err, "connection ended");
                     }
                     drop(permit);
@@ -274,9 +295,13 @@ enum ConnectionError {
 
 async fn handle_connection(
     incoming: quinn::Incoming,
+    config: Option<Arc<quinn::ServerConfig>>,
     state: Arc<State>,
 ) -> Result<(), ConnectionError> {
-    let connection = incoming.await?;
+    let connection = match config {
+        Some(config) => incoming.accept_with(config)?.await?,
+        None => incoming.await?,
+    };
     let remote = connection.remote_address();
     let (mut send, mut recv) =
         match tokio::time::timeout(HELLO_TIMEOUT, connection.accept_bi()).await {
@@ -370,7 +395,7 @@ async fn handle_connection(
     protocol::write_frame(
         &mut send,
         &Response::Welcome {
-            version: protocol::VERSION,
+            version: protocol::REVISION,
             edge_name: edge.clone(),
         },
     )
@@ -555,6 +580,12 @@ pub async fn answer(
                 protocol::write_frame_paced(send, &response, pace).await?;
             }
         }
+        Request::CatalogSince {
+            have_sequence,
+            have_courses,
+        } => {
+            crate::since::answer(have_sequence, have_courses, state, send, pace).await?;
+        }
         Request::ReportStatus { status } => {
             info!(status = %status, "edge status");
             protocol::write_frame(send, &Response::Ok).await?;
@@ -587,27 +618,4 @@ fn encoded_chunk(
         &raw,
         usable.then_some(dictionary.as_slice()),
     )))
-}
-
-/// The encoded signed catalog, unless the edge already has this sequence.
-pub fn current_catalog(
-    store: &Store,
-    have_sequence: Option<u64>,
-) -> Result<Option<Vec<u8>>, String> {
-    let Some(bytes) = store
-        .signed_catalog_bytes()
-        .map_err(|err| err.to_string())?
-    else {
-        return Ok(None);
-    };
-    if let Some(have) = have_sequence {
-        let signed = catalog::SignedCatalog::decode(&bytes).map_err(|err| err.to_string())?;
-        let catalog = catalog::Object::decode(&signed.catalog)
-            .and_then(catalog::Object::into_catalog)
-            .map_err(|err| err.to_string())?;
-        if catalog.sequence <= have {
-            return Ok(None);
-        }
-    }
-    Ok(Some(bytes))
 }

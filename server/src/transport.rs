@@ -117,6 +117,19 @@ pub fn transport_config_with_window(window: u32) -> Arc<TransportConfig> {
     Arc::new(config)
 }
 
+/// The origin's settings for one connection from `addr` with the default
+/// controller resuming from the link model `memory` holds for that address
+/// (see [`crate::congestion`], "Resuming").
+pub fn transport_config_resuming(
+    memory: Arc<crate::congestion::LinkMemory>,
+    addr: std::net::IpAddr,
+) -> Arc<TransportConfig> {
+    let mut config = settings(Congestion::Rural);
+    config
+        .congestion_controller_factory(Arc::new(crate::congestion::ResumingRural { memory, addr }));
+    Arc::new(config)
+}
+
 fn settings(congestion: Congestion) -> TransportConfig {
     let mut config = TransportConfig::default();
     config

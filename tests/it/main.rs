@@ -17,6 +17,7 @@ mod pages;
 mod pipes;
 mod publish;
 mod readthrough;
+mod roundtrips;
 mod schedule;
 mod sync;
 mod webdriver_selftest;

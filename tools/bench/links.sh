@@ -10,8 +10,16 @@
 #   bash tools/bench/links.sh                (settings through the environment, below)
 #   SIZE_MB=10 PROFILES="a d" bash tools/bench/links.sh          # a quick smoke run
 #   PARALLEL=1 CONGESTION=bbr bash tools/bench/links.sh          # the full run, ~30 min
+#   SIZE_MB=10 PROFILES="a b c" CONTENDERS="quic curl" bash tools/bench/links.sh
+#   SIZE_MB=20 PROFILES="a b c" CONTENDERS="quic curl" bash tools/bench/links.sh
+#                                            # issue 12: fresh syncs of small courses vs curl
+#   CASE=small-update bash tools/bench/links.sh
+#                                            # issue 12: a one-page edit + one 300 KB file
+#                                            # over (b), against rsync of the same update
+#                                            # (tools/bench/small-update.sh; REPEAT=N, LINK=...)
 #
 # Environment (defaults in brackets):
+#   CASE=fresh|small-update   what to measure [fresh: everything below]
 #   SIZE_MB=N        course size in MB (10^6 bytes) [200]: a few 20-50 MB "videos" (one per
 #                    lesson, fewer and smaller for small N) and ~4 % in small files
 #   PROFILES="..."   links to run, in order, from a b c d (see "Links") [a b c d]
@@ -165,6 +173,11 @@ die() {
 usage() { awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "${BASH_SOURCE[0]}"; }
 # shellcheck source=tools/bench/common.sh
 source "$SCRIPT_DIR/common.sh"
+
+if [[ "${CASE:-fresh}" == small-update ]]; then
+    exec bash "$SCRIPT_DIR/small-update.sh"
+fi
+[[ "${CASE:-fresh}" == fresh ]] || die "CASE must be fresh or small-update"
 
 case "${1:-}" in
     -h|--help) usage; exit 0 ;;

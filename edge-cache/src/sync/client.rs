@@ -60,6 +60,12 @@ impl std::str::FromStr for Transport {
     }
 }
 
+/// How long the status report waits for its Ok (see [`Client::report_status`]).
+const STATUS_WAIT: Duration = Duration::from_millis(200);
+
+/// How long closing waits for the connection to drain (see [`Client::close`]).
+const CLOSE_LINGER: Duration = Duration::from_millis(200);
+
 /// How long a handshake may take before the attempt counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -109,6 +115,10 @@ pub struct Client {
     pub edge_name: String,
     /// Why QUIC is not used, when this client is on the fallback.
     pub fallback_reason: Option<String>,
+    /// The protocol revision the origin's welcome named (1 for an origin
+    /// that predates revisions); decides whether [`Client::catalog_since`]
+    /// may ask in one round trip.
+    pub origin_revision: u32,
 }
 
 /// What carries the requests.
@@ -221,6 +231,7 @@ impl Client {
             bucket,
             edge_name: String::new(),
             fallback_reason,
+            origin_revision: 1,
         };
         client.hello(config).await?;
         Ok(client)
@@ -248,6 +259,7 @@ impl Client {
             bucket,
             edge_name: String::new(),
             fallback_reason: None,
+            origin_revision: 1,
         };
         client.hello(config).await?;
         Ok(client)
@@ -268,7 +280,10 @@ impl Client {
         };
         let mut responses = self.request_then(&hello, pace.as_ref()).await?;
         match responses.next().await? {
-            Some(Response::Welcome { edge_name, .. }) => self.edge_name = edge_name,
+            Some(Response::Welcome { edge_name, version }) => {
+                self.edge_name = edge_name;
+                self.origin_revision = version;
+            }
             Some(other) => return Err(self.unexpected(&other)),
             None => return Err(self.lost("the origin closed the hello stream")),
         }
@@ -315,6 +330,11 @@ impl Client {
         request: &Request,
         then: Option<&Request>,
     ) -> Result<Responses, ClientError> {
+        debug!(
+            request = request.kind(),
+            transport = self.transport_name(),
+            "request sent"
+        );
         let reader = match &self.wire {
             Wire::Quic {
                 connection, busy, ..
@@ -356,6 +376,61 @@ impl Client {
         }
     }
 
+    /// The encoded signed catalog unless ours (`have`, with the course
+    /// objects `courses` of the catalog we hold) is current, and with it
+    /// every metadata object the origin sees we lack, in one round trip
+    /// (issue 12). An origin older than revision 2, or one that refuses the
+    /// request, is asked with [`Client::catalog`] instead and no objects come
+    /// along; the sync's walk then asks for them level by level. The
+    /// objects' bytes are not yet verified.
+    pub async fn catalog_since(
+        &self,
+        have: Option<u64>,
+        courses: &[Hash],
+    ) -> Result<(Option<Vec<u8>>, Vec<(Hash, Vec<u8>)>), ClientError> {
+        if self.origin_revision < protocol::REVISION_CATALOG_SINCE
+            || courses.len() > protocol::MAX_HASHES
+        {
+            return Ok((self.catalog(have).await?, Vec::new()));
+        }
+        let mut responses = self
+            .request(&Request::CatalogSince {
+                have_sequence: have,
+                have_courses: courses.to_vec(),
+            })
+            .await?;
+        let signed = match responses.next().await? {
+            Some(Response::Catalog { signed }) => signed,
+            Some(Response::Error { message }) => {
+                warn!(addr = %self.addr, %message, "the origin refused a catalog-since request; asking level by level");
+                return Ok((self.catalog(have).await?, Vec::new()));
+            }
+            Some(other) => return Err(self.unexpected(&other)),
+            None => return Err(self.lost("no answer to the catalog request")),
+        };
+        let mut objects = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(response) = responses.next().await? {
+            match response {
+                Response::Object {
+                    hash,
+                    bytes: object,
+                } if objects.len() < protocol::MAX_SINCE_OBJECTS
+                    && bytes + object.len() <= protocol::MAX_SINCE_BYTES =>
+                {
+                    bytes += object.len();
+                    objects.push((hash, object));
+                }
+                other => return Err(self.unexpected(&other)),
+            }
+        }
+        debug!(
+            objects = objects.len(),
+            bytes, "metadata came with the catalog"
+        );
+        Ok((signed, objects))
+    }
+
     /// Objects by hash; `None` for each the origin does not hold. Bytes are not yet verified.
     pub async fn objects(
         &self,
@@ -392,16 +467,25 @@ impl Client {
         Ok(found)
     }
 
-    /// Sends our status to the origin's log.
+    /// Sends our status to the origin's log. It is the last request of a
+    /// pass and only logged, so the edge waits at most [`STATUS_WAIT`] for
+    /// the origin's Ok instead of a whole round trip (issue 12): the status
+    /// leaves before the close that follows, and arrives before it.
     pub async fn report_status(&self, status: String) -> Result<(), ClientError> {
         let mut responses = self.request(&Request::ReportStatus { status }).await?;
-        match responses.next().await? {
-            Some(Response::Ok) | None => Ok(()),
-            Some(other) => Err(self.unexpected(&other)),
+        match tokio::time::timeout(STATUS_WAIT, responses.next()).await {
+            Err(_) | Ok(Ok(Some(Response::Ok) | None)) => Ok(()),
+            Ok(Ok(Some(other))) => Err(self.unexpected(&other)),
+            Ok(Err(err)) => Err(err),
         }
     }
 
-    /// Closes the connection politely and waits for the origin to hear it.
+    /// Closes the connection politely: the close leaves at once, and the
+    /// edge lingers at most [`CLOSE_LINGER`] for the connection to drain
+    /// (which takes three probe timeouts, seconds on a satellite link, and
+    /// would only delay the end of a pass that has everything; issue 12).
+    /// If the close is lost, the origin drops the connection at its idle
+    /// timeout.
     pub async fn close(self) {
         if let Wire::Quic {
             endpoint,
@@ -410,7 +494,7 @@ impl Client {
         } = self.wire
         {
             connection.close(quinn::VarInt::from_u32(protocol::CLOSE_DONE), b"done");
-            endpoint.wait_idle().await;
+            let _ = tokio::time::timeout(CLOSE_LINGER, endpoint.wait_idle()).await;
         }
     }
 

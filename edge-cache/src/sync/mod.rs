@@ -229,8 +229,17 @@ async fn run(
             None => None,
         };
     let held_sequence = held.as_ref().map(|c| c.sequence);
-    let offered = link
-        .retry(|client| async move { client.catalog(held_sequence).await })
+    // With the catalog come the metadata objects it adds (issue 12).
+    let held_courses: Arc<Vec<Hash>> = Arc::new(
+        held.iter()
+            .flat_map(|c| c.courses.values().map(|e| e.hash))
+            .collect(),
+    );
+    let (offered, prefetched) = link
+        .retry(|client| {
+            let courses = held_courses.clone();
+            async move { client.catalog_since(held_sequence, &courses).await }
+        })
         .await?;
     let (catalog, new_signed) = match offered {
         Some(bytes) => {
@@ -265,7 +274,7 @@ async fn run(
     }
 
     // 2. Metadata, level by level.
-    fetch_metadata(&mut link, store, &catalog, report).await?;
+    fetch_metadata(&mut link, store, &catalog, prefetched, report).await?;
     if let Some(signed) = new_signed {
         store.set_signed_catalog(&signed)?;
         report.catalog_updated = true;
