@@ -32,13 +32,14 @@ pub(super) async fn fetch_files(
     report: &mut SyncReport,
 ) -> Result<HashSet<Hash>, SyncError> {
     let (config, bucket, transport) = (link.config.clone(), link.bucket.clone(), link.transport);
+    let memory = link.memory.clone();
     let connect: Connector = Arc::new(move |attempt| {
-        let (config, bucket) = (config.clone(), bucket.clone());
+        let (config, bucket, memory) = (config.clone(), bucket.clone(), memory.clone());
         Box::pin(async move {
             if attempt > 0 {
                 tokio::time::sleep(backoff(attempt)).await;
             }
-            Ok(Client::connect_paced(&config, bucket, transport).await?)
+            Ok(Client::connect_paced(&config, bucket, transport, &memory).await?)
         })
     });
     let origin = Arc::new(OriginSource::new(Some(link.client.clone()), connect));
