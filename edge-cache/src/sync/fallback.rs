@@ -4,22 +4,25 @@
 //! would carry; the answer body is the same stream of response frames. The
 //! token travels as `Authorization: Bearer`. Over `https://` the origin's
 //! certificate is pinned exactly as for QUIC. Several requests run at once
-//! on several keep-alive connections, so the sync keeps as many answers in
-//! flight as it does over QUIC.
+//! on several keep-alive connections of hyper's pooled client, so the sync
+//! keeps as many answers in flight as it does over QUIC.
 
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use http_body_util::{BodyDataStream, BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper::{Method, StatusCode, header};
-use tracing::debug;
+use hyper::{Method, StatusCode, Uri, header};
+use hyper_util::client::legacy::Client as PooledClient;
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::config::ConfigError;
-use crate::lock;
 use crate::sync::client::ClientError;
 
 /// How long a TCP connect and TLS handshake may take.
@@ -28,6 +31,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Idle keep-alive connections kept for the next requests.
 const MAX_IDLE: usize = 16;
+/// How long an idle connection is kept.
+const IDLE_FOR: Duration = Duration::from_secs(90);
 
 /// Where the origin's HTTP(S) routes are: `https://HOST:PORT` (or `http://`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,28 +43,47 @@ pub struct FallbackUrl {
 }
 
 impl FallbackUrl {
+    /// Parses `https://HOST:PORT` (or `http://`) with the `url` crate: a
+    /// host, an explicit port, and no path, query or user beyond that.
     pub fn parse(text: &str) -> Result<FallbackUrl, ConfigError> {
-        let text = text.trim().trim_end_matches('/');
-        let (tls, rest) = if let Some(rest) = text.strip_prefix("https://") {
-            (true, rest)
-        } else if let Some(rest) = text.strip_prefix("http://") {
-            (false, rest)
-        } else {
-            return Err(ConfigError::Invalid(format!(
-                "fallback {text:?} must look like https://HOST:PORT (the origin's --https)"
-            )));
+        let text = text.trim();
+        let shape = || {
+            ConfigError::Invalid(format!(
+                "fallback {text:?} needs a host and a port and nothing after them: https://HOST:PORT (the origin's --https)"
+            ))
         };
-        let valid = rest
+        let parsed = url::Url::parse(text).map_err(|_| shape())?;
+        let tls = match parsed.scheme() {
+            "https" => true,
+            "http" => false,
+            _ => {
+                return Err(ConfigError::Invalid(format!(
+                    "fallback {text:?} must look like https://HOST:PORT (the origin's --https)"
+                )));
+            }
+        };
+        let host = parsed.host_str().filter(|host| !host.is_empty());
+        // `url` drops a scheme's default port (443 for https); the port must
+        // be written, and nothing may follow it.
+        let written_port = text
+            .trim_end_matches('/')
             .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-        if !valid || rest.contains('/') {
-            return Err(ConfigError::Invalid(format!(
-                "fallback {text:?} needs a host and a port and nothing after them: https://HOST:PORT"
-            )));
+            .is_some_and(|(_, port)| port.parse::<u16>().is_ok());
+        let (Some(host), true) = (host, written_port) else {
+            return Err(shape());
+        };
+        let port = parsed.port_or_known_default().ok_or_else(shape)?;
+        if !matches!(parsed.path(), "" | "/")
+            || parsed.query().is_some()
+            || parsed.fragment().is_some()
+            || !parsed.username().is_empty()
+            || parsed.password().is_some()
+        {
+            return Err(shape());
         }
         Ok(FallbackUrl {
             tls,
-            authority: rest.to_owned(),
+            authority: format!("{host}:{port}"),
         })
     }
 
@@ -74,32 +98,27 @@ impl std::fmt::Display for FallbackUrl {
     }
 }
 
-/// Connections to the origin's HTTP(S) routes.
+/// The origin's HTTP(S) routes, through hyper's pooled client: keep-alive
+/// connections are reused and at most [`MAX_IDLE`] kept idle. Every
+/// connection goes to the one resolved address, over TLS with the origin's
+/// pinned certificate for `https://`.
 pub struct HttpLink {
     url: FallbackUrl,
     addr: SocketAddr,
-    tls: Option<tokio_rustls::TlsConnector>,
+    uri: Uri,
     authorization: String,
-    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    client: PooledClient<PinnedConnector, Full<Bytes>>,
 }
 
-/// An answer body being read; hands its connection back when it is read to the end.
+/// An answer body being read. Its connection goes back to the pool when
+/// the body has been read to its end.
 pub struct HttpAnswer {
     pub body: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
-    sender: Option<SendRequest<Full<Bytes>>>,
-    link: Arc<HttpLink>,
 }
 
 impl HttpAnswer {
-    /// The body was read to its end: its connection can carry the next request.
-    pub fn finished(&mut self) {
-        if let Some(sender) = self.sender.take() {
-            let mut idle = lock(&self.link.idle);
-            if idle.len() < MAX_IDLE && !sender.is_closed() {
-                idle.push(sender);
-            }
-        }
-    }
+    /// The body was read to its end (the pool takes the connection back by itself).
+    pub fn finished(&mut self) {}
 }
 
 impl HttpLink {
@@ -125,12 +144,26 @@ impl HttpLink {
         } else {
             None
         };
+        let uri: Uri = format!("{url}/v1/sync").parse().map_err(|err| {
+            ClientError::Config(ConfigError::Invalid(format!(
+                "fallback {url} does not make a request address: {err}"
+            )))
+        })?;
+        let connector = PinnedConnector {
+            addr,
+            tls,
+            url: url.to_string(),
+        };
+        let client = PooledClient::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(MAX_IDLE)
+            .pool_idle_timeout(IDLE_FOR)
+            .build(connector);
         Ok(Arc::new(HttpLink {
             url,
             addr,
-            tls,
+            uri,
             authorization: format!("Bearer {}", token.trim()),
-            idle: Mutex::new(Vec::new()),
+            client,
         }))
     }
 
@@ -144,19 +177,18 @@ impl HttpLink {
 
     /// Posts one request frame; the answer's frames are read from the body.
     pub async fn post(self: &Arc<Self>, frame: Vec<u8>) -> Result<HttpAnswer, ClientError> {
-        let mut sender = self.sender().await?;
         let request = hyper::Request::builder()
             .method(Method::POST)
-            .uri("/v1/sync")
+            .uri(self.uri.clone())
             .header(header::HOST, &self.url.authority)
             .header(header::AUTHORIZATION, &self.authorization)
             .header(header::CONTENT_TYPE, server::http::FRAMES)
             .body(Full::new(Bytes::from(frame)))
             .map_err(|err| self.protocol(err.to_string()))?;
-        let response = tokio::time::timeout(ANSWER_TIMEOUT, sender.send_request(request))
+        let response = tokio::time::timeout(ANSWER_TIMEOUT, self.client.request(request))
             .await
             .map_err(|_| self.lost(format!("no answer within {} s", ANSWER_TIMEOUT.as_secs())))?
-            .map_err(|err| self.lost(err.to_string()))?;
+            .map_err(|err| self.request_error(&err))?;
         let status = response.status();
         if status != StatusCode::OK {
             let body = response.into_body().collect().await;
@@ -168,64 +200,26 @@ impl HttpLink {
         let stream = BodyDataStream::new(response.into_body()).map_err(std::io::Error::other);
         Ok(HttpAnswer {
             body: Box::new(tokio_util::io::StreamReader::new(stream)),
-            sender: Some(sender),
-            link: self.clone(),
         })
     }
 
-    /// An idle connection, or a new one.
-    async fn sender(&self) -> Result<SendRequest<Full<Bytes>>, ClientError> {
-        loop {
-            let Some(mut sender) = lock(&self.idle).pop() else {
-                break;
-            };
-            if sender.ready().await.is_ok() {
-                return Ok(sender);
-            }
+    /// A failed request: the connection could not be made, or it was lost.
+    fn request_error(&self, err: &hyper_util::client::legacy::Error) -> ClientError {
+        // The cause chain names what failed (refused, TLS, timed out).
+        let mut reason = err.to_string();
+        let mut source = std::error::Error::source(err);
+        while let Some(cause) = source {
+            reason = format!("{reason}: {cause}");
+            source = cause.source();
         }
-        tokio::time::timeout(CONNECT_TIMEOUT, self.connect())
-            .await
-            .map_err(|_| ClientError::Connect {
+        if err.is_connect() {
+            ClientError::Connect {
                 addr: self.addr,
-                reason: format!(
-                    "no TCP connection to {} within {} s",
-                    self.url,
-                    CONNECT_TIMEOUT.as_secs()
-                ),
-            })?
-    }
-
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, ClientError> {
-        let connect_error = |reason: String| ClientError::Connect {
-            addr: self.addr,
-            reason: format!("{}: {reason}", self.url),
-        };
-        let tcp = tokio::net::TcpStream::connect(self.addr)
-            .await
-            .map_err(|err| connect_error(err.to_string()))?;
-        let _ = tcp.set_nodelay(true);
-        let stream: Box<dyn Stream> = match &self.tls {
-            Some(connector) => {
-                let name = rustls::pki_types::ServerName::try_from(server::tls::SERVER_NAME)
-                    .map_err(|err| connect_error(err.to_string()))?;
-                let tls = connector
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|err| connect_error(format!("TLS: {err}")))?;
-                Box::new(tls)
+                reason,
             }
-            None => Box::new(tcp),
-        };
-        let (sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|err| connect_error(err.to_string()))?;
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                debug!(cause = %err, "HTTP connection to the origin ended");
-            }
-        });
-        Ok(sender)
+        } else {
+            self.lost(reason)
+        }
     }
 
     fn lost(&self, reason: String) -> ClientError {
@@ -265,10 +259,106 @@ impl HttpLink {
     }
 }
 
+/// Makes the pool's connections: TCP to the resolved address, then TLS
+/// with the pinned certificate when the URL says `https`.
+#[derive(Clone)]
+struct PinnedConnector {
+    addr: SocketAddr,
+    tls: Option<tokio_rustls::TlsConnector>,
+    /// For messages.
+    url: String,
+}
+
+impl tower_service::Service<Uri> for PinnedConnector {
+    type Response = TokioIo<Conn>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Uri) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            match tokio::time::timeout(CONNECT_TIMEOUT, this.connect()).await {
+                Ok(connected) => connected,
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "no TCP connection to {} within {} s",
+                        this.url,
+                        CONNECT_TIMEOUT.as_secs()
+                    ),
+                )),
+            }
+        })
+    }
+}
+
+impl PinnedConnector {
+    async fn connect(&self) -> Result<TokioIo<Conn>, std::io::Error> {
+        let with_url = |err: &dyn std::fmt::Display| format!("{}: {err}", self.url);
+        let tcp = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .map_err(|err| std::io::Error::new(err.kind(), with_url(&err)))?;
+        let _ = tcp.set_nodelay(true);
+        let stream: Box<dyn Stream> = match &self.tls {
+            Some(connector) => {
+                let name = rustls::pki_types::ServerName::try_from(server::tls::SERVER_NAME)
+                    .map_err(|err| std::io::Error::other(with_url(&err)))?;
+                let tls = connector.connect(name, tcp).await.map_err(|err| {
+                    std::io::Error::new(err.kind(), with_url(&format!("TLS: {err}")))
+                })?;
+                Box::new(tls)
+            }
+            None => Box::new(tcp),
+        };
+        Ok(TokioIo::new(Conn(stream)))
+    }
+}
+
 /// What an HTTP connection runs over: TCP, or TLS over TCP.
 trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
 
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Stream for T {}
+
+/// One pooled connection.
+struct Conn(Box<dyn Stream>);
+
+impl Connection for Conn {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl tokio::io::AsyncRead for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Conn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut *self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.0).poll_shutdown(cx)
+    }
+}
 
 #[cfg(test)]
 mod tests {
