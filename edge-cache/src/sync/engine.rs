@@ -17,7 +17,7 @@
 //!   the partial blobs: progress is in the store's index and survives `kill -9`.
 //! - **Bounded**: [`REQUESTS_IN_FLIGHT`] requests of at most
 //!   [`CHUNKS_PER_REQUEST`] chunks, the last [`RESERVED_FOR_CLASS`] of them
-//!   for classes and readers, a prefetch request at most
+//!   for classes and readers, a request other than a reader's at most
 //!   [`BACKGROUND_REQUEST_BYTES`]; bounded inboxes; callers keep at most a
 //!   few hundred files open at once.
 
@@ -42,11 +42,11 @@ use super::writer::{self, Opened, WriterCommand, WriterEvent};
 pub const CHUNKS_PER_REQUEST: usize = 64;
 /// Chunk requests in flight at once, over all lanes.
 pub const REQUESTS_IN_FLIGHT: usize = 8;
-/// Request slots only a class or a reader may use: a reader's range is
-/// asked for at once, however busy the prefetch.
+/// Request slots only a class or a reader may use (the last of them only a
+/// reader): a reader's range is asked for at once, however busy the rest.
 pub const RESERVED_FOR_CLASS: usize = 2;
-/// Most chunk bytes in one prefetch request: little is committed ahead, so
-/// what a reader needs next is not stuck behind it.
+/// Most chunk bytes in one request other than a reader's: little is
+/// committed ahead, so what a reader needs next is not stuck behind it.
 pub const BACKGROUND_REQUEST_BYTES: u64 = 2 * 1024 * 1024;
 /// The start of a video fetched before the rest of any video.
 pub const HEAD_BYTES: u64 = 4 * 1024 * 1024;

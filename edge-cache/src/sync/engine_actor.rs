@@ -123,7 +123,13 @@ impl Actor {
     }
 
     /// Puts chunks of `blob` in the queue for `lane`.
-    pub(super) fn queue(&mut self, blob: Hash, indices: &[usize], priority: Priority, lane: &Arc<Lane>) {
+    pub(super) fn queue(
+        &mut self,
+        blob: Hash,
+        indices: &[usize],
+        priority: Priority,
+        lane: &Arc<Lane>,
+    ) {
         let Some(job) = self.jobs.get(&blob) else {
             return;
         };
@@ -148,11 +154,18 @@ impl Actor {
             let mut batch_bytes = 0u64;
             while batch.len() < CHUNKS_PER_REQUEST {
                 let Some(top) = self.heap.peek() else { break };
-                // The last request slots are kept for classes and readers.
-                let background = top.priority < Priority::OpenedInClass;
-                if background && self.requests.len() + RESERVED_FOR_CLASS >= REQUESTS_IN_FLIGHT {
+                // The last request slots are kept for classes and readers,
+                // and the very last for readers: a seek is asked for at once.
+                let limit = match top.priority {
+                    Priority::Reader => REQUESTS_IN_FLIGHT,
+                    Priority::OpenedInClass => REQUESTS_IN_FLIGHT - 1,
+                    _ => REQUESTS_IN_FLIGHT - RESERVED_FOR_CLASS,
+                };
+                if self.requests.len() >= limit {
                     break;
                 }
+                // Only a reader's request may be large: little else is committed ahead.
+                let capped = top.priority < Priority::Reader;
                 let usable = !top.lane.stop.is_cancelled()
                     && self.jobs.get(&top.blob).is_some_and(|job| {
                         job.opened && job.chunks.get(top.index) == Some(&ChunkState::Missing)
@@ -182,7 +195,7 @@ impl Actor {
                     .jobs
                     .get(&top.blob)
                     .map_or(0, |job| u64::from(job.manifest.chunks[top.index].len));
-                if background && !batch.is_empty() && batch_bytes + len > BACKGROUND_REQUEST_BYTES {
+                if capped && !batch.is_empty() && batch_bytes + len > BACKGROUND_REQUEST_BYTES {
                     break;
                 }
                 batch_bytes += len;
