@@ -8,6 +8,7 @@ mod demo;
 mod hardening_classroom;
 mod hardening_publish;
 mod integrity;
+mod lesson_fonts;
 mod limits;
 mod links;
 mod pages;

@@ -378,6 +378,9 @@ async fn plan(state: &Arc<Classroom>, request: &Plain) -> Option<Fast> {
                         .await??
                 }
             };
+            if classroom::lesson_html::wants_fonts(&placed.media) {
+                return None; // served with the fonts inserted, by hyper
+            }
             (placed.blob, placed.media, classroom::REVALIDATE, route_name)
         }
     };

@@ -23,6 +23,7 @@
 pub mod files;
 pub mod front;
 pub mod i18n;
+pub mod lesson_html;
 pub mod range;
 pub mod search;
 pub mod ui;
@@ -430,6 +431,9 @@ async fn serve_placed(
     let Some(placed) = placed else {
         return not_found("that file");
     };
+    if let Some(page) = lesson_html::serve(&state, &placed, &uri, &method, &headers).await {
+        return page;
+    }
     if let Some((file, len)) = open_blob(&state.store, &placed.blob).await {
         state.metrics.cache_hits.inc();
         let held = Held {
@@ -451,7 +455,7 @@ async fn serve_placed(
 }
 
 /// What a file request was answered with when the file cannot be had now.
-fn unavailable(headers: &HeaderMap, uri: &Uri, why: &Unavailable) -> Response {
+pub(crate) fn unavailable(headers: &HeaderMap, uri: &Uri, why: &Unavailable) -> Response {
     let wants_html = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
