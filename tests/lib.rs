@@ -3,10 +3,10 @@
 
 /// The tests' HTTP client (one crate, `ureq`) behind the harness's helpers.
 pub mod http;
-/// A UDP relay that counts, throttles and cuts the traffic between an edge and the origin.
-mod relay;
 /// What a test needs beyond Rust (Chromium, root, network namespaces), and skipping without it.
 pub mod need;
+/// A UDP relay that counts, throttles and cuts the traffic between an edge and the origin.
+mod relay;
 /// A synchronous WebDriver client for headless Chromium.
 pub mod webdriver;
 

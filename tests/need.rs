@@ -74,7 +74,9 @@ impl Need {
         match self {
             Need::Chromium => "apt-get install chromium chromium-driver",
             Need::Root => "run the tests as root (sudo -E cargo test)",
-            Need::NetNs => "apt-get install iproute2, and run the tests as root (sudo -E cargo test)",
+            Need::NetNs => {
+                "apt-get install iproute2, and run the tests as root (sudo -E cargo test)"
+            }
         }
     }
 }
@@ -103,9 +105,15 @@ fn required_all() -> bool {
 
 /// The Chromium binary on `PATH`, by its usual names.
 pub fn chromium() -> Option<PathBuf> {
-    ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome"]
-        .into_iter()
-        .find_map(find_on_path)
+    [
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "google-chrome-stable",
+        "chrome",
+    ]
+    .into_iter()
+    .find_map(find_on_path)
 }
 
 /// An executable called `name` in a folder of `PATH`.

@@ -92,15 +92,12 @@ impl Browser {
                 panic!("a tokio runtime for the WebDriver client: {err}");
             }
         };
-        let mut builder = ClientBuilder::new(
-            hyper_util::client::legacy::connect::HttpConnector::new(),
-        );
+        let mut builder =
+            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
         builder.capabilities(capabilities(width, height));
         let url = format!("http://{addr}");
-        let connected = runtime.block_on(tokio::time::timeout(
-            REPLY_TIMEOUT,
-            builder.connect(&url),
-        ));
+        let connected = runtime
+            .block_on(async { tokio::time::timeout(REPLY_TIMEOUT, builder.connect(&url)).await });
         // From here on, Drop kills chromedriver whatever happens.
         let mut browser = Browser {
             runtime,
@@ -140,7 +137,7 @@ impl Browser {
     ) -> Result<T, CmdError> {
         match self
             .runtime
-            .block_on(tokio::time::timeout(REPLY_TIMEOUT, command))
+            .block_on(async { tokio::time::timeout(REPLY_TIMEOUT, command).await })
         {
             Ok(result) => result,
             Err(_) => panic!(
@@ -265,7 +262,7 @@ impl Browser {
         }
         let shot = self
             .runtime
-            .block_on(tokio::time::timeout(CLEANUP_TIMEOUT, client.screenshot()));
+            .block_on(async { tokio::time::timeout(CLEANUP_TIMEOUT, client.screenshot()).await });
         if let Ok(Ok(png)) = shot {
             let screenshot = dir.join(format!("{test}.png"));
             if std::fs::write(&screenshot, png).is_ok() {
@@ -287,7 +284,7 @@ impl Drop for Browser {
             // chromedriver quits Chromium when its session ends.
             let _ = self
                 .runtime
-                .block_on(tokio::time::timeout(CLEANUP_TIMEOUT, client.close()));
+                .block_on(async { tokio::time::timeout(CLEANUP_TIMEOUT, client.close()).await });
         }
         let _ = self.driver.kill();
         let _ = self.driver.wait();

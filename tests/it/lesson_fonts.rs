@@ -55,8 +55,17 @@ fn issue_12_lesson_html_is_served_with_the_font_style_and_an_honest_etag() {
     let (status, head, body) = web.get(LESSON, "");
     assert_eq!(status, 200, "{head}");
     let text = String::from_utf8(body.clone()).expect("utf-8");
-    let at = text.find(STYLE_TAG).expect("the font style is inserted");
-    assert!(text[..at].ends_with("<head>"), "right after <head>: {}", &text[..at]);
+    let at = text.find(STYLE_TAG).unwrap_or_else(|| {
+        panic!(
+            "the font style is inserted: {head}\n{}",
+            &text[..text.len().min(300)]
+        )
+    });
+    assert!(
+        text[..at].ends_with("<head>"),
+        "right after <head>: {}",
+        &text[..at]
+    );
     assert!(text.contains("url(\"/static/fonts/NotoSansYi-Regular.ttf\")"));
     assert!(text.contains("url(\"/static/fonts/NotoSerifTibetan-Regular.ttf\")"));
     let end = at + text[at..].find("</style>").expect("style closes") + "</style>".len();
@@ -75,20 +84,34 @@ fn issue_12_lesson_html_is_served_with_the_font_style_and_an_honest_etag() {
     let (status, _, body304) = web.get(LESSON, &format!("If-None-Match: {etag}\r\n"));
     assert_eq!((status, body304.len()), (304, 0));
     let (status, _, _) = web.get(LESSON, &format!("If-None-Match: \"{blake3}\"\r\n"));
-    assert_eq!(status, 200, "the raw file's ETag does not match the served page");
+    assert_eq!(
+        status, 200,
+        "the raw file's ETag does not match the served page"
+    );
     let (status, head, part) = web.get(LESSON, "Range: bytes=-20\r\n");
     assert_eq!(status, 206);
     assert_eq!(part, body[body.len() - 20..]);
     assert_eq!(
         header(&head, "content-range"),
-        Some(format!("bytes {}-{}/{}", body.len() - 20, body.len() - 1, body.len()).as_str())
+        Some(
+            format!(
+                "bytes {}-{}/{}",
+                body.len() - 20,
+                body.len() - 1,
+                body.len()
+            )
+            .as_str()
+        )
     );
 
     // By hash, the exact bytes of the hash.
     let (status, head, by_hash) = web.get(&format!("/files/{blake3}"), "");
     assert_eq!(status, 200);
     assert_eq!(by_hash, raw);
-    assert_eq!(header(&head, "etag"), Some(format!("\"{blake3}\"").as_str()));
+    assert_eq!(
+        header(&head, "etag"),
+        Some(format!("\"{blake3}\"").as_str())
+    );
     // Other lesson files are untouched too.
     let (status, _, svg) = web.get("/courses/yi-literacy/02-numbers/img/dots.svg", "");
     assert_eq!(status, 200);
@@ -98,24 +121,42 @@ fn issue_12_lesson_html_is_served_with_the_font_style_and_an_honest_etag() {
     );
 }
 
-/// A fontconfig setup that sees one empty folder: a device with no Yi or
-/// Tibetan font (no font at all).
-fn no_system_fonts(dir: &Path) -> PathBuf {
-    let fonts = dir.join("no-fonts");
+/// A fontconfig setup with the system's fonts less every one that has Yi
+/// (U+A000) or Tibetan (U+0F40) glyphs: a device without those fonts,
+/// whatever this machine has installed. (An empty font list makes Chromium
+/// fail every web font, so the system's other fonts stay.)
+fn without_yi_and_tibetan_fonts(dir: &Path) -> PathBuf {
     let cache = dir.join("fontconfig-cache");
-    std::fs::create_dir_all(&fonts).expect("fonts dir");
     std::fs::create_dir_all(&cache).expect("cache dir");
     let config = dir.join("fonts.conf");
     std::fs::write(
         &config,
         format!(
-            "<?xml version=\"1.0\"?>\n<!DOCTYPE fontconfig SYSTEM \"fonts.dtd\">\n\
-             <fontconfig><dir>{}</dir><cachedir>{}</cachedir></fontconfig>\n",
-            fonts.display(),
+            "<?xml version=\"1.0\"?>\n<!DOCTYPE fontconfig SYSTEM \"fonts.dtd\">\n<fontconfig>\n\
+             <include ignore_missing=\"yes\">/etc/fonts/fonts.conf</include>\n\
+             <cachedir>{}</cachedir>\n<selectfont><rejectfont>\n\
+             <glob>*Yi*</glob><glob>*Tibet*</glob><glob>*Nuosu*</glob><glob>*unifont*</glob>\n\
+             <pattern><patelt name=\"charset\"><charset><int>0xa000</int></charset></patelt></pattern>\n\
+             <pattern><patelt name=\"charset\"><charset><int>0x0f40</int></charset></patelt></pattern>\n\
+             </rejectfont></selectfont>\n</fontconfig>\n",
             cache.display()
         ),
     )
     .expect("fonts.conf");
+    // Where fontconfig's tools are installed, check the premise.
+    for charset in ["a000", "0f40"] {
+        if let Ok(out) = std::process::Command::new("fc-list")
+            .env("FONTCONFIG_FILE", &config)
+            .arg(format!(":charset={charset}"))
+            .output()
+        {
+            let listed = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                listed.trim().is_empty(),
+                "fonts with U+{charset} remain: {listed}"
+            );
+        }
+    }
     config
 }
 
@@ -143,7 +184,7 @@ document.fonts.ready.then(() => {
 });
 "#;
 
-/// In headless Chromium that sees no system font: the lesson page as served
+/// In headless Chromium that sees no Yi or Tibetan system font: the lesson page as served
 /// draws its Yi with the served Noto Sans Yi (the face is loaded from the
 /// edge's font route and the Yi text is laid out with its glyphs), while the
 /// same bytes without the style (`/files/<hash>`) cannot.
@@ -153,7 +194,7 @@ fn issue_12_lesson_pages_render_yi_with_the_served_font_in_chromium_without_yi_f
         return;
     }
     let (_origin, edge, web, blake3) = edge_with_the_yi_course();
-    let config = no_system_fonts(edge.dir.path());
+    let config = without_yi_and_tibetan_fonts(edge.dir.path());
     let config = config.to_str().expect("utf-8 path");
     let browser = Browser::start_with_env(1280, 900, &[("FONTCONFIG_FILE", config)]);
     browser.set_script_timeout(Duration::from_secs(30));
@@ -161,7 +202,11 @@ fn issue_12_lesson_pages_render_yi_with_the_served_font_in_chromium_without_yi_f
     // The same bytes without the style: the device's own fonts only.
     browser.goto(&format!("http://{}/files/{blake3}", web.addr));
     let bare = browser.execute_async(PROBE, vec![]);
-    assert_eq!(bare["faces"], json!([]), "no served face without the style: {bare}");
+    assert_eq!(
+        bare["faces"],
+        json!([]),
+        "no served face without the style: {bare}"
+    );
     assert_eq!(bare["fetched"], json!([]), "{bare}");
 
     browser.goto(&format!("http://{}{LESSON}", web.addr));

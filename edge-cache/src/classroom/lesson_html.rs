@@ -63,7 +63,8 @@ pub const FONT_STYLE: &str = concat!(
 /// (and so must not go out by sendfile).
 pub fn wants_fonts(media: &str) -> bool {
     let essence = media.split(';').next().unwrap_or("").trim();
-    essence.eq_ignore_ascii_case("text/html") || essence.eq_ignore_ascii_case("application/xhtml+xml")
+    essence.eq_ignore_ascii_case("text/html")
+        || essence.eq_ignore_ascii_case("application/xhtml+xml")
 }
 
 /// The ETag of a blob served with the fonts.
@@ -307,7 +308,11 @@ mod tests {
         let text = String::from_utf8(served).expect("utf-8");
         let at = text.find("<style id=\"shanlu-fonts\">").expect("inserted");
         assert_eq!(&text[..at], "<!doctype html>\n<html lang=\"zh\">\n<HEAD>");
-        assert!(text.ends_with("</style><meta charset=\"utf-8\"><title>x</title></HEAD><body>ꋍ</body>"));
+        assert!(
+            text.ends_with(
+                "</style><meta charset=\"utf-8\"><title>x</title></HEAD><body>ꋍ</body>"
+            )
+        );
         assert_eq!(text.len(), page.len() + FONT_STYLE.len());
     }
 
@@ -341,22 +346,25 @@ mod tests {
         let len = served.len();
         let mut headers = HeaderMap::new();
         headers.insert(header::RANGE, HeaderValue::from_static("bytes=-3"));
-        let response = answer(
-            served.clone(),
-            "\"e\"",
-            "text/html",
-            &Method::GET,
-            &headers,
-        );
+        let response = answer(served.clone(), "\"e\"", "text/html", &Method::GET, &headers);
         assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
         assert_eq!(
             response.headers()[header::CONTENT_RANGE],
             format!("bytes {}-{}/{len}", len - 3, len - 1).as_str()
         );
         assert_eq!(response.headers()[header::CONTENT_LENGTH], "3");
-        let full = answer(served, "\"e\"", "text/html", &Method::HEAD, &HeaderMap::new());
+        let full = answer(
+            served,
+            "\"e\"",
+            "text/html",
+            &Method::HEAD,
+            &HeaderMap::new(),
+        );
         assert_eq!(full.status(), StatusCode::OK);
-        assert_eq!(full.headers()[header::CONTENT_LENGTH], len.to_string().as_str());
+        assert_eq!(
+            full.headers()[header::CONTENT_LENGTH],
+            len.to_string().as_str()
+        );
         assert_eq!(
             full.headers()[header::CONTENT_TYPE],
             "text/html; charset=utf-8"
