@@ -1,8 +1,18 @@
 //! The end-to-end test harness: runs the real `shanlu` binary against
 //! temporary folders, the way an administrator or a school IT teacher would.
 
+/// The tests' HTTP client (one crate, `ureq`) behind the harness's helpers.
+pub mod http;
+/// What a test needs beyond Rust (Chromium, root, network namespaces), and skipping without it.
+pub mod need;
+/// A UDP relay that counts, throttles and cuts the traffic between an edge and the origin.
+mod relay;
 /// A synchronous WebDriver client for headless Chromium.
 pub mod webdriver;
+
+pub use http::{header, http_request, http_request_with_body, parse_response, try_http_request};
+pub use need::{Need, require};
+pub use relay::Relay;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -392,138 +402,6 @@ impl TestEdge {
     }
 }
 
-/// A UDP relay on loopback between an edge and the origin: counts the bytes
-/// that cross it, can throttle them, and can cut the link. Stops when dropped.
-pub struct Relay {
-    pub addr: std::net::SocketAddr,
-    shared: std::sync::Arc<RelayShared>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-#[derive(Default)]
-struct RelayShared {
-    to_origin: std::sync::atomic::AtomicU64,
-    to_edge: std::sync::atomic::AtomicU64,
-    cut: std::sync::atomic::AtomicBool,
-    stop: std::sync::atomic::AtomicBool,
-    /// Bytes per second towards the edge; 0 for no limit.
-    rate: std::sync::atomic::AtomicU64,
-}
-
-impl Relay {
-    pub fn start(origin: std::net::SocketAddr) -> Relay {
-        use std::sync::atomic::Ordering;
-        let front = std::net::UdpSocket::bind("127.0.0.1:0").expect("relay socket");
-        let back = std::net::UdpSocket::bind("127.0.0.1:0").expect("relay socket");
-        front
-            .set_read_timeout(Some(std::time::Duration::from_millis(20)))
-            .expect("timeout");
-        back.set_read_timeout(Some(std::time::Duration::from_millis(20)))
-            .expect("timeout");
-        let addr = front.local_addr().expect("addr");
-        let shared = std::sync::Arc::new(RelayShared::default());
-        let state = shared.clone();
-        let thread = std::thread::spawn(move || {
-            let front = std::sync::Arc::new(front);
-            let back = std::sync::Arc::new(back);
-            let edge_addr = std::sync::Arc::new(std::sync::Mutex::new(None));
-            let (f2, b2, s2, e2) = (
-                front.clone(),
-                back.clone(),
-                state.clone(),
-                edge_addr.clone(),
-            );
-            // Origin → edge, throttled.
-            let downstream = std::thread::spawn(move || {
-                let mut buf = vec![0u8; 65_536];
-                let mut started = std::time::Instant::now();
-                let mut sent = 0u64;
-                let mut last_rate = 0;
-                while !s2.stop.load(Ordering::Relaxed) {
-                    let Ok(n) = b2.recv(&mut buf) else { continue };
-                    if s2.cut.load(Ordering::Relaxed) {
-                        continue;
-                    }
-                    let rate = s2.rate.load(Ordering::Relaxed);
-                    if rate != last_rate {
-                        // A new rate counts from now, not from the relay's start.
-                        (started, sent, last_rate) = (std::time::Instant::now(), 0, rate);
-                    }
-                    if rate > 0 {
-                        sent += n as u64;
-                        let due = std::time::Duration::from_secs_f64(sent as f64 / rate as f64);
-                        if let Some(wait) = due.checked_sub(started.elapsed()) {
-                            std::thread::sleep(wait);
-                        }
-                    }
-                    s2.to_edge.fetch_add(n as u64, Ordering::Relaxed);
-                    let target = *e2.lock().expect("lock");
-                    if let Some(target) = target {
-                        let _ = f2.send_to(&buf[..n], target);
-                    }
-                }
-            });
-            let mut buf = vec![0u8; 65_536];
-            while !state.stop.load(Ordering::Relaxed) {
-                let Ok((n, from)) = front.recv_from(&mut buf) else {
-                    continue;
-                };
-                if state.cut.load(Ordering::Relaxed) {
-                    continue;
-                }
-                *edge_addr.lock().expect("lock") = Some(from);
-                state.to_origin.fetch_add(n as u64, Ordering::Relaxed);
-                let _ = back.send_to(&buf[..n], origin);
-            }
-            let _ = downstream.join();
-        });
-        Relay {
-            addr,
-            shared,
-            thread: Some(thread),
-        }
-    }
-
-    /// Bytes relayed towards the edge so far.
-    pub fn to_edge(&self) -> u64 {
-        self.shared
-            .to_edge
-            .load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Bytes relayed towards the origin so far.
-    pub fn to_origin(&self) -> u64 {
-        self.shared
-            .to_origin
-            .load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Drops every packet while `cut` is true.
-    pub fn set_cut(&self, cut: bool) {
-        self.shared
-            .cut
-            .store(cut, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Limits the bytes per second towards the edge (0: no limit).
-    pub fn set_rate(&self, bytes_per_second: u64) {
-        self.shared
-            .rate
-            .store(bytes_per_second, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.shared
-            .stop
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// A running `shanlu edge run` on a free loopback port, killed when dropped.
 pub struct RunningEdge {
     pub child: std::process::Child,
@@ -625,90 +503,6 @@ impl TestEdge {
     }
 }
 
-/// One plain HTTP/1.1 request on loopback with extra header lines
-/// (each ending in `\r\n`): (status, head, body), chunked bodies decoded.
-pub fn http_request(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &str,
-) -> (u16, String, Vec<u8>) {
-    http_request_with_body(addr, method, path, headers, b"")
-}
-
-/// [`http_request`] with a request body (its Content-Length is added).
-pub fn http_request_with_body(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &str,
-    body: &[u8],
-) -> (u16, String, Vec<u8>) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-    let length = if body.is_empty() {
-        String::new()
-    } else {
-        format!("Content-Length: {}\r\n", body.len())
-    };
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}{length}Connection: close\r\n\r\n"
-    )
-    .expect("request");
-    // A server refusing a large body may answer and close before reading it all.
-    let _ = stream.write_all(body);
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response);
-    parse_response(&response)
-}
-
-/// A whole HTTP/1.x response as read until the server closed: (status, head, body),
-/// a chunked body decoded.
-pub fn parse_response(response: &[u8]) -> (u16, String, Vec<u8>) {
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("header end");
-    let head = String::from_utf8_lossy(&response[..split]).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .expect("status")
-        .parse()
-        .expect("number");
-    let mut body = response[split + 4..].to_vec();
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body = dechunk(&body);
-    }
-    (status, head, body)
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .expect("chunk size line");
-        let size = usize::from_str_radix(
-            std::str::from_utf8(&data[..line_end])
-                .expect("ascii")
-                .trim(),
-            16,
-        )
-        .expect("hex");
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&data[line_end + 2..line_end + 2 + size]);
-        data = &data[line_end + 2 + size + 2..];
-    }
-}
-
 pub use webdriver::wait_until;
 
 /// Percent-encodes `text` for a URL query value: everything but letters,
@@ -720,12 +514,4 @@ pub fn url_escape(text: &str) -> String {
         .remove(b'_')
         .remove(b'~');
     percent_encoding::utf8_percent_encode(text, QUERY_VALUE).to_string()
-}
-
-/// A header's value from a response head, by case-insensitive name.
-pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        key.eq_ignore_ascii_case(name).then(|| value.trim())
-    })
 }

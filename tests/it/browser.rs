@@ -161,6 +161,9 @@ video.play().then(check, (err) => done({ ...report('play rejected'), rejection: 
 
 #[test]
 fn classroom_speaks_yi_and_tibetan_searches_every_script_and_plays_the_video() {
+    if !shanlu_tests::require(shanlu_tests::Need::Chromium) {
+        return;
+    }
     let demo = Demo::start();
     let browser = Browser::start();
 
@@ -322,6 +325,9 @@ fn classroom_speaks_yi_and_tibetan_searches_every_script_and_plays_the_video() {
 
 #[test]
 fn classroom_fits_a_phone_without_sideways_scrolling() {
+    if !shanlu_tests::require(shanlu_tests::Need::Chromium) {
+        return;
+    }
     let demo = Demo::start();
     let browser = Browser::start_with_window(PHONE_WIDTH, 740);
     let mut overflows = Vec::new();

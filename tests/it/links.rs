@@ -1,13 +1,14 @@
 //! Syncs across the emulated rural link (`tools/linksim`): long round trips
 //! with loss, UDP blocked, and outages. The origin runs in one network
-//! namespace and the edge in the other. These need root and /dev/net/tun;
-//! without them they fail rather than skip.
+//! namespace and the edge in the other. These need root, /dev/net/tun and
+//! `ip`; without them they skip ([`shanlu_tests::require`]), unless
+//! `SHANLU_TEST_REQUIRE_ALL` is set (CI), when they fail.
 
 use std::time::{Duration, Instant};
 
 use linksim::{Link, LinkSpec, Side};
 use serde_json::Value;
-use shanlu_tests::{ServedOrigin, TestEdge, TestOrigin, generated, run_ok, shanlu_bin};
+use shanlu_tests::{Need, ServedOrigin, TestEdge, TestOrigin, generated, run_ok, shanlu_bin};
 
 use crate::sync::assert_edge_holds;
 
@@ -80,6 +81,9 @@ fn edge_status(edge: &TestEdge) -> String {
 
 #[test]
 fn a_sync_across_300ms_and_2_percent_loss_completes_byte_identical_over_quic() {
+    if !shanlu_tests::require(Need::NetNs) {
+        return;
+    }
     let (origin, src, payload) = published(4 * MIB, 61);
     let link = start(
         LinkSpec::default()
@@ -105,6 +109,9 @@ fn a_sync_across_300ms_and_2_percent_loss_completes_byte_identical_over_quic() {
 
 #[test]
 fn with_udp_dropped_the_sync_completes_over_the_https_fallback_and_says_so() {
+    if !shanlu_tests::require(Need::NetNs) {
+        return;
+    }
     let (origin, src, payload) = published(3 * MIB, 62);
     let link = start(
         LinkSpec::default()
@@ -144,6 +151,9 @@ fn with_udp_dropped_the_sync_completes_over_the_https_fallback_and_says_so() {
 
 #[test]
 fn the_http_transport_can_be_forced_and_a_missing_fallback_is_named() {
+    if !shanlu_tests::require(Need::NetNs) {
+        return;
+    }
     let (origin, src, _) = published(MIB, 63);
     let link = start(LinkSpec::default().delay(10 * MS));
     let served = serve_across(&origin, &link);
@@ -181,6 +191,9 @@ fn sync_once_across(spec: LinkSpec, video: usize, seed: u64) -> (Value, u64, lin
 
 #[test]
 fn with_outages_the_sync_completes_on_one_connection_and_carries_no_extra_bytes() {
+    if !shanlu_tests::require(Need::NetNs) {
+        return;
+    }
     const VIDEO: usize = 10 * MIB;
     // The same course on a clear link: what the payload costs on the wire
     // (packet headers and acknowledgements included).
@@ -215,6 +228,9 @@ fn with_outages_the_sync_completes_on_one_connection_and_carries_no_extra_bytes(
 
 #[test]
 fn after_a_minute_without_the_link_the_sync_resumes_within_seconds_and_refetches_nothing() {
+    if !shanlu_tests::require(Need::NetNs) {
+        return;
+    }
     const VIDEO: usize = 6 * MIB;
     let (origin, src, _) = published(VIDEO, 65);
     let link = start(LinkSpec::default().delay(20 * MS).rate_bps(4_000_000));
@@ -270,6 +286,9 @@ fn after_a_minute_without_the_link_the_sync_resumes_within_seconds_and_refetches
 
 #[test]
 fn the_status_page_says_when_the_edge_fell_back_to_https_and_read_through_uses_it() {
+    if !shanlu_tests::require(Need::NetNs) {
+        return;
+    }
     let (origin, src, _) = published(MIB / 2, 66);
     let served = origin.serve();
     let token = origin.add_edge("school");

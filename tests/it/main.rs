@@ -11,6 +11,7 @@ mod edge_names;
 mod hardening_classroom;
 mod hardening_publish;
 mod integrity;
+mod lesson_fonts;
 mod limits;
 mod links;
 mod pages;

@@ -267,12 +267,15 @@ fn the_status_page_and_metrics_tell_the_it_teacher_what_is_going_on() {
         web.get("/courses/math3/01-add/clip.mp4", "Range: bytes=0-999\r\n");
     assert_eq!(status_code, 206);
     assert_eq!(body.len(), 1000);
-    let (_, _, metrics) = web.get("/metrics", "");
-    let metrics = String::from_utf8(metrics).expect("utf-8");
-    assert!(
-        metrics.contains("shanlu_edge_http_bytes_served_total 1000"),
-        "{metrics}"
-    );
+    // The client has the 1000 bytes as soon as they arrive, a moment before
+    // the edge counts them as sent: wait for the count (bounded).
+    let mut metrics = String::new();
+    let counted = shanlu_tests::wait_until(std::time::Duration::from_secs(10), || {
+        let (_, _, body) = web.get("/metrics", "");
+        metrics = String::from_utf8(body).expect("utf-8");
+        metrics.contains("shanlu_edge_http_bytes_served_total 1000")
+    });
+    assert!(counted, "{metrics}");
     assert!(
         metrics.contains("shanlu_edge_cache_hits_total 1"),
         "{metrics}"

@@ -56,6 +56,7 @@ fn an_unsubscribed_lesson_streams_before_it_has_all_arrived_and_is_then_kept() {
     // A slow link: 1 MiB/s. The first bytes reach the reader long before the file is whole.
     relay.set_rate(1024 * 1024);
     let before = relay.to_edge();
+    // A raw socket on purpose: the test times the first body bytes on the wire.
     let mut stream = std::net::TcpStream::connect(web.addr).expect("connect");
     write!(
         stream,

@@ -72,6 +72,9 @@ fn png_size(png: &[u8]) -> (u32, u32) {
 
 #[test]
 fn drives_a_page() {
+    if !shanlu_tests::require(shanlu_tests::Need::Chromium) {
+        return;
+    }
     let url = format!("http://{}/", serve_page());
     let browser = Browser::start();
     browser.goto(&url);
@@ -156,6 +159,9 @@ fn drives_a_page() {
 
 #[test]
 fn phone_viewport_is_as_narrow_as_asked() {
+    if !shanlu_tests::require(shanlu_tests::Need::Chromium) {
+        return;
+    }
     let url = format!("http://{}/", serve_page());
     let browser = Browser::start_with_window(360, 740);
     browser.goto(&url);

@@ -48,6 +48,7 @@ pub mod error;
 pub mod files;
 pub mod front;
 pub mod i18n;
+pub mod lesson_html;
 pub mod range;
 pub mod routes;
 pub mod search;

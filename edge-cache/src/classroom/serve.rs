@@ -21,6 +21,7 @@ use tracing::{info, warn};
 use crate::classroom::answer::{AnswerBody, answer_held, content_type_of, etag_matches};
 use crate::classroom::error::ReadError;
 use crate::classroom::files::{PlaceKey, read_stream};
+use crate::classroom::lesson_html;
 use crate::classroom::range::{self, Ranges};
 use crate::classroom::{Classroom, IMMUTABLE, REVALIDATE, not_found, read};
 use crate::metrics::Metrics;
@@ -176,6 +177,9 @@ async fn serve_placed(
     let Some(placed) = placed else {
         return not_found("that file");
     };
+    if let Some(page) = lesson_html::serve(&state, &placed, &uri, &method, &headers).await {
+        return page;
+    }
     let opened = match open_blob(&state.store, &placed.blob).await {
         Ok(opened) => opened,
         Err(err) => return err.answer(uri.path()),
@@ -207,7 +211,7 @@ async fn serve_placed(
 }
 
 /// What a file request was answered with when the file cannot be had now.
-fn unavailable(headers: &HeaderMap, uri: &Uri, why: &Unavailable) -> Response {
+pub(crate) fn unavailable(headers: &HeaderMap, uri: &Uri, why: &Unavailable) -> Response {
     let wants_html = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

@@ -6,6 +6,12 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+#[allow(dead_code)]
+#[path = "../../../tests/need.rs"]
+mod need;
+
+use need::Need;
+
 fn spawn(args: &[&str]) -> (Child, HashMap<String, String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_shanlu-linksim"))
         .args(args)
@@ -46,6 +52,9 @@ fn final_stats(path: &std::path::Path) -> serde_json::Value {
 
 #[test]
 fn sigterm_stops_the_binary_and_deletes_its_namespaces() {
+    if !need::require(Need::NetNs) {
+        return;
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let stats_file = dir.path().join("stats.json");
     let (mut child, report) = spawn(&[
@@ -76,6 +85,9 @@ fn sigterm_stops_the_binary_and_deletes_its_namespaces() {
 
 #[test]
 fn lifetime_stops_the_binary() {
+    if !need::require(Need::NetNs) {
+        return;
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let stats_file = dir.path().join("stats.json");
     let (mut child, report) = spawn(&[

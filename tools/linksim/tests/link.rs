@@ -1,6 +1,7 @@
 //! The emulator end to end: real sockets in the two namespaces, real packets through the
-//! forwarder. These need root, `/dev/net/tun` and `ip`; without them they fail rather than
-//! skip, since a link that cannot start is a broken test environment.
+//! forwarder. These need root, `/dev/net/tun` and `ip`; without them they skip (issue 12: the
+//! workspace's tests pass for any user), unless `SHANLU_TEST_REQUIRE_ALL` is set (CI), when a
+//! link that cannot start fails them.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -9,6 +10,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use linksim::{Link, LinkSpec, Outages, Side};
+
+#[allow(dead_code)]
+#[path = "../../../tests/need.rs"]
+mod need;
+
+use need::Need;
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -111,6 +118,9 @@ fn echo(stream: &mut TcpStream) -> Duration {
 
 #[test]
 fn round_trip_is_twice_the_delay() {
+    if !need::require(Need::NetNs) {
+        return;
+    }
     let link = start(LinkSpec::default().delay(50 * MS));
     let address = echo_server(&link);
 
@@ -130,6 +140,9 @@ fn round_trip_is_twice_the_delay() {
 
 #[test]
 fn rate_limit_sets_the_throughput() {
+    if !need::require(Need::NetNs) {
+        return;
+    }
     const RATE: u64 = 8_000_000;
     const PAYLOAD: usize = 2_000_000;
     let link = start(LinkSpec::default().delay(10 * MS).rate_bps(RATE));
@@ -181,6 +194,9 @@ fn rate_limit_sets_the_throughput() {
 
 #[test]
 fn random_loss_drops_its_share_of_datagrams() {
+    if !need::require(Need::NetNs) {
+        return;
+    }
     const SENT: usize = 2000;
     let mut spec = LinkSpec::default().seed(11);
     spec.up.loss = 0.10;
@@ -218,6 +234,9 @@ fn random_loss_drops_its_share_of_datagrams() {
 
 #[test]
 fn blocked_udp_leaves_tcp_working() {
+    if !need::require(Need::NetNs) {
+        return;
+    }
     let link = start(LinkSpec::default().delay(5 * MS).drop_udp(true));
     let sender = udp_socket(&link, Side::Edge);
     let receiver = udp_socket(&link, Side::Origin);
@@ -234,6 +253,9 @@ fn blocked_udp_leaves_tcp_working() {
 
 #[test]
 fn cut_stops_traffic_and_restoring_resumes_it() {
+    if !need::require(Need::NetNs) {
+        return;
+    }
     let link = start(LinkSpec::default().delay(5 * MS));
     let sender = udp_socket(&link, Side::Edge);
     let receiver = udp_socket(&link, Side::Origin);
@@ -269,6 +291,9 @@ fn cut_stops_traffic_and_restoring_resumes_it() {
 
 #[test]
 fn outage_schedule_cuts_on_time() {
+    if !need::require(Need::NetNs) {
+        return;
+    }
     let outages = Outages {
         every: 400 * MS,
         length: 200 * MS,
@@ -303,6 +328,9 @@ fn outage_schedule_cuts_on_time() {
 
 #[test]
 fn namespaces_hold_the_link_addresses() {
+    if !need::require(Need::NetNs) {
+        return;
+    }
     let link = start(LinkSpec::default());
     let output = link
         .command_in(Side::Edge, "ip")
@@ -329,6 +357,9 @@ fn listed_namespaces() -> String {
 
 #[test]
 fn dropping_the_link_deletes_its_namespaces() {
+    if !need::require(Need::NetNs) {
+        return;
+    }
     let link = start(LinkSpec::default());
     let names = [link.origin_ns().to_owned(), link.edge_ns().to_owned()];
     assert!(
@@ -348,6 +379,9 @@ fn dropping_the_link_deletes_its_namespaces() {
 
 #[test]
 fn lifetime_runs_out_and_cleans_up() {
+    if !need::require(Need::NetNs) {
+        return;
+    }
     let link = Link::start(LinkSpec::default(), 200 * MS).expect("starting a link");
     let names = [link.origin_ns().to_owned(), link.edge_ns().to_owned()];
     let started = Instant::now();
@@ -360,6 +394,9 @@ fn lifetime_runs_out_and_cleans_up() {
 
 #[test]
 fn namespaces_of_dead_processes_are_removed_at_start() {
+    if !need::require(Need::NetNs) {
+        return;
+    }
     let mut child = Command::new("true").spawn().expect("spawning true");
     let dead_pid = child.id();
     child.wait().expect("waiting for true");

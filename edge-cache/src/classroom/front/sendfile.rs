@@ -48,6 +48,9 @@ pub(super) async fn plan(state: &Arc<Classroom>, request: &Plain) -> Option<Fast
                         .ok()??
                 }
             };
+            if classroom::lesson_html::wants_fonts(&placed.media) {
+                return None; // served with the fonts inserted, by hyper
+            }
             (placed.blob, placed.media, classroom::REVALIDATE)
         }
     };

@@ -1,0 +1,383 @@
+//! Lesson HTML as the classroom serves it: with the edge's Yi and Tibetan
+//! fonts (issue 12).
+//!
+//! The classroom's own pages load Noto Sans Yi and Noto Serif Tibetan from
+//! `/static/fonts/`, but a lesson's HTML is the publisher's, shown in a frame,
+//! and on a tablet without those fonts its Yi and Tibetan came out as empty
+//! boxes. So an HTML file served by its place (`/courses/…`, `/assets/…`)
+//! gets [`FONT_STYLE`] inserted right after its `<head>` tag, before the
+//! lesson's own styles:
+//!
+//! - `@font-face` rules naming the served fonts under their own family names
+//!   (`"Noto Sans Yi"`, `"Noto Serif Tibetan"`, what lessons ask for; a font
+//!   installed on the device is used first through `local()`), and under
+//!   `shanlu-yi` / `shanlu-tibetan`, limited to their scripts' code points;
+//! - `html { font-family: shanlu-yi, shanlu-tibetan, serif }`, so a lesson
+//!   that names no font at all still gets them. A lesson's own rules come
+//!   later and win, so its looks do not change.
+//!
+//! The store keeps the publisher's bytes; only the answer changes, so it has
+//! its own ETag (the blob's hash with a `-fonts` suffix and a version) and
+//! its own length, and ranges are taken on the served bytes. `/files/<hash>`
+//! stays the exact bytes of its hash. HTML over [`MAX_HTML`] is served as it
+//! is, since it is read whole to be changed. The sendfile front door hands
+//! HTML places to hyper ([`wants_fonts`]), so it never bypasses this.
+
+use std::os::unix::fs::FileExt;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tracing::warn;
+
+use crate::classroom::files::Placed;
+use crate::classroom::range::{self, Ranges};
+use crate::classroom::error::ReadError;
+use crate::classroom::{self, Classroom, serve};
+
+/// Largest HTML file given the fonts; a larger one is served as it is.
+pub const MAX_HTML: u64 = 4 * 1024 * 1024;
+
+/// Changes whenever [`FONT_STYLE`] does, so browsers do not keep an old copy.
+const VERSION: u32 = 1;
+
+/// What is inserted after `<head>`.
+pub const FONT_STYLE: &str = concat!(
+    "<style id=\"shanlu-fonts\">",
+    "@font-face{font-family:\"Noto Sans Yi\";src:local(\"Noto Sans Yi\"),",
+    "url(\"/static/fonts/NotoSansYi-Regular.ttf\") format(\"truetype\");font-display:swap}",
+    "@font-face{font-family:\"Noto Serif Tibetan\";src:local(\"Noto Serif Tibetan\"),",
+    "url(\"/static/fonts/NotoSerifTibetan-Regular.ttf\") format(\"truetype\");font-display:swap}",
+    "@font-face{font-family:\"shanlu-yi\";src:local(\"Noto Sans Yi\"),",
+    "url(\"/static/fonts/NotoSansYi-Regular.ttf\") format(\"truetype\");",
+    "unicode-range:U+A000-A4CF;font-display:swap}",
+    "@font-face{font-family:\"shanlu-tibetan\";src:local(\"Noto Serif Tibetan\"),",
+    "url(\"/static/fonts/NotoSerifTibetan-Regular.ttf\") format(\"truetype\");",
+    "unicode-range:U+0F00-0FFF;font-display:swap}",
+    "html{font-family:\"shanlu-yi\",\"shanlu-tibetan\",serif}",
+    "</style>"
+);
+
+/// Whether a file of this media type is served with the fonts inserted
+/// (and so must not go out by sendfile).
+pub fn wants_fonts(media: &str) -> bool {
+    let essence = media.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("text/html")
+        || essence.eq_ignore_ascii_case("application/xhtml+xml")
+}
+
+/// The ETag of a blob served with the fonts.
+pub fn etag(blob: &catalog::Hash) -> String {
+    format!("\"{blob}-fonts{VERSION}\"")
+}
+
+/// `raw` with [`FONT_STYLE`] after its `<head…>` tag; without one, after
+/// `<html…>`; without that, after a leading `<!doctype…>`; else first.
+pub fn with_fonts(raw: &[u8]) -> Vec<u8> {
+    let at = end_of_tag(raw, b"<head")
+        .or_else(|| end_of_tag(raw, b"<html"))
+        .or_else(|| end_of_tag(raw, b"<!doctype"))
+        .unwrap_or(0);
+    let mut out = Vec::with_capacity(raw.len() + FONT_STYLE.len());
+    out.extend_from_slice(&raw[..at]);
+    out.extend_from_slice(FONT_STYLE.as_bytes());
+    out.extend_from_slice(&raw[at..]);
+    out
+}
+
+/// Where the first `name` tag (ASCII case-insensitive, followed by `>` or
+/// white space, before the body starts) ends, just past its `>`.
+fn end_of_tag(raw: &[u8], name: &[u8]) -> Option<usize> {
+    // The head is near the top; do not scan a whole large page.
+    let window = &raw[..raw.len().min(64 * 1024)];
+    let mut from = 0;
+    while let Some(found) = find_ascii_ci(&window[from..], name) {
+        let start = from + found;
+        let after = start + name.len();
+        match window.get(after) {
+            Some(b'>') => return Some(after + 1),
+            Some(byte) if byte.is_ascii_whitespace() => {
+                let close = window[after..].iter().position(|&b| b == b'>')?;
+                return Some(after + close + 1);
+            }
+            Some(_) => from = after,
+            None => return None,
+        }
+    }
+    None
+}
+
+fn find_ascii_ci(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window.eq_ignore_ascii_case(needle))
+}
+
+/// Serves an HTML place with the fonts, held or read through; `None` when the
+/// place is not HTML or too large, to be served as it is.
+pub(crate) async fn serve(
+    state: &Classroom,
+    placed: &Placed,
+    uri: &Uri,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Option<Response> {
+    if !wants_fonts(&placed.media) {
+        return None;
+    }
+    let etag = etag(&placed.blob);
+    if etag_matches(headers.get(header::IF_NONE_MATCH), &etag) {
+        return Some(not_modified(&etag));
+    }
+    let opened = match serve::open_blob(&state.store, &placed.blob).await {
+        Ok(opened) => opened,
+        Err(err) => return Some(err.answer(uri.path())),
+    };
+    let raw = match opened {
+        Some((file, len)) => {
+            if len > MAX_HTML {
+                return None;
+            }
+            state.metrics.cache_hits.inc();
+            let read = tokio::task::spawn_blocking(move || {
+                let mut bytes = vec![0u8; len as usize];
+                file.read_exact_at(&mut bytes, 0).map(|()| bytes)
+            })
+            .await
+            .ok();
+            match read {
+                Some(Ok(bytes)) => bytes,
+                Some(Err(err)) => {
+                    warn!(blob = %placed.blob, cause = %err, "reading a held lesson page failed");
+                    return Some(StatusCode::INTERNAL_SERVER_ERROR.into_response());
+                }
+                None => return Some(StatusCode::INTERNAL_SERVER_ERROR.into_response()),
+            }
+        }
+        None => match read_through(state, placed).await? {
+            Ok(bytes) => bytes,
+            Err(why) => return Some(serve::unavailable(headers, uri, &why)),
+        },
+    };
+    let served = Bytes::from(with_fonts(&raw));
+    let response = answer(served, &etag, &placed.media, method, headers);
+    Some(response)
+}
+
+/// A lesson page not held yet, read through whole; `None` when its
+/// manifest is unreadable or it is too large to change.
+async fn read_through(
+    state: &Classroom,
+    placed: &Placed,
+) -> Option<Result<Vec<u8>, crate::sync::readthrough::Unavailable>> {
+    let store = state.store.clone();
+    let manifest_hash = placed.manifest;
+    let manifest = classroom::read(move || {
+        store
+            .manifest(&manifest_hash)
+            .map_err(ReadError::object("manifest", manifest_hash))
+    })
+    .await
+    .ok()?;
+    let len = manifest.size;
+    if len > MAX_HTML {
+        return None;
+    }
+    let fetch = match state.read_through.start(manifest_hash, manifest) {
+        Ok(fetch) => fetch,
+        Err(why) => return Some(Err(why)),
+    };
+    let stream = match fetch.stream(0, len).await {
+        Ok(stream) => stream,
+        Err(why) => return Some(Err(why)),
+    };
+    let mut stream = std::pin::pin!(stream);
+    let mut bytes = Vec::with_capacity(len as usize);
+    while let Some(piece) = stream.next().await {
+        match piece {
+            Ok(piece) if bytes.len() + piece.len() <= len as usize => {
+                bytes.extend_from_slice(&piece);
+            }
+            Ok(_) => {
+                return Some(Err(crate::sync::readthrough::Unavailable::Offline(
+                    "the origin sent more than the page's size".into(),
+                )));
+            }
+            Err(err) => {
+                return Some(Err(crate::sync::readthrough::Unavailable::Offline(
+                    format!("reading the page from the origin: {err}"),
+                )));
+            }
+        }
+    }
+    Some(Ok(bytes))
+}
+
+fn not_modified(etag: &str) -> Response {
+    let mut response = StatusCode::NOT_MODIFIED.into_response();
+    let out = response.headers_mut();
+    out.insert(header::ETAG, value(etag));
+    out.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(classroom::REVALIDATE),
+    );
+    response
+}
+
+/// The answer for the served bytes: one range at most (several get the
+/// whole page, which is small), conditionals, HEAD.
+fn answer(
+    served: Bytes,
+    etag: &str,
+    media: &str,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Response {
+    let len = served.len() as u64;
+    let if_range_ok = headers
+        .get(header::IF_RANGE)
+        .is_none_or(|v| etag_matches(Some(v), etag));
+    let ranges = if if_range_ok {
+        range::parse(
+            headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
+            len,
+        )
+    } else {
+        Ranges::Full
+    };
+    let mut out = HeaderMap::new();
+    out.insert(header::ETAG, value(etag));
+    out.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(classroom::REVALIDATE),
+    );
+    out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    let (status, body) = match ranges {
+        Ranges::Unsatisfiable => {
+            out.insert(header::CONTENT_RANGE, value(&format!("bytes */{len}")));
+            (StatusCode::RANGE_NOT_SATISFIABLE, Bytes::new())
+        }
+        Ranges::Parts(parts) if parts.len() == 1 => {
+            let part = parts[0].clone();
+            out.insert(
+                header::CONTENT_RANGE,
+                value(&format!("bytes {}-{}/{len}", part.start, part.end - 1)),
+            );
+            (
+                StatusCode::PARTIAL_CONTENT,
+                served.slice(part.start as usize..part.end as usize),
+            )
+        }
+        Ranges::Full | Ranges::Parts(_) => (StatusCode::OK, served),
+    };
+    if status != StatusCode::RANGE_NOT_SATISFIABLE {
+        let content_type = if media.starts_with("text/") && !media.contains("charset") {
+            format!("{media}; charset=utf-8")
+        } else {
+            media.to_owned()
+        };
+        out.insert(header::CONTENT_TYPE, value(&content_type));
+    }
+    out.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    let body = if method == Method::HEAD {
+        Body::empty()
+    } else {
+        Body::from(body)
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = out;
+    response
+}
+
+fn value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// Whether an `If-None-Match` or `If-Range` value names this ETag.
+fn etag_matches(value: Option<&HeaderValue>, etag: &str) -> bool {
+    let Some(value) = value.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    value
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issue_12_the_font_style_goes_after_the_head_tag() {
+        let page = b"<!doctype html>\n<html lang=\"zh\">\n<HEAD><meta charset=\"utf-8\"><title>x</title></HEAD><body>\xea\x8b\x8d</body>";
+        let served = with_fonts(page);
+        let text = String::from_utf8(served).expect("utf-8");
+        let at = text.find("<style id=\"shanlu-fonts\">").expect("inserted");
+        assert_eq!(&text[..at], "<!doctype html>\n<html lang=\"zh\">\n<HEAD>");
+        assert!(
+            text.ends_with(
+                "</style><meta charset=\"utf-8\"><title>x</title></HEAD><body>ꋍ</body>"
+            )
+        );
+        assert_eq!(text.len(), page.len() + FONT_STYLE.len());
+    }
+
+    #[test]
+    fn issue_12_pages_without_a_head_still_get_the_fonts() {
+        let with_attrs = with_fonts(b"<html\nlang=ii><p>x");
+        assert!(with_attrs.starts_with(b"<html\nlang=ii><style id=\"shanlu-fonts\">"));
+        // `<header>` is not `<head>`.
+        let header_only = with_fonts(b"<!DOCTYPE html><header>h</header>");
+        assert!(header_only.starts_with(b"<!DOCTYPE html><style id=\"shanlu-fonts\">"));
+        let bare = with_fonts("<p>ꋍ</p>".as_bytes());
+        assert!(bare.starts_with(FONT_STYLE.as_bytes()));
+        assert!(bare.ends_with("<p>ꋍ</p>".as_bytes()));
+    }
+
+    #[test]
+    fn issue_12_only_html_wants_fonts_and_its_etag_differs_from_the_blob() {
+        assert!(wants_fonts("text/html"));
+        assert!(wants_fonts("text/html; charset=utf-8"));
+        assert!(wants_fonts("application/xhtml+xml"));
+        assert!(!wants_fonts("text/css"));
+        assert!(!wants_fonts("video/mp4"));
+        let blob = catalog::Hash::of(b"page");
+        assert_ne!(etag(&blob), format!("\"{blob}\""));
+        assert!(etag(&blob).starts_with(&format!("\"{blob}")));
+    }
+
+    #[test]
+    fn issue_12_ranges_are_taken_on_the_served_bytes() {
+        let served = Bytes::from(with_fonts(b"<head></head>abc"));
+        let len = served.len();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::RANGE, HeaderValue::from_static("bytes=-3"));
+        let response = answer(served.clone(), "\"e\"", "text/html", &Method::GET, &headers);
+        assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
+        assert_eq!(
+            response.headers()[header::CONTENT_RANGE],
+            format!("bytes {}-{}/{len}", len - 3, len - 1).as_str()
+        );
+        assert_eq!(response.headers()[header::CONTENT_LENGTH], "3");
+        let full = answer(
+            served,
+            "\"e\"",
+            "text/html",
+            &Method::HEAD,
+            &HeaderMap::new(),
+        );
+        assert_eq!(full.status(), StatusCode::OK);
+        assert_eq!(
+            full.headers()[header::CONTENT_LENGTH],
+            len.to_string().as_str()
+        );
+        assert_eq!(
+            full.headers()[header::CONTENT_TYPE],
+            "text/html; charset=utf-8"
+        );
+    }
+}
