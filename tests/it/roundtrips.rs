@@ -182,6 +182,9 @@ fn requests_sent(stderr: &str) -> Vec<String> {
 /// are counted too: one hello, one catalog request, no metadata walk.
 #[test]
 fn a_one_page_update_across_a_600ms_link_takes_few_round_trips_issue_12() {
+    if !shanlu_tests::require(shanlu_tests::Need::NetNs) {
+        return;
+    }
     let origin = TestOrigin::init();
     let src = origin.dir.path().join("math");
     course(&src);

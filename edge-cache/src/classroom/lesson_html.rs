@@ -32,9 +32,9 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tracing::warn;
 
+use crate::classroom::error::ReadError;
 use crate::classroom::files::Placed;
 use crate::classroom::range::{self, Ranges};
-use crate::classroom::error::ReadError;
 use crate::classroom::{self, Classroom, serve};
 
 /// Largest HTML file given the fonts; a larger one is served as it is.

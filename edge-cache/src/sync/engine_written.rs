@@ -149,6 +149,51 @@ impl Actor {
             state.arrived = opened.present;
             state.reused = opened.reused;
         });
+        // Chunks another file being assembled already has on disk (written
+        // after this file's writer looked in the store) are copied from it,
+        // not fetched a second time.
+        let missing: Vec<(usize, Hash)> = job
+            .chunks
+            .iter()
+            .enumerate()
+            .filter(|(_, state)| **state == ChunkState::Missing)
+            .map(|(index, _)| (index, job.manifest.chunks[index].hash))
+            .collect();
+        let mut copies = Vec::new();
+        for (_, hash) in &missing {
+            if copies.contains(hash) || self.in_flight.contains_key(hash) {
+                continue;
+            }
+            let elsewhere = self.jobs.iter().any(|(other, job)| {
+                *other != blob
+                    && job.by_hash.get(hash).is_some_and(|indices| {
+                        indices
+                            .iter()
+                            .any(|&i| job.chunks[i] == ChunkState::Present)
+                    })
+            });
+            if elsewhere {
+                copies.push(*hash);
+            }
+        }
+        if let Some(job) = self.jobs.get_mut(&blob) {
+            for (index, hash) in &missing {
+                if copies.contains(hash) {
+                    job.chunks[*index] = ChunkState::InFlight;
+                }
+            }
+        }
+        for hash in copies {
+            self.in_flight.insert(hash, COPY);
+            let copy = WriterCommand::Copy {
+                hash,
+                to: vec![blob],
+            };
+            let _ = self.to_writer.send(copy).await;
+        }
+        let Some(job) = self.jobs.get_mut(&blob) else {
+            return;
+        };
         let early = std::mem::take(&mut job.early);
         let best = job.best();
         let order: Vec<usize> = opened.plan.fetch.iter().map(|(i, _)| *i).collect();

@@ -163,20 +163,21 @@ pub(super) fn run(
             }
             WriterCommand::Copy { hash, to } => {
                 let (mut written, mut failed) = (Vec::new(), Vec::new());
-                let verdict = written_chunk(store, &partials, &hash).map(|data| {
-                    for blob in to {
-                        let Some(partial) = partials.get_mut(&blob) else {
-                            continue;
-                        };
-                        match partial.write_chunk_by_hash(&hash, &data) {
-                            Ok(_) => {
-                                dirty.insert(blob);
-                                written.push(blob);
+                let verdict =
+                    written_chunk(store, partials.values().chain(&finishing), &hash).map(|data| {
+                        for blob in to {
+                            let Some(partial) = partials.get_mut(&blob) else {
+                                continue;
+                            };
+                            match partial.write_chunk_by_hash(&hash, &data) {
+                                Ok(_) => {
+                                    dirty.insert(blob);
+                                    written.push(blob);
+                                }
+                                Err(err) => failed.push((blob, err.to_string())),
                             }
-                            Err(err) => failed.push((blob, err.to_string())),
                         }
-                    }
-                });
+                    });
                 let _ = events.send(WriterEvent::Written {
                     hash,
                     request: super::engine::COPY,
@@ -228,12 +229,12 @@ pub(super) fn run(
 
 /// The bytes of chunk `hash` as written to a file being assembled, or held;
 /// checked against the hash.
-fn written_chunk(
+fn written_chunk<'p, 's: 'p>(
     store: &Store,
-    partials: &HashMap<Hash, PartialBlob<'_>>,
+    partials: impl Iterator<Item = &'p PartialBlob<'s>>,
     hash: &Hash,
 ) -> Result<Vec<u8>, String> {
-    for partial in partials.values() {
+    for partial in partials {
         let manifest = partial.manifest();
         let Some(index) = manifest.chunks.iter().position(|c| c.hash == *hash) else {
             continue;
