@@ -10,7 +10,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use catalog::Hash;
@@ -19,9 +19,17 @@ use server::protocol::{self, FrameError, Request, Response};
 use tracing::{debug, info, warn};
 
 use crate::config::{ConfigError, EdgeConfig};
-use crate::sync::fallback::{FallbackUrl, HttpAnswer, HttpLink};
+use crate::sync::fallback::{FallbackUrl, HttpLink};
 use crate::sync::memory::TransportMemory;
 use crate::sync::throttle::TokenBucket;
+
+mod quic;
+mod responses;
+
+pub use quic::STALL;
+use quic::{STALLED, handshake, watch_stalls};
+pub use responses::Responses;
+use responses::{Reader, Waiting};
 
 /// After QUIC failed to connect, how long the edge keeps to the fallback
 /// before trying QUIC again.
@@ -567,163 +575,6 @@ impl Client {
                 reason: reason.to_owned(),
             },
         }
-    }
-}
-
-/// A QUIC connection to the origin, pinned to its certificate (no hello yet).
-async fn handshake(
-    config: &EdgeConfig,
-    bucket: Option<&TokenBucket>,
-    timeout: Duration,
-) -> Result<(quinn::Endpoint, quinn::Connection, SocketAddr), ClientError> {
-    let addr = config.origin.resolve().await?;
-    let crypto = server::tls::client_config(&config.origin_cert.to_string())?;
-    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
-        .map_err(|err| server::tls::TlsError::Config(err.to_string()))?;
-    let mut client_config = quinn::ClientConfig::new(Arc::new(quic));
-    client_config.transport_config(match bucket {
-        Some(bucket) => server::transport::transport_config_with_window(bucket.receive_window()),
-        None => server::transport::transport_config(),
-    });
-    let bind: SocketAddr = if addr.is_ipv6() {
-        SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
-    } else {
-        SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
-    };
-    let connect_error = |reason: String| ClientError::Connect { addr, reason };
-    let mut endpoint =
-        quinn::Endpoint::client(bind).map_err(|err| connect_error(err.to_string()))?;
-    endpoint.set_default_client_config(client_config);
-    let connecting = endpoint
-        .connect(addr, server::tls::SERVER_NAME)
-        .map_err(|err| connect_error(err.to_string()))?;
-    match tokio::time::timeout(timeout, connecting).await {
-        Ok(Ok(connection)) => Ok((endpoint, connection, addr)),
-        Ok(Err(err)) => Err(connect_error(err.to_string())),
-        Err(_) => Err(connect_error(format!(
-            "no answer within {} s (is UDP to that port open?)",
-            timeout.as_secs()
-        ))),
-    }
-}
-
-/// How long answers may bring no data before the edge checks the link.
-pub const STALL: Duration = Duration::from_secs(8);
-/// How long a check's handshake may take, and how often checks repeat.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Replaces a connection that stalled although the link works again.
-///
-/// After an outage QUIC waits twice as long before each resend, so a
-/// connection that lived through a cut of a minute may send nothing for
-/// another minute after the link is back (and a keep-alive is sent only
-/// once per silence). So while requests are waiting and no stream data has
-/// arrived for [`STALL`], the edge tries a fresh handshake every few seconds;
-/// once one succeeds, the link is back, and the stalled connection is closed:
-/// its requests fail as lost, and the sync reconnects at once and asks again
-/// for what had not arrived. Chunks already received are kept.
-fn watch_stalls(connection: quinn::Connection, config: EdgeConfig, busy: Arc<AtomicUsize>) {
-    tokio::spawn(async move {
-        let mut seen = connection.stats().frame_rx.stream;
-        let mut progress_at = tokio::time::Instant::now();
-        loop {
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = connection.closed() => return,
-            }
-            let frames = connection.stats().frame_rx.stream;
-            if frames != seen || busy.load(Ordering::Relaxed) == 0 {
-                seen = frames;
-                progress_at = tokio::time::Instant::now();
-                continue;
-            }
-            if progress_at.elapsed() < STALL {
-                continue;
-            }
-            match handshake(&config, None, PROBE_TIMEOUT).await {
-                Ok((endpoint, probe, _)) => {
-                    probe.close(quinn::VarInt::from_u32(protocol::CLOSE_DONE), b"probe");
-                    drop(endpoint);
-                    warn!(
-                        stalled_s = progress_at.elapsed().as_secs(),
-                        "no data from the origin although it answers again; replacing the connection"
-                    );
-                    connection.close(quinn::VarInt::from_u32(protocol::CLOSE_DONE), STALLED);
-                    return;
-                }
-                Err(err) => debug!(cause = %err, "the link is still down"),
-            }
-        }
-    });
-}
-
-/// Why the edge closed a stalled connection.
-const STALLED: &[u8] = b"stalled after an outage; reconnecting";
-
-/// The answers to one request, read frame by frame.
-pub struct Responses {
-    reader: Reader,
-    client: Client,
-}
-
-enum Reader {
-    Quic {
-        recv: quinn::RecvStream,
-        _waiting: Waiting,
-    },
-    Http(HttpAnswer),
-}
-
-/// Counts a request as waiting for as long as its answers are being read.
-struct Waiting(Arc<AtomicUsize>);
-
-impl Waiting {
-    fn new(busy: &Arc<AtomicUsize>) -> Waiting {
-        busy.fetch_add(1, Ordering::Relaxed);
-        Waiting(busy.clone())
-    }
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl Responses {
-    /// The next answer; `None` when the origin has finished the stream.
-    pub async fn next(&mut self) -> Result<Option<Response>, ClientError> {
-        let bucket = self.client.bucket.as_deref();
-        let pace = |bytes| async move {
-            if let Some(bucket) = bucket {
-                bucket.take(bytes).await;
-            }
-        };
-        let read = match &mut self.reader {
-            Reader::Quic { recv, .. } => {
-                protocol::read_frame_paced::<Response, _, _>(recv, protocol::MAX_RESPONSE, pace)
-                    .await
-            }
-            Reader::Http(answer) => {
-                let read = protocol::read_frame_paced::<Response, _, _>(
-                    &mut answer.body,
-                    protocol::MAX_RESPONSE,
-                    pace,
-                );
-                match tokio::time::timeout(HTTP_FRAME_TIMEOUT, read).await {
-                    Ok(Ok(None)) => {
-                        answer.finished();
-                        Ok(None)
-                    }
-                    Ok(read) => read,
-                    Err(_) => Err(FrameError::Read(format!(
-                        "nothing arrived for {} s",
-                        HTTP_FRAME_TIMEOUT.as_secs()
-                    ))),
-                }
-            }
-        };
-        read.map_err(|err| self.client.frame_error(err))
     }
 }
 
