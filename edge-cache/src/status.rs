@@ -205,9 +205,7 @@ pub fn status_of(dir: &Path, config: &EdgeConfig, store: &Store) -> Result<EdgeS
     let Some(signed) = store.signed_catalog()? else {
         return Ok(status);
     };
-    let catalog = signed
-        .verify(&key)
-        .map_err(|err| SyncError::BadCatalog(format!("the catalog held locally: {err}")))?;
+    let catalog = signed.verify(&key).map_err(SyncError::held_catalog)?;
     status.catalog_sequence = Some(catalog.sequence);
     status.catalog_published_at = Some(catalog.published_at);
     for (id, entry) in &catalog.courses {

@@ -1,13 +1,16 @@
 //! Fetching the metadata objects a new catalog names.
 
 use super::link::Link;
+use super::plan::metadata_wanted;
 use super::{SyncError, SyncReport};
 use catalog::{Catalog, Hash, Object, Store};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-/// Fetches courses, then lessons, then manifests the store lacks. Objects
-/// that came with the catalog (`prefetched`, from
+/// Fetches courses, then lessons, then manifests the store lacks: each
+/// round asks for what the pure plan ([`metadata_wanted`]) says is still
+/// missing, one level deeper than the round before. Objects that came with
+/// the catalog (`prefetched`, from
 /// [`Client::catalog_since`](super::client::Client::catalog_since)) are
 /// used first, so when they are all there this walk asks nothing; only the
 /// ones the walk reaches are kept, each checked against its hash.
@@ -19,37 +22,20 @@ pub(super) async fn fetch_metadata(
     report: &mut SyncReport,
 ) -> Result<(), SyncError> {
     let mut prefetched: HashMap<Hash, Vec<u8>> = prefetched.into_iter().collect();
-    let prefetched = &mut prefetched;
-    let course_hashes: Vec<Hash> = catalog.courses.values().map(|entry| entry.hash).collect();
-    fetch_objects(link, store, &course_hashes, prefetched, report).await?;
-    let mut lesson_hashes = Vec::new();
-    let mut manifest_hashes = Vec::new();
-    for hash in &course_hashes {
-        let course =
-            store
-                .require_object(hash)?
-                .into_course()
-                .map_err(|err| SyncError::BadObject {
-                    hash: *hash,
-                    reason: err.to_string(),
-                })?;
-        lesson_hashes.extend(course.lessons.iter().map(|l| l.hash));
-        manifest_hashes.extend(course.files.iter().map(|f| f.manifest));
+    // Course, lesson, manifest: three levels, then nothing is wanted.
+    for _level in 0..METADATA_LEVELS {
+        let wanted = metadata_wanted(catalog, &**store)?;
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        fetch_objects(link, store, &wanted, &mut prefetched, report).await?;
     }
-    fetch_objects(link, store, &lesson_hashes, prefetched, report).await?;
-    for hash in &lesson_hashes {
-        let lesson =
-            store
-                .require_object(hash)?
-                .into_lesson()
-                .map_err(|err| SyncError::BadObject {
-                    hash: *hash,
-                    reason: err.to_string(),
-                })?;
-        manifest_hashes.extend(lesson.files.iter().map(|f| f.manifest));
-    }
-    fetch_objects(link, store, &manifest_hashes, prefetched, report).await
+    Ok(())
 }
+
+/// Rounds of the metadata walk: courses, lessons, manifests, and the check
+/// that nothing more is wanted.
+const METADATA_LEVELS: usize = 4;
 
 pub(super) async fn fetch_objects(
     link: &mut Link,
@@ -85,10 +71,8 @@ pub(super) async fn fetch_objects(
     let mut verified = Vec::with_capacity(found.len());
     for (hash, bytes) in found {
         let bytes = bytes.ok_or(SyncError::MissingObject { hash })?;
-        Object::decode_verified(&hash, &bytes).map_err(|err| SyncError::BadObject {
-            hash,
-            reason: err.to_string(),
-        })?;
+        Object::decode_verified(&hash, &bytes)
+            .map_err(|source| SyncError::BadObject { hash, source })?;
         verified.push((hash, bytes));
     }
     report.objects_fetched += verified.len() as u64;

@@ -145,8 +145,13 @@ pub enum SyncError {
     Plan(#[from] PlanError),
     #[error(transparent)]
     Engine(#[from] engine::EngineStopped),
-    #[error("refused the origin's catalog: {0}; nothing was stored")]
-    BadCatalog(String),
+    #[error("refused {which}; nothing was stored")]
+    BadCatalog {
+        /// Which catalog: the one the origin offered, or the one held locally.
+        which: &'static str,
+        #[source]
+        source: catalog::sign::CatalogError,
+    },
     #[error(
         "refused the origin's catalog: its sequence {offered} is lower than the {held} this edge holds (a rollback); nothing was stored"
     )]
@@ -157,8 +162,12 @@ pub enum SyncError {
         "the origin does not hold object {hash} that its catalog names; ask the administrator to run `shanlu verify` on the origin"
     )]
     MissingObject { hash: Hash },
-    #[error("object {hash} from the origin was refused: {reason}")]
-    BadObject { hash: Hash, reason: String },
+    #[error("object {hash} from the origin was refused")]
+    BadObject {
+        hash: Hash,
+        #[source]
+        source: catalog::object::DecodeError,
+    },
     #[error(
         "another sync is already running on {path}; let it finish (this one stops without touching anything)"
     )]
@@ -170,6 +179,40 @@ pub enum SyncError {
     },
     #[error("gave up after {attempts} attempts to reach the origin: {last}")]
     Unreachable { attempts: u32, last: ClientError },
+}
+
+impl SyncError {
+    /// The catalog this edge holds no longer verifies.
+    pub fn held_catalog(source: catalog::sign::CatalogError) -> SyncError {
+        SyncError::BadCatalog {
+            which: "the catalog held locally",
+            source,
+        }
+    }
+
+    /// The catalog the origin offered does not decode or verify.
+    fn offered_catalog(source: catalog::sign::CatalogError) -> SyncError {
+        SyncError::BadCatalog {
+            which: "the origin's catalog",
+            source,
+        }
+    }
+}
+
+/// An error and every cause under it, as one line (`a: b: c`), for the
+/// sync report that the status page and `/api/v1/status` show.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut line = err.to_string();
+    let mut cause = err.source();
+    while let Some(next) = cause {
+        let text = next.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = next.source();
+    }
+    line
 }
 
 /// Runs one sync pass for the edge in `dir`. `progress` shows bytes fetched.
@@ -188,7 +231,7 @@ pub async fn sync_once(
     let result = run(&config, &store, progress, options, &mut report).await;
     report.finished_at = server::origin::now_secs();
     if let Err(err) = &result {
-        report.error = Some(err.to_string());
+        report.error = Some(error_chain(err));
         report.complete = false;
     }
     if let Ok(json) = serde_json::to_vec(&report) {
@@ -221,13 +264,10 @@ async fn run(
     );
 
     // 1. The catalog.
-    let held =
-        match store.signed_catalog()? {
-            Some(signed) => Some(signed.verify(&key).map_err(|err| {
-                SyncError::BadCatalog(format!("the catalog held locally: {err}"))
-            })?),
-            None => None,
-        };
+    let held = match store.signed_catalog()? {
+        Some(signed) => Some(signed.verify(&key).map_err(SyncError::held_catalog)?),
+        None => None,
+    };
     let held_sequence = held.as_ref().map(|c| c.sequence);
     // With the catalog come the metadata objects it adds (issue 12).
     let held_courses: Arc<Vec<Hash>> = Arc::new(
@@ -243,11 +283,8 @@ async fn run(
         .await?;
     let (catalog, new_signed) = match offered {
         Some(bytes) => {
-            let signed = SignedCatalog::decode(&bytes)
-                .map_err(|err| SyncError::BadCatalog(err.to_string()))?;
-            let catalog = signed
-                .verify(&key)
-                .map_err(|err| SyncError::BadCatalog(err.to_string()))?;
+            let signed = SignedCatalog::decode(&bytes).map_err(SyncError::offered_catalog)?;
+            let catalog = signed.verify(&key).map_err(SyncError::offered_catalog)?;
             if let Some(held) = held_sequence
                 && catalog.sequence < held
             {
@@ -391,5 +428,32 @@ fn lock(dir: &Path) -> Result<std::fs::File, SyncError> {
             path: dir.to_owned(),
         }),
         Err(std::fs::TryLockError::Error(cause)) => Err(SyncError::Lock { path, cause }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use catalog::sign::CatalogError;
+
+    /// Issue 12: a refused catalog keeps why as its `source()`, and the sync
+    /// report (what the status page shows) says the whole chain.
+    #[test]
+    fn issue_12_a_refused_catalog_keeps_its_cause_and_the_report_names_it() {
+        let err = SyncError::offered_catalog(CatalogError::BadSignature { key: "ab12".into() });
+        let source = std::error::Error::source(&err).expect("the cause is kept");
+        assert!(source.to_string().contains("does not verify"), "{source}");
+        assert_eq!(
+            error_chain(&err),
+            "refused the origin's catalog; nothing was stored: \
+             catalog signature does not verify against the pinned origin key ab12"
+        );
+        let held = SyncError::held_catalog(CatalogError::TrailingBytes { extra: 3 });
+        assert!(error_chain(&held).starts_with("refused the catalog held locally"));
+        assert!(
+            error_chain(&held).ends_with("3 bytes after its end"),
+            "{}",
+            error_chain(&held)
+        );
     }
 }
