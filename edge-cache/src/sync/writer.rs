@@ -138,21 +138,14 @@ pub(super) fn run(
                         Err(format!("its BLAKE3 or length differs from chunk {hash}"))
                     }
                 });
-                let (mut written, mut failed) = (Vec::new(), Vec::new());
-                let verdict = verdict.map(|data| {
-                    for blob in blobs {
-                        let Some(partial) = partials.get_mut(&blob) else {
-                            continue;
-                        };
-                        match partial.write_chunk_by_hash(&hash, &data) {
-                            Ok(_) => {
-                                dirty.insert(blob);
-                                written.push(blob);
-                            }
-                            Err(err) => failed.push((blob, err.to_string())),
-                        }
+                let (verdict, written, failed) = match verdict {
+                    Ok(data) => {
+                        let (written, failed) =
+                            write_to(&mut partials, &mut dirty, blobs, &hash, &data);
+                        (Ok(()), written, failed)
                     }
-                });
+                    Err(why) => (Err(why), Vec::new(), Vec::new()),
+                };
                 let _ = events.send(WriterEvent::Written {
                     hash,
                     request,
@@ -162,22 +155,15 @@ pub(super) fn run(
                 });
             }
             WriterCommand::Copy { hash, to } => {
-                let (mut written, mut failed) = (Vec::new(), Vec::new());
-                let verdict =
-                    written_chunk(store, partials.values().chain(&finishing), &hash).map(|data| {
-                        for blob in to {
-                            let Some(partial) = partials.get_mut(&blob) else {
-                                continue;
-                            };
-                            match partial.write_chunk_by_hash(&hash, &data) {
-                                Ok(_) => {
-                                    dirty.insert(blob);
-                                    written.push(blob);
-                                }
-                                Err(err) => failed.push((blob, err.to_string())),
-                            }
-                        }
-                    });
+                let copied = written_chunk(store, partials.values().chain(&finishing), &hash);
+                let (verdict, written, failed) = match copied {
+                    Ok(data) => {
+                        let (written, failed) =
+                            write_to(&mut partials, &mut dirty, to, &hash, &data);
+                        (Ok(()), written, failed)
+                    }
+                    Err(why) => (Err(why), Vec::new(), Vec::new()),
+                };
                 let _ = events.send(WriterEvent::Written {
                     hash,
                     request: super::engine::COPY,
@@ -228,6 +214,31 @@ pub(super) fn run(
 }
 
 /// The bytes of chunk `hash` as written to a file being assembled, or held;
+/// Writes verified chunk `hash` into each of `blobs` still open; says which
+/// took it and which failed (with why).
+fn write_to(
+    partials: &mut HashMap<Hash, PartialBlob<'_>>,
+    dirty: &mut HashSet<Hash>,
+    blobs: Vec<Hash>,
+    hash: &Hash,
+    data: &[u8],
+) -> (Vec<Hash>, Vec<(Hash, String)>) {
+    let (mut written, mut failed) = (Vec::new(), Vec::new());
+    for blob in blobs {
+        let Some(partial) = partials.get_mut(&blob) else {
+            continue;
+        };
+        match partial.write_chunk_by_hash(hash, data) {
+            Ok(_) => {
+                dirty.insert(blob);
+                written.push(blob);
+            }
+            Err(err) => failed.push((blob, err.to_string())),
+        }
+    }
+    (written, failed)
+}
+
 /// checked against the hash.
 fn written_chunk<'p, 's: 'p>(
     store: &Store,
