@@ -471,6 +471,21 @@ impl TestEdge {
     /// `shanlu edge run` with a sync interval of an hour, more arguments and
     /// environment variables (`TZ`, say).
     pub fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> RunningEdge {
+        self.spawn_run(args, env, std::process::Stdio::null())
+    }
+
+    /// `shanlu edge run` with its log (at `warn`, the default) written to `log`.
+    pub fn run_logged(&self, log: &std::path::Path) -> RunningEdge {
+        let log = std::fs::File::create(log).expect("log file");
+        self.spawn_run(&[], &[("RUST_LOG", "warn")], log.into())
+    }
+
+    fn spawn_run(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stderr: std::process::Stdio,
+    ) -> RunningEdge {
         use std::io::BufRead;
         let mut child = shanlu()
             .args([
@@ -486,7 +501,7 @@ impl TestEdge {
             .args(args)
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("spawn edge run");
         let stdout = child.stdout.take().expect("stdout");

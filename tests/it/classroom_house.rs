@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
-use shanlu_tests::{RunningEdge, TestEdge, TestOrigin, generated, header, http_request, shanlu};
+use shanlu_tests::{TestEdge, TestOrigin, generated, header, http_request};
 
 const VIDEO: usize = 700 * 1024;
 
@@ -154,29 +154,6 @@ fn a_connection_that_went_to_hyper_still_gets_sendfile_for_later_files_issue_12(
     );
 }
 
-/// `shanlu edge run` with its log (at `warn`, the default) written to `log`.
-fn run_logged(edge: &TestEdge, log: &Path) -> RunningEdge {
-    let mut child = shanlu()
-        .args(["edge", "run", "--data", &edge.data_str()])
-        .args(["--listen", "127.0.0.1:0", "--interval", "3600"])
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(log).expect("log file"))
-        .spawn()
-        .expect("spawn edge run");
-    let stdout = child.stdout.take().expect("stdout");
-    let line = std::io::BufReader::new(stdout)
-        .lines()
-        .next()
-        .expect("a line")
-        .expect("utf-8");
-    let addr = line
-        .strip_prefix("classroom: http://")
-        .and_then(|rest| rest.trim_end_matches('/').parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-    RunningEdge { child, addr }
-}
-
 /// Issue 12: a held file the store cannot open (here its folder in `blobs/`
 /// replaced by a file, as a failing disk or a stray script might leave it)
 /// is answered 500, by hash and by place, with a body that says what failed
@@ -187,7 +164,7 @@ fn run_logged(edge: &TestEdge, log: &Path) -> RunningEdge {
 fn a_held_file_the_store_cannot_open_is_a_500_with_its_cause_logged_issue_12() {
     let (_origin, _served, edge, video) = synced_edge();
     let log = edge.data().join("edge-run.log");
-    let running = run_logged(&edge, &log);
+    let running = edge.run_logged(&log);
     let (url, blake3) = video_of(running.addr);
     let by_hash = format!("/files/{blake3}");
     let (status, _, body) = http_request(running.addr, "GET", &by_hash, "");
