@@ -37,7 +37,7 @@ use redb::{ReadableDatabase, ReadableTableMetadata};
 pub use error::{StoreError, remedy};
 pub use import::{ImportBatch, ImportMode, Imported};
 pub use integrity::{FileIdentity, OpenedBlob, QuarantineReason, QuarantineRecord};
-pub use partial::PartialBlob;
+pub use partial::{PartialBlob, VerifiedChunk};
 pub use scrub::{ScrubProblem, ScrubReport};
 
 use crate::hash::Hash;

@@ -261,6 +261,29 @@ impl Store {
     }
 }
 
+/// A chunk's bytes whose BLAKE3 was checked once: files being assembled
+/// take it without hashing it again.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifiedChunk<'a> {
+    hash: Hash,
+    bytes: &'a [u8],
+}
+
+impl<'a> VerifiedChunk<'a> {
+    /// The bytes, if their BLAKE3 is `hash`.
+    pub fn check(hash: Hash, bytes: &'a [u8]) -> Option<VerifiedChunk<'a>> {
+        (Hash::of(bytes) == hash).then_some(VerifiedChunk { hash, bytes })
+    }
+
+    pub fn hash(&self) -> Hash {
+        self.hash
+    }
+
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+}
+
 impl PartialBlob<'_> {
     pub fn manifest(&self) -> &FileManifest {
         &self.manifest
@@ -357,6 +380,11 @@ impl PartialBlob<'_> {
                 actual_len: bytes.len(),
             });
         }
+        self.write_checked(index, bytes)
+    }
+
+    /// Writes chunk `index`, whose bytes were checked against its hash.
+    fn write_checked(&mut self, index: usize, bytes: &[u8]) -> Result<(), StoreError> {
         if self.is_present(index) {
             return Ok(());
         }
@@ -373,16 +401,17 @@ impl PartialBlob<'_> {
         Ok(())
     }
 
-    /// Writes the bytes to every chunk of the blob with this hash; returns how many.
-    pub fn write_chunk_by_hash(&mut self, hash: &Hash, bytes: &[u8]) -> Result<usize, StoreError> {
+    /// Writes a checked chunk to every place of the blob that has its hash
+    /// and lacks it (hashing it once, not once per file); returns how many.
+    pub fn write_verified(&mut self, chunk: &VerifiedChunk<'_>) -> Result<usize, StoreError> {
         if self.by_hash.is_empty() {
-            for (index, chunk) in self.manifest.chunks.iter().enumerate() {
-                self.by_hash.entry(chunk.hash).or_default().push(index);
+            for (index, entry) in self.manifest.chunks.iter().enumerate() {
+                self.by_hash.entry(entry.hash).or_default().push(index);
             }
         }
         let indices: Vec<usize> = self
             .by_hash
-            .get(hash)
+            .get(&chunk.hash)
             .map(|indices| {
                 indices
                     .iter()
@@ -392,7 +421,18 @@ impl PartialBlob<'_> {
             })
             .unwrap_or_default();
         for &index in &indices {
-            self.write_chunk(index, bytes)?;
+            let expected = self.manifest.chunks[index];
+            if chunk.bytes.len() != expected.len as usize {
+                return Err(StoreError::ChunkMismatch {
+                    blob: self.manifest.blob,
+                    index,
+                    expected: expected.hash,
+                    expected_len: expected.len,
+                    actual: chunk.hash,
+                    actual_len: chunk.bytes.len(),
+                });
+            }
+            self.write_checked(index, chunk.bytes)?;
         }
         Ok(indices.len())
     }
@@ -476,5 +516,46 @@ impl PartialBlob<'_> {
             table.remove(blob.as_bytes()).map_err(StoreError::index)?;
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod verified_tests {
+    use super::*;
+    use crate::chunker::ChunkingProfile;
+    use crate::object::{ChunkRef, Object};
+
+    /// A checked chunk is written to every place of the file that has its
+    /// hash, and bytes that are not the chunk never become one.
+    #[test]
+    fn a_verified_chunk_fills_every_place_with_its_hash_and_wrong_bytes_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path().join("store")).expect("store");
+        let (a, b) = (vec![7u8; 4096], vec![9u8; 1000]);
+        let data = [a.as_slice(), b.as_slice(), a.as_slice()].concat();
+        let chunk = |bytes: &[u8]| ChunkRef {
+            hash: Hash::of(bytes),
+            len: bytes.len() as u32,
+        };
+        let manifest = FileManifest {
+            size: data.len() as u64,
+            blob: Hash::of(&data),
+            media_type: "application/octet-stream".into(),
+            chunking: ChunkingProfile::DEFAULT,
+            chunks: vec![chunk(&a), chunk(&b), chunk(&a)],
+        };
+        let manifest_hash = Object::Manifest(manifest.clone()).hash();
+        let mut partial = store.partial(manifest_hash, manifest).expect("partial");
+
+        assert!(VerifiedChunk::check(Hash::of(&a), &b).is_none());
+        let checked = VerifiedChunk::check(Hash::of(&a), &a).expect("the bytes are the chunk");
+        assert_eq!(partial.write_verified(&checked).expect("write"), 2);
+        assert_eq!(partial.missing(), vec![1]);
+        // Written already: nothing is written twice.
+        assert_eq!(partial.write_verified(&checked).expect("write"), 0);
+        let other = VerifiedChunk::check(Hash::of(&b), &b).expect("the bytes are the chunk");
+        assert_eq!(partial.write_verified(&other).expect("write"), 1);
+        let blob = partial.finish().expect("every chunk is here");
+        assert_eq!(std::fs::read(store.blob_path(&blob)).expect("blob"), data);
     }
 }

@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use catalog::{FileManifest, Hash, Store};
+use server::codec::Encoding;
 use server::protocol::ChunkWant;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -36,7 +37,7 @@ use tracing::{debug, warn};
 
 use super::plan::FileJob;
 use super::source::{ChunkSource, Delivery, SourceError};
-use super::writer::{self, Opened, WriterCommand, WriterEvent};
+use super::writer::{self, ChunkWrite, Opened, WriterCommand, WriterEvent, WrittenChunk};
 
 /// Chunks asked for in one request.
 pub const CHUNKS_PER_REQUEST: usize = 64;
@@ -197,6 +198,7 @@ impl Engine {
             to_writer,
             deliveries,
             jobs: HashMap::new(),
+            holders: HashMap::new(),
             heap: BinaryHeap::new(),
             seq: 0,
             in_flight: HashMap::new(),
@@ -323,6 +325,8 @@ struct Job {
     lanes: Vec<(Priority, Arc<Lane>)>,
     /// Reader ranges asked for before the file was open.
     early: Vec<(Range<usize>, Arc<Lane>)>,
+    /// Chunks in the first [`HEAD_BYTES`] of the file.
+    head_chunks: usize,
     opened: bool,
     finishing: bool,
 }
@@ -334,6 +338,9 @@ impl Job {
             return;
         };
         first.send_modify(change);
+        if rest.is_empty() {
+            return;
+        }
         let now = first.borrow().clone();
         for watcher in rest {
             watcher.send_replace(now.clone());
@@ -352,20 +359,27 @@ impl Job {
     fn chunk_priority(&self, index: usize, priority: Priority) -> Priority {
         if priority == Priority::Prefetch
             && self.manifest.media_type.starts_with("video/")
-            && self.offset(index) < HEAD_BYTES
+            && index < self.head_chunks
         {
             Priority::PrefetchHead
         } else {
             priority
         }
     }
+}
 
-    fn offset(&self, index: usize) -> u64 {
-        self.manifest.chunks[..index]
-            .iter()
-            .map(|c| u64::from(c.len))
-            .sum()
-    }
+/// How many leading chunks of `manifest` start in its first [`HEAD_BYTES`].
+fn head_chunks(manifest: &FileManifest) -> usize {
+    let mut offset = 0u64;
+    manifest
+        .chunks
+        .iter()
+        .take_while(|chunk| {
+            let starts_in_head = offset < HEAD_BYTES;
+            offset += u64::from(chunk.len);
+            starts_in_head
+        })
+        .count()
 }
 
 struct InFlightRequest {
@@ -386,9 +400,10 @@ struct Asked {
 }
 
 enum Event {
+    /// What arrived of a request since the actor last looked (one or more).
     Delivered {
         request: u64,
-        delivery: Delivery,
+        deliveries: Vec<Delivery>,
     },
     Done {
         request: u64,
@@ -400,6 +415,9 @@ struct Actor {
     to_writer: mpsc::Sender<WriterCommand>,
     deliveries: mpsc::Sender<Event>,
     jobs: HashMap<Hash, Job>,
+    /// Chunk hash → the open files that contain it: what a chunk touches is
+    /// found without looking at every file.
+    holders: HashMap<Hash, Vec<Hash>>,
     heap: BinaryHeap<Entry>,
     seq: u64,
     /// Chunk hash → the request carrying it (or whose answer is being checked).
@@ -410,6 +428,35 @@ struct Actor {
     tries: HashMap<Hash, (u32, usize)>,
     /// Chunks on their way to the disk, checked there: where they came from.
     checking: HashMap<Hash, Asked>,
+}
+
+impl Actor {
+    /// Starts following `blob`, indexing its chunks.
+    fn insert_job(&mut self, blob: Hash, job: Job) {
+        for hash in job.by_hash.keys() {
+            self.holders.entry(*hash).or_default().push(blob);
+        }
+        self.jobs.insert(blob, job);
+    }
+
+    /// Stops following `blob`; its chunks leave the index.
+    fn remove_job(&mut self, blob: &Hash) -> Option<Job> {
+        let job = self.jobs.remove(blob)?;
+        for hash in job.by_hash.keys() {
+            if let Some(holders) = self.holders.get_mut(hash) {
+                holders.retain(|held| held != blob);
+                if holders.is_empty() {
+                    self.holders.remove(hash);
+                }
+            }
+        }
+        Some(job)
+    }
+
+    /// The open files containing chunk `hash`.
+    fn holders_of(&self, hash: &Hash) -> Vec<Hash> {
+        self.holders.get(hash).cloned().unwrap_or_default()
+    }
 }
 
 #[path = "engine_actor.rs"]

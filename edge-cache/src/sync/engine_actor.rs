@@ -8,7 +8,7 @@ impl Actor {
         mut self,
         mut commands: mpsc::Receiver<Command>,
         mut delivered: mpsc::Receiver<Event>,
-        mut from_writer: mpsc::UnboundedReceiver<WriterEvent>,
+        mut from_writer: mpsc::UnboundedReceiver<Vec<WriterEvent>>,
     ) {
         let mut tick = tokio::time::interval(FLUSH_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -19,7 +19,7 @@ impl Actor {
                     None => break,
                 },
                 Some(event) = delivered.recv() => self.event(event).await,
-                Some(event) = from_writer.recv() => self.writer_event(event).await,
+                Some(events) = from_writer.recv() => self.writer_events(events).await,
                 _ = tick.tick() => {
                     let _ = self.to_writer.send(WriterCommand::Tick).await;
                     self.sweep_stopped().await;
@@ -63,7 +63,8 @@ impl Actor {
                     manifest: manifest.clone(),
                     previous: job.previous.clone(),
                 };
-                self.jobs.insert(
+                let head_chunks = head_chunks(&manifest);
+                self.insert_job(
                     blob,
                     Job {
                         job: *job,
@@ -74,6 +75,7 @@ impl Actor {
                         by_hash,
                         lanes: vec![(priority, lane)],
                         early: Vec::new(),
+                        head_chunks,
                         opened: false,
                         finishing: false,
                     },
@@ -114,7 +116,7 @@ impl Actor {
             .map(|(blob, _)| *blob)
             .collect();
         for blob in idle {
-            if let Some(job) = self.jobs.remove(&blob) {
+            if let Some(job) = self.remove_job(&blob) {
                 debug!(file = %job.job.label, "put aside: nobody waits for it now");
                 job.publish(|state| state.outcome = Some(Outcome::Stopped));
                 let _ = self.to_writer.send(WriterCommand::Close { blob }).await;
@@ -233,8 +235,11 @@ impl Actor {
                 wants.push(want);
             }
             // Other files waiting on the same chunks wait on this request.
-            for job in self.jobs.values_mut() {
-                for want in &wants {
+            for want in &wants {
+                for blob in self.holders.get(&want.hash).into_iter().flatten() {
+                    let Some(job) = self.jobs.get_mut(blob) else {
+                        continue;
+                    };
                     for &i in job
                         .by_hash
                         .get(&want.hash)
@@ -259,12 +264,21 @@ impl Actor {
             );
             let events = self.deliveries.clone();
             tokio::spawn(async move {
-                let (sink, mut answers) = mpsc::channel(16);
+                let (sink, mut answers) = mpsc::channel(CHUNKS_PER_REQUEST);
+                // What arrived meanwhile goes to the actor together: one
+                // wake-up per batch, not per chunk.
                 let forward = {
                     let events = events.clone();
                     async move {
-                        while let Some(delivery) = answers.recv().await {
-                            let event = Event::Delivered { request, delivery };
+                        loop {
+                            let mut deliveries = Vec::new();
+                            if answers.recv_many(&mut deliveries, CHUNKS_PER_REQUEST).await == 0 {
+                                break;
+                            }
+                            let event = Event::Delivered {
+                                request,
+                                deliveries,
+                            };
                             if events.send(event).await.is_err() {
                                 break;
                             }
@@ -286,72 +300,46 @@ impl Actor {
 
     pub(super) async fn event(&mut self, event: Event) {
         match event {
-            Event::Delivered { request, delivery } => {
-                let Some(req) = self.requests.get_mut(&request) else {
-                    return;
-                };
-                match delivery {
-                    Delivery::Chunk {
-                        hash,
-                        encoding,
-                        bytes,
-                    } => {
-                        if !req.wants.contains(&hash) || !req.received.insert(hash) {
-                            return;
-                        }
-                        let lane = req.lane.clone();
-                        let asked = Asked {
-                            lane: lane.clone(),
-                            source: req.source,
-                            queued: req.queued.get(&hash).copied(),
-                        };
-                        self.checking.insert(hash, asked);
-                        lane.failures.store(0, Ordering::Relaxed);
-                        lane.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                        lane.chunks.fetch_add(1, Ordering::Relaxed);
-                        if let Some(counted) = &lane.counted {
-                            counted(bytes.len() as u64);
-                        }
-                        let (mut len, mut want, mut blobs) = (0, None, Vec::new());
-                        for (blob, job) in &self.jobs {
-                            if let Some(&index) = job.by_hash.get(&hash).and_then(|v| v.first())
-                                && job.opened
-                                && !job.finishing
-                            {
-                                len = job.manifest.chunks[index].len as usize;
-                                blobs.push(*blob);
-                                if want.is_none() {
-                                    want = job.wants.get(&index).cloned();
-                                }
-                            }
-                        }
-                        let want = want.unwrap_or(ChunkWant {
+            Event::Delivered {
+                request,
+                deliveries,
+            } => {
+                let mut writes = Vec::new();
+                for delivery in deliveries {
+                    match delivery {
+                        Delivery::Chunk {
                             hash,
-                            bases: Vec::new(),
-                        });
-                        let write = WriterCommand::Write {
-                            want,
                             encoding,
                             bytes,
-                            len,
-                            blobs,
-                            request,
-                        };
-                        let _ = self.to_writer.send(write).await;
-                    }
-                    Delivery::Missing { hash } => {
-                        if !req.wants.contains(&hash) || !req.received.insert(hash) {
-                            return;
+                        } => {
+                            if let Some(write) = self.delivered(request, hash, encoding, bytes) {
+                                writes.push(write);
+                            }
                         }
-                        let asked = Asked {
-                            lane: req.lane.clone(),
-                            source: req.source,
-                            queued: req.queued.get(&hash).copied(),
-                        };
-                        let name = asked.lane.sources[asked.source].name();
-                        self.refused(hash, asked, request, format!("{name} does not hold it"))
-                            .await;
+                        Delivery::Missing { hash } => {
+                            let Some(req) = self.requests.get_mut(&request) else {
+                                continue;
+                            };
+                            if !req.wants.contains(&hash) || !req.received.insert(hash) {
+                                continue;
+                            }
+                            let asked = Asked {
+                                lane: req.lane.clone(),
+                                source: req.source,
+                                queued: req.queued.get(&hash).copied(),
+                            };
+                            let name = asked.lane.sources[asked.source].name();
+                            let why = format!("{name} does not hold it");
+                            self.refused(hash, asked, request, why).await;
+                        }
                     }
+                }
+                if !writes.is_empty() {
+                    let write = WriterCommand::Write {
+                        request,
+                        chunks: writes,
+                    };
+                    let _ = self.to_writer.send(write).await;
                 }
             }
             Event::Done { request, result } => {
@@ -367,7 +355,10 @@ impl Actor {
                     if self.in_flight.get(hash) == Some(&request) {
                         self.in_flight.remove(hash);
                     }
-                    for (blob, job) in self.jobs.iter_mut() {
+                    for blob in self.holders.get(hash).into_iter().flatten() {
+                        let Some(job) = self.jobs.get_mut(blob) else {
+                            continue;
+                        };
                         for &i in job.by_hash.get(hash).map(Vec::as_slice).unwrap_or(&[]) {
                             if job.chunks[i] == ChunkState::InFlight {
                                 job.chunks[i] = ChunkState::Missing;
@@ -426,6 +417,62 @@ impl Actor {
         }
     }
 
+    /// A chunk of `request` arrived: counted for its lane and made ready for
+    /// the writer, for every open file that lacks it. `None` when it was not
+    /// asked for in that request, or already arrived.
+    fn delivered(
+        &mut self,
+        request: u64,
+        hash: Hash,
+        encoding: Encoding,
+        bytes: Vec<u8>,
+    ) -> Option<ChunkWrite> {
+        let req = self.requests.get_mut(&request)?;
+        if !req.wants.contains(&hash) || !req.received.insert(hash) {
+            return None;
+        }
+        let lane = req.lane.clone();
+        let asked = Asked {
+            lane: lane.clone(),
+            source: req.source,
+            queued: req.queued.get(&hash).copied(),
+        };
+        self.checking.insert(hash, asked);
+        lane.failures.store(0, Ordering::Relaxed);
+        lane.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        lane.chunks.fetch_add(1, Ordering::Relaxed);
+        if let Some(counted) = &lane.counted {
+            counted(bytes.len() as u64);
+        }
+        let (mut len, mut want, mut blobs) = (0, None, Vec::new());
+        for blob in self.holders.get(&hash).into_iter().flatten() {
+            let Some(job) = self.jobs.get(blob) else {
+                continue;
+            };
+            if let Some(&index) = job.by_hash.get(&hash).and_then(|v| v.first())
+                && job.opened
+                && !job.finishing
+            {
+                len = job.manifest.chunks[index].len as usize;
+                blobs.push(*blob);
+                if want.is_none() {
+                    want = job.wants.get(&index).cloned();
+                }
+            }
+        }
+        let want = want.unwrap_or(ChunkWant {
+            hash,
+            bases: Vec::new(),
+        });
+        Some(ChunkWrite {
+            want,
+            encoding,
+            bytes,
+            len,
+            blobs,
+        })
+    }
+
     /// Chunk `hash` was refused (bad bytes, or the source lacks it): never
     /// written; asked of the next source, or again, a few times.
     pub(super) async fn refused(&mut self, hash: Hash, asked: Asked, request: u64, reason: String) {
@@ -439,7 +486,10 @@ impl Actor {
             self.in_flight.remove(&hash);
         }
         let mut wanting = Vec::new();
-        for (blob, job) in self.jobs.iter_mut() {
+        for blob in self.holders_of(&hash) {
+            let Some(job) = self.jobs.get_mut(&blob) else {
+                continue;
+            };
             let mut wants_it = false;
             for &i in job.by_hash.get(&hash).map(Vec::as_slice).unwrap_or(&[]) {
                 if job.chunks[i] != ChunkState::Present {
@@ -448,7 +498,7 @@ impl Actor {
                 }
             }
             if wants_it {
-                wanting.push(*blob);
+                wanting.push(blob);
             }
         }
         if count >= MAX_CHUNK_TRIES {

@@ -323,3 +323,26 @@ fn issue_12_queue_order_reader_first_video_heads_before_the_rest() {
         ]
     );
 }
+
+/// The chunks starting in a video's first [`HEAD_BYTES`] are its head: the
+/// chunk that starts just before the mark is in it, the next one is not.
+#[test]
+fn issue_12_a_videos_head_is_the_chunks_starting_in_its_first_bytes() {
+    let chunk = |len: u32| ChunkRef {
+        hash: Hash::of(&len.to_le_bytes()),
+        len,
+    };
+    let mib = 1024 * 1024;
+    let manifest = |lens: &[u32]| FileManifest {
+        size: lens.iter().map(|&l| u64::from(l)).sum(),
+        blob: Hash::of(b"video"),
+        media_type: "video/mp4".into(),
+        chunking: ChunkingProfile::DEFAULT,
+        chunks: lens.iter().map(|&l| chunk(l)).collect(),
+    };
+    // Starts at 0, 1, 2, 3.5 (in the head), 4 and 5 MiB (not).
+    let lens = [mib, mib, 3 * mib / 2, mib / 2, mib, mib];
+    assert_eq!(head_chunks(&manifest(&lens)), 4);
+    assert_eq!(head_chunks(&manifest(&[])), 0);
+    assert_eq!(head_chunks(&manifest(&[64 * mib])), 1);
+}

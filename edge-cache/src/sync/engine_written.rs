@@ -4,7 +4,40 @@
 use super::*;
 
 impl Actor {
-    pub(super) async fn writer_event(&mut self, event: WriterEvent) {
+    /// What the writer did since it last said. Files' progress is told
+    /// once per batch (their watchers wake once, not once per chunk), and
+    /// always before anything else about them.
+    pub(super) async fn writer_events(&mut self, events: Vec<WriterEvent>) {
+        let mut arrived: HashMap<Hash, Vec<usize>> = HashMap::new();
+        for event in events {
+            if let WriterEvent::Written { request, chunks } = event {
+                for chunk in chunks {
+                    self.written(request, chunk, &mut arrived).await;
+                }
+            } else {
+                self.tell_arrived(&mut arrived).await;
+                self.writer_event(event).await;
+            }
+        }
+        self.tell_arrived(&mut arrived).await;
+    }
+
+    /// Tells watchers the chunks written to their files; finishes whole ones.
+    async fn tell_arrived(&mut self, arrived: &mut HashMap<Hash, Vec<usize>>) {
+        for (blob, indices) in arrived.drain() {
+            let Some(job) = self.jobs.get(&blob) else {
+                continue;
+            };
+            job.publish(|state| {
+                for &i in &indices {
+                    state.arrived[i] = true;
+                }
+            });
+            self.maybe_finish(blob).await;
+        }
+    }
+
+    async fn writer_event(&mut self, event: WriterEvent) {
         match event {
             WriterEvent::Opened { blob, result } => {
                 let opened = match result {
@@ -13,73 +46,15 @@ impl Actor {
                 };
                 self.opened(blob, opened).await;
             }
-            WriterEvent::Written {
-                hash,
-                request,
-                verdict,
-                written,
-                failed,
-            } => {
-                let asked = self.checking.remove(&hash);
-                if let Err(reason) = verdict {
-                    let Some(asked) = asked else {
-                        if self.in_flight.get(&hash) == Some(&request) {
-                            self.in_flight.remove(&hash);
-                        }
-                        return self.requeue_wanting(hash);
-                    };
-                    let name = asked.lane.sources[asked.source].name();
-                    return self
-                        .refused(hash, asked, request, format!("from {name}: {reason}"))
-                        .await;
+            WriterEvent::Written { request, chunks } => {
+                let mut arrived = HashMap::new();
+                for chunk in chunks {
+                    self.written(request, chunk, &mut arrived).await;
                 }
-                if self.in_flight.get(&hash) == Some(&request) {
-                    self.in_flight.remove(&hash);
-                }
-                self.tries.remove(&hash);
-                for (blob, why) in failed {
-                    self.fail(blob, JobError::Failed(why)).await;
-                }
-                for blob in written {
-                    let Some(job) = self.jobs.get_mut(&blob) else {
-                        continue;
-                    };
-                    let indices = job.by_hash.get(&hash).cloned().unwrap_or_default();
-                    for &i in &indices {
-                        job.chunks[i] = ChunkState::Present;
-                    }
-                    job.publish(|state| {
-                        for &i in &indices {
-                            state.arrived[i] = true;
-                        }
-                    });
-                    self.maybe_finish(blob).await;
-                }
-                // Files opened while the chunk was on its way to the disk
-                // get a copy of it there, not a second download.
-                let late: Vec<Hash> = self
-                    .jobs
-                    .iter()
-                    .filter(|(_, job)| job.opened && !job.finishing)
-                    .filter(|(_, job)| {
-                        job.by_hash.get(&hash).is_some_and(|indices| {
-                            indices
-                                .iter()
-                                .any(|&i| job.chunks[i] != ChunkState::Present)
-                        })
-                    })
-                    .map(|(blob, _)| *blob)
-                    .collect();
-                if !late.is_empty() && request != COPY {
-                    self.in_flight.insert(hash, COPY);
-                    let copy = WriterCommand::Copy { hash, to: late };
-                    let _ = self.to_writer.send(copy).await;
-                } else if !late.is_empty() {
-                    self.requeue_wanting(hash);
-                }
+                self.tell_arrived(&mut arrived).await;
             }
             WriterEvent::Finished { blob, result } => {
-                let Some(job) = self.jobs.remove(&blob) else {
+                let Some(job) = self.remove_job(&blob) else {
                     return;
                 };
                 let outcome = match result {
@@ -91,26 +66,102 @@ impl Actor {
         }
     }
 
+    /// One chunk the writer checked: refused (asked again), or written to
+    /// files (their indices added to `arrived`, told to watchers by the
+    /// caller); files opened meanwhile get a copy.
+    async fn written(
+        &mut self,
+        request: u64,
+        chunk: WrittenChunk,
+        arrived: &mut HashMap<Hash, Vec<usize>>,
+    ) {
+        let WrittenChunk {
+            hash,
+            verdict,
+            written,
+            failed,
+        } = chunk;
+        let asked = self.checking.remove(&hash);
+        if let Err(reason) = verdict {
+            let Some(asked) = asked else {
+                if self.in_flight.get(&hash) == Some(&request) {
+                    self.in_flight.remove(&hash);
+                }
+                return self.requeue_wanting(hash);
+            };
+            let name = asked.lane.sources[asked.source].name();
+            return self
+                .refused(hash, asked, request, format!("from {name}: {reason}"))
+                .await;
+        }
+        if self.in_flight.get(&hash) == Some(&request) {
+            self.in_flight.remove(&hash);
+        }
+        self.tries.remove(&hash);
+        for (blob, why) in failed {
+            self.fail(blob, JobError::Failed(why)).await;
+        }
+        for blob in written {
+            let Some(job) = self.jobs.get_mut(&blob) else {
+                continue;
+            };
+            let indices = job.by_hash.get(&hash).map(Vec::as_slice).unwrap_or(&[]);
+            for &i in indices {
+                job.chunks[i] = ChunkState::Present;
+            }
+            arrived.entry(blob).or_default().extend_from_slice(indices);
+        }
+        // Files opened while the chunk was on its way to the disk
+        // get a copy of it there, not a second download.
+        let late: Vec<Hash> = self
+            .holders
+            .get(&hash)
+            .into_iter()
+            .flatten()
+            .filter(|blob| {
+                self.jobs.get(*blob).is_some_and(|job| {
+                    job.opened
+                        && !job.finishing
+                        && job.by_hash.get(&hash).is_some_and(|indices| {
+                            indices
+                                .iter()
+                                .any(|&i| job.chunks[i] != ChunkState::Present)
+                        })
+                })
+            })
+            .copied()
+            .collect();
+        if !late.is_empty() && request != COPY {
+            self.in_flight.insert(hash, COPY);
+            let copy = WriterCommand::Copy { hash, to: late };
+            let _ = self.to_writer.send(copy).await;
+        } else if !late.is_empty() {
+            self.requeue_wanting(hash);
+        }
+    }
+
     /// Every open file still lacking chunk `hash` asks for it again.
     pub(super) fn requeue_wanting(&mut self, hash: Hash) {
-        let wanting: Vec<(Hash, usize)> = self
-            .jobs
-            .iter_mut()
-            .filter(|(_, job)| job.opened && !job.finishing)
-            .filter_map(|(blob, job)| {
-                let open: Vec<usize> = job
-                    .by_hash
-                    .get(&hash)?
-                    .iter()
-                    .copied()
-                    .filter(|&i| job.chunks[i] != ChunkState::Present)
-                    .collect();
-                for &i in &open {
-                    job.chunks[i] = ChunkState::Missing;
-                }
-                open.first().map(|&i| (*blob, i))
-            })
-            .collect();
+        let mut wanting: Vec<(Hash, usize)> = Vec::new();
+        for blob in self.holders.get(&hash).into_iter().flatten() {
+            let Some(job) = self.jobs.get_mut(blob) else {
+                continue;
+            };
+            if !job.opened || job.finishing {
+                continue;
+            }
+            let open: Vec<usize> = job.by_hash[&hash]
+                .iter()
+                .copied()
+                .filter(|&i| job.chunks[i] != ChunkState::Present)
+                .collect();
+            for &i in &open {
+                job.chunks[i] = ChunkState::Missing;
+            }
+            if let Some(&i) = open.first() {
+                wanting.push((*blob, i));
+            }
+        }
         for (blob, index) in wanting {
             if let Some((priority, lane)) = self.jobs.get(&blob).and_then(Job::best) {
                 self.queue(blob, &[index], priority, &lane);
@@ -124,7 +175,7 @@ impl Actor {
         };
         job.opened = true;
         if opened.held {
-            let Some(job) = self.jobs.remove(&blob) else {
+            let Some(job) = self.remove_job(&blob) else {
                 return;
             };
             job.publish(|state| {
@@ -164,10 +215,10 @@ impl Actor {
             if copies.contains(hash) || self.in_flight.contains_key(hash) {
                 continue;
             }
-            let elsewhere = self.jobs.iter().any(|(other, job)| {
+            let elsewhere = self.holders.get(hash).into_iter().flatten().any(|other| {
                 *other != blob
-                    && job.by_hash.get(hash).is_some_and(|indices| {
-                        indices
+                    && self.jobs.get(other).is_some_and(|job| {
+                        job.by_hash[hash]
                             .iter()
                             .any(|&i| job.chunks[i] == ChunkState::Present)
                     })
@@ -227,7 +278,7 @@ impl Actor {
     }
 
     pub(super) async fn fail(&mut self, blob: Hash, why: JobError) {
-        let Some(job) = self.jobs.remove(&blob) else {
+        let Some(job) = self.remove_job(&blob) else {
             return;
         };
         warn!(file = %job.job.label, blob = %blob, cause = %why, "could not fetch a file");

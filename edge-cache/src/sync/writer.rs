@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use catalog::store::{PartialBlob, StoreError};
+use catalog::store::{PartialBlob, StoreError, VerifiedChunk};
 use catalog::{FileManifest, Hash, Store};
 use server::codec::{self, Encoding};
 use server::protocol::ChunkWant;
@@ -22,6 +22,8 @@ use super::plan::{ChunkPlan, chunk_plan};
 
 /// Finished files committed together (one filesystem sync, one index commit).
 const FINISH_BATCH: usize = 64;
+/// Most events told to the engine at once.
+const EVENTS_PER_SEND: usize = 64;
 
 pub(super) enum WriterCommand {
     /// Open (or resume) the partial blob; copy chunks held elsewhere.
@@ -30,14 +32,12 @@ pub(super) enum WriterCommand {
         manifest: Arc<FileManifest>,
         previous: Option<FileManifest>,
     },
-    /// A chunk as it travelled; written to each of `blobs` that lacks it.
+    /// Chunks of one request as they travelled, each written to the files
+    /// that lack it. One command and one [`WriterEvent::Written`] per batch:
+    /// the engine and this thread wake once per batch, not per chunk.
     Write {
-        want: ChunkWant,
-        encoding: Encoding,
-        bytes: Vec<u8>,
-        len: usize,
-        blobs: Vec<Hash>,
         request: u64,
+        chunks: Vec<ChunkWrite>,
     },
     /// Copy a chunk already written to another file being assembled (or
     /// held) into `to`; answered as a [`WriterEvent::Written`] of request
@@ -51,6 +51,26 @@ pub(super) enum WriterCommand {
     Tick,
 }
 
+/// A chunk as it travelled; written to each of `blobs` that lacks it.
+pub(super) struct ChunkWrite {
+    pub(super) want: ChunkWant,
+    pub(super) encoding: Encoding,
+    pub(super) bytes: Vec<u8>,
+    pub(super) len: usize,
+    pub(super) blobs: Vec<Hash>,
+}
+
+/// What became of one chunk of a [`WriterCommand::Write`] or a copy.
+pub(super) struct WrittenChunk {
+    pub(super) hash: Hash,
+    /// `Err`: the chunk was refused (did not decode, or its BLAKE3 differs).
+    pub(super) verdict: Result<(), String>,
+    /// Blobs the chunk was written to.
+    pub(super) written: Vec<Hash>,
+    /// Blobs that could not take it (a store error), and why.
+    pub(super) failed: Vec<(Hash, String)>,
+}
+
 /// What the writer tells the engine.
 pub(super) enum WriterEvent {
     Opened {
@@ -58,14 +78,8 @@ pub(super) enum WriterEvent {
         result: Result<Opened, String>,
     },
     Written {
-        hash: Hash,
         request: u64,
-        /// `Err`: the chunk was refused (did not decode, or its BLAKE3 differs).
-        verdict: Result<(), String>,
-        /// Blobs the chunk was written to.
-        written: Vec<Hash>,
-        /// Blobs that could not take it (a store error), and why.
-        failed: Vec<(Hash, String)>,
+        chunks: Vec<WrittenChunk>,
     },
     Finished {
         blob: Hash,
@@ -86,17 +100,26 @@ pub(super) struct Opened {
 pub(super) fn run(
     store: Arc<Store>,
     mut inbox: mpsc::Receiver<WriterCommand>,
-    events: mpsc::UnboundedSender<WriterEvent>,
+    events: mpsc::UnboundedSender<Vec<WriterEvent>>,
 ) {
     let store = &*store;
+    // What happened since the engine was last told: sent when no command is
+    // waiting (or every [`EVENTS_PER_SEND`]), so the engine wakes per batch.
+    let mut out: Vec<WriterEvent> = Vec::new();
     let mut partials: HashMap<Hash, PartialBlob<'_>> = HashMap::new();
     let mut dirty: HashSet<Hash> = HashSet::new();
     let mut finishing: Vec<PartialBlob<'_>> = Vec::new();
     loop {
+        if out.len() >= EVENTS_PER_SEND {
+            let _ = events.send(std::mem::take(&mut out));
+        }
         let command = match inbox.try_recv() {
             Ok(command) => command,
             Err(mpsc::error::TryRecvError::Empty) => {
-                finish(store, &mut finishing, &events);
+                finish(store, &mut finishing, &mut out);
+                if !out.is_empty() {
+                    let _ = events.send(std::mem::take(&mut out));
+                }
                 match inbox.blocking_recv() {
                     Some(command) => command,
                     None => break,
@@ -120,56 +143,43 @@ pub(super) fn run(
                         opened
                     })
                     .map_err(|err| err.to_string());
-                let _ = events.send(WriterEvent::Opened { blob, result });
+                out.push(WriterEvent::Opened { blob, result });
             }
-            WriterCommand::Write {
-                want,
-                encoding,
-                bytes,
-                len,
-                blobs,
-                request,
-            } => {
-                let hash = want.hash;
-                let verdict = decode_chunk(store, &want, encoding, bytes, len).and_then(|data| {
-                    if data.len() == len && Hash::of(&data) == hash {
-                        Ok(data)
-                    } else {
-                        Err(format!("its BLAKE3 or length differs from chunk {hash}"))
-                    }
-                });
-                let (verdict, written, failed) = match verdict {
-                    Ok(data) => {
-                        let (written, failed) =
-                            write_to(&mut partials, &mut dirty, blobs, &hash, &data);
-                        (Ok(()), written, failed)
-                    }
-                    Err(why) => (Err(why), Vec::new(), Vec::new()),
-                };
-                let _ = events.send(WriterEvent::Written {
-                    hash,
-                    request,
-                    verdict,
-                    written,
-                    failed,
-                });
+            WriterCommand::Write { request, chunks } => {
+                let chunks = chunks
+                    .into_iter()
+                    .map(|chunk| write_fetched(store, &mut partials, &mut dirty, chunk))
+                    .collect();
+                out.push(WriterEvent::Written { request, chunks });
             }
             WriterCommand::Copy { hash, to } => {
+                // `written_chunk` hands back bytes it found under this hash;
+                // they are checked (once) before any file takes them.
                 let copied = written_chunk(store, partials.values().chain(&finishing), &hash);
-                let (verdict, written, failed) = match copied {
-                    Ok(data) => {
-                        let (written, failed) =
-                            write_to(&mut partials, &mut dirty, to, &hash, &data);
+                let (verdict, written, failed) = match copied
+                    .as_deref()
+                    .map(|data| VerifiedChunk::check(hash, data))
+                {
+                    Ok(Some(chunk)) => {
+                        let (written, failed) = write_to(&mut partials, &mut dirty, to, &chunk);
                         (Ok(()), written, failed)
                     }
-                    Err(why) => (Err(why), Vec::new(), Vec::new()),
+                    Ok(None) => (
+                        Err(format!("chunk {hash} changed on disk before it was copied")),
+                        Vec::new(),
+                        Vec::new(),
+                    ),
+                    Err(why) => (Err(why.clone()), Vec::new(), Vec::new()),
                 };
-                let _ = events.send(WriterEvent::Written {
+                let chunk = WrittenChunk {
                     hash,
-                    request: super::engine::COPY,
                     verdict,
                     written,
                     failed,
+                };
+                out.push(WriterEvent::Written {
+                    request: super::engine::COPY,
+                    chunks: vec![chunk],
                 });
             }
             WriterCommand::Finish { blob } => {
@@ -177,10 +187,10 @@ pub(super) fn run(
                     dirty.remove(&blob);
                     finishing.push(partial);
                     if finishing.len() >= FINISH_BATCH {
-                        finish(store, &mut finishing, &events);
+                        finish(store, &mut finishing, &mut out);
                     }
                 } else {
-                    let _ = events.send(WriterEvent::Finished {
+                    out.push(WriterEvent::Finished {
                         blob,
                         result: Err(format!("no partial file open for {blob}")),
                     });
@@ -205,7 +215,8 @@ pub(super) fn run(
             }
         }
     }
-    finish(store, &mut finishing, &events);
+    finish(store, &mut finishing, &mut out);
+    let _ = events.send(out);
     for (blob, mut partial) in partials {
         if let Err(err) = partial.flush() {
             warn!(%blob, cause = %err, "recording a partial file's progress failed");
@@ -213,22 +224,61 @@ pub(super) fn run(
     }
 }
 
-/// The bytes of chunk `hash` as written to a file being assembled, or held;
+/// Decodes and checks one fetched chunk, then writes it to the files that
+/// want it; a chunk that does not decode or whose BLAKE3 differs is refused.
+fn write_fetched(
+    store: &Store,
+    partials: &mut HashMap<Hash, PartialBlob<'_>>,
+    dirty: &mut HashSet<Hash>,
+    chunk: ChunkWrite,
+) -> WrittenChunk {
+    let ChunkWrite {
+        want,
+        encoding,
+        bytes,
+        len,
+        blobs,
+    } = chunk;
+    let hash = want.hash;
+    let data = decode_chunk(store, &want, encoding, bytes, len);
+    let verified = data.as_ref().map_err(Clone::clone).and_then(|data| {
+        VerifiedChunk::check(hash, data)
+            .filter(|_| data.len() == len)
+            .ok_or_else(|| format!("its BLAKE3 or length differs from chunk {hash}"))
+    });
+    match verified {
+        Ok(chunk) => {
+            let (written, failed) = write_to(partials, dirty, blobs, &chunk);
+            WrittenChunk {
+                hash,
+                verdict: Ok(()),
+                written,
+                failed,
+            }
+        }
+        Err(why) => WrittenChunk {
+            hash,
+            verdict: Err(why),
+            written: Vec::new(),
+            failed: Vec::new(),
+        },
+    }
+}
+
 /// Writes verified chunk `hash` into each of `blobs` still open; says which
 /// took it and which failed (with why).
 fn write_to(
     partials: &mut HashMap<Hash, PartialBlob<'_>>,
     dirty: &mut HashSet<Hash>,
     blobs: Vec<Hash>,
-    hash: &Hash,
-    data: &[u8],
+    chunk: &VerifiedChunk<'_>,
 ) -> (Vec<Hash>, Vec<(Hash, String)>) {
     let (mut written, mut failed) = (Vec::new(), Vec::new());
     for blob in blobs {
         let Some(partial) = partials.get_mut(&blob) else {
             continue;
         };
-        match partial.write_chunk_by_hash(hash, data) {
+        match partial.write_verified(chunk) {
             Ok(_) => {
                 dirty.insert(blob);
                 written.push(blob);
@@ -239,6 +289,7 @@ fn write_to(
     (written, failed)
 }
 
+/// The bytes of chunk `hash` as written to a file being assembled, or held;
 /// checked against the hash.
 fn written_chunk<'p, 's: 'p>(
     store: &Store,
@@ -312,11 +363,7 @@ fn open<'s>(
     ))
 }
 
-fn finish<'s>(
-    store: &'s Store,
-    finishing: &mut Vec<PartialBlob<'s>>,
-    events: &mpsc::UnboundedSender<WriterEvent>,
-) {
+fn finish<'s>(store: &'s Store, finishing: &mut Vec<PartialBlob<'s>>, out: &mut Vec<WriterEvent>) {
     if finishing.is_empty() {
         return;
     }
@@ -325,13 +372,13 @@ fn finish<'s>(
         Ok(results) => {
             for (blob, result) in blobs.into_iter().zip(results) {
                 let result = result.map(|_| ()).map_err(|err| err.to_string());
-                let _ = events.send(WriterEvent::Finished { blob, result });
+                out.push(WriterEvent::Finished { blob, result });
             }
         }
         Err(err) => {
             for blob in blobs {
                 let result = Err(format!("storing the file failed: {err}"));
-                let _ = events.send(WriterEvent::Finished { blob, result });
+                out.push(WriterEvent::Finished { blob, result });
             }
         }
     }
