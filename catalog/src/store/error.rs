@@ -91,6 +91,12 @@ pub enum StoreError {
         "manifest for blob {blob} is inconsistent: chunk lengths do not add up to {size} bytes"
     )]
     BadManifest { blob: Hash, size: u64 },
+    /// Another process using the same data folder is assembling this file.
+    #[error(
+        "file {blob} is being fetched by another shanlu process using this data folder ({path}); \
+         it is left to that one and taken up by a later pass if still missing"
+    )]
+    PartialBusy { blob: Hash, path: PathBuf },
 }
 
 impl StoreError {

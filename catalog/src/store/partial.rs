@@ -216,6 +216,28 @@ impl Store {
         }
         let path = self.partial_path(&manifest.blob);
         let count = manifest.chunks.len();
+        let existed = path.is_file();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|source| StoreError::io("opening", &path, source))?;
+        // One writer per partial file, across processes (`edge run` and a
+        // manual `edge sync` on one data folder): held until it is closed.
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::PartialBusy {
+                    blob: manifest.blob,
+                    path,
+                });
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(StoreError::io("locking", &path, source));
+            }
+        }
         let mut have = vec![false; count];
         let record = {
             let txn = self.read()?;
@@ -230,19 +252,12 @@ impl Store {
             .filter(|bytes| {
                 bytes.len() == 32 + count.div_ceil(8) && bytes[..32] == manifest_hash.as_bytes()[..]
             })
-            .filter(|_| path.is_file());
+            .filter(|_| existed);
         if let Some(bytes) = resumable {
             for (index, present) in have.iter_mut().enumerate() {
                 *present = bytes[32 + index / 8] & (1 << (index % 8)) != 0;
             }
         }
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|source| StoreError::io("opening", &path, source))?;
         file.set_len(manifest.size)
             .map_err(|source| StoreError::io("sizing", &path, source))?;
         let offsets = manifest.chunk_offsets().map(|(offset, _)| offset).collect();
@@ -557,5 +572,44 @@ mod verified_tests {
         assert_eq!(partial.write_verified(&other).expect("write"), 1);
         let blob = partial.finish().expect("every chunk is here");
         assert_eq!(std::fs::read(store.blob_path(&blob)).expect("blob"), data);
+    }
+
+    /// Two writers of one partial file (`edge run` and a manual `edge sync`
+    /// on one data folder): the second is told the file is busy, and once
+    /// the first lets go it resumes from what the first recorded.
+    #[test]
+    fn a_partial_file_has_one_writer_at_a_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path().join("store")).expect("store");
+        let (a, b) = (vec![1u8; 3000], vec![2u8; 5000]);
+        let data = [a.as_slice(), b.as_slice()].concat();
+        let manifest = FileManifest {
+            size: data.len() as u64,
+            blob: Hash::of(&data),
+            media_type: "text/plain".into(),
+            chunking: ChunkingProfile::DEFAULT,
+            chunks: [&a, &b]
+                .iter()
+                .map(|bytes| ChunkRef {
+                    hash: Hash::of(bytes),
+                    len: bytes.len() as u32,
+                })
+                .collect(),
+        };
+        let manifest_hash = Object::Manifest(manifest.clone()).hash();
+        let mut first = store
+            .partial(manifest_hash, manifest.clone())
+            .expect("first writer");
+        first.write_chunk(0, &a).expect("write");
+        first.flush().expect("flush");
+        let err = store
+            .partial(manifest_hash, manifest.clone())
+            .err()
+            .expect("a second writer is refused");
+        assert!(matches!(err, StoreError::PartialBusy { .. }), "{err}");
+        assert!(err.to_string().contains("another shanlu process"), "{err}");
+        drop(first);
+        let second = store.partial(manifest_hash, manifest).expect("free again");
+        assert_eq!(second.missing(), vec![1]);
     }
 }

@@ -346,11 +346,12 @@ fn open<'s>(
     let present = partial.present();
     // Chunks held elsewhere were copied just now: the rest is fetched.
     let plan = chunk_plan(manifest, &present, |_| false, previous);
+    // Readers get a handle of their own (not a clone of the writer's, which
+    // carries its lock): a file put aside is free for the next writer even
+    // while a reader still holds this one.
     let path = store.root().join("partial").join(manifest.blob.to_string());
-    let file = partial
-        .file()
-        .try_clone()
-        .map_err(|source| StoreError::io("opening", &path, source))?;
+    let file =
+        std::fs::File::open(&path).map_err(|source| StoreError::io("opening", &path, source))?;
     Ok((
         Opened {
             held: false,
