@@ -5,15 +5,14 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use serde_with::{DeserializeFromStr, SerializeDisplay};
 
 use super::ConfigError;
 
 /// Where the origin listens for QUIC: `quic://HOST:PORT`, checked when read.
 /// Resolved (without blocking the runtime) each time a connection is made,
 /// so a name that moves to another address is followed.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, SerializeDisplay, DeserializeFromStr)]
 pub struct OriginAddr {
     /// A name, an IPv4 address or a bracketed IPv6 address.
     host: String,
@@ -85,20 +84,6 @@ impl FromStr for OriginAddr {
     }
 }
 
-impl TryFrom<String> for OriginAddr {
-    type Error = FieldError;
-
-    fn try_from(text: String) -> Result<OriginAddr, FieldError> {
-        text.parse()
-    }
-}
-
-impl From<OriginAddr> for String {
-    fn from(addr: OriginAddr) -> String {
-        addr.to_string()
-    }
-}
-
 impl fmt::Display for OriginAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "quic://{}:{}", self.host, self.port)
@@ -108,8 +93,7 @@ impl fmt::Display for OriginAddr {
 /// The SHA-256 fingerprint of the origin's TLS certificate, which the edge
 /// pins: written as 64 lowercase hex digits (`sha256:` and colons are
 /// accepted when read).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, SerializeDisplay, DeserializeFromStr)]
 pub struct CertPin([u8; 32]);
 
 impl CertPin {
@@ -129,20 +113,6 @@ impl FromStr for CertPin {
         let mut bytes = [0u8; 32];
         hex::decode_to_slice(hex_text, &mut bytes).map_err(|_| bad())?;
         Ok(CertPin(bytes))
-    }
-}
-
-impl TryFrom<String> for CertPin {
-    type Error = FieldError;
-
-    fn try_from(text: String) -> Result<CertPin, FieldError> {
-        text.parse()
-    }
-}
-
-impl From<CertPin> for String {
-    fn from(pin: CertPin) -> String {
-        pin.to_string()
     }
 }
 

@@ -18,13 +18,12 @@ use std::time::Duration;
 
 use jiff::Zoned;
 use jiff::civil::{Date, DateTime};
-use serde::{Deserialize, Serialize};
+use serde_with::{DeserializeFromStr, SerializeDisplay};
 
 const DAY: u16 = 24 * 60;
 
 /// One daily window, in minutes since midnight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, SerializeDisplay, DeserializeFromStr)]
 pub struct Window {
     start: u16,
     end: u16,
@@ -101,20 +100,6 @@ impl fmt::Display for Window {
             self.end / 60,
             self.end % 60
         )
-    }
-}
-
-impl TryFrom<String> for Window {
-    type Error = WindowError;
-
-    fn try_from(text: String) -> Result<Window, WindowError> {
-        text.parse()
-    }
-}
-
-impl From<Window> for String {
-    fn from(window: Window) -> String {
-        window.to_string()
     }
 }
 

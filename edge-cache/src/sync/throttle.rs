@@ -20,13 +20,12 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use serde_with::{DeserializeFromStr, SerializeDisplay};
 
 pub use server::pace::{MAX_BURST, MIN_RATE, TokenBucket};
 
 /// A bandwidth cap in bytes per second.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, SerializeDisplay, DeserializeFromStr)]
 pub struct Rate {
     bytes_per_second: u64,
 }
@@ -185,20 +184,6 @@ impl fmt::Display for Rate {
             }
         }
         write!(f, "{}B", self.bytes_per_second)
-    }
-}
-
-impl TryFrom<String> for Rate {
-    type Error = RateError;
-
-    fn try_from(text: String) -> Result<Rate, RateError> {
-        text.parse()
-    }
-}
-
-impl From<Rate> for String {
-    fn from(rate: Rate) -> String {
-        rate.to_string()
     }
 }
 
