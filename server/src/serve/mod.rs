@@ -22,12 +22,12 @@ use tracing::{Instrument, debug, info, info_span};
 mod answers;
 mod connection;
 
-pub use answers::answer;
-pub use crate::since::current_catalog;
 use crate::protocol;
+pub use crate::since::current_catalog;
 use crate::tls::TlsIdentity;
 use crate::tokens::EdgeTokens;
 use crate::transport::Congestion;
+pub use answers::answer;
 
 /// Connections served at once; more wait in the accept queue.
 const MAX_CONNECTIONS: usize = 1024;
