@@ -19,13 +19,15 @@
 //! - [`import`]: storing whole files (publishing) with chunk accounting.
 //! - [`partial`]: assembling a blob from chunks in any order, resumably.
 //! - [`scrub`]: re-hashing blobs and objects.
-//! - [`integrity`]: file identities checked before serving, and quarantine.
+//! - [`integrity`]: file identities checked before serving.
+//! - [`quarantine`]: taking a blob found bad or gone out of service, and finishing that after a crash.
 
 mod error;
 mod import;
 mod index;
 mod integrity;
 mod partial;
+mod quarantine;
 mod scrub;
 mod syncer;
 
@@ -36,8 +38,9 @@ use redb::{ReadableDatabase, ReadableTableMetadata};
 
 pub use error::{StoreError, remedy};
 pub use import::{ImportBatch, ImportMode, Imported};
-pub use integrity::{FileIdentity, OpenedBlob, QuarantineReason, QuarantineRecord};
+pub use integrity::{FileIdentity, OpenedBlob};
 pub use partial::PartialBlob;
+pub use quarantine::{QuarantineReason, QuarantineRecord};
 pub use scrub::{ScrubProblem, ScrubReport};
 
 use crate::hash::Hash;

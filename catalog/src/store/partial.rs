@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
 
 use super::index::{self, PARTIALS};
-use super::integrity::{FileIdentity, QuarantineReason};
+use super::integrity::FileIdentity;
+use super::quarantine::QuarantineReason;
 use super::{BlobInfo, Store, StoreError};
 use crate::hash::{Hash, Hasher};
 use crate::object::FileManifest;
