@@ -17,11 +17,13 @@
 //!
 //! - [`index`]: the redb tables and their encodings.
 //! - [`import`]: storing whole files (publishing) with chunk accounting.
+//! - [`batch`]: a publish's work gathered, then committed in one index transaction.
 //! - [`partial`]: assembling a blob from chunks in any order, resumably.
 //! - [`scrub`]: re-hashing blobs and objects.
 //! - [`integrity`]: file identities checked before serving.
 //! - [`quarantine`]: taking a blob found bad or gone out of service, and finishing that after a crash.
 
+mod batch;
 mod error;
 mod import;
 mod index;
@@ -36,8 +38,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::{ReadableDatabase, ReadableTableMetadata};
 
+pub use batch::ImportBatch;
 pub use error::{StoreError, remedy};
-pub use import::{ImportBatch, ImportMode, Imported};
+pub use import::{ImportMode, Imported};
 pub use integrity::{FileIdentity, OpenedBlob};
 pub use partial::PartialBlob;
 pub use quarantine::{QuarantineReason, QuarantineRecord};
