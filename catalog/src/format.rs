@@ -1,4 +1,17 @@
-//! Sizes and times for people.
+//! Sizes, times and error chains for people.
+
+/// `err` and its causes, outermost first, as `{err:#}` prints them with
+/// anyhow: for logs and for messages sent to another machine.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut next = err.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
+}
 
 /// 1536 → "1.5 KiB".
 pub fn bytes(n: u64) -> String {

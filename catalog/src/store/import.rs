@@ -339,7 +339,7 @@ impl Store {
                 .unwrap_or_else(|_| Err(std::io::Error::other("the chunking thread panicked")));
             let hashed = hasher
                 .join()
-                .map_err(|_| StoreError::Index("the hashing thread panicked".into()));
+                .map_err(|_| StoreError::stopped("the hashing thread of an import", None));
             read_result.map_err(|cause| StoreError::io("reading", path, cause))?;
             write_result?;
             let (blob, chunks) = hashed?;

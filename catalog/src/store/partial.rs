@@ -436,8 +436,9 @@ impl PartialBlob<'_> {
     pub fn finish(self) -> Result<Hash, StoreError> {
         let store = self.store;
         let mut results = store.finish_partials(vec![self])?;
-        results.pop().unwrap_or(Err(StoreError::Index(
-            "no result for a finished blob".into(),
+        results.pop().unwrap_or(Err(StoreError::stopped(
+            "finishing a blob (it gave no result)",
+            None,
         )))
     }
 

@@ -403,9 +403,10 @@ async fn missing_blobs(store: &Arc<Store>, blobs: &[Hash]) -> Result<Missing, Sy
     })
     .await
     .map_err(|err| {
-        SyncError::Store(StoreError::Index(format!(
-            "checking which files are held stopped: {err}"
-        )))
+        SyncError::Store(StoreError::stopped(
+            "checking which files are held",
+            Some(Box::new(err)),
+        ))
     })?
 }
 

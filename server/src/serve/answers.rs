@@ -10,6 +10,7 @@ use tracing::{info, warn};
 use super::{State, current_catalog};
 use crate::pace::TokenBucket;
 use crate::protocol::{self, FrameError, Request, Response};
+use crate::since::CatalogReadError;
 
 /// Writes the answers to one request (not a hello) to `send`, over QUIC or
 /// in an HTTP body, each paid for from `pace` first when the edge asked for
@@ -44,10 +45,14 @@ pub async fn answer(
             let signed =
                 tokio::task::spawn_blocking(move || current_catalog(&state.store, have_sequence))
                     .await
-                    .unwrap_or_else(|_| Err("the catalog reader panicked".into()));
+                    .unwrap_or_else(|err| Err(CatalogReadError::Stopped(err)));
             let response = match signed {
                 Ok(signed) => Response::Catalog { signed },
-                Err(message) => Response::Error { message },
+                Err(err) => {
+                    let message = catalog::format::error_chain(&err);
+                    warn!(cause = %message, "cannot answer a catalog request");
+                    Response::Error { message }
+                }
             };
             protocol::write_frame(send, &response).await?;
         }

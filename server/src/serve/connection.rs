@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use catalog::format::error_chain;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -14,9 +15,9 @@ use crate::protocol::{self, FrameError, Request, Response};
 /// Why a connection was closed early.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum ConnectionError {
-    #[error("handshake: {0}")]
+    #[error("the QUIC connection failed")]
     Handshake(#[from] quinn::ConnectionError),
-    #[error("{0}")]
+    #[error(transparent)]
     Frame(#[from] FrameError),
     #[error("no hello within {HELLO_TIMEOUT:?}")]
     HelloTimeout,
@@ -49,7 +50,7 @@ pub(super) async fn handle_connection(
         Ok(Some(request)) => request,
         Ok(None) => return Err(ConnectionError::NoHello),
         Err(err) => {
-            warn!(%remote, cause = %err, "malformed hello; closing the connection");
+            warn!(%remote, cause = %error_chain(&err), "malformed hello; closing the connection");
             connection.close(
                 quinn::VarInt::from_u32(protocol::CLOSE_PROTOCOL),
                 b"malformed frame",
@@ -164,10 +165,10 @@ pub(super) async fn handle_connection(
                     Err(
                         err @ (FrameError::Write(_) | FrameError::Read(_) | FrameError::Truncated),
                     ) => {
-                        debug!(cause = %err, "the edge abandoned a request");
+                        debug!(cause = %error_chain(&err), "the edge abandoned a request");
                     }
                     Err(err) => {
-                        warn!(cause = %err, "bad request; closing the connection");
+                        warn!(cause = %error_chain(&err), "bad request; closing the connection");
                         connection.close(
                             quinn::VarInt::from_u32(protocol::CLOSE_PROTOCOL),
                             b"malformed request",

@@ -131,7 +131,7 @@ pub async fn bind(dir: &Path, listen: &Listen) -> Result<Bound, ServeError> {
     let identity = TlsIdentity::load_or_create(dir)?;
     let store = Store::open_existing(dir.join("store"))?;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(identity.server_config()?)
-        .map_err(|err| crate::tls::TlsError::Config(err.to_string()))?;
+        .map_err(crate::tls::TlsError::Quic)?;
     let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server_config.transport_config(crate::transport::transport_config_with(congestion));
     // The stateless-reset key is derived from the certificate key, so an origin
@@ -259,7 +259,7 @@ impl Bound {
             tracker.spawn(
                 async move {
                     if let Err(err) = connection::handle_connection(incoming, config, state).await {
-                        debug!(cause = %err, "connection ended");
+                        debug!(cause = %catalog::format::error_chain(&err), "connection ended");
                     }
                     drop(permit);
                 }
