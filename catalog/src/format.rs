@@ -1,16 +1,21 @@
 //! Sizes, times and error chains for people.
 
-/// `err` and its causes, outermost first, as `{err:#}` prints them with
-/// anyhow: for logs and for messages sent to another machine.
+/// `err` and its causes, outermost first, on one line (`a: b: c`) as
+/// `{err:#}` prints them with anyhow: for logs, reports and messages sent to
+/// another machine. A cause whose text the line already holds (an error
+/// that also prints its source) is not repeated.
 pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut next = err.source();
-    while let Some(cause) = next {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        next = cause.source();
+    let mut line = err.to_string();
+    let mut cause = err.source();
+    while let Some(next) = cause {
+        let text = next.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = next.source();
     }
-    text
+    line
 }
 
 /// 1536 → "1.5 KiB".

@@ -22,23 +22,13 @@ pub async fn answer(
     pace: Option<&TokenBucket>,
 ) -> Result<(), FrameError> {
     match request {
-        Request::Pace { .. } => {
-            protocol::write_frame(
-                send,
-                &Response::Error {
-                    message: "a pace is sent with the hello, not on its own".into(),
-                },
-            )
-            .await?;
-        }
-        Request::Hello { .. } => {
-            protocol::write_frame(
-                send,
-                &Response::Error {
-                    message: "already welcomed".into(),
-                },
-            )
-            .await?;
+        Request::Pace { .. } | Request::Hello { .. } => {
+            let message = match request {
+                Request::Pace { .. } => "a pace is sent with the hello, not on its own",
+                _ => "already welcomed",
+            };
+            let message = message.to_owned();
+            protocol::write_frame(send, &Response::Error { message }).await?;
         }
         Request::GetCatalog { have_sequence } => {
             let state = state.clone();
