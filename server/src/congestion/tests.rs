@@ -25,6 +25,15 @@ fn drive(rural: &mut Rural, start: Instant, rounds: u32, rate: f64, rtt: Duratio
     windows
 }
 
+/// A controller that ran 60 rounds on a 10 Mbit/s, 100 ms link (a BDP of
+/// 125 000 bytes), and when it started.
+fn cruising() -> (Instant, Rural) {
+    let start = Instant::now();
+    let mut rural = Rural::new(start, 1200);
+    drive(&mut rural, start, 60, 1_250_000.0, 100 * MS);
+    (start, rural)
+}
+
 #[test]
 fn start_up_finds_the_link_and_cruises_at_its_bandwidth_delay_product() {
     let start = Instant::now();
@@ -47,9 +56,7 @@ fn start_up_finds_the_link_and_cruises_at_its_bandwidth_delay_product() {
 
 #[test]
 fn an_outage_leaves_the_window_and_the_model_alone() {
-    let start = Instant::now();
-    let mut rural = Rural::new(start, 1200);
-    drive(&mut rural, start, 60, 1_250_000.0, 100 * MS);
+    let (start, mut rural) = cruising();
     let window = rural.window();
     let rate = rural.bottleneck_rate();
     rural.on_congestion_event(start, start, true, 120_000);
@@ -66,9 +73,7 @@ fn an_outage_leaves_the_window_and_the_model_alone() {
 
 #[test]
 fn a_round_losing_a_fifth_of_its_packets_backs_off() {
-    let start = Instant::now();
-    let mut rural = Rural::new(start, 1200);
-    drive(&mut rural, start, 60, 1_250_000.0, 100 * MS);
+    let (start, mut rural) = cruising();
     let rate = rural.bottleneck_rate();
     let window = rural.window();
     // 2 % loss is noise…
@@ -109,9 +114,7 @@ fn on_a_local_network_cubic_decides() {
 
 #[test]
 fn a_slower_link_is_followed_within_the_filter_window() {
-    let start = Instant::now();
-    let mut rural = Rural::new(start, 1200);
-    drive(&mut rural, start, 60, 1_250_000.0, 100 * MS);
+    let (start, mut rural) = cruising();
     let later = start + Duration::from_secs(6);
     // The link drops to 4 Mbit/s.
     drive(&mut rural, later, 30, 500_000.0, 100 * MS);
@@ -121,9 +124,7 @@ fn a_slower_link_is_followed_within_the_filter_window() {
 
 #[test]
 fn app_limited_rounds_do_not_lower_the_model() {
-    let start = Instant::now();
-    let mut rural = Rural::new(start, 1200);
-    drive(&mut rural, start, 60, 1_250_000.0, 100 * MS);
+    let (start, mut rural) = cruising();
     let rate = rural.bottleneck_rate();
     let later = start + Duration::from_secs(6);
     for round in 0..20 {
