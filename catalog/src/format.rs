@@ -1,4 +1,22 @@
-//! Sizes and times for people.
+//! Sizes, times and error chains for people.
+
+/// `err` and its causes, outermost first, on one line (`a: b: c`) as
+/// `{err:#}` prints them with anyhow: for logs, reports and messages sent to
+/// another machine. A cause whose text the line already holds (an error
+/// that also prints its source) is not repeated.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut line = err.to_string();
+    let mut cause = err.source();
+    while let Some(next) = cause {
+        let text = next.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = next.source();
+    }
+    line
+}
 
 /// 1536 → "1.5 KiB".
 pub fn bytes(n: u64) -> String {

@@ -13,7 +13,7 @@
 //! - [`sign`]: Ed25519 keys and the [`SignedCatalog`].
 //! - [`store`]: the on-disk [`Store`] of blobs, partial blobs and the redb index.
 //! - [`testdata`]: deterministic bytes for tests and benchmarks.
-//! - [`format`]: sizes and times for people.
+//! - [`format`]: sizes, times and error chains for people.
 
 pub mod chunker;
 pub mod format;

@@ -26,8 +26,8 @@ pub enum Encoding {
 /// Why received bytes do not decode.
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
-    #[error("compressed chunk does not decompress: {0}")]
-    Corrupt(String),
+    #[error("compressed chunk does not decompress (zstd)")]
+    Corrupt(#[source] std::io::Error),
     #[error("a delta arrived but the edge does not hold its base chunks")]
     MissingBase,
 }
@@ -69,15 +69,14 @@ pub fn decode(
 ) -> Result<Vec<u8>, CodecError> {
     match encoding {
         Encoding::Raw => Ok(bytes),
-        Encoding::Zstd => zstd::bulk::decompress(&bytes, expected_len)
-            .map_err(|err| CodecError::Corrupt(err.to_string())),
+        Encoding::Zstd => zstd::bulk::decompress(&bytes, expected_len).map_err(CodecError::Corrupt),
         Encoding::ZstdDelta => {
             let dictionary = dictionary.ok_or(CodecError::MissingBase)?;
             let mut decompressor = zstd::bulk::Decompressor::with_dictionary(dictionary)
-                .map_err(|err| CodecError::Corrupt(err.to_string()))?;
+                .map_err(CodecError::Corrupt)?;
             decompressor
                 .decompress(&bytes, expected_len)
-                .map_err(|err| CodecError::Corrupt(err.to_string()))
+                .map_err(CodecError::Corrupt)
         }
     }
 }
@@ -134,5 +133,20 @@ mod tests {
             Err(CodecError::MissingBase)
         ));
         assert!(decode(Encoding::Zstd, vec![1, 2, 3], None, 10).is_err());
+    }
+
+    /// Issue 12: a chunk that does not decompress keeps zstd's error as
+    /// `source()` instead of flattening it into the message.
+    #[test]
+    fn corrupt_chunk_keeps_zstd_error_as_source_issue_12() {
+        use std::error::Error as _;
+        let err = decode(Encoding::Zstd, b"not zstd at all".to_vec(), None, 100)
+            .expect_err("garbage does not decompress");
+        assert!(matches!(err, CodecError::Corrupt(_)), "{err:?}");
+        let source = err.source().expect("the cause is kept");
+        assert!(
+            source.downcast_ref::<std::io::Error>().is_some(),
+            "{source:?}"
+        );
     }
 }

@@ -25,6 +25,7 @@ use axum::extract::{DefaultBodyLimit, Path, State as AxumState};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use catalog::format::error_chain;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
@@ -219,8 +220,11 @@ async fn sync(
     let request = match request {
         Ok(request) => request,
         Err(err) => {
-            warn!(%edge, cause = %err, "malformed sync request over HTTP");
-            let message = format!("the body must be one request frame: {err}\n");
+            warn!(%edge, cause = %error_chain(&err), "malformed sync request over HTTP");
+            let message = format!(
+                "the body must be one request frame: {}\n",
+                error_chain(&err)
+            );
             return (StatusCode::BAD_REQUEST, message).into_response();
         }
     };
@@ -247,7 +251,7 @@ async fn sync(
             // breaks the pipe and ends the task.
             tokio::spawn(async move {
                 if let Err(err) = crate::serve::answer(request, &state, &mut writer, None).await {
-                    debug!(%edge, cause = %err, "HTTP answer cut short");
+                    debug!(%edge, cause = %error_chain(&err), "HTTP answer cut short");
                 }
             });
         }

@@ -13,11 +13,14 @@
 //! - [`protocol`]: the framed request/response protocol over QUIC.
 //! - [`codec`]: chunks on the wire: raw, zstd, or a zstd delta against held chunks.
 //! - [`transport`]: QUIC settings for long, lossy links.
-//! - [`congestion`]: `rural`, the congestion controller for them.
+//! - [`congestion`]: `rural`, the congestion controller for them, and its `memory`
+//!   of each edge address's link.
 //! - [`pace`]: the token bucket behind a bandwidth cap, used at both ends.
-//! - [`serve`]: `origin serve` — the QUIC listener and its handlers.
+//! - [`serve`]: `origin serve` — binding and the accept loop; one edge's `connection`
+//!   and its hello handshake; the `answers` to requests, shared with [`http`].
 //! - [`http`]: the same objects over HTTP.
-//! - [`since`]: the metadata an edge lacks, from the catalog it holds (one round trip).
+//! - [`since`]: the metadata an edge lacks, from the catalog it holds (one round trip),
+//!   and why the catalog in force cannot be read ([`since::CatalogReadError`]).
 
 pub mod codec;
 pub mod congestion;

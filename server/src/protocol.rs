@@ -145,19 +145,22 @@ pub enum Response {
     },
 }
 
-/// Why a frame could not be read.
+/// Why a frame could not be read or written. The stream's peer is named by
+/// the caller, which knows it (the connection's span, `ClientError`).
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
     #[error("frame of {len} bytes is over the {limit}-byte limit")]
     TooLarge { len: usize, limit: usize },
-    #[error("frame does not decode: {0}")]
-    Malformed(String),
+    #[error("frame does not decode as a message of this protocol")]
+    Malformed(#[source] postcard::Error),
+    #[error("frame has {extra} bytes after its message")]
+    TrailingBytes { extra: usize },
     #[error("stream ended in the middle of a frame")]
     Truncated,
-    #[error("reading a frame: {0}")]
-    Read(String),
-    #[error("writing a frame: {0}")]
-    Write(String),
+    #[error("reading a frame")]
+    Read(#[source] std::io::Error),
+    #[error("writing a frame")]
+    Write(#[source] std::io::Error),
 }
 
 /// Encodes a message as one frame.
@@ -174,11 +177,8 @@ pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
 pub fn decode<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, FrameError> {
     match postcard::take_from_bytes::<T>(body) {
         Ok((message, [])) => Ok(message),
-        Ok((_, rest)) => Err(FrameError::Malformed(format!(
-            "{} bytes after the message",
-            rest.len()
-        ))),
-        Err(err) => Err(FrameError::Malformed(err.to_string())),
+        Ok((_, rest)) => Err(FrameError::TrailingBytes { extra: rest.len() }),
+        Err(err) => Err(FrameError::Malformed(err)),
     }
 }
 
@@ -233,7 +233,7 @@ where
                 filled += n;
                 pace(n).await;
             }
-            Err(err) => return Err(FrameError::Read(err.to_string())),
+            Err(err) => return Err(FrameError::Read(err)),
         }
     }
     let len = u32::from_le_bytes(header) as usize;
@@ -250,7 +250,7 @@ where
                 filled += n;
                 pace(n).await;
             }
-            Err(err) => return Err(FrameError::Read(err.to_string())),
+            Err(err) => return Err(FrameError::Read(err)),
         }
     }
     decode(&body).map(Some)
@@ -275,10 +275,7 @@ pub async fn write_frame_paced<T: Serialize>(
     if let Some(pace) = pace {
         pace.take(frame.len()).await;
     }
-    stream
-        .write_all(&frame)
-        .await
-        .map_err(|err| FrameError::Write(err.to_string()))
+    stream.write_all(&frame).await.map_err(FrameError::Write)
 }
 
 #[cfg(test)]
@@ -326,5 +323,54 @@ mod tests {
         longer.push(0);
         assert!(decode::<Request>(&longer).is_err());
         assert!(decode::<Request>(&[200, 1, 2]).is_err());
+    }
+
+    /// Issue 12: frame errors keep their cause as `source()`: the reader's
+    /// I/O error, postcard's decode error; trailing bytes are counted.
+    #[tokio::test]
+    async fn frame_errors_keep_their_cause_issue_12() {
+        use std::error::Error as _;
+        struct Broken;
+        impl AsyncRead for Broken {
+            fn poll_read(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+                _: &mut tokio::io::ReadBuf<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::task::Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "peer reset",
+                )))
+            }
+        }
+        let err = read_frame::<Request>(&mut Broken, MAX_REQUEST)
+            .await
+            .expect_err("a broken stream");
+        let io = err
+            .source()
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .expect("the I/O error is the source");
+        assert_eq!(io.kind(), std::io::ErrorKind::ConnectionReset);
+        assert_eq!(
+            catalog::format::error_chain(&err),
+            "reading a frame: peer reset"
+        );
+
+        let err = decode::<Request>(&[200, 1, 2]).expect_err("not a request");
+        assert!(
+            err.source()
+                .is_some_and(|s| s.downcast_ref::<postcard::Error>().is_some()),
+            "{err:?}"
+        );
+        let mut longer = encode(&Request::GetCatalog {
+            have_sequence: None,
+        })[4..]
+            .to_vec();
+        longer.extend_from_slice(&[0, 0]);
+        let err = decode::<Request>(&longer).expect_err("trailing bytes");
+        assert!(
+            matches!(err, FrameError::TrailingBytes { extra: 2 }),
+            "{err:?}"
+        );
     }
 }

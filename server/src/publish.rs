@@ -58,9 +58,9 @@ pub enum PublishError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(
-        "the catalog in force does not verify with this origin's key: {0}; the store may have been tampered with, run `shanlu verify`"
+        "the catalog in force does not verify with this origin's key; the store may have been tampered with, run `shanlu verify`"
     )]
-    CatalogKey(String),
+    CatalogKey(#[source] catalog::sign::CatalogError),
     /// Metadata over a limit (issue 11): `path` is the toml file, folder or
     /// file to fix.
     #[error("{path} is over a limit")]
@@ -195,14 +195,14 @@ pub fn publish(
     let key = origin.key();
     let public = origin.public_key();
     let total_size = course.total_size();
-    let committed = store.commit_batch_with_catalog(batch, |held: Option<SignedCatalog>| {
+    let mut sequence = 0;
+    store.commit_batch_with_catalog(batch, |held: Option<SignedCatalog>| {
         let mut catalog = match held {
-            Some(signed) => signed
-                .verify(&public)
-                .map_err(|err| PublishError::CatalogKey(err.to_string()))?,
+            Some(signed) => signed.verify(&public).map_err(PublishError::CatalogKey)?,
             None => Catalog::empty(now_secs()),
         };
         catalog.sequence += 1;
+        sequence = catalog.sequence;
         catalog.published_at = now_secs().max(catalog.published_at);
         catalog.courses.insert(
             course.id.clone(),
@@ -218,12 +218,7 @@ pub fn publish(
         })?;
         Ok::<_, PublishError>(Some(key.sign(&catalog)))
     })?;
-    let signed =
-        committed.ok_or_else(|| PublishError::CatalogKey("no catalog was committed".into()))?;
-    report.sequence = signed
-        .verify(&public)
-        .map_err(|err| PublishError::CatalogKey(err.to_string()))?
-        .sequence;
+    report.sequence = sequence;
     Ok(report)
 }
 
@@ -315,7 +310,7 @@ pub fn current_catalog(origin: &Origin) -> Result<Catalog, PublishError> {
     match origin.store().signed_catalog()? {
         Some(signed) => signed
             .verify(&origin.public_key())
-            .map_err(|err| PublishError::CatalogKey(err.to_string())),
+            .map_err(PublishError::CatalogKey),
         None => Ok(Catalog::empty(now_secs())),
     }
 }
@@ -346,5 +341,36 @@ fn lock(origin: &Origin) -> Result<std::fs::File, PublishError> {
             path,
             cause: source,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 12: a catalog in force that another key signed is refused with
+    /// the signature error kept as `source()`.
+    #[test]
+    fn a_catalog_signed_by_another_key_keeps_its_cause_issue_12() {
+        use std::error::Error as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (ours, theirs) = (dir.path().join("ours"), dir.path().join("theirs"));
+        Origin::init(&ours).expect("init");
+        Origin::init(&theirs).expect("init");
+        for name in ["origin.key", "origin.toml"] {
+            std::fs::copy(theirs.join(name), ours.join(name)).expect("swap the key");
+        }
+        let origin = Origin::open(&ours).expect("open");
+        let err = current_catalog(&origin).expect_err("signed by the old key");
+        assert!(matches!(err, PublishError::CatalogKey(_)), "{err:?}");
+        assert!(err.to_string().contains("shanlu verify"), "{err}");
+        let source = err.source().expect("the cause is kept");
+        assert!(
+            matches!(
+                source.downcast_ref::<catalog::sign::CatalogError>(),
+                Some(catalog::sign::CatalogError::BadSignature { .. })
+            ),
+            "{source:?}"
+        );
     }
 }

@@ -16,6 +16,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use catalog::format::error_chain;
+use catalog::object::DecodeError;
+use catalog::sign::CatalogError;
 use catalog::store::StoreError;
 use catalog::{Catalog, Hash, Store};
 use tracing::warn;
@@ -23,6 +26,26 @@ use tracing::warn;
 use crate::pace::TokenBucket;
 use crate::protocol::{self, FrameError, MAX_HASHES, MAX_SINCE_BYTES, MAX_SINCE_OBJECTS, Response};
 use crate::serve::State;
+
+/// Why the origin cannot answer an edge's request for the catalog. Sent to
+/// the edge as its chain (`Response::Error`) and logged the same way.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogReadError {
+    #[error("reading the catalog in force from the origin's store")]
+    Store(#[source] StoreError),
+    #[error(
+        "the catalog in force in the origin's store is damaged; run `shanlu verify` on the origin's data folder"
+    )]
+    Signed(#[source] CatalogError),
+    #[error(
+        "the catalog object in force in the origin's store is damaged; run `shanlu verify` on the origin's data folder"
+    )]
+    Object(#[source] DecodeError),
+    #[error("walking the courses the edge holds in the origin's store")]
+    Walk(#[source] StoreError),
+    #[error("the origin's catalog reader stopped")]
+    Stopped(#[source] tokio::task::JoinError),
+}
 
 /// The hashes of the metadata objects reachable from `catalog` and not from
 /// the courses `have` (at most [`MAX_HASHES`] of them are looked at): new
@@ -125,22 +148,17 @@ pub async fn answer(
         let Some(bytes) = signed else {
             return Ok((None, Vec::new()));
         };
-        let catalog = catalog::SignedCatalog::decode(&bytes)
-            .map_err(|err| err.to_string())
-            .and_then(|signed| {
-                catalog::Object::decode(&signed.catalog)
-                    .and_then(catalog::Object::into_catalog)
-                    .map_err(|err| err.to_string())
-            })?;
+        let catalog = decode_catalog(&bytes)?;
         let objects = objects_since(&store_state.store, &catalog, &have_courses)
-            .map_err(|err| err.to_string())?;
+            .map_err(CatalogReadError::Walk)?;
         Ok((Some(bytes), objects))
     })
     .await
-    .unwrap_or_else(|_| Err("the catalog reader panicked".to_owned()));
+    .unwrap_or_else(|err| Err(CatalogReadError::Stopped(err)));
     let (signed, objects) = match found {
         Ok(found) => found,
-        Err(message) => {
+        Err(err) => {
+            let message = error_chain(&err);
             warn!(cause = %message, "cannot answer a catalog-since request");
             return protocol::write_frame(send, &Response::Error { message }).await;
         }
@@ -173,23 +191,28 @@ pub async fn answer(
 pub fn current_catalog(
     store: &Store,
     have_sequence: Option<u64>,
-) -> Result<Option<Vec<u8>>, String> {
+) -> Result<Option<Vec<u8>>, CatalogReadError> {
     let Some(bytes) = store
         .signed_catalog_bytes()
-        .map_err(|err| err.to_string())?
+        .map_err(CatalogReadError::Store)?
     else {
         return Ok(None);
     };
-    if let Some(have) = have_sequence {
-        let signed = catalog::SignedCatalog::decode(&bytes).map_err(|err| err.to_string())?;
-        let catalog = catalog::Object::decode(&signed.catalog)
-            .and_then(catalog::Object::into_catalog)
-            .map_err(|err| err.to_string())?;
-        if catalog.sequence <= have {
-            return Ok(None);
-        }
+    if let Some(have) = have_sequence
+        && decode_catalog(&bytes)?.sequence <= have
+    {
+        return Ok(None);
     }
     Ok(Some(bytes))
+}
+
+/// The catalog inside the encoded signed catalog the store holds (its
+/// signature was checked when it was published).
+fn decode_catalog(bytes: &[u8]) -> Result<Catalog, CatalogReadError> {
+    let signed = catalog::SignedCatalog::decode(bytes).map_err(CatalogReadError::Signed)?;
+    catalog::Object::decode(&signed.catalog)
+        .and_then(catalog::Object::into_catalog)
+        .map_err(CatalogReadError::Object)
 }
 
 #[cfg(test)]
@@ -294,5 +317,24 @@ mod tests {
         let unknown = Hash::of(b"a course this origin never held");
         let diff = objects_since(origin.store(), &first, &[unknown]).expect("walk");
         assert_eq!(diff.len(), 3, "course, lesson, manifest: {diff:?}");
+    }
+
+    /// Issue 12: a damaged catalog in force keeps the decode error as
+    /// `source()`; the message says where it is and what to run.
+    #[test]
+    fn a_damaged_catalog_keeps_its_cause_issue_12() {
+        use std::error::Error as _;
+        let err = decode_catalog(b"\xff\xff not a signed catalog").expect_err("damaged");
+        assert!(matches!(err, CatalogReadError::Signed(_)), "{err:?}");
+        let message = err.to_string();
+        assert!(
+            message.contains("origin's store") && message.contains("shanlu verify"),
+            "{message}"
+        );
+        let source = err.source().expect("the cause is kept");
+        assert!(
+            source.downcast_ref::<CatalogError>().is_some(),
+            "{source:?}"
+        );
     }
 }

@@ -36,21 +36,36 @@ pub enum TlsError {
         path: PathBuf,
         cause: std::io::Error,
     },
-    #[error("making the origin certificate: {0}")]
-    Generate(String),
-    #[error("TLS setup: {0}")]
-    Config(String),
+    #[error("making the origin's self-signed certificate")]
+    Generate(#[source] rcgen::Error),
+    /// rustls refused the settings (`what` says which: the origin's
+    /// certificate and key, the protocol versions).
+    #[error("setting up TLS: {what}")]
+    Config {
+        what: &'static str,
+        #[source]
+        cause: rustls::Error,
+    },
+    #[error("setting up QUIC: the TLS settings have no cipher suite QUIC can start with")]
+    Quic(#[source] quinn::crypto::rustls::NoInitialCipherSuite),
     #[error(
         "{0:?} is not a certificate fingerprint: give the 64 hex digits `shanlu origin init` printed"
     )]
     BadFingerprint(String),
 }
 
+impl TlsError {
+    /// Wraps rustls's refusal of `what`.
+    fn config(what: &'static str) -> impl FnOnce(rustls::Error) -> TlsError {
+        move |cause| TlsError::Config { what, cause }
+    }
+}
+
 impl TlsIdentity {
     /// A new self-signed certificate for the origin.
     pub fn generate() -> Result<TlsIdentity, TlsError> {
         let certified = rcgen::generate_simple_self_signed(vec![SERVER_NAME.to_owned()])
-            .map_err(|err| TlsError::Generate(err.to_string()))?;
+            .map_err(TlsError::Generate)?;
         Ok(TlsIdentity {
             cert_der: certified.cert.der().to_vec(),
             key_der: certified.signing_key.serialize_der(),
@@ -100,13 +115,13 @@ impl TlsIdentity {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|err| TlsError::Config(err.to_string()))?
+            .map_err(TlsError::config("TLS 1.3 with the ring provider"))?
             .with_no_client_auth()
             .with_single_cert(
                 vec![CertificateDer::from(self.cert_der.clone())],
                 PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone())),
             )
-            .map_err(|err| TlsError::Config(err.to_string()))?;
+            .map_err(TlsError::config("the origin's certificate and key in tls/"))?;
         config.alpn_protocols = vec![ALPN.to_vec()];
         Ok(config)
     }
@@ -169,7 +184,7 @@ pub fn client_config(pinned_fingerprint: &str) -> Result<rustls::ClientConfig, T
     });
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|err| TlsError::Config(err.to_string()))?
+        .map_err(TlsError::config("TLS 1.3 with the ring provider"))?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
@@ -253,5 +268,27 @@ mod tests {
         let colons: Vec<String> = (0..32).map(|_| "AB".to_owned()).collect();
         assert_eq!(parse_fingerprint(&colons.join(":")).expect("colons"), hex);
         assert!(parse_fingerprint("abc").is_err());
+    }
+
+    /// Issue 12: a certificate and key rustls refuses keep rustls's error as
+    /// `source()`, and the message says which TLS material was refused.
+    #[test]
+    fn refused_key_keeps_rustls_error_as_source_issue_12() {
+        use std::error::Error as _;
+        let mut identity = TlsIdentity::generate().expect("generate");
+        identity.key_der = b"not a key".to_vec();
+        let err = identity
+            .server_config()
+            .expect_err("a garbage key is refused");
+        assert!(
+            err.to_string()
+                .contains("the origin's certificate and key in tls/"),
+            "{err}"
+        );
+        let source = err.source().expect("the cause is kept");
+        assert!(
+            source.downcast_ref::<rustls::Error>().is_some(),
+            "{source:?}"
+        );
     }
 }

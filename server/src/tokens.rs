@@ -158,7 +158,7 @@ impl EdgeTokens {
     pub fn log_broken(&self, err: &TokenError) {
         tracing::error!(
             file = %self.path.display(),
-            cause = %chain(err),
+            cause = %catalog::format::error_chain(err),
             "the origin's configuration is broken: edge tokens cannot be checked, so every edge is refused (and told so) until this file is fixed"
         );
     }
@@ -184,18 +184,6 @@ impl EdgeTokens {
         let presented = catalog::Hash::of(token.trim().as_bytes()).to_hex();
         Ok(cache.1.get(&presented).cloned())
     }
-}
-
-/// `err` and its causes, as `{err:#}` prints them with anyhow: for logs.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut next = err.source();
-    while let Some(cause) = next {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        next = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

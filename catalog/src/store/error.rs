@@ -46,9 +46,15 @@ pub enum StoreError {
         #[source]
         cause: redb::Error,
     },
-    /// Something inside the store stopped (a worker thread, a channel).
-    #[error("store index: {0}")]
-    Index(String),
+    /// A worker (a thread, a blocking task) stopped before it answered;
+    /// `what` names it and the step, and `cause` is why when there is one
+    /// (a panic carries none that is an error).
+    #[error("{what} stopped before it finished")]
+    Stopped {
+        what: &'static str,
+        #[source]
+        cause: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     #[error("object {hash} is not in the store")]
     MissingObject { hash: Hash },
     #[error("object {hash} in the store hashed to {actual}: the index is damaged")]
@@ -106,6 +112,15 @@ impl StoreError {
             path: path.to_owned(),
             cause,
         }
+    }
+
+    /// A worker that stopped: a panicked thread (no `cause`) or a task
+    /// whose join failed.
+    pub fn stopped(
+        what: &'static str,
+        cause: Option<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        StoreError::Stopped { what, cause }
     }
 
     pub(crate) fn index(err: impl Into<redb::Error>) -> Self {
@@ -187,5 +202,23 @@ mod tests {
             catalog.source().is_some(),
             "postcard's error is kept: {catalog:?}"
         );
+    }
+
+    /// Issue 12: a stopped worker keeps the reason it stopped as `source()`,
+    /// and the message names the worker.
+    #[test]
+    fn stopped_worker_keeps_its_cause_issue_12() {
+        let cause = std::io::Error::other("the runtime shut down");
+        let err = StoreError::stopped("checking which files are held", Some(Box::new(cause)));
+        assert_eq!(
+            err.to_string(),
+            "checking which files are held stopped before it finished"
+        );
+        let source = std::error::Error::source(&err).expect("the cause is kept");
+        assert!(
+            source.downcast_ref::<std::io::Error>().is_some(),
+            "{source:?}"
+        );
+        assert!(std::error::Error::source(&StoreError::stopped("the sync thread", None)).is_none());
     }
 }

@@ -6,25 +6,19 @@
 //! temporary file, which is dropped if the store already holds that blob. With
 //! [`ImportMode::Rehash`] nothing is trusted: every file is hashed whole first,
 //! and only new blobs are chunked and copied.
-//! Work is gathered in an [`ImportBatch`] and committed together: temporary
-//! files are renamed into place, the filesystem is synced once, then the index
-//! records are committed in one transaction.
+//! Work is gathered in an [`ImportBatch`] (the `batch` module) and committed together.
 
-use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-use redb::ReadableTable;
-
+use super::batch::{ImportBatch, PendingBlob};
 use super::index::{self, CHUNKS};
-use super::integrity::FileIdentity;
 use super::syncer::Syncer;
 use super::{BlobInfo, Store, StoreError};
 use crate::chunker::{Block, Chunker, ChunkingProfile, cut_points};
 use crate::hash::{Hash, Hasher};
-use crate::object::{ChunkRef, FileManifest, Object};
-use crate::sign::SignedCatalog;
+use crate::object::{ChunkRef, FileManifest};
 
 /// Files up to this size are read into memory once; larger ones are streamed.
 const SMALL_FILE: u64 = 4 * 1024 * 1024;
@@ -90,63 +84,6 @@ pub struct Imported {
     /// Chunks of this file that the chunk index did not hold before.
     pub new_chunks: u64,
     pub new_chunk_bytes: u64,
-}
-
-struct PendingBlob {
-    blob: Hash,
-    info: BlobInfo,
-    tmp: PathBuf,
-    chunks: Vec<(Hash, u64, u32)>,
-}
-
-/// Work not yet committed to the store.
-#[derive(Default)]
-pub struct ImportBatch {
-    objects: Vec<(Hash, Vec<u8>)>,
-    object_set: HashSet<Hash>,
-    blobs: Vec<PendingBlob>,
-    /// Blobs and manifests added by this batch.
-    blob_manifests: HashMap<Hash, Hash>,
-    manifests: HashMap<Hash, FileManifest>,
-    /// Chunks added by this batch.
-    seen_chunks: HashSet<Hash>,
-    /// Background syncs of large new blobs, started on the first one.
-    syncer: Option<Syncer>,
-    /// Source stamps to record: path → (stamp, blob).
-    sources: Vec<(String, SourceStamp, Hash)>,
-    new_bytes: u64,
-}
-
-impl ImportBatch {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Bytes of new blobs waiting to be committed.
-    pub fn new_bytes(&self) -> u64 {
-        self.new_bytes
-    }
-
-    /// New blobs waiting to be committed.
-    pub fn new_blobs(&self) -> usize {
-        self.blobs.len()
-    }
-
-    /// Adds an object; returns its hash.
-    pub fn add_object(&mut self, object: &Object) -> Hash {
-        let bytes = object.encode();
-        let hash = Hash::of(&bytes);
-        if self.object_set.insert(hash) {
-            self.objects.push((hash, bytes));
-        }
-        hash
-    }
-
-    fn add_manifest(&mut self, manifest: FileManifest) -> Hash {
-        let hash = self.add_object(&Object::Manifest(manifest.clone()));
-        self.manifests.insert(hash, manifest);
-        hash
-    }
 }
 
 impl Store {
@@ -402,7 +339,7 @@ impl Store {
                 .unwrap_or_else(|_| Err(std::io::Error::other("the chunking thread panicked")));
             let hashed = hasher
                 .join()
-                .map_err(|_| StoreError::Index("the hashing thread panicked".into()));
+                .map_err(|_| StoreError::stopped("the hashing thread of an import", None));
             read_result.map_err(|cause| StoreError::io("reading", path, cause))?;
             write_result?;
             let (blob, chunks) = hashed?;
@@ -492,101 +429,6 @@ impl Store {
             new_chunks,
             new_chunk_bytes,
         })
-    }
-
-    /// Commits a batch: blobs into place, one filesystem sync, then the index.
-    pub fn commit_batch(&self, batch: ImportBatch) -> Result<(), StoreError> {
-        self.commit_batch_with_catalog(batch, |_| Ok::<_, StoreError>(None))
-            .map(|_| ())
-    }
-
-    /// Commits a batch and, in the same index transaction, replaces the catalog
-    /// in force with what `update` returns for the current one (`None` keeps it).
-    /// Either all of it is committed or none of the index changes are.
-    pub fn commit_batch_with_catalog<E: From<StoreError>>(
-        &self,
-        mut batch: ImportBatch,
-        update: impl FnOnce(Option<SignedCatalog>) -> Result<Option<SignedCatalog>, E>,
-    ) -> Result<Option<SignedCatalog>, E> {
-        let mut identities = Vec::with_capacity(batch.blobs.len());
-        for pending in &batch.blobs {
-            let target = self.blob_path(&pending.blob);
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|source| StoreError::io("creating", parent, source))?;
-            }
-            std::fs::rename(&pending.tmp, &target)
-                .map_err(|source| StoreError::io("moving a blob into", &target, source))?;
-            let identity = std::fs::symlink_metadata(&target)
-                .map(|meta| FileIdentity::of(&meta))
-                .map_err(|source| StoreError::io("checking", &target, source))?;
-            identities.push(identity);
-        }
-        if let Some(syncer) = batch.syncer.take() {
-            syncer.finish()?;
-        }
-        if !batch.blobs.is_empty() {
-            // Small blobs, directories and renames: one sync for the whole filesystem.
-            self.sync_files()?;
-        }
-        let txn = self.db.begin_write().map_err(StoreError::index)?;
-        {
-            let mut objects = txn.open_table(index::OBJECTS).map_err(StoreError::index)?;
-            for (hash, bytes) in &batch.objects {
-                objects
-                    .insert(hash.as_bytes(), bytes.as_slice())
-                    .map_err(StoreError::index)?;
-            }
-        }
-        let mut repaired = Vec::new();
-        for (pending, identity) in batch.blobs.iter().zip(&identities) {
-            if index::put_blob(
-                &txn,
-                &pending.blob,
-                &pending.info,
-                Some(identity),
-                &pending.chunks,
-            )? {
-                repaired.push(pending.blob);
-            }
-        }
-        {
-            let mut sources = txn.open_table(index::SOURCES).map_err(StoreError::index)?;
-            for (key, stamp, blob) in &batch.sources {
-                sources
-                    .insert(key.as_str(), index::encode_source(stamp, blob).as_slice())
-                    .map_err(StoreError::index)?;
-            }
-        }
-        let current = {
-            let meta = txn.open_table(index::META).map_err(StoreError::index)?;
-            let current = meta.get(index::META_CATALOG).map_err(StoreError::index)?;
-            match current {
-                Some(bytes) => Some(
-                    SignedCatalog::decode(bytes.value())
-                        .map_err(|cause| StoreError::BadCatalog { cause })?,
-                ),
-                None => None,
-            }
-        };
-        let replacement = update(current)?;
-        if let Some(signed) = &replacement {
-            index::put_catalog(&txn, signed)?;
-        }
-        txn.commit().map_err(StoreError::index)?;
-        for blob in &repaired {
-            self.drop_quarantined_copy(blob);
-        }
-        Ok(replacement)
-    }
-}
-
-impl Drop for ImportBatch {
-    /// An abandoned batch leaves no temporary files behind.
-    fn drop(&mut self) {
-        for pending in &self.blobs {
-            let _ = std::fs::remove_file(&pending.tmp);
-        }
     }
 }
 

@@ -4,7 +4,8 @@
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 
 use super::import::SourceStamp;
-use super::integrity::{FileIdentity, QuarantineReason, QuarantineRecord};
+use super::integrity::FileIdentity;
+use super::quarantine::{QuarantineReason, QuarantineRecord};
 use super::{BlobInfo, ChunkLocation, StoreError};
 use crate::hash::Hash;
 use crate::sign::SignedCatalog;

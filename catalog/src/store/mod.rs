@@ -17,15 +17,19 @@
 //!
 //! - [`index`]: the redb tables and their encodings.
 //! - [`import`]: storing whole files (publishing) with chunk accounting.
+//! - [`batch`]: a publish's work gathered, then committed in one index transaction.
 //! - [`partial`]: assembling a blob from chunks in any order, resumably.
 //! - [`scrub`]: re-hashing blobs and objects.
-//! - [`integrity`]: file identities checked before serving, and quarantine.
+//! - [`integrity`]: file identities checked before serving.
+//! - [`quarantine`]: taking a blob found bad or gone out of service, and finishing that after a crash.
 
+mod batch;
 mod error;
 mod import;
 mod index;
 mod integrity;
 mod partial;
+mod quarantine;
 mod scrub;
 mod syncer;
 
@@ -34,10 +38,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use redb::{ReadableDatabase, ReadableTableMetadata};
 
+pub use batch::ImportBatch;
 pub use error::{StoreError, remedy};
-pub use import::{ImportBatch, ImportMode, Imported};
-pub use integrity::{FileIdentity, OpenedBlob, QuarantineReason, QuarantineRecord};
+pub use import::{ImportMode, Imported};
+pub use integrity::{FileIdentity, OpenedBlob};
 pub use partial::{PartialBlob, VerifiedChunk};
+pub use quarantine::{QuarantineReason, QuarantineRecord};
 pub use scrub::{ScrubProblem, ScrubReport};
 
 use crate::hash::Hash;

@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
 
 use super::index::{self, PARTIALS};
-use super::integrity::{FileIdentity, QuarantineReason};
+use super::integrity::FileIdentity;
+use super::quarantine::QuarantineReason;
 use super::{BlobInfo, Store, StoreError};
 use crate::hash::{Hash, Hasher};
 use crate::object::FileManifest;
@@ -490,8 +491,9 @@ impl PartialBlob<'_> {
     pub fn finish(self) -> Result<Hash, StoreError> {
         let store = self.store;
         let mut results = store.finish_partials(vec![self])?;
-        results.pop().unwrap_or(Err(StoreError::Index(
-            "no result for a finished blob".into(),
+        results.pop().unwrap_or(Err(StoreError::stopped(
+            "finishing a blob (it gave no result)",
+            None,
         )))
     }
 

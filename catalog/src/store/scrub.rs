@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use redb::ReadableTable;
 
 use super::index::{self, BLOBS, OBJECTS};
-use super::integrity::{FileIdentity, QuarantineReason};
+use super::integrity::FileIdentity;
+use super::quarantine::QuarantineReason;
 use super::{Store, StoreError};
 use crate::hash::{Hash, Hasher};
 use crate::object::Object;

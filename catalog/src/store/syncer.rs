@@ -69,7 +69,7 @@ impl Syncer {
         match self.thread.take() {
             Some(thread) => thread
                 .join()
-                .unwrap_or_else(|_| Err(StoreError::Index("the sync thread panicked".into()))),
+                .unwrap_or_else(|_| Err(StoreError::stopped("the store's sync thread", None))),
             None => Ok(()),
         }
     }

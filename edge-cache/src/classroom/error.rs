@@ -98,16 +98,7 @@ impl ReadError {
 }
 
 /// An error and its causes, outermost first, as `{err:#}` prints them with anyhow.
-pub fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(next) = cause {
-        text.push_str(": ");
-        text.push_str(&next.to_string());
-        cause = next.source();
-    }
-    text
-}
+pub use catalog::format::error_chain as chain;
 
 #[cfg(test)]
 mod tests {

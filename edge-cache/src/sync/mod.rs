@@ -201,19 +201,7 @@ impl SyncError {
 
 /// An error and every cause under it, as one line (`a: b: c`), for the
 /// sync report that the status page and `/api/v1/status` show.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut line = err.to_string();
-    let mut cause = err.source();
-    while let Some(next) = cause {
-        let text = next.to_string();
-        if !line.contains(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
-        cause = next.source();
-    }
-    line
-}
+pub use catalog::format::error_chain;
 
 /// Runs one sync pass for the edge in `dir`. `progress` shows bytes fetched.
 pub async fn sync_once(
@@ -403,9 +391,10 @@ async fn missing_blobs(store: &Arc<Store>, blobs: &[Hash]) -> Result<Missing, Sy
     })
     .await
     .map_err(|err| {
-        SyncError::Store(StoreError::Index(format!(
-            "checking which files are held stopped: {err}"
-        )))
+        SyncError::Store(StoreError::stopped(
+            "checking which files are held",
+            Some(Box::new(err)),
+        ))
     })?
 }
 

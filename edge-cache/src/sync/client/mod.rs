@@ -543,13 +543,13 @@ impl Client {
             return self.connection_error(reason);
         }
         match err {
-            FrameError::Read(reason) | FrameError::Write(reason) => ClientError::Lost {
+            FrameError::Read(cause) | FrameError::Write(cause) => ClientError::Lost {
                 addr: self.addr,
-                reason,
+                reason: cause.to_string(),
             },
             other => ClientError::Protocol {
                 addr: self.addr,
-                reason: other.to_string(),
+                reason: catalog::format::error_chain(&other),
             },
         }
     }

@@ -22,7 +22,7 @@ pub(super) async fn handshake(
     let addr = config.origin.resolve().await?;
     let crypto = server::tls::client_config(&config.origin_cert.to_string())?;
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
-        .map_err(|err| server::tls::TlsError::Config(err.to_string()))?;
+        .map_err(server::tls::TlsError::Quic)?;
     let mut client_config = quinn::ClientConfig::new(Arc::new(quic));
     client_config.transport_config(match bucket {
         Some(bucket) => server::transport::transport_config_with_window(bucket.receive_window()),

@@ -64,9 +64,9 @@ impl Responses {
                         Ok(None)
                     }
                     Ok(read) => read,
-                    Err(_) => Err(FrameError::Read(format!(
-                        "nothing arrived for {} s",
-                        HTTP_FRAME_TIMEOUT.as_secs()
+                    Err(_) => Err(FrameError::Read(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("nothing arrived for {} s", HTTP_FRAME_TIMEOUT.as_secs()),
                     ))),
                 }
             }

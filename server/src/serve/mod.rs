@@ -1,0 +1,288 @@
+//! `shanlu origin serve`: the sync protocol over QUIC and the same objects over HTTP.
+//!
+//! Both listeners read the store through a fresh index transaction per request,
+//! so a course published into the running origin's folder is served at once.
+//! Store work (index reads, file reads, hashing) runs in `spawn_blocking`.
+//!
+//! - this file: binding the listeners ([`bind`]) and the accept loop ([`Bound::run`]);
+//! - `connection`: one edge's connection, its hello handshake and its request streams;
+//! - `answers`: answering one request, shared with the HTTP listeners.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use catalog::Store;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, info_span};
+
+mod answers;
+mod connection;
+
+use crate::protocol;
+pub use crate::since::current_catalog;
+use crate::tls::TlsIdentity;
+use crate::tokens::EdgeTokens;
+use crate::transport::Congestion;
+pub use answers::answer;
+
+/// Connections served at once; more wait in the accept queue.
+const MAX_CONNECTIONS: usize = 1024;
+/// How long a new connection has to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Why the origin could not start serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Origin(#[from] crate::origin::OriginError),
+    #[error(transparent)]
+    Store(#[from] catalog::store::StoreError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("listening for QUIC on {addr}: {cause}")]
+    BindQuic {
+        addr: SocketAddr,
+        cause: std::io::Error,
+    },
+    #[error("listening for HTTP on {addr}: {cause}")]
+    BindHttp {
+        addr: SocketAddr,
+        cause: std::io::Error,
+    },
+    #[error("listening for HTTPS on {addr}: {cause}")]
+    BindHttps {
+        addr: SocketAddr,
+        cause: std::io::Error,
+    },
+}
+
+/// What every connection handler shares.
+pub struct State {
+    pub store: Store,
+    pub tokens: EdgeTokens,
+    pub stats: Stats,
+}
+
+/// Counters of what the origin served.
+#[derive(Default)]
+pub struct Stats {
+    pub chunks_served: AtomicU64,
+    pub chunk_bytes_served: AtomicU64,
+    pub objects_served: AtomicU64,
+    pub refused_connections: AtomicU64,
+}
+
+/// Where and how `origin serve` listens.
+#[derive(Debug, Clone, Copy)]
+pub struct Listen {
+    /// The sync protocol over QUIC (UDP).
+    pub quic: SocketAddr,
+    /// The same over plain HTTP (TCP), for tools and a caching proxy.
+    pub http: SocketAddr,
+    /// The same over HTTPS with the origin's pinned certificate: the edges'
+    /// fallback when UDP is blocked.
+    pub https: Option<SocketAddr>,
+    /// The QUIC congestion controller for what the origin sends.
+    pub congestion: Congestion,
+}
+
+impl Listen {
+    /// QUIC, HTTP and HTTPS on `addr`, with the ports left to the system.
+    pub fn on(addr: SocketAddr) -> Listen {
+        Listen {
+            quic: addr,
+            http: addr,
+            https: Some(addr),
+            congestion: Congestion::default(),
+        }
+    }
+}
+
+/// An origin with its listeners bound, ready to run.
+pub struct Bound {
+    endpoint: quinn::Endpoint,
+    /// The QUIC settings, given per connection to resume from the link
+    /// model remembered for its address (with the `rural` controller).
+    server_config: quinn::ServerConfig,
+    congestion: Congestion,
+    http: tokio::net::TcpListener,
+    https: Option<(tokio::net::TcpListener, Arc<rustls::ServerConfig>)>,
+    state: Arc<State>,
+    pub quic_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub https_addr: Option<SocketAddr>,
+    pub cert_fingerprint: String,
+}
+
+/// Opens the origin in `dir` and binds its listeners.
+pub async fn bind(dir: &Path, listen: &Listen) -> Result<Bound, ServeError> {
+    let Listen {
+        quic,
+        http,
+        https,
+        congestion,
+    } = *listen;
+    // Opening checks the folder is an initialized origin.
+    crate::origin::Origin::open(dir)?;
+    let identity = TlsIdentity::load_or_create(dir)?;
+    let store = Store::open_existing(dir.join("store"))?;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(identity.server_config()?)
+        .map_err(crate::tls::TlsError::Quic)?;
+    let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    server_config.transport_config(crate::transport::transport_config_with(congestion));
+    // The stateless-reset key is derived from the certificate key, so an origin
+    // restarted on the same address tells edges at once that their old
+    // connections are gone, instead of leaving them to time out.
+    let reset_secret = ring::digest::digest(
+        &ring::digest::SHA256,
+        &[
+            b"shanlu quic stateless reset\0".as_slice(),
+            &identity.key_der,
+        ]
+        .concat(),
+    );
+    let reset_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, reset_secret.as_ref());
+    let mut endpoint_config = quinn::EndpointConfig::new(Arc::new(reset_key));
+    // Connection IDs are checked with a key that must also survive a restart.
+    let mut cid_key = [0u8; 8];
+    cid_key.copy_from_slice(&reset_secret.as_ref()[..8]);
+    let cid_key = u64::from_le_bytes(cid_key);
+    endpoint_config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    let socket = std::net::UdpSocket::bind(quic)
+        .map_err(|cause| ServeError::BindQuic { addr: quic, cause })?;
+    let runtime = quinn::default_runtime().ok_or_else(|| ServeError::BindQuic {
+        addr: quic,
+        cause: std::io::Error::other("no async runtime"),
+    })?;
+    let endpoint = quinn::Endpoint::new(
+        endpoint_config,
+        Some(server_config.clone()),
+        socket,
+        runtime,
+    )
+    .map_err(|cause| ServeError::BindQuic { addr: quic, cause })?;
+    let http_listener = tokio::net::TcpListener::bind(http)
+        .await
+        .map_err(|cause| ServeError::BindHttp { addr: http, cause })?;
+    let https = match https {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|cause| ServeError::BindHttps { addr, cause })?;
+            Some((listener, Arc::new(identity.https_config()?)))
+        }
+        None => None,
+    };
+    let https_addr = match &https {
+        Some((listener, _)) => {
+            Some(
+                listener
+                    .local_addr()
+                    .map_err(|cause| ServeError::BindHttps {
+                        addr: listen.https.unwrap_or(http),
+                        cause,
+                    })?,
+            )
+        }
+        None => None,
+    };
+    Ok(Bound {
+        quic_addr: endpoint
+            .local_addr()
+            .map_err(|cause| ServeError::BindQuic { addr: quic, cause })?,
+        http_addr: http_listener
+            .local_addr()
+            .map_err(|cause| ServeError::BindHttp { addr: http, cause })?,
+        https_addr,
+        cert_fingerprint: identity.fingerprint(),
+        endpoint,
+        server_config,
+        congestion,
+        http: http_listener,
+        https,
+        state: Arc::new(State {
+            store,
+            tokens: {
+                let tokens = EdgeTokens::new(dir);
+                tokens.log_if_broken();
+                tokens
+            },
+            stats: Stats::default(),
+        }),
+    })
+}
+
+impl Bound {
+    /// Serves until `shutdown` is cancelled, then closes connections and waits for them.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let tracker = TaskTracker::new();
+        let http = tokio::spawn(crate::http::run(
+            self.http,
+            self.state.clone(),
+            shutdown.clone(),
+        ));
+        let https = self.https.map(|(listener, tls)| {
+            tokio::spawn(crate::http::run_tls(
+                listener,
+                tls,
+                self.state.clone(),
+                shutdown.clone(),
+            ))
+        });
+        let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        let memory = Arc::new(crate::congestion::LinkMemory::default());
+        loop {
+            let incoming = tokio::select! {
+                incoming = self.endpoint.accept() => incoming,
+                () = shutdown.cancelled() => break,
+            };
+            let Some(incoming) = incoming else { break };
+            let Ok(permit) = limit.clone().acquire_owned().await else {
+                break;
+            };
+            let state = self.state.clone();
+            let remote = incoming.remote_address();
+            let config = (self.congestion == Congestion::Rural).then(|| {
+                let mut config = self.server_config.clone();
+                config.transport_config(crate::transport::transport_config_resuming(
+                    memory.clone(),
+                    remote.ip(),
+                ));
+                Arc::new(config)
+            });
+            tracker.spawn(
+                async move {
+                    if let Err(err) = connection::handle_connection(incoming, config, state).await {
+                        debug!(cause = %catalog::format::error_chain(&err), "connection ended");
+                    }
+                    drop(permit);
+                }
+                .instrument(info_span!("connection", %remote)),
+            );
+        }
+        self.endpoint.close(
+            quinn::VarInt::from_u32(protocol::CLOSE_DONE),
+            b"origin shutting down",
+        );
+        tracker.close();
+        tracker.wait().await;
+        self.endpoint.wait_idle().await;
+        let _ = http.await;
+        if let Some(https) = https {
+            let _ = https.await;
+        }
+        let stats = &self.state.stats;
+        info!(
+            chunks = stats.chunks_served.load(Ordering::Relaxed),
+            chunk_bytes = stats.chunk_bytes_served.load(Ordering::Relaxed),
+            objects = stats.objects_served.load(Ordering::Relaxed),
+            "origin stopped"
+        );
+    }
+}
