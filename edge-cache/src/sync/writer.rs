@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
+use catalog::format::error_chain;
 use catalog::store::{PartialBlob, StoreError, VerifiedChunk};
 use catalog::{FileManifest, Hash, Store};
 use server::codec::{self, Encoding};
@@ -142,7 +143,7 @@ pub(super) fn run(
                         }
                         opened
                     })
-                    .map_err(|err| err.to_string());
+                    .map_err(|err| error_chain(&err));
                 out.push(WriterEvent::Opened { blob, result });
             }
             WriterCommand::Write { request, chunks } => {
@@ -283,7 +284,7 @@ fn write_to(
                 dirty.insert(blob);
                 written.push(blob);
             }
-            Err(err) => failed.push((blob, err.to_string())),
+            Err(err) => failed.push((blob, error_chain(&err))),
         }
     }
     (written, failed)
@@ -372,13 +373,13 @@ fn finish<'s>(store: &'s Store, finishing: &mut Vec<PartialBlob<'s>>, out: &mut 
     match store.finish_partials(std::mem::take(finishing)) {
         Ok(results) => {
             for (blob, result) in blobs.into_iter().zip(results) {
-                let result = result.map(|_| ()).map_err(|err| err.to_string());
+                let result = result.map(|_| ()).map_err(|err| error_chain(&err));
                 out.push(WriterEvent::Finished { blob, result });
             }
         }
         Err(err) => {
             for blob in blobs {
-                let result = Err(format!("storing the file failed: {err}"));
+                let result = Err(format!("storing the file failed: {}", error_chain(&err)));
                 out.push(WriterEvent::Finished { blob, result });
             }
         }
@@ -407,5 +408,5 @@ fn decode_chunk(
         None
     };
     codec::decode(encoding, bytes, dictionary.as_deref(), expected_len)
-        .map_err(|err| err.to_string())
+        .map_err(|err| error_chain(&err))
 }
