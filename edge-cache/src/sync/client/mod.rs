@@ -27,7 +27,7 @@ mod quic;
 mod responses;
 
 pub use quic::STALL;
-use quic::{STALLED, handshake, watch_stalls};
+use quic::{STALLED, handshake, takes_pipelined, watch_stalls};
 pub use responses::Responses;
 use responses::{Reader, Waiting};
 
@@ -113,6 +113,21 @@ impl ClientError {
     }
 }
 
+/// The first question of a sync pass: the catalog since the one held (see
+/// [`Client::catalog_since`]). Given to [`Client::connect_asking`], it goes
+/// out behind the hello when the origin negotiated ALPN `shanlu/2`.
+#[derive(Debug, Clone, Default)]
+pub struct SinceAsk {
+    /// The sequence of the catalog held, if any.
+    pub have: Option<u64>,
+    /// The course objects of the catalog held.
+    pub courses: Arc<Vec<Hash>>,
+}
+
+/// The answer to a [`SinceAsk`]: the encoded signed catalog unless ours is
+/// current, and the metadata objects that came with it (not yet verified).
+pub type SinceAnswer = (Option<Vec<u8>>, Vec<(Hash, Vec<u8>)>);
+
 /// A connection to the origin that has been welcomed.
 #[derive(Clone)]
 pub struct Client {
@@ -159,7 +174,40 @@ impl Client {
         transport: Transport,
         memory: &TransportMemory,
     ) -> Result<Client, ClientError> {
-        Client::connect_inner(config, bucket, transport, CONNECT_TIMEOUT, memory).await
+        let (client, _) =
+            Client::connect_inner(config, bucket, transport, CONNECT_TIMEOUT, memory, None).await?;
+        Ok(client)
+    }
+
+    /// Like [`Client::connect_paced`], and asks `ask` as early as the
+    /// protocol allows (issue 12): to an origin that negotiated ALPN
+    /// `shanlu/2`, the `CatalogSince` leaves right behind the hello, in the
+    /// same flight, so its answer follows the Welcome without a round trip
+    /// of its own; otherwise (an older origin, the HTTPS fallback) it is
+    /// asked after the Welcome. The connection's failure is the outer error;
+    /// the question's, the inner one (the caller may retry it on a new
+    /// connection).
+    pub async fn connect_asking(
+        config: &EdgeConfig,
+        bucket: Option<Arc<TokenBucket>>,
+        transport: Transport,
+        memory: &TransportMemory,
+        ask: &SinceAsk,
+    ) -> Result<(Client, Result<SinceAnswer, ClientError>), ClientError> {
+        let (client, early) = Client::connect_inner(
+            config,
+            bucket,
+            transport,
+            CONNECT_TIMEOUT,
+            memory,
+            Some(ask),
+        )
+        .await?;
+        let answer = match early {
+            Some(responses) => client.read_since(responses, ask.have).await,
+            None => client.catalog_since(ask.have, &ask.courses).await,
+        };
+        Ok((client, answer))
     }
 
     /// Like [`Client::connect`], but a QUIC handshake may take only
@@ -170,36 +218,43 @@ impl Client {
         quic_timeout: Duration,
         memory: &TransportMemory,
     ) -> Result<Client, ClientError> {
-        Client::connect_inner(config, None, config.transport, quic_timeout, memory).await
+        let (client, _) =
+            Client::connect_inner(config, None, config.transport, quic_timeout, memory, None)
+                .await?;
+        Ok(client)
     }
 
+    /// Connects over `transport`; with `ask`, also the answers to that
+    /// question if it could be sent behind the hello.
     async fn connect_inner(
         config: &EdgeConfig,
         bucket: Option<Arc<TokenBucket>>,
         transport: Transport,
         quic_timeout: Duration,
         memory: &TransportMemory,
-    ) -> Result<Client, ClientError> {
+        ask: Option<&SinceAsk>,
+    ) -> Result<(Client, Option<Responses>), ClientError> {
         let fallback = config.fallback.clone();
         match (transport, fallback) {
             (Transport::Quic, _) | (Transport::Auto, None) => {
-                Client::connect_quic(config, bucket, quic_timeout).await
+                Client::connect_quic(config, bucket, quic_timeout, ask).await
             }
             (Transport::Http, None) => Err(ClientError::Config(ConfigError::Invalid(
                 "the HTTP transport needs `fallback = \"https://HOST:PORT\"` in edge.toml (`edge init --fallback`)"
                     .into(),
             ))),
             (Transport::Http, Some(url)) => {
-                Client::connect_http(config, bucket, url, None).await
+                Ok((Client::connect_http(config, bucket, url, None).await?, None))
             }
             (Transport::Auto, Some(url)) => {
                 if let Some(reason) = memory.quic_recently_failed() {
-                    return Client::connect_http(config, bucket, url, Some(reason)).await;
+                    let client = Client::connect_http(config, bucket, url, Some(reason)).await?;
+                    return Ok((client, None));
                 }
-                match Client::connect_quic(config, bucket.clone(), quic_timeout).await {
-                    Ok(client) => {
+                match Client::connect_quic(config, bucket.clone(), quic_timeout, ask).await {
+                    Ok(connected) => {
                         memory.quic_worked();
-                        Ok(client)
+                        Ok(connected)
                     }
                     Err(quic @ (ClientError::Connect { addr, .. } | ClientError::Lost { addr, .. })) => {
                         warn!(cause = %quic, fallback = %url, "QUIC cannot connect; trying the HTTPS fallback");
@@ -211,7 +266,7 @@ impl Client {
                                     "syncing over the fallback; QUIC is tried again later"
                                 );
                                 memory.quic_failed(reason);
-                                Ok(client)
+                                Ok((client, None))
                             }
                             Err(http) => Err(ClientError::Connect {
                                 addr,
@@ -241,7 +296,7 @@ impl Client {
             fallback_reason,
             origin_revision: 1,
         };
-        client.hello(config).await?;
+        client.hello(config, None).await?;
         Ok(client)
     }
 
@@ -249,12 +304,17 @@ impl Client {
         config: &EdgeConfig,
         bucket: Option<Arc<TokenBucket>>,
         timeout: Duration,
-    ) -> Result<Client, ClientError> {
+        ask: Option<&SinceAsk>,
+    ) -> Result<(Client, Option<Responses>), ClientError> {
         let (endpoint, connection, addr) = handshake(config, bucket.as_deref(), timeout).await?;
         if bucket.is_none() {
             // A capped sync keeps the window the cap set.
             crate::sync::window::tune(connection.clone());
         }
+        // Only an origin of revision 2 or later offers `shanlu/2`.
+        let ask = ask.filter(|ask| {
+            takes_pipelined(&connection) && ask.courses.len() <= protocol::MAX_HASHES
+        });
         let busy = Arc::new(AtomicUsize::new(0));
         watch_stalls(connection.clone(), config.clone(), busy.clone());
         let mut client = Client {
@@ -269,11 +329,18 @@ impl Client {
             fallback_reason: None,
             origin_revision: 1,
         };
-        client.hello(config).await?;
-        Ok(client)
+        let early = client.hello(config, ask).await?;
+        Ok((client, early))
     }
 
-    async fn hello(&mut self, config: &EdgeConfig) -> Result<(), ClientError> {
+    /// Says hello; with `ask`, sends that question right behind it, before
+    /// the Welcome (the origin accepts it once it has welcomed the edge;
+    /// QUIC holds the stream until then), and returns its answers' reader.
+    async fn hello(
+        &mut self,
+        config: &EdgeConfig,
+        ask: Option<&SinceAsk>,
+    ) -> Result<Option<Responses>, ClientError> {
         let hello = Request::Hello {
             version: protocol::VERSION,
             token: config.token.trim().to_owned(),
@@ -287,6 +354,10 @@ impl Client {
             _ => None,
         };
         let mut responses = self.request_then(&hello, pace.as_ref()).await?;
+        let mut early = match ask {
+            Some(ask) => Some(self.request(&since_request(ask.have, &ask.courses)).await?),
+            None => None,
+        };
         match responses.next().await? {
             Some(Response::Welcome { edge_name, version }) => {
                 self.edge_name = edge_name;
@@ -302,7 +373,11 @@ impl Client {
             self.bucket = None;
         }
         debug!(edge = %self.edge_name, addr = %self.addr, transport = self.transport_name(), "welcomed by the origin");
-        Ok(())
+        if let Some(early) = &mut early {
+            // Read its answers with what the welcome settled (the pacing).
+            early.client = self.clone();
+        }
+        Ok(early)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -395,18 +470,22 @@ impl Client {
         &self,
         have: Option<u64>,
         courses: &[Hash],
-    ) -> Result<(Option<Vec<u8>>, Vec<(Hash, Vec<u8>)>), ClientError> {
+    ) -> Result<SinceAnswer, ClientError> {
         if self.origin_revision < protocol::REVISION_CATALOG_SINCE
             || courses.len() > protocol::MAX_HASHES
         {
             return Ok((self.catalog(have).await?, Vec::new()));
         }
-        let mut responses = self
-            .request(&Request::CatalogSince {
-                have_sequence: have,
-                have_courses: courses.to_vec(),
-            })
-            .await?;
+        let responses = self.request(&since_request(have, courses)).await?;
+        self.read_since(responses, have).await
+    }
+
+    /// Reads the answers to a `CatalogSince` (see [`Client::catalog_since`]).
+    async fn read_since(
+        &self,
+        mut responses: Responses,
+        have: Option<u64>,
+    ) -> Result<SinceAnswer, ClientError> {
         let signed = match responses.next().await? {
             Some(Response::Catalog { signed }) => signed,
             Some(Response::Error { message }) => {
@@ -575,6 +654,14 @@ impl Client {
                 reason: reason.to_owned(),
             },
         }
+    }
+}
+
+/// The revision-2 question for the catalog since `have`.
+fn since_request(have: Option<u64>, courses: &[Hash]) -> Request {
+    Request::CatalogSince {
+        have_sequence: have,
+        have_courses: courses.to_vec(),
     }
 }
 

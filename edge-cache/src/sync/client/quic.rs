@@ -20,7 +20,8 @@ pub(super) async fn handshake(
     timeout: Duration,
 ) -> Result<(quinn::Endpoint, quinn::Connection, SocketAddr), ClientError> {
     let addr = config.origin.resolve().await?;
-    let crypto = server::tls::client_config(&config.origin_cert.to_string())?;
+    let mut crypto = server::tls::client_config(&config.origin_cert.to_string())?;
+    crypto.alpn_protocols = edge_alpn();
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
         .map_err(|err| server::tls::TlsError::Config(err.to_string()))?;
     let mut client_config = quinn::ClientConfig::new(Arc::new(quic));
@@ -48,6 +49,26 @@ pub(super) async fn handshake(
             timeout.as_secs()
         ))),
     }
+}
+
+/// The ALPN names the edge offers, preferred first: `shanlu/2` (an origin
+/// that takes requests pipelined behind the hello) and `shanlu/1`, which
+/// every origin offers.
+pub(super) fn edge_alpn() -> Vec<Vec<u8>> {
+    vec![
+        server::tls::ALPN_PIPELINED.to_vec(),
+        server::tls::ALPN.to_vec(),
+    ]
+}
+
+/// Whether the origin at the other end of `connection` negotiated
+/// `shanlu/2`: it takes a request sent behind the hello, before its Welcome.
+pub(super) fn takes_pipelined(connection: &quinn::Connection) -> bool {
+    connection
+        .handshake_data()
+        .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|data| data.protocol)
+        .is_some_and(|alpn| alpn == server::tls::ALPN_PIPELINED)
 }
 
 /// How long answers may bring no data before the edge checks the link.
@@ -106,3 +127,53 @@ pub(super) fn watch_stalls(
 
 /// Why the edge closed a stalled connection.
 pub(super) const STALLED: &[u8] = b"stalled after an outage; reconnecting";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handshake on loopback between the edge's ALPN offer and an origin
+    /// offering `origin_alpn`: whether the edge would pipeline.
+    async fn pipelines_with(origin_alpn: Option<Vec<Vec<u8>>>) -> bool {
+        let identity = server::tls::TlsIdentity::generate().expect("identity");
+        let mut tls = identity.server_config().expect("server tls");
+        if let Some(alpn) = origin_alpn {
+            tls.alpn_protocols = alpn;
+        }
+        let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).expect("quic tls");
+        let origin = quinn::Endpoint::server(
+            quinn::ServerConfig::with_crypto(Arc::new(crypto)),
+            "127.0.0.1:0".parse().expect("addr"),
+        )
+        .expect("origin endpoint");
+        let addr = origin.local_addr().expect("origin addr");
+        let accept = tokio::spawn(async move {
+            let connection = origin.accept().await.expect("incoming").await;
+            (origin, connection)
+        });
+        let mut crypto = server::tls::client_config(&identity.fingerprint()).expect("edge tls");
+        crypto.alpn_protocols = edge_alpn();
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(crypto).expect("quic");
+        let mut edge =
+            quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("edge endpoint");
+        edge.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+        let connection = edge
+            .connect(addr, server::tls::SERVER_NAME)
+            .expect("connect")
+            .await
+            .expect("handshake");
+        let (_origin, accepted) = accept.await.expect("accept task");
+        accepted.expect("the origin accepted the edge");
+        takes_pipelined(&connection)
+    }
+
+    /// Issue 12: an origin of this version negotiates `shanlu/2`, so the
+    /// edge sends its catalog question behind the hello; an older origin
+    /// offers only `shanlu/1`, still accepts this edge, and gets the
+    /// question after its Welcome.
+    #[tokio::test]
+    async fn issue_12_the_edge_pipelines_only_with_an_origin_that_offers_shanlu_2() {
+        assert!(pipelines_with(None).await);
+        assert!(!pipelines_with(Some(vec![server::tls::ALPN.to_vec()])).await);
+    }
+}
