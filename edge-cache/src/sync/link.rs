@@ -1,6 +1,6 @@
 //! The connection a pass uses, re-made with backoff when it drops.
 
-use super::{MAX_ATTEMPTS, MAX_CONNECT_ATTEMPTS, SyncError};
+use super::{MAX_ATTEMPTS, MAX_CONNECT_ATTEMPTS, SyncError, error_chain};
 use crate::config::EdgeConfig;
 use crate::sync::client::{Client, ClientError, SinceAnswer, SinceAsk, Transport};
 use crate::sync::memory::TransportMemory;
@@ -48,7 +48,7 @@ impl Link {
                 }
                 Err(err) if err.is_transient() && attempt + 1 < MAX_CONNECT_ATTEMPTS => {
                     attempt += 1;
-                    warn!(cause = %err, attempt, "cannot reach the origin; retrying");
+                    warn!(cause = %error_chain(&err), attempt, "cannot reach the origin; retrying");
                     tokio::time::sleep(backoff(attempt)).await;
                 }
                 Err(err) if err.is_transient() => {
@@ -84,7 +84,7 @@ impl Link {
                 Ok(())
             }
             Err(err) if err.is_transient() => {
-                warn!(cause = %err, attempt, "reconnecting failed");
+                warn!(cause = %error_chain(&err), attempt, "reconnecting failed");
                 Ok(()) // the next request fails fast and counts another attempt
             }
             Err(err) => Err(err.into()),
@@ -121,7 +121,7 @@ impl Link {
                 Ok(value) => return Ok(value),
                 Err(err) if err.is_transient() && attempt < MAX_ATTEMPTS => {
                     attempt += 1;
-                    warn!(cause = %err, attempt, "request failed; reconnecting");
+                    warn!(cause = %error_chain(&err), attempt, "request failed; reconnecting");
                     self.reconnect(attempt).await?;
                 }
                 Err(err) if err.is_transient() => {

@@ -177,8 +177,12 @@ pub enum SyncError {
         path: std::path::PathBuf,
         cause: std::io::Error,
     },
-    #[error("gave up after {attempts} attempts to reach the origin: {last}")]
-    Unreachable { attempts: u32, last: ClientError },
+    #[error("gave up after {attempts} attempts to reach the origin")]
+    Unreachable {
+        attempts: u32,
+        #[source]
+        last: ClientError,
+    },
 }
 
 impl SyncError {

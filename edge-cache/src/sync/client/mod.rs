@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use catalog::Hash;
 use serde::{Deserialize, Serialize};
-use server::protocol::{self, FrameError, Request, Response};
+use server::protocol::{self, Request, Response};
 use tracing::{debug, info, warn};
 
 use crate::config::{ConfigError, EdgeConfig};
@@ -23,11 +23,15 @@ use crate::sync::fallback::{FallbackUrl, HttpLink};
 use crate::sync::memory::TransportMemory;
 use crate::sync::throttle::TokenBucket;
 
+mod error;
 mod quic;
 mod responses;
 
+pub use error::{Cause, ClientError, Message};
+pub(crate) use error::{timed_out, unexpected};
+
 pub use quic::STALL;
-use quic::{STALLED, handshake, takes_pipelined, watch_stalls};
+use quic::{handshake, takes_pipelined, watch_stalls};
 pub use responses::Responses;
 use responses::{Reader, Waiting};
 
@@ -76,42 +80,6 @@ const CLOSE_LINGER: Duration = Duration::from_millis(200);
 
 /// How long a handshake may take before the attempt counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Why talking to the origin failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error(
-        "the origin at {addr} refused this edge's token; ask the administrator for a new one (`shanlu origin add-edge`) and put it in edge.toml"
-    )]
-    Unauthorized { addr: SocketAddr },
-    #[error(
-        "the origin at {addr} cannot check this edge's token because the origin's configuration is broken (its edges.toml); the token is fine: tell the origin's administrator, whose log names the fault"
-    )]
-    OriginConfig { addr: SocketAddr },
-    #[error(
-        "the origin at {addr} speaks another protocol version; upgrade shanlu on the edge or the origin"
-    )]
-    Version { addr: SocketAddr },
-    #[error("cannot reach the origin at {addr}: {reason}")]
-    Connect { addr: SocketAddr, reason: String },
-    #[error("the connection to the origin at {addr} was lost: {reason}")]
-    Lost { addr: SocketAddr, reason: String },
-    #[error("the origin at {addr} answered something unexpected: {reason}")]
-    Protocol { addr: SocketAddr, reason: String },
-    #[error("the origin at {addr} refused a request: {message}")]
-    Refused { addr: SocketAddr, message: String },
-    #[error("edge configuration: {0}")]
-    Config(#[from] crate::config::ConfigError),
-    #[error("TLS: {0}")]
-    Tls(#[from] server::tls::TlsError),
-}
-
-impl ClientError {
-    /// Whether trying again later may help (the link, not the credentials, failed).
-    pub fn is_transient(&self) -> bool {
-        matches!(self, ClientError::Connect { .. } | ClientError::Lost { .. })
-    }
-}
 
 /// The first question of a sync pass: the catalog since the one held (see
 /// [`Client::catalog_since`]). Given to [`Client::connect_asking`], it goes
@@ -239,10 +207,11 @@ impl Client {
             (Transport::Quic, _) | (Transport::Auto, None) => {
                 Client::connect_quic(config, bucket, quic_timeout, ask).await
             }
-            (Transport::Http, None) => Err(ClientError::Config(ConfigError::Invalid(
+            (Transport::Http, None) => Err(ConfigError::Invalid(
                 "the HTTP transport needs `fallback = \"https://HOST:PORT\"` in edge.toml (`edge init --fallback`)"
                     .into(),
-            ))),
+            )
+            .into()),
             (Transport::Http, Some(url)) => {
                 Ok((Client::connect_http(config, bucket, url, None).await?, None))
             }
@@ -256,9 +225,9 @@ impl Client {
                         memory.quic_worked();
                         Ok(connected)
                     }
-                    Err(quic @ (ClientError::Connect { addr, .. } | ClientError::Lost { addr, .. })) => {
-                        warn!(cause = %quic, fallback = %url, "QUIC cannot connect; trying the HTTPS fallback");
-                        let reason = quic.to_string();
+                    Err(quic) if quic.is_transient() => {
+                        let reason = crate::sync::error_chain(&quic);
+                        warn!(cause = %reason, fallback = %url, "QUIC cannot connect; trying the HTTPS fallback");
                         match Client::connect_http(config, bucket, url, Some(reason.clone())).await {
                             Ok(client) => {
                                 info!(
@@ -268,9 +237,9 @@ impl Client {
                                 memory.quic_failed(reason);
                                 Ok((client, None))
                             }
-                            Err(http) => Err(ClientError::Connect {
-                                addr,
-                                reason: format!("over QUIC: {quic}; over the fallback: {http}"),
+                            Err(http) => Err(ClientError::NoTransport {
+                                quic: Box::new(quic),
+                                fallback: Cause::new(http),
                             }),
                         }
                     }
@@ -534,12 +503,13 @@ impl Client {
             while let Some(response) = responses.next().await.map_err(|err| match err {
                 // Answers come in request order: name the object whose answer
                 // is unreadable (e.g. over the frame limit, issue 11).
-                ClientError::Protocol { addr, reason } => ClientError::Protocol {
-                    addr,
-                    reason: match batch.get(answered) {
-                        Some(hash) => format!("the answer for object {hash}: {reason}"),
-                        None => reason,
+                ClientError::Protocol { addr, .. } => match batch.get(answered) {
+                    Some(hash) => ClientError::ObjectAnswer {
+                        addr,
+                        hash: *hash,
+                        cause: Cause::new(err),
                     },
+                    None => err,
                 },
                 other => other,
             })? {
@@ -582,77 +552,6 @@ impl Client {
         {
             connection.close(quinn::VarInt::from_u32(protocol::CLOSE_DONE), b"done");
             let _ = tokio::time::timeout(CLOSE_LINGER, endpoint.wait_idle()).await;
-        }
-    }
-
-    fn close_reason(&self) -> Option<quinn::ConnectionError> {
-        match &self.wire {
-            Wire::Quic { connection, .. } => connection.close_reason(),
-            Wire::Http(_) => None,
-        }
-    }
-
-    fn connection_error(&self, err: quinn::ConnectionError) -> ClientError {
-        if let quinn::ConnectionError::ApplicationClosed(close) = &err {
-            let code = close.error_code.into_inner();
-            if code == u64::from(protocol::CLOSE_UNAUTHORIZED) {
-                return ClientError::Unauthorized { addr: self.addr };
-            }
-            if code == u64::from(protocol::CLOSE_ORIGIN_CONFIG) {
-                return ClientError::OriginConfig { addr: self.addr };
-            }
-            if code == u64::from(protocol::CLOSE_VERSION) {
-                return ClientError::Version { addr: self.addr };
-            }
-        }
-        let reason = match err {
-            // Only the stall watch closes a connection still in use.
-            quinn::ConnectionError::LocallyClosed => String::from_utf8_lossy(STALLED).into_owned(),
-            other => other.to_string(),
-        };
-        ClientError::Lost {
-            addr: self.addr,
-            reason,
-        }
-    }
-
-    fn frame_error(&self, err: FrameError) -> ClientError {
-        // A closed connection shows up as a read or write error; ask the connection why.
-        if let Some(reason) = self.close_reason() {
-            return self.connection_error(reason);
-        }
-        match err {
-            FrameError::Read(reason) | FrameError::Write(reason) => ClientError::Lost {
-                addr: self.addr,
-                reason,
-            },
-            other => ClientError::Protocol {
-                addr: self.addr,
-                reason: other.to_string(),
-            },
-        }
-    }
-
-    fn unexpected(&self, response: &Response) -> ClientError {
-        match response {
-            Response::Error { message } => ClientError::Refused {
-                addr: self.addr,
-                message: message.clone(),
-            },
-            other => ClientError::Protocol {
-                addr: self.addr,
-                reason: format!("{other:?}").chars().take(120).collect(),
-            },
-        }
-    }
-
-    fn lost(&self, reason: &str) -> ClientError {
-        match self.close_reason() {
-            Some(err) => self.connection_error(err),
-            None => ClientError::Lost {
-                addr: self.addr,
-                reason: reason.to_owned(),
-            },
         }
     }
 }

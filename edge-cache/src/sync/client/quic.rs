@@ -10,6 +10,7 @@ use server::protocol;
 use tracing::{debug, warn};
 
 use super::ClientError;
+use super::error::{Cause, timed_out};
 use crate::config::EdgeConfig;
 use crate::sync::throttle::TokenBucket;
 
@@ -34,20 +35,20 @@ pub(super) async fn handshake(
     } else {
         SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
     };
-    let connect_error = |reason: String| ClientError::Connect { addr, reason };
+    let connect_error = |cause: Cause| ClientError::Connect { addr, cause };
     let mut endpoint =
-        quinn::Endpoint::client(bind).map_err(|err| connect_error(err.to_string()))?;
+        quinn::Endpoint::client(bind).map_err(|err| connect_error(Cause::new(err)))?;
     endpoint.set_default_client_config(client_config);
     let connecting = endpoint
         .connect(addr, server::tls::SERVER_NAME)
-        .map_err(|err| connect_error(err.to_string()))?;
+        .map_err(|err| connect_error(Cause::new(err)))?;
     match tokio::time::timeout(timeout, connecting).await {
         Ok(Ok(connection)) => Ok((endpoint, connection, addr)),
-        Ok(Err(err)) => Err(connect_error(err.to_string())),
-        Err(_) => Err(connect_error(format!(
+        Ok(Err(err)) => Err(connect_error(Cause::new(err))),
+        Err(_) => Err(connect_error(timed_out(format!(
             "no answer within {} s (is UDP to that port open?)",
             timeout.as_secs()
-        ))),
+        )))),
     }
 }
 
@@ -119,7 +120,10 @@ pub(super) fn watch_stalls(
                     connection.close(quinn::VarInt::from_u32(protocol::CLOSE_DONE), STALLED);
                     return;
                 }
-                Err(err) => debug!(cause = %err, "the link is still down"),
+                Err(err) => debug!(
+                    cause = %crate::sync::error_chain(&err),
+                    "the link is still down"
+                ),
             }
         }
     });
