@@ -182,6 +182,38 @@ fn issue_12_old_edges_keep_shanlu_1_and_a_shanlu_2_edge_may_ask_before_the_welco
     });
 }
 
+/// Runs `command` and timestamps each line of its log as it arrives
+/// (the edge logs without times): its output (stdout) and the lines, with
+/// how long after the start each came.
+pub(crate) fn run_timed(
+    mut command: std::process::Command,
+) -> (std::process::Output, Vec<(Duration, String)>) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning the command");
+    let started = Instant::now();
+    let stderr = child.stderr.take().expect("stderr");
+    let lines: Vec<(Duration, String)> = std::io::BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .take(100_000)
+        .map(|line| (started.elapsed(), line))
+        .collect();
+    let output = child.wait_with_output().expect("waiting for the command");
+    (output, lines)
+}
+
+/// Timestamped lines as text, one per line: `  1.234 DEBUG …`.
+pub(crate) fn timed_log(lines: &[(Duration, String)]) -> String {
+    lines
+        .iter()
+        .map(|(at, line)| format!("{:7.3} {line}", at.as_secs_f64()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Issue 12: across a 600 ms round trip, the catalog answer arrives with
 /// the Welcome rather than a round trip after it. Measured on the edge's
 /// own log lines, timestamped as they arrive: from the hello leaving to the
@@ -217,29 +249,13 @@ fn issue_12_across_600ms_the_catalog_answer_comes_with_the_welcome() {
     write(&src, "02-add/index.html", b"<h1>1 + 1 = 2</h1>");
     origin.publish(&src);
 
-    let mut child = link
-        .command_in(Side::Edge, shanlu_bin())
+    let mut command = link.command_in(Side::Edge, shanlu_bin());
+    command
         .env("RUST_LOG", "warn,edge_cache::sync::client=debug")
         .args(["edge", "sync", "--data", &edge.data_str(), "--json"])
-        .args(["--transport", "quic"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning edge sync");
-    let started = Instant::now();
-    let stderr = child.stderr.take().expect("stderr");
-    let lines: Vec<(Duration, String)> = std::io::BufReader::new(stderr)
-        .lines()
-        .map_while(Result::ok)
-        .take(10_000)
-        .map(|line| (started.elapsed(), line))
-        .collect();
-    let output = child.wait_with_output().expect("edge sync");
-    let log = lines
-        .iter()
-        .map(|(at, line)| format!("{:6.3} {line}", at.as_secs_f64()))
-        .collect::<Vec<_>>()
-        .join("\n");
+        .args(["--transport", "quic"]);
+    let (output, lines) = run_timed(command);
+    let log = timed_log(&lines);
     let report: serde_json::Value =
         serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
     assert!(output.status.success(), "{report:#}\n{log}");

@@ -214,18 +214,18 @@ fn a_one_page_update_across_a_600ms_link_takes_few_round_trips_issue_12() {
     origin.publish(&src);
 
     let started = Instant::now();
-    let output = link
-        .command_in(Side::Edge, shanlu_bin())
+    let mut command = link.command_in(Side::Edge, shanlu_bin());
+    command
         .env(
             "RUST_LOG",
             std::env::var("SYNC_LOG").unwrap_or("warn,edge_cache::sync::client=debug".into()),
         )
         .args(["edge", "sync", "--data", &edge.data_str(), "--json"])
-        .args(["--transport", "quic"])
-        .output()
-        .expect("spawning edge sync");
+        .args(["--transport", "quic"]);
+    // Each log line timestamped as it arrives (SHOW_SYNC_LOG prints them).
+    let (output, lines) = crate::pipelined::run_timed(command);
     let seconds = started.elapsed().as_secs_f64();
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = crate::pipelined::timed_log(&lines);
     let report: serde_json::Value =
         serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
     assert!(output.status.success(), "{report:#}\n{stderr}");
