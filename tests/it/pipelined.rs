@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use linksim::{Link, LinkSpec, Side};
 use server::protocol::{MAX_RESPONSE, Request, Response, read_frame, write_frame};
-use shanlu_tests::{TestEdge, TestOrigin, generated, shanlu_bin};
+use shanlu_tests::{ServedOrigin, TestEdge, TestOrigin, generated, shanlu_bin};
 
 use crate::sync::assert_edge_holds;
 
@@ -64,6 +64,68 @@ async fn send(connection: &quinn::Connection, request: &Request) -> quinn::RecvS
     write_frame(&mut send, request).await.expect("write");
     let _ = send.finish();
     recv
+}
+
+/// The catalog question of an edge that holds nothing.
+fn fresh_since() -> Request {
+    Request::CatalogSince {
+        have_sequence: None,
+        have_courses: vec![],
+    }
+}
+
+/// An origin serving a published course across an emulated link, and an
+/// edge on the other side that has synced it once.
+pub(crate) struct Across {
+    pub edge: TestEdge,
+    /// The origin's process, stopped when this is dropped.
+    pub _served: ServedOrigin,
+    pub link: Link,
+    pub src: std::path::PathBuf,
+    pub origin: TestOrigin,
+}
+
+impl Across {
+    /// `course` written into a new origin's `math` folder and published,
+    /// the link started with `spec`, the origin served across it, and edge
+    /// `name` synced once (untimed: the origin learns the link).
+    pub(crate) fn synced(spec: LinkSpec, name: &str, course: fn(&std::path::Path)) -> Across {
+        let origin = TestOrigin::init();
+        let src = origin.dir.path().join("math");
+        course(&src);
+        origin.publish(&src);
+        let link = Link::start(spec, Duration::from_secs(300))
+            .expect("starting the emulated link (needs root, /dev/net/tun and the ip command)");
+        let ip = link.origin_ip().to_string();
+        let served = origin.serve_with(
+            link.command_in(Side::Origin, shanlu_bin()),
+            &format!("{ip}:0"),
+            &ip,
+            &[],
+        );
+        let token = origin.add_edge(name);
+        let edge = TestEdge::init(&origin, &served, served.quic, &token, "all");
+        let (code, first, stderr) = edge.sync_with(link.command_in(Side::Edge, shanlu_bin()), &[]);
+        assert_eq!(code, 0, "{first:#}\n{stderr}");
+        Across {
+            edge,
+            _served: served,
+            link,
+            src,
+            origin,
+        }
+    }
+
+    /// `edge sync --transport quic --json` across the link with `RUST_LOG`
+    /// set to `log`: its output and its log lines, timed (see [`run_timed`]).
+    pub(crate) fn sync_timed(&self, log: &str) -> (std::process::Output, Vec<(Duration, String)>) {
+        let mut command = self.link.command_in(Side::Edge, shanlu_bin());
+        command
+            .env("RUST_LOG", log)
+            .args(["edge", "sync", "--data", &self.edge.data_str(), "--json"])
+            .args(["--transport", "quic"]);
+        run_timed(command)
+    }
 }
 
 /// Every answer on a stream.
@@ -133,14 +195,7 @@ fn issue_12_old_edges_keep_shanlu_1_and_a_shanlu_2_edge_may_ask_before_the_welco
         .await;
         assert_eq!(alpn.as_deref(), Some(server::tls::ALPN_PIPELINED));
         let mut hello_answers = send(&new, &hello).await;
-        let mut since_answers = send(
-            &new,
-            &Request::CatalogSince {
-                have_sequence: None,
-                have_courses: vec![],
-            },
-        )
-        .await;
+        let mut since_answers = send(&new, &fresh_since()).await;
         let welcome = answers(&mut hello_answers).await;
         assert!(
             matches!(welcome.as_slice(), [Response::Welcome { version: 2, .. }]),
@@ -166,14 +221,7 @@ fn issue_12_old_edges_keep_shanlu_1_and_a_shanlu_2_edge_may_ask_before_the_welco
             token: "not-a-token".into(),
         };
         let _hello = send(&intruder, &bad).await;
-        let mut since = send(
-            &intruder,
-            &Request::CatalogSince {
-                have_sequence: None,
-                have_courses: vec![],
-            },
-        )
-        .await;
+        let mut since = send(&intruder, &fresh_since()).await;
         let read = read_frame::<Response>(&mut since, MAX_RESPONSE).await;
         assert!(
             !matches!(read, Ok(Some(Response::Catalog { .. }))),
@@ -225,42 +273,21 @@ fn issue_12_across_600ms_the_catalog_answer_comes_with_the_welcome() {
     if !shanlu_tests::require(shanlu_tests::Need::NetNs) {
         return;
     }
-    let origin = TestOrigin::init();
-    let src = origin.dir.path().join("math");
-    course(&src);
-    origin.publish(&src);
-    let link = Link::start(
+    let across = Across::synced(
         LinkSpec::default().delay(300 * MS).rate_bps(20_000_000),
-        Duration::from_secs(300),
-    )
-    .expect("starting the emulated link (needs root, /dev/net/tun and the ip command)");
-    let ip = link.origin_ip().to_string();
-    let served = origin.serve_with(
-        link.command_in(Side::Origin, shanlu_bin()),
-        &format!("{ip}:0"),
-        &ip,
-        &[],
+        "school-pl2",
+        course,
     );
-    let token = origin.add_edge("school-pl2");
-    let edge = TestEdge::init(&origin, &served, served.quic, &token, "all");
-    let (code, first, stderr) = edge.sync_with(link.command_in(Side::Edge, shanlu_bin()), &[]);
-    assert_eq!(code, 0, "{first:#}\n{stderr}");
+    write(&across.src, "02-add/index.html", b"<h1>1 + 1 = 2</h1>");
+    across.origin.publish(&across.src);
 
-    write(&src, "02-add/index.html", b"<h1>1 + 1 = 2</h1>");
-    origin.publish(&src);
-
-    let mut command = link.command_in(Side::Edge, shanlu_bin());
-    command
-        .env("RUST_LOG", "warn,edge_cache::sync::client=debug")
-        .args(["edge", "sync", "--data", &edge.data_str(), "--json"])
-        .args(["--transport", "quic"]);
-    let (output, lines) = run_timed(command);
+    let (output, lines) = across.sync_timed("warn,edge_cache::sync::client=debug");
     let log = timed_log(&lines);
     let report: serde_json::Value =
         serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
     assert!(output.status.success(), "{report:#}\n{log}");
     assert_eq!(report["complete"], true, "{report:#}");
-    assert_eq!(assert_edge_holds(&edge, "math", &src), 3);
+    assert_eq!(assert_edge_holds(&across.edge, "math", &across.src), 3);
 
     let at = |what: &str| {
         lines

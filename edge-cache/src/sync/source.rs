@@ -189,6 +189,7 @@ impl OriginSource {
         let (generation, client) = self.client().await?;
         let mut remaining: std::collections::HashSet<Hash> =
             wants.iter().map(|want| want.hash).collect();
+        let asked = remaining.len();
         let mut responses = match client.request(&Request::GetChunks { wants }).await {
             Ok(responses) => responses,
             Err(err) => {
@@ -223,11 +224,24 @@ impl OriginSource {
             if !remaining.remove(&hash) {
                 continue; // not asked for: ignored
             }
+            if remaining.len() + 1 == asked {
+                tracing::debug!(
+                    asked,
+                    received = client.received_bytes(),
+                    "first chunk answer"
+                );
+            }
             self.failures.store(0, Ordering::Relaxed);
             if sink.send(delivery).await.is_err() {
                 return Ok(());
             }
         }
+        tracing::debug!(
+            asked,
+            missing = remaining.len(),
+            received = client.received_bytes(),
+            "chunk answer ended"
+        );
         if remaining.is_empty() {
             Ok(())
         } else {

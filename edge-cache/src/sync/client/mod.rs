@@ -361,6 +361,14 @@ impl Client {
         }
     }
 
+    /// Bytes received on this connection so far (QUIC only), for logs.
+    pub fn received_bytes(&self) -> Option<u64> {
+        match &self.wire {
+            Wire::Quic { connection, .. } => Some(connection.stats().udp_rx.bytes),
+            Wire::Http(_) => None,
+        }
+    }
+
     /// Whether the connection has ended (closed, reset or timed out).
     pub fn is_closed(&self) -> bool {
         match &self.wire {
