@@ -11,28 +11,12 @@ use std::time::{Duration, Instant};
 
 use linksim::{Link, LinkSpec, Side};
 use server::protocol::{MAX_RESPONSE, Request, Response, read_frame, write_frame};
-use shanlu_tests::{ServedOrigin, TestEdge, TestOrigin, generated, shanlu_bin};
+use shanlu_tests::{ServedOrigin, TestEdge, TestOrigin, shanlu_bin};
 
+use crate::roundtrips::{course, write};
 use crate::sync::assert_edge_holds;
 
 const MS: Duration = Duration::from_millis(1);
-
-fn write(src: &std::path::Path, rel: &str, bytes: &[u8]) {
-    let path = src.join(rel);
-    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-    std::fs::write(path, bytes).expect("write");
-}
-
-/// A course of two pages and a 1 MiB video.
-fn course(src: &std::path::Path) {
-    write(
-        src,
-        "01-count/index.html",
-        "<h1>ꆈꌠ 一到十</h1>".as_bytes(),
-    );
-    write(src, "01-count/lesson.mp4", &generated(1024 * 1024, 131));
-    write(src, "02-add/index.html", b"<h1>1 + 1</h1>");
-}
 
 /// A QUIC connection to the origin offering `alpn`, and what was negotiated.
 async fn connect(
@@ -206,8 +190,8 @@ fn issue_12_old_edges_keep_shanlu_1_and_a_shanlu_2_edge_may_ask_before_the_welco
             matches!(since.first(), Some(Response::Catalog { signed: Some(_) })),
             "{since:?}"
         );
-        // One course, two lessons, three manifests came with the catalog.
-        assert_eq!(since.len(), 1 + 6, "{since:?}");
+        // One course, three lessons, four manifests came with the catalog.
+        assert_eq!(since.len(), 1 + 8, "{since:?}");
 
         // A pipelined question from an edge whose token is refused is never answered.
         let (_endpoint, intruder, _) = connect(
@@ -287,7 +271,7 @@ fn issue_12_across_600ms_the_catalog_answer_comes_with_the_welcome() {
         serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
     assert!(output.status.success(), "{report:#}\n{log}");
     assert_eq!(report["complete"], true, "{report:#}");
-    assert_eq!(assert_edge_holds(&across.edge, "math", &across.src), 3);
+    assert_eq!(assert_edge_holds(&across.edge, "math", &across.src), 4);
 
     let at = |what: &str| {
         lines

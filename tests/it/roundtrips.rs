@@ -15,14 +15,14 @@ use crate::sync::assert_edge_holds;
 
 const MS: Duration = Duration::from_millis(1);
 
-fn write(src: &std::path::Path, rel: &str, bytes: &[u8]) {
+pub(crate) fn write(src: &std::path::Path, rel: &str, bytes: &[u8]) {
     let path = src.join(rel);
     std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
     std::fs::write(path, bytes).expect("write");
 }
 
 /// A course of a few pages and a 2 MiB video.
-fn course(src: &std::path::Path) {
+pub(crate) fn course(src: &std::path::Path) {
     write(
         src,
         "01-count/index.html",
