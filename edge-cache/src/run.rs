@@ -265,7 +265,7 @@ fn record(result: &Result<crate::SyncReport, SyncError>, live: &Live, metrics: &
                 live.upstream_seen(Err(err.to_string()));
             }
             metrics.sync_outcome("failed");
-            warn!(cause = %err, "sync failed; will try again");
+            warn!(cause = %crate::sync::error_chain(&err), "sync failed; will try again");
         }
     }
 }

@@ -15,6 +15,11 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 /// The ALPN protocol name of shanlu's sync protocol.
 pub const ALPN: &[u8] = b"shanlu/1";
 
+/// The ALPN name an origin of protocol revision 2 or later also offers
+/// (preferred): an edge that negotiates it may send its first requests
+/// (`CatalogSince`) right behind the hello, before the Welcome (issue 12).
+pub const ALPN_PIPELINED: &[u8] = b"shanlu/2";
+
 /// The ALPN protocol name of the HTTPS fallback.
 pub const HTTP_ALPN: &[u8] = b"http/1.1";
 
@@ -122,7 +127,7 @@ impl TlsIdentity {
                 PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone())),
             )
             .map_err(TlsError::config("the origin's certificate and key in tls/"))?;
-        config.alpn_protocols = vec![ALPN.to_vec()];
+        config.alpn_protocols = vec![ALPN_PIPELINED.to_vec(), ALPN.to_vec()];
         Ok(config)
     }
 

@@ -15,6 +15,7 @@ mod lesson_fonts;
 mod limits;
 mod links;
 mod pages;
+mod pipelined;
 mod pipes;
 mod publish;
 mod readthrough;

@@ -6,22 +6,23 @@
 
 use std::time::{Duration, Instant};
 
-use linksim::{Link, LinkSpec, Side};
+use linksim::LinkSpec;
 use server::protocol::{Request, Response, decode, encode};
-use shanlu_tests::{TestEdge, TestOrigin, generated, http_request_with_body, shanlu_bin};
+use shanlu_tests::{TestOrigin, generated, http_request_with_body};
 
+use crate::pipelined::Across;
 use crate::sync::assert_edge_holds;
 
 const MS: Duration = Duration::from_millis(1);
 
-fn write(src: &std::path::Path, rel: &str, bytes: &[u8]) {
+pub(crate) fn write(src: &std::path::Path, rel: &str, bytes: &[u8]) {
     let path = src.join(rel);
     std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
     std::fs::write(path, bytes).expect("write");
 }
 
 /// A course of a few pages and a 2 MiB video.
-fn course(src: &std::path::Path) {
+pub(crate) fn course(src: &std::path::Path) {
     write(
         src,
         "01-count/index.html",
@@ -185,54 +186,33 @@ fn a_one_page_update_across_a_600ms_link_takes_few_round_trips_issue_12() {
     if !shanlu_tests::require(shanlu_tests::Need::NetNs) {
         return;
     }
-    let origin = TestOrigin::init();
-    let src = origin.dir.path().join("math");
-    course(&src);
-    origin.publish(&src);
-    let link = Link::start(
+    let across = Across::synced(
         LinkSpec::default()
             .delay(300 * MS)
             .loss(0.01)
             .rate_bps(20_000_000),
-        Duration::from_secs(300),
-    )
-    .expect("starting the emulated link (needs root, /dev/net/tun and the ip command)");
-    let ip = link.origin_ip().to_string();
-    let served = origin.serve_with(
-        link.command_in(Side::Origin, shanlu_bin()),
-        &format!("{ip}:0"),
-        &ip,
-        &[],
+        "school-rt2",
+        course,
     );
-    let token = origin.add_edge("school-rt2");
-    let edge = TestEdge::init(&origin, &served, served.quic, &token, "all");
-    let (code, first, stderr) = edge.sync_with(link.command_in(Side::Edge, shanlu_bin()), &[]);
-    assert_eq!(code, 0, "{first:#}\n{stderr}");
-
-    write(&src, "02-add/index.html", b"<h1>1 + 1 = 2</h1>");
-    write(&src, "02-add/worksheet.pdf", &generated(300 * 1024, 123));
-    origin.publish(&src);
+    let (edge, src) = (&across.edge, &across.src);
+    write(src, "02-add/index.html", b"<h1>1 + 1 = 2</h1>");
+    write(src, "02-add/worksheet.pdf", &generated(300 * 1024, 123));
+    across.origin.publish(src);
 
     let started = Instant::now();
-    let output = link
-        .command_in(Side::Edge, shanlu_bin())
-        .env(
-            "RUST_LOG",
-            std::env::var("SYNC_LOG").unwrap_or("warn,edge_cache::sync::client=debug".into()),
-        )
-        .args(["edge", "sync", "--data", &edge.data_str(), "--json"])
-        .args(["--transport", "quic"])
-        .output()
-        .expect("spawning edge sync");
+    // Each log line timestamped as it arrives (SHOW_SYNC_LOG prints them).
+    let (output, lines) = across.sync_timed(
+        &std::env::var("SYNC_LOG").unwrap_or("warn,edge_cache::sync::client=debug".into()),
+    );
     let seconds = started.elapsed().as_secs_f64();
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = crate::pipelined::timed_log(&lines);
     let report: serde_json::Value =
         serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
     assert!(output.status.success(), "{report:#}\n{stderr}");
     assert_eq!(report["complete"], true, "{report:#}");
     assert_eq!(report["files_completed"], 2, "{report:#}");
     assert_eq!(report["objects_fetched"], 4, "{report:#}");
-    assert_eq!(assert_edge_holds(&edge, "math", &src), 5);
+    assert_eq!(assert_edge_holds(edge, "math", src), 5);
     let requests = requests_sent(&stderr);
     eprintln!("issue 12: one-page update across 600 ms: {seconds:.2} s, requests {requests:?}");
     if std::env::var_os("SHOW_SYNC_LOG").is_some() {

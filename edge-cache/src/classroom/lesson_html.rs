@@ -207,7 +207,7 @@ async fn read_through(
             }
             Err(err) => {
                 return Some(Err(crate::sync::readthrough::Unavailable::Offline(
-                    format!("reading the page from the origin: {err}"),
+                    crate::sync::client::Cause::new(err),
                 )));
             }
         }

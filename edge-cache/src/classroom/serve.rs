@@ -222,7 +222,10 @@ pub(crate) fn unavailable(headers: &HeaderMap, uri: &Uri, why: &Unavailable) -> 
     (
         StatusCode::SERVICE_UNAVAILABLE,
         [(header::RETRY_AFTER, "30")],
-        format!("this file is not available offline yet: {why}\n"),
+        format!(
+            "this file is not available offline yet: {}\n",
+            crate::sync::error_chain(why)
+        ),
     )
         .into_response()
 }

@@ -20,7 +20,7 @@ use super::link::{Link, backoff};
 use super::plan::FileJob;
 use super::source::{ChunkSource, Connector, OriginSource};
 use super::{MAX_ATTEMPTS, SET_BYTES, SET_FILES, SyncError, SyncReport};
-use crate::sync::client::{Client, ClientError};
+use crate::sync::client::{Cause, Client, ClientError};
 
 /// Fetches `jobs` through `engine`; returns the blobs that failed.
 pub(super) async fn fetch_files(
@@ -66,7 +66,7 @@ pub(super) async fn fetch_files(
         Err(Gave::Up(why)) => {
             let last = origin.take_last_error().unwrap_or(ClientError::Lost {
                 addr: link.client.addr(),
-                reason: why,
+                cause: why,
             });
             if last.is_transient() {
                 Err(SyncError::Unreachable {
@@ -84,7 +84,7 @@ pub(super) async fn fetch_files(
 
 enum Gave {
     /// The origin could not be reached, MAX_ATTEMPTS times in a row.
-    Up(String),
+    Up(Cause),
     Engine,
 }
 
@@ -145,6 +145,7 @@ async fn run_jobs(
             }
             Some(Outcome::Failed(JobError::Offline(why))) => return Err(Gave::Up(why)),
             Some(Outcome::Failed(JobError::Failed(why))) => {
+                let why = super::error_chain(&*why);
                 warn!(%blob, file = %label, "{why}");
                 report
                     .failures

@@ -116,15 +116,18 @@ impl Lane {
     }
 }
 
-/// Why a file could not be had.
+/// Why a file could not be had; the cause (a [`SourceError`], a writer's
+/// error, or a description) is shared by every asker of the file.
+///
+/// [`SourceError`]: crate::sync::source::SourceError
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JobError {
     /// The sources could not be reached.
-    #[error("{0}")]
-    Offline(String),
+    #[error(transparent)]
+    Offline(crate::sync::client::Cause),
     /// A source refused, or the file or a chunk was bad.
-    #[error("{0}")]
-    Failed(String),
+    #[error(transparent)]
+    Failed(crate::sync::client::Cause),
 }
 
 /// How a file ended.

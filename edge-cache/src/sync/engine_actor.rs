@@ -289,7 +289,7 @@ impl Actor {
                     biased;
                     () = lane.stop.cancelled() => Err(SourceError::Transient {
                         source_name: chosen.name(),
-                        reason: "stopped".into(),
+                        cause: "stopped".into(),
                     }),
                     (result, ()) = futures_util::future::join(chosen.fetch(wants, sink), forward) => result,
                 };
@@ -394,9 +394,9 @@ impl Actor {
                         let failures = req.lane.failures.fetch_add(1, Ordering::Relaxed) + 1;
                         warn!(lane = req.lane.name, cause = %err, failures, "a chunk request failed");
                         (failures >= req.lane.max_failures)
-                            .then(|| JobError::Offline(err.to_string()))
+                            .then(|| JobError::Offline(err.clone().into()))
                     }
-                    SourceError::Permanent { .. } => Some(JobError::Failed(err.to_string())),
+                    SourceError::Permanent { .. } => Some(JobError::Failed(err.clone().into())),
                 };
                 if let Some(why) = give_up {
                     // Files of this lane that nobody else can fetch give up.
@@ -506,7 +506,7 @@ impl Actor {
                 let why = format!(
                     "chunk {hash} was refused {count} times, last: {reason}; the origin may hold a damaged copy (ask for `shanlu verify` there)"
                 );
-                self.fail(blob, JobError::Failed(why)).await;
+                self.fail(blob, JobError::Failed(why.into())).await;
             }
             return;
         }

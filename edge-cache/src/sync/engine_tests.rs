@@ -237,7 +237,7 @@ async fn issue_12_a_bad_chunk_is_not_written_and_is_fetched_from_the_next_source
         .expect("want");
     match outcome(rx).await {
         Outcome::Failed(JobError::Failed(why)) => {
-            assert!(why.contains(&bad_chunk.to_string()), "{why}")
+            assert!(why.to_string().contains(&bad_chunk.to_string()), "{why}")
         }
         other => panic!("expected a failure, got {other:?}"),
     }

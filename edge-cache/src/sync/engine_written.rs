@@ -42,7 +42,7 @@ impl Actor {
             WriterEvent::Opened { blob, result } => {
                 let opened = match result {
                     Ok(opened) => opened,
-                    Err(why) => return self.fail(blob, JobError::Failed(why)).await,
+                    Err(why) => return self.fail(blob, JobError::Failed(why.into())).await,
                 };
                 self.opened(blob, opened).await;
             }
@@ -59,7 +59,7 @@ impl Actor {
                 };
                 let outcome = match result {
                     Ok(()) => Outcome::Done { assembled: true },
-                    Err(why) => Outcome::Failed(JobError::Failed(why)),
+                    Err(why) => Outcome::Failed(JobError::Failed(why.into())),
                 };
                 job.publish(|state| state.outcome = Some(outcome));
             }
@@ -99,7 +99,7 @@ impl Actor {
         }
         self.tries.remove(&hash);
         for (blob, why) in failed {
-            self.fail(blob, JobError::Failed(why)).await;
+            self.fail(blob, JobError::Failed(why.into())).await;
         }
         for blob in written {
             let Some(job) = self.jobs.get_mut(&blob) else {

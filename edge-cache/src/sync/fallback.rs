@@ -23,7 +23,7 @@ use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::config::ConfigError;
-use crate::sync::client::ClientError;
+use crate::sync::client::{Cause, ClientError, timed_out};
 
 /// How long a TCP connect and TLS handshake may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -130,12 +130,14 @@ impl HttpLink {
     ) -> Result<Arc<HttpLink>, ClientError> {
         let addr = tokio::net::lookup_host(&url.authority)
             .await
-            .ok()
-            .and_then(|mut addrs| addrs.next())
-            .ok_or_else(|| {
-                ClientError::Config(ConfigError::Invalid(format!(
-                    "cannot resolve the fallback address {url}"
-                )))
+            .and_then(|mut addrs| {
+                addrs.next().ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "the name has no address")
+                })
+            })
+            .map_err(|err| ClientError::Resolve {
+                url: url.to_string(),
+                cause: Cause::new(err),
             })?;
         let tls = if url.tls {
             let mut config = server::tls::client_config(pinned_cert)?;
@@ -145,7 +147,7 @@ impl HttpLink {
             None
         };
         let uri: Uri = format!("{url}/v1/sync").parse().map_err(|err| {
-            ClientError::Config(ConfigError::Invalid(format!(
+            ClientError::from(ConfigError::Invalid(format!(
                 "fallback {url} does not make a request address: {err}"
             )))
         })?;
@@ -184,11 +186,17 @@ impl HttpLink {
             .header(header::AUTHORIZATION, &self.authorization)
             .header(header::CONTENT_TYPE, server::http::FRAMES)
             .body(Full::new(Bytes::from(frame)))
-            .map_err(|err| self.protocol(err.to_string()))?;
+            .map_err(|err| ClientError::Protocol {
+                addr: self.addr,
+                cause: Cause::new(err),
+            })?;
         let response = tokio::time::timeout(ANSWER_TIMEOUT, self.client.request(request))
             .await
-            .map_err(|_| self.lost(format!("no answer within {} s", ANSWER_TIMEOUT.as_secs())))?
-            .map_err(|err| self.request_error(&err))?;
+            .map_err(|_| ClientError::Lost {
+                addr: self.addr,
+                cause: timed_out(format!("no answer within {} s", ANSWER_TIMEOUT.as_secs())),
+            })?
+            .map_err(|err| self.request_error(err))?;
         let status = response.status();
         if status != StatusCode::OK {
             let body = response.into_body().collect().await;
@@ -203,36 +211,21 @@ impl HttpLink {
         })
     }
 
-    /// A failed request: the connection could not be made, or it was lost.
-    fn request_error(&self, err: &hyper_util::client::legacy::Error) -> ClientError {
-        // The cause chain names what failed (refused, TLS, timed out).
-        let mut reason = err.to_string();
-        let mut source = std::error::Error::source(err);
-        while let Some(cause) = source {
-            reason = format!("{reason}: {cause}");
-            source = cause.source();
-        }
+    /// A failed request: the connection could not be made, or it was lost;
+    /// hyper's error (and under it what failed: refused, TLS, timed out) is
+    /// the cause.
+    fn request_error(&self, err: hyper_util::client::legacy::Error) -> ClientError {
+        let addr = self.addr;
         if err.is_connect() {
             ClientError::Connect {
-                addr: self.addr,
-                reason,
+                addr,
+                cause: Cause::new(err),
             }
         } else {
-            self.lost(reason)
-        }
-    }
-
-    fn lost(&self, reason: String) -> ClientError {
-        ClientError::Lost {
-            addr: self.addr,
-            reason,
-        }
-    }
-
-    fn protocol(&self, reason: String) -> ClientError {
-        ClientError::Protocol {
-            addr: self.addr,
-            reason,
+            ClientError::Lost {
+                addr,
+                cause: Cause::new(err),
+            }
         }
     }
 
@@ -243,13 +236,13 @@ impl HttpLink {
                 ClientError::OriginConfig { addr: self.addr }
             }
             // A proxy or an origin restarting: worth another try.
-            status if status.is_server_error() => self.lost(format!("HTTP {status}: {text}")),
-            StatusCode::NOT_FOUND => ClientError::Protocol {
+            status if status.is_server_error() => ClientError::ServerError {
                 addr: self.addr,
-                reason: format!(
-                    "{} has no /v1/sync (HTTP 404); is it the origin's --https address?",
-                    self.url
-                ),
+                status: status.as_u16(),
+                text,
+            },
+            StatusCode::NOT_FOUND => ClientError::NoSyncRoute {
+                url: self.url.to_string(),
             },
             _ => ClientError::Refused {
                 addr: self.addr,
@@ -296,20 +289,37 @@ impl tower_service::Service<Uri> for PinnedConnector {
     }
 }
 
+/// A connection to the fallback that could not be made: the address, the
+/// step, and the I/O error under it.
+#[derive(Debug, thiserror::Error)]
+#[error("{url}: {what} failed")]
+struct ConnectFailed {
+    url: String,
+    what: &'static str,
+    #[source]
+    cause: std::io::Error,
+}
+
 impl PinnedConnector {
     async fn connect(&self) -> Result<TokioIo<Conn>, std::io::Error> {
         let with_url = |err: &dyn std::fmt::Display| format!("{}: {err}", self.url);
+        let failed = |what, cause: std::io::Error| {
+            let kind = cause.kind();
+            let url = self.url.clone();
+            std::io::Error::new(kind, ConnectFailed { url, what, cause })
+        };
         let tcp = tokio::net::TcpStream::connect(self.addr)
             .await
-            .map_err(|err| std::io::Error::new(err.kind(), with_url(&err)))?;
+            .map_err(|err| failed("connecting", err))?;
         let _ = tcp.set_nodelay(true);
         let stream: Box<dyn Stream> = match &self.tls {
             Some(connector) => {
                 let name = rustls::pki_types::ServerName::try_from(server::tls::SERVER_NAME)
                     .map_err(|err| std::io::Error::other(with_url(&err)))?;
-                let tls = connector.connect(name, tcp).await.map_err(|err| {
-                    std::io::Error::new(err.kind(), with_url(&format!("TLS: {err}")))
-                })?;
+                let tls = connector
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|err| failed("the TLS handshake", err))?;
                 Box::new(tls)
             }
             None => Box::new(tcp),

@@ -1,8 +1,8 @@
 //! The connection a pass uses, re-made with backoff when it drops.
 
-use super::{MAX_ATTEMPTS, MAX_CONNECT_ATTEMPTS, SyncError};
+use super::{MAX_ATTEMPTS, MAX_CONNECT_ATTEMPTS, SyncError, error_chain};
 use crate::config::EdgeConfig;
-use crate::sync::client::{Client, ClientError, Transport};
+use crate::sync::client::{Client, ClientError, SinceAnswer, SinceAsk, Transport};
 use crate::sync::memory::TransportMemory;
 use crate::sync::throttle::TokenBucket;
 use std::sync::Arc;
@@ -22,28 +22,33 @@ pub(super) struct Link {
 }
 
 impl Link {
-    pub(super) async fn connect(
+    /// Connects and asks `ask` as early as the protocol allows (see
+    /// [`Client::connect_asking`]); the question's answer, or why it failed,
+    /// comes with the link, for [`Link::retry_after`].
+    pub(super) async fn connect_asking(
         config: &EdgeConfig,
         bucket: Option<Arc<TokenBucket>>,
         transport: Transport,
         memory: Arc<TransportMemory>,
-    ) -> Result<Link, SyncError> {
+        ask: &SinceAsk,
+    ) -> Result<(Link, Result<SinceAnswer, ClientError>), SyncError> {
         let mut attempt = 0;
         loop {
-            match Client::connect_paced(config, bucket.clone(), transport, &memory).await {
-                Ok(client) => {
-                    return Ok(Link {
+            match Client::connect_asking(config, bucket.clone(), transport, &memory, ask).await {
+                Ok((client, answer)) => {
+                    let link = Link {
                         config: config.clone(),
                         client,
                         bucket,
                         transport,
                         reconnects: 0,
                         memory,
-                    });
+                    };
+                    return Ok((link, answer));
                 }
                 Err(err) if err.is_transient() && attempt + 1 < MAX_CONNECT_ATTEMPTS => {
                     attempt += 1;
-                    warn!(cause = %err, attempt, "cannot reach the origin; retrying");
+                    warn!(cause = %error_chain(&err), attempt, "cannot reach the origin; retrying");
                     tokio::time::sleep(backoff(attempt)).await;
                 }
                 Err(err) if err.is_transient() => {
@@ -79,7 +84,7 @@ impl Link {
                 Ok(())
             }
             Err(err) if err.is_transient() => {
-                warn!(cause = %err, attempt, "reconnecting failed");
+                warn!(cause = %error_chain(&err), attempt, "reconnecting failed");
                 Ok(()) // the next request fails fast and counts another attempt
             }
             Err(err) => Err(err.into()),
@@ -87,18 +92,36 @@ impl Link {
     }
 
     /// Runs a request, reconnecting and retrying on a lost connection.
-    pub(super) async fn retry<T, F, Fut>(&mut self, mut request: F) -> Result<T, SyncError>
+    pub(super) async fn retry<T, F, Fut>(&mut self, request: F) -> Result<T, SyncError>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        self.retry_after(None, request).await
+    }
+
+    /// Like [`Link::retry`], where `first` (if any) is the outcome of the
+    /// first attempt, already made (a question sent with the hello).
+    pub(super) async fn retry_after<T, F, Fut>(
+        &mut self,
+        mut first: Option<Result<T, ClientError>>,
+        mut request: F,
+    ) -> Result<T, SyncError>
     where
         F: FnMut(Client) -> Fut,
         Fut: std::future::Future<Output = Result<T, ClientError>>,
     {
         let mut attempt = 0;
         loop {
-            match request(self.client.clone()).await {
+            let outcome = match first.take() {
+                Some(outcome) => outcome,
+                None => request(self.client.clone()).await,
+            };
+            match outcome {
                 Ok(value) => return Ok(value),
                 Err(err) if err.is_transient() && attempt < MAX_ATTEMPTS => {
                     attempt += 1;
-                    warn!(cause = %err, attempt, "request failed; reconnecting");
+                    warn!(cause = %error_chain(&err), attempt, "request failed; reconnecting");
                     self.reconnect(attempt).await?;
                 }
                 Err(err) if err.is_transient() => {

@@ -55,7 +55,7 @@ use metadata::fetch_metadata;
 use plan::{PlanError, file_jobs, todo_jobs};
 
 use crate::config::{self, EdgeConfig};
-use crate::sync::client::{ClientError, Transport};
+use crate::sync::client::{ClientError, SinceAsk, Transport};
 use crate::sync::throttle::{Rate, TokenBucket};
 
 /// Files handed to the download engine at once: up to this many bytes, or files.
@@ -177,8 +177,12 @@ pub enum SyncError {
         path: std::path::PathBuf,
         cause: std::io::Error,
     },
-    #[error("gave up after {attempts} attempts to reach the origin: {last}")]
-    Unreachable { attempts: u32, last: ClientError },
+    #[error("gave up after {attempts} attempts to reach the origin")]
+    Unreachable {
+        attempts: u32,
+        #[source]
+        last: ClientError,
+    },
 }
 
 impl SyncError {
@@ -243,30 +247,39 @@ async fn run(
         info!(%rate, "bandwidth cap");
     }
     let transport = options.transport.unwrap_or(config.transport);
-    let mut link =
-        Link::connect(config, bucket, transport, options.transport_memory.clone()).await?;
-    info!(
-        transport = link.client.transport_name(),
-        origin = %link.client.addr(),
-        "connected to the origin"
-    );
 
-    // 1. The catalog.
+    // 1. The catalog, asked with the hello: with it come the metadata
+    // objects it adds (issue 12).
     let held = match store.signed_catalog()? {
         Some(signed) => Some(signed.verify(&key).map_err(SyncError::held_catalog)?),
         None => None,
     };
     let held_sequence = held.as_ref().map(|c| c.sequence);
-    // With the catalog come the metadata objects it adds (issue 12).
-    let held_courses: Arc<Vec<Hash>> = Arc::new(
-        held.iter()
-            .flat_map(|c| c.courses.values().map(|e| e.hash))
-            .collect(),
+    let ask = SinceAsk {
+        have: held_sequence,
+        courses: Arc::new(
+            held.iter()
+                .flat_map(|c| c.courses.values().map(|e| e.hash))
+                .collect(),
+        ),
+    };
+    let (mut link, first) = Link::connect_asking(
+        config,
+        bucket,
+        transport,
+        options.transport_memory.clone(),
+        &ask,
+    )
+    .await?;
+    info!(
+        transport = link.client.transport_name(),
+        origin = %link.client.addr(),
+        "connected to the origin"
     );
     let (offered, prefetched) = link
-        .retry(|client| {
-            let courses = held_courses.clone();
-            async move { client.catalog_since(held_sequence, &courses).await }
+        .retry_after(Some(first), |client| {
+            let ask = ask.clone();
+            async move { client.catalog_since(ask.have, &ask.courses).await }
         })
         .await?;
     let (catalog, new_signed) = match offered {

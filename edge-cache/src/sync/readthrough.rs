@@ -41,7 +41,7 @@ use crate::config::EdgeConfig;
 use crate::lock;
 use crate::metrics::Metrics;
 use crate::status::Live;
-use crate::sync::client::Client;
+use crate::sync::client::{Cause, Client, timed_out};
 use crate::sync::engine::{Engine, JobError, JobState, Lane, Outcome, Priority};
 use crate::sync::plan::FileJob;
 use crate::sync::source::{ChunkSource, ConnectError, Connector, OriginSource};
@@ -55,13 +55,14 @@ const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
 /// Failed requests in a row tolerated before readers are told the origin is offline.
 const MAX_FAILED_REQUESTS: u32 = 3;
 
-/// Why a file could not be read through.
+/// Why a file could not be read through; the cause is kept as `source()`
+/// (show it with [`error_chain`](crate::sync::error_chain)).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Unavailable {
-    #[error("the origin cannot be reached: {0}")]
-    Offline(String),
-    #[error("{0}")]
-    Failed(String),
+    #[error("the origin cannot be reached")]
+    Offline(#[source] Cause),
+    #[error(transparent)]
+    Failed(Cause),
 }
 
 /// Read-through for one edge.
@@ -80,7 +81,7 @@ struct Upstream {
     live: Arc<Live>,
     client: tokio::sync::Mutex<Option<Client>>,
     /// Set after a failed connection: until when to fail at once, and why.
-    down: Mutex<Option<(Instant, String)>>,
+    down: Mutex<Option<(Instant, Cause)>>,
 }
 
 /// One file being fetched, as its readers see it.
@@ -171,7 +172,7 @@ impl ReadThrough {
         let state = self
             .engine
             .want_now(job, Priority::OpenedInClass, &self.lane)
-            .map_err(|err| Unavailable::Failed(err.to_string()))?;
+            .map_err(|err| Unavailable::Failed(Cause::new(err)))?;
         let fetch = Arc::new(Fetch {
             offsets: manifest.chunk_offsets().map(|(offset, _)| offset).collect(),
             manifest,
@@ -192,7 +193,7 @@ impl ReadThrough {
 }
 
 impl Upstream {
-    fn down_now(&self) -> Option<String> {
+    fn down_now(&self) -> Option<Cause> {
         lock(&self.down)
             .as_ref()
             .filter(|(until, _)| Instant::now() < *until)
@@ -228,14 +229,15 @@ impl Upstream {
                 *cached = Some(client.clone());
                 return Ok(client);
             }
-            Ok(Err(err)) => err.to_string(),
-            Err(_) => format!(
+            Ok(Err(err)) => Cause::new(err),
+            Err(_) => timed_out(format!(
                 "no answer from {} within {} s",
                 self.config.origin,
                 (3 * CONNECT_TIMEOUT).as_secs()
-            ),
+            )),
         };
-        self.live.upstream_seen(Err(failure.clone()));
+        self.live
+            .upstream_seen(Err(crate::sync::error_chain(&*failure)));
         *lock(&self.down) = Some((Instant::now() + RETRY_AFTER_FAILURE, failure.clone()));
         *cached = None;
         Err(Unavailable::Offline(failure))
@@ -256,7 +258,7 @@ impl Fetch {
                 state.arrived.get(index).copied().unwrap_or(false) || state.outcome.is_some()
             })
             .await
-            .map_err(|_| Unavailable::Failed("the fetch stopped".into()))?;
+            .map_err(|_| Unavailable::Failed(Cause::message("the fetch stopped")))?;
         if seen.arrived.get(index).copied().unwrap_or(false)
             && let Some(file) = &seen.file
         {
@@ -265,7 +267,7 @@ impl Fetch {
         Err(match &seen.outcome {
             Some(Outcome::Failed(JobError::Offline(why))) => Unavailable::Offline(why.clone()),
             Some(Outcome::Failed(JobError::Failed(why))) => Unavailable::Failed(why.clone()),
-            _ => Unavailable::Failed("the fetch stopped".into()),
+            _ => Unavailable::Failed(Cause::message("the fetch stopped")),
         })
     }
 
@@ -286,10 +288,10 @@ impl Fetch {
             match tokio::time::timeout(FIRST_BYTES_TIMEOUT, self.wait_for(span.start)).await {
                 Ok(result) => result.map(|_| ())?,
                 Err(_) => {
-                    return Err(Unavailable::Offline(format!(
+                    return Err(Unavailable::Offline(timed_out(format!(
                         "no data from the origin within {} s",
                         FIRST_BYTES_TIMEOUT.as_secs()
-                    )));
+                    ))));
                 }
             }
         }
@@ -302,7 +304,7 @@ impl Fetch {
                 let file = match fetch.wait_for(index).await {
                     Ok(file) => file,
                     Err(err) => {
-                        let err = std::io::Error::other(err.to_string());
+                        let err = std::io::Error::other(err);
                         return Some((Err(err), (fetch, last, last)));
                     }
                 };

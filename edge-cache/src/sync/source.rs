@@ -14,7 +14,7 @@ use server::protocol::{ChunkWant, Request, Response};
 use tokio::sync::mpsc;
 
 use crate::lock;
-use crate::sync::client::{Client, ClientError};
+use crate::sync::client::{Cause, Client, ClientError};
 
 /// One answer from a source for one chunk.
 #[derive(Debug)]
@@ -29,15 +29,25 @@ pub enum Delivery {
     Missing { hash: Hash },
 }
 
-/// Why a source could not answer a request.
+/// Why a source could not answer a request; the cause (for the origin, a
+/// [`ClientError`]) is kept as `source()`. The message names the cause's
+/// chain too: the engine logs this error on its own line.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SourceError {
     /// The link failed; asking again (maybe after reconnecting) may work.
-    #[error("{source_name}: {reason}")]
-    Transient { source_name: String, reason: String },
+    #[error("{source_name}: {}", crate::sync::error_chain(&**.cause))]
+    Transient {
+        source_name: String,
+        #[source]
+        cause: Cause,
+    },
     /// Asking this source again will not help (credentials, protocol).
-    #[error("{source_name}: {reason}")]
-    Permanent { source_name: String, reason: String },
+    #[error("{source_name}: {}", crate::sync::error_chain(&**.cause))]
+    Permanent {
+        source_name: String,
+        #[source]
+        cause: Cause,
+    },
 }
 
 impl SourceError {
@@ -69,8 +79,8 @@ pub type Connector =
 #[derive(Debug)]
 pub enum ConnectError {
     Client(ClientError),
-    /// Known to be down (a recent attempt failed); says why.
-    Offline(String),
+    /// Known to be down (a recent attempt failed); why.
+    Offline(Cause),
 }
 
 impl From<ClientError> for ConnectError {
@@ -141,11 +151,11 @@ impl OriginSource {
         let client = match (self.connect)(self.failures.load(Ordering::Relaxed)).await {
             Ok(client) => client,
             Err(ConnectError::Client(err)) => return Err(self.failed(err)),
-            Err(ConnectError::Offline(reason)) => {
+            Err(ConnectError::Offline(cause)) => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
                 return Err(SourceError::Transient {
                     source_name: self.name(),
-                    reason,
+                    cause,
                 });
             }
         };
@@ -159,20 +169,15 @@ impl OriginSource {
     }
 
     fn failed(&self, err: ClientError) -> SourceError {
-        let (source_name, reason) = (self.name(), err.to_string());
+        let source_name = self.name();
         let transient = err.is_transient();
-        *lock(&self.last_error) = Some(err);
+        *lock(&self.last_error) = Some(err.clone());
+        let cause = Cause::new(err);
         if transient {
             self.failures.fetch_add(1, Ordering::Relaxed);
-            SourceError::Transient {
-                source_name,
-                reason,
-            }
+            SourceError::Transient { source_name, cause }
         } else {
-            SourceError::Permanent {
-                source_name,
-                reason,
-            }
+            SourceError::Permanent { source_name, cause }
         }
     }
 
@@ -184,6 +189,7 @@ impl OriginSource {
         let (generation, client) = self.client().await?;
         let mut remaining: std::collections::HashSet<Hash> =
             wants.iter().map(|want| want.hash).collect();
+        let asked = remaining.len();
         let mut responses = match client.request(&Request::GetChunks { wants }).await {
             Ok(responses) => responses,
             Err(err) => {
@@ -204,14 +210,7 @@ impl OriginSource {
                 },
                 Ok(Some(Response::Missing { hash })) => Delivery::Missing { hash },
                 Ok(Some(other)) => {
-                    let reason = format!("unexpected answer to a chunk request: {other:?}")
-                        .chars()
-                        .take(120)
-                        .collect();
-                    return Err(self.failed(ClientError::Protocol {
-                        addr: client.addr(),
-                        reason,
-                    }));
+                    return Err(self.failed(crate::sync::client::unexpected(client.addr(), &other)));
                 }
                 Ok(None) => break,
                 Err(err) => {
@@ -225,17 +224,30 @@ impl OriginSource {
             if !remaining.remove(&hash) {
                 continue; // not asked for: ignored
             }
+            if remaining.len() + 1 == asked {
+                tracing::debug!(
+                    asked,
+                    received = client.received_bytes(),
+                    "first chunk answer"
+                );
+            }
             self.failures.store(0, Ordering::Relaxed);
             if sink.send(delivery).await.is_err() {
                 return Ok(());
             }
         }
+        tracing::debug!(
+            asked,
+            missing = remaining.len(),
+            received = client.received_bytes(),
+            "chunk answer ended"
+        );
         if remaining.is_empty() {
             Ok(())
         } else {
-            Err(self.failed(ClientError::Lost {
+            Err(self.failed(ClientError::Ended {
                 addr: client.addr(),
-                reason: "the origin ended a chunk answer early".into(),
+                what: "the origin ended a chunk answer early",
             }))
         }
     }

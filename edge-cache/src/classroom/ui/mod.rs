@@ -155,7 +155,7 @@ pub(crate) fn unavailable_notice(s: &Strings, why: &Unavailable) -> Markup {
         div.notice #offline role="alert" {
             strong { (s.unavailable_title) }
             p { (s.unavailable_body) }
-            p.meta { (why.to_string()) }
+            p.meta { (crate::sync::error_chain(why)) }
         }
     }
 }

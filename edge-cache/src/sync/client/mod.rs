@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use catalog::Hash;
 use serde::{Deserialize, Serialize};
-use server::protocol::{self, FrameError, Request, Response};
+use server::protocol::{self, Request, Response};
 use tracing::{debug, info, warn};
 
 use crate::config::{ConfigError, EdgeConfig};
@@ -23,11 +23,15 @@ use crate::sync::fallback::{FallbackUrl, HttpLink};
 use crate::sync::memory::TransportMemory;
 use crate::sync::throttle::TokenBucket;
 
+mod error;
 mod quic;
 mod responses;
 
+pub use error::{Cause, ClientError, Message};
+pub(crate) use error::{timed_out, unexpected};
+
 pub use quic::STALL;
-use quic::{STALLED, handshake, watch_stalls};
+use quic::{handshake, takes_pipelined, watch_stalls};
 pub use responses::Responses;
 use responses::{Reader, Waiting};
 
@@ -77,41 +81,20 @@ const CLOSE_LINGER: Duration = Duration::from_millis(200);
 /// How long a handshake may take before the attempt counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Why talking to the origin failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error(
-        "the origin at {addr} refused this edge's token; ask the administrator for a new one (`shanlu origin add-edge`) and put it in edge.toml"
-    )]
-    Unauthorized { addr: SocketAddr },
-    #[error(
-        "the origin at {addr} cannot check this edge's token because the origin's configuration is broken (its edges.toml); the token is fine: tell the origin's administrator, whose log names the fault"
-    )]
-    OriginConfig { addr: SocketAddr },
-    #[error(
-        "the origin at {addr} speaks another protocol version; upgrade shanlu on the edge or the origin"
-    )]
-    Version { addr: SocketAddr },
-    #[error("cannot reach the origin at {addr}: {reason}")]
-    Connect { addr: SocketAddr, reason: String },
-    #[error("the connection to the origin at {addr} was lost: {reason}")]
-    Lost { addr: SocketAddr, reason: String },
-    #[error("the origin at {addr} answered something unexpected: {reason}")]
-    Protocol { addr: SocketAddr, reason: String },
-    #[error("the origin at {addr} refused a request: {message}")]
-    Refused { addr: SocketAddr, message: String },
-    #[error("edge configuration: {0}")]
-    Config(#[from] crate::config::ConfigError),
-    #[error("TLS: {0}")]
-    Tls(#[from] server::tls::TlsError),
+/// The first question of a sync pass: the catalog since the one held (see
+/// [`Client::catalog_since`]). Given to [`Client::connect_asking`], it goes
+/// out behind the hello when the origin negotiated ALPN `shanlu/2`.
+#[derive(Debug, Clone, Default)]
+pub struct SinceAsk {
+    /// The sequence of the catalog held, if any.
+    pub have: Option<u64>,
+    /// The course objects of the catalog held.
+    pub courses: Arc<Vec<Hash>>,
 }
 
-impl ClientError {
-    /// Whether trying again later may help (the link, not the credentials, failed).
-    pub fn is_transient(&self) -> bool {
-        matches!(self, ClientError::Connect { .. } | ClientError::Lost { .. })
-    }
-}
+/// The answer to a [`SinceAsk`]: the encoded signed catalog unless ours is
+/// current, and the metadata objects that came with it (not yet verified).
+pub type SinceAnswer = (Option<Vec<u8>>, Vec<(Hash, Vec<u8>)>);
 
 /// A connection to the origin that has been welcomed.
 #[derive(Clone)]
@@ -159,7 +142,40 @@ impl Client {
         transport: Transport,
         memory: &TransportMemory,
     ) -> Result<Client, ClientError> {
-        Client::connect_inner(config, bucket, transport, CONNECT_TIMEOUT, memory).await
+        let (client, _) =
+            Client::connect_inner(config, bucket, transport, CONNECT_TIMEOUT, memory, None).await?;
+        Ok(client)
+    }
+
+    /// Like [`Client::connect_paced`], and asks `ask` as early as the
+    /// protocol allows (issue 12): to an origin that negotiated ALPN
+    /// `shanlu/2`, the `CatalogSince` leaves right behind the hello, in the
+    /// same flight, so its answer follows the Welcome without a round trip
+    /// of its own; otherwise (an older origin, the HTTPS fallback) it is
+    /// asked after the Welcome. The connection's failure is the outer error;
+    /// the question's, the inner one (the caller may retry it on a new
+    /// connection).
+    pub async fn connect_asking(
+        config: &EdgeConfig,
+        bucket: Option<Arc<TokenBucket>>,
+        transport: Transport,
+        memory: &TransportMemory,
+        ask: &SinceAsk,
+    ) -> Result<(Client, Result<SinceAnswer, ClientError>), ClientError> {
+        let (client, early) = Client::connect_inner(
+            config,
+            bucket,
+            transport,
+            CONNECT_TIMEOUT,
+            memory,
+            Some(ask),
+        )
+        .await?;
+        let answer = match early {
+            Some(responses) => client.read_since(responses, ask.have).await,
+            None => client.catalog_since(ask.have, &ask.courses).await,
+        };
+        Ok((client, answer))
     }
 
     /// Like [`Client::connect`], but a QUIC handshake may take only
@@ -170,40 +186,48 @@ impl Client {
         quic_timeout: Duration,
         memory: &TransportMemory,
     ) -> Result<Client, ClientError> {
-        Client::connect_inner(config, None, config.transport, quic_timeout, memory).await
+        let (client, _) =
+            Client::connect_inner(config, None, config.transport, quic_timeout, memory, None)
+                .await?;
+        Ok(client)
     }
 
+    /// Connects over `transport`; with `ask`, also the answers to that
+    /// question if it could be sent behind the hello.
     async fn connect_inner(
         config: &EdgeConfig,
         bucket: Option<Arc<TokenBucket>>,
         transport: Transport,
         quic_timeout: Duration,
         memory: &TransportMemory,
-    ) -> Result<Client, ClientError> {
+        ask: Option<&SinceAsk>,
+    ) -> Result<(Client, Option<Responses>), ClientError> {
         let fallback = config.fallback.clone();
         match (transport, fallback) {
             (Transport::Quic, _) | (Transport::Auto, None) => {
-                Client::connect_quic(config, bucket, quic_timeout).await
+                Client::connect_quic(config, bucket, quic_timeout, ask).await
             }
-            (Transport::Http, None) => Err(ClientError::Config(ConfigError::Invalid(
+            (Transport::Http, None) => Err(ConfigError::Invalid(
                 "the HTTP transport needs `fallback = \"https://HOST:PORT\"` in edge.toml (`edge init --fallback`)"
                     .into(),
-            ))),
+            )
+            .into()),
             (Transport::Http, Some(url)) => {
-                Client::connect_http(config, bucket, url, None).await
+                Ok((Client::connect_http(config, bucket, url, None).await?, None))
             }
             (Transport::Auto, Some(url)) => {
                 if let Some(reason) = memory.quic_recently_failed() {
-                    return Client::connect_http(config, bucket, url, Some(reason)).await;
+                    let client = Client::connect_http(config, bucket, url, Some(reason)).await?;
+                    return Ok((client, None));
                 }
-                match Client::connect_quic(config, bucket.clone(), quic_timeout).await {
-                    Ok(client) => {
+                match Client::connect_quic(config, bucket.clone(), quic_timeout, ask).await {
+                    Ok(connected) => {
                         memory.quic_worked();
-                        Ok(client)
+                        Ok(connected)
                     }
-                    Err(quic @ (ClientError::Connect { addr, .. } | ClientError::Lost { addr, .. })) => {
-                        warn!(cause = %quic, fallback = %url, "QUIC cannot connect; trying the HTTPS fallback");
-                        let reason = quic.to_string();
+                    Err(quic) if quic.is_transient() => {
+                        let reason = crate::sync::error_chain(&quic);
+                        warn!(cause = %reason, fallback = %url, "QUIC cannot connect; trying the HTTPS fallback");
                         match Client::connect_http(config, bucket, url, Some(reason.clone())).await {
                             Ok(client) => {
                                 info!(
@@ -211,11 +235,11 @@ impl Client {
                                     "syncing over the fallback; QUIC is tried again later"
                                 );
                                 memory.quic_failed(reason);
-                                Ok(client)
+                                Ok((client, None))
                             }
-                            Err(http) => Err(ClientError::Connect {
-                                addr,
-                                reason: format!("over QUIC: {quic}; over the fallback: {http}"),
+                            Err(http) => Err(ClientError::NoTransport {
+                                quic: Box::new(quic),
+                                fallback: Cause::new(http),
                             }),
                         }
                     }
@@ -241,7 +265,7 @@ impl Client {
             fallback_reason,
             origin_revision: 1,
         };
-        client.hello(config).await?;
+        client.hello(config, None).await?;
         Ok(client)
     }
 
@@ -249,12 +273,17 @@ impl Client {
         config: &EdgeConfig,
         bucket: Option<Arc<TokenBucket>>,
         timeout: Duration,
-    ) -> Result<Client, ClientError> {
+        ask: Option<&SinceAsk>,
+    ) -> Result<(Client, Option<Responses>), ClientError> {
         let (endpoint, connection, addr) = handshake(config, bucket.as_deref(), timeout).await?;
         if bucket.is_none() {
             // A capped sync keeps the window the cap set.
             crate::sync::window::tune(connection.clone());
         }
+        // Only an origin of revision 2 or later offers `shanlu/2`.
+        let ask = ask.filter(|ask| {
+            takes_pipelined(&connection) && ask.courses.len() <= protocol::MAX_HASHES
+        });
         let busy = Arc::new(AtomicUsize::new(0));
         watch_stalls(connection.clone(), config.clone(), busy.clone());
         let mut client = Client {
@@ -269,11 +298,18 @@ impl Client {
             fallback_reason: None,
             origin_revision: 1,
         };
-        client.hello(config).await?;
-        Ok(client)
+        let early = client.hello(config, ask).await?;
+        Ok((client, early))
     }
 
-    async fn hello(&mut self, config: &EdgeConfig) -> Result<(), ClientError> {
+    /// Says hello; with `ask`, sends that question right behind it, before
+    /// the Welcome (the origin accepts it once it has welcomed the edge;
+    /// QUIC holds the stream until then), and returns its answers' reader.
+    async fn hello(
+        &mut self,
+        config: &EdgeConfig,
+        ask: Option<&SinceAsk>,
+    ) -> Result<Option<Responses>, ClientError> {
         let hello = Request::Hello {
             version: protocol::VERSION,
             token: config.token.trim().to_owned(),
@@ -287,6 +323,10 @@ impl Client {
             _ => None,
         };
         let mut responses = self.request_then(&hello, pace.as_ref()).await?;
+        let mut early = match ask {
+            Some(ask) => Some(self.request(&since_request(ask.have, &ask.courses)).await?),
+            None => None,
+        };
         match responses.next().await? {
             Some(Response::Welcome { edge_name, version }) => {
                 self.edge_name = edge_name;
@@ -302,7 +342,11 @@ impl Client {
             self.bucket = None;
         }
         debug!(edge = %self.edge_name, addr = %self.addr, transport = self.transport_name(), "welcomed by the origin");
-        Ok(())
+        if let Some(early) = &mut early {
+            // Read its answers with what the welcome settled (the pacing).
+            early.client = self.clone();
+        }
+        Ok(early)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -314,6 +358,14 @@ impl Client {
         match &self.wire {
             Wire::Quic { .. } => "quic",
             Wire::Http(link) => link.url().scheme(),
+        }
+    }
+
+    /// Bytes received on this connection so far (QUIC only), for logs.
+    pub fn received_bytes(&self) -> Option<u64> {
+        match &self.wire {
+            Wire::Quic { connection, .. } => Some(connection.stats().udp_rx.bytes),
+            Wire::Http(_) => None,
         }
     }
 
@@ -395,18 +447,22 @@ impl Client {
         &self,
         have: Option<u64>,
         courses: &[Hash],
-    ) -> Result<(Option<Vec<u8>>, Vec<(Hash, Vec<u8>)>), ClientError> {
+    ) -> Result<SinceAnswer, ClientError> {
         if self.origin_revision < protocol::REVISION_CATALOG_SINCE
             || courses.len() > protocol::MAX_HASHES
         {
             return Ok((self.catalog(have).await?, Vec::new()));
         }
-        let mut responses = self
-            .request(&Request::CatalogSince {
-                have_sequence: have,
-                have_courses: courses.to_vec(),
-            })
-            .await?;
+        let responses = self.request(&since_request(have, courses)).await?;
+        self.read_since(responses, have).await
+    }
+
+    /// Reads the answers to a `CatalogSince` (see [`Client::catalog_since`]).
+    async fn read_since(
+        &self,
+        mut responses: Responses,
+        have: Option<u64>,
+    ) -> Result<SinceAnswer, ClientError> {
         let signed = match responses.next().await? {
             Some(Response::Catalog { signed }) => signed,
             Some(Response::Error { message }) => {
@@ -455,12 +511,13 @@ impl Client {
             while let Some(response) = responses.next().await.map_err(|err| match err {
                 // Answers come in request order: name the object whose answer
                 // is unreadable (e.g. over the frame limit, issue 11).
-                ClientError::Protocol { addr, reason } => ClientError::Protocol {
-                    addr,
-                    reason: match batch.get(answered) {
-                        Some(hash) => format!("the answer for object {hash}: {reason}"),
-                        None => reason,
+                ClientError::Protocol { addr, .. } => match batch.get(answered) {
+                    Some(hash) => ClientError::ObjectAnswer {
+                        addr,
+                        hash: *hash,
+                        cause: Cause::new(err),
                     },
+                    None => err,
                 },
                 other => other,
             })? {
@@ -505,76 +562,13 @@ impl Client {
             let _ = tokio::time::timeout(CLOSE_LINGER, endpoint.wait_idle()).await;
         }
     }
+}
 
-    fn close_reason(&self) -> Option<quinn::ConnectionError> {
-        match &self.wire {
-            Wire::Quic { connection, .. } => connection.close_reason(),
-            Wire::Http(_) => None,
-        }
-    }
-
-    fn connection_error(&self, err: quinn::ConnectionError) -> ClientError {
-        if let quinn::ConnectionError::ApplicationClosed(close) = &err {
-            let code = close.error_code.into_inner();
-            if code == u64::from(protocol::CLOSE_UNAUTHORIZED) {
-                return ClientError::Unauthorized { addr: self.addr };
-            }
-            if code == u64::from(protocol::CLOSE_ORIGIN_CONFIG) {
-                return ClientError::OriginConfig { addr: self.addr };
-            }
-            if code == u64::from(protocol::CLOSE_VERSION) {
-                return ClientError::Version { addr: self.addr };
-            }
-        }
-        let reason = match err {
-            // Only the stall watch closes a connection still in use.
-            quinn::ConnectionError::LocallyClosed => String::from_utf8_lossy(STALLED).into_owned(),
-            other => other.to_string(),
-        };
-        ClientError::Lost {
-            addr: self.addr,
-            reason,
-        }
-    }
-
-    fn frame_error(&self, err: FrameError) -> ClientError {
-        // A closed connection shows up as a read or write error; ask the connection why.
-        if let Some(reason) = self.close_reason() {
-            return self.connection_error(reason);
-        }
-        match err {
-            FrameError::Read(cause) | FrameError::Write(cause) => ClientError::Lost {
-                addr: self.addr,
-                reason: cause.to_string(),
-            },
-            other => ClientError::Protocol {
-                addr: self.addr,
-                reason: catalog::format::error_chain(&other),
-            },
-        }
-    }
-
-    fn unexpected(&self, response: &Response) -> ClientError {
-        match response {
-            Response::Error { message } => ClientError::Refused {
-                addr: self.addr,
-                message: message.clone(),
-            },
-            other => ClientError::Protocol {
-                addr: self.addr,
-                reason: format!("{other:?}").chars().take(120).collect(),
-            },
-        }
-    }
-
-    fn lost(&self, reason: &str) -> ClientError {
-        match self.close_reason() {
-            Some(err) => self.connection_error(err),
-            None => ClientError::Lost {
-                addr: self.addr,
-                reason: reason.to_owned(),
-            },
-        }
+/// The revision-2 question for the catalog since `have`.
+fn since_request(have: Option<u64>, courses: &[Hash]) -> Request {
+    Request::CatalogSince {
+        have_sequence: have,
+        have_courses: courses.to_vec(),
     }
 }
 

@@ -10,6 +10,7 @@ use server::protocol;
 use tracing::{debug, warn};
 
 use super::ClientError;
+use super::error::{Cause, timed_out};
 use crate::config::EdgeConfig;
 use crate::sync::throttle::TokenBucket;
 
@@ -20,7 +21,8 @@ pub(super) async fn handshake(
     timeout: Duration,
 ) -> Result<(quinn::Endpoint, quinn::Connection, SocketAddr), ClientError> {
     let addr = config.origin.resolve().await?;
-    let crypto = server::tls::client_config(&config.origin_cert.to_string())?;
+    let mut crypto = server::tls::client_config(&config.origin_cert.to_string())?;
+    crypto.alpn_protocols = edge_alpn();
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
         .map_err(server::tls::TlsError::Quic)?;
     let mut client_config = quinn::ClientConfig::new(Arc::new(quic));
@@ -33,21 +35,41 @@ pub(super) async fn handshake(
     } else {
         SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
     };
-    let connect_error = |reason: String| ClientError::Connect { addr, reason };
+    let connect_error = |cause: Cause| ClientError::Connect { addr, cause };
     let mut endpoint =
-        quinn::Endpoint::client(bind).map_err(|err| connect_error(err.to_string()))?;
+        quinn::Endpoint::client(bind).map_err(|err| connect_error(Cause::new(err)))?;
     endpoint.set_default_client_config(client_config);
     let connecting = endpoint
         .connect(addr, server::tls::SERVER_NAME)
-        .map_err(|err| connect_error(err.to_string()))?;
+        .map_err(|err| connect_error(Cause::new(err)))?;
     match tokio::time::timeout(timeout, connecting).await {
         Ok(Ok(connection)) => Ok((endpoint, connection, addr)),
-        Ok(Err(err)) => Err(connect_error(err.to_string())),
-        Err(_) => Err(connect_error(format!(
+        Ok(Err(err)) => Err(connect_error(Cause::new(err))),
+        Err(_) => Err(connect_error(timed_out(format!(
             "no answer within {} s (is UDP to that port open?)",
             timeout.as_secs()
-        ))),
+        )))),
     }
+}
+
+/// The ALPN names the edge offers, preferred first: `shanlu/2` (an origin
+/// that takes requests pipelined behind the hello) and `shanlu/1`, which
+/// every origin offers.
+pub(super) fn edge_alpn() -> Vec<Vec<u8>> {
+    vec![
+        server::tls::ALPN_PIPELINED.to_vec(),
+        server::tls::ALPN.to_vec(),
+    ]
+}
+
+/// Whether the origin at the other end of `connection` negotiated
+/// `shanlu/2`: it takes a request sent behind the hello, before its Welcome.
+pub(super) fn takes_pipelined(connection: &quinn::Connection) -> bool {
+    connection
+        .handshake_data()
+        .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|data| data.protocol)
+        .is_some_and(|alpn| alpn == server::tls::ALPN_PIPELINED)
 }
 
 /// How long answers may bring no data before the edge checks the link.
@@ -98,7 +120,10 @@ pub(super) fn watch_stalls(
                     connection.close(quinn::VarInt::from_u32(protocol::CLOSE_DONE), STALLED);
                     return;
                 }
-                Err(err) => debug!(cause = %err, "the link is still down"),
+                Err(err) => debug!(
+                    cause = %crate::sync::error_chain(&err),
+                    "the link is still down"
+                ),
             }
         }
     });
@@ -106,3 +131,53 @@ pub(super) fn watch_stalls(
 
 /// Why the edge closed a stalled connection.
 pub(super) const STALLED: &[u8] = b"stalled after an outage; reconnecting";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handshake on loopback between the edge's ALPN offer and an origin
+    /// offering `origin_alpn`: whether the edge would pipeline.
+    async fn pipelines_with(origin_alpn: Option<Vec<Vec<u8>>>) -> bool {
+        let identity = server::tls::TlsIdentity::generate().expect("identity");
+        let mut tls = identity.server_config().expect("server tls");
+        if let Some(alpn) = origin_alpn {
+            tls.alpn_protocols = alpn;
+        }
+        let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).expect("quic tls");
+        let origin = quinn::Endpoint::server(
+            quinn::ServerConfig::with_crypto(Arc::new(crypto)),
+            "127.0.0.1:0".parse().expect("addr"),
+        )
+        .expect("origin endpoint");
+        let addr = origin.local_addr().expect("origin addr");
+        let accept = tokio::spawn(async move {
+            let connection = origin.accept().await.expect("incoming").await;
+            (origin, connection)
+        });
+        let mut crypto = server::tls::client_config(&identity.fingerprint()).expect("edge tls");
+        crypto.alpn_protocols = edge_alpn();
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(crypto).expect("quic");
+        let mut edge =
+            quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("edge endpoint");
+        edge.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+        let connection = edge
+            .connect(addr, server::tls::SERVER_NAME)
+            .expect("connect")
+            .await
+            .expect("handshake");
+        let (_origin, accepted) = accept.await.expect("accept task");
+        accepted.expect("the origin accepted the edge");
+        takes_pipelined(&connection)
+    }
+
+    /// Issue 12: an origin of this version negotiates `shanlu/2`, so the
+    /// edge sends its catalog question behind the hello; an older origin
+    /// offers only `shanlu/1`, still accepts this edge, and gets the
+    /// question after its Welcome.
+    #[tokio::test]
+    async fn issue_12_the_edge_pipelines_only_with_an_origin_that_offers_shanlu_2() {
+        assert!(pipelines_with(None).await);
+        assert!(!pipelines_with(Some(vec![server::tls::ALPN.to_vec()])).await);
+    }
+}

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use server::protocol::{self, FrameError, Response};
+use server::protocol::{self, Response};
 
+use super::error::timed_out;
 use super::{Client, ClientError, HTTP_FRAME_TIMEOUT};
 use crate::sync::fallback::HttpAnswer;
 
@@ -64,10 +65,15 @@ impl Responses {
                         Ok(None)
                     }
                     Ok(read) => read,
-                    Err(_) => Err(FrameError::Read(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("nothing arrived for {} s", HTTP_FRAME_TIMEOUT.as_secs()),
-                    ))),
+                    Err(_) => {
+                        return Err(ClientError::Lost {
+                            addr: self.client.addr,
+                            cause: timed_out(format!(
+                                "nothing arrived for {} s",
+                                HTTP_FRAME_TIMEOUT.as_secs()
+                            )),
+                        });
+                    }
                 }
             }
         };
