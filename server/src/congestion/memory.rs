@@ -89,6 +89,10 @@ impl ControllerFactory for ResumingRural {
         {
             let bdp = model.rate * model.min_rtt.as_secs_f64();
             rural.window = ((bdp / 2.0) as u64).clamp(rural.window, RESUME_MAX);
+            // The model starts from half the remembered rate as well, so a
+            // loss in the first small rounds backs off from there rather
+            // than from the few bytes those rounds carried.
+            rural.seed(model.rate / 2.0, model.min_rtt);
             tracing::debug!(addr = %self.addr, window = rural.window, "resuming from the remembered link");
         }
         rural.memory = Some((self.memory.clone(), self.addr));

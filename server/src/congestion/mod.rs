@@ -27,7 +27,9 @@
 //!   within [`ROUNDS`] rounds.
 //! - **Heavy loss** does: a round that loses more than [`LOSS_LIMIT`] of what
 //!   it sent means a queue or a receiver overflowed (a burst on a fast local
-//!   network, another flow), so the model's rate drops by a quarter.
+//!   network, another flow), so the model's rate drops by a quarter. A round
+//!   of fewer than [`LOSS_JUDGED_PACKETS`] packets is not judged: one packet
+//!   of a five-packet catalog answer is a fifth, and is chance.
 //! - **Outages** (persistent congestion) keep the model: the link is the same
 //!   when it comes back, so the sync resumes at the rate it had.
 //! - **Local networks** (a minimum round trip under [`LOCAL_RTT`]) get Cubic:
@@ -38,9 +40,12 @@
 //!   address starts with half the bandwidth-delay product it had (at most
 //!   [`RESUME_MAX`]) instead of [`INITIAL_PACKETS`], so a small update on a
 //!   satellite link travels in one or two round trips instead of four or
-//!   five of start-up; start-up then goes on from there as usual. A link
-//!   that got slower loses more than [`LOSS_LIMIT`] in the first round,
-//!   which backs the model off as any congested round does.
+//!   five of start-up; start-up then goes on from there as usual. The model
+//!   starts from half the remembered rate and its round trip, so a backing
+//!   off in the first rounds starts from there, not from the few bytes those
+//!   rounds carried. A link that got slower loses more than [`LOSS_LIMIT`]
+//!   in its first full round, which backs the model off as any congested
+//!   round does.
 //!
 //! - this file: the controller, [`Rural`], and its constants;
 //! - `memory`: [`LinkMemory`] and [`ResumingRural`], the link memory behind resuming;
@@ -67,6 +72,9 @@ const CYCLE: [f64; 8] = [1.5, 1.0, 1.25, 1.25, 1.25, 1.25, 1.25, 1.25];
 const ACK_DELAY: Duration = Duration::from_millis(25);
 /// A round losing more than this share of its packets was congestion, not noise.
 pub const LOSS_LIMIT: f64 = 0.15;
+/// A round carrying fewer packets than this is not judged for loss: one
+/// packet lost of a handful (a catalog answer) is chance, not congestion.
+pub const LOSS_JUDGED_PACKETS: u64 = 20;
 /// What the model's rate is multiplied by after such a round.
 const LOSS_BACKOFF: f64 = 0.75;
 /// Rounds last at least this long, so fast local paths still give steady samples.
@@ -155,6 +163,13 @@ impl Rural {
     }
 
     /// The bottleneck rate, bytes per second.
+    /// Starts the model from a remembered link: `rate` as one sample, and
+    /// `min_rtt` until a shorter one is seen.
+    pub(super) fn seed(&mut self, rate: f64, min_rtt: Duration) {
+        self.rates.push_back(rate);
+        self.min_rtt = Some(self.min_rtt.map_or(min_rtt, |seen| seen.min(min_rtt)));
+    }
+
     pub fn bottleneck_rate(&self) -> f64 {
         self.rates.iter().copied().fold(0.0, f64::max)
     }
@@ -226,7 +241,9 @@ impl Rural {
             "congestion round"
         );
         let lost = self.round_lost as f64;
-        let congested = lost > LOSS_LIMIT * (lost + self.round_delivered as f64);
+        let carried = self.round_lost + self.round_delivered;
+        let congested = carried >= LOSS_JUDGED_PACKETS * self.mtu
+            && lost > LOSS_LIMIT * (lost + self.round_delivered as f64);
         self.round_delivered = 0;
         self.round_lost = 0;
         self.round_app_limited = false;

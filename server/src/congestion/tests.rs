@@ -200,3 +200,61 @@ fn a_short_connection_does_not_forget_the_link_a_long_one_measured_issue_12() {
     memory.remember(addr, model(1_000_000.0), 3);
     assert_eq!(memory.recall(addr, at).map(|m| m.rate), Some(1_000_000.0));
 }
+
+/// Issue 12: on the satellite link a resumed connection whose first small
+/// answer (a catalog, 5 packets) loses one packet keeps the window it
+/// resumed with, instead of falling to a few packets and crawling back up
+/// (seen as small updates taking 15–20 s instead of 3).
+#[test]
+fn a_loss_in_a_small_first_round_does_not_undo_resuming_issue_12() {
+    let memory = Arc::new(LinkMemory::default());
+    let school: IpAddr = "10.0.0.5".parse().expect("ip");
+    memory.remember(
+        school,
+        Remembered {
+            rate: 2_500_000.0,
+            min_rtt: 600 * MS,
+            at: Instant::now(),
+        },
+        10,
+    );
+    let factory = Arc::new(ResumingRural {
+        memory,
+        addr: school,
+    });
+    let start = Instant::now();
+    let mut rural = resumed(&factory, start);
+    let resumed_with = rural.window();
+    assert!(resumed_with > 600_000, "{resumed_with}");
+    // Round 1: four packets acked, one lost; app-limited (nothing more to send).
+    rural.on_congestion_event(start + 600 * MS, start, false, 1200);
+    for n in 1..=4u32 {
+        rural.acked(start + 600 * MS + n * MS, 1200, true, 600 * MS);
+    }
+    // The round ends with the next ack.
+    rural.acked(start + 1300 * MS, 1200, true, 600 * MS);
+    assert!(
+        rural.window() >= resumed_with / 2,
+        "window fell from {resumed_with} to {}",
+        rural.window()
+    );
+    // Then 300 KB goes out in one round, not in a dozen.
+    assert!(rural.window() > 300_000, "{}", rural.window());
+}
+
+/// A fresh controller's small round that loses one packet of five stays in
+/// start-up; a round of many packets losing a fifth still backs off (see
+/// `a_round_losing_a_fifth_of_its_packets_backs_off`).
+#[test]
+fn one_loss_in_a_handful_of_packets_is_not_congestion_issue_12() {
+    let start = Instant::now();
+    let mut rural = Rural::new(start, 1200);
+    let before = rural.window();
+    rural.on_congestion_event(start + 100 * MS, start, false, 1200);
+    for n in 1..=4u32 {
+        rural.acked(start + 100 * MS + n * MS, 1200, false, 100 * MS);
+    }
+    rural.acked(start + 220 * MS, 1200, false, 100 * MS);
+    assert_eq!(rural.phase, Phase::Startup, "{:?}", rural.phase);
+    assert!(rural.window() >= before, "{} < {before}", rural.window());
+}
