@@ -73,10 +73,10 @@ impl std::str::FromStr for Transport {
 }
 
 /// How long the status report waits for its Ok (see [`Client::report_status`]).
-const STATUS_WAIT: Duration = Duration::from_millis(200);
+const STATUS_WAIT: Duration = Duration::from_millis(50);
 
 /// How long closing waits for the connection to drain (see [`Client::close`]).
-const CLOSE_LINGER: Duration = Duration::from_millis(200);
+const CLOSE_LINGER: Duration = Duration::from_millis(50);
 
 /// How long a handshake may take before the attempt counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
