@@ -47,7 +47,15 @@ pub fn init(args: &EdgeInitArgs) -> anyhow::Result<ExitCode> {
 /// Exit codes: 0 everything subscribed is held and verified; 1 the sync stopped
 /// on an error; 2 it finished but some files could not be completed.
 pub fn sync(args: &EdgeSyncArgs) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    // One async worker: a pass's heavy work is already on two threads (the
+    // connection's decryption here, hashing and writing on the engine's
+    // writer thread), and a second worker only added wake-ups between them:
+    // 9 % less CPU per GB and a shorter pass, measured (BENCHMARKS.md).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     let bar = progress::bytes_bar("syncing");
     let options = edge_cache::SyncOptions {
         max_rate: args.max_rate,
