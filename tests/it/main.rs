@@ -22,4 +22,5 @@ mod readthrough;
 mod roundtrips;
 mod schedule;
 mod sync;
+mod sync_refusals;
 mod webdriver_selftest;

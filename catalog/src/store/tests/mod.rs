@@ -362,4 +362,5 @@ fn a_file_assembled_elsewhere_is_adopted_only_if_whole() {
     drop(dir);
 }
 
+mod partial;
 mod quarantine;
