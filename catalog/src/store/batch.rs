@@ -90,6 +90,17 @@ impl Store {
         mut batch: ImportBatch,
         update: impl FnOnce(Option<SignedCatalog>) -> Result<Option<SignedCatalog>, E>,
     ) -> Result<Option<SignedCatalog>, E> {
+        // Held shared while blobs move into place and are recorded, so a
+        // collection never deletes a blob this commit puts back (issue 13).
+        let collect_lock = if batch.blobs.is_empty() {
+            None
+        } else {
+            let file = self.collect_lock()?;
+            file.lock_shared().map_err(|cause| {
+                StoreError::io("locking", &self.root.join("collect.lock"), cause)
+            })?;
+            Some(file)
+        };
         let mut identities = Vec::with_capacity(batch.blobs.len());
         for pending in &batch.blobs {
             let target = self.blob_path(&pending.blob);
@@ -153,9 +164,10 @@ impl Store {
         };
         let replacement = update(current)?;
         if let Some(signed) = &replacement {
-            index::put_catalog(&txn, signed)?;
+            index::put_catalog(&txn, signed, true)?;
         }
         txn.commit().map_err(StoreError::index)?;
+        drop(collect_lock);
         for blob in &repaired {
             self.drop_quarantined_copy(blob);
         }

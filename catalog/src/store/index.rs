@@ -28,6 +28,12 @@ pub(crate) const IDENTITIES: TableDefinition<&[u8; 32], &[u8]> =
 /// blob hash → size (u64 LE) ‖ manifest hash (32) ‖ when (unix seconds, u64 LE)
 /// ‖ reason (u8): blobs found bad or gone, no longer held, to be fetched again.
 pub(crate) const QUARANTINE: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("quarantine");
+/// catalog sequence → encoded signed catalog: every catalog an origin
+/// published, kept until `shanlu origin gc` lets it go (issue 13).
+pub(crate) const CATALOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("catalogs");
+/// blob hash → what kind of file (see `collect::Doomed`): files a collection
+/// took out of the index and still has to delete (issue 13).
+pub(crate) const DOOMED: TableDefinition<&[u8; 32], u8> = TableDefinition::new("doomed");
 /// name → value: `catalog` holds the signed catalog in force.
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
@@ -42,6 +48,8 @@ pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(SOURCES).map_err(StoreError::index)?;
     txn.open_table(IDENTITIES).map_err(StoreError::index)?;
     txn.open_table(QUARANTINE).map_err(StoreError::index)?;
+    txn.open_table(CATALOGS).map_err(StoreError::index)?;
+    txn.open_table(DOOMED).map_err(StoreError::index)?;
     Ok(())
 }
 
@@ -224,11 +232,26 @@ pub(crate) fn put_blob(
     Ok(was_quarantined)
 }
 
-/// Stores the catalog object and makes the signed catalog the one in force.
+/// Stores the catalog object and makes the signed catalog the one in force;
+/// with `history`, also records it under its sequence in [`CATALOGS`].
 pub(crate) fn put_catalog(
     txn: &WriteTransaction,
     signed: &SignedCatalog,
+    history: bool,
 ) -> Result<(), StoreError> {
+    if history {
+        let sequence = crate::object::Object::decode(&signed.catalog)
+            .and_then(crate::object::Object::into_catalog)
+            .map_err(|cause| StoreError::BadObject {
+                hash: signed.catalog_hash(),
+                cause,
+            })?
+            .sequence;
+        let mut catalogs = txn.open_table(CATALOGS).map_err(StoreError::index)?;
+        catalogs
+            .insert(sequence, signed.encode().as_slice())
+            .map_err(StoreError::index)?;
+    }
     let mut objects = txn.open_table(OBJECTS).map_err(StoreError::index)?;
     objects
         .insert(signed.catalog_hash().as_bytes(), signed.catalog.as_slice())

@@ -21,9 +21,11 @@
 //! - [`partial`]: assembling a blob from chunks in any order, resumably.
 //! - [`scrub`]: re-hashing blobs and objects.
 //! - [`integrity`]: file identities checked before serving.
+//! - [`collect`]: garbage collection: removing what the kept catalogs no longer reach.
 //! - [`quarantine`]: taking a blob found bad or gone out of service, and finishing that after a crash.
 
 mod batch;
+mod collect;
 mod error;
 mod import;
 mod index;
@@ -39,6 +41,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use redb::{ReadableDatabase, ReadableTableMetadata};
 
 pub use batch::ImportBatch;
+pub use collect::{CollectReport, Reachable, reachable};
 pub use error::{StoreError, remedy};
 pub use import::{ImportMode, Imported};
 pub use integrity::{FileIdentity, OpenedBlob};
@@ -110,7 +113,7 @@ impl Store {
         let has_tables = store
             .read()
             .and_then(|txn| {
-                txn.open_table(index::QUARANTINE)
+                txn.open_table(index::DOOMED)
                     .map(|_| ())
                     .map_err(StoreError::index)
             })
@@ -120,6 +123,7 @@ impl Store {
         }
         store.remove_stale_tmp();
         store.finish_quarantines()?;
+        store.finish_collection()?;
         Ok(store)
     }
 
@@ -383,7 +387,7 @@ impl Store {
 
     /// Replaces the catalog in force. The caller has verified it; its object is stored too.
     pub fn set_signed_catalog(&self, signed: &SignedCatalog) -> Result<(), StoreError> {
-        self.write(|txn| index::put_catalog(txn, signed))
+        self.write(|txn| index::put_catalog(txn, signed, false))
     }
 }
 

@@ -362,5 +362,6 @@ fn a_file_assembled_elsewhere_is_adopted_only_if_whole() {
     drop(dir);
 }
 
+mod collect;
 mod partial;
 mod quarantine;
