@@ -26,6 +26,7 @@ pub mod codec;
 pub mod congestion;
 pub mod edge_name;
 pub mod folder;
+pub mod gc;
 pub mod http;
 pub mod origin;
 pub mod pace;

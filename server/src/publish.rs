@@ -316,7 +316,7 @@ pub fn current_catalog(origin: &Origin) -> Result<Catalog, PublishError> {
 }
 
 /// Holds `publish.lock` for the duration of a publish; waits for another publish to finish.
-fn lock(origin: &Origin) -> Result<std::fs::File, PublishError> {
+pub(crate) fn lock(origin: &Origin) -> Result<std::fs::File, PublishError> {
     let path = origin.dir().join("publish.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)

@@ -57,6 +57,27 @@ pub enum OriginCommand {
     Serve(OriginServeArgs),
     /// Issue a token for a new school edge (printed once).
     AddEdge(AddEdgeArgs),
+    /// Remove old catalogs and the blobs and objects only they reached.
+    Gc(OriginGcArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OriginGcArgs {
+    /// The origin's data folder (made by `shanlu origin init`).
+    #[arg(long, value_name = "ORIGIN_DIR")]
+    pub data: PathBuf,
+
+    /// How many of the latest catalogs to keep, with everything they reach. Keep
+    /// a few: an edge still syncing from an older catalog (offline for a while,
+    /// or mid-pass when you publish) finds its objects only while that catalog
+    /// is kept. At least 1.
+    #[arg(long, value_name = "N", default_value_t = server::gc::DEFAULT_KEEP_VERSIONS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep_versions: u64,
+
+    /// Say what would be removed, and remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

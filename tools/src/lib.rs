@@ -30,6 +30,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             OriginCommand::Init(args) => commands::origin::init(&args),
             OriginCommand::Serve(args) => commands::origin::serve(&args),
             OriginCommand::AddEdge(args) => commands::origin::add_edge(&args),
+            OriginCommand::Gc(args) => commands::origin::gc(&args),
         },
         Command::Edge { command } => match command {
             EdgeCommand::Init(args) => commands::edge::init(&args),

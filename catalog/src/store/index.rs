@@ -1,7 +1,7 @@
 //! The redb tables. Values are fixed little-endian layouts, not serde, so the
 //! index stays readable across serde changes.
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 
 use super::import::SourceStamp;
 use super::integrity::FileIdentity;
@@ -248,6 +248,20 @@ pub(crate) fn put_catalog(
             })?
             .sequence;
         let mut catalogs = txn.open_table(CATALOGS).map_err(StoreError::index)?;
+        // A store from before the history: its catalog in force starts it.
+        if catalogs.is_empty().map_err(StoreError::index)? {
+            let meta = txn.open_table(META).map_err(StoreError::index)?;
+            if let Some(bytes) = meta.get(META_CATALOG).map_err(StoreError::index)?
+                && let Ok(held) = SignedCatalog::decode(bytes.value())
+                && let Ok(catalog) = crate::object::Object::decode(&held.catalog)
+                    .and_then(crate::object::Object::into_catalog)
+                && catalog.sequence < sequence
+            {
+                catalogs
+                    .insert(catalog.sequence, bytes.value())
+                    .map_err(StoreError::index)?;
+            }
+        }
         catalogs
             .insert(sequence, signed.encode().as_slice())
             .map_err(StoreError::index)?;

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use server::Origin;
 
-use crate::cli::{AddEdgeArgs, OriginInitArgs, OriginServeArgs};
-use crate::outln;
+use crate::cli::{AddEdgeArgs, OriginGcArgs, OriginInitArgs, OriginServeArgs};
+use crate::{format, outln, progress};
 
 pub fn init(args: &OriginInitArgs) -> anyhow::Result<ExitCode> {
     let report = Origin::init(&args.data)
@@ -64,5 +64,47 @@ pub fn add_edge(args: &AddEdgeArgs) -> anyhow::Result<ExitCode> {
         "Give this token to the school's edge (`shanlu edge init --token ...`). It is shown only once;\n\
          the origin keeps only its hash."
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `shanlu origin gc` (issue 13): keep the last N catalogs, remove the rest.
+pub fn gc(args: &OriginGcArgs) -> anyhow::Result<ExitCode> {
+    let origin = Origin::open(&args.data)?;
+    let bar = progress::bytes_bar("collecting");
+    let report = server::gc::gc(&origin, args.keep_versions, args.dry_run, &bar);
+    bar.finish_and_clear();
+    let report =
+        report.with_context(|| format!("collecting garbage in {}", args.data.display()))?;
+    let removed = &report.removed;
+    let kept = match (report.kept.first(), report.kept.last()) {
+        (Some(first), Some(last)) if first != last => format!("catalogs {first}..={last}"),
+        (Some(only), _) => format!("catalog {only}"),
+        _ => "no catalog".into(),
+    };
+    let verb = if report.dry_run { "would remove" } else { "removed" };
+    outln!(
+        "kept {kept} ({} blobs, {} objects)",
+        removed.kept_blobs,
+        removed.kept_objects
+    )?;
+    outln!(
+        "{verb} {} older catalogs, {} blobs ({}), {} objects ({}), {} partial files, {} chunk records",
+        removed.catalogs,
+        removed.blobs,
+        format::bytes(removed.blob_bytes),
+        removed.objects,
+        format::bytes(removed.object_bytes),
+        removed.partials,
+        removed.chunks_dropped,
+    )?;
+    outln!(
+        "blobs: {} before, {} after, in {:.2} s",
+        format::bytes(report.blob_bytes_before),
+        format::bytes(report.blob_bytes_before - removed.blob_bytes.min(report.blob_bytes_before)),
+        report.elapsed.as_secs_f64()
+    )?;
+    if report.dry_run {
+        eprintln!("Dry run: nothing was removed. Run again without --dry-run to remove it.");
+    }
     Ok(ExitCode::SUCCESS)
 }
