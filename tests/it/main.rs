@@ -14,6 +14,7 @@ mod integrity;
 mod lesson_fonts;
 mod limits;
 mod links;
+mod origin_gc;
 mod pages;
 mod pipelined;
 mod pipes;

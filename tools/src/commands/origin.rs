@@ -76,12 +76,36 @@ pub fn gc(args: &OriginGcArgs) -> anyhow::Result<ExitCode> {
     let report =
         report.with_context(|| format!("collecting garbage in {}", args.data.display()))?;
     let removed = &report.removed;
+    if args.json {
+        let json = serde_json::json!({
+            "dry_run": report.dry_run,
+            "kept_sequences": report.kept,
+            "kept_blobs": removed.kept_blobs,
+            "kept_objects": removed.kept_objects,
+            "removed_catalogs": removed.catalogs,
+            "removed_blobs": removed.blobs,
+            "removed_blob_bytes": removed.blob_bytes,
+            "removed_objects": removed.objects,
+            "removed_object_bytes": removed.object_bytes,
+            "removed_partials": removed.partials,
+            "chunk_records_dropped": removed.chunks_dropped,
+            "chunk_records_moved": removed.chunks_moved,
+            "blob_bytes_before": report.blob_bytes_before,
+            "seconds": report.elapsed.as_secs_f64(),
+        });
+        outln!("{}", serde_json::to_string_pretty(&json)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let kept = match (report.kept.first(), report.kept.last()) {
         (Some(first), Some(last)) if first != last => format!("catalogs {first}..={last}"),
         (Some(only), _) => format!("catalog {only}"),
         _ => "no catalog".into(),
     };
-    let verb = if report.dry_run { "would remove" } else { "removed" };
+    let verb = if report.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
     outln!(
         "kept {kept} ({} blobs, {} objects)",
         removed.kept_blobs,

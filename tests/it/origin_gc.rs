@@ -1,0 +1,220 @@
+//! Issue 13, item 3 (origin side): `shanlu origin gc --keep-versions N`
+//! removes old catalogs and what only they reached; `kill -9` (an abort)
+//! at each step of a collection leaves a store `shanlu verify` passes, a
+//! rerun finishes the job, and an edge still syncs byte-identical.
+
+use std::path::Path;
+
+use shanlu_tests::{TestEdge, TestOrigin, generated, run, run_ok, shanlu};
+
+const VIDEO: usize = 2_000_000;
+const UNIQUE: usize = 500_000;
+
+fn write(root: &Path, rel: &str, bytes: &[u8]) {
+    let path = root.join(rel);
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, bytes).expect("write");
+}
+
+/// The versions' bytes: (v1 video, v1-only file, v2 video, v3 video, shared file).
+struct Versions {
+    video: [Vec<u8>; 3],
+    unique: Vec<u8>,
+    shared: Vec<u8>,
+}
+
+/// Publishes three versions of one course: a video edited in a small region
+/// each time (its chunks mostly shared), a file only v1 has, and a file
+/// every version shares.
+fn publish_three(origin: &TestOrigin) -> Versions {
+    let src = origin.dir.path().join("math");
+    let v1 = generated(VIDEO, 1301);
+    let mut v2 = v1.clone();
+    v2[700_000..700_200].fill(0x5A);
+    let mut v3 = v2.clone();
+    v3[1_400_000..1_400_300].fill(0xA5);
+    let unique = generated(UNIQUE, 1303);
+    let shared = generated(300_000, 1305);
+    write(&src, "course.toml", b"id = \"math\"\n");
+    write(&src, "01/index.html", b"<video src='video.mp4'></video>");
+    write(&src, "01/shared.pdf", &shared);
+    write(&src, "01/video.mp4", &v1);
+    write(&src, "01/unique.bin", &unique);
+    origin.publish(&src);
+    std::fs::remove_file(src.join("01/unique.bin")).expect("remove");
+    for video in [&v2, &v3] {
+        write(&src, "01/video.mp4", video);
+        origin.publish(&src);
+    }
+    Versions {
+        video: [v1, v2, v3],
+        unique,
+        shared,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
+/// Bytes of the files under the origin's `store/blobs`.
+fn blob_bytes(origin: &TestOrigin) -> u64 {
+    fn walk(dir: &Path, depth: u32) -> u64 {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() && depth < 3 => walk(&e.path(), depth + 1),
+                Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+                _ => 0,
+            })
+            .sum()
+    }
+    walk(&origin.data().join("store/blobs"), 0)
+}
+
+fn gc_json(origin: &TestOrigin, extra: &[&str]) -> serde_json::Value {
+    let data = origin.data_str();
+    let mut args = vec!["origin", "gc", "--data", &data, "--json"];
+    args.extend_from_slice(extra);
+    serde_json::from_str(&run_ok(&args)).expect("gc --json prints JSON")
+}
+
+/// `shanlu verify ORIGIN --json` passes with no problem and no stray file.
+fn verify_clean(data: &Path) {
+    let out = run_ok(&["verify", data.to_str().expect("utf-8"), "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&out).expect("verify --json");
+    assert_eq!(report["problems"], serde_json::json!([]), "{report:#}");
+    assert_eq!(report["stray_files"], serde_json::json!([]), "{report:#}");
+}
+
+/// The sequences in the origin's catalog history, read from its store.
+fn history(origin: &TestOrigin) -> Vec<Option<u64>> {
+    let store = catalog::Store::open_existing(origin.data().join("store")).expect("open store");
+    store
+        .catalog_history()
+        .expect("history")
+        .into_iter()
+        .map(|(seq, _)| seq)
+        .collect()
+}
+
+/// Serves the origin and checks a fresh edge syncs the latest version byte-identical.
+fn edge_syncs_latest(origin: &TestOrigin, versions: &Versions) {
+    let served = origin.serve();
+    let token = origin.add_edge("school");
+    let edge = TestEdge::init(origin, &served, served.quic, &token, "all");
+    edge.sync_ok();
+    for bytes in [&versions.video[2], &versions.shared] {
+        let held = std::fs::read(edge.blob_path(&hex(bytes))).expect("the edge holds the file");
+        assert!(held == *bytes, "the edge's copy differs from the source");
+    }
+    assert!(!edge.blob_path(&hex(&versions.unique)).exists());
+}
+
+/// Issue 13: publish 3 versions, `origin gc --keep-versions 2` while the
+/// origin serves: v1's own blobs go (the store shrinks by exactly their
+/// bytes), catalog 2 and 3 stay in the history, verify passes, an edge syncs
+/// v3 byte-identical.
+#[test]
+fn gc_keeps_two_versions_and_an_edge_syncs_the_latest_issue_13() {
+    let origin = TestOrigin::init();
+    let versions = publish_three(&origin);
+    // origin init signs catalog 0 (empty); the publishes 1, 2 and 3.
+    assert_eq!(history(&origin), [Some(0), Some(1), Some(2), Some(3)]);
+    let before = blob_bytes(&origin);
+    let v1_only = (VIDEO + UNIQUE) as u64;
+
+    let refused = run(&[
+        "origin",
+        "gc",
+        "--data",
+        &origin.data_str(),
+        "--keep-versions",
+        "0",
+    ]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("keep-versions"));
+
+    let dry = gc_json(&origin, &["--keep-versions", "2", "--dry-run"]);
+    assert_eq!(dry["removed_blobs"], 2, "{dry:#}");
+    assert_eq!(dry["removed_blob_bytes"], v1_only, "{dry:#}");
+    assert_eq!(blob_bytes(&origin), before, "a dry run removes nothing");
+
+    let served = origin.serve();
+    let started = std::time::Instant::now();
+    let report = gc_json(&origin, &["--keep-versions", "2"]);
+    eprintln!(
+        "issue 13 origin gc: {:.3} s wall, {} blob bytes freed of {before}: {report:#}",
+        started.elapsed().as_secs_f64(),
+        report["removed_blob_bytes"]
+    );
+    drop(served);
+    assert_eq!(report["kept_sequences"], serde_json::json!([2, 3]));
+    assert_eq!(report["removed_catalogs"], 2);
+    assert_eq!(report["removed_blobs"], 2);
+    assert_eq!(before - blob_bytes(&origin), v1_only);
+    assert!(!origin.blob_path(&hex(&versions.video[0])).exists());
+    assert!(!origin.blob_path(&hex(&versions.unique)).exists());
+    assert!(origin.blob_path(&hex(&versions.video[1])).exists());
+    assert_eq!(history(&origin), [Some(2), Some(3)]);
+    verify_clean(&origin.data());
+
+    // A second run finds nothing more.
+    let again = gc_json(&origin, &["--keep-versions", "2"]);
+    assert_eq!(
+        (
+            again["removed_blobs"].as_u64(),
+            again["removed_objects"].as_u64()
+        ),
+        (Some(0), Some(0))
+    );
+    edge_syncs_latest(&origin, &versions);
+}
+
+/// Issue 13: a collection aborted (like `kill -9`) after its index step and
+/// after its file step leaves a store verify passes; a rerun finishes the
+/// job; an edge syncs the latest version byte-identical.
+#[test]
+fn gc_aborted_at_each_step_is_finished_by_a_rerun_issue_13() {
+    for step in ["index", "files"] {
+        let origin = TestOrigin::init();
+        let versions = publish_three(&origin);
+        let before = blob_bytes(&origin);
+        let aborted = shanlu()
+            .env("SHANLU_TEST_GC_ABORT_AFTER", step)
+            .args([
+                "origin",
+                "gc",
+                "--data",
+                &origin.data_str(),
+                "--keep-versions",
+                "1",
+            ])
+            .output()
+            .expect("spawn gc");
+        assert!(!aborted.status.success(), "{step}: the test hook aborts gc");
+        assert!(
+            String::from_utf8_lossy(&aborted.stderr).contains("SHANLU_TEST_GC_ABORT_AFTER"),
+            "{step}: {}",
+            String::from_utf8_lossy(&aborted.stderr)
+        );
+        verify_clean(&origin.data());
+        let rerun = gc_json(&origin, &["--keep-versions", "1"]);
+        assert_eq!(rerun["kept_sequences"], serde_json::json!([3]), "{step}");
+        // v1's and v2's own blobs: gone, whoever deleted them.
+        for gone in [&versions.video[0], &versions.video[1], &versions.unique] {
+            assert!(!origin.blob_path(&hex(gone)).exists(), "{step}");
+        }
+        assert_eq!(
+            before - blob_bytes(&origin),
+            (2 * VIDEO + UNIQUE) as u64,
+            "{step}"
+        );
+        assert_eq!(history(&origin), [Some(3)], "{step}");
+        verify_clean(&origin.data());
+        edge_syncs_latest(&origin, &versions);
+    }
+}
