@@ -34,22 +34,23 @@ pub enum GcError {
         origin: std::path::PathBuf,
         sequence: String,
         #[source]
-        cause: catalog::sign::CatalogError,
+        cause: Box<catalog::sign::CatalogError>,
     },
     #[error("reading the objects the kept catalogs reach in {origin}; nothing was removed")]
     Walk {
         origin: std::path::PathBuf,
         #[source]
-        cause: StoreError,
+        cause: Box<StoreError>,
     },
     #[error("collecting garbage in the store of {origin}")]
     Collect {
         origin: std::path::PathBuf,
         #[source]
-        cause: StoreError,
+        cause: Box<StoreError>,
     },
+    /// Waiting for the publish lock failed (boxed: a publish error is large).
     #[error(transparent)]
-    Lock(#[from] PublishError),
+    Lock(Box<PublishError>),
 }
 
 /// What a collection kept and removed.
@@ -77,12 +78,12 @@ pub fn gc(
         return Err(GcError::KeepNothing);
     }
     let started = std::time::Instant::now();
-    let _lock = publish::lock(origin)?;
+    let _lock = publish::lock(origin).map_err(|err| GcError::Lock(Box::new(err)))?;
     let store = origin.store();
     let dir = origin.dir().to_path_buf();
     let walk_error = |cause| GcError::Walk {
         origin: dir.clone(),
-        cause,
+        cause: Box::new(cause),
     };
     let history = store.catalog_history().map_err(walk_error)?;
     let skip = history.len().saturating_sub(keep_versions as usize);
@@ -92,7 +93,7 @@ pub fn gc(
         let bad = |cause| GcError::BadHistory {
             origin: dir.clone(),
             sequence: sequence.map_or("in force".into(), |s| s.to_string()),
-            cause,
+            cause: Box::new(cause),
         };
         let signed = SignedCatalog::decode(bytes).map_err(bad)?;
         let catalog = signed.verify(&public).map_err(bad)?;
@@ -118,7 +119,7 @@ pub fn gc(
     let blob_bytes_before = store.blob_bytes().map_err(walk_error)?;
     let collect_error = |cause| GcError::Collect {
         origin: dir.clone(),
-        cause,
+        cause: Box::new(cause),
     };
     let would = store
         .collect(&keep, keep_from, true, &mut |_| {})

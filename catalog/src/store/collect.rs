@@ -88,6 +88,10 @@ pub fn reachable<E>(
     Ok(keep)
 }
 
+/// One catalog of the history: its sequence (`None` for the catalog in
+/// force of a store from before the history) and the signed catalog's bytes.
+pub type HistoryEntry = (Option<u64>, Vec<u8>);
+
 /// What a collection removed (or, in a dry run, would remove).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CollectReport {
@@ -119,7 +123,7 @@ impl Store {
     /// The origin's catalog history, oldest first: every signed catalog it
     /// published (encoded), by sequence. A store from before the history
     /// table: the catalog in force, under sequence `None`.
-    pub fn catalog_history(&self) -> Result<Vec<(Option<u64>, Vec<u8>)>, StoreError> {
+    pub fn catalog_history(&self) -> Result<Vec<HistoryEntry>, StoreError> {
         let txn = self.read()?;
         let table = txn.open_table(CATALOGS).map_err(StoreError::index)?;
         let mut out = Vec::new();

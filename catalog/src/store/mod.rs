@@ -41,7 +41,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use redb::{ReadableDatabase, ReadableTableMetadata};
 
 pub use batch::ImportBatch;
-pub use collect::{CollectReport, Reachable, reachable};
+pub use collect::{CollectReport, HistoryEntry, Reachable, reachable};
 pub use error::{StoreError, remedy};
 pub use import::{ImportMode, Imported};
 pub use integrity::{FileIdentity, OpenedBlob};
