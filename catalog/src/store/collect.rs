@@ -278,41 +278,12 @@ impl Store {
                 orphans.insert(Hash::from_bytes(*key.value()));
             }
         }
-        let mut found = HashMap::new();
         if orphans.is_empty() {
-            return Ok(found);
+            return Ok(HashMap::new());
         }
         let blobs = txn.open_table(BLOBS).map_err(StoreError::index)?;
         let objects = txn.open_table(OBJECTS).map_err(StoreError::index)?;
-        for blob in &keep.blobs {
-            let Some(info) = blobs.get(blob.as_bytes()).map_err(StoreError::index)? else {
-                continue;
-            };
-            let manifest = index::decode_blob(info.value()).manifest;
-            let Some(bytes) = objects
-                .get(manifest.as_bytes())
-                .map_err(StoreError::index)?
-            else {
-                continue;
-            };
-            let Ok(Object::Manifest(manifest)) = Object::decode(bytes.value()) else {
-                continue;
-            };
-            for (offset, chunk) in manifest.chunk_offsets() {
-                if orphans.remove(&chunk.hash) {
-                    let location = ChunkLocation {
-                        blob: *blob,
-                        offset,
-                        len: chunk.len,
-                    };
-                    found.insert(chunk.hash, location);
-                }
-            }
-            if orphans.is_empty() {
-                break;
-            }
-        }
-        Ok(found)
+        index::locate_chunks(&blobs, &objects, keep.blobs.iter().copied(), &mut orphans)
     }
 
     /// Step 1: every index row naming what is condemned goes, and the files
@@ -370,26 +341,19 @@ impl Store {
         for hash in &condemned.objects {
             objects.remove(hash.as_bytes()).map_err(StoreError::index)?;
         }
-        let mut partials = txn.open_table(PARTIALS).map_err(StoreError::index)?;
-        for blob in &condemned.partials {
-            partials
-                .remove(blob.as_bytes())
-                .map_err(StoreError::index)?;
-            if !condemned.blobs.contains_key(blob) {
-                doomed
-                    .insert(blob.as_bytes(), DOOMED_PARTIAL)
-                    .map_err(StoreError::index)?;
-            }
-        }
-        let mut quarantine = txn.open_table(QUARANTINE).map_err(StoreError::index)?;
-        for blob in &condemned.quarantined {
-            quarantine
-                .remove(blob.as_bytes())
-                .map_err(StoreError::index)?;
-            if !condemned.blobs.contains_key(blob) {
-                doomed
-                    .insert(blob.as_bytes(), DOOMED_QUARANTINED)
-                    .map_err(StoreError::index)?;
+        for (table, rows, kind) in [
+            (PARTIALS, &condemned.partials, DOOMED_PARTIAL),
+            (QUARANTINE, &condemned.quarantined, DOOMED_QUARANTINED),
+        ] {
+            let mut table = txn.open_table(table).map_err(StoreError::index)?;
+            for blob in rows {
+                table.remove(blob.as_bytes()).map_err(StoreError::index)?;
+                // A condemned blob's own row already names its file.
+                if !condemned.blobs.contains_key(blob) {
+                    doomed
+                        .insert(blob.as_bytes(), kind)
+                        .map_err(StoreError::index)?;
+                }
             }
         }
         let mut sources = txn.open_table(SOURCES).map_err(StoreError::index)?;
@@ -417,29 +381,25 @@ impl Store {
             out
         };
         let mut deleted = 0;
-        for (blob, kind) in &doomed {
-            let path = match *kind {
-                DOOMED_BLOB => {
-                    if self.has_blob(blob)? {
-                        continue;
-                    }
-                    self.blob_path(blob)
+        // Every file under a doomed name that the index does not hold (a
+        // blob might also have a partial or a quarantined copy); the row's
+        // kind says which one the collection condemned.
+        for (blob, _kind) in &doomed {
+            let files = [
+                (!self.has_blob(blob)?).then(|| self.blob_path(blob)),
+                (!self.partial_held(blob)?).then(|| self.partial_path(blob)),
+                (!self.is_quarantined(blob)?)
+                    .then(|| self.root.join("quarantine").join(blob.to_hex())),
+            ];
+            for path in files.into_iter().flatten() {
+                let size = std::fs::symlink_metadata(&path).map_or(0, |m| m.len());
+                match std::fs::remove_file(&path) {
+                    Ok(()) => deleted += 1,
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(cause) => return Err(StoreError::io("deleting", &path, cause)),
                 }
-                DOOMED_PARTIAL => {
-                    if self.partial_held(blob)? {
-                        continue;
-                    }
-                    self.partial_path(blob)
-                }
-                _ => self.root.join("quarantine").join(blob.to_hex()),
-            };
-            let size = std::fs::symlink_metadata(&path).map_or(0, |m| m.len());
-            match std::fs::remove_file(&path) {
-                Ok(()) => deleted += 1,
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                Err(cause) => return Err(StoreError::io("deleting", &path, cause)),
+                progress(size);
             }
-            progress(size);
         }
         if !doomed.is_empty() {
             self.sync_files()?;

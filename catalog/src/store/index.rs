@@ -232,6 +232,50 @@ pub(crate) fn put_blob(
     Ok(was_quarantined)
 }
 
+/// For each chunk in `orphans`, a place in one of the `candidates` (held
+/// blobs), read from the manifest each blob's record names; chunks found
+/// leave `orphans`. Quarantines and collections use it: there is no reverse
+/// index from chunks to every blob holding them.
+pub(crate) fn locate_chunks(
+    blobs: &redb::ReadOnlyTable<&'static [u8; 32], &'static [u8; 40]>,
+    objects: &redb::ReadOnlyTable<&'static [u8; 32], &'static [u8]>,
+    candidates: impl IntoIterator<Item = Hash>,
+    orphans: &mut std::collections::HashSet<Hash>,
+) -> Result<std::collections::HashMap<Hash, ChunkLocation>, StoreError> {
+    let mut found = std::collections::HashMap::new();
+    for blob in candidates {
+        if orphans.is_empty() {
+            break;
+        }
+        let Some(info) = blobs.get(blob.as_bytes()).map_err(StoreError::index)? else {
+            continue;
+        };
+        let manifest = decode_blob(info.value()).manifest;
+        let Some(bytes) = objects
+            .get(manifest.as_bytes())
+            .map_err(StoreError::index)?
+        else {
+            continue;
+        };
+        let Ok(crate::object::Object::Manifest(manifest)) =
+            crate::object::Object::decode(bytes.value())
+        else {
+            continue;
+        };
+        for (offset, chunk) in manifest.chunk_offsets() {
+            if orphans.remove(&chunk.hash) {
+                let location = ChunkLocation {
+                    blob,
+                    offset,
+                    len: chunk.len,
+                };
+                found.insert(chunk.hash, location);
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// Stores the catalog object and makes the signed catalog the one in force;
 /// with `history`, also records it under its sequence in [`CATALOGS`].
 pub(crate) fn put_catalog(

@@ -180,46 +180,20 @@ impl Store {
                 }
             }
         }
-        let mut found = HashMap::new();
         if orphans.is_empty() {
-            return Ok(found);
+            return Ok(HashMap::new());
         }
         let txn = self.read()?;
         let blobs = txn.open_table(BLOBS).map_err(StoreError::index)?;
         let objects = txn.open_table(OBJECTS).map_err(StoreError::index)?;
+        let mut others = Vec::new();
         for entry in blobs.iter().map_err(StoreError::index)? {
-            let (key, value) = entry.map_err(StoreError::index)?;
-            let other = Hash::from_bytes(*key.value());
-            if other == *blob {
-                continue;
-            }
-            let manifest_hash = index::decode_blob(value.value()).manifest;
-            let Some(bytes) = objects
-                .get(manifest_hash.as_bytes())
-                .map_err(StoreError::index)?
-            else {
-                continue;
-            };
-            let Ok(Object::Manifest(manifest)) = Object::decode(bytes.value()) else {
-                continue;
-            };
-            for (offset, chunk) in manifest.chunk_offsets() {
-                if orphans.remove(&chunk.hash) {
-                    found.insert(
-                        chunk.hash,
-                        ChunkLocation {
-                            blob: other,
-                            offset,
-                            len: chunk.len,
-                        },
-                    );
-                }
-            }
-            if orphans.is_empty() {
-                break;
+            let other = Hash::from_bytes(*entry.map_err(StoreError::index)?.0.value());
+            if other != *blob {
+                others.push(other);
             }
         }
-        Ok(found)
+        index::locate_chunks(&blobs, &objects, others, &mut orphans)
     }
 
     /// Moves the blob's file, if there, to `quarantine/<hash>` and makes the
