@@ -5,7 +5,9 @@
 
 use std::path::Path;
 
-use shanlu_tests::{TestEdge, TestOrigin, generated, run, run_ok, shanlu};
+use catalog::ChunkingProfile;
+use catalog::chunker::cut_points;
+use shanlu_tests::{TestEdge, TestOrigin, generated, http_request, run, run_ok, shanlu};
 
 const VIDEO: usize = 2_000_000;
 const UNIQUE: usize = 500_000;
@@ -144,12 +146,43 @@ fn gc_keeps_two_versions_and_an_edge_syncs_the_latest_issue_13() {
     assert_eq!(blob_bytes(&origin), before, "a dry run removes nothing");
 
     let served = origin.serve();
+    let token = origin.add_edge("reader");
+    let chunk = |data: &[u8], nth: usize| {
+        let (offset, len) = cut_points(ChunkingProfile::DEFAULT, data)[nth];
+        data[offset as usize..(offset + u64::from(len)) as usize].to_vec()
+    };
+    // The chunk of v1's video holding the byte v2 edited (only v1 has it),
+    // and v3's first chunk (its index row pointed into v1's blob until gc
+    // moved it), asked of the origin that keeps serving through the collection.
+    let v1_only_chunk = {
+        let points = cut_points(ChunkingProfile::DEFAULT, &versions.video[0]);
+        let nth = points
+            .iter()
+            .position(|&(offset, len)| (offset..offset + u64::from(len)).contains(&700_000))
+            .expect("a chunk holds byte 700000");
+        chunk(&versions.video[0], nth)
+    };
+    let get_chunk = |bytes: &[u8]| {
+        let auth = format!("Authorization: Bearer {token}\r\n");
+        let path = format!("/v1/chunks/{}", hex(bytes));
+        let (status, _, body) = http_request(served.http, "GET", &path, &auth);
+        (status, body)
+    };
+    let v3_first = chunk(&versions.video[2], 0);
+    assert_eq!(get_chunk(&v3_first).0, 200);
+    assert_eq!(get_chunk(&v1_only_chunk), (200, v1_only_chunk.clone()));
     let started = std::time::Instant::now();
     let report = gc_json(&origin, &["--keep-versions", "2"]);
     eprintln!(
         "issue 13 origin gc: {:.3} s wall, {} blob bytes freed of {before}: {report:#}",
         started.elapsed().as_secs_f64(),
         report["removed_blob_bytes"]
+    );
+    assert_eq!(get_chunk(&v3_first), (200, v3_first.clone()));
+    assert_eq!(
+        get_chunk(&v1_only_chunk).0,
+        404,
+        "a removed chunk is not found"
     );
     drop(served);
     assert_eq!(report["kept_sequences"], serde_json::json!([2, 3]));

@@ -111,15 +111,20 @@ pub fn gc(args: &OriginGcArgs) -> anyhow::Result<ExitCode> {
         removed.kept_blobs,
         removed.kept_objects
     )?;
+    // A dry run does not work out which chunk records move or go.
+    let chunks = if report.dry_run {
+        String::new()
+    } else {
+        format!(", {} chunk records", removed.chunks_dropped)
+    };
     outln!(
-        "{verb} {} older catalogs, {} blobs ({}), {} objects ({}), {} partial files, {} chunk records",
+        "{verb} {} older catalogs, {} blobs ({}), {} objects ({}), {} partial files{chunks}",
         removed.catalogs,
         removed.blobs,
         format::bytes(removed.blob_bytes),
         removed.objects,
         format::bytes(removed.object_bytes),
         removed.partials,
-        removed.chunks_dropped,
     )?;
     outln!(
         "blobs: {} before, {} after, in {:.2} s",
