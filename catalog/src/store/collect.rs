@@ -407,7 +407,7 @@ impl Store {
         Ok(deleted)
     }
 
-    fn partial_held(&self, blob: &Hash) -> Result<bool, StoreError> {
+    pub(crate) fn partial_held(&self, blob: &Hash) -> Result<bool, StoreError> {
         let txn = self.read()?;
         let table = txn.open_table(PARTIALS).map_err(StoreError::index)?;
         Ok(table

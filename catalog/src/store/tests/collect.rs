@@ -223,3 +223,32 @@ fn open_finishes_an_interrupted_collection_issue_13() {
     let doomed = txn.open_table(index::DOOMED).expect("table");
     assert_eq!(redb::ReadableTableMetadata::len(&doomed).expect("len"), 0);
 }
+
+/// Issue 13: a partial file of a blob nothing keeps goes with its record; a
+/// partial file of a kept blob stays.
+#[test]
+fn collect_removes_partials_nothing_keeps_issue_13() {
+    let (_dir, store) = store();
+    let mut partial_of = |seed: u64| {
+        let data = generated(300_000, seed);
+        let manifest = manifest_of(&data, "application/octet-stream");
+        let hash = Object::Manifest(manifest.clone()).hash();
+        let mut partial = store.partial(hash, manifest.clone()).expect("partial");
+        let first = &data[..manifest.chunks[0].len as usize];
+        partial.write_chunk(0, first).expect("write");
+        partial.flush().expect("flush");
+        manifest.blob
+    };
+    let (gone, kept) = (partial_of(21), partial_of(23));
+    assert!(store.partial_path(&gone).is_file());
+    let mut keep = Reachable::default();
+    keep.blobs.insert(kept);
+    let report = store
+        .collect(&keep, 0, false, &mut |_| {})
+        .expect("collect");
+    assert_eq!(report.partials, 1);
+    assert!(!store.partial_path(&gone).exists());
+    assert!(!store.partial_held(&gone).expect("read"));
+    assert!(store.partial_path(&kept).is_file());
+    assert!(store.partial_held(&kept).expect("read"));
+}
