@@ -229,7 +229,7 @@ fn open_finishes_an_interrupted_collection_issue_13() {
 #[test]
 fn collect_removes_partials_nothing_keeps_issue_13() {
     let (_dir, store) = store();
-    let mut partial_of = |seed: u64| {
+    let partial_of = |seed: u64| {
         let data = generated(300_000, seed);
         let manifest = manifest_of(&data, "application/octet-stream");
         let hash = Object::Manifest(manifest.clone()).hash();
