@@ -234,6 +234,36 @@ impl Store {
                 report.blob_bytes += info.size;
             }
         }
+        // A kept blob's partial progress and quarantine record name a
+        // manifest: kept too.
+        let manifest_of = |value: &[u8]| {
+            value
+                .get(..32)
+                .and_then(|head| <[u8; 32]>::try_from(head).ok())
+                .map(Hash::from_bytes)
+        };
+        let partials = txn.open_table(PARTIALS).map_err(StoreError::index)?;
+        for entry in partials.iter().map_err(StoreError::index)? {
+            let (key, value) = entry.map_err(StoreError::index)?;
+            let blob = Hash::from_bytes(*key.value());
+            if keep.blobs.contains(&blob) {
+                keep_objects.extend(manifest_of(value.value()));
+            } else {
+                condemned.partials.push(blob);
+                report.partials += 1;
+            }
+        }
+        let quarantine = txn.open_table(QUARANTINE).map_err(StoreError::index)?;
+        for entry in quarantine.iter().map_err(StoreError::index)? {
+            let (key, value) = entry.map_err(StoreError::index)?;
+            let blob = Hash::from_bytes(*key.value());
+            if keep.blobs.contains(&blob) {
+                let record = index::decode_quarantine(value.value());
+                keep_objects.insert(record.info.manifest);
+            } else {
+                condemned.quarantined.push(blob);
+            }
+        }
         let objects = txn.open_table(OBJECTS).map_err(StoreError::index)?;
         for entry in objects.iter().map_err(StoreError::index)? {
             let (key, value) = entry.map_err(StoreError::index)?;
@@ -242,21 +272,6 @@ impl Store {
                 condemned.objects.push(hash);
                 report.objects += 1;
                 report.object_bytes += value.value().len() as u64;
-            }
-        }
-        let partials = txn.open_table(PARTIALS).map_err(StoreError::index)?;
-        for entry in partials.iter().map_err(StoreError::index)? {
-            let blob = Hash::from_bytes(*entry.map_err(StoreError::index)?.0.value());
-            if !keep.blobs.contains(&blob) {
-                condemned.partials.push(blob);
-                report.partials += 1;
-            }
-        }
-        let quarantine = txn.open_table(QUARANTINE).map_err(StoreError::index)?;
-        for entry in quarantine.iter().map_err(StoreError::index)? {
-            let blob = Hash::from_bytes(*entry.map_err(StoreError::index)?.0.value());
-            if !keep.blobs.contains(&blob) {
-                condemned.quarantined.push(blob);
             }
         }
         Ok(condemned)
