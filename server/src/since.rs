@@ -250,15 +250,21 @@ mod tests {
         catalog.courses.values().map(|entry| entry.hash).collect()
     }
 
+    /// A new origin in a temporary folder (kept while the folder lives).
+    fn new_origin() -> (tempfile::TempDir, Origin) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let origin_dir = dir.path().join("origin");
+        Origin::init(&origin_dir).expect("init");
+        let origin = Origin::open(&origin_dir).expect("open");
+        (dir, origin)
+    }
+
     /// Issue 12: after a one-page edit, the answer is the new course, the
     /// edited lesson and the page's manifest, nothing else; an edge with no
     /// catalog gets every object, courses before lessons before manifests.
     #[test]
     fn a_one_page_edit_sends_the_course_the_lesson_and_the_manifest_issue_12() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let origin_dir = dir.path().join("origin");
-        Origin::init(&origin_dir).expect("init");
-        let origin = Origin::open(&origin_dir).expect("open");
+        let (dir, origin) = new_origin();
         let src = dir.path().join("math");
         write(&src, "01-count/index.html", b"<p>one</p>");
         write(&src, "01-count/picture.svg", b"<svg/>");
@@ -307,10 +313,7 @@ mod tests {
     /// A course the origin no longer holds only makes the answer larger.
     #[test]
     fn an_unknown_held_course_means_sending_the_whole_new_course_issue_12() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let origin_dir = dir.path().join("origin");
-        Origin::init(&origin_dir).expect("init");
-        let origin = Origin::open(&origin_dir).expect("open");
+        let (dir, origin) = new_origin();
         let src = dir.path().join("math");
         write(&src, "01-count/index.html", b"<p>one</p>");
         let first = publish(&origin, &src);

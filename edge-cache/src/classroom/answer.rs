@@ -45,7 +45,23 @@ pub(crate) enum AnswerBody {
     },
 }
 
-fn header_value(text: &str) -> HeaderValue {
+/// The byte ranges a request asks of a file of `len` bytes whose ETag is
+/// `etag`: its `Range`, unless an `If-Range` names another version.
+pub(crate) fn requested_ranges(headers: &HeaderMap, etag: &str, len: u64) -> Ranges {
+    let if_range_ok = headers
+        .get(header::IF_RANGE)
+        .is_none_or(|v| etag_matches(Some(v), etag));
+    if if_range_ok {
+        range::parse(
+            headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
+            len,
+        )
+    } else {
+        Ranges::Full
+    }
+}
+
+pub(crate) fn header_value(text: &str) -> HeaderValue {
     HeaderValue::from_str(text)
         .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"))
 }
@@ -73,15 +89,7 @@ pub(crate) fn answer_held(
             body: AnswerBody::Empty,
         };
     }
-    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    let if_range_ok = headers
-        .get(header::IF_RANGE)
-        .is_none_or(|v| etag_matches(Some(v), &etag));
-    let ranges = if if_range_ok {
-        range::parse(range_header, len)
-    } else {
-        Ranges::Full
-    };
+    let ranges = requested_ranges(headers, &etag, len);
     let head = method == Method::HEAD;
     let (status, body) = match ranges {
         Ranges::Unsatisfiable => {
@@ -145,7 +153,7 @@ pub(crate) fn answer_held(
 }
 
 pub(crate) fn content_type_of(media: &str) -> String {
-    if media.starts_with("text/") {
+    if media.starts_with("text/") && !media.contains("charset") {
         format!("{media}; charset=utf-8")
     } else {
         media.to_owned()

@@ -32,9 +32,10 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tracing::warn;
 
+use crate::classroom::answer::{content_type_of, etag_matches, header_value, requested_ranges};
 use crate::classroom::error::ReadError;
 use crate::classroom::files::Placed;
-use crate::classroom::range::{self, Ranges};
+use crate::classroom::range::Ranges;
 use crate::classroom::{self, Classroom, serve};
 
 /// Largest HTML file given the fonts; a larger one is served as it is.
@@ -218,7 +219,7 @@ async fn read_through(
 fn not_modified(etag: &str) -> Response {
     let mut response = StatusCode::NOT_MODIFIED.into_response();
     let out = response.headers_mut();
-    out.insert(header::ETAG, value(etag));
+    out.insert(header::ETAG, header_value(etag));
     out.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static(classroom::REVALIDATE),
@@ -236,19 +237,9 @@ fn answer(
     headers: &HeaderMap,
 ) -> Response {
     let len = served.len() as u64;
-    let if_range_ok = headers
-        .get(header::IF_RANGE)
-        .is_none_or(|v| etag_matches(Some(v), etag));
-    let ranges = if if_range_ok {
-        range::parse(
-            headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
-            len,
-        )
-    } else {
-        Ranges::Full
-    };
+    let ranges = requested_ranges(headers, etag, len);
     let mut out = HeaderMap::new();
-    out.insert(header::ETAG, value(etag));
+    out.insert(header::ETAG, header_value(etag));
     out.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static(classroom::REVALIDATE),
@@ -256,14 +247,17 @@ fn answer(
     out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     let (status, body) = match ranges {
         Ranges::Unsatisfiable => {
-            out.insert(header::CONTENT_RANGE, value(&format!("bytes */{len}")));
+            out.insert(
+                header::CONTENT_RANGE,
+                header_value(&format!("bytes */{len}")),
+            );
             (StatusCode::RANGE_NOT_SATISFIABLE, Bytes::new())
         }
         Ranges::Parts(parts) if parts.len() == 1 => {
             let part = parts[0].clone();
             out.insert(
                 header::CONTENT_RANGE,
-                value(&format!("bytes {}-{}/{len}", part.start, part.end - 1)),
+                header_value(&format!("bytes {}-{}/{len}", part.start, part.end - 1)),
             );
             (
                 StatusCode::PARTIAL_CONTENT,
@@ -273,12 +267,7 @@ fn answer(
         Ranges::Full | Ranges::Parts(_) => (StatusCode::OK, served),
     };
     if status != StatusCode::RANGE_NOT_SATISFIABLE {
-        let content_type = if media.starts_with("text/") && !media.contains("charset") {
-            format!("{media}; charset=utf-8")
-        } else {
-            media.to_owned()
-        };
-        out.insert(header::CONTENT_TYPE, value(&content_type));
+        out.insert(header::CONTENT_TYPE, header_value(&content_type_of(media)));
     }
     out.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     let body = if method == Method::HEAD {
@@ -290,21 +279,6 @@ fn answer(
     *response.status_mut() = status;
     *response.headers_mut() = out;
     response
-}
-
-fn value(text: &str) -> HeaderValue {
-    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
-}
-
-/// Whether an `If-None-Match` or `If-Range` value names this ETag.
-fn etag_matches(value: Option<&HeaderValue>, etag: &str) -> bool {
-    let Some(value) = value.and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    value
-        .split(',')
-        .map(str::trim)
-        .any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
 }
 
 #[cfg(test)]

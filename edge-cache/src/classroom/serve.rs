@@ -18,11 +18,13 @@ use catalog::{FileManifest, Hash, Store};
 use futures_util::{Stream, StreamExt};
 use tracing::{info, warn};
 
-use crate::classroom::answer::{AnswerBody, answer_held, content_type_of, etag_matches};
+use crate::classroom::answer::{
+    AnswerBody, answer_held, content_type_of, etag_matches, requested_ranges,
+};
 use crate::classroom::error::ReadError;
 use crate::classroom::files::{PlaceKey, read_stream};
 use crate::classroom::lesson_html;
-use crate::classroom::range::{self, Ranges};
+use crate::classroom::range::Ranges;
 use crate::classroom::{Classroom, IMMUTABLE, REVALIDATE, not_found, read};
 use crate::metrics::Metrics;
 use crate::sync::readthrough::Unavailable;
@@ -264,17 +266,7 @@ async fn serve_read_through(
             .body(Body::empty())
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
     }
-    let if_range_ok = headers
-        .get(header::IF_RANGE)
-        .is_none_or(|v| etag_matches(Some(v), &etag));
-    let ranges = if if_range_ok {
-        range::parse(
-            headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
-            len,
-        )
-    } else {
-        Ranges::Full
-    };
+    let ranges = requested_ranges(headers, &etag, len);
     let (response, start, end) = match ranges {
         Ranges::Unsatisfiable => {
             return response

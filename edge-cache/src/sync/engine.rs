@@ -177,6 +177,24 @@ enum Command {
     },
 }
 
+impl Command {
+    /// Asking for `job`, and the receiver that follows its progress.
+    fn want(
+        job: FileJob,
+        priority: Priority,
+        lane: &Arc<Lane>,
+    ) -> (Command, watch::Receiver<JobState>) {
+        let (state, receiver) = watch::channel(JobState::default());
+        let command = Command::Want {
+            job: Box::new(job),
+            priority,
+            lane: lane.clone(),
+            state,
+        };
+        (command, receiver)
+    }
+}
+
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Engine")
@@ -221,17 +239,8 @@ impl Engine {
         priority: Priority,
         lane: &Arc<Lane>,
     ) -> Result<watch::Receiver<JobState>, EngineStopped> {
-        let (state, receiver) = watch::channel(JobState::default());
-        let lane = lane.clone();
-        self.inbox
-            .send(Command::Want {
-                job: Box::new(job),
-                priority,
-                lane,
-                state,
-            })
-            .await
-            .map_err(|_| EngineStopped)?;
+        let (command, receiver) = Command::want(job, priority, lane);
+        self.inbox.send(command).await.map_err(|_| EngineStopped)?;
         Ok(receiver)
     }
 
@@ -243,14 +252,7 @@ impl Engine {
         priority: Priority,
         lane: &Arc<Lane>,
     ) -> Result<watch::Receiver<JobState>, EngineStopped> {
-        let (state, receiver) = watch::channel(JobState::default());
-        let lane = lane.clone();
-        let command = Command::Want {
-            job: Box::new(job),
-            priority,
-            lane,
-            state,
-        };
+        let (command, receiver) = Command::want(job, priority, lane);
         match self.inbox.try_send(command) {
             Ok(()) => Ok(receiver),
             Err(mpsc::error::TrySendError::Full(command)) => {

@@ -10,13 +10,30 @@ impl Actor {
     pub(super) async fn writer_events(&mut self, events: Vec<WriterEvent>) {
         let mut arrived: HashMap<Hash, Vec<usize>> = HashMap::new();
         for event in events {
-            if let WriterEvent::Written { request, chunks } = event {
-                for chunk in chunks {
-                    self.written(request, chunk, &mut arrived).await;
+            match event {
+                WriterEvent::Written { request, chunks } => {
+                    for chunk in chunks {
+                        self.written(request, chunk, &mut arrived).await;
+                    }
                 }
-            } else {
-                self.tell_arrived(&mut arrived).await;
-                self.writer_event(event).await;
+                WriterEvent::Opened { blob, result } => {
+                    self.tell_arrived(&mut arrived).await;
+                    match result {
+                        Ok(opened) => self.opened(blob, opened).await,
+                        Err(why) => self.fail(blob, JobError::Failed(why.into())).await,
+                    }
+                }
+                WriterEvent::Finished { blob, result } => {
+                    self.tell_arrived(&mut arrived).await;
+                    let Some(job) = self.remove_job(&blob) else {
+                        continue;
+                    };
+                    let outcome = match result {
+                        Ok(()) => Outcome::Done { assembled: true },
+                        Err(why) => Outcome::Failed(JobError::Failed(why.into())),
+                    };
+                    job.publish(|state| state.outcome = Some(outcome));
+                }
             }
         }
         self.tell_arrived(&mut arrived).await;
@@ -34,35 +51,6 @@ impl Actor {
                 }
             });
             self.maybe_finish(blob).await;
-        }
-    }
-
-    async fn writer_event(&mut self, event: WriterEvent) {
-        match event {
-            WriterEvent::Opened { blob, result } => {
-                let opened = match result {
-                    Ok(opened) => opened,
-                    Err(why) => return self.fail(blob, JobError::Failed(why.into())).await,
-                };
-                self.opened(blob, opened).await;
-            }
-            WriterEvent::Written { request, chunks } => {
-                let mut arrived = HashMap::new();
-                for chunk in chunks {
-                    self.written(request, chunk, &mut arrived).await;
-                }
-                self.tell_arrived(&mut arrived).await;
-            }
-            WriterEvent::Finished { blob, result } => {
-                let Some(job) = self.remove_job(&blob) else {
-                    return;
-                };
-                let outcome = match result {
-                    Ok(()) => Outcome::Done { assembled: true },
-                    Err(why) => Outcome::Failed(JobError::Failed(why.into())),
-                };
-                job.publish(|state| state.outcome = Some(outcome));
-            }
         }
     }
 
