@@ -5,10 +5,12 @@
 //! blobs that no catalog names yet while it runs, and it is safe beside a
 //! running `origin serve` (which only serves the catalog in force).
 
+use std::collections::HashSet;
 use std::time::Duration;
 
-use catalog::store::{CollectReport, StoreError, reachable};
-use catalog::{Hash, SignedCatalog};
+use catalog::object::ChunkRef;
+use catalog::store::{CollectReport, Pack, StoreError, reachable};
+use catalog::{Catalog, Hash, Object, SignedCatalog, Store};
 use indicatif::ProgressBar;
 
 use crate::origin::Origin;
@@ -62,6 +64,10 @@ pub struct GcReport {
     pub removed: CollectReport,
     /// Bytes of complete blobs before the collection.
     pub blob_bytes_before: u64,
+    /// Chunks of superseded versions copied into packs (none in a dry run,
+    /// which says how many it would copy).
+    pub packed_chunks: u64,
+    pub pack_bytes: u64,
     pub elapsed: Duration,
 }
 
@@ -109,18 +115,39 @@ pub fn gc(
     {
         kept.push((signed.catalog_hash(), catalog));
     }
-    let keep = reachable(
-        &kept,
-        |hash: &Hash| store.object(hash),
-        |hash| StoreError::MissingObject { hash },
-    )
-    .map_err(walk_error)?;
+    let walk = |catalogs: &[(Hash, Catalog)]| {
+        reachable(
+            catalogs,
+            |hash: &Hash| store.object(hash),
+            |hash| StoreError::MissingObject { hash },
+        )
+    };
+    let mut keep = walk(&kept).map_err(walk_error)?;
+    // The catalog in force: the newest kept (it was added last when the
+    // history did not end with it).
+    let in_force = kept.iter().max_by_key(|(_, c)| c.sequence).cloned();
+    let current = walk(in_force.as_slice()).map_err(walk_error)?;
+    let thinning = plan_thinning(store, &keep, &current).map_err(walk_error)?;
     let keep_from = kept.iter().map(|(_, c)| c.sequence).min().unwrap_or(0);
     let blob_bytes_before = store.blob_bytes().map_err(walk_error)?;
     let collect_error = |cause| GcError::Collect {
         origin: dir.clone(),
         cause: Box::new(cause),
     };
+    let pack_bytes = thinning.pack_bytes();
+    let packs = if dry_run || thinning.to_pack.is_empty() {
+        Vec::new()
+    } else {
+        progress.set_message("packing");
+        progress.set_length(pack_bytes);
+        let packs = store
+            .write_packs(&thinning.to_pack, &mut |n| progress.inc(n))
+            .map_err(collect_error)?;
+        progress.set_position(0);
+        progress.set_message("collecting");
+        packs
+    };
+    thinning.apply(&mut keep, &packs);
     let would = store
         .collect(&keep, keep_from, true, &mut |_| {})
         .map_err(collect_error)?;
@@ -139,6 +166,95 @@ pub fn gc(
         dry_run,
         removed,
         blob_bytes_before,
+        packed_chunks: thinning.to_pack.len() as u64,
+        pack_bytes,
         elapsed: started.elapsed(),
     })
+}
+
+/// What `gc` does to the superseded versions it keeps: their files go, and
+/// the chunks that no file of the catalog in force holds are kept in packs.
+#[derive(Debug, Default)]
+struct Thinning {
+    /// Blobs of kept catalogs that the catalog in force does not name.
+    superseded: HashSet<Hash>,
+    /// Packs to keep as they are.
+    kept_packs: Vec<Pack>,
+    /// Chunks to copy into new packs, in a stable order.
+    to_pack: Vec<ChunkRef>,
+}
+
+impl Thinning {
+    fn pack_bytes(&self) -> u64 {
+        self.to_pack.iter().map(|c| u64::from(c.len)).sum()
+    }
+
+    /// Keeps the files of the catalog in force and the packs, not the
+    /// superseded files.
+    fn apply(&self, keep: &mut catalog::store::Reachable, new_packs: &[Pack]) {
+        keep.blobs.retain(|blob| !self.superseded.contains(blob));
+        for pack in self.kept_packs.iter().chain(new_packs) {
+            keep.blobs.insert(pack.blob);
+            keep.objects.insert(pack.manifest);
+        }
+    }
+}
+
+/// A pack less than this share live is copied afresh (its live chunks into
+/// a new pack), so dead chunks do not pile up in packs over the years.
+const REPACK_BELOW_LIVE: f64 = 0.5;
+
+/// Works out the [`Thinning`] of `keep`, whose newest catalog reaches `current`.
+fn plan_thinning(
+    store: &Store,
+    keep: &catalog::store::Reachable,
+    current: &catalog::store::Reachable,
+) -> Result<Thinning, StoreError> {
+    let mut current_chunks = HashSet::new();
+    let mut old_manifests = Vec::new();
+    for hash in &keep.objects {
+        let is_current = current.objects.contains(hash);
+        if let Some(Object::Manifest(manifest)) = store.object(hash)? {
+            if is_current {
+                current_chunks.extend(manifest.chunks.iter().map(|c| c.hash));
+            } else {
+                old_manifests.push(manifest);
+            }
+        }
+    }
+    // The chunks only superseded files hold, in file order of a stable walk.
+    old_manifests.sort_by_key(|m| m.blob);
+    let mut needed: Vec<ChunkRef> = Vec::new();
+    let mut needed_set = HashSet::new();
+    for manifest in &old_manifests {
+        for chunk in &manifest.chunks {
+            if !current_chunks.contains(&chunk.hash) && needed_set.insert(chunk.hash) {
+                needed.push(*chunk);
+            }
+        }
+    }
+    let mut thinning = Thinning {
+        superseded: keep.blobs.difference(&current.blobs).copied().collect(),
+        ..Thinning::default()
+    };
+    let mut located = HashSet::new();
+    let mut packs = store.packs()?;
+    packs.sort_by_key(|p| p.blob);
+    for pack in packs {
+        let live: u64 = pack
+            .chunks
+            .iter()
+            .filter(|c| needed_set.contains(&c.hash))
+            .map(|c| u64::from(c.len))
+            .sum();
+        if live > 0 && live as f64 >= pack.size as f64 * REPACK_BELOW_LIVE {
+            located.extend(pack.chunks.iter().map(|c| c.hash));
+            thinning.kept_packs.push(pack);
+        }
+    }
+    thinning.to_pack = needed
+        .into_iter()
+        .filter(|c| !located.contains(&c.hash))
+        .collect();
+    Ok(thinning)
 }

@@ -117,9 +117,10 @@ fn edge_syncs_latest(origin: &TestOrigin, versions: &Versions) {
 }
 
 /// Issue 13: publish 3 versions, `origin gc --keep-versions 2` while the
-/// origin serves: v1's own blobs go (the store shrinks by exactly their
-/// bytes), catalog 2 and 3 stay in the history, verify passes, an edge syncs
-/// v3 byte-identical.
+/// origin serves: v1's own blobs go, v2's video goes as a file while the
+/// chunks only v2 holds are kept in a pack and still served (the store
+/// shrinks by exactly that), catalog 2 and 3 stay in the history, verify
+/// passes, an edge syncs v3 byte-identical.
 #[test]
 fn gc_keeps_two_versions_and_an_edge_syncs_the_latest_issue_13() {
     let origin = TestOrigin::init();
@@ -140,9 +141,26 @@ fn gc_keeps_two_versions_and_an_edge_syncs_the_latest_issue_13() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("keep-versions"));
 
+    // v2 stays in the history but not in force: its video goes as a file,
+    // and the chunks only it holds go into a pack.
+    let chunks_of = |data: &[u8]| -> Vec<Vec<u8>> {
+        cut_points(ChunkingProfile::DEFAULT, data)
+            .into_iter()
+            .map(|(offset, len)| data[offset as usize..(offset + u64::from(len)) as usize].to_vec())
+            .collect()
+    };
+    let v3_chunks: std::collections::HashSet<Vec<u8>> =
+        chunks_of(&versions.video[2]).into_iter().collect();
+    let v2_only: Vec<Vec<u8>> = chunks_of(&versions.video[1])
+        .into_iter()
+        .filter(|c| !v3_chunks.contains(c))
+        .collect();
+    let v2_only_bytes: u64 = v2_only.iter().map(|c| c.len() as u64).sum();
+    assert!(v2_only_bytes > 0 && v2_only_bytes < VIDEO as u64 / 2);
     let dry = gc_json(&origin, &["--keep-versions", "2", "--dry-run"]);
-    assert_eq!(dry["removed_blobs"], 2, "{dry:#}");
-    assert_eq!(dry["removed_blob_bytes"], v1_only, "{dry:#}");
+    assert_eq!(dry["removed_blobs"], 3, "{dry:#}");
+    assert_eq!(dry["removed_blob_bytes"], v1_only + VIDEO as u64, "{dry:#}");
+    assert_eq!(dry["pack_bytes"], v2_only_bytes, "{dry:#}");
     assert_eq!(blob_bytes(&origin), before, "a dry run removes nothing");
 
     let served = origin.serve();
@@ -184,14 +202,23 @@ fn gc_keeps_two_versions_and_an_edge_syncs_the_latest_issue_13() {
         404,
         "a removed chunk is not found"
     );
+    // Every chunk of the kept v2 is still served, from v3's file or the pack.
+    for chunk in chunks_of(&versions.video[1]) {
+        assert_eq!(get_chunk(&chunk), (200, chunk.clone()), "a chunk of v2");
+    }
     drop(served);
     assert_eq!(report["kept_sequences"], serde_json::json!([2, 3]));
     assert_eq!(report["removed_catalogs"], 2);
-    assert_eq!(report["removed_blobs"], 2);
-    assert_eq!(before - blob_bytes(&origin), v1_only);
+    assert_eq!(report["removed_blobs"], 3);
+    assert_eq!(report["pack_bytes"], v2_only_bytes);
+    assert_eq!(
+        before - blob_bytes(&origin),
+        v1_only + VIDEO as u64 - v2_only_bytes,
+        "v1's files and v2's video go; v2's own chunks stay, packed"
+    );
     assert!(!origin.blob_path(&hex(&versions.video[0])).exists());
     assert!(!origin.blob_path(&hex(&versions.unique)).exists());
-    assert!(origin.blob_path(&hex(&versions.video[1])).exists());
+    assert!(!origin.blob_path(&hex(&versions.video[1])).exists());
     assert_eq!(history(&origin), [Some(2), Some(3)]);
     verify_clean(&origin.data());
 

@@ -57,6 +57,10 @@ pub enum StoreError {
     },
     #[error("object {hash} is not in the store")]
     MissingObject { hash: Hash },
+    #[error(
+        "chunk {chunk} is not held in any blob of this store; run `shanlu verify` on this data folder"
+    )]
+    MissingChunk { chunk: Hash },
     #[error("object {hash} in the store hashed to {actual}: the index is damaged")]
     CorruptObject { hash: Hash, actual: Hash },
     #[error("object {hash}: {cause}")]

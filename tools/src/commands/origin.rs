@@ -91,6 +91,8 @@ pub fn gc(args: &OriginGcArgs) -> anyhow::Result<ExitCode> {
             "chunk_records_dropped": removed.chunks_dropped,
             "chunk_records_moved": removed.chunks_moved,
             "blob_bytes_before": report.blob_bytes_before,
+            "packed_chunks": report.packed_chunks,
+            "pack_bytes": report.pack_bytes,
             "seconds": report.elapsed.as_secs_f64(),
         });
         outln!("{}", serde_json::to_string_pretty(&json)?)?;
@@ -126,10 +128,19 @@ pub fn gc(args: &OriginGcArgs) -> anyhow::Result<ExitCode> {
         format::bytes(removed.object_bytes),
         removed.partials,
     )?;
+    if report.packed_chunks > 0 {
+        let verb = if report.dry_run { "would keep" } else { "kept" };
+        outln!(
+            "{verb} {} chunks ({}) that only older kept versions hold, in packs",
+            report.packed_chunks,
+            format::bytes(report.pack_bytes)
+        )?;
+    }
+    let after = (report.blob_bytes_before + report.pack_bytes).saturating_sub(removed.blob_bytes);
     outln!(
         "blobs: {} before, {} after, in {:.2} s",
         format::bytes(report.blob_bytes_before),
-        format::bytes(report.blob_bytes_before - removed.blob_bytes.min(report.blob_bytes_before)),
+        format::bytes(after),
         report.elapsed.as_secs_f64()
     )?;
     if report.dry_run {

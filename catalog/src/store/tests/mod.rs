@@ -363,5 +363,6 @@ fn a_file_assembled_elsewhere_is_adopted_only_if_whole() {
 }
 
 mod collect;
+mod pack;
 mod partial;
 mod quarantine;
