@@ -204,6 +204,10 @@ impl Thinning {
 /// a new pack), so dead chunks do not pile up in packs over the years.
 const REPACK_BELOW_LIVE: f64 = 0.5;
 
+/// A superseded file whose own chunks are at least this share of it is kept
+/// whole instead of packed.
+const KEEP_WHOLE_ABOVE: f64 = 0.9;
+
 /// Works out the [`Thinning`] of `keep`, whose newest catalog reaches `current`.
 fn plan_thinning(
     store: &Store,
@@ -238,6 +242,23 @@ fn plan_thinning(
         ..Thinning::default()
     };
     let mut located = HashSet::new();
+    // A superseded file made mostly of chunks only it holds stays whole: a
+    // pack of them would be about as large.
+    for manifest in &old_manifests {
+        let own: u64 = manifest
+            .chunks
+            .iter()
+            .filter(|c| needed_set.contains(&c.hash))
+            .map(|c| u64::from(c.len))
+            .sum();
+        if own as f64 >= manifest.size as f64 * KEEP_WHOLE_ABOVE
+            && thinning.superseded.contains(&manifest.blob)
+            && store.has_blob(&manifest.blob)?
+        {
+            thinning.superseded.remove(&manifest.blob);
+            located.extend(manifest.chunks.iter().map(|c| c.hash));
+        }
+    }
     let mut packs = store.packs()?;
     packs.sort_by_key(|p| p.blob);
     for pack in packs {

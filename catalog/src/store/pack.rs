@@ -102,6 +102,28 @@ impl Store {
 }
 
 impl Store {
+    /// Puts a whole file back together from chunks the store holds, in packs
+    /// or in other files: `shanlu publish --revert` of a version whose files
+    /// `origin gc` packed. A chunk the store does not hold is an error
+    /// ([`StoreError::MissingChunk`]) and leaves nothing behind.
+    pub fn rebuild_blob(
+        &self,
+        manifest_hash: Hash,
+        manifest: FileManifest,
+    ) -> Result<(), StoreError> {
+        if self.has_blob(&manifest.blob)? {
+            return Ok(());
+        }
+        let mut partial = self.partial(manifest_hash, manifest)?;
+        partial.reuse_local()?;
+        if let Some(&index) = partial.missing().first() {
+            let chunk = partial.manifest().chunks[index].hash;
+            partial.discard()?;
+            return Err(StoreError::MissingChunk { chunk });
+        }
+        partial.finish().map(|_| ())
+    }
+
     fn fill_packs(
         &self,
         chunks: &[ChunkRef],

@@ -51,6 +51,14 @@ fn packed_chunks_outlive_their_file_and_scrub_clean_issue_13() {
     let scrub = store.scrub(&mut |_| {}).expect("scrub");
     assert!(scrub.problems.is_empty(), "{:?}", scrub.problems);
 
+    // Half the chunks went: the file cannot be put back together, and the
+    // attempt leaves no partial file.
+    let err = store
+        .rebuild_blob(old.manifest_hash, old.manifest.clone())
+        .expect_err("chunks are missing");
+    assert!(matches!(err, StoreError::MissingChunk { .. }), "{err}");
+    assert!(!store.partial_path(&old.manifest.blob).exists());
+
     // Packing a chunk the store does not hold commits nothing.
     let missing = crate::object::ChunkRef {
         hash: Hash::of(b"never stored"),
@@ -63,4 +71,32 @@ fn packed_chunks_outlive_their_file_and_scrub_clean_issue_13() {
     assert_eq!(store.packs().expect("packs").len(), 1);
     let leftovers = std::fs::read_dir(dir.path().join("store/tmp")).map_or(0, |d| d.count());
     assert_eq!(leftovers, 0, "a refused pack leaves no temporary file");
+}
+
+/// Issue 13: a file whose chunks are all held in a pack is put back
+/// together whole (what `publish --revert` does for a packed version).
+#[test]
+fn a_packed_file_is_rebuilt_whole_issue_13() {
+    let (dir, store) = store();
+    let data = generated(1_500_000, 23);
+    let path = dir.path().join("old");
+    std::fs::write(&path, &data).expect("write");
+    let old = import_with(&store, &path, ImportMode::Rehash);
+    // In reverse order: packed in file order, the pack would be the file.
+    let reversed: Vec<_> = old.manifest.chunks.iter().rev().copied().collect();
+    let packs = store.write_packs(&reversed, &mut |_| {}).expect("pack");
+    assert_ne!(packs[0].blob, old.manifest.blob);
+    let mut keep = Reachable::default();
+    keep.blobs.insert(packs[0].blob);
+    keep.objects.extend([packs[0].manifest, old.manifest_hash]);
+    store
+        .collect(&keep, 0, false, &mut |_| {})
+        .expect("collect");
+    assert!(!store.has_blob(&old.manifest.blob).expect("has"));
+    store
+        .rebuild_blob(old.manifest_hash, old.manifest.clone())
+        .expect("rebuild");
+    assert!(store.has_blob(&old.manifest.blob).expect("has"));
+    let rebuilt = std::fs::read(store.blob_path(&old.manifest.blob)).expect("read");
+    assert!(rebuilt == data, "the rebuilt file is the original");
 }
