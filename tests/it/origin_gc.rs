@@ -278,3 +278,31 @@ fn gc_aborted_at_each_step_is_finished_by_a_rerun_issue_13() {
         edge_syncs_latest(&origin, &versions);
     }
 }
+
+/// Issue 13: the weekly gc unit in tools/systemd runs as written (with the
+/// data folder swapped for a test origin's): a renamed flag fails here.
+#[test]
+fn the_systemd_gc_unit_runs_as_written_issue_13() {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/systemd/shanlu-origin-gc.service"),
+    )
+    .expect("the unit file");
+    let exec = unit
+        .lines()
+        .find_map(|line| line.strip_prefix("ExecStart="))
+        .expect("an ExecStart line");
+    let mut words = exec.split_whitespace();
+    assert_eq!(words.next(), Some("/usr/local/bin/shanlu"));
+    let origin = TestOrigin::init();
+    let data = origin.data_str();
+    let args: Vec<&str> = words
+        .map(|w| if w == "/srv/shanlu/origin" { &data } else { w })
+        .collect();
+    assert!(
+        args.contains(&data.as_str()),
+        "the unit names the data folder: {exec}"
+    );
+    publish_three(&origin);
+    let out = run_ok(&args);
+    assert!(out.contains("kept catalogs"), "{out}");
+}
