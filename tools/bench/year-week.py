@@ -12,8 +12,8 @@ course team's week looks:
 - half of F: a new lesson folder `wNN-extra/` with an index page, two pages
   and one new video of that size;
 - three HTML pages get a corrected sentence (same length);
-- on even weeks, the oldest `wNN-extra/` lesson still there is deleted, so
-  the course keeps about its size over a year.
+- once three `wNN-extra/` lessons are there, the oldest is deleted each
+  week, so the course keeps about its size over a year.
 
 Deterministic: the same tree, week and seed give the same bytes (random.Random
 only). Prints a JSON summary on stdout.
@@ -110,18 +110,17 @@ def main() -> int:
         touch(path, a.week)
         corrected += 1
 
-    # 4. The oldest extra lesson goes on even weeks.
+    # 4. The oldest extra lesson goes once there are more than three.
     deleted = None
-    if a.week % 2 == 0:
-        extras = sorted(d for d in os.listdir(a.tree) if d.startswith("w") and d.endswith("-extra"))
-        if len(extras) > 1:
-            deleted = extras[0]
-            for root, dirs, names in os.walk(os.path.join(a.tree, deleted), topdown=False):
-                for name in names:
-                    os.remove(os.path.join(root, name))
-                for name in dirs:
-                    os.rmdir(os.path.join(root, name))
-            os.rmdir(os.path.join(a.tree, deleted))
+    extras = sorted(d for d in os.listdir(a.tree) if d.startswith("w") and d.endswith("-extra"))
+    if len(extras) > 3:
+        deleted = extras[0]
+        for root, dirs, names in os.walk(os.path.join(a.tree, deleted), topdown=False):
+            for name in names:
+                os.remove(os.path.join(root, name))
+            for name in dirs:
+                os.rmdir(os.path.join(root, name))
+        os.rmdir(os.path.join(a.tree, deleted))
 
     after = sum(size for _, size in files_of(a.tree))
     print(json.dumps({
