@@ -30,8 +30,9 @@ pub const MAX_REASON_BYTES: usize = 500;
 /// in force is unchanged in every case.
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
+    /// Boxed: a publish error is large, and these are rare.
     #[error(transparent)]
-    Publish(#[from] PublishError),
+    Publish(Box<PublishError>),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -86,6 +87,12 @@ pub enum HistoryError {
     TooManyRotations { count: usize },
     #[error("the operating system's random source failed: {0}")]
     Random(getrandom::Error),
+}
+
+impl From<PublishError> for HistoryError {
+    fn from(err: PublishError) -> Self {
+        HistoryError::Publish(Box::new(err))
+    }
 }
 
 fn known_list(known: &[String]) -> String {

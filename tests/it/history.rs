@@ -33,7 +33,9 @@ fn lesson_page(edge: &shanlu_tests::RunningEdge, course: &str) -> (u16, String) 
     let (status, _, body) = edge.get(&format!("/courses/{course}/01/index.html"), "");
     let page = String::from_utf8_lossy(&body).into_owned();
     // The classroom puts its font styles in front of a lesson page.
-    let lesson = page.rsplit_once("</style>").map_or(page.as_str(), |(_, rest)| rest);
+    let lesson = page
+        .rsplit_once("</style>")
+        .map_or(page.as_str(), |(_, rest)| rest);
     (status, lesson.to_owned())
 }
 

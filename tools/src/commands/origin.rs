@@ -191,7 +191,7 @@ async fn renew_while_serving(dir: std::path::PathBuf) {
         let result = tokio::task::spawn_blocking(move || {
             let lifetime = Origin::open(&check)?.catalog_lifetime()?;
             let renewed = server::history::renew_if_due(&check)?;
-            Ok::<_, server::history::HistoryError>((lifetime, renewed))
+            anyhow::Ok((lifetime, renewed))
         })
         .await;
         let wait = match result {
@@ -206,7 +206,10 @@ async fn renew_while_serving(dir: std::path::PathBuf) {
                 server::history::renew_check_interval(lifetime)
             }
             Ok(Err(err)) => {
-                tracing::warn!(cause = %catalog::format::error_chain(&err), "cannot renew the catalog; trying again in a minute");
+                tracing::warn!(
+                    cause = format!("{err:#}"),
+                    "cannot renew the catalog; trying again in a minute"
+                );
                 std::time::Duration::from_secs(60)
             }
             Err(err) => {
