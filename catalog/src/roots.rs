@@ -243,6 +243,22 @@ mod tests {
     }
 
     #[test]
+    fn issue_13_a_root_naming_no_valid_key_is_refused() {
+        let k0 = key(1);
+        let bad = (0u8..=255)
+            .map(|n| [n; 32])
+            .find(|bytes| hex::encode(bytes).parse::<PublicKey>().is_err())
+            .expect("some 32-byte strings are not Ed25519 keys");
+        let chain = [k0.sign_root(&KeyRoot {
+            version: 1,
+            key: bad,
+            made_at: 0,
+        })];
+        let err = follow(&k0.public(), &chain).expect_err("not a key");
+        assert!(matches!(err, RootError::BadKey { version: 1 }), "{err}");
+    }
+
+    #[test]
     fn issue_13_an_overlong_chain_is_refused() {
         let k0 = key(1);
         let chain = vec![root(&k0, &k0, 1); MAX_ROOTS + 1];
