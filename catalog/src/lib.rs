@@ -11,6 +11,7 @@
 //!   BCP 47 tag checks (its `tags`), so that every published object fits the
 //!   sync protocol's frames.
 //! - [`sign`]: Ed25519 keys and the [`SignedCatalog`].
+//! - [`roots`]: key rotation, the chain of signed key roots (issue 13).
 //! - [`store`]: the on-disk [`Store`] of blobs, partial blobs and the redb index.
 //! - [`testdata`]: deterministic bytes for tests and benchmarks.
 //! - [`format`]: sizes, times and error chains for people.
@@ -20,6 +21,7 @@ pub mod format;
 pub mod hash;
 pub mod limits;
 pub mod object;
+pub mod roots;
 pub mod sign;
 pub mod store;
 pub mod testdata;
@@ -30,6 +32,7 @@ pub use hash::Hash;
 pub use limits::LimitError;
 pub use object::{
     Catalog, CatalogEntry, ChunkRef, Course, FileEntry, FileManifest, Lesson, LessonRef, Object,
+    Tombstone,
 };
 pub use sign::{OriginKey, PublicKey, SignedCatalog};
 pub use store::Store;

@@ -133,6 +133,11 @@ pub struct CatalogEntry {
 }
 
 /// Everything an origin publishes, at one moment.
+///
+/// Encoded as [`Object::Catalog`]. Catalogs signed before issue 13 have the
+/// layout of [`LegacyCatalog`] ([`Object::LegacyCatalog`]) and still decode:
+/// [`Object::into_catalog`] gives this struct for both, an old one with no
+/// expiry and no tombstones.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Catalog {
     /// Strictly increasing with each publish; an edge refuses a lower one.
@@ -141,27 +146,77 @@ pub struct Catalog {
     pub published_at: u64,
     pub chunking: ChunkingProfile,
     pub courses: BTreeMap<String, CatalogEntry>,
+    /// Seconds since the Unix epoch after which the catalog is stale: the
+    /// origin re-signs (renews) it before then. 0: never expires (a catalog
+    /// from before issue 13). An edge still accepts an expired catalog, it
+    /// only warns (issue 13).
+    pub expires_at: u64,
+    /// Courses withdrawn and not published again since, by id.
+    pub withdrawn: BTreeMap<String, Tombstone>,
+}
+
+/// A withdrawn course as the catalog remembers it (issue 13).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    /// Seconds since the Unix epoch.
+    pub withdrawn_at: u64,
+    /// Why, in the administrator's words (may be empty).
+    pub reason: String,
+    /// The course version in force when it was withdrawn.
+    pub last_version: u64,
+}
+
+/// The catalog layout before issue 13: kept so that stored catalogs decode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegacyCatalog {
+    pub sequence: u64,
+    pub published_at: u64,
+    pub chunking: ChunkingProfile,
+    pub courses: BTreeMap<String, CatalogEntry>,
+}
+
+impl From<LegacyCatalog> for Catalog {
+    fn from(old: LegacyCatalog) -> Self {
+        Catalog {
+            sequence: old.sequence,
+            published_at: old.published_at,
+            chunking: old.chunking,
+            courses: old.courses,
+            expires_at: 0,
+            withdrawn: BTreeMap::new(),
+        }
+    }
 }
 
 impl Catalog {
-    /// The catalog of a new origin: sequence 0, no courses.
+    /// The catalog of a new origin: sequence 0, no courses, no expiry.
     pub fn empty(published_at: u64) -> Self {
         Catalog {
             sequence: 0,
             published_at,
             chunking: ChunkingProfile::DEFAULT,
             courses: BTreeMap::new(),
+            expires_at: 0,
+            withdrawn: BTreeMap::new(),
         }
+    }
+
+    /// Whether the catalog has an expiry and it has passed at `now`.
+    pub fn is_expired(&self, now: u64) -> bool {
+        self.expires_at != 0 && self.expires_at <= now
     }
 }
 
 /// Any metadata object. The variant is part of the encoding, so a lesson can
-/// never be mistaken for a course with the same bytes.
+/// never be mistaken for a course with the same bytes. Variants are encoded
+/// by position: `LegacyCatalog` keeps the place the catalog had before
+/// issue 13, and the new layout came last.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Object {
     Manifest(FileManifest),
     Lesson(Lesson),
     Course(Course),
+    LegacyCatalog(LegacyCatalog),
     Catalog(Catalog),
 }
 
@@ -193,7 +248,7 @@ impl Object {
             Object::Manifest(_) => "manifest",
             Object::Lesson(_) => "lesson",
             Object::Course(_) => "course",
-            Object::Catalog(_) => "catalog",
+            Object::LegacyCatalog(_) | Object::Catalog(_) => "catalog",
         }
     }
 
@@ -264,7 +319,27 @@ macro_rules! object_kind {
 object_kind!(Manifest, FileManifest, "manifest", into_manifest);
 object_kind!(Lesson, Lesson, "lesson", into_lesson);
 object_kind!(Course, Course, "course", into_course);
-object_kind!(Catalog, Catalog, "catalog", into_catalog);
+
+impl From<Catalog> for Object {
+    fn from(value: Catalog) -> Self {
+        Object::Catalog(value)
+    }
+}
+
+impl Object {
+    /// This object as a catalog, in the new layout whichever layout it was
+    /// encoded in, or a `WrongKind` error.
+    pub fn into_catalog(self) -> Result<Catalog, DecodeError> {
+        match self {
+            Object::Catalog(value) => Ok(value),
+            Object::LegacyCatalog(old) => Ok(old.into()),
+            other => Err(DecodeError::WrongKind {
+                expected: "catalog",
+                found: other.kind(),
+            }),
+        }
+    }
+}
 
 #[cfg(test)]
 pub(crate) mod tests {
@@ -279,7 +354,7 @@ pub(crate) mod tests {
             (sample_manifest().into(), GOLDEN_MANIFEST),
             (sample_lesson().into(), GOLDEN_LESSON),
             (sample_course().into(), GOLDEN_COURSE),
-            (sample_catalog().into(), GOLDEN_CATALOG),
+            (sample_catalog().into(), GOLDEN_CATALOG_V2),
         ];
         for (object, golden) in cases {
             assert_eq!(
@@ -295,6 +370,47 @@ pub(crate) mod tests {
     const GOLDEN_LESSON: &str = "01010b30312d636f756e74696e670402626f12e0bd82e0beb2e0bd84e0bda6e0bc8be0bd8002656e08436f756e74696e6702696906ea82b7ea81a7027a6806e695b0e695b00102656e0d436f756e7420746f2074656e2e0a696e6465782e68746d6c010a696e6465782e68746d6c05ea8f163db38682925e4491c5e58d4bb3506ef8c14eb78a86e908c5624a67200ff67395f842a7d1c28b9eed1f576fafaef486853a67c44cb43876ce82b54f92d801046d61746802027a6802696901d804";
     const GOLDEN_COURSE: &str = "01020b6772616465332d6d6174680201027a680fe4b889e5b9b4e7baa7e695b0e5ada60001046d61746801013301027a680000010b30312d636f756e74696e67cd92e9cd64621a1ac2ecc0c82c47e43f36b9682e63c80f24218503308868631205";
     const GOLDEN_CATALOG: &str = "01030780f7c4d506808001808004808010010b6772616465332d6d617468edcaf09befd267bfab6b8f439491ddf07206b9b22df2b11aba0574b2cd5dd2d30205";
+
+    const GOLDEN_CATALOG_V2: &str = "01040780f7c4d506808001808004808010010b6772616465332d6d617468edcaf09befd267bfab6b8f439491ddf07206b9b22df2b11aba0574b2cd5dd2d302050000";
+
+    /// Issue 13: a catalog stored before issue 13 (the old layout, its golden
+    /// bytes above) still decodes, as a catalog with no expiry and no
+    /// tombstones; a new catalog never encodes the old way.
+    #[test]
+    fn issue_13_the_old_catalog_layout_still_decodes() {
+        let bytes = hex::decode(GOLDEN_CATALOG).expect("hex");
+        let object = Object::decode(&bytes).expect("the old layout decodes");
+        assert_eq!(object.kind(), "catalog");
+        assert!(matches!(object, Object::LegacyCatalog(_)));
+        let catalog = object.into_catalog().expect("a catalog");
+        assert_eq!(catalog, sample_catalog());
+        assert_eq!(catalog.expires_at, 0);
+        assert!(catalog.withdrawn.is_empty());
+        assert!(!catalog.is_expired(u64::MAX));
+        let new = Object::from(catalog).encode();
+        assert_ne!(new, bytes, "new catalogs encode the new layout");
+        assert!(matches!(Object::decode(&new), Ok(Object::Catalog(_))));
+    }
+
+    /// Issue 13: expiry and tombstones survive the encoding.
+    #[test]
+    fn issue_13_expiry_and_tombstones_roundtrip() {
+        let mut catalog = sample_catalog();
+        catalog.expires_at = 1_792_419_200;
+        catalog.withdrawn.insert(
+            "old-course".into(),
+            Tombstone {
+                withdrawn_at: 1_790_000_100,
+                reason: "replaced by grade3-math".into(),
+                last_version: 4,
+            },
+        );
+        let object = Object::from(catalog.clone());
+        let back = Object::decode(&object.encode()).expect("decodes");
+        assert_eq!(back.into_catalog().expect("catalog"), catalog);
+        assert!(catalog.is_expired(1_792_419_200));
+        assert!(!catalog.is_expired(1_792_419_199));
+    }
 
     #[test]
     fn decode_refuses_flipped_and_trailing_bytes() {
@@ -404,6 +520,7 @@ pub(crate) mod tests {
                 sequence, published_at: at, chunking: ChunkingProfile::DEFAULT,
                 courses: courses.into_iter().map(|(id, (hash, version, total_size))|
                     (id, CatalogEntry { hash, version, total_size })).collect(),
+                expires_at: at.wrapping_add(1), withdrawn: BTreeMap::new(),
             });
             prop_assert_eq!(Object::decode(&object.encode()).expect("roundtrip"), object);
         }

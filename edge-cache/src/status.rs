@@ -22,6 +22,11 @@ pub struct EdgeStatus {
     pub origin: String,
     pub catalog_sequence: Option<u64>,
     pub catalog_published_at: Option<u64>,
+    /// When the catalog in force expires (0: never), and the warning once it has (issue 13).
+    pub catalog_expires_at: Option<u64>,
+    pub catalog_warning: Option<String>,
+    /// Subscribed courses the origin withdrew (issue 13).
+    pub withdrawn: Vec<WithdrawnStatus>,
     pub courses: Vec<CourseStatus>,
     /// Bytes of complete blobs held.
     pub bytes_held: u64,
@@ -166,6 +171,15 @@ fn disk_space(path: &Path) -> Option<(u64, u64)> {
     ))
 }
 
+/// A subscribed course the origin withdrew, as the catalog's tombstone says.
+#[derive(Debug, Clone, Serialize)]
+pub struct WithdrawnStatus {
+    pub id: String,
+    pub withdrawn_at: u64,
+    pub reason: String,
+    pub last_version: u64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct CourseStatus {
     pub id: String,
@@ -195,6 +209,9 @@ pub fn status_of(dir: &Path, config: &EdgeConfig, store: &Store) -> Result<EdgeS
         origin: config.origin.to_string(),
         catalog_sequence: None,
         catalog_published_at: None,
+        catalog_expires_at: None,
+        catalog_warning: None,
+        withdrawn: Vec::new(),
         courses: Vec::new(),
         bytes_held: store.blob_bytes()?,
         disk_free: disk.map(|(free, _)| free),
@@ -208,6 +225,20 @@ pub fn status_of(dir: &Path, config: &EdgeConfig, store: &Store) -> Result<EdgeS
     let catalog = signed.verify(&key).map_err(SyncError::held_catalog)?;
     status.catalog_sequence = Some(catalog.sequence);
     status.catalog_published_at = Some(catalog.published_at);
+    status.catalog_expires_at = Some(catalog.expires_at);
+    status.catalog_warning =
+        crate::sync::accept::expiry_warning(&catalog, server::origin::now_secs());
+    status.withdrawn = catalog
+        .withdrawn
+        .iter()
+        .filter(|(id, _)| config.subscribe.includes(id))
+        .map(|(id, tombstone)| WithdrawnStatus {
+            id: id.clone(),
+            withdrawn_at: tombstone.withdrawn_at,
+            reason: tombstone.reason.clone(),
+            last_version: tombstone.last_version,
+        })
+        .collect();
     for (id, entry) in &catalog.courses {
         let mut files = 0;
         let mut held = 0;

@@ -7,6 +7,8 @@
 //!   its `walk`, its safe `open`s and [`folder::Guard`], and its toml files and names.
 //! - [`publish`]: storing a course folder's files and committing the new course
 //!   version and signed catalog in one step.
+//! - [`history`]: withdraw, revert, renew and key rotation: each the next
+//!   catalog sequence, under the publish lock (issue 13).
 //! - [`tls`]: the origin's self-signed certificate and the pinned-fingerprint verifier.
 //! - [`tokens`]: per-edge tokens, stored hashed.
 //! - [`edge_name`]: edge names in any script (NFC, letters, digits, marks), and their ASCII ids.
@@ -27,6 +29,7 @@ pub mod congestion;
 pub mod edge_name;
 pub mod folder;
 pub mod gc;
+pub mod history;
 pub mod http;
 pub mod origin;
 pub mod pace;

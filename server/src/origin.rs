@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! DIR/
-//!   origin.toml        public facts: format version and the origin's public key
+//!   origin.toml        public facts: format version, the origin's public key (the
+//!                      newest after a rotation), `catalog_lifetime_secs` (issue 13)
 //!   origin.key         the Ed25519 signing key (hex, mode 0600): never leaves this machine
+//!   origin.key.next    only during `origin rotate-key` (issue 13): the new key
 //!   admin-token.b3     BLAKE3 of the admin token (the token itself is shown once)
 //!   publish.lock       held while a publish runs
 //!   tls/               the QUIC certificate and its key (edges pin the certificate)
@@ -15,8 +17,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use catalog::store::ImportBatch;
-use catalog::{Catalog, OriginKey, PublicKey, Store};
+use catalog::roots::SignedRoot;
+use catalog::sign::CatalogError;
+use catalog::store::{ImportBatch, StoreError};
+use catalog::{Catalog, OriginKey, PublicKey, SignedCatalog, Store};
 use serde::{Deserialize, Serialize};
 
 /// The origin's own files and folders (relative to its data folder) that no
@@ -31,6 +35,14 @@ pub const PRIVATE_FILES: &[&str] = &[
 
 /// Who may read the origin key: its owner alone.
 const KEY_MODE: u32 = 0o600;
+
+/// How long a catalog stays fresh unless `catalog_lifetime_secs` in
+/// `origin.toml` says otherwise (issue 13): four weeks, so a school edge
+/// cut off for a school holiday still holds a catalog in force.
+pub const DEFAULT_CATALOG_LIFETIME: u64 = 28 * 86_400;
+
+/// The sequence floor set by `--min-sequence` (issue 13), kept in the store's meta table.
+pub const MIN_SEQUENCE_META: &str = "origin.min_sequence";
 
 /// An initialized origin data folder, open.
 pub struct Origin {
@@ -52,6 +64,9 @@ pub struct InitReport {
 struct OriginToml {
     format: u32,
     public_key: String,
+    /// Seconds from a catalog's publication to its expiry (issue 13).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    catalog_lifetime_secs: Option<u64>,
 }
 
 /// Why an origin folder could not be set up or opened.
@@ -85,7 +100,10 @@ pub enum OriginError {
     Store(#[from] catalog::store::StoreError),
 }
 
-fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> OriginError + 'a {
+pub(crate) fn io<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> OriginError + 'a {
     move |source| OriginError::Io {
         action,
         path: path.to_owned(),
@@ -127,7 +145,9 @@ impl Origin {
                 cause: err.into(),
             })?;
         let store = Store::open(dir.join("store"))?;
-        let signed = key.sign(&Catalog::empty(now_secs()));
+        let mut first = Catalog::empty(now_secs());
+        first.expires_at = first.published_at + DEFAULT_CATALOG_LIFETIME;
+        let signed = key.sign(&first);
         store.commit_batch_with_catalog(ImportBatch::new(), |_| {
             Ok::<_, catalog::store::StoreError>(Some(signed))
         })?;
@@ -142,6 +162,7 @@ impl Origin {
         let public = OriginToml {
             format: 1,
             public_key: key.public().to_string(),
+            catalog_lifetime_secs: None,
         };
         let text = toml::to_string(&public).map_err(|err| OriginError::Damaged {
             path: toml_path.clone(),
@@ -160,29 +181,14 @@ impl Origin {
     /// Opens an initialized origin folder. A key readable by others than its
     /// owner is made owner-only again, with a warning.
     pub fn open(dir: &Path) -> Result<Origin, OriginError> {
-        let key_path = dir.join("origin.key");
-        let text = match read_key(&key_path) {
-            Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                return Err(OriginError::NotInitialized {
-                    path: dir.to_owned(),
-                });
-            }
-            Err(source) => {
-                return Err(OriginError::Io {
-                    action: "reading",
-                    path: key_path,
-                    cause: source,
-                });
-            }
+        let Some(key) = load_key(&dir.join("origin.key"))? else {
+            return Err(OriginError::NotInitialized {
+                path: dir.to_owned(),
+            });
         };
-        let mut secret = [0u8; 32];
-        hex::decode_to_slice(text.trim(), &mut secret).map_err(|_| OriginError::Damaged {
-            path: key_path.clone(),
-            cause: Box::new(catalog::sign::KeyError::Format),
-        })?;
-        let key = OriginKey::from_bytes(&secret);
         let store = Store::open_existing(dir.join("store"))?;
+        // A rotation interrupted after its catalog committed ends here (issue 13).
+        let key = crate::history::finish_rotation(dir, &store)?.unwrap_or(key);
         Ok(Origin {
             dir: dir.to_owned(),
             key,
@@ -205,10 +211,62 @@ impl Origin {
     pub fn store(&self) -> &Store {
         &self.store
     }
+
+    /// Seconds from publication to expiry: `catalog_lifetime_secs` in
+    /// `origin.toml`, else [`DEFAULT_CATALOG_LIFETIME`].
+    pub fn catalog_lifetime(&self) -> Result<u64, OriginError> {
+        Ok(read_toml(&self.dir)?
+            .and_then(|toml| toml.catalog_lifetime_secs)
+            .unwrap_or(DEFAULT_CATALOG_LIFETIME)
+            .max(1))
+    }
+
+    /// The sequence floor set by `--min-sequence`, 0 if none.
+    pub fn sequence_floor(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .store
+            .meta(MIN_SEQUENCE_META)?
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
+            .map_or(0, u64::from_le_bytes))
+    }
+
+    /// Raises the sequence floor to `floor` (never lowers it).
+    pub fn raise_sequence_floor(&self, floor: u64) -> Result<(), StoreError> {
+        if floor > self.sequence_floor()? {
+            self.store
+                .set_meta(MIN_SEQUENCE_META, &floor.to_le_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// What every new catalog starts from (issue 13): the catalog in force
+    /// `held`, verified with this origin's key, at the next sequence (at
+    /// least the floor), stamped now with a fresh expiry. Also the key
+    /// roots it must carry. The caller holds the publish lock.
+    pub fn next_catalog(
+        &self,
+        held: Option<SignedCatalog>,
+        floor: u64,
+        lifetime: u64,
+    ) -> Result<(Catalog, Vec<SignedRoot>), CatalogError> {
+        let (mut catalog, roots) = match held {
+            Some(signed) => (signed.verify(&self.public_key())?, signed.roots),
+            None => (Catalog::empty(now_secs()), Vec::new()),
+        };
+        catalog.sequence = (catalog.sequence + 1).max(floor);
+        catalog.published_at = now_secs().max(catalog.published_at);
+        catalog.expires_at = catalog.published_at.saturating_add(lifetime);
+        Ok((catalog, roots))
+    }
+
+    /// Replaces the key in memory after `origin rotate-key` committed.
+    pub(crate) fn set_key(&mut self, key: OriginKey) {
+        self.key = key;
+    }
 }
 
-/// Reads the origin's public key from `DIR/origin.toml`, if `dir` is an origin folder.
-pub fn read_public_key(dir: &Path) -> Result<Option<PublicKey>, OriginError> {
+/// `DIR/origin.toml`, if present.
+fn read_toml(dir: &Path) -> Result<Option<OriginToml>, OriginError> {
     let path = dir.join("origin.toml");
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
@@ -221,10 +279,38 @@ pub fn read_public_key(dir: &Path) -> Result<Option<PublicKey>, OriginError> {
             });
         }
     };
-    let parsed: OriginToml = toml::from_str(&text).map_err(|err| OriginError::Damaged {
+    toml::from_str(&text)
+        .map(Some)
+        .map_err(|err| OriginError::Damaged {
+            path,
+            cause: Box::new(err),
+        })
+}
+
+/// Rewrites `DIR/origin.toml` with a new public key, keeping its other settings.
+pub(crate) fn write_public_key(dir: &Path, key: &PublicKey) -> Result<(), OriginError> {
+    let path = dir.join("origin.toml");
+    let mut toml = read_toml(dir)?.unwrap_or(OriginToml {
+        format: 1,
+        public_key: String::new(),
+        catalog_lifetime_secs: None,
+    });
+    toml.public_key = key.to_string();
+    let text = toml::to_string(&toml).map_err(|err| OriginError::Damaged {
         path: path.clone(),
         cause: err.into(),
     })?;
+    let tmp = dir.join("origin.toml.tmp");
+    std::fs::write(&tmp, text).map_err(io("writing", &tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io("replacing", &path))
+}
+
+/// Reads the origin's public key from `DIR/origin.toml`, if `dir` is an origin folder.
+pub fn read_public_key(dir: &Path) -> Result<Option<PublicKey>, OriginError> {
+    let path = dir.join("origin.toml");
+    let Some(parsed) = read_toml(dir)? else {
+        return Ok(None);
+    };
     parsed
         .public_key
         .parse()
@@ -235,8 +321,29 @@ pub fn read_public_key(dir: &Path) -> Result<Option<PublicKey>, OriginError> {
         })
 }
 
+/// Reads an origin key file; `None` if there is none.
+pub(crate) fn load_key(key_path: &Path) -> Result<Option<OriginKey>, OriginError> {
+    let text = match read_key(key_path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(OriginError::Io {
+                action: "reading",
+                path: key_path.to_owned(),
+                cause: source,
+            });
+        }
+    };
+    let mut secret = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut secret).map_err(|_| OriginError::Damaged {
+        path: key_path.to_owned(),
+        cause: Box::new(catalog::sign::KeyError::Format),
+    })?;
+    Ok(Some(OriginKey::from_bytes(&secret)))
+}
+
 /// Reads the origin key, first making it readable by its owner only if it was not.
-fn read_key(path: &Path) -> std::io::Result<String> {
+pub(crate) fn read_key(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
     use std::os::unix::fs::PermissionsExt;
     let file = std::fs::File::open(path)?;
@@ -257,7 +364,7 @@ fn read_key(path: &Path) -> std::io::Result<String> {
 }
 
 /// Writes a secret readable only by its owner.
-fn write_secret(path: &Path, text: &str) -> Result<(), OriginError> {
+pub(crate) fn write_secret(path: &Path, text: &str) -> Result<(), OriginError> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
         .write(true)

@@ -69,6 +69,8 @@ pub enum PublishError {
         #[source]
         source: LimitError,
     },
+    #[error(transparent)]
+    Origin(#[from] crate::origin::OriginError),
     #[error("taking {path}: {cause}")]
     Lock {
         path: std::path::PathBuf,
@@ -184,6 +186,9 @@ pub fn publish(
             return Ok(report);
         }
         course.version = previous.version + 1;
+    } else if let Some(tombstone) = current.withdrawn.get(&plan.id) {
+        // Versions only go up, even across a withdrawal (issue 13).
+        course.version = tombstone.last_version + 1;
     }
     limits::check_course(&course)
         .map_err(|source| limit_error(&plan.dir, "course.toml", source))?;
@@ -193,17 +198,16 @@ pub fn publish(
     report.course_hash = course_hash;
 
     let key = origin.key();
-    let public = origin.public_key();
     let total_size = course.total_size();
+    let (floor, lifetime) = catalog_terms(origin)?;
     let mut sequence = 0;
     store.commit_batch_with_catalog(batch, |held: Option<SignedCatalog>| {
-        let mut catalog = match held {
-            Some(signed) => signed.verify(&public).map_err(PublishError::CatalogKey)?,
-            None => Catalog::empty(now_secs()),
-        };
-        catalog.sequence += 1;
+        let (mut catalog, roots) = origin
+            .next_catalog(held, floor, lifetime)
+            .map_err(PublishError::CatalogKey)?;
         sequence = catalog.sequence;
-        catalog.published_at = now_secs().max(catalog.published_at);
+        // Publishing a withdrawn course again brings it back (issue 13).
+        catalog.withdrawn.remove(&course.id);
         catalog.courses.insert(
             course.id.clone(),
             CatalogEntry {
@@ -216,7 +220,7 @@ pub fn publish(
             path: plan.dir.clone(),
             source,
         })?;
-        Ok::<_, PublishError>(Some(key.sign(&catalog)))
+        Ok::<_, PublishError>(Some(key.sign_with_roots(&catalog, roots)))
     })?;
     report.sequence = sequence;
     Ok(report)
@@ -303,6 +307,11 @@ fn limit_error(dir: &Path, toml: &str, source: LimitError) -> PublishError {
         _ => dir.join(toml),
     };
     PublishError::Limit { path, source }
+}
+
+/// The sequence floor and the catalog lifetime every new catalog is made with (issue 13).
+pub(crate) fn catalog_terms(origin: &Origin) -> Result<(u64, u64), PublishError> {
+    Ok((origin.sequence_floor()?, origin.catalog_lifetime()?))
 }
 
 /// The catalog in force, verified with the origin's own key.

@@ -188,6 +188,9 @@ pub async fn answer(
 }
 
 /// The encoded signed catalog, unless the edge already has this sequence.
+/// A lower sequence than the edge's is sent too, so the edge refuses it as a
+/// rollback and says so, instead of quietly keeping its own (issue 13: an
+/// origin restored from a backup).
 pub fn current_catalog(
     store: &Store,
     have_sequence: Option<u64>,
@@ -199,7 +202,7 @@ pub fn current_catalog(
         return Ok(None);
     };
     if let Some(have) = have_sequence
-        && decode_catalog(&bytes)?.sequence <= have
+        && decode_catalog(&bytes)?.sequence == have
     {
         return Ok(None);
     }

@@ -10,6 +10,7 @@ mod downloader;
 mod edge_names;
 mod hardening_classroom;
 mod hardening_publish;
+mod history;
 mod integrity;
 mod lesson_fonts;
 mod limits;

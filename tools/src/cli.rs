@@ -47,6 +47,9 @@ pub enum Command {
     Ls(LsArgs),
     /// Re-hash every blob and object in a data folder; exit non-zero if anything is damaged.
     Verify(VerifyArgs),
+    /// Withdraw a course: sign a new catalog without it, with a tombstone
+    /// edges show (publishing the course again brings it back).
+    Withdraw(WithdrawArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -59,6 +62,61 @@ pub enum OriginCommand {
     AddEdge(AddEdgeArgs),
     /// Remove old catalogs and the blobs and objects only they reached.
     Gc(OriginGcArgs),
+    /// Re-sign the catalog in force as the next sequence with a fresh expiry.
+    Renew(OriginRenewArgs),
+    /// Make a new origin key, signed over by the old one, and re-sign the catalog with it.
+    RotateKey(OriginRotateKeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OriginRenewArgs {
+    /// The origin's data folder (made by `shanlu origin init`).
+    #[arg(long, value_name = "ORIGIN_DIR")]
+    pub data: PathBuf,
+
+    /// The next catalog's sequence is at least N, and so is every later one.
+    /// After restoring the origin from a backup, give one more than the
+    /// highest sequence any edge saw (an edge's rollback error names it).
+    #[arg(long, value_name = "N")]
+    pub min_sequence: Option<u64>,
+
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct OriginRotateKeyArgs {
+    /// The origin's data folder (made by `shanlu origin init`).
+    #[arg(long, value_name = "ORIGIN_DIR")]
+    pub data: PathBuf,
+
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WithdrawArgs {
+    /// The id of the course to withdraw (as `shanlu ls` shows it).
+    #[arg(value_name = "COURSE_ID")]
+    pub course: String,
+
+    /// The origin's data folder (made by `shanlu origin init`).
+    #[arg(long, value_name = "ORIGIN_DIR")]
+    pub data: PathBuf,
+
+    /// Why, shown on the status page of every edge subscribed to the course (one line).
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub reason: String,
+
+    /// The new catalog's sequence is at least N (see `shanlu origin renew --min-sequence`).
+    #[arg(long, value_name = "N")]
+    pub min_sequence: Option<u64>,
+
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -251,8 +309,17 @@ pub struct OriginInitArgs {
 #[derive(Debug, Args)]
 pub struct PublishArgs {
     /// The course folder: lesson sub-folders, optional course.toml and lesson.toml files.
-    #[arg(value_name = "COURSE_DIR")]
-    pub folder: PathBuf,
+    #[arg(value_name = "COURSE_DIR", required_unless_present = "revert")]
+    pub folder: Option<PathBuf>,
+
+    /// Instead of a folder: publish an older version again, as a new version
+    /// pointing at its content (nothing is read or stored), e.g. `math@3`.
+    #[arg(long, value_name = "COURSE_ID@VERSION", conflicts_with_all = ["folder", "rehash"])]
+    pub revert: Option<String>,
+
+    /// The new catalog's sequence is at least N (see `shanlu origin renew --min-sequence`).
+    #[arg(long, value_name = "N")]
+    pub min_sequence: Option<u64>,
 
     /// The origin's data folder (made by `shanlu origin init`).
     #[arg(long, value_name = "ORIGIN_DIR")]

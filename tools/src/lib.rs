@@ -31,6 +31,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             OriginCommand::Serve(args) => commands::origin::serve(&args),
             OriginCommand::AddEdge(args) => commands::origin::add_edge(&args),
             OriginCommand::Gc(args) => commands::origin::gc(&args),
+            OriginCommand::Renew(args) => commands::origin::renew(&args),
+            OriginCommand::RotateKey(args) => commands::origin::rotate_key(&args),
         },
         Command::Edge { command } => match command {
             EdgeCommand::Init(args) => commands::edge::init(&args),
@@ -43,5 +45,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Publish(args) => commands::publish::run(&args),
         Command::Ls(args) => commands::ls::run(&args),
         Command::Verify(args) => commands::verify::run(&args),
+        Command::Withdraw(args) => commands::withdraw::run(&args),
     }
 }

@@ -313,6 +313,7 @@ mod tests {
         SignedCatalog {
             catalog: catalog_bytes,
             signature: vec![0; 64],
+            roots: Vec::new(),
         }
     }
 
@@ -345,6 +346,8 @@ mod tests {
                     total_size: 10,
                 },
             )]),
+            expires_at: 0,
+            withdrawn: BTreeMap::new(),
         };
         store
             .set_signed_catalog(&signed(Object::Catalog(catalog).encode()))

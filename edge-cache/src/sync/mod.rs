@@ -22,6 +22,7 @@
 //! closed), the chunk requests in flight are dropped, every chunk already
 //! received is kept, and the pass ends early with what it has.
 
+pub mod accept;
 mod chunks;
 pub mod client;
 pub mod engine;
@@ -42,7 +43,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use catalog::store::StoreError;
-use catalog::{FileManifest, Hash, SignedCatalog, Store};
+use catalog::{FileManifest, Hash, Store};
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -112,6 +113,9 @@ pub struct SyncReport {
     /// Why the pass used the fallback instead of QUIC.
     #[serde(default)]
     pub fallback_reason: Option<String>,
+    /// The catalog in force has expired (issue 13): the warning to show.
+    #[serde(default)]
+    pub expired: Option<String>,
 }
 
 /// How a sync pass runs, beyond what `edge.toml` says.
@@ -153,9 +157,14 @@ pub enum SyncError {
         source: catalog::sign::CatalogError,
     },
     #[error(
-        "refused the origin's catalog: its sequence {offered} is lower than the {held} this edge holds (a rollback); nothing was stored"
+        "refused the origin's catalog: its sequence {offered} is lower than the {held} this edge holds (a rollback); nothing was stored. If the origin was restored from a backup, run `shanlu origin renew --min-sequence {}` on it",
+        .held + 1
     )]
     Rollback { offered: u64, held: u64 },
+    #[error(
+        "refused the origin's catalog: it is signed by a key retired by rotation (key root version {version}; this edge has accepted version {accepted}); nothing was stored. Only the origin's current key can sign"
+    )]
+    RetiredKey { version: u64, accepted: u64 },
     #[error("the origin has no catalog yet; publish a course on the origin first")]
     NoCatalog,
     #[error(
@@ -250,10 +259,7 @@ async fn run(
 
     // 1. The catalog, asked with the hello: with it come the metadata
     // objects it adds (issue 12).
-    let held = match store.signed_catalog()? {
-        Some(signed) => Some(signed.verify(&key).map_err(SyncError::held_catalog)?),
-        None => None,
-    };
+    let held = accept::held(store, &key)?;
     let held_sequence = held.as_ref().map(|c| c.sequence);
     let ask = SinceAsk {
         have: held_sequence,
@@ -284,20 +290,12 @@ async fn run(
         .await?;
     let (catalog, new_signed) = match offered {
         Some(bytes) => {
-            let signed = SignedCatalog::decode(&bytes).map_err(SyncError::offered_catalog)?;
-            let catalog = signed.verify(&key).map_err(SyncError::offered_catalog)?;
-            if let Some(held) = held_sequence
-                && catalog.sequence < held
-            {
-                return Err(SyncError::Rollback {
-                    offered: catalog.sequence,
-                    held,
-                });
-            }
-            (catalog, Some(signed))
+            let accepted = accept::offered(store, &key, &bytes, held_sequence)?;
+            (accepted.catalog.clone(), Some(accepted))
         }
         None => (held.clone().ok_or(SyncError::NoCatalog)?, None),
     };
+    report.expired = accept::expiry_warning(&catalog, server::origin::now_secs());
     report.sequence = catalog.sequence;
     let subscribed = |id: &str| config.subscribe.includes(id);
     // The files of the catalog held until now, by place, for deltas.
@@ -313,8 +311,8 @@ async fn run(
 
     // 2. Metadata, level by level.
     fetch_metadata(&mut link, store, &catalog, prefetched, report).await?;
-    if let Some(signed) = new_signed {
-        store.set_signed_catalog(&signed)?;
+    if let Some(accepted) = new_signed {
+        accept::put_in_force(store, &accepted)?;
         report.catalog_updated = true;
         info!(sequence = catalog.sequence, "new catalog in force");
     }

@@ -105,6 +105,8 @@ fn origin(courses: usize, lessons: usize, files: usize) -> (Catalog, HashMap<Has
         published_at: 0,
         chunking: ChunkingProfile::default(),
         courses: entries,
+        expires_at: 0,
+        withdrawn: Default::default(),
     };
     (catalog, objects)
 }

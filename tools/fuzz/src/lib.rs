@@ -205,6 +205,10 @@ fn check_object(data: &[u8], object: Object) {
         Object::Catalog(catalog) => {
             assert!(Object::Catalog(catalog).into_course().is_err());
         }
+        Object::LegacyCatalog(old) => {
+            let catalog = Object::LegacyCatalog(old).into_catalog();
+            assert!(catalog.is_ok(), "an old catalog reads as a catalog");
+        }
     }
 }
 

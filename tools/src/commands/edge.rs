@@ -65,6 +65,9 @@ pub fn sync(args: &EdgeSyncArgs) -> anyhow::Result<ExitCode> {
     let result = runtime.block_on(edge_cache::sync_once(&args.data, &bar, &options));
     bar.finish_and_clear();
     let report = result.with_context(|| format!("syncing the edge in {}", args.data.display()))?;
+    if let Some(warning) = &report.expired {
+        eprintln!("warning: {warning}");
+    }
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
@@ -125,6 +128,22 @@ pub fn status(args: &EdgeStatusArgs) -> anyhow::Result<ExitCode> {
             format::time(at)
         )?,
         _ => outln!("catalog: none yet (run `shanlu edge sync`)")?,
+    }
+    if let Some(warning) = &status.catalog_warning {
+        outln!("warning: {warning}")?;
+    }
+    for gone in &status.withdrawn {
+        outln!(
+            "withdrawn: {} (v{}, {}){}",
+            gone.id,
+            gone.last_version,
+            format::time(gone.withdrawn_at),
+            if gone.reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", gone.reason)
+            }
+        )?;
     }
     outln!("held: {}", format::bytes(status.bytes_held))?;
     let config = EdgeConfig::load(&args.data)?;

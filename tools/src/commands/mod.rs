@@ -6,6 +6,7 @@ pub mod ls;
 pub mod origin;
 pub mod publish;
 pub mod verify;
+pub mod withdraw;
 
 use std::path::{Path, PathBuf};
 

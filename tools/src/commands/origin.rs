@@ -5,7 +5,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use server::Origin;
 
-use crate::cli::{AddEdgeArgs, OriginGcArgs, OriginInitArgs, OriginServeArgs};
+use crate::cli::{
+    AddEdgeArgs, OriginGcArgs, OriginInitArgs, OriginRenewArgs, OriginRotateKeyArgs,
+    OriginServeArgs,
+};
 use crate::{format, outln, progress};
 
 pub fn init(args: &OriginInitArgs) -> anyhow::Result<ExitCode> {
@@ -45,7 +48,9 @@ pub fn serve(args: &OriginServeArgs) -> anyhow::Result<ExitCode> {
         use std::io::Write;
         std::io::stdout().flush()?;
         let shutdown = crate::signals::shutdown_on_signal();
+        let renewing = tokio::spawn(renew_while_serving(args.data.clone()));
         bound.run(shutdown).await;
+        renewing.abort();
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
@@ -147,4 +152,82 @@ pub fn gc(args: &OriginGcArgs) -> anyhow::Result<ExitCode> {
         eprintln!("Dry run: nothing was removed. Run again without --dry-run to remove it.");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `shanlu origin renew` (issue 13): the catalog in force re-signed as the next sequence.
+pub fn renew(args: &OriginRenewArgs) -> anyhow::Result<ExitCode> {
+    let origin = Origin::open(&args.data)?;
+    let report = server::history::renew(&origin, args.min_sequence)
+        .with_context(|| format!("renewing the catalog of {}", args.data.display()))?;
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!(
+        "renewed: catalog sequence {}, expires {}",
+        report.sequence,
+        format::time(report.expires_at)
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `shanlu origin rotate-key` (issue 13).
+pub fn rotate_key(args: &OriginRotateKeyArgs) -> anyhow::Result<ExitCode> {
+    let mut origin = Origin::open(&args.data)?;
+    let report = server::history::rotate_key(&mut origin)
+        .with_context(|| format!("rotating the key of {}", args.data.display()))?;
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!("origin key: {}", report.new_key.as_deref().unwrap_or(""))?;
+    outln!(
+        "key root version {}, catalog sequence {}",
+        report.root_version.unwrap_or(0),
+        report.sequence
+    )?;
+    eprintln!(
+        "Edges follow the rotation at their next sync, whichever key they pin; new edges may pin\n\
+         the new key. The old secret key is destroyed: it could only sign a rival root."
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// While `origin serve` runs: renews the catalog when less than half its
+/// lifetime is left, checking at start and then every eighth of the
+/// lifetime (at most hourly). A failure is logged and tried again.
+async fn renew_while_serving(dir: std::path::PathBuf) {
+    loop {
+        let check = dir.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let lifetime = Origin::open(&check)?.catalog_lifetime()?;
+            let renewed = server::history::renew_if_due(&check)?;
+            anyhow::Ok((lifetime, renewed))
+        })
+        .await;
+        let wait = match result {
+            Ok(Ok((lifetime, renewed))) => {
+                if let Some(report) = renewed {
+                    tracing::info!(
+                        sequence = report.sequence,
+                        expires = %format::time(report.expires_at),
+                        "renewed the catalog before it expires"
+                    );
+                }
+                server::history::renew_check_interval(lifetime)
+            }
+            Ok(Err(err)) => {
+                tracing::warn!(
+                    cause = format!("{err:#}"),
+                    "cannot renew the catalog; trying again in a minute"
+                );
+                std::time::Duration::from_secs(60)
+            }
+            Err(err) => {
+                tracing::warn!(cause = %err, "the renewal check stopped; trying again in a minute");
+                std::time::Duration::from_secs(60)
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
 }

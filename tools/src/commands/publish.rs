@@ -13,18 +13,28 @@ use crate::progress;
 
 pub fn run(args: &PublishArgs) -> anyhow::Result<ExitCode> {
     let origin = Origin::open(&args.data)?;
+    if let Some(floor) = args.min_sequence {
+        origin.raise_sequence_floor(floor)?;
+    }
+    let folder = match (&args.revert, &args.folder) {
+        (Some(target), _) => return revert(&origin, target, args.json),
+        (None, Some(folder)) => folder,
+        (None, None) => {
+            anyhow::bail!("give a course folder to publish, or --revert COURSE_ID@VERSION")
+        }
+    };
     let bar = progress::bytes_bar("publishing");
     let mode = if args.rehash {
         ImportMode::Rehash
     } else {
         ImportMode::TrustUnchanged
     };
-    let result = server::publish(&origin, &args.folder, mode, &bar);
+    let result = server::publish(&origin, folder, mode, &bar);
     bar.finish_and_clear();
     let report = result.with_context(|| {
         format!(
             "publishing {} (the catalog in force is unchanged)",
-            args.folder.display()
+            folder.display()
         )
     })?;
     if args.json {
@@ -60,5 +70,27 @@ pub fn run(args: &PublishArgs) -> anyhow::Result<ExitCode> {
         report.new_chunks,
         format::bytes(report.new_chunk_bytes)
     )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `shanlu publish --revert COURSE_ID@VERSION` (issue 13).
+fn revert(origin: &Origin, target: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let (course, version) = target
+        .rsplit_once('@')
+        .and_then(|(course, version)| Some((course, version.parse::<u64>().ok()?)))
+        .with_context(|| format!("--revert {target}: give COURSE_ID@VERSION, e.g. math@3"))?;
+    let report = server::history::revert(origin, course, version).with_context(|| {
+        format!("reverting {course} to version {version} (the catalog in force is unchanged)")
+    })?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!(
+        "published {course} version {} (the content of version {version}) in catalog sequence {}",
+        report.version.unwrap_or(0),
+        report.sequence
+    )?;
+    outln!("  nothing was read or stored: the content is already on the origin")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -30,6 +30,10 @@ pub(crate) async fn status_page(State(state): State<Arc<Classroom>>, reader: Rea
             tr { th { (s.catalog) } td #catalog-sequence {
                 @match status.catalog_sequence { Some(seq) => { "#" (seq) }, None => { (s.never) } }
                 @if let Some(at) = status.catalog_published_at { " · " (s.published) " " (format::time(at)) }
+                @if let Some(warning) = &status.catalog_warning { div.notice #catalog-expired { (warning) } }
+                @for gone in &status.withdrawn {
+                    div.notice.withdrawn { "withdrawn: " (gone.id) " (" (format::time(gone.withdrawn_at)) ")" @if !gone.reason.is_empty() { " · " (gone.reason) } }
+                }
             } }
             tr { th { (s.last_sync) } td #last-sync {
                 @match &status.last_sync {
