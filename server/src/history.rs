@@ -123,6 +123,8 @@ pub struct HistoryReport {
     /// `origin rotate-key`: the new public key and its root version.
     pub new_key: Option<String>,
     pub root_version: Option<u64>,
+    /// `publish --revert`: files put back together from packed chunks.
+    pub files_rebuilt: u64,
 }
 
 /// Commits the next catalog: `change` edits it (after sequence, time and
@@ -162,6 +164,7 @@ fn report(catalog: &Catalog) -> HistoryReport {
         version: None,
         new_key: None,
         root_version: None,
+        files_rebuilt: 0,
     }
 }
 
@@ -237,8 +240,14 @@ fn course_versions(store: &Store, course: &str) -> Result<BTreeMap<u64, Hash>, H
     Ok(versions)
 }
 
-/// What of `course` the store no longer holds, if anything: its objects or blobs.
-fn missing_part(store: &Store, course: &Course) -> Result<Option<String>, HistoryError> {
+/// Makes sure the store holds every object and whole file of `course`,
+/// putting packed files back together (counted in `rebuilt`); says what is
+/// gone, if anything.
+fn restore_files(
+    store: &Store,
+    course: &Course,
+    rebuilt: &mut u64,
+) -> Result<Option<String>, HistoryError> {
     let mut files: Vec<&catalog::FileEntry> = course.files.iter().collect();
     let mut lessons = Vec::new();
     for lesson in &course.lessons {
@@ -252,8 +261,24 @@ fn missing_part(store: &Store, course: &Course) -> Result<Option<String>, Histor
     }
     files.extend(lessons.iter().flat_map(|l| l.files.iter()));
     for file in files {
-        if !store.has_object(&file.manifest)? || !store.has_blob(&file.blob)? {
-            return Ok(Some(format!("file {} is gone", file.path)));
+        if store.has_blob(&file.blob)? {
+            continue;
+        }
+        // `origin gc` keeps an older version's chunks in packs, not its
+        // files: put the file back together from them (nothing is uploaded).
+        let manifest = match store.object(&file.manifest)? {
+            Some(Object::Manifest(manifest)) => manifest,
+            _ => return Ok(Some(format!("file {} is gone", file.path))),
+        };
+        match store.rebuild_blob(file.manifest, manifest) {
+            Ok(()) => {
+                *rebuilt += 1;
+                tracing::info!(path = %file.path, blob = %file.blob, "file rebuilt from packed chunks");
+            }
+            Err(StoreError::MissingChunk { .. }) => {
+                return Ok(Some(format!("file {} is gone", file.path)));
+            }
+            Err(err) => return Err(err.into()),
         }
     }
     Ok(None)
@@ -261,8 +286,8 @@ fn missing_part(store: &Store, course: &Course) -> Result<Option<String>, Histor
 
 /// `shanlu publish --revert COURSE_ID@VERSION`: the next catalog with a new
 /// course object, one version above the current, holding the old version's
-/// files and lessons. Nothing is imported: every object and blob it names is
-/// already held.
+/// files and lessons. Nothing is imported: every object it names is already
+/// held, and a file `origin gc` packed is put back together from its chunks.
 pub fn revert(origin: &Origin, course: &str, version: u64) -> Result<HistoryReport, HistoryError> {
     let _lock = publish::lock(origin)?;
     let store = origin.store();
@@ -303,7 +328,8 @@ pub fn revert(origin: &Origin, course: &str, version: u64) -> Result<HistoryRepo
             .map_err(|err| collected(format!("its course object is damaged: {err}")))?,
         None => return Err(collected("its course object is gone".into())),
     };
-    if let Some(missing) = missing_part(store, &old)? {
+    let mut files_rebuilt = 0;
+    if let Some(missing) = restore_files(store, &old, &mut files_rebuilt)? {
         return Err(collected(missing));
     }
     let course_object = Course {
@@ -342,6 +368,7 @@ pub fn revert(origin: &Origin, course: &str, version: u64) -> Result<HistoryRepo
     Ok(HistoryReport {
         course: Some(course.to_owned()),
         version: Some(new_version),
+        files_rebuilt,
         ..report(&catalog)
     })
 }

@@ -306,3 +306,36 @@ fn the_systemd_gc_unit_runs_as_written_issue_13() {
     let out = run_ok(&args);
     assert!(out.contains("kept catalogs"), "{out}");
 }
+
+/// Issue 13: reverting to a version `origin gc` packed puts its files back
+/// together on the origin from the packed chunks (nothing re-uploaded), and
+/// an edge syncs that version's video byte-identical.
+#[test]
+fn revert_to_a_packed_version_rebuilds_its_files_issue_13() {
+    let origin = TestOrigin::init();
+    let versions = publish_three(&origin);
+    let report = gc_json(&origin, &["--keep-versions", "2"]);
+    assert!(report["pack_bytes"].as_u64() > Some(0), "{report:#}");
+    assert!(!origin.blob_path(&hex(&versions.video[1])).exists());
+    let out = run_ok(&[
+        "publish",
+        "--revert",
+        "math@2",
+        "--data",
+        &origin.data_str(),
+    ]);
+    assert!(
+        out.contains("published math version 4 (the content of version 2)"),
+        "{out}"
+    );
+    assert!(out.contains("1 files put back together"), "{out}");
+    let rebuilt = std::fs::read(origin.blob_path(&hex(&versions.video[1]))).expect("rebuilt");
+    assert!(rebuilt == versions.video[1], "v2's video is whole again");
+    verify_clean(&origin.data());
+    let served = origin.serve();
+    let token = origin.add_edge("school");
+    let edge = TestEdge::init(&origin, &served, served.quic, &token, "all");
+    edge.sync_ok();
+    let held = std::fs::read(edge.blob_path(&hex(&versions.video[1]))).expect("the edge holds v2");
+    assert!(held == versions.video[1], "the edge's copy is v2's video");
+}

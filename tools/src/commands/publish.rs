@@ -91,6 +91,13 @@ fn revert(origin: &Origin, target: &str, json: bool) -> anyhow::Result<ExitCode>
         report.version.unwrap_or(0),
         report.sequence
     )?;
-    outln!("  nothing was read or stored: the content is already on the origin")?;
+    if report.files_rebuilt == 0 {
+        outln!("  nothing was read or stored: the content is already on the origin")?;
+    } else {
+        outln!(
+            "  {} files put back together from chunks `origin gc` had packed; nothing was uploaded",
+            report.files_rebuilt
+        )?;
+    }
     Ok(ExitCode::SUCCESS)
 }
