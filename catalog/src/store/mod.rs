@@ -22,6 +22,7 @@
 //! - [`scrub`]: re-hashing blobs and objects.
 //! - [`integrity`]: file identities checked before serving.
 //! - [`collect`]: garbage collection: removing what the kept catalogs no longer reach.
+//! - [`opened`]: when each blob was last opened, for the edge's eviction order (issue 13).
 //! - [`quarantine`]: taking a blob found bad or gone out of service, and finishing that after a crash.
 
 mod batch;
@@ -30,6 +31,7 @@ mod error;
 mod import;
 mod index;
 mod integrity;
+mod opened;
 mod partial;
 mod quarantine;
 mod scrub;
@@ -45,6 +47,7 @@ pub use collect::{CollectReport, HistoryEntry, Reachable, reachable};
 pub use error::{StoreError, remedy};
 pub use import::{ImportMode, Imported};
 pub use integrity::{FileIdentity, OpenedBlob};
+pub use opened::HeldBlob;
 pub use partial::{PartialBlob, VerifiedChunk};
 pub use quarantine::{QuarantineReason, QuarantineRecord};
 pub use scrub::{ScrubProblem, ScrubReport};
