@@ -109,21 +109,27 @@ pub(crate) async fn open_blob(
     blob: &Hash,
 ) -> Result<Option<(Arc<std::fs::File>, u64)>, ReadError> {
     let failed = ReadError::open_blob(*blob);
+    // Issue 13: an open blob is never evicted, and opens set the eviction order.
+    let opened = |file: std::fs::File| {
+        let file = Arc::new(file);
+        crate::quota::readers::opened(store, *blob, &file);
+        file
+    };
     match store.open_blob(blob).map_err(failed)? {
-        OpenedBlob::Verified { file, len } => return Ok(Some((Arc::new(file), len))),
+        OpenedBlob::Verified { file, len } => return Ok(Some((opened(file), len))),
         OpenedBlob::NotHeld => return Ok(None),
         OpenedBlob::Changed => {}
     }
-    let (store, blob) = (store.clone(), *blob);
+    let (for_check, blob) = (store.clone(), *blob);
     let rechecked = read(move || {
-        store
+        for_check
             .recheck_blob(&blob)
             .map_err(ReadError::open_blob(blob))
     })
     .await?;
     Ok(rechecked.map(|(file, len)| {
         info!(blob = %blob, "a blob's file changed but its bytes are right; serving it");
-        (Arc::new(file), len)
+        (opened(file), len)
     }))
 }
 
