@@ -323,3 +323,30 @@ pub async fn after_pass(
     report.used_after = used_after;
     Ok(())
 }
+
+/// Whether a message says a disk is full (an `ENOSPC` anywhere in it).
+fn says_disk_full(text: &str) -> bool {
+    text.contains("disk holding it is full") || text.contains("No space left on device")
+}
+
+/// A pass that failed, or whose files failed, because the disk filled up
+/// (another program wrote to it) stops with [`SyncError::DiskFull`], which
+/// names the data folder and what to do. Only chunks made durable were
+/// recorded, so the next pass resumes.
+pub fn disk_full(
+    dir: &std::path::Path,
+    result: Result<(), crate::sync::SyncError>,
+    report: &crate::sync::SyncReport,
+) -> Result<(), crate::sync::SyncError> {
+    let detail = match &result {
+        Err(err) => Some(crate::sync::error_chain(err)).filter(|text| says_disk_full(text)),
+        Ok(()) => report.failures.iter().find(|f| says_disk_full(f)).cloned(),
+    };
+    match detail {
+        Some(detail) => Err(crate::sync::SyncError::DiskFull {
+            dir: dir.to_owned(),
+            detail,
+        }),
+        None => result,
+    }
+}

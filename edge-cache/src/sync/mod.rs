@@ -186,6 +186,13 @@ pub enum SyncError {
         path: std::path::PathBuf,
         cause: std::io::Error,
     },
+    #[error(
+        "the disk holding the edge's data folder {dir} is full ({detail}); free some space on it, or lower max_store or raise min_free in edge.toml so the edge leaves room for other programs; what was stored is kept and the next pass resumes where this one stopped"
+    )]
+    DiskFull {
+        dir: std::path::PathBuf,
+        detail: String,
+    },
     #[error("gave up after {attempts} attempts to reach the origin")]
     Unreachable {
         attempts: u32,
@@ -230,6 +237,7 @@ pub async fn sync_once(
         ..SyncReport::default()
     };
     let result = run(&config, &store, progress, options, &mut report).await;
+    let result = quota::disk_full(dir, result, &report);
     report.finished_at = server::origin::now_secs();
     if let Err(err) = &result {
         report.error = Some(error_chain(err));
