@@ -324,6 +324,9 @@ pub async fn after_pass(
     Ok(())
 }
 
+/// Below this many free bytes, a failed pass is taken for a full disk.
+const NEARLY_FULL: u64 = 1 << 20;
+
 /// Whether a message says a disk is full (an `ENOSPC` anywhere in it).
 fn says_disk_full(text: &str) -> bool {
     text.contains("disk holding it is full") || text.contains("No space left on device")
@@ -338,10 +341,19 @@ pub fn disk_full(
     result: Result<(), crate::sync::SyncError>,
     report: &crate::sync::SyncReport,
 ) -> Result<(), crate::sync::SyncError> {
-    let detail = match &result {
-        Err(err) => Some(crate::sync::error_chain(err)).filter(|text| says_disk_full(text)),
-        Ok(()) => report.failures.iter().find(|f| says_disk_full(f)).cloned(),
+    let chain = result.as_ref().err().map(|err| crate::sync::error_chain(err));
+    // redb reports a write that failed for lack of space as a "previous I/O
+    // error" later on: a failed pass on a disk with next to nothing free is
+    // one that filled it.
+    let nearly_full = || {
+        limits::filesystem(dir).is_ok_and(|(_, free)| free < NEARLY_FULL)
     };
+    let detail = chain
+        .iter()
+        .chain(&report.failures)
+        .find(|text| says_disk_full(text))
+        .cloned()
+        .or_else(|| chain.filter(|_| nearly_full()));
     match detail {
         Some(detail) => Err(crate::sync::SyncError::DiskFull {
             dir: dir.to_owned(),
