@@ -386,3 +386,51 @@ fn a_full_disk_mid_pass_stops_cleanly_and_the_next_pass_resumes_issue_13() {
     assert!(files.iter().all(|b| holds(&edge, b)));
     verify_clean(&edge.data());
 }
+
+/// Issue 13: read-through makes room the same way a pass does: the least
+/// recently opened cached file goes, the subscribed course and the file
+/// opened since stay; a file that cannot fit at all is refused with a 507
+/// and a clear message, and nothing is evicted for it.
+#[test]
+fn read_through_makes_room_lru_or_answers_507_issue_13() {
+    let origin = TestOrigin::init();
+    let a = origin.dir.path().join("a");
+    write(&a, "course.toml", b"id = \"a\"\n");
+    let pinned = unique(500_000, 2001);
+    write(&a, "01/one.bin", &pinned);
+    let b = origin.dir.path().join("b");
+    write(&b, "course.toml", b"id = \"b\"\n");
+    let (x, y, z) = (unique(600_000, 2002), unique(600_000, 2003), unique(600_000, 2004));
+    let big = unique(3_000_000, 2005);
+    write(&b, "01/x.bin", &x);
+    write(&b, "02/y.bin", &y);
+    write(&b, "03/z.bin", &z);
+    write(&b, "04/big.bin", &big);
+    origin.publish(&a);
+    origin.publish(&b);
+    let (_served, edge) = init_edge(&origin, "a", "1.8MB");
+    let web = edge.run();
+    idle(&web);
+    assert!(fetch(&web, "/courses/b/01/x.bin") == x);
+    assert!(wait_until(Duration::from_secs(30), || recorded(&web, &x)));
+    assert!(fetch(&web, "/courses/b/02/y.bin") == y);
+    assert!(wait_until(Duration::from_secs(30), || recorded(&web, &y)));
+    // Opened again a second later: x is now more recent than y.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert!(fetch(&web, "/courses/b/01/x.bin") == x);
+
+    assert!(fetch(&web, "/courses/b/03/z.bin") == z);
+    assert!(wait_until(Duration::from_secs(30), || recorded(&web, &z)));
+    assert!(!edge.blob_path(&hex(&y)).exists(), "y, least recently opened, was evicted");
+    assert!(holds(&edge, &x) && holds(&edge, &pinned));
+    assert!(store_bytes(&edge) <= 1_800_000);
+
+    let (code, _, body) = web.get("/courses/b/04/big.bin", "");
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(code, 507, "{body}");
+    assert!(body.contains("does not fit") && body.contains("max_store"), "{body}");
+    assert!(holds(&edge, &x) && holds(&edge, &z) && holds(&edge, &pinned), "nothing evicted for it");
+    assert!(store_bytes(&edge) <= 1_800_000);
+    drop(web);
+    verify_clean(&edge.data());
+}

@@ -299,6 +299,10 @@ async fn serve_read_through(
             .body(Body::empty())
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
     }
+    // Issue 13: room is made first; a file that cannot fit is a 507.
+    if let Err(full) = state.read_through.make_room(&manifest).await {
+        return (StatusCode::INSUFFICIENT_STORAGE, format!("{full}\n")).into_response();
+    }
     let fetch = match state.read_through.start(manifest_hash, manifest) {
         Ok(fetch) => fetch,
         Err(err) => return unavailable(headers, uri, &err),

@@ -2,6 +2,7 @@
 //!
 //! - [`limits`]: `max_store` (a size or a share of the disk) and `min_free`.
 //! - [`plan`]: tiers, room, eviction order and what to fetch, as a pure function.
+//! - [`room`]: room for a read-through file, or a clear refusal.
 //! - [`readers`]: blobs the classroom has open (never evicted) and the
 //!   batched record of when blobs were opened (the eviction order).
 //!
@@ -21,6 +22,7 @@
 pub mod limits;
 pub mod plan;
 pub mod readers;
+pub mod room;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -152,6 +154,16 @@ pub enum QuotaError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the catalog held locally does not verify; run `shanlu edge sync` to fetch it again")]
+    HeldCatalog {
+        #[source]
+        cause: catalog::sign::CatalogError,
+    },
+    #[error("listing the subscribed files")]
+    Plan {
+        #[source]
+        cause: crate::sync::plan::PlanError,
+    },
     #[error("the quota's worker stopped before it finished")]
     Stopped,
 }
