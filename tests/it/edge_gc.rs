@@ -45,7 +45,14 @@ fn the_edge_collects_a_superseded_version_after_a_pass_issue_13() {
     origin.publish(&src);
     let served = origin.serve();
     let token = origin.add_edge("gc");
-    let edge = TestEdge::init_with(&origin, &served, served.quic, &token, "all", &["--min-free", "1MB"]);
+    let edge = TestEdge::init_with(
+        &origin,
+        &served,
+        served.quic,
+        &token,
+        "all",
+        &["--min-free", "1MB"],
+    );
     edge.sync_ok();
 
     let a2 = unique(FILE, 1803);
@@ -53,15 +60,20 @@ fn the_edge_collects_a_superseded_version_after_a_pass_issue_13() {
     origin.publish(&src);
     let report = edge.sync_ok();
     let collected = &report["quota"]["collection"];
-    assert!(collected["objects"].as_u64().expect("objects") >= 2, "the old course and lesson: {report:#}");
-    assert_eq!(collected["blobs"], 0, "no quota: the superseded file is kept (cached)");
+    assert!(
+        collected["objects"].as_u64().expect("objects") >= 2,
+        "the old course and lesson: {report:#}"
+    );
+    assert_eq!(
+        collected["blobs"], 0,
+        "no quota: the superseded file is kept (cached)"
+    );
     assert!(holds(&edge, &a1), "superseded, cached");
 
     let b2 = unique(FILE, 1804);
     write(&src, "02/b.bin", &b2);
     origin.publish(&src);
-    let (code, report, stderr) =
-        edge.sync_with(shanlu_tests::shanlu(), &["--max-store", "1.2MB"]);
+    let (code, report, stderr) = edge.sync_with(shanlu_tests::shanlu(), &["--max-store", "1.2MB"]);
     assert_eq!(code, 0, "{report:#}\n{stderr}");
     assert_eq!(report["quota"]["evicted_files"], 2, "{report:#}");
     assert_eq!(report["quota"]["collection"]["blobs"], 2, "{report:#}");
@@ -104,12 +116,18 @@ fn an_abort_at_each_step_of_the_edges_collection_is_harmless_issue_13() {
         aborting.env("SHANLU_TEST_GC_ABORT_AFTER", step);
         let (code, _, stderr) = edge.sync_with(aborting, &[]);
         assert_ne!(code, 0, "step {step}: the pass was aborted: {stderr}");
-        assert!(stderr.contains("aborting as a test asked"), "step {step}: {stderr}");
+        assert!(
+            stderr.contains("aborting as a test asked"),
+            "step {step}: {stderr}"
+        );
 
         verify_clean(&edge.data());
         let report = edge.sync_ok();
         assert_eq!(report["complete"], true, "step {step}");
-        assert!(!edge.blob_path(&hex(&a1)).exists(), "step {step}: the evicted file is gone");
+        assert!(
+            !edge.blob_path(&hex(&a1)).exists(),
+            "step {step}: the evicted file is gone"
+        );
         assert!(holds(&edge, &a2) && holds(&edge, &b1), "step {step}");
         assert!(store_bytes(&edge) <= 1_200_000, "step {step}");
         verify_clean(&edge.data());

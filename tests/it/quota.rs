@@ -67,7 +67,11 @@ fn quota_flags(max_store: &str) -> Vec<String> {
     ]
 }
 
-fn init_edge(origin: &TestOrigin, subscribe: &str, max_store: &str) -> (shanlu_tests::ServedOrigin, TestEdge) {
+fn init_edge(
+    origin: &TestOrigin,
+    subscribe: &str,
+    max_store: &str,
+) -> (shanlu_tests::ServedOrigin, TestEdge) {
     let served = origin.serve();
     let token = origin.add_edge("quota");
     let flags = quota_flags(max_store);
@@ -111,7 +115,10 @@ fn max_store_holds_the_current_version_and_never_exceeds_the_limit_issue_13() {
         origin.publish(&src);
         let report = edge.sync_ok();
         let on_disk = store_bytes(&edge);
-        assert!(on_disk <= MAX, "pass {n}: {on_disk} bytes on disk, over {MAX}");
+        assert!(
+            on_disk <= MAX,
+            "pass {n}: {on_disk} bytes on disk, over {MAX}"
+        );
         assert!(report["quota"]["used_after"].as_u64().expect("used") <= MAX);
         assert!(
             current.iter().all(|b| holds(&edge, b)),
@@ -174,7 +181,26 @@ fn subscriptions_that_cannot_fit_say_which_lessons_are_not_held_issue_13() {
         "{text}"
     );
     let status = run_ok(&["edge", "status", "--data", &edge.data_str()]);
-    assert!(status.contains("not enough room") && status.contains("math/02"), "{status}");
+    assert!(
+        status.contains("not enough room") && status.contains("math/02"),
+        "{status}"
+    );
+
+    // And on the status page and in /api/v1/status, after `edge run`'s pass.
+    let web = edge.run();
+    idle(&web);
+    let api = web.json("/api/v1/status");
+    assert_eq!(
+        api["last_sync"]["quota"]["not_held"][0]["lesson"], "math/02",
+        "{api:#}"
+    );
+    let (code, page) = web.page("/status", "en");
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("quota-shortfall") && page.contains("math/02"),
+        "{page}"
+    );
+    drop(web);
     assert!(store_bytes(&edge) <= 1_300_000);
     verify_clean(&edge.data());
 }
@@ -197,7 +223,9 @@ fn fetch(web: &shanlu_tests::RunningEdge, path: &str) -> Vec<u8> {
 /// The edge holds `bytes` with its record (`/files/HASH` answers only held,
 /// recorded files).
 fn recorded(web: &shanlu_tests::RunningEdge, bytes: &[u8]) -> bool {
-    web.get(&format!("/files/{}", hex(bytes)), "Range: bytes=0-0\r\n").0 == 206
+    web.get(&format!("/files/{}", hex(bytes)), "Range: bytes=0-0\r\n")
+        .0
+        == 206
 }
 
 /// Issue 13: read-through files (cached) are evicted before any pinned
@@ -223,7 +251,9 @@ fn read_through_files_are_evicted_before_pinned_ones_issue_13() {
         let web = edge.run();
         idle(&web);
         assert!(fetch(&web, "/courses/b/01/video.mp4") == video);
-        assert!(wait_until(Duration::from_secs(30), || recorded(&web, &video)));
+        assert!(wait_until(Duration::from_secs(30), || recorded(
+            &web, &video
+        )));
     }
     let a3 = unique(1_000_000, 1504);
     write(&a, "03/three.bin", &a3);
@@ -231,8 +261,14 @@ fn read_through_files_are_evicted_before_pinned_ones_issue_13() {
     let report = edge.sync_ok();
     assert_eq!(report["quota"]["evicted_files"], 1, "{report:#}");
     assert_eq!(report["quota"]["evicted_bytes"], 1_500_000);
-    assert!(!edge.blob_path(&hex(&video)).exists(), "the read-through video was evicted");
-    assert!([&a1, &a2, &a3].iter().all(|b| holds(&edge, b)), "the subscribed course is whole");
+    assert!(
+        !edge.blob_path(&hex(&video)).exists(),
+        "the read-through video was evicted"
+    );
+    assert!(
+        [&a1, &a2, &a3].iter().all(|b| holds(&edge, b)),
+        "the subscribed course is whole"
+    );
     assert!(store_bytes(&edge) <= 2_600_000);
     verify_clean(&edge.data());
 }
@@ -283,8 +319,14 @@ fn an_open_readers_blob_survives_eviction_issue_13() {
     }));
     let status = web.json("/api/v1/status");
     let quota = &status["last_sync"]["quota"];
-    assert!(edge.blob_path(&hex(&video)).exists(), "the open video was not evicted: {quota:#}");
-    assert!(!edge.blob_path(&hex(&notes)).exists(), "the other cached file was: {quota:#}");
+    assert!(
+        edge.blob_path(&hex(&video)).exists(),
+        "the open video was not evicted: {quota:#}"
+    );
+    assert!(
+        !edge.blob_path(&hex(&notes)).exists(),
+        "the other cached file was: {quota:#}"
+    );
     assert_eq!(quota["evicted_files"], 1, "{quota:#}");
     assert_eq!(quota["not_held"][0]["lesson"], "a/02", "{quota:#}");
 
@@ -295,7 +337,10 @@ fn an_open_readers_blob_survives_eviction_issue_13() {
         .position(|w| w == b"\r\n\r\n")
         .expect("the head")
         + 4;
-    assert!(received[split..] == video[..], "the reader got the whole video");
+    assert!(
+        received[split..] == video[..],
+        "the reader got the whole video"
+    );
     verify_clean(&edge.data());
 }
 
@@ -330,7 +375,14 @@ fn a_full_disk_mid_pass_stops_cleanly_and_the_next_pass_resumes_issue_13() {
     origin.publish(&src);
     let served = origin.serve();
     let token = origin.add_edge("full");
-    let edge = TestEdge::init_with(&origin, &served, served.quic, &token, "all", &["--min-free", "0"]);
+    let edge = TestEdge::init_with(
+        &origin,
+        &served,
+        served.quic,
+        &token,
+        "all",
+        &["--min-free", "0"],
+    );
     let store = edge.data().join("store");
     std::fs::remove_dir_all(&store).expect("empty store");
     std::fs::create_dir_all(&store).expect("mount point");
@@ -348,7 +400,15 @@ fn a_full_disk_mid_pass_stops_cleanly_and_the_next_pass_resumes_issue_13() {
     // A rate-capped pass; another program fills the disk while it runs.
     let child = shanlu_tests::shanlu()
         .env("RUST_LOG", "warn")
-        .args(["edge", "sync", "--data", &edge.data_str(), "--json", "--max-rate", "2MB"])
+        .args([
+            "edge",
+            "sync",
+            "--data",
+            &edge.data_str(),
+            "--json",
+            "--max-rate",
+            "2MB",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -364,7 +424,11 @@ fn a_full_disk_mid_pass_stops_cleanly_and_the_next_pass_resumes_issue_13() {
     }
     let output = child.wait_with_output().expect("sync ends");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "the pass stopped on the full disk: {stderr}");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "the pass stopped on the full disk: {stderr}"
+    );
     let error = stderr
         .lines()
         .find(|line| line.starts_with("error:"))
@@ -376,7 +440,9 @@ fn a_full_disk_mid_pass_stops_cleanly_and_the_next_pass_resumes_issue_13() {
         "the message names the data folder and what to do: {error}"
     );
     // Only chunks made durable were recorded: nothing written is corrupt.
-    let partial = std::fs::read_dir(store.join("partial")).expect("partial").count();
+    let partial = std::fs::read_dir(store.join("partial"))
+        .expect("partial")
+        .count();
     assert!(partial > 0 || files.iter().all(|b| holds(&edge, b)));
 
     std::fs::remove_file(&filler).expect("free the space");
@@ -400,7 +466,11 @@ fn read_through_makes_room_lru_or_answers_507_issue_13() {
     write(&a, "01/one.bin", &pinned);
     let b = origin.dir.path().join("b");
     write(&b, "course.toml", b"id = \"b\"\n");
-    let (x, y, z) = (unique(600_000, 2002), unique(600_000, 2003), unique(600_000, 2004));
+    let (x, y, z) = (
+        unique(600_000, 2002),
+        unique(600_000, 2003),
+        unique(600_000, 2004),
+    );
     let big = unique(3_000_000, 2005);
     write(&b, "01/x.bin", &x);
     write(&b, "02/y.bin", &y);
@@ -421,15 +491,24 @@ fn read_through_makes_room_lru_or_answers_507_issue_13() {
 
     assert!(fetch(&web, "/courses/b/03/z.bin") == z);
     assert!(wait_until(Duration::from_secs(30), || recorded(&web, &z)));
-    assert!(!edge.blob_path(&hex(&y)).exists(), "y, least recently opened, was evicted");
+    assert!(
+        !edge.blob_path(&hex(&y)).exists(),
+        "y, least recently opened, was evicted"
+    );
     assert!(holds(&edge, &x) && holds(&edge, &pinned));
     assert!(store_bytes(&edge) <= 1_800_000);
 
     let (code, _, body) = web.get("/courses/b/04/big.bin", "");
     let body = String::from_utf8_lossy(&body);
     assert_eq!(code, 507, "{body}");
-    assert!(body.contains("does not fit") && body.contains("max_store"), "{body}");
-    assert!(holds(&edge, &x) && holds(&edge, &z) && holds(&edge, &pinned), "nothing evicted for it");
+    assert!(
+        body.contains("does not fit") && body.contains("max_store"),
+        "{body}"
+    );
+    assert!(
+        holds(&edge, &x) && holds(&edge, &z) && holds(&edge, &pinned),
+        "nothing evicted for it"
+    );
     assert!(store_bytes(&edge) <= 1_800_000);
     drop(web);
     verify_clean(&edge.data());

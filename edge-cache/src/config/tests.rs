@@ -25,9 +25,15 @@ fn issue_13_quota_fields_are_checked_at_load() {
     let path = config_path(dir.path());
     let text = std::fs::read_to_string(&path).expect("read");
     assert!(text.contains("max_store = \"40GB\""), "{text}");
-    let shared = text.replace("max_store = \"40GB\"", "max_store = \"80%\"\nmin_free = \"5GiB\"");
+    let shared = text.replace(
+        "max_store = \"40GB\"",
+        "max_store = \"80%\"\nmin_free = \"5GiB\"",
+    );
     let config = EdgeConfig::from_toml(&path, &shared).expect("80% and 5GiB parse");
-    assert_eq!(config.max_store, Some(crate::quota::limits::StoreLimit::Share(80.0)));
+    assert_eq!(
+        config.max_store,
+        Some(crate::quota::limits::StoreLimit::Share(80.0))
+    );
     assert_eq!(config.min_free, Some(crate::quota::limits::Size(5 << 30)));
     let bad = text.replace("max_store = \"40GB\"", "max_store = \"40 gigs\"");
     let err = EdgeConfig::from_toml(&path, &bad).expect_err("a bad size is refused");

@@ -26,7 +26,9 @@ pub enum SizeError {
 }
 
 /// A number of bytes, written with a unit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, SerializeDisplay, DeserializeFromStr)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, SerializeDisplay, DeserializeFromStr,
+)]
 pub struct Size(pub u64);
 
 impl FromStr for Size {

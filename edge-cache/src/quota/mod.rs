@@ -353,13 +353,14 @@ pub fn disk_full(
     result: Result<(), crate::sync::SyncError>,
     report: &crate::sync::SyncReport,
 ) -> Result<(), crate::sync::SyncError> {
-    let chain = result.as_ref().err().map(|err| crate::sync::error_chain(err));
+    let chain = result
+        .as_ref()
+        .err()
+        .map(|err| crate::sync::error_chain(err));
     // redb reports a write that failed for lack of space as a "previous I/O
     // error" later on: a failed pass on a disk with next to nothing free is
     // one that filled it.
-    let nearly_full = || {
-        limits::filesystem(dir).is_ok_and(|(_, free)| free < NEARLY_FULL)
-    };
+    let nearly_full = || limits::filesystem(dir).is_ok_and(|(_, free)| free < NEARLY_FULL);
     let detail = chain
         .iter()
         .chain(&report.failures)

@@ -251,7 +251,12 @@ mod tests {
     fn issue_13_evicts_just_enough_cached_blobs() {
         let input = PlanInput {
             pinned: vec![wanted(1, 40, "a/1/x"), wanted(2, 30, "a/1/y")],
-            held: vec![held(1, 40, 0), held(7, 25, 10), held(8, 25, 5), held(9, 25, 30)],
+            held: vec![
+                held(1, 40, 0),
+                held(7, 25, 10),
+                held(8, 25, 5),
+                held(9, 25, 30),
+            ],
             used: 115,
             max_store: Some(150),
             free: 10_000,
@@ -270,7 +275,11 @@ mod tests {
         };
         let plan = super::plan(&tight);
         assert_eq!(plan.room, 5);
-        assert_eq!(plan.evict, vec![h(8)], "least recently opened first, just enough");
+        assert_eq!(
+            plan.evict,
+            vec![h(8)],
+            "least recently opened first, just enough"
+        );
         assert_eq!(plan.evict_bytes, 25);
         assert_eq!(plan.fetch, [h(2)].into());
         assert_eq!(plan.not_held_files, 0);

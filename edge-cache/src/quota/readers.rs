@@ -135,7 +135,10 @@ mod tests {
         assert!(open_blobs().contains(&blob));
         let second = file.clone();
         drop(file);
-        assert!(open_blobs().contains(&blob), "another answer still reads it");
+        assert!(
+            open_blobs().contains(&blob),
+            "another answer still reads it"
+        );
         drop(second);
         assert!(!open_blobs().contains(&blob));
     }

@@ -346,11 +346,16 @@ async fn run(
     // or fetch in priority order what fits.
     let limits = quota::Limits::of(config, options.quota);
     let mut quota_report = report.quota.take().unwrap_or_default();
-    let fetch = quota::before_fetch(store, &catalog, limits, pinned, &todo, &mut quota_report).await?;
+    let fetch =
+        quota::before_fetch(store, &catalog, limits, pinned, &todo, &mut quota_report).await?;
     report.quota = Some(quota_report.clone());
     todo.retain(|job| fetch.contains(&job.manifest.blob));
     for job in &mut todo {
-        if job.previous.as_ref().is_some_and(|old| !matches!(store.has_blob(&old.blob), Ok(true))) {
+        if job
+            .previous
+            .as_ref()
+            .is_some_and(|old| !matches!(store.has_blob(&old.blob), Ok(true)))
+        {
             job.previous = None;
         }
     }
