@@ -79,7 +79,7 @@ impl fmt::Display for Size {
             (1_000_000, "MB"),
             (1_000, "kB"),
         ] {
-            if bytes >= factor && bytes % factor == 0 {
+            if bytes >= factor && bytes.is_multiple_of(factor) {
                 return write!(f, "{}{unit}", bytes / factor);
             }
         }
@@ -163,9 +163,9 @@ mod tests {
             "3MB".parse::<StoreLimit>(),
             Ok(StoreLimit::Bytes(Size(3_000_000)))
         );
-        let err = "40 gigs".parse::<Size>().unwrap_err().to_string();
+        let err = "40 gigs".parse::<Size>().expect_err("refused").to_string();
         assert!(err.contains("unknown unit") && err.contains("GiB"), "{err}");
-        let err = "150%".parse::<StoreLimit>().unwrap_err().to_string();
+        let err = "150%".parse::<StoreLimit>().expect_err("refused").to_string();
         assert!(err.contains("like 80%"), "{err}");
         assert!("abc".parse::<Size>().is_err());
         assert_eq!(Size(40_000_000_000).to_string(), "40GB");

@@ -150,22 +150,28 @@ pub enum QuotaError {
     Collect {
         path: PathBuf,
         #[source]
-        cause: StoreError,
+        cause: Box<StoreError>,
     },
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(Box<StoreError>),
     #[error("the catalog held locally does not verify; run `shanlu edge sync` to fetch it again")]
     HeldCatalog {
         #[source]
-        cause: catalog::sign::CatalogError,
+        cause: Box<catalog::sign::CatalogError>,
     },
     #[error("listing the subscribed files")]
     Plan {
         #[source]
-        cause: crate::sync::plan::PlanError,
+        cause: Box<crate::sync::plan::PlanError>,
     },
     #[error("the quota's worker stopped before it finished")]
     Stopped,
+}
+
+impl From<StoreError> for QuotaError {
+    fn from(err: StoreError) -> QuotaError {
+        QuotaError::Store(Box::new(err))
+    }
 }
 
 /// Blob and partial bytes, from the index (files are their blobs' size).
@@ -310,7 +316,7 @@ fn collect(
         .collect(&keep, catalog.sequence, false, &mut |_| {})
         .map_err(|cause| QuotaError::Collect {
             path: store.root().to_owned(),
-            cause,
+            cause: Box::new(cause),
         })
 }
 

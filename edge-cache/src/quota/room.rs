@@ -60,10 +60,15 @@ pub fn make_room(
     };
     let catalog = signed
         .verify(&config.origin_key)
-        .map_err(|cause| QuotaError::HeldCatalog { cause })?;
+        .map_err(|cause| QuotaError::HeldCatalog {
+            cause: Box::new(cause),
+        })?;
     let held_set: HashSet<Hash> = held.iter().map(|b| b.blob).collect();
-    let jobs = file_jobs(&catalog, |id| config.subscribe.includes(id), store)
-        .map_err(|cause| QuotaError::Plan { cause })?;
+    let jobs = file_jobs(&catalog, |id| config.subscribe.includes(id), store).map_err(|cause| {
+        QuotaError::Plan {
+            cause: Box::new(cause),
+        }
+    })?;
     // Pinned blobs not held are the next pass's to plan; here only the
     // held ones matter (they must stay), and the file asked for.
     let mut pinned: Vec<Wanted> = jobs
