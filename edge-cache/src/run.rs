@@ -89,6 +89,7 @@ pub async fn run(
     live.set_plan(max_rate, windows.clone());
     let metrics = Arc::new(Metrics::default());
     let state = Arc::new(Classroom::new(dir, store, live.clone(), metrics.clone())?);
+    state.read_through.set_quota(options.quota);
     let requests = tokio::spawn(watch_requests(
         dir.join(SYNC_NOW_FILE),
         live.clone(),

@@ -184,4 +184,54 @@ mod tests {
         let held = store.held_blobs().expect("held");
         assert_eq!(held[0].last_opened, added + 100);
     }
+
+    /// Issue 13: finishing a partial blob waits while a collection holds
+    /// `collect.lock`, so the collection never deletes a blob just put in
+    /// place; once finished, the blob's time is when it was added.
+    #[test]
+    fn issue_13_finishing_a_blob_waits_for_a_running_collection() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let origin = Store::open(dir.path().join("origin")).expect("origin");
+        let edge = std::sync::Arc::new(Store::open(dir.path().join("edge")).expect("edge"));
+        let src = dir.path().join("a.bin");
+        let bytes = crate::testdata::generated(300_000, 13);
+        std::fs::write(&src, &bytes).expect("write");
+        let mut batch = crate::store::ImportBatch::new();
+        let imported = origin
+            .import_file(
+                &src,
+                crate::ChunkingProfile::default(),
+                "application/octet-stream",
+                ImportMode::Rehash,
+                &mut batch,
+                &mut |_| {},
+            )
+            .expect("import");
+        let (hash, manifest) = (imported.manifest_hash, imported.manifest.clone());
+        let blob = manifest.blob;
+
+        let collection = edge.collect_lock().expect("lock file");
+        collection.lock().expect("held as a collection holds it");
+        let finisher = {
+            let edge = edge.clone();
+            std::thread::spawn(move || {
+                let mut partial = edge.partial(hash, manifest.clone()).expect("partial");
+                for (index, (offset, chunk)) in manifest.chunk_offsets().enumerate() {
+                    let range = offset as usize..offset as usize + chunk.len as usize;
+                    partial.write_chunk(index, &bytes[range]).expect("chunk");
+                }
+                partial.finish().expect("finish")
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(
+            !edge.has_blob(&blob).expect("index"),
+            "waits for the collection"
+        );
+        drop(collection);
+        assert_eq!(finisher.join().expect("thread"), blob);
+        let held = edge.held_blobs().expect("held");
+        assert_eq!(held.len(), 1);
+        assert!(now_secs() - held[0].last_opened < 60);
+    }
 }

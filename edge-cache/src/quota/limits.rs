@@ -165,7 +165,10 @@ mod tests {
         );
         let err = "40 gigs".parse::<Size>().expect_err("refused").to_string();
         assert!(err.contains("unknown unit") && err.contains("GiB"), "{err}");
-        let err = "150%".parse::<StoreLimit>().expect_err("refused").to_string();
+        let err = "150%"
+            .parse::<StoreLimit>()
+            .expect_err("refused")
+            .to_string();
         assert!(err.contains("like 80%"), "{err}");
         assert!("abc".parse::<Size>().is_err());
         assert_eq!(Size(40_000_000_000).to_string(), "40GB");

@@ -381,3 +381,66 @@ pub fn disk_full(
         None => result,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(label: &str, n: u8) -> FileJob {
+        let mut manifest = catalog::testdata::sample_manifest();
+        manifest.blob = Hash::of(&[n]);
+        FileJob {
+            label: label.to_owned(),
+            manifest_hash: Hash::of(&[n, n]),
+            manifest,
+            previous: None,
+        }
+    }
+
+    /// Issue 13: pinned files come in subscription order, then in the
+    /// course's own order.
+    #[test]
+    fn issue_13_pinned_files_follow_the_subscription_order() {
+        let jobs = vec![
+            job("art/01/a", 1),
+            job("math/01/b", 2),
+            job("art/02/c", 3),
+            job("math/02/d", 4),
+        ];
+        let order = |subscription: &Subscription| -> Vec<String> {
+            pinned(&jobs, subscription)
+                .into_iter()
+                .map(|w| w.label)
+                .collect()
+        };
+        assert_eq!(
+            order(&Subscription::Courses(vec!["math".into(), "art".into()])),
+            ["math/01/b", "math/02/d", "art/01/a", "art/02/c"]
+        );
+        assert_eq!(
+            order(&Subscription::All),
+            ["art/01/a", "math/01/b", "art/02/c", "math/02/d"]
+        );
+    }
+
+    /// Issue 13: the shortfall line names the lessons, the bytes and what to do.
+    #[test]
+    fn issue_13_the_shortfall_says_what_is_not_held_and_what_to_do() {
+        let mut report = QuotaReport::default();
+        assert_eq!(report.shortfall(), None);
+        report.not_held = vec![NotHeld {
+            lesson: "math/02".into(),
+            files: 2,
+            bytes: 1200,
+        }];
+        report.not_held_files = 3;
+        report.not_held_bytes = 1500;
+        let line = report.shortfall().expect("a line");
+        assert!(
+            line.contains("3 subscribed file(s) needing 1500 bytes"),
+            "{line}"
+        );
+        assert!(line.contains("math/02 (2 file(s), 1200 bytes) …"), "{line}");
+        assert!(line.contains("raise max_store"), "{line}");
+    }
+}

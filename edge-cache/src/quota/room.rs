@@ -29,6 +29,7 @@ pub struct NoRoom {
 pub fn make_room(
     store: &Store,
     config: &EdgeConfig,
+    overrides: super::QuotaOverrides,
     manifest: &FileManifest,
 ) -> Result<Result<(), NoRoom>, QuotaError> {
     let blob = manifest.blob;
@@ -37,7 +38,7 @@ pub fn make_room(
         // Held, or under way: its room was counted already.
         return Ok(Ok(()));
     }
-    let limits = Limits::of(config, Default::default());
+    let limits = Limits::of(config, overrides);
     let root = store.root().to_owned();
     let (fs_size, free) = limits::filesystem(&root).map_err(|cause| QuotaError::Filesystem {
         path: root.clone(),

@@ -71,6 +71,8 @@ pub struct ReadThrough {
     upstream: Arc<Upstream>,
     /// The store, for the quota's room (issue 13).
     store: Arc<Store>,
+    /// `edge run`'s `--max-store` and `--min-free`, set once at start.
+    quota: std::sync::OnceLock<crate::quota::QuotaOverrides>,
     engine: Engine,
     lane: Arc<Lane>,
     metrics: Arc<Metrics>,
@@ -138,6 +140,7 @@ impl ReadThrough {
         Ok(ReadThrough {
             upstream,
             store: store.clone(),
+            quota: std::sync::OnceLock::new(),
             engine: Engine::start(store),
             lane,
             metrics,
@@ -201,9 +204,10 @@ impl ReadThrough {
             self.upstream.config.clone(),
             manifest.clone(),
         );
+        let overrides = self.quota.get().copied().unwrap_or_default();
         let blob = manifest.blob;
         let planned = tokio::task::spawn_blocking(move || {
-            crate::quota::room::make_room(&store, &config, &manifest)
+            crate::quota::room::make_room(&store, &config, overrides, &manifest)
         })
         .await;
         match planned {
@@ -214,6 +218,11 @@ impl ReadThrough {
             }
             Err(_) => Ok(()),
         }
+    }
+
+    /// `edge run`'s flags overriding `max_store` and `min_free` (issue 13).
+    pub fn set_quota(&self, overrides: crate::quota::QuotaOverrides) {
+        let _ = self.quota.set(overrides);
     }
 
     /// Whether the origin answers (a cached connection counts).
