@@ -38,6 +38,9 @@
 //!     [`classroom::i18n`]: their labels in four languages.
 //!   - [`classroom::error`]: store and I/O failures, answered 500 with their
 //!     cause logged.
+//! - [`quota`]: the disk quota (`max_store`, `min_free`), the plan before a
+//!   pass, eviction of cached blobs least recently opened first, and the
+//!   edge's garbage collection (issue 13).
 //! - [`status`]: what the edge holds and how its last sync went.
 //! - [`metrics`]: Prometheus counters and gauges for `/metrics`.
 //! - [`run`]: `edge run` — the sync loop (on a timer, within the windows, or
@@ -48,6 +51,7 @@
 pub mod classroom;
 pub mod config;
 pub mod metrics;
+pub mod quota;
 pub mod run;
 pub mod status;
 pub mod sync;

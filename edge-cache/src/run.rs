@@ -54,6 +54,8 @@ pub struct RunOptions {
     pub windows: Vec<Window>,
     /// Overrides `transport` in `edge.toml`.
     pub transport: Option<Transport>,
+    /// Override `max_store` and `min_free` in `edge.toml` (issue 13).
+    pub quota: crate::quota::QuotaOverrides,
 }
 
 impl RunOptions {
@@ -63,6 +65,7 @@ impl RunOptions {
             max_rate: None,
             windows: Vec::new(),
             transport: None,
+            quota: Default::default(),
         }
     }
 }
@@ -86,6 +89,7 @@ pub async fn run(
     live.set_plan(max_rate, windows.clone());
     let metrics = Arc::new(Metrics::default());
     let state = Arc::new(Classroom::new(dir, store, live.clone(), metrics.clone())?);
+    state.read_through.set_quota(options.quota);
     let requests = tokio::spawn(watch_requests(
         dir.join(SYNC_NOW_FILE),
         live.clone(),
@@ -101,6 +105,7 @@ pub async fn run(
             schedule: Schedule::new(windows),
             transport: options.transport,
             engine,
+            quota: options.quota,
         },
         live,
         metrics,
@@ -135,6 +140,7 @@ struct Plan {
     schedule: Schedule,
     transport: Option<Transport>,
     engine: Engine,
+    quota: crate::quota::QuotaOverrides,
 }
 
 /// Runs sync passes as [`Plan`] says; logs each outcome and keeps `live`
@@ -167,6 +173,7 @@ async fn sync_task(
             stop: CancellationToken::new(),
             transport_memory: live.transport.clone(),
             engine: Some(plan.engine.clone()),
+            quota: plan.quota,
         };
         live.set_syncing(true);
         let pass = crate::sync::sync_once(&dir, &live.progress, &options);

@@ -226,6 +226,15 @@ pub struct EdgeInitArgs {
     /// connect, e.g. where the carrier blocks UDP.
     #[arg(long, value_name = "URL")]
     pub fallback: Option<String>,
+
+    /// Issue 13: the most the store may hold, a size (40GB, 500MB) or a share of the disk
+    /// holding the data folder (80%); overrides max_store in edge.toml.
+    #[arg(long, value_name = "SIZE|PERCENT")]
+    pub max_store: Option<edge_cache::quota::limits::StoreLimit>,
+
+    /// Issue 13: bytes to leave free on the disk (default 2GB); overrides min_free in edge.toml.
+    #[arg(long, value_name = "SIZE")]
+    pub min_free: Option<edge_cache::quota::limits::Size>,
 }
 
 #[derive(Debug, Args)]
@@ -248,6 +257,15 @@ pub struct EdgeSyncArgs {
     /// Overrides transport in edge.toml.
     #[arg(long, value_name = "auto|quic|http")]
     pub transport: Option<Transport>,
+
+    /// Issue 13: the most the store may hold, a size (40GB, 500MB) or a share of the disk
+    /// holding the data folder (80%); overrides max_store in edge.toml.
+    #[arg(long, value_name = "SIZE|PERCENT")]
+    pub max_store: Option<edge_cache::quota::limits::StoreLimit>,
+
+    /// Issue 13: bytes to leave free on the disk (default 2GB); overrides min_free in edge.toml.
+    #[arg(long, value_name = "SIZE")]
+    pub min_free: Option<edge_cache::quota::limits::Size>,
 }
 
 #[derive(Debug, Args)]
@@ -286,6 +304,15 @@ pub struct EdgeRunArgs {
     /// 10 minutes); quic or http: only that. Overrides transport in edge.toml.
     #[arg(long, value_name = "auto|quic|http")]
     pub transport: Option<Transport>,
+
+    /// Issue 13: the most the store may hold, a size (40GB, 500MB) or a share of the disk
+    /// holding the data folder (80%); overrides max_store in edge.toml.
+    #[arg(long, value_name = "SIZE|PERCENT")]
+    pub max_store: Option<edge_cache::quota::limits::StoreLimit>,
+
+    /// Issue 13: bytes to leave free on the disk (default 2GB); overrides min_free in edge.toml.
+    #[arg(long, value_name = "SIZE")]
+    pub min_free: Option<edge_cache::quota::limits::Size>,
 }
 
 #[derive(Debug, Args)]

@@ -200,6 +200,16 @@ impl Store {
         self.root.join("collect.lock")
     }
 
+    /// `collect.lock`, held shared: what adds blobs (a batch commit, a
+    /// partial blob finished, a file adopted) holds it until the blob is
+    /// recorded, so a collection never deletes a blob just put in place.
+    pub(crate) fn collect_lock_shared(&self) -> Result<std::fs::File, StoreError> {
+        let file = self.collect_lock()?;
+        file.lock_shared()
+            .map_err(|cause| StoreError::io("locking", &self.collect_lock_path(), cause))?;
+        Ok(file)
+    }
+
     /// The file whose lock collections hold exclusively and publishes shared.
     pub(crate) fn collect_lock(&self) -> Result<std::fs::File, StoreError> {
         let path = self.collect_lock_path();
@@ -314,6 +324,8 @@ impl Store {
         let mut doomed = txn.open_table(DOOMED).map_err(StoreError::index)?;
         let mut blobs = txn.open_table(BLOBS).map_err(StoreError::index)?;
         let mut identities = txn.open_table(IDENTITIES).map_err(StoreError::index)?;
+        let gone: Vec<Hash> = condemned.blobs.keys().copied().collect();
+        super::opened::forget(txn, &gone)?;
         for blob in condemned.blobs.keys() {
             blobs.remove(blob.as_bytes()).map_err(StoreError::index)?;
             identities

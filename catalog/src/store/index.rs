@@ -34,6 +34,10 @@ pub(crate) const CATALOGS: TableDefinition<u64, &[u8]> = TableDefinition::new("c
 /// blob hash → what kind of file (see `collect::Doomed`): files a collection
 /// took out of the index and still has to delete (issue 13).
 pub(crate) const DOOMED: TableDefinition<&[u8; 32], u8> = TableDefinition::new("doomed");
+/// blob hash → when it was last opened (served by the classroom) or, never
+/// opened, added: unix seconds. The edge evicts least-recently-opened
+/// cached blobs first (issue 13, see `opened`).
+pub(crate) const OPENED: TableDefinition<&[u8; 32], u64> = TableDefinition::new("blob_opened");
 /// name → value: `catalog` holds the signed catalog in force.
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
@@ -50,6 +54,7 @@ pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(QUARANTINE).map_err(StoreError::index)?;
     txn.open_table(CATALOGS).map_err(StoreError::index)?;
     txn.open_table(DOOMED).map_err(StoreError::index)?;
+    txn.open_table(OPENED).map_err(StoreError::index)?;
     Ok(())
 }
 

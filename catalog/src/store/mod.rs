@@ -23,6 +23,7 @@
 //! - [`integrity`]: file identities checked before serving.
 //! - [`collect`]: garbage collection: removing what the kept catalogs no longer reach.
 //! - [`pack`]: chunk packs: superseded versions kept as the chunks they alone hold.
+//! - [`opened`]: when each blob was last opened, for the edge's eviction order (issue 13).
 //! - [`quarantine`]: taking a blob found bad or gone out of service, and finishing that after a crash.
 
 mod batch;
@@ -32,6 +33,7 @@ mod import;
 mod index;
 mod integrity;
 mod pack;
+mod opened;
 mod partial;
 mod quarantine;
 mod scrub;
@@ -48,6 +50,7 @@ pub use error::{StoreError, remedy};
 pub use import::{ImportMode, Imported};
 pub use integrity::{FileIdentity, OpenedBlob};
 pub use pack::{MAX_PACK_BYTES, PACK_MEDIA_TYPE, Pack};
+pub use opened::HeldBlob;
 pub use partial::{PartialBlob, VerifiedChunk};
 pub use quarantine::{QuarantineReason, QuarantineRecord};
 pub use scrub::{ScrubProblem, ScrubReport};

@@ -116,6 +116,9 @@ impl Store {
         &self,
         partials: Vec<PartialBlob<'_>>,
     ) -> Result<Vec<Result<Hash, StoreError>>, StoreError> {
+        // A collection (issue 13) must not delete a blob between its move
+        // into `blobs/` and its record: held shared until both are done.
+        let _collect_lock = self.collect_lock_shared()?;
         let mut results = Vec::with_capacity(partials.len());
         let mut finished = Vec::new();
         for partial in partials {
@@ -144,6 +147,7 @@ impl Store {
         manifest: &FileManifest,
     ) -> Result<Hash, StoreError> {
         let blob = manifest.blob;
+        let _collect_lock = self.collect_lock_shared()?;
         // Held with its file in place, that is: a blob whose file is gone or
         // bad is quarantined by the check and taken from `staging` instead.
         if self.check_held(&blob)? {
@@ -195,7 +199,8 @@ impl Store {
                     .remove(done.blob.as_bytes())
                     .map_err(StoreError::index)?;
             }
-            Ok(())
+            let added: Vec<Hash> = finished.iter().map(|done| done.blob).collect();
+            super::opened::record_added(txn, &added)
         })?;
         for blob in &repaired {
             self.drop_quarantined_copy(blob);

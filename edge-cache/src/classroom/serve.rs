@@ -109,21 +109,27 @@ pub(crate) async fn open_blob(
     blob: &Hash,
 ) -> Result<Option<(Arc<std::fs::File>, u64)>, ReadError> {
     let failed = ReadError::open_blob(*blob);
+    // Issue 13: an open blob is never evicted, and opens set the eviction order.
+    let opened = |file: std::fs::File| {
+        let file = Arc::new(file);
+        crate::quota::readers::opened(store, *blob, &file);
+        file
+    };
     match store.open_blob(blob).map_err(failed)? {
-        OpenedBlob::Verified { file, len } => return Ok(Some((Arc::new(file), len))),
+        OpenedBlob::Verified { file, len } => return Ok(Some((opened(file), len))),
         OpenedBlob::NotHeld => return Ok(None),
         OpenedBlob::Changed => {}
     }
-    let (store, blob) = (store.clone(), *blob);
+    let (for_check, blob) = (store.clone(), *blob);
     let rechecked = read(move || {
-        store
+        for_check
             .recheck_blob(&blob)
             .map_err(ReadError::open_blob(blob))
     })
     .await?;
     Ok(rechecked.map(|(file, len)| {
         info!(blob = %blob, "a blob's file changed but its bytes are right; serving it");
-        (Arc::new(file), len)
+        (opened(file), len)
     }))
 }
 
@@ -292,6 +298,10 @@ async fn serve_read_through(
         return response
             .body(Body::empty())
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    }
+    // Issue 13: room is made first; a file that cannot fit is a 507.
+    if let Err(full) = state.read_through.make_room(&manifest).await {
+        return (StatusCode::INSUFFICIENT_STORAGE, format!("{full}\n")).into_response();
     }
     let fetch = match state.read_through.start(manifest_hash, manifest) {
         Ok(fetch) => fetch,

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use catalog::PublicKey;
 use serde::{Deserialize, Serialize};
 
+use crate::quota::limits::{Size, StoreLimit};
 use crate::sync::client::Transport;
 use crate::sync::fallback::FallbackUrl;
 use crate::sync::schedule::Window;
@@ -54,6 +55,15 @@ pub struct EdgeConfig {
     /// `auto` (QUIC, else the fallback), `quic` or `http` (only the fallback).
     #[serde(default, skip_serializing_if = "is_auto")]
     pub transport: Transport,
+    /// The most the store may hold (issue 13): a size (`"40GB"`) or a share
+    /// of the filesystem holding the data folder (`"80%"`); none means only
+    /// `min_free` limits. `--max-store` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_store: Option<StoreLimit>,
+    /// Bytes a pass leaves free on the filesystem (issue 13), default 2GB.
+    /// `--min-free` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_free: Option<Size>,
     /// Last: written as a table when it lists courses.
     pub subscribe: Subscription,
 }

@@ -10,8 +10,35 @@ fn sample() -> EdgeConfig {
         windows: Vec::new(),
         fallback: Some(FallbackUrl::parse("https://127.0.0.1:8443").expect("url")),
         transport: Transport::Auto,
+        max_store: Some("40GB".parse().expect("size")),
+        min_free: None,
         subscribe: Subscription::Courses(vec!["grade3-math".into()]),
     }
+}
+
+/// Issue 13: `max_store` and `min_free` are read at load; a bad value is
+/// refused with its line and what to write.
+#[test]
+fn issue_13_quota_fields_are_checked_at_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    sample().create(dir.path()).expect("create");
+    let path = config_path(dir.path());
+    let text = std::fs::read_to_string(&path).expect("read");
+    assert!(text.contains("max_store = \"40GB\""), "{text}");
+    let shared = text.replace(
+        "max_store = \"40GB\"",
+        "max_store = \"80%\"\nmin_free = \"5GiB\"",
+    );
+    let config = EdgeConfig::from_toml(&path, &shared).expect("80% and 5GiB parse");
+    assert_eq!(
+        config.max_store,
+        Some(crate::quota::limits::StoreLimit::Share(80.0))
+    );
+    assert_eq!(config.min_free, Some(crate::quota::limits::Size(5 << 30)));
+    let bad = text.replace("max_store = \"40GB\"", "max_store = \"40 gigs\"");
+    let err = EdgeConfig::from_toml(&path, &bad).expect_err("a bad size is refused");
+    let chain = crate::sync::error_chain(&err);
+    assert!(chain.contains("line 6") && chain.contains("GiB"), "{chain}");
 }
 
 #[test]

@@ -56,6 +56,7 @@ use metadata::fetch_metadata;
 use plan::{PlanError, file_jobs, todo_jobs};
 
 use crate::config::{self, EdgeConfig};
+use crate::quota;
 use crate::sync::client::{ClientError, SinceAsk, Transport};
 use crate::sync::throttle::{Rate, TokenBucket};
 
@@ -116,6 +117,10 @@ pub struct SyncReport {
     /// The catalog in force has expired (issue 13): the warning to show.
     #[serde(default)]
     pub expired: Option<String>,
+    /// The quota's plan, what it evicted, what did not fit, and the
+    /// collection after the pass (issue 13).
+    #[serde(default)]
+    pub quota: Option<crate::quota::QuotaReport>,
 }
 
 /// How a sync pass runs, beyond what `edge.toml` says.
@@ -134,6 +139,8 @@ pub struct SyncOptions {
     /// The edge's download engine, shared with read-through (`edge run`);
     /// a pass without one starts its own.
     pub engine: Option<Engine>,
+    /// `--max-store` and `--min-free`; override `edge.toml` (issue 13).
+    pub quota: crate::quota::QuotaOverrides,
 }
 
 /// Why a sync pass stopped.
@@ -149,6 +156,8 @@ pub enum SyncError {
     Plan(#[from] PlanError),
     #[error(transparent)]
     Engine(#[from] engine::EngineStopped),
+    #[error(transparent)]
+    Quota(#[from] crate::quota::QuotaError),
     #[error("refused {which}; nothing was stored")]
     BadCatalog {
         /// Which catalog: the one the origin offered, or the one held locally.
@@ -185,6 +194,13 @@ pub enum SyncError {
     Lock {
         path: std::path::PathBuf,
         cause: std::io::Error,
+    },
+    #[error(
+        "the disk holding the edge's data folder {dir} is full ({detail}); free some space on it, or lower max_store or raise min_free in edge.toml so the edge leaves room for other programs; what was stored is kept and the next pass resumes where this one stopped"
+    )]
+    DiskFull {
+        dir: std::path::PathBuf,
+        detail: String,
     },
     #[error("gave up after {attempts} attempts to reach the origin")]
     Unreachable {
@@ -230,6 +246,7 @@ pub async fn sync_once(
         ..SyncReport::default()
     };
     let result = run(&config, &store, progress, options, &mut report).await;
+    let result = quota::disk_full(dir, result, &report);
     report.finished_at = server::origin::now_secs();
     if let Err(err) = &result {
         report.error = Some(error_chain(err));
@@ -321,7 +338,25 @@ async fn run(
     let jobs = file_jobs(&catalog, subscribed, &**store)?;
     let all_blobs: Vec<Hash> = jobs.iter().map(|job| job.manifest.blob).collect();
     let missing = missing_blobs(store, &all_blobs).await?;
-    let todo = todo_jobs(jobs, &missing.blobs, previous);
+    let pinned = quota::pinned(&jobs, &config.subscribe);
+    let mut todo = todo_jobs(jobs, &missing.blobs, previous);
+    // The plan before fetching (issue 13): evict cached files to make room,
+    // or fetch in priority order what fits.
+    let limits = quota::Limits::of(config, options.quota);
+    let mut quota_report = report.quota.take().unwrap_or_default();
+    let fetch =
+        quota::before_fetch(store, &catalog, limits, pinned, &todo, &mut quota_report).await?;
+    report.quota = Some(quota_report.clone());
+    todo.retain(|job| fetch.contains(&job.manifest.blob));
+    for job in &mut todo {
+        if job
+            .previous
+            .as_ref()
+            .is_some_and(|old| !matches!(store.has_blob(&old.blob), Ok(true)))
+        {
+            job.previous = None;
+        }
+    }
     progress.set_length(todo.iter().map(|job| job.manifest.size).sum());
     progress.set_message(format!("{} file(s)", todo.len()));
     let engine = match &options.engine {
@@ -353,6 +388,8 @@ async fn run(
         );
     }
     report.complete = report.files_missing == 0 && failed_blobs.is_empty();
+    quota::after_pass(store, &catalog, &mut quota_report).await?;
+    report.quota = Some(quota_report);
     if report.stopped_at_window_end {
         info!(
             missing = report.files_missing,

@@ -40,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::EdgeConfig;
 use crate::lock;
 use crate::metrics::Metrics;
+use crate::quota::room::NoRoom;
 use crate::status::Live;
 use crate::sync::client::{Cause, Client, timed_out};
 use crate::sync::engine::{Engine, JobError, JobState, Lane, Outcome, Priority};
@@ -68,6 +69,10 @@ pub enum Unavailable {
 /// Read-through for one edge.
 pub struct ReadThrough {
     upstream: Arc<Upstream>,
+    /// The store, for the quota's room (issue 13).
+    store: Arc<Store>,
+    /// `edge run`'s `--max-store` and `--min-free`, set once at start.
+    quota: std::sync::OnceLock<crate::quota::QuotaOverrides>,
     engine: Engine,
     lane: Arc<Lane>,
     metrics: Arc<Metrics>,
@@ -134,6 +139,8 @@ impl ReadThrough {
         );
         Ok(ReadThrough {
             upstream,
+            store: store.clone(),
+            quota: std::sync::OnceLock::new(),
             engine: Engine::start(store),
             lane,
             metrics,
@@ -184,6 +191,38 @@ impl ReadThrough {
         fetches.insert(blob, fetch.clone());
         self.metrics.cache_misses.inc();
         Ok(fetch)
+    }
+
+    /// Makes room for a file about to be read through (issue 13): cached
+    /// files are evicted least recently opened first if needed; a file that
+    /// cannot fit at all is refused with [`NoRoom`] rather than filling the
+    /// disk. A failure to plan is logged and the file fetched anyway (the
+    /// disk itself still refuses to overfill).
+    pub async fn make_room(&self, manifest: &FileManifest) -> Result<(), NoRoom> {
+        let (store, config, manifest) = (
+            self.store.clone(),
+            self.upstream.config.clone(),
+            manifest.clone(),
+        );
+        let overrides = self.quota.get().copied().unwrap_or_default();
+        let blob = manifest.blob;
+        let planned = tokio::task::spawn_blocking(move || {
+            crate::quota::room::make_room(&store, &config, overrides, &manifest)
+        })
+        .await;
+        match planned {
+            Ok(Ok(room)) => room,
+            Ok(Err(err)) => {
+                tracing::warn!(%blob, error = %crate::sync::error_chain(&err), "could not plan room for a read-through file");
+                Ok(())
+            }
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// `edge run`'s flags overriding `max_store` and `min_free` (issue 13).
+    pub fn set_quota(&self, overrides: crate::quota::QuotaOverrides) {
+        let _ = self.quota.set(overrides);
     }
 
     /// Whether the origin answers (a cached connection counts).

@@ -177,6 +177,8 @@ fn set_up_edge(
             .map(edge_cache::sync::fallback::FallbackUrl::parse)
             .transpose()?,
         transport: Default::default(),
+        max_store: None,
+        min_free: None,
         subscribe: Subscription::All,
     }
     .create(edge_dir)?;

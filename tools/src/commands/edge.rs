@@ -29,6 +29,8 @@ pub fn init(args: &EdgeInitArgs) -> anyhow::Result<ExitCode> {
             .transpose()
             .context("checking --fallback")?,
         transport: Default::default(),
+        max_store: args.max_store,
+        min_free: args.min_free,
         subscribe: Subscription::parse(&args.subscribe)?,
     };
     config
@@ -60,6 +62,10 @@ pub fn sync(args: &EdgeSyncArgs) -> anyhow::Result<ExitCode> {
     let options = edge_cache::SyncOptions {
         max_rate: args.max_rate,
         transport: args.transport,
+        quota: edge_cache::quota::QuotaOverrides {
+            max_store: args.max_store,
+            min_free: args.min_free,
+        },
         ..Default::default()
     };
     let result = runtime.block_on(edge_cache::sync_once(&args.data, &bar, &options));
@@ -105,6 +111,11 @@ pub fn sync(args: &EdgeSyncArgs) -> anyhow::Result<ExitCode> {
         }
         for failure in &report.failures {
             outln!("FAILED {failure}")?;
+        }
+        if let Some(quota) = &report.quota {
+            for line in quota_lines(quota) {
+                outln!("{line}")?;
+            }
         }
     }
     Ok(if report.complete {
@@ -189,7 +200,52 @@ pub fn status(args: &EdgeStatusArgs) -> anyhow::Result<ExitCode> {
     if let Some(line) = status.last_sync.as_ref().and_then(transport_line) {
         outln!("{line}")?;
     }
+    if let Some(quota) = status.last_sync.as_ref().and_then(|s| s.quota.as_ref()) {
+        for line in quota_lines(quota) {
+            outln!("{line}")?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The quota's lines (issue 13): the store against its limit, what was
+/// evicted and collected, and what did not fit.
+fn quota_lines(quota: &edge_cache::quota::QuotaReport) -> Vec<String> {
+    let mut lines = vec![format!(
+        "store: {} used{}, {} kept free on the disk",
+        format::bytes(if quota.used_after > 0 {
+            quota.used_after
+        } else {
+            quota.used_before
+        }),
+        quota
+            .max_store
+            .map(|max| format!(" of {} (max_store)", format::bytes(max)))
+            .unwrap_or_default(),
+        format::bytes(quota.min_free)
+    )];
+    if quota.evicted_files > 0 {
+        lines.push(format!(
+            "evicted: {} cached file(s), {}, least recently opened first, to make room for {}",
+            quota.evicted_files,
+            format::bytes(quota.evicted_bytes),
+            format::bytes(quota.need)
+        ));
+    }
+    if let Some(gc) = &quota.collection
+        && (gc.blobs > 0 || gc.objects > 0 || gc.partials > 0)
+    {
+        lines.push(format!(
+            "collected: {} file(s) ({}), {} metadata object(s), {} partial file(s) in {} ms",
+            gc.blobs,
+            format::bytes(gc.blob_bytes),
+            gc.objects,
+            gc.partials,
+            gc.millis
+        ));
+    }
+    lines.extend(quota.shortfall());
+    lines
 }
 
 /// What carried a sync pass, and why it was the fallback if it was.
@@ -218,6 +274,10 @@ pub fn run(args: &EdgeRunArgs) -> anyhow::Result<ExitCode> {
             max_rate: args.max_rate,
             windows: args.windows.clone(),
             transport: args.transport,
+            quota: edge_cache::quota::QuotaOverrides {
+                max_store: args.max_store,
+                min_free: args.min_free,
+            },
         };
         edge_cache::run::run(&args.data, listener, options, shutdown).await?;
         anyhow::Ok(())

@@ -79,7 +79,14 @@ pub(crate) async fn status_page(State(state): State<Arc<Classroom>>, reader: Rea
                     div #next-window { (s.next_window) " " (opens) }
                 }
             } }
-            tr { th { (s.bytes_held) } td #bytes-held { (format::bytes(status.bytes_held)) } }
+            tr { th { (s.bytes_held) } td #bytes-held {
+                (format::bytes(status.bytes_held))
+                // Issue 13: the quota, and what did not fit.
+                @if let Some(quota) = status.last_sync.as_ref().and_then(|r| r.quota.as_ref()) {
+                    @if let Some(max) = quota.max_store { " / " span #max-store { (format::bytes(max)) } " (max_store)" }
+                    @if let Some(line) = quota.shortfall() { div.notice #quota-shortfall { (line) } }
+                }
+            } }
             tr { th { (s.disk_free) } td #disk-free {
                 @match (status.disk_free, status.disk_total) {
                     (Some(free), Some(total)) => { (format::bytes(free)) " / " (format::bytes(total)) },
