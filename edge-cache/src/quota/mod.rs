@@ -346,7 +346,9 @@ pub async fn after_pass(
 const NEARLY_FULL: u64 = 1 << 20;
 
 /// Whether a message says a disk is full (an `ENOSPC` anywhere in it).
-fn says_disk_full(text: &str) -> bool {
+/// Whether an error's text says the disk is full (a store error's remedy,
+/// or the operating system's words).
+pub(crate) fn says_disk_full(text: &str) -> bool {
     text.contains("disk holding it is full") || text.contains("No space left on device")
 }
 

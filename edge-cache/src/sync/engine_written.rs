@@ -2,6 +2,7 @@
 //! chunks written or refused, files finished), and files that fail.
 
 use super::*;
+use crate::quota::says_disk_full;
 
 impl Actor {
     /// What the writer did since it last said. Files' progress is told
@@ -20,6 +21,7 @@ impl Actor {
                     self.tell_arrived(&mut arrived).await;
                     match result {
                         Ok(opened) => self.opened(blob, opened).await,
+                        Err(why) if says_disk_full(&why) => self.disk_full(&why).await,
                         Err(why) => self.fail(blob, JobError::Failed(why.into())).await,
                     }
                 }
@@ -28,11 +30,19 @@ impl Actor {
                     let Some(job) = self.remove_job(&blob) else {
                         continue;
                     };
+                    let full = result
+                        .as_ref()
+                        .err()
+                        .filter(|why| says_disk_full(why))
+                        .cloned();
                     let outcome = match result {
                         Ok(()) => Outcome::Done { assembled: true },
                         Err(why) => Outcome::Failed(JobError::Failed(why.into())),
                     };
                     job.publish(|state| state.outcome = Some(outcome));
+                    if let Some(why) = full {
+                        self.disk_full(&why).await;
+                    }
                 }
             }
         }
@@ -87,6 +97,9 @@ impl Actor {
         }
         self.tries.remove(&hash);
         for (blob, why) in failed {
+            if says_disk_full(&why) {
+                return self.disk_full(&why).await;
+            }
             self.fail(blob, JobError::Failed(why.into())).await;
         }
         for blob in written {
@@ -261,6 +274,22 @@ impl Actor {
             .is_err()
         {
             self.fail(blob, JobError::Failed("the file writer stopped".into()))
+                .await;
+        }
+    }
+
+    /// The disk filled up (issue 13): nothing more can be written, so every
+    /// file being fetched fails now, with why, rather than each chunk in turn
+    /// (and a later chunk whose delta base never reached the disk being
+    /// taken for a bad one). What was recorded stays; the next pass resumes.
+    async fn disk_full(&mut self, why: &str) {
+        warn!(
+            cause = why,
+            "the disk is full: stopping every file being fetched"
+        );
+        let blobs: Vec<Hash> = self.jobs.keys().copied().collect();
+        for blob in blobs {
+            self.fail(blob, JobError::Failed(why.to_owned().into()))
                 .await;
         }
     }

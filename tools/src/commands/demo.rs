@@ -178,7 +178,9 @@ fn set_up_edge(
             .transpose()?,
         transport: Default::default(),
         max_store: None,
-        min_free: None,
+        // The demo's course is small; a laptop short of the default 2 GB
+        // free should still show it.
+        min_free: Some(edge_cache::quota::limits::Size(256 * 1000 * 1000)),
         subscribe: Subscription::All,
     }
     .create(edge_dir)?;
