@@ -47,7 +47,7 @@ pub use import::{ImportMode, Imported};
 pub use integrity::{FileIdentity, OpenedBlob};
 pub use partial::{PartialBlob, VerifiedChunk};
 pub use quarantine::{QuarantineReason, QuarantineRecord};
-pub use scrub::{ScrubProblem, ScrubReport};
+pub use scrub::{BlobCheck, ScrubProblem, ScrubReport};
 
 use crate::hash::Hash;
 use crate::object::{FileManifest, Object};
