@@ -39,6 +39,8 @@
 //!   - [`classroom::error`]: store and I/O failures, answered 500 with their
 //!     cause logged.
 //! - [`status`]: what the edge holds and how its last sync went.
+//! - [`scrub`]: the background scrub — held blobs re-hashed at a paced rate
+//!   inside the sync windows, a bad one quarantined and fetched again.
 //! - [`metrics`]: Prometheus counters and gauges for `/metrics`.
 //! - [`run`]: `edge run` — the sync loop (on a timer, within the windows, or
 //!   now when asked) and the classroom server together.
@@ -49,6 +51,7 @@ pub mod classroom;
 pub mod config;
 pub mod metrics;
 pub mod run;
+pub mod scrub;
 pub mod status;
 pub mod sync;
 

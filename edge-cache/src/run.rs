@@ -16,6 +16,8 @@
 //!   not stopped at a window's end. Asked during a pass, the next pass starts
 //!   right after it.
 //! - The bandwidth cap applies to every pass, asked for or not.
+//! - Beside the loop, the background scrub ([`crate::scrub`]) re-hashes held
+//!   blobs at `scrub_rate`, inside the same windows, paused during a pass.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -75,6 +77,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), SyncError> {
     let config = EdgeConfig::load(dir)?;
+    let (scrub_rate, scrub_every) = crate::scrub::settings(&config);
     let max_rate = options.max_rate.or(config.max_rate);
     let windows = if options.windows.is_empty() {
         config.windows
@@ -85,7 +88,23 @@ pub async fn run(
     let live = Arc::new(Live::default());
     live.set_plan(max_rate, windows.clone());
     let metrics = Arc::new(Metrics::default());
-    let state = Arc::new(Classroom::new(dir, store, live.clone(), metrics.clone())?);
+    let state = Arc::new(Classroom::new(
+        dir,
+        store.clone(),
+        live.clone(),
+        metrics.clone(),
+    )?);
+    // The background scrub (issue 13): paced, inside the same windows.
+    let scrubbing = tokio::spawn(crate::scrub::scrub_task(
+        store,
+        crate::scrub::ScrubPlan {
+            rate: scrub_rate,
+            every: scrub_every,
+            schedule: Schedule::new(windows.clone()),
+        },
+        live.clone(),
+        shutdown.clone(),
+    ));
     let requests = tokio::spawn(watch_requests(
         dir.join(SYNC_NOW_FILE),
         live.clone(),
@@ -119,6 +138,7 @@ pub async fn run(
     shutdown.cancel();
     let _ = syncing.await;
     let _ = requests.await;
+    let _ = scrubbing.await;
     Ok(())
 }
 

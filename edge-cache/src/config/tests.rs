@@ -10,6 +10,8 @@ fn sample() -> EdgeConfig {
         windows: Vec::new(),
         fallback: Some(FallbackUrl::parse("https://127.0.0.1:8443").expect("url")),
         transport: Transport::Auto,
+        scrub_rate: None,
+        scrub_every: None,
         subscribe: Subscription::Courses(vec!["grade3-math".into()]),
     }
 }

@@ -177,6 +177,8 @@ fn set_up_edge(
             .map(edge_cache::sync::fallback::FallbackUrl::parse)
             .transpose()?,
         transport: Default::default(),
+        scrub_rate: None,
+        scrub_every: None,
         subscribe: Subscription::All,
     }
     .create(edge_dir)?;

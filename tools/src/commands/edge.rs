@@ -29,6 +29,8 @@ pub fn init(args: &EdgeInitArgs) -> anyhow::Result<ExitCode> {
             .transpose()
             .context("checking --fallback")?,
         transport: Default::default(),
+        scrub_rate: None,
+        scrub_every: None,
         subscribe: Subscription::parse(&args.subscribe)?,
     };
     config
