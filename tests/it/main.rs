@@ -22,6 +22,7 @@ mod publish;
 mod readthrough;
 mod roundtrips;
 mod schedule;
+mod scrub;
 mod sync;
 mod sync_refusals;
 mod webdriver_selftest;

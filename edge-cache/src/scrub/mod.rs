@@ -24,6 +24,7 @@
 //! blobs (their chunks are verified as they arrive).
 
 pub mod pace;
+pub mod page;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -282,6 +283,11 @@ fn background_batch(
     if state.cycle_started_at.is_none() {
         if let Some(wait) = state.cycle_due(plan.every, now) {
             return Ok(wait.min(RECHECK));
+        }
+        // Nothing held yet (a new edge before its first pass): a cycle of
+        // nothing would put off the first real one by `scrub_every`.
+        if store.held_blobs_after(None, 1)?.is_empty() {
+            return Ok(RECHECK);
         }
         info!(rate = %plan.rate, "scrub: a new cycle starts");
         state.cycle_started_at = Some(now);

@@ -147,3 +147,13 @@ fn issue_13_scrub_all_is_paced_to_its_rate() {
         "no background cycle counted"
     );
 }
+
+/// Issue 13: an edge holding nothing yet does not spend a cycle on nothing.
+#[test]
+fn issue_13_no_cycle_starts_before_anything_is_held() {
+    let (_dir, store, _) = store_with(0, 0);
+    let never = || false;
+    let wait = background_batch(&store, &plan(1 << 20), &Live::default(), &never).expect("batch");
+    assert_eq!(wait, RECHECK);
+    assert_eq!(load(&store).expect("state"), ScrubState::default());
+}

@@ -76,6 +76,7 @@ pub(crate) async fn status_page(State(state): State<Arc<Classroom>>, reader: Rea
                 }
             } }
             tr { th { (s.bytes_held) } td #bytes-held { (format::bytes(status.bytes_held)) } }
+            (crate::scrub::page::row(lang, status.scrub.as_ref(), status.bytes_held))
             tr { th { (s.disk_free) } td #disk-free {
                 @match (status.disk_free, status.disk_total) {
                     (Some(free), Some(total)) => { (format::bytes(free)) " / " (format::bytes(total)) },
