@@ -120,7 +120,7 @@ pub enum ScrubError {
     Store {
         path: PathBuf,
         #[source]
-        cause: StoreError,
+        cause: Box<StoreError>,
     },
     #[error("the scrub's worker thread stopped")]
     Worker(#[source] tokio::task::JoinError),
@@ -130,7 +130,7 @@ impl ScrubError {
     fn store(store: &Store) -> impl FnOnce(StoreError) -> ScrubError + '_ {
         move |cause| ScrubError::Store {
             path: store.root().to_owned(),
-            cause,
+            cause: Box::new(cause),
         }
     }
 }
