@@ -89,7 +89,8 @@ fn issue_13_the_background_scrub_quarantines_a_silent_corruption_and_the_next_pa
     let edge = TestEdge::init(&origin, &served, relay.addr, &token, "all");
     let first = edge.sync_ok();
     assert_eq!(first["files_held"], 3, "{first:#}");
-    // Fast, and a new cycle every 4 s, so the second finds the damage.
+    // Fast, and a new cycle every 4 s (the first 4 s after the start), so
+    // the second finds the damage.
     configure(&edge, "scrub_rate = \"50MB\"\nscrub_every = \"4s\"\n");
     let web = edge.run();
     let total = (2 * SIZE + 31) as u64;
@@ -125,6 +126,7 @@ fn issue_13_the_background_scrub_quarantines_a_silent_corruption_and_the_next_pa
     let finding = &scrub["findings"][0];
     assert_eq!(finding["blob"], hash.as_str(), "{scrub:#}");
     assert_eq!(finding["quarantined"], true, "{scrub:#}");
+    let found_at = finding["at"].as_u64().expect("when found");
     let problem = finding["problem"].as_str().expect("problem text");
     assert!(problem.contains("hashes to"), "{problem}");
     assert!(
@@ -170,8 +172,10 @@ fn issue_13_the_background_scrub_quarantines_a_silent_corruption_and_the_next_pa
     shanlu_tests::run_ok(&["edge", "sync-now", "--data", &edge.data_str()]);
     assert!(
         wait_until(Duration::from_secs(90), || {
-            std::fs::read(&blob).is_ok_and(|now| now == *bytes)
-                && web.json("/api/v1/status")["last_sync"]["complete"] == true
+            let last_sync = &web.json("/api/v1/status")["last_sync"];
+            last_sync["complete"] == true
+                && last_sync["finished_at"].as_u64() >= Some(found_at)
+                && web.get(&format!("/files/{hash}"), "").0 == 200
         }),
         "not fetched again: {:#}",
         web.json("/api/v1/status")
@@ -179,6 +183,7 @@ fn issue_13_the_background_scrub_quarantines_a_silent_corruption_and_the_next_pa
     let (status, _, body) = web.get(&format!("/files/{hash}"), "");
     assert_eq!(status, 200);
     assert!(body == *bytes, "served byte-identical after the repair");
+    assert!(std::fs::read(&blob).expect("back in blobs/") == *bytes);
     drop(web);
 
     let verify = shanlu_tests::run(&["verify", &edge.data_str()]);
@@ -264,7 +269,8 @@ fn issue_13_outside_the_sync_windows_the_background_scrub_checks_nothing() {
     let token = origin.add_edge("night-scrub");
     let edge = TestEdge::init(&origin, &served, served.quic, &token, "all");
     edge.sync_ok();
-    configure(&edge, "scrub_rate = \"50MB\"\n");
+    // Due every second once the first `edge run` has started the clock.
+    configure(&edge, "scrub_rate = \"50MB\"\nscrub_every = \"1s\"\n");
     let blob = edge.blob_path(&files[0].2);
     corrupt_in_place(&blob);
 
@@ -278,7 +284,8 @@ fn issue_13_outside_the_sync_windows_the_background_scrub_checks_nothing() {
     let at = |m: u64| format!("{:02}:{:02}", (m % 1440) / 60, m % 60);
     let window = format!("{}-{}", at(minute + 720), at(minute + 721));
     let web = edge.run_with(&["--window", &window], &[("TZ", "UTC")]);
-    // An open schedule finishes a whole cycle of this edge in well under a second.
+    // Open, a cycle would be due a second after the start and would finish
+    // this edge in well under a second.
     std::thread::sleep(Duration::from_secs(4));
     let scrub = scrub_status(&web);
     assert_eq!(
@@ -289,6 +296,7 @@ fn issue_13_outside_the_sync_windows_the_background_scrub_checks_nothing() {
     assert_eq!(scrub["cycle_blobs_checked"], 0, "{scrub:#}");
     assert_eq!(scrub["last"], serde_json::Value::Null, "{scrub:#}");
     assert_eq!(scrub["findings"], serde_json::json!([]), "{scrub:#}");
+    assert_eq!(scrub["every"], "1s");
     assert!(blob.exists(), "nothing was checked, nothing quarantined");
     let (_, page) = web.page("/status", "en");
     assert!(

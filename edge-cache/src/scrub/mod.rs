@@ -7,8 +7,9 @@
 //!   set (never during class), and stops within one block when a sync pass
 //!   starts, carrying on once it ends.
 //! - **Cycles.** A full cycle starts at most every `scrub_every` (default 7
-//!   days), counted from the start of the last one; it walks the held blobs in
-//!   hash order ([`catalog::Store::held_blobs_after`]).
+//!   days), counted from the start of the last one, the first from the first
+//!   `edge run` (what it holds was verified as it arrived); a cycle walks the
+//!   held blobs in hash order ([`catalog::Store::held_blobs_after`]).
 //! - **Resumable.** The cycle's start, the last blob finished (the cursor) and
 //!   its counts are kept in the store's meta ([`STATE`]), saved at least every
 //!   second and at once after a finding: a restart or a power cut carries on
@@ -280,6 +281,14 @@ fn background_batch(
 ) -> Result<Duration, StoreError> {
     let mut state = load(store)?;
     let now = now_secs();
+    if state.cycle_started_at.is_none() && state.last_cycle_started_at.is_none() {
+        // The first `edge run`: its files were verified as they arrived, so
+        // the first cycle is due `scrub_every` from now (`edge scrub` checks
+        // everything at once when wanted).
+        state.last_cycle_started_at = Some(now);
+        save(store, &state)?;
+        return Ok(plan.every.duration().min(RECHECK));
+    }
     if state.cycle_started_at.is_none() {
         if let Some(wait) = state.cycle_due(plan.every, now) {
             return Ok(wait.min(RECHECK));

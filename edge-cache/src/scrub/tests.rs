@@ -36,6 +36,15 @@ fn store_with(count: u64, len: usize) -> (tempfile::TempDir, Store, Vec<Hash>) {
     (dir, store, blobs)
 }
 
+/// Marks the first cycle as due: the first `edge run` only starts the clock.
+fn first_cycle_due(store: &Store) {
+    let state = ScrubState {
+        last_cycle_started_at: Some(0),
+        ..ScrubState::default()
+    };
+    save(store, &state).expect("save");
+}
+
 fn plan(rate: u64) -> ScrubPlan {
     ScrubPlan {
         rate: Rate::from_bytes_per_second(rate),
@@ -50,6 +59,7 @@ fn plan(rate: u64) -> ScrubPlan {
 #[test]
 fn issue_13_a_stopped_cycle_resumes_from_its_cursor_after_a_restart() {
     let (dir, store, blobs) = store_with(3, 50_000);
+    first_cycle_due(&store);
     let live = Live::default();
     let plan = plan(1 << 30);
     // Stop after the first blob is done. The stop is asked before each
@@ -100,6 +110,7 @@ fn issue_13_a_finding_is_quarantined_recorded_and_asks_for_a_pass() {
     let mut bytes = std::fs::read(&path).expect("read");
     bytes[12_345] ^= 0x20;
     std::fs::write(&path, bytes).expect("write");
+    first_cycle_due(&store);
     let live = Live::default();
     let never = || false;
     background_batch(&store, &plan(1 << 30), &live, &never).expect("batch");
@@ -152,8 +163,30 @@ fn issue_13_scrub_all_is_paced_to_its_rate() {
 #[test]
 fn issue_13_no_cycle_starts_before_anything_is_held() {
     let (_dir, store, _) = store_with(0, 0);
+    first_cycle_due(&store);
     let never = || false;
     let wait = background_batch(&store, &plan(1 << 20), &Live::default(), &never).expect("batch");
     assert_eq!(wait, RECHECK);
-    assert_eq!(load(&store).expect("state"), ScrubState::default());
+    let state = load(&store).expect("state");
+    assert_eq!((state.cycle_started_at, state.last), (None, None));
+}
+
+/// Issue 13: the first `edge run` starts the clock: what it holds was
+/// verified as it arrived, so the first cycle waits `scrub_every`.
+#[test]
+fn issue_13_the_first_cycle_waits_scrub_every_from_the_first_run() {
+    let (_dir, store, _) = store_with(1, 1_000);
+    let never = || false;
+    let plan = ScrubPlan {
+        every: "1h".parse().expect("every"),
+        ..plan(1 << 20)
+    };
+    let wait = background_batch(&store, &plan, &Live::default(), &never).expect("batch");
+    assert_eq!(wait, RECHECK);
+    let state = load(&store).expect("state");
+    assert!(state.last_cycle_started_at.is_some());
+    assert_eq!(state.cycle_started_at, None);
+    let wait = background_batch(&store, &plan, &Live::default(), &never).expect("batch");
+    assert_eq!(wait, RECHECK, "still not due");
+    assert_eq!(load(&store).expect("state").cycle_blobs_checked, 0);
 }
