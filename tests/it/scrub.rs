@@ -217,6 +217,7 @@ fn issue_13_edge_scrub_finds_quarantines_and_exits_non_zero() {
     let elapsed = started.elapsed();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert_eq!(output.status.code(), Some(2), "{stdout}");
+    eprintln!("edge scrub --rate 1MB of 600 031 bytes: {elapsed:?}");
     // 2 × 300 000 bytes and a page at 10^6 B/s: at least 0.6 s.
     assert!(elapsed >= Duration::from_millis(600), "{elapsed:?}");
     assert!(
@@ -227,6 +228,10 @@ fn issue_13_edge_scrub_finds_quarantines_and_exits_non_zero() {
     assert!(stdout.contains("1 damaged"), "{stdout}");
     assert!(stdout.contains("shanlu edge sync --data"), "{stdout}");
     assert!(!edge.blob_path(hash).exists());
+    assert!(
+        edge.data().join("sync-now").is_file(),
+        "a running edge run is asked for a pass"
+    );
 
     let status: serde_json::Value = serde_json::from_str(&shanlu_tests::run_ok(&[
         "edge",

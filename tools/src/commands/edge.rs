@@ -238,9 +238,14 @@ pub fn scrub(args: &EdgeScrubArgs) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
     let report =
         report.with_context(|| format!("scrubbing the edge in {}", args.data.display()))?;
-    // A running `edge run` fetches the damaged files again at once.
+    // A running `edge run` takes this within a second and fetches the
+    // damaged files again; one started later runs a pass at start anyway.
     let asked = report.summary.found > 0
-        && edge_cache::run::request_sync(&args.data, SCRUB_SYNC_WAIT).is_ok();
+        && std::fs::write(
+            args.data.join(edge_cache::run::SYNC_NOW_FILE),
+            b"sync now\n",
+        )
+        .is_ok();
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?)?;
     } else {
@@ -262,14 +267,15 @@ pub fn scrub(args: &EdgeScrubArgs) -> anyhow::Result<ExitCode> {
             outln!(
                 "the damaged file(s) are out of service (moved to {}); {}",
                 store.root().join("quarantine").display(),
-                if asked {
-                    "the running `edge run` is fetching them again now".to_owned()
-                } else {
-                    format!(
-                        "run `shanlu edge sync --data {}` to fetch them again",
-                        args.data.display()
-                    )
-                }
+                format!(
+                    "{}run `shanlu edge sync --data {}` to fetch them again",
+                    if asked {
+                        "a running `edge run` fetches them again now; without one, "
+                    } else {
+                        ""
+                    },
+                    args.data.display()
+                )
             )?;
         }
     }
@@ -279,9 +285,6 @@ pub fn scrub(args: &EdgeScrubArgs) -> anyhow::Result<ExitCode> {
         ExitCode::from(2)
     })
 }
-
-/// How long `edge scrub` waits for a running `edge run` to take its request for a pass.
-const SCRUB_SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// What carried a sync pass, and why it was the fallback if it was.
 fn transport_line(report: &edge_cache::SyncReport) -> Option<String> {
