@@ -18,8 +18,9 @@
 //!   [`catalog::Store::scrub_one`] before anything else: the classroom never
 //!   serves it again. The scrub then asks `edge run` for a sync pass, which
 //!   fetches every quarantined blob again.
-//! - `shanlu edge scrub` runs [`scrub_all`]: every held blob now, recorded as
-//!   the last scrub, without touching a background cycle under way.
+//! - `shanlu edge scrub` runs [`scrub_all`]: every held blob now, recorded
+//!   under [`STATE_NOW`], apart from a background cycle under way; the status
+//!   shows the later of the two as the last scrub, and both's findings.
 //!
 //! Non-goals: metadata objects (small; `shanlu verify` checks them), partial
 //! blobs (their chunks are verified as they arrive).
@@ -43,8 +44,11 @@ use crate::sync::schedule::{Now, Schedule};
 use crate::sync::throttle::Rate;
 pub use pace::{Every, Pacer};
 
-/// Where the scrub's progress and findings are kept in the store's meta.
+/// Where the background scrub's progress and findings are kept in the store's meta.
 pub const STATE: &str = "edge.scrub";
+/// Where `shanlu edge scrub` keeps its last result and findings, apart, so a
+/// running `edge run` saving [`STATE`] cannot overwrite them.
+pub const STATE_NOW: &str = "edge.scrub.now";
 /// Findings kept for the status page, the newest last.
 pub const MAX_FINDINGS: usize = 20;
 /// Blobs listed from the index at once.
@@ -146,9 +150,13 @@ pub fn settings(config: &EdgeConfig) -> (Rate, Every) {
     )
 }
 
-/// The scrub's record; a damaged one is logged and started afresh.
+/// The background scrub's record; a damaged one is logged and started afresh.
 pub fn load(store: &Store) -> Result<ScrubState, StoreError> {
-    let Some(bytes) = store.meta(STATE)? else {
+    load_key(store, STATE)
+}
+
+fn load_key(store: &Store, key: &str) -> Result<ScrubState, StoreError> {
+    let Some(bytes) = store.meta(key)? else {
         return Ok(ScrubState::default());
     };
     Ok(serde_json::from_slice(&bytes).unwrap_or_else(|err| {
@@ -158,14 +166,29 @@ pub fn load(store: &Store) -> Result<ScrubState, StoreError> {
 }
 
 fn save(store: &Store, state: &ScrubState) -> Result<(), StoreError> {
+    save_key(store, STATE, state)
+}
+
+fn save_key(store: &Store, key: &str, state: &ScrubState) -> Result<(), StoreError> {
     // A struct of numbers, strings and hashes always serializes.
     let bytes = serde_json::to_vec(state).unwrap_or_default();
-    store.set_meta(STATE, &bytes)
+    store.set_meta(key, &bytes)
 }
 
 /// The scrub's status for `config`'s edge.
 pub fn status(store: &Store, config: &EdgeConfig) -> Result<ScrubStatus, StoreError> {
-    let state = load(store)?;
+    let mut state = load(store)?;
+    // `edge scrub`'s result joins the background's: the later last scrub,
+    // and the newest findings of both.
+    let now = load_key(store, STATE_NOW)?;
+    let finished = |last: &Option<ScrubSummary>| last.as_ref().map(|last| last.finished_at);
+    if finished(&now.last) > finished(&state.last) {
+        state.last = now.last;
+    }
+    state.findings.extend(now.findings);
+    state.findings.sort_by_key(|finding| finding.at);
+    let extra = state.findings.len().saturating_sub(MAX_FINDINGS);
+    state.findings.drain(..extra);
     let (rate, every) = settings(config);
     let next_cycle_at = match (state.cycle_started_at, state.last_cycle_started_at) {
         (None, Some(started)) => Some(started.saturating_add(every.duration().as_secs())),
@@ -461,12 +484,13 @@ pub fn scrub_all(
         cursor = Some(last);
     }
     summary.finished_at = now_secs();
-    let mut state = load(store).map_err(ScrubError::store(store))?;
+    // Its own record: a running `edge run` rewrites [`STATE`] as it goes.
+    let mut record = load_key(store, STATE_NOW).map_err(ScrubError::store(store))?;
     for finding in &findings {
-        state.found(finding.blob, finding.problem.clone(), finding.quarantined);
+        record.found(finding.blob, finding.problem.clone(), finding.quarantined);
     }
-    state.last = Some(summary.clone());
-    save(store, &state).map_err(ScrubError::store(store))?;
+    record.last = Some(summary.clone());
+    save_key(store, STATE_NOW, &record).map_err(ScrubError::store(store))?;
     Ok(ScrubAllReport { summary, findings })
 }
 

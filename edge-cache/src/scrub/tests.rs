@@ -151,12 +151,23 @@ fn issue_13_scrub_all_is_paced_to_its_rate() {
     assert_eq!(report.summary.blobs_checked, 2);
     assert_eq!(report.summary.bytes_checked, 64 * 1024);
     assert_eq!(report.summary.found, 0);
-    let state = load(&store).expect("state");
-    assert_eq!(state.last.expect("recorded").by, "edge scrub");
     assert_eq!(
-        state.last_cycle_started_at, None,
-        "no background cycle counted"
+        load(&store).expect("state"),
+        ScrubState::default(),
+        "the background's record is untouched"
     );
+    let toml = format!(
+        "origin = \"quic://127.0.0.1:4433\"\norigin_key = \"{}\"\n\
+         origin_cert = \"{}\"\ntoken = \"t\"\nscrub_every = \"12h\"\nsubscribe = \"all\"\n",
+        catalog::OriginKey::from_bytes(&[3; 32]).public(),
+        "cd".repeat(32)
+    );
+    let config =
+        EdgeConfig::from_toml(std::path::Path::new("edge.toml"), &toml).expect("edge.toml");
+    let shown = status(&store, &config).expect("status");
+    assert_eq!(shown.state.last.expect("recorded").by, "edge scrub");
+    assert_eq!(shown.every.to_string(), "12h");
+    assert_eq!(shown.rate, pace::DEFAULT_RATE);
 }
 
 /// Issue 13: an edge holding nothing yet does not spend a cycle on nothing.
