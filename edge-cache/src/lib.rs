@@ -42,6 +42,8 @@
 //!   pass, eviction of cached blobs least recently opened first, and the
 //!   edge's garbage collection (issue 13).
 //! - [`status`]: what the edge holds and how its last sync went.
+//! - [`scrub`]: the background scrub — held blobs re-hashed at a paced rate
+//!   inside the sync windows, a bad one quarantined and fetched again.
 //! - [`metrics`]: Prometheus counters and gauges for `/metrics`.
 //! - [`run`]: `edge run` — the sync loop (on a timer, within the windows, or
 //!   now when asked) and the classroom server together.
@@ -53,6 +55,7 @@ pub mod config;
 pub mod metrics;
 pub mod quota;
 pub mod run;
+pub mod scrub;
 pub mod status;
 pub mod sync;
 

@@ -16,6 +16,8 @@
 //!   not stopped at a window's end. Asked during a pass, the next pass starts
 //!   right after it.
 //! - The bandwidth cap applies to every pass, asked for or not.
+//! - Beside the loop, the background scrub ([`crate::scrub`]) re-hashes held
+//!   blobs at `scrub_rate`, inside the same windows, paused during a pass.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -78,6 +80,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), SyncError> {
     let config = EdgeConfig::load(dir)?;
+    let (scrub_rate, scrub_every) = crate::scrub::settings(&config);
     let max_rate = options.max_rate.or(config.max_rate);
     let windows = if options.windows.is_empty() {
         config.windows
@@ -88,8 +91,24 @@ pub async fn run(
     let live = Arc::new(Live::default());
     live.set_plan(max_rate, windows.clone());
     let metrics = Arc::new(Metrics::default());
-    let state = Arc::new(Classroom::new(dir, store, live.clone(), metrics.clone())?);
+    let state = Arc::new(Classroom::new(
+        dir,
+        store.clone(),
+        live.clone(),
+        metrics.clone(),
+    )?);
     state.read_through.set_quota(options.quota);
+    // The background scrub (issue 13): paced, inside the same windows.
+    let scrubbing = tokio::spawn(crate::scrub::scrub_task(
+        store,
+        crate::scrub::ScrubPlan {
+            rate: scrub_rate,
+            every: scrub_every,
+            schedule: Schedule::new(windows.clone()),
+        },
+        live.clone(),
+        shutdown.clone(),
+    ));
     let requests = tokio::spawn(watch_requests(
         dir.join(SYNC_NOW_FILE),
         live.clone(),
@@ -124,6 +143,7 @@ pub async fn run(
     shutdown.cancel();
     let _ = syncing.await;
     let _ = requests.await;
+    let _ = scrubbing.await;
     Ok(())
 }
 

@@ -34,6 +34,8 @@ pub struct EdgeStatus {
     pub disk_free: Option<u64>,
     pub disk_total: Option<u64>,
     pub last_sync: Option<SyncReport>,
+    /// The background scrub: the cycle under way, the last scrub, findings.
+    pub scrub: Option<crate::scrub::ScrubStatus>,
     /// Filled in by `edge run`: the sync in progress and the upstream.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub live: Option<LiveStatus>,
@@ -114,6 +116,11 @@ impl Live {
             self.progress.set_length(0);
             self.progress.set_position(0);
         }
+    }
+
+    /// Whether a sync pass is running (the scrub pauses meanwhile).
+    pub fn is_syncing(&self) -> bool {
+        self.syncing.load(Ordering::Relaxed)
     }
 
     /// Asks the sync loop for a pass now, whatever the windows say; if one
@@ -217,6 +224,7 @@ pub fn status_of(dir: &Path, config: &EdgeConfig, store: &Store) -> Result<EdgeS
         disk_free: disk.map(|(free, _)| free),
         disk_total: disk.map(|(_, total)| total),
         last_sync,
+        scrub: Some(crate::scrub::status(store, config)?),
         live: None,
     };
     let Some(signed) = store.signed_catalog()? else {

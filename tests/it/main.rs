@@ -25,6 +25,7 @@ mod quota;
 mod readthrough;
 mod roundtrips;
 mod schedule;
+mod scrub;
 mod sync;
 mod sync_refusals;
 mod webdriver_selftest;

@@ -194,6 +194,9 @@ pub enum EdgeCommand {
     SyncNow(EdgeSyncNowArgs),
     /// What the edge holds and how its last sync went.
     Status(EdgeStatusArgs),
+    /// Re-hash every held file now; a damaged one is taken out of service and fetched again by
+    /// the next sync. Exit 2 when something was found.
+    Scrub(EdgeScrubArgs),
 }
 
 #[derive(Debug, Args)]
@@ -322,6 +325,22 @@ pub struct EdgeStatusArgs {
     pub data: PathBuf,
 
     /// Print the status as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EdgeScrubArgs {
+    /// The edge's data folder.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+
+    /// Cap the read rate, e.g. 8MiB or 20MB (the syntax of --max-rate); default: as fast as the
+    /// disk reads. `edge run`'s background scrub keeps to scrub_rate in edge.toml instead.
+    #[arg(long, value_name = "RATE")]
+    pub rate: Option<Rate>,
+
+    /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
 }

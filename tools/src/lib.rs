@@ -40,6 +40,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             EdgeCommand::Run(args) => commands::edge::run(&args),
             EdgeCommand::Status(args) => commands::edge::status(&args),
             EdgeCommand::SyncNow(args) => commands::edge::sync_now(&args),
+            EdgeCommand::Scrub(args) => commands::edge::scrub(&args),
         },
         Command::Demo(args) => commands::demo::run(&args),
         Command::Publish(args) => commands::publish::run(&args),

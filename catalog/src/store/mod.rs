@@ -53,7 +53,7 @@ pub use opened::HeldBlob;
 pub use pack::{MAX_PACK_BYTES, PACK_MEDIA_TYPE, Pack};
 pub use partial::{PartialBlob, VerifiedChunk};
 pub use quarantine::{QuarantineReason, QuarantineRecord};
-pub use scrub::{ScrubProblem, ScrubReport};
+pub use scrub::{BlobCheck, ScrubProblem, ScrubReport};
 
 use crate::hash::Hash;
 use crate::object::{FileManifest, Object};

@@ -3,7 +3,8 @@
 //! ```text
 //! DIR/
 //!   edge.toml    origin address, pinned origin key and certificate, token,
-//!                optional bandwidth cap and sync windows, subscriptions (mode 0600)
+//!                optional bandwidth cap and sync windows, scrub rate and cycle,
+//!                subscriptions (mode 0600)
 //!   store/       blobs, partial blobs, objects, the signed catalog in force
 //! ```
 
@@ -64,6 +65,14 @@ pub struct EdgeConfig {
     /// `--min-free` overrides it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_free: Option<Size>,
+    /// The background scrub's read rate (`scrub_rate = "8MiB"`, the syntax
+    /// of `max_rate`); default 8 MiB/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scrub_rate: Option<Rate>,
+    /// How often a full scrub cycle starts (`scrub_every = "7d"`; `h`, `m`,
+    /// `s` too); default 7 days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scrub_every: Option<crate::scrub::Every>,
     /// Last: written as a table when it lists courses.
     pub subscribe: Subscription,
 }

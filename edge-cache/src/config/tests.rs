@@ -12,6 +12,8 @@ fn sample() -> EdgeConfig {
         transport: Transport::Auto,
         max_store: Some("40GB".parse().expect("size")),
         min_free: None,
+        scrub_rate: None,
+        scrub_every: None,
         subscribe: Subscription::Courses(vec!["grade3-math".into()]),
     }
 }

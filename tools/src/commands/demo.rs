@@ -181,6 +181,8 @@ fn set_up_edge(
         // The demo's course is small; a laptop short of the default 2 GB
         // free should still show it.
         min_free: Some(edge_cache::quota::limits::Size(256 * 1000 * 1000)),
+        scrub_rate: None,
+        scrub_every: None,
         subscribe: Subscription::All,
     }
     .create(edge_dir)?;

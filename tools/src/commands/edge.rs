@@ -7,7 +7,9 @@ use edge_cache::config::{EdgeConfig, FieldError};
 use edge_cache::sync::fallback::FallbackUrl;
 use edge_cache::{Subscription, status};
 
-use crate::cli::{EdgeInitArgs, EdgeRunArgs, EdgeStatusArgs, EdgeSyncArgs, EdgeSyncNowArgs};
+use crate::cli::{
+    EdgeInitArgs, EdgeRunArgs, EdgeScrubArgs, EdgeStatusArgs, EdgeSyncArgs, EdgeSyncNowArgs,
+};
 use crate::outln;
 use crate::{format, progress};
 
@@ -31,6 +33,8 @@ pub fn init(args: &EdgeInitArgs) -> anyhow::Result<ExitCode> {
         transport: Default::default(),
         max_store: args.max_store,
         min_free: args.min_free,
+        scrub_rate: None,
+        scrub_every: None,
         subscribe: Subscription::parse(&args.subscribe)?,
     };
     config
@@ -205,6 +209,11 @@ pub fn status(args: &EdgeStatusArgs) -> anyhow::Result<ExitCode> {
             outln!("{line}")?;
         }
     }
+    if let Some(scrub) = &status.scrub {
+        for line in scrub_lines(scrub, status.bytes_held) {
+            outln!("{line}")?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -246,6 +255,110 @@ fn quota_lines(quota: &edge_cache::quota::QuotaReport) -> Vec<String> {
     }
     lines.extend(quota.shortfall());
     lines
+}
+
+/// The scrub in `edge status`: the last one, the cycle under way, findings.
+fn scrub_lines(scrub: &edge_cache::scrub::ScrubStatus, bytes_held: u64) -> Vec<String> {
+    let state = &scrub.state;
+    let mut lines = vec![match &state.last {
+        Some(last) => format!(
+            "last scrub: {} ({}) — {} file(s), {} checked, {}",
+            format::time(last.finished_at),
+            last.by,
+            last.blobs_checked,
+            format::bytes(last.bytes_checked),
+            match last.found {
+                0 => "nothing found".to_owned(),
+                n => format!("{n} damaged, taken out of service and fetched again"),
+            }
+        ),
+        None => "last scrub: never".to_owned(),
+    }];
+    match (state.cycle_started_at, scrub.next_cycle_at) {
+        (Some(started), _) => lines.push(format!(
+            "scrub under way since {}: {} file(s), {} of about {} checked, at up to {}/s",
+            format::time(started),
+            state.cycle_blobs_checked,
+            format::bytes(state.cycle_bytes_checked),
+            format::bytes(bytes_held),
+            format::bytes(scrub.rate)
+        )),
+        (None, Some(next)) => lines.push(format!(
+            "next scrub: from {} (every {})",
+            format::time(next),
+            scrub.every
+        )),
+        (None, None) => {}
+    }
+    for finding in state.findings.iter().rev().take(5) {
+        lines.push(format!(
+            "  found {}: {}",
+            format::time(finding.at),
+            finding.problem
+        ));
+    }
+    lines
+}
+
+/// Exit codes: 0 every held file is sound; 2 something was found (each
+/// damaged file is quarantined and the next sync fetches it again).
+pub fn scrub(args: &EdgeScrubArgs) -> anyhow::Result<ExitCode> {
+    EdgeConfig::load(&args.data)?;
+    let store = catalog::Store::open_existing(edge_cache::config::store_path(&args.data))
+        .with_context(|| format!("opening the edge's store in {}", args.data.display()))?;
+    let bar = progress::bytes_bar("scrubbing");
+    bar.set_length(store.blob_bytes()?);
+    let started = std::time::Instant::now();
+    let report = edge_cache::scrub::scrub_all(&store, args.rate, &|n| bar.inc(n));
+    bar.finish_and_clear();
+    let report =
+        report.with_context(|| format!("scrubbing the edge in {}", args.data.display()))?;
+    // A running `edge run` takes this within a second and fetches the
+    // damaged files again; one started later runs a pass at start anyway.
+    let asked = report.summary.found > 0
+        && std::fs::write(
+            args.data.join(edge_cache::run::SYNC_NOW_FILE),
+            b"sync now\n",
+        )
+        .is_ok();
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        for finding in &report.findings {
+            outln!("BAD {}", finding.problem)?;
+        }
+        let summary = &report.summary;
+        outln!(
+            "checked {} file(s), {} in {:.1} s: {}",
+            summary.blobs_checked,
+            format::bytes(summary.bytes_checked),
+            started.elapsed().as_secs_f64(),
+            match summary.found {
+                0 => "all good".to_owned(),
+                n => format!("{n} damaged"),
+            }
+        )?;
+        if summary.found > 0 {
+            outln!(
+                "the damaged file(s) are out of service (moved to {}); {}",
+                store.root().join("quarantine").display(),
+                format!(
+                    "{}run `shanlu edge sync --data {}` to fetch them again",
+                    if asked {
+                        "a running `edge run` fetches them again now; without one, "
+                    } else {
+                        ""
+                    },
+                    args.data.display()
+                )
+            )?;
+        }
+    }
+    Ok(if report.summary.found == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }
 
 /// What carried a sync pass, and why it was the fallback if it was.

@@ -87,6 +87,7 @@ pub(crate) async fn status_page(State(state): State<Arc<Classroom>>, reader: Rea
                     @if let Some(line) = quota.shortfall() { div.notice #quota-shortfall { (line) } }
                 }
             } }
+            (crate::scrub::page::row(lang, status.scrub.as_ref(), status.bytes_held))
             tr { th { (s.disk_free) } td #disk-free {
                 @match (status.disk_free, status.disk_total) {
                     (Some(free), Some(total)) => { (format::bytes(free)) " / " (format::bytes(total)) },
