@@ -339,3 +339,17 @@ fn revert_to_a_packed_version_rebuilds_its_files_issue_13() {
     let held = std::fs::read(edge.blob_path(&hex(&versions.video[1]))).expect("the edge holds v2");
     assert!(held == versions.video[1], "the edge's copy is v2's video");
 }
+
+/// Issue 13: `origin gc` after `origin rotate-key`: the catalogs of the
+/// history signed by the retired key are still read, kept or removed.
+#[test]
+fn gc_after_a_key_rotation_reads_the_older_catalogs_issue_13() {
+    let origin = TestOrigin::init();
+    let versions = publish_three(&origin);
+    run_ok(&["origin", "rotate-key", "--data", &origin.data_str()]);
+    let report = gc_json(&origin, &["--keep-versions", "3"]);
+    // Catalogs 2 and 3 (old key) and 4 (the rotation's, new key) are kept.
+    assert_eq!(report["kept_sequences"], serde_json::json!([2, 3, 4]));
+    verify_clean(&origin.data());
+    edge_syncs_latest(&origin, &versions);
+}
