@@ -51,8 +51,8 @@ cd "$WD"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 json() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {"d": d}))' "$@"; }
-store_bytes() {  # what the edge's store occupies: blob and partial files
-    du -sb --apparent-size "$1/store/blobs" "$1/store/partial" 2>/dev/null | awk '{s += $1} END {print s + 0}'
+store_bytes() {  # what the edge's store holds in files: blob and partial files (not directories)
+    find "$1/store/blobs" "$1/store/partial" -type f -printf '%s\n' 2>/dev/null | awk '{s += $1} END {print s + 0}'
 }
 
 log "generating the course (${COURSE_MB} MB) and the library (${LIBRARY_MB} MB)"
@@ -112,24 +112,14 @@ for ((w = 1; w <= WEEKS; w++)); do
     used=$(store_bytes edge)
     ok=yes
     ((used <= LIMIT)) || { ok=NO; over=1; }
-    origin_blobs=$(du -sb --apparent-size origin/store/blobs | cut -f1)
+    origin_blobs=$(store_bytes origin)
     python3 - "$RUN_DIR/week-$w.json" "$w" "${TREE_BYTES[w]}" "$used" "$ok" "$start" "$end" "$read_bytes" "$origin_blobs" >> table.md <<'EOF'
 import json, sys
 path, week, tree, used, ok, start, end, read, origin = sys.argv[1:]
 d = json.load(open(path))
-def find(obj, names):
-    """The first of `names` found anywhere in the report (the quota and collection sections)."""
-    if isinstance(obj, dict):
-        for name in names:
-            if name in obj and isinstance(obj[name], (int, float)):
-                return obj[name]
-        for value in obj.values():
-            got = find(value, names)
-            if got is not None:
-                return got
-    return None
-gc = find(d, ["collect_seconds", "gc_seconds", "collection_seconds", "elapsed_seconds"]) or 0
-evicted = find(d, ["evicted_bytes", "bytes_evicted"]) or 0
+quota = d.get("quota") or {}
+gc = ((quota.get("collection") or {}).get("millis") or 0) / 1000
+evicted = quota.get("evicted_bytes") or 0
 mb = lambda b: f"{int(b) / 1e6:.1f}"
 print(f"| {week} | {mb(tree)} | {mb(used)} | {ok} | {mb(d.get('bytes_fetched', 0))} | "
       f"{float(end) - float(start):.2f} | {float(gc):.3f} | {mb(evicted)} | {mb(read)} | {mb(origin)} |")
@@ -141,8 +131,8 @@ EDGE_PID=""
 
 "$S" verify edge > verify-edge.out 2>&1 && edge_ok=ok || edge_ok=FAILED
 "$S" verify origin > verify-origin.out 2>&1 && origin_ok=ok || origin_ok=FAILED
-origin_blobs=$(du -sb --apparent-size origin/store/blobs | cut -f1)
-library=$(du -sb --apparent-size library | cut -f1)
+origin_blobs=$(store_bytes origin)
+library=$(find library -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')
 four=0
 for ((w = WEEKS > 3 ? WEEKS - 3 : 1; w <= WEEKS; w++)); do four=$((four + TREE_BYTES[w])); done
 newest=${TREE_BYTES[WEEKS]}
