@@ -90,3 +90,26 @@ pub fn sample_catalog() -> Catalog {
     );
     catalog
 }
+
+/// Writes `bytes` to `path` and stores that file in `store` as a publish
+/// would, committed: where store tests start from.
+pub fn store_file(
+    store: &crate::Store,
+    path: &std::path::Path,
+    bytes: &[u8],
+) -> crate::store::Imported {
+    std::fs::write(path, bytes).expect("write a test file");
+    let mut batch = crate::store::ImportBatch::new();
+    let imported = store
+        .import_file(
+            path,
+            ChunkingProfile::DEFAULT,
+            "application/octet-stream",
+            crate::store::ImportMode::Rehash,
+            &mut batch,
+            &mut |_| {},
+        )
+        .expect("import a test file");
+    store.commit_batch(batch).expect("commit a test file");
+    imported
+}

@@ -149,7 +149,6 @@ pub(crate) fn forget(txn: &redb::WriteTransaction, blobs: &[Hash]) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::ImportMode;
 
     /// Issue 13: a published blob counts from its file's mtime; an open later moves
     /// it forward, an older one does not move it back.
@@ -158,19 +157,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path().join("store")).expect("open");
         let src = dir.path().join("a.bin");
-        std::fs::write(&src, vec![7u8; 10_000]).expect("write");
-        let mut batch = crate::store::ImportBatch::new();
-        let imported = store
-            .import_file(
-                &src,
-                crate::ChunkingProfile::default(),
-                "application/octet-stream",
-                ImportMode::Rehash,
-                &mut batch,
-                &mut |_| {},
-            )
-            .expect("import");
-        store.commit_batch(batch).expect("commit");
+        let imported = crate::testdata::store_file(&store, &src, &[7u8; 10_000]);
         let blob = imported.manifest.blob;
         let held = store.held_blobs().expect("held");
         assert_eq!(held.len(), 1);
@@ -195,18 +182,7 @@ mod tests {
         let edge = std::sync::Arc::new(Store::open(dir.path().join("edge")).expect("edge"));
         let src = dir.path().join("a.bin");
         let bytes = crate::testdata::generated(300_000, 13);
-        std::fs::write(&src, &bytes).expect("write");
-        let mut batch = crate::store::ImportBatch::new();
-        let imported = origin
-            .import_file(
-                &src,
-                crate::ChunkingProfile::default(),
-                "application/octet-stream",
-                ImportMode::Rehash,
-                &mut batch,
-                &mut |_| {},
-            )
-            .expect("import");
+        let imported = crate::testdata::store_file(&origin, &src, &bytes);
         let (hash, manifest) = (imported.manifest_hash, imported.manifest.clone());
         let blob = manifest.blob;
 

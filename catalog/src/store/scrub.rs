@@ -347,9 +347,7 @@ enum Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chunker::ChunkingProfile;
     use crate::chunker::tests::generated;
-    use crate::store::{ImportBatch, ImportMode};
 
     /// A store holding `count` blobs of `len` bytes; their hashes in hash order.
     fn store_with(count: u64, len: usize) -> (tempfile::TempDir, Store, Vec<Hash>) {
@@ -358,19 +356,8 @@ mod tests {
         let mut blobs = Vec::new();
         for seed in 0..count {
             let path = dir.path().join(format!("file-{seed}"));
-            std::fs::write(&path, generated(len, 2 * seed + 60)).expect("write");
-            let mut batch = ImportBatch::new();
-            let imported = store
-                .import_file(
-                    &path,
-                    ChunkingProfile::DEFAULT,
-                    "application/octet-stream",
-                    ImportMode::TrustUnchanged,
-                    &mut batch,
-                    &mut |_| {},
-                )
-                .expect("import");
-            store.commit_batch(batch).expect("commit");
+            let imported =
+                crate::testdata::store_file(&store, &path, &generated(len, 2 * seed + 60));
             blobs.push(imported.manifest.blob);
         }
         blobs.sort_by_key(|blob| *blob.as_bytes());

@@ -181,6 +181,38 @@ fn used(store: &Store) -> Result<u64, StoreError> {
     Ok(blobs + partials)
 }
 
+/// The store and its filesystem, as a plan needs them.
+pub(crate) struct Measured {
+    /// Size of the filesystem holding the store, and its free bytes.
+    pub fs_size: u64,
+    pub free: u64,
+    pub held: Vec<catalog::store::HeldBlob>,
+    /// Partial files: blob and size.
+    pub partials: Vec<(Hash, u64)>,
+    /// Bytes of blob and partial files.
+    pub used: u64,
+}
+
+/// Measures the store (from the index) and its filesystem.
+pub(crate) fn measure(store: &Store) -> Result<Measured, QuotaError> {
+    let root = store.root();
+    let (fs_size, free) = limits::filesystem(root).map_err(|cause| QuotaError::Filesystem {
+        path: root.to_owned(),
+        cause,
+    })?;
+    let held = store.held_blobs()?;
+    let partials = store.partial_blobs()?;
+    let used =
+        held.iter().map(|b| b.size).sum::<u64>() + partials.iter().map(|(_, s)| s).sum::<u64>();
+    Ok(Measured {
+        fs_size,
+        free,
+        held,
+        partials,
+        used,
+    })
+}
+
 /// Pinned files in priority order: subscription order, then course order.
 pub fn pinned(jobs: &[FileJob], subscription: &Subscription) -> Vec<Wanted> {
     let rank = |label: &str| {
@@ -242,15 +274,13 @@ fn plan_and_evict(
     report: &mut QuotaReport,
 ) -> Result<Plan, QuotaError> {
     readers::flush(store)?;
-    let root = store.root().to_owned();
-    let (fs_size, free) = limits::filesystem(&root).map_err(|cause| QuotaError::Filesystem {
-        path: root.clone(),
-        cause,
-    })?;
-    let held = store.held_blobs()?;
-    let partials = store.partial_blobs()?;
-    let used: u64 =
-        held.iter().map(|b| b.size).sum::<u64>() + partials.iter().map(|(_, s)| s).sum::<u64>();
+    let Measured {
+        fs_size,
+        free,
+        held,
+        partials,
+        used,
+    } = measure(store)?;
     let input = PlanInput {
         pinned,
         held,

@@ -10,7 +10,7 @@ use catalog::{FileManifest, Hash, Store};
 use tracing::info;
 
 use super::plan::{self, PlanInput, Wanted};
-use super::{Limits, QuotaError, collect, limits, readers};
+use super::{Limits, QuotaError, collect, readers};
 use crate::config::EdgeConfig;
 use crate::sync::plan::file_jobs;
 
@@ -33,20 +33,21 @@ pub fn make_room(
     manifest: &FileManifest,
 ) -> Result<Result<(), NoRoom>, QuotaError> {
     let blob = manifest.blob;
-    let partials = store.partial_blobs()?;
-    if store.has_blob(&blob)? || partials.iter().any(|(b, _)| *b == blob) {
+    if store.has_blob(&blob)? {
+        return Ok(Ok(()));
+    }
+    let super::Measured {
+        fs_size,
+        free,
+        held,
+        partials,
+        used,
+    } = super::measure(store)?;
+    if partials.iter().any(|(b, _)| *b == blob) {
         // Held, or under way: its room was counted already.
         return Ok(Ok(()));
     }
     let limits = Limits::of(config, overrides);
-    let root = store.root().to_owned();
-    let (fs_size, free) = limits::filesystem(&root).map_err(|cause| QuotaError::Filesystem {
-        path: root.clone(),
-        cause,
-    })?;
-    let held = store.held_blobs()?;
-    let used: u64 =
-        held.iter().map(|b| b.size).sum::<u64>() + partials.iter().map(|(_, s)| s).sum::<u64>();
     let max_store = limits.max_store.map(|l| l.bytes(fs_size));
     let room = plan::room(used, max_store, free, limits.min_free.0);
     if manifest.size <= room {

@@ -2,9 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-use catalog::chunker::ChunkingProfile;
-use catalog::store::{ImportBatch, ImportMode};
-
 use super::*;
 
 /// A store holding `count` blobs of `len` bytes; their hashes in hash order.
@@ -17,19 +14,7 @@ fn store_with(count: u64, len: usize) -> (tempfile::TempDir, Store, Vec<Hash>) {
         let bytes: Vec<u8> = (0..len)
             .map(|i| (i as u64 * 31 + seed * 7 + i as u64 / 251) as u8)
             .collect();
-        std::fs::write(&path, bytes).expect("write");
-        let mut batch = ImportBatch::new();
-        let imported = store
-            .import_file(
-                &path,
-                ChunkingProfile::DEFAULT,
-                "application/octet-stream",
-                ImportMode::TrustUnchanged,
-                &mut batch,
-                &mut |_| {},
-            )
-            .expect("import");
-        store.commit_batch(batch).expect("commit");
+        let imported = catalog::testdata::store_file(&store, &path, &bytes);
         blobs.push(imported.manifest.blob);
     }
     blobs.sort_by_key(|blob| *blob.as_bytes());
