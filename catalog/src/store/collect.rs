@@ -169,11 +169,14 @@ impl Store {
                 .map_err(StoreError::index)?
                 .count() as u64;
         }
+        let (moved, orphans) = self.new_chunk_homes(keep, &condemned.blobs)?;
         if dry_run {
+            // What step 1 would do to the chunk rows, without doing it.
+            report.chunks_moved = moved.len() as u64;
+            report.chunks_dropped = orphans - moved.len() as u64;
             report.elapsed = started.elapsed();
             return Ok(report);
         }
-        let moved = self.new_chunk_homes(keep, &condemned.blobs)?;
         self.write(|txn| self.unindex(txn, &condemned, &moved, keep_from_sequence, &mut report))?;
         for blob in condemned.blobs.keys() {
             self.forget(blob);
@@ -288,12 +291,13 @@ impl Store {
     }
 
     /// For chunks whose index row points into a condemned blob, a place in a
-    /// kept blob holding the same chunk (read from the kept blobs' manifests).
+    /// kept blob holding the same chunk (read from the kept blobs' manifests);
+    /// and how many rows point into a condemned blob.
     fn new_chunk_homes(
         &self,
         keep: &Reachable,
         condemned: &HashMap<Hash, u64>,
-    ) -> Result<HashMap<Hash, ChunkLocation>, StoreError> {
+    ) -> Result<(HashMap<Hash, ChunkLocation>, u64), StoreError> {
         let txn = self.read()?;
         let chunks = txn.open_table(CHUNKS).map_err(StoreError::index)?;
         let mut orphans = HashSet::new();
@@ -303,12 +307,15 @@ impl Store {
                 orphans.insert(Hash::from_bytes(*key.value()));
             }
         }
+        let count = orphans.len() as u64;
         if orphans.is_empty() {
-            return Ok(HashMap::new());
+            return Ok((HashMap::new(), 0));
         }
         let blobs = txn.open_table(BLOBS).map_err(StoreError::index)?;
         let objects = txn.open_table(OBJECTS).map_err(StoreError::index)?;
-        index::locate_chunks(&blobs, &objects, keep.blobs.iter().copied(), &mut orphans)
+        let found =
+            index::locate_chunks(&blobs, &objects, keep.blobs.iter().copied(), &mut orphans)?;
+        Ok((found, count))
     }
 
     /// Step 1: every index row naming what is condemned goes, and the files

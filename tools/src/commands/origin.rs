@@ -118,12 +118,10 @@ pub fn gc(args: &OriginGcArgs) -> anyhow::Result<ExitCode> {
         removed.kept_blobs,
         removed.kept_objects
     )?;
-    // A dry run does not work out which chunk records move or go.
-    let chunks = if report.dry_run {
-        String::new()
-    } else {
-        format!(", {} chunk records", removed.chunks_dropped)
-    };
+    let chunks = format!(
+        ", {} chunk records ({} more moved to a kept file)",
+        removed.chunks_dropped, removed.chunks_moved
+    );
     outln!(
         "{verb} {} older catalogs, {} blobs ({}), {} objects ({}), {} partial files{chunks}",
         removed.catalogs,
