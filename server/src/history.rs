@@ -26,17 +26,43 @@ use crate::publish::{self, PublishError};
 /// A withdrawal's reason is shown on every edge's status page: one line.
 pub const MAX_REASON_BYTES: usize = 500;
 
-/// Why a withdraw, revert, renew or key rotation did not happen. The catalog
-/// in force is unchanged in every case.
+/// What any of these operations can meet on its way to the next catalog:
+/// the origin, its store, the publish lock. The catalog in force is
+/// unchanged. `shanlu origin renew` fails only this way.
 #[derive(Debug, thiserror::Error)]
-pub enum HistoryError {
-    /// Boxed: a publish error is large, and these are rare.
+pub enum CommitError {
+    // Boxed: these errors are large, and rare.
     #[error(transparent)]
     Publish(Box<PublishError>),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(Box<StoreError>),
     #[error(transparent)]
-    Origin(#[from] OriginError),
+    Origin(Box<OriginError>),
+    #[error("the origin has no catalog in force; run `shanlu origin init` on a new folder")]
+    NoCatalog,
+}
+
+impl From<PublishError> for CommitError {
+    fn from(err: PublishError) -> Self {
+        CommitError::Publish(Box::new(err))
+    }
+}
+
+impl From<StoreError> for CommitError {
+    fn from(err: StoreError) -> Self {
+        CommitError::Store(Box::new(err))
+    }
+}
+
+impl From<OriginError> for CommitError {
+    fn from(err: OriginError) -> Self {
+        CommitError::Origin(Box::new(err))
+    }
+}
+
+/// Why `shanlu withdraw` did not happen; the catalog in force is unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum WithdrawError {
     #[error(
         "course {course} is not in the catalog in force{}; `shanlu ls --data ORIGIN` lists the courses",
         known_list(.known)
@@ -48,6 +74,18 @@ pub enum HistoryError {
         "the reason is {len} bytes; keep it under {MAX_REASON_BYTES} (it is shown on every edge's status page)"
     )]
     ReasonTooLong { len: usize },
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+}
+
+/// Why `shanlu publish --revert` did not happen; the catalog in force is unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum RevertError {
+    #[error(
+        "course {course} is not in the catalog in force{}; `shanlu ls --data ORIGIN` lists the courses",
+        known_list(.known)
+    )]
+    UnknownCourse { course: String, known: Vec<String> },
     #[error(
         "the catalog history holds no version {version} of course {course}; it holds version(s) {}{}",
         versions_list(.known),
@@ -79,21 +117,45 @@ pub enum HistoryError {
         #[source]
         source: CatalogError,
     },
-    #[error("the origin has no catalog in force; run `shanlu origin init` on a new folder")]
-    NoCatalog,
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+}
+
+/// Why `shanlu origin rotate-key` did not happen; the key and the catalog in
+/// force are unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
     #[error(
         "the origin's key has been rotated {count} times, the most a chain of key roots carries; make a new origin and give edges its key"
     )]
     TooManyRotations { count: usize },
     #[error("the operating system's random source failed: {0}")]
     Random(getrandom::Error),
+    #[error(transparent)]
+    Commit(#[from] CommitError),
 }
 
-impl From<PublishError> for HistoryError {
-    fn from(err: PublishError) -> Self {
-        HistoryError::Publish(Box::new(err))
-    }
+/// The failures every operation shares reach each one's error through `?`.
+macro_rules! commit_failures {
+    ($($error:ty),*) => {$(
+        impl From<StoreError> for $error {
+            fn from(err: StoreError) -> Self {
+                CommitError::from(err).into()
+            }
+        }
+        impl From<PublishError> for $error {
+            fn from(err: PublishError) -> Self {
+                CommitError::from(err).into()
+            }
+        }
+        impl From<OriginError> for $error {
+            fn from(err: OriginError) -> Self {
+                CommitError::from(err).into()
+            }
+        }
+    )*};
 }
+commit_failures!(WithdrawError, RevertError, RotateError);
 
 fn known_list(known: &[String]) -> String {
     if known.is_empty() {
@@ -129,31 +191,37 @@ pub struct HistoryReport {
 
 /// Commits the next catalog: `change` edits it (after sequence, time and
 /// expiry are set), `signer` signs it with the roots it returns. No blobs.
-fn commit_next(
+fn commit_next<E: From<CommitError> + From<StoreError>>(
     origin: &Origin,
     batch: ImportBatch,
-    change: impl FnOnce(&mut Catalog) -> Result<(), HistoryError>,
+    change: impl FnOnce(&mut Catalog) -> Result<(), E>,
     sign: impl FnOnce(&Catalog, Vec<SignedRoot>) -> SignedCatalog,
-) -> Result<Catalog, HistoryError> {
-    let (floor, lifetime) = publish::catalog_terms(origin)?;
+) -> Result<Catalog, E> {
+    let commit = |err: CommitError| E::from(err);
+    let (floor, lifetime) = publish::catalog_terms(origin).map_err(|e| commit(e.into()))?;
     let mut made = None;
     origin
         .store()
         .commit_batch_with_catalog(batch, |held: Option<SignedCatalog>| {
-            let held = held.ok_or(HistoryError::NoCatalog)?;
+            let held = held.ok_or(commit(CommitError::NoCatalog))?;
             let (mut catalog, roots) = origin
                 .next_catalog(Some(held), floor, lifetime)
-                .map_err(PublishError::CatalogKey)?;
+                .map_err(|e| commit(PublishError::CatalogKey(e).into()))?;
             change(&mut catalog)?;
-            catalog::limits::check_catalog(&catalog).map_err(|source| PublishError::Limit {
-                path: origin.dir().to_owned(),
-                source,
+            catalog::limits::check_catalog(&catalog).map_err(|source| {
+                commit(
+                    PublishError::Limit {
+                        path: origin.dir().to_owned(),
+                        source,
+                    }
+                    .into(),
+                )
             })?;
             let signed = sign(&catalog, roots);
             made = Some(catalog);
-            Ok::<_, HistoryError>(Some(signed))
+            Ok::<_, E>(Some(signed))
         })?;
-    made.ok_or(HistoryError::NoCatalog)
+    made.ok_or(commit(CommitError::NoCatalog))
 }
 
 fn report(catalog: &Catalog) -> HistoryReport {
@@ -173,10 +241,10 @@ pub fn withdraw(
     origin: &Origin,
     course: &str,
     reason: &str,
-) -> Result<HistoryReport, HistoryError> {
+) -> Result<HistoryReport, WithdrawError> {
     let reason = reason.trim();
     if reason.len() > MAX_REASON_BYTES || reason.contains(['\n', '\r']) {
-        return Err(HistoryError::ReasonTooLong { len: reason.len() });
+        return Err(WithdrawError::ReasonTooLong { len: reason.len() });
     }
     let _lock = publish::lock(origin)?;
     let key = origin.key();
@@ -187,12 +255,12 @@ pub fn withdraw(
         |catalog| {
             let Some(entry) = catalog.courses.remove(course) else {
                 if let Some(tombstone) = catalog.withdrawn.get(course) {
-                    return Err(HistoryError::AlreadyWithdrawn {
+                    return Err(WithdrawError::AlreadyWithdrawn {
                         course: course.into(),
                         at: tombstone.withdrawn_at,
                     });
                 }
-                return Err(HistoryError::UnknownCourse {
+                return Err(WithdrawError::UnknownCourse {
                     course: course.into(),
                     known: catalog.courses.keys().cloned().collect(),
                 });
@@ -219,10 +287,10 @@ pub fn withdraw(
 }
 
 /// Every version of `course` the catalog history names, with its course object.
-fn course_versions(store: &Store, course: &str) -> Result<BTreeMap<u64, Hash>, HistoryError> {
+fn course_versions(store: &Store, course: &str) -> Result<BTreeMap<u64, Hash>, RevertError> {
     let mut versions = BTreeMap::new();
     for (sequence, bytes) in store.catalog_history()? {
-        let bad = |source| HistoryError::BadHistory {
+        let bad = |source| RevertError::BadHistory {
             sequence: sequence.map_or_else(|| "in force".into(), |s| s.to_string()),
             store: store.root().to_owned(),
             source,
@@ -247,7 +315,7 @@ fn restore_files(
     store: &Store,
     course: &Course,
     rebuilt: &mut u64,
-) -> Result<Option<String>, HistoryError> {
+) -> Result<Option<String>, RevertError> {
     let mut files: Vec<&catalog::FileEntry> = course.files.iter().collect();
     let mut lessons = Vec::new();
     for lesson in &course.lessons {
@@ -288,7 +356,7 @@ fn restore_files(
 /// course object, one version above the current, holding the old version's
 /// files and lessons. Nothing is imported: every object it names is already
 /// held, and a file `origin gc` packed is put back together from its chunks.
-pub fn revert(origin: &Origin, course: &str, version: u64) -> Result<HistoryReport, HistoryError> {
+pub fn revert(origin: &Origin, course: &str, version: u64) -> Result<HistoryReport, RevertError> {
     let _lock = publish::lock(origin)?;
     let store = origin.store();
     let current = publish::current_catalog(origin)?;
@@ -297,7 +365,7 @@ pub fn revert(origin: &Origin, course: &str, version: u64) -> Result<HistoryRepo
         (Some(entry), _) => entry.version,
         (None, Some(tombstone)) => tombstone.last_version,
         (None, None) if versions.is_empty() => {
-            return Err(HistoryError::UnknownCourse {
+            return Err(RevertError::UnknownCourse {
                 course: course.into(),
                 known: current.courses.keys().cloned().collect(),
             });
@@ -305,19 +373,19 @@ pub fn revert(origin: &Origin, course: &str, version: u64) -> Result<HistoryRepo
         (None, None) => versions.keys().next_back().copied().unwrap_or(0),
     };
     let Some(old_hash) = versions.get(&version) else {
-        return Err(HistoryError::UnknownVersion {
+        return Err(RevertError::UnknownVersion {
             course: course.into(),
             version,
             known: versions.keys().copied().collect(),
         });
     };
     if current.courses.get(course).map(|e| e.hash) == Some(*old_hash) {
-        return Err(HistoryError::AlreadyCurrent {
+        return Err(RevertError::AlreadyCurrent {
             course: course.into(),
             version,
         });
     }
-    let collected = |missing: String| HistoryError::Collected {
+    let collected = |missing: String| RevertError::Collected {
         course: course.into(),
         version,
         missing,
@@ -341,7 +409,7 @@ pub fn revert(origin: &Origin, course: &str, version: u64) -> Result<HistoryRepo
     let mut batch = ImportBatch::new();
     let hash = batch.add_object(&Object::Course(course_object));
     let key = origin.key();
-    let catalog = commit_next(
+    let catalog = commit_next::<RevertError>(
         origin,
         batch,
         |catalog| {
@@ -375,13 +443,13 @@ pub fn revert(origin: &Origin, course: &str, version: u64) -> Result<HistoryRepo
 
 /// `shanlu origin renew`: the catalog in force, re-signed as the next
 /// sequence with a fresh expiry; `min_sequence` first raises the floor.
-pub fn renew(origin: &Origin, min_sequence: Option<u64>) -> Result<HistoryReport, HistoryError> {
+pub fn renew(origin: &Origin, min_sequence: Option<u64>) -> Result<HistoryReport, CommitError> {
     let _lock = publish::lock(origin)?;
     if let Some(floor) = min_sequence {
         origin.raise_sequence_floor(floor)?;
     }
     let key = origin.key();
-    let catalog = commit_next(
+    let catalog = commit_next::<CommitError>(
         origin,
         ImportBatch::new(),
         |_| Ok(()),
@@ -397,7 +465,7 @@ pub fn renew(origin: &Origin, min_sequence: Option<u64>) -> Result<HistoryReport
 
 /// Renews the catalog if less than half its lifetime is left (or it has no
 /// expiry); `origin serve` calls this at start and then periodically.
-pub fn renew_if_due(dir: &Path) -> Result<Option<HistoryReport>, HistoryError> {
+pub fn renew_if_due(dir: &Path) -> Result<Option<HistoryReport>, CommitError> {
     let origin = Origin::open(dir)?;
     let lifetime = origin.catalog_lifetime()?;
     let Some(signed) = origin.store().signed_catalog()? else {
@@ -433,15 +501,15 @@ fn next_key_path(dir: &Path) -> PathBuf {
 /// catalog commit is the moment of rotation; `Origin::open` finishes a
 /// rotation whose catalog committed ([`finish_rotation`]) and drops one whose
 /// catalog did not.
-pub fn rotate_key(origin: &mut Origin) -> Result<HistoryReport, HistoryError> {
+pub fn rotate_key(origin: &mut Origin) -> Result<HistoryReport, RotateError> {
     let lock = publish::lock(origin)?;
     let dir = origin.dir().to_owned();
     let held = origin
         .store()
         .signed_catalog()?
-        .ok_or(HistoryError::NoCatalog)?;
+        .ok_or(CommitError::NoCatalog)?;
     if held.roots.len() >= catalog::roots::MAX_ROOTS {
-        return Err(HistoryError::TooManyRotations {
+        return Err(RotateError::TooManyRotations {
             count: held.roots.len(),
         });
     }
@@ -453,7 +521,7 @@ pub fn rotate_key(origin: &mut Origin) -> Result<HistoryReport, HistoryError> {
         }
         None => 0,
     };
-    let new_key = OriginKey::generate().map_err(HistoryError::Random)?;
+    let new_key = OriginKey::generate().map_err(RotateError::Random)?;
     let root = KeyRoot {
         version: previous + 1,
         key: new_key.public().to_bytes(),
@@ -467,7 +535,7 @@ pub fn rotate_key(origin: &mut Origin) -> Result<HistoryReport, HistoryError> {
         Err(cause) => return Err(origin::io("removing", &next_path)(cause).into()),
     }
     origin::write_secret(&next_path, &hex::encode(new_key.to_bytes()))?;
-    let catalog = commit_next(
+    let catalog = commit_next::<RotateError>(
         origin,
         ImportBatch::new(),
         |_| Ok(()),

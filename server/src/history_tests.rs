@@ -54,13 +54,13 @@ fn issue_13_withdraw_leaves_a_tombstone_and_a_republish_clears_it() {
 
     let again = withdraw(&origin, "math", "").expect_err("already withdrawn");
     assert!(
-        matches!(again, HistoryError::AlreadyWithdrawn { .. }),
+        matches!(again, WithdrawError::AlreadyWithdrawn { .. }),
         "{again}"
     );
     let unknown = withdraw(&origin, "nope", "").expect_err("unknown");
     assert!(unknown.to_string().contains("nope"), "{unknown}");
     let long = withdraw(&origin, "math", &"x".repeat(600)).expect_err("too long");
-    assert!(matches!(long, HistoryError::ReasonTooLong { len: 600 }));
+    assert!(matches!(long, WithdrawError::ReasonTooLong { len: 600 }));
 
     write(&src, "01-count/index.html", b"<p>one again</p>");
     let back = publish(&origin, &src);
@@ -121,14 +121,11 @@ fn issue_13_revert_points_a_new_version_at_old_content_without_storing_a_blob() 
     );
     let course = revert(&origin, "nope", 1).expect_err("no such course");
     assert!(
-        matches!(course, HistoryError::UnknownCourse { .. }),
+        matches!(course, RevertError::UnknownCourse { .. }),
         "{course}"
     );
     let same = revert(&origin, "math", 3).expect_err("already current");
-    assert!(
-        matches!(same, HistoryError::AlreadyCurrent { .. }),
-        "{same}"
-    );
+    assert!(matches!(same, RevertError::AlreadyCurrent { .. }), "{same}");
 }
 
 #[test]
@@ -145,7 +142,7 @@ fn issue_13_revert_to_a_collected_version_says_to_publish_it_again() {
     assert!(!origin.store().has_blob(&v1).expect("has"));
     let err = revert(&origin, "math", 1).expect_err("collected");
     let text = err.to_string();
-    assert!(matches!(err, HistoryError::UnknownVersion { .. }), "{text}");
+    assert!(matches!(err, RevertError::UnknownVersion { .. }), "{text}");
     assert!(text.contains("it holds version(s) 2"), "{text}");
     assert!(text.contains("shanlu origin gc"), "{text}");
     assert!(text.contains("shanlu publish DIR"), "{text}");
