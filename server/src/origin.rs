@@ -256,12 +256,39 @@ impl Origin {
         catalog.sequence = (catalog.sequence + 1).max(floor);
         catalog.published_at = now_secs().max(catalog.published_at);
         catalog.expires_at = catalog.published_at.saturating_add(lifetime);
+        prune_tombstones(&mut catalog);
         Ok((catalog, roots))
     }
 
     /// Replaces the key in memory after `origin rotate-key` committed.
     pub(crate) fn set_key(&mut self, key: OriginKey) {
         self.key = key;
+    }
+}
+
+/// How long a withdrawn course's tombstone stays in the catalog: long enough
+/// for an edge offline for a school year to learn why the course went.
+pub const TOMBSTONE_KEEP_SECS: u64 = 400 * 24 * 3600;
+/// The most tombstones a catalog carries; the oldest go first.
+pub const MAX_TOMBSTONES: usize = 1_000;
+
+/// Drops tombstones older than [`TOMBSTONE_KEEP_SECS`] and, past
+/// [`MAX_TOMBSTONES`], the oldest. A course without its tombstone is still
+/// gone from the catalog; only the reason shown on edges' status pages goes.
+fn prune_tombstones(catalog: &mut Catalog) {
+    let cutoff = catalog.published_at.saturating_sub(TOMBSTONE_KEEP_SECS);
+    catalog.withdrawn.retain(|_, t| t.withdrawn_at >= cutoff);
+    if catalog.withdrawn.len() > MAX_TOMBSTONES {
+        let mut ages: Vec<(u64, String)> = catalog
+            .withdrawn
+            .iter()
+            .map(|(id, t)| (t.withdrawn_at, id.clone()))
+            .collect();
+        ages.sort();
+        let excess = catalog.withdrawn.len() - MAX_TOMBSTONES;
+        for (_, id) in ages.into_iter().take(excess) {
+            catalog.withdrawn.remove(&id);
+        }
     }
 }
 
@@ -380,6 +407,45 @@ pub(crate) fn write_secret(path: &Path, text: &str) -> Result<(), OriginError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 13: tombstones are bounded: older than the keep time, or past
+    /// the most a catalog carries (oldest first), they go.
+    #[test]
+    fn issue_13_tombstones_are_pruned_by_age_then_count() {
+        let now = 2_000_000_000;
+        let mut catalog = Catalog::empty(now);
+        let stone = |at| catalog::Tombstone {
+            withdrawn_at: at,
+            reason: "r".into(),
+            last_version: 1,
+        };
+        catalog
+            .withdrawn
+            .insert("old".into(), stone(now - TOMBSTONE_KEEP_SECS - 1));
+        catalog
+            .withdrawn
+            .insert("kept".into(), stone(now - TOMBSTONE_KEEP_SECS));
+        prune_tombstones(&mut catalog);
+        assert_eq!(catalog.withdrawn.keys().collect::<Vec<_>>(), ["kept"]);
+        for i in 0..MAX_TOMBSTONES + 5 {
+            catalog
+                .withdrawn
+                .insert(format!("c{i:05}"), stone(now - 10_000 + i as u64));
+        }
+        prune_tombstones(&mut catalog);
+        assert_eq!(catalog.withdrawn.len(), MAX_TOMBSTONES);
+        assert!(
+            !catalog.withdrawn.contains_key("kept"),
+            "the oldest went first"
+        );
+        assert!(
+            catalog
+                .withdrawn
+                .contains_key(&format!("c{:05}", MAX_TOMBSTONES + 4))
+        );
+        assert!(!catalog.withdrawn.contains_key("c00004"));
+        assert!(catalog.withdrawn.contains_key("c00005"));
+    }
 
     #[test]
     fn init_then_open_gives_the_same_key_and_an_empty_signed_catalog() {
