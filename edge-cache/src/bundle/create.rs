@@ -18,9 +18,14 @@ use serde::Serialize;
 use tracing::warn;
 
 use super::have::HaveList;
-use super::pack::{Kind, PackError, PackWriter};
+use super::pack::{Kind, MAX_PACK_BYTES, PackError, PackWriter};
 use super::{BundleIndex, FOLDER, INDEX, PackEntry, pack_name};
 use crate::sync::plan::{PlanError, file_jobs};
+
+/// Test hook only: `SHANLU_TEST_BUNDLE_PACK_BYTES=N` makes packs of at
+/// most N bytes (never more than 256 MiB), so tests get several packs from
+/// a small course.
+const TEST_PACK_BYTES: &str = "SHANLU_TEST_BUNDLE_PACK_BYTES";
 
 /// What to put on the stick.
 pub struct CreateOptions<'a> {
@@ -74,7 +79,9 @@ pub enum CreateError {
     Pack(#[from] PackError),
     #[error("{dir} holds no catalog yet: publish (origin) or sync (edge) first")]
     NoCatalog { dir: PathBuf },
-    #[error("the catalog in {dir} does not verify against its origin key; run `shanlu verify` there")]
+    #[error(
+        "the catalog in {dir} does not verify against its origin key; run `shanlu verify` there"
+    )]
     BadCatalog {
         dir: PathBuf,
         #[source]
@@ -133,6 +140,7 @@ struct Packs {
     current: Option<PackWriter>,
     done: Vec<PackEntry>,
     progress: ProgressBar,
+    limit: u64,
 }
 
 impl Packs {
@@ -146,7 +154,7 @@ impl Packs {
         }
         if self.current.is_none() {
             let name = pack_name(self.done.len() + 1);
-            self.current = Some(PackWriter::create(&self.folder.join(name))?);
+            self.current = Some(PackWriter::create(&self.folder.join(name), self.limit)?);
         }
         if let Some(pack) = &mut self.current {
             pack.record(kind, hash, bytes)?;
@@ -175,7 +183,10 @@ impl Packs {
 }
 
 /// Writes a bundle; `progress` counts bytes put in packs.
-pub fn create(options: CreateOptions<'_>, progress: &ProgressBar) -> Result<CreateReport, CreateError> {
+pub fn create(
+    options: CreateOptions<'_>,
+    progress: &ProgressBar,
+) -> Result<CreateReport, CreateError> {
     let started = Instant::now();
     let (key, source) = source_of(options.data)?;
     let store = Store::open_existing(options.data.join("store"))?;
@@ -184,13 +195,17 @@ pub fn create(options: CreateOptions<'_>, progress: &ProgressBar) -> Result<Crea
         .ok_or_else(|| CreateError::NoCatalog {
             dir: options.data.to_owned(),
         })?;
-    let signed = store.signed_catalog()?.ok_or_else(|| CreateError::NoCatalog {
-        dir: options.data.to_owned(),
-    })?;
-    let catalog = signed.verify(&key).map_err(|source| CreateError::BadCatalog {
-        dir: options.data.to_owned(),
-        source,
-    })?;
+    let signed = store
+        .signed_catalog()?
+        .ok_or_else(|| CreateError::NoCatalog {
+            dir: options.data.to_owned(),
+        })?;
+    let catalog = signed
+        .verify(&key)
+        .map_err(|source| CreateError::BadCatalog {
+            dir: options.data.to_owned(),
+            source,
+        })?;
     if let Some(courses) = &options.courses {
         for course in courses {
             if !catalog.courses.contains_key(course) {
@@ -234,6 +249,10 @@ pub fn create(options: CreateOptions<'_>, progress: &ProgressBar) -> Result<Crea
         current: None,
         done: Vec::new(),
         progress: progress.clone(),
+        limit: std::env::var(TEST_PACK_BYTES)
+            .ok()
+            .and_then(|text| text.parse().ok())
+            .unwrap_or(MAX_PACK_BYTES),
     };
     let mut report = CreateReport {
         source,
@@ -266,7 +285,11 @@ pub fn create(options: CreateOptions<'_>, progress: &ProgressBar) -> Result<Crea
         if !seen_blobs.insert(manifest.blob) {
             continue;
         }
-        if manifest.chunks.iter().all(|c| have.chunks.contains(&c.hash) || sent.contains(&c.hash)) {
+        if manifest
+            .chunks
+            .iter()
+            .all(|c| have.chunks.contains(&c.hash) || sent.contains(&c.hash))
+        {
             continue;
         }
         let path = store.blob_path(&manifest.blob);

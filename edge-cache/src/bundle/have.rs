@@ -88,7 +88,8 @@ impl HaveList {
             if let Some(Object::Manifest(manifest)) = store.object(hash)?
                 && store.has_blob(&manifest.blob)?
             {
-                have.chunks.extend(manifest.chunks.iter().map(|chunk| chunk.hash));
+                have.chunks
+                    .extend(manifest.chunks.iter().map(|chunk| chunk.hash));
             }
         }
         Ok(have)
@@ -191,7 +192,8 @@ impl HaveList {
             }
         };
         let mut file = std::fs::File::create(&tmp).map_err(io("creating", &tmp))?;
-        file.write_all(&self.encode()).map_err(io("writing", &tmp))?;
+        file.write_all(&self.encode())
+            .map_err(io("writing", &tmp))?;
         file.sync_all().map_err(io("syncing", &tmp))?;
         std::fs::rename(&tmp, path).map_err(io("renaming", &tmp))
     }
@@ -213,13 +215,19 @@ mod tests {
         let path = Path::new("have.bin");
         assert_eq!(HaveList::decode(path, &bytes).expect("decodes"), have);
         let none = HaveList::default();
-        assert_eq!(HaveList::decode(path, &none.encode()).expect("decodes"), none);
+        assert_eq!(
+            HaveList::decode(path, &none.encode()).expect("decodes"),
+            none
+        );
         for cut in [0, 8, 17, 20, bytes.len() - 1] {
             assert!(HaveList::decode(path, &bytes[..cut]).is_err(), "cut {cut}");
         }
         let mut huge = bytes[..17].to_vec();
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         let err = HaveList::decode(path, &huge).expect_err("refused");
-        assert!(err.to_string().contains("more hashes than allowed"), "{err}");
+        assert!(
+            err.to_string().contains("more hashes than allowed"),
+            "{err}"
+        );
     }
 }

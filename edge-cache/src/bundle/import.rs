@@ -124,7 +124,11 @@ pub enum ImportError {
 }
 
 /// Imports the bundle on `stick` into the edge in `data`; `progress` counts pack bytes.
-pub fn import(data: &Path, stick: &Path, progress: &ProgressBar) -> Result<ImportReport, ImportError> {
+pub fn import(
+    data: &Path,
+    stick: &Path,
+    progress: &ProgressBar,
+) -> Result<ImportReport, ImportError> {
     let started = Instant::now();
     let config = EdgeConfig::load(data)?;
     let _lock = crate::sync::lock(data)?;
@@ -145,12 +149,13 @@ pub fn import(data: &Path, stick: &Path, progress: &ProgressBar) -> Result<Impor
     let store = Store::open(config::store_path(data))?;
     let held = accept::held(&store, &key)?;
     let held_sequence = held.as_ref().map(|c| c.sequence);
-    let accepted = accept::offered(&store, &key, &catalog_bytes, held_sequence).map_err(|source| {
-        ImportError::Refused {
-            folder: folder.clone(),
-            source,
-        }
-    })?;
+    let accepted =
+        accept::offered(&store, &key, &catalog_bytes, held_sequence).map_err(|source| {
+            ImportError::Refused {
+                folder: folder.clone(),
+                source,
+            }
+        })?;
     let catalog = accepted.catalog.clone();
     let mut report = ImportReport {
         sequence: catalog.sequence,
@@ -162,7 +167,10 @@ pub fn import(data: &Path, stick: &Path, progress: &ProgressBar) -> Result<Impor
         .packs
         .iter()
         .filter(|pack| {
-            let done = pack.blake3.parse::<Hash>().is_ok_and(|hash| imported.contains(&hash));
+            let done = pack
+                .blake3
+                .parse::<Hash>()
+                .is_ok_and(|hash| imported.contains(&hash));
             report.packs_already_imported += u64::from(done);
             !done
         })
@@ -256,9 +264,16 @@ fn read_index(folder: &Path) -> Result<BundleIndex, ImportError> {
         )));
     }
     if index.packs.len() > MAX_PACKS {
-        return Err(bad(format!("{} packs, more than {MAX_PACKS}", index.packs.len())));
+        return Err(bad(format!(
+            "{} packs, more than {MAX_PACKS}",
+            index.packs.len()
+        )));
     }
-    if let Some(pack) = index.packs.iter().find(|pack| !super::is_pack_name(&pack.name)) {
+    if let Some(pack) = index
+        .packs
+        .iter()
+        .find(|pack| !super::is_pack_name(&pack.name))
+    {
         return Err(bad(format!("a pack named {:?}", pack.name)));
     }
     Ok(index)
@@ -302,7 +317,11 @@ fn skipped_names(report: &ImportReport) -> String {
     if report.packs_skipped.is_empty() {
         return String::new();
     }
-    let names: Vec<&str> = report.packs_skipped.iter().map(|p| p.name.as_str()).collect();
+    let names: Vec<&str> = report
+        .packs_skipped
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
     format!("; skipped: {}", names.join(", "))
 }
 
@@ -328,7 +347,10 @@ impl Packs<'_> {
     ) -> Result<(), String> {
         let path = self.folder.join(&pack.name);
         let (hash, size) = hash_file(&path).map_err(|err| {
-            format!("{}; copy the bundle onto the stick again and rerun the import", catalog::format::error_chain(&err))
+            format!(
+                "{}; copy the bundle onto the stick again and rerun the import",
+                catalog::format::error_chain(&err)
+            )
         })?;
         if size != pack.size || hash.to_string() != pack.blake3 {
             return Err(format!(
@@ -344,17 +366,29 @@ impl Packs<'_> {
         let mut objects = Vec::new();
         // Bounded: each record takes at least a record head of the pack's bytes.
         while let Some(record) = records.next_record().map_err(|err| err.to_string())? {
-            self.progress.inc(super::pack::RECORD_HEAD + record.bytes.len() as u64);
+            self.progress
+                .inc(super::pack::RECORD_HEAD + record.bytes.len() as u64);
             match record.kind {
                 Kind::Catalog if record.bytes == self.catalog_bytes => {}
                 Kind::Catalog => {
-                    return Err(format!("{} holds another catalog than its index", path.display()));
+                    return Err(format!(
+                        "{} holds another catalog than its index",
+                        path.display()
+                    ));
                 }
                 Kind::Object => {
                     Object::decode_verified(&record.hash, &record.bytes).map_err(|err| {
-                        format!("object {} in {} was refused: {err}", record.hash, path.display())
+                        format!(
+                            "object {} in {} was refused: {err}",
+                            record.hash,
+                            path.display()
+                        )
                     })?;
-                    if !self.store.has_object(&record.hash).map_err(|e| e.to_string())? {
+                    if !self
+                        .store
+                        .has_object(&record.hash)
+                        .map_err(|e| e.to_string())?
+                    {
                         objects.push((record.hash, record.bytes));
                     }
                     if objects.len() >= OBJECT_BATCH {
@@ -367,7 +401,11 @@ impl Packs<'_> {
         self.put(&mut objects, report)
     }
 
-    fn put(&self, objects: &mut Vec<(Hash, Vec<u8>)>, report: &mut ImportReport) -> Result<(), String> {
+    fn put(
+        &self,
+        objects: &mut Vec<(Hash, Vec<u8>)>,
+        report: &mut ImportReport,
+    ) -> Result<(), String> {
         self.store
             .put_objects(objects)
             .map_err(|err| catalog::format::error_chain(&err))?;
@@ -426,8 +464,12 @@ impl<'s> Files<'s> {
         let Some(files) = self.by_chunk.get(&record.hash).cloned() else {
             return Ok(());
         };
-        let verified = VerifiedChunk::check(record.hash, &record.bytes)
-            .ok_or_else(|| format!("chunk {} does not match its hash; the rest of this pack was not used", record.hash))?;
+        let verified = VerifiedChunk::check(record.hash, &record.bytes).ok_or_else(|| {
+            format!(
+                "chunk {} does not match its hash; the rest of this pack was not used",
+                record.hash
+            )
+        })?;
         let mut wrote = false;
         for file in files {
             if self.done.contains(&file) {
@@ -456,7 +498,9 @@ impl<'s> Files<'s> {
             }
             self.touched.insert(file);
             let job = &self.jobs[file];
-            let partial = self.store.partial(job.manifest_hash, job.manifest.clone())?;
+            let partial = self
+                .store
+                .partial(job.manifest_hash, job.manifest.clone())?;
             let left = partial.missing().len();
             self.open.insert(file, (partial, left));
         }
@@ -517,7 +561,7 @@ impl<'s> Files<'s> {
             let job = &self.jobs[file];
             // Only files this import wrote to or whose chunks are held
             // elsewhere: no empty partial file for the rest.
-            let mut local = false;
+            let mut local = job.manifest.chunks.is_empty();
             for chunk in &job.manifest.chunks {
                 if self.store.chunk_location(&chunk.hash)?.is_some() {
                     local = true;
@@ -527,7 +571,9 @@ impl<'s> Files<'s> {
             if !local && !self.touched.contains(&file) {
                 continue;
             }
-            let mut partial = self.store.partial(job.manifest_hash, job.manifest.clone())?;
+            let mut partial = self
+                .store
+                .partial(job.manifest_hash, job.manifest.clone())?;
             if !partial.missing().is_empty() {
                 report.bytes_reused += partial.reuse_local()?;
             }

@@ -115,7 +115,13 @@ mod tests {
         assert_eq!(pack_name(1), "pack-0001.slp");
         assert!(is_pack_name(&pack_name(1)));
         assert!(is_pack_name(&pack_name(12345)));
-        for bad in ["../x.slp", "pack-1.slp", "pack-0001.slp/..", "pack-000a.slp", "index.json"] {
+        for bad in [
+            "../x.slp",
+            "pack-1.slp",
+            "pack-0001.slp/..",
+            "pack-000a.slp",
+            "index.json",
+        ] {
             assert!(!is_pack_name(bad), "{bad}");
         }
     }

@@ -98,13 +98,17 @@ pub struct PackWriter {
     out: io::BufWriter<std::fs::File>,
     hasher: blake3::Hasher,
     len: u64,
+    /// The most bytes this pack may hold (at most [`MAX_PACK_BYTES`]).
+    limit: u64,
     pub catalogs: u64,
     pub objects: u64,
     pub chunks: u64,
 }
 
 impl PackWriter {
-    pub fn create(path: &Path) -> Result<PackWriter, PackError> {
+    /// A pack of at most `limit` bytes (capped at [`MAX_PACK_BYTES`]; a
+    /// record bigger than the limit still gets a pack of its own).
+    pub fn create(path: &Path, limit: u64) -> Result<PackWriter, PackError> {
         let tmp = path.with_extension("slp.tmp");
         let file = std::fs::File::create(&tmp).map_err(|source| PackError::Io {
             action: "creating",
@@ -117,6 +121,7 @@ impl PackWriter {
             out: io::BufWriter::with_capacity(1024 * 1024, file),
             hasher: blake3::Hasher::new(),
             len: 0,
+            limit: limit.min(MAX_PACK_BYTES),
             catalogs: 0,
             objects: 0,
             chunks: 0,
@@ -134,7 +139,7 @@ impl PackWriter {
 
     /// Whether a record of `bytes` bytes still fits under [`MAX_PACK_BYTES`].
     pub fn fits(&self, bytes: usize) -> bool {
-        self.len + RECORD_HEAD + bytes as u64 <= MAX_PACK_BYTES
+        self.len + RECORD_HEAD + bytes as u64 <= self.limit
     }
 
     /// Whether the pack holds no record yet.
@@ -324,7 +329,7 @@ mod tests {
     fn pack_bytes(records: &[(Kind, Hash, Vec<u8>)]) -> Vec<u8> {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("pack-0001.slp");
-        let mut writer = PackWriter::create(&path).expect("create");
+        let mut writer = PackWriter::create(&path, MAX_PACK_BYTES).expect("create");
         for (kind, hash, bytes) in records {
             writer.record(*kind, hash, bytes).expect("record");
         }
@@ -363,7 +368,10 @@ mod tests {
         let read = read_all(&bytes).expect("reads");
         assert_eq!(read.len(), 4);
         for (record, (kind, hash, data)) in read.iter().zip(&records) {
-            assert_eq!((record.kind, record.hash, &record.bytes), (*kind, *hash, data));
+            assert_eq!(
+                (record.kind, record.hash, &record.bytes),
+                (*kind, *hash, data)
+            );
         }
     }
 
@@ -374,12 +382,31 @@ mod tests {
         bytes[HEADER_LEN as usize + 33..HEADER_LEN as usize + 37]
             .copy_from_slice(&5u32.to_le_bytes());
         let err = read_all(&bytes).expect_err("refused");
-        assert!(matches!(err, PackError::TooLong { length: 5, limit: 4, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                PackError::TooLong {
+                    length: 5,
+                    limit: 4,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         // A huge length: refused by the limit, not by an allocation failure.
         bytes[HEADER_LEN as usize + 33..HEADER_LEN as usize + 37]
             .copy_from_slice(&u32::MAX.to_le_bytes());
         let err = read_all(&bytes).expect_err("refused");
-        assert!(matches!(err, PackError::TooLong { length: u32::MAX, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                PackError::TooLong {
+                    length: u32::MAX,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert!(err.to_string().contains("p.slp"), "{err}");
     }
 
@@ -388,7 +415,17 @@ mod tests {
         let mut bytes = pack_bytes(&[(Kind::Object, Hash::of(b"x"), b"x".to_vec())]);
         bytes[HEADER_LEN as usize] = 9;
         let err = read_all(&bytes).expect_err("refused");
-        assert!(matches!(err, PackError::UnknownKind { kind: 9, offset: 9, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                PackError::UnknownKind {
+                    kind: 9,
+                    offset: 9,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -411,6 +448,9 @@ mod tests {
         assert!(matches!(err, PackError::NotAPack { .. }), "{err}");
         let mut wrong = bytes.clone();
         wrong[8] = 2;
-        assert!(matches!(read_all(&wrong), Err(PackError::NotAPack { version: 2, .. })));
+        assert!(matches!(
+            read_all(&wrong),
+            Err(PackError::NotAPack { version: 2, .. })
+        ));
     }
 }
