@@ -143,6 +143,17 @@ fn issue_14_bundle_round_trip_with_the_origin_down_then_a_sync_fetches_nothing()
     assert_eq!(again["packs_read"], 0);
     assert_eq!(again["packs_already_imported"], 2);
     assert_eq!(again["files_completed"], 0);
+    // The edge writes what it holds for a neighbouring school, whose edge
+    // holds it all afterwards.
+    let (neighbour, _) = edge_of(&origin, "school-b1-next");
+    let next_stick = tempfile::tempdir().expect("tempdir");
+    let made = create(&edge.data(), next_stick.path(), &[], &[]);
+    assert_eq!(made["source"], "edge");
+    assert_eq!(made["files_not_held"], 0);
+    let (code, report, stderr) = import(&neighbour, next_stick.path());
+    assert_eq!(code, 0, "{report:#}\n{stderr}");
+    assert_eq!(report["files_completed"], 5);
+    assert_eq!(assert_edge_holds(&neighbour, "math", &src), 5);
 }
 
 #[test]

@@ -85,7 +85,7 @@ pub enum ImportError {
     #[error(transparent)]
     Plan(#[from] PlanError),
     #[error(transparent)]
-    Sync(#[from] SyncError),
+    Sync(Box<SyncError>),
     #[error(
         "{folder} has no {INDEX}: the bundle is incomplete (was `shanlu bundle create` interrupted or the copy cut short?); make it again, nothing was imported"
     )]
@@ -104,7 +104,7 @@ pub enum ImportError {
     Refused {
         folder: PathBuf,
         #[source]
-        source: SyncError,
+        source: Box<SyncError>,
     },
     #[error(
         "the bundle in {folder} lacks {count} metadata object(s) its catalog names (first {first}){skipped}; the catalog was not put in force. Copy the bundle again and rerun the import: what was verified is kept"
@@ -121,6 +121,12 @@ pub enum ImportError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<SyncError> for ImportError {
+    fn from(err: SyncError) -> ImportError {
+        ImportError::Sync(Box::new(err))
+    }
 }
 
 /// Imports the bundle on `stick` into the edge in `data`; `progress` counts pack bytes.
@@ -153,7 +159,7 @@ pub fn import(
         accept::offered(&store, &key, &catalog_bytes, held_sequence).map_err(|source| {
             ImportError::Refused {
                 folder: folder.clone(),
-                source,
+                source: Box::new(source),
             }
         })?;
     let catalog = accepted.catalog.clone();
