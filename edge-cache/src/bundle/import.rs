@@ -19,28 +19,27 @@
 //! by BLAKE3 in the store's meta ([`IMPORTED`]) after its data is durable, so
 //! a rerun does not read it again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use catalog::store::{PartialBlob, StoreError, VerifiedChunk};
+use catalog::store::StoreError;
 use catalog::{Hash, Object, Store};
 use indicatif::ProgressBar;
 use serde::Serialize;
 use tracing::{info, warn};
 
+use super::assemble::Files;
 use super::pack::{Kind, PackReader, hash_file};
 use super::{BundleIndex, FORMAT, INDEX, MAX_INDEX_BYTES, MAX_PACKS, PackEntry, bundle_dir};
 use crate::config::{self, EdgeConfig};
-use crate::sync::plan::{FileJob, PlanError, file_jobs, metadata_wanted};
+use crate::sync::plan::{PlanError, file_jobs, metadata_wanted};
 use crate::sync::{SyncError, accept};
 
 /// The store meta key listing the packs (by BLAKE3, 32 bytes each) fully imported.
 pub const IMPORTED: &str = "edge.bundle.imported";
 /// Packs remembered in [`IMPORTED`]: the newest this many.
 const MAX_REMEMBERED: usize = 4096;
-/// Partial files open at once; past this they are flushed and closed.
-const MAX_OPEN: usize = 256;
 /// Objects stored per index commit.
 const OBJECT_BATCH: usize = 1024;
 
@@ -417,179 +416,6 @@ impl Packs<'_> {
             .map_err(|err| catalog::format::error_chain(&err))?;
         report.objects_added += objects.len() as u64;
         objects.clear();
-        Ok(())
-    }
-}
-
-/// The files being assembled: which missing file holds which chunk.
-struct Files<'s> {
-    store: &'s Store,
-    jobs: Vec<FileJob>,
-    by_chunk: HashMap<Hash, Vec<usize>>,
-    open: HashMap<usize, (PartialBlob<'s>, usize)>,
-    done: HashSet<usize>,
-    /// Files a chunk was written into.
-    touched: HashSet<usize>,
-    /// Chunks and bytes written since the last [`Files::close_all`].
-    written: (u64, u64),
-    error: Option<StoreError>,
-}
-
-impl<'s> Files<'s> {
-    fn new(store: &'s Store, jobs: &[FileJob]) -> Result<Files<'s>, StoreError> {
-        let mut missing = Vec::new();
-        let mut seen = HashSet::new();
-        for job in jobs {
-            if seen.insert(job.manifest.blob) && !store.check_held(&job.manifest.blob)? {
-                missing.push(job.clone());
-            }
-        }
-        let mut by_chunk: HashMap<Hash, Vec<usize>> = HashMap::new();
-        for (index, job) in missing.iter().enumerate() {
-            for chunk in &job.manifest.chunks {
-                let files = by_chunk.entry(chunk.hash).or_default();
-                if files.last() != Some(&index) {
-                    files.push(index);
-                }
-            }
-        }
-        Ok(Files {
-            store,
-            jobs: missing,
-            by_chunk,
-            open: HashMap::new(),
-            done: HashSet::new(),
-            touched: HashSet::new(),
-            written: (0, 0),
-            error: None,
-        })
-    }
-
-    /// One chunk record: hashed, then written into every missing file holding it.
-    fn chunk(&mut self, record: &super::pack::Record) -> Result<(), String> {
-        let Some(files) = self.by_chunk.get(&record.hash).cloned() else {
-            return Ok(());
-        };
-        let verified = VerifiedChunk::check(record.hash, &record.bytes).ok_or_else(|| {
-            format!(
-                "chunk {} does not match its hash; the rest of this pack was not used",
-                record.hash
-            )
-        })?;
-        let mut wrote = false;
-        for file in files {
-            if self.done.contains(&file) {
-                continue;
-            }
-            match self.write(file, &verified) {
-                Ok(count) => wrote |= count > 0,
-                Err(err) => {
-                    let message = catalog::format::error_chain(&err);
-                    self.error = Some(err);
-                    return Err(message);
-                }
-            }
-        }
-        if wrote {
-            self.written.0 += 1;
-            self.written.1 += record.bytes.len() as u64;
-        }
-        Ok(())
-    }
-
-    fn write(&mut self, file: usize, chunk: &VerifiedChunk<'_>) -> Result<usize, StoreError> {
-        if !self.open.contains_key(&file) {
-            if self.open.len() >= MAX_OPEN {
-                self.flush_open()?;
-            }
-            self.touched.insert(file);
-            let job = &self.jobs[file];
-            let partial = self
-                .store
-                .partial(job.manifest_hash, job.manifest.clone())?;
-            let left = partial.missing().len();
-            self.open.insert(file, (partial, left));
-        }
-        let Some((partial, left)) = self.open.get_mut(&file) else {
-            return Ok(0);
-        };
-        let count = partial.write_verified(chunk)?;
-        *left = left.saturating_sub(count);
-        if *left == 0
-            && let Some((partial, _)) = self.open.remove(&file)
-        {
-            self.finish(vec![(file, partial)])?;
-        }
-        Ok(count)
-    }
-
-    fn finish(&mut self, partials: Vec<(usize, PartialBlob<'s>)>) -> Result<(), StoreError> {
-        let (files, partials): (Vec<usize>, Vec<PartialBlob<'s>>) = partials.into_iter().unzip();
-        for (file, result) in files.into_iter().zip(self.store.finish_partials(partials)?) {
-            match result {
-                Ok(_) => {
-                    self.done.insert(file);
-                }
-                Err(err) => warn!(file = %self.jobs[file].label, cause = %err, "file not finished"),
-            }
-        }
-        Ok(())
-    }
-
-    /// Makes every open file's chunks durable and closes it.
-    fn flush_open(&mut self) -> Result<(), StoreError> {
-        for (_, (mut partial, _)) in self.open.drain() {
-            partial.flush()?;
-        }
-        Ok(())
-    }
-
-    /// After a pack: everything written is durable, the files closed.
-    fn close_all(&mut self, report: &mut ImportReport) -> Result<(), StoreError> {
-        if let Some(err) = self.error.take() {
-            self.open.clear();
-            return Err(err);
-        }
-        self.flush_open()?;
-        report.chunks_written += self.written.0;
-        report.bytes_written += self.written.1;
-        self.written = (0, 0);
-        Ok(())
-    }
-
-    /// Files the bundle did not complete: chunks held in other blobs are
-    /// copied in, and each file whole is finished.
-    fn top_up(&mut self, report: &mut ImportReport) -> Result<(), StoreError> {
-        for file in 0..self.jobs.len() {
-            if self.done.contains(&file) {
-                continue;
-            }
-            let job = &self.jobs[file];
-            // Only files this import wrote to or whose chunks are held
-            // elsewhere: no empty partial file for the rest.
-            let mut local = job.manifest.chunks.is_empty();
-            for chunk in &job.manifest.chunks {
-                if self.store.chunk_location(&chunk.hash)?.is_some() {
-                    local = true;
-                    break;
-                }
-            }
-            if !local && !self.touched.contains(&file) {
-                continue;
-            }
-            let mut partial = self
-                .store
-                .partial(job.manifest_hash, job.manifest.clone())?;
-            if !partial.missing().is_empty() {
-                report.bytes_reused += partial.reuse_local()?;
-            }
-            if partial.missing().is_empty() {
-                self.finish(vec![(file, partial)])?;
-            } else {
-                partial.flush()?;
-            }
-        }
-        report.files_completed = self.done.len() as u64;
         Ok(())
     }
 }

@@ -37,6 +37,7 @@
 //! the quota (an import writes what the subscription names; the next sync
 //! pass's quota plan evicts if the store is over).
 
+mod assemble;
 pub mod create;
 pub mod have;
 pub mod import;
