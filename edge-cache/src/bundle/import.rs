@@ -30,7 +30,7 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use super::assemble::Files;
-use super::pack::{Kind, PackReader, hash_file};
+use super::pack::{Kind, PackError, PackReader, hash_file};
 use super::{BundleIndex, FORMAT, INDEX, MAX_INDEX_BYTES, MAX_PACKS, PackEntry, bundle_dir};
 use crate::config::{self, EdgeConfig};
 use crate::sync::plan::{PlanError, file_jobs, metadata_wanted};
@@ -190,7 +190,8 @@ pub fn import(
         progress,
     };
     for pack in todo.iter().filter(|p| p.catalogs + p.objects > 0) {
-        match reader.read(pack, &mut |_| Ok(()), &mut report) {
+        let checked = hash_file(&folder.join(&pack.name));
+        match reader.read(pack, checked, &mut |_| Ok(()), &mut report) {
             Ok(()) if pack.chunks == 0 => remember(&store, &mut imported, pack)?,
             Ok(()) => {}
             Err(reason) => skip(&mut report, pack, reason),
@@ -213,14 +214,42 @@ pub fn import(
     // 3. Chunk packs, into the missing files of subscribed courses.
     let jobs = file_jobs(&catalog, |id| config.subscribe.includes(id), &store)?;
     let mut files = Files::new(&store, &jobs)?;
-    for pack in todo.iter().filter(|p| p.chunks > 0) {
-        let result = reader.read(pack, &mut |record| files.chunk(record), &mut report);
-        files.close_all(&mut report)?;
-        match result {
-            Ok(()) => remember(&store, &mut imported, pack)?,
-            Err(reason) => skip(&mut report, pack, reason),
+    let chunk_packs: Vec<&PackEntry> = todo.iter().copied().filter(|p| p.chunks > 0).collect();
+    // The next packs are hashed whole on a second thread while this one's
+    // records are used: at most two packs ahead.
+    std::thread::scope(|scope| {
+        let (checked_tx, checked_rx) = std::sync::mpsc::sync_channel(1);
+        let paths: Vec<PathBuf> = chunk_packs.iter().map(|p| folder.join(&p.name)).collect();
+        scope.spawn(move || {
+            for path in paths {
+                if checked_tx.send(hash_file(&path)).is_err() {
+                    break;
+                }
+            }
+        });
+        for pack in &chunk_packs {
+            // The hashing thread sends one result per pack; it only stops early
+            // when this side has gone.
+            let checked = checked_rx.recv().unwrap_or_else(|_| {
+                Err(PackError::Truncated {
+                    path: folder.join(&pack.name),
+                    offset: 0,
+                })
+            });
+            let result = reader.read(
+                pack,
+                checked,
+                &mut |record| files.chunk(record),
+                &mut report,
+            );
+            files.close_all(&mut report)?;
+            match result {
+                Ok(()) => remember(&store, &mut imported, pack)?,
+                Err(reason) => skip(&mut report, pack, reason),
+            }
         }
-    }
+        Ok::<_, ImportError>(())
+    })?;
 
     // 4. Top up from chunks held elsewhere, then count.
     files.top_up(&mut report)?;
@@ -341,17 +370,18 @@ struct Packs<'a> {
 type ChunkSink<'s> = dyn FnMut(&super::pack::Record) -> Result<(), String> + 's;
 
 impl Packs<'_> {
-    /// Uses one pack: catalog records must match the index's, objects are
+    /// Uses one pack, given its whole hash and size (`checked`): catalog records must match the index's, objects are
     /// verified and stored, chunks go to `chunk`. `Err`: why the pack (or its
     /// rest) was not used.
     fn read(
         &mut self,
         pack: &PackEntry,
+        checked: Result<(Hash, u64), PackError>,
         chunk: &mut ChunkSink<'_>,
         report: &mut ImportReport,
     ) -> Result<(), String> {
         let path = self.folder.join(&pack.name);
-        let (hash, size) = hash_file(&path).map_err(|err| {
+        let (hash, size) = checked.map_err(|err| {
             format!(
                 "{}; copy the bundle onto the stick again and rerun the import",
                 catalog::format::error_chain(&err)
