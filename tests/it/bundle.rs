@@ -320,3 +320,37 @@ fn issue_14_a_truncated_pack_is_skipped_and_a_rerun_reads_only_that_pack() {
     assert!(run_ok(&["verify", &edge.data_str()]).contains("all good"));
     let _ = run(&["ls", "--data", &edge.data_str()]);
 }
+
+#[test]
+fn issue_14_an_import_keeps_to_the_edges_max_store() {
+    let (origin, _src) = published_course(146);
+    let served = origin.serve();
+    let token = origin.add_edge("school-b6");
+    let edge = TestEdge::init_with(
+        &origin,
+        &served,
+        served.quic,
+        &token,
+        "all",
+        &["--max-store", "1MB"],
+    );
+    drop(served);
+    let stick = tempfile::tempdir().expect("tempdir");
+    create(&origin.data(), stick.path(), &[], &[]);
+    let (code, report, stderr) = import(&edge, stick.path());
+    assert_eq!(code, 0, "{report:#}\n{stderr}");
+    // The 24 MiB video does not fit in 1 MB; the small files do.
+    assert_eq!(report["files_completed"], 4, "{report:#}");
+    assert_eq!(report["files_missing"], 1);
+    assert_eq!(report["quota"]["not_held_files"], 1, "{report:#}");
+    assert!(report["bytes_written"].as_u64().expect("bytes") < 1_000_000);
+    let partial = edge.data().join("store/partial");
+    let partial_bytes: u64 = std::fs::read_dir(&partial)
+        .map(|dir| {
+            dir.map(|e| e.expect("entry").metadata().expect("meta").len())
+                .sum()
+        })
+        .unwrap_or(0);
+    assert_eq!(partial_bytes, 0, "no partial file for what did not fit");
+    assert!(run_ok(&["verify", &edge.data_str()]).contains("all good"));
+}

@@ -34,11 +34,19 @@ pub(super) struct Files<'s> {
 }
 
 impl<'s> Files<'s> {
-    pub(super) fn new(store: &'s Store, jobs: &[FileJob]) -> Result<Files<'s>, StoreError> {
+    /// The files of `jobs` not held whose blob is `wanted` (the quota's choice).
+    pub(super) fn new(
+        store: &'s Store,
+        jobs: &[FileJob],
+        wanted: &HashSet<Hash>,
+    ) -> Result<Files<'s>, StoreError> {
         let mut missing = Vec::new();
         let mut seen = HashSet::new();
         for job in jobs {
-            if seen.insert(job.manifest.blob) && !store.check_held(&job.manifest.blob)? {
+            if wanted.contains(&job.manifest.blob)
+                && seen.insert(job.manifest.blob)
+                && !store.check_held(&job.manifest.blob)?
+            {
                 missing.push(job.clone());
             }
         }

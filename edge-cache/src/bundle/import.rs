@@ -21,6 +21,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use catalog::store::StoreError;
@@ -33,7 +34,8 @@ use super::assemble::Files;
 use super::pack::{Kind, PackError, PackReader, hash_file};
 use super::{BundleIndex, FORMAT, INDEX, MAX_INDEX_BYTES, MAX_PACKS, PackEntry, bundle_dir};
 use crate::config::{self, EdgeConfig};
-use crate::sync::plan::{PlanError, file_jobs, metadata_wanted};
+use crate::quota;
+use crate::sync::plan::{FileJob, PlanError, file_jobs, metadata_wanted};
 use crate::sync::{SyncError, accept};
 
 /// The store meta key listing the packs (by BLAKE3, 32 bytes each) fully imported.
@@ -72,6 +74,9 @@ pub struct ImportReport {
     /// Everything subscribed is held and verified.
     pub complete: bool,
     pub seconds: f64,
+    /// The quota's plan (issue 13) before the files were written: what it
+    /// evicted to make room and what did not fit (left for later).
+    pub quota: Option<crate::quota::QuotaReport>,
 }
 
 /// Why an import stopped.
@@ -85,6 +90,8 @@ pub enum ImportError {
     Plan(#[from] PlanError),
     #[error(transparent)]
     Sync(Box<SyncError>),
+    #[error(transparent)]
+    Quota(#[from] crate::quota::QuotaError),
     #[error(
         "{folder} has no {INDEX}: the bundle is incomplete (was `shanlu bundle create` interrupted or the copy cut short?); make it again, nothing was imported"
     )]
@@ -151,7 +158,7 @@ pub fn import(
         path: folder.join(INDEX),
         detail: format!("its catalog is not hex: {err}"),
     })?;
-    let store = Store::open(config::store_path(data))?;
+    let store = Arc::new(Store::open(config::store_path(data))?);
     let held = accept::held(&store, &key)?;
     let held_sequence = held.as_ref().map(|c| c.sequence);
     let accepted =
@@ -197,10 +204,10 @@ pub fn import(
             Err(reason) => skip(&mut report, pack, reason),
         }
     }
-    if let Some(first) = metadata_wanted(&catalog, &store)?.first() {
+    if let Some(first) = metadata_wanted(&catalog, &*store)?.first() {
         return Err(ImportError::MissingMetadata {
             folder,
-            count: metadata_wanted(&catalog, &store)?.len(),
+            count: metadata_wanted(&catalog, &*store)?.len(),
             first: *first,
             skipped: skipped_names(&report),
         });
@@ -212,8 +219,9 @@ pub fn import(
     }
 
     // 3. Chunk packs, into the missing files of subscribed courses.
-    let jobs = file_jobs(&catalog, |id| config.subscribe.includes(id), &store)?;
-    let mut files = Files::new(&store, &jobs)?;
+    let jobs = file_jobs(&catalog, |id| config.subscribe.includes(id), &*store)?;
+    let wanted = within_quota(&config, &store, &catalog, &jobs, &mut report)?;
+    let mut files = Files::new(&store, &jobs, &wanted)?;
     let chunk_packs: Vec<&PackEntry> = todo.iter().copied().filter(|p| p.chunks > 0).collect();
     // The next packs are hashed whole on a second thread while this one's
     // records are used: at most two packs ahead.
@@ -266,6 +274,44 @@ pub fn import(
     report.complete = report.files_missing == 0 && report.packs_skipped.is_empty();
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The blobs of `jobs` the edge's quota (`max_store`, `min_free`) has room
+/// for, in its priority order, after evicting cached files as a sync pass
+/// would; the plan goes into the report.
+fn within_quota(
+    config: &EdgeConfig,
+    store: &Arc<Store>,
+    catalog: &catalog::Catalog,
+    jobs: &[FileJob],
+    report: &mut ImportReport,
+) -> Result<HashSet<Hash>, ImportError> {
+    let mut seen = HashSet::new();
+    let mut todo = Vec::new();
+    for job in jobs {
+        if seen.insert(job.manifest.blob) && !store.check_held(&job.manifest.blob)? {
+            todo.push(job.clone());
+        }
+    }
+    let pinned = quota::pinned(jobs, &config.subscribe);
+    let limits = quota::Limits::of(config, quota::QuotaOverrides::default());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|source| ImportError::Io {
+            path: store.root().to_owned(),
+            source,
+        })?;
+    let mut quota_report = quota::QuotaReport::default();
+    let fetch = runtime.block_on(quota::before_fetch(
+        store,
+        catalog,
+        limits,
+        pinned,
+        &todo,
+        &mut quota_report,
+    ))?;
+    report.quota = Some(quota_report);
+    Ok(fetch)
 }
 
 fn read_index(folder: &Path) -> Result<BundleIndex, ImportError> {

@@ -33,9 +33,9 @@
 //! Import verifies exactly as a sync pass does (`sync::accept`, every object
 //! and chunk hashed before it is kept) and resumes by pack BLAKE3. A pack is
 //! never trusted for content: its BLAKE3 only tells a damaged stick early.
-//! Non-goals: compression (lesson media is already compressed), encryption,
-//! the quota (an import writes what the subscription names; the next sync
-//! pass's quota plan evicts if the store is over).
+//! The quota (issue 13) is kept as a sync pass keeps it: the same plan
+//! evicts cached files to make room and leaves out what does not fit.
+//! Non-goals: compression (lesson media is already compressed), encryption.
 
 mod assemble;
 pub mod create;
