@@ -187,7 +187,10 @@ pub fn import(
             !done
         })
         .collect();
-    progress.set_length(todo.iter().map(|pack| pack.size).sum());
+    progress.set_length(
+        todo.iter()
+            .fold(0u64, |sum, pack| sum.saturating_add(pack.size)),
+    );
 
     // 2. Metadata packs.
     let mut reader = Packs {
@@ -259,8 +262,17 @@ pub fn import(
         Ok::<_, ImportError>(())
     })?;
 
-    // 4. Top up from chunks held elsewhere, then count.
+    // 4. Top up from chunks held elsewhere, then collect what the catalog
+    // no longer reaches (objects a bundle carried beyond it, old files) as
+    // a pass does, and count.
     files.top_up(&mut report)?;
+    drop(files);
+    let mut quota_report = report.quota.take().unwrap_or_default();
+    block_on(
+        &store,
+        quota::after_pass(&store, &catalog, &mut quota_report),
+    )?;
+    report.quota = Some(quota_report);
     let mut seen = HashSet::new();
     for job in &jobs {
         if seen.insert(job.manifest.blob) {
@@ -295,23 +307,27 @@ fn within_quota(
     }
     let pinned = quota::pinned(jobs, &config.subscribe);
     let limits = quota::Limits::of(config, quota::QuotaOverrides::default());
+    let mut quota_report = quota::QuotaReport::default();
+    let fetch = block_on(
+        store,
+        quota::before_fetch(store, catalog, limits, pinned, &todo, &mut quota_report),
+    )?;
+    report.quota = Some(quota_report);
+    Ok(fetch)
+}
+
+/// Runs the quota's async steps (they use the blocking pool) to the end.
+fn block_on<T>(
+    store: &Store,
+    work: impl std::future::Future<Output = Result<T, quota::QuotaError>>,
+) -> Result<T, ImportError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(|source| ImportError::Io {
             path: store.root().to_owned(),
             source,
         })?;
-    let mut quota_report = quota::QuotaReport::default();
-    let fetch = runtime.block_on(quota::before_fetch(
-        store,
-        catalog,
-        limits,
-        pinned,
-        &todo,
-        &mut quota_report,
-    ))?;
-    report.quota = Some(quota_report);
-    Ok(fetch)
+    Ok(runtime.block_on(work)?)
 }
 
 fn read_index(folder: &Path) -> Result<BundleIndex, ImportError> {
