@@ -354,3 +354,50 @@ fn issue_14_an_import_keeps_to_the_edges_max_store() {
     assert_eq!(partial_bytes, 0, "no partial file for what did not fit");
     assert!(run_ok(&["verify", &edge.data_str()]).contains("all good"));
 }
+
+#[test]
+fn issue_14_courses_limits_the_files_but_not_the_catalog() {
+    let (origin, _src) = published_course(147);
+    let art = origin.dir.path().join("art");
+    let picture = generated(700 * 1024, 1147);
+    write(&art, "01-colours/index.html", b"<p>colours</p>");
+    write(&art, "01-colours/picture.png", &picture);
+    origin.publish(&art);
+    let (edge, _addr) = edge_of(&origin, "school-b7");
+    let stick = tempfile::tempdir().expect("tempdir");
+    let made = create(&origin.data(), stick.path(), &["--courses", "art"], &[]);
+    let expected = (picture.len() + b"<p>colours</p>".len()) as u64;
+    assert_eq!(made["chunk_bytes"], expected, "{made:#}");
+
+    let (code, report, stderr) = import(&edge, stick.path());
+    assert_eq!(code, 0, "{report:#}\n{stderr}");
+    // Art's two files, and math's empty file (it needs no chunk).
+    assert_eq!(report["files_completed"], 3, "{report:#}");
+    assert_eq!(
+        report["files_missing"], 4,
+        "math's other files are not on the stick"
+    );
+    // Both courses can be browsed: the catalog and all metadata came.
+    let listing = edge.ls();
+    let ids: Vec<&str> = listing["courses"]
+        .as_array()
+        .expect("courses")
+        .iter()
+        .map(|c| c["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids.len(), 2, "{listing:#}");
+    assert!(ids.contains(&"art") && ids.contains(&"math"), "{ids:?}");
+
+    let output = shanlu()
+        .args(["bundle", "create", "--data", &origin.data_str(), "--out"])
+        .arg(stick.path())
+        .args(["--courses", "music"])
+        .output()
+        .expect("spawn");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("course music is not in the catalog"),
+        "{stderr}"
+    );
+}
