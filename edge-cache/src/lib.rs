@@ -48,8 +48,12 @@
 //! - [`run`]: `edge run` — the sync loop (on a timer, within the windows, or
 //!   now when asked) and the classroom server together.
 //!
+//! - [`bundle`]: USB bundles (issue 14) — the pack format, `bundle create`,
+//!   the have list and `edge import`, verified as a sync pass is.
+//!
 //! The store itself is [`catalog::Store`], shared with the origin.
 
+pub mod bundle;
 pub mod classroom;
 pub mod config;
 pub mod metrics;

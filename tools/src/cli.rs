@@ -50,6 +50,11 @@ pub enum Command {
     /// Withdraw a course: sign a new catalog without it, with a tombstone
     /// edges show (publishing the course again brings it back).
     Withdraw(WithdrawArgs),
+    /// USB bundles (issue 14): carry a catalog and its files on a stick to an edge without a link.
+    Bundle {
+        #[command(subcommand)]
+        command: BundleCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -197,6 +202,11 @@ pub enum EdgeCommand {
     /// Re-hash every held file now; a damaged one is taken out of service and fetched again by
     /// the next sync. Exit 2 when something was found.
     Scrub(EdgeScrubArgs),
+    /// Issue 14: write what this edge holds to a file, for `shanlu bundle create --for`.
+    Have(EdgeHaveArgs),
+    /// Issue 14: import a USB bundle (STICK/ or STICK/shanlu-bundle/), verified as a sync is;
+    /// rerun after an interruption to resume.
+    Import(EdgeImportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -417,4 +427,60 @@ pub struct DemoArgs {
     /// system choose.
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BundleCommand {
+    /// Write the catalog, its metadata and the chosen courses' files from an origin's or an
+    /// edge's data folder into STICK/shanlu-bundle/ (packs of at most 256 MiB).
+    Create(BundleCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BundleCreateArgs {
+    /// The origin's or edge's data folder.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+
+    /// The stick (or any folder): the bundle goes in OUT/shanlu-bundle/, replacing one there.
+    #[arg(long, value_name = "STICK")]
+    pub out: PathBuf,
+
+    /// Only these courses' files (ids separated by commas); default: every course held.
+    #[arg(long, value_name = "COURSE_ID,…", value_delimiter = ',')]
+    pub courses: Option<Vec<String>>,
+
+    /// Leave out what this have list (`shanlu edge have`) says the edge holds.
+    #[arg(long = "for", value_name = "HAVE_FILE")]
+    pub for_have: Option<PathBuf>,
+
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EdgeHaveArgs {
+    /// The edge's data folder.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+
+    /// Where to write the have list.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct EdgeImportArgs {
+    /// The edge's data folder.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+
+    /// The stick holding shanlu-bundle/, or that folder itself.
+    #[arg(value_name = "STICK")]
+    pub stick: PathBuf,
+
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
 }

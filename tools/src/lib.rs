@@ -21,7 +21,7 @@ pub mod signals;
 
 use std::process::ExitCode;
 
-use cli::{Cli, Command, EdgeCommand, OriginCommand};
+use cli::{BundleCommand, Cli, Command, EdgeCommand, OriginCommand};
 
 /// Runs one invocation; the exit code says how it went.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -41,11 +41,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             EdgeCommand::Status(args) => commands::edge::status(&args),
             EdgeCommand::SyncNow(args) => commands::edge::sync_now(&args),
             EdgeCommand::Scrub(args) => commands::edge::scrub(&args),
+            EdgeCommand::Have(args) => commands::bundle::have(&args),
+            EdgeCommand::Import(args) => commands::bundle::import(&args),
         },
         Command::Demo(args) => commands::demo::run(&args),
         Command::Publish(args) => commands::publish::run(&args),
         Command::Ls(args) => commands::ls::run(&args),
         Command::Verify(args) => commands::verify::run(&args),
         Command::Withdraw(args) => commands::withdraw::run(&args),
+        Command::Bundle { command } => match command {
+            BundleCommand::Create(args) => commands::bundle::create(&args),
+        },
     }
 }

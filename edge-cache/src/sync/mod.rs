@@ -448,7 +448,7 @@ async fn missing_blobs(store: &Arc<Store>, blobs: &[Hash]) -> Result<Missing, Sy
 
 /// Holds `DIR/sync.lock` for the pass: two syncs of one edge would fetch the
 /// same chunks into the same partial files.
-fn lock(dir: &Path) -> Result<std::fs::File, SyncError> {
+pub(crate) fn lock(dir: &Path) -> Result<std::fs::File, SyncError> {
     let path = dir.join("sync.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)

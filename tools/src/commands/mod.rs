@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod bundle;
 pub mod demo;
 pub mod edge;
 pub mod ls;

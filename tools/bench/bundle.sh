@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Issue 14: USB bundle speed against plain copies of the same bytes.
+#
+#   create: `shanlu bundle create` of a generated course  vs  `tar cf` of the course folder
+#   import: `shanlu edge import` of that bundle (with every check)  vs  `cp -r` of the bundle
+#
+# Usage: tools/bench/bundle.sh   (env: SIZE_GB=0.5, SHANLU=target/release/shanlu,
+#        WORK=a folder on the disk to measure, default a fresh mktemp -d; RUNS=3)
+# Each timing is the best of RUNS with the source in the page cache (no root
+# needed to drop caches), so the ratios compare the work, not the stick.
+# Goal (issue 14): import at least 0.7x cp's speed.
+set -euo pipefail
+
+SIZE_GB=${SIZE_GB:-0.5}
+RUNS=${RUNS:-3}
+HERE=$(cd "$(dirname "$0")" && pwd)
+SHANLU=${SHANLU:-$HERE/../../target/release/shanlu}
+[[ -x $SHANLU ]] || { echo "build first: cargo build --release -p tools ($SHANLU)" >&2; exit 1; }
+OWN_WORK=0
+if [[ -z ${WORK:-} ]]; then WORK=$(mktemp -d); OWN_WORK=1; fi
+cleanup() { if ((OWN_WORK)); then rm -rf "$WORK"; fi; }
+trap cleanup EXIT
+log() { echo "bundle.sh: $*" >&2; }
+
+now() { date +%s.%N; }
+# best_of CMD...: the fastest of RUNS runs, in seconds (CMD cleans up after itself)
+best_of() {
+    local best="" i t0 t1 t
+    for ((i = 0; i < RUNS; i++)); do
+        t0=$(now); "$@" >/dev/null; t1=$(now)
+        t=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b - a}')
+        if [[ -z $best ]] || awk -v t="$t" -v b="$best" 'BEGIN{exit !(t < b)}'; then best=$t; fi
+    done
+    echo "$best"
+}
+
+log "generating a ${SIZE_GB} GiB course in $WORK"
+python3 "$HERE/gen-tree.py" "$WORK/course" --size-gb "$SIZE_GB" >/dev/null
+BYTES=$(du -sb "$WORK/course" | cut -f1)
+"$SHANLU" origin init --data "$WORK/origin" >"$WORK/init.txt"
+KEY=$(sed -n 's/^origin key: //p' "$WORK/init.txt")
+CERT=$(sed -n 's/^origin certificate: //p' "$WORK/init.txt")
+"$SHANLU" publish "$WORK/course" --data "$WORK/origin" >/dev/null
+TOKEN=$("$SHANLU" origin add-edge --data "$WORK/origin" --name bench 2>/dev/null | grep -oE '[0-9a-f]{64}' | head -1)
+
+create_bundle() { "$SHANLU" bundle create --data "$WORK/origin" --out "$WORK/stick" --json; }
+create_tar() { tar cf "$WORK/course.tar" -C "$WORK" course && sync -f "$WORK/course.tar"; rm -f "$WORK/course.tar"; }
+# A pristine edge folder (a few KB), copied before each import.
+"$SHANLU" edge init --data "$WORK/edge0" --origin quic://127.0.0.1:9 --origin-key "$KEY" \
+    --origin-cert "$CERT" --token "$TOKEN" --min-free 1MB >/dev/null
+import_bundle() {
+    rm -rf "$WORK/edge" && cp -a "$WORK/edge0" "$WORK/edge"
+    "$SHANLU" edge import --data "$WORK/edge" "$WORK/stick" --json
+}
+copy_bundle() { rm -rf "$WORK/copy"; cp -r "$WORK/stick/shanlu-bundle" "$WORK/copy" && sync -f "$WORK/copy"; }
+
+log "create: bundle vs tar ($RUNS runs each)"
+CREATE=$(best_of create_bundle)
+TAR=$(best_of create_tar)
+STICK_BYTES=$(du -sb "$WORK/stick/shanlu-bundle" | cut -f1)
+log "import: edge import vs cp -r ($RUNS runs each)"
+cat "$WORK"/stick/shanlu-bundle/* >/dev/null
+IMPORT=$(best_of import_bundle)
+CP=$(best_of copy_bundle)
+"$SHANLU" verify "$WORK/edge" | tail -1 >&2
+
+awk -v b="$BYTES" -v s="$STICK_BYTES" -v c="$CREATE" -v t="$TAR" -v i="$IMPORT" -v p="$CP" 'BEGIN {
+    mb = 1024 * 1024
+    printf "course %.0f MiB, bundle %.0f MiB\n", b / mb, s / mb
+    printf "create: bundle %.2f s (%.0f MiB/s), tar %.2f s (%.0f MiB/s): bundle at %.2fx tar speed\n", c, b / mb / c, t, b / mb / t, t / c
+    printf "import: edge import %.2f s (%.0f MiB/s), cp -r %.2f s (%.0f MiB/s): import at %.2fx cp speed (goal >= 0.7x)\n", i, s / mb / i, p, s / mb / p, p / i
+}'

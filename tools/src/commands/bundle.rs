@@ -1,0 +1,122 @@
+//! `shanlu bundle create`, `shanlu edge have` and `shanlu edge import` (issue 14).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use edge_cache::bundle::create::{CreateOptions, create as create_bundle};
+use edge_cache::bundle::have::HaveList;
+use edge_cache::bundle::import::import as import_bundle;
+
+use crate::cli::{BundleCreateArgs, EdgeHaveArgs, EdgeImportArgs};
+use crate::outln;
+use crate::{format, progress};
+
+pub fn create(args: &BundleCreateArgs) -> anyhow::Result<ExitCode> {
+    let have = match &args.for_have {
+        Some(path) => Some(HaveList::read(path).context("reading the have list (--for)")?),
+        None => None,
+    };
+    let bar = progress::bytes_bar("bundling");
+    let result = create_bundle(
+        CreateOptions {
+            data: &args.data,
+            out: &args.out,
+            courses: args.courses.clone(),
+            have,
+        },
+        &bar,
+    );
+    bar.finish_and_clear();
+    let report = result.with_context(|| {
+        format!(
+            "writing a bundle from {} to {}",
+            args.data.display(),
+            args.out.display()
+        )
+    })?;
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        outln!(
+            "bundle of catalog sequence {} from this {} in {}: {} pack(s), {}, {} objects, {} chunks ({} of files), {:.1} s",
+            report.sequence,
+            report.source,
+            report.folder.display(),
+            report.packs,
+            format::bytes(report.bytes),
+            report.objects,
+            report.chunks,
+            format::bytes(report.chunk_bytes),
+            report.seconds
+        )?;
+        if report.files_not_held > 0 {
+            outln!(
+                "{} file(s) are not held whole here and are left out; sync this edge first to carry them",
+                report.files_not_held
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn have(args: &EdgeHaveArgs) -> anyhow::Result<ExitCode> {
+    let config = edge_cache::EdgeConfig::load(&args.data)?;
+    let store_dir = edge_cache::config::store_path(&args.data);
+    let store = catalog::Store::open_existing(&store_dir)
+        .with_context(|| format!("opening the store in {}", store_dir.display()))?;
+    let have = HaveList::of_store(&store, &config.origin_key)
+        .with_context(|| format!("listing what the edge in {} holds", args.data.display()))?;
+    have.write(&args.out)
+        .with_context(|| format!("writing the have list {}", args.out.display()))?;
+    outln!(
+        "have list {}: catalog sequence {}, {} objects, {} chunks; take it to the origin for `shanlu bundle create --for`",
+        args.out.display(),
+        have.sequence
+            .map_or_else(|| "none".to_owned(), |seq| seq.to_string()),
+        have.objects.len(),
+        have.chunks.len()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn import(args: &EdgeImportArgs) -> anyhow::Result<ExitCode> {
+    let bar = progress::bytes_bar("importing");
+    let result = import_bundle(&args.data, &args.stick, &bar);
+    bar.finish_and_clear();
+    let report = result.with_context(|| {
+        format!(
+            "importing {} into the edge in {}",
+            args.stick.display(),
+            args.data.display()
+        )
+    })?;
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        outln!(
+            "catalog sequence {}{}: {} objects, {} files completed ({} written, {} reused), {} held, {} missing",
+            report.sequence,
+            if report.catalog_updated { " (new)" } else { "" },
+            report.objects_added,
+            report.files_completed,
+            format::bytes(report.bytes_written),
+            format::bytes(report.bytes_reused),
+            report.files_held,
+            report.files_missing
+        )?;
+        outln!(
+            "packs: {} read, {} already imported before, {} skipped",
+            report.packs_read,
+            report.packs_already_imported,
+            report.packs_skipped.len()
+        )?;
+    }
+    for skipped in &report.packs_skipped {
+        eprintln!("skipped {}: {}", skipped.name, skipped.reason);
+    }
+    Ok(if report.packs_skipped.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
