@@ -6,7 +6,7 @@
 #
 # Usage: tools/bench/bundle.sh   (env: SIZE_GB=0.5, SHANLU=target/release/shanlu,
 #        WORK=a folder on the disk to measure, default a fresh mktemp -d; RUNS=3)
-# Each timing is the best of RUNS with the source in the page cache (no root
+# Each timing is the median of RUNS with the source in the page cache (no root
 # needed to drop caches), so the ratios compare the work, not the stick.
 # Goal (issue 14): import at least 0.7x cp's speed.
 set -euo pipefail
@@ -23,15 +23,14 @@ trap cleanup EXIT
 log() { echo "bundle.sh: $*" >&2; }
 
 now() { date +%s.%N; }
-# best_of CMD...: the fastest of RUNS runs, in seconds (CMD cleans up after itself)
-best_of() {
-    local best="" i t0 t1 t
+# median_of CMD...: the median of RUNS runs, in seconds (CMD cleans up after itself)
+median_of() {
+    local i t0 t1 times=()
     for ((i = 0; i < RUNS; i++)); do
         t0=$(now); "$@" >/dev/null; t1=$(now)
-        t=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b - a}')
-        if [[ -z $best ]] || awk -v t="$t" -v b="$best" 'BEGIN{exit !(t < b)}'; then best=$t; fi
+        times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b - a}')")
     done
-    echo "$best"
+    printf '%s\n' "${times[@]}" | sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
 }
 
 log "generating a ${SIZE_GB} GiB course in $WORK"
@@ -55,13 +54,13 @@ import_bundle() {
 copy_bundle() { rm -rf "$WORK/copy"; cp -r "$WORK/stick/shanlu-bundle" "$WORK/copy" && sync -f "$WORK/copy"; }
 
 log "create: bundle vs tar ($RUNS runs each)"
-CREATE=$(best_of create_bundle)
-TAR=$(best_of create_tar)
+CREATE=$(median_of create_bundle)
+TAR=$(median_of create_tar)
 STICK_BYTES=$(du -sb "$WORK/stick/shanlu-bundle" | cut -f1)
 log "import: edge import vs cp -r ($RUNS runs each)"
 cat "$WORK"/stick/shanlu-bundle/* >/dev/null
-IMPORT=$(best_of import_bundle)
-CP=$(best_of copy_bundle)
+IMPORT=$(median_of import_bundle)
+CP=$(median_of copy_bundle)
 "$SHANLU" verify "$WORK/edge" | tail -1 >&2
 
 awk -v b="$BYTES" -v s="$STICK_BYTES" -v c="$CREATE" -v t="$TAR" -v i="$IMPORT" -v p="$CP" 'BEGIN {
