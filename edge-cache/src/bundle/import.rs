@@ -31,7 +31,7 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use super::assemble::Files;
-use super::pack::{Kind, PackError, PackReader, hash_file};
+use super::pack::{Kind, PackError, PackReader};
 use super::{BundleIndex, FORMAT, INDEX, MAX_INDEX_BYTES, MAX_PACKS, PackEntry, bundle_dir};
 use crate::config::{self, EdgeConfig};
 use crate::quota;
@@ -200,8 +200,7 @@ pub fn import(
         progress,
     };
     for pack in todo.iter().filter(|p| p.catalogs + p.objects > 0) {
-        let checked = hash_file(&folder.join(&pack.name));
-        match reader.read(pack, checked, &mut |_| Ok(()), &mut report) {
+        match reader.read(pack, &mut |_| Ok(()), &mut report) {
             Ok(()) if pack.chunks == 0 => remember(&store, &mut imported, pack)?,
             Ok(()) => {}
             Err(reason) => skip(&mut report, pack, reason),
@@ -226,41 +225,14 @@ pub fn import(
     let wanted = within_quota(&config, &store, &catalog, &jobs, &mut report)?;
     let mut files = Files::new(&store, &jobs, &wanted)?;
     let chunk_packs: Vec<&PackEntry> = todo.iter().copied().filter(|p| p.chunks > 0).collect();
-    // The next packs are hashed whole on a second thread while this one's
-    // records are used: at most two packs ahead.
-    std::thread::scope(|scope| {
-        let (checked_tx, checked_rx) = std::sync::mpsc::sync_channel(1);
-        let paths: Vec<PathBuf> = chunk_packs.iter().map(|p| folder.join(&p.name)).collect();
-        scope.spawn(move || {
-            for path in paths {
-                if checked_tx.send(hash_file(&path)).is_err() {
-                    break;
-                }
-            }
-        });
-        for pack in &chunk_packs {
-            // The hashing thread sends one result per pack; it only stops early
-            // when this side has gone.
-            let checked = checked_rx.recv().unwrap_or_else(|_| {
-                Err(PackError::Truncated {
-                    path: folder.join(&pack.name),
-                    offset: 0,
-                })
-            });
-            let result = reader.read(
-                pack,
-                checked,
-                &mut |record| files.chunk(record),
-                &mut report,
-            );
-            files.close_all(&mut report)?;
-            match result {
-                Ok(()) => remember(&store, &mut imported, pack)?,
-                Err(reason) => skip(&mut report, pack, reason),
-            }
+    for pack in &chunk_packs {
+        let result = reader.read(pack, &mut |record| files.chunk(record), &mut report);
+        files.close_all(&mut report)?;
+        match result {
+            Ok(()) => remember(&store, &mut imported, pack)?,
+            Err(reason) => skip(&mut report, pack, reason),
         }
-        Ok::<_, ImportError>(())
-    })?;
+    }
 
     // 4. Top up from chunks held elsewhere, then collect what the catalog
     // no longer reaches (objects a bundle carried beyond it, old files) as
@@ -432,34 +404,54 @@ struct Packs<'a> {
 type ChunkSink<'s> = dyn FnMut(&super::pack::Record) -> Result<(), String> + 's;
 
 impl Packs<'_> {
-    /// Uses one pack, given its whole hash and size (`checked`): catalog records must match the index's, objects are
-    /// verified and stored, chunks go to `chunk`. `Err`: why the pack (or its
-    /// rest) was not used.
+    /// Uses one pack: catalog records must match the index's, objects are
+    /// verified and stored, chunks go to `chunk` (which verifies each). The
+    /// pack is hashed as it is read, once: a pack whose BLAKE3 or size is not
+    /// the index's is damaged (records used before that were each verified,
+    /// so nothing bad was kept) and is not remembered as imported. `Err`: why
+    /// the pack (or its rest) was not used.
     fn read(
         &mut self,
         pack: &PackEntry,
-        checked: Result<(Hash, u64), PackError>,
         chunk: &mut ChunkSink<'_>,
         report: &mut ImportReport,
     ) -> Result<(), String> {
         let path = self.folder.join(&pack.name);
-        let (hash, size) = checked.map_err(|err| {
+        let again = |err: PackError| {
             format!(
                 "{}; copy the bundle onto the stick again and rerun the import",
                 catalog::format::error_chain(&err)
             )
-        })?;
-        if size != pack.size || hash.to_string() != pack.blake3 {
-            return Err(format!(
+        };
+        let damaged = |size: u64, hash: Hash| {
+            format!(
                 "{} is damaged: {size} bytes with BLAKE3 {}, the index says {} bytes with {}; copy the bundle onto the stick again (or make it again) and rerun the import, which keeps what was imported",
                 path.display(),
                 hash.fmt_short(),
                 pack.size,
                 pack.blake3.get(..12).unwrap_or(&pack.blake3)
-            ));
+            )
+        };
+        let mut records = PackReader::open(&path).map_err(again)?;
+        let used = self.records(&path, &mut records, chunk, report);
+        let (hash, size) = records.finish().map_err(again)?;
+        if size != pack.size || hash.to_string() != pack.blake3 {
+            // The damage explains a bad record better than the record does.
+            return Err(damaged(size, hash));
         }
+        // Counted once read whole and found to be the index's pack.
         report.packs_read += 1;
-        let mut records = PackReader::open(&path).map_err(|err| err.to_string())?;
+        used
+    }
+
+    /// The records of one open pack, used in order.
+    fn records(
+        &mut self,
+        path: &Path,
+        records: &mut PackReader<std::io::BufReader<std::fs::File>>,
+        chunk: &mut ChunkSink<'_>,
+        report: &mut ImportReport,
+    ) -> Result<(), String> {
         let mut objects = Vec::new();
         // Bounded: each record takes at least a record head of the pack's bytes.
         while let Some(record) = records.next_record().map_err(|err| err.to_string())? {

@@ -202,12 +202,30 @@ impl PackWriter {
     }
 }
 
-/// Reads the records of one pack in order.
+/// Reads the records of one pack in order, hashing every byte it reads, so
+/// the pack's BLAKE3 comes with one read ([`PackReader::finish`]).
 pub struct PackReader<R> {
     path: PathBuf,
-    input: R,
+    input: Hashing<R>,
     offset: u64,
     len: u64,
+}
+
+/// A reader that feeds what it reads to a BLAKE3 hasher.
+struct Hashing<R> {
+    inner: R,
+    hasher: blake3::Hasher,
+    /// Bytes read so far.
+    read: u64,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buf)?;
+        self.hasher.update(&buf[..read]);
+        self.read += read as u64;
+        Ok(read)
+    }
 }
 
 impl PackReader<BufReader<std::fs::File>> {
@@ -231,7 +249,12 @@ impl PackReader<BufReader<std::fs::File>> {
 
 impl<R: Read> PackReader<R> {
     /// A reader over `len` bytes of `input`; checks the header.
-    pub fn new(path: &Path, mut input: R, len: u64) -> Result<Self, PackError> {
+    pub fn new(path: &Path, input: R, len: u64) -> Result<Self, PackError> {
+        let mut input = Hashing {
+            inner: input,
+            hasher: blake3::Hasher::new(),
+            read: 0,
+        };
         let mut header = [0u8; HEADER_LEN as usize];
         let path = path.to_owned();
         if len < HEADER_LEN || input.read_exact(&mut header).is_err() || &header[..8] != MAGIC {
@@ -300,26 +323,18 @@ impl<R: Read> PackReader<R> {
     }
 }
 
-/// The BLAKE3 and size of a whole file, read in 1 MiB blocks.
-pub fn hash_file(path: &Path) -> Result<(Hash, u64), PackError> {
-    let io_err = |source| PackError::Io {
-        action: "reading",
-        path: path.to_owned(),
-        source,
-    };
-    let mut file = std::fs::File::open(path).map_err(io_err)?;
-    let mut hasher = blake3::Hasher::new();
-    let mut buffer = vec![0u8; 1024 * 1024];
-    let mut len = 0u64;
-    loop {
-        let read = file.read(&mut buffer).map_err(io_err)?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buffer[..read]);
-        len += read as u64;
+impl<R: Read> PackReader<R> {
+    /// The pack's size (as opened) and the BLAKE3 of all of it: what is
+    /// left unread (after a bad record) is read and hashed first.
+    pub fn finish(mut self) -> Result<(Hash, u64), PackError> {
+        let path = self.path.clone();
+        std::io::copy(&mut self.input, &mut std::io::sink()).map_err(|source| PackError::Io {
+            action: "reading",
+            path,
+            source,
+        })?;
+        Ok((Hash::from(self.input.hasher.finalize()), self.input.read))
     }
-    Ok((Hash::from(hasher.finalize()), len))
 }
 
 #[cfg(test)]
