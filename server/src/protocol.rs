@@ -30,9 +30,12 @@ pub const VERSION: u32 = 1;
 /// [`Response::Welcome`]'s `version` (an edge that predates revisions ignores
 /// it). Revision 2 adds [`Request::CatalogSince`]; an edge asks it only of an
 /// origin whose welcome says 2 or more, and an older origin's welcome says 1.
-pub const REVISION: u32 = 2;
+/// Revision 3 adds [`Request::GetFileChunks`].
+pub const REVISION: u32 = 3;
 /// The first revision that answers [`Request::CatalogSince`].
 pub const REVISION_CATALOG_SINCE: u32 = 2;
+/// The first revision that answers [`Request::GetFileChunks`].
+pub const REVISION_FILE_CHUNKS: u32 = 3;
 /// Most metadata objects sent after the catalog in one [`Request::CatalogSince`]
 /// answer; the edge asks for any others with [`Request::GetObjects`].
 pub const MAX_SINCE_OBJECTS: usize = 4096;
@@ -82,6 +85,11 @@ pub enum Request {
         have_sequence: Option<u64>,
         have_courses: Vec<Hash>,
     },
+    /// Revision 3: [`Request::GetChunks`] with the file each chunk is for (its
+    /// manifest's hash). An origin answers it like `GetChunks`; a county edge
+    /// serving edges below it fetches from upstream, once, the chunks of a
+    /// file it does not hold yet. At most [`MAX_HASHES`] wants in all.
+    GetFileChunks { files: Vec<FileWants> },
 }
 
 impl Request {
@@ -95,6 +103,7 @@ impl Request {
             Request::ReportStatus { .. } => "report_status",
             Request::Pace { .. } => "pace",
             Request::CatalogSince { .. } => "catalog_since",
+            Request::GetFileChunks { .. } => "get_file_chunks",
         }
     }
 }
@@ -105,6 +114,25 @@ pub struct ChunkWant {
     pub hash: Hash,
     /// Up to [`MAX_BASES`] chunks the edge holds, in file order.
     pub bases: Vec<Hash>,
+}
+
+/// The chunks wanted of one file, named by its manifest's hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileWants {
+    pub file: Hash,
+    pub wants: Vec<ChunkWant>,
+}
+
+impl FileWants {
+    /// Every want of `files`, in order, without their files.
+    pub fn flatten(files: Vec<FileWants>) -> Vec<ChunkWant> {
+        files.into_iter().flat_map(|f| f.wants).collect()
+    }
+
+    /// How many chunks `files` ask for.
+    pub fn count(files: &[FileWants]) -> usize {
+        files.iter().map(|f| f.wants.len()).sum()
+    }
 }
 
 /// Most base chunks named for one delta.

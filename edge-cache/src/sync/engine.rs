@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use catalog::{FileManifest, Hash, Store};
 use server::codec::Encoding;
-use server::protocol::ChunkWant;
+use server::protocol::{ChunkWant, FileWants};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};

@@ -215,11 +215,18 @@ impl Actor {
             self.next_request += 1;
             let request = self.next_request;
             let mut wants = Vec::new();
+            let mut files: Vec<FileWants> = Vec::new();
             let mut queued = HashMap::new();
             for entry in &batch {
                 let Some(job) = self.jobs.get_mut(&entry.blob) else {
                     continue;
                 };
+                if files.last().is_none_or(|f| f.file != job.job.manifest_hash) {
+                    files.push(FileWants {
+                        file: job.job.manifest_hash,
+                        wants: Vec::new(),
+                    });
+                }
                 let hash = job.manifest.chunks[entry.index].hash;
                 let want = job.wants.get(&entry.index).cloned().unwrap_or(ChunkWant {
                     hash,
@@ -232,6 +239,9 @@ impl Actor {
                 }
                 self.in_flight.insert(hash, request);
                 queued.insert(hash, (entry.priority, entry.seq, entry.blob, entry.index));
+                if let Some(file) = files.last_mut() {
+                    file.wants.push(want.clone());
+                }
                 wants.push(want);
             }
             // Other files waiting on the same chunks wait on this request.
@@ -291,7 +301,7 @@ impl Actor {
                         source_name: chosen.name(),
                         cause: "stopped".into(),
                     }),
-                    (result, ()) = futures_util::future::join(chosen.fetch(wants, sink), forward) => result,
+                    (result, ()) = futures_util::future::join(chosen.fetch(files, sink), forward) => result,
                 };
                 let _ = events.send(Event::Done { request, result }).await;
             });

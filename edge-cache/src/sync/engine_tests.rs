@@ -54,9 +54,10 @@ impl ChunkSource for MemorySource {
 
     fn fetch(
         &self,
-        wants: Vec<ChunkWant>,
+        wants: Vec<FileWants>,
         sink: mpsc::Sender<Delivery>,
     ) -> BoxFuture<'_, Result<(), SourceError>> {
+        let wants = FileWants::flatten(wants);
         Box::pin(async move {
             lock(&self.asked).push(wants.iter().map(|w| w.hash).collect());
             if let Some(gate) = &self.gate {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use catalog::Hash;
 use futures_util::future::BoxFuture;
 use server::codec::Encoding;
-use server::protocol::{ChunkWant, Request, Response};
+use server::protocol::{FileWants, Request, Response};
 use tokio::sync::mpsc;
 
 use crate::lock;
@@ -60,12 +60,13 @@ impl SourceError {
 pub trait ChunkSource: Send + Sync + 'static {
     /// A name for logs: `origin 10.0.0.1:7443 (quic)`, `usb /media/…`.
     fn name(&self) -> String;
-    /// Asks for `wants` and sends each answer to `sink` as it arrives. Ends
-    /// `Ok` when every want was answered (a chunk or [`Delivery::Missing`]);
-    /// the engine asks again for what did not arrive.
+    /// Asks for `wants` (grouped by the file they are for) and sends each
+    /// answer to `sink` as it arrives. Ends `Ok` when every want was answered
+    /// (a chunk or [`Delivery::Missing`]); the engine asks again for what did
+    /// not arrive.
     fn fetch(
         &self,
-        wants: Vec<ChunkWant>,
+        wants: Vec<FileWants>,
         sink: mpsc::Sender<Delivery>,
     ) -> BoxFuture<'_, Result<(), SourceError>>;
 }
@@ -183,14 +184,26 @@ impl OriginSource {
 
     async fn fetch_inner(
         &self,
-        wants: Vec<ChunkWant>,
+        files: Vec<FileWants>,
         sink: mpsc::Sender<Delivery>,
     ) -> Result<(), SourceError> {
         let (generation, client) = self.client().await?;
-        let mut remaining: std::collections::HashSet<Hash> =
-            wants.iter().map(|want| want.hash).collect();
+        let mut remaining: std::collections::HashSet<Hash> = files
+            .iter()
+            .flat_map(|file| &file.wants)
+            .map(|want| want.hash)
+            .collect();
         let asked = remaining.len();
-        let mut responses = match client.request(&Request::GetChunks { wants }).await {
+        // A server of revision 3 learns which file each chunk is for: a
+        // county edge fetches upstream what it does not hold yet.
+        let request = if client.origin_revision >= server::protocol::REVISION_FILE_CHUNKS {
+            Request::GetFileChunks { files }
+        } else {
+            Request::GetChunks {
+                wants: FileWants::flatten(files),
+            }
+        };
+        let mut responses = match client.request(&request).await {
             Ok(responses) => responses,
             Err(err) => {
                 self.drop_client(generation).await;
@@ -269,7 +282,7 @@ impl ChunkSource for OriginSource {
 
     fn fetch(
         &self,
-        wants: Vec<ChunkWant>,
+        wants: Vec<FileWants>,
         sink: mpsc::Sender<Delivery>,
     ) -> BoxFuture<'_, Result<(), SourceError>> {
         Box::pin(self.fetch_inner(wants, sink))

@@ -4,12 +4,15 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use catalog::Store;
+use std::collections::HashMap;
+
+use catalog::{Hash, Store};
 use tracing::{info, warn};
 
 use super::{State, current_catalog};
 use crate::pace::TokenBucket;
-use crate::protocol::{self, FrameError, Request, Response};
+use crate::codec::Encoding;
+use crate::protocol::{self, ChunkWant, FrameError, Request, Response};
 use crate::since::CatalogReadError;
 
 /// Writes the answers to one request (not a hello) to `send`, over QUIC or
@@ -54,18 +57,6 @@ pub async fn answer(
             );
             protocol::write_frame(send, &Response::Error { message }).await?;
         }
-        Request::GetChunks { wants }
-            if wants.len() > protocol::MAX_HASHES
-                || wants.iter().any(|w| w.bases.len() > protocol::MAX_BASES) =>
-        {
-            let message = format!(
-                "{} chunks in one request (limit {}), or more than {} bases for one",
-                wants.len(),
-                protocol::MAX_HASHES,
-                protocol::MAX_BASES
-            );
-            protocol::write_frame(send, &Response::Error { message }).await?;
-        }
         Request::GetObjects { hashes } => {
             for hash in hashes {
                 let state2 = state.clone();
@@ -87,34 +78,11 @@ pub async fn answer(
             }
         }
         Request::GetChunks { wants } => {
-            for want in wants {
-                let hash = want.hash;
-                let state2 = state.clone();
-                let found =
-                    tokio::task::spawn_blocking(move || encoded_chunk(&state2.store, &want)).await;
-                let response = match found {
-                    Ok(Ok(Some((encoding, bytes)))) => {
-                        state.stats.chunks_served.fetch_add(1, Ordering::Relaxed);
-                        state
-                            .stats
-                            .chunk_bytes_served
-                            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                        Response::Chunk {
-                            hash,
-                            encoding,
-                            bytes,
-                        }
-                    }
-                    Ok(Ok(None)) => Response::Missing { hash },
-                    Ok(Err(err)) => {
-                        // Damaged data is never sent; the edge will report the chunk missing.
-                        tracing::error!(%hash, cause = %err, "refusing to serve a damaged chunk");
-                        Response::Missing { hash }
-                    }
-                    Err(_) => Response::Missing { hash },
-                };
-                protocol::write_frame_paced(send, &response, pace).await?;
-            }
+            answer_chunks(vec![(None, wants)], state, send, pace).await?;
+        }
+        Request::GetFileChunks { files } => {
+            let files = files.into_iter().map(|f| (Some(f.file), f.wants)).collect();
+            answer_chunks(files, state, send, pace).await?;
         }
         Request::CatalogSince {
             have_sequence,
@@ -130,15 +98,130 @@ pub async fn answer(
     Ok(())
 }
 
-/// A chunk in its smallest encoding: a delta against the requested bases if
-/// the origin holds them all, else zstd or raw.
-fn encoded_chunk(
-    store: &Store,
-    want: &protocol::ChunkWant,
-) -> Result<Option<(crate::codec::Encoding, Vec<u8>)>, catalog::store::StoreError> {
-    let Some(raw) = store.chunk_bytes(&want.hash)? else {
-        return Ok(None);
+/// Answers a request for chunks, grouped by the file they are for when the
+/// edge said. Chunks held here go first; with an [`Upstream`](super::Upstream)
+/// (a county edge), the others are fetched from it per file and sent as they
+/// arrive. Anything not had is answered [`Response::Missing`].
+async fn answer_chunks(
+    files: Vec<(Option<Hash>, Vec<ChunkWant>)>,
+    state: &Arc<State>,
+    send: &mut (impl tokio::io::AsyncWrite + Unpin),
+    pace: Option<&TokenBucket>,
+) -> Result<(), FrameError> {
+    let count: usize = files.iter().map(|(_, wants)| wants.len()).sum();
+    let too_many_bases = files
+        .iter()
+        .flat_map(|(_, wants)| wants)
+        .any(|w| w.bases.len() > protocol::MAX_BASES);
+    if count > protocol::MAX_HASHES || files.len() > protocol::MAX_HASHES || too_many_bases {
+        let message = format!(
+            "{count} chunks in one request (limit {}), or more than {} bases for one",
+            protocol::MAX_HASHES,
+            protocol::MAX_BASES
+        );
+        return protocol::write_frame(send, &Response::Error { message }).await;
+    }
+    let mut misses: Vec<(Hash, Vec<ChunkWant>)> = Vec::new();
+    for (file, wants) in files {
+        let mut missed = Vec::new();
+        for want in wants {
+            let state2 = state.clone();
+            let want2 = want.clone();
+            let found = tokio::task::spawn_blocking(move || {
+                let raw = state2.store.chunk_bytes(&want2.hash)?;
+                raw.map(|raw| encode_against_bases(&state2.store, raw, &want2))
+                    .transpose()
+            })
+            .await;
+            match found {
+                Ok(Ok(Some(encoded))) => send_chunk(want.hash, encoded, state, send, pace).await?,
+                Ok(Ok(None)) if file.is_some() && state.upstream.is_some() => missed.push(want),
+                Ok(Ok(None)) | Err(_) => {
+                    missing(want.hash, send, pace).await?;
+                }
+                Ok(Err(err)) => {
+                    // Damaged data is never sent; the edge will report the chunk missing.
+                    tracing::error!(hash = %want.hash, cause = %err, "refusing to serve a damaged chunk");
+                    missing(want.hash, send, pace).await?;
+                }
+            }
+        }
+        if let (Some(file), false) = (file, missed.is_empty()) {
+            misses.push((file, missed));
+        }
+    }
+    let Some(upstream) = state.upstream.clone() else {
+        return Ok(());
     };
+    for (file, wants) in misses {
+        let mut pending: HashMap<Hash, ChunkWant> = wants.into_iter().map(|w| (w.hash, w)).collect();
+        let (sink, mut arriving) = tokio::sync::mpsc::channel(UPSTREAM_CHUNKS_BUFFERED);
+        let fetch = tokio::spawn(upstream.chunks(file, pending.keys().copied().collect(), sink));
+        while let Some((hash, raw)) = arriving.recv().await {
+            let Some(want) = pending.remove(&hash) else {
+                continue;
+            };
+            let state2 = state.clone();
+            let encoded = tokio::task::spawn_blocking(move || {
+                encode_against_bases(&state2.store, raw, &want)
+            })
+            .await;
+            match encoded {
+                Ok(Ok(encoded)) => send_chunk(hash, encoded, state, send, pace).await?,
+                _ => missing(hash, send, pace).await?,
+            }
+        }
+        fetch.abort();
+        for hash in pending.into_keys() {
+            missing(hash, send, pace).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Chunks an [`Upstream`](super::Upstream) may have ready before they are sent on.
+const UPSTREAM_CHUNKS_BUFFERED: usize = 16;
+
+async fn missing(
+    hash: Hash,
+    send: &mut (impl tokio::io::AsyncWrite + Unpin),
+    pace: Option<&TokenBucket>,
+) -> Result<(), FrameError> {
+    protocol::write_frame_paced(send, &Response::Missing { hash }, pace).await
+}
+
+async fn send_chunk(
+    hash: Hash,
+    (encoding, bytes): (Encoding, Vec<u8>),
+    state: &Arc<State>,
+    send: &mut (impl tokio::io::AsyncWrite + Unpin),
+    pace: Option<&TokenBucket>,
+) -> Result<(), FrameError> {
+    state.stats.chunks_served.fetch_add(1, Ordering::Relaxed);
+    state
+        .stats
+        .chunk_bytes_served
+        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    let response = Response::Chunk {
+        hash,
+        encoding,
+        bytes,
+    };
+    protocol::write_frame_paced(send, &response, pace).await
+}
+
+/// Chunk `raw` in its smallest encoding: a delta against the requested bases
+/// if this store holds them all, else zstd or raw.
+fn encode_against_bases(
+    store: &Store,
+    mut raw: Vec<u8>,
+    want: &ChunkWant,
+) -> Result<(Encoding, Vec<u8>), catalog::store::StoreError> {
+    if corrupts_chunks()
+        && let Some(last) = raw.last_mut()
+    {
+        *last ^= 0xff;
+    }
     let mut dictionary = Vec::new();
     for base in &want.bases {
         match store.chunk_bytes(base) {
@@ -150,8 +233,16 @@ fn encoded_chunk(
         }
     }
     let usable = !want.bases.is_empty() && !dictionary.is_empty();
-    Ok(Some(crate::codec::encode(
+    Ok(crate::codec::encode(
         &raw,
         usable.then_some(dictionary.as_slice()),
-    )))
+    ))
+}
+
+/// Test hook (issue 14): with `SHANLU_TEST_CORRUPT_CHUNKS=1` in its
+/// environment, a server flips one byte of every chunk it sends, to play a
+/// county edge or peer that lies. Edges must refuse each such chunk.
+fn corrupts_chunks() -> bool {
+    static CORRUPT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *CORRUPT.get_or_init(|| std::env::var_os("SHANLU_TEST_CORRUPT_CHUNKS").is_some_and(|v| v == "1"))
 }

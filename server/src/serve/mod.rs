@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use catalog::Store;
+use catalog::{Hash, Store};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span};
@@ -62,9 +62,38 @@ pub enum ServeError {
 
 /// What every connection handler shares.
 pub struct State {
-    pub store: Store,
+    pub store: Arc<Store>,
     pub tokens: EdgeTokens,
     pub stats: Stats,
+    /// Where a county edge gets the chunks it does not hold; `None` on the origin.
+    pub upstream: Option<Arc<dyn Upstream>>,
+}
+
+/// Chunks a serving edge does not hold, fetched from its own upstream
+/// (issue 14): a county edge serving village edges.
+pub trait Upstream: Send + Sync + 'static {
+    /// Fetches the chunks `wanted` of the file whose manifest is `file`, and
+    /// sends each to `sink` as raw bytes, checked against its BLAKE3, as it
+    /// arrives. Ends when each was sent or cannot be had; a chunk not sent is
+    /// answered missing. The same file asked for by several edges at once is
+    /// fetched once.
+    fn chunks(
+        &self,
+        file: Hash,
+        wanted: Vec<Hash>,
+        sink: tokio::sync::mpsc::Sender<(Hash, Vec<u8>)>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
+}
+
+/// What a server of the sync protocol serves: the origin's folder, or an
+/// edge's store (a county edge serving edges below it).
+pub struct Served {
+    pub store: Arc<Store>,
+    /// Who may connect.
+    pub tokens: EdgeTokens,
+    /// The certificate edges pin.
+    pub identity: TlsIdentity,
+    pub upstream: Option<Arc<dyn Upstream>>,
 }
 
 /// Counters of what the origin served.
@@ -82,7 +111,7 @@ pub struct Listen {
     /// The sync protocol over QUIC (UDP).
     pub quic: SocketAddr,
     /// The same over plain HTTP (TCP), for tools and a caching proxy.
-    pub http: SocketAddr,
+    pub http: Option<SocketAddr>,
     /// The same over HTTPS with the origin's pinned certificate: the edges'
     /// fallback when UDP is blocked.
     pub https: Option<SocketAddr>,
@@ -95,7 +124,7 @@ impl Listen {
     pub fn on(addr: SocketAddr) -> Listen {
         Listen {
             quic: addr,
-            http: addr,
+            http: Some(addr),
             https: Some(addr),
             congestion: Congestion::default(),
         }
@@ -109,27 +138,42 @@ pub struct Bound {
     /// model remembered for its address (with the `rural` controller).
     server_config: quinn::ServerConfig,
     congestion: Congestion,
-    http: tokio::net::TcpListener,
+    http: Option<tokio::net::TcpListener>,
     https: Option<(tokio::net::TcpListener, Arc<rustls::ServerConfig>)>,
     state: Arc<State>,
     pub quic_addr: SocketAddr,
-    pub http_addr: SocketAddr,
+    pub http_addr: Option<SocketAddr>,
     pub https_addr: Option<SocketAddr>,
     pub cert_fingerprint: String,
 }
 
 /// Opens the origin in `dir` and binds its listeners.
 pub async fn bind(dir: &Path, listen: &Listen) -> Result<Bound, ServeError> {
+    // Opening checks the folder is an initialized origin.
+    crate::origin::Origin::open(dir)?;
+    let served = Served {
+        identity: TlsIdentity::load_or_create(dir)?,
+        store: Arc::new(Store::open_existing(dir.join("store"))?),
+        tokens: EdgeTokens::new(dir),
+        upstream: None,
+    };
+    bind_served(served, listen).await
+}
+
+/// Binds the listeners of a server of `served`.
+pub async fn bind_served(served: Served, listen: &Listen) -> Result<Bound, ServeError> {
     let Listen {
         quic,
         http,
         https,
         congestion,
     } = *listen;
-    // Opening checks the folder is an initialized origin.
-    crate::origin::Origin::open(dir)?;
-    let identity = TlsIdentity::load_or_create(dir)?;
-    let store = Store::open_existing(dir.join("store"))?;
+    let Served {
+        store,
+        tokens,
+        identity,
+        upstream,
+    } = served;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(identity.server_config()?)
         .map_err(crate::tls::TlsError::Quic)?;
     let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -167,9 +211,14 @@ pub async fn bind(dir: &Path, listen: &Listen) -> Result<Bound, ServeError> {
         runtime,
     )
     .map_err(|cause| ServeError::BindQuic { addr: quic, cause })?;
-    let http_listener = tokio::net::TcpListener::bind(http)
-        .await
-        .map_err(|cause| ServeError::BindHttp { addr: http, cause })?;
+    let http_listener = match http {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|cause| ServeError::BindHttp { addr, cause })?,
+        ),
+        None => None,
+    };
     let https = match https {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -185,7 +234,7 @@ pub async fn bind(dir: &Path, listen: &Listen) -> Result<Bound, ServeError> {
                 listener
                     .local_addr()
                     .map_err(|cause| ServeError::BindHttps {
-                        addr: listen.https.unwrap_or(http),
+                        addr: listen.https.unwrap_or(quic),
                         cause,
                     })?,
             )
@@ -196,9 +245,15 @@ pub async fn bind(dir: &Path, listen: &Listen) -> Result<Bound, ServeError> {
         quic_addr: endpoint
             .local_addr()
             .map_err(|cause| ServeError::BindQuic { addr: quic, cause })?,
-        http_addr: http_listener
-            .local_addr()
-            .map_err(|cause| ServeError::BindHttp { addr: http, cause })?,
+        http_addr: match &http_listener {
+            Some(listener) => Some(listener.local_addr().map_err(|cause| {
+                ServeError::BindHttp {
+                    addr: http.unwrap_or(quic),
+                    cause,
+                }
+            })?),
+            None => None,
+        },
         https_addr,
         cert_fingerprint: identity.fingerprint(),
         endpoint,
@@ -209,11 +264,11 @@ pub async fn bind(dir: &Path, listen: &Listen) -> Result<Bound, ServeError> {
         state: Arc::new(State {
             store,
             tokens: {
-                let tokens = EdgeTokens::new(dir);
                 tokens.log_if_broken();
                 tokens
             },
             stats: Stats::default(),
+            upstream,
         }),
     })
 }
@@ -222,11 +277,13 @@ impl Bound {
     /// Serves until `shutdown` is cancelled, then closes connections and waits for them.
     pub async fn run(self, shutdown: CancellationToken) {
         let tracker = TaskTracker::new();
-        let http = tokio::spawn(crate::http::run(
-            self.http,
-            self.state.clone(),
-            shutdown.clone(),
-        ));
+        let http = self.http.map(|listener| {
+            tokio::spawn(crate::http::run(
+                listener,
+                self.state.clone(),
+                shutdown.clone(),
+            ))
+        });
         let https = self.https.map(|(listener, tls)| {
             tokio::spawn(crate::http::run_tls(
                 listener,
@@ -273,7 +330,9 @@ impl Bound {
         tracker.close();
         tracker.wait().await;
         self.endpoint.wait_idle().await;
-        let _ = http.await;
+        if let Some(http) = http {
+            let _ = http.await;
+        }
         if let Some(https) = https {
             let _ = https.await;
         }

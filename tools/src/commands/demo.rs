@@ -74,7 +74,10 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         let bound = server::serve::bind(&origin_dir, &server::serve::Listen::on(loopback)).await?;
         let quic = bound.quic_addr;
         let fallback = bound.https_addr.map(|https| format!("https://{https}"));
-        outln!("origin: quic://{quic} (http://{}/v1/catalog)", bound.http_addr)?;
+        match bound.http_addr {
+            Some(http) => outln!("origin: quic://{quic} (http://{http}/v1/catalog)")?,
+            None => outln!("origin: quic://{quic}")?,
+        }
         let origin_task = tokio::spawn(bound.run(shutdown.clone()));
 
         // 3. A school edge, pinned to this origin, synced over QUIC.

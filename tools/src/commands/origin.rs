@@ -31,7 +31,7 @@ pub fn serve(args: &OriginServeArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let listen = server::serve::Listen {
             quic: args.quic,
-            http: args.http,
+            http: Some(args.http),
             https: Some(args.https),
             congestion: args.congestion,
         };
@@ -39,7 +39,9 @@ pub fn serve(args: &OriginServeArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("starting the origin in {}", args.data.display()))?;
         outln!("quic: {}", bound.quic_addr)?;
-        outln!("http: {}", bound.http_addr)?;
+        if let Some(http) = bound.http_addr {
+            outln!("http: {http}")?;
+        }
         if let Some(https) = bound.https_addr {
             outln!("https: {https}")?;
         }
