@@ -407,6 +407,15 @@ impl TestEdge {
     }
 }
 
+/// Where an edge run with `--serve-edges` serves the sync protocol (issue 14).
+#[derive(Debug, Clone)]
+pub struct ServingEdges {
+    pub quic: std::net::SocketAddr,
+    pub https: std::net::SocketAddr,
+    /// Its certificate's fingerprint, which edges below it pin.
+    pub fingerprint: String,
+}
+
 /// A running `shanlu edge run` on a free loopback port, killed when dropped.
 pub struct RunningEdge {
     pub child: std::process::Child,
@@ -485,12 +494,102 @@ impl TestEdge {
         self.spawn_run(&[], &[("RUST_LOG", "warn")], log.into())
     }
 
+    /// `shanlu edge run --serve-edges 127.0.0.1:0` (issue 14: a county edge
+    /// or a LAN peer), with more arguments and environment variables; its
+    /// log goes to `log`. Returns the running edge and where it serves edges.
+    pub fn run_serving(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: &std::path::Path,
+    ) -> (RunningEdge, ServingEdges) {
+        let log = std::fs::File::create(log).expect("log file");
+        let mut all = vec!["--serve-edges", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        let (edge, mut lines) = self.spawn_lines(&all, env, log.into());
+        let mut field = |prefix: &str| -> String {
+            let line = lines.next().expect("a line").expect("utf-8");
+            line.strip_prefix(prefix)
+                .unwrap_or_else(|| panic!("expected {prefix:?}, got {line:?}"))
+                .to_owned()
+        };
+        let quic = field("edges quic: ").parse().expect("quic address");
+        let https = field("edges https: ").parse().expect("https address");
+        let fingerprint = field("edges certificate: ");
+        // Keep the pipe open: the edge may print more.
+        std::thread::spawn(move || for _ in lines {});
+        let serving = ServingEdges {
+            quic,
+            https,
+            fingerprint,
+        };
+        (edge, serving)
+    }
+
+    /// `shanlu edge add-edge` on this edge (issue 14); returns the token.
+    pub fn add_edge(&self, name: &str) -> String {
+        let out = run_ok(&["edge", "add-edge", "--data", &self.data_str(), "--name", name]);
+        out.trim()
+            .strip_prefix("edge token: ")
+            .expect("add-edge prints the token")
+            .to_owned()
+    }
+
+    /// `edge init` of an edge whose upstream is the serving edge `parent` (a
+    /// county edge), pinning `origin`'s key and `parent`'s certificate.
+    pub fn init_below(
+        origin: &TestOrigin,
+        parent: &ServingEdges,
+        token: &str,
+        subscribe: &str,
+        extra: &[&str],
+    ) -> TestEdge {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("edge");
+        let url = format!("quic://{}", parent.quic);
+        let mut args = vec![
+            "edge",
+            "init",
+            "--data",
+            data.to_str().expect("utf-8"),
+            "--origin",
+            &url,
+            "--origin-key",
+            &origin.key,
+            "--origin-cert",
+            &parent.fingerprint,
+            "--token",
+            token,
+            "--subscribe",
+            subscribe,
+            "--min-free",
+            "1MB",
+        ];
+        args.extend_from_slice(extra);
+        run_ok(&args);
+        TestEdge { dir }
+    }
+
     fn spawn_run(
         &self,
         args: &[&str],
         env: &[(&str, &str)],
         stderr: std::process::Stdio,
     ) -> RunningEdge {
+        self.spawn_lines(args, env, stderr).0
+    }
+
+    /// Starts `edge run`; returns it once it printed its classroom address,
+    /// with the rest of its standard output.
+    fn spawn_lines(
+        &self,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stderr: std::process::Stdio,
+    ) -> (
+        RunningEdge,
+        std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    ) {
         use std::io::BufRead;
         let mut child = shanlu()
             .args([
@@ -510,16 +609,13 @@ impl TestEdge {
             .spawn()
             .expect("spawn edge run");
         let stdout = child.stdout.take().expect("stdout");
-        let line = std::io::BufReader::new(stdout)
-            .lines()
-            .next()
-            .expect("a line")
-            .expect("utf-8");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let line = lines.next().expect("a line").expect("utf-8");
         let addr = line
             .strip_prefix("classroom: http://")
             .and_then(|rest| rest.trim_end_matches('/').parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        RunningEdge { child, addr }
+        (RunningEdge { child, addr }, lines)
     }
 }
 
