@@ -4,7 +4,7 @@
 //! DIR/
 //!   edge.toml    origin address, pinned origin key and certificate, token,
 //!                optional bandwidth cap and sync windows, scrub rate and cycle,
-//!                subscriptions (mode 0600)
+//!                subscriptions, LAN peers (mode 0600)
 //!   store/       blobs, partial blobs, objects, the signed catalog in force
 //! ```
 
@@ -20,10 +20,12 @@ use crate::sync::schedule::Window;
 use crate::sync::throttle::Rate;
 
 mod fields;
+mod peers;
 #[cfg(test)]
 mod tests;
 
 pub use fields::{CertPin, FieldError, OriginAddr};
+pub use peers::{Peer, add_peer};
 
 /// What `edge init` records, parsed and checked once when it is read: a bad
 /// field is refused at load with the file, the line and what to write.
@@ -75,6 +77,10 @@ pub struct EdgeConfig {
     pub scrub_every: Option<crate::scrub::Every>,
     /// Last: written as a table when it lists courses.
     pub subscribe: Subscription,
+    /// Edges on the LAN asked for chunks before the origin (issue 14):
+    /// `[[peers]]` tables, after every other field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<Peer>,
 }
 
 fn is_auto(transport: &Transport) -> bool {

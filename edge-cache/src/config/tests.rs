@@ -15,6 +15,7 @@ fn sample() -> EdgeConfig {
         scrub_rate: None,
         scrub_every: None,
         subscribe: Subscription::Courses(vec!["grade3-math".into()]),
+        peers: Vec::new(),
     }
 }
 
@@ -258,4 +259,140 @@ fn subscriptions_parse() {
     let some = Subscription::parse("a, b").expect("list");
     assert!(some.includes("b") && !some.includes("c"));
     assert!(Subscription::parse(" , ").is_err());
+}
+
+fn a_peer() -> Peer {
+    Peer::parse(
+        "quic://192.168.1.20:7450",
+        "ef".repeat(16).as_str(),
+        &"12".repeat(32),
+        Some("https://192.168.1.20:7451"),
+    )
+    .expect("peer")
+}
+
+/// Issue 14: `[[peers]]` tables are written after every other field, read
+/// back to the same values, and `add_peer` replaces a peer of the same
+/// address rather than listing it twice.
+#[test]
+fn issue_14_peers_round_trip_and_are_added_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    sample().create(dir.path()).expect("create");
+    assert!(!add_peer(dir.path(), a_peer()).expect("add"));
+    let mut other = a_peer();
+    other.url = "quic://192.168.1.21:7450".parse().expect("url");
+    other.fallback = None;
+    assert!(!add_peer(dir.path(), other.clone()).expect("add"));
+    let mut again = a_peer();
+    again.token = "01".repeat(16);
+    assert!(
+        add_peer(dir.path(), again.clone()).expect("add"),
+        "replaced"
+    );
+    let loaded = EdgeConfig::load(dir.path()).expect("load");
+    assert_eq!(loaded.peers, [other, again.clone()]);
+    let text = std::fs::read_to_string(config_path(dir.path())).expect("read");
+    assert!(text.contains("[[peers]]"), "{text}");
+    assert!(
+        text.contains("url = \"quic://192.168.1.20:7450\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("fallback = \"https://192.168.1.20:7451\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("subscribe") && text.find("subscribe") < text.find("[[peers]]"),
+        "{text}"
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(config_path(dir.path()))
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "edge.toml holds the peers' tokens");
+    }
+    // The connection to a peer: its address, certificate, token and
+    // fallback; the pinned origin key kept; unpaced.
+    let mut capped = loaded.clone();
+    capped.max_rate = Some("2Mbit".parse().expect("rate"));
+    let to_peer = capped.peer_config(&again);
+    assert_eq!(to_peer.origin.to_string(), "quic://192.168.1.20:7450");
+    assert_eq!(to_peer.origin_cert, again.cert);
+    assert_eq!(to_peer.token, again.token);
+    assert_eq!(to_peer.fallback, again.fallback);
+    assert_eq!(to_peer.origin_key, sample().origin_key);
+    assert_eq!(to_peer.max_rate, None);
+    assert_eq!(again.to_string(), "peer 192.168.1.20:7450");
+}
+
+/// Issue 14: a bad `[[peers]]` entry is refused at load with the file, its
+/// line, and what to write.
+#[test]
+fn issue_14_bad_peer_entries_are_refused_at_load_with_the_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    sample().create(dir.path()).expect("create");
+    add_peer(dir.path(), a_peer()).expect("add");
+    let path = config_path(dir.path());
+    let good = std::fs::read_to_string(&path).expect("read");
+    // The line of a field in the peer's table.
+    let table = good
+        .lines()
+        .position(|line| line == "[[peers]]")
+        .expect("a peers table");
+    let line_of = |needle: &str| {
+        good.lines()
+            .skip(table)
+            .position(|line| line.starts_with(needle))
+            .expect("field present")
+            + table
+            + 1
+    };
+    let cases: [(&str, String, &[&str]); 5] = [
+        (
+            "url = ",
+            good.replace("quic://192.168.1.20:7450", "http://192.168.1.20:7450"),
+            &["peer url", "quic://HOST:PORT", "--serve-edges"],
+        ),
+        (
+            "cert = ",
+            good.replace(&"12".repeat(32), "zz"),
+            &["peer cert", "fingerprint", "64 hex digits"],
+        ),
+        (
+            "token = ",
+            good.replace(&format!("token = \"{}\"", "ef".repeat(16)), "token = \" \""),
+            &["token is empty", "edge add-edge"],
+        ),
+        (
+            "fallback = \"https://192",
+            good.replace("https://192.168.1.20:7451", "192.168.1.20:7451"),
+            &["https://HOST:PORT"],
+        ),
+        (
+            "url = ",
+            good.replace("url = ", "address = "),
+            &["unknown field `address`", "url"],
+        ),
+    ];
+    for (field, bad, expected) in cases {
+        assert_ne!(bad, good, "{field}");
+        std::fs::write(&path, &bad).expect("write");
+        let err = EdgeConfig::load(dir.path()).expect_err(field);
+        let text = chain(&err);
+        let line = format!("line {}", line_of(field));
+        assert!(
+            text.contains("edge.toml") && text.contains(&line),
+            "{line}: {text}"
+        );
+        for word in expected {
+            assert!(text.contains(word), "{word:?} missing from: {text}");
+        }
+    }
+    // The command line's spellings are checked the same way.
+    let err = Peer::parse("quic://host", "t", &"12".repeat(32), None).expect_err("no port");
+    assert!(err.to_string().contains("needs a port"), "{err}");
+    let err = Peer::parse("quic://host:1", " ", &"12".repeat(32), None).expect_err("token");
+    assert!(err.to_string().contains("edge add-edge"), "{err}");
 }

@@ -187,6 +187,7 @@ fn set_up_edge(
         scrub_rate: None,
         scrub_every: None,
         subscribe: Subscription::All,
+        peers: Vec::new(),
     }
     .create(edge_dir)?;
     Ok(())

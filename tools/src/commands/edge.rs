@@ -36,6 +36,7 @@ pub fn init(args: &EdgeInitArgs) -> anyhow::Result<ExitCode> {
         scrub_rate: None,
         scrub_every: None,
         subscribe: Subscription::parse(&args.subscribe)?,
+        peers: Vec::new(),
     };
     config
         .create(&args.data)
