@@ -25,7 +25,7 @@ use std::cmp::Ordering as CmpOrdering;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use catalog::{FileManifest, Hash, Store};
@@ -55,8 +55,18 @@ pub const HEAD_BYTES: u64 = 4 * 1024 * 1024;
 pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
 /// The request number of a chunk copied from another file being assembled.
 pub(super) const COPY: u64 = u64::MAX;
-/// Times a chunk is asked for before the files wanting it give up.
+/// Times a lane's upstream refuses a chunk before the files wanting it give
+/// up (a peer's refusals do not count: it is optional).
 const MAX_CHUNK_TRIES: u32 = 4;
+
+/// Why a chunk was not taken from a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// The source does not hold it.
+    Missing,
+    /// Its bytes failed their BLAKE3 or length check.
+    Bad,
+}
 
 /// Who waits for a chunk, most urgent last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -71,49 +81,6 @@ pub enum Priority {
     OpenedInClass,
     /// A reader waiting on a byte range.
     Reader,
-}
-
-/// One asker's way to fetch: its sources, in order, and its limits.
-pub struct Lane {
-    pub name: &'static str,
-    sources: Vec<Arc<dyn ChunkSource>>,
-    /// Failed requests in a row (no chunk arriving) before its files give up.
-    max_failures: u32,
-    failures: AtomicU32,
-    /// Requests up to this number were in flight at the last counted failure.
-    fail_mark: AtomicU64,
-    /// Cancelled: requests in flight are dropped, chunks received are kept.
-    pub stop: CancellationToken,
-    /// Chunk bytes received as they travelled, and chunks.
-    pub bytes: AtomicU64,
-    pub chunks: AtomicU64,
-    /// Told the bytes of each chunk as it arrives (a progress bar, a metric).
-    counted: Option<Counter>,
-}
-
-/// Told the bytes of each chunk as it arrives.
-pub type Counter = Box<dyn Fn(u64) + Send + Sync>;
-
-impl Lane {
-    pub fn new(
-        name: &'static str,
-        sources: Vec<Arc<dyn ChunkSource>>,
-        max_failures: u32,
-        stop: CancellationToken,
-        counted: Option<Counter>,
-    ) -> Arc<Lane> {
-        Arc::new(Lane {
-            name,
-            sources,
-            max_failures,
-            failures: AtomicU32::new(0),
-            fail_mark: AtomicU64::new(0),
-            stop,
-            bytes: AtomicU64::new(0),
-            chunks: AtomicU64::new(0),
-            counted,
-        })
-    }
 }
 
 /// Why a file could not be had; the cause (a [`SourceError`], a writer's
@@ -392,6 +359,8 @@ struct InFlightRequest {
     source: usize,
     wants: Vec<Hash>,
     received: HashSet<Hash>,
+    /// Chunks (not "missing" answers) among them.
+    chunks: usize,
     /// Each chunk's place in the queue, to put it back if it does not arrive.
     queued: HashMap<Hash, (Priority, u64, Hash, usize)>,
 }
@@ -400,6 +369,8 @@ struct InFlightRequest {
 struct Asked {
     lane: Arc<Lane>,
     source: usize,
+    /// Its bytes as they travelled.
+    bytes: u64,
     /// Its place in the queue.
     queued: Option<(Priority, u64, Hash, usize)>,
 }
@@ -429,7 +400,7 @@ struct Actor {
     in_flight: HashMap<Hash, u64>,
     requests: HashMap<u64, InFlightRequest>,
     next_request: u64,
-    /// Chunk hash → (times asked and refused, next source index).
+    /// Chunk hash → (times the upstream refused it, next source index).
     tries: HashMap<Hash, (u32, usize)>,
     /// Chunks on their way to the disk, checked there: where they came from.
     checking: HashMap<Hash, Asked>,
@@ -466,6 +437,9 @@ impl Actor {
 
 #[path = "engine_actor.rs"]
 mod actor;
+#[path = "engine_lane.rs"]
+mod lane;
+pub use lane::{Counter, Lane, PEER_RETRY, SourceUse};
 #[path = "engine_written.rs"]
 mod written;
 

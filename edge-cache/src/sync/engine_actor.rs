@@ -184,12 +184,23 @@ impl Actor {
                     self.heap.pop();
                     continue;
                 }
-                let next_source = self
-                    .tries
-                    .get(&hash)
-                    .map_or(0, |(_, s)| *s % top.lane.sources.len().max(1));
+                // The next source that may be asked (a peer left out is skipped).
+                let from = self.tries.get(&hash).map_or(0, |(_, s)| *s);
+                let Some(next_source) = top.lane.pick(from) else {
+                    self.heap.pop();
+                    continue;
+                };
                 if let Some(first) = batch.first()
                     && (!Arc::ptr_eq(&first.lane, &top.lane) || next_source != source)
+                {
+                    break;
+                }
+                // A peer not yet proven has one request at a time, its
+                // chunks checked before the next: one that lies from the
+                // start is asked once.
+                if batch.is_empty()
+                    && top.lane.on_probation(next_source)
+                    && self.probing(&top.lane, next_source)
                 {
                     break;
                 }
@@ -269,6 +280,7 @@ impl Actor {
                     source,
                     wants: wants.iter().map(|w| w.hash).collect(),
                     received: HashSet::new(),
+                    chunks: 0,
                     queued,
                 },
             );
@@ -308,6 +320,13 @@ impl Actor {
         }
     }
 
+    /// Source `source` of `lane` has a request in flight, or chunks being checked.
+    fn probing(&self, lane: &Arc<Lane>, source: usize) -> bool {
+        let ours = |l: &Arc<Lane>, s: usize| Arc::ptr_eq(l, lane) && s == source;
+        self.requests.values().any(|r| ours(&r.lane, r.source))
+            || self.checking.values().any(|a| ours(&a.lane, a.source))
+    }
+
     pub(super) async fn event(&mut self, event: Event) {
         match event {
             Event::Delivered {
@@ -336,11 +355,13 @@ impl Actor {
                             let asked = Asked {
                                 lane: req.lane.clone(),
                                 source: req.source,
+                                bytes: 0,
                                 queued: req.queued.get(&hash).copied(),
                             };
                             let name = asked.lane.sources[asked.source].name();
                             let why = format!("{name} does not hold it");
-                            self.refused(hash, asked, request, why).await;
+                            self.refused(hash, asked, request, why, Refusal::Missing)
+                                .await;
                         }
                     }
                 }
@@ -386,8 +407,22 @@ impl Actor {
                         });
                     }
                 }
-                let Err(err) = result else { return };
+                let Err(err) = result else {
+                    if req.chunks == 0 {
+                        // Answered "missing" for all: a peer that is honest so far.
+                        req.lane.proven(req.source);
+                    }
+                    return;
+                };
                 if req.lane.stop.is_cancelled() {
+                    return;
+                }
+                if !req.lane.is_upstream(req.source) {
+                    // A peer that cannot be reached or refuses is left out
+                    // (for a while, if that may pass); the lane goes on
+                    // with its next source, and nothing counts against it.
+                    let retry = err.is_transient().then_some(super::PEER_RETRY);
+                    req.lane.drop_source(req.source, err.to_string(), retry);
                     return;
                 }
                 let give_up = match &err {
@@ -441,10 +476,12 @@ impl Actor {
         if !req.wants.contains(&hash) || !req.received.insert(hash) {
             return None;
         }
+        req.chunks += 1;
         let lane = req.lane.clone();
         let asked = Asked {
             lane: lane.clone(),
             source: req.source,
+            bytes: bytes.len() as u64,
             queued: req.queued.get(&hash).copied(),
         };
         self.checking.insert(hash, asked);
@@ -481,60 +518,5 @@ impl Actor {
             len,
             blobs,
         })
-    }
-
-    /// Chunk `hash` was refused (bad bytes, or the source lacks it): never
-    /// written; asked of the next source, or again, a few times.
-    pub(super) async fn refused(&mut self, hash: Hash, asked: Asked, request: u64, reason: String) {
-        let sources = asked.lane.sources.len().max(1);
-        let tries = self.tries.entry(hash).or_insert((0, 0));
-        tries.0 += 1;
-        tries.1 = (tries.1 + 1) % sources;
-        let (count, _) = *tries;
-        warn!(chunk = %hash, cause = %reason, tries = count, "refused a chunk; asking again");
-        if self.in_flight.get(&hash) == Some(&request) {
-            self.in_flight.remove(&hash);
-        }
-        let mut wanting = Vec::new();
-        for blob in self.holders_of(&hash) {
-            let Some(job) = self.jobs.get_mut(&blob) else {
-                continue;
-            };
-            let mut wants_it = false;
-            for &i in job.by_hash.get(&hash).map(Vec::as_slice).unwrap_or(&[]) {
-                if job.chunks[i] != ChunkState::Present {
-                    job.chunks[i] = ChunkState::Missing;
-                    wants_it = true;
-                }
-            }
-            if wants_it {
-                wanting.push(blob);
-            }
-        }
-        if count >= MAX_CHUNK_TRIES {
-            for blob in wanting {
-                let why = format!(
-                    "chunk {hash} was refused {count} times, last: {reason}; the origin may hold a damaged copy (ask for `shanlu verify` there)"
-                );
-                self.fail(blob, JobError::Failed(why.into())).await;
-            }
-            return;
-        }
-        if let Some((priority, seq, blob, index)) = asked.queued {
-            self.heap.push(Entry {
-                priority,
-                seq,
-                blob,
-                index,
-                lane: asked.lane,
-            });
-        } else {
-            for blob in wanting {
-                if let Some((priority, lane)) = self.jobs.get(&blob).and_then(Job::best) {
-                    let indices = self.jobs[&blob].by_hash[&hash].clone();
-                    self.queue(blob, &indices[..1], priority, &lane);
-                }
-            }
-        }
     }
 }

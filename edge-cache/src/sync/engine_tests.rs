@@ -16,6 +16,9 @@ struct MemorySource {
     asked: Mutex<Vec<Vec<Hash>>>,
     /// Requests wait for a permit when set.
     gate: Option<Arc<tokio::sync::Semaphore>>,
+    /// Every request fails so (a peer that cannot be reached or refuses):
+    /// `Some(true)` transient, `Some(false)` permanent.
+    fails: Option<bool>,
 }
 
 impl MemorySource {
@@ -31,6 +34,7 @@ impl MemorySource {
             bad: HashSet::new(),
             asked: Mutex::new(Vec::new()),
             gate: None,
+            fails: None,
         }
     }
 
@@ -62,6 +66,21 @@ impl ChunkSource for MemorySource {
             lock(&self.asked).push(wants.iter().map(|w| w.hash).collect());
             if let Some(gate) = &self.gate {
                 gate.acquire().await.expect("gate").forget();
+            }
+            match self.fails {
+                Some(true) => {
+                    return Err(SourceError::Transient {
+                        source_name: self.name.to_owned(),
+                        cause: "connecting failed: no answer within 2 s".into(),
+                    });
+                }
+                Some(false) => {
+                    return Err(SourceError::Permanent {
+                        source_name: self.name.to_owned(),
+                        cause: "the token was refused".into(),
+                    });
+                }
+                None => {}
             }
             for want in wants {
                 let delivery = match self.chunks.get(&want.hash) {
@@ -346,4 +365,165 @@ fn issue_12_a_videos_head_is_the_chunks_starting_in_its_first_bytes() {
     assert_eq!(head_chunks(&manifest(&lens)), 4);
     assert_eq!(head_chunks(&manifest(&[])), 0);
     assert_eq!(head_chunks(&manifest(&[64 * mib])), 1);
+}
+
+/// The requests a source was sent.
+fn requests(source: &MemorySource) -> usize {
+    lock(&source.asked).len()
+}
+
+/// Issue 14: a peer that sends a chunk failing its check is dropped for the
+/// lane (the pass) and never asked again; being unproven, it had only that
+/// one request; everything comes from the upstream, and the lane's report
+/// names the peer, the chunk and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_14_a_lying_peer_is_asked_once_and_dropped_for_the_pass() {
+    let (_dir, store) = new_store();
+    let chunk = 16 * 1024;
+    let bytes = data(3 * 1024 * 1024, 7); // 192 chunks: several requests
+    let job = job_of("c/l/video.mp4", &bytes, chunk, "video/mp4");
+    let mut liar = MemorySource::new("peer 192.168.1.20:7450 (quic)", &[&bytes], chunk);
+    liar.bad = job.manifest.chunks.iter().map(|c| c.hash).collect();
+    let liar = Arc::new(liar);
+    let more = data(256 * 1024, 8);
+    let origin = Arc::new(MemorySource::new("origin", &[&bytes, &more], chunk));
+    let engine = Engine::start(store.clone());
+    let sync = lane("sync", vec![liar.clone(), origin.clone()]);
+    let rx = engine
+        .want(job.clone(), Priority::Prefetch, &sync)
+        .await
+        .expect("want");
+    assert_eq!(outcome(rx).await, Outcome::Done { assembled: true });
+    assert_eq!(held_bytes(&store, &job.manifest.blob), bytes);
+    assert_eq!(requests(&liar), 1, "the lying peer is asked once");
+    assert!(liar.total_asked() <= CHUNKS_PER_REQUEST);
+    let count = job.manifest.chunks.len();
+    assert_eq!(
+        origin.total_asked(),
+        count,
+        "each chunk once from the origin"
+    );
+    let used = sync.sources_used();
+    assert_eq!(used.len(), 2);
+    assert!(used[0].peer && !used[1].peer);
+    assert_eq!((used[0].chunks, used[1].chunks), (0, count as u64));
+    assert_eq!(used[1].bytes, bytes.len() as u64);
+    let why = used[0].dropped.clone().expect("the peer is dropped");
+    assert!(why.contains("failed its check"), "{why}");
+    assert!(
+        job.manifest
+            .chunks
+            .iter()
+            .any(|c| why.contains(&c.hash.to_string())),
+        "{why}"
+    );
+    assert_eq!(used[1].dropped, None);
+
+    // A second file on the same lane (the same pass): the peer is not asked.
+    let second = job_of("c/l/page.html", &more, chunk, "text/html");
+    let rx = engine
+        .want(second.clone(), Priority::Prefetch, &sync)
+        .await
+        .expect("want");
+    assert_eq!(outcome(rx).await, Outcome::Done { assembled: true });
+    assert_eq!(held_bytes(&store, &second.manifest.blob), more);
+    assert_eq!(requests(&liar), 1, "never asked again in this pass");
+    assert_eq!(origin.total_asked(), count + second.manifest.chunks.len());
+}
+
+/// Issue 14: a chunk the peer does not hold is fetched upstream without
+/// counting as a refusal (a peer lacking a chunk is normal): even a peer
+/// lacking everything, asked more times than MAX_CHUNK_TRIES, fails nothing,
+/// and the peer stays in use for what it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_14_a_chunk_missing_at_the_peer_comes_from_upstream_without_failing() {
+    let (_dir, store) = new_store();
+    let chunk = 16 * 1024;
+    let bytes = data(1024 * 1024, 9); // 64 chunks
+    let job = job_of("c/l/film.mp4", &bytes, chunk, "video/mp4");
+    let mut peer = MemorySource::new("peer half", &[&bytes], chunk);
+    let lacking: Vec<Hash> = job
+        .manifest
+        .chunks
+        .iter()
+        .step_by(2)
+        .map(|c| c.hash)
+        .collect();
+    for hash in &lacking {
+        peer.chunks.remove(hash);
+    }
+    let peer = Arc::new(peer);
+    let empty = Arc::new(MemorySource::new("peer empty", &[], chunk));
+    let origin = Arc::new(MemorySource::new("origin", &[&bytes], chunk));
+    let engine = Engine::start(store.clone());
+    let sources: Vec<Arc<dyn ChunkSource>> = vec![empty.clone(), peer.clone(), origin.clone()];
+    let sync = Lane::new("sync", sources, 1, CancellationToken::new(), None);
+    let rx = engine
+        .want(job.clone(), Priority::Prefetch, &sync)
+        .await
+        .expect("want");
+    assert_eq!(outcome(rx).await, Outcome::Done { assembled: true });
+    assert_eq!(held_bytes(&store, &job.manifest.blob), bytes);
+    let count = job.manifest.chunks.len();
+    assert_eq!(
+        empty.total_asked(),
+        count,
+        "every chunk asked of the first peer"
+    );
+    assert_eq!(peer.total_asked(), count, "then of the second");
+    assert_eq!(
+        origin.total_asked(),
+        lacking.len(),
+        "only what no peer holds"
+    );
+    for hash in &lacking {
+        assert_eq!(origin.asked_for(hash), 1);
+    }
+    let used = sync.sources_used();
+    let taken: Vec<u64> = used.iter().map(|u| u.chunks).collect();
+    assert_eq!(
+        taken,
+        [0, (count - lacking.len()) as u64, lacking.len() as u64]
+    );
+    assert!(used.iter().all(|u| u.dropped.is_none()), "{used:?}");
+}
+
+/// Issue 14: a peer that cannot be reached (or refuses the token) is left
+/// out at once, without counting toward the lane's failures: a lane that
+/// gives up after one failed request still completes from the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_14_an_unreachable_peer_is_skipped_without_failing_the_lane() {
+    let (_dir, store) = new_store();
+    let chunk = 16 * 1024;
+    let bytes = data(3 * 1024 * 1024, 10);
+    let job = job_of("c/l/slides.pdf", &bytes, chunk, "application/pdf");
+    let mut down = MemorySource::new("peer down", &[&bytes], chunk);
+    down.fails = Some(true);
+    let down = Arc::new(down);
+    let mut refusing = MemorySource::new("peer refusing", &[&bytes], chunk);
+    refusing.fails = Some(false);
+    let refusing = Arc::new(refusing);
+    let origin = Arc::new(MemorySource::new("origin", &[&bytes], chunk));
+    let engine = Engine::start(store.clone());
+    let sources: Vec<Arc<dyn ChunkSource>> = vec![down.clone(), refusing.clone(), origin.clone()];
+    let sync = Lane::new("sync", sources, 1, CancellationToken::new(), None);
+    let rx = engine
+        .want(job.clone(), Priority::Prefetch, &sync)
+        .await
+        .expect("want");
+    assert_eq!(outcome(rx).await, Outcome::Done { assembled: true });
+    assert_eq!(held_bytes(&store, &job.manifest.blob), bytes);
+    assert_eq!(requests(&down), 1, "tried once, then left out");
+    assert_eq!(requests(&refusing), 1);
+    assert_eq!(origin.total_asked(), job.manifest.chunks.len());
+    assert_eq!(sync.failures.load(Ordering::Relaxed), 0, "nothing counted");
+    let used = sync.sources_used();
+    let down_why = used[0].dropped.clone().expect("left out");
+    assert!(
+        down_why.contains("peer down") && down_why.contains("no answer"),
+        "{down_why}"
+    );
+    let refused_why = used[1].dropped.clone().expect("left out");
+    assert!(refused_why.contains("token was refused"), "{refused_why}");
+    assert_eq!(used[2].chunks, job.manifest.chunks.len() as u64);
 }

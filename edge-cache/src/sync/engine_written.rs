@@ -88,9 +88,13 @@ impl Actor {
                 return self.requeue_wanting(hash);
             };
             let name = asked.lane.sources[asked.source].name();
+            let reason = format!("from {name}: {reason}");
             return self
-                .refused(hash, asked, request, format!("from {name}: {reason}"))
+                .refused(hash, asked, request, reason, Refusal::Bad)
                 .await;
+        }
+        if let Some(asked) = &asked {
+            asked.lane.took(asked.source, asked.bytes);
         }
         if self.in_flight.get(&hash) == Some(&request) {
             self.in_flight.remove(&hash);
@@ -302,6 +306,79 @@ impl Actor {
         job.publish(|state| state.outcome = Some(Outcome::Failed(why)));
         if job.opened && !job.finishing {
             let _ = self.to_writer.send(WriterCommand::Close { blob }).await;
+        }
+    }
+
+    /// Chunk `hash` was refused (bad bytes, or the source lacks it): never
+    /// written; asked of the next source. A peer that sent bad bytes is
+    /// not asked again by this lane; only the upstream's refusals count
+    /// toward [`MAX_CHUNK_TRIES`].
+    pub(super) async fn refused(
+        &mut self,
+        hash: Hash,
+        asked: Asked,
+        request: u64,
+        reason: String,
+        why: Refusal,
+    ) {
+        let upstream = asked.lane.is_upstream(asked.source);
+        if why == Refusal::Bad && !upstream {
+            let cause = format!("it sent chunk {hash} that failed its check ({reason})");
+            asked.lane.drop_source(asked.source, cause, None);
+        }
+        let sources = asked.lane.sources.len().max(1);
+        let tries = self.tries.entry(hash).or_insert((0, 0));
+        tries.0 += u32::from(upstream);
+        tries.1 = (asked.source + 1) % sources;
+        let (count, _) = *tries;
+        if upstream {
+            warn!(chunk = %hash, cause = %reason, tries = count, "refused a chunk; asking again");
+        } else {
+            debug!(chunk = %hash, cause = %reason, "a peer could not give a chunk; asking the next source");
+        }
+        if self.in_flight.get(&hash) == Some(&request) {
+            self.in_flight.remove(&hash);
+        }
+        let mut wanting = Vec::new();
+        for blob in self.holders_of(&hash) {
+            let Some(job) = self.jobs.get_mut(&blob) else {
+                continue;
+            };
+            let mut wants_it = false;
+            for &i in job.by_hash.get(&hash).map(Vec::as_slice).unwrap_or(&[]) {
+                if job.chunks[i] != ChunkState::Present {
+                    job.chunks[i] = ChunkState::Missing;
+                    wants_it = true;
+                }
+            }
+            if wants_it {
+                wanting.push(blob);
+            }
+        }
+        if count >= MAX_CHUNK_TRIES {
+            for blob in wanting {
+                let why = format!(
+                    "chunk {hash} was refused {count} times, last: {reason}; the origin may hold a damaged copy (ask for `shanlu verify` there)"
+                );
+                self.fail(blob, JobError::Failed(why.into())).await;
+            }
+            return;
+        }
+        if let Some((priority, seq, blob, index)) = asked.queued {
+            self.heap.push(Entry {
+                priority,
+                seq,
+                blob,
+                index,
+                lane: asked.lane,
+            });
+        } else {
+            for blob in wanting {
+                if let Some((priority, lane)) = self.jobs.get(&blob).and_then(Job::best) {
+                    let indices = self.jobs[&blob].by_hash[&hash].clone();
+                    self.queue(blob, &indices[..1], priority, &lane);
+                }
+            }
         }
     }
 }
