@@ -207,6 +207,9 @@ pub enum EdgeCommand {
     /// Issue 14: import a USB bundle (STICK/ or STICK/shanlu-bundle/), verified as a sync is;
     /// rerun after an interruption to resume.
     Import(EdgeImportArgs),
+    /// Issue 14: add a LAN peer (another edge running `edge run --serve-edges`) to edge.toml;
+    /// its chunks are taken before the upstream's, each one verified.
+    AddPeer(EdgeAddPeerArgs),
 }
 
 #[derive(Debug, Args)]
@@ -483,4 +486,27 @@ pub struct EdgeImportArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EdgeAddPeerArgs {
+    /// The edge's data folder.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+
+    /// The peer's `--serve-edges` address, quic://HOST:PORT.
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+
+    /// This edge's token on the peer (`shanlu edge add-edge --name …` printed it there).
+    #[arg(long)]
+    pub token: String,
+
+    /// The fingerprint of the peer's certificate (its `edge run --serve-edges` prints it).
+    #[arg(long, value_name = "FINGERPRINT")]
+    pub cert: String,
+
+    /// The peer's HTTPS fallback, https://HOST:PORT, for a LAN that blocks UDP.
+    #[arg(long, value_name = "URL")]
+    pub fallback: Option<String>,
 }

@@ -43,7 +43,15 @@ pub(super) async fn fetch_files(
         })
     });
     let origin = Arc::new(OriginSource::new(Some(link.client.clone()), connect));
-    let sources: Vec<Arc<dyn ChunkSource>> = vec![origin.clone()];
+    // LAN peers first (issue 14): the origin is asked for what they lack.
+    let peers: Vec<Arc<OriginSource>> = (link.config.peers.iter())
+        .map(|peer| Arc::new(OriginSource::peer(&link.config, peer)))
+        .collect();
+    let mut sources: Vec<Arc<dyn ChunkSource>> = peers
+        .iter()
+        .map(|peer| peer.clone() as Arc<dyn ChunkSource>)
+        .collect();
+    sources.push(origin.clone());
     let lane = Lane::new(
         "sync",
         sources,
@@ -58,6 +66,12 @@ pub(super) async fn fetch_files(
     engine.stop_lane(&lane).await;
     report.bytes_fetched += lane.bytes.load(Ordering::Relaxed);
     report.chunks_fetched += lane.chunks.load(Ordering::Relaxed);
+    report.add_sources(lane.sources_used());
+    for peer in &peers {
+        if let Some(client) = peer.current().await {
+            client.close().await;
+        }
+    }
     link.reconnects += origin.reconnects();
     if let Some(client) = origin.current().await {
         link.client = client;

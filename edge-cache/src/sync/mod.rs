@@ -77,7 +77,7 @@ pub struct SyncReport {
     pub sequence: u64,
     pub catalog_updated: bool,
     pub objects_fetched: u64,
-    /// Chunk bytes received from the origin.
+    /// Chunk bytes received (from the origin and LAN peers).
     pub bytes_fetched: u64,
     pub chunks_fetched: u64,
     /// Bytes copied from blobs the edge already held instead of fetched.
@@ -121,6 +121,56 @@ pub struct SyncReport {
     /// collection after the pass (issue 13).
     #[serde(default)]
     pub quota: Option<crate::quota::QuotaReport>,
+    /// Where the pass's chunks came from (issue 14): each LAN peer of
+    /// `edge.toml`, then the upstream; verified chunks and their bytes.
+    #[serde(default)]
+    pub sources: Vec<engine::SourceUse>,
+    /// The peers the pass stopped asking, each with why (`peer …: why`).
+    #[serde(default)]
+    pub peers_dropped: Vec<String>,
+}
+
+impl SyncReport {
+    /// Counts what a lane took from each source, by name.
+    fn add_sources(&mut self, used: Vec<engine::SourceUse>) {
+        for source in used {
+            if let Some(why) = &source.dropped {
+                self.peers_dropped.push(format!("{}: {why}", source.name));
+            }
+            match self
+                .sources
+                .iter_mut()
+                .find(|s| s.name == source.name && s.peer == source.peer)
+            {
+                Some(known) => {
+                    known.chunks += source.chunks;
+                    known.bytes += source.bytes;
+                    known.dropped = known.dropped.take().or(source.dropped);
+                }
+                None => self.sources.push(source),
+            }
+        }
+    }
+
+    /// What `edge sync` prints about peers (issue 14): where the chunks came
+    /// from and which peers were left out; nothing for an edge without peers.
+    pub fn peer_lines(&self) -> Vec<String> {
+        if !self.sources.iter().any(|s| s.peer) {
+            return Vec::new();
+        }
+        let mut lines: Vec<String> = (self.sources.iter())
+            .map(|s| {
+                let bytes = catalog::format::bytes(s.bytes);
+                format!("from {}: {} chunks, {bytes}", s.name, s.chunks)
+            })
+            .collect();
+        lines.extend(
+            self.peers_dropped
+                .iter()
+                .map(|why| format!("dropped {why}")),
+        );
+        lines
+    }
 }
 
 /// How a sync pass runs, beyond what `edge.toml` says.

@@ -124,7 +124,10 @@ impl ReadThrough {
             let upstream = for_source.clone();
             Box::pin(async move { upstream.connect().await })
         });
-        let sources: Vec<Arc<dyn ChunkSource>> = vec![Arc::new(OriginSource::new(None, connect))];
+        let sources: Vec<Arc<dyn ChunkSource>> = crate::sync::source::with_peers(
+            &upstream.config,
+            Arc::new(OriginSource::new(None, connect)),
+        );
         let lane = Lane::new(
             "read-through",
             sources,

@@ -13,8 +13,12 @@ use server::codec::Encoding;
 use server::protocol::{FileWants, Request, Response};
 use tokio::sync::mpsc;
 
+use std::time::Duration;
+
+use crate::config::{EdgeConfig, Peer};
 use crate::lock;
 use crate::sync::client::{Cause, Client, ClientError};
+use crate::sync::memory::TransportMemory;
 
 /// One answer from a source for one chunk.
 #[derive(Debug)]
@@ -71,6 +75,24 @@ pub trait ChunkSource: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<(), SourceError>>;
 }
 
+/// How long a LAN peer may take to answer a QUIC handshake.
+pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The sources of a lane: the LAN peers of `edge.toml` (issue 14), in the
+/// order listed, then `upstream`, which is asked for whatever they lack.
+pub fn with_peers(
+    config: &EdgeConfig,
+    upstream: Arc<dyn ChunkSource>,
+) -> Vec<Arc<dyn ChunkSource>> {
+    let mut sources: Vec<Arc<dyn ChunkSource>> = config
+        .peers
+        .iter()
+        .map(|peer| Arc::new(OriginSource::peer(config, peer)) as Arc<dyn ChunkSource>)
+        .collect();
+    sources.push(upstream);
+    sources
+}
+
 /// Makes a connection to the origin; `attempt` counts failures in a row
 /// (0 the first time), for backoff.
 pub type Connector =
@@ -104,6 +126,8 @@ pub struct OriginSource {
     reconnects: AtomicU32,
     /// The last error of the link, for the report of a pass that gives up.
     last_error: Mutex<Option<ClientError>>,
+    /// `origin` or `peer`, the start of its name.
+    kind: &'static str,
     name: Mutex<String>,
 }
 
@@ -115,6 +139,32 @@ impl OriginSource {
             || "the origin".to_owned(),
             |c| format!("origin {} ({})", c.addr(), c.transport_name()),
         );
+        OriginSource::named("origin", name, client, connect)
+    }
+
+    /// A LAN peer (issue 14): another edge serving the sync protocol, asked
+    /// before the upstream. Its connection is made when first asked, within
+    /// [`PEER_CONNECT_TIMEOUT`] for QUIC (then its fallback, if any): a peer
+    /// that is off costs the pass seconds, not the origin's timeouts.
+    pub fn peer(config: &EdgeConfig, peer: &Peer) -> OriginSource {
+        let config = Arc::new(config.peer_config(peer));
+        // Its own memory of which transport works: the origin's says nothing of it.
+        let memory = Arc::new(TransportMemory::new());
+        let connect: Connector = Arc::new(move |_attempt| {
+            let (config, memory) = (config.clone(), memory.clone());
+            Box::pin(async move {
+                Ok(Client::connect_within(&config, PEER_CONNECT_TIMEOUT, &memory).await?)
+            })
+        });
+        OriginSource::named("peer", peer.to_string(), None, connect)
+    }
+
+    fn named(
+        kind: &'static str,
+        name: String,
+        client: Option<Client>,
+        connect: Connector,
+    ) -> OriginSource {
         let started_connected = client.is_some();
         OriginSource {
             connect,
@@ -124,6 +174,7 @@ impl OriginSource {
             failures: AtomicU32::new(0),
             reconnects: AtomicU32::new(0),
             last_error: Mutex::new(None),
+            kind,
             name: Mutex::new(name),
         }
     }
@@ -164,7 +215,12 @@ impl OriginSource {
         if n > 1 || self.started_connected {
             self.reconnects.fetch_add(1, Ordering::Relaxed);
         }
-        *lock(&self.name) = format!("origin {} ({})", client.addr(), client.transport_name());
+        *lock(&self.name) = format!(
+            "{} {} ({})",
+            self.kind,
+            client.addr(),
+            client.transport_name()
+        );
         *cached = Some((n, client.clone()));
         Ok((n, client))
     }
@@ -260,7 +316,7 @@ impl OriginSource {
         } else {
             Err(self.failed(ClientError::Ended {
                 addr: client.addr(),
-                what: "the origin ended a chunk answer early",
+                what: "the source ended a chunk answer early",
             }))
         }
     }

@@ -114,6 +114,9 @@ pub fn sync(args: &EdgeSyncArgs) -> anyhow::Result<ExitCode> {
         if let Some(line) = transport_line(&report) {
             outln!("{line}")?;
         }
+        for line in report.peer_lines() {
+            outln!("{line}")?;
+        }
         for failure in &report.failures {
             outln!("FAILED {failure}")?;
         }
@@ -408,6 +411,25 @@ pub fn sync_now(args: &EdgeSyncNowArgs) -> anyhow::Result<ExitCode> {
         "sync asked for: the edge in {} starts a pass now (or right after the one running); \
          follow it on the status page or with `shanlu edge status`",
         args.data.display()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `shanlu edge add-peer` (issue 14): adds a LAN peer to edge.toml.
+pub fn add_peer(args: &crate::cli::EdgeAddPeerArgs) -> anyhow::Result<ExitCode> {
+    let peer = edge_cache::config::Peer::parse(
+        &args.url,
+        &args.token,
+        &args.cert,
+        args.fallback.as_deref(),
+    )?;
+    let name = peer.to_string();
+    let replaced = edge_cache::config::add_peer(&args.data, peer)
+        .with_context(|| format!("adding a peer to the edge in {}", args.data.display()))?;
+    outln!(
+        "{} {name} in {}; the next sync takes chunks from it first (each one verified)",
+        if replaced { "replaced" } else { "added" },
+        edge_cache::config::config_path(&args.data).display()
     )?;
     Ok(ExitCode::SUCCESS)
 }
