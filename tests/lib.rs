@@ -528,14 +528,7 @@ impl TestEdge {
 
     /// `shanlu edge add-edge` on this edge (issue 14); returns the token.
     pub fn add_edge(&self, name: &str) -> String {
-        let out = run_ok(&[
-            "edge",
-            "add-edge",
-            "--data",
-            &self.data_str(),
-            "--name",
-            name,
-        ]);
+        let out = run_ok(&["edge", "add-edge", "--data", &self.data_str(), "--name", name]);
         out.trim()
             .strip_prefix("edge token: ")
             .expect("add-edge prints the token")
