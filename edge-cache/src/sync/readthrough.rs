@@ -153,6 +153,11 @@ impl ReadThrough {
         &self.engine
     }
 
+    /// The edge's store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
     /// The fetch of this file, started now unless one is under way; asked
     /// for as a lesson opened in class.
     pub fn start(
@@ -308,6 +313,28 @@ impl Fetch {
             Some(Outcome::Failed(JobError::Failed(why))) => Unavailable::Failed(why.clone()),
             _ => Unavailable::Failed(Cause::message("the fetch stopped")),
         })
+    }
+
+    /// Chunk `hash` of this file, once it is here and verified; it jumps the
+    /// queue. `None` if the file has no such chunk. For an edge below this
+    /// one (issue 14: [`crate::downstream`]).
+    pub async fn chunk(self: Arc<Self>, hash: Hash) -> Result<Option<Vec<u8>>, Unavailable> {
+        let Some(index) = self.manifest.chunks.iter().position(|c| c.hash == hash) else {
+            return Ok(None);
+        };
+        self.engine
+            .urgent(self.manifest.blob, index..index + 1, &self.lane)
+            .await;
+        let file = self.wait_for(index).await?;
+        let (offset, len) = (self.offsets[index], self.manifest.chunks[index].len);
+        tokio::task::spawn_blocking(move || {
+            let mut bytes = vec![0u8; len as usize];
+            file.read_exact_at(&mut bytes, offset).map(|()| bytes)
+        })
+        .await
+        .unwrap_or_else(|err| Err(std::io::Error::other(err)))
+        .map(Some)
+        .map_err(|err| Unavailable::Failed(Cause::new(err)))
     }
 
     /// Bytes `start..end` as they arrive; their chunks jump the queue. Waits

@@ -10,8 +10,8 @@ use catalog::{Hash, Store};
 use tracing::{info, warn};
 
 use super::{State, current_catalog};
-use crate::pace::TokenBucket;
 use crate::codec::Encoding;
+use crate::pace::TokenBucket;
 use crate::protocol::{self, ChunkWant, FrameError, Request, Response};
 use crate::since::CatalogReadError;
 
@@ -154,7 +154,8 @@ async fn answer_chunks(
         return Ok(());
     };
     for (file, wants) in misses {
-        let mut pending: HashMap<Hash, ChunkWant> = wants.into_iter().map(|w| (w.hash, w)).collect();
+        let mut pending: HashMap<Hash, ChunkWant> =
+            wants.into_iter().map(|w| (w.hash, w)).collect();
         let (sink, mut arriving) = tokio::sync::mpsc::channel(UPSTREAM_CHUNKS_BUFFERED);
         let fetch = tokio::spawn(upstream.chunks(file, pending.keys().copied().collect(), sink));
         while let Some((hash, raw)) = arriving.recv().await {
@@ -244,5 +245,6 @@ fn encode_against_bases(
 /// county edge or peer that lies. Edges must refuse each such chunk.
 fn corrupts_chunks() -> bool {
     static CORRUPT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *CORRUPT.get_or_init(|| std::env::var_os("SHANLU_TEST_CORRUPT_CHUNKS").is_some_and(|v| v == "1"))
+    *CORRUPT
+        .get_or_init(|| std::env::var_os("SHANLU_TEST_CORRUPT_CHUNKS").is_some_and(|v| v == "1"))
 }
