@@ -56,7 +56,7 @@ pub enum DownstreamError {
     Bind {
         addr: std::net::SocketAddr,
         #[source]
-        cause: server::serve::ServeError,
+        cause: Box<server::serve::ServeError>,
     },
     #[error("issuing a token for an edge below this one")]
     Token(#[source] server::tokens::TokenError),
@@ -122,7 +122,10 @@ pub async fn bind(
     };
     let bound = server::serve::bind_served(served, &listen)
         .await
-        .map_err(|cause| DownstreamError::Bind { addr, cause })?;
+        .map_err(|cause| DownstreamError::Bind {
+            addr,
+            cause: Box::new(cause),
+        })?;
     let serving = Serving {
         quic: bound.quic_addr,
         https: bound.https_addr,
