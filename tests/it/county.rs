@@ -199,3 +199,118 @@ fn issue_14_edge_add_edge_needs_an_edge_folder_and_a_good_name() {
     ]);
     assert!(err.contains("already exists"), "{err}");
 }
+
+/// Three tiers over the emulated rural link (`tools/linksim`): the origin
+/// in one namespace; the county edge and three villages in the other, behind
+/// the slow, lossy link. Needs root, /dev/net/tun and `ip`; skipped without.
+#[test]
+fn issue_14_three_tiers_over_a_rural_link_every_chunk_crosses_it_once() {
+    use linksim::{Link, LinkSpec, Side};
+    if !shanlu_tests::require(shanlu_tests::Need::NetNs) {
+        return;
+    }
+    const SIZE: usize = 4 * 1024 * 1024;
+    let origin = TestOrigin::init();
+    let folder = course(&origin, "c", SIZE, 1404);
+    let chunks = all_chunks(&origin);
+    let spec = LinkSpec::default()
+        .delay(Duration::from_millis(40))
+        .loss(0.005)
+        .rate_bps(8_000_000);
+    let link = Link::start(spec, Duration::from_secs(300))
+        .expect("starting the emulated link (needs root, /dev/net/tun and the ip command)");
+    let ip = link.origin_ip().to_string();
+    let served = origin.serve_with(
+        link.command_in(Side::Origin, shanlu_tests::shanlu_bin()),
+        &format!("{ip}:0"),
+        &ip,
+        &[],
+    );
+    let token = origin.add_edge("county");
+    let county = TestEdge::init(&origin, &served, served.quic, &token, "elsewhere");
+    let log = county.dir.path().join("county.log");
+    let (_run, serving) = county.run_serving_in(
+        link.command_in(Side::Edge, shanlu_tests::shanlu_bin()),
+        "127.0.0.1",
+        &[],
+        &[("RUST_LOG", "info")],
+        &log,
+    );
+    assert!(
+        wait_until(Duration::from_secs(120), || {
+            let status =
+                shanlu_tests::run_ok(&["edge", "status", "--data", &county.data_str(), "--json"]);
+            let status: serde_json::Value = serde_json::from_str(&status).expect("status JSON");
+            !status["catalog_sequence"].is_null()
+        }),
+        "the county edge never held the catalog: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let villages: Vec<TestEdge> = (0..3)
+        .map(|i| {
+            let token = county.add_edge(&format!("village-{i}"));
+            TestEdge::init_below(&origin, &serving, &token, "all", &[])
+        })
+        .collect();
+    let before = link.stats().down.bytes_carried;
+    std::thread::scope(|scope| {
+        for village in &villages {
+            let link = &link;
+            scope.spawn(move || {
+                let command = link.command_in(Side::Edge, shanlu_tests::shanlu_bin());
+                let (code, report, stderr) = village.sync_with(command, &[]);
+                assert_eq!(code, 0, "{report:#}\n{stderr}");
+                assert_eq!(report["complete"], true, "{report:#}");
+            });
+        }
+    });
+    let crossed = link.stats().down.bytes_carried - before;
+    for village in &villages {
+        assert_holds_folder(village, &folder);
+    }
+    assert_eq!(
+        chunks_served(served),
+        chunks.len() as u64,
+        "every chunk leaves the origin once"
+    );
+    // Three villages' worth would be over 3x; once, with headers and
+    // retransmissions, is well under 1.5x.
+    assert!(
+        crossed < SIZE as u64 * 3 / 2,
+        "{crossed} bytes crossed the slow link for a {SIZE}-byte course"
+    );
+}
+
+/// A county edge that serves modified chunks (the test hook
+/// `SHANLU_TEST_CORRUPT_CHUNKS=1` flips a byte of each) cannot make a village
+/// keep them: the village checks every chunk against the catalog the origin
+/// signed, keeps nothing bad, and says which source sent it.
+#[test]
+fn issue_14_a_village_refuses_modified_chunks_from_its_county_edge() {
+    let origin = TestOrigin::init();
+    let folder = course(&origin, "c", 256 * 1024, 1405);
+    let served = origin.serve();
+    let (county, _run, serving) = county(
+        &origin,
+        &served,
+        "all",
+        &[("SHANLU_TEST_CORRUPT_CHUNKS", "1")],
+    );
+    // The county itself holds good copies (it fetched them honestly).
+    assert_holds_folder(&county, &folder);
+    let token = county.add_edge("village");
+    let village = TestEdge::init_below(&origin, &serving, &token, "all", &[]);
+    let (code, report, stderr) = village.sync();
+    assert_ne!(code, 0, "{report:#}");
+    let text = format!("{report}\n{stderr}");
+    assert!(
+        text.contains("differs") || text.contains("BLAKE3"),
+        "the refusal says why: {text}"
+    );
+    // Nothing from it was kept: the village holds no file of the course.
+    let video = std::fs::read(folder.join("01/video.mp4")).expect("video");
+    let blob = blake3::hash(&video).to_hex().to_string();
+    assert!(!village.blob_path(&blob).exists());
+    let verify = shanlu_tests::run(&["verify", &village.data_str()]);
+    assert!(verify.status.success(), "{verify:?}");
+}
