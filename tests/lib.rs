@@ -503,22 +503,21 @@ impl TestEdge {
         env: &[(&str, &str)],
         log: &std::path::Path,
     ) -> (RunningEdge, ServingEdges) {
-        self.run_serving_in(shanlu(), "127.0.0.1", args, env, log)
+        self.run_serving_in(shanlu(), "127.0.0.1:0", args, env, log)
     }
 
     /// [`TestEdge::run_serving`] from `command` (`shanlu`, perhaps run
-    /// inside a network namespace), serving edges on `ip`.
+    /// inside a network namespace), serving edges on `at` (`IP:PORT`).
     pub fn run_serving_in(
         &self,
         command: Command,
-        ip: &str,
+        at: &str,
         args: &[&str],
         env: &[(&str, &str)],
         log: &std::path::Path,
     ) -> (RunningEdge, ServingEdges) {
         let log = std::fs::File::create(log).expect("log file");
-        let at = format!("{ip}:0");
-        let mut all = vec!["--serve-edges", &at];
+        let mut all = vec!["--serve-edges", at];
         all.extend_from_slice(args);
         let (edge, mut lines) = self.spawn_lines(command, &all, env, log.into());
         let mut field = |prefix: &str| -> String {

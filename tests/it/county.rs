@@ -231,7 +231,7 @@ fn issue_14_three_tiers_over_a_rural_link_every_chunk_crosses_it_once() {
     let log = county.dir.path().join("county.log");
     let (_run, serving) = county.run_serving_in(
         link.command_in(Side::Edge, shanlu_tests::shanlu_bin()),
-        "127.0.0.1",
+        "127.0.0.1:0",
         &[],
         &[("RUST_LOG", "info")],
         &log,

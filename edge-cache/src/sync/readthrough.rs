@@ -204,6 +204,14 @@ impl ReadThrough {
     /// disk. A failure to plan is logged and the file fetched anyway (the
     /// disk itself still refuses to overfill).
     pub async fn make_room(&self, manifest: &FileManifest) -> Result<(), NoRoom> {
+        // A file being fetched had its room made when it started: forty
+        // readers (or edges below) of one file plan once.
+        if lock(&self.fetches)
+            .get(&manifest.blob)
+            .is_some_and(|fetch| fetch.state.borrow().outcome.is_none())
+        {
+            return Ok(());
+        }
         let (store, config, manifest) = (
             self.store.clone(),
             self.upstream.config.clone(),
