@@ -503,10 +503,23 @@ impl TestEdge {
         env: &[(&str, &str)],
         log: &std::path::Path,
     ) -> (RunningEdge, ServingEdges) {
+        self.run_serving_in(shanlu(), "127.0.0.1:0", args, env, log)
+    }
+
+    /// [`TestEdge::run_serving`] from `command` (`shanlu`, perhaps run
+    /// inside a network namespace), serving edges on `at` (`IP:PORT`).
+    pub fn run_serving_in(
+        &self,
+        command: Command,
+        at: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: &std::path::Path,
+    ) -> (RunningEdge, ServingEdges) {
         let log = std::fs::File::create(log).expect("log file");
-        let mut all = vec!["--serve-edges", "127.0.0.1:0"];
+        let mut all = vec!["--serve-edges", at];
         all.extend_from_slice(args);
-        let (edge, mut lines) = self.spawn_lines(&all, env, log.into());
+        let (edge, mut lines) = self.spawn_lines(command, &all, env, log.into());
         let mut field = |prefix: &str| -> String {
             let line = lines.next().expect("a line").expect("utf-8");
             line.strip_prefix(prefix)
@@ -528,7 +541,14 @@ impl TestEdge {
 
     /// `shanlu edge add-edge` on this edge (issue 14); returns the token.
     pub fn add_edge(&self, name: &str) -> String {
-        let out = run_ok(&["edge", "add-edge", "--data", &self.data_str(), "--name", name]);
+        let out = run_ok(&[
+            "edge",
+            "add-edge",
+            "--data",
+            &self.data_str(),
+            "--name",
+            name,
+        ]);
         out.trim()
             .strip_prefix("edge token: ")
             .expect("add-edge prints the token")
@@ -576,13 +596,14 @@ impl TestEdge {
         env: &[(&str, &str)],
         stderr: std::process::Stdio,
     ) -> RunningEdge {
-        self.spawn_lines(args, env, stderr).0
+        self.spawn_lines(shanlu(), args, env, stderr).0
     }
 
     /// Starts `edge run`; returns it once it printed its classroom address,
     /// with the rest of its standard output.
     fn spawn_lines(
         &self,
+        mut command: Command,
         args: &[&str],
         env: &[(&str, &str)],
         stderr: std::process::Stdio,
@@ -591,7 +612,7 @@ impl TestEdge {
         std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
     ) {
         use std::io::BufRead;
-        let mut child = shanlu()
+        let mut child = command
             .args([
                 "edge",
                 "run",

@@ -56,6 +56,7 @@
 pub mod bundle;
 pub mod classroom;
 pub mod config;
+pub mod downstream;
 pub mod metrics;
 pub mod quota;
 pub mod run;

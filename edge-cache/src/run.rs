@@ -58,6 +58,21 @@ pub struct RunOptions {
     pub transport: Option<Transport>,
     /// Override `max_store` and `min_free` in `edge.toml` (issue 13).
     pub quota: crate::quota::QuotaOverrides,
+    /// Serve edges below this one on this address (issue 14: a county edge).
+    pub serve_edges: Option<std::net::SocketAddr>,
+}
+
+/// Why `edge run` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Store(#[from] catalog::store::StoreError),
+    #[error(transparent)]
+    Downstream(#[from] crate::downstream::DownstreamError),
 }
 
 impl RunOptions {
@@ -68,17 +83,21 @@ impl RunOptions {
             windows: Vec::new(),
             transport: None,
             quota: Default::default(),
+            serve_edges: None,
         }
     }
 }
 
-/// Serves the classroom on `listener` and syncs as `options` say, until `shutdown`.
+/// Serves the classroom on `listener` and syncs as `options` say, until
+/// `shutdown`. With `options.serve_edges`, also serves edges below this one;
+/// `serving` is told where once that is bound.
 pub async fn run(
     dir: &Path,
     listener: tokio::net::TcpListener,
     options: RunOptions,
     shutdown: CancellationToken,
-) -> Result<(), SyncError> {
+    serving: impl FnOnce(&crate::downstream::Serving),
+) -> Result<(), RunError> {
     let config = EdgeConfig::load(dir)?;
     let (scrub_rate, scrub_every) = crate::scrub::settings(&config);
     let max_rate = options.max_rate.or(config.max_rate);
@@ -98,6 +117,17 @@ pub async fn run(
         metrics.clone(),
     )?);
     state.read_through.set_quota(options.quota);
+    let downstream = match options.serve_edges {
+        Some(addr) => {
+            let (bound, served) =
+                crate::downstream::bind(dir, addr, store.clone(), state.read_through.clone())
+                    .await?;
+            serving(&served);
+            info!(quic = %served.quic, https = ?served.https, "serving edges below this one");
+            Some(tokio::spawn(bound.run(shutdown.clone())))
+        }
+        None => None,
+    };
     // The background scrub (issue 13): paced, inside the same windows.
     let scrubbing = tokio::spawn(crate::scrub::scrub_task(
         store,
@@ -144,6 +174,9 @@ pub async fn run(
     let _ = syncing.await;
     let _ = requests.await;
     let _ = scrubbing.await;
+    if let Some(downstream) = downstream {
+        let _ = downstream.await;
+    }
     Ok(())
 }
 

@@ -6,6 +6,7 @@ mod bundle;
 mod classroom;
 mod classroom_house;
 mod connections;
+mod county;
 mod demo;
 mod downloader;
 mod edge_gc;

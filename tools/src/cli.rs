@@ -207,9 +207,23 @@ pub enum EdgeCommand {
     /// Issue 14: import a USB bundle (STICK/ or STICK/shanlu-bundle/), verified as a sync is;
     /// rerun after an interruption to resume.
     Import(EdgeImportArgs),
+    /// Issue 14: a token for an edge below this one (a county edge serving village edges with
+    /// `edge run --serve-edges`); prints the token once and the certificate to pin.
+    AddEdge(EdgeAddEdgeArgs),
     /// Issue 14: add a LAN peer (another edge running `edge run --serve-edges`) to edge.toml;
     /// its chunks are taken before the upstream's, each one verified.
     AddPeer(EdgeAddPeerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EdgeAddEdgeArgs {
+    /// This edge's data folder.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+
+    /// A name for the edge below, as for `shanlu origin add-edge --name`.
+    #[arg(long)]
+    pub name: String,
 }
 
 #[derive(Debug, Args)]
@@ -329,6 +343,11 @@ pub struct EdgeRunArgs {
     /// Issue 13: bytes to leave free on the disk (default 2GB); overrides min_free in edge.toml.
     #[arg(long, value_name = "SIZE")]
     pub min_free: Option<edge_cache::quota::limits::Size>,
+
+    /// Issue 14: also serve the sync protocol to edges below this one (a county edge) on
+    /// ADDR: QUIC and the HTTPS fallback, with tokens from `shanlu edge add-edge`.
+    #[arg(long, value_name = "ADDR")]
+    pub serve_edges: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]

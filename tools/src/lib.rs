@@ -43,6 +43,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             EdgeCommand::Scrub(args) => commands::edge::scrub(&args),
             EdgeCommand::Have(args) => commands::bundle::have(&args),
             EdgeCommand::Import(args) => commands::bundle::import(&args),
+            EdgeCommand::AddEdge(args) => commands::edge::add_edge(&args),
             EdgeCommand::AddPeer(args) => commands::edge::add_peer(&args),
         },
         Command::Demo(args) => commands::demo::run(&args),

@@ -156,6 +156,11 @@ impl ReadThrough {
         &self.engine
     }
 
+    /// The edge's store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
     /// The fetch of this file, started now unless one is under way; asked
     /// for as a lesson opened in class.
     pub fn start(
@@ -202,6 +207,14 @@ impl ReadThrough {
     /// disk. A failure to plan is logged and the file fetched anyway (the
     /// disk itself still refuses to overfill).
     pub async fn make_room(&self, manifest: &FileManifest) -> Result<(), NoRoom> {
+        // A file being fetched had its room made when it started: forty
+        // readers (or edges below) of one file plan once.
+        if lock(&self.fetches)
+            .get(&manifest.blob)
+            .is_some_and(|fetch| fetch.state.borrow().outcome.is_none())
+        {
+            return Ok(());
+        }
         let (store, config, manifest) = (
             self.store.clone(),
             self.upstream.config.clone(),
@@ -311,6 +324,28 @@ impl Fetch {
             Some(Outcome::Failed(JobError::Failed(why))) => Unavailable::Failed(why.clone()),
             _ => Unavailable::Failed(Cause::message("the fetch stopped")),
         })
+    }
+
+    /// Chunk `hash` of this file, once it is here and verified; it jumps the
+    /// queue. `None` if the file has no such chunk. For an edge below this
+    /// one (issue 14: [`crate::downstream`]).
+    pub async fn chunk(self: Arc<Self>, hash: Hash) -> Result<Option<Vec<u8>>, Unavailable> {
+        let Some(index) = self.manifest.chunks.iter().position(|c| c.hash == hash) else {
+            return Ok(None);
+        };
+        self.engine
+            .urgent(self.manifest.blob, index..index + 1, &self.lane)
+            .await;
+        let file = self.wait_for(index).await?;
+        let (offset, len) = (self.offsets[index], self.manifest.chunks[index].len);
+        tokio::task::spawn_blocking(move || {
+            let mut bytes = vec![0u8; len as usize];
+            file.read_exact_at(&mut bytes, offset).map(|()| bytes)
+        })
+        .await
+        .unwrap_or_else(|err| Err(std::io::Error::other(err)))
+        .map(Some)
+        .map_err(|err| Unavailable::Failed(Cause::new(err)))
     }
 
     /// Bytes `start..end` as they arrive; their chunks jump the queue. Waits

@@ -10,8 +10,8 @@ use catalog::{Hash, Store};
 use tracing::{info, warn};
 
 use super::{State, current_catalog};
-use crate::pace::TokenBucket;
 use crate::codec::Encoding;
+use crate::pace::TokenBucket;
 use crate::protocol::{self, ChunkWant, FrameError, Request, Response};
 use crate::since::CatalogReadError;
 
@@ -154,7 +154,8 @@ async fn answer_chunks(
         return Ok(());
     };
     for (file, wants) in misses {
-        let mut pending: HashMap<Hash, ChunkWant> = wants.into_iter().map(|w| (w.hash, w)).collect();
+        let mut pending: HashMap<Hash, ChunkWant> =
+            wants.into_iter().map(|w| (w.hash, w)).collect();
         let (sink, mut arriving) = tokio::sync::mpsc::channel(UPSTREAM_CHUNKS_BUFFERED);
         let fetch = tokio::spawn(upstream.chunks(file, pending.keys().copied().collect(), sink));
         while let Some((hash, raw)) = arriving.recv().await {
@@ -244,5 +245,181 @@ fn encode_against_bases(
 /// county edge or peer that lies. Edges must refuse each such chunk.
 fn corrupts_chunks() -> bool {
     static CORRUPT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *CORRUPT.get_or_init(|| std::env::var_os("SHANLU_TEST_CORRUPT_CHUNKS").is_some_and(|v| v == "1"))
+    *CORRUPT
+        .get_or_init(|| std::env::var_os("SHANLU_TEST_CORRUPT_CHUNKS").is_some_and(|v| v == "1"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serve::{Stats, Upstream};
+    use crate::tokens::EdgeTokens;
+
+    /// Gives the chunks it holds, like a county edge's upstream.
+    struct FakeUpstream(HashMap<Hash, Vec<u8>>);
+
+    impl Upstream for FakeUpstream {
+        fn chunks(
+            &self,
+            _file: Hash,
+            wanted: Vec<Hash>,
+            sink: tokio::sync::mpsc::Sender<(Hash, Vec<u8>)>,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+            let found: Vec<_> = wanted
+                .iter()
+                .filter_map(|h| self.0.get(h).map(|b| (*h, b.clone())))
+                .collect();
+            Box::pin(async move {
+                for item in found {
+                    let _ = sink.send(item).await;
+                }
+            })
+        }
+    }
+
+    /// An origin holding one file of several chunks; returns its folder,
+    /// the store and the file's manifest hash and chunk hashes.
+    fn one_file() -> (tempfile::TempDir, Arc<Store>, Hash, Vec<Hash>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let origin_dir = dir.path().join("origin");
+        crate::Origin::init(&origin_dir).expect("init");
+        let origin = crate::Origin::open(&origin_dir).expect("open");
+        let src = dir.path().join("course");
+        std::fs::create_dir_all(src.join("01")).expect("mkdir");
+        std::fs::write(src.join("course.toml"), "id = \"c\"\n").expect("write");
+        let bytes: Vec<u8> = (0..600_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        std::fs::write(src.join("01/video.mp4"), &bytes).expect("write");
+        crate::publish(
+            &origin,
+            &src,
+            catalog::store::ImportMode::Rehash,
+            &indicatif::ProgressBar::hidden(),
+        )
+        .expect("publish");
+        drop(origin);
+        let store = Arc::new(Store::open_existing(origin_dir.join("store")).expect("store"));
+        let signed = store.signed_catalog().expect("store").expect("catalog");
+        let catalog = catalog::Object::decode(&signed.catalog)
+            .and_then(catalog::Object::into_catalog)
+            .expect("catalog");
+        let course = catalog.courses.values().next().expect("a course").hash;
+        let Some(catalog::Object::Course(course)) = store.object(&course).expect("store") else {
+            panic!("a course")
+        };
+        let lesson = course.lessons[0].hash;
+        let Some(catalog::Object::Lesson(lesson)) = store.object(&lesson).expect("store") else {
+            panic!("a lesson")
+        };
+        let manifest_hash = lesson.files[0].manifest;
+        let manifest = store.manifest(&manifest_hash).expect("manifest");
+        assert_eq!(manifest.blob, catalog::Hash::of(&bytes));
+        assert!(manifest.chunks.len() >= 3, "a file of several chunks");
+        let chunks = manifest.chunks.iter().map(|c| c.hash).collect();
+        (dir, store, manifest_hash, chunks)
+    }
+
+    fn state(
+        store: Arc<Store>,
+        upstream: Option<Arc<dyn Upstream>>,
+        dir: &std::path::Path,
+    ) -> Arc<State> {
+        Arc::new(State {
+            store,
+            tokens: EdgeTokens::new(dir),
+            stats: Stats::default(),
+            upstream,
+        })
+    }
+
+    /// The answers written for `request`, decoded.
+    async fn answers(request: Request, state: &Arc<State>) -> Vec<Response> {
+        let mut written = Vec::new();
+        answer(request, state, &mut written, None)
+            .await
+            .expect("answer");
+        let mut reader = written.as_slice();
+        let mut out = Vec::new();
+        while let Some(response) =
+            protocol::read_frame::<Response>(&mut reader, protocol::MAX_RESPONSE)
+                .await
+                .expect("frame")
+        {
+            out.push(response);
+        }
+        out
+    }
+
+    fn want(hash: Hash) -> ChunkWant {
+        ChunkWant {
+            hash,
+            bases: Vec::new(),
+        }
+    }
+
+    /// Issue 14: a serving edge answers what it holds, then what its upstream
+    /// fetched, then missing for the rest; without an upstream, missing.
+    #[tokio::test]
+    async fn issue_14_file_chunks_come_from_the_store_then_the_upstream() {
+        let (dir, store, file, chunks) = one_file();
+        let stranger = Hash::of(b"a chunk nobody holds");
+        let fetched = Hash::of(b"a chunk only upstream holds");
+        let upstream = FakeUpstream(HashMap::from([(fetched, b"from upstream".to_vec())]));
+        let request = Request::GetFileChunks {
+            files: vec![protocol::FileWants {
+                file,
+                wants: vec![want(chunks[0]), want(fetched), want(stranger)],
+            }],
+        };
+        let relaying = state(store.clone(), Some(Arc::new(upstream)), dir.path());
+        let got = answers(request.clone(), &relaying).await;
+        assert_eq!(got.len(), 3, "{got:?}");
+        let Response::Chunk {
+            hash,
+            encoding,
+            bytes,
+        } = &got[0]
+        else {
+            panic!("{got:?}")
+        };
+        assert_eq!(*hash, chunks[0]);
+        let raw = crate::codec::decode(*encoding, bytes.clone(), None, 1 << 20).expect("decodes");
+        assert_eq!(Hash::of(&raw), chunks[0]);
+        let Response::Chunk {
+            hash,
+            encoding,
+            bytes,
+        } = &got[1]
+        else {
+            panic!("{got:?}")
+        };
+        assert_eq!(*hash, fetched);
+        let raw = crate::codec::decode(*encoding, bytes.clone(), None, 1 << 20).expect("decodes");
+        assert_eq!(raw, b"from upstream");
+        assert_eq!(got[2], Response::Missing { hash: stranger });
+        // The origin (no upstream) answers the same request like GetChunks.
+        let origin = state(store, None, dir.path());
+        let got = answers(request, &origin).await;
+        assert!(matches!(&got[0], Response::Chunk { hash, .. } if *hash == chunks[0]));
+        assert_eq!(got[1], Response::Missing { hash: fetched });
+        assert_eq!(got[2], Response::Missing { hash: stranger });
+    }
+
+    #[tokio::test]
+    async fn issue_14_file_chunks_over_the_limit_are_refused() {
+        let (dir, store, file, _) = one_file();
+        let files = (0..=protocol::MAX_HASHES)
+            .map(|i| protocol::FileWants {
+                file,
+                wants: vec![want(Hash::of(&i.to_le_bytes()))],
+            })
+            .collect();
+        let got = answers(
+            Request::GetFileChunks { files },
+            &state(store, None, dir.path()),
+        )
+        .await;
+        assert!(matches!(&got[..], [Response::Error { .. }]), "{got:?}");
+    }
 }

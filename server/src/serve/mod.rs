@@ -246,12 +246,16 @@ pub async fn bind_served(served: Served, listen: &Listen) -> Result<Bound, Serve
             .local_addr()
             .map_err(|cause| ServeError::BindQuic { addr: quic, cause })?,
         http_addr: match &http_listener {
-            Some(listener) => Some(listener.local_addr().map_err(|cause| {
-                ServeError::BindHttp {
-                    addr: http.unwrap_or(quic),
-                    cause,
-                }
-            })?),
+            Some(listener) => {
+                Some(
+                    listener
+                        .local_addr()
+                        .map_err(|cause| ServeError::BindHttp {
+                            addr: http.unwrap_or(quic),
+                            cause,
+                        })?,
+                )
+            }
             None => None,
         },
         https_addr,

@@ -64,6 +64,15 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         Request::ReportStatus {
             status: r#"{"name":"school-1","courses":2}"#.into(),
         },
+        Request::GetFileChunks {
+            files: vec![protocol::FileWants {
+                file: Hash::of(b"f"),
+                wants: vec![ChunkWant {
+                    hash: Hash::of(b"g"),
+                    bases: vec![Hash::of(b"h")],
+                }],
+            }],
+        },
     ];
     let signed = OriginKey::from_bytes(&[42; 32]).sign(&sample_catalog());
     let responses = [

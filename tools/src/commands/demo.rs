@@ -112,7 +112,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         use std::io::Write;
         std::io::stdout().flush()?;
         let options = edge_cache::run::RunOptions::every(std::time::Duration::from_secs(60));
-        edge_cache::run::run(&edge_dir, listener, options, shutdown.clone()).await?;
+        edge_cache::run::run(&edge_dir, listener, options, shutdown.clone(), |_| {}).await?;
         shutdown.cancel();
         let _ = origin_task.await;
         anyhow::Ok(())

@@ -8,7 +8,8 @@ use edge_cache::sync::fallback::FallbackUrl;
 use edge_cache::{Subscription, status};
 
 use crate::cli::{
-    EdgeInitArgs, EdgeRunArgs, EdgeScrubArgs, EdgeStatusArgs, EdgeSyncArgs, EdgeSyncNowArgs,
+    EdgeAddEdgeArgs, EdgeInitArgs, EdgeRunArgs, EdgeScrubArgs, EdgeStatusArgs, EdgeSyncArgs,
+    EdgeSyncNowArgs,
 };
 use crate::outln;
 use crate::{format, progress};
@@ -395,10 +396,44 @@ pub fn run(args: &EdgeRunArgs) -> anyhow::Result<ExitCode> {
                 max_store: args.max_store,
                 min_free: args.min_free,
             },
+            serve_edges: args.serve_edges,
         };
-        edge_cache::run::run(&args.data, listener, options, shutdown).await?;
+        edge_cache::run::run(&args.data, listener, options, shutdown, |serving| {
+            // After the classroom line: `edges quic`, `edges https`, `edges certificate`.
+            let _ = print_serving(serving);
+        })
+        .await?;
         anyhow::Ok(())
     })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where `edge run --serve-edges` serves edges below it, for the operator.
+fn print_serving(serving: &edge_cache::downstream::Serving) -> anyhow::Result<()> {
+    outln!("edges quic: {}", serving.quic)?;
+    if let Some(https) = serving.https {
+        outln!("edges https: {https}")?;
+    }
+    outln!("edges certificate: {}", serving.fingerprint)?;
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    Ok(())
+}
+
+/// `shanlu edge add-edge` (issue 14): a token for an edge below this one.
+pub fn add_edge(args: &EdgeAddEdgeArgs) -> anyhow::Result<ExitCode> {
+    let config = EdgeConfig::load(&args.data)?;
+    let (token, fingerprint) = edge_cache::downstream::add_edge(&args.data, &args.name)
+        .with_context(|| format!("adding edge {} below {}", args.name, args.data.display()))?;
+    outln!("edge token: {token}")?;
+    eprintln!(
+        "Set up the edge below with:\n  shanlu edge init --data DIR --origin quic://THIS-EDGE:PORT \\\n    \
+         --origin-key {} --origin-cert {fingerprint} --token <the token above>\n\
+         (PORT: this edge's `edge run --serve-edges`; the key is the origin's: the edge below checks\n\
+         every catalog against it, so this edge can relay but not forge). The token is shown only once;\n\
+         this edge keeps only its hash.",
+        config.origin_key
+    );
     Ok(ExitCode::SUCCESS)
 }
 
