@@ -20,6 +20,7 @@ mod limits;
 mod links;
 mod origin_gc;
 mod pages;
+mod peers;
 mod pipelined;
 mod pipes;
 mod publish;
