@@ -22,10 +22,25 @@ use super::source::{ChunkSource, Connector, OriginSource};
 use super::{MAX_ATTEMPTS, SET_BYTES, SET_FILES, SyncError, SyncReport};
 use crate::sync::client::{Cause, Client, ClientError};
 
-/// Fetches `jobs` through `engine`; returns the blobs that failed.
+/// The sources for the LAN peers of `config` (issue 14), each connecting
+/// now, in the background, while the pass asks its upstream for the catalog.
+pub(super) fn warm_peers(config: &crate::config::EdgeConfig) -> Vec<Arc<OriginSource>> {
+    let peers: Vec<Arc<OriginSource>> = (config.peers.iter())
+        .map(|peer| Arc::new(OriginSource::peer(config, peer)))
+        .collect();
+    for peer in &peers {
+        let peer = peer.clone();
+        tokio::spawn(async move { peer.warm().await });
+    }
+    peers
+}
+
+/// Fetches `jobs` through `engine`, from `peers` (see [`warm_peers`]) and
+/// then the origin; returns the blobs that failed.
 pub(super) async fn fetch_files(
     engine: &Engine,
     link: &mut Link,
+    peers: Vec<Arc<OriginSource>>,
     jobs: Vec<FileJob>,
     progress: &ProgressBar,
     stop: &CancellationToken,
@@ -44,9 +59,6 @@ pub(super) async fn fetch_files(
     });
     let origin = Arc::new(OriginSource::new(Some(link.client.clone()), connect));
     // LAN peers first (issue 14): the origin is asked for what they lack.
-    let peers: Vec<Arc<OriginSource>> = (link.config.peers.iter())
-        .map(|peer| Arc::new(OriginSource::peer(&link.config, peer)))
-        .collect();
     let mut sources: Vec<Arc<dyn ChunkSource>> = peers
         .iter()
         .map(|peer| peer.clone() as Arc<dyn ChunkSource>)

@@ -323,6 +323,7 @@ async fn run(
         info!(%rate, "bandwidth cap");
     }
     let transport = options.transport.unwrap_or(config.transport);
+    let peers = chunks::warm_peers(config);
 
     // 1. The catalog, asked with the hello: with it come the metadata
     // objects it adds (issue 12).
@@ -413,8 +414,16 @@ async fn run(
         Some(engine) => engine.clone(),
         None => Engine::start(store.clone()),
     };
-    let failed_blobs =
-        fetch_files(&engine, &mut link, todo, progress, &options.stop, report).await?;
+    let failed_blobs = fetch_files(
+        &engine,
+        &mut link,
+        peers,
+        todo,
+        progress,
+        &options.stop,
+        report,
+    )
+    .await?;
     report.reconnects = link.reconnects;
     report.transport = Some(link.client.transport_name().to_owned());
     report.fallback_reason = link.client.fallback_reason.clone();

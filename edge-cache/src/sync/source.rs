@@ -76,7 +76,7 @@ pub trait ChunkSource: Send + Sync + 'static {
 }
 
 /// How long a LAN peer may take to answer a QUIC handshake.
-pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The sources of a lane: the LAN peers of `edge.toml` (issue 14), in the
 /// order listed, then `upstream`, which is asked for whatever they lack.
@@ -112,6 +112,26 @@ impl From<ClientError> for ConnectError {
     }
 }
 
+/// What a connection is to this edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The origin, or a county edge: told which file each chunk is for, so
+    /// it can fetch from its own upstream what it lacks.
+    Upstream,
+    /// A LAN peer (issue 14): asked only for what it holds.
+    Peer,
+}
+
+impl Role {
+    /// How names begin: `origin 10.0.0.1:7443 (quic)`, `peer …`.
+    fn word(self) -> &'static str {
+        match self {
+            Role::Upstream => "origin",
+            Role::Peer => "peer",
+        }
+    }
+}
+
 /// The origin, through a connection made on demand and re-made when lost.
 pub struct OriginSource {
     connect: Connector,
@@ -126,8 +146,11 @@ pub struct OriginSource {
     reconnects: AtomicU32,
     /// The last error of the link, for the report of a pass that gives up.
     last_error: Mutex<Option<ClientError>>,
-    /// `origin` or `peer`, the start of its name.
-    kind: &'static str,
+    /// The origin (or a county edge) above, or a LAN peer.
+    role: Role,
+    /// Why connecting ahead of time ([`OriginSource::warm`]) failed, until
+    /// a request is told.
+    warm_failed: Mutex<Option<SourceError>>,
     name: Mutex<String>,
 }
 
@@ -139,7 +162,7 @@ impl OriginSource {
             || "the origin".to_owned(),
             |c| format!("origin {} ({})", c.addr(), c.transport_name()),
         );
-        OriginSource::named("origin", name, client, connect)
+        OriginSource::named(Role::Upstream, name, client, connect)
     }
 
     /// A LAN peer (issue 14): another edge serving the sync protocol, asked
@@ -156,15 +179,10 @@ impl OriginSource {
                 Ok(Client::connect_within(&config, PEER_CONNECT_TIMEOUT, &memory).await?)
             })
         });
-        OriginSource::named("peer", peer.to_string(), None, connect)
+        OriginSource::named(Role::Peer, peer.to_string(), None, connect)
     }
 
-    fn named(
-        kind: &'static str,
-        name: String,
-        client: Option<Client>,
-        connect: Connector,
-    ) -> OriginSource {
+    fn named(role: Role, name: String, client: Option<Client>, connect: Connector) -> OriginSource {
         let started_connected = client.is_some();
         OriginSource {
             connect,
@@ -174,7 +192,8 @@ impl OriginSource {
             failures: AtomicU32::new(0),
             reconnects: AtomicU32::new(0),
             last_error: Mutex::new(None),
-            kind,
+            role,
+            warm_failed: Mutex::new(None),
             name: Mutex::new(name),
         }
     }
@@ -194,8 +213,30 @@ impl OriginSource {
         self.client.lock().await.as_ref().map(|(_, c)| c.clone())
     }
 
+    /// Connects now, ahead of the first request (a peer, while the pass
+    /// fetches the catalog upstream): a peer that is off costs the pass its
+    /// connect timeout in parallel, not in series. A failure is kept for the
+    /// first request, which fails with it at once.
+    pub async fn warm(&self) {
+        let mut cached = self.client.lock().await;
+        if let Err(err) = self.connect_locked(&mut cached).await {
+            *lock(&self.warm_failed) = Some(err);
+        }
+    }
+
     async fn client(&self) -> Result<(u64, Client), SourceError> {
         let mut cached = self.client.lock().await;
+        if let Some(err) = lock(&self.warm_failed).take() {
+            return Err(err);
+        }
+        self.connect_locked(&mut cached).await
+    }
+
+    /// The connection in `cached`, or a new one.
+    async fn connect_locked(
+        &self,
+        cached: &mut Option<(u64, Client)>,
+    ) -> Result<(u64, Client), SourceError> {
         if let Some((n, client)) = cached.as_ref().filter(|(_, c)| !c.is_closed()) {
             return Ok((*n, client.clone()));
         }
@@ -217,7 +258,7 @@ impl OriginSource {
         }
         *lock(&self.name) = format!(
             "{} {} ({})",
-            self.kind,
+            self.role.word(),
             client.addr(),
             client.transport_name()
         );
@@ -251,8 +292,12 @@ impl OriginSource {
             .collect();
         let asked = remaining.len();
         // A server of revision 3 learns which file each chunk is for: a
-        // county edge fetches upstream what it does not hold yet.
-        let request = if client.origin_revision >= server::protocol::REVISION_FILE_CHUNKS {
+        // county edge fetches upstream what it does not hold yet. A peer is
+        // not told (issue 14): it answers from its store alone, so two peers
+        // fetching the same new file at once never wait on each other.
+        let relayed = self.role == Role::Upstream;
+        let request = if relayed && client.origin_revision >= server::protocol::REVISION_FILE_CHUNKS
+        {
             Request::GetFileChunks { files }
         } else {
             Request::GetChunks {
