@@ -152,6 +152,7 @@ fn issue_14_a_lying_peer_is_dropped_and_the_pass_completes_from_the_origin() {
     let dropped = report["peers_dropped"].as_array().expect("peers_dropped");
     assert_eq!(dropped.len(), 1, "{report:#}");
     let why = dropped[0].as_str().expect("text");
+    eprintln!("dropped: {why}");
     assert!(
         why.starts_with(&name) && why.contains("failed its check"),
         "{why}"
@@ -334,4 +335,40 @@ fn issue_14_two_peers_of_each_other_syncing_at_once_do_not_wait_on_each_other() 
     assert!(from_origin <= 2 * chunks, "{from_origin} of {chunks}");
     // Well under the minute a relay between them would wait per request.
     assert!(both < Duration::from_secs(50), "{both:?}");
+}
+
+/// Issue 14: a peer that refuses this edge's token is left out; the pass
+/// completes from the origin, and the report says what to do, of the peer
+/// (not of the origin).
+#[test]
+fn issue_14_a_peer_refusing_the_token_is_left_out_with_what_to_do() {
+    let origin = TestOrigin::init();
+    let (_a, a_run, a_serving, folder) = synced_peer(&origin, &[]);
+    let served = origin.serve();
+    let url = format!("quic://{}", a_serving.quic);
+    let b = edge_with_peer(
+        &origin,
+        &served,
+        &url,
+        "not-a-token",
+        &a_serving.fingerprint,
+    );
+    let (code, report, stderr) = b.sync();
+    assert_eq!(code, 0, "{report:#}\n{stderr}");
+    assert_holds_folder(&b, &folder);
+    let dropped = report["peers_dropped"].as_array().expect("peers_dropped");
+    assert_eq!(dropped.len(), 1, "{report:#}");
+    let why = dropped[0].as_str().expect("text");
+    eprintln!("dropped: {why}");
+    assert!(
+        why.starts_with(&format!("peer {}", a_serving.quic))
+            && why.contains("refused this edge's token")
+            && why.contains("edge add-edge")
+            && !why.contains("origin"),
+        "{why}"
+    );
+    let chunks = all_chunks(&origin).len() as u64;
+    assert_eq!(source(&report, "origin")["chunks"], chunks, "{report:#}");
+    assert_eq!(chunks_served(served), chunks);
+    drop(a_run);
 }

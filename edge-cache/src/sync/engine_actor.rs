@@ -358,9 +358,7 @@ impl Actor {
                                 bytes: 0,
                                 queued: req.queued.get(&hash).copied(),
                             };
-                            let name = asked.lane.sources[asked.source].name();
-                            let why = format!("{name} does not hold it");
-                            self.refused(hash, asked, request, why, Refusal::Missing)
+                            self.refused(hash, asked, request, String::new(), Refusal::Missing)
                                 .await;
                         }
                     }
@@ -422,7 +420,7 @@ impl Actor {
                     // (for a while, if that may pass); the lane goes on
                     // with its next source, and nothing counts against it.
                     let retry = err.is_transient().then_some(super::PEER_RETRY);
-                    req.lane.drop_source(req.source, err.to_string(), retry);
+                    req.lane.drop_source(req.source, err.cause_text(), retry);
                     return;
                 }
                 let give_up = match &err {

@@ -87,8 +87,6 @@ impl Actor {
                 }
                 return self.requeue_wanting(hash);
             };
-            let name = asked.lane.sources[asked.source].name();
-            let reason = format!("from {name}: {reason}");
             return self
                 .refused(hash, asked, request, reason, Refusal::Bad)
                 .await;
@@ -312,18 +310,23 @@ impl Actor {
     /// Chunk `hash` was refused (bad bytes, or the source lacks it): never
     /// written; asked of the next source. A peer that sent bad bytes is
     /// not asked again by this lane; only the upstream's refusals count
-    /// toward [`MAX_CHUNK_TRIES`].
+    /// toward [`MAX_CHUNK_TRIES`]. `detail`: what the check found.
     pub(super) async fn refused(
         &mut self,
         hash: Hash,
         asked: Asked,
         request: u64,
-        reason: String,
+        detail: String,
         why: Refusal,
     ) {
         let upstream = asked.lane.is_upstream(asked.source);
+        let name = asked.lane.sources[asked.source].name();
+        let reason = match why {
+            Refusal::Missing => format!("{name} does not hold it"),
+            Refusal::Bad => format!("from {name}: {detail}"),
+        };
         if why == Refusal::Bad && !upstream {
-            let cause = format!("it sent chunk {hash} that failed its check ({reason})");
+            let cause = format!("it sent a chunk that failed its check: {detail}");
             asked.lane.drop_source(asked.source, cause, None);
         }
         let sources = asked.lane.sources.len().max(1);

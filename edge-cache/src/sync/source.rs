@@ -58,6 +58,15 @@ impl SourceError {
     pub fn is_transient(&self) -> bool {
         matches!(self, SourceError::Transient { .. })
     }
+
+    /// Why, without the source's name (for a report that names it).
+    pub fn cause_text(&self) -> String {
+        match self {
+            SourceError::Transient { cause, .. } | SourceError::Permanent { cause, .. } => {
+                crate::sync::error_chain(&**cause)
+            }
+        }
+    }
 }
 
 /// Something that can give chunks by hash.
@@ -129,6 +138,16 @@ impl Role {
             Role::Upstream => "origin",
             Role::Peer => "peer",
         }
+    }
+}
+
+/// What went wrong with a peer, said of a peer: the client's messages speak
+/// of the origin and of what its administrator should do.
+fn peer_says(err: &ClientError) -> String {
+    match err {
+        ClientError::Unauthorized { .. } => "it refused this edge's token; on the peer, issue a new one (`shanlu edge add-edge`) and give it to `shanlu edge add-peer` here".into(),
+        ClientError::OriginConfig { .. } => "it cannot check tokens (its downstream/edges.toml is broken); its log names the fault".into(),
+        other => crate::sync::error_chain(other).replace("the origin at ", "the peer at "),
     }
 }
 
@@ -270,7 +289,10 @@ impl OriginSource {
         let source_name = self.name();
         let transient = err.is_transient();
         *lock(&self.last_error) = Some(err.clone());
-        let cause = Cause::new(err);
+        let cause = match self.role {
+            Role::Upstream => Cause::new(err),
+            Role::Peer => Cause::message(peer_says(&err)),
+        };
         if transient {
             self.failures.fetch_add(1, Ordering::Relaxed);
             SourceError::Transient { source_name, cause }
