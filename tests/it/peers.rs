@@ -372,3 +372,45 @@ fn issue_14_a_peer_refusing_the_token_is_left_out_with_what_to_do() {
     assert_eq!(chunks_served(served), chunks);
     drop(a_run);
 }
+
+/// Issue 14: read-through asks peers first too: a lesson not held, opened in
+/// class, comes from the synced peer, and the origin serves no chunk.
+#[test]
+fn issue_14_a_lesson_read_through_in_class_comes_from_the_peer() {
+    let origin = TestOrigin::init();
+    let (a, a_run, a_serving, folder) = synced_peer(&origin, &[]);
+    let served = origin.serve();
+    let token = a.add_edge("school-b");
+    let token_b = origin.add_edge("school-b");
+    // B holds the catalog and metadata, and no course's files.
+    let b = TestEdge::init(&origin, &served, served.quic, &token_b, "elsewhere");
+    run_ok(&[
+        "edge",
+        "add-peer",
+        "--data",
+        &b.data_str(),
+        "--url",
+        &format!("quic://{}", a_serving.quic),
+        "--token",
+        &token,
+        "--cert",
+        &a_serving.fingerprint,
+    ]);
+    b.sync_ok();
+    let web = b.run();
+    assert!(wait_until(Duration::from_secs(30), || {
+        web.json("/api/v1/status")["live"]["syncing"] == false
+    }));
+    let video = std::fs::read(folder.join("01/video.mp4")).expect("video");
+    let (status, head, body) = web.get("/courses/c/01/video.mp4", "");
+    assert_eq!(status, 200, "{head}");
+    assert!(body == video, "the lesson's bytes");
+    assert!(
+        web.metrics().contains("shanlu_edge_cache_misses_total 1"),
+        "read through"
+    );
+    drop(web);
+    assert_eq!(chunks_served(served), 0, "no chunk from the origin");
+    let (from_a, _) = stop_and_count(a_run, &a.dir.path().join("county.log"));
+    assert!(from_a > 0, "the peer served the lesson");
+}
