@@ -525,3 +525,43 @@ async fn issue_14_an_unreachable_peer_is_skipped_without_failing_the_lane() {
     assert!(refused_why.contains("token was refused"), "{refused_why}");
     assert_eq!(used[2].chunks, job.manifest.chunks.len() as u64);
 }
+
+/// Issue 14: the lane's rules for its sources: the last (the upstream) is
+/// never left out; a peer that lied is out for the lane's life; one that
+/// could not be reached is let back in once its time is up; picking skips
+/// what is out, wrapping around.
+#[test]
+fn issue_14_a_lane_leaves_peers_out_but_never_its_upstream() {
+    let source = |name| Arc::new(MemorySource::new(name, &[], 1024)) as Arc<dyn ChunkSource>;
+    let lane = lane(
+        "sync",
+        vec![source("liar"), source("off"), source("origin")],
+    );
+    assert!(lane.on_probation(0) && lane.on_probation(1) && !lane.on_probation(2));
+    lane.drop_source(0, "sent a bad chunk".into(), None);
+    lane.drop_source(1, "no answer".into(), Some(Duration::from_secs(3600)));
+    lane.drop_source(2, "the upstream stays".into(), None);
+    assert_eq!(lane.pick(0), Some(2));
+    assert_eq!(lane.pick(2), Some(2));
+    assert!(!lane.usable(0) && !lane.usable(1) && lane.usable(2));
+    let used = lane.sources_used();
+    assert_eq!(used[0].dropped.as_deref(), Some("sent a bad chunk"));
+    assert_eq!(used[1].dropped.as_deref(), Some("no answer"));
+    assert_eq!(used[2].dropped, None);
+    // A peer out for a while is back once its time is up (here: at once);
+    // one that lied is not, even if it is later said to be unreachable.
+    lane.drop_source(1, "no answer".into(), Some(Duration::ZERO));
+    lane.drop_source(0, "no answer".into(), Some(Duration::ZERO));
+    assert_eq!(lane.pick(0), Some(1));
+    assert!(lane.on_probation(1), "back on probation");
+    assert_eq!(
+        lane.sources_used()[0].dropped.as_deref(),
+        Some("sent a bad chunk")
+    );
+    lane.took(1, 100);
+    assert!(!lane.on_probation(1));
+    assert_eq!(
+        (lane.sources_used()[1].chunks, lane.sources_used()[1].bytes),
+        (1, 100)
+    );
+}
