@@ -314,3 +314,57 @@ fn issue_14_a_village_refuses_modified_chunks_from_its_county_edge() {
     let verify = shanlu_tests::run(&["verify", &village.data_str()]);
     assert!(verify.status.success(), "{verify:?}");
 }
+
+/// The county edge lies (every chunk it serves is modified) and the village
+/// also has a LAN peer. While the peer is down, the village refuses every
+/// chunk from the county and keeps nothing bad; once the peer is back, the
+/// village's next pass takes the course from it, byte for byte.
+#[test]
+fn issue_14_a_village_lied_to_by_its_county_edge_recovers_from_a_peer() {
+    let origin = TestOrigin::init();
+    let folder = course(&origin, "c", 256 * 1024, 1406);
+    let served = origin.serve();
+    let (county_edge, _county_run, county_serving) = county(
+        &origin,
+        &served,
+        "all",
+        &[("SHANLU_TEST_CORRUPT_CHUNKS", "1")],
+    );
+    // The peer: another school's edge straight below the origin, holding
+    // none of the course (it relays from the origin when asked).
+    let peer_token = origin.add_edge("peer");
+    let peer = TestEdge::init(&origin, &served, served.quic, &peer_token, "elsewhere");
+    let peer_log = peer.dir.path().join("peer.log");
+    let (peer_run, peer_serving) = peer.run_serving(&[], &[], &peer_log);
+    let token_at_peer = peer.add_edge("village");
+    drop(peer_run);
+    let county_token = county_edge.add_edge("village");
+    let village = TestEdge::init_below(&origin, &county_serving, &county_token, "all", &[]);
+    let peer_url = format!("quic://{}", peer_serving.quic);
+    shanlu_tests::run_ok(&[
+        "edge",
+        "add-peer",
+        "--data",
+        &village.data_str(),
+        "--url",
+        &peer_url,
+        "--token",
+        &token_at_peer,
+        "--cert",
+        &peer_serving.fingerprint,
+    ]);
+    // The peer is down: only the lying county answers.
+    let (code, report, stderr) = village.sync();
+    assert_ne!(code, 0, "{report:#}");
+    let video = std::fs::read(folder.join("01/video.mp4")).expect("video");
+    let blob = blake3::hash(&video).to_hex().to_string();
+    assert!(!village.blob_path(&blob).exists(), "{stderr}");
+    // The peer is back, on the same address.
+    let at = peer_serving.quic.to_string();
+    let (_peer_run, _) = peer.run_serving_in(shanlu_tests::shanlu(), &at, &[], &[], &peer_log);
+    let report = village.sync_ok();
+    assert_eq!(report["complete"], true, "{report:#}");
+    assert_holds_folder(&village, &folder);
+    let verify = shanlu_tests::run(&["verify", &village.data_str()]);
+    assert!(verify.status.success(), "{verify:?}");
+}
