@@ -117,18 +117,27 @@ fn issue_14_villages_below_a_county_edge_get_every_chunk_which_leaves_the_origin
     let served = origin.serve();
     // The county holds the catalog and metadata, none of the files yet.
     let (county, county_run, serving) = county(&origin, &served, "elsewhere", &[]);
+    let fallback = format!("https://{}", serving.https);
     let villages: Vec<TestEdge> = (0..3)
         .map(|i| {
             let token = county.add_edge(&format!("village-{i}"));
-            TestEdge::init_below(&origin, &serving, &token, "all", &[])
+            TestEdge::init_below(&origin, &serving, &token, "all", &["--fallback", &fallback])
         })
         .collect();
-    // All three at once: the county fetches each chunk upstream once.
+    // All three at once, the last over the HTTPS fallback (a village whose
+    // carrier blocks UDP): the county fetches each chunk upstream once.
     std::thread::scope(|scope| {
-        for village in &villages {
-            scope.spawn(|| {
-                let report = village.sync_ok();
+        for (i, village) in villages.iter().enumerate() {
+            scope.spawn(move || {
+                let (transport, expected) = match i {
+                    2 => ("http", "https"),
+                    _ => ("quic", "quic"),
+                };
+                let (code, report, stderr) =
+                    village.sync_with(shanlu_tests::shanlu(), &["--transport", transport]);
+                assert_eq!(code, 0, "{report:#}\n{stderr}");
                 assert_eq!(report["complete"], true, "{report:#}");
+                assert_eq!(report["transport"], expected, "{report:#}");
             });
         }
     });
