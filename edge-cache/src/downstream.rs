@@ -104,6 +104,7 @@ pub async fn bind(
     addr: std::net::SocketAddr,
     store: Arc<Store>,
     read_through: Arc<ReadThrough>,
+    stats: Arc<server::serve::Stats>,
 ) -> Result<(Bound, Serving), DownstreamError> {
     let identity = identity(data)?;
     let dir = downstream_dir(data)?;
@@ -112,6 +113,7 @@ pub async fn bind(
         tokens: EdgeTokens::new(&dir),
         identity,
         upstream: Some(Arc::new(Relay { read_through })),
+        stats,
     };
     // QUIC and HTTPS on the same port number (with port 0, each its own).
     let listen = Listen {

@@ -147,6 +147,18 @@ fn issue_14_villages_below_a_county_edge_get_every_chunk_which_leaves_the_origin
         let again = village.sync_ok();
         assert_eq!(again["chunks_fetched"], 0, "{again:#}");
     }
+    // The county's /metrics counts what it sent below: each village got
+    // every chunk from it.
+    let metrics = county_run.metrics();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("shanlu_edge_edges_below_chunks_total "))
+        .unwrap_or_else(|| panic!("no edges_below_chunks in {metrics}"));
+    assert_eq!(
+        line.rsplit(' ').next(),
+        Some(format!("{}", 3 * chunks.len()).as_str()),
+        "{line}"
+    );
     drop(county_run);
     assert_eq!(
         chunks_served(served),
