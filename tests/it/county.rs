@@ -389,3 +389,35 @@ fn issue_14_a_village_lied_to_by_its_county_edge_recovers_from_a_peer() {
     let verify = shanlu_tests::run(&["verify", &village.data_str()]);
     assert!(verify.status.success(), "{verify:?}");
 }
+
+/// `--serve-edges` on a port another program holds: `edge run` stops at
+/// once and says which address and what to check.
+#[test]
+fn issue_14_serve_edges_on_a_busy_port_is_a_clear_error() {
+    let origin = TestOrigin::init();
+    course(&origin, "c", 1024, 1407);
+    let served = origin.serve();
+    let token = origin.add_edge("county");
+    let county = TestEdge::init(&origin, &served, served.quic, &token, "all");
+    let busy = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let at = busy.local_addr().expect("addr").to_string();
+    let output = shanlu_tests::shanlu()
+        .args([
+            "edge",
+            "run",
+            "--data",
+            &county.data_str(),
+            "--listen",
+            "127.0.0.1:0",
+            "--serve-edges",
+            &at,
+        ])
+        .output()
+        .expect("edge run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("serving edges on {at}")) && stderr.contains("port"),
+        "{stderr}"
+    );
+}
