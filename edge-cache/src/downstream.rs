@@ -34,8 +34,10 @@ use crate::sync::readthrough::ReadThrough;
 
 /// The folder under the data folder holding the tokens and the certificate.
 pub const DOWNSTREAM_DIR: &str = "downstream";
-/// The longest a child's request waits for one chunk fetched upstream.
-const CHUNK_WAIT: Duration = Duration::from_secs(60);
+/// The longest one request of an edge below waits for the chunks fetched
+/// upstream for it; what has not arrived by then is answered missing, and
+/// the edge asks again (the fetch goes on meanwhile).
+const RELAY_WAIT: Duration = Duration::from_secs(60);
 
 /// Why edges below cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +106,7 @@ pub async fn bind(
     addr: std::net::SocketAddr,
     store: Arc<Store>,
     read_through: Arc<ReadThrough>,
+    stats: Arc<server::serve::Stats>,
 ) -> Result<(Bound, Serving), DownstreamError> {
     let identity = identity(data)?;
     let dir = downstream_dir(data)?;
@@ -112,6 +115,7 @@ pub async fn bind(
         tokens: EdgeTokens::new(&dir),
         identity,
         upstream: Some(Arc::new(Relay { read_through })),
+        stats,
     };
     // QUIC and HTTPS on the same port number (with port 0, each its own).
     let listen = Listen {
@@ -178,15 +182,21 @@ async fn relay(
     let fetch = read_through
         .start(file, manifest)
         .map_err(|err| crate::sync::error_chain(&err))?;
-    for hash in wanted {
-        let bytes = tokio::time::timeout(CHUNK_WAIT, fetch.clone().chunk(hash))
-            .await
-            .map_err(|_| format!("chunk {hash} did not arrive within {CHUNK_WAIT:?}"))?
-            .map_err(|err| crate::sync::error_chain(&err))?;
-        let Some(bytes) = bytes else { continue };
-        if sink.send((hash, bytes)).await.is_err() {
-            break;
+    let send_all = async {
+        for hash in wanted {
+            let bytes = fetch
+                .clone()
+                .chunk(hash)
+                .await
+                .map_err(|err| crate::sync::error_chain(&err))?;
+            let Some(bytes) = bytes else { continue };
+            if sink.send((hash, bytes)).await.is_err() {
+                break;
+            }
         }
-    }
-    Ok(())
+        Ok(())
+    };
+    tokio::time::timeout(RELAY_WAIT, send_all)
+        .await
+        .map_err(|_| format!("not all chunks arrived within {} s", RELAY_WAIT.as_secs()))?
 }

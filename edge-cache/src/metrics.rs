@@ -10,6 +10,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
 use crate::status::{EdgeStatus, LiveStatus};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -48,6 +51,11 @@ pub struct Metrics {
     files_missing: Gauge,
     upstream_reachable: Gauge,
     sync_over_fallback: Gauge,
+    /// What `--serve-edges` served to edges below (issue 14), counted by
+    /// the server; copied into the counters below at each scrape.
+    pub edges_below: Arc<server::serve::Stats>,
+    edges_below_counters: [Counter; 4],
+    edges_below_seen: Mutex<[u64; 4]>,
 }
 
 impl Default for Metrics {
@@ -71,6 +79,9 @@ impl Default for Metrics {
             files_missing: Gauge::default(),
             upstream_reachable: Gauge::default(),
             sync_over_fallback: Gauge::default(),
+            edges_below: Arc::default(),
+            edges_below_counters: Default::default(),
+            edges_below_seen: Mutex::new([0; 4]),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -159,6 +170,27 @@ impl Default for Metrics {
             "1 if the last sync pass ran over the HTTP(S) fallback (QUIC could not connect), 0 over QUIC, -1 if none yet",
             metrics.sync_over_fallback.clone(),
         );
+        let below = [
+            (
+                "edges_below_chunks",
+                "Chunks sent to edges below this one (edge run --serve-edges)",
+            ),
+            (
+                "edges_below_chunk_bytes",
+                "Chunk bytes sent to edges below this one, as they travelled",
+            ),
+            (
+                "edges_below_objects",
+                "Metadata objects sent to edges below this one",
+            ),
+            (
+                "edges_below_refused_connections",
+                "Connections from edges below refused for an unknown token",
+            ),
+        ];
+        for ((name, help), counter) in below.into_iter().zip(&metrics.edges_below_counters) {
+            r.register(name, help, counter.clone());
+        }
         Metrics {
             registry,
             ..metrics
@@ -177,8 +209,30 @@ impl Metrics {
             .inc();
     }
 
+    /// Brings the counters of what edges below were served up to the server's counts.
+    fn copy_edges_below(&self) {
+        let stats = &self.edges_below;
+        let now = [
+            stats.chunks_served.load(Ordering::Relaxed),
+            stats.chunk_bytes_served.load(Ordering::Relaxed),
+            stats.objects_served.load(Ordering::Relaxed),
+            stats.refused_connections.load(Ordering::Relaxed),
+        ];
+        let mut seen = crate::lock(&self.edges_below_seen);
+        for ((counter, now), seen) in self
+            .edges_below_counters
+            .iter()
+            .zip(now)
+            .zip(seen.iter_mut())
+        {
+            counter.inc_by(now.saturating_sub(*seen));
+            *seen = now.max(*seen);
+        }
+    }
+
     /// The OpenMetrics text for a scrape, with the state gauges refreshed.
     pub fn render(&self, status: Option<&EdgeStatus>, live: &LiveStatus) -> String {
+        self.copy_edges_below();
         self.sync_running.set(i64::from(live.syncing));
         self.sync_bytes_done.set(gauge_value(live.sync_bytes_done));
         self.sync_bytes_total
@@ -258,6 +312,25 @@ mod tests {
         assert!(text.contains(r#"shanlu_edge_sync_passes_total{outcome="complete"} 1"#));
         assert!(text.contains("shanlu_edge_sync_bytes_done 10"), "{text}");
         assert!(text.contains("shanlu_edge_upstream_reachable -1"), "{text}");
+        // Issue 14: what edges below were served, as counters that only grow.
+        metrics
+            .edges_below
+            .chunks_served
+            .fetch_add(3, Ordering::Relaxed);
+        let text = metrics.render(None, &live);
+        assert!(
+            text.contains("shanlu_edge_edges_below_chunks_total 3"),
+            "{text}"
+        );
+        metrics
+            .edges_below
+            .chunks_served
+            .fetch_add(2, Ordering::Relaxed);
+        let text = metrics.render(None, &live);
+        assert!(
+            text.contains("shanlu_edge_edges_below_chunks_total 5"),
+            "{text}"
+        );
         assert!(
             text.contains("shanlu_edge_sync_waiting_for_window 0"),
             "{text}"

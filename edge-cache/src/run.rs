@@ -119,9 +119,14 @@ pub async fn run(
     state.read_through.set_quota(options.quota);
     let downstream = match options.serve_edges {
         Some(addr) => {
-            let (bound, served) =
-                crate::downstream::bind(dir, addr, store.clone(), state.read_through.clone())
-                    .await?;
+            let (bound, served) = crate::downstream::bind(
+                dir,
+                addr,
+                store.clone(),
+                state.read_through.clone(),
+                metrics.edges_below.clone(),
+            )
+            .await?;
             serving(&served);
             info!(quic = %served.quic, https = ?served.https, "serving edges below this one");
             Some(tokio::spawn(bound.run(shutdown.clone())))

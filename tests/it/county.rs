@@ -117,18 +117,27 @@ fn issue_14_villages_below_a_county_edge_get_every_chunk_which_leaves_the_origin
     let served = origin.serve();
     // The county holds the catalog and metadata, none of the files yet.
     let (county, county_run, serving) = county(&origin, &served, "elsewhere", &[]);
+    let fallback = format!("https://{}", serving.https);
     let villages: Vec<TestEdge> = (0..3)
         .map(|i| {
             let token = county.add_edge(&format!("village-{i}"));
-            TestEdge::init_below(&origin, &serving, &token, "all", &[])
+            TestEdge::init_below(&origin, &serving, &token, "all", &["--fallback", &fallback])
         })
         .collect();
-    // All three at once: the county fetches each chunk upstream once.
+    // All three at once, the last over the HTTPS fallback (a village whose
+    // carrier blocks UDP): the county fetches each chunk upstream once.
     std::thread::scope(|scope| {
-        for village in &villages {
-            scope.spawn(|| {
-                let report = village.sync_ok();
+        for (i, village) in villages.iter().enumerate() {
+            scope.spawn(move || {
+                let (transport, expected) = match i {
+                    2 => ("http", "https"),
+                    _ => ("quic", "quic"),
+                };
+                let (code, report, stderr) =
+                    village.sync_with(shanlu_tests::shanlu(), &["--transport", transport]);
+                assert_eq!(code, 0, "{report:#}\n{stderr}");
                 assert_eq!(report["complete"], true, "{report:#}");
+                assert_eq!(report["transport"], expected, "{report:#}");
             });
         }
     });
@@ -138,6 +147,18 @@ fn issue_14_villages_below_a_county_edge_get_every_chunk_which_leaves_the_origin
         let again = village.sync_ok();
         assert_eq!(again["chunks_fetched"], 0, "{again:#}");
     }
+    // The county's /metrics counts what it sent below: each village got
+    // every chunk from it.
+    let metrics = county_run.metrics();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("shanlu_edge_edges_below_chunks_total "))
+        .unwrap_or_else(|| panic!("no edges_below_chunks in {metrics}"));
+    assert_eq!(
+        line.rsplit(' ').next(),
+        Some(format!("{}", 3 * chunks.len()).as_str()),
+        "{line}"
+    );
     drop(county_run);
     assert_eq!(
         chunks_served(served),
@@ -313,4 +334,90 @@ fn issue_14_a_village_refuses_modified_chunks_from_its_county_edge() {
     assert!(!village.blob_path(&blob).exists());
     let verify = shanlu_tests::run(&["verify", &village.data_str()]);
     assert!(verify.status.success(), "{verify:?}");
+}
+
+/// The county edge lies (every chunk it serves is modified) and the village
+/// also has a LAN peer. While the peer is down, the village refuses every
+/// chunk from the county and keeps nothing bad; once the peer is back, the
+/// village's next pass takes the course from it, byte for byte.
+#[test]
+fn issue_14_a_village_lied_to_by_its_county_edge_recovers_from_a_peer() {
+    let origin = TestOrigin::init();
+    let folder = course(&origin, "c", 256 * 1024, 1406);
+    let served = origin.serve();
+    let (county_edge, _county_run, county_serving) = county(
+        &origin,
+        &served,
+        "all",
+        &[("SHANLU_TEST_CORRUPT_CHUNKS", "1")],
+    );
+    // The peer: another school's edge straight below the origin, holding
+    // none of the course (it relays from the origin when asked).
+    let peer_token = origin.add_edge("peer");
+    let peer = TestEdge::init(&origin, &served, served.quic, &peer_token, "elsewhere");
+    let peer_log = peer.dir.path().join("peer.log");
+    let (peer_run, peer_serving) = peer.run_serving(&[], &[], &peer_log);
+    let token_at_peer = peer.add_edge("village");
+    drop(peer_run);
+    let county_token = county_edge.add_edge("village");
+    let village = TestEdge::init_below(&origin, &county_serving, &county_token, "all", &[]);
+    let peer_url = format!("quic://{}", peer_serving.quic);
+    shanlu_tests::run_ok(&[
+        "edge",
+        "add-peer",
+        "--data",
+        &village.data_str(),
+        "--url",
+        &peer_url,
+        "--token",
+        &token_at_peer,
+        "--cert",
+        &peer_serving.fingerprint,
+    ]);
+    // The peer is down: only the lying county answers.
+    let (code, report, stderr) = village.sync();
+    assert_ne!(code, 0, "{report:#}");
+    let video = std::fs::read(folder.join("01/video.mp4")).expect("video");
+    let blob = blake3::hash(&video).to_hex().to_string();
+    assert!(!village.blob_path(&blob).exists(), "{stderr}");
+    // The peer is back, on the same address.
+    let at = peer_serving.quic.to_string();
+    let (_peer_run, _) = peer.run_serving_in(shanlu_tests::shanlu(), &at, &[], &[], &peer_log);
+    let report = village.sync_ok();
+    assert_eq!(report["complete"], true, "{report:#}");
+    assert_holds_folder(&village, &folder);
+    let verify = shanlu_tests::run(&["verify", &village.data_str()]);
+    assert!(verify.status.success(), "{verify:?}");
+}
+
+/// `--serve-edges` on a port another program holds: `edge run` stops at
+/// once and says which address and what to check.
+#[test]
+fn issue_14_serve_edges_on_a_busy_port_is_a_clear_error() {
+    let origin = TestOrigin::init();
+    course(&origin, "c", 1024, 1407);
+    let served = origin.serve();
+    let token = origin.add_edge("county");
+    let county = TestEdge::init(&origin, &served, served.quic, &token, "all");
+    let busy = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let at = busy.local_addr().expect("addr").to_string();
+    let output = shanlu_tests::shanlu()
+        .args([
+            "edge",
+            "run",
+            "--data",
+            &county.data_str(),
+            "--listen",
+            "127.0.0.1:0",
+            "--serve-edges",
+            &at,
+        ])
+        .output()
+        .expect("edge run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("serving edges on {at}")) && stderr.contains("port"),
+        "{stderr}"
+    );
 }

@@ -252,7 +252,7 @@ fn corrupts_chunks() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::serve::{Stats, Upstream};
+    use crate::serve::Upstream;
     use crate::tokens::EdgeTokens;
 
     /// Gives the chunks it holds, like a county edge's upstream.
@@ -328,7 +328,7 @@ mod tests {
         Arc::new(State {
             store,
             tokens: EdgeTokens::new(dir),
-            stats: Stats::default(),
+            stats: Arc::default(),
             upstream,
         })
     }

@@ -64,7 +64,7 @@ pub enum ServeError {
 pub struct State {
     pub store: Arc<Store>,
     pub tokens: EdgeTokens,
-    pub stats: Stats,
+    pub stats: Arc<Stats>,
     /// Where a county edge gets the chunks it does not hold; `None` on the origin.
     pub upstream: Option<Arc<dyn Upstream>>,
 }
@@ -94,6 +94,8 @@ pub struct Served {
     /// The certificate edges pin.
     pub identity: TlsIdentity,
     pub upstream: Option<Arc<dyn Upstream>>,
+    /// Counted into as edges are served (an edge's metrics show them).
+    pub stats: Arc<Stats>,
 }
 
 /// Counters of what the origin served.
@@ -156,6 +158,7 @@ pub async fn bind(dir: &Path, listen: &Listen) -> Result<Bound, ServeError> {
         store: Arc::new(Store::open_existing(dir.join("store"))?),
         tokens: EdgeTokens::new(dir),
         upstream: None,
+        stats: Arc::default(),
     };
     bind_served(served, listen).await
 }
@@ -173,6 +176,7 @@ pub async fn bind_served(served: Served, listen: &Listen) -> Result<Bound, Serve
         tokens,
         identity,
         upstream,
+        stats,
     } = served;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(identity.server_config()?)
         .map_err(crate::tls::TlsError::Quic)?;
@@ -271,7 +275,7 @@ pub async fn bind_served(served: Served, listen: &Listen) -> Result<Bound, Serve
                 tokens.log_if_broken();
                 tokens
             },
-            stats: Stats::default(),
+            stats,
             upstream,
         }),
     })
