@@ -153,6 +153,8 @@ impl Actor {
             let mut batch: Vec<Entry> = Vec::new();
             let mut hashes = HashSet::new();
             let mut source = 0;
+            // Chunks the lane's upstream already refused: a peer may relay them.
+            let mut relay = false;
             let mut batch_bytes = 0u64;
             while batch.len() < CHUNKS_PER_REQUEST {
                 let Some(top) = self.heap.peek() else { break };
@@ -185,13 +187,16 @@ impl Actor {
                     continue;
                 }
                 // The next source that may be asked (a peer left out is skipped).
-                let from = self.tries.get(&hash).map_or(0, |(_, s)| *s);
+                let (refusals, from) = self.tries.get(&hash).copied().unwrap_or((0, 0));
                 let Some(next_source) = top.lane.pick(from) else {
                     self.heap.pop();
                     continue;
                 };
+                let refused_upstream = refusals > 0;
                 if let Some(first) = batch.first()
-                    && (!Arc::ptr_eq(&first.lane, &top.lane) || next_source != source)
+                    && (!Arc::ptr_eq(&first.lane, &top.lane)
+                        || next_source != source
+                        || refused_upstream != relay)
                 {
                     break;
                 }
@@ -213,6 +218,7 @@ impl Actor {
                 }
                 batch_bytes += len;
                 source = next_source;
+                relay = refused_upstream;
                 hashes.insert(hash);
                 if let Some(entry) = self.heap.pop() {
                     batch.push(entry);
@@ -313,7 +319,7 @@ impl Actor {
                         source_name: chosen.name(),
                         cause: "stopped".into(),
                     }),
-                    (result, ()) = futures_util::future::join(chosen.fetch(files, sink), forward) => result,
+                    (result, ()) = futures_util::future::join(chosen.fetch_relayed(files, sink, relay), forward) => result,
                 };
                 let _ = events.send(Event::Done { request, result }).await;
             });

@@ -19,6 +19,10 @@ struct MemorySource {
     /// Every request fails so (a peer that cannot be reached or refuses):
     /// `Some(true)` transient, `Some(false)` permanent.
     fails: Option<bool>,
+    /// Chunks it can fetch from its own upstream when asked to relay.
+    behind: HashMap<Hash, Vec<u8>>,
+    /// Whether each request allowed relaying.
+    relayed: Mutex<Vec<bool>>,
 }
 
 impl MemorySource {
@@ -35,6 +39,8 @@ impl MemorySource {
             asked: Mutex::new(Vec::new()),
             gate: None,
             fails: None,
+            behind: HashMap::new(),
+            relayed: Mutex::new(Vec::new()),
         }
     }
 
@@ -61,6 +67,16 @@ impl ChunkSource for MemorySource {
         wants: Vec<FileWants>,
         sink: mpsc::Sender<Delivery>,
     ) -> BoxFuture<'_, Result<(), SourceError>> {
+        self.fetch_relayed(wants, sink, false)
+    }
+
+    fn fetch_relayed(
+        &self,
+        wants: Vec<FileWants>,
+        sink: mpsc::Sender<Delivery>,
+        relay: bool,
+    ) -> BoxFuture<'_, Result<(), SourceError>> {
+        lock(&self.relayed).push(relay);
         let wants = FileWants::flatten(wants);
         Box::pin(async move {
             lock(&self.asked).push(wants.iter().map(|w| w.hash).collect());
@@ -83,7 +99,9 @@ impl ChunkSource for MemorySource {
                 None => {}
             }
             for want in wants {
-                let delivery = match self.chunks.get(&want.hash) {
+                let held = self.chunks.get(&want.hash);
+                let relayed = relay.then(|| self.behind.get(&want.hash)).flatten();
+                let delivery = match held.or(relayed) {
                     Some(bytes) => {
                         let mut bytes = bytes.clone();
                         if self.bad.contains(&want.hash) {
@@ -564,4 +582,46 @@ fn issue_14_a_lane_leaves_peers_out_but_never_its_upstream() {
         (lane.sources_used()[1].chunks, lane.sources_used()[1].bytes),
         (1, 100)
     );
+}
+
+/// Issue 14: a peer is asked only for what it holds, until the lane's
+/// upstream refuses a chunk (a county edge that lies, or lacks it): then the
+/// peer is asked again and may fetch it from its own upstream. The file
+/// completes with every chunk from the peer's relay, each refused chunk
+/// asked of the lying upstream once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_14_a_peer_relays_only_what_the_upstream_refused() {
+    let (_dir, store) = new_store();
+    let chunk = 16 * 1024;
+    let bytes = data(512 * 1024, 11); // 32 chunks
+    let job = job_of("c/l/film.mp4", &bytes, chunk, "video/mp4");
+    let mut peer = MemorySource::new("peer", &[], chunk);
+    peer.behind = MemorySource::new("its origin", &[&bytes], chunk).chunks;
+    let peer = Arc::new(peer);
+    let mut county = MemorySource::new("county", &[&bytes], chunk);
+    county.bad = job.manifest.chunks.iter().map(|c| c.hash).collect();
+    let county = Arc::new(county);
+    let engine = Engine::start(store.clone());
+    let sync = lane("sync", vec![peer.clone(), county.clone()]);
+    let rx = engine
+        .want(job.clone(), Priority::Prefetch, &sync)
+        .await
+        .expect("want");
+    assert_eq!(outcome(rx).await, Outcome::Done { assembled: true });
+    assert_eq!(held_bytes(&store, &job.manifest.blob), bytes);
+    let count = job.manifest.chunks.len();
+    assert_eq!(
+        county.total_asked(),
+        count,
+        "each refused once by the county"
+    );
+    assert_eq!(peer.total_asked(), 2 * count, "held? no; then relayed");
+    let relayed = lock(&peer.relayed).clone();
+    assert_eq!(relayed.first(), Some(&false), "first only what it holds");
+    assert!(relayed.contains(&true), "{relayed:?}");
+    for chunk in &job.manifest.chunks {
+        assert_eq!(peer.asked_for(&chunk.hash), 2);
+    }
+    let used = sync.sources_used();
+    assert_eq!((used[0].chunks, used[1].chunks), (count as u64, 0));
 }

@@ -82,6 +82,21 @@ pub trait ChunkSource: Send + Sync + 'static {
         wants: Vec<FileWants>,
         sink: mpsc::Sender<Delivery>,
     ) -> BoxFuture<'_, Result<(), SourceError>>;
+
+    /// Like [`ChunkSource::fetch`]; with `relay`, a source that lacks a
+    /// chunk may fetch it from its own upstream. The upstream of a lane (a
+    /// county edge) always may; a LAN peer is asked so only for chunks this
+    /// edge's upstream already refused (issue 14): otherwise two peers
+    /// fetching one new file at once would each wait on the other.
+    fn fetch_relayed(
+        &self,
+        wants: Vec<FileWants>,
+        sink: mpsc::Sender<Delivery>,
+        relay: bool,
+    ) -> BoxFuture<'_, Result<(), SourceError>> {
+        let _ = relay;
+        self.fetch(wants, sink)
+    }
 }
 
 /// How long a LAN peer may take to answer a QUIC handshake.
@@ -305,6 +320,7 @@ impl OriginSource {
         &self,
         files: Vec<FileWants>,
         sink: mpsc::Sender<Delivery>,
+        relay: bool,
     ) -> Result<(), SourceError> {
         let (generation, client) = self.client().await?;
         let mut remaining: std::collections::HashSet<Hash> = files
@@ -315,9 +331,10 @@ impl OriginSource {
         let asked = remaining.len();
         // A server of revision 3 learns which file each chunk is for: a
         // county edge fetches upstream what it does not hold yet. A peer is
-        // not told (issue 14): it answers from its store alone, so two peers
-        // fetching the same new file at once never wait on each other.
-        let relayed = self.role == Role::Upstream;
+        // not told (issue 14) unless this edge's upstream refused these
+        // chunks: it answers from its store alone, so two peers fetching the
+        // same new file at once never wait on each other.
+        let relayed = relay || self.role == Role::Upstream;
         let request = if relayed && client.origin_revision >= server::protocol::REVISION_FILE_CHUNKS
         {
             Request::GetFileChunks { files }
@@ -408,6 +425,15 @@ impl ChunkSource for OriginSource {
         wants: Vec<FileWants>,
         sink: mpsc::Sender<Delivery>,
     ) -> BoxFuture<'_, Result<(), SourceError>> {
-        Box::pin(self.fetch_inner(wants, sink))
+        Box::pin(self.fetch_inner(wants, sink, false))
+    }
+
+    fn fetch_relayed(
+        &self,
+        wants: Vec<FileWants>,
+        sink: mpsc::Sender<Delivery>,
+        relay: bool,
+    ) -> BoxFuture<'_, Result<(), SourceError>> {
+        Box::pin(self.fetch_inner(wants, sink, relay))
     }
 }
