@@ -109,6 +109,21 @@ pub fn county(
     (edge, running, serving)
 }
 
+/// Waits until `edge` (running, perhaps in another network namespace)
+/// holds a catalog, read from its folder; `log` is shown if it never does.
+fn wait_for_catalog(edge: &TestEdge, log: &Path) {
+    assert!(
+        wait_until(Duration::from_secs(120), || {
+            let status =
+                shanlu_tests::run_ok(&["edge", "status", "--data", &edge.data_str(), "--json"]);
+            let status: serde_json::Value = serde_json::from_str(&status).expect("status JSON");
+            !status["catalog_sequence"].is_null()
+        }),
+        "the edge never held the catalog: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
 #[test]
 fn issue_14_villages_below_a_county_edge_get_every_chunk_which_leaves_the_origin_once() {
     let origin = TestOrigin::init();
@@ -257,16 +272,7 @@ fn issue_14_three_tiers_over_a_rural_link_every_chunk_crosses_it_once() {
         &[("RUST_LOG", "info")],
         &log,
     );
-    assert!(
-        wait_until(Duration::from_secs(120), || {
-            let status =
-                shanlu_tests::run_ok(&["edge", "status", "--data", &county.data_str(), "--json"]);
-            let status: serde_json::Value = serde_json::from_str(&status).expect("status JSON");
-            !status["catalog_sequence"].is_null()
-        }),
-        "the county edge never held the catalog: {}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
+    wait_for_catalog(&county, &log);
     let villages: Vec<TestEdge> = (0..3)
         .map(|i| {
             let token = county.add_edge(&format!("village-{i}"));
@@ -383,6 +389,8 @@ fn issue_14_a_village_lied_to_by_its_county_edge_recovers_from_a_peer() {
     // The peer is back, on the same address.
     let at = peer_serving.quic.to_string();
     let (_peer_run, _) = peer.run_serving_in(shanlu_tests::shanlu(), &at, &[], &[], &peer_log);
+    // It relays only once its own first pass put the catalog in force.
+    wait_for_catalog(&peer, &peer_log);
     let report = village.sync_ok();
     assert_eq!(report["complete"], true, "{report:#}");
     assert_holds_folder(&village, &folder);

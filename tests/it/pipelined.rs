@@ -152,7 +152,13 @@ fn issue_12_old_edges_keep_shanlu_1_and_a_shanlu_2_edge_may_ask_before_the_welco
         };
         let welcome = answers(&mut send(&old, &hello).await).await;
         assert!(
-            matches!(welcome.as_slice(), [Response::Welcome { version: 2, .. }]),
+            matches!(
+                welcome.as_slice(),
+                [Response::Welcome {
+                    version: server::protocol::REVISION,
+                    ..
+                }]
+            ),
             "{welcome:?}"
         );
         let catalog = answers(
@@ -182,7 +188,13 @@ fn issue_12_old_edges_keep_shanlu_1_and_a_shanlu_2_edge_may_ask_before_the_welco
         let mut since_answers = send(&new, &fresh_since()).await;
         let welcome = answers(&mut hello_answers).await;
         assert!(
-            matches!(welcome.as_slice(), [Response::Welcome { version: 2, .. }]),
+            matches!(
+                welcome.as_slice(),
+                [Response::Welcome {
+                    version: server::protocol::REVISION,
+                    ..
+                }]
+            ),
             "{welcome:?}"
         );
         let since = answers(&mut since_answers).await;
