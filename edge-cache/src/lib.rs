@@ -16,7 +16,7 @@
 //!   - [`sync::engine`]: the one download engine — an actor that owns every
 //!     file being assembled, fed by one priority queue (reader > class >
 //!     video heads > prefetch); [`sync::source`]: where chunks come from
-//!     (the origin today; a parent edge, a USB bundle, a LAN peer next).
+//!     (the upstream: the origin or a county edge; LAN peers before it).
 //!   - [`sync::plan`]: the sync plan as pure functions — catalog diff, file
 //!     jobs, chunk plan, delta bases.
 //!   - [`sync::throttle`]: the bandwidth cap — rates like `2Mbit`, and the
@@ -50,6 +50,8 @@
 //!
 //! - [`bundle`]: USB bundles (issue 14) — the pack format, `bundle create`,
 //!   the have list and `edge import`, verified as a sync pass is.
+//! - [`downstream`]: serving edges below this one (issue 14: a county edge,
+//!   or a LAN peer) with the origin's own server, relaying what it lacks.
 //!
 //! The store itself is [`catalog::Store`], shared with the origin.
 
