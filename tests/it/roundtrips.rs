@@ -74,7 +74,13 @@ fn catalog_since_answers_the_catalog_and_only_the_missing_objects_and_old_reques
         },
     );
     assert!(
-        matches!(welcome.as_slice(), [Response::Welcome { version: 2, .. }]),
+        matches!(
+            welcome.as_slice(),
+            [Response::Welcome {
+                version: server::protocol::REVISION,
+                ..
+            }]
+        ),
         "{welcome:?}"
     );
 
