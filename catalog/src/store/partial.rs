@@ -34,6 +34,8 @@ pub struct PartialBlob<'s> {
     pending_bytes: u64,
     /// Chunk indices by hash, built on first use.
     by_hash: HashMap<Hash, Vec<usize>>,
+    /// Unflushed bytes after which a write flushes by itself.
+    flush_bytes: u64,
 }
 
 /// A blob moved into `blobs/` whose index record is still to be written.
@@ -116,13 +118,25 @@ impl Store {
         &self,
         partials: Vec<PartialBlob<'_>>,
     ) -> Result<Vec<Result<Hash, StoreError>>, StoreError> {
+        self.finish_partials_hashed(partials.into_iter().map(|p| (p, None)).collect())
+    }
+
+    /// [`Store::finish_partials`] for blobs whose whole BLAKE3 the caller
+    /// computed over exactly the bytes it wrote, in file order, as it wrote
+    /// them (`Some`): such a blob is not read back and hashed again, but the
+    /// hash must still be the manifest's (else it is discarded, as on a
+    /// mismatch). `None`: hashed here from the file.
+    pub fn finish_partials_hashed(
+        &self,
+        partials: Vec<(PartialBlob<'_>, Option<Hash>)>,
+    ) -> Result<Vec<Result<Hash, StoreError>>, StoreError> {
         // A collection (issue 13) must not delete a blob between its move
         // into `blobs/` and its record: held shared until both are done.
         let _collect_lock = self.collect_lock_shared()?;
         let mut results = Vec::with_capacity(partials.len());
         let mut finished = Vec::new();
-        for partial in partials {
-            match partial.move_into_store() {
+        for (partial, whole) in partials {
+            match partial.move_into_store(whole) {
                 Ok(done) => {
                     results.push(Ok(done.blob));
                     finished.push(done);
@@ -278,6 +292,7 @@ impl Store {
             pending: Vec::new(),
             pending_bytes: 0,
             by_hash: HashMap::new(),
+            flush_bytes: AUTO_FLUSH_BYTES,
         })
     }
 }
@@ -315,6 +330,14 @@ impl PartialBlob<'_> {
     /// moves it into `blobs/`: the rename keeps the same file.
     pub fn file(&self) -> &std::fs::File {
         &self.file
+    }
+
+    /// Unflushed bytes after which a write flushes by itself (default 8 MiB).
+    /// A caller that flushes at points of its own (the USB bundle import
+    /// flushes after each pack, which is also its unit of resuming) sets it
+    /// higher: each flush is an fdatasync and an index commit.
+    pub fn set_flush_bytes(&mut self, bytes: u64) {
+        self.flush_bytes = bytes;
     }
 
     /// Which chunks are present (durable or written since the last flush).
@@ -416,7 +439,7 @@ impl PartialBlob<'_> {
         self.pending.push(index);
         self.pending_flags[index] = true;
         self.pending_bytes += bytes.len() as u64;
-        if self.pending_bytes >= AUTO_FLUSH_BYTES {
+        if self.pending_bytes >= self.flush_bytes {
             self.flush()?;
         }
         Ok(())
@@ -504,7 +527,7 @@ impl PartialBlob<'_> {
 
     /// Checks the whole blob and moves it into `blobs/`; the index record is
     /// written by the caller once the data is durable.
-    fn move_into_store(mut self) -> Result<FinishedBlob, StoreError> {
+    fn move_into_store(mut self, whole: Option<Hash>) -> Result<FinishedBlob, StoreError> {
         let missing = self.missing().len();
         if missing > 0 {
             self.flush()?;
@@ -514,7 +537,15 @@ impl PartialBlob<'_> {
             });
         }
         let path = self.store.partial_path(&self.manifest.blob);
-        if let Err(err) = check_whole(&self.file, &path, self.manifest.size, self.manifest.blob) {
+        let checked = match whole {
+            Some(actual) if actual != self.manifest.blob => Err(StoreError::BlobMismatch {
+                expected: self.manifest.blob,
+                actual,
+            }),
+            Some(_) => Ok(()),
+            None => check_whole(&self.file, &path, self.manifest.size, self.manifest.blob),
+        };
+        if let Err(err) = checked {
             if matches!(err, StoreError::BlobMismatch { .. }) {
                 self.discard()?;
             }

@@ -1,7 +1,10 @@
 //! The missing files of subscribed courses, assembled from a bundle's
 //! chunks (issue 14): each chunk arrives hashed ([`VerifiedChunk`]), goes
-//! into every missing file holding it, and whole files are finished (hashed
-//! whole, moved into the store) in batches of [`FINISH_BATCH`].
+//! into every missing file holding it, and whole files are finished (moved
+//! into the store) in batches of [`FINISH_BATCH`]. A file whose BLAKE3 the
+//! reading thread took as its chunks went by in order ([`super::order`]) is
+//! not read back: that hash, over exactly the verified bytes written, must
+//! be the manifest's. Any other file is hashed whole from its file.
 
 use std::collections::{HashMap, HashSet};
 
@@ -16,13 +19,16 @@ use crate::sync::plan::FileJob;
 const MAX_OPEN: usize = 256;
 /// Whole files finished with one sync and one index commit.
 const FINISH_BATCH: usize = 128;
+/// Bytes written into a file after which its writeback is started.
+const WRITEBACK_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The files being assembled: which missing file holds which chunk.
 pub(super) struct Files<'s> {
     store: &'s Store,
     jobs: Vec<FileJob>,
     by_chunk: HashMap<Hash, Vec<usize>>,
-    open: HashMap<usize, (PartialBlob<'s>, usize)>,
+    /// Open files: the file, chunks left, bytes written since its writeback started.
+    open: HashMap<usize, (PartialBlob<'s>, usize, u64)>,
     done: HashSet<usize>,
     /// Whole files waiting to be finished together.
     ready: Vec<(usize, PartialBlob<'s>)>,
@@ -30,6 +36,12 @@ pub(super) struct Files<'s> {
     touched: HashSet<usize>,
     /// Chunks and bytes written since the last [`Files::close_all`].
     written: (u64, u64),
+    /// Whole-file BLAKE3s from the reading thread, for files not finished yet.
+    hashes: HashMap<usize, Hash>,
+    writeback: Writeback,
+    /// Files whose in-order hash took a record not verified and written
+    /// here: hashed from their file instead.
+    tainted: HashSet<usize>,
     error: Option<StoreError>,
 }
 
@@ -68,21 +80,42 @@ impl<'s> Files<'s> {
             ready: Vec::new(),
             touched: HashSet::new(),
             written: (0, 0),
+            hashes: HashMap::new(),
+            tainted: HashSet::new(),
+            writeback: Writeback::start(),
             error: None,
         })
     }
 
-    /// One chunk record: hashed, then written into every missing file holding it.
-    pub(super) fn chunk(&mut self, record: &super::pack::Record) -> Result<(), String> {
+    /// The reading thread's in-order hashers for these files.
+    pub(super) fn in_order(&self) -> super::order::InOrder {
+        super::order::InOrder::new(&self.jobs)
+    }
+
+    /// A record the reading thread fed to hashers was not used (its pack
+    /// failed): the files holding it are hashed from their file instead.
+    pub(super) fn taint(&mut self, hash: &Hash) {
+        if let Some(files) = self.by_chunk.get(hash) {
+            self.tainted.extend(files.iter().copied());
+        }
+    }
+
+    /// One chunk record: hashed, then written into every missing file
+    /// holding it. `whole`: files the reading thread completed with it, and
+    /// their BLAKE3.
+    pub(super) fn chunk(
+        &mut self,
+        record: &super::pack::Record,
+        whole: Vec<(usize, Hash)>,
+    ) -> Result<(), String> {
+        self.hashes.extend(whole);
         let Some(files) = self.by_chunk.get(&record.hash).cloned() else {
             return Ok(());
         };
-        let verified = VerifiedChunk::check(record.hash, &record.bytes).ok_or_else(|| {
-            format!(
-                "chunk {} does not match its hash; the rest of this pack was not used",
-                record.hash
-            )
-        })?;
+        let Some(verified) = VerifiedChunk::check(record.hash, &record.bytes) else {
+            self.taint(&record.hash);
+            return Err(format!("chunk {} does not match its hash", record.hash));
+        };
         let mut wrote = false;
         for file in files {
             if self.done.contains(&file) {
@@ -91,6 +124,7 @@ impl<'s> Files<'s> {
             match self.write(file, &verified) {
                 Ok(count) => wrote |= count > 0,
                 Err(err) => {
+                    self.taint(&record.hash);
                     let message = catalog::format::error_chain(&err);
                     self.error = Some(err);
                     return Err(message);
@@ -111,20 +145,28 @@ impl<'s> Files<'s> {
             }
             self.touched.insert(file);
             let job = &self.jobs[file];
-            let partial = self
+            let mut partial = self
                 .store
                 .partial(job.manifest_hash, job.manifest.clone())?;
+            // Flushed after each pack (`close_all`), its unit of resuming.
+            partial.set_flush_bytes(u64::MAX);
             let left = partial.missing().len();
-            self.open.insert(file, (partial, left));
+            self.open.insert(file, (partial, left, 0));
         }
-        let Some((partial, left)) = self.open.get_mut(&file) else {
+        let Some((partial, left, unsynced)) = self.open.get_mut(&file) else {
             return Ok(0);
         };
         let count = partial.write_verified(chunk)?;
         *left = left.saturating_sub(count);
+        *unsynced += (count * chunk.bytes().len()) as u64;
+        if *unsynced >= WRITEBACK_BYTES {
+            self.writeback.kick(partial.file());
+            *unsynced = 0;
+        }
         if *left == 0
-            && let Some((partial, _)) = self.open.remove(&file)
+            && let Some((partial, _, _)) = self.open.remove(&file)
         {
+            self.writeback.kick(partial.file());
             self.ready.push((file, partial));
             if self.ready.len() >= FINISH_BATCH {
                 self.finish_ready()?;
@@ -136,8 +178,16 @@ impl<'s> Files<'s> {
     /// Finishes the whole files waiting, with one sync and one index commit.
     fn finish_ready(&mut self) -> Result<(), StoreError> {
         let partials = std::mem::take(&mut self.ready);
-        let (files, partials): (Vec<usize>, Vec<PartialBlob<'s>>) = partials.into_iter().unzip();
-        for (file, result) in files.into_iter().zip(self.store.finish_partials(partials)?) {
+        let mut files = Vec::with_capacity(partials.len());
+        let mut hashed = Vec::with_capacity(partials.len());
+        for (file, partial) in partials {
+            let whole = self.hashes.remove(&file);
+            let whole = whole.filter(|_| !self.tainted.contains(&file));
+            files.push(file);
+            hashed.push((partial, whole));
+        }
+        let results = self.store.finish_partials_hashed(hashed)?;
+        for (file, result) in files.into_iter().zip(results) {
             match result {
                 Ok(_) => {
                     self.done.insert(file);
@@ -150,7 +200,7 @@ impl<'s> Files<'s> {
 
     /// Makes every open file's chunks durable and closes it.
     fn flush_open(&mut self) -> Result<(), StoreError> {
-        for (_, (mut partial, _)) in self.open.drain() {
+        for (_, (mut partial, _, _)) in self.open.drain() {
             partial.flush()?;
         }
         Ok(())
@@ -208,5 +258,56 @@ impl<'s> Files<'s> {
         self.finish_ready()?;
         report.files_completed = self.done.len() as u64;
         Ok(())
+    }
+}
+
+/// Starts writing files' dirty pages to the disk on a thread of its own,
+/// without waiting, so the sync that makes them durable (a flush, or the
+/// store's sync when files are finished) finds little left to write while
+/// the importing thread went on. Only a hint: a file it has no room for, or
+/// an error, changes nothing but when the bytes reach the disk.
+pub(super) struct Writeback {
+    tx: Option<std::sync::mpsc::SyncSender<std::fs::File>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Files waiting for their writeback to be started, at most.
+const WRITEBACK_QUEUE: usize = 1024;
+
+impl Writeback {
+    pub(super) fn start() -> Writeback {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<std::fs::File>(WRITEBACK_QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("bundle-writeback".into())
+            .spawn(move || {
+                // Bounded: ends when the sender is dropped.
+                for file in rx {
+                    // POSIX_FADV_DONTNEED starts writeback of the dirty
+                    // pages (and drops pages already clean).
+                    let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed);
+                }
+            })
+            .ok();
+        Writeback {
+            tx: thread.as_ref().map(|_| tx),
+            thread,
+        }
+    }
+
+    fn kick(&self, file: &std::fs::File) {
+        if let Some(tx) = &self.tx
+            && let Ok(file) = file.try_clone()
+        {
+            let _ = tx.try_send(file);
+        }
+    }
+}
+
+impl Drop for Writeback {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }

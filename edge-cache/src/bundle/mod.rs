@@ -41,7 +41,9 @@ mod assemble;
 pub mod create;
 pub mod have;
 pub mod import;
+mod order;
 pub mod pack;
+mod read;
 
 use std::path::{Path, PathBuf};
 

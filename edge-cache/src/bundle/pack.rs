@@ -202,30 +202,14 @@ impl PackWriter {
     }
 }
 
-/// Reads the records of one pack in order, hashing every byte it reads, so
-/// the pack's BLAKE3 comes with one read ([`PackReader::finish`]).
+/// Reads the records of one pack in order. It does not hash the pack: every
+/// byte of it is a checked header, a record head or a record's bytes, which
+/// the importer hashes (see `import`).
 pub struct PackReader<R> {
     path: PathBuf,
-    input: Hashing<R>,
+    input: R,
     offset: u64,
     len: u64,
-}
-
-/// A reader that feeds what it reads to a BLAKE3 hasher.
-struct Hashing<R> {
-    inner: R,
-    hasher: blake3::Hasher,
-    /// Bytes read so far.
-    read: u64,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let read = self.inner.read(buf)?;
-        self.hasher.update(&buf[..read]);
-        self.read += read as u64;
-        Ok(read)
-    }
 }
 
 impl PackReader<BufReader<std::fs::File>> {
@@ -243,18 +227,16 @@ impl PackReader<BufReader<std::fs::File>> {
                 source,
             })?
             .len();
-        PackReader::new(path, BufReader::with_capacity(1024 * 1024, file), len)
+        // A small buffer: record heads and small objects come through it;
+        // a chunk's bytes are mostly read straight into its own buffer.
+        PackReader::new(path, BufReader::with_capacity(16 * 1024, file), len)
     }
 }
 
 impl<R: Read> PackReader<R> {
     /// A reader over `len` bytes of `input`; checks the header.
     pub fn new(path: &Path, input: R, len: u64) -> Result<Self, PackError> {
-        let mut input = Hashing {
-            inner: input,
-            hasher: blake3::Hasher::new(),
-            read: 0,
-        };
+        let mut input = input;
         let mut header = [0u8; HEADER_LEN as usize];
         let path = path.to_owned();
         if len < HEADER_LEN || input.read_exact(&mut header).is_err() || &header[..8] != MAGIC {
@@ -310,10 +292,15 @@ impl<R: Read> PackReader<R> {
                 limit: left.min(u64::from(MAX_RECORD)),
             });
         }
-        let mut bytes = vec![0u8; length as usize];
-        self.input
-            .read_exact(&mut bytes)
+        // Not zeroed first: read straight into the spare capacity.
+        let mut bytes = Vec::with_capacity(length as usize);
+        let read = (&mut self.input)
+            .take(u64::from(length))
+            .read_to_end(&mut bytes)
             .map_err(|_| truncated(&self.path))?;
+        if read != length as usize {
+            return Err(truncated(&self.path));
+        }
         self.offset += RECORD_HEAD + u64::from(length);
         Ok(Some(Record {
             kind,
@@ -323,17 +310,20 @@ impl<R: Read> PackReader<R> {
     }
 }
 
-impl<R: Read> PackReader<R> {
-    /// The pack's size (as opened) and the BLAKE3 of all of it: what is
-    /// left unread (after a bad record) is read and hashed first.
-    pub fn finish(mut self) -> Result<(Hash, u64), PackError> {
-        let path = self.path.clone();
-        std::io::copy(&mut self.input, &mut std::io::sink()).map_err(|source| PackError::Io {
-            action: "reading",
-            path,
-            source,
-        })?;
-        Ok((Hash::from(self.input.hasher.finalize()), self.input.read))
+impl<R> PackReader<R> {
+    /// Bytes of the pack read so far (header and whole records).
+    pub fn position(&self) -> u64 {
+        self.offset
+    }
+
+    /// The pack's size as it was opened.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the pack is only a header.
+    pub fn is_empty(&self) -> bool {
+        self.len == HEADER_LEN
     }
 }
 

@@ -1,0 +1,293 @@
+//! Reading a bundle's packs on a thread of their own (issue 14), while the
+//! importing thread writes: reading and hashing overlap the writes, the
+//! syncs and the store's commits.
+//!
+//! The reading thread parses each pack and checks what needs no store: the
+//! catalog record must be the index's, every object is hashed and decoded,
+//! every chunk no missing file wants is hashed, and the chunks that are
+//! wanted feed the files' in-order hashers ([`InOrder`]). The wanted chunks
+//! go to the writer, which hashes each ([`catalog::store::VerifiedChunk`])
+//! before it is written. At most [`IN_FLIGHT_BYTES`] of records wait.
+//!
+//! A pack is not hashed whole: every byte of it is the checked header, a
+//! record head (its kind known, its hash the one its bytes are checked
+//! against, its length walked to exactly the pack's end) or a record's
+//! checked bytes. A pack all of whose records were checked and used, and
+//! whose size is the index's, is whole; only then is it remembered (by the
+//! index's BLAKE3, as its name for resuming).
+
+use std::path::Path;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Condvar, Mutex};
+
+use catalog::{Hash, Object};
+use indicatif::ProgressBar;
+
+use super::PackEntry;
+use super::import::ImportError;
+use super::order::InOrder;
+use super::pack::{Kind, PackReader, RECORD_HEAD, Record};
+
+/// Record bytes read and not yet used by the writer, at most (a single
+/// record larger than this still passes, alone).
+const IN_FLIGHT_BYTES: u64 = 32 * 1024 * 1024;
+/// Records waiting, at most.
+const IN_FLIGHT_RECORDS: usize = 1024;
+
+/// What the reading thread passes on, per pack, in pack order.
+enum Item {
+    /// A metadata object, hashed and decoded.
+    Object(Hash, Vec<u8>),
+    /// A wanted chunk (not hashed yet) and the files its bytes completed in
+    /// order, with their BLAKE3.
+    Chunk(Record, Vec<(usize, Hash)>),
+    /// The pack is over: `Err` says why (the rest of it was not read).
+    End(Result<(), String>),
+}
+
+/// What the reading thread is reading for.
+pub(super) enum Phase {
+    /// Metadata: objects are passed on; chunks are not looked at, and a pack
+    /// holding chunks is left once its counted objects were read.
+    Metadata,
+    /// Chunks for the missing files these hashers are for.
+    Chunks(InOrder),
+}
+
+/// The importing thread's side: what it does with the records of a pack.
+pub(super) trait Writer {
+    /// A checked object. `Err`: why the rest of the pack is not used.
+    fn object(&mut self, hash: Hash, bytes: Vec<u8>) -> Result<(), String>;
+    /// A wanted chunk, to hash and write.
+    fn chunk(&mut self, record: &Record, whole: Vec<(usize, Hash)>) -> Result<(), String>;
+    /// A chunk of a pack the writer already gave up: not used.
+    fn unused(&mut self, record: &Record);
+    /// The pack is over: `Ok` when every record was checked and used.
+    fn end(&mut self, pack: &PackEntry, result: Result<(), String>) -> Result<(), ImportError>;
+}
+
+/// Reads `packs` in order on a second thread; `writer` gets their records.
+/// Stops at the writer's first `Err` from [`Writer::end`].
+pub(super) fn read_packs(
+    folder: &Path,
+    packs: &[&PackEntry],
+    catalog_bytes: &[u8],
+    phase: Phase,
+    progress: &ProgressBar,
+    writer: &mut dyn Writer,
+) -> Result<(), ImportError> {
+    let budget = Budget::default();
+    let (tx, rx) = sync_channel(IN_FLIGHT_RECORDS);
+    std::thread::scope(|scope| {
+        let reading = Reading {
+            folder,
+            catalog_bytes,
+            progress,
+            budget: &budget,
+            tx,
+        };
+        let reader = scope.spawn(move || reading.all(packs, phase));
+        let result = write_all(folder, packs, &rx, &budget, writer);
+        // Unblocks and stops the reader if the writer stopped early.
+        budget.close();
+        drop(rx);
+        if let Err(panic) = reader.join() {
+            std::panic::resume_unwind(panic);
+        }
+        result
+    })
+}
+
+fn write_all(
+    folder: &Path,
+    packs: &[&PackEntry],
+    rx: &Receiver<(usize, Item)>,
+    budget: &Budget,
+    writer: &mut dyn Writer,
+) -> Result<(), ImportError> {
+    let mut failed: Option<String> = None;
+    // Bounded: the reader sends a bounded number of items per pack and stops.
+    for (pack, item) in rx.iter() {
+        match item {
+            Item::Object(hash, bytes) => {
+                budget.release(bytes.len());
+                if failed.is_none() {
+                    failed = writer.object(hash, bytes).err();
+                }
+            }
+            Item::Chunk(record, whole) => {
+                budget.release(record.bytes.len());
+                if failed.is_some() {
+                    writer.unused(&record);
+                } else if let Err(reason) = writer.chunk(&record, whole) {
+                    let path = folder.join(&packs[pack].name);
+                    failed = Some(damaged(&path.display().to_string(), &reason));
+                }
+            }
+            Item::End(result) => {
+                let result = match failed.take() {
+                    Some(reason) => Err(reason),
+                    None => result,
+                };
+                writer.end(packs[pack], result)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Why a pack was not used, for the report and the log.
+pub(super) fn damaged(path: &str, reason: &str) -> String {
+    format!(
+        "{path} is damaged: {reason}; copy the bundle onto the stick again (or make it again) and rerun the import, which keeps what was imported"
+    )
+}
+
+/// The reading thread.
+struct Reading<'a> {
+    folder: &'a Path,
+    catalog_bytes: &'a [u8],
+    progress: &'a ProgressBar,
+    budget: &'a Budget,
+    tx: SyncSender<(usize, Item)>,
+}
+
+/// The writer is gone: stop reading.
+struct Closed;
+
+impl Reading<'_> {
+    fn all(self, packs: &[&PackEntry], mut phase: Phase) {
+        for (index, pack) in packs.iter().enumerate() {
+            let Ok(result) = self.pack(index, pack, &mut phase) else {
+                return;
+            };
+            if self.tx.send((index, Item::End(result))).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn send(&self, index: usize, item: Item, bytes: usize) -> Result<(), Closed> {
+        if !self.budget.take(bytes) {
+            return Err(Closed);
+        }
+        self.tx.send((index, item)).map_err(|_| Closed)
+    }
+
+    /// One pack: `Ok(Err(why))` when it is damaged or unreadable.
+    fn pack(
+        &self,
+        index: usize,
+        pack: &PackEntry,
+        phase: &mut Phase,
+    ) -> Result<Result<(), String>, Closed> {
+        let path = self.folder.join(&pack.name);
+        let shown = path.display().to_string();
+        let mut records = match PackReader::open(&path) {
+            Ok(records) => records,
+            Err(err) => {
+                return Ok(Err(format!(
+                    "{}; copy the bundle onto the stick again and rerun the import",
+                    catalog::format::error_chain(&err)
+                )));
+            }
+        };
+        let metadata = pack.catalogs.saturating_add(pack.objects);
+        let mut metadata_seen = 0u64;
+        // Bounded: each record takes at least a record head of the pack's bytes.
+        loop {
+            if matches!(phase, Phase::Metadata) && pack.chunks > 0 && metadata_seen >= metadata {
+                // The rest is chunks, read in the chunk phase.
+                return Ok(Ok(()));
+            }
+            let record = match records.next_record() {
+                Ok(Some(record)) => record,
+                Ok(None) => break,
+                Err(err) => return Ok(Err(damaged(&shown, &err.to_string()))),
+            };
+            self.progress.inc(RECORD_HEAD + record.bytes.len() as u64);
+            match record.kind {
+                Kind::Catalog if record.bytes == self.catalog_bytes => metadata_seen += 1,
+                Kind::Catalog => {
+                    return Ok(Err(damaged(
+                        &shown,
+                        "it holds another catalog than its index",
+                    )));
+                }
+                Kind::Object => {
+                    metadata_seen += 1;
+                    if let Err(err) = Object::decode_verified(&record.hash, &record.bytes) {
+                        let reason = format!("object {} was refused: {err}", record.hash);
+                        return Ok(Err(damaged(&shown, &reason)));
+                    }
+                    if matches!(phase, Phase::Metadata) {
+                        let len = record.bytes.len();
+                        self.send(index, Item::Object(record.hash, record.bytes), len)?;
+                    }
+                }
+                Kind::Chunk => match phase {
+                    Phase::Metadata => {}
+                    Phase::Chunks(order) if order.wants(&record.hash) => {
+                        let whole = order.feed(&record.hash, &record.bytes);
+                        let len = record.bytes.len();
+                        self.send(index, Item::Chunk(record, whole), len)?;
+                    }
+                    Phase::Chunks(_) => {
+                        // Wanted by no missing file: still checked, so a pack
+                        // is remembered only when all of it is sound.
+                        if Hash::of(&record.bytes) != record.hash {
+                            let reason = format!("chunk {} does not match its hash", record.hash);
+                            return Ok(Err(damaged(&shown, &reason)));
+                        }
+                    }
+                },
+            }
+        }
+        if records.len() != pack.size || records.position() != pack.size {
+            let reason = format!("{} bytes, the index says {}", records.len(), pack.size);
+            return Ok(Err(damaged(&shown, &reason)));
+        }
+        Ok(Ok(()))
+    }
+}
+
+/// Record bytes in flight between the threads, bounded.
+#[derive(Default)]
+struct Budget {
+    /// Bytes in flight, and whether the writer is gone.
+    state: Mutex<(u64, bool)>,
+    freed: Condvar,
+}
+
+impl Budget {
+    /// Waits for room for `bytes`; `false` once the writer is gone.
+    fn take(&self, bytes: usize) -> bool {
+        let bytes = bytes as u64;
+        let Ok(mut state) = self.state.lock() else {
+            return false;
+        };
+        // Bounded: each wait ends when the writer frees bytes or closes.
+        while !state.1 && state.0 > 0 && state.0 + bytes > IN_FLIGHT_BYTES {
+            state = match self.freed.wait(state) {
+                Ok(state) => state,
+                Err(_) => return false,
+            };
+        }
+        state.0 += bytes;
+        !state.1
+    }
+
+    fn release(&self, bytes: usize) {
+        if let Ok(mut state) = self.state.lock() {
+            state.0 = state.0.saturating_sub(bytes as u64);
+        }
+        self.freed.notify_one();
+    }
+
+    fn close(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.1 = true;
+        }
+        self.freed.notify_one();
+    }
+}
