@@ -320,6 +320,33 @@ impl<'a> VerifiedChunk<'a> {
     }
 }
 
+/// A chunk's owned bytes whose BLAKE3 was checked once: checked on one
+/// thread (the USB bundle import's reader), written on another.
+#[derive(Debug, Clone)]
+pub struct VerifiedChunkBuf {
+    hash: Hash,
+    bytes: Vec<u8>,
+}
+
+impl VerifiedChunkBuf {
+    /// The bytes, if their BLAKE3 is `hash`; else they are handed back.
+    pub fn check(hash: Hash, bytes: Vec<u8>) -> Result<VerifiedChunkBuf, Vec<u8>> {
+        if Hash::of(&bytes) == hash {
+            Ok(VerifiedChunkBuf { hash, bytes })
+        } else {
+            Err(bytes)
+        }
+    }
+
+    /// The checked chunk, to write.
+    pub fn chunk(&self) -> VerifiedChunk<'_> {
+        VerifiedChunk {
+            hash: self.hash,
+            bytes: &self.bytes,
+        }
+    }
+}
+
 impl PartialBlob<'_> {
     pub fn manifest(&self) -> &FileManifest {
         &self.manifest

@@ -1,5 +1,6 @@
 //! The missing files of subscribed courses, assembled from a bundle's
-//! chunks (issue 14): each chunk arrives hashed ([`VerifiedChunk`]), goes
+//! chunks (issue 14): each chunk arrives hashed by the reading thread
+//! ([`catalog::store::VerifiedChunkBuf`]), goes
 //! into every missing file holding it, and whole files are finished (moved
 //! into the store) in batches of [`FINISH_BATCH`]. A file whose BLAKE3 the
 //! reading thread took as its chunks went by in order ([`super::order`]) is
@@ -100,31 +101,27 @@ impl<'s> Files<'s> {
         }
     }
 
-    /// One chunk record: hashed, then written into every missing file
-    /// holding it. `whole`: files the reading thread completed with it, and
-    /// their BLAKE3.
+    /// One checked chunk, written into every missing file holding it.
+    /// `whole`: files the reading thread completed with it, and their BLAKE3.
     pub(super) fn chunk(
         &mut self,
-        record: &super::pack::Record,
+        verified: &VerifiedChunk<'_>,
         whole: Vec<(usize, Hash)>,
     ) -> Result<(), String> {
         self.hashes.extend(whole);
-        let Some(files) = self.by_chunk.get(&record.hash).cloned() else {
+        let hash = verified.hash();
+        let Some(files) = self.by_chunk.get(&hash).cloned() else {
             return Ok(());
-        };
-        let Some(verified) = VerifiedChunk::check(record.hash, &record.bytes) else {
-            self.taint(&record.hash);
-            return Err(format!("chunk {} does not match its hash", record.hash));
         };
         let mut wrote = false;
         for file in files {
             if self.done.contains(&file) {
                 continue;
             }
-            match self.write(file, &verified) {
+            match self.write(file, verified) {
                 Ok(count) => wrote |= count > 0,
                 Err(err) => {
-                    self.taint(&record.hash);
+                    self.taint(&hash);
                     let message = catalog::format::error_chain(&err);
                     self.error = Some(err);
                     return Err(message);
@@ -133,7 +130,7 @@ impl<'s> Files<'s> {
         }
         if wrote {
             self.written.0 += 1;
-            self.written.1 += record.bytes.len() as u64;
+            self.written.1 += verified.bytes().len() as u64;
         }
         Ok(())
     }
@@ -309,5 +306,81 @@ impl Drop for Writeback {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use catalog::store::VerifiedChunkBuf;
+    use catalog::{ChunkRef, ChunkingProfile, FileManifest, Object};
+
+    fn job(chunks: &[&[u8]]) -> FileJob {
+        let whole = chunks.concat();
+        let manifest = FileManifest {
+            size: whole.len() as u64,
+            blob: Hash::of(&whole),
+            media_type: "application/octet-stream".into(),
+            chunking: ChunkingProfile::DEFAULT,
+            chunks: chunks
+                .iter()
+                .map(|c| ChunkRef {
+                    hash: Hash::of(c),
+                    len: c.len() as u32,
+                })
+                .collect(),
+        };
+        FileJob {
+            label: "math/l1/video.mp4".into(),
+            manifest_hash: Object::Manifest(manifest.clone()).hash(),
+            manifest,
+            previous: None,
+        }
+    }
+
+    /// Writes `chunks` in order, handing `whole` with the last one, as the
+    /// reading thread does; returns whether the store then holds the file.
+    fn assemble(chunks: &[&[u8]], whole: Option<Hash>) -> (bool, Vec<u8>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path().join("store")).expect("store");
+        let jobs = vec![job(chunks)];
+        let blob = jobs[0].manifest.blob;
+        let mut files = Files::new(&store, &jobs, &HashSet::from([blob])).expect("files");
+        for (i, bytes) in chunks.iter().enumerate() {
+            let chunk = VerifiedChunkBuf::check(Hash::of(bytes), bytes.to_vec()).expect("checked");
+            let given = match whole {
+                Some(hash) if i + 1 == chunks.len() => vec![(0, hash)],
+                _ => Vec::new(),
+            };
+            files.chunk(&chunk.chunk(), given).expect("written");
+        }
+        files
+            .close_all(&mut ImportReport::default())
+            .expect("closed");
+        let held = store.has_blob(&blob).expect("index");
+        let bytes = std::fs::read(store.blob_path(&blob)).unwrap_or_default();
+        (held, bytes)
+    }
+
+    /// Issue 14: a file finished with the reading thread's in-order hash is
+    /// kept only when that hash is the manifest's; a wrong one (a chunk fed
+    /// that was not the one written) discards it, and with no hash the file
+    /// is hashed whole from its file, as before.
+    #[test]
+    fn issue_14_a_file_is_kept_only_when_its_whole_hash_is_the_manifests() {
+        let (a, b) = (vec![1u8; 5000], vec![2u8; 3000]);
+        let chunks = [a.as_slice(), b.as_slice()];
+        let data = chunks.concat();
+        assert_eq!(
+            assemble(&chunks, Some(Hash::of(&data))),
+            (true, data.clone())
+        );
+        assert_eq!(assemble(&chunks, None), (true, data.clone()));
+        assert_eq!(
+            assemble(&chunks, Some(Hash::of(b"not the file"))),
+            (false, Vec::new())
+        );
+        // Bytes that are not the chunk never become one.
+        assert!(VerifiedChunkBuf::check(Hash::of(&a), b.clone()).is_err());
     }
 }

@@ -24,14 +24,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use catalog::store::StoreError;
+use catalog::store::{StoreError, VerifiedChunkBuf};
 use catalog::{Hash, Store};
 use indicatif::ProgressBar;
 use serde::Serialize;
 use tracing::{info, warn};
 
 use super::assemble::Files;
-use super::pack::Record;
 use super::read::{Phase, Writer, read_packs};
 use super::{BundleIndex, FORMAT, INDEX, MAX_INDEX_BYTES, MAX_PACKS, PackEntry, bundle_dir};
 use crate::config::{self, EdgeConfig};
@@ -440,11 +439,11 @@ impl Writer for Metadata<'_> {
         Ok(())
     }
 
-    fn chunk(&mut self, _: &Record, _: Vec<(usize, Hash)>) -> Result<(), String> {
+    fn chunk(&mut self, _: &VerifiedChunkBuf, _: Vec<(usize, Hash)>) -> Result<(), String> {
         Ok(())
     }
 
-    fn unused(&mut self, _: &Record) {}
+    fn unused(&mut self, _: &Hash) {}
 
     fn end(&mut self, pack: &PackEntry, result: Result<(), String>) -> Result<(), ImportError> {
         // Objects checked before the damage are kept: each was hashed.
@@ -475,12 +474,12 @@ impl Writer for Chunks<'_, '_> {
         Ok(())
     }
 
-    fn chunk(&mut self, record: &Record, whole: Vec<(usize, Hash)>) -> Result<(), String> {
-        self.files.chunk(record, whole)
+    fn chunk(&mut self, chunk: &VerifiedChunkBuf, whole: Vec<(usize, Hash)>) -> Result<(), String> {
+        self.files.chunk(&chunk.chunk(), whole)
     }
 
-    fn unused(&mut self, record: &Record) {
-        self.files.taint(&record.hash);
+    fn unused(&mut self, hash: &Hash) {
+        self.files.taint(hash);
     }
 
     fn end(&mut self, pack: &PackEntry, result: Result<(), String>) -> Result<(), ImportError> {

@@ -5,7 +5,7 @@
 //! `bundle create` writes each file's chunks in file order (a chunk shared
 //! with an earlier file only once, at its first place), so almost every
 //! missing file sees its chunks go by as 0, 1, 2, … and its hasher is fed
-//! the very bytes the writing thread verifies and writes. A file whose
+//! the very checked bytes the writing thread writes. A file whose
 //! chunks do not all pass in order (a shared chunk came earlier, a chunk
 //! held already or in no pack, a resumed partial file) gets no hash here and
 //! is hashed whole from its file when finished, as before. The writing
@@ -67,9 +67,8 @@ impl InOrder {
         self.places.contains_key(hash)
     }
 
-    /// Feeds a chunk's bytes (not yet verified: the writer checks them and
-    /// taints the files of a record it refuses) to every file whose next
-    /// chunk it is; returns the files it completed, with their BLAKE3.
+    /// Feeds a chunk's checked bytes to every file whose next chunk it is;
+    /// returns the files it completed, with their BLAKE3.
     pub(super) fn feed(&mut self, hash: &Hash, bytes: &[u8]) -> Vec<(usize, Hash)> {
         let mut done = Vec::new();
         let Some(places) = self.places.get(hash) else {

@@ -2,12 +2,11 @@
 //! importing thread writes: reading and hashing overlap the writes, the
 //! syncs and the store's commits.
 //!
-//! The reading thread parses each pack and checks what needs no store: the
-//! catalog record must be the index's, every object is hashed and decoded,
-//! every chunk no missing file wants is hashed, and the chunks that are
-//! wanted feed the files' in-order hashers ([`InOrder`]). The wanted chunks
-//! go to the writer, which hashes each ([`catalog::store::VerifiedChunk`])
-//! before it is written. At most [`IN_FLIGHT_BYTES`] of records wait.
+//! The reading thread parses each pack and checks every record: the catalog
+//! record must be the index's, every object is hashed and decoded, every
+//! chunk is hashed ([`VerifiedChunkBuf`], once) and, when a missing file
+//! wants it, feeds the files' in-order hashers ([`InOrder`]) and goes to the
+//! writer, which only writes it. At most [`IN_FLIGHT_BYTES`] of records wait.
 //!
 //! A pack is not hashed whole: every byte of it is the checked header, a
 //! record head (its kind known, its hash the one its bytes are checked
@@ -20,13 +19,14 @@ use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Condvar, Mutex};
 
+use catalog::store::VerifiedChunkBuf;
 use catalog::{Hash, Object};
 use indicatif::ProgressBar;
 
 use super::PackEntry;
 use super::import::ImportError;
 use super::order::InOrder;
-use super::pack::{Kind, PackReader, RECORD_HEAD, Record};
+use super::pack::{Kind, PackReader, RECORD_HEAD};
 
 /// Record bytes read and not yet used by the writer, at most (a single
 /// record larger than this still passes, alone).
@@ -38,9 +38,9 @@ const IN_FLIGHT_RECORDS: usize = 1024;
 enum Item {
     /// A metadata object, hashed and decoded.
     Object(Hash, Vec<u8>),
-    /// A wanted chunk (not hashed yet) and the files its bytes completed in
-    /// order, with their BLAKE3.
-    Chunk(Record, Vec<(usize, Hash)>),
+    /// A wanted chunk, hashed, and the files its bytes completed in order,
+    /// with their BLAKE3.
+    Chunk(VerifiedChunkBuf, Vec<(usize, Hash)>),
     /// The pack is over: `Err` says why (the rest of it was not read).
     End(Result<(), String>),
 }
@@ -58,10 +58,10 @@ pub(super) enum Phase {
 pub(super) trait Writer {
     /// A checked object. `Err`: why the rest of the pack is not used.
     fn object(&mut self, hash: Hash, bytes: Vec<u8>) -> Result<(), String>;
-    /// A wanted chunk, to hash and write.
-    fn chunk(&mut self, record: &Record, whole: Vec<(usize, Hash)>) -> Result<(), String>;
+    /// A wanted chunk, hashed, to write.
+    fn chunk(&mut self, chunk: &VerifiedChunkBuf, whole: Vec<(usize, Hash)>) -> Result<(), String>;
     /// A chunk of a pack the writer already gave up: not used.
-    fn unused(&mut self, record: &Record);
+    fn unused(&mut self, hash: &Hash);
     /// The pack is over: `Ok` when every record was checked and used.
     fn end(&mut self, pack: &PackEntry, result: Result<(), String>) -> Result<(), ImportError>;
 }
@@ -115,11 +115,11 @@ fn write_all(
                     failed = writer.object(hash, bytes).err();
                 }
             }
-            Item::Chunk(record, whole) => {
-                budget.release(record.bytes.len());
+            Item::Chunk(chunk, whole) => {
+                budget.release(chunk.chunk().bytes().len());
                 if failed.is_some() {
-                    writer.unused(&record);
-                } else if let Err(reason) = writer.chunk(&record, whole) {
+                    writer.unused(&chunk.chunk().hash());
+                } else if let Err(reason) = writer.chunk(&chunk, whole) {
                     let path = folder.join(&packs[pack].name);
                     failed = Some(damaged(&path.display().to_string(), &reason));
                 }
@@ -225,22 +225,24 @@ impl Reading<'_> {
                         self.send(index, Item::Object(record.hash, record.bytes), len)?;
                     }
                 }
-                Kind::Chunk => match phase {
-                    Phase::Metadata => {}
-                    Phase::Chunks(order) if order.wants(&record.hash) => {
-                        let whole = order.feed(&record.hash, &record.bytes);
-                        let len = record.bytes.len();
-                        self.send(index, Item::Chunk(record, whole), len)?;
+                Kind::Chunk => {
+                    let Phase::Chunks(order) = phase else {
+                        continue;
+                    };
+                    // Every chunk is checked, wanted or not, so a pack is
+                    // remembered only when all of it is sound.
+                    let hash = record.hash;
+                    let Ok(chunk) = VerifiedChunkBuf::check(hash, record.bytes) else {
+                        let reason = format!("chunk {hash} does not match its hash");
+                        return Ok(Err(damaged(&shown, &reason)));
+                    };
+                    if order.wants(&hash) {
+                        let bytes = chunk.chunk().bytes();
+                        let whole = order.feed(&hash, bytes);
+                        let len = bytes.len();
+                        self.send(index, Item::Chunk(chunk, whole), len)?;
                     }
-                    Phase::Chunks(_) => {
-                        // Wanted by no missing file: still checked, so a pack
-                        // is remembered only when all of it is sound.
-                        if Hash::of(&record.bytes) != record.hash {
-                            let reason = format!("chunk {} does not match its hash", record.hash);
-                            return Ok(Err(damaged(&shown, &reason)));
-                        }
-                    }
-                },
+                }
             }
         }
         if records.len() != pack.size || records.position() != pack.size {
