@@ -6,7 +6,8 @@
 #
 # Usage: tools/bench/bundle.sh   (env: SIZE_GB=0.5, SHANLU=target/release/shanlu,
 #        WORK=a folder on the disk to measure, default a fresh mktemp -d; RUNS=3)
-# Each timing is the median of RUNS with the source in the page cache (no root
+# Each timing is the median of RUNS (only the command: making a fresh edge
+# folder is not timed) with the source in the page cache (no root
 # needed to drop caches), so the ratios compare the work, not the stick.
 # Goal (issue 14): import at least 0.7x cp's speed.
 set -euo pipefail
@@ -23,11 +24,12 @@ trap cleanup EXIT
 log() { echo "bundle.sh: $*" >&2; }
 
 now() { date +%s.%N; }
-# median_of CMD...: the median of RUNS runs, in seconds (CMD cleans up after itself)
+# median_of CMD...: the median of RUNS runs of `CMD... RUN` (RUN = 0, 1, ...), in seconds
 median_of() {
     local i t0 t1 times=()
     for ((i = 0; i < RUNS; i++)); do
-        t0=$(now); "$@" >/dev/null; t1=$(now)
+        [[ $(type -t "prepare_$1") == function ]] && "prepare_$1" "$i"
+        t0=$(now); "$@" "$i" >/dev/null; t1=$(now)
         times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b - a}')")
     done
     printf '%s\n' "${times[@]}" | sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
@@ -44,14 +46,18 @@ TOKEN=$("$SHANLU" origin add-edge --data "$WORK/origin" --name bench 2>/dev/null
 
 create_bundle() { "$SHANLU" bundle create --data "$WORK/origin" --out "$WORK/stick" --json; }
 create_tar() { tar cf "$WORK/course.tar" -C "$WORK" course && sync -f "$WORK/course.tar"; rm -f "$WORK/course.tar"; }
-# A pristine edge folder (a few KB), copied before each import.
+# (create and tar still clean up inside their timing, as before.)
+# A pristine edge folder (a few KB), copied before each import, untimed.
+# Each run imports into (and copies to) a folder of its own; they are all
+# removed after the runs, not between them: ext4 is slow to allocate inodes
+# next to ones deleted seconds before, which would charge the import (1,000
+# files) for the previous run's cleanup and not cp (4 files).
 "$SHANLU" edge init --data "$WORK/edge0" --origin quic://127.0.0.1:9 --origin-key "$KEY" \
     --origin-cert "$CERT" --token "$TOKEN" --min-free 1MB >/dev/null
-import_bundle() {
-    rm -rf "$WORK/edge" && cp -a "$WORK/edge0" "$WORK/edge"
-    "$SHANLU" edge import --data "$WORK/edge" "$WORK/stick" --json
-}
-copy_bundle() { rm -rf "$WORK/copy"; cp -r "$WORK/stick/shanlu-bundle" "$WORK/copy" && sync -f "$WORK/copy"; }
+prepare_import_bundle() { cp -a "$WORK/edge0" "$WORK/edge-$1" && sync -f "$WORK/edge0"; }
+import_bundle() { "$SHANLU" edge import --data "$WORK/edge-$1" "$WORK/stick" --json; }
+prepare_copy_bundle() { sync -f "$WORK/stick"; }
+copy_bundle() { cp -r "$WORK/stick/shanlu-bundle" "$WORK/copy-$1" && sync -f "$WORK/copy-$1"; }
 
 log "create: bundle vs tar ($RUNS runs each)"
 CREATE=$(median_of create_bundle)
@@ -61,7 +67,8 @@ log "import: edge import vs cp -r ($RUNS runs each)"
 cat "$WORK"/stick/shanlu-bundle/* >/dev/null
 IMPORT=$(median_of import_bundle)
 CP=$(median_of copy_bundle)
-"$SHANLU" verify "$WORK/edge" | tail -1 >&2
+"$SHANLU" verify "$WORK/edge-0" | tail -1 >&2
+rm -rf "$WORK"/edge-* "$WORK"/copy-*
 
 awk -v b="$BYTES" -v s="$STICK_BYTES" -v c="$CREATE" -v t="$TAR" -v i="$IMPORT" -v p="$CP" 'BEGIN {
     mb = 1024 * 1024

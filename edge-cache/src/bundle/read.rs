@@ -31,8 +31,16 @@ use super::pack::{Kind, PackReader, RECORD_HEAD};
 /// Record bytes read and not yet used by the writer, at most (a single
 /// record larger than this still passes, alone).
 const IN_FLIGHT_BYTES: u64 = 32 * 1024 * 1024;
-/// Records waiting, at most.
-const IN_FLIGHT_RECORDS: usize = 1024;
+/// Batches waiting, at most.
+const IN_FLIGHT_BATCHES: usize = 64;
+/// Records are passed on in batches of about this many bytes (one wakeup
+/// of the writer each, not one a record).
+const BATCH_BYTES: u64 = 1024 * 1024;
+/// Records in a batch, at most.
+const BATCH_RECORDS: usize = 256;
+
+/// Items of packs (by their place in the list) and their record bytes.
+type Batch = (u64, Vec<(usize, Item)>);
 
 /// What the reading thread passes on, per pack, in pack order.
 enum Item {
@@ -77,7 +85,7 @@ pub(super) fn read_packs(
     writer: &mut dyn Writer,
 ) -> Result<(), ImportError> {
     let budget = Budget::default();
-    let (tx, rx) = sync_channel(IN_FLIGHT_RECORDS);
+    let (tx, rx) = sync_channel(IN_FLIGHT_BATCHES);
     std::thread::scope(|scope| {
         let reading = Reading {
             folder,
@@ -85,8 +93,16 @@ pub(super) fn read_packs(
             progress,
             budget: &budget,
             tx,
+            batch: Vec::new(),
+            batch_bytes: 0,
         };
-        let reader = scope.spawn(move || reading.all(packs, phase));
+        let reader = std::thread::Builder::new()
+            .name("bundle-read".into())
+            .spawn_scoped(scope, move || reading.all(packs, phase))
+            .map_err(|source| ImportError::Io {
+                path: folder.to_owned(),
+                source,
+            })?;
         let result = write_all(folder, packs, &rx, &budget, writer);
         // Unblocks and stops the reader if the writer stopped early.
         budget.close();
@@ -101,37 +117,38 @@ pub(super) fn read_packs(
 fn write_all(
     folder: &Path,
     packs: &[&PackEntry],
-    rx: &Receiver<(usize, Item)>,
+    rx: &Receiver<Batch>,
     budget: &Budget,
     writer: &mut dyn Writer,
 ) -> Result<(), ImportError> {
     let mut failed: Option<String> = None;
     // Bounded: the reader sends a bounded number of items per pack and stops.
-    for (pack, item) in rx.iter() {
-        match item {
-            Item::Object(hash, bytes) => {
-                budget.release(bytes.len());
-                if failed.is_none() {
-                    failed = writer.object(hash, bytes).err();
+    for (bytes, batch) in rx.iter() {
+        for (pack, item) in batch {
+            match item {
+                Item::Object(hash, bytes) => {
+                    if failed.is_none() {
+                        failed = writer.object(hash, bytes).err();
+                    }
                 }
-            }
-            Item::Chunk(chunk, whole) => {
-                budget.release(chunk.chunk().bytes().len());
-                if failed.is_some() {
-                    writer.unused(&chunk.chunk().hash());
-                } else if let Err(reason) = writer.chunk(&chunk, whole) {
-                    let path = folder.join(&packs[pack].name);
-                    failed = Some(damaged(&path.display().to_string(), &reason));
+                Item::Chunk(chunk, whole) => {
+                    if failed.is_some() {
+                        writer.unused(&chunk.chunk().hash());
+                    } else if let Err(reason) = writer.chunk(&chunk, whole) {
+                        let path = folder.join(&packs[pack].name);
+                        failed = Some(damaged(&path.display().to_string(), &reason));
+                    }
                 }
-            }
-            Item::End(result) => {
-                let result = match failed.take() {
-                    Some(reason) => Err(reason),
-                    None => result,
-                };
-                writer.end(packs[pack], result)?;
+                Item::End(result) => {
+                    let result = match failed.take() {
+                        Some(reason) => Err(reason),
+                        None => result,
+                    };
+                    writer.end(packs[pack], result)?;
+                }
             }
         }
+        budget.release(bytes);
     }
     Ok(())
 }
@@ -149,34 +166,52 @@ struct Reading<'a> {
     catalog_bytes: &'a [u8],
     progress: &'a ProgressBar,
     budget: &'a Budget,
-    tx: SyncSender<(usize, Item)>,
+    tx: SyncSender<Batch>,
+    batch: Vec<(usize, Item)>,
+    batch_bytes: u64,
 }
 
 /// The writer is gone: stop reading.
 struct Closed;
 
 impl Reading<'_> {
-    fn all(self, packs: &[&PackEntry], mut phase: Phase) {
+    fn all(mut self, packs: &[&PackEntry], mut phase: Phase) {
         for (index, pack) in packs.iter().enumerate() {
             let Ok(result) = self.pack(index, pack, &mut phase) else {
                 return;
             };
-            if self.tx.send((index, Item::End(result))).is_err() {
+            self.batch.push((index, Item::End(result)));
+            if self.flush().is_err() {
                 return;
             }
         }
     }
 
-    fn send(&self, index: usize, item: Item, bytes: usize) -> Result<(), Closed> {
+    fn push(&mut self, index: usize, item: Item, bytes: usize) -> Result<(), Closed> {
+        self.batch.push((index, item));
+        self.batch_bytes += bytes as u64;
+        if self.batch_bytes >= BATCH_BYTES || self.batch.len() >= BATCH_RECORDS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Passes the batch on, once the writer has room for its bytes.
+    fn flush(&mut self) -> Result<(), Closed> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let bytes = std::mem::take(&mut self.batch_bytes);
         if !self.budget.take(bytes) {
             return Err(Closed);
         }
-        self.tx.send((index, item)).map_err(|_| Closed)
+        let batch = std::mem::take(&mut self.batch);
+        self.tx.send((bytes, batch)).map_err(|_| Closed)
     }
 
     /// One pack: `Ok(Err(why))` when it is damaged or unreadable.
     fn pack(
-        &self,
+        &mut self,
         index: usize,
         pack: &PackEntry,
         phase: &mut Phase,
@@ -222,7 +257,7 @@ impl Reading<'_> {
                     }
                     if matches!(phase, Phase::Metadata) {
                         let len = record.bytes.len();
-                        self.send(index, Item::Object(record.hash, record.bytes), len)?;
+                        self.push(index, Item::Object(record.hash, record.bytes), len)?;
                     }
                 }
                 Kind::Chunk => {
@@ -240,7 +275,7 @@ impl Reading<'_> {
                         let bytes = chunk.chunk().bytes();
                         let whole = order.feed(&hash, bytes);
                         let len = bytes.len();
-                        self.send(index, Item::Chunk(chunk, whole), len)?;
+                        self.push(index, Item::Chunk(chunk, whole), len)?;
                     }
                 }
             }
@@ -263,8 +298,7 @@ struct Budget {
 
 impl Budget {
     /// Waits for room for `bytes`; `false` once the writer is gone.
-    fn take(&self, bytes: usize) -> bool {
-        let bytes = bytes as u64;
+    fn take(&self, bytes: u64) -> bool {
         let Ok(mut state) = self.state.lock() else {
             return false;
         };
@@ -279,9 +313,9 @@ impl Budget {
         !state.1
     }
 
-    fn release(&self, bytes: usize) {
+    fn release(&self, bytes: u64) {
         if let Ok(mut state) = self.state.lock() {
-            state.0 = state.0.saturating_sub(bytes as u64);
+            state.0 = state.0.saturating_sub(bytes);
         }
         self.freed.notify_one();
     }
