@@ -345,6 +345,11 @@ impl VerifiedChunkBuf {
             bytes: &self.bytes,
         }
     }
+
+    /// The buffer, to read another chunk into.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
 }
 
 impl PartialBlob<'_> {

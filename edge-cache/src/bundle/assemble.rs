@@ -22,6 +22,8 @@ const MAX_OPEN: usize = 256;
 const FINISH_BATCH: usize = 128;
 /// Bytes written into a file after which its writeback is started.
 const WRITEBACK_BYTES: u64 = 16 * 1024 * 1024;
+/// A whole file's last bytes get their writeback started if at least this many.
+const WRITEBACK_MIN_BYTES: u64 = 256 * 1024;
 
 /// The files being assembled: which missing file holds which chunk.
 pub(super) struct Files<'s> {
@@ -161,9 +163,12 @@ impl<'s> Files<'s> {
             *unsynced = 0;
         }
         if *left == 0
-            && let Some((partial, _, _)) = self.open.remove(&file)
+            && let Some((partial, _, unsynced)) = self.open.remove(&file)
         {
-            self.writeback.kick(partial.file());
+            // Small files are left to the store's sync: a kick costs more.
+            if unsynced >= WRITEBACK_MIN_BYTES {
+                self.writeback.kick(partial.file());
+            }
             self.ready.push((file, partial));
             if self.ready.len() >= FINISH_BATCH {
                 self.finish_ready()?;

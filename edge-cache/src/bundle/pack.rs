@@ -258,6 +258,12 @@ impl<R: Read> PackReader<R> {
 
     /// The next record, `None` at the end of the pack.
     pub fn next_record(&mut self) -> Result<Option<Record>, PackError> {
+        self.next_record_in(Vec::new())
+    }
+
+    /// [`PackReader::next_record`], its bytes read into `spare` (a buffer
+    /// used before, emptied first; grown if too small).
+    pub fn next_record_in(&mut self, spare: Vec<u8>) -> Result<Option<Record>, PackError> {
         if self.offset == self.len {
             return Ok(None);
         }
@@ -293,7 +299,9 @@ impl<R: Read> PackReader<R> {
             });
         }
         // Not zeroed first: read straight into the spare capacity.
-        let mut bytes = Vec::with_capacity(length as usize);
+        let mut bytes = spare;
+        bytes.clear();
+        bytes.reserve_exact(length as usize);
         let read = (&mut self.input)
             .take(u64::from(length))
             .read_to_end(&mut bytes)

@@ -39,6 +39,12 @@ const BATCH_BYTES: u64 = 1024 * 1024;
 /// Records in a batch, at most.
 const BATCH_RECORDS: usize = 256;
 
+/// Chunk buffers kept for reuse, at most, each of [`SPARE_CAPACITY`]
+/// (allocating and faulting in fresh ones cost more than the copy).
+const SPARES: usize = 64;
+/// Every chunk fits (chunks are at most 256 KiB; a bigger record grows it).
+const SPARE_CAPACITY: usize = 256 * 1024;
+
 /// Items of packs (by their place in the list) and their record bytes.
 type Batch = (u64, Vec<(usize, Item)>);
 
@@ -138,6 +144,7 @@ fn write_all(
                         let path = folder.join(&packs[pack].name);
                         failed = Some(damaged(&path.display().to_string(), &reason));
                     }
+                    budget.give_back(chunk.into_bytes());
                 }
                 Item::End(result) => {
                     let result = match failed.take() {
@@ -235,7 +242,11 @@ impl Reading<'_> {
                 // The rest is chunks, read in the chunk phase.
                 return Ok(Ok(()));
             }
-            let record = match records.next_record() {
+            let record = match phase {
+                Phase::Chunks(_) => records.next_record_in(self.budget.spare()),
+                Phase::Metadata => records.next_record(),
+            };
+            let record = match record {
                 Ok(Some(record)) => record,
                 Ok(None) => break,
                 Err(err) => return Ok(Err(damaged(&shown, &err.to_string()))),
@@ -267,6 +278,7 @@ impl Reading<'_> {
                     // Every chunk is checked, wanted or not, so a pack is
                     // remembered only when all of it is sound.
                     let hash = record.hash;
+                    let held = record.bytes.capacity();
                     let Ok(chunk) = VerifiedChunkBuf::check(hash, record.bytes) else {
                         let reason = format!("chunk {hash} does not match its hash");
                         return Ok(Err(damaged(&shown, &reason)));
@@ -274,8 +286,9 @@ impl Reading<'_> {
                     if order.wants(&hash) {
                         let bytes = chunk.chunk().bytes();
                         let whole = order.feed(&hash, bytes);
-                        let len = bytes.len();
-                        self.push(index, Item::Chunk(chunk, whole), len)?;
+                        self.push(index, Item::Chunk(chunk, whole), held)?;
+                    } else {
+                        self.budget.give_back(chunk.into_bytes());
                     }
                 }
             }
@@ -288,15 +301,33 @@ impl Reading<'_> {
     }
 }
 
-/// Record bytes in flight between the threads, bounded.
+/// Record bytes in flight between the threads, bounded, and the chunk
+/// buffers the writer is done with.
 #[derive(Default)]
 struct Budget {
     /// Bytes in flight, and whether the writer is gone.
     state: Mutex<(u64, bool)>,
     freed: Condvar,
+    spares: Mutex<Vec<Vec<u8>>>,
 }
 
 impl Budget {
+    /// A buffer for the next chunk.
+    fn spare(&self) -> Vec<u8> {
+        let spare = self.spares.lock().ok().and_then(|mut spares| spares.pop());
+        spare.unwrap_or_else(|| Vec::with_capacity(SPARE_CAPACITY))
+    }
+
+    /// A chunk buffer done with: kept if there is room (and it is one of ours).
+    fn give_back(&self, bytes: Vec<u8>) {
+        if bytes.capacity() == SPARE_CAPACITY
+            && let Ok(mut spares) = self.spares.lock()
+            && spares.len() < SPARES
+        {
+            spares.push(bytes);
+        }
+    }
+
     /// Waits for room for `bytes`; `false` once the writer is gone.
     fn take(&self, bytes: u64) -> bool {
         let Ok(mut state) = self.state.lock() else {
