@@ -4,20 +4,25 @@
 //!    one), and the signed catalog, checked by [`crate::sync::accept`]
 //!    (pinned key, key roots, never an older sequence; an equal one is fine).
 //!    A refusal here leaves the edge untouched.
-//! 2. The packs holding metadata, each checked whole against the index's
-//!    BLAKE3 first; every object is hashed and decoded before it is stored.
-//!    Once the catalog's metadata is all held, the catalog is put in force.
-//! 3. The chunk packs, each checked whole first: every chunk is hashed
-//!    ([`VerifiedChunk`]) and written into the partial blobs of the
-//!    subscribed courses' files that are missing; a file moves into the
-//!    store only whole and verified.
+//! 2. The packs holding metadata: every object is hashed and decoded (on
+//!    the reading thread, `bundle/read.rs`) before it is stored. Once the
+//!    catalog's metadata is all held, the catalog is put in force.
+//! 3. The chunk packs, read and checked on the reading thread while this
+//!    one writes: every chunk is hashed once ([`VerifiedChunkBuf`]) and
+//!    written into the partial blobs of the subscribed courses' files that
+//!    are missing; a file moves into the store only whole, with its BLAKE3
+//!    the manifest's (taken as its chunks went by in order, `bundle/order.rs`,
+//!    or read back).
 //! 4. Files not completed by the bundle are topped up from chunks held in
 //!    other blobs (an update) and finished when whole.
 //!
-//! A pack that fails its check (damaged stick, pulled mid-copy) is reported
-//! and skipped; the others are still used. Each pack fully used is recorded
-//! by BLAKE3 in the store's meta ([`IMPORTED`]) after its data is durable, so
-//! a rerun does not read it again.
+//! A pack with a record that fails its check, or not the index's size
+//! (damaged stick, pulled mid-copy), is reported and skipped; the records
+//! before the damage were each verified and are kept, the other packs are
+//! still used. Each pack all of whose records were checked and used is
+//! recorded by the index's BLAKE3 in the store's meta ([`IMPORTED`]) after
+//! its data is durable, so a rerun does not read it. Packs are not hashed
+//! whole: see `bundle/read.rs` for why every byte is still checked.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -13,7 +13,7 @@
 //! at most one record's worth of memory. It does not check hashes: the
 //! importer does, before anything is kept.
 
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use catalog::Hash;
@@ -210,9 +210,12 @@ pub struct PackReader<R> {
     input: R,
     offset: u64,
     len: u64,
+    /// The next record's head, read with the record before it (one read
+    /// call a record, no buffer to copy through).
+    next_head: Option<[u8; RECORD_HEAD as usize]>,
 }
 
-impl PackReader<BufReader<std::fs::File>> {
+impl PackReader<std::fs::File> {
     pub fn open(path: &Path) -> Result<Self, PackError> {
         let file = std::fs::File::open(path).map_err(|source| PackError::Io {
             action: "opening",
@@ -227,9 +230,9 @@ impl PackReader<BufReader<std::fs::File>> {
                 source,
             })?
             .len();
-        // A small buffer: record heads and small objects come through it;
-        // a chunk's bytes are mostly read straight into its own buffer.
-        PackReader::new(path, BufReader::with_capacity(16 * 1024, file), len)
+        // Unbuffered: each record (and the next head) is read straight
+        // into the record's own buffer.
+        PackReader::new(path, file, len)
     }
 }
 
@@ -253,6 +256,7 @@ impl<R: Read> PackReader<R> {
             input,
             offset: HEADER_LEN,
             len,
+            next_head: None,
         })
     }
 
@@ -275,10 +279,16 @@ impl<R: Read> PackReader<R> {
         if self.len - self.offset < RECORD_HEAD {
             return Err(truncated(&self.path));
         }
-        let mut head = [0u8; RECORD_HEAD as usize];
-        self.input
-            .read_exact(&mut head)
-            .map_err(|_| truncated(&self.path))?;
+        let head = match self.next_head.take() {
+            Some(head) => head,
+            None => {
+                let mut head = [0u8; RECORD_HEAD as usize];
+                self.input
+                    .read_exact(&mut head)
+                    .map_err(|_| truncated(&self.path))?;
+                head
+            }
+        };
         let kind = Kind::from_byte(head[0]).ok_or_else(|| PackError::UnknownKind {
             path: self.path.clone(),
             offset: start,
@@ -298,16 +308,29 @@ impl<R: Read> PackReader<R> {
                 limit: left.min(u64::from(MAX_RECORD)),
             });
         }
+        // The next head too, when the pack has room for one after this record.
+        let ahead = if left - u64::from(length) >= RECORD_HEAD {
+            RECORD_HEAD as usize
+        } else {
+            0
+        };
+        let want = length as usize + ahead;
         // Not zeroed first: read straight into the spare capacity.
         let mut bytes = spare;
         bytes.clear();
-        bytes.reserve_exact(length as usize);
+        bytes.reserve_exact(want);
         let read = (&mut self.input)
-            .take(u64::from(length))
+            .take(want as u64)
             .read_to_end(&mut bytes)
             .map_err(|_| truncated(&self.path))?;
-        if read != length as usize {
+        if read != want {
             return Err(truncated(&self.path));
+        }
+        if ahead > 0 {
+            let mut next = [0u8; RECORD_HEAD as usize];
+            next.copy_from_slice(&bytes[length as usize..]);
+            bytes.truncate(length as usize);
+            self.next_head = Some(next);
         }
         self.offset += RECORD_HEAD + u64::from(length);
         Ok(Some(Record {

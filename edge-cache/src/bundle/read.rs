@@ -42,8 +42,9 @@ const BATCH_RECORDS: usize = 256;
 /// Chunk buffers kept for reuse, at most, each of [`SPARE_CAPACITY`]
 /// (allocating and faulting in fresh ones cost more than the copy).
 const SPARES: usize = 64;
-/// Every chunk fits (chunks are at most 256 KiB; a bigger record grows it).
-const SPARE_CAPACITY: usize = 256 * 1024;
+/// Every chunk and the next record's head fit (chunks are at most 256 KiB;
+/// a bigger record grows it).
+const SPARE_CAPACITY: usize = 256 * 1024 + RECORD_HEAD as usize;
 
 /// Items of packs (by their place in the list) and their record bytes.
 type Batch = (u64, Vec<(usize, Item)>);
