@@ -121,11 +121,9 @@ impl Store {
         self.finish_partials_hashed(partials.into_iter().map(|p| (p, None)).collect())
     }
 
-    /// [`Store::finish_partials`] for blobs whose whole BLAKE3 the caller
-    /// computed over exactly the bytes it wrote, in file order, as it wrote
-    /// them (`Some`): such a blob is not read back and hashed again, but the
-    /// hash must still be the manifest's (else it is discarded, as on a
-    /// mismatch). `None`: hashed here from the file.
+    /// [`Store::finish_partials`]; `Some`: the BLAKE3 the caller took of the
+    /// very bytes it wrote, in order, used instead of reading the file back
+    /// (it must still be the manifest's, else the blob is discarded).
     pub fn finish_partials_hashed(
         &self,
         partials: Vec<(PartialBlob<'_>, Option<Hash>)>,
@@ -322,7 +320,7 @@ impl<'a> VerifiedChunk<'a> {
 
 /// A chunk's owned bytes whose BLAKE3 was checked once: checked on one
 /// thread (the USB bundle import's reader), written on another.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct VerifiedChunkBuf {
     hash: Hash,
     bytes: Vec<u8>,
@@ -364,10 +362,8 @@ impl PartialBlob<'_> {
         &self.file
     }
 
-    /// Unflushed bytes after which a write flushes by itself (default 8 MiB).
-    /// A caller that flushes at points of its own (the USB bundle import
-    /// flushes after each pack, which is also its unit of resuming) sets it
-    /// higher: each flush is an fdatasync and an index commit.
+    /// Unflushed bytes after which a write flushes (an fdatasync and a
+    /// commit) by itself: 8 MiB, or more for a caller that flushes itself.
     pub fn set_flush_bytes(&mut self, bytes: u64) {
         self.flush_bytes = bytes;
     }

@@ -273,8 +273,9 @@ pub(super) struct Writeback {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Files waiting for their writeback to be started, at most.
-const WRITEBACK_QUEUE: usize = 1024;
+/// Files waiting for their writeback to be started, at most (each an open
+/// descriptor; a kick with no room is dropped).
+const WRITEBACK_QUEUE: usize = 64;
 
 impl Writeback {
     pub(super) fn start() -> Writeback {
