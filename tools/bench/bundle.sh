@@ -6,8 +6,8 @@
 #
 # Usage: tools/bench/bundle.sh   (env: SIZE_GB=0.5, SHANLU=target/release/shanlu,
 #        WORK=a folder on the disk to measure, default a fresh mktemp -d; RUNS=3)
-# Each timing is the median of RUNS (only the command: making a fresh edge
-# folder is not timed) with the source in the page cache (no root
+# Each timing is the median of RUNS, the two sides interleaved (only the
+# command: making a fresh edge folder is not timed) with the source in the page cache (no root
 # needed to drop caches), so the ratios compare the work, not the stick.
 # Goal (issue 14): import at least 0.7x cp's speed.
 set -euo pipefail
@@ -24,15 +24,27 @@ trap cleanup EXIT
 log() { echo "bundle.sh: $*" >&2; }
 
 now() { date +%s.%N; }
-# median_of CMD...: the median of RUNS runs of `CMD... RUN` (RUN = 0, 1, ...), in seconds
-median_of() {
-    local i t0 t1 times=()
+median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+# time_run CMD RUN: runs `prepare_CMD RUN` if there is one (untimed), then
+# `CMD RUN`; prints the seconds CMD took.
+time_run() {
+    local t0 t1
+    [[ $(type -t "prepare_$1") == function ]] && "prepare_$1" "$2"
+    t0=$(now); "$1" "$2" >/dev/null; t1=$(now)
+    awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b - a}'
+}
+# medians_of A B: RUNS runs of A and of B, interleaved (A B A B ...) so both
+# see the same machine (a noisy neighbour, the disk's own background work);
+# prints the two medians.
+medians_of() {
+    local i a=() b=()
     for ((i = 0; i < RUNS; i++)); do
-        [[ $(type -t "prepare_$1") == function ]] && "prepare_$1" "$i"
-        t0=$(now); "$@" "$i" >/dev/null; t1=$(now)
-        times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b - a}')")
+        a+=("$(time_run "$1" "$i")")
+        b+=("$(time_run "$2" "$i")")
     done
-    printf '%s\n' "${times[@]}" | sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+    log "$1: ${a[*]} s"
+    log "$2: ${b[*]} s"
+    echo "$(printf '%s\n' "${a[@]}" | median) $(printf '%s\n' "${b[@]}" | median)"
 }
 
 log "generating a ${SIZE_GB} GiB course in $WORK"
@@ -59,14 +71,12 @@ import_bundle() { "$SHANLU" edge import --data "$WORK/edge-$1" "$WORK/stick" --j
 prepare_copy_bundle() { sync -f "$WORK/stick"; }
 copy_bundle() { cp -r "$WORK/stick/shanlu-bundle" "$WORK/copy-$1" && sync -f "$WORK/copy-$1"; }
 
-log "create: bundle vs tar ($RUNS runs each)"
-CREATE=$(median_of create_bundle)
-TAR=$(median_of create_tar)
+log "create: bundle vs tar ($RUNS runs each, interleaved)"
+read -r CREATE TAR < <(medians_of create_bundle create_tar)
 STICK_BYTES=$(du -sb "$WORK/stick/shanlu-bundle" | cut -f1)
-log "import: edge import vs cp -r ($RUNS runs each)"
+log "import: edge import vs cp -r ($RUNS runs each, interleaved)"
 cat "$WORK"/stick/shanlu-bundle/* >/dev/null
-IMPORT=$(median_of import_bundle)
-CP=$(median_of copy_bundle)
+read -r IMPORT CP < <(medians_of import_bundle copy_bundle)
 "$SHANLU" verify "$WORK/edge-0" | tail -1 >&2
 rm -rf "$WORK"/edge-* "$WORK"/copy-*
 
