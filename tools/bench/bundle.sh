@@ -6,6 +6,7 @@
 #
 # Usage: tools/bench/bundle.sh   (env: SIZE_GB=0.5, SHANLU=target/release/shanlu,
 #        WORK=a folder on the disk to measure, default a fresh mktemp -d; RUNS=3)
+# Needs (4 + 2 x RUNS) x SIZE_GB free on WORK's disk (checked first).
 # Each timing is the median of RUNS, the two sides interleaved (only the
 # command: making a fresh edge folder is not timed) with the source in the page cache (no root
 # needed to drop caches), so the ratios compare the work, not the stick.
@@ -19,7 +20,8 @@ SHANLU=${SHANLU:-$HERE/../../target/release/shanlu}
 [[ -x $SHANLU ]] || { echo "build first: cargo build --release -p tools ($SHANLU)" >&2; exit 1; }
 OWN_WORK=0
 if [[ -z ${WORK:-} ]]; then WORK=$(mktemp -d); OWN_WORK=1; fi
-cleanup() { if ((OWN_WORK)); then rm -rf "$WORK"; fi; }
+mkdir -p "$WORK"
+cleanup() { rm -rf "$WORK"/edge-* "$WORK"/copy-*; if ((OWN_WORK)); then rm -rf "$WORK"; fi; }
 trap cleanup EXIT
 log() { echo "bundle.sh: $*" >&2; }
 
@@ -30,7 +32,9 @@ median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (
 time_run() {
     local t0 t1
     [[ $(type -t "prepare_$1") == function ]] && "prepare_$1" "$2"
-    t0=$(now); "$1" "$2" >/dev/null; t1=$(now)
+    t0=$(now)
+    if ! "$1" "$2" >/dev/null; then log "$1 (run $2) failed"; echo failed; return; fi
+    t1=$(now)
     awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b - a}'
 }
 # medians_of A B: RUNS runs of A and of B, interleaved (A B A B ...) so both
@@ -44,8 +48,14 @@ medians_of() {
     done
     log "$1: ${a[*]} s"
     log "$2: ${b[*]} s"
+    [[ " ${a[*]} ${b[*]} " != *" failed "* ]] || return 1
     echo "$(printf '%s\n' "${a[@]}" | median) $(printf '%s\n' "${b[@]}" | median)"
 }
+
+# The course, the origin, the stick, and an edge and a copy per run.
+NEED_KB=$(awk -v g="$SIZE_GB" -v r="$RUNS" 'BEGIN {printf "%d", g * (3 + 2 * r + 1) * 1024 * 1024}')
+FREE_KB=$(df -Pk "$WORK" | awk 'NR == 2 {print $4}')
+((FREE_KB >= NEED_KB)) || { log "needs ${NEED_KB} KiB free in $WORK, has ${FREE_KB}"; exit 1; }
 
 log "generating a ${SIZE_GB} GiB course in $WORK"
 python3 "$HERE/gen-tree.py" "$WORK/course" --size-gb "$SIZE_GB" >/dev/null
@@ -67,17 +77,21 @@ create_tar() { tar cf "$WORK/course.tar" -C "$WORK" course && sync -f "$WORK/cou
 "$SHANLU" edge init --data "$WORK/edge0" --origin quic://127.0.0.1:9 --origin-key "$KEY" \
     --origin-cert "$CERT" --token "$TOKEN" --min-free 1MB >/dev/null
 prepare_import_bundle() { cp -a "$WORK/edge0" "$WORK/edge-$1" && sync -f "$WORK/edge0"; }
-import_bundle() { "$SHANLU" edge import --data "$WORK/edge-$1" "$WORK/stick" --json; }
+# A run counts only if the edge then holds everything (a full disk makes the
+# quota leave files out, which is quick and not an error).
+import_bundle() { "$SHANLU" edge import --data "$WORK/edge-$1" "$WORK/stick" --json | grep -q '"complete": true'; }
 prepare_copy_bundle() { sync -f "$WORK/stick"; }
 copy_bundle() { cp -r "$WORK/stick/shanlu-bundle" "$WORK/copy-$1" && sync -f "$WORK/copy-$1"; }
 
 log "create: bundle vs tar ($RUNS runs each, interleaved)"
-read -r CREATE TAR < <(medians_of create_bundle create_tar)
+MEDIANS=$(medians_of create_bundle create_tar) || { log "a run failed"; exit 1; }
+read -r CREATE TAR <<<"$MEDIANS"
 STICK_BYTES=$(du -sb "$WORK/stick/shanlu-bundle" | cut -f1)
 log "import: edge import vs cp -r ($RUNS runs each, interleaved)"
 cat "$WORK"/stick/shanlu-bundle/* >/dev/null
-read -r IMPORT CP < <(medians_of import_bundle copy_bundle)
-"$SHANLU" verify "$WORK/edge-0" | tail -1 >&2
+MEDIANS=$(medians_of import_bundle copy_bundle) || { log "a run failed"; exit 1; }
+read -r IMPORT CP <<<"$MEDIANS"
+for ((i = 0; i < RUNS; i++)); do "$SHANLU" verify "$WORK/edge-$i" | tail -1 >&2; done
 rm -rf "$WORK"/edge-* "$WORK"/copy-*
 
 awk -v b="$BYTES" -v s="$STICK_BYTES" -v c="$CREATE" -v t="$TAR" -v i="$IMPORT" -v p="$CP" 'BEGIN {
