@@ -250,7 +250,10 @@ impl Reading<'_> {
             let record = match record {
                 Ok(Some(record)) => record,
                 Ok(None) => break,
-                Err(err) => return Ok(Err(damaged(&shown, &err.to_string()))),
+                Err(err) => {
+                    let reason = catalog::format::error_chain(&err);
+                    return Ok(Err(damaged(&shown, &reason)));
+                }
             };
             self.progress.inc(RECORD_HEAD + record.bytes.len() as u64);
             match record.kind {
