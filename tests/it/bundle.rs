@@ -401,3 +401,64 @@ fn issue_14_courses_limits_the_files_but_not_the_catalog() {
         "{stderr}"
     );
 }
+
+/// Issue 14: import no longer hashes a pack whole, so a chunk whose bytes
+/// were changed inside a pack whose index entry was rewritten to match (size
+/// and BLAKE3) must still be refused by its own hash: the pack is skipped,
+/// the file holding the chunk is not kept, the pack is not remembered, and
+/// a rerun with the good pack completes the edge.
+#[test]
+fn issue_14_a_wrong_chunk_in_a_pack_whose_index_entry_matches_is_refused() {
+    let (origin, src) = published_course(148);
+    let (edge, _addr) = edge_of(&origin, "school-b8");
+    let stick = tempfile::tempdir().expect("tempdir");
+    let pack_bytes = ("SHANLU_TEST_BUNDLE_PACK_BYTES", "4000000");
+    let made = create(&origin.data(), stick.path(), &[], &[pack_bytes]);
+    assert!(made["packs"].as_u64().expect("packs") >= 7, "{made:#}");
+    let folder = bundle_folder(stick.path());
+    let pack = folder.join("pack-0003.slp");
+    let good = std::fs::read(&pack).expect("pack");
+    // The first record's bytes: after the 9-byte header and a 37-byte head.
+    assert_eq!(good[9], 3, "pack 3 starts with a chunk record");
+    let chunk_hash = catalog::Hash::from_bytes(good[10..42].try_into().expect("32 bytes"));
+    let mut bad = good.clone();
+    bad[9 + 37 + 100] ^= 0x01;
+    std::fs::write(&pack, &bad).expect("tamper");
+    let index_path = folder.join("index.json");
+    let good_index = std::fs::read_to_string(&index_path).expect("index");
+    let mut index: Value = serde_json::from_str(&good_index).expect("json");
+    let entry = index["packs"]
+        .as_array_mut()
+        .expect("packs")
+        .iter_mut()
+        .find(|p| p["name"] == "pack-0003.slp")
+        .expect("pack 3 listed");
+    entry["blake3"] = Value::from(blake3::hash(&bad).to_hex().to_string());
+    assert_eq!(entry["size"], bad.len() as u64);
+    std::fs::write(&index_path, index.to_string()).expect("rewrite index");
+
+    let (code, report, stderr) = import(&edge, stick.path());
+    assert_eq!(code, 2, "{report:#}\n{stderr}");
+    assert!(stderr.contains("pack-0003.slp is damaged"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("chunk {chunk_hash} does not match its hash")),
+        "{stderr}"
+    );
+    let skipped = report["packs_skipped"].as_array().expect("skipped");
+    assert_eq!(skipped.len(), 1, "{report:#}");
+    assert_eq!(skipped[0]["name"], "pack-0003.slp");
+    assert_eq!(report["files_missing"], 1, "{report:#}");
+    assert_eq!(report["complete"], false);
+    assert!(run_ok(&["verify", &edge.data_str()]).contains("all good"));
+
+    // The tampered pack was not remembered: with the good one back, a rerun
+    // reads it (and only it) and the edge holds every file.
+    std::fs::write(&pack, &good).expect("restore");
+    std::fs::write(&index_path, &good_index).expect("restore index");
+    let (code, second, stderr) = import(&edge, stick.path());
+    assert_eq!(code, 0, "{second:#}\n{stderr}");
+    assert_eq!(second["packs_read"], 1, "{second:#}");
+    assert_eq!(second["files_missing"], 0);
+    assert_eq!(assert_edge_holds(&edge, "math", &src), 5);
+    assert!(run_ok(&["verify", &edge.data_str()]).contains("all good"));
+}

@@ -51,7 +51,7 @@ pub use import::{ImportMode, Imported};
 pub use integrity::{FileIdentity, OpenedBlob};
 pub use opened::HeldBlob;
 pub use pack::{MAX_PACK_BYTES, PACK_MEDIA_TYPE, Pack};
-pub use partial::{PartialBlob, VerifiedChunk};
+pub use partial::{PartialBlob, VerifiedChunk, VerifiedChunkBuf};
 pub use quarantine::{QuarantineReason, QuarantineRecord};
 pub use scrub::{BlobCheck, ScrubProblem, ScrubReport};
 

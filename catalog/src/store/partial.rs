@@ -34,6 +34,8 @@ pub struct PartialBlob<'s> {
     pending_bytes: u64,
     /// Chunk indices by hash, built on first use.
     by_hash: HashMap<Hash, Vec<usize>>,
+    /// Unflushed bytes after which a write flushes by itself.
+    flush_bytes: u64,
 }
 
 /// A blob moved into `blobs/` whose index record is still to be written.
@@ -116,13 +118,23 @@ impl Store {
         &self,
         partials: Vec<PartialBlob<'_>>,
     ) -> Result<Vec<Result<Hash, StoreError>>, StoreError> {
+        self.finish_partials_hashed(partials.into_iter().map(|p| (p, None)).collect())
+    }
+
+    /// [`Store::finish_partials`]; `Some`: the BLAKE3 the caller took of the
+    /// very bytes it wrote, in order, used instead of reading the file back
+    /// (it must still be the manifest's, else the blob is discarded).
+    pub fn finish_partials_hashed(
+        &self,
+        partials: Vec<(PartialBlob<'_>, Option<Hash>)>,
+    ) -> Result<Vec<Result<Hash, StoreError>>, StoreError> {
         // A collection (issue 13) must not delete a blob between its move
         // into `blobs/` and its record: held shared until both are done.
         let _collect_lock = self.collect_lock_shared()?;
         let mut results = Vec::with_capacity(partials.len());
         let mut finished = Vec::new();
-        for partial in partials {
-            match partial.move_into_store() {
+        for (partial, whole) in partials {
+            match partial.move_into_store(whole) {
                 Ok(done) => {
                     results.push(Ok(done.blob));
                     finished.push(done);
@@ -278,6 +290,7 @@ impl Store {
             pending: Vec::new(),
             pending_bytes: 0,
             by_hash: HashMap::new(),
+            flush_bytes: AUTO_FLUSH_BYTES,
         })
     }
 }
@@ -305,6 +318,38 @@ impl<'a> VerifiedChunk<'a> {
     }
 }
 
+/// A chunk's owned bytes whose BLAKE3 was checked once: checked on one
+/// thread (the USB bundle import's reader), written on another.
+#[derive(Debug)]
+pub struct VerifiedChunkBuf {
+    hash: Hash,
+    bytes: Vec<u8>,
+}
+
+impl VerifiedChunkBuf {
+    /// The bytes, if their BLAKE3 is `hash`; else they are handed back.
+    pub fn check(hash: Hash, bytes: Vec<u8>) -> Result<VerifiedChunkBuf, Vec<u8>> {
+        if Hash::of(&bytes) == hash {
+            Ok(VerifiedChunkBuf { hash, bytes })
+        } else {
+            Err(bytes)
+        }
+    }
+
+    /// The checked chunk, to write.
+    pub fn chunk(&self) -> VerifiedChunk<'_> {
+        VerifiedChunk {
+            hash: self.hash,
+            bytes: &self.bytes,
+        }
+    }
+
+    /// The buffer, to read another chunk into.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
 impl PartialBlob<'_> {
     pub fn manifest(&self) -> &FileManifest {
         &self.manifest
@@ -315,6 +360,12 @@ impl PartialBlob<'_> {
     /// moves it into `blobs/`: the rename keeps the same file.
     pub fn file(&self) -> &std::fs::File {
         &self.file
+    }
+
+    /// Unflushed bytes after which a write flushes (an fdatasync and a
+    /// commit) by itself: 8 MiB, or more for a caller that flushes itself.
+    pub fn set_flush_bytes(&mut self, bytes: u64) {
+        self.flush_bytes = bytes;
     }
 
     /// Which chunks are present (durable or written since the last flush).
@@ -416,7 +467,7 @@ impl PartialBlob<'_> {
         self.pending.push(index);
         self.pending_flags[index] = true;
         self.pending_bytes += bytes.len() as u64;
-        if self.pending_bytes >= AUTO_FLUSH_BYTES {
+        if self.pending_bytes >= self.flush_bytes {
             self.flush()?;
         }
         Ok(())
@@ -504,7 +555,7 @@ impl PartialBlob<'_> {
 
     /// Checks the whole blob and moves it into `blobs/`; the index record is
     /// written by the caller once the data is durable.
-    fn move_into_store(mut self) -> Result<FinishedBlob, StoreError> {
+    fn move_into_store(mut self, whole: Option<Hash>) -> Result<FinishedBlob, StoreError> {
         let missing = self.missing().len();
         if missing > 0 {
             self.flush()?;
@@ -514,7 +565,15 @@ impl PartialBlob<'_> {
             });
         }
         let path = self.store.partial_path(&self.manifest.blob);
-        if let Err(err) = check_whole(&self.file, &path, self.manifest.size, self.manifest.blob) {
+        let checked = match whole {
+            Some(actual) if actual != self.manifest.blob => Err(StoreError::BlobMismatch {
+                expected: self.manifest.blob,
+                actual,
+            }),
+            Some(_) => Ok(()),
+            None => check_whole(&self.file, &path, self.manifest.size, self.manifest.blob),
+        };
+        if let Err(err) = checked {
             if matches!(err, StoreError::BlobMismatch { .. }) {
                 self.discard()?;
             }

@@ -4,34 +4,39 @@
 //!    one), and the signed catalog, checked by [`crate::sync::accept`]
 //!    (pinned key, key roots, never an older sequence; an equal one is fine).
 //!    A refusal here leaves the edge untouched.
-//! 2. The packs holding metadata, each checked whole against the index's
-//!    BLAKE3 first; every object is hashed and decoded before it is stored.
-//!    Once the catalog's metadata is all held, the catalog is put in force.
-//! 3. The chunk packs, each checked whole first: every chunk is hashed
-//!    ([`VerifiedChunk`]) and written into the partial blobs of the
-//!    subscribed courses' files that are missing; a file moves into the
-//!    store only whole and verified.
+//! 2. The packs holding metadata: every object is hashed and decoded (on
+//!    the reading thread, `bundle/read.rs`) before it is stored. Once the
+//!    catalog's metadata is all held, the catalog is put in force.
+//! 3. The chunk packs, read and checked on the reading thread while this
+//!    one writes: every chunk is hashed once ([`VerifiedChunkBuf`]) and
+//!    written into the partial blobs of the subscribed courses' files that
+//!    are missing; a file moves into the store only whole, with its BLAKE3
+//!    the manifest's (taken as its chunks went by in order, `bundle/order.rs`,
+//!    or read back).
 //! 4. Files not completed by the bundle are topped up from chunks held in
 //!    other blobs (an update) and finished when whole.
 //!
-//! A pack that fails its check (damaged stick, pulled mid-copy) is reported
-//! and skipped; the others are still used. Each pack fully used is recorded
-//! by BLAKE3 in the store's meta ([`IMPORTED`]) after its data is durable, so
-//! a rerun does not read it again.
+//! A pack with a record that fails its check, or not the index's size
+//! (damaged stick, pulled mid-copy), is reported and skipped; the records
+//! before the damage were each verified and are kept, the other packs are
+//! still used. Each pack all of whose records were checked and used is
+//! recorded by the index's BLAKE3 in the store's meta ([`IMPORTED`]) after
+//! its data is durable, so a rerun does not read it. Packs are not hashed
+//! whole: see `bundle/read.rs` for why every byte is still checked.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use catalog::store::StoreError;
-use catalog::{Hash, Object, Store};
+use catalog::store::{StoreError, VerifiedChunkBuf};
+use catalog::{Hash, Store};
 use indicatif::ProgressBar;
 use serde::Serialize;
 use tracing::{info, warn};
 
 use super::assemble::Files;
-use super::pack::{Kind, PackError, PackReader};
+use super::read::{Phase, Writer, read_packs};
 use super::{BundleIndex, FORMAT, INDEX, MAX_INDEX_BYTES, MAX_PACKS, PackEntry, bundle_dir};
 use crate::config::{self, EdgeConfig};
 use crate::quota;
@@ -193,19 +198,26 @@ pub fn import(
     );
 
     // 2. Metadata packs.
-    let mut reader = Packs {
-        folder: &folder,
+    let metadata_packs: Vec<&PackEntry> = todo
+        .iter()
+        .copied()
+        .filter(|p| p.catalogs + p.objects > 0)
+        .collect();
+    let mut writer = Metadata {
         store: &store,
-        catalog_bytes: &catalog_bytes,
-        progress,
+        objects: Vec::new(),
+        imported: &mut imported,
+        report: &mut report,
     };
-    for pack in todo.iter().filter(|p| p.catalogs + p.objects > 0) {
-        match reader.read(pack, &mut |_| Ok(()), &mut report) {
-            Ok(()) if pack.chunks == 0 => remember(&store, &mut imported, pack)?,
-            Ok(()) => {}
-            Err(reason) => skip(&mut report, pack, reason),
-        }
-    }
+    let phase = Phase::Metadata;
+    read_packs(
+        &folder,
+        &metadata_packs,
+        &catalog_bytes,
+        phase,
+        progress,
+        &mut writer,
+    )?;
     if let Some(first) = metadata_wanted(&catalog, &*store)?.first() {
         return Err(ImportError::MissingMetadata {
             folder,
@@ -220,19 +232,28 @@ pub fn import(
         info!(sequence = catalog.sequence, "new catalog in force");
     }
 
-    // 3. Chunk packs, into the missing files of subscribed courses.
+    // 3. Chunk packs, into the missing files of subscribed courses, read on
+    // a second thread while this one writes.
     let jobs = file_jobs(&catalog, |id| config.subscribe.includes(id), &*store)?;
     let wanted = within_quota(&config, &store, &catalog, &jobs, &mut report)?;
-    let mut files = Files::new(&store, &jobs, &wanted)?;
+    let files = Files::new(&store, &jobs, &wanted)?;
     let chunk_packs: Vec<&PackEntry> = todo.iter().copied().filter(|p| p.chunks > 0).collect();
-    for pack in &chunk_packs {
-        let result = reader.read(pack, &mut |record| files.chunk(record), &mut report);
-        files.close_all(&mut report)?;
-        match result {
-            Ok(()) => remember(&store, &mut imported, pack)?,
-            Err(reason) => skip(&mut report, pack, reason),
-        }
-    }
+    let phase = Phase::Chunks(files.in_order());
+    let mut writer = Chunks {
+        store: &store,
+        files,
+        imported: &mut imported,
+        report: &mut report,
+    };
+    read_packs(
+        &folder,
+        &chunk_packs,
+        &catalog_bytes,
+        phase,
+        progress,
+        &mut writer,
+    )?;
+    let mut files = writer.files;
 
     // 4. Top up from chunks held elsewhere, then collect what the catalog
     // no longer reaches (objects a bundle carried beyond it, old files) as
@@ -393,113 +414,88 @@ fn skipped_names(report: &ImportReport) -> String {
     format!("; skipped: {}", names.join(", "))
 }
 
-/// Reads packs: the whole-pack check, then each record.
-struct Packs<'a> {
-    folder: &'a Path,
+/// The importing side of the metadata packs: objects stored in batches.
+struct Metadata<'a> {
     store: &'a Store,
-    catalog_bytes: &'a [u8],
-    progress: &'a ProgressBar,
+    objects: Vec<(Hash, Vec<u8>)>,
+    imported: &'a mut Vec<Hash>,
+    report: &'a mut ImportReport,
 }
 
-type ChunkSink<'s> = dyn FnMut(&super::pack::Record) -> Result<(), String> + 's;
-
-impl Packs<'_> {
-    /// Uses one pack: catalog records must match the index's, objects are
-    /// verified and stored, chunks go to `chunk` (which verifies each). The
-    /// pack is hashed as it is read, once: a pack whose BLAKE3 or size is not
-    /// the index's is damaged (records used before that were each verified,
-    /// so nothing bad was kept) and is not remembered as imported. `Err`: why
-    /// the pack (or its rest) was not used.
-    fn read(
-        &mut self,
-        pack: &PackEntry,
-        chunk: &mut ChunkSink<'_>,
-        report: &mut ImportReport,
-    ) -> Result<(), String> {
-        let path = self.folder.join(&pack.name);
-        let again = |err: PackError| {
-            format!(
-                "{}; copy the bundle onto the stick again and rerun the import",
-                catalog::format::error_chain(&err)
-            )
-        };
-        let damaged = |size: u64, hash: Hash| {
-            format!(
-                "{} is damaged: {size} bytes with BLAKE3 {}, the index says {} bytes with {}; copy the bundle onto the stick again (or make it again) and rerun the import, which keeps what was imported",
-                path.display(),
-                hash.fmt_short(),
-                pack.size,
-                pack.blake3.get(..12).unwrap_or(&pack.blake3)
-            )
-        };
-        let mut records = PackReader::open(&path).map_err(again)?;
-        let used = self.records(&path, &mut records, chunk, report);
-        let (hash, size) = records.finish().map_err(again)?;
-        if size != pack.size || hash.to_string() != pack.blake3 {
-            // The damage explains a bad record better than the record does.
-            return Err(damaged(size, hash));
-        }
-        // Counted once read whole and found to be the index's pack.
-        report.packs_read += 1;
-        used
-    }
-
-    /// The records of one open pack, used in order.
-    fn records(
-        &mut self,
-        path: &Path,
-        records: &mut PackReader<std::io::BufReader<std::fs::File>>,
-        chunk: &mut ChunkSink<'_>,
-        report: &mut ImportReport,
-    ) -> Result<(), String> {
-        let mut objects = Vec::new();
-        // Bounded: each record takes at least a record head of the pack's bytes.
-        while let Some(record) = records.next_record().map_err(|err| err.to_string())? {
-            self.progress
-                .inc(super::pack::RECORD_HEAD + record.bytes.len() as u64);
-            match record.kind {
-                Kind::Catalog if record.bytes == self.catalog_bytes => {}
-                Kind::Catalog => {
-                    return Err(format!(
-                        "{} holds another catalog than its index",
-                        path.display()
-                    ));
-                }
-                Kind::Object => {
-                    Object::decode_verified(&record.hash, &record.bytes).map_err(|err| {
-                        format!(
-                            "object {} in {} was refused: {err}",
-                            record.hash,
-                            path.display()
-                        )
-                    })?;
-                    if !self
-                        .store
-                        .has_object(&record.hash)
-                        .map_err(|e| e.to_string())?
-                    {
-                        objects.push((record.hash, record.bytes));
-                    }
-                    if objects.len() >= OBJECT_BATCH {
-                        self.put(&mut objects, report)?;
-                    }
-                }
-                Kind::Chunk => chunk(&record)?,
-            }
-        }
-        self.put(&mut objects, report)
-    }
-
-    fn put(
-        &self,
-        objects: &mut Vec<(Hash, Vec<u8>)>,
-        report: &mut ImportReport,
-    ) -> Result<(), String> {
+impl Metadata<'_> {
+    fn put(&mut self) -> Result<(), String> {
         self.store
-            .put_objects(objects)
+            .put_objects(&self.objects)
             .map_err(|err| catalog::format::error_chain(&err))?;
-        report.objects_added += objects.len() as u64;
-        objects.clear();
+        self.report.objects_added += self.objects.len() as u64;
+        self.objects.clear();
+        Ok(())
+    }
+}
+
+impl Writer for Metadata<'_> {
+    fn object(&mut self, hash: Hash, bytes: Vec<u8>) -> Result<(), String> {
+        if !self.store.has_object(&hash).map_err(|e| e.to_string())? {
+            self.objects.push((hash, bytes));
+        }
+        if self.objects.len() >= OBJECT_BATCH {
+            self.put()?;
+        }
+        Ok(())
+    }
+
+    fn chunk(&mut self, _: &VerifiedChunkBuf, _: Vec<(usize, Hash)>) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn unused(&mut self, _: &Hash) {}
+
+    fn end(&mut self, pack: &PackEntry, result: Result<(), String>) -> Result<(), ImportError> {
+        // Objects checked before the damage are kept: each was hashed.
+        let result = result.and(self.put());
+        match result {
+            Ok(()) if pack.chunks == 0 => {
+                self.report.packs_read += 1;
+                remember(self.store, self.imported, pack)?;
+            }
+            Ok(()) => {}
+            Err(reason) => skip(self.report, pack, reason),
+        }
+        Ok(())
+    }
+}
+
+/// The importing side of the chunk packs: chunks hashed and written into
+/// the missing files; a pack is remembered once its data is durable.
+struct Chunks<'a, 's> {
+    store: &'a Store,
+    files: Files<'s>,
+    imported: &'a mut Vec<Hash>,
+    report: &'a mut ImportReport,
+}
+
+impl Writer for Chunks<'_, '_> {
+    fn object(&mut self, _: Hash, _: Vec<u8>) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn chunk(&mut self, chunk: &VerifiedChunkBuf, whole: Vec<(usize, Hash)>) -> Result<(), String> {
+        self.files.chunk(&chunk.chunk(), whole)
+    }
+
+    fn unused(&mut self, hash: &Hash) {
+        self.files.taint(hash);
+    }
+
+    fn end(&mut self, pack: &PackEntry, result: Result<(), String>) -> Result<(), ImportError> {
+        self.files.close_all(self.report)?;
+        match result {
+            Ok(()) => {
+                self.report.packs_read += 1;
+                remember(self.store, self.imported, pack)?;
+            }
+            Err(reason) => skip(self.report, pack, reason),
+        }
         Ok(())
     }
 }

@@ -31,8 +31,10 @@
 //! # Goals and non-goals
 //!
 //! Import verifies exactly as a sync pass does (`sync::accept`, every object
-//! and chunk hashed before it is kept) and resumes by pack BLAKE3. A pack is
-//! never trusted for content: its BLAKE3 only tells a damaged stick early.
+//! and chunk hashed before it is kept) and resumes by pack: the index's
+//! BLAKE3 of a pack is only its name, recorded once every record in it was
+//! checked and used. A pack is never trusted for content, and not hashed
+//! whole on import (`create` still writes its BLAKE3).
 //! The quota (issue 13) is kept as a sync pass keeps it: the same plan
 //! evicts cached files to make room and leaves out what does not fit.
 //! Non-goals: compression (lesson media is already compressed), encryption.
@@ -41,7 +43,9 @@ mod assemble;
 pub mod create;
 pub mod have;
 pub mod import;
+mod order;
 pub mod pack;
+mod read;
 
 use std::path::{Path, PathBuf};
 

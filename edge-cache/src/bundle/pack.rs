@@ -13,7 +13,7 @@
 //! at most one record's worth of memory. It does not check hashes: the
 //! importer does, before anything is kept.
 
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use catalog::Hash;
@@ -202,33 +202,20 @@ impl PackWriter {
     }
 }
 
-/// Reads the records of one pack in order, hashing every byte it reads, so
-/// the pack's BLAKE3 comes with one read ([`PackReader::finish`]).
+/// Reads the records of one pack in order. It does not hash the pack: every
+/// byte of it is a checked header, a record head or a record's bytes, which
+/// the importer hashes (see `import`).
 pub struct PackReader<R> {
     path: PathBuf,
-    input: Hashing<R>,
+    input: R,
     offset: u64,
     len: u64,
+    /// The next record's head, read with the record before it (one read
+    /// call a record, no buffer to copy through).
+    next_head: Option<[u8; RECORD_HEAD as usize]>,
 }
 
-/// A reader that feeds what it reads to a BLAKE3 hasher.
-struct Hashing<R> {
-    inner: R,
-    hasher: blake3::Hasher,
-    /// Bytes read so far.
-    read: u64,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let read = self.inner.read(buf)?;
-        self.hasher.update(&buf[..read]);
-        self.read += read as u64;
-        Ok(read)
-    }
-}
-
-impl PackReader<BufReader<std::fs::File>> {
+impl PackReader<std::fs::File> {
     pub fn open(path: &Path) -> Result<Self, PackError> {
         let file = std::fs::File::open(path).map_err(|source| PackError::Io {
             action: "opening",
@@ -243,18 +230,16 @@ impl PackReader<BufReader<std::fs::File>> {
                 source,
             })?
             .len();
-        PackReader::new(path, BufReader::with_capacity(1024 * 1024, file), len)
+        // Unbuffered: each record (and the next head) is read straight
+        // into the record's own buffer.
+        PackReader::new(path, file, len)
     }
 }
 
 impl<R: Read> PackReader<R> {
     /// A reader over `len` bytes of `input`; checks the header.
     pub fn new(path: &Path, input: R, len: u64) -> Result<Self, PackError> {
-        let mut input = Hashing {
-            inner: input,
-            hasher: blake3::Hasher::new(),
-            read: 0,
-        };
+        let mut input = input;
         let mut header = [0u8; HEADER_LEN as usize];
         let path = path.to_owned();
         if len < HEADER_LEN || input.read_exact(&mut header).is_err() || &header[..8] != MAGIC {
@@ -271,11 +256,18 @@ impl<R: Read> PackReader<R> {
             input,
             offset: HEADER_LEN,
             len,
+            next_head: None,
         })
     }
 
     /// The next record, `None` at the end of the pack.
     pub fn next_record(&mut self) -> Result<Option<Record>, PackError> {
+        self.next_record_in(Vec::new())
+    }
+
+    /// [`PackReader::next_record`], its bytes read into `spare` (a buffer
+    /// used before, emptied first; grown if too small).
+    pub fn next_record_in(&mut self, spare: Vec<u8>) -> Result<Option<Record>, PackError> {
         if self.offset == self.len {
             return Ok(None);
         }
@@ -287,10 +279,16 @@ impl<R: Read> PackReader<R> {
         if self.len - self.offset < RECORD_HEAD {
             return Err(truncated(&self.path));
         }
-        let mut head = [0u8; RECORD_HEAD as usize];
-        self.input
-            .read_exact(&mut head)
-            .map_err(|_| truncated(&self.path))?;
+        let head = match self.next_head.take() {
+            Some(head) => head,
+            None => {
+                let mut head = [0u8; RECORD_HEAD as usize];
+                self.input
+                    .read_exact(&mut head)
+                    .map_err(|_| truncated(&self.path))?;
+                head
+            }
+        };
         let kind = Kind::from_byte(head[0]).ok_or_else(|| PackError::UnknownKind {
             path: self.path.clone(),
             offset: start,
@@ -310,10 +308,30 @@ impl<R: Read> PackReader<R> {
                 limit: left.min(u64::from(MAX_RECORD)),
             });
         }
-        let mut bytes = vec![0u8; length as usize];
-        self.input
-            .read_exact(&mut bytes)
+        // The next head too, when the pack has room for one after this record.
+        let ahead = if left - u64::from(length) >= RECORD_HEAD {
+            RECORD_HEAD as usize
+        } else {
+            0
+        };
+        let want = length as usize + ahead;
+        // Not zeroed first: read straight into the spare capacity.
+        let mut bytes = spare;
+        bytes.clear();
+        bytes.reserve_exact(want);
+        let read = (&mut self.input)
+            .take(want as u64)
+            .read_to_end(&mut bytes)
             .map_err(|_| truncated(&self.path))?;
+        if read != want {
+            return Err(truncated(&self.path));
+        }
+        if ahead > 0 {
+            let mut next = [0u8; RECORD_HEAD as usize];
+            next.copy_from_slice(&bytes[length as usize..]);
+            bytes.truncate(length as usize);
+            self.next_head = Some(next);
+        }
         self.offset += RECORD_HEAD + u64::from(length);
         Ok(Some(Record {
             kind,
@@ -323,17 +341,20 @@ impl<R: Read> PackReader<R> {
     }
 }
 
-impl<R: Read> PackReader<R> {
-    /// The pack's size (as opened) and the BLAKE3 of all of it: what is
-    /// left unread (after a bad record) is read and hashed first.
-    pub fn finish(mut self) -> Result<(Hash, u64), PackError> {
-        let path = self.path.clone();
-        std::io::copy(&mut self.input, &mut std::io::sink()).map_err(|source| PackError::Io {
-            action: "reading",
-            path,
-            source,
-        })?;
-        Ok((Hash::from(self.input.hasher.finalize()), self.input.read))
+impl<R> PackReader<R> {
+    /// Bytes of the pack read so far (header and whole records).
+    pub fn position(&self) -> u64 {
+        self.offset
+    }
+
+    /// The pack's size as it was opened.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the pack is only a header.
+    pub fn is_empty(&self) -> bool {
+        self.len == HEADER_LEN
     }
 }
 
