@@ -462,3 +462,29 @@ fn issue_14_a_wrong_chunk_in_a_pack_whose_index_entry_matches_is_refused() {
     assert_eq!(assert_edge_holds(&edge, "math", &src), 5);
     assert!(run_ok(&["verify", &edge.data_str()]).contains("all good"));
 }
+
+/// Issue 14: an import while `edge run` holds the edge's store is refused
+/// with a message that says to stop it, and changes nothing; after it
+/// stops, the same import works.
+#[test]
+fn issue_14_an_import_while_edge_run_runs_is_refused_and_says_to_stop_it() {
+    let (origin, src) = published_course(148);
+    let (edge, _) = edge_of(&origin, "school-b8");
+    let stick = tempfile::tempdir().expect("tempdir");
+    create(&origin.data(), stick.path(), &[], &[]);
+    let running = edge.run();
+    let (code, _, stderr) = import(&edge, stick.path());
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("another program holds it") || stderr.contains("another sync"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("stop") || stderr.contains("let it finish"),
+        "{stderr}"
+    );
+    drop(running);
+    let (code, report, stderr) = import(&edge, stick.path());
+    assert_eq!(code, 0, "{report:#}\n{stderr}");
+    assert_eq!(assert_edge_holds(&edge, "math", &src), 5);
+}
