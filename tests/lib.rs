@@ -284,6 +284,13 @@ impl ServedOrigin {
         self.child.wait().expect("wait for origin")
     }
 
+    /// Stops the origin cleanly; the chunks it served over its whole run.
+    pub fn stop_counting_chunks(self) -> u64 {
+        let log = self.log.clone();
+        assert!(self.stop().success(), "origin serve did not stop cleanly");
+        chunks_served_in(&std::fs::read_to_string(&log).expect("origin log"))
+    }
+
     /// Kills the origin at once (SIGKILL), like a power cut.
     pub fn kill(mut self) {
         let _ = self.child.kill();
@@ -328,9 +335,24 @@ impl TestEdge {
         subscribe: &str,
         extra: &[&str],
     ) -> TestEdge {
+        let upstream = Upstream {
+            addr: origin_addr,
+            fingerprint: &served.fingerprint,
+        };
+        TestEdge::init_at(origin, upstream, token, subscribe, extra)
+    }
+
+    /// `edge init` pinning `origin`'s key, with `upstream` as its upstream.
+    fn init_at(
+        origin: &TestOrigin,
+        upstream: Upstream<'_>,
+        token: &str,
+        subscribe: &str,
+        extra: &[&str],
+    ) -> TestEdge {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("edge");
-        let origin_url = format!("quic://{origin_addr}");
+        let origin_url = format!("quic://{}", upstream.addr);
         let mut args = vec![
             "edge",
             "init",
@@ -341,7 +363,7 @@ impl TestEdge {
             "--origin-key",
             &origin.key,
             "--origin-cert",
-            &served.fingerprint,
+            upstream.fingerprint,
             "--token",
             token,
             "--subscribe",
@@ -405,6 +427,12 @@ impl TestEdge {
     pub fn blob_path(&self, blake3: &str) -> PathBuf {
         blob_path(&self.data(), blake3)
     }
+}
+
+/// An edge's upstream at `edge init`: the origin, or an edge serving edges.
+struct Upstream<'a> {
+    addr: std::net::SocketAddr,
+    fingerprint: &'a str,
 }
 
 /// Where an edge run with `--serve-edges` serves the sync protocol (issue 14).
@@ -564,30 +592,11 @@ impl TestEdge {
         subscribe: &str,
         extra: &[&str],
     ) -> TestEdge {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let data = dir.path().join("edge");
-        let url = format!("quic://{}", parent.quic);
-        let mut args = vec![
-            "edge",
-            "init",
-            "--data",
-            data.to_str().expect("utf-8"),
-            "--origin",
-            &url,
-            "--origin-key",
-            &origin.key,
-            "--origin-cert",
-            &parent.fingerprint,
-            "--token",
-            token,
-            "--subscribe",
-            subscribe,
-            "--min-free",
-            "1MB",
-        ];
-        args.extend_from_slice(extra);
-        run_ok(&args);
-        TestEdge { dir }
+        let upstream = Upstream {
+            addr: parent.quic,
+            fingerprint: &parent.fingerprint,
+        };
+        TestEdge::init_at(origin, upstream, token, subscribe, extra)
     }
 
     fn spawn_run(
@@ -644,6 +653,23 @@ pub use webdriver::wait_until;
 
 /// Percent-encodes `text` for a URL query value: everything but letters,
 /// digits and `-._~`.
+/// The chunks a server of the sync protocol (`origin serve`, or `edge run
+/// --serve-edges`) served over its run, from its log's `origin stopped`
+/// line (written at `RUST_LOG=info` when it stops cleanly).
+pub fn chunks_served_in(log_text: &str) -> u64 {
+    let line = log_text
+        .lines()
+        .find(|line| line.contains("origin stopped"))
+        .unwrap_or_else(|| panic!("no `origin stopped` line in {log_text}"));
+    let at = line.find("chunks=").expect("chunks=") + "chunks=".len();
+    line[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .expect("a count")
+}
+
 pub fn url_escape(text: &str) -> String {
     const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
         .remove(b'-')

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use catalog::Hash;
-use shanlu_tests::{ServedOrigin, TestEdge, TestOrigin, generated, wait_until};
+use shanlu_tests::{TestEdge, TestOrigin, generated, wait_until};
 
 /// A UDP relay on loopback with one path per edge socket, so the sync's and
 /// read-through's connections can cross it together (the harness's relay
@@ -179,24 +179,6 @@ fn origin_chunks(
     (chunks, found.expect("the file is in the course"))
 }
 
-/// Stops the origin cleanly; the chunks it served.
-fn chunks_served(served: ServedOrigin) -> u64 {
-    let log = served.log.clone();
-    assert!(served.stop().success());
-    let text = std::fs::read_to_string(&log).expect("origin log");
-    let line = text
-        .lines()
-        .find(|line| line.contains("origin stopped"))
-        .unwrap_or_else(|| panic!("no `origin stopped` line in {text}"));
-    let at = line.find("chunks=").expect("chunks=") + "chunks=".len();
-    line[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .expect("a count")
-}
-
 fn get_body(addr: std::net::SocketAddr, path: &str, range: &str) -> Vec<u8> {
     let (status, head, body) = shanlu_tests::http_request(addr, "GET", path, range);
     assert!(
@@ -229,7 +211,7 @@ fn issue_12_a_reader_and_the_prefetch_wanting_one_file_fetch_every_chunk_once() 
         status["live"]["syncing"] == false && edge.blob_path(&blob).exists()
     }));
     drop(web);
-    let served_chunks = chunks_served(served);
+    let served_chunks = served.stop_counting_chunks();
     assert_eq!(
         served_chunks,
         chunks.len() as u64,
@@ -344,7 +326,7 @@ fn issue_12_read_through_progress_survives_kill_9_and_no_verified_chunk_is_fetch
         .exists()));
     drop(web);
     assert_eq!(
-        chunks_served(served),
+        served.stop_counting_chunks(),
         missing.len() as u64,
         "issue 12: after kill -9 only the chunks not recorded are fetched"
     );

@@ -12,7 +12,7 @@ use shanlu_tests::{
     RunningEdge, ServedOrigin, ServingEdges, TestEdge, TestOrigin, run_ok, shanlu, wait_until,
 };
 
-use crate::county::{all_chunks, assert_holds_folder, chunks_served, county, course};
+use crate::county::{all_chunks, assert_holds_folder, county, course};
 
 /// A course of one 6 MiB video and two pages: more than one request's worth
 /// (a background request carries at most 2 MiB).
@@ -29,7 +29,7 @@ fn synced_peer(
     let served = origin.serve();
     let (edge, running, serving) = county(origin, &served, "all", env);
     assert_holds_folder(&edge, &folder);
-    let served_to_a = chunks_served(served);
+    let served_to_a = served.stop_counting_chunks();
     assert!(served_to_a >= all_chunks(origin).len() as u64);
     (edge, running, serving, folder)
 }
@@ -73,17 +73,7 @@ fn stop_and_count(mut running: RunningEdge, log: &Path) -> (u64, usize) {
     let status = running.child.wait().expect("wait for edge run");
     assert!(status.success(), "edge run exit: {status:?}");
     let text = std::fs::read_to_string(log).expect("log");
-    let line = text
-        .lines()
-        .find(|line| line.contains("origin stopped"))
-        .unwrap_or_else(|| panic!("no `origin stopped` line in {text}"));
-    let at = line.find("chunks=").expect("chunks=") + "chunks=".len();
-    let chunks = line[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .expect("a count");
+    let chunks = shanlu_tests::chunks_served_in(&text);
     let connections = text.matches("edge connected").count();
     (chunks, connections)
 }
@@ -125,7 +115,11 @@ fn issue_14_an_edge_takes_every_chunk_from_its_synced_peer() {
         text.contains(&format!("from peer {}", a_serving.quic)),
         "{text}"
     );
-    assert_eq!(chunks_served(served), 0, "the origin served only metadata");
+    assert_eq!(
+        served.stop_counting_chunks(),
+        0,
+        "the origin served only metadata"
+    );
     drop(a_run);
 }
 
@@ -164,7 +158,7 @@ fn issue_14_a_lying_peer_is_dropped_and_the_pass_completes_from_the_origin() {
         "logged once: {stderr}"
     );
     assert_eq!(
-        chunks_served(served),
+        served.stop_counting_chunks(),
         chunks,
         "each chunk once from the origin"
     );
@@ -331,7 +325,7 @@ fn issue_14_two_peers_of_each_other_syncing_at_once_do_not_wait_on_each_other() 
         );
     }
     // Each chunk left the origin at most once per edge.
-    let from_origin = chunks_served(served);
+    let from_origin = served.stop_counting_chunks();
     assert!(from_origin <= 2 * chunks, "{from_origin} of {chunks}");
     // Well under the minute a relay between them would wait per request.
     assert!(both < Duration::from_secs(50), "{both:?}");
@@ -369,7 +363,7 @@ fn issue_14_a_peer_refusing_the_token_is_left_out_with_what_to_do() {
     );
     let chunks = all_chunks(&origin).len() as u64;
     assert_eq!(source(&report, "origin")["chunks"], chunks, "{report:#}");
-    assert_eq!(chunks_served(served), chunks);
+    assert_eq!(served.stop_counting_chunks(), chunks);
     drop(a_run);
 }
 
@@ -410,7 +404,7 @@ fn issue_14_a_lesson_read_through_in_class_comes_from_the_peer() {
         "read through"
     );
     drop(web);
-    assert_eq!(chunks_served(served), 0, "no chunk from the origin");
+    assert_eq!(served.stop_counting_chunks(), 0, "no chunk from the origin");
     let (from_a, _) = stop_and_count(a_run, &a.dir.path().join("county.log"));
     assert!(from_a > 0, "the peer served the lesson");
 }
