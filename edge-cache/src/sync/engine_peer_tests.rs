@@ -25,12 +25,7 @@ async fn issue_14_a_lying_peer_is_asked_once_and_dropped_for_the_pass() {
     let origin = Arc::new(MemorySource::new("origin", &[&bytes, &more], chunk));
     let engine = Engine::start(store.clone());
     let sync = lane("sync", vec![liar.clone(), origin.clone()]);
-    let rx = engine
-        .want(job.clone(), Priority::Prefetch, &sync)
-        .await
-        .expect("want");
-    assert_eq!(outcome(rx).await, Outcome::Done { assembled: true });
-    assert_eq!(held_bytes(&store, &job.manifest.blob), bytes);
+    assemble(&engine, &store, &job, &sync, &bytes).await;
     assert_eq!(requests(&liar), 1, "the lying peer is asked once");
     assert!(liar.total_asked() <= CHUNKS_PER_REQUEST);
     let count = job.manifest.chunks.len();
@@ -57,12 +52,7 @@ async fn issue_14_a_lying_peer_is_asked_once_and_dropped_for_the_pass() {
 
     // A second file on the same lane (the same pass): the peer is not asked.
     let second = job_of("c/l/page.html", &more, chunk, "text/html");
-    let rx = engine
-        .want(second.clone(), Priority::Prefetch, &sync)
-        .await
-        .expect("want");
-    assert_eq!(outcome(rx).await, Outcome::Done { assembled: true });
-    assert_eq!(held_bytes(&store, &second.manifest.blob), more);
+    assemble(&engine, &store, &second, &sync, &more).await;
     assert_eq!(requests(&liar), 1, "never asked again in this pass");
     assert_eq!(origin.total_asked(), count + second.manifest.chunks.len());
 }
@@ -94,12 +84,7 @@ async fn issue_14_a_chunk_missing_at_the_peer_comes_from_upstream_without_failin
     let engine = Engine::start(store.clone());
     let sources: Vec<Arc<dyn ChunkSource>> = vec![empty.clone(), peer.clone(), origin.clone()];
     let sync = Lane::new("sync", sources, 1, CancellationToken::new(), None);
-    let rx = engine
-        .want(job.clone(), Priority::Prefetch, &sync)
-        .await
-        .expect("want");
-    assert_eq!(outcome(rx).await, Outcome::Done { assembled: true });
-    assert_eq!(held_bytes(&store, &job.manifest.blob), bytes);
+    assemble(&engine, &store, &job, &sync, &bytes).await;
     let count = job.manifest.chunks.len();
     assert_eq!(
         empty.total_asked(),
@@ -143,12 +128,7 @@ async fn issue_14_an_unreachable_peer_is_skipped_without_failing_the_lane() {
     let engine = Engine::start(store.clone());
     let sources: Vec<Arc<dyn ChunkSource>> = vec![down.clone(), refusing.clone(), origin.clone()];
     let sync = Lane::new("sync", sources, 1, CancellationToken::new(), None);
-    let rx = engine
-        .want(job.clone(), Priority::Prefetch, &sync)
-        .await
-        .expect("want");
-    assert_eq!(outcome(rx).await, Outcome::Done { assembled: true });
-    assert_eq!(held_bytes(&store, &job.manifest.blob), bytes);
+    assemble(&engine, &store, &job, &sync, &bytes).await;
     assert_eq!(requests(&down), 1, "tried once, then left out");
     assert_eq!(requests(&refusing), 1);
     assert_eq!(origin.total_asked(), job.manifest.chunks.len());
@@ -221,12 +201,7 @@ async fn issue_14_a_peer_relays_only_what_the_upstream_refused() {
     let county = Arc::new(county);
     let engine = Engine::start(store.clone());
     let sync = lane("sync", vec![peer.clone(), county.clone()]);
-    let rx = engine
-        .want(job.clone(), Priority::Prefetch, &sync)
-        .await
-        .expect("want");
-    assert_eq!(outcome(rx).await, Outcome::Done { assembled: true });
-    assert_eq!(held_bytes(&store, &job.manifest.blob), bytes);
+    assemble(&engine, &store, &job, &sync, &bytes).await;
     let count = job.manifest.chunks.len();
     assert_eq!(
         county.total_asked(),

@@ -184,6 +184,17 @@ fn held_bytes(store: &Store, blob: &Hash) -> Vec<u8> {
     std::fs::read(store.blob_path(blob)).expect("held blob")
 }
 
+/// Asks `engine` for `job` on `lane` (as the prefetch) and checks that the
+/// file was assembled and holds `bytes`.
+async fn assemble(engine: &Engine, store: &Store, job: &FileJob, lane: &Arc<Lane>, bytes: &[u8]) {
+    let rx = engine
+        .want(job.clone(), Priority::Prefetch, lane)
+        .await
+        .expect("want");
+    assert_eq!(outcome(rx).await, Outcome::Done { assembled: true });
+    assert_eq!(held_bytes(store, &job.manifest.blob), bytes);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_12_a_reader_and_a_prefetch_of_one_file_fetch_each_chunk_once() {
     let (_dir, store) = new_store();
@@ -255,12 +266,7 @@ async fn issue_12_a_bad_chunk_is_not_written_and_is_fetched_from_the_next_source
     let origin = Arc::new(MemorySource::new("origin", &[&bytes], 16 * 1024));
     let engine = Engine::start(store.clone());
     let both = lane("sync", vec![liar.clone(), origin.clone()]);
-    let rx = engine
-        .want(job.clone(), Priority::Prefetch, &both)
-        .await
-        .expect("want");
-    assert_eq!(outcome(rx).await, Outcome::Done { assembled: true });
-    assert_eq!(held_bytes(&store, &job.manifest.blob), bytes);
+    assemble(&engine, &store, &job, &both, &bytes).await;
     assert_eq!(liar.asked_for(&bad_chunk), 1);
     assert_eq!(origin.asked_for(&bad_chunk), 1, "asked of the next source");
     assert_eq!(origin.total_asked(), 1, "only the refused chunk");
