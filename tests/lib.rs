@@ -255,19 +255,17 @@ impl TestOrigin {
 
     /// `shanlu origin add-edge`; returns the token.
     pub fn add_edge(&self, name: &str) -> String {
-        let out = run_ok(&[
-            "origin",
-            "add-edge",
-            "--data",
-            &self.data_str(),
-            "--name",
-            name,
-        ]);
-        out.trim()
-            .strip_prefix("edge token: ")
-            .expect("add-edge prints the token")
-            .to_owned()
+        add_edge("origin", &self.data_str(), name)
     }
+}
+
+/// `shanlu origin|edge add-edge` on the folder `data`; returns the token.
+fn add_edge(role: &str, data: &str, name: &str) -> String {
+    let out = run_ok(&[role, "add-edge", "--data", data, "--name", name]);
+    out.trim()
+        .strip_prefix("edge token: ")
+        .expect("add-edge prints the token")
+        .to_owned()
 }
 
 fn rand_suffix() -> u32 {
@@ -569,18 +567,7 @@ impl TestEdge {
 
     /// `shanlu edge add-edge` on this edge (issue 14); returns the token.
     pub fn add_edge(&self, name: &str) -> String {
-        let out = run_ok(&[
-            "edge",
-            "add-edge",
-            "--data",
-            &self.data_str(),
-            "--name",
-            name,
-        ]);
-        out.trim()
-            .strip_prefix("edge token: ")
-            .expect("add-edge prints the token")
-            .to_owned()
+        add_edge("edge", &self.data_str(), name)
     }
 
     /// `edge init` of an edge whose upstream is the serving edge `parent` (a
