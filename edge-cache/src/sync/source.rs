@@ -6,14 +6,13 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use catalog::Hash;
 use futures_util::future::BoxFuture;
 use server::codec::Encoding;
 use server::protocol::{FileWants, Request, Response};
 use tokio::sync::mpsc;
-
-use std::time::Duration;
 
 use crate::config::{EdgeConfig, Peer};
 use crate::lock;
