@@ -5,8 +5,11 @@
 #   import: `shanlu edge import` of that bundle (with every check)  vs  `cp -r` of the bundle
 #
 # Usage: tools/bench/bundle.sh   (env: SIZE_GB=0.5, SHANLU=target/release/shanlu,
-#        WORK=a folder on the disk to measure, default a fresh mktemp -d; RUNS=3)
-# Needs (4 + 2 x RUNS) x SIZE_GB free on WORK's disk (checked first).
+#        WORK=a folder on the disk to measure, default a fresh mktemp -d; RUNS=3;
+#        SRC=where the course, the origin and the stick go, default WORK: e.g. a
+#        tmpfs, the issue's "from a folder on another disk/tmpfs")
+# Needs (4 + 2 x RUNS) x SIZE_GB free on WORK's disk (checked first), or with
+# SRC elsewhere 2 x RUNS x SIZE_GB on WORK and 4 x SIZE_GB on SRC.
 # Each timing is the median of RUNS, the two sides interleaved (only the
 # command: making a fresh edge folder is not timed) with the source in the page cache (no root
 # needed to drop caches), so the ratios compare the work, not the stick.
@@ -21,7 +24,17 @@ SHANLU=${SHANLU:-$HERE/../../target/release/shanlu}
 OWN_WORK=0
 if [[ -z ${WORK:-} ]]; then WORK=$(mktemp -d); OWN_WORK=1; fi
 mkdir -p "$WORK"
-cleanup() { rm -rf "$WORK"/edge-* "$WORK"/copy-*; if ((OWN_WORK)); then rm -rf "$WORK"; fi; }
+SRC=${SRC:-$WORK}
+OWN_SRC=0
+if [[ $SRC != "$WORK" ]]; then
+    [[ -e $SRC ]] && { echo "SRC=$SRC exists; give a new folder (it is removed at the end)" >&2; exit 1; }
+    mkdir -p "$SRC"; OWN_SRC=1
+fi
+cleanup() {
+    rm -rf "$WORK"/edge-* "$WORK"/copy-*
+    if ((OWN_WORK)); then rm -rf "$WORK"; fi
+    if ((OWN_SRC)); then rm -rf "$SRC"; fi
+}
 trap cleanup EXIT
 log() { echo "bundle.sh: $*" >&2; }
 
@@ -53,21 +66,28 @@ medians_of() {
 }
 
 # The course, the origin, the stick, and an edge and a copy per run.
-NEED_KB=$(awk -v g="$SIZE_GB" -v r="$RUNS" 'BEGIN {printf "%d", g * (3 + 2 * r + 1) * 1024 * 1024}')
+if [[ $SRC == "$WORK" ]]; then
+    NEED_KB=$(awk -v g="$SIZE_GB" -v r="$RUNS" 'BEGIN {printf "%d", g * (3 + 2 * r + 1) * 1024 * 1024}')
+else
+    NEED_KB=$(awk -v g="$SIZE_GB" -v r="$RUNS" 'BEGIN {printf "%d", g * (2 * r + 0.1) * 1024 * 1024}')
+    SRC_NEED_KB=$(awk -v g="$SIZE_GB" 'BEGIN {printf "%d", g * 4 * 1024 * 1024}')
+    SRC_FREE_KB=$(df -Pk "$SRC" | awk 'NR == 2 {print $4}')
+    ((SRC_FREE_KB >= SRC_NEED_KB)) || { log "needs ${SRC_NEED_KB} KiB free in $SRC, has ${SRC_FREE_KB}"; exit 1; }
+fi
 FREE_KB=$(df -Pk "$WORK" | awk 'NR == 2 {print $4}')
 ((FREE_KB >= NEED_KB)) || { log "needs ${NEED_KB} KiB free in $WORK, has ${FREE_KB}"; exit 1; }
 
-log "generating a ${SIZE_GB} GiB course in $WORK"
-python3 "$HERE/gen-tree.py" "$WORK/course" --size-gb "$SIZE_GB" >/dev/null
-BYTES=$(du -sb "$WORK/course" | cut -f1)
-"$SHANLU" origin init --data "$WORK/origin" >"$WORK/init.txt"
-KEY=$(sed -n 's/^origin key: //p' "$WORK/init.txt")
-CERT=$(sed -n 's/^origin certificate: //p' "$WORK/init.txt")
-"$SHANLU" publish "$WORK/course" --data "$WORK/origin" >/dev/null
-TOKEN=$("$SHANLU" origin add-edge --data "$WORK/origin" --name bench 2>/dev/null | grep -oE '[0-9a-f]{64}' | head -1)
+log "generating a ${SIZE_GB} GiB course in $SRC"
+python3 "$HERE/gen-tree.py" "$SRC/course" --size-gb "$SIZE_GB" >/dev/null
+BYTES=$(du -sb "$SRC/course" | cut -f1)
+"$SHANLU" origin init --data "$SRC/origin" >"$SRC/init.txt"
+KEY=$(sed -n 's/^origin key: //p' "$SRC/init.txt")
+CERT=$(sed -n 's/^origin certificate: //p' "$SRC/init.txt")
+"$SHANLU" publish "$SRC/course" --data "$SRC/origin" >/dev/null
+TOKEN=$("$SHANLU" origin add-edge --data "$SRC/origin" --name bench 2>/dev/null | grep -oE '[0-9a-f]{64}' | head -1)
 
-create_bundle() { "$SHANLU" bundle create --data "$WORK/origin" --out "$WORK/stick" --json; }
-create_tar() { tar cf "$WORK/course.tar" -C "$WORK" course && sync -f "$WORK/course.tar"; rm -f "$WORK/course.tar"; }
+create_bundle() { "$SHANLU" bundle create --data "$SRC/origin" --out "$SRC/stick" --json; }
+create_tar() { tar cf "$SRC/course.tar" -C "$SRC" course && sync -f "$SRC/course.tar"; rm -f "$SRC/course.tar"; }
 # (create and tar still clean up inside their timing, as before.)
 # A pristine edge folder (a few KB), copied before each import, untimed.
 # Each run imports into (and copies to) a folder of its own; they are all
@@ -79,16 +99,16 @@ create_tar() { tar cf "$WORK/course.tar" -C "$WORK" course && sync -f "$WORK/cou
 prepare_import_bundle() { cp -a "$WORK/edge0" "$WORK/edge-$1" && sync -f "$WORK/edge0"; }
 # A run counts only if the edge then holds everything (a full disk makes the
 # quota leave files out, which is quick and not an error).
-import_bundle() { "$SHANLU" edge import --data "$WORK/edge-$1" "$WORK/stick" --json | grep -q '"complete": true'; }
-prepare_copy_bundle() { sync -f "$WORK/stick"; }
-copy_bundle() { cp -r "$WORK/stick/shanlu-bundle" "$WORK/copy-$1" && sync -f "$WORK/copy-$1"; }
+import_bundle() { "$SHANLU" edge import --data "$WORK/edge-$1" "$SRC/stick" --json | grep -q '"complete": true'; }
+prepare_copy_bundle() { sync -f "$SRC/stick"; }
+copy_bundle() { cp -r "$SRC/stick/shanlu-bundle" "$WORK/copy-$1" && sync -f "$WORK/copy-$1"; }
 
 log "create: bundle vs tar ($RUNS runs each, interleaved)"
 MEDIANS=$(medians_of create_bundle create_tar) || { log "a run failed"; exit 1; }
 read -r CREATE TAR <<<"$MEDIANS"
-STICK_BYTES=$(du -sb "$WORK/stick/shanlu-bundle" | cut -f1)
+STICK_BYTES=$(du -sb "$SRC/stick/shanlu-bundle" | cut -f1)
 log "import: edge import vs cp -r ($RUNS runs each, interleaved)"
-cat "$WORK"/stick/shanlu-bundle/* >/dev/null
+cat "$SRC"/stick/shanlu-bundle/* >/dev/null
 MEDIANS=$(medians_of import_bundle copy_bundle) || { log "a run failed"; exit 1; }
 read -r IMPORT CP <<<"$MEDIANS"
 for ((i = 0; i < RUNS; i++)); do "$SHANLU" verify "$WORK/edge-$i" | tail -1 >&2; done
