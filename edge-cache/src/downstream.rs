@@ -99,7 +99,7 @@ pub fn add_edge(data: &Path, name: &str) -> Result<(String, String), DownstreamE
 }
 
 /// Binds the listeners serving edges below on `addr` (QUIC and HTTPS on the
-/// port number), over this edge's `store`, fetching what it lacks
+/// same port number), over this edge's `store`, fetching what it lacks
 /// through `read_through`.
 pub async fn bind(
     data: &Path,
