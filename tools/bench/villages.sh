@@ -4,9 +4,9 @@
 #
 # Usage:
 #   bash tools/bench/villages.sh                  (settings through the environment, below)
-#   SIZE_MB=20 bash tools/bench/villages.sh       # a quick smoke run, ~5 min
-#   SIZE_MB=100 bash tools/bench/villages.sh      # ~20 min
-#   SIZE_MB=500 bash tools/bench/villages.sh      # the issue's run, ~90 min
+#   SIZE_MB=20 bash tools/bench/villages.sh       # a quick smoke run, ~4 min
+#   SIZE_MB=100 bash tools/bench/villages.sh      # ~15 min
+#   SIZE_MB=500 bash tools/bench/villages.sh      # the issue's run, ~75 min (relay + direct ~55)
 #
 # Topology (every process in its own network namespace; `ip netns exec`):
 #
@@ -411,9 +411,11 @@ run_scenario() {
     log "scenario $sc: $VILLAGES villages sync from $upstream"
     t0=$EPOCHREALTIME
     for ((i = 0; i < VILLAGES; i++)); do
+        # (--foreground: else timeout puts itself in a process group of its own, out of
+        # reach of stop_group on this village's group)
         # shellcheck disable=SC2016
         setsid bash -c 's=$EPOCHREALTIME; r=0
-            timeout -k 10 "$1" ip netns exec "$2" "$3" edge sync --data "$4" --json >"$5.json" 2>"$5.err" || r=$?
+            timeout --foreground -k 10 "$1" ip netns exec "$2" "$3" edge sync --data "$4" --json >"$5.json" 2>"$5.err" || r=$?
             printf "%s %s %s\n" "$r" "$s" "$EPOCHREALTIME" >"$5.time"' \
             village "$TIMEOUT" "${NS_V[$i]}" "$SHANLU" "$vdir/village-$i" "$SDIR/village-$i" &
         SERVERS+=("$!")
