@@ -10,7 +10,7 @@ use linksim::units::{parse_bytes, parse_duration, parse_fraction, parse_pair, pa
 use linksim::{Link, LinkSpec, Stats};
 use serde::Serialize;
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tracing::info;
+use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 /// Start an emulated bad link between two network namespaces, for benchmarks.
@@ -201,7 +201,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                     info!("lifetime over");
                     break;
                 }
-                _ = tick.tick() => write_stats(config.stats_file.as_deref(), link.stats(), false)?,
+                // A full disk must not take the link down with it: the
+                // next write, or the last one, may succeed.
+                _ = tick.tick() => {
+                    if let Err(err) = write_stats(config.stats_file.as_deref(), link.stats(), false) {
+                        warn!(cause = format!("{err:#}"), "could not write the counters; the link stays up");
+                    }
+                }
             }
         }
         anyhow::Ok(())
