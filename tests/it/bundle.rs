@@ -473,6 +473,8 @@ fn issue_14_an_import_while_edge_run_runs_is_refused_and_says_to_stop_it() {
     let stick = tempfile::tempdir().expect("tempdir");
     create(&origin.data(), stick.path(), &[], &[]);
     let running = edge.run();
+    // Answering the status API, it has opened its store.
+    running.json("/api/v1/status");
     let (code, _, stderr) = import(&edge, stick.path());
     assert_ne!(code, 0);
     assert!(
