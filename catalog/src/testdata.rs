@@ -33,6 +33,25 @@ pub fn sample_manifest() -> FileManifest {
     }
 }
 
+/// The manifest of a file made of `chunks`, in order (cut by the caller, not
+/// by FastCDC).
+pub fn manifest_of_chunks(chunks: &[&[u8]], media_type: &str) -> FileManifest {
+    let whole = chunks.concat();
+    FileManifest {
+        size: whole.len() as u64,
+        blob: Hash::of(&whole),
+        media_type: media_type.into(),
+        chunking: ChunkingProfile::DEFAULT,
+        chunks: chunks
+            .iter()
+            .map(|c| ChunkRef {
+                hash: Hash::of(c),
+                len: c.len() as u32,
+            })
+            .collect(),
+    }
+}
+
 /// A lesson titled in four languages, with one file.
 pub fn sample_lesson() -> Lesson {
     let mut title = LocalizedText::single("zh", "数数");

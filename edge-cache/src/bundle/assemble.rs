@@ -318,24 +318,11 @@ impl Drop for Writeback {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use catalog::Object;
     use catalog::store::VerifiedChunkBuf;
-    use catalog::{ChunkRef, ChunkingProfile, FileManifest, Object};
 
     fn job(chunks: &[&[u8]]) -> FileJob {
-        let whole = chunks.concat();
-        let manifest = FileManifest {
-            size: whole.len() as u64,
-            blob: Hash::of(&whole),
-            media_type: "application/octet-stream".into(),
-            chunking: ChunkingProfile::DEFAULT,
-            chunks: chunks
-                .iter()
-                .map(|c| ChunkRef {
-                    hash: Hash::of(c),
-                    len: c.len() as u32,
-                })
-                .collect(),
-        };
+        let manifest = catalog::testdata::manifest_of_chunks(chunks, "application/octet-stream");
         FileJob {
             label: "math/l1/video.mp4".into(),
             manifest_hash: Object::Manifest(manifest.clone()).hash(),

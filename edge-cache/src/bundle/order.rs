@@ -106,26 +106,12 @@ impl InOrder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use catalog::{ChunkRef, ChunkingProfile, FileManifest};
 
     fn job(chunks: &[&[u8]]) -> FileJob {
-        let whole: Vec<u8> = chunks.concat();
         FileJob {
             label: "c/l/f".into(),
             manifest_hash: Hash::of(b"m"),
-            manifest: FileManifest {
-                size: whole.len() as u64,
-                blob: Hash::of(&whole),
-                media_type: "text/plain".into(),
-                chunking: ChunkingProfile::default(),
-                chunks: chunks
-                    .iter()
-                    .map(|c| ChunkRef {
-                        hash: Hash::of(c),
-                        len: c.len() as u32,
-                    })
-                    .collect(),
-            },
+            manifest: catalog::testdata::manifest_of_chunks(chunks, "text/plain"),
             previous: None,
         }
     }

@@ -137,20 +137,8 @@ fn data(len: usize, seed: u8) -> Vec<u8> {
 }
 
 fn job_of(label: &str, bytes: &[u8], size: usize, media: &str) -> FileJob {
-    let chunks: Vec<ChunkRef> = bytes
-        .chunks(size)
-        .map(|c| ChunkRef {
-            hash: Hash::of(c),
-            len: c.len() as u32,
-        })
-        .collect();
-    let manifest = FileManifest {
-        size: bytes.len() as u64,
-        blob: Hash::of(bytes),
-        media_type: media.into(),
-        chunking: ChunkingProfile::default(),
-        chunks,
-    };
+    let chunks: Vec<&[u8]> = bytes.chunks(size).collect();
+    let manifest = catalog::testdata::manifest_of_chunks(&chunks, media);
     FileJob {
         label: label.into(),
         manifest_hash: Hash::of(label.as_bytes()),
