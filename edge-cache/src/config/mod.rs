@@ -83,6 +83,9 @@ pub struct EdgeConfig {
     pub peers: Vec<Peer>,
 }
 
+/// Most `[[peers]]` an edge lists (issue 14).
+pub const MAX_PEERS: usize = 16;
+
 fn is_auto(transport: &Transport) -> bool {
     *transport == Transport::Auto
 }
@@ -201,7 +204,21 @@ impl EdgeConfig {
                 path.display()
             )));
         }
+        config.check_peers(path)?;
         Ok(config)
+    }
+
+    /// At most [`MAX_PEERS`] peers: each is asked before the origin and
+    /// connected to at the start of every pass.
+    fn check_peers(&self, path: &Path) -> Result<(), ConfigError> {
+        if self.peers.len() > MAX_PEERS {
+            return Err(ConfigError::Invalid(format!(
+                "{}: {} peers are listed; at most {MAX_PEERS} (each is asked before the origin and connected to every pass): keep the edges nearest on the LAN",
+                path.display(),
+                self.peers.len()
+            )));
+        }
+        Ok(())
     }
 
     /// Writes `DIR/edge.toml` (readable only by its owner: it holds the token).

@@ -178,6 +178,7 @@ pub fn add_peer(dir: &std::path::Path, peer: Peer) -> Result<bool, ConfigError> 
     let mut config = EdgeConfig::load(dir)?;
     let replaced = config.add_peer(peer);
     let path = super::config_path(dir);
+    config.check_peers(&path)?;
     let text = config.to_toml(&path)?;
     let temporary = dir.join("edge.toml.new");
     let io = |action: &'static str, path: &std::path::Path| {

@@ -396,3 +396,36 @@ fn issue_14_bad_peer_entries_are_refused_at_load_with_the_line() {
     let err = Peer::parse("quic://host:1", " ", &"12".repeat(32), None).expect_err("token");
     assert!(err.to_string().contains("edge add-edge"), "{err}");
 }
+
+/// Issue 14: the peer list is bounded; `add_peer` past the bound changes
+/// nothing and says why, and a hand-edited file past it is refused at load.
+#[test]
+fn issue_14_at_most_max_peers_are_listed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    sample().create(dir.path()).expect("create");
+    let peer = |i: usize| {
+        Peer::parse(
+            &format!("quic://192.168.1.{}:7450", 10 + i),
+            "ef".repeat(16).as_str(),
+            &"12".repeat(32),
+            None,
+        )
+        .expect("peer")
+    };
+    for i in 0..super::MAX_PEERS {
+        add_peer(dir.path(), peer(i)).expect("add");
+    }
+    let path = config_path(dir.path());
+    let before = std::fs::read_to_string(&path).expect("read");
+    let err = add_peer(dir.path(), peer(super::MAX_PEERS)).expect_err("one too many");
+    assert!(err.to_string().contains("at most 16"), "{err}");
+    assert_eq!(std::fs::read_to_string(&path).expect("read"), before);
+    let one_more = format!(
+        "{before}\n[[peers]]\nurl = \"quic://192.168.2.1:7450\"\ntoken = \"{}\"\ncert = \"{}\"\n",
+        "ef".repeat(16),
+        "12".repeat(32)
+    );
+    std::fs::write(&path, one_more).expect("write");
+    let err = EdgeConfig::load(dir.path()).expect_err("refused at load");
+    assert!(err.to_string().contains("17 peers are listed"), "{err}");
+}
