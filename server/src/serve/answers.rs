@@ -153,11 +153,19 @@ async fn answer_chunks(
     let Some(upstream) = state.upstream.clone() else {
         return Ok(());
     };
+    // Every file's chunks are fetched at once (a request may span many
+    // small files), each bounded by the upstream's own deadline, and sent
+    // on as they arrive.
+    let mut pending: HashMap<Hash, ChunkWant> = HashMap::new();
+    let (sink, mut arriving) = tokio::sync::mpsc::channel(UPSTREAM_CHUNKS_BUFFERED);
+    let mut fetches = Vec::with_capacity(misses.len());
     for (file, wants) in misses {
-        let mut pending: HashMap<Hash, ChunkWant> =
-            wants.into_iter().map(|w| (w.hash, w)).collect();
-        let (sink, mut arriving) = tokio::sync::mpsc::channel(UPSTREAM_CHUNKS_BUFFERED);
-        let fetch = tokio::spawn(upstream.chunks(file, pending.keys().copied().collect(), sink));
+        let hashes = wants.iter().map(|w| w.hash).collect();
+        pending.extend(wants.into_iter().map(|w| (w.hash, w)));
+        fetches.push(tokio::spawn(upstream.chunks(file, hashes, sink.clone())));
+    }
+    drop(sink);
+    let sent = async {
         while let Some((hash, raw)) = arriving.recv().await {
             let Some(want) = pending.remove(&hash) else {
                 continue;
@@ -172,10 +180,16 @@ async fn answer_chunks(
                 _ => missing(hash, send, pace).await?,
             }
         }
+        Ok::<(), FrameError>(())
+    }
+    .await;
+    // The edge below is gone or every fetch ended: none is left running for it.
+    for fetch in fetches {
         fetch.abort();
-        for hash in pending.into_keys() {
-            missing(hash, send, pace).await?;
-        }
+    }
+    sent?;
+    for hash in pending.into_keys() {
+        missing(hash, send, pace).await?;
     }
     Ok(())
 }
@@ -365,15 +379,31 @@ mod tests {
         let (dir, store, file, chunks) = one_file();
         let stranger = Hash::of(b"a chunk nobody holds");
         let fetched = Hash::of(b"a chunk only upstream holds");
-        let upstream = FakeUpstream(HashMap::from([(fetched, b"from upstream".to_vec())]));
+        let in_other_file = Hash::of(b"a chunk of another file, upstream only");
+        let upstream = FakeUpstream(HashMap::from([
+            (fetched, b"from upstream".to_vec()),
+            (in_other_file, b"other file".to_vec()),
+        ]));
         let request = Request::GetFileChunks {
-            files: vec![protocol::FileWants {
-                file,
-                wants: vec![want(chunks[0]), want(fetched), want(stranger)],
-            }],
+            files: vec![
+                protocol::FileWants {
+                    file,
+                    wants: vec![want(chunks[0]), want(fetched), want(stranger)],
+                },
+                protocol::FileWants {
+                    file: Hash::of(b"another file"),
+                    wants: vec![want(in_other_file)],
+                },
+            ],
         };
         let relaying = state(store.clone(), Some(Arc::new(upstream)), dir.path());
-        let got = answers(request.clone(), &relaying).await;
+        let mut got = answers(request.clone(), &relaying).await;
+        // The other file's chunk, fetched at the same time, comes too.
+        let other = got
+            .iter()
+            .position(|r| matches!(r, Response::Chunk { hash, .. } if *hash == in_other_file))
+            .expect("the other file's chunk");
+        got.remove(other);
         assert_eq!(got.len(), 3, "{got:?}");
         let Response::Chunk {
             hash,
@@ -404,6 +434,12 @@ mod tests {
         assert!(matches!(&got[0], Response::Chunk { hash, .. } if *hash == chunks[0]));
         assert_eq!(got[1], Response::Missing { hash: fetched });
         assert_eq!(got[2], Response::Missing { hash: stranger });
+        assert_eq!(
+            got[3],
+            Response::Missing {
+                hash: in_other_file
+            }
+        );
     }
 
     #[tokio::test]
