@@ -542,12 +542,19 @@ impl TestEdge {
         env: &[(&str, &str)],
         log: &std::path::Path,
     ) -> (RunningEdge, ServingEdges) {
+        let log_path = log;
         let log = std::fs::File::create(log).expect("log file");
         let mut all = vec!["--serve-edges", at];
         all.extend_from_slice(args);
         let (edge, mut lines) = self.spawn_lines(command, &all, env, log.into());
         let mut field = |prefix: &str| -> String {
-            let line = lines.next().expect("a line").expect("utf-8");
+            let Some(line) = lines.next() else {
+                panic!(
+                    "edge run stopped before printing {prefix:?}: {}",
+                    std::fs::read_to_string(log_path).unwrap_or_default()
+                )
+            };
+            let line = line.expect("utf-8");
             line.strip_prefix(prefix)
                 .unwrap_or_else(|| panic!("expected {prefix:?}, got {line:?}"))
                 .to_owned()
