@@ -116,6 +116,9 @@ pub async fn bind(
         identity,
         upstream: Some(Arc::new(Relay { read_through })),
         stats,
+        admins: None,
+        // Issue 15: the children's reports, forwarded upstream (to come).
+        reports: None,
     };
     // QUIC and HTTPS on the same port number (with port 0, each its own).
     let listen = Listen {

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, State as AxumState};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -31,7 +31,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use crate::protocol::{self, Request};
-use crate::serve::{State, current_catalog};
+use crate::serve::{Caller, State, current_catalog};
 
 /// The media type of a body of protocol frames.
 pub const FRAMES: &str = "application/x-shanlu-frames";
@@ -195,21 +195,24 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/v1/chunks/{hash}", get(chunk))
         .route(
             "/v1/sync",
-            post(sync).layer(DefaultBodyLimit::max(protocol::MAX_REQUEST + 4)),
+            // The body is read after the token says how much it may be.
+            post(sync).layer(DefaultBodyLimit::disable()),
         )
         .with_state(state)
 }
 
 /// `POST /v1/sync`: one request of the sync protocol, answered as frames.
-async fn sync(
-    AxumState(state): AxumState<Arc<State>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let edge = match authorize(&state, &headers).await {
-        Ok(edge) => edge,
+async fn sync(AxumState(state): AxumState<Arc<State>>, headers: HeaderMap, body: Body) -> Response {
+    let caller = match authorize(&state, &headers).await {
+        Ok(caller) => caller,
         Err(response) => return response,
     };
+    let limit = caller.request_limit() + 4;
+    let Ok(body) = axum::body::to_bytes(body, limit).await else {
+        let message = format!("the body must be one request frame of at most {limit} bytes\n");
+        return (StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
+    };
+    let edge = caller.name().to_owned();
     let request = match body
         .get(..4)
         .map(|len| u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize)
@@ -250,7 +253,8 @@ async fn sync(
             // The answer streams through a pipe; a client that goes away
             // breaks the pipe and ends the task.
             tokio::spawn(async move {
-                if let Err(err) = crate::serve::answer(request, &state, &mut writer, None).await {
+                let answered = crate::serve::answer(request, &caller, &state, &mut writer, None);
+                if let Err(err) = answered.await {
                     debug!(%edge, cause = %error_chain(&err), "HTTP answer cut short");
                 }
             });
@@ -267,8 +271,8 @@ fn frames_response(body: Body) -> Response {
     response
 }
 
-/// The edge's name, or a 401 response.
-async fn authorize(state: &Arc<State>, headers: &HeaderMap) -> Result<String, Response> {
+/// Who the bearer token belongs to, or a 401 response.
+async fn authorize(state: &Arc<State>, headers: &HeaderMap) -> Result<Caller, Response> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
@@ -282,15 +286,15 @@ async fn authorize(state: &Arc<State>, headers: &HeaderMap) -> Result<String, Re
             .into_response());
     };
     let checker = state.clone();
-    match tokio::task::spawn_blocking(move || checker.tokens.check(&token)).await {
-        Ok(Ok(Some(edge))) => Ok(edge),
+    match tokio::task::spawn_blocking(move || checker.check_token(&token)).await {
+        Ok(Ok(Some(caller))) => Ok(caller),
         Ok(Ok(None)) => {
             warn!("refused an HTTP request with an unknown edge token");
             Err((StatusCode::UNAUTHORIZED, "unknown edge token\n").into_response())
         }
-        Ok(Err(err)) => {
-            // The edge's token is not at fault: say so, and log the origin's fault (issue 11).
-            state.tokens.log_broken(&err);
+        Ok(Err(_)) => {
+            // The edge's token is not at fault: say so; the origin's fault
+            // was logged (issue 11).
             Err((
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("{}\n", crate::tokens::BROKEN_CONFIG),

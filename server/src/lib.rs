@@ -10,7 +10,10 @@
 //! - [`history`]: withdraw, revert, renew and key rotation: each the next
 //!   catalog sequence, under the publish lock (issue 13).
 //! - [`tls`]: the origin's self-signed certificate and the pinned-fingerprint verifier.
-//! - [`tokens`]: per-edge tokens, stored hashed.
+//! - [`tokens`]: per-edge and per-administrator tokens (`edges.toml`, `admins.toml`),
+//!   stored hashed; revocation (issue 15).
+//! - [`admin`]: administrators' requests over the sync protocol (issue 15).
+//! - [`report`]: edge reports, sealed, and where they go ([`report::ReportSink`]).
 //! - [`edge_name`]: edge names in any script (NFC, letters, digits, marks), and their ASCII ids.
 //! - [`protocol`]: the framed request/response protocol over QUIC.
 //! - [`codec`]: chunks on the wire: raw, zstd, or a zstd delta against held chunks.
@@ -24,6 +27,7 @@
 //! - [`since`]: the metadata an edge lacks, from the catalog it holds (one round trip),
 //!   and why the catalog in force cannot be read ([`since::CatalogReadError`]).
 
+pub mod admin;
 pub mod codec;
 pub mod congestion;
 pub mod edge_name;
@@ -35,6 +39,7 @@ pub mod origin;
 pub mod pace;
 pub mod protocol;
 pub mod publish;
+pub mod report;
 pub mod serve;
 pub mod since;
 pub mod tls;

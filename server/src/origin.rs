@@ -6,7 +6,11 @@
 //!                      newest after a rotation), `catalog_lifetime_secs` (issue 13)
 //!   origin.key         the Ed25519 signing key (hex, mode 0600): never leaves this machine
 //!   origin.key.next    only during `origin rotate-key` (issue 13): the new key
-//!   admin-token.b3     BLAKE3 of the admin token (the token itself is shown once)
+//!   admins.toml        administrators' names and the BLAKE3 of their tokens (issue 15);
+//!                      `origin init` makes the first, named `admin`
+//!   admin-token.b3     before issue 15: the first admin token's BLAKE3, adopted as `admin`
+//!   admin.log          every administrator's action, one JSON line each (issue 15)
+//!   fleet/             the edges' reports and the dashboard's tables (issue 15)
 //!   publish.lock       held while a publish runs
 //!   tls/               the QUIC certificate and its key (edges pin the certificate)
 //!   edges.toml         edge names and the BLAKE3 of their tokens
@@ -30,8 +34,13 @@ pub const PRIVATE_FILES: &[&str] = &[
     "tls",
     "tls/key.der",
     "admin-token.b3",
+    "admins.toml",
     "edges.toml",
+    "admin.log",
 ];
+
+/// The name `origin init` gives the first administrator (issue 15).
+pub const FIRST_ADMIN: &str = "admin";
 
 /// Who may read the origin key: its owner alone.
 const KEY_MODE: u32 = 0o600;
@@ -152,12 +161,16 @@ impl Origin {
             Ok::<_, catalog::store::StoreError>(Some(signed))
         })?;
 
-        let token_path = dir.join("admin-token.b3");
-        std::fs::write(
-            &token_path,
-            catalog::Hash::of(admin_token.as_bytes()).to_hex(),
+        crate::tokens::add_hashed(
+            dir,
+            crate::tokens::Book::Admins,
+            FIRST_ADMIN,
+            catalog::Hash::of(admin_token.as_bytes()),
         )
-        .map_err(io("writing", &token_path))?;
+        .map_err(|err| OriginError::Damaged {
+            path: crate::tokens::Book::Admins.path(dir),
+            cause: err.into(),
+        })?;
         let toml_path = dir.join("origin.toml");
         let public = OriginToml {
             format: 1,
@@ -186,6 +199,7 @@ impl Origin {
                 path: dir.to_owned(),
             });
         };
+        adopt_first_admin(dir)?;
         let store = Store::open_existing(dir.join("store"))?;
         // A rotation interrupted after its catalog committed ends here (issue 13).
         let key = crate::history::finish_rotation(dir, &store)?.unwrap_or(key);
@@ -264,6 +278,25 @@ impl Origin {
     pub(crate) fn set_key(&mut self, key: OriginKey) {
         self.key = key;
     }
+}
+
+/// An origin made before issue 15 kept its one admin token's hash in
+/// `admin-token.b3`: it becomes the administrator named [`FIRST_ADMIN`].
+fn adopt_first_admin(dir: &Path) -> Result<(), OriginError> {
+    let old = dir.join("admin-token.b3");
+    let text = match std::fs::read_to_string(&old) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(cause) => return Err(io("reading", &old)(cause)),
+    };
+    let damaged = |cause: Box<dyn std::error::Error + Send + Sync>| OriginError::Damaged {
+        path: old.clone(),
+        cause,
+    };
+    let hash: catalog::Hash = text.trim().parse().map_err(|err| damaged(Box::new(err)))?;
+    crate::tokens::add_hashed(dir, crate::tokens::Book::Admins, FIRST_ADMIN, hash)
+        .map_err(|err| damaged(err.into()))?;
+    std::fs::remove_file(&old).map_err(io("removing", &old))
 }
 
 /// How long a withdrawn course's tombstone stays in the catalog: long enough
@@ -468,13 +501,17 @@ mod tests {
             .expect("signed by the origin");
         assert_eq!(catalog.sequence, 0);
         assert!(catalog.courses.is_empty());
-        let stored_token =
-            std::fs::read_to_string(dir.path().join("admin-token.b3")).expect("read");
-        assert_eq!(
-            stored_token,
-            catalog::Hash::of(report.admin_token.as_bytes()).to_hex()
+        let stored = std::fs::read_to_string(dir.path().join("admins.toml")).expect("read");
+        assert!(
+            !stored.contains(&report.admin_token),
+            "only its hash is kept"
         );
-        assert!(!stored_token.contains(&report.admin_token));
+        let admins = crate::tokens::Tokens::admins(dir.path());
+        assert_eq!(
+            admins.check(&report.admin_token).expect("check"),
+            Some(FIRST_ADMIN.to_owned())
+        );
+        assert_eq!(admins.check("another").expect("check"), None);
     }
 
     #[test]

@@ -30,12 +30,15 @@ pub const VERSION: u32 = 1;
 /// [`Response::Welcome`]'s `version` (an edge that predates revisions ignores
 /// it). Revision 2 adds [`Request::CatalogSince`]; an edge asks it only of an
 /// origin whose welcome says 2 or more, and an older origin's welcome says 1.
-/// Revision 3 adds [`Request::GetFileChunks`].
-pub const REVISION: u32 = 3;
+/// Revision 3 adds [`Request::GetFileChunks`]; revision 4 (issue 15) adds
+/// [`Request::Report`] and [`Request::Admin`].
+pub const REVISION: u32 = 4;
 /// The first revision that answers [`Request::CatalogSince`].
 pub const REVISION_CATALOG_SINCE: u32 = 2;
 /// The first revision that answers [`Request::GetFileChunks`].
 pub const REVISION_FILE_CHUNKS: u32 = 3;
+/// The first revision that takes [`Request::Report`] and [`Request::Admin`].
+pub const REVISION_BUREAU: u32 = 4;
 /// Most metadata objects sent after the catalog in one [`Request::CatalogSince`]
 /// answer; the edge asks for any others with [`Request::GetObjects`].
 pub const MAX_SINCE_OBJECTS: usize = 4096;
@@ -48,6 +51,9 @@ pub const MAX_REQUEST: usize = 64 * 1024;
 pub const MAX_RESPONSE: usize = catalog::object::MAX_OBJECT_LEN + 1024;
 /// Most hashes in one [`Request::GetObjects`] or [`Request::GetChunks`].
 pub const MAX_HASHES: usize = 1024;
+/// Largest request frame on an administrator's connection, after its hello
+/// (issue 15): uploads carry chunks. Everyone else keeps [`MAX_REQUEST`].
+pub const MAX_ADMIN_REQUEST: usize = 8 * 1024 * 1024;
 
 /// QUIC application close codes.
 pub const CLOSE_DONE: u32 = 0;
@@ -90,6 +96,17 @@ pub enum Request {
     /// serving edges below it fetches from upstream, once, the chunks of a
     /// file it does not hold yet. At most [`MAX_HASHES`] wants in all.
     GetFileChunks { files: Vec<FileWants> },
+    /// Revision 4 (issue 15): one sealed report ([`crate::report::Envelope`],
+    /// encoded): the sender's own, or one it forwards from an edge below it.
+    /// Answered [`Response::Ok`] once kept (or already held): the sender may
+    /// then forget it.
+    Report {
+        #[serde(with = "serde_bytes")]
+        envelope: Vec<u8>,
+    },
+    /// Revision 4 (issue 15): an administrator's request; only on a
+    /// connection whose hello carried an admin token.
+    Admin(crate::admin::AdminRequest),
 }
 
 impl Request {
@@ -104,6 +121,8 @@ impl Request {
             Request::Pace { .. } => "pace",
             Request::CatalogSince { .. } => "catalog_since",
             Request::GetFileChunks { .. } => "get_file_chunks",
+            Request::Report { .. } => "report",
+            Request::Admin(_) => "admin",
         }
     }
 }
@@ -171,6 +190,8 @@ pub enum Response {
     Error {
         message: String,
     },
+    /// Revision 4 (issue 15): the answer to a [`Request::Admin`].
+    Admin(crate::admin::AdminResponse),
 }
 
 /// Why a frame could not be read or written. The stream's peer is named by

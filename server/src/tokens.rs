@@ -45,38 +45,90 @@ pub enum TokenError {
         #[source]
         cause: toml::ser::Error,
     },
-    #[error("an edge named {0:?} already exists; choose another name")]
+    #[error("the name {0:?} is already taken; choose another name")]
     Exists(String),
+    #[error("no one named {0:?} holds a token here; `shanlu origin edges` lists the names")]
+    Unknown(String),
+    #[error(
+        "{path}: the entry for {name:?} has a damaged token hash; remove it and add the name again"
+    )]
+    BadHash { path: PathBuf, name: String },
     #[error(transparent)]
     BadName(#[from] EdgeNameError),
     #[error(transparent)]
     Origin(#[from] crate::origin::OriginError),
 }
 
+/// A token file: `edges.toml` (`[edges.NAME]`) or `admins.toml`
+/// (`[admins.NAME]`, issue 15). Both hold names and the BLAKE3 of tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Book {
+    Edges,
+    Admins,
+}
+
+impl Book {
+    fn file_name(self) -> &'static str {
+        match self {
+            Book::Edges => "edges.toml",
+            Book::Admins => "admins.toml",
+        }
+    }
+
+    /// The file this book is kept in, in the data folder `dir`.
+    pub fn path(self, dir: &Path) -> PathBuf {
+        dir.join(self.file_name())
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct EdgesFile {
-    #[serde(default)]
-    edges: BTreeMap<String, EdgeEntry>,
+struct TokenFile {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    edges: BTreeMap<String, Entry>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    admins: BTreeMap<String, Entry>,
+}
+
+impl TokenFile {
+    fn entries(&mut self, book: Book) -> &mut BTreeMap<String, Entry> {
+        match book {
+            Book::Edges => &mut self.edges,
+            Book::Admins => &mut self.admins,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct EdgeEntry {
+struct Entry {
     /// BLAKE3 of the token, hex.
     token_b3: String,
     added_at: u64,
+    /// The county an edge belongs to (issue 15), for the fleet dashboard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    county: Option<String>,
+    /// When `origin revoke` refused the token from then on (issue 15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    revoked_at: Option<u64>,
 }
 
-fn edges_path(dir: &Path) -> PathBuf {
-    dir.join("edges.toml")
+/// One name in a token file, as `origin edges` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenRecord {
+    pub name: String,
+    /// BLAKE3 of the token: the key a report from this edge is checked with.
+    pub token_b3: catalog::Hash,
+    pub added_at: u64,
+    pub county: Option<String>,
+    pub revoked_at: Option<u64>,
 }
 
-fn read_file(path: &Path) -> Result<EdgesFile, TokenError> {
+fn read_file(path: &Path) -> Result<TokenFile, TokenError> {
     match std::fs::read_to_string(path) {
         Ok(text) => toml::from_str(&text).map_err(|cause| TokenError::Damaged {
             path: path.to_owned(),
             cause,
         }),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(EdgesFile::default()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(TokenFile::default()),
         Err(cause) => Err(TokenError::Io {
             action: "reading",
             path: path.to_owned(),
@@ -85,35 +137,14 @@ fn read_file(path: &Path) -> Result<EdgesFile, TokenError> {
     }
 }
 
-/// Issues a token for a new edge called `name` (any script: see
-/// [`EdgeName`]); returns the token (shown once). The name is stored NFC, and
-/// a name that differs from an existing one only in normalisation is the
-/// same edge.
-pub fn add_edge(dir: &Path, name: &str) -> Result<String, TokenError> {
-    let name = EdgeName::parse(name)?;
-    let path = edges_path(dir);
-    let mut file = read_file(&path)?;
-    let exists = file
-        .edges
-        .keys()
-        .any(|held| held.nfc().eq(name.as_str().chars()));
-    if exists {
-        return Err(TokenError::Exists(name.to_string()));
-    }
-    let token = random_token()?;
-    file.edges.insert(
-        name.to_string(),
-        EdgeEntry {
-            token_b3: catalog::Hash::of(token.as_bytes()).to_hex(),
-            added_at: now_secs(),
-        },
-    );
-    let text = toml::to_string(&file).map_err(|cause| TokenError::Encode {
+/// Writes beside and renames, so a running server never reads half a file.
+fn write_file(dir: &Path, book: Book, file: &TokenFile) -> Result<(), TokenError> {
+    let path = book.path(dir);
+    let text = toml::to_string(file).map_err(|cause| TokenError::Encode {
         path: path.clone(),
         cause,
     })?;
-    // Write beside and rename, so a running origin never reads half a file.
-    let tmp = dir.join("edges.toml.tmp");
+    let tmp = dir.join(format!("{}.tmp", book.file_name()));
     std::fs::write(&tmp, text).map_err(|cause| TokenError::Io {
         action: "writing",
         path: tmp.clone(),
@@ -121,22 +152,168 @@ pub fn add_edge(dir: &Path, name: &str) -> Result<String, TokenError> {
     })?;
     std::fs::rename(&tmp, &path).map_err(|cause| TokenError::Io {
         action: "replacing",
-        path: path.clone(),
+        path,
+        cause,
+    })
+}
+
+/// Serializes changes to one token file between processes (`origin
+/// add-edge` and an administrator's remote `add-edge` at once).
+fn lock_book(dir: &Path, book: Book) -> Result<std::fs::File, TokenError> {
+    let path = dir.join(format!("{}.lock", book.file_name()));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|cause| TokenError::Io {
+            action: "opening",
+            path: path.clone(),
+            cause,
+        })?;
+    file.lock().map_err(|cause| TokenError::Io {
+        action: "locking",
+        path,
         cause,
     })?;
+    Ok(file)
+}
+
+/// Issues a token for a new edge called `name` (any script: see
+/// [`EdgeName`]); returns the token (shown once). The name is stored NFC, and
+/// a name that differs from an existing one only in normalisation is the
+/// same edge.
+pub fn add_edge(dir: &Path, name: &str) -> Result<String, TokenError> {
+    add(dir, Book::Edges, name, None)
+}
+
+/// Issues a token for `name` in `book`, with the edge's `county` (issue
+/// 15); returns the token (shown once). A revoked name stays taken: its
+/// reports and history keep their meaning.
+pub fn add(dir: &Path, book: Book, name: &str, county: Option<&str>) -> Result<String, TokenError> {
+    let name = EdgeName::parse(name)?;
+    let county = county.map(EdgeName::parse).transpose()?;
+    let _lock = lock_book(dir, book)?;
+    let path = book.path(dir);
+    let mut file = read_file(&path)?;
+    let entries = file.entries(book);
+    let exists = entries
+        .keys()
+        .any(|held| held.nfc().eq(name.as_str().chars()));
+    if exists {
+        return Err(TokenError::Exists(name.to_string()));
+    }
+    let token = random_token()?;
+    entries.insert(
+        name.to_string(),
+        Entry {
+            token_b3: catalog::Hash::of(token.as_bytes()).to_hex(),
+            added_at: now_secs(),
+            county: county.map(|c| c.to_string()),
+            revoked_at: None,
+        },
+    );
+    write_file(dir, book, &file)?;
     Ok(token)
 }
 
-/// Checks presented tokens against `edges.toml`, re-reading it when it changes.
-pub struct EdgeTokens {
+/// Records a token already made for `name` by its BLAKE3 (`origin init`'s
+/// admin token), unless the name is taken.
+pub(crate) fn add_hashed(
+    dir: &Path,
+    book: Book,
+    name: &str,
+    token_b3: catalog::Hash,
+) -> Result<(), TokenError> {
+    let name = EdgeName::parse(name)?;
+    let _lock = lock_book(dir, book)?;
+    let mut file = read_file(&book.path(dir))?;
+    if file.entries(book).contains_key(name.as_str()) {
+        return Ok(());
+    }
+    file.entries(book).insert(
+        name.to_string(),
+        Entry {
+            token_b3: token_b3.to_hex(),
+            added_at: now_secs(),
+            county: None,
+            revoked_at: None,
+        },
+    );
+    write_file(dir, book, &file)
+}
+
+/// Refuses `name`'s token from the next connection on (issue 15). Returns
+/// false if it was already revoked.
+pub fn revoke(dir: &Path, book: Book, name: &str) -> Result<bool, TokenError> {
+    let _lock = lock_book(dir, book)?;
+    let mut file = read_file(&book.path(dir))?;
+    let Some(entry) = file
+        .entries(book)
+        .iter_mut()
+        .find(|(held, _)| held.nfc().eq(name.nfc()))
+        .map(|(_, entry)| entry)
+    else {
+        return Err(TokenError::Unknown(name.to_owned()));
+    };
+    if entry.revoked_at.is_some() {
+        return Ok(false);
+    }
+    entry.revoked_at = Some(now_secs());
+    write_file(dir, book, &file)?;
+    Ok(true)
+}
+
+/// Every name in `book`, revoked ones included, sorted by name.
+pub fn list(dir: &Path, book: Book) -> Result<Vec<TokenRecord>, TokenError> {
+    let path = book.path(dir);
+    let mut file = read_file(&path)?;
+    file.entries(book)
+        .iter()
+        .map(|(name, entry)| record(&path, name, entry))
+        .collect()
+}
+
+fn record(path: &Path, name: &str, entry: &Entry) -> Result<TokenRecord, TokenError> {
+    let token_b3 = entry.token_b3.parse().map_err(|_| TokenError::BadHash {
+        path: path.to_owned(),
+        name: name.to_owned(),
+    })?;
+    Ok(TokenRecord {
+        name: name.to_owned(),
+        token_b3,
+        added_at: entry.added_at,
+        county: entry.county.clone(),
+        revoked_at: entry.revoked_at,
+    })
+}
+
+/// Checks presented tokens against a token file, re-reading it when it
+/// changes. Revoked names are refused.
+pub struct Tokens {
+    book: Book,
     path: PathBuf,
     cache: Mutex<(Option<SystemTime>, BTreeMap<String, String>)>,
 }
 
-impl EdgeTokens {
-    pub fn new(dir: &Path) -> EdgeTokens {
-        EdgeTokens {
-            path: edges_path(dir),
+/// The edges' tokens (`edges.toml`).
+pub type EdgeTokens = Tokens;
+
+impl Tokens {
+    /// The edges' tokens in the data folder `dir`.
+    pub fn new(dir: &Path) -> Tokens {
+        Tokens::of(dir, Book::Edges)
+    }
+
+    /// The administrators' tokens in the origin folder `dir` (issue 15).
+    pub fn admins(dir: &Path) -> Tokens {
+        Tokens::of(dir, Book::Admins)
+    }
+
+    fn of(dir: &Path, book: Book) -> Tokens {
+        Tokens {
+            book,
+            path: book.path(dir),
             cache: Mutex::new((None, BTreeMap::new())),
         }
     }
@@ -146,24 +323,24 @@ impl EdgeTokens {
         &self.path
     }
 
-    /// Checks the file once at start-up: a broken `edges.toml` is logged as
-    /// an error before any edge is refused because of it.
+    /// Checks the file once at start-up: a broken token file is logged as
+    /// an error before anyone is refused because of it.
     pub fn log_if_broken(&self) {
         if let Err(err) = self.check("") {
             self.log_broken(&err);
         }
     }
 
-    /// Logs that edges are refused because the origin's own file is broken.
+    /// Logs that callers are refused because the server's own file is broken.
     pub fn log_broken(&self, err: &TokenError) {
         tracing::error!(
             file = %self.path.display(),
             cause = %catalog::format::error_chain(err),
-            "the origin's configuration is broken: edge tokens cannot be checked, so every edge is refused (and told so) until this file is fixed"
+            "the configuration is broken: tokens cannot be checked, so every caller with a token from this file is refused (and told so) until it is fixed"
         );
     }
 
-    /// The name of the edge this token belongs to, if any.
+    /// The name this token belongs to, if any and not revoked.
     pub fn check(&self, token: &str) -> Result<Option<String>, TokenError> {
         let modified = std::fs::metadata(&self.path)
             .and_then(|m| m.modified())
@@ -173,10 +350,10 @@ impl EdgeTokens {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if cache.0.is_none() || cache.0 != modified {
-            let file = read_file(&self.path)?;
-            cache.1 = file
-                .edges
+            let mut file = read_file(&self.path)?;
+            cache.1 = std::mem::take(file.entries(self.book))
                 .into_iter()
+                .filter(|(_, entry)| entry.revoked_at.is_none())
                 .map(|(name, entry)| (entry.token_b3, name))
                 .collect();
             cache.0 = modified;

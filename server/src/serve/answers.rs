@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use catalog::{Hash, Store};
 use tracing::{info, warn};
 
-use super::{State, current_catalog};
+use super::{Caller, State, current_catalog};
 use crate::codec::Encoding;
 use crate::pace::TokenBucket;
 use crate::protocol::{self, ChunkWant, FrameError, Request, Response};
@@ -20,6 +20,7 @@ use crate::since::CatalogReadError;
 /// one. Fails only if `send` fails.
 pub async fn answer(
     request: Request,
+    caller: &Caller,
     state: &Arc<State>,
     send: &mut (impl tokio::io::AsyncWrite + Unpin),
     pace: Option<&TokenBucket>,
@@ -94,8 +95,41 @@ pub async fn answer(
             info!(status = %status, "edge status");
             protocol::write_frame(send, &Response::Ok).await?;
         }
+        Request::Report { envelope } => {
+            let response = take_report(caller, envelope, state).await;
+            protocol::write_frame(send, &response).await?;
+        }
+        Request::Admin(request) => match (caller, &state.desk) {
+            (Caller::Admin(admin), Some(desk)) => {
+                crate::admin::answer(request, admin, desk, state, send).await?;
+            }
+            (Caller::Edge(_), _) | (_, None) => {
+                let message = "administrators' requests need an admin token (`shanlu origin add-admin`), sent to the origin itself".to_owned();
+                protocol::write_frame(send, &Response::Error { message }).await?;
+            }
+        },
     }
     Ok(())
+}
+
+/// Hands an edge's sealed report to the [`ReportSink`](crate::report::ReportSink).
+async fn take_report(caller: &Caller, envelope: Vec<u8>, state: &Arc<State>) -> Response {
+    let (Caller::Edge(sender), Some(sink)) = (caller, state.reports.clone()) else {
+        let message = "reports are taken from edges by a server that keeps them".to_owned();
+        return Response::Error { message };
+    };
+    let sender = sender.clone();
+    let taken = tokio::task::spawn_blocking(move || sink.accept(&sender, &envelope)).await;
+    match taken {
+        Ok(Ok(())) => Response::Ok,
+        Ok(Err(message)) => {
+            warn!(%caller, cause = %message, "refused a report");
+            Response::Error { message }
+        }
+        Err(_) => Response::Error {
+            message: "the report could not be kept; send it again later".to_owned(),
+        },
+    }
 }
 
 /// Answers a request for chunks, grouped by the file they are for when the
@@ -344,15 +378,24 @@ mod tests {
             tokens: EdgeTokens::new(dir),
             stats: Arc::default(),
             upstream,
+            admins: None,
+            desk: None,
+            reports: None,
         })
     }
 
     /// The answers written for `request`, decoded.
     async fn answers(request: Request, state: &Arc<State>) -> Vec<Response> {
         let mut written = Vec::new();
-        answer(request, state, &mut written, None)
-            .await
-            .expect("answer");
+        answer(
+            request,
+            &Caller::Edge("e".into()),
+            state,
+            &mut written,
+            None,
+        )
+        .await
+        .expect("answer");
         let mut reader = written.as_slice();
         let mut out = Vec::new();
         while let Some(response) =

@@ -8,7 +8,7 @@ use catalog::format::error_chain;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::{HELLO_TIMEOUT, State, answer};
+use super::{Caller, HELLO_TIMEOUT, State, answer};
 use crate::pace::TokenBucket;
 use crate::protocol::{self, FrameError, Request, Response};
 
@@ -75,10 +75,10 @@ pub(super) async fn handle_connection(
     }
     let checked = {
         let state = state.clone();
-        tokio::task::spawn_blocking(move || state.tokens.check(&token)).await
+        tokio::task::spawn_blocking(move || state.check_token(&token)).await
     };
-    let edge = match checked {
-        Ok(Ok(Some(name))) => name,
+    let caller = match checked {
+        Ok(Ok(Some(caller))) => caller,
         Ok(Ok(None)) => {
             state
                 .stats
@@ -92,9 +92,9 @@ pub(super) async fn handle_connection(
             return Ok(());
         }
         Ok(Err(err)) => {
-            // The edge's token is not at fault: say so, and log the origin's fault (issue 11).
-            warn!(%remote, "refused an edge: its token cannot be checked");
-            state.tokens.log_broken(&err);
+            // The edge's token is not at fault: say so; the origin's fault
+            // was logged (issue 11).
+            warn!(%remote, cause = %error_chain(&err), "refused an edge: its token cannot be checked");
             connection.close(
                 quinn::VarInt::from_u32(protocol::CLOSE_ORIGIN_CONFIG),
                 crate::tokens::BROKEN_CONFIG.as_bytes(),
@@ -103,6 +103,7 @@ pub(super) async fn handle_connection(
         }
         Err(_) => return Ok(()),
     };
+    let edge = caller.name().to_owned();
     // A capped edge sends its pace on the hello stream, then finishes it.
     let pace = match tokio::time::timeout(
         HELLO_TIMEOUT,
@@ -137,7 +138,7 @@ pub(super) async fn handle_connection(
         protocol::write_frame(&mut send, &Response::Ok).await?;
     }
     let _ = send.finish();
-    info!(%remote, %edge, "edge connected");
+    info!(%remote, %caller, "connected");
 
     let streams = TaskTracker::new();
     loop {
@@ -155,10 +156,11 @@ pub(super) async fn handle_connection(
         let state = state.clone();
         let connection = connection.clone();
         let pace = pace.clone();
+        let caller = caller.clone();
         let id = send.id();
         streams.spawn(
             async move {
-                match handle_stream(send, recv, &state, pace.as_deref()).await {
+                match handle_stream(send, recv, &caller, &state, pace.as_deref()).await {
                     Ok(()) => {}
                     // The edge abandoned the request (it gave up waiting, its
                     // disk filled, it went away): nothing was malformed.
@@ -190,14 +192,15 @@ pub(super) async fn handle_connection(
 async fn handle_stream(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
+    caller: &Caller,
     state: &Arc<State>,
     pace: Option<&TokenBucket>,
 ) -> Result<(), FrameError> {
-    let Some(request) = protocol::read_frame::<Request>(&mut recv, protocol::MAX_REQUEST).await?
+    let Some(request) = protocol::read_frame::<Request>(&mut recv, caller.request_limit()).await?
     else {
         return Ok(());
     };
-    answer(request, state, &mut send, pace).await?;
+    answer(request, caller, state, &mut send, pace).await?;
     let _ = send.finish();
     Ok(())
 }

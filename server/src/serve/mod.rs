@@ -23,9 +23,10 @@ mod answers;
 mod connection;
 
 use crate::protocol;
+use crate::report::ReportSink;
 pub use crate::since::current_catalog;
 use crate::tls::TlsIdentity;
-use crate::tokens::EdgeTokens;
+use crate::tokens::{EdgeTokens, Tokens};
 use crate::transport::Congestion;
 pub use answers::answer;
 
@@ -67,6 +68,68 @@ pub struct State {
     pub stats: Arc<Stats>,
     /// Where a county edge gets the chunks it does not hold; `None` on the origin.
     pub upstream: Option<Arc<dyn Upstream>>,
+    /// Administrators' tokens (issue 15): on the origin only.
+    pub admins: Option<Tokens>,
+    /// Where administrators' requests are answered: on the origin only.
+    pub desk: Option<crate::admin::Desk>,
+    /// Where edges' reports go (issue 15): the origin's fleet, or a county
+    /// edge's queue to forward; `None` answers them with an error.
+    pub reports: Option<Arc<dyn ReportSink>>,
+}
+
+/// Who a connection's hello authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// An edge, by its name in `edges.toml`.
+    Edge(String),
+    /// An administrator, by the name in `admins.toml` (issue 15).
+    Admin(String),
+}
+
+impl Caller {
+    pub fn name(&self) -> &str {
+        match self {
+            Caller::Edge(name) | Caller::Admin(name) => name,
+        }
+    }
+
+    /// The largest request frame this caller may send after its hello.
+    pub fn request_limit(&self) -> usize {
+        match self {
+            Caller::Edge(_) => protocol::MAX_REQUEST,
+            Caller::Admin(_) => protocol::MAX_ADMIN_REQUEST,
+        }
+    }
+}
+
+impl std::fmt::Display for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Caller::Edge(name) => write!(f, "edge {name}"),
+            Caller::Admin(name) => write!(f, "administrator {name}"),
+        }
+    }
+}
+
+impl State {
+    /// Who `token` belongs to: an edge first, then an administrator. An
+    /// error means a token file cannot be read (logged here).
+    pub fn check_token(&self, token: &str) -> Result<Option<Caller>, crate::tokens::TokenError> {
+        let checked = self
+            .tokens
+            .check(token)
+            .inspect_err(|err| self.tokens.log_broken(err))?;
+        if let Some(name) = checked {
+            return Ok(Some(Caller::Edge(name)));
+        }
+        let Some(admins) = &self.admins else {
+            return Ok(None);
+        };
+        let checked = admins
+            .check(token)
+            .inspect_err(|err| admins.log_broken(err))?;
+        Ok(checked.map(Caller::Admin))
+    }
 }
 
 /// Chunks a serving edge does not hold, fetched from its own upstream
@@ -96,6 +159,10 @@ pub struct Served {
     pub upstream: Option<Arc<dyn Upstream>>,
     /// Counted into as edges are served (an edge's metrics show them).
     pub stats: Arc<Stats>,
+    /// Administrators' tokens and their desk (issue 15): the origin only.
+    pub admins: Option<(Tokens, crate::admin::Desk)>,
+    /// Where edges' reports go (issue 15).
+    pub reports: Option<Arc<dyn ReportSink>>,
 }
 
 /// Counters of what the origin served.
@@ -149,8 +216,13 @@ pub struct Bound {
     pub cert_fingerprint: String,
 }
 
-/// Opens the origin in `dir` and binds its listeners.
-pub async fn bind(dir: &Path, listen: &Listen) -> Result<Bound, ServeError> {
+/// Opens the origin in `dir` and binds its listeners; edges' reports go
+/// to `reports`.
+pub async fn bind(
+    dir: &Path,
+    listen: &Listen,
+    reports: Option<Arc<dyn ReportSink>>,
+) -> Result<Bound, ServeError> {
     // Opening checks the folder is an initialized origin.
     crate::origin::Origin::open(dir)?;
     let served = Served {
@@ -159,6 +231,8 @@ pub async fn bind(dir: &Path, listen: &Listen) -> Result<Bound, ServeError> {
         tokens: EdgeTokens::new(dir),
         upstream: None,
         stats: Arc::default(),
+        admins: Some((Tokens::admins(dir), crate::admin::Desk::new(dir))),
+        reports,
     };
     bind_served(served, listen).await
 }
@@ -177,7 +251,10 @@ pub async fn bind_served(served: Served, listen: &Listen) -> Result<Bound, Serve
         identity,
         upstream,
         stats,
+        admins,
+        reports,
     } = served;
+    let (admins, desk) = admins.unzip();
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(identity.server_config()?)
         .map_err(crate::tls::TlsError::Quic)?;
     let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -277,6 +354,9 @@ pub async fn bind_served(served: Served, listen: &Listen) -> Result<Bound, Serve
             },
             stats,
             upstream,
+            admins: admins.inspect(Tokens::log_if_broken),
+            desk,
+            reports,
         }),
     })
 }

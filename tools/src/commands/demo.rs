@@ -71,7 +71,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 
         // 2. The origin serves on loopback.
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-        let bound = server::serve::bind(&origin_dir, &server::serve::Listen::on(loopback)).await?;
+        let bound = server::serve::bind(&origin_dir, &server::serve::Listen::on(loopback), None).await?;
         let quic = bound.quic_addr;
         let fallback = bound.https_addr.map(|https| format!("https://{https}"));
         match bound.http_addr {

@@ -35,7 +35,7 @@ pub fn serve(args: &OriginServeArgs) -> anyhow::Result<ExitCode> {
             https: Some(args.https),
             congestion: args.congestion,
         };
-        let bound = server::serve::bind(&args.data, &listen)
+        let bound = server::serve::bind(&args.data, &listen, None)
             .await
             .with_context(|| format!("starting the origin in {}", args.data.display()))?;
         outln!("quic: {}", bound.quic_addr)?;
