@@ -10,17 +10,45 @@ use serde::{Deserialize, Serialize};
 use crate::protocol::{self, FrameError, Response};
 use crate::serve::State;
 
-/// An administrator's request.
+pub mod edges;
+pub mod log;
+
+/// An administrator's request. New variants go at the end (postcard
+/// numbers variants by position).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AdminRequest {
     /// Who the origin takes this token for.
     Whoami,
+    /// `shanlu origin add-edge --origin …`: a token (and join code) for a new edge.
+    AddEdge {
+        name: String,
+        county: Option<String>,
+    },
+    /// `shanlu origin revoke NAME --origin …`.
+    RevokeEdge { name: String },
+    /// `shanlu origin edges --origin …`.
+    ListEdges,
 }
 
 /// The origin's answer to an [`AdminRequest`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AdminResponse {
-    Whoami { name: String },
+    Whoami {
+        name: String,
+    },
+    EdgeAdded {
+        token: String,
+        /// `None` when the origin does not know the addresses edges reach it at.
+        join_code: Option<String>,
+    },
+    EdgeRevoked {
+        /// It was revoked already.
+        already: bool,
+    },
+    /// The edges as JSON (what `shanlu origin edges --json` prints).
+    Edges {
+        json: String,
+    },
 }
 
 /// The origin's side of administrators' requests: its data folder.
@@ -45,7 +73,7 @@ impl Desk {
 pub async fn answer(
     request: AdminRequest,
     admin: &str,
-    _desk: &Desk,
+    desk: &Desk,
     _state: &Arc<State>,
     send: &mut (impl tokio::io::AsyncWrite + Unpin),
 ) -> Result<(), FrameError> {
@@ -56,5 +84,8 @@ pub async fn answer(
             });
             protocol::write_frame(send, &response).await
         }
+        request @ (AdminRequest::AddEdge { .. }
+        | AdminRequest::RevokeEdge { .. }
+        | AdminRequest::ListEdges) => edges::answer(request, admin, desk, send).await,
     }
 }
