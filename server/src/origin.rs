@@ -514,6 +514,32 @@ mod tests {
         assert_eq!(admins.check("another").expect("check"), None);
     }
 
+    /// Issue 15: an origin made before named admin tokens kept its admin
+    /// token's hash in `admin-token.b3`; opening it adopts that token as the
+    /// administrator `admin`, and it keeps working.
+    #[test]
+    fn issue_15_an_older_origins_admin_token_becomes_the_admin_named_admin() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let report = Origin::init(dir.path()).expect("init");
+        std::fs::remove_file(dir.path().join("admins.toml")).expect("as before issue 15");
+        std::fs::write(
+            dir.path().join("admin-token.b3"),
+            catalog::Hash::of(report.admin_token.as_bytes()).to_hex(),
+        )
+        .expect("write");
+        Origin::open(dir.path()).expect("open");
+        assert!(!dir.path().join("admin-token.b3").exists());
+        let admins = crate::tokens::Tokens::admins(dir.path());
+        assert_eq!(
+            admins.check(&report.admin_token).expect("check"),
+            Some(FIRST_ADMIN.to_owned())
+        );
+        // Opening again changes nothing.
+        Origin::open(dir.path()).expect("open");
+        let listed = crate::tokens::list(dir.path(), crate::tokens::Book::Admins).expect("list");
+        assert_eq!(listed.len(), 1);
+    }
+
     #[test]
     fn init_refuses_to_overwrite_an_origin() {
         let dir = tempfile::tempdir().expect("tempdir");

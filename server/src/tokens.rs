@@ -293,7 +293,7 @@ fn record(path: &Path, name: &str, entry: &Entry) -> Result<TokenRecord, TokenEr
 pub struct Tokens {
     book: Book,
     path: PathBuf,
-    cache: Mutex<(Option<SystemTime>, BTreeMap<String, String>)>,
+    cache: Mutex<(Option<(SystemTime, u64)>, BTreeMap<String, String>)>,
 }
 
 /// The edges' tokens (`edges.toml`).
@@ -342,8 +342,10 @@ impl Tokens {
 
     /// The name this token belongs to, if any and not revoked.
     pub fn check(&self, token: &str) -> Result<Option<String>, TokenError> {
+        // Every change replaces the file (a new inode), so a change within
+        // one tick of a coarse clock is still seen.
         let modified = std::fs::metadata(&self.path)
-            .and_then(|m| m.modified())
+            .and_then(|m| Ok((m.modified()?, std::os::unix::fs::MetadataExt::ino(&m))))
             .ok();
         let mut cache = self
             .cache
@@ -388,6 +390,41 @@ mod tests {
             add_edge(dir.path(), "bad name"),
             Err(TokenError::BadName(_))
         ));
+    }
+
+    /// Issue 15: a revoked token is refused at once by a running checker;
+    /// the name stays listed (and taken) with its county and revocation.
+    #[test]
+    fn issue_15_revoked_tokens_are_refused_and_stay_listed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tokens = Tokens::new(dir.path());
+        let a = add(dir.path(), Book::Edges, "school-a", Some("昭觉县")).expect("add");
+        let b = add(dir.path(), Book::Edges, "school-b", None).expect("add");
+        assert_eq!(tokens.check(&a).expect("check"), Some("school-a".into()));
+        assert!(revoke(dir.path(), Book::Edges, "school-a").expect("revoke"));
+        assert!(!revoke(dir.path(), Book::Edges, "school-a").expect("again"));
+        assert_eq!(tokens.check(&a).expect("check"), None, "refused at once");
+        assert_eq!(tokens.check(&b).expect("check"), Some("school-b".into()));
+        let listed = list(dir.path(), Book::Edges).expect("list");
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0].county.as_deref(), Some("昭觉县"));
+        assert!(listed[0].revoked_at.is_some());
+        assert_eq!(listed[0].token_b3, catalog::Hash::of(a.as_bytes()));
+        assert!(listed[1].revoked_at.is_none());
+        assert!(matches!(
+            add(dir.path(), Book::Edges, "school-a", None),
+            Err(TokenError::Exists(_))
+        ));
+        assert!(matches!(
+            revoke(dir.path(), Book::Edges, "nobody"),
+            Err(TokenError::Unknown(_))
+        ));
+        // Admins live in their own book: an edge token is not an admin's.
+        let admin = add(dir.path(), Book::Admins, "alice", None).expect("add admin");
+        let admins = Tokens::admins(dir.path());
+        assert_eq!(admins.check(&admin).expect("check"), Some("alice".into()));
+        assert_eq!(admins.check(&b).expect("check"), None);
+        assert_eq!(tokens.check(&admin).expect("check"), None);
     }
 
     #[test]
