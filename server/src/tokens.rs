@@ -45,7 +45,7 @@ pub enum TokenError {
         #[source]
         cause: toml::ser::Error,
     },
-    #[error("the name {0:?} is already taken; choose another name")]
+    #[error("the name {0:?} already exists; choose another name")]
     Exists(String),
     #[error("no one named {0:?} holds a token here; `shanlu origin edges` lists the names")]
     Unknown(String),

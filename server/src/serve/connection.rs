@@ -138,7 +138,10 @@ pub(super) async fn handle_connection(
         protocol::write_frame(&mut send, &Response::Ok).await?;
     }
     let _ = send.finish();
-    info!(%remote, %caller, "connected");
+    match &caller {
+        Caller::Edge(edge) => info!(%remote, %edge, "edge connected"),
+        Caller::Admin(admin) => info!(%remote, %admin, "administrator connected"),
+    }
 
     let streams = TaskTracker::new();
     loop {
