@@ -6,14 +6,19 @@ use anyhow::Context;
 use server::Origin;
 
 use crate::cli::{
-    AddEdgeArgs, OriginGcArgs, OriginInitArgs, OriginRenewArgs, OriginRotateKeyArgs,
+    OriginGcArgs, OriginInitArgs, OriginRenewArgs, OriginRotateKeyArgs,
     OriginServeArgs,
 };
 use crate::{format, outln, progress};
 
 pub fn init(args: &OriginInitArgs) -> anyhow::Result<ExitCode> {
+    let public = crate::commands::enroll::public_addresses(&args.public)?;
     let report = Origin::init(&args.data)
         .with_context(|| format!("setting up an origin in {}", args.data.display()))?;
+    if public != server::origin::PublicAddresses::default() {
+        server::origin::set_public_addresses(&args.data, &public)
+            .with_context(|| format!("recording the public addresses in {}", args.data.display()))?;
+    }
     outln!("origin initialized in {}", args.data.display())?;
     outln!("origin key: {}", report.public_key)?;
     outln!("origin certificate: {}", report.cert_fingerprint)?;
@@ -55,22 +60,6 @@ pub fn serve(args: &OriginServeArgs) -> anyhow::Result<ExitCode> {
         renewing.abort();
         anyhow::Ok(())
     })?;
-    Ok(ExitCode::SUCCESS)
-}
-
-pub fn add_edge(args: &AddEdgeArgs) -> anyhow::Result<ExitCode> {
-    Origin::open(&args.data)?;
-    let token = server::tokens::add_edge(&args.data, &args.name)
-        .with_context(|| format!("adding edge {} to {}", args.name, args.data.display()))?;
-    outln!("edge token: {token}")?;
-    // The name was checked by add_edge; its ASCII id is for file names and labels.
-    if let Ok(name) = server::edge_name::EdgeName::parse(&args.name) {
-        eprintln!("Added edge {name} (ASCII id {}).", name.ascii_id());
-    }
-    eprintln!(
-        "Give this token to the school's edge (`shanlu edge init --token ...`). It is shown only once;\n\
-         the origin keeps only its hash."
-    );
     Ok(ExitCode::SUCCESS)
 }
 
