@@ -59,7 +59,9 @@ pub enum JoinError {
         "the join code passed its checksum but does not hold what a join code holds ({0}); ask the origin's administrator for a new one"
     )]
     Damaged(&'static str),
-    #[error("{text:?} is not an address edges can reach: {reason} (write it as {scheme}://HOST:PORT)")]
+    #[error(
+        "{text:?} is not an address edges can reach: {reason} (write it as {scheme}://HOST:PORT)"
+    )]
     Address {
         text: String,
         scheme: &'static str,
@@ -102,7 +104,9 @@ impl Address {
             .and_then(|rest| rest.strip_prefix("://"))
             .ok_or_else(|| bad("it must start with the scheme"))?
             .trim_end_matches('/');
-        let (host, port) = rest.rsplit_once(':').ok_or_else(|| bad("it needs a port"))?;
+        let (host, port) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| bad("it needs a port"))?;
         let bracketed = host.starts_with('[') && host.ends_with(']');
         if host.is_empty()
             || host.len() > 253
@@ -159,11 +163,10 @@ impl JoinCode {
             .as_deref()
             .map(|text| Address::parse(text, "https"))
             .transpose()?;
-        let key = crate::origin::read_public_key(dir)?.ok_or_else(|| {
-            OriginError::NotInitialized {
+        let key =
+            crate::origin::read_public_key(dir)?.ok_or_else(|| OriginError::NotInitialized {
                 path: dir.to_owned(),
-            }
-        })?;
+            })?;
         let tls = crate::tls::TlsIdentity::load_or_create(dir).map_err(|cause| JoinError::Tls {
             path: dir.join("tls"),
             cause,
@@ -211,7 +214,14 @@ impl JoinCode {
         out.extend_from_slice(&self.quic.port.to_be_bytes());
         match &self.https {
             Some(https) => {
-                put_host(&mut out, if https.host == self.quic.host { "" } else { &https.host });
+                put_host(
+                    &mut out,
+                    if https.host == self.quic.host {
+                        ""
+                    } else {
+                        &https.host
+                    },
+                );
                 out.extend_from_slice(&https.port.to_be_bytes());
             }
             None => out.extend_from_slice(&[0, 0, 0]),
@@ -271,13 +281,16 @@ impl JoinCode {
         for &(character, position) in &kept[3..] {
             match ALPHABET.iter().position(|&a| char::from(a) == character) {
                 Some(value) => values.push(value as u8),
-                None => return Err(JoinError::BadCharacter { character, position }),
+                None => {
+                    return Err(JoinError::BadCharacter {
+                        character,
+                        position,
+                    });
+                }
             }
         }
         let bytes = unbase32(&values).ok_or(JoinError::Checksum)?;
-        let (payload, crc) = bytes
-            .split_last_chunk::<4>()
-            .ok_or(JoinError::Checksum)?;
+        let (payload, crc) = bytes.split_last_chunk::<4>().ok_or(JoinError::Checksum)?;
         if crc32fast::hash(payload) != u32::from_be_bytes(*crc) {
             return Err(JoinError::Checksum);
         }

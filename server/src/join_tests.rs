@@ -6,7 +6,9 @@ use super::*;
 fn sample() -> JoinCode {
     JoinCode {
         quic: Address::parse("quic://origin.liangshan.example:7443", "quic").expect("quic"),
-        https: Some(Address::parse("https://origin.liangshan.example:8443", "https").expect("https")),
+        https: Some(
+            Address::parse("https://origin.liangshan.example:8443", "https").expect("https"),
+        ),
         origin_key: std::array::from_fn(|i| i as u8),
         cert: std::array::from_fn(|i| 0xA0 ^ i as u8),
         token: std::array::from_fn(|i| 0xFF - i as u8),
@@ -25,7 +27,10 @@ fn issue_15_join_code_round_trips_and_ignores_case_spaces_and_dashes() {
     );
     assert!(text.len() < 260, "{} characters: {text}", text.len());
     assert_eq!(JoinCode::decode(&text).expect("decode"), code);
-    let sloppy = format!("  {} \n", text.to_lowercase().replace('-', " ").replacen(' ', "-", 3));
+    let sloppy = format!(
+        "  {} \n",
+        text.to_lowercase().replace('-', " ").replacen(' ', "-", 3)
+    );
     assert_eq!(JoinCode::decode(&sloppy).expect("decode sloppy"), code);
     let squashed: String = text.chars().filter(|c| *c != '-').collect();
     assert_eq!(JoinCode::decode(&squashed).expect("decode squashed"), code);
@@ -108,7 +113,10 @@ fn issue_15_every_single_mistyped_character_is_refused_with_the_checksum_error()
         swapped.swap(at, next);
         swapped.into_iter().collect::<String>()
     };
-    assert!(matches!(JoinCode::decode(&swapped), Err(JoinError::Checksum)));
+    assert!(matches!(
+        JoinCode::decode(&swapped),
+        Err(JoinError::Checksum)
+    ));
 }
 
 #[test]
@@ -183,7 +191,11 @@ fn issue_15_base32_matches_rfc_4648() {
     }
     // "MZ" has non-zero unused bits: not what base32 writes for any bytes.
     assert_eq!(unbase32(&[12, 25]), None);
-    assert_eq!(unbase32(&[12, 25, 23]), None, "15 bits is no whole byte count");
+    assert_eq!(
+        unbase32(&[12, 25, 23]),
+        None,
+        "15 bits is no whole byte count"
+    );
 }
 
 /// Reads the terminal rendering back into modules (each character is two
@@ -195,11 +207,7 @@ fn read_terminal_qr(text: &str) -> String {
     // Light modules are drawn: a drawn half is light, a blank one dark.
     let light = |x: usize, y: usize| -> bool {
         let c = lines[y / 2].get(x).copied().unwrap_or(' ');
-        match (c, y % 2) {
-            ('█', _) => true,
-            ('▀', 0) | ('▄', 1) => true,
-            _ => false,
-        }
+        matches!((c, y % 2), ('█', _) | ('▀', 0) | ('▄', 1))
     };
     let scale = 4;
     // A white margin, as the paper or screen around a code would be.
@@ -209,7 +217,11 @@ fn read_terminal_qr(text: &str) -> String {
         if x < margin || y < margin || x >= w - margin || y >= h - margin {
             return 255;
         }
-        if light((x - margin) / scale, (y - margin) / scale) { 255 } else { 0 }
+        if light((x - margin) / scale, (y - margin) / scale) {
+            255
+        } else {
+            0
+        }
     });
     let grids = image.detect_grids();
     assert_eq!(grids.len(), 1, "one QR code in the picture");
@@ -224,7 +236,10 @@ fn issue_15_the_terminal_qr_code_decodes_back_to_the_join_code() {
     assert!(drawn.contains('█') || drawn.contains('▀'), "{drawn}");
     let lines: Vec<&str> = drawn.lines().collect();
     assert!(lines.len() < 50, "{} lines: fits a terminal", lines.len());
-    assert!(lines.iter().all(|l| l.chars().count() < 100), "fits a terminal");
+    assert!(
+        lines.iter().all(|l| l.chars().count() < 100),
+        "fits a terminal"
+    );
     let read = read_terminal_qr(&drawn);
     assert_eq!(read, text);
     assert_eq!(JoinCode::decode(&read).expect("decode"), sample());

@@ -37,7 +37,10 @@ fn add_edge(
     let output = run(&args);
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "add-edge failed: {stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "add-edge failed: {stdout}\n{stderr}"
+    );
     let line = |prefix: &str| {
         stdout
             .lines()
@@ -95,7 +98,10 @@ fn issue_15_a_join_code_enrolls_an_edge_and_a_mistyped_one_is_refused_at_once() 
     let served = origin.serve();
     let (token, code, stderr) = add_edge(&origin, &served, "zhaojue-1", Some("昭觉县"));
     assert!(code.starts_with("SL1-"), "{code}");
-    assert!(stderr.contains('█') && stderr.contains('▀'), "a QR code on stderr: {stderr}");
+    assert!(
+        stderr.contains('█') && stderr.contains('▀'),
+        "a QR code on stderr: {stderr}"
+    );
 
     // One character changed, in the middle of the code.
     let mut chars: Vec<char> = code.chars().collect();
@@ -105,15 +111,27 @@ fn issue_15_a_join_code_enrolls_an_edge_and_a_mistyped_one_is_refused_at_once() 
     let (bad, ok, stderr, took) = init_joined(&typo);
     assert!(!ok, "a mistyped code must be refused");
     assert!(stderr.contains("checksum"), "{stderr}");
-    assert!(!bad.data().exists(), "nothing is created for a mistyped code");
-    assert!(took < Duration::from_secs(5), "refused at once, took {took:?}");
+    assert!(
+        !bad.data().exists(),
+        "nothing is created for a mistyped code"
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "refused at once, took {took:?}"
+    );
 
     let (edge, ok, stderr, _) = init_joined(&code.to_lowercase());
     assert!(ok, "edge init --join failed: {stderr}");
     let config = std::fs::read_to_string(edge.data().join("edge.toml")).expect("edge.toml");
     assert!(config.contains(&format!("token = \"{token}\"")), "{config}");
-    assert!(config.contains(&format!("origin = \"quic://{}\"", served.quic)), "{config}");
-    assert!(config.contains(&format!("fallback = \"https://{}\"", served.https)), "{config}");
+    assert!(
+        config.contains(&format!("origin = \"quic://{}\"", served.quic)),
+        "{config}"
+    );
+    assert!(
+        config.contains(&format!("fallback = \"https://{}\"", served.https)),
+        "{config}"
+    );
     assert!(config.contains(&origin.key), "{config}");
     assert!(config.contains(&served.fingerprint), "{config}");
     let report = edge.sync_ok();
@@ -141,7 +159,14 @@ fn issue_15_a_join_code_enrolls_an_edge_and_a_mistyped_one_is_refused_at_once() 
 #[test]
 fn issue_15_add_edge_without_public_addresses_says_how_to_get_a_join_code() {
     let origin = TestOrigin::init();
-    let output = run(&["origin", "add-edge", "--data", &origin.data_str(), "--name", "s1"]);
+    let output = run(&[
+        "origin",
+        "add-edge",
+        "--data",
+        &origin.data_str(),
+        "--name",
+        "s1",
+    ]);
     assert!(output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -152,9 +177,19 @@ fn issue_15_add_edge_without_public_addresses_says_how_to_get_a_join_code() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("origin");
     let data = data.to_str().expect("utf-8");
-    let bad = shanlu_tests::run_err(&["origin", "init", "--data", data, "--public-quic", "origin:7443"]);
+    let bad = shanlu_tests::run_err(&[
+        "origin",
+        "init",
+        "--data",
+        data,
+        "--public-quic",
+        "origin:7443",
+    ]);
     assert!(bad.contains("quic://HOST:PORT"), "{bad}");
-    assert!(!dir.path().join("origin").exists(), "checked before anything is made");
+    assert!(
+        !dir.path().join("origin").exists(),
+        "checked before anything is made"
+    );
     run_ok(&[
         "origin",
         "init",
@@ -246,7 +281,10 @@ fn issue_15_an_added_admins_token_is_accepted_and_a_revoked_ones_is_not() {
     });
     let (status, answer) = post(&served, &token, &add);
     assert_eq!(status, 200);
-    let Some(Response::Admin(AdminResponse::EdgeAdded { token: edge_token, .. })) = answer else {
+    let Some(Response::Admin(AdminResponse::EdgeAdded {
+        token: edge_token, ..
+    })) = answer
+    else {
         panic!("not EdgeAdded: {answer:?}")
     };
     assert_eq!(edge_token.len(), 64);
@@ -254,10 +292,16 @@ fn issue_15_an_added_admins_token_is_accepted_and_a_revoked_ones_is_not() {
     let out = run_ok(&["origin", "revoke", "--data", &data, "--admin", "carol"]);
     assert!(out.contains("revoked administrator carol"), "{out}");
     let (status, answer) = post(&served, &token, &Request::Admin(AdminRequest::Whoami));
-    assert_eq!(status, 401, "a revoked admin's token is refused: {answer:?}");
+    assert_eq!(
+        status, 401,
+        "a revoked admin's token is refused: {answer:?}"
+    );
     // The edge it added stays.
     let listed = run_ok(&["origin", "edges", "--data", &data, "--json"]);
-    assert!(listed.contains("\"remote-1\"") && listed.contains("布拖县"), "{listed}");
+    assert!(
+        listed.contains("\"remote-1\"") && listed.contains("布拖县"),
+        "{listed}"
+    );
 
     let log = std::fs::read_to_string(origin.data().join("admin.log")).expect("admin.log");
     let actions: Vec<serde_json::Value> = log

@@ -174,13 +174,8 @@ fn act(dir: &Path, admin: &str, request: AdminRequest) -> Result<AdminResponse, 
         let message = catalog::format::error_chain(&err);
         // A listing changes nothing: only refused changes are logged.
         if action != "list-edges"
-            && let Err(log_err) = log::record(
-                dir,
-                admin,
-                action,
-                &subject,
-                &format!("refused: {message}"),
-            )
+            && let Err(log_err) =
+                log::record(dir, admin, action, &subject, &format!("refused: {message}"))
         {
             tracing::warn!(cause = %catalog::format::error_chain(&log_err), "cannot log a refusal");
         }

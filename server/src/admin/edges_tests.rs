@@ -48,7 +48,10 @@ async fn issue_15_remote_add_edge_answers_a_token_and_a_join_code_from_origin_to
     let Response::Error { message } = ask(request(), "alice", &desk).await else {
         panic!("a second zhaojue-1 must be refused")
     };
-    assert!(message.contains("zhaojue-1") && message.contains("taken"), "{message}");
+    assert!(
+        message.contains("zhaojue-1") && message.contains("taken"),
+        "{message}"
+    );
 
     crate::origin::set_public_addresses(
         dir.path(),
@@ -73,7 +76,10 @@ async fn issue_15_remote_add_edge_answers_a_token_and_a_join_code_from_origin_to
     let join = JoinCode::decode(&join_code.expect("a join code")).expect("decodes");
     assert_eq!(join.token_hex(), token);
     assert_eq!(join.quic_url(), "quic://origin.example:7443");
-    assert_eq!(join.https_url().as_deref(), Some("https://origin.example:8443"));
+    assert_eq!(
+        join.https_url().as_deref(),
+        Some("https://origin.example:8443")
+    );
     let key = crate::origin::read_public_key(dir.path())
         .expect("read")
         .expect("key");
@@ -142,7 +148,10 @@ async fn issue_15_remote_revoke_and_list_edges() {
     assert!(edges[0]["revoked_at"].as_u64().is_some());
     assert_eq!(edges[1]["name"], "school-b");
     assert_eq!(edges[1]["revoked"], false);
-    assert!(!json.contains("token"), "no token hashes in the listing: {json}");
+    assert!(
+        !json.contains("token"),
+        "no token hashes in the listing: {json}"
+    );
 
     let actions: Vec<String> = log::recent(dir.path(), 10)
         .expect("log")
@@ -152,7 +161,10 @@ async fn issue_15_remote_revoke_and_list_edges() {
     assert_eq!(actions.len(), 3, "{actions:?}");
     assert_eq!(actions[0], "alice revoke school-a ");
     assert_eq!(actions[1], "alice revoke school-a already revoked");
-    assert!(actions[2].starts_with("alice revoke nobody refused: "), "{actions:?}");
+    assert!(
+        actions[2].starts_with("alice revoke nobody refused: "),
+        "{actions:?}"
+    );
 }
 
 #[test]

@@ -6,8 +6,7 @@ use anyhow::Context;
 use server::Origin;
 
 use crate::cli::{
-    OriginGcArgs, OriginInitArgs, OriginRenewArgs, OriginRotateKeyArgs,
-    OriginServeArgs,
+    OriginGcArgs, OriginInitArgs, OriginRenewArgs, OriginRotateKeyArgs, OriginServeArgs,
 };
 use crate::{format, outln, progress};
 
@@ -16,8 +15,9 @@ pub fn init(args: &OriginInitArgs) -> anyhow::Result<ExitCode> {
     let report = Origin::init(&args.data)
         .with_context(|| format!("setting up an origin in {}", args.data.display()))?;
     if public != server::origin::PublicAddresses::default() {
-        server::origin::set_public_addresses(&args.data, &public)
-            .with_context(|| format!("recording the public addresses in {}", args.data.display()))?;
+        server::origin::set_public_addresses(&args.data, &public).with_context(|| {
+            format!("recording the public addresses in {}", args.data.display())
+        })?;
     }
     outln!("origin initialized in {}", args.data.display())?;
     outln!("origin key: {}", report.public_key)?;
