@@ -181,3 +181,33 @@ fn issue_15_bad_public_addresses_issue_no_token() {
     );
     assert!(list(dir.path(), Book::Edges).expect("list").is_empty());
 }
+
+/// Issue 15: the public addresses sit in origin.toml beside its other
+/// settings, and a key rotation's rewrite of the file keeps them.
+#[test]
+fn issue_15_public_addresses_survive_other_origin_toml_settings_and_a_key_rewrite() {
+    let (dir, _desk) = origin();
+    let toml = dir.path().join("origin.toml");
+    let text = std::fs::read_to_string(&toml).expect("read");
+    std::fs::write(&toml, format!("{text}catalog_lifetime_secs = 4\n")).expect("write");
+    let addresses = PublicAddresses {
+        quic: Some("quic://origin.example:7443".to_owned()),
+        https: Some("https://origin.example:8443".to_owned()),
+    };
+    crate::origin::set_public_addresses(dir.path(), &addresses).expect("set");
+    // `None` keeps what is there.
+    crate::origin::set_public_addresses(dir.path(), &PublicAddresses::default()).expect("keep");
+    let opened = Origin::open(dir.path()).expect("open");
+    assert_eq!(opened.catalog_lifetime().expect("lifetime"), 4);
+    crate::origin::write_public_key(dir.path(), &opened.public_key()).expect("rewrite");
+    assert_eq!(
+        crate::origin::public_addresses(dir.path()).expect("read"),
+        addresses
+    );
+    let text = std::fs::read_to_string(&toml).expect("read");
+    assert!(
+        text.contains("public_quic = \"quic://origin.example:7443\""),
+        "{text}"
+    );
+    assert!(text.contains("catalog_lifetime_secs = 4"), "{text}");
+}
