@@ -23,11 +23,20 @@ pub fn init(args: &OriginInitArgs) -> anyhow::Result<ExitCode> {
     outln!("origin key: {}", report.public_key)?;
     outln!("origin certificate: {}", report.cert_fingerprint)?;
     outln!("admin token: {}", report.admin_token)?;
-    eprintln!(
-        "Give the origin key and certificate to every school edge\n\
-         (`shanlu edge init --origin-key … --origin-cert …`).\n\
-         The admin token is shown only this once: store it somewhere safe."
-    );
+    if public.quic.is_some() {
+        eprintln!(
+            "`shanlu origin add-edge` prints a join code for each school edge\n\
+             (`shanlu edge init --join …`); see docs/enroll.md."
+        );
+    } else {
+        eprintln!(
+            "Give the origin key and certificate to every school edge\n\
+             (`shanlu edge init --origin-key … --origin-cert …`), or record the addresses\n\
+             edges reach this origin at (`public_quic`, `public_https` in origin.toml)\n\
+             for join codes."
+        );
+    }
+    eprintln!("The admin token is shown only this once: store it somewhere safe.");
     Ok(ExitCode::SUCCESS)
 }
 
