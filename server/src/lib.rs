@@ -12,6 +12,8 @@
 //! - [`tls`]: the origin's self-signed certificate and the pinned-fingerprint verifier.
 //! - [`tokens`]: per-edge and per-administrator tokens (`edges.toml`, `admins.toml`),
 //!   stored hashed; revocation (issue 15).
+//! - [`join`]: join codes (origin addresses, key, certificate pin and token in one
+//!   checksummed line) and their terminal QR codes (issue 15).
 //! - [`admin`]: administrators' requests over the sync protocol (issue 15).
 //! - [`report`]: edge reports, sealed, and where they go ([`report::ReportSink`]).
 //! - [`edge_name`]: edge names in any script (NFC, letters, digits, marks), and their ASCII ids.
@@ -35,6 +37,7 @@ pub mod folder;
 pub mod gc;
 pub mod history;
 pub mod http;
+pub mod join;
 pub mod origin;
 pub mod pace;
 pub mod protocol;

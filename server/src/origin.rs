@@ -76,6 +76,29 @@ struct OriginToml {
     /// Seconds from a catalog's publication to its expiry (issue 13).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     catalog_lifetime_secs: Option<u64>,
+    /// Where edges reach the origin (issue 15), for join codes.
+    #[serde(default, flatten)]
+    public: PublicAddresses,
+}
+
+/// The addresses edges reach the origin at (`public_quic`, `public_https`
+/// in `origin.toml`, issue 15): the origin cannot guess its public name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicAddresses {
+    /// `quic://HOST:PORT`.
+    #[serde(
+        default,
+        rename = "public_quic",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub quic: Option<String>,
+    /// `https://HOST:PORT`, the fallback where UDP is blocked.
+    #[serde(
+        default,
+        rename = "public_https",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub https: Option<String>,
 }
 
 /// Why an origin folder could not be set up or opened.
@@ -176,6 +199,7 @@ impl Origin {
             format: 1,
             public_key: key.public().to_string(),
             catalog_lifetime_secs: None,
+            public: PublicAddresses::default(),
         };
         let text = toml::to_string(&public).map_err(|err| OriginError::Damaged {
             path: toml_path.clone(),
@@ -349,20 +373,49 @@ fn read_toml(dir: &Path) -> Result<Option<OriginToml>, OriginError> {
 
 /// Rewrites `DIR/origin.toml` with a new public key, keeping its other settings.
 pub(crate) fn write_public_key(dir: &Path, key: &PublicKey) -> Result<(), OriginError> {
-    let path = dir.join("origin.toml");
     let mut toml = read_toml(dir)?.unwrap_or(OriginToml {
         format: 1,
         public_key: String::new(),
         catalog_lifetime_secs: None,
+        public: PublicAddresses::default(),
     });
     toml.public_key = key.to_string();
-    let text = toml::to_string(&toml).map_err(|err| OriginError::Damaged {
+    replace_toml(dir, &toml)
+}
+
+fn replace_toml(dir: &Path, toml: &OriginToml) -> Result<(), OriginError> {
+    let path = dir.join("origin.toml");
+    let text = toml::to_string(toml).map_err(|err| OriginError::Damaged {
         path: path.clone(),
         cause: err.into(),
     })?;
     let tmp = dir.join("origin.toml.tmp");
     std::fs::write(&tmp, text).map_err(io("writing", &tmp))?;
     std::fs::rename(&tmp, &path).map_err(io("replacing", &path))
+}
+
+/// The addresses edges reach the origin in `dir` at (issue 15); empty if
+/// `origin.toml` names none.
+pub fn public_addresses(dir: &Path) -> Result<PublicAddresses, OriginError> {
+    Ok(read_toml(dir)?.map(|toml| toml.public).unwrap_or_default())
+}
+
+/// Records the addresses edges reach the origin at in `origin.toml`,
+/// keeping its other settings; `None` keeps an address already there.
+/// The caller checks them ([`crate::join::Address::parse`]).
+pub fn set_public_addresses(dir: &Path, addresses: &PublicAddresses) -> Result<(), OriginError> {
+    let Some(mut toml) = read_toml(dir)? else {
+        return Err(OriginError::NotInitialized {
+            path: dir.to_owned(),
+        });
+    };
+    if addresses.quic.is_some() {
+        toml.public.quic.clone_from(&addresses.quic);
+    }
+    if addresses.https.is_some() {
+        toml.public.https.clone_from(&addresses.https);
+    }
+    replace_toml(dir, &toml)
 }
 
 /// Reads the origin's public key from `DIR/origin.toml`, if `dir` is an origin folder.

@@ -63,7 +63,8 @@ pub enum OriginCommand {
     Init(OriginInitArgs),
     /// Serve the sync protocol over QUIC and the same objects over HTTP until Ctrl-C.
     Serve(OriginServeArgs),
-    /// Issue a token for a new school edge (printed once).
+    /// Issue a token for a new school edge (printed once), with a join code and its QR code
+    /// for `shanlu edge init --join`.
     AddEdge(AddEdgeArgs),
     /// Remove old catalogs and the blobs and objects only they reached.
     Gc(OriginGcArgs),
@@ -71,6 +72,64 @@ pub enum OriginCommand {
     Renew(OriginRenewArgs),
     /// Make a new origin key, signed over by the old one, and re-sign the catalog with it.
     RotateKey(OriginRotateKeyArgs),
+    /// Issue 15: issue a token for a new administrator (printed once).
+    AddAdmin(AddAdminArgs),
+    /// Issue 15: list the edges: name, county, when added, whether revoked.
+    Edges(OriginEdgesArgs),
+    /// Issue 15: revoke an edge's token (or with --admin an administrator's): refused from
+    /// the next connection on.
+    Revoke(OriginRevokeArgs),
+}
+
+/// Where edges reach the origin, for join codes (issue 15).
+#[derive(Debug, Args)]
+pub struct PublicAddressArgs {
+    /// The origin's QUIC address as edges reach it, quic://HOST:PORT (the origin cannot guess
+    /// its public name); kept in origin.toml for join codes.
+    #[arg(long, value_name = "URL")]
+    pub public_quic: Option<String>,
+
+    /// The origin's HTTPS address as edges reach it, https://HOST:PORT: the fallback where UDP
+    /// is blocked; kept in origin.toml for join codes.
+    #[arg(long, value_name = "URL")]
+    pub public_https: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AddAdminArgs {
+    /// The origin's data folder.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+
+    /// A name for the administrator, as for edges; every action is logged with it.
+    #[arg(long)]
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct OriginEdgesArgs {
+    /// The origin's data folder.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+
+    /// Print {"edges": [{name, county, added_at, revoked, revoked_at}]} on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct OriginRevokeArgs {
+    /// The origin's data folder.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+
+    /// The edge's name (or the administrator's, with --admin).
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    /// Revoke an administrator instead of an edge.
+    #[arg(long)]
+    pub admin: bool,
 }
 
 #[derive(Debug, Args)]
@@ -185,6 +244,14 @@ pub struct AddEdgeArgs {
     /// combining marks, '-', '_', '.', up to 64 characters; no spaces or slashes.
     #[arg(long)]
     pub name: String,
+
+    /// Issue 15: the county the edge belongs to (a name as for edges), for the fleet dashboard.
+    #[arg(long)]
+    pub county: Option<String>,
+
+    /// For this join code only (origin.toml's otherwise).
+    #[command(flatten)]
+    pub public: PublicAddressArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -232,21 +299,30 @@ pub struct EdgeInitArgs {
     #[arg(long, value_name = "DIR")]
     pub data: PathBuf,
 
+    /// Issue 15: the join code `shanlu origin add-edge` printed (SL1-…): the origin's
+    /// addresses, key, certificate and this edge's token in one line, checked before use.
+    #[arg(
+        long,
+        value_name = "CODE",
+        conflicts_with_all = ["origin", "origin_key", "origin_cert", "token", "fallback"]
+    )]
+    pub join: Option<String>,
+
     /// The origin, as quic://HOST:PORT.
-    #[arg(long, value_name = "URL")]
-    pub origin: String,
+    #[arg(long, value_name = "URL", required_unless_present = "join")]
+    pub origin: Option<String>,
 
     /// The origin key `shanlu origin init` printed (64 hex digits).
-    #[arg(long, value_name = "KEY")]
-    pub origin_key: String,
+    #[arg(long, value_name = "KEY", required_unless_present = "join")]
+    pub origin_key: Option<String>,
 
     /// The origin certificate fingerprint `shanlu origin init` printed (64 hex digits).
-    #[arg(long, value_name = "FINGERPRINT")]
-    pub origin_cert: String,
+    #[arg(long, value_name = "FINGERPRINT", required_unless_present = "join")]
+    pub origin_cert: Option<String>,
 
     /// This edge's token from `shanlu origin add-edge`.
-    #[arg(long)]
-    pub token: String,
+    #[arg(long, required_unless_present = "join")]
+    pub token: Option<String>,
 
     /// Which courses' files to hold: `all`, or course ids separated by commas.
     #[arg(long, value_name = "all|COURSE_ID,…", default_value = "all")]
@@ -382,6 +458,10 @@ pub struct OriginInitArgs {
     /// The origin's data folder (created if missing; must not already be an origin).
     #[arg(long, value_name = "DIR")]
     pub data: PathBuf,
+
+    /// Issue 15: where edges reach this origin, for the join codes `origin add-edge` prints.
+    #[command(flatten)]
+    pub public: PublicAddressArgs,
 }
 
 #[derive(Debug, Args)]

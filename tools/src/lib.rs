@@ -29,10 +29,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Origin { command } => match command {
             OriginCommand::Init(args) => commands::origin::init(&args),
             OriginCommand::Serve(args) => commands::origin::serve(&args),
-            OriginCommand::AddEdge(args) => commands::origin::add_edge(&args),
+            OriginCommand::AddEdge(args) => commands::enroll::add_edge(&args),
             OriginCommand::Gc(args) => commands::origin::gc(&args),
             OriginCommand::Renew(args) => commands::origin::renew(&args),
             OriginCommand::RotateKey(args) => commands::origin::rotate_key(&args),
+            OriginCommand::AddAdmin(args) => commands::enroll::add_admin(&args),
+            OriginCommand::Edges(args) => commands::enroll::edges(&args),
+            OriginCommand::Revoke(args) => commands::enroll::revoke(&args),
         },
         Command::Edge { command } => match command {
             EdgeCommand::Init(args) => commands::edge::init(&args),

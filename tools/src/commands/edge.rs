@@ -15,18 +15,44 @@ use crate::outln;
 use crate::{format, progress};
 
 pub fn init(args: &EdgeInitArgs) -> anyhow::Result<ExitCode> {
+    // Issue 15: a join code is read (and a mistyped one refused) before anything is made.
+    let joined = args
+        .join
+        .as_deref()
+        .map(crate::commands::enroll::read_join)
+        .transpose()?;
+    // clap requires each long-form field unless --join is given.
+    let field = |long: &Option<String>, name: &str| {
+        long.clone()
+            .with_context(|| format!("--{name} (or --join) is required"))
+    };
+    let (origin, origin_key, origin_cert, token, fallback) = match joined {
+        Some(joined) => (
+            joined.origin,
+            joined.origin_key,
+            joined.origin_cert,
+            joined.token,
+            joined.fallback,
+        ),
+        None => (
+            field(&args.origin, "origin")?,
+            field(&args.origin_key, "origin-key")?,
+            field(&args.origin_cert, "origin-cert")?,
+            field(&args.token, "token")?,
+            args.fallback.clone(),
+        ),
+    };
     let config = EdgeConfig {
-        origin: args.origin.parse().context("checking --origin")?,
-        origin_key: args.origin_key.parse().map_err(|cause| FieldError::Key {
-            text: args.origin_key.clone(),
+        origin: origin.parse().context("checking --origin")?,
+        origin_key: origin_key.parse().map_err(|cause| FieldError::Key {
+            text: origin_key.clone(),
             cause,
         })?,
-        origin_cert: args.origin_cert.parse().context("checking --origin-cert")?,
-        token: args.token.trim().to_owned(),
+        origin_cert: origin_cert.parse().context("checking --origin-cert")?,
+        token: token.trim().to_owned(),
         max_rate: None,
         windows: Vec::new(),
-        fallback: args
-            .fallback
+        fallback: fallback
             .as_deref()
             .map(FallbackUrl::parse)
             .transpose()
@@ -44,9 +70,8 @@ pub fn init(args: &EdgeInitArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("setting up an edge in {}", args.data.display()))?;
     catalog::Store::open(edge_cache::config::store_path(&args.data))?;
     outln!(
-        "edge initialized in {}, pinned to {}",
+        "edge initialized in {}, pinned to {origin}",
         args.data.display(),
-        args.origin
     )?;
     outln!("next: shanlu edge sync --data {}", args.data.display())?;
     Ok(ExitCode::SUCCESS)

@@ -3,6 +3,7 @@
 pub mod bundle;
 pub mod demo;
 pub mod edge;
+pub mod enroll;
 pub mod ls;
 pub mod origin;
 pub mod publish;

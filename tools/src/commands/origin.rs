@@ -6,23 +6,37 @@ use anyhow::Context;
 use server::Origin;
 
 use crate::cli::{
-    AddEdgeArgs, OriginGcArgs, OriginInitArgs, OriginRenewArgs, OriginRotateKeyArgs,
-    OriginServeArgs,
+    OriginGcArgs, OriginInitArgs, OriginRenewArgs, OriginRotateKeyArgs, OriginServeArgs,
 };
 use crate::{format, outln, progress};
 
 pub fn init(args: &OriginInitArgs) -> anyhow::Result<ExitCode> {
+    let public = crate::commands::enroll::public_addresses(&args.public)?;
     let report = Origin::init(&args.data)
         .with_context(|| format!("setting up an origin in {}", args.data.display()))?;
+    if public != server::origin::PublicAddresses::default() {
+        server::origin::set_public_addresses(&args.data, &public).with_context(|| {
+            format!("recording the public addresses in {}", args.data.display())
+        })?;
+    }
     outln!("origin initialized in {}", args.data.display())?;
     outln!("origin key: {}", report.public_key)?;
     outln!("origin certificate: {}", report.cert_fingerprint)?;
     outln!("admin token: {}", report.admin_token)?;
-    eprintln!(
-        "Give the origin key and certificate to every school edge\n\
-         (`shanlu edge init --origin-key … --origin-cert …`).\n\
-         The admin token is shown only this once: store it somewhere safe."
-    );
+    if public.quic.is_some() {
+        eprintln!(
+            "`shanlu origin add-edge` prints a join code for each school edge\n\
+             (`shanlu edge init --join …`); see docs/enroll.md."
+        );
+    } else {
+        eprintln!(
+            "Give the origin key and certificate to every school edge\n\
+             (`shanlu edge init --origin-key … --origin-cert …`), or record the addresses\n\
+             edges reach this origin at (`public_quic`, `public_https` in origin.toml)\n\
+             for join codes."
+        );
+    }
+    eprintln!("The admin token is shown only this once: store it somewhere safe.");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -55,22 +69,6 @@ pub fn serve(args: &OriginServeArgs) -> anyhow::Result<ExitCode> {
         renewing.abort();
         anyhow::Ok(())
     })?;
-    Ok(ExitCode::SUCCESS)
-}
-
-pub fn add_edge(args: &AddEdgeArgs) -> anyhow::Result<ExitCode> {
-    Origin::open(&args.data)?;
-    let token = server::tokens::add_edge(&args.data, &args.name)
-        .with_context(|| format!("adding edge {} to {}", args.name, args.data.display()))?;
-    outln!("edge token: {token}")?;
-    // The name was checked by add_edge; its ASCII id is for file names and labels.
-    if let Ok(name) = server::edge_name::EdgeName::parse(&args.name) {
-        eprintln!("Added edge {name} (ASCII id {}).", name.ascii_id());
-    }
-    eprintln!(
-        "Give this token to the school's edge (`shanlu edge init --token ...`). It is shown only once;\n\
-         the origin keeps only its hash."
-    );
     Ok(ExitCode::SUCCESS)
 }
 
