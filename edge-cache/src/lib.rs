@@ -61,6 +61,7 @@ pub mod config;
 pub mod downstream;
 pub mod metrics;
 pub mod quota;
+pub mod report;
 pub mod run;
 pub mod scrub;
 pub mod status;

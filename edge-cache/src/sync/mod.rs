@@ -191,6 +191,9 @@ pub struct SyncOptions {
     pub engine: Option<Engine>,
     /// `--max-store` and `--min-free`; override `edge.toml` (issue 13).
     pub quota: crate::quota::QuotaOverrides,
+    /// The edge's usage counters (issue 15), shared with the classroom
+    /// (`edge run`); a pass without them counts into its own.
+    pub usage: Option<Arc<crate::report::Usage>>,
 }
 
 /// Why a sync pass stopped.
@@ -295,7 +298,18 @@ pub async fn sync_once(
         max_rate: options.max_rate.or(config.max_rate),
         ..SyncReport::default()
     };
-    let result = run(&config, &store, progress, options, &mut report).await;
+    let usage = (options.usage.clone()).unwrap_or_else(|| Arc::new(crate::report::Usage::new(dir)));
+    let mut link = None;
+    let result = run(
+        &config,
+        &store,
+        progress,
+        options,
+        &mut report,
+        &mut link,
+        &usage,
+    )
+    .await;
     let result = quota::disk_full(dir, result, &report);
     report.finished_at = server::origin::now_secs();
     if let Err(err) = &result {
@@ -304,6 +318,21 @@ pub async fn sync_once(
     }
     if let Ok(json) = serde_json::to_vec(&report) {
         let _ = store.set_meta(LAST_SYNC, &json);
+    }
+    // Issue 15: every pass, reached or not, makes a report and sends the queue.
+    let client = link.as_ref().map(|link: &Link| &link.client);
+    crate::report::after_pass(dir, &config, &store, &usage, &report, client).await;
+    if let Some(link) = link {
+        if link.client.origin_revision < server::protocol::REVISION_BUREAU {
+            let status = serde_json::json!({
+                "edge": link.client.edge_name,
+                "sequence": report.sequence,
+                "files_held": report.files_held,
+                "files_missing": report.files_missing,
+            });
+            let _ = link.client.report_status(status.to_string()).await;
+        }
+        link.client.close().await;
     }
     result.map(|()| report)
 }
@@ -314,6 +343,8 @@ async fn run(
     progress: &ProgressBar,
     options: &SyncOptions,
     report: &mut SyncReport,
+    slot: &mut Option<Link>,
+    usage: &Arc<crate::report::Usage>,
 ) -> Result<(), SyncError> {
     let key = config.origin_key;
     let bucket = report
@@ -337,7 +368,7 @@ async fn run(
                 .collect(),
         ),
     };
-    let (mut link, first) = Link::connect_asking(
+    let (link, first) = Link::connect_asking(
         config,
         bucket,
         transport,
@@ -345,6 +376,7 @@ async fn run(
         &ask,
     )
     .await?;
+    let link = slot.insert(link);
     info!(
         transport = link.client.transport_name(),
         origin = %link.client.addr(),
@@ -378,7 +410,7 @@ async fn run(
     }
 
     // 2. Metadata, level by level.
-    fetch_metadata(&mut link, store, &catalog, prefetched, report).await?;
+    fetch_metadata(link, store, &catalog, prefetched, report).await?;
     if let Some(accepted) = new_signed {
         accept::put_in_force(store, &accepted)?;
         report.catalog_updated = true;
@@ -414,14 +446,21 @@ async fn run(
         Some(engine) => engine.clone(),
         None => Engine::start(store.clone()),
     };
+    let lessons = lesson_ids(&catalog, &**store)?;
     let failed_blobs = fetch_files(
         &engine,
-        &mut link,
+        link,
         peers,
         todo,
         progress,
         &options.stop,
         report,
+        &|label: &str, bytes: u64| {
+            let (course, lesson) = crate::report::usage::place_of_label(label, |c, l| {
+                lessons.contains(&(c.to_owned(), l.to_owned()))
+            });
+            usage.saved(course, lesson, bytes);
+        },
     )
     .await?;
     report.reconnects = link.reconnects;
@@ -455,15 +494,25 @@ async fn run(
             "the sync window closed; the pass stopped early"
         );
     }
-    let status = serde_json::json!({
-        "edge": link.client.edge_name,
-        "sequence": report.sequence,
-        "files_held": report.files_held,
-        "files_missing": report.files_missing,
-    });
-    let _ = link.client.report_status(status.to_string()).await;
-    link.client.close().await;
     Ok(())
+}
+
+/// The (course, lesson) pairs of `catalog`, to count a file's usage where
+/// it belongs (issue 15).
+fn lesson_ids(
+    catalog: &catalog::Catalog,
+    objects: &impl plan::Objects,
+) -> Result<HashSet<(String, String)>, SyncError> {
+    let mut ids = HashSet::new();
+    for (id, entry) in &catalog.courses {
+        let Some(catalog::Object::Course(course)) = objects.object(&entry.hash)? else {
+            continue;
+        };
+        for lesson in &course.lessons {
+            ids.insert((id.clone(), lesson.id.clone()));
+        }
+    }
+    Ok(ids)
 }
 
 /// What a pass must fetch.
