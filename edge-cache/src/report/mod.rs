@@ -220,3 +220,6 @@ pub fn apply_receipt(dir: &Path, token: &str, receipt: &Receipt) -> Result<usize
     }
     Ok(dropped)
 }
+
+#[cfg(test)]
+mod tests;
