@@ -11,6 +11,7 @@ mod demo;
 mod downloader;
 mod edge_gc;
 mod edge_names;
+mod edge_reports;
 mod hardening_classroom;
 mod hardening_publish;
 mod history;
