@@ -169,7 +169,7 @@ async fn run_jobs(
         };
         open_bytes = open_bytes.saturating_sub(size);
         report.bytes_reused += state.reused;
-        saved(&label, state.reused);
+        saved(&label, state.reused + state.delta_saved);
         progress.inc(state.reused);
         match state.outcome {
             Some(Outcome::Done { assembled }) => {
