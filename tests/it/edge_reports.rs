@@ -165,3 +165,41 @@ fn issue_15_opening_a_lesson_page_and_its_files_is_counted_per_lesson() {
     assert!(!report.usage.iter().any(|u| u.lesson == "02" && u.opens > 0));
     drop(served);
 }
+
+/// Issue 15: a new version of a lesson's video counts, under that lesson,
+/// the bytes the sync did not fetch: unchanged chunks copied locally and
+/// changed ones taken as deltas.
+#[test]
+fn issue_15_bytes_a_sync_saved_are_counted_under_the_files_lesson() {
+    let origin = TestOrigin::init();
+    let size = 3 * 1024 * 1024;
+    let root = course(&origin, "c", size, 1504);
+    let served = origin.serve();
+    let token = origin.add_edge("school-r4");
+    let edge = TestEdge::init(&origin, &served, served.quic, &token, "all");
+    edge.sync_ok();
+    let video = root.join("01/video.mp4");
+    let mut bytes = std::fs::read(&video).expect("read");
+    for at in [size / 3, 2 * size / 3] {
+        bytes[at..at + 100].copy_from_slice(&[7u8; 100]);
+    }
+    std::fs::write(&video, &bytes).expect("write");
+    origin.publish(&root);
+    let synced = edge.sync_ok();
+    let fetched = synced["bytes_fetched"].as_u64().expect("bytes");
+    let reused = synced["bytes_reused"].as_u64().expect("bytes");
+    assert!(reused > (size / 2) as u64, "{synced:#}");
+    let files = queue(&edge.data());
+    let (_, report) = report_in(files.last().expect("a report"));
+    let row = (report.usage.iter())
+        .find(|u| u.course == "c" && u.lesson == "01")
+        .unwrap_or_else(|| panic!("no usage of c/01: {:?}", report.usage));
+    // Reused chunks, plus what deltas spared: more than was reused alone,
+    // and nothing fetched counted as saved.
+    assert!(row.bytes_saved > reused, "{row:?} {synced:#}");
+    assert!(
+        row.bytes_saved + fetched <= size as u64 + 64 * 1024,
+        "{row:?} {synced:#}"
+    );
+    drop(served);
+}
