@@ -99,13 +99,12 @@ fn issue_15_a_village_hands_its_report_to_its_county_edge() {
     assert_eq!(path, vec!["village-r".to_owned()]);
     assert_eq!(report.seq, 1);
     let county_key = server::report::report_key_of_token(
-        &std::fs::read_to_string(county.data().join("edge.toml"))
+        std::fs::read_to_string(county.data().join("edge.toml"))
             .expect("edge.toml")
             .lines()
             .find_map(|l| l.strip_prefix("token = "))
             .expect("token line")
-            .trim_matches('"')
-            .to_owned(),
+            .trim_matches('"'),
     );
     let bytes = std::fs::read(&forwarded[0]).expect("envelope");
     Envelope::decode(&bytes)

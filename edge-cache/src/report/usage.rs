@@ -246,10 +246,7 @@ impl Usage {
 
 /// Where a sync file label (`course/lesson/path` or `course/path`) belongs:
 /// `lessons` says which second segments are lessons of the course.
-pub fn place_of_label<'a>(
-    label: &'a str,
-    is_lesson: impl Fn(&str, &str) -> bool,
-) -> (&'a str, &'a str) {
+pub fn place_of_label(label: &str, is_lesson: impl Fn(&str, &str) -> bool) -> (&str, &str) {
     let mut parts = label.splitn(3, '/');
     let course = parts.next().unwrap_or("");
     match (parts.next(), parts.next()) {

@@ -45,7 +45,6 @@ pub(super) async fn fetch_files(
     progress: &ProgressBar,
     stop: &CancellationToken,
     report: &mut SyncReport,
-    saved: Saved<'_>,
 ) -> Result<HashSet<Hash>, SyncError> {
     let (config, bucket, transport) = (link.config.clone(), link.bucket.clone(), link.transport);
     let memory = link.memory.clone();
@@ -75,7 +74,7 @@ pub(super) async fn fetch_files(
             move |bytes| progress.inc(bytes)
         })),
     );
-    let result = run_jobs(engine, &lane, jobs, progress, stop, report, saved).await;
+    let result = run_jobs(engine, &lane, jobs, progress, stop, report).await;
     engine.stop_lane(&lane).await;
     report.bytes_fetched += lane.bytes.load(Ordering::Relaxed);
     report.chunks_fetched += lane.chunks.load(Ordering::Relaxed);
@@ -109,9 +108,6 @@ pub(super) async fn fetch_files(
     }
 }
 
-/// Counts bytes a file (by label) did not fetch (issue 15's usage).
-pub(super) type Saved<'a> = &'a (dyn Fn(&str, u64) + Sync);
-
 enum Gave {
     /// The origin could not be reached, MAX_ATTEMPTS times in a row.
     Up(Cause),
@@ -125,7 +121,6 @@ async fn run_jobs(
     progress: &ProgressBar,
     stop: &CancellationToken,
     report: &mut SyncReport,
-    saved: Saved<'_>,
 ) -> Result<HashSet<Hash>, Gave> {
     let mut failed = HashSet::new();
     let mut queue = jobs.into_iter().peekable();
@@ -169,7 +164,10 @@ async fn run_jobs(
         };
         open_bytes = open_bytes.saturating_sub(size);
         report.bytes_reused += state.reused;
-        saved(&label, state.reused + state.delta_saved);
+        let saved = state.reused + state.delta_saved;
+        if saved > 0 {
+            report.saved_by_file.push((label.clone(), saved));
+        }
         progress.inc(state.reused);
         match state.outcome {
             Some(Outcome::Done { assembled }) => {

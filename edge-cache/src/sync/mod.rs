@@ -128,6 +128,10 @@ pub struct SyncReport {
     /// The peers the pass stopped asking, each with why (`peer …: why`).
     #[serde(default)]
     pub peers_dropped: Vec<String>,
+    /// Bytes each file (by label) did not fetch: reused chunks and what
+    /// deltas spared, for the usage counts (issue 15). Not shown.
+    #[serde(skip)]
+    pub(crate) saved_by_file: Vec<(String, u64)>,
 }
 
 impl SyncReport {
@@ -447,22 +451,15 @@ async fn run(
         None => Engine::start(store.clone()),
     };
     let lessons = lesson_ids(&catalog, &**store)?;
-    let failed_blobs = fetch_files(
-        &engine,
-        link,
-        peers,
-        todo,
-        progress,
-        &options.stop,
-        report,
-        &|label: &str, bytes: u64| {
-            let (course, lesson) = crate::report::usage::place_of_label(label, |c, l| {
-                lessons.contains(&(c.to_owned(), l.to_owned()))
-            });
-            usage.saved(course, lesson, bytes);
-        },
-    )
-    .await?;
+    let failed_blobs =
+        fetch_files(&engine, link, peers, todo, progress, &options.stop, report).await;
+    for (label, bytes) in std::mem::take(&mut report.saved_by_file) {
+        let (course, lesson) = crate::report::usage::place_of_label(&label, |c, l| {
+            lessons.contains(&(c.to_owned(), l.to_owned()))
+        });
+        usage.saved(course, lesson, bytes);
+    }
+    let failed_blobs = failed_blobs?;
     report.reconnects = link.reconnects;
     report.transport = Some(link.client.transport_name().to_owned());
     report.fallback_reason = link.client.fallback_reason.clone();
