@@ -132,6 +132,9 @@ fn issue_15_opening_a_lesson_page_and_its_files_is_counted_per_lesson() {
     );
     let (code, _, _) = running.get("/course/c/01", "Accept: text/html\r\n");
     assert_eq!(code, 200);
+    let (code, page) = running.page("/status", "en");
+    assert_eq!(code, 200);
+    assert!(page.contains("id=\"reports-pending\""), "{page}");
     let (code, _, body) = running.get("/courses/c/01/video.mp4", "");
     assert_eq!((code, body.len()), (200, video));
     // Flushed within seconds: a kill -9 now keeps the counts.

@@ -19,6 +19,7 @@
 pub mod book;
 pub mod forward;
 pub mod make;
+pub mod page;
 pub mod usage;
 
 use std::path::Path;
