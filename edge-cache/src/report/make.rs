@@ -3,8 +3,8 @@
 //! takes for each sealed envelope to fit [`MAX_ENVELOPE`].
 
 use server::report::{
-    CourseHeld, DayUsage, EdgeReport, Envelope, Failure, MAX_ENVELOPE, MAX_FAILURES, ScrubSummary,
-    SyncSummary,
+    CourseHeld, DayUsage, EdgeReport, Envelope, Failure, MAX_ENVELOPE, MAX_FAILURES, MAX_PATH,
+    ScrubSummary, SyncSummary,
 };
 
 use super::book::{Book, BookError, MAX_OWN};
@@ -15,8 +15,10 @@ use crate::sync::SyncReport;
 /// Most courses a report lists (`courses_total` says how many there are).
 const MAX_COURSES: usize = 256;
 /// Room kept under [`MAX_ENVELOPE`] for the length prefixes that grow as
-/// rows are added.
-const SLACK: usize = 32;
+/// rows are added, and for the names county edges add to the path on the
+/// way up (at most [`MAX_PATH`] of them): a report that fits here fits
+/// however it is forwarded.
+const SLACK: usize = 32 + MAX_PATH * (4 * server::edge_name::MAX_EDGE_NAME_CHARS + 2);
 
 /// What one make step did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -155,6 +155,13 @@ fn issue_15_usage_is_split_so_each_envelope_fits() {
         assert_eq!(report.seq, 5 + i as u64);
         assert_eq!(*seq, report.seq);
         total += report.usage.len();
+        // Forwarded through the most county edges, with the longest names, it still fits.
+        let mut forwarded = Envelope::decode(bytes).expect("decodes");
+        for _ in 0..server::report::MAX_PATH {
+            forwarded.path.push("学".repeat(server::edge_name::MAX_EDGE_NAME_CHARS));
+            forwarded = Envelope::seal_encoded(&key(), forwarded.path, forwarded.report);
+        }
+        forwarded.encode().expect("fits when forwarded");
     }
     assert_eq!(total, 3000);
     // Bounded by the room in the queue: the rest is handed back.
