@@ -158,7 +158,9 @@ fn issue_15_usage_is_split_so_each_envelope_fits() {
         // Forwarded through the most county edges, with the longest names, it still fits.
         let mut forwarded = Envelope::decode(bytes).expect("decodes");
         for _ in 0..server::report::MAX_PATH {
-            forwarded.path.push("学".repeat(server::edge_name::MAX_EDGE_NAME_CHARS));
+            forwarded
+                .path
+                .push("学".repeat(server::edge_name::MAX_EDGE_NAME_CHARS));
             forwarded = Envelope::seal_encoded(&key(), forwarded.path, forwarded.report);
         }
         forwarded.encode().expect("fits when forwarded");
