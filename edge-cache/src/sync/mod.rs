@@ -320,11 +320,11 @@ pub async fn sync_once(
         report.error = Some(error_chain(err));
         report.complete = false;
     }
-    if let Ok(json) = serde_json::to_vec(&report) {
-        let _ = store.set_meta(LAST_SYNC, &json);
-    }
-    // Issue 15: every pass, reached or not, makes a report and sends the queue.
-    let client = link.as_ref().map(|link: &Link| &link.client);
+    // Issue 15: every pass, reached or not, makes a report and sends the
+    // queue (not once the sync window has closed: the next pass will).
+    let client = (link.as_ref())
+        .filter(|_| !options.stop.is_cancelled())
+        .map(|link: &Link| &link.client);
     crate::report::after_pass(dir, &config, &store, &usage, &report, client).await;
     if let Some(link) = link {
         if link.client.origin_revision < server::protocol::REVISION_BUREAU {
@@ -337,6 +337,10 @@ pub async fn sync_once(
             let _ = link.client.report_status(status.to_string()).await;
         }
         link.client.close().await;
+    }
+    // Last, so a pass seen ended (status, `edge run`'s metrics) is wholly over.
+    if let Ok(json) = serde_json::to_vec(&report) {
+        let _ = store.set_meta(LAST_SYNC, &json);
     }
     result.map(|()| report)
 }
