@@ -244,6 +244,32 @@ impl Usage {
     }
 }
 
+/// Counts what each file of a pass did not fetch (`(label, bytes)`) under
+/// its course and lesson in `catalog`.
+pub fn count_saved(
+    usage: &Usage,
+    catalog: &catalog::Catalog,
+    objects: &impl crate::sync::plan::Objects,
+    saved: Vec<(String, u64)>,
+) -> Result<(), catalog::store::StoreError> {
+    if saved.is_empty() {
+        return Ok(());
+    }
+    let mut lessons = std::collections::HashSet::new();
+    for (id, entry) in &catalog.courses {
+        if let Some(catalog::Object::Course(course)) = objects.object(&entry.hash)? {
+            lessons.extend(course.lessons.iter().map(|l| (id.clone(), l.id.clone())));
+        }
+    }
+    for (label, bytes) in saved {
+        let (course, lesson) = place_of_label(&label, |c, l| {
+            lessons.contains(&(c.to_owned(), l.to_owned()))
+        });
+        usage.saved(course, lesson, bytes);
+    }
+    Ok(())
+}
+
 /// Where a sync file label (`course/lesson/path` or `course/path`) belongs:
 /// `lessons` says which second segments are lessons of the course.
 pub fn place_of_label(label: &str, is_lesson: impl Fn(&str, &str) -> bool) -> (&str, &str) {

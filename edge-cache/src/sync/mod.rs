@@ -454,15 +454,10 @@ async fn run(
         Some(engine) => engine.clone(),
         None => Engine::start(store.clone()),
     };
-    let lessons = lesson_ids(&catalog, &**store)?;
     let failed_blobs =
         fetch_files(&engine, link, peers, todo, progress, &options.stop, report).await;
-    for (label, bytes) in std::mem::take(&mut report.saved_by_file) {
-        let (course, lesson) = crate::report::usage::place_of_label(&label, |c, l| {
-            lessons.contains(&(c.to_owned(), l.to_owned()))
-        });
-        usage.saved(course, lesson, bytes);
-    }
+    let saved = std::mem::take(&mut report.saved_by_file);
+    crate::report::usage::count_saved(usage, &catalog, &**store, saved)?;
     let failed_blobs = failed_blobs?;
     report.reconnects = link.reconnects;
     report.transport = Some(link.client.transport_name().to_owned());
@@ -496,24 +491,6 @@ async fn run(
         );
     }
     Ok(())
-}
-
-/// The (course, lesson) pairs of `catalog`, to count a file's usage where
-/// it belongs (issue 15).
-fn lesson_ids(
-    catalog: &catalog::Catalog,
-    objects: &impl plan::Objects,
-) -> Result<HashSet<(String, String)>, SyncError> {
-    let mut ids = HashSet::new();
-    for (id, entry) in &catalog.courses {
-        let Some(catalog::Object::Course(course)) = objects.object(&entry.hash)? else {
-            continue;
-        };
-        for lesson in &course.lessons {
-            ids.insert((id.clone(), lesson.id.clone()));
-        }
-    }
-    Ok(ids)
 }
 
 /// What a pass must fetch.
