@@ -16,8 +16,12 @@
 //!   `DIR/downstream/edges.toml`, re-read when it changes) and its own
 //!   certificate (`DIR/downstream/tls/`), which the children pin.
 //!
-//! Non-goals: forwarding the children's uploads or reports (none exist yet),
-//! and serving anything outside the catalog in force.
+//! - The children's reports (issue 15): [`crate::report::forward`] checks
+//!   each with the child's key, seals it again under this edge's with the
+//!   child's name in its path, and queues it to go upstream with its own.
+//!
+//! Non-goals: forwarding the children's uploads, and serving anything
+//! outside the catalog in force.
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -107,6 +111,7 @@ pub async fn bind(
     store: Arc<Store>,
     read_through: Arc<ReadThrough>,
     stats: Arc<server::serve::Stats>,
+    token: &str,
 ) -> Result<(Bound, Serving), DownstreamError> {
     let identity = identity(data)?;
     let dir = downstream_dir(data)?;
@@ -117,8 +122,10 @@ pub async fn bind(
         upstream: Some(Arc::new(Relay { read_through })),
         stats,
         admins: None,
-        // Issue 15: the children's reports, forwarded upstream (to come).
-        reports: None,
+        // Issue 15: the children's reports, forwarded upstream.
+        reports: Some(Arc::new(crate::report::forward::Forwarder::new(
+            data, token,
+        ))),
     };
     // QUIC and HTTPS on the same port number (with port 0, each its own).
     let listen = Listen {

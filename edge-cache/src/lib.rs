@@ -50,6 +50,8 @@
 //!
 //! - [`bundle`]: USB bundles (issue 14) — the pack format, `bundle create`,
 //!   the have list and `edge import`, verified as a sync pass is.
+//! - [`report`]: reports to the bureau (issue 15) — usage per lesson per
+//!   day, the durable report queue, sending, a county's forwarding.
 //! - [`downstream`]: serving edges below this one (issue 14: a county edge,
 //!   or a LAN peer) with the origin's own server, relaying what it lacks.
 //!
@@ -61,6 +63,7 @@ pub mod config;
 pub mod downstream;
 pub mod metrics;
 pub mod quota;
+pub mod report;
 pub mod run;
 pub mod scrub;
 pub mod status;

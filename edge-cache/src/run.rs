@@ -125,6 +125,7 @@ pub async fn run(
                 store.clone(),
                 state.read_through.clone(),
                 metrics.edges_below.clone(),
+                &config.token,
             )
             .await?;
             serving(&served);
@@ -149,6 +150,8 @@ pub async fn run(
         live.clone(),
         shutdown.clone(),
     ));
+    // Usage counts (issue 15) reach the disk every few seconds and at the end.
+    let flushing = tokio::spawn(state.usage.clone().flush_task(shutdown.clone()));
     // One download engine for read-through and the sync passes.
     let engine = state.read_through.engine().clone();
     let syncing = tokio::spawn(sync_task(
@@ -160,6 +163,7 @@ pub async fn run(
             transport: options.transport,
             engine,
             quota: options.quota,
+            usage: state.usage.clone(),
         },
         live,
         metrics,
@@ -179,6 +183,7 @@ pub async fn run(
     let _ = syncing.await;
     let _ = requests.await;
     let _ = scrubbing.await;
+    let _ = flushing.await;
     if let Some(downstream) = downstream {
         let _ = downstream.await;
     }
@@ -199,6 +204,7 @@ struct Plan {
     transport: Option<Transport>,
     engine: Engine,
     quota: crate::quota::QuotaOverrides,
+    usage: Arc<crate::report::Usage>,
 }
 
 /// Runs sync passes as [`Plan`] says; logs each outcome and keeps `live`
@@ -232,6 +238,7 @@ async fn sync_task(
             transport_memory: live.transport.clone(),
             engine: Some(plan.engine.clone()),
             quota: plan.quota,
+            usage: Some(plan.usage.clone()),
         };
         live.set_syncing(true);
         let pass = crate::sync::sync_once(&dir, &live.progress, &options);

@@ -36,6 +36,9 @@ pub struct EdgeStatus {
     pub last_sync: Option<SyncReport>,
     /// The background scrub: the cycle under way, the last scrub, findings.
     pub scrub: Option<crate::scrub::ScrubStatus>,
+    /// The report queue (issue 15): reports waiting to go upstream, when
+    /// the last was made and sent.
+    pub reports: crate::report::ReportsStatus,
     /// Filled in by `edge run`: the sync in progress and the upstream.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub live: Option<LiveStatus>,
@@ -225,6 +228,7 @@ pub fn status_of(dir: &Path, config: &EdgeConfig, store: &Store) -> Result<EdgeS
         disk_total: disk.map(|(_, total)| total),
         last_sync,
         scrub: Some(crate::scrub::status(store, config)?),
+        reports: crate::report::Book::new(dir).status(),
         live: None,
     };
     let Some(signed) = store.signed_catalog()? else {

@@ -12,6 +12,7 @@ mod downloader;
 mod edge_gc;
 mod edge_names;
 mod enroll;
+mod edge_reports;
 mod hardening_classroom;
 mod hardening_publish;
 mod history;

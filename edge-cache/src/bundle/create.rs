@@ -37,6 +37,9 @@ pub struct CreateOptions<'a> {
     pub courses: Option<Vec<String>>,
     /// Leave out what this have list names.
     pub have: Option<HaveList>,
+    /// Where the have list's reports go (issue 15: the origin's fleet);
+    /// `None` leaves them on the edge.
+    pub reports: Option<&'a dyn server::report::ReportSink>,
 }
 
 /// What a create wrote.
@@ -55,6 +58,8 @@ pub struct CreateReport {
     /// Files of the chosen courses the folder does not hold whole (an edge
     /// that has not finished syncing): their chunks are not on the stick.
     pub files_not_held: u64,
+    /// Reports taken from the have list, acknowledged in the bundle (issue 15).
+    pub reports_taken: u64,
     pub seconds: f64,
 }
 
@@ -261,6 +266,14 @@ pub fn create(
         ..CreateReport::default()
     };
     let have = options.have.unwrap_or_default();
+    // Issue 15: the stick's reports, taken and acknowledged.
+    let receipts = match options.reports {
+        Some(sink) if source == "origin" => {
+            super::receipts::take_reports(options.data, &have, sink)
+        }
+        _ => Vec::new(),
+    };
+    report.reports_taken = receipts.iter().map(|r| r.seqs.len() as u64).sum();
     packs.record(Kind::Catalog, &Hash::of(&catalog_bytes), &catalog_bytes)?;
     // Courses, lessons, manifests: in hash order, so two creates write the same packs.
     let mut objects: Vec<&Hash> = reached.objects.iter().collect();
@@ -339,6 +352,14 @@ pub fn create(
         path: folder.join(INDEX),
         source: err.into(),
     })?;
+    if !receipts.is_empty() {
+        let receipts = serde_json::to_vec(&receipts).map_err(|err| CreateError::Io {
+            action: "encoding",
+            path: folder.join(super::receipts::RECEIPTS),
+            source: err.into(),
+        })?;
+        write_synced(&folder.join(super::receipts::RECEIPTS), &receipts)?;
+    }
     write_synced(&folder.join(INDEX), &text)?;
     report.packs = index.packs.len() as u64;
     report.bytes = index.packs.iter().map(|pack| pack.size).sum::<u64>() + text.len() as u64;

@@ -6,9 +6,18 @@
 //!   | chunk count u32 LE  | chunk hashes, sorted
 //! ```
 //!
+//! Version 2 (issue 15) appends the edge's reports, for the origin to take
+//! from the stick (version 1 is still read, with none):
+//!
+//! ```text
+//!   | name length u16 LE | the edge's name at its upstream, UTF-8 (empty: unknown)
+//!   | report count u32 LE | each: length u32 LE | sealed envelope
+//! ```
+//!
 //! Objects: every metadata object the edge's catalog reaches that it holds.
 //! Chunks: every chunk of every file it holds whole and verified in place
 //! (chunks of files still partial are not named: a bundle sends them again).
+//! Reports: every envelope in the edge's report queue, oldest first.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -18,7 +27,9 @@ use catalog::{Hash, Object, PublicKey, Store};
 
 /// The magic bytes of a have list.
 pub const MAGIC: &[u8; 8] = b"SHANLUHV";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+/// Most reports a have list carries: the edge's queue at its fullest.
+pub const MAX_REPORTS: usize = crate::report::book::MAX_OWN + crate::report::book::MAX_FORWARDED;
 /// The most hashes (objects and chunks together) a have list may name:
 /// 16 M, a 512 MiB file, about 1 TB of lesson files at 64 KiB a chunk.
 pub const MAX_HASHES: usize = 16 * 1024 * 1024;
@@ -29,6 +40,10 @@ pub struct HaveList {
     pub sequence: Option<u64>,
     pub objects: BTreeSet<Hash>,
     pub chunks: BTreeSet<Hash>,
+    /// The edge's name at its upstream, from the welcome (issue 15).
+    pub edge: Option<String>,
+    /// The sealed envelopes of its report queue, oldest first.
+    pub reports: Vec<Vec<u8>>,
 }
 
 /// Why a have list could not be made, written or read.
@@ -95,6 +110,17 @@ impl HaveList {
         Ok(have)
     }
 
+    /// Adds the report queue of the edge in `data` (issue 15). Blocking.
+    pub fn add_reports(&mut self, data: &Path) -> Result<(), crate::report::BookError> {
+        let open = crate::report::Book::new(data).open()?;
+        self.edge = open.ledger.name.clone();
+        self.reports = (open.queued()?.into_iter())
+            .take(MAX_REPORTS)
+            .map(|queued| queued.bytes)
+            .collect();
+        Ok(())
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut out = MAGIC.to_vec();
         out.push(VERSION);
@@ -105,6 +131,20 @@ impl HaveList {
             for hash in set {
                 out.extend_from_slice(hash.as_bytes());
             }
+        }
+        let name = self.edge.as_deref().unwrap_or("").as_bytes();
+        let name = if name.len() > usize::from(u16::MAX) {
+            &[][..]
+        } else {
+            name
+        };
+        out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        out.extend_from_slice(name);
+        let reports = &self.reports[..self.reports.len().min(MAX_REPORTS)];
+        out.extend_from_slice(&(reports.len() as u32).to_le_bytes());
+        for report in reports {
+            out.extend_from_slice(&(report.len() as u32).to_le_bytes());
+            out.extend_from_slice(report);
         }
         out
     }
@@ -117,7 +157,8 @@ impl HaveList {
         if bytes.len() < 17 || &bytes[..8] != MAGIC {
             return Err(bad("wrong magic bytes"));
         }
-        if bytes[8] != VERSION {
+        let version = bytes[8];
+        if version != 1 && version != VERSION {
             return Err(bad("an unknown version"));
         }
         let mut sequence = [0u8; 8];
@@ -148,6 +189,11 @@ impl HaveList {
             }
             rest = &rest[count * 32..];
         }
+        let (edge, reports) = if version >= 2 {
+            read_reports(&mut rest).ok_or_else(|| bad("its reports are truncated or too many"))?
+        } else {
+            (None, Vec::new())
+        };
         if !rest.is_empty() {
             return Err(bad("bytes after its end"));
         }
@@ -156,6 +202,8 @@ impl HaveList {
             sequence: (sequence != u64::MAX).then_some(sequence),
             objects,
             chunks,
+            edge,
+            reports,
         })
     }
 
@@ -169,7 +217,8 @@ impl HaveList {
             }
         };
         let len = std::fs::metadata(path).map_err(io("reading"))?.len();
-        if len > 17 + 8 + 32 * MAX_HASHES as u64 {
+        let reports = (MAX_REPORTS * (server::report::MAX_ENVELOPE + 4)) as u64;
+        if len > 17 + 8 + 32 * MAX_HASHES as u64 + 6 + u64::from(u16::MAX) + reports {
             return Err(HaveError::Malformed {
                 path: path.to_owned(),
                 detail: "too large",
@@ -199,6 +248,36 @@ impl HaveList {
     }
 }
 
+/// Takes `n` bytes off the front of `rest`.
+fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    if rest.len() < n {
+        return None;
+    }
+    let (head, tail) = rest.split_at(n);
+    *rest = tail;
+    Some(head)
+}
+
+/// The version 2 tail: the edge's name and its sealed reports, bounded.
+fn read_reports(rest: &mut &[u8]) -> Option<(Option<String>, Vec<Vec<u8>>)> {
+    let len = u16::from_le_bytes(take(rest, 2)?.try_into().ok()?);
+    let name = std::str::from_utf8(take(rest, usize::from(len))?).ok()?;
+    let count = u32::from_le_bytes(take(rest, 4)?.try_into().ok()?) as usize;
+    if count > MAX_REPORTS {
+        return None;
+    }
+    let mut reports = Vec::with_capacity(count);
+    for _ in 0..count {
+        let len = u32::from_le_bytes(take(rest, 4)?.try_into().ok()?) as usize;
+        if len > server::report::MAX_ENVELOPE {
+            return None;
+        }
+        reports.push(take(rest, len)?.to_vec());
+    }
+    let name = (!name.is_empty()).then(|| name.to_owned());
+    Some((name, reports))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,9 +288,10 @@ mod tests {
             sequence: Some(7),
             objects: [Hash::of(b"a"), Hash::of(b"b")].into(),
             chunks: [Hash::of(b"c")].into(),
+            ..HaveList::default()
         };
         let bytes = have.encode();
-        assert_eq!(bytes.len(), 17 + 4 + 64 + 4 + 32);
+        assert_eq!(bytes.len(), 17 + 4 + 64 + 4 + 32 + 2 + 4);
         let path = Path::new("have.bin");
         assert_eq!(HaveList::decode(path, &bytes).expect("decodes"), have);
         let none = HaveList::default();
@@ -229,5 +309,36 @@ mod tests {
             err.to_string().contains("more hashes than allowed"),
             "{err}"
         );
+    }
+
+    /// Issue 15: version 2 carries the edge's name and its queued reports;
+    /// a version 1 list (from an older edge) is still read, with none.
+    #[test]
+    fn issue_15_have_list_v2_carries_reports_and_v1_still_reads() {
+        let have = HaveList {
+            sequence: Some(3),
+            objects: [Hash::of(b"a")].into(),
+            chunks: BTreeSet::new(),
+            edge: Some("school-7".into()),
+            reports: vec![vec![1, 2, 3], vec![4; 100]],
+        };
+        let path = Path::new("have.bin");
+        let bytes = have.encode();
+        assert_eq!(bytes[8], 2);
+        assert_eq!(HaveList::decode(path, &bytes).expect("decodes"), have);
+        for cut in [bytes.len() - 1, bytes.len() - 100, bytes.len() - 105] {
+            assert!(HaveList::decode(path, &bytes[..cut]).is_err(), "cut {cut}");
+        }
+        // Version 1: the same hashes, no tail.
+        let mut v1 = bytes[..17 + 4 + 32 + 4].to_vec();
+        v1[8] = 1;
+        let read = HaveList::decode(path, &v1).expect("v1 decodes");
+        assert_eq!(read.objects, have.objects);
+        assert_eq!((read.edge, read.reports.len()), (None, 0));
+        // Too many reports, or one too large, is refused.
+        let mut many = bytes[..17 + 4 + 32 + 4].to_vec();
+        many.extend_from_slice(&0u16.to_le_bytes());
+        many.extend_from_slice(&(MAX_REPORTS as u32 + 1).to_le_bytes());
+        assert!(HaveList::decode(path, &many).is_err());
     }
 }

@@ -82,6 +82,8 @@ pub struct ImportReport {
     /// The quota's plan (issue 13) before the files were written: what it
     /// evicted to make room and what did not fit (left for later).
     pub quota: Option<crate::quota::QuotaReport>,
+    /// Queued reports the bundle's receipts acknowledged, dropped (issue 15).
+    pub reports_acknowledged: u64,
 }
 
 /// Why an import stopped.
@@ -277,6 +279,8 @@ pub fn import(
         }
     }
     report.complete = report.files_missing == 0 && report.packs_skipped.is_empty();
+    // Issue 15: the origin's receipts for reports this edge's stick carried.
+    report.reports_acknowledged = super::receipts::apply(&folder, data, &config.token);
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }

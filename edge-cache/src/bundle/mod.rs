@@ -46,6 +46,7 @@ pub mod import;
 mod order;
 pub mod pack;
 mod read;
+pub mod receipts;
 
 use std::path::{Path, PathBuf};
 

@@ -86,6 +86,8 @@ pub struct Classroom {
     pub live: Arc<Live>,
     pub metrics: Arc<Metrics>,
     pub read_through: Arc<ReadThrough>,
+    /// Lesson opens and bytes served, per lesson per day (issue 15).
+    pub usage: Arc<crate::report::Usage>,
     pub(crate) places: Places,
     /// Spare buffers for reading files.
     pub(crate) buffers: Arc<Buffers>,
@@ -115,6 +117,7 @@ impl Classroom {
             live,
             metrics,
             read_through,
+            usage: Arc::new(crate::report::Usage::new(dir)),
             places: Places::default(),
             buffers: Arc::default(),
             search: Mutex::new(None),

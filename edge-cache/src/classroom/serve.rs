@@ -172,6 +172,28 @@ async fn serve_placed(
     method: Method,
     headers: HeaderMap,
 ) -> Response {
+    let (course, lesson) = (key.course.clone(), key.lesson.clone().unwrap_or_default());
+    let counts = method == Method::GET;
+    let response = answer_placed(state.clone(), key, uri, method, headers).await;
+    // Issue 15: the body's length, as the file's lesson's bytes served.
+    if counts && response.status().is_success() {
+        let length = (response.headers().get(header::CONTENT_LENGTH))
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(length) = length {
+            state.usage.served(&course, &lesson, length);
+        }
+    }
+    response
+}
+
+async fn answer_placed(
+    state: Arc<Classroom>,
+    key: PlaceKey,
+    uri: Uri,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
     let placed = match state.places.cached(&key) {
         Some(placed) => placed,
         None => {

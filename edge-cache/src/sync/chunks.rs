@@ -164,6 +164,10 @@ async fn run_jobs(
         };
         open_bytes = open_bytes.saturating_sub(size);
         report.bytes_reused += state.reused;
+        let saved = state.reused + state.delta_saved;
+        if saved > 0 {
+            report.saved_by_file.push((label.clone(), saved));
+        }
         progress.inc(state.reused);
         match state.outcome {
             Some(Outcome::Done { assembled }) => {

@@ -118,6 +118,9 @@ pub struct JobState {
     pub arrived: Vec<bool>,
     /// Bytes copied from blobs held here instead of fetched.
     pub reused: u64,
+    /// Bytes of chunks that travelled as deltas, less what travelled: not
+    /// fetched thanks to the previous version (issue 15's usage).
+    pub delta_saved: u64,
     pub outcome: Option<Outcome>,
 }
 
@@ -301,6 +304,8 @@ struct Job {
     head_chunks: usize,
     opened: bool,
     finishing: bool,
+    /// See [`JobState::delta_saved`]; told with the chunks' arrival.
+    delta_saved: u64,
 }
 
 impl Job {

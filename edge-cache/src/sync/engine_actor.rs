@@ -78,6 +78,7 @@ impl Actor {
                         head_chunks,
                         opened: false,
                         finishing: false,
+                        delta_saved: 0,
                     },
                 );
                 if self.to_writer.send(open).await.is_err() {

@@ -55,10 +55,12 @@ impl Actor {
             let Some(job) = self.jobs.get(&blob) else {
                 continue;
             };
+            let delta_saved = job.delta_saved;
             job.publish(|state| {
                 for &i in &indices {
                     state.arrived[i] = true;
                 }
+                state.delta_saved = delta_saved;
             });
             self.maybe_finish(blob).await;
         }
@@ -78,6 +80,7 @@ impl Actor {
             verdict,
             written,
             failed,
+            delta_saved,
         } = chunk;
         let asked = self.checking.remove(&hash);
         if let Err(reason) = verdict {
@@ -108,6 +111,7 @@ impl Actor {
             let Some(job) = self.jobs.get_mut(&blob) else {
                 continue;
             };
+            job.delta_saved += delta_saved;
             let indices = job.by_hash.get(&hash).map(Vec::as_slice).unwrap_or(&[]);
             for &i in indices {
                 job.chunks[i] = ChunkState::Present;

@@ -128,6 +128,10 @@ pub struct SyncReport {
     /// The peers the pass stopped asking, each with why (`peer …: why`).
     #[serde(default)]
     pub peers_dropped: Vec<String>,
+    /// Bytes each file (by label) did not fetch: reused chunks and what
+    /// deltas spared, for the usage counts (issue 15). Not shown.
+    #[serde(skip)]
+    pub(crate) saved_by_file: Vec<(String, u64)>,
 }
 
 impl SyncReport {
@@ -191,6 +195,9 @@ pub struct SyncOptions {
     pub engine: Option<Engine>,
     /// `--max-store` and `--min-free`; override `edge.toml` (issue 13).
     pub quota: crate::quota::QuotaOverrides,
+    /// The edge's usage counters (issue 15), shared with the classroom
+    /// (`edge run`); a pass without them counts into its own.
+    pub usage: Option<Arc<crate::report::Usage>>,
 }
 
 /// Why a sync pass stopped.
@@ -295,13 +302,43 @@ pub async fn sync_once(
         max_rate: options.max_rate.or(config.max_rate),
         ..SyncReport::default()
     };
-    let result = run(&config, &store, progress, options, &mut report).await;
+    let usage = (options.usage.clone()).unwrap_or_else(|| Arc::new(crate::report::Usage::new(dir)));
+    let mut link = None;
+    let result = run(
+        &config,
+        &store,
+        progress,
+        options,
+        &mut report,
+        &mut link,
+        &usage,
+    )
+    .await;
     let result = quota::disk_full(dir, result, &report);
     report.finished_at = server::origin::now_secs();
     if let Err(err) = &result {
         report.error = Some(error_chain(err));
         report.complete = false;
     }
+    // Issue 15: every pass, reached or not, makes a report and sends the
+    // queue (not once the sync window has closed: the next pass will).
+    let client = (link.as_ref())
+        .filter(|_| !options.stop.is_cancelled())
+        .map(|link: &Link| &link.client);
+    crate::report::after_pass(dir, &config, &store, &usage, &report, client).await;
+    if let Some(link) = link {
+        if link.client.origin_revision < server::protocol::REVISION_BUREAU {
+            let status = serde_json::json!({
+                "edge": link.client.edge_name,
+                "sequence": report.sequence,
+                "files_held": report.files_held,
+                "files_missing": report.files_missing,
+            });
+            let _ = link.client.report_status(status.to_string()).await;
+        }
+        link.client.close().await;
+    }
+    // Last, so a pass seen ended (status, `edge run`'s metrics) is wholly over.
     if let Ok(json) = serde_json::to_vec(&report) {
         let _ = store.set_meta(LAST_SYNC, &json);
     }
@@ -314,6 +351,8 @@ async fn run(
     progress: &ProgressBar,
     options: &SyncOptions,
     report: &mut SyncReport,
+    slot: &mut Option<Link>,
+    usage: &Arc<crate::report::Usage>,
 ) -> Result<(), SyncError> {
     let key = config.origin_key;
     let bucket = report
@@ -337,7 +376,7 @@ async fn run(
                 .collect(),
         ),
     };
-    let (mut link, first) = Link::connect_asking(
+    let (link, first) = Link::connect_asking(
         config,
         bucket,
         transport,
@@ -345,6 +384,7 @@ async fn run(
         &ask,
     )
     .await?;
+    let link = slot.insert(link);
     info!(
         transport = link.client.transport_name(),
         origin = %link.client.addr(),
@@ -378,7 +418,7 @@ async fn run(
     }
 
     // 2. Metadata, level by level.
-    fetch_metadata(&mut link, store, &catalog, prefetched, report).await?;
+    fetch_metadata(link, store, &catalog, prefetched, report).await?;
     if let Some(accepted) = new_signed {
         accept::put_in_force(store, &accepted)?;
         report.catalog_updated = true;
@@ -414,16 +454,11 @@ async fn run(
         Some(engine) => engine.clone(),
         None => Engine::start(store.clone()),
     };
-    let failed_blobs = fetch_files(
-        &engine,
-        &mut link,
-        peers,
-        todo,
-        progress,
-        &options.stop,
-        report,
-    )
-    .await?;
+    let failed_blobs =
+        fetch_files(&engine, link, peers, todo, progress, &options.stop, report).await;
+    let saved = std::mem::take(&mut report.saved_by_file);
+    crate::report::usage::count_saved(usage, &catalog, &**store, saved)?;
+    let failed_blobs = failed_blobs?;
     report.reconnects = link.reconnects;
     report.transport = Some(link.client.transport_name().to_owned());
     report.fallback_reason = link.client.fallback_reason.clone();
@@ -455,14 +490,6 @@ async fn run(
             "the sync window closed; the pass stopped early"
         );
     }
-    let status = serde_json::json!({
-        "edge": link.client.edge_name,
-        "sequence": report.sequence,
-        "files_held": report.files_held,
-        "files_missing": report.files_missing,
-    });
-    let _ = link.client.report_status(status.to_string()).await;
-    link.client.close().await;
     Ok(())
 }
 

@@ -70,6 +70,8 @@ pub(super) struct WrittenChunk {
     pub(super) written: Vec<Hash>,
     /// Blobs that could not take it (a store error), and why.
     pub(super) failed: Vec<(Hash, String)>,
+    /// A delta: the chunk's length less the bytes that travelled.
+    pub(super) delta_saved: u64,
 }
 
 /// What the writer tells the engine.
@@ -177,6 +179,7 @@ pub(super) fn run(
                     verdict,
                     written,
                     failed,
+                    delta_saved: 0,
                 };
                 out.push(WriterEvent::Written {
                     request: super::engine::COPY,
@@ -241,6 +244,10 @@ fn write_fetched(
         blobs,
     } = chunk;
     let hash = want.hash;
+    let delta_saved = match encoding {
+        Encoding::ZstdDelta => (len as u64).saturating_sub(bytes.len() as u64),
+        _ => 0,
+    };
     let data = decode_chunk(store, &want, encoding, bytes, len);
     let verified = data.as_ref().map_err(Clone::clone).and_then(|data| {
         VerifiedChunk::check(hash, data)
@@ -255,6 +262,7 @@ fn write_fetched(
                 verdict: Ok(()),
                 written,
                 failed,
+                delta_saved,
             }
         }
         Err(why) => WrittenChunk {
@@ -262,6 +270,7 @@ fn write_fetched(
             verdict: Err(why),
             written: Vec::new(),
             failed: Vec::new(),
+            delta_saved: 0,
         },
     }
 }

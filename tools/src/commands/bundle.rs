@@ -23,6 +23,7 @@ pub fn create(args: &BundleCreateArgs) -> anyhow::Result<ExitCode> {
             out: &args.out,
             courses: args.courses.clone(),
             have,
+            reports: None,
         },
         &bar,
     );
@@ -49,6 +50,12 @@ pub fn create(args: &BundleCreateArgs) -> anyhow::Result<ExitCode> {
             format::bytes(report.chunk_bytes),
             report.seconds
         )?;
+        if report.reports_taken > 0 {
+            outln!(
+                "took {} report(s) from the have list; the bundle carries their receipts back",
+                report.reports_taken
+            )?;
+        }
         if report.files_not_held > 0 {
             outln!(
                 "{} file(s) are not held whole here and are left out; sync this edge first to carry them",
@@ -64,8 +71,14 @@ pub fn have(args: &EdgeHaveArgs) -> anyhow::Result<ExitCode> {
     let store_dir = edge_cache::config::store_path(&args.data);
     let store = catalog::Store::open_existing(&store_dir)
         .with_context(|| format!("opening the store in {}", store_dir.display()))?;
-    let have = HaveList::of_store(&store, &config.origin_key)
+    let mut have = HaveList::of_store(&store, &config.origin_key)
         .with_context(|| format!("listing what the edge in {} holds", args.data.display()))?;
+    have.add_reports(&args.data).with_context(|| {
+        format!(
+            "reading the report queue of the edge in {}",
+            args.data.display()
+        )
+    })?;
     have.write(&args.out)
         .with_context(|| format!("writing the have list {}", args.out.display()))?;
     outln!(
@@ -110,6 +123,12 @@ pub fn import(args: &EdgeImportArgs) -> anyhow::Result<ExitCode> {
             report.packs_already_imported,
             report.packs_skipped.len()
         )?;
+        if report.reports_acknowledged > 0 {
+            outln!(
+                "{} report(s) acknowledged by the origin, dropped from the queue",
+                report.reports_acknowledged
+            )?;
+        }
     }
     for skipped in &report.packs_skipped {
         eprintln!("skipped {}: {}", skipped.name, skipped.reason);

@@ -244,6 +244,15 @@ pub fn status(args: &EdgeStatusArgs) -> anyhow::Result<ExitCode> {
             outln!("{line}")?;
         }
     }
+    let reports = &status.reports;
+    let when = |at: Option<u64>| at.map_or_else(|| "never".to_owned(), format::time);
+    outln!(
+        "reports: {} queued ({} forwarded), last made {}, last sent {}",
+        reports.pending,
+        reports.forwarded,
+        when(reports.last_made),
+        when(reports.last_sent)
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -348,6 +348,9 @@ async fn connection(
             match sendfile::send_region(&stream, &fast.file, start, end, limits.send).await {
                 Ok(sent) => {
                     state.metrics.bytes_served.inc_by(sent);
+                    if let Some((course, lesson)) = &fast.place {
+                        state.usage.served(course, lesson, sent);
+                    }
                 }
                 Err(err) => {
                     debug!(cause = %err, "a classroom connection ended mid-answer");

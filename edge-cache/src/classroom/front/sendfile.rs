@@ -25,6 +25,9 @@ pub(super) struct Fast {
     pub(super) region: Option<(u64, u64)>,
     pub(super) route: &'static str,
     pub(super) status: u16,
+    /// The course and lesson (empty: the course's own file) it belongs to,
+    /// for the usage counts (issue 15); `None` for a file by hash.
+    pub(super) place: Option<(String, String)>,
 }
 
 /// How the front door answers `request`, or `None` to hand it to hyper:
@@ -32,6 +35,10 @@ pub(super) struct Fast {
 /// (the router then answers it, and logs the failure with its 500).
 pub(super) async fn plan(state: &Arc<Classroom>, request: &Plain) -> Option<Fast> {
     let (route, named) = routes::held_file(&request.target)?;
+    let place = match &named {
+        Named::Place(key) => Some((key.course.clone(), key.lesson.clone().unwrap_or_default())),
+        Named::Blob(_) => None,
+    };
     let (blob, media, cache) = match named {
         Named::Blob(blob) => (
             blob,
@@ -95,6 +102,7 @@ pub(super) async fn plan(state: &Arc<Classroom>, request: &Plain) -> Option<Fast
         region,
         route: route.pattern,
         status: answer.status.as_u16(),
+        place,
     })
 }
 

@@ -79,6 +79,8 @@ pub(crate) async fn lesson_page(
         Ok(None) => return not_found_page(lang, here),
         Err(err) => return error_page(lang, here, &err),
     };
+    // Issue 15: one open of this lesson today (no reader is recorded).
+    state.usage.opened(&course_id, &lesson_id);
     // Anything not held is fetched now, ahead of the background prefetch.
     let mut unavailable = None;
     if files.iter().any(|(_, _, held)| !held) {

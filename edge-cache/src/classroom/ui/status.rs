@@ -88,6 +88,7 @@ pub(crate) async fn status_page(State(state): State<Arc<Classroom>>, reader: Rea
                 }
             } }
             (crate::scrub::page::row(lang, status.scrub.as_ref(), status.bytes_held))
+            (crate::report::page::row(lang, &status.reports))
             tr { th { (s.disk_free) } td #disk-free {
                 @match (status.disk_free, status.disk_total) {
                     (Some(free), Some(total)) => { (format::bytes(free)) " / " (format::bytes(total)) },

@@ -1,0 +1,226 @@
+//! Reports from the edge to the bureau (issue 15).
+//!
+//! - [`usage`]: lesson-page opens, bytes served and bytes a sync saved,
+//!   per lesson per day, counted in memory and flushed every few seconds.
+//! - [`book`]: the durable ledger and queue in `DIR/reports/`.
+//! - [`make`]: at the end of every sync pass, successful or not, the next
+//!   report(s) from the edge's status and the usage since the last one.
+//! - [`forward`]: a county edge's [`server::report::ReportSink`]: its
+//!   children's reports, checked, re-sealed and queued with its own.
+//!
+//! After making, every queued envelope goes upstream, oldest first, when
+//! the upstream's welcome says revision [`REVISION_BUREAU`] or later; an
+//! `Ok` removes it, anything else keeps it for the next pass. Reports also
+//! travel on USB sticks: the have list carries the queue, the bundle
+//! brings back a [`server::report::Receipt`] ([`apply_receipt`]).
+//!
+//! Non-goals: per-pupil data of any kind; the origin's side (the fleet).
+
+pub mod book;
+pub mod forward;
+pub mod make;
+pub mod page;
+pub mod usage;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use catalog::Store;
+use server::protocol::{REVISION_BUREAU, Request, Response};
+use server::report::{Receipt, report_key_of_token};
+use tracing::{info, warn};
+
+pub use book::{Book, BookError, ReportsStatus};
+pub use usage::Usage;
+
+use crate::config::EdgeConfig;
+use crate::sync::SyncReport;
+use crate::sync::client::Client;
+
+/// How long one report waits for its answer.
+const ANSWER_WAIT: Duration = Duration::from_secs(20);
+
+/// Runs blocking book work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, BookError> + Send + 'static,
+) -> Option<T> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(value)) => Some(value),
+        Ok(Err(err)) => {
+            warn!(cause = %crate::sync::error_chain(&err), "the report book");
+            None
+        }
+        Err(err) => {
+            warn!(cause = %err, "the report book's worker stopped");
+            None
+        }
+    }
+}
+
+/// The end of a sync pass: makes the next report(s) from the edge's status,
+/// the pass and the usage counted, then sends every queued report through
+/// `client` (none: the upstream could not be reached). Never fails the
+/// pass: what goes wrong is logged and the queue keeps what it has.
+pub async fn after_pass(
+    dir: &Path,
+    config: &EdgeConfig,
+    store: &Arc<Store>,
+    usage: &Arc<Usage>,
+    pass: &SyncReport,
+    client: Option<&Client>,
+) {
+    let key = report_key_of_token(&config.token);
+    let (dir_owned, config_owned, store) = (dir.to_owned(), config.clone(), store.clone());
+    let (usage_owned, pass) = (usage.clone(), pass.clone());
+    let made = blocking(move || {
+        let status =
+            crate::status::status_of(&dir_owned, &config_owned, &store).map_err(|err| {
+                BookError::Io {
+                    action: "reading the edge's status for its report in",
+                    path: dir_owned.clone(),
+                    source: std::io::Error::other(crate::sync::error_chain(&err)),
+                }
+            })?;
+        let base = make::base_report(&status, Some(&pass), server::origin::now_secs());
+        let fresh = usage_owned.take();
+        let book = Book::new(&dir_owned);
+        make::make(&book, &key, &base, &fresh).inspect_err(|_| usage_owned.put_back(fresh))
+    })
+    .await;
+    if let Some(made) = &made {
+        info!(reports = ?made.seqs, usage_rows_left = made.rows_left, "report made");
+    }
+    if let Some(client) = client {
+        send_queued(dir, client).await;
+    }
+}
+
+/// What [`send_queued`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sent {
+    pub sent: usize,
+    pub kept: usize,
+}
+
+/// Sends every queued envelope to the upstream behind `client`, oldest
+/// first, if it takes reports; stops at the first refusal or failure.
+pub async fn send_queued(dir: &Path, client: &Client) -> Sent {
+    let book = Book::new(dir);
+    let name = client.edge_name.clone();
+    let upstream_takes = client.origin_revision >= REVISION_BUREAU;
+    let queued = {
+        let book = book.clone();
+        blocking(move || {
+            let mut open = book.open()?;
+            if !name.is_empty() && open.ledger.name.as_deref() != Some(&name) {
+                open.ledger.name = Some(name);
+                open.commit()?;
+            }
+            open.queued()
+        })
+        .await
+        .unwrap_or_default()
+    };
+    let mut outcome = Sent {
+        kept: queued.len(),
+        ..Sent::default()
+    };
+    if !upstream_takes {
+        return outcome;
+    }
+    for item in queued {
+        let answer = async {
+            let mut responses = client
+                .request(&Request::Report {
+                    envelope: item.bytes.clone(),
+                })
+                .await
+                .map_err(|err| crate::sync::error_chain(&err))?;
+            responses
+                .next()
+                .await
+                .map_err(|err| crate::sync::error_chain(&err))
+        };
+        match tokio::time::timeout(ANSWER_WAIT, answer).await {
+            Ok(Ok(Some(Response::Ok))) => {
+                let book = book.clone();
+                let done = blocking(move || {
+                    let mut open = book.open()?;
+                    open.remove(&item.name)?;
+                    open.ledger.last_sent = Some(server::origin::now_secs());
+                    open.commit()
+                })
+                .await;
+                if done.is_none() {
+                    break;
+                }
+                outcome.sent += 1;
+                outcome.kept -= 1;
+            }
+            Ok(Ok(Some(Response::Error { message }))) => {
+                warn!(upstream = %client.addr(), cause = %message, "the upstream did not take a report; it stays queued");
+                break;
+            }
+            Ok(Ok(other)) => {
+                warn!(upstream = %client.addr(), answer = ?other, "the upstream answered a report unexpectedly; it stays queued");
+                break;
+            }
+            Ok(Err(why)) => {
+                warn!(upstream = %client.addr(), cause = %why, "sending a report failed; it stays queued");
+                break;
+            }
+            Err(_) => {
+                warn!(upstream = %client.addr(), "no answer to a report in time; it stays queued");
+                break;
+            }
+        }
+    }
+    if outcome.sent > 0 {
+        info!(
+            sent = outcome.sent,
+            kept = outcome.kept,
+            "reports sent upstream"
+        );
+    }
+    outcome
+}
+
+/// Applies a receipt from a USB bundle: verified with this edge's own key
+/// (from `token`), it drops the reports it names from the queue. A receipt
+/// for another edge or with a bad seal is ignored with a log line. Returns
+/// how many queued reports it dropped. Blocking.
+pub fn apply_receipt(dir: &Path, token: &str, receipt: &Receipt) -> Result<usize, BookError> {
+    let key = report_key_of_token(token);
+    if !receipt.verify(&key) {
+        warn!(edge = %receipt.edge, "ignoring a receipt in the bundle: its seal does not verify with this edge's key (made for another edge?)");
+        return Ok(0);
+    }
+    let open = Book::new(dir).open()?;
+    let Some(name) = open.ledger.name.clone() else {
+        warn!(edge = %receipt.edge, "ignoring a receipt: this edge does not know its name at the origin yet (sync once)");
+        return Ok(0);
+    };
+    let mut dropped = 0;
+    for item in open.queued()? {
+        let Some((path, report)) = book::peek(&item.bytes) else {
+            continue;
+        };
+        let sealed = server::report::Envelope {
+            path,
+            report: Vec::new(),
+            mac: [0; 32],
+        };
+        if sealed.origin_name(&name) == receipt.edge && receipt.seqs.contains(&report.seq) {
+            open.remove(&item.name)?;
+            dropped += 1;
+        }
+    }
+    if dropped == 0 {
+        info!(edge = %receipt.edge, "a receipt named no report still queued here");
+    }
+    Ok(dropped)
+}
+
+#[cfg(test)]
+mod tests;
