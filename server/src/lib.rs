@@ -13,6 +13,8 @@
 //! - [`tokens`]: per-edge and per-administrator tokens (`edges.toml`, `admins.toml`),
 //!   stored hashed; revocation (issue 15).
 //! - [`admin`]: administrators' requests over the sync protocol (issue 15).
+//! - [`fleet`]: the origin's fleet: edges' reports kept (`DIR/fleet/`), the dashboard
+//!   (`origin serve --admin`) and `/metrics` (issue 15).
 //! - [`report`]: edge reports, sealed, and where they go ([`report::ReportSink`]).
 //! - [`edge_name`]: edge names in any script (NFC, letters, digits, marks), and their ASCII ids.
 //! - [`protocol`]: the framed request/response protocol over QUIC.
@@ -31,6 +33,7 @@ pub mod admin;
 pub mod codec;
 pub mod congestion;
 pub mod edge_name;
+pub mod fleet;
 pub mod folder;
 pub mod gc;
 pub mod history;
