@@ -59,11 +59,11 @@ pub fn serve(args: &OriginServeArgs) -> anyhow::Result<ExitCode> {
         if let Some(https) = bound.https_addr {
             outln!("https: {https}")?;
         }
+        outln!("congestion: {}", args.congestion)?;
+        outln!("origin certificate: {}", bound.cert_fingerprint)?;
         if let Some((addr, _)) = &admin {
             outln!("admin: http://{addr}/")?;
         }
-        outln!("congestion: {}", args.congestion)?;
-        outln!("origin certificate: {}", bound.cert_fingerprint)?;
         use std::io::Write;
         std::io::stdout().flush()?;
         let shutdown = crate::signals::shutdown_on_signal();
