@@ -18,8 +18,11 @@ use crate::report::EdgeReport;
 
 /// Every edge's record, postcard-encoded, by full name.
 const EDGES: TableDefinition<&str, &[u8]> = TableDefinition::new("edges");
+type UsageKey<'a> = (u32, &'a str, &'a str, &'a str);
+type UsageSums = (u64, u64, u64);
+
 /// Usage per (day, county, course, lesson): (opens, bytes served, bytes saved).
-const USAGE: TableDefinition<(u32, &str, &str, &str), (u64, u64, u64)> =
+const USAGE: TableDefinition<UsageKey, UsageSums> =
     TableDefinition::new("usage");
 
 /// redb's page cache (its default is 1 GiB).

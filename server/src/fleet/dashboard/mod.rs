@@ -36,6 +36,9 @@ pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// Sessions kept at once; the oldest goes first.
 pub const MAX_SESSIONS: usize = 256;
 
+/// `admin.log` as last counted: its mtime and the actions by kind.
+type ActionCounts = (Option<SystemTime>, Vec<(String, u64)>);
+
 struct Session {
     admin: String,
     csrf: String,
@@ -49,7 +52,7 @@ pub struct Dashboard {
     admins: Tokens,
     stats: Option<Arc<Stats>>,
     sessions: Mutex<HashMap<String, Session>>,
-    actions: Mutex<(Option<SystemTime>, Vec<(String, u64)>)>,
+    actions: Mutex<ActionCounts>,
 }
 
 impl Dashboard {

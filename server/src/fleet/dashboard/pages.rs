@@ -264,7 +264,7 @@ pub fn courses(frame: &Frame<'_>, catalog: &CatalogView, adoption: &[Adoption]) 
     )
 }
 
-fn title<'a>(lang: Lang, course: &'a crate::fleet::view::CourseInfo) -> &'a str {
+fn title(lang: Lang, course: &crate::fleet::view::CourseInfo) -> &str {
     let title = match lang {
         Lang::Zh => course.title_zh.as_deref(),
         Lang::En => course.title_en.as_deref(),
