@@ -22,8 +22,7 @@ type UsageKey<'a> = (u32, &'a str, &'a str, &'a str);
 type UsageSums = (u64, u64, u64);
 
 /// Usage per (day, county, course, lesson): (opens, bytes served, bytes saved).
-const USAGE: TableDefinition<UsageKey, UsageSums> =
-    TableDefinition::new("usage");
+const USAGE: TableDefinition<UsageKey, UsageSums> = TableDefinition::new("usage");
 
 /// redb's page cache (its default is 1 GiB).
 const CACHE_BYTES: usize = 16 << 20;
