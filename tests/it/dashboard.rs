@@ -284,6 +284,16 @@ fn issue_15_a_report_sent_over_the_sync_protocol_shows_in_json_csv_html_and_metr
         "the session is gone"
     );
 
+    // A revoked administrator's session ends at once.
+    let again = dash.login(&admin);
+    assert_eq!(dash.get("/edges.json", Some(&again)).0, 200);
+    assert!(tokens::revoke(&origin.data(), Book::Admins, "bureau-li").expect("revoke"));
+    assert_eq!(dash.get("/edges.json", Some(&again)).0, 401, "revoked");
+    assert_eq!(
+        dash.post_form("/login", None, &format!("token={admin}")).0,
+        401
+    );
+
     let log = std::fs::read_to_string(&dash.log).expect("log");
     assert!(
         log.lines()

@@ -221,26 +221,37 @@ fn row(record: &EdgeRecord, catalog: &CatalogView, now: u64) -> EdgeRow {
     }
 }
 
-/// The edges `query` selects, ordered.
-pub fn edges(fleet: &Fleet, catalog: &CatalogView, query: &EdgeQuery, now: u64) -> Vec<EdgeRow> {
+/// Every edge's row, by name.
+pub fn all_rows(fleet: &Fleet, catalog: &CatalogView, now: u64) -> Vec<EdgeRow> {
     let mut rows: Vec<EdgeRow> = fleet.read(|mirror| {
         mirror
             .edges
             .values()
-            .filter(|r| match &query.county {
-                Some(county) => r.county.as_deref().unwrap_or("") == county,
-                None => true,
-            })
-            .filter(|r| {
-                query
-                    .name
-                    .as_ref()
-                    .is_none_or(|name| r.name.contains(name.as_str()))
-            })
             .map(|r| row(r, catalog, now))
-            .filter(|r| !query.flagged || r.behind || r.failing || r.silent)
             .collect()
     });
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
+    rows
+}
+
+/// The rows `query` selects, ordered.
+pub fn select<'a>(rows: &'a [EdgeRow], query: &EdgeQuery) -> Vec<&'a EdgeRow> {
+    let mut rows: Vec<&EdgeRow> = rows
+        .iter()
+        .filter(|r| {
+            query
+                .county
+                .as_ref()
+                .is_none_or(|county| &r.county == county)
+        })
+        .filter(|r| {
+            query
+                .name
+                .as_ref()
+                .is_none_or(|name| r.name.contains(name.as_str()))
+        })
+        .filter(|r| !query.flagged || r.behind || r.failing || r.silent)
+        .collect();
     rows.sort_by(|a, b| {
         let order = match query.sort {
             Sort::Name => a.name.cmp(&b.name),
@@ -257,17 +268,22 @@ pub fn edges(fleet: &Fleet, catalog: &CatalogView, query: &EdgeQuery, now: u64) 
     rows
 }
 
-/// The counties edges are in, for the filter.
-pub fn counties(fleet: &Fleet) -> Vec<String> {
-    fleet.read(|mirror| {
-        mirror
-            .edges
-            .values()
-            .map(|r| r.county.clone().unwrap_or_default())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect()
-    })
+/// The edges `query` selects, ordered.
+pub fn edges(fleet: &Fleet, catalog: &CatalogView, query: &EdgeQuery, now: u64) -> Vec<EdgeRow> {
+    select(&all_rows(fleet, catalog, now), query)
+        .into_iter()
+        .cloned()
+        .collect()
+}
+
+/// The counties of `rows`, for the filter.
+pub fn counties(rows: &[EdgeRow]) -> Vec<String> {
+    rows.iter()
+        .map(|r| r.county.as_str())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// How many edges hold one course's current version.
@@ -340,41 +356,30 @@ pub struct LessonOpens {
     pub opens: u64,
 }
 
-/// The most-opened lessons over the last [`WINDOW_DAYS`](super::model::WINDOW_DAYS)
-/// days, in `county` and `grade` if given (a lesson's grade is its course's).
-pub fn top_lessons(
+/// Every lesson's opens per county over the last
+/// [`WINDOW_DAYS`](super::model::WINDOW_DAYS) days, most opened first, and
+/// the grades they are in (a lesson's grade is its course's).
+pub fn lesson_totals(
     fleet: &Fleet,
     catalog: &CatalogView,
-    county: Option<&str>,
-    grade: Option<&str>,
     now: u64,
 ) -> (Vec<LessonOpens>, Vec<String>) {
     let today = day_of(now);
-    let grade_of = |course: &str| {
-        catalog
-            .courses
-            .get(course)
-            .and_then(|c| c.grade.clone())
-            .unwrap_or_default()
-    };
-    let mut grades = BTreeSet::new();
+    let grades: HashMap<&str, &str> = catalog
+        .courses
+        .values()
+        .map(|c| (c.id.as_str(), c.grade.as_deref().unwrap_or("")))
+        .collect();
     let mut rows: Vec<LessonOpens> = fleet.read(|mirror| {
         mirror
             .window
             .totals(today)
-            .filter(|(key, _)| county.is_none_or(|c| &*key.county == c))
-            .filter_map(|(key, opens)| {
-                let lesson_grade = grade_of(&key.course);
-                grades.insert(lesson_grade.clone());
-                grade
-                    .is_none_or(|g| g == lesson_grade)
-                    .then(|| LessonOpens {
-                        county: key.county.to_string(),
-                        course: key.course.to_string(),
-                        lesson: key.lesson.to_string(),
-                        grade: lesson_grade,
-                        opens,
-                    })
+            .map(|(key, opens)| LessonOpens {
+                county: key.county.to_string(),
+                course: key.course.to_string(),
+                lesson: key.lesson.to_string(),
+                grade: grades.get(&*key.course).copied().unwrap_or("").to_owned(),
+                opens,
             })
             .collect()
     });
@@ -383,8 +388,43 @@ pub fn top_lessons(
             .cmp(&a.opens)
             .then_with(|| (&a.county, &a.course, &a.lesson).cmp(&(&b.county, &b.course, &b.lesson)))
     });
-    rows.truncate(TOP_LESSONS);
-    (rows, grades.into_iter().collect())
+    let grades = rows
+        .iter()
+        .map(|r| r.grade.as_str())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    (rows, grades)
+}
+
+/// The [`TOP_LESSONS`] most opened of `all`, in `county` and `grade` if given.
+pub fn pick_lessons<'a>(
+    all: &'a [LessonOpens],
+    county: Option<&str>,
+    grade: Option<&str>,
+) -> Vec<&'a LessonOpens> {
+    all.iter()
+        .filter(|l| county.is_none_or(|c| l.county == c))
+        .filter(|l| grade.is_none_or(|g| l.grade == g))
+        .take(TOP_LESSONS)
+        .collect()
+}
+
+/// The most-opened lessons, in `county` and `grade` if given, and every grade.
+pub fn top_lessons(
+    fleet: &Fleet,
+    catalog: &CatalogView,
+    county: Option<&str>,
+    grade: Option<&str>,
+    now: u64,
+) -> (Vec<LessonOpens>, Vec<String>) {
+    let (all, grades) = lesson_totals(fleet, catalog, now);
+    let picked = pick_lessons(&all, county, grade)
+        .into_iter()
+        .cloned()
+        .collect();
+    (picked, grades)
 }
 
 /// The fleet in a few numbers, for `/metrics` and the page's head.
@@ -400,26 +440,74 @@ pub struct Summary {
     pub bytes_saved: u64,
 }
 
+pub fn summarize(rows: &[EdgeRow]) -> Summary {
+    let mut summary = Summary::default();
+    for row in rows {
+        summary.edges += 1;
+        summary.behind += u64::from(row.behind);
+        summary.failing += u64::from(row.failing);
+        summary.silent += u64::from(row.silent);
+        summary.reports += row.reports;
+        summary.opens += row.opens;
+        summary.bytes_served += row.bytes_served;
+        summary.bytes_saved += row.bytes_saved;
+    }
+    summary
+}
+
 pub fn summary(fleet: &Fleet, catalog: &CatalogView, now: u64) -> Summary {
-    fleet.read(|mirror| {
-        let mut summary = Summary::default();
-        for record in mirror.edges.values() {
-            let row = row(record, catalog, now);
-            summary.edges += 1;
-            summary.behind += u64::from(row.behind);
-            summary.failing += u64::from(row.failing);
-            summary.silent += u64::from(row.silent);
-            summary.reports += record.reports;
-            summary.opens += record.opens;
-            summary.bytes_served += record.bytes_served;
-            summary.bytes_saved += record.bytes_saved;
+    summarize(&all_rows(fleet, catalog, now))
+}
+
+/// Everything the pages show, computed once per change of the fleet or
+/// the catalog (and at least every [`SNAPSHOT_TTL`], for the "silent" flag).
+pub struct Snapshot {
+    pub catalog: Arc<CatalogView>,
+    pub generation: u64,
+    pub made: Instant,
+    pub now: u64,
+    /// By name.
+    pub rows: Vec<EdgeRow>,
+    pub summary: Summary,
+    pub counties: Vec<String>,
+    pub adoption: Vec<Adoption>,
+    /// Most opened first.
+    pub lessons: Vec<LessonOpens>,
+    pub grades: Vec<String>,
+}
+
+/// How long a snapshot of an unchanged fleet is used.
+pub const SNAPSHOT_TTL: Duration = Duration::from_secs(30);
+
+impl Snapshot {
+    pub fn take(fleet: &Fleet, catalog: Arc<CatalogView>, now: u64) -> Snapshot {
+        let generation = fleet.read(|m| m.generation);
+        let rows = all_rows(fleet, &catalog, now);
+        let (lessons, grades) = lesson_totals(fleet, &catalog, now);
+        Snapshot {
+            generation,
+            made: Instant::now(),
+            now,
+            summary: summarize(&rows),
+            counties: counties(&rows),
+            adoption: adoption(fleet, &catalog),
+            rows,
+            lessons,
+            grades,
+            catalog,
         }
-        summary
-    })
+    }
+
+    /// Whether it still shows `generation` of the fleet and `catalog`.
+    pub fn is_current(&self, generation: u64, catalog: &CatalogView) -> bool {
+        self.generation == generation
+            && self.catalog.sequence == catalog.sequence
+            && self.made.elapsed() < SNAPSHOT_TTL
+    }
 }
 
 /// The rows as CSV (RFC 4180: fields with a comma, quote or newline quoted).
-pub fn csv(rows: &[EdgeRow]) -> String {
+pub fn csv<'a>(rows: impl IntoIterator<Item = &'a EdgeRow>) -> String {
     fn field(out: &mut String, text: &str) {
         // A leading = + - @ would be a formula in a spreadsheet.
         let guarded = text.starts_with(['=', '+', '-', '@']);

@@ -267,15 +267,16 @@ fn load(args: &Args, origin: &Path, sequence: u64) -> anyhow::Result<u64> {
     let mut batch = Vec::with_capacity(server::fleet::store::MAX_BATCH);
     let mut loaded = 0u64;
     let mut last = Instant::now();
-    for e in 0..args.edges {
-        let name = format!("edge-{e:05}");
-        let county = format!("county-{}", e % args.counties);
-        let held: Vec<u32> = (0..10).map(|i| (e + i * 3) % args.courses).collect();
-        for d in 0..args.days {
+    // Day by day, as the reports would arrive: a batch's usage rows fall on one day.
+    for d in 0..args.days {
+        for e in 0..args.edges {
+            let name = format!("edge-{e:05}");
+            let county = format!("county-{}", e % args.counties);
+            let held: Vec<u32> = (0..10).map(|i| (e + i * 3) % args.courses).collect();
             let day = today + 1 - args.days + d;
             let made_at = u64::from(day) * 86_400 + 3600;
             let last_day = d + 1 == args.days;
-            let behind = last_day && rng.u32(0..20) == 0;
+            let behind = last_day && e % 20 == 0;
             let report = EdgeReport {
                 seq: u64::from(d) + 1,
                 made_at,
@@ -309,8 +310,8 @@ fn load(args: &Args, origin: &Path, sequence: u64) -> anyhow::Result<u64> {
                 ..EdgeReport::default()
             };
             batch.push(Item {
-                edge: name.clone(),
-                county: Some(county.clone()),
+                edge: name,
+                county: Some(county),
                 report,
                 arrived: made_at,
             });

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::Fleet;
-use super::view::{self, CatalogCache, EdgeQuery, Sort};
+use super::view::{self, CatalogCache, EdgeQuery, Snapshot, Sort};
 use crate::serve::Stats;
 use crate::tokens::Tokens;
 
@@ -53,6 +53,11 @@ pub struct Dashboard {
     stats: Option<Arc<Stats>>,
     sessions: Mutex<HashMap<String, Session>>,
     actions: Mutex<ActionCounts>,
+    /// Administrators revoked in `admins.toml`, re-read when it changes:
+    /// their sessions end at once.
+    revoked: Mutex<(Option<SystemTime>, Vec<String>)>,
+    /// What the pages show, until the fleet or the catalog changes.
+    snapshot: Mutex<Option<Arc<Snapshot>>>,
 }
 
 impl Dashboard {
@@ -71,6 +76,8 @@ impl Dashboard {
             stats,
             sessions: Mutex::new(HashMap::new()),
             actions: Mutex::new((None, Vec::new())),
+            revoked: Mutex::new((None, Vec::new())),
+            snapshot: Mutex::new(None),
         })
     }
 
@@ -78,11 +85,53 @@ impl Dashboard {
         let id = cookie(headers, SESSION_COOKIE)?;
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         let session = sessions.get(&id)?;
-        if session.expires <= Instant::now() {
+        if session.expires <= Instant::now() || self.is_revoked(&session.admin) {
             sessions.remove(&id);
             return None;
         }
         Some((session.admin.clone(), session.csrf.clone()))
+    }
+
+    /// The current snapshot, made again if the fleet or the catalog
+    /// changed. Blocking; one request makes it while the others wait.
+    fn snapshot(&self) -> Arc<Snapshot> {
+        let catalog = self.catalog.get();
+        let generation = self.fleet.read(|m| m.generation);
+        let mut held = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(snapshot) = &*held
+            && snapshot.is_current(generation, &catalog)
+        {
+            return snapshot.clone();
+        }
+        let snapshot = Arc::new(Snapshot::take(&self.fleet, catalog, super::model::now()));
+        *held = Some(snapshot.clone());
+        snapshot
+    }
+
+    /// Whether `admin` was revoked since logging in.
+    fn is_revoked(&self, admin: &str) -> bool {
+        let dir = self.fleet.dir();
+        let path = crate::tokens::Book::Admins.path(dir);
+        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let mut revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
+        if revoked.0 != modified {
+            match crate::tokens::list(dir, crate::tokens::Book::Admins) {
+                Ok(list) => {
+                    revoked.1 = list
+                        .into_iter()
+                        .filter(|record| record.revoked_at.is_some())
+                        .map(|record| record.name)
+                        .collect();
+                    revoked.0 = modified;
+                }
+                // Unreadable: every session ends (fail closed).
+                Err(err) => {
+                    self.admins.log_broken(&err);
+                    return true;
+                }
+            }
+        }
+        revoked.1.iter().any(|name| name == admin)
     }
 
     fn open_session(&self, admin: String) -> Result<String, getrandom::Error> {
@@ -266,28 +315,25 @@ async fn edges_page(
 ) -> Response {
     let (admin, csrf) = logged_in!(dash, headers, true);
     let lang = Lang::choose(params.lang.as_deref(), &headers);
-    let work = dash.clone();
     let query = params.query();
     let page_no = params.page.unwrap_or(1).max(1);
     let made = blocking(move || {
-        let catalog = work.catalog.get();
-        let now = super::model::now();
-        let rows = view::edges(&work.fleet, &catalog, &query, now);
-        let summary = view::summary(&work.fleet, &catalog, now);
-        let counties = view::counties(&work.fleet);
+        let snap = dash.snapshot();
+        let rows = view::select(&snap.rows, &query);
+        let frame = pages::Frame {
+            lang,
+            admin: &admin,
+            csrf: &csrf,
+        };
         pages::edges(
-            &pages::Frame {
-                lang,
-                admin: &admin,
-                csrf: &csrf,
-            },
-            &catalog,
-            &summary,
-            &counties,
+            &frame,
+            &snap.catalog,
+            &snap.summary,
+            &snap.counties,
             &query,
             &rows,
             page_no,
-            now,
+            snap.now,
         )
     })
     .await;
@@ -304,19 +350,14 @@ async fn courses_page(
 ) -> Response {
     let (admin, csrf) = logged_in!(dash, headers, true);
     let lang = Lang::choose(params.lang.as_deref(), &headers);
-    let work = dash.clone();
     let made = blocking(move || {
-        let catalog = work.catalog.get();
-        let adoption = view::adoption(&work.fleet, &catalog);
-        pages::courses(
-            &pages::Frame {
-                lang,
-                admin: &admin,
-                csrf: &csrf,
-            },
-            &catalog,
-            &adoption,
-        )
+        let snap = dash.snapshot();
+        let frame = pages::Frame {
+            lang,
+            admin: &admin,
+            csrf: &csrf,
+        };
+        pages::courses(&frame, &snap.catalog, &snap.adoption)
     })
     .await;
     match made {
@@ -332,30 +373,22 @@ async fn lessons_page(
 ) -> Response {
     let (admin, csrf) = logged_in!(dash, headers, true);
     let lang = Lang::choose(params.lang.as_deref(), &headers);
-    let work = dash.clone();
     let county = params.county.clone().filter(|c| c != "*");
     let grade = params.grade.clone().filter(|g| g != "*");
     let made = blocking(move || {
-        let catalog = work.catalog.get();
-        let now = super::model::now();
-        let (rows, grades) = view::top_lessons(
-            &work.fleet,
-            &catalog,
-            county.as_deref(),
-            grade.as_deref(),
-            now,
-        );
-        let counties = view::counties(&work.fleet);
+        let snap = dash.snapshot();
+        let rows = view::pick_lessons(&snap.lessons, county.as_deref(), grade.as_deref());
+        let frame = pages::Frame {
+            lang,
+            admin: &admin,
+            csrf: &csrf,
+        };
         pages::lessons(
-            &pages::Frame {
-                lang,
-                admin: &admin,
-                csrf: &csrf,
-            },
-            &catalog,
+            &frame,
+            &snap.catalog,
             &rows,
-            &counties,
-            &grades,
+            &snap.counties,
+            &snap.grades,
             county.as_deref(),
             grade.as_deref(),
         )
@@ -379,6 +412,10 @@ fn attachment(content_type: &'static str, name: &'static str, body: String) -> R
         .into_response()
 }
 
+fn json_body(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|err| format!("{{\"error\":\"{err}\"}}"))
+}
+
 async fn edges_csv(
     State(dash): State<Arc<Dashboard>>,
     Query(params): Query<Params>,
@@ -387,13 +424,8 @@ async fn edges_csv(
     logged_in!(dash, headers, false);
     let query = params.query();
     match blocking(move || {
-        let catalog = dash.catalog.get();
-        view::csv(&view::edges(
-            &dash.fleet,
-            &catalog,
-            &query,
-            super::model::now(),
-        ))
+        let snap = dash.snapshot();
+        view::csv(view::select(&snap.rows, &query))
     })
     .await
     {
@@ -406,6 +438,13 @@ async fn edges_csv(
     }
 }
 
+#[derive(serde::Serialize)]
+struct EdgesJson<'a> {
+    catalog_sequence: Option<u64>,
+    summary: &'a view::Summary,
+    edges: Vec<&'a view::EdgeRow>,
+}
+
 async fn edges_json(
     State(dash): State<Arc<Dashboard>>,
     Query(params): Query<Params>,
@@ -414,14 +453,12 @@ async fn edges_json(
     logged_in!(dash, headers, false);
     let query = params.query();
     match blocking(move || {
-        let catalog = dash.catalog.get();
-        let now = super::model::now();
-        serde_json::json!({
-            "catalog_sequence": catalog.sequence,
-            "summary": view::summary(&dash.fleet, &catalog, now),
-            "edges": view::edges(&dash.fleet, &catalog, &query, now),
+        let snap = dash.snapshot();
+        json_body(&EdgesJson {
+            catalog_sequence: snap.catalog.sequence,
+            summary: &snap.summary,
+            edges: view::select(&snap.rows, &query),
         })
-        .to_string()
     })
     .await
     {
@@ -433,12 +470,11 @@ async fn edges_json(
 async fn courses_json(State(dash): State<Arc<Dashboard>>, headers: HeaderMap) -> Response {
     logged_in!(dash, headers, false);
     match blocking(move || {
-        let catalog = dash.catalog.get();
-        serde_json::json!({
-            "catalog_sequence": catalog.sequence,
-            "courses": view::adoption(&dash.fleet, &catalog),
-        })
-        .to_string()
+        let snap = dash.snapshot();
+        json_body(&serde_json::json!({
+            "catalog_sequence": snap.catalog.sequence,
+            "courses": snap.adoption,
+        }))
     })
     .await
     {
@@ -454,15 +490,13 @@ async fn lessons_json(
 ) -> Response {
     logged_in!(dash, headers, false);
     match blocking(move || {
-        let catalog = dash.catalog.get();
-        let (rows, _) = view::top_lessons(
-            &dash.fleet,
-            &catalog,
+        let snap = dash.snapshot();
+        let rows = view::pick_lessons(
+            &snap.lessons,
             params.county.as_deref().filter(|c| *c != "*"),
             params.grade.as_deref().filter(|g| *g != "*"),
-            super::model::now(),
         );
-        serde_json::json!({ "window_days": super::model::WINDOW_DAYS, "lessons": rows }).to_string()
+        json_body(&serde_json::json!({ "window_days": super::model::WINDOW_DAYS, "lessons": rows }))
     })
     .await
     {
@@ -473,13 +507,12 @@ async fn lessons_json(
 
 async fn metrics(State(dash): State<Arc<Dashboard>>) -> Response {
     match blocking(move || {
-        let catalog = dash.catalog.get();
-        let summary = view::summary(&dash.fleet, &catalog, super::model::now());
+        let snap = dash.snapshot();
         let actions = dash.actions();
         let duplicates = dash.fleet.read(|m| m.duplicates);
         super::metrics::render(
-            &summary,
-            &catalog,
+            &snap.summary,
+            &snap.catalog,
             &super::metrics::OriginCounts {
                 stats: dash.stats.as_deref(),
                 actions: &actions,

@@ -140,7 +140,7 @@ pub fn edges(
     summary: &Summary,
     counties: &[String],
     query: &EdgeQuery,
-    rows: &[EdgeRow],
+    rows: &[&EdgeRow],
     page: usize,
     now: u64,
 ) -> Markup {
@@ -275,7 +275,7 @@ fn title(lang: Lang, course: &crate::fleet::view::CourseInfo) -> &str {
 pub fn lessons(
     frame: &Frame<'_>,
     catalog: &CatalogView,
-    rows: &[LessonOpens],
+    rows: &[&LessonOpens],
     counties: &[String],
     grades: &[String],
     county: Option<&str>,
