@@ -84,7 +84,20 @@ pub enum AcceptError {
     Keep(String),
     #[error("the origin's fleet is shutting down; send the report again later")]
     Closed,
+    #[error(
+        "the forwarded report names {name:?} below {sender:?}, which is not an edge name; the county edge must forward only its own edges' reports"
+    )]
+    BadPath { sender: String, name: String },
+    #[error(
+        "the origin's fleet already knows {MAX_EDGES} edges; a report of a new edge ({edge:?}) is refused"
+    )]
+    TooManyEdges { edge: String },
 }
+
+/// Most edges the fleet keeps (a county edge cannot make up endless children).
+pub const MAX_EDGES: usize = 100_000;
+/// Longest course or lesson id kept from a report's usage, in bytes.
+pub const MAX_USAGE_ID_BYTES: usize = 128;
 
 impl Fleet {
     /// Opens the fleet of the origin in `dir` (`DIR/fleet/`).
@@ -138,7 +151,28 @@ impl Fleet {
     pub fn check(&self, sender: &str, envelope: &[u8], arrived: u64) -> Result<Item, AcceptError> {
         let (token_b3, county) = self.sender(sender)?;
         let envelope = Envelope::decode(envelope)?;
-        let report = envelope.open(&report_key(&token_b3), sender)?;
+        let mut report = envelope.open(&report_key(&token_b3), sender)?;
+        if let Some(name) = envelope
+            .path
+            .iter()
+            .find(|name| crate::edge_name::EdgeName::parse(name).is_err())
+        {
+            return Err(AcceptError::BadPath {
+                sender: sender.to_owned(),
+                name: name.clone(),
+            });
+        }
+        report.trim();
+        for usage in &mut report.usage {
+            crate::report::truncate(&mut usage.course, MAX_USAGE_ID_BYTES);
+            crate::report::truncate(&mut usage.lesson, MAX_USAGE_ID_BYTES);
+        }
+        let edge = envelope.origin_name(sender);
+        let known =
+            self.read(|mirror| mirror.edges.len() < MAX_EDGES || mirror.edges.contains_key(&edge));
+        if !known {
+            return Err(AcceptError::TooManyEdges { edge });
+        }
         let forwarded = !envelope.path.is_empty();
         // A county's child is in the county's county, or else under the
         // county edge's own name.
@@ -148,7 +182,7 @@ impl Fleet {
             (None, false) => None,
         };
         Ok(Item {
-            edge: envelope.origin_name(sender),
+            edge,
             county,
             report,
             arrived,

@@ -13,6 +13,9 @@ use crate::report::{CourseHeld, EdgeReport, Failure, ScrubSummary, SyncSummary};
 pub const MAX_ABOVE: usize = 4096;
 /// Days the most-opened lessons are counted over.
 pub const WINDOW_DAYS: u32 = 30;
+/// Most (county, course, lesson) keys the window holds (some 50 MiB);
+/// usage of further keys is still kept in the file, not in the window.
+pub const MAX_WINDOW_KEYS: usize = 200_000;
 /// Slots per lesson in the usage window: the window, tomorrow (an edge's
 /// clock ahead) and one spare.
 const SLOTS: usize = 32;
@@ -182,10 +185,29 @@ impl Window {
         if opens == 0 || day + WINDOW_DAYS <= today || day > today + 1 {
             return;
         }
-        let key = LessonKey {
-            county: self.intern(county),
-            course: self.intern(course),
-            lesson: self.intern(lesson),
+        let key = if self.rings.len() >= MAX_WINDOW_KEYS {
+            // Full: only keys already held count on.
+            let known = |name: &str| self.names.get_key_value(name).map(|(n, ())| n.clone());
+            let (Some(county), Some(course), Some(lesson)) =
+                (known(county), known(course), known(lesson))
+            else {
+                return;
+            };
+            let key = LessonKey {
+                county,
+                course,
+                lesson,
+            };
+            if !self.rings.contains_key(&key) {
+                return;
+            }
+            key
+        } else {
+            LessonKey {
+                county: self.intern(county),
+                course: self.intern(course),
+                lesson: self.intern(lesson),
+            }
         };
         let ring = self.rings.entry(key).or_insert([(0, 0); SLOTS]);
         let slot = &mut ring[day as usize % SLOTS];

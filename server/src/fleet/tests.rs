@@ -169,6 +169,16 @@ fn issue_15_a_forwarded_report_is_filed_under_county_and_child() {
     assert!(child.holds(4));
     let county = fleet.edge("县中心").expect("county filed");
     assert_eq!((county.reports, county.county), (1, None));
+    // A child name that is no edge name (a slash would fake a grandchild) is refused.
+    let fake = Envelope::seal_encoded(
+        &report_key_of_token(&county_token),
+        vec!["village-1/x".into()],
+        report(1, 5, 0).encode(),
+    );
+    let err = fleet
+        .accept("县中心", &fake.encode().expect("fits"))
+        .expect_err("bad child name");
+    assert!(err.contains("not an edge name"), "{err}");
     // A county edge with a county in edges.toml gives it to its children.
     let dir2 = tempfile::tempdir().expect("tempdir");
     let token = tokens::add(dir2.path(), Book::Edges, "hub", Some("喜德县")).expect("add");

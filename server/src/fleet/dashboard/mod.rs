@@ -6,18 +6,17 @@
 //! table, and every form that changes something carries the session's CSRF
 //! token. `/metrics` needs no login (bind the address privately).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use axum::Router;
-use axum::extract::{Form, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::Fleet;
 use super::view::{self, CatalogCache, EdgeQuery, Snapshot, Sort};
@@ -26,24 +25,14 @@ use crate::tokens::Tokens;
 
 pub mod i18n;
 mod pages;
+mod session;
+
+pub use session::{MAX_SESSIONS, SESSION_COOKIE, SESSION_TTL};
 
 use i18n::Lang;
 
-/// The session cookie.
-pub const SESSION_COOKIE: &str = "shanlu_session";
-/// How long a session lasts.
-pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
-/// Sessions kept at once; the oldest goes first.
-pub const MAX_SESSIONS: usize = 256;
-
 /// `admin.log` as last counted: its mtime and the actions by kind.
 type ActionCounts = (Option<SystemTime>, Vec<(String, u64)>);
-
-struct Session {
-    admin: String,
-    csrf: String,
-    expires: Instant,
-}
 
 /// What the dashboard's handlers share.
 pub struct Dashboard {
@@ -51,11 +40,8 @@ pub struct Dashboard {
     catalog: CatalogCache,
     admins: Tokens,
     stats: Option<Arc<Stats>>,
-    sessions: Mutex<HashMap<String, Session>>,
+    sessions: session::Sessions,
     actions: Mutex<ActionCounts>,
-    /// Administrators revoked in `admins.toml`, re-read when it changes:
-    /// their sessions end at once.
-    revoked: Mutex<(Option<SystemTime>, Vec<String>)>,
     /// What the pages show, until the fleet or the catalog changes.
     snapshot: Mutex<Option<Arc<Snapshot>>>,
 }
@@ -70,26 +56,14 @@ impl Dashboard {
     ) -> Arc<Dashboard> {
         let admins = Tokens::admins(fleet.dir());
         Arc::new(Dashboard {
+            sessions: session::Sessions::new(fleet.dir()),
             fleet,
             catalog: CatalogCache::new(store),
             admins,
             stats,
-            sessions: Mutex::new(HashMap::new()),
             actions: Mutex::new((None, Vec::new())),
-            revoked: Mutex::new((None, Vec::new())),
             snapshot: Mutex::new(None),
         })
-    }
-
-    fn session(&self, headers: &HeaderMap) -> Option<(String, String)> {
-        let id = cookie(headers, SESSION_COOKIE)?;
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        let session = sessions.get(&id)?;
-        if session.expires <= Instant::now() || self.is_revoked(&session.admin) {
-            sessions.remove(&id);
-            return None;
-        }
-        Some((session.admin.clone(), session.csrf.clone()))
     }
 
     /// The current snapshot, made again if the fleet or the catalog
@@ -106,59 +80,6 @@ impl Dashboard {
         let snapshot = Arc::new(Snapshot::take(&self.fleet, catalog, super::model::now()));
         *held = Some(snapshot.clone());
         snapshot
-    }
-
-    /// Whether `admin` was revoked since logging in.
-    fn is_revoked(&self, admin: &str) -> bool {
-        let dir = self.fleet.dir();
-        let path = crate::tokens::Book::Admins.path(dir);
-        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-        let mut revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
-        if revoked.0 != modified {
-            match crate::tokens::list(dir, crate::tokens::Book::Admins) {
-                Ok(list) => {
-                    revoked.1 = list
-                        .into_iter()
-                        .filter(|record| record.revoked_at.is_some())
-                        .map(|record| record.name)
-                        .collect();
-                    revoked.0 = modified;
-                }
-                // Unreadable: every session ends (fail closed).
-                Err(err) => {
-                    self.admins.log_broken(&err);
-                    return true;
-                }
-            }
-        }
-        revoked.1.iter().any(|name| name == admin)
-    }
-
-    fn open_session(&self, admin: String) -> Result<String, getrandom::Error> {
-        let id = random_hex()?;
-        let csrf = random_hex()?;
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        sessions.retain(|_, s| s.expires > now);
-        while sessions.len() >= MAX_SESSIONS {
-            let Some(oldest) = sessions
-                .iter()
-                .min_by_key(|(_, s)| s.expires)
-                .map(|(id, _)| id.clone())
-            else {
-                break;
-            };
-            sessions.remove(&oldest);
-        }
-        sessions.insert(
-            id.clone(),
-            Session {
-                admin,
-                csrf,
-                expires: now + SESSION_TTL,
-            },
-        );
-        Ok(id)
     }
 
     /// Administrators' actions by kind, from `admin.log` (re-read when it changes).
@@ -185,12 +106,6 @@ impl Dashboard {
     }
 }
 
-fn random_hex() -> Result<String, getrandom::Error> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)?;
-    Ok(hex::encode(bytes))
-}
-
 /// The value of cookie `name`.
 pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
@@ -213,8 +128,8 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
         .route("/edges.json", get(edges_json))
         .route("/courses.json", get(courses_json))
         .route("/lessons.json", get(lessons_json))
-        .route("/login", get(login_page).post(login))
-        .route("/logout", post(logout))
+        .route("/login", get(session::login_page).post(session::login))
+        .route("/logout", post(session::logout))
         .route("/metrics", get(metrics))
         .with_state(dashboard)
 }
@@ -294,7 +209,7 @@ async fn blocking<T: Send + 'static>(
 
 macro_rules! logged_in {
     ($dash:expr, $headers:expr, $html:expr) => {
-        match $dash.session(&$headers) {
+        match $dash.sessions.get(&$headers) {
             Some(session) => session,
             None if $html => return Redirect::to("/login").into_response(),
             None => {
@@ -532,122 +447,4 @@ async fn metrics(State(dash): State<Arc<Dashboard>>) -> Response {
             .into_response(),
         Err(response) => response,
     }
-}
-
-async fn login_page(Query(params): Query<Params>, headers: HeaderMap) -> Response {
-    let lang = Lang::choose(params.lang.as_deref(), &headers);
-    page(lang, &params, pages::login(lang, false))
-}
-
-#[derive(Deserialize)]
-struct LoginForm {
-    token: String,
-}
-
-/// A form posted from another site is refused (the browser says so in
-/// `Sec-Fetch-Site` or `Origin`).
-fn cross_site(headers: &HeaderMap) -> bool {
-    let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
-    if site.is_some_and(|site| site != "same-origin" && site != "none") {
-        return true;
-    }
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    match (origin, host) {
-        (Some(origin), Some(host)) => {
-            let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-            origin != "null" && origin_host != host
-        }
-        (Some(_), None) => true,
-        _ => false,
-    }
-}
-
-async fn login(
-    State(dash): State<Arc<Dashboard>>,
-    headers: HeaderMap,
-    Form(form): Form<LoginForm>,
-) -> Response {
-    let lang = Lang::choose(None, &headers);
-    if cross_site(&headers) {
-        return (
-            StatusCode::FORBIDDEN,
-            "refused: the form came from another site",
-        )
-            .into_response();
-    }
-    let work = dash.clone();
-    let checked = blocking(move || work.admins.check(&form.token)).await;
-    let admin = match checked {
-        Ok(Ok(Some(admin))) => admin,
-        Ok(Ok(None)) => {
-            warn!("dashboard login refused: the token is not an administrator's (or was revoked)");
-            return (
-                StatusCode::UNAUTHORIZED,
-                axum::response::Html(pages::login(lang, true).into_string()),
-            )
-                .into_response();
-        }
-        Ok(Err(err)) => {
-            dash.admins.log_broken(&err);
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("the admin tokens cannot be read: {err}"),
-            )
-                .into_response();
-        }
-        Err(response) => return response,
-    };
-    info!(%admin, "administrator logged in to the dashboard");
-    let Ok(id) = dash.open_session(admin) else {
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "no randomness for a session",
-        )
-            .into_response();
-    };
-    let cookie = format!(
-        "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
-        SESSION_TTL.as_secs()
-    );
-    let mut response = Redirect::to("/").into_response();
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, value);
-    }
-    response
-}
-
-#[derive(Deserialize)]
-struct LogoutForm {
-    csrf: String,
-}
-
-async fn logout(
-    State(dash): State<Arc<Dashboard>>,
-    headers: HeaderMap,
-    Form(form): Form<LogoutForm>,
-) -> Response {
-    let Some((admin, csrf)) = dash.session(&headers) else {
-        return Redirect::to("/login").into_response();
-    };
-    if form.csrf != csrf || cross_site(&headers) {
-        return (
-            StatusCode::FORBIDDEN,
-            "refused: the form's CSRF token does not match the session",
-        )
-            .into_response();
-    }
-    if let Some(id) = cookie(&headers, SESSION_COOKIE) {
-        dash.sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
-    }
-    info!(%admin, "administrator logged out of the dashboard");
-    let mut response = Redirect::to("/login").into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("shanlu_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
-    );
-    response
 }
