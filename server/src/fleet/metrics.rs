@@ -12,6 +12,8 @@ pub struct OriginCounts<'a> {
     /// Administrators' actions by kind, from `admin.log`.
     pub actions: &'a [(String, u64)],
     pub duplicates: u64,
+    /// Dashboard sessions open.
+    pub sessions: usize,
 }
 
 fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
@@ -115,6 +117,13 @@ pub fn render(summary: &Summary, catalog: &CatalogView, counts: &OriginCounts<'_
             "shanlu_origin_admin_actions_total{{action=\"{label}\"}} {count}"
         );
     }
+    metric(
+        &mut out,
+        "shanlu_dashboard_sessions",
+        "gauge",
+        "Dashboard sessions open.",
+        counts.sessions as u64,
+    );
     if let Some(stats) = counts.stats {
         metric(
             &mut out,

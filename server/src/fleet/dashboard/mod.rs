@@ -432,6 +432,7 @@ async fn metrics(State(dash): State<Arc<Dashboard>>) -> Response {
                 stats: dash.stats.as_deref(),
                 actions: &actions,
                 duplicates,
+                sessions: dash.sessions.count(),
             },
         )
     })
