@@ -1,5 +1,5 @@
-//! The fleet dashboard (issue 15): an edge's sealed report sent over the
-//! sync protocol (`POST /v1/sync`, the same answer as over QUIC) shows in
+//! The fleet dashboard (issue 15): edges' sealed reports sent over the
+//! sync protocol (QUIC, and `POST /v1/sync`) show in
 //! the dashboard's JSON, CSV and pages and in `/metrics`; login is refused
 //! without the right admin token; and in a real Chromium an administrator
 //! logs in, finds the edge's row, filters by county and switches language.
@@ -19,6 +19,8 @@ use crate::sync::published_course;
 /// `origin serve --admin`, killed when dropped.
 struct Dashboard {
     child: std::process::Child,
+    quic: SocketAddr,
+    fingerprint: String,
     http: SocketAddr,
     admin: SocketAddr,
     log: std::path::PathBuf,
@@ -46,8 +48,16 @@ impl Dashboard {
         let stdout = child.stdout.take().expect("stdout");
         let mut http = None;
         let mut admin = None;
+        let mut quic = None;
+        let mut fingerprint = None;
         for line in std::io::BufReader::new(stdout).lines().take(8) {
             let line = line.expect("utf-8");
+            if let Some(addr) = line.strip_prefix("quic: ") {
+                quic = Some(addr.trim().parse().expect("quic address"));
+            }
+            if let Some(pin) = line.strip_prefix("origin certificate: ") {
+                fingerprint = Some(pin.trim().to_owned());
+            }
             if let Some(addr) = line.strip_prefix("http: ") {
                 http = Some(addr.trim().parse().expect("http address"));
             }
@@ -58,6 +68,8 @@ impl Dashboard {
         }
         Dashboard {
             child,
+            quic: quic.expect("origin serve printed quic:"),
+            fingerprint: fingerprint.expect("origin serve printed its certificate"),
             http: http.expect("origin serve printed http:"),
             admin: admin.expect("origin serve --admin printed admin:"),
             log,
@@ -138,12 +150,60 @@ fn send_report(http: SocketAddr, token: &str, key_token: &str, report: &EdgeRepo
     decode(&frames[4..4 + len]).expect("one response frame")
 }
 
+/// Sends a sealed report over QUIC as the edge with `token`: hello, then
+/// the report on a stream of its own; the answer.
+fn send_report_quic(dash: &Dashboard, token: &str, report: &EdgeReport) -> Response {
+    use server::protocol::{MAX_RESPONSE, read_frame, write_frame};
+    let envelope = Envelope::seal(&report_key_of_token(token), report)
+        .encode()
+        .expect("fits");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let mut crypto = server::tls::client_config(&dash.fingerprint).expect("tls");
+        crypto.alpn_protocols = vec![server::tls::ALPN.to_vec()];
+        let quic = quinn::crypto::rustls::QuicClientConfig::try_from(crypto).expect("quic tls");
+        let mut endpoint =
+            quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+        endpoint.set_default_client_config(quinn::ClientConfig::new(std::sync::Arc::new(quic)));
+        let connection = endpoint
+            .connect(dash.quic, server::tls::SERVER_NAME)
+            .expect("connect")
+            .await
+            .expect("handshake");
+        let mut answers = Vec::new();
+        for request in [
+            Request::Hello {
+                version: server::protocol::VERSION,
+                token: token.to_owned(),
+            },
+            Request::Report { envelope },
+        ] {
+            let (mut send, mut recv) = connection.open_bi().await.expect("stream");
+            write_frame(&mut send, &request).await.expect("write");
+            let _ = send.finish();
+            let answer = read_frame::<Response>(&mut recv, MAX_RESPONSE)
+                .await
+                .expect("frame")
+                .expect("an answer");
+            answers.push(answer);
+        }
+        connection.close(0u32.into(), b"done");
+        endpoint.wait_idle().await;
+        assert!(
+            matches!(answers[0], Response::Welcome { .. }),
+            "{:?}",
+            answers[0]
+        );
+        answers.pop().expect("the report's answer")
+    })
+}
+
 fn add(origin: &Path, book: Book, name: &str, county: Option<&str>) -> String {
     tokens::add(origin, book, name, county).expect("add token")
 }
 
 #[test]
-fn issue_15_a_report_sent_over_the_sync_protocol_shows_in_json_csv_html_and_metrics() {
+fn issue_15_reports_sent_over_quic_and_post_v1_sync_show_in_json_csv_html_and_metrics() {
     let (origin, _src) = published_course(1501);
     let school = add(&origin.data(), Book::Edges, "school-1", Some("昭觉县"));
     let other = add(&origin.data(), Book::Edges, "school-2", Some("喜德县"));
@@ -154,6 +214,9 @@ fn issue_15_a_report_sent_over_the_sync_protocol_shows_in_json_csv_html_and_metr
         send_report(dash.http, &school, &school, &report(1, 1, 4)),
         Response::Ok
     ));
+    // Another edge's over QUIC.
+    let over_quic = send_report_quic(&dash, &other, &report(1, 1, 1));
+    assert!(matches!(over_quic, Response::Ok), "{over_quic:?}");
     // Sent twice (a retry after a lost answer): taken, counted once.
     assert!(matches!(
         send_report(dash.http, &school, &school, &report(1, 1, 4)),
@@ -196,8 +259,8 @@ fn issue_15_a_report_sent_over_the_sync_protocol_shows_in_json_csv_html_and_metr
     assert_eq!(status, 200, "{json}");
     let json: serde_json::Value = serde_json::from_str(&json).expect("JSON");
     assert_eq!(json["catalog_sequence"], 1);
-    assert_eq!(json["summary"]["edges"], 1);
-    assert_eq!(json["summary"]["reports"], 1);
+    assert_eq!(json["summary"]["edges"], 2);
+    assert_eq!(json["summary"]["reports"], 2);
     let edge = &json["edges"][0];
     assert_eq!(edge["name"], "school-1");
     assert_eq!(edge["county"], "昭觉县");
@@ -214,8 +277,9 @@ fn issue_15_a_report_sent_over_the_sync_protocol_shows_in_json_csv_html_and_metr
         "{head}"
     );
     let rows: Vec<&str> = csv.lines().collect();
-    assert_eq!(rows.len(), 2, "{csv}");
+    assert_eq!(rows.len(), 3, "{csv}");
     assert!(rows[1].starts_with("school-1,昭觉县,"), "{csv}");
+    assert!(rows[2].starts_with("school-2,喜德县,"), "{csv}");
 
     let (status, head, html) = dash.get("/?lang=en", Some(&cookie));
     assert_eq!(status, 200);
@@ -231,10 +295,11 @@ fn issue_15_a_report_sent_over_the_sync_protocol_shows_in_json_csv_html_and_metr
     assert!(zh.contains("学校") && zh.contains("bureau-li"), "{zh}");
     let (_, _, filtered) = dash.get("/?county=%E5%96%9C%E5%BE%B7%E5%8E%BF", Some(&cookie));
     assert!(!filtered.contains(r#"data-edge="school-1""#), "{filtered}");
+    assert!(filtered.contains(r#"data-edge="school-2""#), "{filtered}");
     let (_, _, courses) = dash.get("/courses.json", Some(&cookie));
     let courses: serde_json::Value = serde_json::from_str(&courses).expect("JSON");
     assert_eq!(courses["courses"][0]["course"]["id"], "math");
-    assert_eq!(courses["courses"][0]["complete"], 1);
+    assert_eq!(courses["courses"][0]["complete"], 2);
     let (_, _, lessons) = dash.get(
         "/lessons.json?county=%E6%98%AD%E8%A7%89%E5%8E%BF",
         Some(&cookie),
@@ -246,12 +311,12 @@ fn issue_15_a_report_sent_over_the_sync_protocol_shows_in_json_csv_html_and_metr
     let (status, _, metrics) = dash.get("/metrics", None);
     assert_eq!(status, 200);
     for line in [
-        "shanlu_fleet_edges 1",
+        "shanlu_fleet_edges 2",
         "shanlu_fleet_edges_behind 0",
-        "shanlu_fleet_reports_total 1",
+        "shanlu_fleet_reports_total 2",
         "shanlu_fleet_reports_duplicate_total 1",
         "shanlu_origin_catalog_sequence 1",
-        "shanlu_fleet_lesson_opens_total 4",
+        "shanlu_fleet_lesson_opens_total 5",
     ] {
         assert!(
             metrics.lines().any(|l| l == line),
