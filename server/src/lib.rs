@@ -15,6 +15,8 @@
 //! - [`join`]: join codes (origin addresses, key, certificate pin and token in one
 //!   checksummed line) and their terminal QR codes (issue 15).
 //! - [`admin`]: administrators' requests over the sync protocol (issue 15).
+//! - [`fleet`]: the origin's fleet: edges' reports kept (`DIR/fleet/`), the dashboard
+//!   (`origin serve --admin`) and `/metrics` (issue 15).
 //! - [`report`]: edge reports, sealed, and where they go ([`report::ReportSink`]).
 //! - [`edge_name`]: edge names in any script (NFC, letters, digits, marks), and their ASCII ids.
 //! - [`protocol`]: the framed request/response protocol over QUIC.
@@ -33,6 +35,7 @@ pub mod admin;
 pub mod codec;
 pub mod congestion;
 pub mod edge_name;
+pub mod fleet;
 pub mod folder;
 pub mod gc;
 pub mod history;

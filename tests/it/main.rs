@@ -7,6 +7,7 @@ mod classroom;
 mod classroom_house;
 mod connections;
 mod county;
+mod dashboard;
 mod demo;
 mod downloader;
 mod edge_gc;

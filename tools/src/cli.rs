@@ -231,6 +231,12 @@ pub struct OriginServeArgs {
     /// and newreno slow down at every lost packet.
     #[arg(long, value_name = "NAME", default_value = "rural")]
     pub congestion: server::transport::Congestion,
+
+    /// Serve the fleet dashboard (edges, course adoption, most-opened lessons, CSV, JSON and
+    /// Prometheus /metrics) on this address, e.g. 127.0.0.1:8090; log in with an admin token.
+    /// Plain HTTP: bind it to a private address, or put a TLS proxy in front (docs/dashboard.md).
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]

@@ -362,6 +362,16 @@ pub async fn bind_served(served: Served, listen: &Listen) -> Result<Bound, Serve
 }
 
 impl Bound {
+    /// The counters of what this server sends (the dashboard's `/metrics`).
+    pub fn stats(&self) -> Arc<Stats> {
+        self.state.stats.clone()
+    }
+
+    /// The store it serves (the dashboard reads the catalog in force from it).
+    pub fn store(&self) -> Arc<Store> {
+        self.state.store.clone()
+    }
+
     /// Serves until `shutdown` is cancelled, then closes connections and waits for them.
     pub async fn run(self, shutdown: CancellationToken) {
         let tracker = TaskTracker::new();

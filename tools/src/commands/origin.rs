@@ -49,9 +49,23 @@ pub fn serve(args: &OriginServeArgs) -> anyhow::Result<ExitCode> {
             https: Some(args.https),
             congestion: args.congestion,
         };
-        let bound = server::serve::bind(&args.data, &listen, None)
+        let fleet = server::fleet::Fleet::open(&args.data).with_context(|| {
+            format!("opening the fleet of the origin in {}", args.data.display())
+        })?;
+        let sink: std::sync::Arc<dyn server::report::ReportSink> =
+            std::sync::Arc::new(fleet.clone());
+        let bound = server::serve::bind(&args.data, &listen, Some(sink))
             .await
             .with_context(|| format!("starting the origin in {}", args.data.display()))?;
+        let admin = match args.admin {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("listening for the dashboard on {addr}"))?;
+                Some((listener.local_addr()?, listener))
+            }
+            None => None,
+        };
         outln!("quic: {}", bound.quic_addr)?;
         if let Some(http) = bound.http_addr {
             outln!("http: {http}")?;
@@ -61,12 +75,35 @@ pub fn serve(args: &OriginServeArgs) -> anyhow::Result<ExitCode> {
         }
         outln!("congestion: {}", args.congestion)?;
         outln!("origin certificate: {}", bound.cert_fingerprint)?;
+        if let Some((addr, _)) = &admin {
+            outln!("admin: http://{addr}/")?;
+        }
         use std::io::Write;
         std::io::stdout().flush()?;
         let shutdown = crate::signals::shutdown_on_signal();
+        let dashboard = admin.map(|(addr, listener)| {
+            let dashboard = server::fleet::dashboard::Dashboard::new(
+                fleet.clone(),
+                bound.store(),
+                Some(bound.stats()),
+            );
+            tracing::info!(%addr, "serving the fleet dashboard");
+            tokio::spawn(server::fleet::dashboard::serve(
+                listener,
+                dashboard,
+                shutdown.clone(),
+            ))
+        });
         let renewing = tokio::spawn(renew_while_serving(args.data.clone()));
         bound.run(shutdown).await;
         renewing.abort();
+        if let Some(dashboard) = dashboard {
+            match dashboard.await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::warn!(cause = %err, "the dashboard stopped"),
+                Err(err) => tracing::warn!(cause = %err, "the dashboard task failed"),
+            }
+        }
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
