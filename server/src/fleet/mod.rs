@@ -10,7 +10,9 @@
 //! - `view`: what the pages show, computed from memory: the edges' rows,
 //!   course adoption, the most-opened lessons, CSV and JSON;
 //! - `metrics`: Prometheus `/metrics`;
-//! - `dashboard`: `origin serve --admin ADDR`, the pages and their login.
+//! - `dashboard`: `origin serve --admin ADDR`, the pages and their login;
+//! - `inbox`: reports that came on USB sticks, filed by `bundle create`
+//!   while `origin serve` holds the fleet, and drained into it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,6 +23,7 @@ use std::time::SystemTime;
 use catalog::Hash;
 
 pub mod dashboard;
+pub mod inbox;
 pub mod metrics;
 pub mod model;
 pub mod store;

@@ -16,6 +16,13 @@ pub fn create(args: &BundleCreateArgs) -> anyhow::Result<ExitCode> {
         Some(path) => Some(HaveList::read(path).context("reading the have list (--for)")?),
         None => None,
     };
+    // On an origin, the have list's reports are filed for its fleet
+    // (issue 15): `origin serve` holds the fleet, so they wait in its inbox.
+    let is_origin = server::origin::read_public_key(&args.data)
+        .ok()
+        .flatten()
+        .is_some();
+    let inbox = is_origin.then(|| server::fleet::inbox::Inbox::new(&args.data));
     let bar = progress::bytes_bar("bundling");
     let result = create_bundle(
         CreateOptions {
@@ -23,11 +30,19 @@ pub fn create(args: &BundleCreateArgs) -> anyhow::Result<ExitCode> {
             out: &args.out,
             courses: args.courses.clone(),
             have,
-            reports: None,
+            reports: inbox
+                .as_ref()
+                .map(|inbox| inbox as &dyn server::report::ReportSink),
         },
         &bar,
     );
     bar.finish_and_clear();
+    if let Some(inbox) = &inbox
+        && let Ok(fleet) = server::fleet::Fleet::open(&args.data)
+    {
+        // No `origin serve` holds the fleet: take the reports in now.
+        inbox.drain(&fleet);
+    }
     let report = result.with_context(|| {
         format!(
             "writing a bundle from {} to {}",
@@ -52,7 +67,7 @@ pub fn create(args: &BundleCreateArgs) -> anyhow::Result<ExitCode> {
         )?;
         if report.reports_taken > 0 {
             outln!(
-                "took {} report(s) from the have list; the bundle carries their receipts back",
+                "took {} report(s) from the have list for the fleet (a running `origin serve` takes them in within a minute); the bundle carries their receipts back",
                 report.reports_taken
             )?;
         }

@@ -95,8 +95,10 @@ pub fn serve(args: &OriginServeArgs) -> anyhow::Result<ExitCode> {
             ))
         });
         let renewing = tokio::spawn(renew_while_serving(args.data.clone()));
+        let draining = tokio::spawn(drain_inbox_while_serving(fleet.clone()));
         bound.run(shutdown).await;
         renewing.abort();
+        draining.abort();
         if let Some(dashboard) = dashboard {
             match dashboard.await {
                 Ok(Ok(())) => {}
@@ -226,6 +228,18 @@ pub fn rotate_key(args: &OriginRotateKeyArgs) -> anyhow::Result<ExitCode> {
          the new key. The old secret key is destroyed: it could only sign a rival root."
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// While `origin serve` runs: takes the reports USB sticks brought
+/// (`bundle create --for` files them in the fleet's inbox) into the fleet,
+/// at start and every [`server::fleet::inbox::DRAIN_EVERY`].
+async fn drain_inbox_while_serving(fleet: server::fleet::Fleet) {
+    let inbox = std::sync::Arc::new(server::fleet::inbox::Inbox::new(fleet.dir()));
+    loop {
+        let (inbox, fleet) = (inbox.clone(), fleet.clone());
+        let _ = tokio::task::spawn_blocking(move || inbox.drain(&fleet)).await;
+        tokio::time::sleep(server::fleet::inbox::DRAIN_EVERY).await;
+    }
 }
 
 /// While `origin serve` runs: renews the catalog when less than half its
