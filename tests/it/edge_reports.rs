@@ -1,15 +1,26 @@
-//! Issue 15: reports from the edges, as far as an edge shows them without
-//! the origin's fleet (this origin answers every report with an error, so
-//! reports sent to it stay queued): a report made at every pass, reached
-//! or not; a county edge taking its villages' reports; usage counted.
+//! Issue 15: reports from the edges, end to end: a report made at every
+//! pass, reached or not, arrives at the origin's fleet on the next sync
+//! exactly once; a county edge takes its villages' reports and forwards
+//! them; a USB stick carries them and brings receipts back; usage counted
+//! in the classroom and by the sync reaches the fleet. The fleet is read
+//! with `server::fleet::Fleet` once `origin serve` has stopped.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use server::fleet::{EdgeRecord, Fleet};
 use server::report::{EdgeReport, Envelope};
 use shanlu_tests::{TestEdge, TestOrigin, run_ok, wait_until};
 
 use crate::county::{county, course};
+
+/// What the stopped origin's fleet holds of the edge called `name`.
+fn fleet_record(origin: &TestOrigin, name: &str) -> EdgeRecord {
+    let fleet = Fleet::open(&origin.data()).expect("the fleet (origin serve stopped)");
+    fleet
+        .edge(name)
+        .unwrap_or_else(|| panic!("the fleet holds no report of {name}"))
+}
 
 /// `edge status --json` of an edge not running.
 fn status(edge: &TestEdge) -> serde_json::Value {
@@ -36,42 +47,54 @@ fn report_in(path: &Path) -> (Vec<String>, EdgeReport) {
 }
 
 #[test]
-fn issue_15_a_sync_while_the_origin_is_down_leaves_a_report_queued() {
+fn issue_15_a_report_made_while_the_origin_is_down_arrives_on_the_next_sync_exactly_once() {
     let origin = TestOrigin::init();
     course(&origin, "c", 200_000, 1501);
     let served = origin.serve();
     let token = origin.add_edge("school-r1");
     let edge = TestEdge::init(&origin, &served, served.quic, &token, "all");
     edge.sync_ok();
-    // This origin refuses reports: the first stays queued.
     let first = status(&edge);
-    assert_eq!(first["reports"]["pending"], 1, "{:#}", first["reports"]);
-    assert!(first["reports"]["last_made"].is_u64());
-    assert!(first["reports"]["last_sent"].is_null());
+    assert_eq!(first["reports"]["pending"], 0, "{:#}", first["reports"]);
+    assert!(
+        first["reports"]["last_sent"].is_u64(),
+        "{:#}",
+        first["reports"]
+    );
+    let at = served.quic.to_string();
     drop(served);
     let (code, _, stderr) = edge.sync();
     assert_eq!(code, 1, "{stderr}");
     let second = status(&edge);
-    assert_eq!(second["reports"]["pending"], 2, "{:#}", second["reports"]);
+    assert_eq!(second["reports"]["pending"], 1, "{:#}", second["reports"]);
     let files = queue(&edge.data());
-    assert_eq!(files.len(), 2);
-    let (path, one) = report_in(&files[0]);
-    let (_, two) = report_in(&files[1]);
+    assert_eq!(files.len(), 1);
+    let (path, kept) = report_in(&files[0]);
     assert!(path.is_empty());
-    assert_eq!((one.seq, two.seq), (1, 2));
-    assert_eq!(one.catalog_sequence, Some(1));
-    assert_eq!(one.courses.len(), 1);
-    assert!(one.courses[0].complete, "{one:?}");
-    assert_eq!(one.last_sync.as_ref().map(|s| s.complete), Some(true));
+    assert_eq!(kept.seq, 2);
+    assert_eq!(kept.catalog_sequence, Some(1));
+    assert_eq!(kept.courses.len(), 1);
+    assert!(kept.courses[0].complete, "{kept:?}");
     // The unreachable pass is reported as such, with why.
-    assert_eq!(two.last_sync.as_ref().map(|s| s.complete), Some(false));
+    assert_eq!(kept.last_sync.as_ref().map(|s| s.complete), Some(false));
     assert!(
-        two.failures.iter().any(|f| f.message.contains("gave up")),
+        kept.failures.iter().any(|f| f.message.contains("gave up")),
         "{:?}",
-        two.failures
+        kept.failures
     );
     let text = run_ok(&["edge", "status", "--data", &edge.data_str()]);
-    assert!(text.contains("reports: 2 queued"), "{text}");
+    assert!(text.contains("reports: 1 queued"), "{text}");
+
+    // The origin is back: the kept report and the new one go up.
+    let served = origin.serve_on(&at);
+    edge.sync_ok();
+    assert_eq!(status(&edge)["reports"]["pending"], 0);
+    drop(served);
+    let record = fleet_record(&origin, "school-r1");
+    assert_eq!(record.reports, 3, "{record:?}");
+    assert_eq!(record.floor, 3, "reports 1, 2 and 3, each once: {record:?}");
+    let latest = record.latest.expect("a status");
+    assert_eq!(latest.seq, 3);
 }
 
 #[test]
@@ -111,7 +134,20 @@ fn issue_15_a_village_hands_its_report_to_its_county_edge() {
         .expect("decodes")
         .open(&county_key, "county")
         .expect("sealed with the county's key");
+    // The county's next pass takes it to the origin, filed under the county.
+    run_ok(&["edge", "sync-now", "--data", &county.data_str()]);
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            county_run.json("/api/v1/status")["reports"]["forwarded"] == 0
+        }),
+        "the county never forwarded its village's report: {:#}",
+        county_run.json("/api/v1/status")["reports"]
+    );
+    drop(county_run);
     drop(served);
+    let record = fleet_record(&origin, "county/village-r");
+    assert_eq!((record.reports, record.floor), (1, 1), "{record:?}");
+    assert_eq!(record.county.as_deref(), Some("county"));
 }
 
 #[test]
@@ -154,18 +190,23 @@ fn issue_15_opening_a_lesson_page_and_its_files_is_counted_per_lesson() {
         ledger.display()
     );
     drop(running); // SIGKILL
-    let before = queue(&edge.data()).len();
     edge.sync_ok();
-    let files = queue(&edge.data());
-    assert_eq!(files.len(), before + 1);
-    let (_, report) = report_in(files.last().expect("a report"));
-    let row = (report.usage.iter())
-        .find(|u| u.course == "c" && u.lesson == "01")
-        .unwrap_or_else(|| panic!("no usage of c/01: {:?}", report.usage));
-    assert_eq!(row.opens, 1);
-    assert_eq!(row.bytes_served, video as u64);
-    assert!(!report.usage.iter().any(|u| u.lesson == "02" && u.opens > 0));
     drop(served);
+    // The origin's fleet holds the counts: one open of c/01 and its video.
+    let record = fleet_record(&origin, "school-r3");
+    assert_eq!(record.opens, 1, "{record:?}");
+    assert_eq!(record.bytes_served, video as u64, "{record:?}");
+    // And the dashboard's most-opened lessons name it, and only it.
+    let fleet = Fleet::open(&origin.data()).expect("fleet");
+    let store = catalog::Store::open_existing(origin.data().join("store")).expect("store");
+    let catalog = server::fleet::view::CatalogView::load(&store).expect("catalog");
+    let (lessons, _) =
+        server::fleet::view::lesson_totals(&fleet, &catalog, server::fleet::model::now());
+    let opened: Vec<(&str, &str, u64)> = lessons
+        .iter()
+        .map(|l| (l.course.as_str(), l.lesson.as_str(), l.opens))
+        .collect();
+    assert_eq!(opened, [("c", "01", 1)]);
 }
 
 /// Issue 15: a new version of a lesson's video counts, under that lesson,
@@ -191,17 +232,93 @@ fn issue_15_bytes_a_sync_saved_are_counted_under_the_files_lesson() {
     let fetched = synced["bytes_fetched"].as_u64().expect("bytes");
     let reused = synced["bytes_reused"].as_u64().expect("bytes");
     assert!(reused > (size / 2) as u64, "{synced:#}");
-    let files = queue(&edge.data());
-    let (_, report) = report_in(files.last().expect("a report"));
-    let row = (report.usage.iter())
-        .find(|u| u.course == "c" && u.lesson == "01")
-        .unwrap_or_else(|| panic!("no usage of c/01: {:?}", report.usage));
+    drop(served);
     // Reused chunks, plus what deltas spared: more than was reused alone,
     // and nothing fetched counted as saved.
-    assert!(row.bytes_saved > reused, "{row:?} {synced:#}");
+    let record = fleet_record(&origin, "school-r4");
+    assert!(record.bytes_saved > reused, "{record:?} {synced:#}");
     assert!(
-        row.bytes_saved + fetched <= size as u64 + 64 * 1024,
-        "{row:?} {synced:#}"
+        record.bytes_saved + fetched <= size as u64 + 64 * 1024,
+        "{record:?} {synced:#}"
     );
+}
+
+/// Issue 15: with the road closed, the edge's queued reports go on the USB
+/// stick with its have list; `bundle create --for` at the bureau (beside a
+/// running `origin serve`) files them for the fleet and puts receipts in
+/// the bundle; `edge import` reads the receipts and forgets those reports.
+#[test]
+fn issue_15_reports_carried_on_a_usb_stick_arrive_once_and_receipts_empty_the_queue() {
+    let origin = TestOrigin::init();
+    course(&origin, "c", 100_000, 1505);
+    let served = origin.serve();
+    let token = origin.add_edge("school-r5");
+    let edge = TestEdge::init(&origin, &served, served.quic, &token, "all");
+    edge.sync_ok();
     drop(served);
+    let (code, _, stderr) = edge.sync();
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(status(&edge)["reports"]["pending"], 1);
+    let stick = tempfile::tempdir().expect("stick");
+    let have = stick.path().join("have.list");
+    run_ok(&[
+        "edge",
+        "have",
+        "--data",
+        &edge.data_str(),
+        "--out",
+        &have.to_string_lossy(),
+    ]);
+
+    // At the bureau: the origin is serving (it holds the fleet).
+    let serving = origin.serve();
+    let made = run_ok(&[
+        "bundle",
+        "create",
+        "--data",
+        &origin.data_str(),
+        "--for",
+        &have.to_string_lossy(),
+        "--out",
+        &stick.path().to_string_lossy(),
+    ]);
+    assert!(made.contains("took 1 report(s)"), "{made}");
+    drop(serving);
+
+    // Back at the school: the receipts empty the queue.
+    let imported = run_ok(&[
+        "edge",
+        "import",
+        "--data",
+        &edge.data_str(),
+        &stick.path().to_string_lossy(),
+    ]);
+    assert_eq!(status(&edge)["reports"]["pending"], 0, "{imported}");
+
+    // The origin takes the filed reports in when it starts.
+    let inbox = origin.data().join("fleet/inbox");
+    let serving = origin.serve();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            std::fs::read_dir(&inbox).is_ok_and(|mut dir| dir.next().is_none())
+        }),
+        "the origin never took in its inbox"
+    );
+    drop(serving);
+    let record = fleet_record(&origin, "school-r5");
+    assert_eq!((record.reports, record.floor), (2, 2), "{record:?}");
+
+    // The same stick again: nothing counts twice.
+    run_ok(&[
+        "bundle",
+        "create",
+        "--data",
+        &origin.data_str(),
+        "--for",
+        &have.to_string_lossy(),
+        "--out",
+        &stick.path().to_string_lossy(),
+    ]);
+    let record = fleet_record(&origin, "school-r5");
+    assert_eq!((record.reports, record.floor), (2, 2), "{record:?}");
 }
