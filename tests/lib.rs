@@ -340,6 +340,24 @@ impl TestEdge {
         TestEdge::init_at(origin, upstream, token, subscribe, extra)
     }
 
+    /// `edge init` against the origin serving at `addr` with the
+    /// certificate `fingerprint` (an `origin serve` the test started itself).
+    pub fn init_pinned(
+        origin: &TestOrigin,
+        addr: std::net::SocketAddr,
+        fingerprint: &str,
+        token: &str,
+        subscribe: &str,
+    ) -> TestEdge {
+        TestEdge::init_at(
+            origin,
+            Upstream { addr, fingerprint },
+            token,
+            subscribe,
+            &[],
+        )
+    }
+
     /// `edge init` pinning `origin`'s key, with `upstream` as its upstream.
     fn init_at(
         origin: &TestOrigin,

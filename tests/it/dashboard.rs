@@ -378,10 +378,11 @@ fn issue_15_the_dashboard_in_chromium_logs_in_lists_filters_and_switches_languag
     let two = add(&origin.data(), Book::Edges, "school-2", Some("喜德县"));
     let admin = add(&origin.data(), Book::Admins, "admin-2", None);
     let dash = Dashboard::start(&origin);
-    assert!(matches!(
-        send_report(dash.http, &one, &one, &report(1, 1, 2)),
-        Response::Ok
-    ));
+    // school-1 is a real edge: its sync carries its report up.
+    let edge =
+        shanlu_tests::TestEdge::init_pinned(&origin, dash.quic, &dash.fingerprint, &one, "all");
+    let synced = edge.sync_ok();
+    assert_eq!(synced["complete"], true, "{synced:#}");
     assert!(matches!(
         send_report(dash.http, &two, &two, &report(1, 0, 2)),
         Response::Ok
@@ -403,6 +404,9 @@ fn issue_15_the_dashboard_in_chromium_logs_in_lists_filters_and_switches_languag
             .text()
             .contains("behind")
     );
+    // The synced edge holds the catalog in force: not behind, and seen.
+    let row = browser.find(r#"tr[data-edge="school-1"]"#).text();
+    assert!(!row.contains("behind") && row.contains("昭觉县"), "{row}");
 
     // Filter by county with the form.
     browser.find(r#"#county option[value="喜德县"]"#).click();
