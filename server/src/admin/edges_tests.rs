@@ -49,7 +49,7 @@ async fn issue_15_remote_add_edge_answers_a_token_and_a_join_code_from_origin_to
         panic!("a second zhaojue-1 must be refused")
     };
     assert!(
-        message.contains("zhaojue-1") && message.contains("taken"),
+        message.contains("zhaojue-1") && message.contains("already exists"),
         "{message}"
     );
 
