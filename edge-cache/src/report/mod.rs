@@ -8,9 +8,12 @@
 //! - [`forward`]: a county edge's [`server::report::ReportSink`]: its
 //!   children's reports, checked, re-sealed and queued with its own.
 //!
-//! After making, every queued envelope goes upstream, oldest first, when
-//! the upstream's welcome says revision [`REVISION_BUREAU`] or later; an
-//! `Ok` removes it, anything else keeps it for the next pass. Reports also
+//! Reports still queued go upstream as soon as a pass has its link
+//! ([`send_early`], while the pass runs); after making, the rest follow,
+//! all at once, when the upstream's welcome says revision
+//! [`REVISION_BUREAU`] or later; an `Ok` removes one, anything else keeps
+//! it for the next pass (the origin counts each report once, so one sent
+//! twice costs only its bytes). Reports also
 //! travel on USB sticks: the have list carries the queue, the bundle
 //! brings back a [`server::report::Receipt`] ([`apply_receipt`]).
 //!
@@ -29,7 +32,7 @@ use std::time::Duration;
 use catalog::Store;
 use server::protocol::{REVISION_BUREAU, Request, Response};
 use server::report::{Receipt, report_key_of_token};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub use book::{Book, BookError, ReportsStatus};
 pub use usage::Usage;
@@ -60,8 +63,9 @@ async fn blocking<T: Send + 'static>(
 
 /// The end of a sync pass: makes the next report(s) from the edge's status,
 /// the pass and the usage counted, then sends every queued report through
-/// `client` (none: the upstream could not be reached). Never fails the
-/// pass: what goes wrong is logged and the queue keeps what it has.
+/// `client` (none: the upstream could not be reached), waiting for the
+/// answers at most [`last_wait`]. Never fails the pass: what goes wrong is
+/// logged and the queue keeps what it has.
 pub async fn after_pass(
     dir: &Path,
     config: &EdgeConfig,
@@ -92,7 +96,45 @@ pub async fn after_pass(
         info!(reports = ?made.seqs, usage_rows_left = made.rows_left, "report made");
     }
     if let Some(client) = client {
-        send_queued(dir, client).await;
+        send_queued(dir, client, last_wait(client)).await;
+    }
+}
+
+/// Round trips above this make a link slow: the end of a pass does not
+/// wait a round trip for its report's answer there.
+const SLOW_LINK: Duration = Duration::from_millis(150);
+
+/// How long the end of a pass waits for its reports' answers: long enough
+/// for the origin to commit them on a quick link; on a slow one (a
+/// satellite's 600 ms) only for the frames to leave. A report not answered
+/// stays queued and goes again, first thing, with the next pass (the
+/// origin counts each once), so a slow link's pass is not a round trip
+/// longer for it.
+pub fn last_wait(client: &Client) -> Duration {
+    match client.rtt() {
+        Some(rtt) if rtt > SLOW_LINK => Duration::from_millis(50),
+        _ => Duration::from_secs(2),
+    }
+}
+
+/// The start of a pass with a link: the reports still queued from earlier
+/// passes go up while the pass runs, answered at most [`ANSWER_WAIT`]
+/// later. The end of the pass stops this (see [`finish_early`]) and sends
+/// whatever is still queued.
+pub fn send_early(dir: &Path, client: &Client) -> tokio::task::JoinHandle<Sent> {
+    let (dir, client) = (dir.to_owned(), client.clone());
+    tokio::spawn(async move { send_queued(&dir, &client, ANSWER_WAIT).await })
+}
+
+/// Lets the reports sent at the start of the pass finish their answers for
+/// a moment, then stops waiting for them.
+pub async fn finish_early(early: tokio::task::JoinHandle<Sent>) {
+    let abort = early.abort_handle();
+    if tokio::time::timeout(Duration::from_millis(50), early)
+        .await
+        .is_err()
+    {
+        abort.abort();
     }
 }
 
@@ -103,9 +145,10 @@ pub struct Sent {
     pub kept: usize,
 }
 
-/// Sends every queued envelope to the upstream behind `client`, oldest
-/// first, if it takes reports; stops at the first refusal or failure.
-pub async fn send_queued(dir: &Path, client: &Client) -> Sent {
+/// Sends every queued envelope to the upstream behind `client`, if it takes
+/// reports, all at once (each on its own stream), and removes each the
+/// upstream answers `Ok` within `wait`; the others stay queued.
+pub async fn send_queued(dir: &Path, client: &Client, wait: Duration) -> Sent {
     let book = Book::new(dir);
     let name = client.edge_name.clone();
     let upstream_takes = client.origin_revision >= REVISION_BUREAU;
@@ -126,10 +169,11 @@ pub async fn send_queued(dir: &Path, client: &Client) -> Sent {
         kept: queued.len(),
         ..Sent::default()
     };
-    if !upstream_takes {
+    if !upstream_takes || queued.is_empty() {
         return outcome;
     }
-    for item in queued {
+    let deadline = tokio::time::Instant::now() + wait;
+    let answers = queued.iter().map(|item| async move {
         let answer = async {
             let mut responses = client
                 .request(&Request::Report {
@@ -142,38 +186,42 @@ pub async fn send_queued(dir: &Path, client: &Client) -> Sent {
                 .await
                 .map_err(|err| crate::sync::error_chain(&err))
         };
-        match tokio::time::timeout(ANSWER_WAIT, answer).await {
-            Ok(Ok(Some(Response::Ok))) => {
-                let book = book.clone();
-                let done = blocking(move || {
-                    let mut open = book.open()?;
-                    open.remove(&item.name)?;
-                    open.ledger.last_sent = Some(server::origin::now_secs());
-                    open.commit()
-                })
-                .await;
-                if done.is_none() {
-                    break;
-                }
-                outcome.sent += 1;
-                outcome.kept -= 1;
-            }
+        tokio::time::timeout_at(deadline, answer).await
+    });
+    let answers = futures_util::future::join_all(answers).await;
+    let mut taken = Vec::new();
+    for (item, answer) in queued.into_iter().zip(answers) {
+        match answer {
+            Ok(Ok(Some(Response::Ok))) => taken.push(item.name),
             Ok(Ok(Some(Response::Error { message }))) => {
                 warn!(upstream = %client.addr(), cause = %message, "the upstream did not take a report; it stays queued");
-                break;
             }
             Ok(Ok(other)) => {
                 warn!(upstream = %client.addr(), answer = ?other, "the upstream answered a report unexpectedly; it stays queued");
-                break;
             }
             Ok(Err(why)) => {
                 warn!(upstream = %client.addr(), cause = %why, "sending a report failed; it stays queued");
-                break;
             }
             Err(_) => {
-                warn!(upstream = %client.addr(), "no answer to a report in time; it stays queued");
-                break;
+                debug!(upstream = %client.addr(), "no answer to a report yet; it stays queued and goes again with the next pass");
             }
+        }
+    }
+    if !taken.is_empty() {
+        let count = taken.len();
+        let book = book.clone();
+        let done = blocking(move || {
+            let mut open = book.open()?;
+            for name in &taken {
+                open.remove(name)?;
+            }
+            open.ledger.last_sent = Some(server::origin::now_secs());
+            open.commit()
+        })
+        .await;
+        if done.is_some() {
+            outcome.sent = count;
+            outcome.kept -= count;
         }
     }
     if outcome.sent > 0 {

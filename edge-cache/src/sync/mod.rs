@@ -304,16 +304,21 @@ pub async fn sync_once(
     };
     let usage = (options.usage.clone()).unwrap_or_else(|| Arc::new(crate::report::Usage::new(dir)));
     let mut link = None;
+    let mut early = None;
     let result = run(
+        dir,
         &config,
         &store,
         progress,
         options,
         &mut report,
-        &mut link,
+        (&mut link, &mut early),
         &usage,
     )
     .await;
+    if let Some(early) = early {
+        crate::report::finish_early(early).await;
+    }
     let result = quota::disk_full(dir, result, &report);
     report.finished_at = server::origin::now_secs();
     if let Err(err) = &result {
@@ -346,12 +351,16 @@ pub async fn sync_once(
 }
 
 async fn run(
+    dir: &Path,
     config: &EdgeConfig,
     store: &Arc<Store>,
     progress: &ProgressBar,
     options: &SyncOptions,
     report: &mut SyncReport,
-    slot: &mut Option<Link>,
+    (slot, early): (
+        &mut Option<Link>,
+        &mut Option<tokio::task::JoinHandle<crate::report::Sent>>,
+    ),
     usage: &Arc<crate::report::Usage>,
 ) -> Result<(), SyncError> {
     let key = config.origin_key;
@@ -390,6 +399,8 @@ async fn run(
         origin = %link.client.addr(),
         "connected to the origin"
     );
+    // Issue 15: reports left from earlier passes go up while this one runs.
+    *early = Some(crate::report::send_early(dir, &link.client));
     let (offered, prefetched) = link
         .retry_after(Some(first), |client| {
             let ask = ask.clone();

@@ -361,6 +361,14 @@ impl Client {
         }
     }
 
+    /// The connection's smoothed round-trip time (QUIC only).
+    pub fn rtt(&self) -> Option<Duration> {
+        match &self.wire {
+            Wire::Quic { connection, .. } => Some(connection.rtt()),
+            Wire::Http(_) => None,
+        }
+    }
+
     /// Bytes received on this connection so far (QUIC only), for logs.
     pub fn received_bytes(&self) -> Option<u64> {
         match &self.wire {
