@@ -1,0 +1,358 @@
+//! `shanlu publish DIR --origin …` (issue 15): the folder is read and
+//! chunked here, exactly as a local publish would, and only the chunks the
+//! origin lacks are sent.
+//!
+//! Steps: (1) plan: every file's manifest ([`catalog::manifest::manifest_of`]),
+//! the lesson objects and the course object, from the same builders a local
+//! publish uses; (2) `PlanFiles`: the origin keeps the manifests and answers
+//! which chunk indices it lacks per file (a file it holds, or can assemble
+//! from chunks it holds, needs none); (3) `PutChunks`, several in flight,
+//! each at most `MAX_ADMIN_REQUEST`; (4) `PutObjects` (lessons); (5) `Publish`
+//! (the course): the origin picks the version and signs. An upload cut off
+//! resumes at step 2, where the origin answers only what it still lacks.
+
+use std::collections::HashMap;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use catalog::{ChunkingProfile, FileEntry, FileManifest, Hash, Object};
+use server::PublishReport;
+use server::admin::{AdminRequest, AdminResponse};
+use server::folder::{self, CoursePlan, SourceFile};
+use server::protocol::MAX_ADMIN_REQUEST;
+
+use super::{RemoteArgs, ask, runtime};
+use crate::{format, outln, progress};
+
+/// Chunk bytes in one `PutChunks`: the request limit less room for framing.
+const PUT_BYTES: usize = MAX_ADMIN_REQUEST - 64 * 1024;
+/// Encoded objects in one `PlanFiles` or `PutObjects`.
+const PLAN_BYTES: usize = MAX_ADMIN_REQUEST / 2;
+/// `PutChunks` requests in flight at once.
+const IN_FLIGHT: usize = 4;
+/// Tests: wait this many milliseconds before each `PutChunks` (to cut an upload midway).
+const DELAY_ENV: &str = "SHANLU_TEST_UPLOAD_DELAY_MS";
+
+/// A file to send: its manifest and where its bytes are.
+struct Upload {
+    manifest_hash: Hash,
+    manifest: FileManifest,
+    /// Index into the plan's files.
+    source: usize,
+}
+
+/// The course, read and chunked.
+struct Planned {
+    plan: CoursePlan,
+    /// Every file of the course, in the plan's order.
+    files: Vec<SourceFile>,
+    /// One per distinct manifest.
+    uploads: Vec<Upload>,
+    lessons: Vec<Vec<u8>>,
+    course: Vec<u8>,
+}
+
+/// What the upload did, for the summary.
+#[derive(Default)]
+struct Sent {
+    chunks_needed: u64,
+    chunks_total: u64,
+    chunks_sent: u64,
+    bytes_sent: u64,
+}
+
+pub fn run(
+    folder: &Path,
+    remote: &RemoteArgs,
+    min_sequence: Option<u64>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let planned = plan(folder)
+        .with_context(|| format!("reading {} (nothing was sent)", folder.display()))?;
+    let runtime = runtime()?;
+    let (report, sent) = runtime.block_on(async {
+        let admin = remote.connect().await?;
+        let origin = admin.origin.clone();
+        let result = send(&admin.client, &planned, min_sequence).await;
+        admin.client.close().await;
+        result.with_context(|| {
+            format!(
+                "publishing {} to {origin} as {} (the catalog in force is unchanged; run it again to resume)",
+                folder.display(),
+                admin.name
+            )
+        })
+    })?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if report.unchanged {
+        outln!(
+            "{} is unchanged (version {}): the catalog stays at sequence {}",
+            report.course_id,
+            report.course_version,
+            report.sequence
+        )?;
+    } else {
+        outln!(
+            "published {} version {} in catalog sequence {}",
+            report.course_id,
+            report.course_version,
+            report.sequence
+        )?;
+    }
+    outln!(
+        "  {} lessons, {} files ({}); {} distinct files, {} chunks",
+        report.lessons,
+        report.files,
+        format::bytes(report.bytes),
+        planned.uploads.len(),
+        sent.chunks_total
+    )?;
+    outln!(
+        "  sent {} chunks ({}); {} chunks were already on the origin",
+        sent.chunks_sent,
+        format::bytes(sent.bytes_sent),
+        sent.chunks_total - sent.chunks_needed
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads the folder and builds every object a local publish would.
+fn plan(folder: &Path) -> anyhow::Result<Planned> {
+    let plan = folder::read_course(folder)?;
+    server::publish::check_limits(&plan)?;
+    let bar = progress::bytes_bar("reading");
+    bar.set_length(plan.total_bytes());
+    let files: Vec<SourceFile> = plan.all_files().cloned().collect();
+    let mut uploads = Vec::new();
+    let mut seen = HashMap::new();
+    let mut entries = HashMap::new();
+    for (index, file) in files.iter().enumerate() {
+        bar.set_message(file.rel.clone());
+        let opened = plan.open(file)?;
+        let manifest = catalog::manifest::manifest_of(
+            std::io::BufReader::with_capacity(1 << 20, &opened),
+            ChunkingProfile::DEFAULT,
+            &file.media_type,
+            &mut |n| bar.inc(n),
+        )
+        .with_context(|| format!("reading {}", file.path.display()))?;
+        if manifest.size != file.size {
+            bail!("{} changed while it was read", file.path.display());
+        }
+        let manifest_hash = Object::Manifest(manifest.clone()).hash();
+        entries.insert(
+            index,
+            FileEntry {
+                path: file.rel.clone(),
+                size: manifest.size,
+                blob: manifest.blob,
+                manifest: manifest_hash,
+            },
+        );
+        if seen.insert(manifest.blob, ()).is_none() {
+            uploads.push(Upload {
+                manifest_hash,
+                manifest,
+                source: index,
+            });
+        }
+    }
+    bar.finish_and_clear();
+    // The plan lists course files first, then each lesson's, as `all_files` walks them.
+    let mut next = 0usize;
+    let mut take = |count: usize| -> Vec<FileEntry> {
+        let taken = (next..next + count).map(|i| entries[&i].clone()).collect();
+        next += count;
+        taken
+    };
+    let course_files = take(plan.files.len());
+    let mut lessons = Vec::with_capacity(plan.lessons.len());
+    let mut refs = Vec::with_capacity(plan.lessons.len());
+    for lesson in &plan.lessons {
+        let object = Object::Lesson(server::publish::checked_lesson(
+            lesson,
+            take(lesson.files.len()),
+        )?);
+        let bytes = object.encode();
+        refs.push(server::publish::lesson_ref(&object, Hash::of(&bytes)));
+        lessons.push(bytes);
+    }
+    let course = Object::Course(server::publish::build_course(
+        &plan,
+        course_files,
+        refs,
+        1,
+    ))
+    .encode();
+    Ok(Planned {
+        plan,
+        files,
+        uploads,
+        lessons,
+        course,
+    })
+}
+
+/// Steps 2 to 5 over a welcomed connection.
+async fn send(
+    client: &edge_cache::sync::client::Client,
+    planned: &Planned,
+    min_sequence: Option<u64>,
+) -> anyhow::Result<(PublishReport, Sent)> {
+    let mut sent = Sent::default();
+    // 2. What the origin lacks.
+    let mut needed = Vec::with_capacity(planned.uploads.len());
+    for batch in batches(&planned.uploads, PLAN_BYTES, |u| {
+        Object::Manifest(u.manifest.clone()).encode()
+    }) {
+        let count = batch.len();
+        match ask(client, AdminRequest::PlanFiles { manifests: batch }).await? {
+            AdminResponse::Needed { files } if files.len() == count => needed.extend(files),
+            _ => bail!("the origin answered a plan with something else"),
+        }
+    }
+    // 3. The chunks.
+    let mut requests = Vec::new();
+    for (upload, missing) in planned.uploads.iter().zip(&needed) {
+        sent.chunks_total += upload.manifest.chunks.len() as u64;
+        sent.chunks_needed += missing.len() as u64;
+        let offsets: Vec<u64> = upload.manifest.chunk_offsets().map(|(o, _)| o).collect();
+        let mut request: Vec<(u32, u64, u32)> = Vec::new();
+        let mut bytes = 0usize;
+        for &index in missing {
+            let chunk = upload
+                .manifest
+                .chunks
+                .get(index as usize)
+                .context("the origin asked for a chunk the file does not have")?;
+            if bytes + chunk.len as usize > PUT_BYTES && !request.is_empty() {
+                requests.push((upload, std::mem::take(&mut request)));
+                bytes = 0;
+            }
+            request.push((index, offsets[index as usize], chunk.len));
+            bytes += chunk.len as usize;
+        }
+        if !request.is_empty() {
+            requests.push((upload, request));
+        }
+    }
+    let to_send: u64 = requests
+        .iter()
+        .flat_map(|(_, r)| r.iter().map(|c| u64::from(c.2)))
+        .sum();
+    let bar = progress::bytes_bar("sending");
+    bar.set_length(to_send);
+    let delay = std::env::var(DELAY_ENV)
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map(Duration::from_millis);
+    let files = Arc::new(
+        planned
+            .files
+            .iter()
+            .map(|f| f.path.clone())
+            .collect::<Vec<_>>(),
+    );
+    let mut in_flight = tokio::task::JoinSet::new();
+    let mut queue = requests.into_iter();
+    loop {
+        while in_flight.len() < IN_FLIGHT {
+            let Some((upload, chunks)) = queue.next() else {
+                break;
+            };
+            let file = planned.plan.open(&planned.files[upload.source])?;
+            let (client, manifest, files) = (client.clone(), upload.manifest_hash, files.clone());
+            let path = files[upload.source].clone();
+            in_flight.spawn(async move {
+                if let Some(delay) = delay {
+                    tokio::time::sleep(delay).await;
+                }
+                let read = tokio::task::spawn_blocking(move || read_chunks(&file, &chunks))
+                    .await
+                    .context("reading chunks stopped")?
+                    .with_context(|| format!("reading {}", path.display()))?;
+                let bytes: u64 = read.iter().map(|(_, b)| b.len() as u64).sum();
+                let count = read.len();
+                let request = AdminRequest::PutChunks {
+                    manifest,
+                    chunks: read,
+                };
+                match ask(&client, request).await? {
+                    AdminResponse::ChunksStored { .. } => Ok((count as u64, bytes)),
+                    _ => bail!("the origin answered chunks with something else"),
+                }
+            });
+        }
+        let Some(done) = in_flight.join_next().await else {
+            break;
+        };
+        let (chunks, bytes) = done.context("an upload task stopped")??;
+        sent.chunks_sent += chunks;
+        sent.bytes_sent += bytes;
+        bar.inc(bytes);
+    }
+    bar.finish_and_clear();
+    // 4. The lessons.
+    for batch in batches(&planned.lessons, PLAN_BYTES, Clone::clone) {
+        match ask(client, AdminRequest::PutObjects { objects: batch }).await? {
+            AdminResponse::ObjectsStored { .. } => {}
+            _ => bail!("the origin answered lessons with something else"),
+        }
+    }
+    // 5. The course.
+    let request = AdminRequest::Publish {
+        course: planned.course.clone(),
+        min_sequence,
+    };
+    match ask(client, request).await? {
+        AdminResponse::Published { json } => {
+            let mut report: PublishReport =
+                serde_json::from_str(&json).context("reading the origin's publish report")?;
+            report.files_read = planned.files.len();
+            Ok((report, sent))
+        }
+        _ => bail!("the origin answered the publish with something else"),
+    }
+}
+
+/// Reads chunks `(index, offset, len)` of an open file.
+fn read_chunks(
+    file: &std::fs::File,
+    chunks: &[(u32, u64, u32)],
+) -> std::io::Result<Vec<(u32, Vec<u8>)>> {
+    chunks
+        .iter()
+        .map(|&(index, offset, len)| {
+            let mut bytes = vec![0u8; len as usize];
+            file.read_exact_at(&mut bytes, offset)?;
+            Ok((index, bytes))
+        })
+        .collect()
+}
+
+/// Groups items' encodings into batches of at most `most` bytes.
+fn batches<T>(items: &[T], most: usize, encode: impl Fn(&T) -> Vec<u8>) -> Vec<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    let mut batch: Vec<Vec<u8>> = Vec::new();
+    let mut bytes = 0;
+    for item in items {
+        let encoded = encode(item);
+        if bytes + encoded.len() > most && !batch.is_empty() {
+            out.push(std::mem::take(&mut batch));
+            bytes = 0;
+        }
+        bytes += encoded.len();
+        batch.push(encoded);
+    }
+    if !batch.is_empty() {
+        out.push(batch);
+    }
+    out
+}
