@@ -32,3 +32,4 @@ mod scrub;
 mod sync;
 mod sync_refusals;
 mod webdriver_selftest;
+mod remote_publish;
