@@ -156,7 +156,7 @@ impl Store {
             .join(hex)
     }
 
-    pub(crate) fn partial_path(&self, blob: &Hash) -> PathBuf {
+    pub fn partial_path(&self, blob: &Hash) -> PathBuf {
         self.root.join("partial").join(blob.to_hex())
     }
 

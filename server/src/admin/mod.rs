@@ -36,11 +36,11 @@ pub enum AdminRequest {
     /// one per distinct file; the origin keeps them and answers
     /// [`AdminResponse::Needed`].
     PlanFiles { manifests: Vec<Vec<u8>> },
-    /// Step 2: chunks of the file whose manifest object is `manifest`, by
-    /// index in it, at most [`protocol::MAX_ADMIN_REQUEST`] in all.
+    /// Step 2: chunks of files, each named by its manifest object, by index
+    /// in it: at most [`upload::MAX_PUT_FILES`] files and
+    /// [`protocol::MAX_ADMIN_REQUEST`] in all.
     PutChunks {
-        manifest: Hash,
-        chunks: Vec<(u32, Vec<u8>)>,
+        files: Vec<(Hash, Vec<(u32, Vec<u8>)>)>,
     },
     /// Step 3: encoded lesson objects, whose files the origin holds whole.
     PutObjects { objects: Vec<Vec<u8>> },
@@ -81,8 +81,8 @@ pub enum AdminResponse {
     /// indices the origin still lacks (none: it holds the whole file).
     Needed { files: Vec<Vec<u32>> },
     /// Chunks of a [`AdminRequest::PutChunks`] written (verified and
-    /// durable); `complete`: the whole file is verified and in the store.
-    ChunksStored { stored: u32, complete: bool },
+    /// durable); `complete`: files now whole, verified and in the store.
+    ChunksStored { stored: u32, complete: u32 },
     /// Lesson objects kept.
     ObjectsStored { count: u32 },
     /// The [`crate::PublishReport`] as JSON.

@@ -34,6 +34,10 @@ pub struct Received {
     pub again: u64,
 }
 
+/// Most files one [`AdminRequest::PutChunks`] may carry (each is open
+/// while the request is written).
+pub const MAX_PUT_FILES: usize = 256;
+
 /// Uploads in progress.
 #[derive(Default)]
 pub(super) struct Uploads {
@@ -43,23 +47,32 @@ pub(super) struct Uploads {
 }
 
 impl Uploads {
-    /// Runs `work` as the only writer of `blob`'s partial file.
-    fn writing<T>(&self, blob: Hash, work: impl FnOnce() -> T) -> T {
-        let lock = self
-            .writers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(blob)
-            .or_default()
-            .clone();
+    /// Runs `work` as the only writer of these blobs' partial files (taken
+    /// in order, so two requests never wait on each other).
+    fn writing<T>(&self, blobs: &[Hash], work: impl FnOnce() -> T) -> T {
+        let mut sorted = blobs.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        let locks: Vec<Arc<Mutex<()>>> = {
+            let mut writers = self.writers.lock().unwrap_or_else(|e| e.into_inner());
+            sorted
+                .iter()
+                .map(|blob| writers.entry(*blob).or_default().clone())
+                .collect()
+        };
         let result = {
-            let _only = lock.lock().unwrap_or_else(|e| e.into_inner());
+            let _only: Vec<_> = locks
+                .iter()
+                .map(|lock| lock.lock().unwrap_or_else(|e| e.into_inner()))
+                .collect();
             work()
         };
         let mut writers = self.writers.lock().unwrap_or_else(|e| e.into_inner());
-        // The map holds one, `lock` another: nobody else waits for it.
-        if Arc::strong_count(&lock) == 2 {
-            writers.remove(&blob);
+        for (blob, lock) in sorted.iter().zip(&locks) {
+            // The map holds one, `locks` another: nobody else waits for it.
+            if Arc::strong_count(lock) == 2 {
+                writers.remove(blob);
+            }
         }
         result
     }
@@ -88,9 +101,7 @@ pub async fn answer(request: AdminRequest, admin: &str, state: &Arc<State>) -> R
     let admin = admin.to_owned();
     super::on_desk(state, move |desk| match request {
         AdminRequest::PlanFiles { manifests } => plan_files(desk, &manifests),
-        AdminRequest::PutChunks { manifest, chunks } => {
-            put_chunks(desk, &admin, manifest, chunks)
-        }
+        AdminRequest::PutChunks { files } => put_chunks(desk, &admin, files),
         AdminRequest::PutObjects { objects } => put_objects(desk, &objects),
         _ => Err("not an upload request".to_owned()),
     })
@@ -148,7 +159,7 @@ fn plan_files(desk: &Desk, manifests: &[Vec<u8>]) -> Result<AdminResponse, Strin
         let blob = manifest.blob;
         let needed = desk
             .uploads
-            .writing(blob, || still_needed(store, hash, manifest))
+            .writing(&[blob], || still_needed(store, hash, manifest))
             .map_err(|e| store_error(&format!("planning file {blob}"), e))?;
         files.push(needed);
     }
@@ -160,6 +171,19 @@ fn plan_files(desk: &Desk, manifests: &[Vec<u8>]) -> Result<AdminResponse, Strin
 fn still_needed(store: &Store, hash: Hash, manifest: FileManifest) -> Result<Vec<u32>, StoreError> {
     if store.check_held(&manifest.blob)? {
         return Ok(Vec::new());
+    }
+    // Nothing begun and no chunk held elsewhere: all of it, without a partial file yet.
+    if !store.partial_path(&manifest.blob).exists() {
+        let mut any_held = false;
+        for chunk in &manifest.chunks {
+            if store.chunk_location(&chunk.hash)?.is_some() {
+                any_held = true;
+                break;
+            }
+        }
+        if !any_held {
+            return Ok((0..manifest.chunks.len() as u32).collect());
+        }
     }
     let mut partial = store.partial(hash, manifest)?;
     partial.set_flush_bytes(u64::MAX);
@@ -173,69 +197,142 @@ fn still_needed(store: &Store, hash: Hash, manifest: FileManifest) -> Result<Vec
     Ok(missing.into_iter().map(|i| i as u32).collect())
 }
 
-/// Writes chunks of one planned file; finishes it when it is whole.
+/// Chunks for one file: its manifest object, the manifest, the chunks.
+type FileChunks = (Hash, FileManifest, Vec<(u32, Vec<u8>)>);
+
+/// Writes chunks of planned files; finishes (with one sync and one index
+/// commit) those that are whole, and makes the rest durable.
 fn put_chunks(
     desk: &Desk,
     admin: &str,
-    manifest_hash: Hash,
-    chunks: Vec<(u32, Vec<u8>)>,
+    files: Vec<(Hash, Vec<(u32, Vec<u8>)>)>,
 ) -> Result<AdminResponse, String> {
+    if files.len() > MAX_PUT_FILES {
+        return Err(format!(
+            "{} files in one request; at most {MAX_PUT_FILES}",
+            files.len()
+        ));
+    }
     let origin = desk.origin().map_err(|e| store_error("opening the origin", e))?;
     let store = origin.store();
-    let manifest = match store.object(&manifest_hash) {
-        Ok(Some(Object::Manifest(manifest))) => manifest,
-        Ok(_) => {
-            return Err(format!(
-                "chunks for manifest {manifest_hash}, which the origin was not sent: send the plan first"
-            ));
+    let mut planned: Vec<FileChunks> = Vec::with_capacity(files.len());
+    for (manifest_hash, chunks) in files {
+        let manifest = match store.object(&manifest_hash) {
+            Ok(Some(Object::Manifest(manifest))) => manifest,
+            Ok(_) => {
+                return Err(format!(
+                    "chunks for manifest {manifest_hash}, which the origin was not sent: send the plan first"
+                ));
+            }
+            Err(err) => return Err(store_error("reading a manifest", err)),
+        };
+        if planned.iter().any(|(_, m, _)| m.blob == manifest.blob) {
+            return Err(format!("file {} twice in one request", manifest.blob));
         }
-        Err(err) => return Err(store_error("reading a manifest", err)),
-    };
-    let blob = manifest.blob;
-    let (received, complete) = desk.uploads.writing(blob, || {
-        write_chunks(store, manifest_hash, manifest, chunks)
-    })?;
+        planned.push((manifest_hash, manifest, chunks));
+    }
+    let blobs: Vec<Hash> = planned.iter().map(|(_, m, _)| m.blob).collect();
+    let (received, complete, refused) = desk
+        .uploads
+        .writing(&blobs, || write_files(store, planned));
+    // Counted even when refused: what was verified is kept.
     desk.uploads.count(admin, received);
     tracing::info!(
         %admin,
-        %blob,
+        files = blobs.len(),
         chunks = received.chunks,
         bytes = received.bytes,
         again = received.again,
         complete,
         "upload received chunks"
     );
+    if let Some(message) = refused {
+        return Err(message);
+    }
     Ok(AdminResponse::ChunksStored {
         stored: received.chunks as u32,
         complete,
     })
 }
 
-fn write_chunks(
-    store: &Store,
-    manifest_hash: Hash,
-    manifest: FileManifest,
-    chunks: Vec<(u32, Vec<u8>)>,
-) -> Result<(Received, bool), String> {
-    let blob = manifest.blob;
-    let failed = |e: StoreError| store_error(&format!("writing file {blob}"), e);
+/// Writes the chunks; the files made whole are finished together.
+fn write_files(store: &Store, files: Vec<FileChunks>) -> (Received, u32, Option<String>) {
     let mut received = Received::default();
-    if store.check_held(&blob).map_err(failed)? {
-        received.again = chunks.len() as u64;
-        return Ok((received, true));
+    let mut whole = Vec::new();
+    let mut refused = None;
+    for (manifest_hash, manifest, chunks) in files {
+        let blob = manifest.blob;
+        let failed = |e: StoreError| store_error(&format!("writing file {blob}"), e);
+        let held = match store.check_held(&blob) {
+            Ok(held) => held,
+            Err(err) => {
+                refused = Some(failed(err));
+                break;
+            }
+        };
+        if held {
+            received.again += chunks.len() as u64;
+            continue;
+        }
+        let mut partial = match store.partial(manifest_hash, manifest) {
+            Ok(partial) => partial,
+            Err(err) => {
+                refused = Some(failed(err));
+                break;
+            }
+        };
+        partial.set_flush_bytes(u64::MAX);
+        if let Err(message) = write_into(&mut partial, chunks, &mut received) {
+            refused = Some(message);
+        }
+        if refused.is_none() && partial.missing().is_empty() {
+            whole.push(partial);
+        } else if let Err(err) = partial.flush() {
+            // What was verified is kept, even when the rest is refused.
+            refused.get_or_insert(failed(err));
+        }
+        if refused.is_some() {
+            break;
+        }
     }
-    let mut partial = store.partial(manifest_hash, manifest).map_err(failed)?;
-    partial.set_flush_bytes(u64::MAX);
+    let count = whole.len() as u32;
+    let finished = store.finish_partials(whole);
+    let mut complete = 0;
+    match finished {
+        Ok(results) => {
+            for result in results {
+                match result {
+                    Ok(_) => complete += 1,
+                    Err(err) => {
+                        refused.get_or_insert(format!(
+                            "a file sent does not verify whole ({err}); publish again"
+                        ));
+                    }
+                }
+            }
+        }
+        Err(err) => {
+            refused.get_or_insert(store_error(&format!("finishing {count} files"), err));
+        }
+    }
+    (received, complete, refused)
+}
+
+/// Writes chunks into one partial blob; counts them.
+fn write_into(
+    partial: &mut catalog::store::PartialBlob<'_>,
+    chunks: Vec<(u32, Vec<u8>)>,
+    received: &mut Received,
+) -> Result<(), String> {
+    let blob = partial.manifest().blob;
     let count = partial.manifest().chunks.len();
     let mut present = partial.present();
-    let mut refused = None;
     for (index, bytes) in chunks {
         let index = index as usize;
         if index >= count {
-            refused = Some(format!(
+            return Err(format!(
                 "chunk {index} of file {blob}, which has {count} chunks"
             ));
-            break;
         }
         if present[index] {
             received.again += 1;
@@ -248,25 +345,15 @@ fn write_chunks(
                 received.bytes += bytes.len() as u64;
             }
             Err(StoreError::ChunkMismatch { .. }) => {
-                refused = Some(format!(
+                return Err(format!(
                     "chunk {index} of file {blob} does not match its manifest: the file changed on the \
                      administrator's machine after it was read; publish again"
                 ));
-                break;
             }
-            Err(err) => return Err(failed(err)),
+            Err(err) => return Err(store_error(&format!("writing file {blob}"), err)),
         }
     }
-    // What was verified is kept, even when the rest is refused.
-    partial.flush().map_err(failed)?;
-    if let Some(message) = refused {
-        return Err(message);
-    }
-    let complete = partial.missing().is_empty();
-    if complete {
-        partial.finish().map_err(failed)?;
-    }
-    Ok((received, complete))
+    Ok(())
 }
 
 /// Keeps lesson objects whose files the origin holds whole.

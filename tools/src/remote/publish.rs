@@ -15,12 +15,12 @@ use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use catalog::{ChunkingProfile, FileEntry, FileManifest, Hash, Object};
 use server::PublishReport;
+use server::admin::upload::MAX_PUT_FILES;
 use server::admin::{AdminRequest, AdminResponse};
 use server::folder::{self, CoursePlan, SourceFile};
 use server::protocol::MAX_ADMIN_REQUEST;
@@ -218,34 +218,42 @@ async fn send(
             _ => bail!("the origin answered a plan with something else"),
         }
     }
-    // 3. The chunks.
-    let mut requests = Vec::new();
-    for (upload, missing) in planned.uploads.iter().zip(&needed) {
+    // 3. The chunks, small files packed together.
+    let mut requests: Vec<Vec<(usize, Vec<ChunkAt>)>> = Vec::new();
+    let mut request: Vec<(usize, Vec<ChunkAt>)> = Vec::new();
+    let mut bytes = 0usize;
+    for (number, (upload, missing)) in planned.uploads.iter().zip(&needed).enumerate() {
         sent.chunks_total += upload.manifest.chunks.len() as u64;
         sent.chunks_needed += missing.len() as u64;
         let offsets: Vec<u64> = upload.manifest.chunk_offsets().map(|(o, _)| o).collect();
-        let mut request: Vec<(u32, u64, u32)> = Vec::new();
-        let mut bytes = 0usize;
         for &index in missing {
             let chunk = upload
                 .manifest
                 .chunks
                 .get(index as usize)
                 .context("the origin asked for a chunk the file does not have")?;
-            if bytes + chunk.len as usize > PUT_BYTES && !request.is_empty() {
-                requests.push((upload, std::mem::take(&mut request)));
+            let full = bytes + chunk.len as usize > PUT_BYTES;
+            let new_file = request.last().is_none_or(|(n, _)| *n != number);
+            if !request.is_empty() && (full || (new_file && request.len() >= MAX_PUT_FILES)) {
+                requests.push(std::mem::take(&mut request));
                 bytes = 0;
             }
-            request.push((index, offsets[index as usize], chunk.len));
+            if request.last().is_none_or(|(n, _)| *n != number) {
+                request.push((number, Vec::new()));
+            }
+            if let Some((_, chunks)) = request.last_mut() {
+                chunks.push((index, offsets[index as usize], chunk.len));
+            }
             bytes += chunk.len as usize;
         }
-        if !request.is_empty() {
-            requests.push((upload, request));
-        }
+    }
+    if !request.is_empty() {
+        requests.push(request);
     }
     let to_send: u64 = requests
         .iter()
-        .flat_map(|(_, r)| r.iter().map(|c| u64::from(c.2)))
+        .flatten()
+        .flat_map(|(_, chunks)| chunks.iter().map(|c| u64::from(c.2)))
         .sum();
     let bar = progress::bytes_bar("sending");
     bar.set_length(to_send);
@@ -253,38 +261,43 @@ async fn send(
         .ok()
         .and_then(|ms| ms.parse().ok())
         .map(Duration::from_millis);
-    let files = Arc::new(
-        planned
-            .files
-            .iter()
-            .map(|f| f.path.clone())
-            .collect::<Vec<_>>(),
-    );
     let mut in_flight = tokio::task::JoinSet::new();
     let mut queue = requests.into_iter();
     loop {
         while in_flight.len() < IN_FLIGHT {
-            let Some((upload, chunks)) = queue.next() else {
+            let Some(request) = queue.next() else {
                 break;
             };
-            let file = planned.plan.open(&planned.files[upload.source])?;
-            let (client, manifest, files) = (client.clone(), upload.manifest_hash, files.clone());
-            let path = files[upload.source].clone();
+            let mut files = Vec::with_capacity(request.len());
+            for (number, chunks) in request {
+                let upload = &planned.uploads[number];
+                let source = &planned.files[upload.source];
+                let file = planned.plan.open(source)?;
+                files.push((file, source.path.clone(), upload.manifest_hash, chunks));
+            }
+            let client = client.clone();
             in_flight.spawn(async move {
                 if let Some(delay) = delay {
                     tokio::time::sleep(delay).await;
                 }
-                let read = tokio::task::spawn_blocking(move || read_chunks(&file, &chunks))
-                    .await
-                    .context("reading chunks stopped")?
-                    .with_context(|| format!("reading {}", path.display()))?;
-                let bytes: u64 = read.iter().map(|(_, b)| b.len() as u64).sum();
-                let count = read.len();
-                let request = AdminRequest::PutChunks {
-                    manifest,
-                    chunks: read,
-                };
-                match ask(&client, request).await? {
+                let read = tokio::task::spawn_blocking(move || {
+                    files
+                        .into_iter()
+                        .map(|(file, path, manifest, chunks)| {
+                            read_chunks(&file, &chunks)
+                                .map(|read| (manifest, read))
+                                .with_context(|| format!("reading {}", path.display()))
+                        })
+                        .collect::<anyhow::Result<Vec<_>>>()
+                })
+                .await
+                .context("reading chunks stopped")??;
+                let count: usize = read.iter().map(|(_, chunks)| chunks.len()).sum();
+                let bytes: u64 = read
+                    .iter()
+                    .flat_map(|(_, chunks)| chunks.iter().map(|(_, b)| b.len() as u64))
+                    .sum();
+                match ask(&client, AdminRequest::PutChunks { files: read }).await? {
                     AdminResponse::ChunksStored { .. } => Ok((count as u64, bytes)),
                     _ => bail!("the origin answered chunks with something else"),
                 }
@@ -322,11 +335,11 @@ async fn send(
     }
 }
 
-/// Reads chunks `(index, offset, len)` of an open file.
-fn read_chunks(
-    file: &std::fs::File,
-    chunks: &[(u32, u64, u32)],
-) -> std::io::Result<Vec<(u32, Vec<u8>)>> {
+/// A chunk to send: its index in the file, offset and length.
+type ChunkAt = (u32, u64, u32);
+
+/// Reads chunks of an open file.
+fn read_chunks(file: &std::fs::File, chunks: &[ChunkAt]) -> std::io::Result<Vec<(u32, Vec<u8>)>> {
     chunks
         .iter()
         .map(|&(index, offset, len)| {
