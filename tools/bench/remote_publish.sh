@@ -115,7 +115,7 @@ cat -- $(find "$TREE" -type f) >/dev/null
 # serve_origin DIR: `origin serve` in the background; sets SERVER, URL, FP
 serve_origin() {
     local dir=$1 i
-    RUST_LOG=warn "$SHANLU" origin serve --data "$dir" --quic "$LOOP:0" --https "$LOOP:0" \
+    RUST_LOG=warn "$SHANLU" origin serve --data "$dir" --quic "$LOOP:0" --http "$LOOP:0" --https "$LOOP:0" \
         >"$dir.addr" 2>"$dir.log" &
     SERVER=$!
     for ((i = 0; i < 300; i++)); do
