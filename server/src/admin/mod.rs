@@ -16,6 +16,7 @@ pub mod edges;
 pub mod log;
 pub mod publish;
 pub mod upload;
+mod writer;
 
 /// An administrator's request. New variants go at the end (postcard
 /// numbers variants by position).

@@ -46,6 +46,7 @@ fn publish_course(
         return Err("a publish carries a course object".to_owned());
     };
     limits::check_course(&course).map_err(|err| format!("course {}: {err}", course.id))?;
+    desk.uploads.writer(desk)?.settle()?;
     let origin = desk
         .origin()
         .map_err(|e| format!("opening the origin failed: {e}"))?;

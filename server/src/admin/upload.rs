@@ -18,9 +18,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use catalog::store::{ImportBatch, Store, StoreError};
-use catalog::{ChunkingProfile, FileManifest, Hash, Object, limits};
+use catalog::store::{ImportBatch, Store, VerifiedChunkBuf};
+use catalog::{ChunkingProfile, Hash, Object, limits};
 
+use super::writer::{CheckedFile, Writer};
 use super::{AdminRequest, AdminResponse, Desk};
 use crate::protocol::Response;
 use crate::serve::State;
@@ -38,43 +39,26 @@ pub struct Received {
 /// while the request is written).
 pub const MAX_PUT_FILES: usize = 256;
 
-/// Uploads in progress.
+/// Uploads in progress: the writing thread, chunks counted per admin.
 #[derive(Default)]
 pub(super) struct Uploads {
-    /// One writer per blob: partial files are locked by their writer.
-    writers: Mutex<HashMap<Hash, Arc<Mutex<()>>>>,
+    writer: Mutex<Option<Arc<Writer>>>,
     received: Mutex<HashMap<String, Received>>,
 }
 
 impl Uploads {
-    /// Runs `work` as the only writer of these blobs' partial files (taken
-    /// in order, so two requests never wait on each other).
-    fn writing<T>(&self, blobs: &[Hash], work: impl FnOnce() -> T) -> T {
-        let mut sorted = blobs.to_vec();
-        sorted.sort();
-        sorted.dedup();
-        let locks: Vec<Arc<Mutex<()>>> = {
-            let mut writers = self.writers.lock().unwrap_or_else(|e| e.into_inner());
-            sorted
-                .iter()
-                .map(|blob| writers.entry(*blob).or_default().clone())
-                .collect()
-        };
-        let result = {
-            let _only: Vec<_> = locks
-                .iter()
-                .map(|lock| lock.lock().unwrap_or_else(|e| e.into_inner()))
-                .collect();
-            work()
-        };
-        let mut writers = self.writers.lock().unwrap_or_else(|e| e.into_inner());
-        for (blob, lock) in sorted.iter().zip(&locks) {
-            // The map holds one, `locks` another: nobody else waits for it.
-            if Arc::strong_count(lock) == 2 {
-                writers.remove(blob);
-            }
+    /// The writing thread, started on first use.
+    pub(super) fn writer(&self, desk: &Desk) -> Result<Arc<Writer>, String> {
+        let mut held = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(writer) = &*held {
+            return Ok(writer.clone());
         }
-        result
+        let origin = desk
+            .origin()
+            .map_err(|e| store_error("opening the origin", e))?;
+        let writer = Arc::new(Writer::start(origin)?);
+        *held = Some(writer.clone());
+        Ok(writer)
     }
 
     fn count(&self, admin: &str, add: Received) {
@@ -154,54 +138,12 @@ fn plan_files(desk: &Desk, manifests: &[Vec<u8>]) -> Result<AdminResponse, Strin
     store
         .commit_batch(batch)
         .map_err(|e| store_error("keeping the manifests", e))?;
-    let mut files = Vec::with_capacity(checked.len());
-    for (hash, manifest) in checked {
-        let blob = manifest.blob;
-        let needed = desk
-            .uploads
-            .writing(&[blob], || still_needed(store, hash, manifest))
-            .map_err(|e| store_error(&format!("planning file {blob}"), e))?;
-        files.push(needed);
-    }
+    let files = desk.uploads.writer(desk)?.plan(checked)?;
     Ok(AdminResponse::Needed { files })
 }
 
-/// The chunk indices of a file the store still lacks (none if it holds the
-/// blob), after copying chunks it holds elsewhere into its partial blob.
-fn still_needed(store: &Store, hash: Hash, manifest: FileManifest) -> Result<Vec<u32>, StoreError> {
-    if store.check_held(&manifest.blob)? {
-        return Ok(Vec::new());
-    }
-    // Nothing begun and no chunk held elsewhere: all of it, without a partial file yet.
-    if !store.partial_path(&manifest.blob).exists() {
-        let mut any_held = false;
-        for chunk in &manifest.chunks {
-            if store.chunk_location(&chunk.hash)?.is_some() {
-                any_held = true;
-                break;
-            }
-        }
-        if !any_held {
-            return Ok((0..manifest.chunks.len() as u32).collect());
-        }
-    }
-    let mut partial = store.partial(hash, manifest)?;
-    partial.set_flush_bytes(u64::MAX);
-    partial.reuse_local()?;
-    partial.flush()?;
-    let missing = partial.missing();
-    if missing.is_empty() {
-        partial.finish()?;
-        return Ok(Vec::new());
-    }
-    Ok(missing.into_iter().map(|i| i as u32).collect())
-}
-
-/// Chunks for one file: its manifest object, the manifest, the chunks.
-type FileChunks = (Hash, FileManifest, Vec<(u32, Vec<u8>)>);
-
-/// Writes chunks of planned files; finishes (with one sync and one index
-/// commit) those that are whole, and makes the rest durable.
+/// Checks chunks of planned files against their manifests (here, in
+/// parallel with other requests), then has the writer write them.
 fn put_chunks(
     desk: &Desk,
     admin: &str,
@@ -215,38 +157,56 @@ fn put_chunks(
     }
     let origin = desk.origin().map_err(|e| store_error("opening the origin", e))?;
     let store = origin.store();
-    let mut planned: Vec<FileChunks> = Vec::with_capacity(files.len());
-    for (manifest_hash, chunks) in files {
+    let mut checked: Vec<CheckedFile> = Vec::with_capacity(files.len());
+    let mut refused = None;
+    'files: for (manifest_hash, chunks) in files {
         let manifest = match store.object(&manifest_hash) {
             Ok(Some(Object::Manifest(manifest))) => manifest,
             Ok(_) => {
-                return Err(format!(
+                refused = Some(format!(
                     "chunks for manifest {manifest_hash}, which the origin was not sent: send the plan first"
                 ));
+                break;
             }
             Err(err) => return Err(store_error("reading a manifest", err)),
         };
-        if planned.iter().any(|(_, m, _)| m.blob == manifest.blob) {
-            return Err(format!("file {} twice in one request", manifest.blob));
+        let blob = manifest.blob;
+        let mut verified = Vec::with_capacity(chunks.len());
+        for (index, bytes) in chunks {
+            let Some(entry) = manifest.chunks.get(index as usize) else {
+                refused = Some(format!(
+                    "chunk {index} of file {blob}, which has {} chunks",
+                    manifest.chunks.len()
+                ));
+                break 'files;
+            };
+            match VerifiedChunkBuf::check(entry.hash, bytes) {
+                Ok(chunk) => verified.push(chunk),
+                Err(_) => {
+                    refused = Some(format!(
+                        "chunk {index} of file {blob} does not match its manifest: the file changed on the \
+                         administrator's machine after it was read; publish again"
+                    ));
+                    break 'files;
+                }
+            }
         }
-        planned.push((manifest_hash, manifest, chunks));
+        checked.push((manifest_hash, manifest, verified));
     }
-    let blobs: Vec<Hash> = planned.iter().map(|(_, m, _)| m.blob).collect();
-    let (received, complete, refused) = desk
-        .uploads
-        .writing(&blobs, || write_files(store, planned));
-    // Counted even when refused: what was verified is kept.
+    let blobs = checked.len();
+    let (received, complete, failed) = desk.uploads.writer(desk)?.put(checked);
+    // Counted even when the rest is refused: what was written is kept.
     desk.uploads.count(admin, received);
     tracing::info!(
         %admin,
-        files = blobs.len(),
+        files = blobs,
         chunks = received.chunks,
         bytes = received.bytes,
         again = received.again,
         complete,
         "upload received chunks"
     );
-    if let Some(message) = refused {
+    if let Some(message) = failed.or(refused) {
         return Err(message);
     }
     Ok(AdminResponse::ChunksStored {
@@ -255,109 +215,9 @@ fn put_chunks(
     })
 }
 
-/// Writes the chunks; the files made whole are finished together.
-fn write_files(store: &Store, files: Vec<FileChunks>) -> (Received, u32, Option<String>) {
-    let mut received = Received::default();
-    let mut whole = Vec::new();
-    let mut refused = None;
-    for (manifest_hash, manifest, chunks) in files {
-        let blob = manifest.blob;
-        let failed = |e: StoreError| store_error(&format!("writing file {blob}"), e);
-        let held = match store.check_held(&blob) {
-            Ok(held) => held,
-            Err(err) => {
-                refused = Some(failed(err));
-                break;
-            }
-        };
-        if held {
-            received.again += chunks.len() as u64;
-            continue;
-        }
-        let mut partial = match store.partial(manifest_hash, manifest) {
-            Ok(partial) => partial,
-            Err(err) => {
-                refused = Some(failed(err));
-                break;
-            }
-        };
-        partial.set_flush_bytes(u64::MAX);
-        if let Err(message) = write_into(&mut partial, chunks, &mut received) {
-            refused = Some(message);
-        }
-        if refused.is_none() && partial.missing().is_empty() {
-            whole.push(partial);
-        } else if let Err(err) = partial.flush() {
-            // What was verified is kept, even when the rest is refused.
-            refused.get_or_insert(failed(err));
-        }
-        if refused.is_some() {
-            break;
-        }
-    }
-    let count = whole.len() as u32;
-    let finished = store.finish_partials(whole);
-    let mut complete = 0;
-    match finished {
-        Ok(results) => {
-            for result in results {
-                match result {
-                    Ok(_) => complete += 1,
-                    Err(err) => {
-                        refused.get_or_insert(format!(
-                            "a file sent does not verify whole ({err}); publish again"
-                        ));
-                    }
-                }
-            }
-        }
-        Err(err) => {
-            refused.get_or_insert(store_error(&format!("finishing {count} files"), err));
-        }
-    }
-    (received, complete, refused)
-}
-
-/// Writes chunks into one partial blob; counts them.
-fn write_into(
-    partial: &mut catalog::store::PartialBlob<'_>,
-    chunks: Vec<(u32, Vec<u8>)>,
-    received: &mut Received,
-) -> Result<(), String> {
-    let blob = partial.manifest().blob;
-    let count = partial.manifest().chunks.len();
-    let mut present = partial.present();
-    for (index, bytes) in chunks {
-        let index = index as usize;
-        if index >= count {
-            return Err(format!(
-                "chunk {index} of file {blob}, which has {count} chunks"
-            ));
-        }
-        if present[index] {
-            received.again += 1;
-            continue;
-        }
-        match partial.write_chunk(index, &bytes) {
-            Ok(()) => {
-                present[index] = true;
-                received.chunks += 1;
-                received.bytes += bytes.len() as u64;
-            }
-            Err(StoreError::ChunkMismatch { .. }) => {
-                return Err(format!(
-                    "chunk {index} of file {blob} does not match its manifest: the file changed on the \
-                     administrator's machine after it was read; publish again"
-                ));
-            }
-            Err(err) => return Err(store_error(&format!("writing file {blob}"), err)),
-        }
-    }
-    Ok(())
-}
-
 /// Keeps lesson objects whose files the origin holds whole.
 fn put_objects(desk: &Desk, objects: &[Vec<u8>]) -> Result<AdminResponse, String> {
+    desk.uploads.writer(desk)?.settle()?;
     let origin = desk.origin().map_err(|e| store_error("opening the origin", e))?;
     let store = origin.store();
     let mut batch = ImportBatch::new();

@@ -226,12 +226,17 @@ async fn send(
         sent.chunks_total += upload.manifest.chunks.len() as u64;
         sent.chunks_needed += missing.len() as u64;
         let offsets: Vec<u64> = upload.manifest.chunk_offsets().map(|(o, _)| o).collect();
+        // A chunk repeated in a file travels once: the origin writes it everywhere.
+        let mut queued = std::collections::HashSet::new();
         for &index in missing {
             let chunk = upload
                 .manifest
                 .chunks
                 .get(index as usize)
                 .context("the origin asked for a chunk the file does not have")?;
+            if !queued.insert(chunk.hash) {
+                continue;
+            }
             let full = bytes + chunk.len as usize > PUT_BYTES;
             let new_file = request.last().is_none_or(|(n, _)| *n != number);
             if !request.is_empty() && (full || (new_file && request.len() >= MAX_PUT_FILES)) {
