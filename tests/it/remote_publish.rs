@@ -175,6 +175,48 @@ fn an_interrupted_upload_resumes_without_sending_a_chunk_twice_issue_15() {
     run_ok(&["verify", &origin.data_str()]);
 }
 
+/// Issue 15: chunks the origin verified survive the origin itself being
+/// killed (after it was idle a moment and recorded them): the publish run
+/// again against the restarted origin sends only the rest.
+#[test]
+fn uploaded_chunks_survive_an_origin_restart_issue_15() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let folder = big_course(scratch.path(), 4, 8 * 1024 * 1024);
+    let local = TestOrigin::init();
+    let lacking = local.publish(&folder)["new_chunks"].as_u64().expect("count");
+
+    let origin = TestOrigin::init();
+    let token = add_admin(&origin, "bureau-sun");
+    let served = origin.serve();
+    let mut first = remote(&["publish", folder.to_str().expect("utf-8")], &served, &quic(&served), &token);
+    let mut child = first
+        .env("SHANLU_TEST_UPLOAD_DELAY_MS", "500")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the first publish");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while received(&served.log_text(), "chunks") == 0 {
+        assert!(Instant::now() < deadline, "the origin received nothing: {}", served.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("kill the client");
+    child.wait().expect("wait");
+    // The writer records what it holds after a second without work.
+    std::thread::sleep(Duration::from_millis(3000));
+    let before = received(&served.log_text(), "chunks");
+    served.kill();
+    assert!(before > 0 && before < lacking, "{before} of {lacking}");
+
+    let served = origin.serve();
+    let report = publish_ok(&served, &quic(&served), &token, &folder);
+    let after = received(&served.log_text(), "chunks");
+    assert_eq!(before + after, lacking, "only the rest was sent after the restart");
+    assert_eq!(received(&served.log_text(), "again"), 0);
+    assert_eq!(report["course_hash"], local.ls()["courses"][0]["hash"]);
+    run_ok(&["verify", &origin.data_str()]);
+}
+
 /// Issue 15: wrong, missing and revoked admin tokens are refused with a
 /// message that says so; an edge's token cannot publish.
 #[test]

@@ -136,7 +136,7 @@ now() { echo "$EPOCHREALTIME"; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", b - a}'; }
 median() { sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
-PUB_TIMES=() RSYNC_TIMES=()
+PUB_TIMES=() RSYNC_TIMES=() RSYNC_SYNC_TIMES=() LOCAL_TIMES=()
 for ((run = 1; run <= RUNS; run++)); do
     ORIGIN=$WD/origin-$run
     prep "origin init" "$SHANLU" origin init --data "$ORIGIN"
@@ -151,17 +151,31 @@ for ((run = 1; run <= RUNS; run++)); do
     log "run $run: remote publish ${PUB_TIMES[-1]} s"
     if ((run < RUNS)); then stop_pid "$SERVER"; SERVER=""; rm -rf -- "$ORIGIN"; fi
 
+    LOCAL=$WD/local-$run
+    prep "origin init" "$SHANLU" origin init --data "$LOCAL"
+    sync
+    t0=$(now)
+    bounded "$TIMEOUT" "$SHANLU" publish "$TREE" --data "$LOCAL" >/dev/null 2>"$ERR" || fail_cmd "local publish" $?
+    t1=$(now)
+    LOCAL_TIMES+=("$(elapsed "$t0" "$t1")")
+    rm -rf -- "$LOCAL"
+
     DEST=$WD/rsync-$run
     sync
     t0=$(now)
     bounded "$TIMEOUT" rsync -a "$TREE/" "$DEST/" 2>"$ERR" || fail_cmd "rsync -a" $?
     t1=$(now)
+    sync
+    t2=$(now)
     RSYNC_TIMES+=("$(elapsed "$t0" "$t1")")
-    log "run $run: rsync -a ${RSYNC_TIMES[-1]} s"
+    RSYNC_SYNC_TIMES+=("$(elapsed "$t0" "$t2")")
+    log "run $run: rsync -a ${RSYNC_TIMES[-1]} s (${RSYNC_SYNC_TIMES[-1]} s with its sync); local publish ${LOCAL_TIMES[-1]} s"
     if ((run < RUNS)); then rm -rf -- "$DEST"; fi
 done
 PUB_MED=$(printf '%s\n' "${PUB_TIMES[@]}" | median)
 RSYNC_MED=$(printf '%s\n' "${RSYNC_TIMES[@]}" | median)
+RSYNC_SYNC_MED=$(printf '%s\n' "${RSYNC_SYNC_TIMES[@]}" | median)
+LOCAL_MED=$(printf '%s\n' "${LOCAL_TIMES[@]}" | median)
 
 log "editing 1 % of the tree in $EDITS places"
 python3 - "$TREE" "$TREE_BYTES" "$EDITS" "$SEED" <<'PY'
@@ -211,8 +225,10 @@ cat <<EOF
 | what | shanlu publish --origin | rsync | ratio | target |
 |---|---|---|---|---|
 | whole tree, wall s | $PUB_MED | $RSYNC_MED (\`rsync -a\`) | $TIME_RATIO | ≤ 1.0× $(verdict "$TIME_RATIO") |
+| whole tree, wall s, rsync incl. its final \`sync\` (shanlu's publish is durable when it returns) | $PUB_MED | $RSYNC_SYNC_MED | $(ratio "$PUB_MED" "$RSYNC_SYNC_MED") | — |
+| whole tree, wall s, against a local \`shanlu publish --data\` (fresh origin) | $PUB_MED | $LOCAL_MED (local publish) | $(ratio "$PUB_MED" "$LOCAL_MED") | — |
 | after a 1 % edit, bytes moved | $EDIT_PUB_BYTES | $EDIT_RSYNC_BYTES (\`--no-whole-file\`, total sent; literal $EDIT_RSYNC_LITERAL) | $BYTE_RATIO | ≤ 1.0× $(verdict "$BYTE_RATIO") |
 | after a 1 % edit, wall s | $EDIT_PUB_TIME | $EDIT_RSYNC_TIME | $(ratio "$EDIT_PUB_TIME" "$EDIT_RSYNC_TIME") | — |
 
-Runs (s): publish ${PUB_TIMES[*]}; rsync ${RSYNC_TIMES[*]}.
+Runs (s): remote publish ${PUB_TIMES[*]}; rsync ${RSYNC_TIMES[*]}; rsync+sync ${RSYNC_SYNC_TIMES[*]}; local publish ${LOCAL_TIMES[*]}.
 EOF

@@ -161,7 +161,7 @@ impl Store {
     }
 
     /// A fresh temporary path on the store's filesystem, named for this process.
-    pub(crate) fn tmp_path(&self) -> PathBuf {
+    pub fn tmp_path(&self) -> PathBuf {
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
         self.root
             .join("tmp")

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
-use catalog::store::{PartialBlob, Store, StoreError, VerifiedChunkBuf};
+use catalog::store::{ImportBatch, ImportMode, PartialBlob, Store, StoreError, VerifiedChunkBuf};
 use catalog::{FileManifest, Hash};
 
 use super::upload::Received;
@@ -32,6 +32,8 @@ const MAX_OPEN: usize = 64;
 /// Whole files waiting to be finished at most (and their bytes).
 const MAX_WHOLE: usize = 256;
 const MAX_WHOLE_BYTES: u64 = 256 * 1024 * 1024;
+/// Files up to this size sent whole in one request skip the partial blobs.
+const SMALL_WHOLE: u64 = 4 * 1024 * 1024;
 /// Jobs waiting at most.
 const QUEUE: usize = 16;
 
@@ -227,14 +229,85 @@ impl<'s> Files<'s> {
         let mut received = Received::default();
         let before = self.completed;
         let mut refused = None;
+        // Files whole in this request and not begun: stored as a local
+        // publish stores them, all with one sync and one index commit.
+        let mut batch = ImportBatch::new();
         for (hash, manifest, chunks) in files {
-            if let Err(message) = self.put_file(hash, manifest, chunks, &mut received) {
+            let done = match self.whole_in_request(&manifest, &chunks) {
+                Some(data) => self.import_whole(hash, &manifest, &data, &mut batch).map(|()| {
+                    received.chunks += chunks.len() as u64;
+                    received.bytes += chunks.iter().map(|c| c.chunk().bytes().len() as u64).sum::<u64>();
+                    self.completed += 1;
+                }),
+                None => self.put_file(hash, manifest, chunks, &mut received),
+            };
+            if let Err(message) = done {
                 refused = Some(message);
                 break;
             }
         }
+        if let Err(err) = self.store.commit_batch(batch) {
+            refused.get_or_insert(store_error("storing uploaded files", err));
+        }
         let complete = (self.completed - before) as u32;
         (received, complete, refused)
+    }
+
+    /// The file's bytes, if this request carries every chunk of a file
+    /// nobody began (no partial, open or on disk) and the store lacks.
+    fn whole_in_request(&self, manifest: &FileManifest, chunks: &[VerifiedChunkBuf]) -> Option<Vec<u8>> {
+        let blob = manifest.blob;
+        if manifest.size > SMALL_WHOLE
+            || self.open.contains_key(&blob)
+            || self.whole.iter().any(|p| p.manifest().blob == blob)
+            || self.store.partial_path(&blob).exists()
+        {
+            return None;
+        }
+        let by_hash: HashMap<Hash, &[u8]> = chunks
+            .iter()
+            .map(|c| (c.chunk().hash(), c.chunk().bytes()))
+            .collect();
+        let mut data = Vec::with_capacity(manifest.size as usize);
+        for entry in &manifest.chunks {
+            let bytes = by_hash.get(&entry.hash)?;
+            if bytes.len() != entry.len as usize {
+                return None;
+            }
+            data.extend_from_slice(bytes);
+        }
+        Some(data)
+    }
+
+    /// Stores a whole file through the store's import (into `batch`).
+    fn import_whole(
+        &mut self,
+        hash: Hash,
+        manifest: &FileManifest,
+        data: &[u8],
+        batch: &mut ImportBatch,
+    ) -> Result<(), String> {
+        let blob = manifest.blob;
+        let failed = |e: StoreError| store_error(&format!("storing file {blob}"), e);
+        let staging = self.store.tmp_path();
+        std::fs::write(&staging, data)
+            .map_err(|e| store_error(&format!("writing {}", staging.display()), e))?;
+        let imported = self.store.import_file(
+            &staging,
+            manifest.chunking,
+            &manifest.media_type,
+            ImportMode::Rehash,
+            batch,
+            &mut |_| {},
+        );
+        let _ = std::fs::remove_file(&staging);
+        let imported = imported.map_err(failed)?;
+        if imported.manifest_hash != hash {
+            return Err(format!(
+                "file {blob}: the origin cuts it into other chunks than the manifest sent says; publish it on the origin machine"
+            ));
+        }
+        Ok(())
     }
 
     fn put_file(
