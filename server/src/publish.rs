@@ -169,10 +169,7 @@ pub fn publish(
 /// The reference a course holds to a lesson object.
 pub fn lesson_ref(object: &Object, hash: catalog::Hash) -> LessonRef {
     let (id, size) = match object {
-        Object::Lesson(lesson) => (
-            lesson.id.clone(),
-            lesson.files.iter().map(|f| f.size).sum(),
-        ),
+        Object::Lesson(lesson) => (lesson.id.clone(), lesson.files.iter().map(|f| f.size).sum()),
         _ => (String::new(), 0),
     };
     LessonRef { id, hash, size }

@@ -23,8 +23,12 @@ fn add_admin(origin: &TestOrigin, name: &str) -> String {
 /// `shanlu publish FOLDER --origin URL --origin-cert FP --token TOKEN [extra]`.
 fn remote(args: &[&str], served: &ServedOrigin, url: &str, token: &str) -> Command {
     let mut command = shanlu();
-    command.env("RUST_LOG", "warn").env_remove("SHANLU_ADMIN_TOKEN");
-    command.args(args).args(["--origin", url, "--origin-cert", &served.fingerprint]);
+    command
+        .env("RUST_LOG", "warn")
+        .env_remove("SHANLU_ADMIN_TOKEN");
+    command
+        .args(args)
+        .args(["--origin", url, "--origin-cert", &served.fingerprint]);
     if !token.is_empty() {
         command.args(["--token", token]);
     }
@@ -87,7 +91,15 @@ fn a_remote_publish_is_a_local_publish_and_edges_sync_it_issue_15() {
 
     let local = TestOrigin::init();
     let local_report = local.publish(&folder);
-    for field in ["course_id", "course_version", "course_hash", "sequence", "lessons", "files", "bytes"] {
+    for field in [
+        "course_id",
+        "course_version",
+        "course_hash",
+        "sequence",
+        "lessons",
+        "files",
+        "bytes",
+    ] {
         assert_eq!(report[field], local_report[field], "{field}");
     }
     assert_eq!(report["new_chunks"], local_report["new_chunks"]);
@@ -126,8 +138,11 @@ fn big_course(root: &Path, files: usize, size: usize) -> PathBuf {
     for i in 0..files {
         let lesson = dir.join(format!("lesson-{}", i % 2));
         std::fs::create_dir_all(&lesson).expect("mkdir");
-        std::fs::write(lesson.join(format!("part-{i}.bin")), generated(size, 1500 + i as u64))
-            .expect("write");
+        std::fs::write(
+            lesson.join(format!("part-{i}.bin")),
+            generated(size, 1500 + i as u64),
+        )
+        .expect("write");
     }
     dir
 }
@@ -140,12 +155,19 @@ fn an_interrupted_upload_resumes_without_sending_a_chunk_twice_issue_15() {
     let scratch = tempfile::tempdir().expect("tempdir");
     let folder = big_course(scratch.path(), 6, 8 * 1024 * 1024);
     let local = TestOrigin::init();
-    let lacking = local.publish(&folder)["new_chunks"].as_u64().expect("count");
+    let lacking = local.publish(&folder)["new_chunks"]
+        .as_u64()
+        .expect("count");
 
     let origin = TestOrigin::init();
     let token = add_admin(&origin, "bureau-wang");
     let served = origin.serve();
-    let mut first = remote(&["publish", folder.to_str().expect("utf-8")], &served, &quic(&served), &token);
+    let mut first = remote(
+        &["publish", folder.to_str().expect("utf-8")],
+        &served,
+        &quic(&served),
+        &token,
+    );
     let mut child = first
         .env("SHANLU_TEST_UPLOAD_DELAY_MS", "500")
         .stdout(Stdio::null())
@@ -154,8 +176,15 @@ fn an_interrupted_upload_resumes_without_sending_a_chunk_twice_issue_15() {
         .expect("spawn the first publish");
     let deadline = Instant::now() + Duration::from_secs(120);
     while received(&served.log_text(), "chunks") == 0 {
-        assert!(Instant::now() < deadline, "the origin received nothing: {}", served.log_text());
-        assert!(child.try_wait().expect("wait").is_none(), "the first publish ended early");
+        assert!(
+            Instant::now() < deadline,
+            "the origin received nothing: {}",
+            served.log_text()
+        );
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the first publish ended early"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().expect("kill the client");
@@ -163,8 +192,15 @@ fn an_interrupted_upload_resumes_without_sending_a_chunk_twice_issue_15() {
     // Requests the origin had whole are still written; let them finish.
     std::thread::sleep(Duration::from_millis(1500));
     let first_run = received(&served.log_text(), "chunks");
-    assert!(first_run > 0 && first_run < lacking, "{first_run} of {lacking}");
-    assert_eq!(origin.ls()["courses"], Value::Array(vec![]), "nothing is published yet");
+    assert!(
+        first_run > 0 && first_run < lacking,
+        "{first_run} of {lacking}"
+    );
+    assert_eq!(
+        origin.ls()["courses"],
+        Value::Array(vec![]),
+        "nothing is published yet"
+    );
 
     let report = publish_ok(&served, &quic(&served), &token, &folder);
     let log = served.log_text();
@@ -183,12 +219,19 @@ fn uploaded_chunks_survive_an_origin_restart_issue_15() {
     let scratch = tempfile::tempdir().expect("tempdir");
     let folder = big_course(scratch.path(), 4, 8 * 1024 * 1024);
     let local = TestOrigin::init();
-    let lacking = local.publish(&folder)["new_chunks"].as_u64().expect("count");
+    let lacking = local.publish(&folder)["new_chunks"]
+        .as_u64()
+        .expect("count");
 
     let origin = TestOrigin::init();
     let token = add_admin(&origin, "bureau-sun");
     let served = origin.serve();
-    let mut first = remote(&["publish", folder.to_str().expect("utf-8")], &served, &quic(&served), &token);
+    let mut first = remote(
+        &["publish", folder.to_str().expect("utf-8")],
+        &served,
+        &quic(&served),
+        &token,
+    );
     let mut child = first
         .env("SHANLU_TEST_UPLOAD_DELAY_MS", "500")
         .stdout(Stdio::null())
@@ -197,7 +240,11 @@ fn uploaded_chunks_survive_an_origin_restart_issue_15() {
         .expect("spawn the first publish");
     let deadline = Instant::now() + Duration::from_secs(120);
     while received(&served.log_text(), "chunks") == 0 {
-        assert!(Instant::now() < deadline, "the origin received nothing: {}", served.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "the origin received nothing: {}",
+            served.log_text()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().expect("kill the client");
@@ -211,7 +258,11 @@ fn uploaded_chunks_survive_an_origin_restart_issue_15() {
     let served = origin.serve();
     let report = publish_ok(&served, &quic(&served), &token, &folder);
     let after = received(&served.log_text(), "chunks");
-    assert_eq!(before + after, lacking, "only the rest was sent after the restart");
+    assert_eq!(
+        before + after,
+        lacking,
+        "only the rest was sent after the restart"
+    );
     assert_eq!(received(&served.log_text(), "again"), 0);
     assert_eq!(report["course_hash"], local.ls()["courses"][0]["hash"]);
     run_ok(&["verify", &origin.data_str()]);
@@ -230,22 +281,37 @@ fn wrong_missing_revoked_and_edge_tokens_cannot_publish_issue_15() {
 
     let wrong = output(remote(&["publish", folder], &served, &url, &"0".repeat(64)));
     assert!(!wrong.status.success());
-    assert!(stderr_of(&wrong).contains("refused this admin token"), "{}", stderr_of(&wrong));
+    assert!(
+        stderr_of(&wrong).contains("refused this admin token"),
+        "{}",
+        stderr_of(&wrong)
+    );
 
     let missing = output(remote(&["publish", folder], &served, &url, ""));
     assert!(!missing.status.success());
-    assert!(stderr_of(&missing).contains("no admin token"), "{}", stderr_of(&missing));
+    assert!(
+        stderr_of(&missing).contains("no admin token"),
+        "{}",
+        stderr_of(&missing)
+    );
 
     let edge_token = origin.add_edge("school-2");
     let edge = output(remote(&["publish", folder], &served, &url, &edge_token));
     assert!(!edge.status.success());
     let text = stderr_of(&edge);
-    assert!(text.contains("edge \"school-2\"") && text.contains("edge tokens cannot publish"), "{text}");
+    assert!(
+        text.contains("edge \"school-2\"") && text.contains("edge tokens cannot publish"),
+        "{text}"
+    );
 
     assert!(tokens::revoke(&origin.data(), Book::Admins, "bureau-zhao").expect("revoke"));
     let revoked = output(remote(&["publish", folder], &served, &url, &token));
     assert!(!revoked.status.success());
-    assert!(stderr_of(&revoked).contains("wrong or was revoked"), "{}", stderr_of(&revoked));
+    assert!(
+        stderr_of(&revoked).contains("wrong or was revoked"),
+        "{}",
+        stderr_of(&revoked)
+    );
 
     // Nothing was published by any of them.
     assert_eq!(origin.ls()["courses"], Value::Array(vec![]));
@@ -278,8 +344,9 @@ fn two_admins_publishing_at_once_both_land_issue_15() {
     let log = std::fs::read_to_string(origin.data().join("admin.log")).expect("admin.log");
     for (admin, course) in [("bureau-li", "grade3-math"), ("bureau-wang", "yi-literacy")] {
         assert!(
-            log.lines().any(|l| l.contains(&format!("\"admin\":\"{admin}\""))
-                && l.contains(&format!("\"subject\":\"{course}\""))),
+            log.lines()
+                .any(|l| l.contains(&format!("\"admin\":\"{admin}\""))
+                    && l.contains(&format!("\"subject\":\"{course}\""))),
             "{log}"
         );
     }
@@ -298,7 +365,13 @@ fn https_publish_and_remote_withdraw_are_logged_issue_15() {
     assert_eq!(origin.ls()["courses"][0]["hash"], report["course_hash"]);
 
     let out = output(remote(
-        &["withdraw", "yi-literacy", "--reason", "replaced by a new edition", "--json"],
+        &[
+            "withdraw",
+            "yi-literacy",
+            "--reason",
+            "replaced by a new edition",
+            "--json",
+        ],
         &served,
         &url,
         &token,
@@ -312,5 +385,8 @@ fn https_publish_and_remote_withdraw_are_logged_issue_15() {
         .lines()
         .find(|l| l.contains("\"action\":\"withdraw\""))
         .unwrap_or_else(|| panic!("no withdraw in {log}"));
-    assert!(line.contains("\"admin\":\"bureau-chen\"") && line.contains("replaced by a new edition"), "{line}");
+    assert!(
+        line.contains("\"admin\":\"bureau-chen\"") && line.contains("replaced by a new edition"),
+        "{line}"
+    );
 }

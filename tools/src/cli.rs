@@ -108,7 +108,12 @@ pub struct WithdrawArgs {
     pub course: String,
 
     /// The origin's data folder (made by `shanlu origin init`); or `--origin`.
-    #[arg(long, value_name = "ORIGIN_DIR", required_unless_present = "origin", conflicts_with = "origin")]
+    #[arg(
+        long,
+        value_name = "ORIGIN_DIR",
+        required_unless_present = "origin",
+        conflicts_with = "origin"
+    )]
     pub data: Option<PathBuf>,
 
     /// Or withdraw at a remote origin, as an administrator (issue 15).
@@ -404,7 +409,12 @@ pub struct PublishArgs {
     pub min_sequence: Option<u64>,
 
     /// The origin's data folder (made by `shanlu origin init`); or `--origin`.
-    #[arg(long, value_name = "ORIGIN_DIR", required_unless_present = "origin", conflicts_with = "origin")]
+    #[arg(
+        long,
+        value_name = "ORIGIN_DIR",
+        required_unless_present = "origin",
+        conflicts_with = "origin"
+    )]
     pub data: Option<PathBuf>,
 
     /// Or publish to a remote origin, as an administrator (issue 15): the

@@ -80,16 +80,27 @@ pub enum AdminResponse {
     },
     /// Per manifest of a [`AdminRequest::PlanFiles`], in order: the chunk
     /// indices the origin still lacks (none: it holds the whole file).
-    Needed { files: Vec<Vec<u32>> },
+    Needed {
+        files: Vec<Vec<u32>>,
+    },
     /// Chunks of a [`AdminRequest::PutChunks`] written (verified and
     /// durable); `complete`: files now whole, verified and in the store.
-    ChunksStored { stored: u32, complete: u32 },
+    ChunksStored {
+        stored: u32,
+        complete: u32,
+    },
     /// Lesson objects kept.
-    ObjectsStored { count: u32 },
+    ObjectsStored {
+        count: u32,
+    },
     /// The [`crate::PublishReport`] as JSON.
-    Published { json: String },
+    Published {
+        json: String,
+    },
     /// The [`crate::history::HistoryReport`] as JSON.
-    Withdrawn { json: String },
+    Withdrawn {
+        json: String,
+    },
 }
 
 /// The origin's side of administrators' requests: its data folder.

@@ -93,7 +93,9 @@ pub async fn answer(request: AdminRequest, admin: &str, state: &Arc<State>) -> R
 }
 
 fn store_error(doing: &str, err: impl std::fmt::Display) -> String {
-    format!("{doing} failed on the origin: {err}; try again, and see the origin's log if it persists")
+    format!(
+        "{doing} failed on the origin: {err}; try again, and see the origin's log if it persists"
+    )
 }
 
 /// Decodes an object, which must be in its one canonical encoding.
@@ -116,7 +118,9 @@ fn plan_files(desk: &Desk, manifests: &[Vec<u8>]) -> Result<AdminResponse, Strin
             limits::MAX_FILES
         ));
     }
-    let origin = desk.origin().map_err(|e| store_error("opening the origin", e))?;
+    let origin = desk
+        .origin()
+        .map_err(|e| store_error("opening the origin", e))?;
     let store = origin.store();
     let mut checked = Vec::with_capacity(manifests.len());
     let mut batch = ImportBatch::new();
@@ -155,7 +159,9 @@ fn put_chunks(
             files.len()
         ));
     }
-    let origin = desk.origin().map_err(|e| store_error("opening the origin", e))?;
+    let origin = desk
+        .origin()
+        .map_err(|e| store_error("opening the origin", e))?;
     let store = origin.store();
     let mut checked: Vec<CheckedFile> = Vec::with_capacity(files.len());
     let mut refused = None;
@@ -218,7 +224,9 @@ fn put_chunks(
 /// Keeps lesson objects whose files the origin holds whole.
 fn put_objects(desk: &Desk, objects: &[Vec<u8>]) -> Result<AdminResponse, String> {
     desk.uploads.writer(desk)?.settle()?;
-    let origin = desk.origin().map_err(|e| store_error("opening the origin", e))?;
+    let origin = desk
+        .origin()
+        .map_err(|e| store_error("opening the origin", e))?;
     let store = origin.store();
     let mut batch = ImportBatch::new();
     for bytes in objects {

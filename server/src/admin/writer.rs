@@ -103,7 +103,9 @@ impl Writer {
 }
 
 fn store_error(doing: &str, err: impl std::fmt::Display) -> String {
-    format!("{doing} failed on the origin: {err}; try again, and see the origin's log if it persists")
+    format!(
+        "{doing} failed on the origin: {err}; try again, and see the origin's log if it persists"
+    )
 }
 
 /// The partials of one writing thread.
@@ -192,7 +194,11 @@ impl<'s> Files<'s> {
         Ok(missing)
     }
 
-    fn open_partial(&mut self, hash: Hash, manifest: FileManifest) -> Result<PartialBlob<'s>, StoreError> {
+    fn open_partial(
+        &mut self,
+        hash: Hash,
+        manifest: FileManifest,
+    ) -> Result<PartialBlob<'s>, StoreError> {
         while self.open.len() >= MAX_OPEN {
             let oldest = self
                 .open
@@ -234,11 +240,16 @@ impl<'s> Files<'s> {
         let mut batch = ImportBatch::new();
         for (hash, manifest, chunks) in files {
             let done = match self.whole_in_request(&manifest, &chunks) {
-                Some(data) => self.import_whole(hash, &manifest, &data, &mut batch).map(|()| {
-                    received.chunks += chunks.len() as u64;
-                    received.bytes += chunks.iter().map(|c| c.chunk().bytes().len() as u64).sum::<u64>();
-                    self.completed += 1;
-                }),
+                Some(data) => self
+                    .import_whole(hash, &manifest, &data, &mut batch)
+                    .map(|()| {
+                        received.chunks += chunks.len() as u64;
+                        received.bytes += chunks
+                            .iter()
+                            .map(|c| c.chunk().bytes().len() as u64)
+                            .sum::<u64>();
+                        self.completed += 1;
+                    }),
                 None => self.put_file(hash, manifest, chunks, &mut received),
             };
             if let Err(message) = done {
@@ -255,7 +266,11 @@ impl<'s> Files<'s> {
 
     /// The file's bytes, if this request carries every chunk of a file
     /// nobody began (no partial, open or on disk) and the store lacks.
-    fn whole_in_request(&self, manifest: &FileManifest, chunks: &[VerifiedChunkBuf]) -> Option<Vec<u8>> {
+    fn whole_in_request(
+        &self,
+        manifest: &FileManifest,
+        chunks: &[VerifiedChunkBuf],
+    ) -> Option<Vec<u8>> {
         let blob = manifest.blob;
         if manifest.size > SMALL_WHOLE
             || self.open.contains_key(&blob)

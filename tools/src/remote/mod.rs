@@ -62,7 +62,10 @@ impl RemoteArgs {
         let origin = self.origin.as_deref().context("give --origin")?.trim();
         let token = match &self.token {
             Some(token) => token.trim().to_owned(),
-            None => std::env::var(TOKEN_ENV).unwrap_or_default().trim().to_owned(),
+            None => std::env::var(TOKEN_ENV)
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
         };
         if token.is_empty() {
             bail!(
@@ -86,7 +89,11 @@ impl RemoteArgs {
         } else if origin.starts_with("https://") || origin.starts_with("http://") {
             let url = FallbackUrl::parse(origin).context("checking --origin")?;
             // Not used over HTTPS; the configuration wants an address.
-            (format!("quic://{}", url.authority), Some(url), Transport::Http)
+            (
+                format!("quic://{}", url.authority),
+                Some(url),
+                Transport::Http,
+            )
         } else {
             bail!("--origin {origin:?}: give quic://HOST:PORT or https://HOST:PORT");
         };

@@ -71,8 +71,8 @@ pub fn run(
     min_sequence: Option<u64>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let planned = plan(folder)
-        .with_context(|| format!("reading {} (nothing was sent)", folder.display()))?;
+    let planned =
+        plan(folder).with_context(|| format!("reading {} (nothing was sent)", folder.display()))?;
     let runtime = runtime()?;
     let (report, sent) = runtime.block_on(async {
         let admin = remote.connect().await?;
@@ -184,13 +184,8 @@ fn plan(folder: &Path) -> anyhow::Result<Planned> {
         refs.push(server::publish::lesson_ref(&object, Hash::of(&bytes)));
         lessons.push(bytes);
     }
-    let course = Object::Course(server::publish::build_course(
-        &plan,
-        course_files,
-        refs,
-        1,
-    ))
-    .encode();
+    let course =
+        Object::Course(server::publish::build_course(&plan, course_files, refs, 1)).encode();
     Ok(Planned {
         plan,
         files,
