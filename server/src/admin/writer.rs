@@ -116,6 +116,9 @@ struct Files<'s> {
     whole_bytes: u64,
     /// Files made whole so far.
     completed: u64,
+    /// Small files stored whole, committed when settling (or when it grows).
+    batch: ImportBatch,
+    batched: std::collections::HashSet<Hash>,
 }
 
 fn run(origin: &Origin, queue: Receiver<Job>) {
@@ -125,6 +128,8 @@ fn run(origin: &Origin, queue: Receiver<Job>) {
         whole: Vec::new(),
         whole_bytes: 0,
         completed: 0,
+        batch: ImportBatch::new(),
+        batched: std::collections::HashSet::new(),
     };
     loop {
         match queue.recv_timeout(IDLE) {
@@ -171,7 +176,10 @@ impl<'s> Files<'s> {
             *used = Instant::now();
             return Ok(partial.missing().into_iter().map(|i| i as u32).collect());
         }
-        if self.whole.iter().any(|p| p.manifest().blob == blob) || self.store.check_held(&blob)? {
+        if self.batched.contains(&blob)
+            || self.whole.iter().any(|p| p.manifest().blob == blob)
+            || self.store.check_held(&blob)?
+        {
             return Ok(Vec::new());
         }
         // Nothing begun and no chunk held elsewhere: all of it, no partial file yet.
@@ -236,20 +244,17 @@ impl<'s> Files<'s> {
         let before = self.completed;
         let mut refused = None;
         // Files whole in this request and not begun: stored as a local
-        // publish stores them, all with one sync and one index commit.
-        let mut batch = ImportBatch::new();
+        // publish stores them, many with one sync and one index commit.
         for (hash, manifest, chunks) in files {
             let done = match self.whole_in_request(&manifest, &chunks) {
-                Some(data) => self
-                    .import_whole(hash, &manifest, &data, &mut batch)
-                    .map(|()| {
-                        received.chunks += chunks.len() as u64;
-                        received.bytes += chunks
-                            .iter()
-                            .map(|c| c.chunk().bytes().len() as u64)
-                            .sum::<u64>();
-                        self.completed += 1;
-                    }),
+                Some(data) => self.import_whole(hash, &manifest, &data).map(|()| {
+                    received.chunks += chunks.len() as u64;
+                    received.bytes += chunks
+                        .iter()
+                        .map(|c| c.chunk().bytes().len() as u64)
+                        .sum::<u64>();
+                    self.completed += 1;
+                }),
                 None => self.put_file(hash, manifest, chunks, &mut received),
             };
             if let Err(message) = done {
@@ -257,7 +262,8 @@ impl<'s> Files<'s> {
                 break;
             }
         }
-        if let Err(err) = self.store.commit_batch(batch) {
+        let full = self.batch.new_bytes() >= MAX_WHOLE_BYTES || self.batch.new_blobs() >= MAX_WHOLE;
+        if full && let Err(err) = self.commit_batch() {
             refused.get_or_insert(store_error("storing uploaded files", err));
         }
         let complete = (self.completed - before) as u32;
@@ -273,6 +279,7 @@ impl<'s> Files<'s> {
     ) -> Option<Vec<u8>> {
         let blob = manifest.blob;
         if manifest.size > SMALL_WHOLE
+            || self.batched.contains(&blob)
             || self.open.contains_key(&blob)
             || self.whole.iter().any(|p| p.manifest().blob == blob)
             || self.store.partial_path(&blob).exists()
@@ -300,7 +307,6 @@ impl<'s> Files<'s> {
         hash: Hash,
         manifest: &FileManifest,
         data: &[u8],
-        batch: &mut ImportBatch,
     ) -> Result<(), String> {
         let blob = manifest.blob;
         let failed = |e: StoreError| store_error(&format!("storing file {blob}"), e);
@@ -312,7 +318,7 @@ impl<'s> Files<'s> {
             manifest.chunking,
             &manifest.media_type,
             ImportMode::Rehash,
-            batch,
+            &mut self.batch,
             &mut |_| {},
         );
         let _ = std::fs::remove_file(&staging);
@@ -322,7 +328,18 @@ impl<'s> Files<'s> {
                 "file {blob}: the origin cuts it into other chunks than the manifest sent says; publish it on the origin machine"
             ));
         }
+        self.batched.insert(blob);
         Ok(())
+    }
+
+    /// Commits the small files stored whole.
+    fn commit_batch(&mut self) -> Result<(), StoreError> {
+        if self.batched.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.batched.clear();
+        self.store.commit_batch(batch)
     }
 
     fn put_file(
@@ -337,7 +354,8 @@ impl<'s> Files<'s> {
         let mut partial = match self.open.remove(&blob) {
             Some((partial, _)) => partial,
             None => {
-                if self.whole.iter().any(|p| p.manifest().blob == blob)
+                if self.batched.contains(&blob)
+                    || self.whole.iter().any(|p| p.manifest().blob == blob)
                     || self.store.check_held(&blob).map_err(failed)?
                 {
                     received.again += chunks.len() as u64;
@@ -372,7 +390,9 @@ impl<'s> Files<'s> {
                 .map_err(|e| store_error("recording uploaded chunks", e))?;
         }
         self.finish_whole()
-            .map_err(|e| store_error("finishing uploaded files", e))
+            .map_err(|e| store_error("finishing uploaded files", e))?;
+        self.commit_batch()
+            .map_err(|e| store_error("storing uploaded files", e))
     }
 
     fn finish_whole(&mut self) -> Result<(), StoreError> {
