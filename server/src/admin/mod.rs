@@ -18,6 +18,10 @@ pub mod publish;
 pub mod upload;
 mod writer;
 
+/// Chunks of one file in a [`AdminRequest::PutChunks`]: its manifest
+/// object, and `(index in the manifest, bytes)` of each chunk.
+pub type FileChunks = (Hash, Vec<(u32, Vec<u8>)>);
+
 /// An administrator's request. New variants go at the end (postcard
 /// numbers variants by position).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,9 +44,7 @@ pub enum AdminRequest {
     /// Step 2: chunks of files, each named by its manifest object, by index
     /// in it: at most [`upload::MAX_PUT_FILES`] files and
     /// [`protocol::MAX_ADMIN_REQUEST`] in all.
-    PutChunks {
-        files: Vec<(Hash, Vec<(u32, Vec<u8>)>)>,
-    },
+    PutChunks { files: Vec<FileChunks> },
     /// Step 3: encoded lesson objects, whose files the origin holds whole.
     PutObjects { objects: Vec<Vec<u8>> },
     /// Step 4: the encoded course object (its version is ignored: the origin

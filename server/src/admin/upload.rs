@@ -19,10 +19,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use catalog::store::{ImportBatch, Store, VerifiedChunkBuf};
-use catalog::{ChunkingProfile, Hash, Object, limits};
+use catalog::{ChunkingProfile, Object, limits};
 
 use super::writer::{CheckedFile, Writer};
-use super::{AdminRequest, AdminResponse, Desk};
+use super::{AdminRequest, AdminResponse, Desk, FileChunks};
 use crate::protocol::Response;
 use crate::serve::State;
 
@@ -148,11 +148,7 @@ fn plan_files(desk: &Desk, manifests: &[Vec<u8>]) -> Result<AdminResponse, Strin
 
 /// Checks chunks of planned files against their manifests (here, in
 /// parallel with other requests), then has the writer write them.
-fn put_chunks(
-    desk: &Desk,
-    admin: &str,
-    files: Vec<(Hash, Vec<(u32, Vec<u8>)>)>,
-) -> Result<AdminResponse, String> {
+fn put_chunks(desk: &Desk, admin: &str, files: Vec<FileChunks>) -> Result<AdminResponse, String> {
     if files.len() > MAX_PUT_FILES {
         return Err(format!(
             "{} files in one request; at most {MAX_PUT_FILES}",
