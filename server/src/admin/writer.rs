@@ -412,3 +412,111 @@ impl<'s> Files<'s> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use catalog::{ChunkingProfile, Object};
+
+    fn manifest_of(data: &[u8]) -> (Hash, FileManifest) {
+        let manifest = catalog::manifest::manifest_of(
+            data,
+            ChunkingProfile::DEFAULT,
+            "application/octet-stream",
+            &mut |_| {},
+        )
+        .expect("manifest");
+        (Object::Manifest(manifest.clone()).hash(), manifest)
+    }
+
+    fn chunks(data: &[u8], manifest: &FileManifest, indices: &[u32]) -> Vec<VerifiedChunkBuf> {
+        let offsets: Vec<u64> = manifest.chunk_offsets().map(|(o, _)| o).collect();
+        indices
+            .iter()
+            .map(|&i| {
+                let (at, len) = (
+                    offsets[i as usize] as usize,
+                    manifest.chunks[i as usize].len,
+                );
+                VerifiedChunkBuf::check(
+                    manifest.chunks[i as usize].hash,
+                    data[at..at + len as usize].to_vec(),
+                )
+                .expect("verified")
+            })
+            .collect()
+    }
+
+    /// Issue 15: a large file sent in two requests is asked for only the
+    /// rest the second time, and is held once settled; a small file sent
+    /// whole is held once settled; nothing counts as sent twice.
+    #[test]
+    fn files_are_assembled_across_requests_and_only_the_rest_is_asked_for_issue_15() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Origin::init(dir.path()).expect("init");
+        let origin = Arc::new(Origin::open(dir.path()).expect("open"));
+        let writer = Writer::start(origin.clone()).expect("writer");
+        let big = catalog::testdata::generated(6 * 1024 * 1024, 15);
+        let small = catalog::testdata::generated(300_000, 16);
+        let (big_hash, big_manifest) = manifest_of(&big);
+        let (small_hash, small_manifest) = manifest_of(&small);
+        for (hash, manifest) in [(big_hash, &big_manifest), (small_hash, &small_manifest)] {
+            origin
+                .store()
+                .commit_batch({
+                    let mut batch = ImportBatch::new();
+                    assert_eq!(batch.add_object(&Object::Manifest(manifest.clone())), hash);
+                    batch
+                })
+                .expect("manifest kept");
+        }
+        let needed = writer
+            .plan(vec![
+                (big_hash, big_manifest.clone()),
+                (small_hash, small_manifest.clone()),
+            ])
+            .expect("plan");
+        assert_eq!(needed[0].len(), big_manifest.chunks.len());
+        assert_eq!(needed[1].len(), small_manifest.chunks.len());
+        let (first, rest) = needed[0].split_at(needed[0].len() / 2);
+        let (received, _, refused) = writer.put(vec![(
+            big_hash,
+            big_manifest.clone(),
+            chunks(&big, &big_manifest, first),
+        )]);
+        assert_eq!(
+            (received.chunks, received.again, refused),
+            (first.len() as u64, 0, None)
+        );
+        let again = writer
+            .plan(vec![(big_hash, big_manifest.clone())])
+            .expect("plan");
+        assert_eq!(again[0], rest.to_vec());
+        let (received, complete, refused) = writer.put(vec![
+            (
+                big_hash,
+                big_manifest.clone(),
+                chunks(&big, &big_manifest, rest),
+            ),
+            (
+                small_hash,
+                small_manifest.clone(),
+                chunks(&small, &small_manifest, &needed[1]),
+            ),
+        ]);
+        assert_eq!(refused, None);
+        assert_eq!(complete, 2);
+        assert_eq!(received.again, 0);
+        writer.settle().expect("settle");
+        for blob in [big_manifest.blob, small_manifest.blob] {
+            assert!(
+                origin.store().check_held(&blob).expect("check"),
+                "{blob} held"
+            );
+        }
+        let done = writer
+            .plan(vec![(big_hash, big_manifest), (small_hash, small_manifest)])
+            .expect("plan");
+        assert!(done.iter().all(Vec::is_empty), "{done:?}");
+    }
+}
