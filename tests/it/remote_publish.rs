@@ -132,7 +132,7 @@ fn a_remote_publish_is_a_local_publish_and_edges_sync_it_issue_15() {
     );
 }
 
-/// A course of `files` random files of `size` bytes in two lessons.
+/// A course of `files` random files of `size` bytes in two lessons, and an empty file.
 fn big_course(root: &Path, files: usize, size: usize) -> PathBuf {
     let dir = root.join("big");
     for i in 0..files {
@@ -144,6 +144,7 @@ fn big_course(root: &Path, files: usize, size: usize) -> PathBuf {
         )
         .expect("write");
     }
+    std::fs::write(dir.join("lesson-0/empty.txt"), b"").expect("an empty file");
     dir
 }
 

@@ -160,6 +160,19 @@ impl<'s> Files<'s> {
         let mut needed = Vec::with_capacity(files.len());
         for (hash, manifest) in files {
             let blob = manifest.blob;
+            if manifest.chunks.is_empty() {
+                // An empty file: nothing to send, stored at once.
+                if !self.batched.contains(&blob)
+                    && !self
+                        .store
+                        .check_held(&blob)
+                        .map_err(|e| store_error("checking a file", e))?
+                {
+                    self.import_whole(hash, &manifest, &[])?;
+                }
+                needed.push(Vec::new());
+                continue;
+            }
             let missing = self
                 .still_needed(hash, manifest)
                 .map_err(|e| store_error(&format!("planning file {blob}"), e))?;
