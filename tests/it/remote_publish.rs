@@ -132,7 +132,8 @@ fn a_remote_publish_is_a_local_publish_and_edges_sync_it_issue_15() {
     );
 }
 
-/// A course of `files` random files of `size` bytes in two lessons, and an empty file.
+/// A course of `files` random files of `size` bytes in two lessons, an
+/// empty file, and a copy of the first file under another media type.
 fn big_course(root: &Path, files: usize, size: usize) -> PathBuf {
     let dir = root.join("big");
     for i in 0..files {
@@ -145,6 +146,12 @@ fn big_course(root: &Path, files: usize, size: usize) -> PathBuf {
         .expect("write");
     }
     std::fs::write(dir.join("lesson-0/empty.txt"), b"").expect("an empty file");
+    // The same bytes under another media type: another manifest, one blob.
+    std::fs::copy(
+        dir.join("lesson-0/part-0.bin"),
+        dir.join("lesson-1/part-0.mp4"),
+    )
+    .expect("copy");
     dir
 }
 

@@ -50,7 +50,7 @@ struct Planned {
     plan: CoursePlan,
     /// Every file of the course, in the plan's order.
     files: Vec<SourceFile>,
-    /// One per distinct manifest.
+    /// One per distinct manifest (two for one blob under two media types).
     uploads: Vec<Upload>,
     lessons: Vec<Vec<u8>>,
     course: Vec<u8>,
@@ -156,7 +156,9 @@ fn plan(folder: &Path) -> anyhow::Result<Planned> {
                 manifest: manifest_hash,
             },
         );
-        if seen.insert(manifest.blob, ()).is_none() {
+        // Each distinct manifest is sent (the same bytes under another media
+        // type is another manifest); the chunks of a blob travel once.
+        if seen.insert(manifest_hash, ()).is_none() {
             uploads.push(Upload {
                 manifest_hash,
                 manifest,
@@ -217,7 +219,11 @@ async fn send(
     let mut requests: Vec<Vec<(usize, Vec<ChunkAt>)>> = Vec::new();
     let mut request: Vec<(usize, Vec<ChunkAt>)> = Vec::new();
     let mut bytes = 0usize;
+    let mut blobs = std::collections::HashSet::new();
     for (number, (upload, missing)) in planned.uploads.iter().zip(&needed).enumerate() {
+        if !blobs.insert(upload.manifest.blob) {
+            continue;
+        }
         sent.chunks_total += upload.manifest.chunks.len() as u64;
         sent.chunks_needed += missing.len() as u64;
         let offsets: Vec<u64> = upload.manifest.chunk_offsets().map(|(o, _)| o).collect();
