@@ -32,6 +32,8 @@ use crate::{format, outln, progress};
 const PUT_BYTES: usize = MAX_ADMIN_REQUEST - 64 * 1024;
 /// Encoded objects in one `PlanFiles` or `PutObjects`.
 const PLAN_BYTES: usize = MAX_ADMIN_REQUEST / 2;
+/// Threads reading and chunking the folder.
+const PLAN_THREADS: usize = 2;
 /// `PutChunks` requests in flight at once.
 const IN_FLIGHT: usize = 4;
 /// Tests: wait this many milliseconds before each `PutChunks` (to cut an upload midway).
@@ -130,11 +132,10 @@ fn plan(folder: &Path) -> anyhow::Result<Planned> {
     let bar = progress::bytes_bar("reading");
     bar.set_length(plan.total_bytes());
     let files: Vec<SourceFile> = plan.all_files().cloned().collect();
-    let mut uploads = Vec::new();
-    let mut seen = HashMap::new();
-    let mut entries = HashMap::new();
-    for (index, file) in files.iter().enumerate() {
-        bar.set_message(file.rel.clone());
+    // Files are read on `PLAN_THREADS` threads, taking them in turn.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let read_one = |index: usize| -> anyhow::Result<FileManifest> {
+        let file = &files[index];
         let opened = plan.open(file)?;
         let manifest = catalog::manifest::manifest_of(
             std::io::BufReader::with_capacity(1 << 20, &opened),
@@ -146,6 +147,39 @@ fn plan(folder: &Path) -> anyhow::Result<Planned> {
         if manifest.size != file.size {
             bail!("{} changed while it was read", file.path.display());
         }
+        Ok(manifest)
+    };
+    let mut manifests: Vec<Option<FileManifest>> = vec![None; files.len()];
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let workers: Vec<_> = (0..PLAN_THREADS)
+            .map(|_| {
+                scope.spawn(|| -> anyhow::Result<Vec<(usize, FileManifest)>> {
+                    let mut done = Vec::new();
+                    loop {
+                        let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if index >= files.len() {
+                            return Ok(done);
+                        }
+                        done.push((index, read_one(index)?));
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            let done = worker
+                .join()
+                .map_err(|_| anyhow::anyhow!("a reading thread panicked"))??;
+            for (index, manifest) in done {
+                manifests[index] = Some(manifest);
+            }
+        }
+        Ok(())
+    })?;
+    let mut uploads = Vec::new();
+    let mut seen = HashMap::new();
+    let mut entries = HashMap::new();
+    for (index, (file, manifest)) in files.iter().zip(manifests).enumerate() {
+        let manifest = manifest.context("a file was not read")?;
         let manifest_hash = Object::Manifest(manifest.clone()).hash();
         entries.insert(
             index,
