@@ -1,19 +1,20 @@
 //! The upload half of a remote publish (issue 15): file manifests, chunks
 //! and lesson objects sent by an administrator's machine.
 //!
-//! Files are assembled in the store's partial blobs (`partial/<blob>`), so
-//! what was verified survives a cut connection or an origin restart: each
-//! [`AdminRequest::PutChunks`] opens the file's partial blob, writes the
-//! chunks that hash to the manifest's entries, makes them durable and
-//! records them before it answers, and closes it again. Nothing stays open
-//! between requests, so open partials and their memory are bounded by the
-//! requests in flight (each at most `MAX_ADMIN_REQUEST`). One request at a
-//! time writes a given file; others for it wait.
+//! Requests are checked here, on the blocking pool (manifests decoded in
+//! their canonical encoding and within the limits, every chunk hashed
+//! against its manifest entry), and written by the one upload writer
+//! (`writer`), which assembles large files in the store's partial blobs
+//! (`partial/<blob>`, kept open across requests and connections) and
+//! stores files sent whole in one request the way a local publish does. A
+//! plan is answered from what the writer holds, so an upload cut off and
+//! resumed is asked only for the rest.
 //!
 //! Goals: only the chunks the origin lacks travel (chunks held in other
-//! files are copied locally at planning); a chunk sent twice is counted.
-//! Non-goals: deltas of changed chunks (edges get those; an upload is new
-//! bytes by definition).
+//! files are copied on the origin at planning); chunks sent again are
+//! counted (`again=` in the log). Non-goals: sending changed chunks as
+//! deltas against the previous version (the administrator's machine does
+//! not hold it; see the report of issue 15).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
