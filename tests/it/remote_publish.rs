@@ -277,7 +277,8 @@ fn uploaded_chunks_survive_an_origin_restart_issue_15() {
 }
 
 /// Issue 15: wrong, missing and revoked admin tokens are refused with a
-/// message that says so; an edge's token cannot publish.
+/// message that says so; an edge's token cannot publish; a wrong pin and an
+/// origin not listening are told apart.
 #[test]
 fn wrong_missing_revoked_and_edge_tokens_cannot_publish_issue_15() {
     let origin = TestOrigin::init();
@@ -320,6 +321,32 @@ fn wrong_missing_revoked_and_edge_tokens_cannot_publish_issue_15() {
         "{}",
         stderr_of(&revoked)
     );
+
+    // Another certificate than the one pinned; an origin not listening.
+    let admin = add_admin(&origin, "bureau-qian");
+    let mut pinned_wrong = shanlu();
+    pinned_wrong.env("RUST_LOG", "warn").args([
+        "publish",
+        folder,
+        "--origin",
+        &url,
+        "--origin-cert",
+        &"1".repeat(64),
+        "--token",
+        &admin,
+    ]);
+    let text = stderr_of(&output(pinned_wrong));
+    assert!(text.contains("certificate is not the one pinned"), "{text}");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let nobody = format!("https://{}", closed.local_addr().expect("addr"));
+    drop(closed);
+    let text = stderr_of(&output(remote(
+        &["publish", folder],
+        &served,
+        &nobody,
+        &admin,
+    )));
+    assert!(text.contains("cannot reach the origin"), "{text}");
 
     // Nothing was published by any of them.
     assert_eq!(origin.ls()["courses"], Value::Array(vec![]));
