@@ -20,6 +20,7 @@ pub mod chunker;
 pub mod format;
 pub mod hash;
 pub mod limits;
+pub mod manifest;
 pub mod object;
 pub mod roots;
 pub mod sign;

@@ -15,7 +15,7 @@ use catalog::{
     SignedCatalog,
 };
 use indicatif::ProgressBar;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::folder::{self, CoursePlan, FolderError, LessonPlan, SourceFile};
 use crate::origin::{Origin, now_secs};
@@ -26,7 +26,7 @@ const BATCH_BYTES: u64 = 1 << 30;
 const BATCH_BLOBS: usize = 4096;
 
 /// What a publish did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PublishReport {
     pub course_id: String,
     pub course_version: u64,
@@ -157,24 +157,42 @@ pub fn publish(
     let mut lesson_refs = Vec::with_capacity(plan.lessons.len());
     for lesson in &plan.lessons {
         let files = store_files(&lesson.files, &mut batch, &mut report)?;
-        let size = files.iter().map(|f| f.size).sum();
         let object = Object::Lesson(checked_lesson(lesson, files)?);
         let hash = batch.add_object(&object);
-        lesson_refs.push(LessonRef {
-            id: lesson.id.clone(),
-            hash,
-            size,
-        });
+        lesson_refs.push(lesson_ref(&object, hash));
     }
+    let course = build_course(&plan, course_files, lesson_refs, 1);
+    commit_course(origin, batch, course, &plan.dir, &mut report)?;
+    Ok(report)
+}
 
+/// The reference a course holds to a lesson object.
+pub fn lesson_ref(object: &Object, hash: catalog::Hash) -> LessonRef {
+    let (id, size) = match object {
+        Object::Lesson(lesson) => (lesson.id.clone(), lesson.files.iter().map(|f| f.size).sum()),
+        _ => (String::new(), 0),
+    };
+    LessonRef { id, hash, size }
+}
+
+/// The step a local and a remote publish share (issue 15), under
+/// `publish.lock` (the caller holds it): `course` (whose lessons and files
+/// are in the store or in `batch`) gets its version from the catalog in
+/// force; a course identical to the one published commits only `batch`;
+/// otherwise the course object and the next catalog, signed, are committed
+/// with `batch` in one transaction. `dir` names the folder in errors;
+/// `report` gets the version, hash and sequence.
+pub fn commit_course(
+    origin: &Origin,
+    mut batch: ImportBatch,
+    mut course: Course,
+    dir: &Path,
+    report: &mut PublishReport,
+) -> Result<(), PublishError> {
+    let store = origin.store();
     let current = current_catalog(origin)?;
-    let previous = current.courses.get(&plan.id);
-    let mut course = build_course(
-        &plan,
-        course_files,
-        lesson_refs,
-        previous.map_or(1, |p| p.version),
-    );
+    let previous = current.courses.get(&course.id);
+    course.version = previous.map_or(1, |p| p.version);
     if let Some(previous) = previous {
         if Object::Course(course.clone()).hash() == previous.hash {
             report.unchanged = true;
@@ -183,15 +201,14 @@ pub fn publish(
             report.sequence = current.sequence;
             // Objects are identical to what is held; blobs too (none can be new).
             store.commit_batch(batch)?;
-            return Ok(report);
+            return Ok(());
         }
         course.version = previous.version + 1;
-    } else if let Some(tombstone) = current.withdrawn.get(&plan.id) {
+    } else if let Some(tombstone) = current.withdrawn.get(&course.id) {
         // Versions only go up, even across a withdrawal (issue 13).
         course.version = tombstone.last_version + 1;
     }
-    limits::check_course(&course)
-        .map_err(|source| limit_error(&plan.dir, "course.toml", source))?;
+    limits::check_course(&course).map_err(|source| limit_error(dir, "course.toml", source))?;
     let course_object = Object::Course(course.clone());
     let course_hash = batch.add_object(&course_object);
     report.course_version = course.version;
@@ -217,16 +234,18 @@ pub fn publish(
             },
         );
         limits::check_catalog(&catalog).map_err(|source| PublishError::Limit {
-            path: plan.dir.clone(),
+            path: dir.to_owned(),
             source,
         })?;
         Ok::<_, PublishError>(Some(key.sign_with_roots(&catalog, roots)))
     })?;
     report.sequence = sequence;
-    Ok(report)
+    Ok(())
 }
 
-fn build_course(
+/// The course object of a plan, with its files and lessons (the version is
+/// set by [`commit_course`]).
+pub fn build_course(
     plan: &CoursePlan,
     files: Vec<FileEntry>,
     lessons: Vec<LessonRef>,
@@ -260,7 +279,7 @@ fn build_lesson(plan: &LessonPlan, files: Vec<FileEntry>) -> Lesson {
 }
 
 /// The lesson object, refused if it is over a limit (issue 11).
-fn checked_lesson(plan: &LessonPlan, files: Vec<FileEntry>) -> Result<Lesson, PublishError> {
+pub fn checked_lesson(plan: &LessonPlan, files: Vec<FileEntry>) -> Result<Lesson, PublishError> {
     let lesson = build_lesson(plan, files);
     limits::check_lesson(&lesson)
         .map_err(|source| limit_error(&plan.dir, "lesson.toml", source))?;
@@ -272,7 +291,7 @@ fn checked_lesson(plan: &LessonPlan, files: Vec<FileEntry>) -> Result<Lesson, Pu
 /// placeholder hashes: hashes have a fixed size, and the version is taken at
 /// its largest, so the objects encode at least as long as the real ones. The
 /// real objects are checked again as they are built.
-fn check_limits(plan: &CoursePlan) -> Result<(), PublishError> {
+pub fn check_limits(plan: &CoursePlan) -> Result<(), PublishError> {
     let placeholder = catalog::Hash::from_bytes([0; 32]);
     let entries = |files: &[SourceFile]| -> Vec<FileEntry> {
         files

@@ -29,6 +29,7 @@ mod pipes;
 mod publish;
 mod quota;
 mod readthrough;
+mod remote_publish;
 mod roundtrips;
 mod schedule;
 mod scrub;

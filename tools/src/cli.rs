@@ -166,9 +166,18 @@ pub struct WithdrawArgs {
     #[arg(value_name = "COURSE_ID")]
     pub course: String,
 
-    /// The origin's data folder (made by `shanlu origin init`).
-    #[arg(long, value_name = "ORIGIN_DIR")]
-    pub data: PathBuf,
+    /// The origin's data folder (made by `shanlu origin init`); or `--origin`.
+    #[arg(
+        long,
+        value_name = "ORIGIN_DIR",
+        required_unless_present = "origin",
+        conflicts_with = "origin"
+    )]
+    pub data: Option<PathBuf>,
+
+    /// Or withdraw at a remote origin, as an administrator (issue 15).
+    #[command(flatten)]
+    pub remote: crate::remote::RemoteArgs,
 
     /// Why, shown on the status page of every edge subscribed to the course (one line).
     #[arg(long, value_name = "TEXT", default_value = "")]
@@ -485,13 +494,23 @@ pub struct PublishArgs {
     #[arg(long, value_name = "N")]
     pub min_sequence: Option<u64>,
 
-    /// The origin's data folder (made by `shanlu origin init`).
-    #[arg(long, value_name = "ORIGIN_DIR")]
-    pub data: PathBuf,
+    /// The origin's data folder (made by `shanlu origin init`); or `--origin`.
+    #[arg(
+        long,
+        value_name = "ORIGIN_DIR",
+        required_unless_present = "origin",
+        conflicts_with = "origin"
+    )]
+    pub data: Option<PathBuf>,
+
+    /// Or publish to a remote origin, as an administrator (issue 15): the
+    /// folder is chunked here and only what the origin lacks is sent.
+    #[command(flatten)]
+    pub remote: crate::remote::RemoteArgs,
 
     /// Read and hash every file, even those whose size, times and inode show
     /// them unchanged since the last publish.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "origin")]
     pub rehash: bool,
 
     /// Print the report as JSON on stdout.

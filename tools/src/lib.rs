@@ -9,6 +9,7 @@
 //! - [`format`]: sizes and times for people.
 //! - [`output`]: data on stdout ([`outln!`]) that ends quietly when the reader closes the pipe.
 //! - [`limits`]: the open-file limit, raised to the hard limit at start.
+//! - [`remote`]: an administrator's connection to an origin: `publish --origin`, `withdraw --origin` (issue 15).
 
 pub mod cli;
 pub mod commands;
@@ -17,6 +18,7 @@ pub mod limits;
 pub mod logging;
 pub mod output;
 pub mod progress;
+pub mod remote;
 pub mod signals;
 
 use std::process::ExitCode;

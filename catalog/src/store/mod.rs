@@ -156,12 +156,12 @@ impl Store {
             .join(hex)
     }
 
-    pub(crate) fn partial_path(&self, blob: &Hash) -> PathBuf {
+    pub fn partial_path(&self, blob: &Hash) -> PathBuf {
         self.root.join("partial").join(blob.to_hex())
     }
 
     /// A fresh temporary path on the store's filesystem, named for this process.
-    pub(crate) fn tmp_path(&self) -> PathBuf {
+    pub fn tmp_path(&self) -> PathBuf {
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
         self.root
             .join("tmp")

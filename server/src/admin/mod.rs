@@ -3,7 +3,9 @@
 //! [`AdminRequest`]s; every action is logged with the token's name.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use catalog::Hash;
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +14,13 @@ use crate::serve::State;
 
 pub mod edges;
 pub mod log;
+pub mod publish;
+pub mod upload;
+mod writer;
+
+/// Chunks of one file in a [`AdminRequest::PutChunks`]: its manifest
+/// object, and `(index in the manifest, bytes)` of each chunk.
+pub type FileChunks = (Hash, Vec<(u32, Vec<u8>)>);
 
 /// An administrator's request. New variants go at the end (postcard
 /// numbers variants by position).
@@ -28,6 +37,28 @@ pub enum AdminRequest {
     RevokeEdge { name: String },
     /// `shanlu origin edges --origin …`.
     ListEdges,
+    /// Remote publish, step 1 (issue 15): encoded file-manifest objects,
+    /// one per distinct file; the origin keeps them and answers
+    /// [`AdminResponse::Needed`].
+    PlanFiles { manifests: Vec<Vec<u8>> },
+    /// Step 2: chunks of files, each named by its manifest object, by index
+    /// in it: at most [`upload::MAX_PUT_FILES`] files and
+    /// [`protocol::MAX_ADMIN_REQUEST`] in all.
+    PutChunks { files: Vec<FileChunks> },
+    /// Step 3: encoded lesson objects, whose files the origin holds whole.
+    PutObjects { objects: Vec<Vec<u8>> },
+    /// Step 4: the encoded course object (its version is ignored: the origin
+    /// picks it as a local publish does), committed with a new signed catalog.
+    Publish {
+        course: Vec<u8>,
+        min_sequence: Option<u64>,
+    },
+    /// `shanlu withdraw COURSE --origin …`.
+    Withdraw {
+        course: String,
+        reason: String,
+        min_sequence: Option<u64>,
+    },
 }
 
 /// The origin's answer to an [`AdminRequest`].
@@ -49,18 +80,58 @@ pub enum AdminResponse {
     Edges {
         json: String,
     },
+    /// Per manifest of a [`AdminRequest::PlanFiles`], in order: the chunk
+    /// indices the origin still lacks (none: it holds the whole file).
+    Needed {
+        files: Vec<Vec<u32>>,
+    },
+    /// Chunks of a [`AdminRequest::PutChunks`] written (verified and
+    /// durable); `complete`: files now whole, verified and in the store.
+    ChunksStored {
+        stored: u32,
+        complete: u32,
+    },
+    /// Lesson objects kept.
+    ObjectsStored {
+        count: u32,
+    },
+    /// The [`crate::PublishReport`] as JSON.
+    Published {
+        json: String,
+    },
+    /// The [`crate::history::HistoryReport`] as JSON.
+    Withdrawn {
+        json: String,
+    },
 }
 
 /// The origin's side of administrators' requests: its data folder.
 pub struct Desk {
     dir: PathBuf,
+    /// The origin, opened at the first request that needs its key or store.
+    origin: Mutex<Option<Arc<crate::Origin>>>,
+    /// Uploads in progress: one writer per file, chunks counted per admin.
+    uploads: upload::Uploads,
 }
 
 impl Desk {
     pub fn new(dir: &Path) -> Desk {
         Desk {
             dir: dir.to_owned(),
+            origin: Mutex::new(None),
+            uploads: upload::Uploads::default(),
         }
+    }
+
+    /// The origin (opened once; blocking).
+    pub fn origin(&self) -> Result<Arc<crate::Origin>, crate::origin::OriginError> {
+        let mut held = self.origin.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(origin) = &*held {
+            return Ok(origin.clone());
+        }
+        let origin = Arc::new(crate::Origin::open(&self.dir)?);
+        *held = Some(origin.clone());
+        Ok(origin)
     }
 
     /// The origin's data folder.
@@ -69,12 +140,32 @@ impl Desk {
     }
 }
 
+/// Runs `work` with the desk on the blocking pool; its error becomes the answer.
+pub(crate) async fn on_desk(
+    state: &Arc<State>,
+    work: impl FnOnce(&Desk) -> Result<AdminResponse, String> + Send + 'static,
+) -> Response {
+    let state = state.clone();
+    let done = tokio::task::spawn_blocking(move || match &state.desk {
+        Some(desk) => work(desk),
+        None => Err("this server takes no administrators' requests".to_owned()),
+    })
+    .await;
+    match done {
+        Ok(Ok(answer)) => Response::Admin(answer),
+        Ok(Err(message)) => Response::Error { message },
+        Err(_) => Response::Error {
+            message: "the origin stopped answering this request; try again".to_owned(),
+        },
+    }
+}
+
 /// Answers one administrator's request from `admin` (the token's name).
 pub async fn answer(
     request: AdminRequest,
     admin: &str,
     desk: &Desk,
-    _state: &Arc<State>,
+    state: &Arc<State>,
     send: &mut (impl tokio::io::AsyncWrite + Unpin),
 ) -> Result<(), FrameError> {
     match request {
@@ -87,5 +178,15 @@ pub async fn answer(
         request @ (AdminRequest::AddEdge { .. }
         | AdminRequest::RevokeEdge { .. }
         | AdminRequest::ListEdges) => edges::answer(request, admin, desk, send).await,
+        request @ (AdminRequest::PlanFiles { .. }
+        | AdminRequest::PutChunks { .. }
+        | AdminRequest::PutObjects { .. }) => {
+            let response = upload::answer(request, admin, state).await;
+            protocol::write_frame(send, &response).await
+        }
+        request @ (AdminRequest::Publish { .. } | AdminRequest::Withdraw { .. }) => {
+            let response = publish::answer(request, admin, state).await;
+            protocol::write_frame(send, &response).await
+        }
     }
 }

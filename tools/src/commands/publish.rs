@@ -12,7 +12,13 @@ use crate::outln;
 use crate::progress;
 
 pub fn run(args: &PublishArgs) -> anyhow::Result<ExitCode> {
-    let origin = Origin::open(&args.data)?;
+    let Some(data) = &args.data else {
+        let Some(folder) = &args.folder else {
+            anyhow::bail!("--revert works on the origin machine only (--data ORIGIN_DIR)");
+        };
+        return crate::remote::publish::run(folder, &args.remote, args.min_sequence, args.json);
+    };
+    let origin = Origin::open(data)?;
     if let Some(floor) = args.min_sequence {
         origin.raise_sequence_floor(floor)?;
     }

@@ -9,7 +9,16 @@ use crate::cli::WithdrawArgs;
 use crate::{format, outln};
 
 pub fn run(args: &WithdrawArgs) -> anyhow::Result<ExitCode> {
-    let origin = Origin::open(&args.data)?;
+    let Some(data) = &args.data else {
+        return crate::remote::withdraw(
+            &args.remote,
+            &args.course,
+            &args.reason,
+            args.min_sequence,
+            args.json,
+        );
+    };
+    let origin = Origin::open(data)?;
     if let Some(floor) = args.min_sequence {
         origin.raise_sequence_floor(floor)?;
     }
@@ -18,7 +27,7 @@ pub fn run(args: &WithdrawArgs) -> anyhow::Result<ExitCode> {
             format!(
                 "withdrawing {} from {} (the catalog in force is unchanged)",
                 args.course,
-                args.data.display()
+                data.display()
             )
         })?;
     if args.json {

@@ -1,0 +1,535 @@
+//! The one thread that writes uploaded files (issue 15): it owns the
+//! partial blobs being assembled, so a file's chunks arriving in many
+//! requests, on several connections, go into one open partial.
+//!
+//! Chunks arrive already checked against their hashes (on the blocking
+//! pool, in parallel). A partial records its chunks (data synced first) every
+//! [`FLUSH_BYTES`], when it is evicted, and when no job came for [`IDLE`]: a
+//! cut connection loses nothing (the partial stays open here, and a plan
+//! answers from it), an origin killed loses at most what was not recorded,
+//! which is sent again. Whole files are checked and moved into the store in
+//! groups, one filesystem sync and one index commit per group, and before
+//! lessons or a course that name them are taken ([`Writer::settle`]).
+//! Bounded: at most [`MAX_OPEN`] open partials; jobs queue [`QUEUE`] deep.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::time::{Duration, Instant};
+
+use catalog::store::{ImportBatch, ImportMode, PartialBlob, Store, StoreError, VerifiedChunkBuf};
+use catalog::{FileManifest, Hash};
+
+use super::upload::Received;
+use crate::Origin;
+
+/// Unrecorded bytes of one partial after which it records them.
+const FLUSH_BYTES: u64 = 64 * 1024 * 1024;
+/// With no job for this long, everything is recorded and whole files finished.
+const IDLE: Duration = Duration::from_secs(1);
+/// Open partial blobs at most; the least recently used is closed first.
+const MAX_OPEN: usize = 64;
+/// Whole files waiting to be finished at most (and their bytes).
+const MAX_WHOLE: usize = 256;
+const MAX_WHOLE_BYTES: u64 = 256 * 1024 * 1024;
+/// Files up to this size sent whole in one request skip the partial blobs.
+const SMALL_WHOLE: u64 = 4 * 1024 * 1024;
+/// Jobs waiting at most.
+const QUEUE: usize = 16;
+
+/// Chunks for one file, checked: manifest object, manifest, chunks.
+pub(super) type CheckedFile = (Hash, FileManifest, Vec<VerifiedChunkBuf>);
+
+enum Job {
+    Plan {
+        files: Vec<(Hash, FileManifest)>,
+        reply: mpsc::Sender<Result<Vec<Vec<u32>>, String>>,
+    },
+    Put {
+        files: Vec<CheckedFile>,
+        reply: mpsc::Sender<(Received, u32, Option<String>)>,
+    },
+    Settle {
+        reply: mpsc::Sender<Result<(), String>>,
+    },
+}
+
+/// The handle to the writing thread.
+pub(super) struct Writer {
+    jobs: SyncSender<Job>,
+}
+
+const STOPPED: &str = "the origin's upload writer stopped (see the origin's log); try again";
+
+impl Writer {
+    pub(super) fn start(origin: Arc<Origin>) -> Result<Writer, String> {
+        let (jobs, queue) = mpsc::sync_channel(QUEUE);
+        std::thread::Builder::new()
+            .name("upload-writer".into())
+            .spawn(move || run(&origin, queue))
+            .map_err(|e| format!("starting the upload writer: {e}"))?;
+        Ok(Writer { jobs })
+    }
+
+    /// The chunk indices each file still lacks.
+    pub(super) fn plan(&self, files: Vec<(Hash, FileManifest)>) -> Result<Vec<Vec<u32>>, String> {
+        let (reply, answer) = mpsc::channel();
+        self.jobs
+            .send(Job::Plan { files, reply })
+            .map_err(|_| STOPPED.to_owned())?;
+        answer.recv().map_err(|_| STOPPED.to_owned())?
+    }
+
+    /// Writes checked chunks: what was written, files made whole, and why
+    /// the rest was refused.
+    pub(super) fn put(&self, files: Vec<CheckedFile>) -> (Received, u32, Option<String>) {
+        let (reply, answer) = mpsc::channel();
+        if self.jobs.send(Job::Put { files, reply }).is_err() {
+            return (Received::default(), 0, Some(STOPPED.to_owned()));
+        }
+        answer
+            .recv()
+            .unwrap_or((Received::default(), 0, Some(STOPPED.to_owned())))
+    }
+
+    /// Records everything and finishes whole files.
+    pub(super) fn settle(&self) -> Result<(), String> {
+        let (reply, answer) = mpsc::channel();
+        self.jobs
+            .send(Job::Settle { reply })
+            .map_err(|_| STOPPED.to_owned())?;
+        answer.recv().map_err(|_| STOPPED.to_owned())?
+    }
+}
+
+fn store_error(doing: &str, err: impl std::fmt::Display) -> String {
+    format!(
+        "{doing} failed on the origin: {err}; try again, and see the origin's log if it persists"
+    )
+}
+
+/// The partials of one writing thread.
+struct Files<'s> {
+    store: &'s Store,
+    open: HashMap<Hash, (PartialBlob<'s>, Instant)>,
+    whole: Vec<PartialBlob<'s>>,
+    whole_bytes: u64,
+    /// Files made whole so far.
+    completed: u64,
+    /// Small files stored whole, committed when settling (or when it grows).
+    batch: ImportBatch,
+    batched: std::collections::HashSet<Hash>,
+}
+
+fn run(origin: &Origin, queue: Receiver<Job>) {
+    let mut desk = Files {
+        store: origin.store(),
+        open: HashMap::new(),
+        whole: Vec::new(),
+        whole_bytes: 0,
+        completed: 0,
+        batch: ImportBatch::new(),
+        batched: std::collections::HashSet::new(),
+    };
+    loop {
+        match queue.recv_timeout(IDLE) {
+            Ok(Job::Plan { files, reply }) => {
+                let _ = reply.send(desk.plan(files));
+            }
+            Ok(Job::Put { files, reply }) => {
+                let _ = reply.send(desk.put(files));
+            }
+            Ok(Job::Settle { reply }) => {
+                let _ = reply.send(desk.settle());
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if let Err(message) = desk.settle() {
+                    tracing::error!(cause = %message, "recording uploaded chunks");
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                let _ = desk.settle();
+                return;
+            }
+        }
+    }
+}
+
+impl<'s> Files<'s> {
+    fn plan(&mut self, files: Vec<(Hash, FileManifest)>) -> Result<Vec<Vec<u32>>, String> {
+        let mut needed = Vec::with_capacity(files.len());
+        for (hash, manifest) in files {
+            let blob = manifest.blob;
+            if manifest.chunks.is_empty() {
+                // An empty file: nothing to send, stored at once.
+                if !self.batched.contains(&blob)
+                    && !self
+                        .store
+                        .check_held(&blob)
+                        .map_err(|e| store_error("checking a file", e))?
+                {
+                    self.import_whole(hash, &manifest, &[])?;
+                }
+                needed.push(Vec::new());
+                continue;
+            }
+            let missing = self
+                .still_needed(hash, manifest)
+                .map_err(|e| store_error(&format!("planning file {blob}"), e))?;
+            needed.push(missing);
+        }
+        Ok(needed)
+    }
+
+    /// The chunk indices of a file the store still lacks (none if it holds
+    /// it, or will once finished), after copying chunks held elsewhere.
+    fn still_needed(&mut self, hash: Hash, manifest: FileManifest) -> Result<Vec<u32>, StoreError> {
+        let blob = manifest.blob;
+        if let Some((partial, used)) = self.open.get_mut(&blob) {
+            *used = Instant::now();
+            return Ok(partial.missing().into_iter().map(|i| i as u32).collect());
+        }
+        if self.batched.contains(&blob)
+            || self.whole.iter().any(|p| p.manifest().blob == blob)
+            || self.store.check_held(&blob)?
+        {
+            return Ok(Vec::new());
+        }
+        // Nothing begun and no chunk held elsewhere: all of it, no partial file yet.
+        if !self.store.partial_path(&blob).exists() {
+            let mut any_held = false;
+            for chunk in &manifest.chunks {
+                if self.store.chunk_location(&chunk.hash)?.is_some() {
+                    any_held = true;
+                    break;
+                }
+            }
+            if !any_held {
+                return Ok((0..manifest.chunks.len() as u32).collect());
+            }
+        }
+        let mut partial = self.open_partial(hash, manifest)?;
+        partial.reuse_local()?;
+        let missing: Vec<u32> = partial.missing().into_iter().map(|i| i as u32).collect();
+        self.keep(partial)?;
+        Ok(missing)
+    }
+
+    fn open_partial(
+        &mut self,
+        hash: Hash,
+        manifest: FileManifest,
+    ) -> Result<PartialBlob<'s>, StoreError> {
+        while self.open.len() >= MAX_OPEN {
+            let oldest = self
+                .open
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(blob, _)| *blob);
+            let Some(oldest) = oldest else { break };
+            if let Some((mut partial, _)) = self.open.remove(&oldest) {
+                partial.flush()?;
+            }
+        }
+        let mut partial = self.store.partial(hash, manifest)?;
+        partial.set_flush_bytes(FLUSH_BYTES);
+        Ok(partial)
+    }
+
+    /// Keeps a partial open, or queues it to finish when it is whole.
+    fn keep(&mut self, partial: PartialBlob<'s>) -> Result<(), StoreError> {
+        if partial.missing().is_empty() {
+            self.completed += 1;
+            self.whole_bytes += partial.manifest().size;
+            self.whole.push(partial);
+            if self.whole.len() >= MAX_WHOLE || self.whole_bytes >= MAX_WHOLE_BYTES {
+                self.finish_whole()?;
+            }
+        } else {
+            self.open
+                .insert(partial.manifest().blob, (partial, Instant::now()));
+        }
+        Ok(())
+    }
+
+    fn put(&mut self, files: Vec<CheckedFile>) -> (Received, u32, Option<String>) {
+        let mut received = Received::default();
+        let before = self.completed;
+        let mut refused = None;
+        // Files whole in this request and not begun: stored as a local
+        // publish stores them, many with one sync and one index commit.
+        for (hash, manifest, chunks) in files {
+            let done = match self.whole_in_request(&manifest, &chunks) {
+                Some(data) => self.import_whole(hash, &manifest, &data).map(|()| {
+                    received.chunks += chunks.len() as u64;
+                    received.bytes += chunks
+                        .iter()
+                        .map(|c| c.chunk().bytes().len() as u64)
+                        .sum::<u64>();
+                    self.completed += 1;
+                }),
+                None => self.put_file(hash, manifest, chunks, &mut received),
+            };
+            if let Err(message) = done {
+                refused = Some(message);
+                break;
+            }
+        }
+        let full = self.batch.new_bytes() >= MAX_WHOLE_BYTES || self.batch.new_blobs() >= MAX_WHOLE;
+        if full && let Err(err) = self.commit_batch() {
+            refused.get_or_insert(store_error("storing uploaded files", err));
+        }
+        let complete = (self.completed - before) as u32;
+        (received, complete, refused)
+    }
+
+    /// The file's bytes, if this request carries every chunk of a file
+    /// nobody began (no partial, open or on disk) and the store lacks.
+    fn whole_in_request(
+        &self,
+        manifest: &FileManifest,
+        chunks: &[VerifiedChunkBuf],
+    ) -> Option<Vec<u8>> {
+        let blob = manifest.blob;
+        if manifest.size > SMALL_WHOLE
+            || self.batched.contains(&blob)
+            || self.open.contains_key(&blob)
+            || self.whole.iter().any(|p| p.manifest().blob == blob)
+            || self.store.partial_path(&blob).exists()
+        {
+            return None;
+        }
+        let by_hash: HashMap<Hash, &[u8]> = chunks
+            .iter()
+            .map(|c| (c.chunk().hash(), c.chunk().bytes()))
+            .collect();
+        let mut data = Vec::with_capacity(manifest.size as usize);
+        for entry in &manifest.chunks {
+            let bytes = by_hash.get(&entry.hash)?;
+            if bytes.len() != entry.len as usize {
+                return None;
+            }
+            data.extend_from_slice(bytes);
+        }
+        Some(data)
+    }
+
+    /// Stores a whole file through the store's import (into `batch`).
+    fn import_whole(
+        &mut self,
+        hash: Hash,
+        manifest: &FileManifest,
+        data: &[u8],
+    ) -> Result<(), String> {
+        let blob = manifest.blob;
+        let failed = |e: StoreError| store_error(&format!("storing file {blob}"), e);
+        let staging = self.store.tmp_path();
+        std::fs::write(&staging, data)
+            .map_err(|e| store_error(&format!("writing {}", staging.display()), e))?;
+        let imported = self.store.import_file(
+            &staging,
+            manifest.chunking,
+            &manifest.media_type,
+            ImportMode::Rehash,
+            &mut self.batch,
+            &mut |_| {},
+        );
+        let _ = std::fs::remove_file(&staging);
+        let imported = imported.map_err(failed)?;
+        if imported.manifest_hash != hash {
+            return Err(format!(
+                "file {blob}: the origin cuts it into other chunks than the manifest sent says; publish it on the origin machine"
+            ));
+        }
+        self.batched.insert(blob);
+        Ok(())
+    }
+
+    /// Commits the small files stored whole.
+    fn commit_batch(&mut self) -> Result<(), StoreError> {
+        if self.batched.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.batched.clear();
+        self.store.commit_batch(batch)
+    }
+
+    fn put_file(
+        &mut self,
+        hash: Hash,
+        manifest: FileManifest,
+        chunks: Vec<VerifiedChunkBuf>,
+        received: &mut Received,
+    ) -> Result<(), String> {
+        let blob = manifest.blob;
+        let failed = |e: StoreError| store_error(&format!("writing file {blob}"), e);
+        let mut partial = match self.open.remove(&blob) {
+            Some((partial, _)) => partial,
+            None => {
+                if self.batched.contains(&blob)
+                    || self.whole.iter().any(|p| p.manifest().blob == blob)
+                    || self.store.check_held(&blob).map_err(failed)?
+                {
+                    received.again += chunks.len() as u64;
+                    return Ok(());
+                }
+                self.open_partial(hash, manifest).map_err(failed)?
+            }
+        };
+        let mut result = Ok(());
+        for chunk in &chunks {
+            match partial.write_verified(&chunk.chunk()) {
+                Ok(0) => received.again += 1,
+                Ok(_) => {
+                    received.chunks += 1;
+                    received.bytes += chunk.chunk().bytes().len() as u64;
+                }
+                Err(err) => {
+                    result = Err(failed(err));
+                    break;
+                }
+            }
+        }
+        self.keep(partial).map_err(failed)?;
+        result
+    }
+
+    /// Records every open partial and finishes the whole files.
+    fn settle(&mut self) -> Result<(), String> {
+        for (partial, _) in self.open.values_mut() {
+            partial
+                .flush()
+                .map_err(|e| store_error("recording uploaded chunks", e))?;
+        }
+        self.finish_whole()
+            .map_err(|e| store_error("finishing uploaded files", e))?;
+        self.commit_batch()
+            .map_err(|e| store_error("storing uploaded files", e))
+    }
+
+    fn finish_whole(&mut self) -> Result<(), StoreError> {
+        if self.whole.is_empty() {
+            return Ok(());
+        }
+        let whole = std::mem::take(&mut self.whole);
+        self.whole_bytes = 0;
+        let count = whole.len();
+        for result in self.store.finish_partials(whole)? {
+            if let Err(err) = result {
+                // Discarded by the check: planned again, it is sent again.
+                tracing::warn!(cause = %err, "an uploaded file did not verify whole; it will be asked for again");
+            }
+        }
+        tracing::debug!(files = count, "uploaded files finished");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use catalog::{ChunkingProfile, Object};
+
+    fn manifest_of(data: &[u8]) -> (Hash, FileManifest) {
+        let manifest = catalog::manifest::manifest_of(
+            data,
+            ChunkingProfile::DEFAULT,
+            "application/octet-stream",
+            &mut |_| {},
+        )
+        .expect("manifest");
+        (Object::Manifest(manifest.clone()).hash(), manifest)
+    }
+
+    fn chunks(data: &[u8], manifest: &FileManifest, indices: &[u32]) -> Vec<VerifiedChunkBuf> {
+        let offsets: Vec<u64> = manifest.chunk_offsets().map(|(o, _)| o).collect();
+        indices
+            .iter()
+            .map(|&i| {
+                let (at, len) = (
+                    offsets[i as usize] as usize,
+                    manifest.chunks[i as usize].len,
+                );
+                VerifiedChunkBuf::check(
+                    manifest.chunks[i as usize].hash,
+                    data[at..at + len as usize].to_vec(),
+                )
+                .expect("verified")
+            })
+            .collect()
+    }
+
+    /// Issue 15: a large file sent in two requests is asked for only the
+    /// rest the second time, and is held once settled; a small file sent
+    /// whole is held once settled; nothing counts as sent twice.
+    #[test]
+    fn files_are_assembled_across_requests_and_only_the_rest_is_asked_for_issue_15() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Origin::init(dir.path()).expect("init");
+        let origin = Arc::new(Origin::open(dir.path()).expect("open"));
+        let writer = Writer::start(origin.clone()).expect("writer");
+        let big = catalog::testdata::generated(6 * 1024 * 1024, 15);
+        let small = catalog::testdata::generated(300_000, 16);
+        let (big_hash, big_manifest) = manifest_of(&big);
+        let (small_hash, small_manifest) = manifest_of(&small);
+        for (hash, manifest) in [(big_hash, &big_manifest), (small_hash, &small_manifest)] {
+            origin
+                .store()
+                .commit_batch({
+                    let mut batch = ImportBatch::new();
+                    assert_eq!(batch.add_object(&Object::Manifest(manifest.clone())), hash);
+                    batch
+                })
+                .expect("manifest kept");
+        }
+        let needed = writer
+            .plan(vec![
+                (big_hash, big_manifest.clone()),
+                (small_hash, small_manifest.clone()),
+            ])
+            .expect("plan");
+        assert_eq!(needed[0].len(), big_manifest.chunks.len());
+        assert_eq!(needed[1].len(), small_manifest.chunks.len());
+        let (first, rest) = needed[0].split_at(needed[0].len() / 2);
+        let (received, _, refused) = writer.put(vec![(
+            big_hash,
+            big_manifest.clone(),
+            chunks(&big, &big_manifest, first),
+        )]);
+        assert_eq!(
+            (received.chunks, received.again, refused),
+            (first.len() as u64, 0, None)
+        );
+        let again = writer
+            .plan(vec![(big_hash, big_manifest.clone())])
+            .expect("plan");
+        assert_eq!(again[0], rest.to_vec());
+        let (received, complete, refused) = writer.put(vec![
+            (
+                big_hash,
+                big_manifest.clone(),
+                chunks(&big, &big_manifest, rest),
+            ),
+            (
+                small_hash,
+                small_manifest.clone(),
+                chunks(&small, &small_manifest, &needed[1]),
+            ),
+        ]);
+        assert_eq!(refused, None);
+        assert_eq!(complete, 2);
+        assert_eq!(received.again, 0);
+        writer.settle().expect("settle");
+        for blob in [big_manifest.blob, small_manifest.blob] {
+            assert!(
+                origin.store().check_held(&blob).expect("check"),
+                "{blob} held"
+            );
+        }
+        let done = writer
+            .plan(vec![(big_hash, big_manifest), (small_hash, small_manifest)])
+            .expect("plan");
+        assert!(done.iter().all(Vec::is_empty), "{done:?}");
+    }
+}

@@ -1,0 +1,427 @@
+//! Issue 15: `shanlu publish DIR --origin …` and `shanlu withdraw --origin …`
+//! from an administrator's machine.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use server::tokens::{self, Book};
+use shanlu_tests::{ServedOrigin, TestEdge, TestOrigin, generated, run_ok, shanlu};
+
+fn sample(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tools/sample-courses")
+        .join(name)
+}
+
+/// A new administrator's token, written to the origin's admins.toml.
+fn add_admin(origin: &TestOrigin, name: &str) -> String {
+    tokens::add(&origin.data(), Book::Admins, name, None).expect("add an admin")
+}
+
+/// `shanlu publish FOLDER --origin URL --origin-cert FP --token TOKEN [extra]`.
+fn remote(args: &[&str], served: &ServedOrigin, url: &str, token: &str) -> Command {
+    let mut command = shanlu();
+    command
+        .env("RUST_LOG", "warn")
+        .env_remove("SHANLU_ADMIN_TOKEN");
+    command
+        .args(args)
+        .args(["--origin", url, "--origin-cert", &served.fingerprint]);
+    if !token.is_empty() {
+        command.args(["--token", token]);
+    }
+    command
+}
+
+fn quic(served: &ServedOrigin) -> String {
+    format!("quic://{}", served.quic)
+}
+
+fn output(mut command: Command) -> Output {
+    command.output().expect("run shanlu")
+}
+
+/// A remote publish that must succeed; its report.
+fn publish_ok(served: &ServedOrigin, url: &str, token: &str, folder: &Path) -> Value {
+    let folder = folder.to_str().expect("utf-8");
+    let out = output(remote(&["publish", folder, "--json"], served, url, token));
+    assert!(
+        out.status.success(),
+        "remote publish failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("publish --json prints JSON")
+}
+
+fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Sums `field=N` over the origin log's `upload received chunks` lines.
+fn received(log: &str, field: &str) -> u64 {
+    log.lines()
+        .filter(|line| line.contains("upload received chunks"))
+        .map(|line| {
+            let at = line
+                .find(&format!(" {field}="))
+                .unwrap_or_else(|| panic!("no {field}= in {line}"))
+                + field.len()
+                + 2;
+            line[at..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse::<u64>()
+                .expect("a count")
+        })
+        .sum()
+}
+
+/// Issue 15: a remote publish gives exactly what a local publish of the same
+/// folder gives (course hash, catalog entry, `ls --json`), and an edge syncs it.
+#[test]
+fn a_remote_publish_is_a_local_publish_and_edges_sync_it_issue_15() {
+    let origin = TestOrigin::init();
+    let token = add_admin(&origin, "bureau-li");
+    let served = origin.serve();
+    let folder = sample("grade3-math");
+    let report = publish_ok(&served, &quic(&served), &token, &folder);
+
+    let local = TestOrigin::init();
+    let local_report = local.publish(&folder);
+    for field in [
+        "course_id",
+        "course_version",
+        "course_hash",
+        "sequence",
+        "lessons",
+        "files",
+        "bytes",
+    ] {
+        assert_eq!(report[field], local_report[field], "{field}");
+    }
+    assert_eq!(report["new_chunks"], local_report["new_chunks"]);
+    assert_eq!(origin.ls()["courses"], local.ls()["courses"]);
+
+    // Published again: nothing moves, nothing changes.
+    let again = publish_ok(&served, &quic(&served), &token, &folder);
+    assert_eq!(again["unchanged"], true);
+    assert_eq!(again["new_chunks"], 0);
+    assert_eq!(again["sequence"], report["sequence"]);
+
+    let edge_token = origin.add_edge("school-1");
+    let edge = TestEdge::init(&origin, &served, served.quic, &edge_token, "all");
+    edge.sync_ok();
+    let held = edge.ls();
+    assert_eq!(held["courses"][0]["hash"], report["course_hash"]);
+    let text = held.to_string();
+    assert_eq!(
+        text.matches("\"held\":true").count() as u64,
+        report["files"].as_u64().expect("files"),
+        "every file is held: {held:#}"
+    );
+    assert!(!text.contains("\"held\":false"), "{held:#}");
+
+    let log = std::fs::read_to_string(origin.data().join("admin.log")).expect("admin.log");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"admin\":\"bureau-li\"") && l.contains("\"action\":\"publish\"")),
+        "{log}"
+    );
+}
+
+/// A course of `files` random files of `size` bytes in two lessons, an
+/// empty file, and a copy of the first file under another media type.
+fn big_course(root: &Path, files: usize, size: usize) -> PathBuf {
+    let dir = root.join("big");
+    for i in 0..files {
+        let lesson = dir.join(format!("lesson-{}", i % 2));
+        std::fs::create_dir_all(&lesson).expect("mkdir");
+        std::fs::write(
+            lesson.join(format!("part-{i}.bin")),
+            generated(size, 1500 + i as u64),
+        )
+        .expect("write");
+    }
+    std::fs::write(dir.join("lesson-0/empty.txt"), b"").expect("an empty file");
+    // The same bytes under another media type: another manifest, one blob.
+    std::fs::copy(
+        dir.join("lesson-0/part-0.bin"),
+        dir.join("lesson-1/part-0.mp4"),
+    )
+    .expect("copy");
+    dir
+}
+
+/// Issue 15: the client killed mid-upload, then run again: over both runs
+/// the origin receives exactly the chunks it lacked, none twice, and the
+/// result is complete (what a local publish gives).
+#[test]
+fn an_interrupted_upload_resumes_without_sending_a_chunk_twice_issue_15() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let folder = big_course(scratch.path(), 6, 8 * 1024 * 1024);
+    let local = TestOrigin::init();
+    let lacking = local.publish(&folder)["new_chunks"]
+        .as_u64()
+        .expect("count");
+
+    let origin = TestOrigin::init();
+    let token = add_admin(&origin, "bureau-wang");
+    let served = origin.serve();
+    let mut first = remote(
+        &["publish", folder.to_str().expect("utf-8")],
+        &served,
+        &quic(&served),
+        &token,
+    );
+    let mut child = first
+        .env("SHANLU_TEST_UPLOAD_DELAY_MS", "500")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the first publish");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while received(&served.log_text(), "chunks") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the origin received nothing: {}",
+            served.log_text()
+        );
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the first publish ended early"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("kill the client");
+    child.wait().expect("wait");
+    // Requests the origin had whole are still written; let them finish.
+    std::thread::sleep(Duration::from_millis(1500));
+    let first_run = received(&served.log_text(), "chunks");
+    assert!(
+        first_run > 0 && first_run < lacking,
+        "{first_run} of {lacking}"
+    );
+    assert_eq!(
+        origin.ls()["courses"],
+        Value::Array(vec![]),
+        "nothing is published yet"
+    );
+
+    let report = publish_ok(&served, &quic(&served), &token, &folder);
+    let log = served.log_text();
+    assert_eq!(received(&log, "chunks"), lacking, "{log}");
+    assert_eq!(received(&log, "again"), 0, "no chunk was sent twice: {log}");
+    assert_eq!(report["new_chunks"].as_u64(), Some(lacking));
+    assert_eq!(origin.ls()["courses"], local.ls()["courses"]);
+    run_ok(&["verify", &origin.data_str()]);
+}
+
+/// Issue 15: chunks the origin verified survive the origin itself being
+/// killed (after it was idle a moment and recorded them): the publish run
+/// again against the restarted origin sends only the rest.
+#[test]
+fn uploaded_chunks_survive_an_origin_restart_issue_15() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let folder = big_course(scratch.path(), 4, 8 * 1024 * 1024);
+    let local = TestOrigin::init();
+    let lacking = local.publish(&folder)["new_chunks"]
+        .as_u64()
+        .expect("count");
+
+    let origin = TestOrigin::init();
+    let token = add_admin(&origin, "bureau-sun");
+    let served = origin.serve();
+    let mut first = remote(
+        &["publish", folder.to_str().expect("utf-8")],
+        &served,
+        &quic(&served),
+        &token,
+    );
+    let mut child = first
+        .env("SHANLU_TEST_UPLOAD_DELAY_MS", "500")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the first publish");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while received(&served.log_text(), "chunks") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the origin received nothing: {}",
+            served.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("kill the client");
+    child.wait().expect("wait");
+    // The writer records what it holds after a second without work.
+    std::thread::sleep(Duration::from_millis(3000));
+    let before = received(&served.log_text(), "chunks");
+    served.kill();
+    assert!(before > 0 && before < lacking, "{before} of {lacking}");
+
+    let served = origin.serve();
+    let report = publish_ok(&served, &quic(&served), &token, &folder);
+    let after = received(&served.log_text(), "chunks");
+    assert_eq!(
+        before + after,
+        lacking,
+        "only the rest was sent after the restart"
+    );
+    assert_eq!(received(&served.log_text(), "again"), 0);
+    assert_eq!(report["course_hash"], local.ls()["courses"][0]["hash"]);
+    run_ok(&["verify", &origin.data_str()]);
+}
+
+/// Issue 15: wrong, missing and revoked admin tokens are refused with a
+/// message that says so; an edge's token cannot publish; a wrong pin and an
+/// origin not listening are told apart.
+#[test]
+fn wrong_missing_revoked_and_edge_tokens_cannot_publish_issue_15() {
+    let origin = TestOrigin::init();
+    let token = add_admin(&origin, "bureau-zhao");
+    let served = origin.serve();
+    let folder = sample("grade3-math");
+    let folder = folder.to_str().expect("utf-8");
+    let url = quic(&served);
+
+    let wrong = output(remote(&["publish", folder], &served, &url, &"0".repeat(64)));
+    assert!(!wrong.status.success());
+    assert!(
+        stderr_of(&wrong).contains("refused this admin token"),
+        "{}",
+        stderr_of(&wrong)
+    );
+
+    let missing = output(remote(&["publish", folder], &served, &url, ""));
+    assert!(!missing.status.success());
+    assert!(
+        stderr_of(&missing).contains("no admin token"),
+        "{}",
+        stderr_of(&missing)
+    );
+
+    let edge_token = origin.add_edge("school-2");
+    let edge = output(remote(&["publish", folder], &served, &url, &edge_token));
+    assert!(!edge.status.success());
+    let text = stderr_of(&edge);
+    assert!(
+        text.contains("edge \"school-2\"") && text.contains("edge tokens cannot publish"),
+        "{text}"
+    );
+
+    assert!(tokens::revoke(&origin.data(), Book::Admins, "bureau-zhao").expect("revoke"));
+    let revoked = output(remote(&["publish", folder], &served, &url, &token));
+    assert!(!revoked.status.success());
+    assert!(
+        stderr_of(&revoked).contains("wrong or was revoked"),
+        "{}",
+        stderr_of(&revoked)
+    );
+
+    // Another certificate than the one pinned; an origin not listening.
+    let admin = add_admin(&origin, "bureau-qian");
+    let mut pinned_wrong = shanlu();
+    pinned_wrong.env("RUST_LOG", "warn").args([
+        "publish",
+        folder,
+        "--origin",
+        &url,
+        "--origin-cert",
+        &"1".repeat(64),
+        "--token",
+        &admin,
+    ]);
+    let text = stderr_of(&output(pinned_wrong));
+    assert!(text.contains("certificate is not the one pinned"), "{text}");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let nobody = format!("https://{}", closed.local_addr().expect("addr"));
+    drop(closed);
+    let text = stderr_of(&output(remote(
+        &["publish", folder],
+        &served,
+        &nobody,
+        &admin,
+    )));
+    assert!(text.contains("cannot reach the origin"), "{text}");
+
+    // Nothing was published by any of them.
+    assert_eq!(origin.ls()["courses"], Value::Array(vec![]));
+}
+
+/// Issue 15: two administrators publishing different courses at once both
+/// land, in two different catalog sequences; the log names each.
+#[test]
+fn two_admins_publishing_at_once_both_land_issue_15() {
+    let origin = TestOrigin::init();
+    let li = add_admin(&origin, "bureau-li");
+    let wang = add_admin(&origin, "bureau-wang");
+    let served = origin.serve();
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| publish_ok(&served, &quic(&served), &li, &sample("grade3-math")));
+        let b = scope.spawn(|| publish_ok(&served, &quic(&served), &wang, &sample("yi-literacy")));
+        (a.join().expect("li"), b.join().expect("wang"))
+    });
+    let mut sequences = [a["sequence"].as_u64(), b["sequence"].as_u64()];
+    sequences.sort();
+    assert_eq!(sequences, [Some(1), Some(2)]);
+    let ls = origin.ls();
+    let ids: Vec<&str> = ls["courses"]
+        .as_array()
+        .expect("courses")
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 2, "{ls:#}");
+    let log = std::fs::read_to_string(origin.data().join("admin.log")).expect("admin.log");
+    for (admin, course) in [("bureau-li", "grade3-math"), ("bureau-wang", "yi-literacy")] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(&format!("\"admin\":\"{admin}\""))
+                    && l.contains(&format!("\"subject\":\"{course}\""))),
+            "{log}"
+        );
+    }
+}
+
+/// Issue 15: over the HTTPS fallback alone (no UDP), a remote publish works,
+/// and `withdraw --origin` too, logged with the administrator's name.
+#[test]
+fn https_publish_and_remote_withdraw_are_logged_issue_15() {
+    let origin = TestOrigin::init();
+    let token = add_admin(&origin, "bureau-chen");
+    let served = origin.serve();
+    let url = format!("https://{}", served.https);
+    let report = publish_ok(&served, &url, &token, &sample("yi-literacy"));
+    assert_eq!(report["sequence"], 1);
+    assert_eq!(origin.ls()["courses"][0]["hash"], report["course_hash"]);
+
+    let out = output(remote(
+        &[
+            "withdraw",
+            "yi-literacy",
+            "--reason",
+            "replaced by a new edition",
+            "--json",
+        ],
+        &served,
+        &url,
+        &token,
+    ));
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let withdrawn: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(withdrawn["sequence"], 2);
+    assert_eq!(origin.ls()["courses"], Value::Array(vec![]));
+    let log = std::fs::read_to_string(origin.data().join("admin.log")).expect("admin.log");
+    let line = log
+        .lines()
+        .find(|l| l.contains("\"action\":\"withdraw\""))
+        .unwrap_or_else(|| panic!("no withdraw in {log}"));
+    assert!(
+        line.contains("\"admin\":\"bureau-chen\"") && line.contains("replaced by a new edition"),
+        "{line}"
+    );
+}
