@@ -71,7 +71,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 
         // 2. The origin serves on loopback.
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-        let bound = server::serve::bind(&origin_dir, &server::serve::Listen::on(loopback), None).await?;
+        // The edge's reports land in the origin's fleet, as with `origin serve`.
+        let fleet = server::fleet::Fleet::open(&origin_dir)?;
+        let sink: std::sync::Arc<dyn server::report::ReportSink> = std::sync::Arc::new(fleet);
+        let listen = server::serve::Listen::on(loopback);
+        let bound = server::serve::bind(&origin_dir, &listen, Some(sink)).await?;
         let quic = bound.quic_addr;
         let fallback = bound.https_addr.map(|https| format!("https://{https}"));
         match bound.http_addr {
