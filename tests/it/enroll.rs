@@ -321,3 +321,95 @@ fn issue_15_an_added_admins_token_is_accepted_and_a_revoked_ones_is_not() {
         ]
     );
 }
+
+/// Issue 15: an administrator enrolls, lists and revokes schools from her
+/// own machine (`--origin`): the join code comes from the origin's
+/// origin.toml, the enrolled edge syncs, the revoked one is refused, and
+/// `admin.log` names her for each action.
+#[test]
+fn issue_15_an_administrator_enrolls_and_revokes_schools_from_her_own_machine() {
+    let (origin, _src) = published_course(153);
+    let served = origin.serve();
+    server::origin::set_public_addresses(
+        &origin.data(),
+        &server::origin::PublicAddresses {
+            quic: Some(format!("quic://{}", served.quic)),
+            https: Some(format!("https://{}", served.https)),
+        },
+    )
+    .expect("public addresses");
+    let data = origin.data_str();
+    let token = run_ok(&[
+        "origin",
+        "add-admin",
+        "--data",
+        &data,
+        "--name",
+        "bureau-wang",
+    ])
+    .trim()
+    .strip_prefix("admin token: ")
+    .expect("add-admin prints the token")
+    .to_owned();
+    let url = format!("quic://{}", served.quic);
+    let remote = |args: &[&str]| -> Vec<String> {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.extend(
+            [
+                "--origin",
+                &url,
+                "--origin-cert",
+                &served.fingerprint,
+                "--token",
+                &token,
+            ]
+            .map(str::to_owned),
+        );
+        all
+    };
+    let added = remote(&[
+        "origin",
+        "add-edge",
+        "--name",
+        "butuo-1",
+        "--county",
+        "布拖县",
+    ]);
+    let added = run_ok(&added.iter().map(String::as_str).collect::<Vec<_>>());
+    let code = added
+        .lines()
+        .find_map(|l| l.strip_prefix("join code: "))
+        .unwrap_or_else(|| panic!("a join code: {added}"))
+        .to_owned();
+    let (edge, ok, stderr, _) = init_joined(&code);
+    assert!(ok, "{stderr}");
+    assert_eq!(edge.sync_ok()["complete"], true);
+
+    let listed = remote(&["origin", "edges", "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(&run_ok(
+        &listed.iter().map(String::as_str).collect::<Vec<_>>(),
+    ))
+    .expect("JSON");
+    assert_eq!(listed["edges"][0]["name"], "butuo-1");
+    assert_eq!(listed["edges"][0]["county"], "布拖县");
+
+    let revoked = remote(&["origin", "revoke", "butuo-1"]);
+    let out = run_ok(&revoked.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.contains("revoked edge butuo-1"), "{out}");
+    let (code, _, stderr) = edge.sync();
+    assert_eq!(code, 1, "{stderr}");
+    // Administrators are revoked on the origin machine only.
+    let admin = remote(&["origin", "revoke", "--admin", "admin"]);
+    let err = shanlu_tests::run_err(&admin.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(err.contains("origin machine"), "{err}");
+
+    let log = std::fs::read_to_string(origin.data().join("admin.log")).expect("admin.log");
+    for action in ["add-edge", "revoke"] {
+        assert!(
+            log.lines().any(|l| l.contains("bureau-wang")
+                && l.contains(&format!("\"action\":\"{action}\""))
+                && l.contains("butuo-1")),
+            "{action} by bureau-wang: {log}"
+        );
+    }
+}

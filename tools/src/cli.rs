@@ -108,9 +108,18 @@ pub struct AddAdminArgs {
 
 #[derive(Debug, Args)]
 pub struct OriginEdgesArgs {
-    /// The origin's data folder.
-    #[arg(long, value_name = "DIR")]
-    pub data: PathBuf,
+    /// The origin's data folder; or `--origin` to ask a remote origin as an administrator.
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "origin",
+        conflicts_with = "origin"
+    )]
+    pub data: Option<PathBuf>,
+
+    /// Or at a remote origin, as an administrator (issue 15).
+    #[command(flatten)]
+    pub remote: crate::remote::RemoteArgs,
 
     /// Print {"edges": [{name, county, added_at, revoked, revoked_at}]} on stdout.
     #[arg(long)]
@@ -119,9 +128,18 @@ pub struct OriginEdgesArgs {
 
 #[derive(Debug, Args)]
 pub struct OriginRevokeArgs {
-    /// The origin's data folder.
-    #[arg(long, value_name = "DIR")]
-    pub data: PathBuf,
+    /// The origin's data folder; or `--origin` to ask a remote origin as an administrator.
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "origin",
+        conflicts_with = "origin"
+    )]
+    pub data: Option<PathBuf>,
+
+    /// Or at a remote origin, as an administrator (issue 15).
+    #[command(flatten)]
+    pub remote: crate::remote::RemoteArgs,
 
     /// The edge's name (or the administrator's, with --admin).
     #[arg(value_name = "NAME")]
@@ -250,9 +268,18 @@ pub struct OriginServeArgs {
 
 #[derive(Debug, Args)]
 pub struct AddEdgeArgs {
-    /// The origin's data folder.
-    #[arg(long, value_name = "DIR")]
-    pub data: PathBuf,
+    /// The origin's data folder; or `--origin` to ask a remote origin as an administrator.
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "origin",
+        conflicts_with = "origin"
+    )]
+    pub data: Option<PathBuf>,
+
+    /// Or at a remote origin, as an administrator (issue 15).
+    #[command(flatten)]
+    pub remote: crate::remote::RemoteArgs,
 
     /// A name for the edge, e.g. the school, in its own script (昭觉县测试小学,
     /// ꆈꌠꁱꂷ, བོད་ཡིག་སློབ་གྲྭ): letters and digits of any script and their

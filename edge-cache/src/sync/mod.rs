@@ -306,7 +306,6 @@ pub async fn sync_once(
     let mut link = None;
     let mut early = None;
     let result = run(
-        dir,
         &config,
         &store,
         progress,
@@ -351,7 +350,6 @@ pub async fn sync_once(
 }
 
 async fn run(
-    dir: &Path,
     config: &EdgeConfig,
     store: &Arc<Store>,
     progress: &ProgressBar,
@@ -400,7 +398,7 @@ async fn run(
         "connected to the origin"
     );
     // Issue 15: reports left from earlier passes go up while this one runs.
-    *early = Some(crate::report::send_early(dir, &link.client));
+    *early = Some(crate::report::send_early(usage.dir(), &link.client));
     let (offered, prefetched) = link
         .retry_after(Some(first), |client| {
             let ask = ask.clone();

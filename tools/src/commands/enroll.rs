@@ -29,34 +29,50 @@ pub fn public_addresses(args: &PublicAddressArgs) -> anyhow::Result<PublicAddres
 }
 
 pub fn add_edge(args: &AddEdgeArgs) -> anyhow::Result<ExitCode> {
-    Origin::open(&args.data)?;
+    let Some(data) = &args.data else {
+        if args.public.public_quic.is_some() || args.public.public_https.is_some() {
+            anyhow::bail!(
+                "--public-quic/--public-https apply on the origin machine only; a remote origin makes the join code from its origin.toml"
+            );
+        }
+        let (token, join) =
+            crate::remote::edges::add_edge(&args.remote, &args.name, args.county.as_deref())?;
+        return print_added(&args.name, &token, join.as_deref());
+    };
+    Origin::open(data)?;
     let addresses = public_addresses(&args.public)?;
     let added = edges::add_edge(
-        &args.data,
+        data,
         log::LOCAL,
         &args.name,
         args.county.as_deref(),
         &addresses,
     )
-    .with_context(|| format!("adding edge {} to {}", args.name, args.data.display()))?;
-    outln!("edge token: {}", added.token)?;
-    // The name was checked by add_edge; its ASCII id is for file names and labels.
-    if let Ok(name) = server::edge_name::EdgeName::parse(&args.name) {
+    .with_context(|| format!("adding edge {} to {}", args.name, data.display()))?;
+    let join = added.join.map(|join| join.encode());
+    print_added(&args.name, &added.token, join.as_deref())
+}
+
+/// What `origin add-edge` prints, on the origin machine or remotely: the
+/// token, the join code and its QR code when there is one.
+fn print_added(name: &str, token: &str, join: Option<&str>) -> anyhow::Result<ExitCode> {
+    outln!("edge token: {token}")?;
+    // The name was checked by the origin; its ASCII id is for file names and labels.
+    if let Ok(name) = server::edge_name::EdgeName::parse(name) {
         eprintln!("Added edge {name} (ASCII id {}).", name.ascii_id());
     }
-    let Some(join) = added.join else {
+    let Some(code) = join else {
         eprintln!(
             "Give this token to the school's edge (`shanlu edge init --token ...`). It is shown only once;\n\
              the origin keeps only its hash.\n\
              No join code: the origin does not know the address edges reach it at. Record it with\n\
              `shanlu origin init ... --public-quic quic://HOST:PORT --public-https https://HOST:PORT`\n\
-             on a new origin, or give both to `origin add-edge` for this code."
+             on a new origin, or give both to `origin add-edge` on the origin machine."
         );
         return Ok(ExitCode::SUCCESS);
     };
-    let code = join.encode();
     outln!("join code: {code}")?;
-    match server::join::qr(&code) {
+    match server::join::qr(code) {
         Ok(qr) => eprintln!("{qr}"),
         Err(err) => eprintln!("(no QR code: {err})"),
     }
@@ -87,39 +103,53 @@ pub fn add_admin(args: &AddAdminArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn edges(args: &OriginEdgesArgs) -> anyhow::Result<ExitCode> {
-    Origin::open(&args.data)?;
+    let json = match &args.data {
+        Some(data) => {
+            Origin::open(data)?;
+            edges::list_json(data)?
+        }
+        None => crate::remote::edges::list(&args.remote)?,
+    };
     if args.json {
-        outln!("{}", edges::list_json(&args.data)?)?;
+        outln!("{json}")?;
         return Ok(ExitCode::SUCCESS);
     }
-    let listed = edges::list(&args.data, Book::Edges)?;
+    let listed: serde_json::Value =
+        serde_json::from_str(&json).context("reading the list of edges")?;
+    let listed = listed["edges"].as_array().cloned().unwrap_or_default();
     if listed.is_empty() {
-        eprintln!("No edges yet: `shanlu origin add-edge --data DIR --name NAME` adds one.");
+        eprintln!("No edges yet: `shanlu origin add-edge --name NAME` adds one.");
     }
     for edge in &listed {
-        let county = edge.county.as_deref().unwrap_or("-");
-        let revoked = match edge.revoked_at {
+        let county = edge["county"].as_str().unwrap_or("-");
+        let revoked = match edge["revoked_at"].as_u64() {
             Some(at) => format!("revoked {}", format::time(at)),
             None => "active".to_owned(),
         };
-        outln!(
-            "{}\t{county}\tadded {}\t{revoked}",
-            edge.name,
-            format::time(edge.added_at)
-        )?;
+        let added = format::time(edge["added_at"].as_u64().unwrap_or(0));
+        let name = edge["name"].as_str().unwrap_or("");
+        outln!("{name}\t{county}\tadded {added}\t{revoked}")?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn revoke(args: &OriginRevokeArgs) -> anyhow::Result<ExitCode> {
-    Origin::open(&args.data)?;
     let (book, what) = if args.admin {
         (Book::Admins, "administrator")
     } else {
         (Book::Edges, "edge")
     };
-    let newly = edges::revoke(&args.data, log::LOCAL, book, &args.name)
-        .with_context(|| format!("revoking {what} {} in {}", args.name, args.data.display()))?;
+    let newly = match &args.data {
+        Some(data) => {
+            Origin::open(data)?;
+            edges::revoke(data, log::LOCAL, book, &args.name)
+                .with_context(|| format!("revoking {what} {} in {}", args.name, data.display()))?
+        }
+        None if args.admin => anyhow::bail!(
+            "administrators are revoked on the origin machine (`shanlu origin revoke --data DIR --admin NAME`)"
+        ),
+        None => crate::remote::edges::revoke(&args.remote, &args.name)?,
+    };
     if newly {
         outln!("revoked {what} {}", args.name)?;
         eprintln!("Its token is refused from its next connection on.");

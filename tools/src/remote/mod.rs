@@ -1,5 +1,5 @@
-//! Talking to an origin as an administrator (issue 15): `publish --origin`
-//! and `withdraw --origin`.
+//! Talking to an origin as an administrator (issue 15): `publish --origin`,
+//! `withdraw --origin` and `origin add-edge|revoke|edges --origin`.
 //!
 //! The connection is the edges' own client ([`edge_cache::sync::client::Client`]):
 //! QUIC with the pinned certificate, or the origin's HTTPS fallback where UDP
@@ -19,6 +19,7 @@ use server::protocol::{self, Request, Response};
 
 use crate::{format, outln};
 
+pub mod edges;
 pub mod publish;
 
 /// Where the admin token is read from when `--token` is not given.
