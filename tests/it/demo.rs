@@ -35,17 +35,23 @@ pub(crate) fn start_demo(
     });
     let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
     let mut printed = String::new();
-    let addr = loop {
+    let mut addr = None;
+    // Up to the dashboard's line, printed after the classroom's.
+    loop {
         let line = lines
             .next()
-            .expect("the demo printed its classroom URL")
+            .expect("the demo printed its classroom and dashboard URLs")
             .expect("utf-8");
         printed.push_str(&line);
         printed.push('\n');
         if let Some(rest) = line.strip_prefix("Classroom: http://") {
-            break rest.trim_end_matches('/').parse().expect("address");
+            addr = Some(rest.trim_end_matches('/').parse().expect("address"));
         }
-    };
+        if line.starts_with("Bureau's dashboard: ") {
+            break;
+        }
+    }
+    let addr = addr.expect("the demo printed its classroom URL");
     std::thread::spawn(move || for _ in lines {});
     (child, addr, printed, errors)
 }
@@ -135,6 +141,36 @@ fn demo_publishes_syncs_over_quic_serves_the_classroom_and_stops_cleanly() {
     );
     assert_eq!(status, 206);
     assert_eq!(body, video[100_000..150_000]);
+
+    // The bureau's dashboard shows the demo school's report (issue 15).
+    let (admin, token) = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("Bureau's dashboard: http://"))
+        .and_then(|rest| rest.split_once("/   admin token: "))
+        .expect("the dashboard's line");
+    let admin: SocketAddr = admin.parse().expect("dashboard address");
+    let (status, head, _) = shanlu_tests::http_request_with_body(
+        admin,
+        "POST",
+        "/login",
+        "Content-Type: application/x-www-form-urlencoded\r\n",
+        format!("token={token}").as_bytes(),
+    );
+    assert_eq!(status, 303, "{head}");
+    let cookie = shanlu_tests::header(&head, "set-cookie").expect("a session");
+    let cookie = cookie.split(';').next().expect("name=value");
+    let (status, _, edges) = shanlu_tests::http_request_with_body(
+        admin,
+        "GET",
+        "/edges.json",
+        &format!("Cookie: {cookie}\r\n"),
+        b"",
+    );
+    assert_eq!(status, 200);
+    let edges: serde_json::Value = serde_json::from_slice(&edges).expect("JSON");
+    let name = edges["edges"][0]["name"].as_str().unwrap_or("");
+    assert!(name.starts_with("demo-school"), "{edges:#}");
+    assert_eq!(edges["edges"][0]["catalog_lag"], 0, "{edges:#}");
 
     let exit = interrupt(&mut child);
     assert!(exit.success(), "the demo did not stop cleanly: {exit}");

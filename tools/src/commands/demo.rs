@@ -40,6 +40,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     if !origin_dir.join("origin.key").exists() {
         Origin::init(&origin_dir)?;
     }
+    let admin_token = demo_admin_token(&data)?;
     let origin = Origin::open(&origin_dir)?;
     for folder in &folders {
         let bar = progress::bytes_bar("publishing");
@@ -73,9 +74,23 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         // The edge's reports land in the origin's fleet, as with `origin serve`.
         let fleet = server::fleet::Fleet::open(&origin_dir)?;
-        let sink: std::sync::Arc<dyn server::report::ReportSink> = std::sync::Arc::new(fleet);
+        let sink: std::sync::Arc<dyn server::report::ReportSink> =
+            std::sync::Arc::new(fleet.clone());
         let listen = server::serve::Listen::on(loopback);
         let bound = server::serve::bind(&origin_dir, &listen, Some(sink)).await?;
+        // The bureau's dashboard of the edges' reports (issue 15).
+        let dashboard = server::fleet::dashboard::Dashboard::new(
+            fleet,
+            bound.store(),
+            Some(bound.stats()),
+        );
+        let admin_listener = tokio::net::TcpListener::bind(loopback).await?;
+        let admin_addr = admin_listener.local_addr()?;
+        tokio::spawn(server::fleet::dashboard::serve(
+            admin_listener,
+            dashboard,
+            shutdown.clone(),
+        ));
         let quic = bound.quic_addr;
         let fallback = bound.https_addr.map(|https| format!("https://{https}"));
         match bound.http_addr {
@@ -112,6 +127,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         let classroom = listener.local_addr()?;
         outln!("Classroom: http://{classroom}/")?;
         outln!("  courses: http://{classroom}/api/v1/courses   status: http://{classroom}/api/v1/status")?;
+        outln!("Bureau's dashboard: http://{admin_addr}/   admin token: {admin_token}")?;
         outln!("Press Ctrl-C to stop.")?;
         use std::io::Write;
         std::io::stdout().flush()?;
@@ -127,6 +143,32 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         outln!("stopped; the demo's data stays in {}", data.display())?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The demo administrator's token, kept in `DIR/demo-admin-token` (owner
+/// only) so a demo run again with `--data` can still log in to its
+/// dashboard: an origin keeps only tokens' hashes.
+fn demo_admin_token(data: &Path) -> anyhow::Result<String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data.join("demo-admin-token");
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        return Ok(token.trim().to_owned());
+    }
+    let token = server::tokens::add(
+        &data.join("origin"),
+        server::tokens::Book::Admins,
+        "demo",
+        None,
+    )
+    .context("adding the demo's administrator")?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::io::Write::write_all(&mut file, token.as_bytes())?;
+    Ok(token)
 }
 
 fn course_folders(courses: &Path) -> anyhow::Result<Vec<PathBuf>> {
