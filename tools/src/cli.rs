@@ -108,18 +108,9 @@ pub struct AddAdminArgs {
 
 #[derive(Debug, Args)]
 pub struct OriginEdgesArgs {
-    /// The origin's data folder; or `--origin` to ask a remote origin as an administrator.
-    #[arg(
-        long,
-        value_name = "DIR",
-        required_unless_present = "origin",
-        conflicts_with = "origin"
-    )]
-    pub data: Option<PathBuf>,
-
-    /// Or at a remote origin, as an administrator (issue 15).
+    /// This machine's origin folder, or a remote origin (issue 15).
     #[command(flatten)]
-    pub remote: crate::remote::RemoteArgs,
+    pub at: crate::remote::OriginAt,
 
     /// Print {"edges": [{name, county, added_at, revoked, revoked_at}]} on stdout.
     #[arg(long)]
@@ -128,18 +119,9 @@ pub struct OriginEdgesArgs {
 
 #[derive(Debug, Args)]
 pub struct OriginRevokeArgs {
-    /// The origin's data folder; or `--origin` to ask a remote origin as an administrator.
-    #[arg(
-        long,
-        value_name = "DIR",
-        required_unless_present = "origin",
-        conflicts_with = "origin"
-    )]
-    pub data: Option<PathBuf>,
-
-    /// Or at a remote origin, as an administrator (issue 15).
+    /// This machine's origin folder, or a remote origin (issue 15).
     #[command(flatten)]
-    pub remote: crate::remote::RemoteArgs,
+    pub at: crate::remote::OriginAt,
 
     /// The edge's name (or the administrator's, with --admin).
     #[arg(value_name = "NAME")]
@@ -184,18 +166,9 @@ pub struct WithdrawArgs {
     #[arg(value_name = "COURSE_ID")]
     pub course: String,
 
-    /// The origin's data folder (made by `shanlu origin init`); or `--origin`.
-    #[arg(
-        long,
-        value_name = "ORIGIN_DIR",
-        required_unless_present = "origin",
-        conflicts_with = "origin"
-    )]
-    pub data: Option<PathBuf>,
-
-    /// Or withdraw at a remote origin, as an administrator (issue 15).
+    /// This machine's origin folder, or a remote origin (issue 15).
     #[command(flatten)]
-    pub remote: crate::remote::RemoteArgs,
+    pub at: crate::remote::OriginAt,
 
     /// Why, shown on the status page of every edge subscribed to the course (one line).
     #[arg(long, value_name = "TEXT", default_value = "")]
@@ -268,18 +241,9 @@ pub struct OriginServeArgs {
 
 #[derive(Debug, Args)]
 pub struct AddEdgeArgs {
-    /// The origin's data folder; or `--origin` to ask a remote origin as an administrator.
-    #[arg(
-        long,
-        value_name = "DIR",
-        required_unless_present = "origin",
-        conflicts_with = "origin"
-    )]
-    pub data: Option<PathBuf>,
-
-    /// Or at a remote origin, as an administrator (issue 15).
+    /// This machine's origin folder, or a remote origin (issue 15).
     #[command(flatten)]
-    pub remote: crate::remote::RemoteArgs,
+    pub at: crate::remote::OriginAt,
 
     /// A name for the edge, e.g. the school, in its own script (昭觉县测试小学,
     /// ꆈꌠꁱꂷ, བོད་ཡིག་སློབ་གྲྭ): letters and digits of any script and their
@@ -521,19 +485,9 @@ pub struct PublishArgs {
     #[arg(long, value_name = "N")]
     pub min_sequence: Option<u64>,
 
-    /// The origin's data folder (made by `shanlu origin init`); or `--origin`.
-    #[arg(
-        long,
-        value_name = "ORIGIN_DIR",
-        required_unless_present = "origin",
-        conflicts_with = "origin"
-    )]
-    pub data: Option<PathBuf>,
-
-    /// Or publish to a remote origin, as an administrator (issue 15): the
-    /// folder is chunked here and only what the origin lacks is sent.
+    /// This machine's origin folder, or a remote origin (issue 15).
     #[command(flatten)]
-    pub remote: crate::remote::RemoteArgs,
+    pub at: crate::remote::OriginAt,
 
     /// Read and hash every file, even those whose size, times and inode show
     /// them unchanged since the last publish.

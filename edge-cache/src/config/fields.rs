@@ -57,30 +57,18 @@ impl FromStr for OriginAddr {
             text: text.to_owned(),
             problem,
         };
-        let rest = text
-            .trim()
-            .strip_prefix("quic://")
-            .ok_or_else(|| bad("it must start with quic://"))?
-            .trim_end_matches('/');
-        let (host, port) = rest
-            .rsplit_once(':')
-            .ok_or_else(|| bad("it needs a port"))?;
-        let bracketed = host.starts_with('[') && host.ends_with(']');
-        if host.is_empty()
-            || host.contains(['/', '@', '?', '#'])
-            || (host.contains(':') && !bracketed)
-        {
-            return Err(bad("the host is missing or not a host name or address"));
+        if !text.trim().starts_with("quic://") {
+            return Err(bad("it must start with quic://"));
         }
-        let port = port
-            .parse::<u16>()
-            .ok()
-            .filter(|port| *port != 0)
-            .ok_or_else(|| bad("the port is not a number from 1 to 65535"))?;
-        Ok(OriginAddr {
-            host: host.to_owned(),
-            port,
-        })
+        // The same rules as the addresses in a join code.
+        match server::join::Address::parse(text, "quic") {
+            Ok(address) => Ok(OriginAddr {
+                host: address.host,
+                port: address.port,
+            }),
+            Err(server::join::JoinError::Address { reason, .. }) => Err(bad(reason)),
+            Err(_) => Err(bad("it is not quic://HOST:PORT")),
+        }
     }
 }
 

@@ -29,14 +29,14 @@ pub fn public_addresses(args: &PublicAddressArgs) -> anyhow::Result<PublicAddres
 }
 
 pub fn add_edge(args: &AddEdgeArgs) -> anyhow::Result<ExitCode> {
-    let Some(data) = &args.data else {
+    let Some(data) = &args.at.data else {
         if args.public.public_quic.is_some() || args.public.public_https.is_some() {
             anyhow::bail!(
                 "--public-quic/--public-https apply on the origin machine only; a remote origin makes the join code from its origin.toml"
             );
         }
         let (token, join) =
-            crate::remote::edges::add_edge(&args.remote, &args.name, args.county.as_deref())?;
+            crate::remote::edges::add_edge(&args.at.remote, &args.name, args.county.as_deref())?;
         return print_added(&args.name, &token, join.as_deref());
     };
     Origin::open(data)?;
@@ -103,12 +103,12 @@ pub fn add_admin(args: &AddAdminArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn edges(args: &OriginEdgesArgs) -> anyhow::Result<ExitCode> {
-    let json = match &args.data {
+    let json = match &args.at.data {
         Some(data) => {
             Origin::open(data)?;
             edges::list_json(data)?
         }
-        None => crate::remote::edges::list(&args.remote)?,
+        None => crate::remote::edges::list(&args.at.remote)?,
     };
     if args.json {
         outln!("{json}")?;
@@ -139,7 +139,7 @@ pub fn revoke(args: &OriginRevokeArgs) -> anyhow::Result<ExitCode> {
     } else {
         (Book::Edges, "edge")
     };
-    let newly = match &args.data {
+    let newly = match &args.at.data {
         Some(data) => {
             Origin::open(data)?;
             edges::revoke(data, log::LOCAL, book, &args.name)
@@ -148,7 +148,7 @@ pub fn revoke(args: &OriginRevokeArgs) -> anyhow::Result<ExitCode> {
         None if args.admin => anyhow::bail!(
             "administrators are revoked on the origin machine (`shanlu origin revoke --data DIR --admin NAME`)"
         ),
-        None => crate::remote::edges::revoke(&args.remote, &args.name)?,
+        None => crate::remote::edges::revoke(&args.at.remote, &args.name)?,
     };
     if newly {
         outln!("revoked {what} {}", args.name)?;

@@ -12,11 +12,11 @@ use crate::outln;
 use crate::progress;
 
 pub fn run(args: &PublishArgs) -> anyhow::Result<ExitCode> {
-    let Some(data) = &args.data else {
+    let Some(data) = &args.at.data else {
         let Some(folder) = &args.folder else {
             anyhow::bail!("--revert works on the origin machine only (--data ORIGIN_DIR)");
         };
-        return crate::remote::publish::run(folder, &args.remote, args.min_sequence, args.json);
+        return crate::remote::publish::run(folder, &args.at.remote, args.min_sequence, args.json);
     };
     let origin = Origin::open(data)?;
     if let Some(floor) = args.min_sequence {
@@ -47,21 +47,7 @@ pub fn run(args: &PublishArgs) -> anyhow::Result<ExitCode> {
         outln!("{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    if report.unchanged {
-        outln!(
-            "{} is unchanged (version {}): nothing stored; the catalog stays at sequence {}",
-            report.course_id,
-            report.course_version,
-            report.sequence
-        )?;
-    } else {
-        outln!(
-            "published {} version {} in catalog sequence {}",
-            report.course_id,
-            report.course_version,
-            report.sequence
-        )?;
-    }
+    print_outcome(&report)?;
     outln!(
         "  {} lessons, {} files, {} ({} files read, the rest unchanged since the last publish)",
         report.lessons,
@@ -77,6 +63,26 @@ pub fn run(args: &PublishArgs) -> anyhow::Result<ExitCode> {
         format::bytes(report.new_chunk_bytes)
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The first line of a publish's summary, local or remote.
+pub(crate) fn print_outcome(report: &server::PublishReport) -> anyhow::Result<()> {
+    if report.unchanged {
+        outln!(
+            "{} is unchanged (version {}): nothing stored; the catalog stays at sequence {}",
+            report.course_id,
+            report.course_version,
+            report.sequence
+        )?;
+    } else {
+        outln!(
+            "published {} version {} in catalog sequence {}",
+            report.course_id,
+            report.course_version,
+            report.sequence
+        )?;
+    }
+    Ok(())
 }
 
 /// `shanlu publish --revert COURSE_ID@VERSION` (issue 13).

@@ -9,9 +9,9 @@ use crate::cli::WithdrawArgs;
 use crate::{format, outln};
 
 pub fn run(args: &WithdrawArgs) -> anyhow::Result<ExitCode> {
-    let Some(data) = &args.data else {
+    let Some(data) = &args.at.data else {
         return crate::remote::withdraw(
-            &args.remote,
+            &args.at.remote,
             &args.course,
             &args.reason,
             args.min_sequence,

@@ -48,6 +48,24 @@ pub struct RemoteArgs {
     pub fallback: Option<String>,
 }
 
+/// Where an origin command acts: the origin's folder on this machine, or a
+/// remote origin as an administrator.
+#[derive(Debug, Clone, Args)]
+pub struct OriginAt {
+    /// The origin's data folder (made by `shanlu origin init`); or `--origin`
+    /// to act on a remote origin as an administrator.
+    #[arg(
+        long,
+        value_name = "ORIGIN_DIR",
+        required_unless_present = "origin",
+        conflicts_with = "origin"
+    )]
+    pub data: Option<std::path::PathBuf>,
+
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
 /// A welcomed administrator's connection.
 pub struct Admin {
     pub client: Client,

@@ -1,5 +1,6 @@
 //! The dashboard's pages (maud), one style sheet inline, no scripts.
 
+use catalog::format::bytes;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
@@ -98,21 +99,6 @@ fn ago(t: &Strings, then: u64, now: u64) -> String {
         60..3600 => format!("{} {}", secs / 60, t.ago_m),
         3600..172_800 => format!("{} {}", secs / 3600, t.ago_h),
         _ => format!("{} {}", secs / 86_400, t.ago_d),
-    }
-}
-
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }
 
