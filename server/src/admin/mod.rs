@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::protocol::{self, FrameError, Response};
 use crate::serve::State;
 
+pub mod delta;
 pub mod edges;
 pub mod log;
 pub mod publish;
