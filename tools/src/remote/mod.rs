@@ -19,6 +19,7 @@ use server::protocol::{self, Request, Response};
 
 use crate::{format, outln};
 
+mod deltas;
 pub mod publish;
 
 /// Where the admin token is read from when `--token` is not given.
