@@ -293,8 +293,11 @@ fn record(path: &Path, name: &str, entry: &Entry) -> Result<TokenRecord, TokenEr
 pub struct Tokens {
     book: Book,
     path: PathBuf,
-    cache: Mutex<(Option<(SystemTime, u64)>, BTreeMap<String, String>)>,
+    cache: Mutex<(Option<FileStamp>, BTreeMap<String, String>)>,
 }
+
+/// A token file's modification time and inode: either changes when it is replaced.
+type FileStamp = (SystemTime, u64);
 
 /// The edges' tokens (`edges.toml`).
 pub type EdgeTokens = Tokens;

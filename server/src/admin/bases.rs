@@ -16,8 +16,8 @@ use catalog::store::Store;
 use catalog::{FileManifest, Hash, Object};
 
 use super::delta::{
-    self, Base, DeltaChunk, MAX_BASE_BYTES, MAX_BASE_CHUNKS, MAX_DELTA_CHUNKS,
-    MAX_SIGNATURE_REPLY, MAX_WANTS, WantBase,
+    self, Base, DeltaChunk, MAX_BASE_BYTES, MAX_BASE_CHUNKS, MAX_DELTA_CHUNKS, MAX_SIGNATURE_REPLY,
+    MAX_WANTS, WantBase,
 };
 use super::upload::{put_chunks, store_error};
 use super::{AdminResponse, Desk, FileChunks};
@@ -73,10 +73,7 @@ pub(super) fn bases(
 }
 
 /// The manifest of every file of `course` in the catalog in force, by place.
-fn previous_files(
-    origin: &crate::Origin,
-    course: &str,
-) -> Result<HashMap<Place, Hash>, String> {
+fn previous_files(origin: &crate::Origin, course: &str) -> Result<HashMap<Place, Hash>, String> {
     let store = origin.store();
     let catalog = crate::publish::current_catalog(origin)
         .map_err(|e| store_error("reading the catalog in force", e))?;
@@ -138,8 +135,7 @@ fn base_of(
         if offset + u64::from(old_chunk.len) <= start {
             continue;
         }
-        if chunks.len() >= MAX_BASE_CHUNKS
-            || bytes.len() + old_chunk.len as usize > MAX_BASE_BYTES
+        if chunks.len() >= MAX_BASE_CHUNKS || bytes.len() + old_chunk.len as usize > MAX_BASE_BYTES
         {
             break;
         }

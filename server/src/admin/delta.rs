@@ -86,7 +86,11 @@ pub enum DeltaError {
     #[error("a delta of {ops} runs; at most {MAX_DELTA_OPS}")]
     TooManyOps { ops: usize },
     #[error("a delta copies blocks {block}+{count} of a base of {blocks} whole blocks")]
-    CopyOutside { block: u32, count: u32, blocks: usize },
+    CopyOutside {
+        block: u32,
+        count: u32,
+        blocks: usize,
+    },
     #[error("a delta rebuilds {got} bytes where the chunk has {want}")]
     WrongLength { got: usize, want: usize },
 }

@@ -47,7 +47,13 @@ fn issue_15_rolling_checksum_equals_a_fresh_one() {
 fn issue_15_all_match_is_one_copy() {
     let base = random(64 * BLOCK, 2);
     let ops = round_trip(&base, &base);
-    assert_eq!(ops, vec![DeltaOp::Copy { block: 0, count: 64 }]);
+    assert_eq!(
+        ops,
+        vec![DeltaOp::Copy {
+            block: 0,
+            count: 64
+        }]
+    );
 }
 
 #[test]

@@ -12,11 +12,11 @@ use serde::{Deserialize, Serialize};
 use crate::protocol::{self, FrameError, Response};
 use crate::serve::State;
 
+mod bases;
 pub mod delta;
 pub mod edges;
 pub mod log;
 pub mod publish;
-mod bases;
 pub mod upload;
 mod writer;
 

@@ -152,7 +152,11 @@ fn plan_files(desk: &Desk, manifests: &[Vec<u8>]) -> Result<AdminResponse, Strin
 
 /// Checks chunks of planned files against their manifests (here, in
 /// parallel with other requests), then has the writer write them.
-pub(super) fn put_chunks(desk: &Desk, admin: &str, files: Vec<FileChunks>) -> Result<AdminResponse, String> {
+pub(super) fn put_chunks(
+    desk: &Desk,
+    admin: &str,
+    files: Vec<FileChunks>,
+) -> Result<AdminResponse, String> {
     if files.len() > MAX_PUT_FILES {
         return Err(format!(
             "{} files in one request; at most {MAX_PUT_FILES}",

@@ -107,8 +107,9 @@ pub(super) async fn plan(
             })?;
             let Some(mut ops) = made else { continue };
             if corrupt
-                && let Some(delta::DeltaOp::Literal(bytes)) =
-                    ops.iter_mut().find(|op| matches!(op, delta::DeltaOp::Literal(_)))
+                && let Some(delta::DeltaOp::Literal(bytes)) = ops
+                    .iter_mut()
+                    .find(|op| matches!(op, delta::DeltaOp::Literal(_)))
                 && let Some(byte) = bytes.first_mut()
             {
                 *byte ^= 0xff;

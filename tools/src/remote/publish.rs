@@ -327,7 +327,10 @@ async fn send(
     for (number, index) in chosen {
         let upload = &planned.uploads[number];
         if offsets.0 != number {
-            offsets = (number, upload.manifest.chunk_offsets().map(|(o, _)| o).collect());
+            offsets = (
+                number,
+                upload.manifest.chunk_offsets().map(|(o, _)| o).collect(),
+            );
         }
         let len = upload.manifest.chunks[index as usize].len;
         let full = bytes + len as usize > PUT_BYTES;
