@@ -31,14 +31,17 @@ pub const VERSION: u32 = 1;
 /// it). Revision 2 adds [`Request::CatalogSince`]; an edge asks it only of an
 /// origin whose welcome says 2 or more, and an older origin's welcome says 1.
 /// Revision 3 adds [`Request::GetFileChunks`]; revision 4 (issue 15) adds
-/// [`Request::Report`] and [`Request::Admin`].
-pub const REVISION: u32 = 4;
+/// [`Request::Report`] and [`Request::Admin`]; revision 5 (issue 15) adds
+/// the administrators' `Bases` and `PutDeltas` (uploads as deltas).
+pub const REVISION: u32 = 5;
 /// The first revision that answers [`Request::CatalogSince`].
 pub const REVISION_CATALOG_SINCE: u32 = 2;
 /// The first revision that answers [`Request::GetFileChunks`].
 pub const REVISION_FILE_CHUNKS: u32 = 3;
 /// The first revision that takes [`Request::Report`] and [`Request::Admin`].
 pub const REVISION_BUREAU: u32 = 4;
+/// The first revision that answers `AdminRequest::Bases` and `PutDeltas`.
+pub const REVISION_DELTAS: u32 = 5;
 /// Most metadata objects sent after the catalog in one [`Request::CatalogSince`]
 /// answer; the edge asks for any others with [`Request::GetObjects`].
 pub const MAX_SINCE_OBJECTS: usize = 4096;

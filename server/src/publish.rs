@@ -48,6 +48,20 @@ pub struct PublishReport {
     /// Chunks the origin's chunk index did not hold before: what edges will fetch.
     pub new_chunks: u64,
     pub new_chunk_bytes: u64,
+    /// A remote publish (issue 15), counted by the administrator's machine:
+    /// chunk bytes sent whole; deltas sent (encoded) and the chunks they
+    /// rebuilt, and those the origin refused (then sent whole); `Bases`
+    /// questions and their signature answers (encoded, both ways).
+    #[serde(default)]
+    pub sent_chunk_bytes: u64,
+    #[serde(default)]
+    pub sent_delta_bytes: u64,
+    #[serde(default)]
+    pub delta_chunks: u64,
+    #[serde(default)]
+    pub deltas_refused: u64,
+    #[serde(default)]
+    pub signature_bytes: u64,
 }
 
 /// Why a publish failed. The catalog in force is unchanged in every case.
@@ -109,6 +123,11 @@ pub fn publish(
         new_blob_bytes: 0,
         new_chunks: 0,
         new_chunk_bytes: 0,
+        sent_chunk_bytes: 0,
+        sent_delta_bytes: 0,
+        delta_chunks: 0,
+        deltas_refused: 0,
+        signature_bytes: 0,
     };
     let total_files = report.files;
     let mut done_files = 0usize;

@@ -425,3 +425,110 @@ fn https_publish_and_remote_withdraw_are_logged_issue_15() {
         "{line}"
     );
 }
+
+/// Overwrites `len` bytes at the middle of `file` and inserts `insert` bytes
+/// a quarter of the way in: a small edit, whose changed chunks can travel
+/// as deltas.
+fn edit_in_place(file: &Path, len: usize, insert: usize) {
+    let mut bytes = std::fs::read(file).expect("read");
+    let middle = bytes.len() / 2;
+    for (i, byte) in bytes[middle..middle + len].iter_mut().enumerate() {
+        *byte = (i as u8).wrapping_mul(31) ^ 0x5a;
+    }
+    let quarter = bytes.len() / 4;
+    bytes.splice(quarter..quarter, (0..insert).map(|i| (i as u8) ^ 0xa5));
+    std::fs::write(file, bytes).expect("write");
+}
+
+fn count(report: &Value, field: &str) -> u64 {
+    report[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no {field} in {report:#}"))
+}
+
+/// Issue 15: after a small edit in the middle of a large file, a remote
+/// re-publish sends its changed chunks as deltas against the previous
+/// version: far fewer bytes than the changed chunks, counted in the publish
+/// report and at the origin; the result is a local publish of the edited
+/// folder (course hash), and the origin verifies.
+#[test]
+fn a_small_edit_travels_as_deltas_issue_15() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let folder = big_course(scratch.path(), 2, 4 * 1024 * 1024);
+    let local = TestOrigin::init();
+    local.publish(&folder);
+    let origin = TestOrigin::init();
+    let token = add_admin(&origin, "bureau-li");
+    let served = origin.serve();
+    let first = publish_ok(&served, &quic(&served), &token, &folder);
+    assert_eq!(count(&first, "delta_chunks"), 0, "nothing to delta against");
+    let before = received(&served.log_text(), "bytes");
+
+    edit_in_place(&folder.join("lesson-0/part-0.bin"), 300, 0);
+    edit_in_place(&folder.join("lesson-1/part-1.bin"), 200, 100);
+    let expected = local.publish(&folder);
+    let report = publish_ok(&served, &quic(&served), &token, &folder);
+    assert_eq!(report["course_hash"], expected["course_hash"]);
+    assert_eq!(report["course_version"], 2);
+
+    let changed = count(&report, "new_chunk_bytes");
+    let whole = count(&report, "sent_chunk_bytes");
+    let deltas = count(&report, "sent_delta_bytes");
+    let signatures = count(&report, "signature_bytes");
+    assert!(count(&report, "delta_chunks") >= 2, "{report:#}");
+    assert_eq!(count(&report, "deltas_refused"), 0, "{report:#}");
+    assert_eq!(whole, 0, "every changed chunk went as a delta: {report:#}");
+    assert!(changed >= 64 * 1024, "{report:#}");
+    // About 1 KiB a changed block and 12 bytes a KiB of base.
+    let moved = whole + deltas + signatures;
+    assert!(
+        moved * 10 < changed,
+        "moved {moved} (deltas {deltas}, signatures {signatures}) for {changed} changed chunk bytes"
+    );
+    // The origin counts the chunks it rebuilt as received.
+    assert_eq!(received(&served.log_text(), "bytes") - before, changed);
+    assert_eq!(origin.ls()["courses"], local.ls()["courses"]);
+    run_ok(&["verify", &origin.data_str()]);
+}
+
+/// Issue 15: a delta that does not rebuild its chunk (corrupted on the way,
+/// here on purpose) is refused by the origin before anything is written; the
+/// client then sends those chunks whole and the publish is still exact.
+#[test]
+fn a_corrupted_delta_is_refused_and_the_chunk_sent_whole_issue_15() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let folder = big_course(scratch.path(), 2, 2 * 1024 * 1024);
+    let local = TestOrigin::init();
+    local.publish(&folder);
+    let origin = TestOrigin::init();
+    let token = add_admin(&origin, "bureau-li");
+    let served = origin.serve();
+    publish_ok(&served, &quic(&served), &token, &folder);
+
+    edit_in_place(&folder.join("lesson-0/part-0.bin"), 300, 0);
+    let expected = local.publish(&folder);
+    let mut command = remote(
+        &["publish", folder.to_str().expect("utf-8"), "--json"],
+        &served,
+        &quic(&served),
+        &token,
+    );
+    command.env("SHANLU_TEST_CORRUPT_DELTAS", "1");
+    let out = output(command);
+    let stderr = stderr_of(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("does not rebuild the chunk its manifest names"),
+        "{stderr}"
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(count(&report, "deltas_refused") >= 1, "{report:#}");
+    assert_eq!(count(&report, "delta_chunks"), 0, "{report:#}");
+    assert_eq!(
+        count(&report, "sent_chunk_bytes"),
+        count(&report, "new_chunk_bytes"),
+        "the refused chunks went whole, nothing else: {report:#}"
+    );
+    assert_eq!(report["course_hash"], expected["course_hash"]);
+    run_ok(&["verify", &origin.data_str()]);
+}

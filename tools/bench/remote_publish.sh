@@ -28,10 +28,13 @@
 # verifies every file). Each rsync goes to a fresh, empty folder.
 # The 1 % edit (after the last run, on the last origin and the last rsync copy):
 # `--edits` regions of random bytes, 1 % of the tree's bytes in all, overwritten in
-# place in the largest files (deterministic offsets), plus one new page. Bytes moved:
-# shanlu — the chunk bytes the origin received (the publish report's new_chunk_bytes;
-# QUIC/TLS framing not included); rsync — "Total bytes sent" of `--stats` (its literal
-# data, checksums and protocol), and its "Literal data" for reference.
+# place in the largest files (deterministic offsets), plus one new page. Bytes moved,
+# both ways: shanlu — from the publish report, chunk bytes sent whole
+# (sent_chunk_bytes), deltas sent (sent_delta_bytes) and the `Bases` questions and
+# their signature answers (signature_bytes), all as encoded (QUIC/TLS framing and the
+# manifests and objects of the plan not included); rsync — "Total bytes sent" plus
+# "Total bytes received" of `--stats` (literal data, block checksums both ways and
+# protocol), and its "Literal data" for reference.
 
 set -euo pipefail
 
@@ -203,13 +206,19 @@ bounded "$TIMEOUT" env SHANLU_ADMIN_TOKEN="$TOKEN" "$SHANLU" publish "$TREE" --o
     --origin-cert "$FP" --json >"$WD/edit.json" 2>"$ERR" || fail_cmd "remote re-publish" $?
 t1=$(now)
 EDIT_PUB_TIME=$(elapsed "$t0" "$t1")
-EDIT_PUB_BYTES=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["new_chunk_bytes"])' "$WD/edit.json")
+read -r EDIT_PUB_BYTES EDIT_WHOLE EDIT_DELTA EDIT_SIG EDIT_DELTA_CHUNKS EDIT_CHANGED < <(python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+f = [r.get(k, 0) for k in ("sent_chunk_bytes", "sent_delta_bytes", "signature_bytes", "delta_chunks", "new_chunk_bytes")]
+print(f[0] + f[1] + f[2], *f)' "$WD/edit.json")
 sync
 t0=$(now)
 bounded "$TIMEOUT" rsync -a --no-whole-file --stats "$TREE/" "$DEST/" >"$OUT" 2>"$ERR" || fail_cmd "rsync --no-whole-file" $?
 t1=$(now)
 EDIT_RSYNC_TIME=$(elapsed "$t0" "$t1")
-EDIT_RSYNC_BYTES=$(awk -F': ' '/^Total bytes sent/ {gsub(/,/, "", $2); print $2 + 0}' "$OUT")
+EDIT_RSYNC_SENT=$(awk -F': ' '/^Total bytes sent/ {gsub(/,/, "", $2); print $2 + 0}' "$OUT")
+EDIT_RSYNC_RECEIVED=$(awk -F': ' '/^Total bytes received/ {gsub(/,/, "", $2); print $2 + 0}' "$OUT")
+EDIT_RSYNC_BYTES=$((EDIT_RSYNC_SENT + EDIT_RSYNC_RECEIVED))
 EDIT_RSYNC_LITERAL=$(awk -F': ' '/^Literal data/ {gsub(/,/, "", $2); split($2, a, " "); print a[1] + 0}' "$OUT")
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{if (b > 0) printf "%.2f", a / b; else print "n/a"}'; }
@@ -227,7 +236,7 @@ cat <<EOF
 | whole tree, wall s | $PUB_MED | $RSYNC_MED (\`rsync -a\`) | $TIME_RATIO | ≤ 1.0× $(verdict "$TIME_RATIO") |
 | whole tree, wall s, rsync incl. its final \`sync\` (shanlu's publish is durable when it returns) | $PUB_MED | $RSYNC_SYNC_MED | $(ratio "$PUB_MED" "$RSYNC_SYNC_MED") | — |
 | whole tree, wall s, against a local \`shanlu publish --data\` (fresh origin) | $PUB_MED | $LOCAL_MED (local publish) | $(ratio "$PUB_MED" "$LOCAL_MED") | — |
-| after a 1 % edit, bytes moved | $EDIT_PUB_BYTES | $EDIT_RSYNC_BYTES (\`--no-whole-file\`, total sent; literal $EDIT_RSYNC_LITERAL) | $BYTE_RATIO | ≤ 1.0× $(verdict "$BYTE_RATIO") |
+| after a 1 % edit, bytes moved both ways | $EDIT_PUB_BYTES (whole chunks $EDIT_WHOLE, $EDIT_DELTA_CHUNKS deltas $EDIT_DELTA, signatures $EDIT_SIG; changed chunks $EDIT_CHANGED) | $EDIT_RSYNC_BYTES (\`--no-whole-file\`, sent $EDIT_RSYNC_SENT + received $EDIT_RSYNC_RECEIVED; literal $EDIT_RSYNC_LITERAL) | $BYTE_RATIO | ≤ 1.0× $(verdict "$BYTE_RATIO") |
 | after a 1 % edit, wall s | $EDIT_PUB_TIME | $EDIT_RSYNC_TIME | $(ratio "$EDIT_PUB_TIME" "$EDIT_RSYNC_TIME") | — |
 
 Runs (s): remote publish ${PUB_TIMES[*]}; rsync ${RSYNC_TIMES[*]}; rsync+sync ${RSYNC_SYNC_TIMES[*]}; local publish ${LOCAL_TIMES[*]}.

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use crate::protocol::{self, FrameError, Response};
 use crate::serve::State;
 
+mod bases;
+pub mod delta;
 pub mod edges;
 pub mod log;
 pub mod publish;
@@ -59,6 +61,18 @@ pub enum AdminRequest {
         reason: String,
         min_sequence: Option<u64>,
     },
+    /// Step 2½ (protocol revision [`protocol::REVISION_DELTAS`]): for chunks
+    /// of course `course` the origin still lacks, at most
+    /// [`delta::MAX_WANTS`], the previous version's overlapping chunks and
+    /// their signature; answered [`AdminResponse::Bases`].
+    Bases {
+        course: String,
+        wants: Vec<delta::WantBase>,
+    },
+    /// Step 3, for chunks with a base: each as a delta against it, at most
+    /// [`delta::MAX_DELTA_CHUNKS`]; rebuilt and checked against the manifest
+    /// before anything is written; answered [`AdminResponse::ChunksStored`].
+    PutDeltas { chunks: Vec<delta::DeltaChunk> },
 }
 
 /// The origin's answer to an [`AdminRequest`].
@@ -102,6 +116,11 @@ pub enum AdminResponse {
     /// The [`crate::history::HistoryReport`] as JSON.
     Withdrawn {
         json: String,
+    },
+    /// Per want of an [`AdminRequest::Bases`], in order: its base, or `None`
+    /// (no previous version there, or the answer is full: send it whole).
+    Bases {
+        bases: Vec<Option<delta::Base>>,
     },
 }
 
@@ -180,7 +199,9 @@ pub async fn answer(
         | AdminRequest::ListEdges) => edges::answer(request, admin, desk, send).await,
         request @ (AdminRequest::PlanFiles { .. }
         | AdminRequest::PutChunks { .. }
-        | AdminRequest::PutObjects { .. }) => {
+        | AdminRequest::PutObjects { .. }
+        | AdminRequest::Bases { .. }
+        | AdminRequest::PutDeltas { .. }) => {
             let response = upload::answer(request, admin, state).await;
             protocol::write_frame(send, &response).await
         }

@@ -86,6 +86,11 @@ fn publish_course(
         new_blob_bytes: 0,
         new_chunks: received.chunks,
         new_chunk_bytes: received.bytes,
+        sent_chunk_bytes: 0,
+        sent_delta_bytes: 0,
+        delta_chunks: 0,
+        deltas_refused: 0,
+        signature_bytes: 0,
     };
     let course_id = course.id.clone();
     let committed = (|| {

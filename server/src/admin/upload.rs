@@ -12,9 +12,9 @@
 //!
 //! Goals: only the chunks the origin lacks travel (chunks held in other
 //! files are copied on the origin at planning); chunks sent again are
-//! counted (`again=` in the log). Non-goals: sending changed chunks as
-//! deltas against the previous version (the administrator's machine does
-//! not hold it; see the report of issue 15).
+//! counted (`again=` in the log). A changed chunk of a file whose previous
+//! version the origin holds may travel as a delta against it instead
+//! (`bases`, `delta`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -80,20 +80,23 @@ impl Uploads {
     }
 }
 
-/// Answers [`AdminRequest::PlanFiles`], [`AdminRequest::PutChunks`] and
-/// [`AdminRequest::PutObjects`] from `admin`.
+/// Answers [`AdminRequest::PlanFiles`], [`AdminRequest::PutChunks`],
+/// [`AdminRequest::PutObjects`], [`AdminRequest::Bases`] and
+/// [`AdminRequest::PutDeltas`] from `admin`.
 pub async fn answer(request: AdminRequest, admin: &str, state: &Arc<State>) -> Response {
     let admin = admin.to_owned();
     super::on_desk(state, move |desk| match request {
         AdminRequest::PlanFiles { manifests } => plan_files(desk, &manifests),
         AdminRequest::PutChunks { files } => put_chunks(desk, &admin, files),
         AdminRequest::PutObjects { objects } => put_objects(desk, &objects),
+        AdminRequest::Bases { course, wants } => super::bases::bases(desk, &course, &wants),
+        AdminRequest::PutDeltas { chunks } => super::bases::put_deltas(desk, &admin, chunks),
         _ => Err("not an upload request".to_owned()),
     })
     .await
 }
 
-fn store_error(doing: &str, err: impl std::fmt::Display) -> String {
+pub(super) fn store_error(doing: &str, err: impl std::fmt::Display) -> String {
     format!(
         "{doing} failed on the origin: {err}; try again, and see the origin's log if it persists"
     )
@@ -149,7 +152,11 @@ fn plan_files(desk: &Desk, manifests: &[Vec<u8>]) -> Result<AdminResponse, Strin
 
 /// Checks chunks of planned files against their manifests (here, in
 /// parallel with other requests), then has the writer write them.
-fn put_chunks(desk: &Desk, admin: &str, files: Vec<FileChunks>) -> Result<AdminResponse, String> {
+pub(super) fn put_chunks(
+    desk: &Desk,
+    admin: &str,
+    files: Vec<FileChunks>,
+) -> Result<AdminResponse, String> {
     if files.len() > MAX_PUT_FILES {
         return Err(format!(
             "{} files in one request; at most {MAX_PUT_FILES}",

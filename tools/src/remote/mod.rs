@@ -19,6 +19,7 @@ use server::protocol::{self, Request, Response};
 
 use crate::{format, outln};
 
+mod deltas;
 pub mod edges;
 pub mod publish;
 

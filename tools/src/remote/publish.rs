@@ -25,11 +25,11 @@ use server::admin::{AdminRequest, AdminResponse};
 use server::folder::{self, CoursePlan, SourceFile};
 use server::protocol::MAX_ADMIN_REQUEST;
 
-use super::{RemoteArgs, ask, runtime};
+use super::{RemoteArgs, ask, deltas, runtime};
 use crate::{format, outln, progress};
 
 /// Chunk bytes in one `PutChunks`: the request limit less room for framing.
-const PUT_BYTES: usize = MAX_ADMIN_REQUEST - 64 * 1024;
+pub(super) const PUT_BYTES: usize = MAX_ADMIN_REQUEST - 64 * 1024;
 /// Encoded objects in one `PlanFiles` or `PutObjects`.
 const PLAN_BYTES: usize = MAX_ADMIN_REQUEST / 2;
 /// Threads reading and chunking the folder.
@@ -40,20 +40,22 @@ const IN_FLIGHT: usize = 4;
 const DELAY_ENV: &str = "SHANLU_TEST_UPLOAD_DELAY_MS";
 
 /// A file to send: its manifest and where its bytes are.
-struct Upload {
-    manifest_hash: Hash,
-    manifest: FileManifest,
+pub(super) struct Upload {
+    pub manifest_hash: Hash,
+    pub manifest: FileManifest,
     /// Index into the plan's files.
-    source: usize,
+    pub source: usize,
 }
 
 /// The course, read and chunked.
-struct Planned {
-    plan: CoursePlan,
+pub(super) struct Planned {
+    pub plan: CoursePlan,
     /// Every file of the course, in the plan's order.
-    files: Vec<SourceFile>,
+    pub files: Vec<SourceFile>,
+    /// Where each file is: its lesson (`None`: a course file) and path in it.
+    pub places: Vec<(Option<String>, String)>,
     /// One per distinct manifest (two for one blob under two media types).
-    uploads: Vec<Upload>,
+    pub uploads: Vec<Upload>,
     lessons: Vec<Vec<u8>>,
     course: Vec<u8>,
 }
@@ -65,6 +67,10 @@ struct Sent {
     chunks_total: u64,
     chunks_sent: u64,
     bytes_sent: u64,
+    delta_chunks: u64,
+    delta_bytes: u64,
+    deltas_refused: u64,
+    signature_bytes: u64,
 }
 
 pub fn run(
@@ -122,6 +128,19 @@ pub fn run(
         format::bytes(sent.bytes_sent),
         sent.chunks_total - sent.chunks_needed
     )?;
+    if sent.delta_chunks + sent.deltas_refused > 0 {
+        outln!(
+            "  {} changed chunks as deltas ({}; signatures {}){}",
+            sent.delta_chunks,
+            format::bytes(sent.delta_bytes),
+            format::bytes(sent.signature_bytes),
+            if sent.deltas_refused > 0 {
+                format!(", {} refused and sent whole", sent.deltas_refused)
+            } else {
+                String::new()
+            }
+        )?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -132,6 +151,17 @@ fn plan(folder: &Path) -> anyhow::Result<Planned> {
     let bar = progress::bytes_bar("reading");
     bar.set_length(plan.total_bytes());
     let files: Vec<SourceFile> = plan.all_files().cloned().collect();
+    let places: Vec<(Option<String>, String)> = plan
+        .files
+        .iter()
+        .map(|file| (None, file.rel.clone()))
+        .chain(plan.lessons.iter().flat_map(|lesson| {
+            lesson
+                .files
+                .iter()
+                .map(|file| (Some(lesson.id.clone()), file.rel.clone()))
+        }))
+        .collect();
     // Files are read on `PLAN_THREADS` threads, taking them in turn.
     let next = std::sync::atomic::AtomicUsize::new(0);
     let read_one = |index: usize| -> anyhow::Result<FileManifest> {
@@ -225,6 +255,7 @@ fn plan(folder: &Path) -> anyhow::Result<Planned> {
     Ok(Planned {
         plan,
         files,
+        places,
         uploads,
         lessons,
         course,
@@ -249,10 +280,10 @@ async fn send(
             _ => bail!("the origin answered a plan with something else"),
         }
     }
-    // 3. The chunks, small files packed together.
-    let mut requests: Vec<Vec<(usize, Vec<ChunkAt>)>> = Vec::new();
-    let mut request: Vec<(usize, Vec<ChunkAt>)> = Vec::new();
-    let mut bytes = 0usize;
+    // 3. The chunks that travel, `(upload number, index)`: each once per
+    // file (a chunk repeated in a file is written everywhere by the origin).
+    let mut chosen: Vec<(usize, u32)> = Vec::new();
+    let mut wanted: Vec<(usize, u32)> = Vec::new();
     let mut blobs = std::collections::HashSet::new();
     for (number, (upload, missing)) in planned.uploads.iter().zip(&needed).enumerate() {
         if !blobs.insert(upload.manifest.blob) {
@@ -260,32 +291,61 @@ async fn send(
         }
         sent.chunks_total += upload.manifest.chunks.len() as u64;
         sent.chunks_needed += missing.len() as u64;
-        let offsets: Vec<u64> = upload.manifest.chunk_offsets().map(|(o, _)| o).collect();
-        // A chunk repeated in a file travels once: the origin writes it everywhere.
         let mut queued = std::collections::HashSet::new();
+        let first = chosen.len();
         for &index in missing {
             let chunk = upload
                 .manifest
                 .chunks
                 .get(index as usize)
                 .context("the origin asked for a chunk the file does not have")?;
-            if !queued.insert(chunk.hash) {
-                continue;
+            if queued.insert(chunk.hash) {
+                chosen.push((number, index));
             }
-            let full = bytes + chunk.len as usize > PUT_BYTES;
-            let new_file = request.last().is_none_or(|(n, _)| *n != number);
-            if !request.is_empty() && (full || (new_file && request.len() >= MAX_PUT_FILES)) {
-                requests.push(std::mem::take(&mut request));
-                bytes = 0;
-            }
-            if request.last().is_none_or(|(n, _)| *n != number) {
-                request.push((number, Vec::new()));
-            }
-            if let Some((_, chunks)) = request.last_mut() {
-                chunks.push((index, offsets[index as usize], chunk.len));
-            }
-            bytes += chunk.len as usize;
         }
+        // Deltas are asked for where the file kept some chunks (or is small).
+        let chunks = upload.manifest.chunks.len();
+        if missing.len() < chunks || chunks <= deltas::SMALL_FILE_CHUNKS {
+            wanted.extend_from_slice(&chosen[first..]);
+        }
+    }
+    // 3a. Changed chunks of files the origin held before, as deltas.
+    let mut planned_deltas = deltas::plan(client, planned, &wanted).await?;
+    sent.signature_bytes = planned_deltas.signature_bytes;
+    let as_delta = std::mem::take(&mut planned_deltas.as_delta);
+    let delta_sent = deltas::send(client, planned_deltas).await?;
+    sent.delta_chunks = delta_sent.chunks;
+    sent.delta_bytes = delta_sent.bytes;
+    sent.deltas_refused = delta_sent.refused.len() as u64;
+    let refused: std::collections::HashSet<(usize, u32)> = delta_sent.refused.into_iter().collect();
+    chosen.retain(|key| !as_delta.contains(key) || refused.contains(key));
+    // 3b. The rest whole, small files packed together.
+    let mut requests: Vec<Vec<(usize, Vec<ChunkAt>)>> = Vec::new();
+    let mut request: Vec<(usize, Vec<ChunkAt>)> = Vec::new();
+    let mut bytes = 0usize;
+    let mut offsets: (usize, Vec<u64>) = (usize::MAX, Vec::new());
+    for (number, index) in chosen {
+        let upload = &planned.uploads[number];
+        if offsets.0 != number {
+            offsets = (
+                number,
+                upload.manifest.chunk_offsets().map(|(o, _)| o).collect(),
+            );
+        }
+        let len = upload.manifest.chunks[index as usize].len;
+        let full = bytes + len as usize > PUT_BYTES;
+        let new_file = request.last().is_none_or(|(n, _)| *n != number);
+        if !request.is_empty() && (full || (new_file && request.len() >= MAX_PUT_FILES)) {
+            requests.push(std::mem::take(&mut request));
+            bytes = 0;
+        }
+        if request.last().is_none_or(|(n, _)| *n != number) {
+            request.push((number, Vec::new()));
+        }
+        if let Some((_, chunks)) = request.last_mut() {
+            chunks.push((index, offsets.1[index as usize], len));
+        }
+        bytes += len as usize;
     }
     if !request.is_empty() {
         requests.push(request);
@@ -369,6 +429,11 @@ async fn send(
             let mut report: PublishReport =
                 serde_json::from_str(&json).context("reading the origin's publish report")?;
             report.files_read = planned.files.len();
+            report.sent_chunk_bytes = sent.bytes_sent;
+            report.sent_delta_bytes = sent.delta_bytes;
+            report.delta_chunks = sent.delta_chunks;
+            report.deltas_refused = sent.deltas_refused;
+            report.signature_bytes = sent.signature_bytes;
             Ok((report, sent))
         }
         _ => bail!("the origin answered the publish with something else"),
