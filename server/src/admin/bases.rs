@@ -20,7 +20,7 @@ use super::delta::{
     MAX_WANTS, WantBase,
 };
 use super::upload::{put_chunks, store_error};
-use super::{AdminResponse, Desk, FileChunks};
+use super::{AdminResponse, Desk, FileChunks, IndexedChunk};
 
 /// A file of the course in force: its lesson (`None`: a course file) and path.
 type Place = (Option<String>, String);
@@ -229,8 +229,10 @@ pub(super) fn put_deltas(
             ));
         };
         match files.last_mut() {
-            Some((hash, chunks)) if *hash == chunk.manifest => chunks.push((chunk.index, rebuilt)),
-            _ => files.push((chunk.manifest, vec![(chunk.index, rebuilt)])),
+            Some((hash, chunks)) if *hash == chunk.manifest => {
+                chunks.push(IndexedChunk(chunk.index, rebuilt));
+            }
+            _ => files.push((chunk.manifest, vec![IndexedChunk(chunk.index, rebuilt)])),
         }
     }
     put_chunks(desk, admin, files)

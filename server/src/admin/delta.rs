@@ -55,6 +55,7 @@ pub struct WantBase {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Base {
     pub chunks: Vec<Hash>,
+    #[serde(with = "serde_bytes")]
     pub signature: Vec<u8>,
 }
 
@@ -64,7 +65,7 @@ pub enum DeltaOp {
     /// `count` blocks of the base from block `block` on.
     Copy { block: u32, count: u32 },
     /// Bytes that are not in the base.
-    Literal(Vec<u8>),
+    Literal(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
 /// Chunk `index` of the file named by `manifest`, as a delta against `base`.

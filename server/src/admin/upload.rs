@@ -182,7 +182,7 @@ pub(super) fn put_chunks(
         };
         let blob = manifest.blob;
         let mut verified = Vec::with_capacity(chunks.len());
-        for (index, bytes) in chunks {
+        for super::IndexedChunk(index, bytes) in chunks {
             let Some(entry) = manifest.chunks.get(index as usize) else {
                 refused = Some(format!(
                     "chunk {index} of file {blob}, which has {} chunks",

@@ -108,11 +108,44 @@ fn store_error(doing: &str, err: impl std::fmt::Display) -> String {
     )
 }
 
+/// A partial being assembled, when it was last used, and the BLAKE3 of
+/// its chunks written so far in file order from the first: kept while every
+/// chunk arrives in order into a file begun empty, so a whole file need not
+/// be read back to be checked.
+struct Open<'s> {
+    partial: PartialBlob<'s>,
+    used: Instant,
+    in_order: Option<(usize, blake3::Hasher)>,
+}
+
+impl Open<'_> {
+    /// Hashes `bytes`, chunk `hash`, if it is the next one in file order.
+    fn hash_in_order(&mut self, hash: &Hash, bytes: &[u8]) {
+        let chunks = &self.partial.manifest().chunks;
+        self.in_order = match self.in_order.take() {
+            Some((next, mut hasher)) if chunks.get(next).is_some_and(|c| c.hash == *hash) => {
+                hasher.update(bytes);
+                Some((next + 1, hasher))
+            }
+            _ => None,
+        };
+    }
+
+    /// The file's BLAKE3 if every chunk was hashed in order.
+    fn whole_hash(&self) -> Option<Hash> {
+        let (next, hasher) = self.in_order.as_ref()?;
+        (*next == self.partial.manifest().chunks.len())
+            .then(|| Hash::from_bytes(*hasher.finalize().as_bytes()))
+    }
+}
+
 /// The partials of one writing thread.
 struct Files<'s> {
     store: &'s Store,
-    open: HashMap<Hash, (PartialBlob<'s>, Instant)>,
-    whole: Vec<PartialBlob<'s>>,
+    open: HashMap<Hash, Open<'s>>,
+    /// Whole files to finish, each with the BLAKE3 taken of its chunks as
+    /// they were written in order (none: the file is read back to check it).
+    whole: Vec<(PartialBlob<'s>, Option<Hash>)>,
     whole_bytes: u64,
     /// Files made whole so far.
     completed: u64,
@@ -185,12 +218,17 @@ impl<'s> Files<'s> {
     /// it, or will once finished), after copying chunks held elsewhere.
     fn still_needed(&mut self, hash: Hash, manifest: FileManifest) -> Result<Vec<u32>, StoreError> {
         let blob = manifest.blob;
-        if let Some((partial, used)) = self.open.get_mut(&blob) {
-            *used = Instant::now();
-            return Ok(partial.missing().into_iter().map(|i| i as u32).collect());
+        if let Some(open) = self.open.get_mut(&blob) {
+            open.used = Instant::now();
+            return Ok(open
+                .partial
+                .missing()
+                .into_iter()
+                .map(|i| i as u32)
+                .collect());
         }
         if self.batched.contains(&blob)
-            || self.whole.iter().any(|p| p.manifest().blob == blob)
+            || self.whole.iter().any(|(p, _)| p.manifest().blob == blob)
             || self.store.check_held(&blob)?
         {
             return Ok(Vec::new());
@@ -208,46 +246,56 @@ impl<'s> Files<'s> {
                 return Ok((0..manifest.chunks.len() as u32).collect());
             }
         }
-        let mut partial = self.open_partial(hash, manifest)?;
-        partial.reuse_local()?;
-        let missing: Vec<u32> = partial.missing().into_iter().map(|i| i as u32).collect();
-        self.keep(partial)?;
+        let mut open = self.open_partial(hash, manifest)?;
+        if open.partial.reuse_local()? > 0 {
+            open.in_order = None;
+        }
+        let missing: Vec<u32> = open
+            .partial
+            .missing()
+            .into_iter()
+            .map(|i| i as u32)
+            .collect();
+        self.keep(open)?;
         Ok(missing)
     }
 
-    fn open_partial(
-        &mut self,
-        hash: Hash,
-        manifest: FileManifest,
-    ) -> Result<PartialBlob<'s>, StoreError> {
+    fn open_partial(&mut self, hash: Hash, manifest: FileManifest) -> Result<Open<'s>, StoreError> {
         while self.open.len() >= MAX_OPEN {
             let oldest = self
                 .open
                 .iter()
-                .min_by_key(|(_, (_, used))| *used)
+                .min_by_key(|(_, open)| open.used)
                 .map(|(blob, _)| *blob);
             let Some(oldest) = oldest else { break };
-            if let Some((mut partial, _)) = self.open.remove(&oldest) {
-                partial.flush()?;
+            if let Some(mut open) = self.open.remove(&oldest) {
+                open.partial.flush()?;
             }
         }
         let mut partial = self.store.partial(hash, manifest)?;
         partial.set_flush_bytes(FLUSH_BYTES);
-        Ok(partial)
+        // Begun empty (not resumed from disk): its chunks can be hashed as they come.
+        let in_order = (partial.bytes_present() == 0).then(|| (0, blake3::Hasher::new()));
+        Ok(Open {
+            partial,
+            used: Instant::now(),
+            in_order,
+        })
     }
 
     /// Keeps a partial open, or queues it to finish when it is whole.
-    fn keep(&mut self, partial: PartialBlob<'s>) -> Result<(), StoreError> {
-        if partial.missing().is_empty() {
+    fn keep(&mut self, mut open: Open<'s>) -> Result<(), StoreError> {
+        if open.partial.missing().is_empty() {
             self.completed += 1;
-            self.whole_bytes += partial.manifest().size;
-            self.whole.push(partial);
+            self.whole_bytes += open.partial.manifest().size;
+            let hash = open.whole_hash();
+            self.whole.push((open.partial, hash));
             if self.whole.len() >= MAX_WHOLE || self.whole_bytes >= MAX_WHOLE_BYTES {
                 self.finish_whole()?;
             }
         } else {
-            self.open
-                .insert(partial.manifest().blob, (partial, Instant::now()));
+            open.used = Instant::now();
+            self.open.insert(open.partial.manifest().blob, open);
         }
         Ok(())
     }
@@ -294,7 +342,7 @@ impl<'s> Files<'s> {
         if manifest.size > SMALL_WHOLE
             || self.batched.contains(&blob)
             || self.open.contains_key(&blob)
-            || self.whole.iter().any(|p| p.manifest().blob == blob)
+            || self.whole.iter().any(|(p, _)| p.manifest().blob == blob)
             || self.store.partial_path(&blob).exists()
         {
             return None;
@@ -364,11 +412,11 @@ impl<'s> Files<'s> {
     ) -> Result<(), String> {
         let blob = manifest.blob;
         let failed = |e: StoreError| store_error(&format!("writing file {blob}"), e);
-        let mut partial = match self.open.remove(&blob) {
-            Some((partial, _)) => partial,
+        let mut open = match self.open.remove(&blob) {
+            Some(open) => open,
             None => {
                 if self.batched.contains(&blob)
-                    || self.whole.iter().any(|p| p.manifest().blob == blob)
+                    || self.whole.iter().any(|(p, _)| p.manifest().blob == blob)
                     || self.store.check_held(&blob).map_err(failed)?
                 {
                     received.again += chunks.len() as u64;
@@ -379,11 +427,13 @@ impl<'s> Files<'s> {
         };
         let mut result = Ok(());
         for chunk in &chunks {
-            match partial.write_verified(&chunk.chunk()) {
+            let verified = chunk.chunk();
+            match open.partial.write_verified(&verified) {
                 Ok(0) => received.again += 1,
                 Ok(_) => {
+                    open.hash_in_order(&verified.hash(), verified.bytes());
                     received.chunks += 1;
-                    received.bytes += chunk.chunk().bytes().len() as u64;
+                    received.bytes += verified.bytes().len() as u64;
                 }
                 Err(err) => {
                     result = Err(failed(err));
@@ -391,14 +441,14 @@ impl<'s> Files<'s> {
                 }
             }
         }
-        self.keep(partial).map_err(failed)?;
+        self.keep(open).map_err(failed)?;
         result
     }
 
     /// Records every open partial and finishes the whole files.
     fn settle(&mut self) -> Result<(), String> {
-        for (partial, _) in self.open.values_mut() {
-            partial
+        for open in self.open.values_mut() {
+            open.partial
                 .flush()
                 .map_err(|e| store_error("recording uploaded chunks", e))?;
         }
@@ -415,7 +465,7 @@ impl<'s> Files<'s> {
         let whole = std::mem::take(&mut self.whole);
         self.whole_bytes = 0;
         let count = whole.len();
-        for result in self.store.finish_partials(whole)? {
+        for result in self.store.finish_partials_hashed(whole)? {
             if let Err(err) = result {
                 // Discarded by the check: planned again, it is sent again.
                 tracing::warn!(cause = %err, "an uploaded file did not verify whole; it will be asked for again");
@@ -531,5 +581,48 @@ mod tests {
             .plan(vec![(big_hash, big_manifest), (small_hash, small_manifest)])
             .expect("plan");
         assert!(done.iter().all(Vec::is_empty), "{done:?}");
+    }
+
+    /// Issue 15: chunks written in file order into a file begun empty are
+    /// hashed as they come, so the whole file is not read back; out of
+    /// order, or resumed, it is read back (and checked) instead.
+    #[test]
+    fn a_file_written_in_order_is_hashed_as_it_comes_issue_15() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Origin::init(dir.path()).expect("init");
+        let origin = Origin::open(dir.path()).expect("open");
+        let data = catalog::testdata::generated(3 * 1024 * 1024, 17);
+        let (hash, manifest) = manifest_of(&data);
+        let all: Vec<u32> = (0..manifest.chunks.len() as u32).collect();
+        let mut files = Files {
+            store: origin.store(),
+            open: HashMap::new(),
+            whole: Vec::new(),
+            whole_bytes: 0,
+            completed: 0,
+            batch: ImportBatch::new(),
+            batched: std::collections::HashSet::new(),
+        };
+        let mut in_order = files.open_partial(hash, manifest.clone()).expect("partial");
+        for chunk in chunks(&data, &manifest, &all) {
+            let verified = chunk.chunk();
+            in_order.partial.write_verified(&verified).expect("write");
+            in_order.hash_in_order(&verified.hash(), verified.bytes());
+        }
+        assert_eq!(in_order.whole_hash(), Some(manifest.blob));
+        in_order.partial.discard().expect("discard");
+
+        let mut reversed = files.open_partial(hash, manifest.clone()).expect("partial");
+        for chunk in chunks(&data, &manifest, &all).iter().rev() {
+            let verified = chunk.chunk();
+            reversed.partial.write_verified(&verified).expect("write");
+            reversed.hash_in_order(&verified.hash(), verified.bytes());
+        }
+        assert_eq!(reversed.whole_hash(), None, "read back instead");
+        let held = origin
+            .store()
+            .finish_partials_hashed(vec![(reversed.partial, None)])
+            .expect("finish");
+        assert_eq!(held[0].as_ref().ok(), Some(&manifest.blob));
     }
 }
