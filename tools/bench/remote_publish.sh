@@ -3,6 +3,8 @@
 # to an `origin serve` on this machine over loopback, against `rsync -a` of the same
 # tree to another folder on the same machine; then a 1 % edit of the tree and a
 # re-publish, against `rsync --no-whole-file` (rsync's delta algorithm, forced locally).
+# Also `rsync -a` over ssh to a private sshd on loopback (how rsync reaches the origin machine
+# from an administrator's own; encryption at both ends, as for shanlu), when sshd is installed.
 # Prints a Markdown table for BENCHMARKS.md.
 #
 # Usage:
@@ -100,6 +102,7 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     [[ -n "$SERVER" ]] && stop_pid "$SERVER"
+    [[ -n "${SSHD:-}" ]] && stop_pid "$SSHD"
     rm -rf -- "$WD"
     exit "$rc"
 }
@@ -114,6 +117,27 @@ log "generating a ${SIZE_GB} GiB tree"
 prep "gen-tree.py" python3 "$SCRIPT_DIR/gen-tree.py" "$TREE" --size-gb "$SIZE_GB" --seed "$SEED"
 TREE_BYTES=$(du -sb "$TREE" | awk '{print $1}')
 cat -- $(find "$TREE" -type f) >/dev/null
+
+# rsync to another machine goes over ssh: a private sshd on loopback (its own host and
+# user keys under $WD, no PAM), so the comparison pays encryption at both ends as shanlu does.
+SSHD="" SSH_CMD=""
+if [[ -x /usr/sbin/sshd ]] && command -v ssh >/dev/null 2>&1; then
+    mkdir -p "$WD/ssh" && chmod 700 "$WD/ssh"
+    ssh-keygen -q -t ed25519 -N '' -f "$WD/ssh/host" && ssh-keygen -q -t ed25519 -N '' -f "$WD/ssh/user"
+    cp "$WD/ssh/user.pub" "$WD/ssh/authorized_keys" && chmod 600 "$WD/ssh/authorized_keys"
+    [[ -d /run/sshd ]] || mkdir -p /run/sshd 2>/dev/null || true
+    SSH_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    /usr/sbin/sshd -D -f /dev/null -o Port="$SSH_PORT" -o ListenAddress=127.0.0.1 \
+        -o HostKey="$WD/ssh/host" -o AuthorizedKeysFile="$WD/ssh/authorized_keys" \
+        -o PidFile="$WD/ssh/pid" -o StrictModes=no -o UsePAM=no -o PermitRootLogin=prohibit-password \
+        2>"$WD/ssh/log" &
+    SSHD=$!
+    SSH_CMD="ssh -p $SSH_PORT -i $WD/ssh/user -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=error"
+    sleep 0.5
+    $SSH_CMD "$(id -un)@127.0.0.1" true 2>/dev/null || { log "sshd on loopback did not work (see $WD/ssh/log): no rsync-over-ssh row"; SSH_CMD=""; }
+else
+    log "no sshd (apt-get install openssh-server): no rsync-over-ssh row"
+fi
 
 # serve_origin DIR: `origin serve` in the background; sets SERVER, URL, FP
 serve_origin() {
@@ -139,7 +163,7 @@ now() { echo "$EPOCHREALTIME"; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", b - a}'; }
 median() { sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
-PUB_TIMES=() RSYNC_TIMES=() RSYNC_SYNC_TIMES=() LOCAL_TIMES=()
+PUB_TIMES=() RSYNC_TIMES=() RSYNC_SYNC_TIMES=() LOCAL_TIMES=() SSH_TIMES=()
 for ((run = 1; run <= RUNS; run++)); do
     ORIGIN=$WD/origin-$run
     prep "origin init" "$SHANLU" origin init --data "$ORIGIN"
@@ -174,7 +198,21 @@ for ((run = 1; run <= RUNS; run++)); do
     RSYNC_SYNC_TIMES+=("$(elapsed "$t0" "$t2")")
     log "run $run: rsync -a ${RSYNC_TIMES[-1]} s (${RSYNC_SYNC_TIMES[-1]} s with its sync); local publish ${LOCAL_TIMES[-1]} s"
     if ((run < RUNS)); then rm -rf -- "$DEST"; fi
+
+    if [[ -n "$SSH_CMD" ]]; then
+        SSH_DEST=$WD/rsync-ssh-$run
+        sync
+        t0=$(now)
+        bounded "$TIMEOUT" rsync -a -e "$SSH_CMD" "$TREE/" "$(id -un)@127.0.0.1:$SSH_DEST/" 2>"$ERR" \
+            || fail_cmd "rsync -a over ssh" $?
+        t1=$(now)
+        SSH_TIMES+=("$(elapsed "$t0" "$t1")")
+        log "run $run: rsync -a over ssh ${SSH_TIMES[-1]} s"
+        rm -rf -- "$SSH_DEST"
+    fi
 done
+SSH_MED=n/a
+((${#SSH_TIMES[@]})) && SSH_MED=$(printf '%s\n' "${SSH_TIMES[@]}" | median)
 PUB_MED=$(printf '%s\n' "${PUB_TIMES[@]}" | median)
 RSYNC_MED=$(printf '%s\n' "${RSYNC_TIMES[@]}" | median)
 RSYNC_SYNC_MED=$(printf '%s\n' "${RSYNC_SYNC_TIMES[@]}" | median)
@@ -235,9 +273,10 @@ cat <<EOF
 |---|---|---|---|---|
 | whole tree, wall s | $PUB_MED | $RSYNC_MED (\`rsync -a\`) | $TIME_RATIO | ≤ 1.0× $(verdict "$TIME_RATIO") |
 | whole tree, wall s, rsync incl. its final \`sync\` (shanlu's publish is durable when it returns) | $PUB_MED | $RSYNC_SYNC_MED | $(ratio "$PUB_MED" "$RSYNC_SYNC_MED") | — |
+| whole tree, wall s, \`rsync -a\` over ssh to loopback (how rsync reaches another machine) | $PUB_MED | $SSH_MED | $(ratio "$PUB_MED" "$SSH_MED") | ≤ 1.0× $(verdict "$(ratio "$PUB_MED" "$SSH_MED")") |
 | whole tree, wall s, against a local \`shanlu publish --data\` (fresh origin) | $PUB_MED | $LOCAL_MED (local publish) | $(ratio "$PUB_MED" "$LOCAL_MED") | — |
 | after a 1 % edit, bytes moved both ways | $EDIT_PUB_BYTES (whole chunks $EDIT_WHOLE, $EDIT_DELTA_CHUNKS deltas $EDIT_DELTA, signatures $EDIT_SIG; changed chunks $EDIT_CHANGED) | $EDIT_RSYNC_BYTES (\`--no-whole-file\`, sent $EDIT_RSYNC_SENT + received $EDIT_RSYNC_RECEIVED; literal $EDIT_RSYNC_LITERAL) | $BYTE_RATIO | ≤ 1.0× $(verdict "$BYTE_RATIO") |
 | after a 1 % edit, wall s | $EDIT_PUB_TIME | $EDIT_RSYNC_TIME | $(ratio "$EDIT_PUB_TIME" "$EDIT_RSYNC_TIME") | — |
 
-Runs (s): remote publish ${PUB_TIMES[*]}; rsync ${RSYNC_TIMES[*]}; rsync+sync ${RSYNC_SYNC_TIMES[*]}; local publish ${LOCAL_TIMES[*]}.
+Runs (s): remote publish ${PUB_TIMES[*]}; rsync ${RSYNC_TIMES[*]}; rsync+sync ${RSYNC_SYNC_TIMES[*]}; rsync over ssh ${SSH_TIMES[*]:-none}; local publish ${LOCAL_TIMES[*]}.
 EOF
