@@ -208,6 +208,7 @@ async fn sync(AxumState(state): AxumState<Arc<State>>, headers: HeaderMap, body:
         Err(response) => return response,
     };
     let limit = caller.request_limit() + 4;
+    let place = caller.request_place().await;
     let Ok(body) = axum::body::to_bytes(body, limit).await else {
         let message = format!("the body must be one request frame of at most {limit} bytes\n");
         return (StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
@@ -253,6 +254,8 @@ async fn sync(AxumState(state): AxumState<Arc<State>>, headers: HeaderMap, body:
             // The answer streams through a pipe; a client that goes away
             // breaks the pipe and ends the task.
             tokio::spawn(async move {
+                // The request stays in memory until it is answered.
+                let _place = place;
                 let answered = crate::serve::answer(request, &caller, &state, &mut writer, None);
                 if let Err(err) = answered.await {
                     debug!(%edge, cause = %error_chain(&err), "HTTP answer cut short");

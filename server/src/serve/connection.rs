@@ -199,6 +199,7 @@ async fn handle_stream(
     state: &Arc<State>,
     pace: Option<&TokenBucket>,
 ) -> Result<(), FrameError> {
+    let _place = caller.request_place().await;
     let Some(request) = protocol::read_frame::<Request>(&mut recv, caller.request_limit()).await?
     else {
         return Ok(());

@@ -102,6 +102,22 @@ impl Caller {
     }
 }
 
+/// Administrators' requests (up to [`protocol::MAX_ADMIN_REQUEST`] each)
+/// read and answered at once, over every connection: 8 × 8 MiB in memory at
+/// most, whatever number of streams or connections they open.
+static ADMIN_REQUESTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
+
+impl Caller {
+    /// A place among the administrators' requests in memory (none needed
+    /// for an edge's, which are small); held until the request is answered.
+    pub async fn request_place(&self) -> Option<tokio::sync::SemaphorePermit<'static>> {
+        match self {
+            Caller::Edge(_) => None,
+            Caller::Admin(_) => ADMIN_REQUESTS.acquire().await.ok(),
+        }
+    }
+}
+
 impl std::fmt::Display for Caller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
