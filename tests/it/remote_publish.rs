@@ -155,26 +155,14 @@ fn big_course(root: &Path, files: usize, size: usize) -> PathBuf {
     dir
 }
 
-/// Issue 15: the client killed mid-upload, then run again: over both runs
-/// the origin receives exactly the chunks it lacked, none twice, and the
-/// result is complete (what a local publish gives).
-#[test]
-fn an_interrupted_upload_resumes_without_sending_a_chunk_twice_issue_15() {
-    let scratch = tempfile::tempdir().expect("tempdir");
-    let folder = big_course(scratch.path(), 6, 8 * 1024 * 1024);
-    let local = TestOrigin::init();
-    let lacking = local.publish(&folder)["new_chunks"]
-        .as_u64()
-        .expect("count");
-
-    let origin = TestOrigin::init();
-    let token = add_admin(&origin, "bureau-wang");
-    let served = origin.serve();
+/// Starts a slowed `publish --origin` of `folder` and kills the client
+/// (SIGKILL) as soon as the origin received some of its chunks.
+fn kill_once_some_arrived(folder: &std::path::Path, served: &ServedOrigin, token: &str) {
     let mut first = remote(
         &["publish", folder.to_str().expect("utf-8")],
-        &served,
-        &quic(&served),
-        &token,
+        served,
+        &quic(served),
+        token,
     );
     let mut child = first
         .env("SHANLU_TEST_UPLOAD_DELAY_MS", "500")
@@ -197,6 +185,24 @@ fn an_interrupted_upload_resumes_without_sending_a_chunk_twice_issue_15() {
     }
     child.kill().expect("kill the client");
     child.wait().expect("wait");
+}
+
+/// Issue 15: the client killed mid-upload, then run again: over both runs
+/// the origin receives exactly the chunks it lacked, none twice, and the
+/// result is complete (what a local publish gives).
+#[test]
+fn an_interrupted_upload_resumes_without_sending_a_chunk_twice_issue_15() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let folder = big_course(scratch.path(), 6, 8 * 1024 * 1024);
+    let local = TestOrigin::init();
+    let lacking = local.publish(&folder)["new_chunks"]
+        .as_u64()
+        .expect("count");
+
+    let origin = TestOrigin::init();
+    let token = add_admin(&origin, "bureau-wang");
+    let served = origin.serve();
+    kill_once_some_arrived(&folder, &served, &token);
     // Requests the origin had whole are still written; let them finish.
     std::thread::sleep(Duration::from_millis(1500));
     let first_run = received(&served.log_text(), "chunks");
@@ -234,29 +240,7 @@ fn uploaded_chunks_survive_an_origin_restart_issue_15() {
     let origin = TestOrigin::init();
     let token = add_admin(&origin, "bureau-sun");
     let served = origin.serve();
-    let mut first = remote(
-        &["publish", folder.to_str().expect("utf-8")],
-        &served,
-        &quic(&served),
-        &token,
-    );
-    let mut child = first
-        .env("SHANLU_TEST_UPLOAD_DELAY_MS", "500")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn the first publish");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while received(&served.log_text(), "chunks") == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the origin received nothing: {}",
-            served.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().expect("kill the client");
-    child.wait().expect("wait");
+    kill_once_some_arrived(&folder, &served, &token);
     // The writer records what it holds after a second without work.
     std::thread::sleep(Duration::from_millis(3000));
     let before = received(&served.log_text(), "chunks");

@@ -98,21 +98,7 @@ pub fn run(
         outln!("{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    if report.unchanged {
-        outln!(
-            "{} is unchanged (version {}): the catalog stays at sequence {}",
-            report.course_id,
-            report.course_version,
-            report.sequence
-        )?;
-    } else {
-        outln!(
-            "published {} version {} in catalog sequence {}",
-            report.course_id,
-            report.course_version,
-            report.sequence
-        )?;
-    }
+    crate::commands::publish::print_outcome(&report)?;
     outln!(
         "  {} lessons, {} files ({}); {} distinct files, {} chunks",
         report.lessons,
