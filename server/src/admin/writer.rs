@@ -154,16 +154,22 @@ struct Files<'s> {
     batched: std::collections::HashSet<Hash>,
 }
 
+impl<'s> Files<'s> {
+    fn new(store: &'s Store) -> Files<'s> {
+        Files {
+            store,
+            open: HashMap::new(),
+            whole: Vec::new(),
+            whole_bytes: 0,
+            completed: 0,
+            batch: ImportBatch::new(),
+            batched: std::collections::HashSet::new(),
+        }
+    }
+}
+
 fn run(origin: &Origin, queue: Receiver<Job>) {
-    let mut desk = Files {
-        store: origin.store(),
-        open: HashMap::new(),
-        whole: Vec::new(),
-        whole_bytes: 0,
-        completed: 0,
-        batch: ImportBatch::new(),
-        batched: std::collections::HashSet::new(),
-    };
+    let mut desk = Files::new(origin.store());
     loop {
         match queue.recv_timeout(IDLE) {
             Ok(Job::Plan { files, reply }) => {
@@ -594,15 +600,7 @@ mod tests {
         let data = catalog::testdata::generated(3 * 1024 * 1024, 17);
         let (hash, manifest) = manifest_of(&data);
         let all: Vec<u32> = (0..manifest.chunks.len() as u32).collect();
-        let mut files = Files {
-            store: origin.store(),
-            open: HashMap::new(),
-            whole: Vec::new(),
-            whole_bytes: 0,
-            completed: 0,
-            batch: ImportBatch::new(),
-            batched: std::collections::HashSet::new(),
-        };
+        let mut files = Files::new(origin.store());
         let mut in_order = files.open_partial(hash, manifest.clone()).expect("partial");
         for chunk in chunks(&data, &manifest, &all) {
             let verified = chunk.chunk();

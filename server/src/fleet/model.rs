@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::{CourseHeld, EdgeReport, Failure, ScrubSummary, SyncSummary};
+use crate::report::EdgeReport;
 
 /// Applied sequences above an edge's floor kept at most; past this, the
 /// floor moves up to the lowest one (a report lost forever below it is then
@@ -43,43 +43,21 @@ pub struct EdgeRecord {
     pub bytes_saved: u64,
 }
 
-/// An edge's state as its newest report says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Status {
-    pub seq: u64,
-    pub made_at: u64,
-    pub version: String,
-    pub catalog_sequence: Option<u64>,
-    pub courses: Vec<CourseHeld>,
-    pub courses_total: u32,
-    pub bytes_held: u64,
-    pub bytes_free: u64,
-    pub store_limit: Option<u64>,
-    pub last_sync: Option<SyncSummary>,
-    pub failures: Vec<Failure>,
-    pub last_scrub: Option<ScrubSummary>,
+/// An edge's state as its newest report says: the report itself, trimmed,
+/// without its usage (which goes into the totals and the window).
+pub type Status = EdgeReport;
+
+/// The status part of `report`.
+pub fn status_of(report: &EdgeReport) -> Status {
+    let mut status = EdgeReport {
+        usage: Vec::new(),
+        ..report.clone()
+    };
+    status.trim();
+    status
 }
 
-impl Status {
-    pub fn of(report: &EdgeReport) -> Status {
-        let mut report = report.clone();
-        report.trim();
-        Status {
-            seq: report.seq,
-            made_at: report.made_at,
-            version: report.version,
-            catalog_sequence: report.catalog_sequence,
-            courses: report.courses,
-            courses_total: report.courses_total,
-            bytes_held: report.bytes_held,
-            bytes_free: report.bytes_free,
-            store_limit: report.store_limit,
-            last_sync: report.last_sync,
-            failures: report.failures,
-            last_scrub: report.last_scrub,
-        }
-    }
-
+impl EdgeReport {
     /// Whether the edge is failing: its last sync did not get everything,
     /// or it failed at something in the day before the report.
     pub fn failing(&self) -> bool {
@@ -135,7 +113,7 @@ impl EdgeRecord {
         }
         self.last_seen = self.last_seen.max(arrived);
         if self.latest.as_ref().is_none_or(|latest| latest.seq < seq) {
-            self.latest = Some(Status::of(report));
+            self.latest = Some(status_of(report));
         }
         for usage in &report.usage {
             self.opens = self.opens.saturating_add(usage.opens);
