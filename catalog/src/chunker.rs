@@ -99,6 +99,8 @@ pub struct Chunker<R> {
     offset: u64,
     block_size: usize,
     eof: bool,
+    /// The block handed in for the call that found the end, for reuse.
+    unused: Option<Block>,
 }
 
 /// Block size in maximum-size chunks: large reads, few hand-offs.
@@ -113,6 +115,7 @@ impl<R: Read> Chunker<R> {
             offset: 0,
             block_size: profile.max as usize * BLOCK_CHUNKS,
             eof: false,
+            unused: None,
         }
     }
 
@@ -137,6 +140,7 @@ impl<R: Read> Chunker<R> {
             }
         }
         if filled == 0 {
+            self.unused = Some(block);
             return Ok(None);
         }
         let max = self.profile.max as usize;
@@ -159,6 +163,14 @@ impl<R: Read> Chunker<R> {
         block.len = position;
         self.offset += position as u64;
         Ok(Some(block))
+    }
+}
+
+impl<R> Chunker<R> {
+    /// The block passed to the call of [`Chunker::next_block`] that found
+    /// the end, to pass to another chunker.
+    pub fn take_spare(&mut self) -> Option<Block> {
+        self.unused.take()
     }
 }
 

@@ -217,11 +217,17 @@ pub enum FrameError {
 
 /// Encodes a message as one frame.
 pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
-    // Plain data always encodes.
-    let body = postcard::to_stdvec(message).expect("postcard encodes plain data");
-    let mut frame = Vec::with_capacity(4 + body.len());
-    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    frame.extend_from_slice(&body);
+    // Plain data always encodes. Sized first, so the bytes (a request may
+    // carry 8 MiB of chunks) are copied once, into a buffer of the right size.
+    let len = postcard::serialize_with_flavor::<T, _, usize>(
+        message,
+        postcard::ser_flavors::Size::default(),
+    )
+    .expect("postcard encodes plain data");
+    let mut frame = Vec::with_capacity(4 + len);
+    frame.extend_from_slice(&(len as u32).to_le_bytes());
+    let frame = postcard::to_extend(message, frame).expect("postcard encodes plain data");
+    debug_assert_eq!(frame.len(), 4 + len);
     frame
 }
 
@@ -292,16 +298,16 @@ where
     if len > limit {
         return Err(FrameError::TooLarge { len, limit });
     }
-    let mut body = vec![0u8; len];
-    let mut filled = 0;
-    while filled < len {
-        let end = len.min(filled.saturating_add(piece));
-        match stream.read(&mut body[filled..end]).await {
+    // Read into capacity, not zeroed first (8 MiB for an administrator's request).
+    let mut body = Vec::with_capacity(len);
+    while body.len() < len {
+        let want = (len - body.len()).min(piece);
+        match stream
+            .read_buf(&mut bytes::BufMut::limit(&mut body, want))
+            .await
+        {
             Ok(0) => return Err(FrameError::Truncated),
-            Ok(n) => {
-                filled += n;
-                pace(n).await;
-            }
+            Ok(n) => pace(n).await,
             Err(err) => return Err(FrameError::Read(err)),
         }
     }
@@ -314,6 +320,18 @@ pub async fn write_frame<T: Serialize>(
     message: &T,
 ) -> Result<(), FrameError> {
     write_frame_paced(stream, message, None).await
+}
+
+/// Writes one frame to a QUIC stream, handing the encoded frame to quinn
+/// instead of copying it into quinn's buffers.
+pub async fn write_frame_quic<T: Serialize>(
+    stream: &mut quinn::SendStream,
+    message: &T,
+) -> Result<(), FrameError> {
+    stream
+        .write_chunk(bytes::Bytes::from(encode(message)))
+        .await
+        .map_err(|err| FrameError::Write(err.into()))
 }
 
 /// Writes one frame like [`write_frame`], first paying for it from `pace`

@@ -156,9 +156,63 @@ fn settings(congestion: Congestion) -> TransportConfig {
     config
 }
 
+/// Socket buffer each QUIC endpoint asks for, both ways. The system's
+/// default (208 KiB on Linux) fills in under a millisecond at loopback and
+/// LAN speeds whenever the process is busy for a moment, and every datagram
+/// past it is lost: retransmitted, counted as congestion, and enough of
+/// them make MTU discovery fall back to 1,200-byte packets. The kernel grants at
+/// most `net.core.rmem_max`/`wmem_max` (docs/limits.md).
+pub const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
+
+/// A UDP socket bound to `addr` for a QUIC endpoint, with buffers of
+/// [`SOCKET_BUFFER`] where the system allows (less is not an error; the
+/// first socket that gets less says so in the log, once per process).
+pub fn udp_socket(addr: std::net::SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    // Linux reports twice what it grants (the rest is its bookkeeping).
+    let granted = socket.recv_buffer_size().unwrap_or(0) / 2;
+    static TOLD: std::sync::Once = std::sync::Once::new();
+    if granted < SOCKET_BUFFER {
+        TOLD.call_once(|| tracing::info!(
+            granted_kib = granted / 1024,
+            wanted_kib = SOCKET_BUFFER / 1024,
+            "the system limits this QUIC socket's receive buffer; fast uploads on a LAN may lose \
+             packets (raise net.core.rmem_max, see docs/install.md)"
+        ));
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A QUIC socket gets the buffer it asks for, up to what the system
+    /// allows (Linux reports twice what it grants).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn quic_sockets_ask_for_big_buffers() {
+        let most = |name: &str| -> usize {
+            std::fs::read_to_string(format!("/proc/sys/net/core/{name}"))
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .expect("the system's socket buffer limit")
+        };
+        let socket = udp_socket("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let socket = socket2::SockRef::from(&socket);
+        assert_eq!(
+            socket.recv_buffer_size().expect("SO_RCVBUF"),
+            2 * SOCKET_BUFFER.min(most("rmem_max"))
+        );
+        assert_eq!(
+            socket.send_buffer_size().expect("SO_SNDBUF"),
+            2 * SOCKET_BUFFER.min(most("wmem_max"))
+        );
+    }
 
     #[test]
     fn congestion_names_parse_back() {

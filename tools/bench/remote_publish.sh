@@ -27,7 +27,10 @@
 # remote publish goes to a fresh `shanlu origin init` served by `origin serve` (both
 # untimed); the timed command is the client alone, from start to the signed catalog
 # (it chunks and hashes the tree, sends every chunk, and the origin writes, syncs and
-# verifies every file). Each rsync goes to a fresh, empty folder.
+# verifies every file). Each rsync goes to a fresh, empty folder. Nothing is deleted
+# until the end: ext4 allocates inodes slowly next to ones deleted in the last minute,
+# which charged each run for the run before it (so DIR needs about (4 × runs + 2) ×
+# the tree's size free; checked before starting).
 # The 1 % edit (after the last run, on the last origin and the last rsync copy):
 # `--edits` regions of random bytes, 1 % of the tree's bytes in all, overwritten in
 # place in the largest files (deterministic offsets), plus one new page. Bytes moved,
@@ -112,6 +115,10 @@ trap 'on_signal 143' TERM
 OUT=$WD/out ERR=$WD/err
 fail_cmd() { die "$1 failed (exit $2): $(tail -5 "$ERR")"; }
 
+NEED_KB=$(awk -v s="$SIZE_GB" -v r="$RUNS" 'BEGIN{printf "%d", (4 * r + 2) * s * 1048576 * 1.1}')
+FREE_KB=$(df -Pk "$WD" | awk 'NR == 2 {print $4}')
+((FREE_KB >= NEED_KB)) || die "$WD has $((FREE_KB / 1048576)) GiB free; $RUNS runs of a $SIZE_GB GiB tree need about $((NEED_KB / 1048576)) GiB"
+
 TREE=$WD/tree
 log "generating a ${SIZE_GB} GiB tree"
 prep "gen-tree.py" python3 "$SCRIPT_DIR/gen-tree.py" "$TREE" --size-gb "$SIZE_GB" --seed "$SEED"
@@ -176,7 +183,7 @@ for ((run = 1; run <= RUNS; run++)); do
     t1=$(now)
     PUB_TIMES+=("$(elapsed "$t0" "$t1")")
     log "run $run: remote publish ${PUB_TIMES[-1]} s"
-    if ((run < RUNS)); then stop_pid "$SERVER"; SERVER=""; rm -rf -- "$ORIGIN"; fi
+    if ((run < RUNS)); then stop_pid "$SERVER"; SERVER=""; fi
 
     LOCAL=$WD/local-$run
     prep "origin init" "$SHANLU" origin init --data "$LOCAL"
@@ -185,7 +192,6 @@ for ((run = 1; run <= RUNS; run++)); do
     bounded "$TIMEOUT" "$SHANLU" publish "$TREE" --data "$LOCAL" >/dev/null 2>"$ERR" || fail_cmd "local publish" $?
     t1=$(now)
     LOCAL_TIMES+=("$(elapsed "$t0" "$t1")")
-    rm -rf -- "$LOCAL"
 
     DEST=$WD/rsync-$run
     sync
@@ -197,7 +203,6 @@ for ((run = 1; run <= RUNS; run++)); do
     RSYNC_TIMES+=("$(elapsed "$t0" "$t1")")
     RSYNC_SYNC_TIMES+=("$(elapsed "$t0" "$t2")")
     log "run $run: rsync -a ${RSYNC_TIMES[-1]} s (${RSYNC_SYNC_TIMES[-1]} s with its sync); local publish ${LOCAL_TIMES[-1]} s"
-    if ((run < RUNS)); then rm -rf -- "$DEST"; fi
 
     if [[ -n "$SSH_CMD" ]]; then
         SSH_DEST=$WD/rsync-ssh-$run
@@ -208,7 +213,6 @@ for ((run = 1; run <= RUNS; run++)); do
         t1=$(now)
         SSH_TIMES+=("$(elapsed "$t0" "$t1")")
         log "run $run: rsync -a over ssh ${SSH_TIMES[-1]} s"
-        rm -rf -- "$SSH_DEST"
     fi
 done
 SSH_MED=n/a

@@ -20,7 +20,7 @@ use server::admin::{AdminRequest, AdminResponse};
 use server::protocol::REVISION_DELTAS;
 
 use super::ask;
-use super::publish::{PUT_BYTES, Planned};
+use super::publish::{Course, PUT_BYTES, Upload};
 
 /// Files of at most this many chunks are asked about even when every chunk changed.
 pub(super) const SMALL_FILE_CHUNKS: usize = 2;
@@ -52,7 +52,8 @@ pub(super) struct DeltasSent {
 /// chunk index)`, from the upload's plan) and makes the deltas worth sending.
 pub(super) async fn plan(
     client: &Client,
-    planned: &Planned,
+    course: &Course,
+    uploads: &[Upload],
     wanted: &[(usize, u32)],
 ) -> anyhow::Result<Deltas> {
     let mut deltas = Deltas::default();
@@ -66,8 +67,8 @@ pub(super) async fn plan(
         let wants: Vec<WantBase> = batch
             .iter()
             .map(|&(number, index)| {
-                let upload = &planned.uploads[number];
-                let (lesson, path) = planned.places[upload.source].clone();
+                let upload = &uploads[number];
+                let (lesson, path) = course.places[upload.source].clone();
                 WantBase {
                     lesson,
                     path,
@@ -77,7 +78,7 @@ pub(super) async fn plan(
             })
             .collect();
         let ask_for = AdminRequest::Bases {
-            course: planned.plan.id.clone(),
+            course: course.plan.id.clone(),
             wants,
         };
         deltas.signature_bytes += wire_len(&ask_for);
@@ -91,14 +92,14 @@ pub(super) async fn plan(
         }
         for (&(number, index), base) in batch.iter().zip(bases) {
             let Some(base) = base else { continue };
-            let upload = &planned.uploads[number];
-            let source = &planned.files[upload.source];
+            let upload = &uploads[number];
+            let source = &course.files[upload.source];
             let (offset, entry) = upload
                 .manifest
                 .chunk_offsets()
                 .nth(index as usize)
                 .context("the origin answered a base for a chunk the file does not have")?;
-            let file = planned.plan.open(source)?;
+            let file = course.plan.open(source)?;
             let made = tokio::task::block_in_place(|| -> anyhow::Result<_> {
                 let mut bytes = vec![0u8; entry.len as usize];
                 file.read_exact_at(&mut bytes, offset)

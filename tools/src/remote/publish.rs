@@ -2,27 +2,35 @@
 //! chunked here, exactly as a local publish would, and only the chunks the
 //! origin lacks are sent.
 //!
-//! Steps: (1) plan: every file's manifest ([`catalog::manifest::manifest_of`]),
-//! the lesson objects and the course object, from the same builders a local
-//! publish uses; (2) `PlanFiles`: the origin keeps the manifests and answers
-//! which chunk indices it lacks per file (a file it holds, or can assemble
-//! from chunks it holds, needs none); (3) `PutChunks`, several in flight,
-//! each at most `MAX_ADMIN_REQUEST`; (4) `PutObjects` (lessons); (5) `Publish`
-//! (the course): the origin picks the version and signs. An upload cut off
-//! resumes at step 2, where the origin answers only what it still lacks.
+//! Reading and sending overlap: two threads read and chunk the files
+//! ([`catalog::manifest::manifest_of`]) while the manifests already made
+//! travel in batches. For each batch: (1) `PlanFiles`: the origin keeps
+//! the manifests and answers which chunk indices it lacks per file (a file
+//! it holds, or can assemble from chunks it holds, needs none); (2) changed
+//! chunks of files it held before as deltas (`deltas`); (3) the rest in
+//! `PutChunks`, several in flight, each at most `MAX_ADMIN_REQUEST`. Once
+//! every file is read and sent: (4) `PutObjects` (the lessons, built by
+//! the local publish's builders); (5) `Publish` (the course): the origin
+//! picks the version and signs. An upload cut off resumes at (1), where the
+//! origin answers only what it still lacks.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use catalog::{ChunkingProfile, FileEntry, FileManifest, Hash, Object};
+use edge_cache::sync::client::Client;
+use indicatif::{MultiProgress, ProgressBar};
 use server::PublishReport;
 use server::admin::upload::MAX_PUT_FILES;
 use server::admin::{AdminRequest, AdminResponse, IndexedChunk};
 use server::folder::{self, CoursePlan, SourceFile};
 use server::protocol::MAX_ADMIN_REQUEST;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
 use super::{RemoteArgs, ask, deltas, runtime};
 use crate::{format, outln, progress};
@@ -33,6 +41,8 @@ pub(super) const PUT_BYTES: usize = MAX_ADMIN_REQUEST - 64 * 1024;
 const PLAN_BYTES: usize = MAX_ADMIN_REQUEST / 2;
 /// Threads reading and chunking the folder.
 const PLAN_THREADS: usize = 2;
+/// Manifests made and not yet planned with the origin.
+const READ_AHEAD: usize = 256;
 /// `PutChunks` requests in flight at once.
 const IN_FLIGHT: usize = 4;
 /// Tests: wait this many milliseconds before each `PutChunks` (to cut an upload midway).
@@ -42,26 +52,26 @@ const DELAY_ENV: &str = "SHANLU_TEST_UPLOAD_DELAY_MS";
 pub(super) struct Upload {
     pub manifest_hash: Hash,
     pub manifest: FileManifest,
-    /// Index into the plan's files.
+    /// Index into the course's files.
     pub source: usize,
 }
 
-/// The course, read and chunked.
-pub(super) struct Planned {
+/// The course folder, walked and checked (not yet read).
+pub(super) struct Course {
     pub plan: CoursePlan,
     /// Every file of the course, in the plan's order.
     pub files: Vec<SourceFile>,
     /// Where each file is: its lesson (`None`: a course file) and path in it.
     pub places: Vec<(Option<String>, String)>,
-    /// One per distinct manifest (two for one blob under two media types).
-    pub uploads: Vec<Upload>,
-    lessons: Vec<Vec<u8>>,
-    course: Vec<u8>,
 }
+
+/// A file read: its index in the course's files and its manifest.
+type Read = anyhow::Result<(usize, FileManifest)>;
 
 /// What the upload did, for the summary.
 #[derive(Default)]
 struct Sent {
+    distinct_files: usize,
     chunks_needed: u64,
     chunks_total: u64,
     chunks_sent: u64,
@@ -78,21 +88,43 @@ pub fn run(
     min_sequence: Option<u64>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let planned =
-        plan(folder).with_context(|| format!("reading {} (nothing was sent)", folder.display()))?;
+    let course =
+        walk(folder).with_context(|| format!("reading {} (nothing was sent)", folder.display()))?;
     let runtime = runtime()?;
-    let (report, sent) = runtime.block_on(async {
-        let admin = remote.connect().await?;
-        let origin = admin.origin.clone();
-        let result = send(&admin.client, &planned, min_sequence).await;
-        admin.client.close().await;
-        result.with_context(|| {
-            format!(
-                "publishing {} to {origin} as {} (the catalog in force is unchanged; run it again to resume)",
-                folder.display(),
-                admin.name
-            )
-        })
+    let admin = runtime.block_on(remote.connect())?;
+    let origin = admin.origin.clone();
+    let bars = MultiProgress::new();
+    let stop = AtomicBool::new(false);
+    let (sender, reads) = mpsc::channel::<Read>(READ_AHEAD);
+    let reading = bars.add(progress::bytes_bar("reading"));
+    reading.set_length(course.plan.total_bytes());
+    let next = AtomicUsize::new(0);
+    let result = std::thread::scope(|scope| {
+        for _ in 0..PLAN_THREADS {
+            let sender = sender.clone();
+            let (course, reading, next, stop) = (&course, &reading, &next, &stop);
+            scope.spawn(move || read_files(course, next, stop, reading, &sender));
+        }
+        drop(sender);
+        let sending = bars.add(progress::bytes_bar("sending"));
+        let result = runtime.block_on(async {
+            let result = send(&admin.client, &course, reads, &sending, min_sequence).await;
+            admin.client.close().await;
+            result
+        });
+        // The readers stop at their next file once the sending has ended.
+        stop.store(true, Ordering::Relaxed);
+        reading.finish_and_clear();
+        sending.finish_and_clear();
+        result
+    });
+    let (report, sent) = result.with_context(|| {
+        format!(
+            "publishing {} to {origin} as {} (the catalog in force is unchanged, and the chunks \
+             sent are kept: run it again to resume)",
+            folder.display(),
+            admin.name
+        )
     })?;
     if json {
         outln!("{}", serde_json::to_string_pretty(&report)?)?;
@@ -104,7 +136,7 @@ pub fn run(
         report.lessons,
         report.files,
         format::bytes(report.bytes),
-        planned.uploads.len(),
+        sent.distinct_files,
         sent.chunks_total
     )?;
     outln!(
@@ -129,12 +161,10 @@ pub fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads the folder and builds every object a local publish would.
-fn plan(folder: &Path) -> anyhow::Result<Planned> {
+/// Walks the folder and checks the course's limits, reading no file yet.
+fn walk(folder: &Path) -> anyhow::Result<Course> {
     let plan = folder::read_course(folder)?;
     server::publish::check_limits(&plan)?;
-    let bar = progress::bytes_bar("reading");
-    bar.set_length(plan.total_bytes());
     let files: Vec<SourceFile> = plan.all_files().cloned().collect();
     let places: Vec<(Option<String>, String)> = plan
         .files
@@ -147,137 +177,229 @@ fn plan(folder: &Path) -> anyhow::Result<Planned> {
                 .map(|file| (Some(lesson.id.clone()), file.rel.clone()))
         }))
         .collect();
-    // Files are read on `PLAN_THREADS` threads, taking them in turn.
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let read_one = |index: usize| -> anyhow::Result<FileManifest> {
-        let file = &files[index];
-        let opened = plan.open(file)?;
-        let manifest = catalog::manifest::manifest_of(
-            std::io::BufReader::with_capacity(1 << 20, &opened),
-            ChunkingProfile::DEFAULT,
-            &file.media_type,
-            &mut |n| bar.inc(n),
-        )
-        .with_context(|| format!("reading {}", file.path.display()))?;
-        if manifest.size != file.size {
-            bail!("{} changed while it was read", file.path.display());
-        }
-        Ok(manifest)
-    };
-    let mut manifests: Vec<Option<FileManifest>> = vec![None; files.len()];
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        let workers: Vec<_> = (0..PLAN_THREADS)
-            .map(|_| {
-                scope.spawn(|| -> anyhow::Result<Vec<(usize, FileManifest)>> {
-                    let mut done = Vec::new();
-                    loop {
-                        let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if index >= files.len() {
-                            return Ok(done);
-                        }
-                        done.push((index, read_one(index)?));
-                    }
-                })
-            })
-            .collect();
-        for worker in workers {
-            let done = worker
-                .join()
-                .map_err(|_| anyhow::anyhow!("a reading thread panicked"))??;
-            for (index, manifest) in done {
-                manifests[index] = Some(manifest);
-            }
-        }
-        Ok(())
-    })?;
-    let mut uploads = Vec::new();
-    let mut seen = HashMap::new();
-    let mut entries = HashMap::new();
-    for (index, (file, manifest)) in files.iter().zip(manifests).enumerate() {
-        let manifest = manifest.context("a file was not read")?;
-        let manifest_hash = Object::Manifest(manifest.clone()).hash();
-        entries.insert(
-            index,
-            FileEntry {
-                path: file.rel.clone(),
-                size: manifest.size,
-                blob: manifest.blob,
-                manifest: manifest_hash,
-            },
-        );
-        // Each distinct manifest is sent (the same bytes under another media
-        // type is another manifest); the chunks of a blob travel once.
-        if seen.insert(manifest_hash, ()).is_none() {
-            uploads.push(Upload {
-                manifest_hash,
-                manifest,
-                source: index,
-            });
+    Ok(Course {
+        plan,
+        files,
+        places,
+    })
+}
+
+/// One reading thread: takes the next unread file, chunks and hashes it and
+/// sends its manifest, until every file is taken, `stop` is set or nobody
+/// listens; a file it cannot read is sent as the error and ends the thread.
+fn read_files(
+    course: &Course,
+    next: &AtomicUsize,
+    stop: &AtomicBool,
+    bar: &ProgressBar,
+    sender: &mpsc::Sender<Read>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        let index = next.fetch_add(1, Ordering::Relaxed);
+        let Some(file) = course.files.get(index) else {
+            return;
+        };
+        let read = read_one(course, file, bar).map(|manifest| (index, manifest));
+        let failed = read.is_err();
+        if sender.blocking_send(read).is_err() || failed {
+            return;
         }
     }
-    bar.finish_and_clear();
+}
+
+/// The manifest of one file, as a local publish would make it.
+fn read_one(course: &Course, file: &SourceFile, bar: &ProgressBar) -> anyhow::Result<FileManifest> {
+    let opened = course.plan.open(file)?;
+    // The chunker reads several MiB at a time: no buffering needed.
+    let manifest = catalog::manifest::manifest_of(
+        &opened,
+        ChunkingProfile::DEFAULT,
+        &file.media_type,
+        &mut |n| bar.inc(n),
+    )
+    .with_context(|| format!("reading {}", file.path.display()))?;
+    if manifest.size != file.size {
+        bail!("{} changed while it was read", file.path.display());
+    }
+    Ok(manifest)
+}
+
+/// Builds every object a local publish would, from every file's manifest.
+fn objects(
+    course: &Course,
+    manifests: &[Option<(Hash, FileManifest)>],
+) -> anyhow::Result<(Vec<Vec<u8>>, Vec<u8>)> {
+    let mut entries = Vec::with_capacity(manifests.len());
+    for (file, read) in course.files.iter().zip(manifests) {
+        let (manifest_hash, manifest) = read.as_ref().context("a file was not read")?;
+        entries.push(FileEntry {
+            path: file.rel.clone(),
+            size: manifest.size,
+            blob: manifest.blob,
+            manifest: *manifest_hash,
+        });
+    }
     // The plan lists course files first, then each lesson's, as `all_files` walks them.
-    let mut next = 0usize;
-    let mut take = |count: usize| -> Vec<FileEntry> {
-        let taken = (next..next + count).map(|i| entries[&i].clone()).collect();
-        next += count;
-        taken
-    };
-    let course_files = take(plan.files.len());
+    let plan = &course.plan;
+    let mut entries = entries.into_iter();
+    let course_files: Vec<FileEntry> = entries.by_ref().take(plan.files.len()).collect();
     let mut lessons = Vec::with_capacity(plan.lessons.len());
     let mut refs = Vec::with_capacity(plan.lessons.len());
     for lesson in &plan.lessons {
-        let object = Object::Lesson(server::publish::checked_lesson(
-            lesson,
-            take(lesson.files.len()),
-        )?);
+        let files = entries.by_ref().take(lesson.files.len()).collect();
+        let object = Object::Lesson(server::publish::checked_lesson(lesson, files)?);
         let bytes = object.encode();
         refs.push(server::publish::lesson_ref(&object, Hash::of(&bytes)));
         lessons.push(bytes);
     }
     let course =
-        Object::Course(server::publish::build_course(&plan, course_files, refs, 1)).encode();
-    Ok(Planned {
-        plan,
-        files,
-        places,
-        uploads,
-        lessons,
-        course,
-    })
+        Object::Course(server::publish::build_course(plan, course_files, refs, 1)).encode();
+    Ok((lessons, course))
 }
 
-/// Steps 2 to 5 over a welcomed connection.
+/// Plans and sends the files as they are read, then the lessons and the
+/// course, over a welcomed connection.
 async fn send(
-    client: &edge_cache::sync::client::Client,
-    planned: &Planned,
+    client: &Client,
+    course: &Course,
+    mut reads: mpsc::Receiver<Read>,
+    bar: &ProgressBar,
     min_sequence: Option<u64>,
 ) -> anyhow::Result<(PublishReport, Sent)> {
     let mut sent = Sent::default();
-    // 2. What the origin lacks.
-    let mut needed = Vec::with_capacity(planned.uploads.len());
-    for batch in batches(&planned.uploads, PLAN_BYTES, |u| {
-        Object::Manifest(u.manifest.clone()).encode()
-    }) {
+    let mut manifests: Vec<Option<(Hash, FileManifest)>> = vec![None; course.files.len()];
+    let mut uploads: Vec<Upload> = Vec::new();
+    let mut seen: HashSet<Hash> = HashSet::new();
+    let mut blobs: HashSet<Hash> = HashSet::new();
+    let mut in_flight = JoinSet::new();
+    let delay = std::env::var(DELAY_ENV)
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map(Duration::from_millis);
+    // A batch: what has been read by the time the previous batch is planned.
+    while let Some(first) = reads.recv().await {
+        let mut batch = vec![first?];
+        let mut batch_bytes = 0usize;
+        while batch_bytes < PLAN_BYTES / 2 {
+            let Ok(read) = reads.try_recv() else { break };
+            let read = read?;
+            batch_bytes += read.1.chunks.len() * 40 + 64;
+            batch.push(read);
+        }
+        let first_new = uploads.len();
+        let mut encoded = Vec::new();
+        for (index, manifest) in batch {
+            let bytes = Object::Manifest(manifest.clone()).encode();
+            let manifest_hash = Hash::of(&bytes);
+            manifests[index] = Some((manifest_hash, manifest.clone()));
+            // Each distinct manifest is sent (the same bytes under another media
+            // type is another manifest); the chunks of a blob travel once.
+            if seen.insert(manifest_hash) {
+                uploads.push(Upload {
+                    manifest_hash,
+                    manifest,
+                    source: index,
+                });
+                encoded.push(bytes);
+            }
+        }
+        if encoded.is_empty() {
+            continue;
+        }
+        let requests = plan_batch(
+            client, course, &uploads, first_new, encoded, &mut blobs, &mut sent,
+        )
+        .await?;
+        let to_send: u64 = requests
+            .iter()
+            .flatten()
+            .flat_map(|(_, chunks)| chunks.iter().map(|c| u64::from(c.2)))
+            .sum();
+        bar.inc_length(to_send);
+        for request in requests {
+            while in_flight.len() >= IN_FLIGHT {
+                count_done(&mut in_flight, &mut sent, bar).await?;
+            }
+            let mut files = Vec::with_capacity(request.len());
+            for (number, chunks) in request {
+                let upload = &uploads[number];
+                let source = &course.files[upload.source];
+                let file = course.plan.open(source)?;
+                files.push((file, source.path.clone(), upload.manifest_hash, chunks));
+            }
+            in_flight.spawn(put_chunks(client.clone(), files, delay));
+        }
+    }
+    while !in_flight.is_empty() {
+        count_done(&mut in_flight, &mut sent, bar).await?;
+    }
+    sent.distinct_files = uploads.len();
+    let (lessons, course_object) = objects(course, &manifests)?;
+    // The lessons.
+    for batch in batches(&lessons, PLAN_BYTES, Clone::clone) {
+        match ask(client, AdminRequest::PutObjects { objects: batch }).await? {
+            AdminResponse::ObjectsStored { .. } => {}
+            _ => bail!("the origin answered lessons with something else"),
+        }
+    }
+    // The course.
+    let request = AdminRequest::Publish {
+        course: course_object,
+        min_sequence,
+    };
+    match ask(client, request).await? {
+        AdminResponse::Published { json } => {
+            let mut report: PublishReport =
+                serde_json::from_str(&json).context("reading the origin's publish report")?;
+            report.files_read = course.files.len();
+            report.sent_chunk_bytes = sent.bytes_sent;
+            report.sent_delta_bytes = sent.delta_bytes;
+            report.delta_chunks = sent.delta_chunks;
+            report.deltas_refused = sent.deltas_refused;
+            report.signature_bytes = sent.signature_bytes;
+            Ok((report, sent))
+        }
+        _ => bail!("the origin answered the publish with something else"),
+    }
+}
+
+/// `PutChunks` requests to make: per file (upload number), the chunks to read.
+type Requests = Vec<Vec<(usize, Vec<ChunkAt>)>>;
+
+/// Plans `uploads[first..]` (their manifests `encoded`) with the origin,
+/// sends the changed chunks it can take as deltas, and groups the rest
+/// into `PutChunks` requests.
+async fn plan_batch(
+    client: &Client,
+    course: &Course,
+    uploads: &[Upload],
+    first: usize,
+    encoded: Vec<Vec<u8>>,
+    blobs: &mut HashSet<Hash>,
+    sent: &mut Sent,
+) -> anyhow::Result<Requests> {
+    // 1. What the origin lacks.
+    let mut needed = Vec::with_capacity(encoded.len());
+    for batch in batches(&encoded, PLAN_BYTES, Clone::clone) {
         let count = batch.len();
         match ask(client, AdminRequest::PlanFiles { manifests: batch }).await? {
             AdminResponse::Needed { files } if files.len() == count => needed.extend(files),
             _ => bail!("the origin answered a plan with something else"),
         }
     }
-    // 3. The chunks that travel, `(upload number, index)`: each once per
+    // The chunks that travel, `(upload number, index)`: each once per
     // file (a chunk repeated in a file is written everywhere by the origin).
     let mut chosen: Vec<(usize, u32)> = Vec::new();
     let mut wanted: Vec<(usize, u32)> = Vec::new();
-    let mut blobs = std::collections::HashSet::new();
-    for (number, (upload, missing)) in planned.uploads.iter().zip(&needed).enumerate() {
+    for (number, missing) in (first..).zip(&needed) {
+        let upload = &uploads[number];
         if !blobs.insert(upload.manifest.blob) {
             continue;
         }
         sent.chunks_total += upload.manifest.chunks.len() as u64;
         sent.chunks_needed += missing.len() as u64;
-        let mut queued = std::collections::HashSet::new();
-        let first = chosen.len();
+        let mut queued = HashSet::new();
+        let first_chosen = chosen.len();
         for &index in missing {
             let chunk = upload
                 .manifest
@@ -291,33 +413,32 @@ async fn send(
         // Deltas are asked for where the file kept some chunks (or is small).
         let chunks = upload.manifest.chunks.len();
         if missing.len() < chunks || chunks <= deltas::SMALL_FILE_CHUNKS {
-            wanted.extend_from_slice(&chosen[first..]);
+            wanted.extend_from_slice(&chosen[first_chosen..]);
         }
     }
-    // 3a. Changed chunks of files the origin held before, as deltas.
-    let mut planned_deltas = deltas::plan(client, planned, &wanted).await?;
-    sent.signature_bytes = planned_deltas.signature_bytes;
-    let as_delta = std::mem::take(&mut planned_deltas.as_delta);
-    let delta_sent = deltas::send(client, planned_deltas).await?;
-    sent.delta_chunks = delta_sent.chunks;
-    sent.delta_bytes = delta_sent.bytes;
-    sent.deltas_refused = delta_sent.refused.len() as u64;
-    let refused: std::collections::HashSet<(usize, u32)> = delta_sent.refused.into_iter().collect();
-    chosen.retain(|key| !as_delta.contains(key) || refused.contains(key));
-    // 3b. The rest whole, small files packed together.
-    let mut requests: Vec<Vec<(usize, Vec<ChunkAt>)>> = Vec::new();
+    // 2. Changed chunks of files the origin held before, as deltas.
+    if !wanted.is_empty() {
+        let mut planned = deltas::plan(client, course, uploads, &wanted).await?;
+        sent.signature_bytes += planned.signature_bytes;
+        let as_delta = std::mem::take(&mut planned.as_delta);
+        let delta_sent = deltas::send(client, planned).await?;
+        sent.delta_chunks += delta_sent.chunks;
+        sent.delta_bytes += delta_sent.bytes;
+        sent.deltas_refused += delta_sent.refused.len() as u64;
+        let refused: HashSet<(usize, u32)> = delta_sent.refused.into_iter().collect();
+        chosen.retain(|key| !as_delta.contains(key) || refused.contains(key));
+    }
+    // 3. The rest whole, small files packed together.
+    let mut requests: Requests = Vec::new();
     let mut request: Vec<(usize, Vec<ChunkAt>)> = Vec::new();
     let mut bytes = 0usize;
-    let mut offsets: (usize, Vec<u64>) = (usize::MAX, Vec::new());
+    let mut offsets: HashMap<usize, Vec<u64>> = HashMap::new();
     for (number, index) in chosen {
-        let upload = &planned.uploads[number];
-        if offsets.0 != number {
-            offsets = (
-                number,
-                upload.manifest.chunk_offsets().map(|(o, _)| o).collect(),
-            );
-        }
-        let len = upload.manifest.chunks[index as usize].len;
+        let manifest = &uploads[number].manifest;
+        let offset = offsets
+            .entry(number)
+            .or_insert_with(|| manifest.chunk_offsets().map(|(o, _)| o).collect())[index as usize];
+        let len = manifest.chunks[index as usize].len;
         let full = bytes + len as usize > PUT_BYTES;
         let new_file = request.last().is_none_or(|(n, _)| *n != number);
         if !request.is_empty() && (full || (new_file && request.len() >= MAX_PUT_FILES)) {
@@ -328,101 +449,66 @@ async fn send(
             request.push((number, Vec::new()));
         }
         if let Some((_, chunks)) = request.last_mut() {
-            chunks.push((index, offsets.1[index as usize], len));
+            chunks.push((index, offset, len));
         }
         bytes += len as usize;
     }
     if !request.is_empty() {
         requests.push(request);
     }
-    let to_send: u64 = requests
+    Ok(requests)
+}
+
+/// A file's chunks to read and send: the open file, its path (for errors),
+/// its manifest's hash and the chunks.
+type FileToSend = (std::fs::File, std::path::PathBuf, Hash, Vec<ChunkAt>);
+
+/// Reads the chunks of `files` and sends them in one `PutChunks`; returns
+/// the chunks and bytes sent.
+async fn put_chunks(
+    client: Client,
+    files: Vec<FileToSend>,
+    delay: Option<Duration>,
+) -> anyhow::Result<(u64, u64)> {
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+    let read = tokio::task::spawn_blocking(move || {
+        files
+            .into_iter()
+            .map(|(file, path, manifest, chunks)| {
+                read_chunks(&file, &chunks)
+                    .map(|read| (manifest, read))
+                    .with_context(|| format!("reading {}", path.display()))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+    })
+    .await
+    .context("reading chunks stopped")??;
+    let count: usize = read.iter().map(|(_, chunks)| chunks.len()).sum();
+    let bytes: u64 = read
         .iter()
-        .flatten()
-        .flat_map(|(_, chunks)| chunks.iter().map(|c| u64::from(c.2)))
+        .flat_map(|(_, chunks)| chunks.iter().map(|IndexedChunk(_, b)| b.len() as u64))
         .sum();
-    let bar = progress::bytes_bar("sending");
-    bar.set_length(to_send);
-    let delay = std::env::var(DELAY_ENV)
-        .ok()
-        .and_then(|ms| ms.parse().ok())
-        .map(Duration::from_millis);
-    let mut in_flight = tokio::task::JoinSet::new();
-    let mut queue = requests.into_iter();
-    loop {
-        while in_flight.len() < IN_FLIGHT {
-            let Some(request) = queue.next() else {
-                break;
-            };
-            let mut files = Vec::with_capacity(request.len());
-            for (number, chunks) in request {
-                let upload = &planned.uploads[number];
-                let source = &planned.files[upload.source];
-                let file = planned.plan.open(source)?;
-                files.push((file, source.path.clone(), upload.manifest_hash, chunks));
-            }
-            let client = client.clone();
-            in_flight.spawn(async move {
-                if let Some(delay) = delay {
-                    tokio::time::sleep(delay).await;
-                }
-                let read = tokio::task::spawn_blocking(move || {
-                    files
-                        .into_iter()
-                        .map(|(file, path, manifest, chunks)| {
-                            read_chunks(&file, &chunks)
-                                .map(|read| (manifest, read))
-                                .with_context(|| format!("reading {}", path.display()))
-                        })
-                        .collect::<anyhow::Result<Vec<_>>>()
-                })
-                .await
-                .context("reading chunks stopped")??;
-                let count: usize = read.iter().map(|(_, chunks)| chunks.len()).sum();
-                let bytes: u64 = read
-                    .iter()
-                    .flat_map(|(_, chunks)| chunks.iter().map(|IndexedChunk(_, b)| b.len() as u64))
-                    .sum();
-                match ask(&client, AdminRequest::PutChunks { files: read }).await? {
-                    AdminResponse::ChunksStored { .. } => Ok((count as u64, bytes)),
-                    _ => bail!("the origin answered chunks with something else"),
-                }
-            });
-        }
-        let Some(done) = in_flight.join_next().await else {
-            break;
-        };
+    match ask(&client, AdminRequest::PutChunks { files: read }).await? {
+        AdminResponse::ChunksStored { .. } => Ok((count as u64, bytes)),
+        _ => bail!("the origin answered chunks with something else"),
+    }
+}
+
+/// Waits for one `PutChunks` in flight and counts it.
+async fn count_done(
+    in_flight: &mut JoinSet<anyhow::Result<(u64, u64)>>,
+    sent: &mut Sent,
+    bar: &ProgressBar,
+) -> anyhow::Result<()> {
+    if let Some(done) = in_flight.join_next().await {
         let (chunks, bytes) = done.context("an upload task stopped")??;
         sent.chunks_sent += chunks;
         sent.bytes_sent += bytes;
         bar.inc(bytes);
     }
-    bar.finish_and_clear();
-    // 4. The lessons.
-    for batch in batches(&planned.lessons, PLAN_BYTES, Clone::clone) {
-        match ask(client, AdminRequest::PutObjects { objects: batch }).await? {
-            AdminResponse::ObjectsStored { .. } => {}
-            _ => bail!("the origin answered lessons with something else"),
-        }
-    }
-    // 5. The course.
-    let request = AdminRequest::Publish {
-        course: planned.course.clone(),
-        min_sequence,
-    };
-    match ask(client, request).await? {
-        AdminResponse::Published { json } => {
-            let mut report: PublishReport =
-                serde_json::from_str(&json).context("reading the origin's publish report")?;
-            report.files_read = planned.files.len();
-            report.sent_chunk_bytes = sent.bytes_sent;
-            report.sent_delta_bytes = sent.delta_bytes;
-            report.delta_chunks = sent.delta_chunks;
-            report.deltas_refused = sent.deltas_refused;
-            report.signature_bytes = sent.signature_bytes;
-            Ok((report, sent))
-        }
-        _ => bail!("the origin answered the publish with something else"),
-    }
+    Ok(())
 }
 
 /// A chunk to send: its index in the file, offset and length.

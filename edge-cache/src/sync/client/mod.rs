@@ -412,7 +412,7 @@ impl Client {
                     .await
                     .map_err(|err| self.connection_error(err))?;
                 for request in std::iter::once(request).chain(then) {
-                    protocol::write_frame(&mut send, request)
+                    protocol::write_frame_quic(&mut send, request)
                         .await
                         .map_err(|err| self.frame_error(err))?;
                 }

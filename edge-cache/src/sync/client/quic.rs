@@ -36,8 +36,13 @@ pub(super) async fn handshake(
         SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
     };
     let connect_error = |cause: Cause| ClientError::Connect { addr, cause };
+    let socket =
+        server::transport::udp_socket(bind).map_err(|err| connect_error(Cause::new(err)))?;
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| connect_error(Cause::new(std::io::Error::other("no async runtime"))))?;
     let mut endpoint =
-        quinn::Endpoint::client(bind).map_err(|err| connect_error(Cause::new(err)))?;
+        quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime)
+            .map_err(|err| connect_error(Cause::new(err)))?;
     endpoint.set_default_client_config(client_config);
     let connecting = endpoint
         .connect(addr, server::tls::SERVER_NAME)
