@@ -95,9 +95,18 @@ impl FromStr for Congestion {
     }
 }
 
-/// The settings with the default congestion controller.
+/// A client's settings (an edge's, an administrator's): the default
+/// congestion controller, and requests sent whole one after another rather
+/// than interleaved. A client's large requests are an administrator's
+/// uploads; sent in order, they reach the origin in order, and the origin
+/// hashes each file as its chunks arrive instead of reading it back.
 pub fn transport_config() -> Arc<TransportConfig> {
-    Arc::new(settings(Congestion::default()))
+    Arc::new(client_settings(settings(Congestion::default())))
+}
+
+fn client_settings(mut config: TransportConfig) -> TransportConfig {
+    config.send_fairness(false);
+    config
 }
 
 /// The settings with the given congestion controller.
@@ -110,7 +119,7 @@ pub fn transport_config_with(congestion: Congestion) -> Arc<TransportConfig> {
 /// the cap, so with a window of about a second's worth the cap holds on the
 /// link, not only between the edge's buffers and its disk.
 pub fn transport_config_with_window(window: u32) -> Arc<TransportConfig> {
-    let mut config = settings(Congestion::default());
+    let mut config = client_settings(settings(Congestion::default()));
     config
         .stream_receive_window(VarInt::from_u32(window))
         .receive_window(VarInt::from_u32(window));

@@ -29,6 +29,9 @@ const FLUSH_BYTES: u64 = 64 * 1024 * 1024;
 const IDLE: Duration = Duration::from_secs(1);
 /// Open partial blobs at most; the least recently used is closed first.
 const MAX_OPEN: usize = 64;
+/// Bytes of chunks kept, across files, because they arrived ahead of their
+/// file's order (see `InOrder`).
+const MAX_EARLY: usize = 64 * 1024 * 1024;
 /// Whole files waiting to be finished at most (and their bytes).
 const MAX_WHOLE: usize = 256;
 const MAX_WHOLE_BYTES: u64 = 256 * 1024 * 1024;
@@ -109,33 +112,83 @@ fn store_error(doing: &str, err: impl std::fmt::Display) -> String {
 }
 
 /// A partial being assembled, when it was last used, and the BLAKE3 of
-/// its chunks written so far in file order from the first: kept while every
-/// chunk arrives in order into a file begun empty, so a whole file need not
-/// be read back to be checked.
+/// its chunks written so far in file order from the first: kept while the
+/// file was begun empty here, so a whole file need not be read back to be
+/// checked.
 struct Open<'s> {
     partial: PartialBlob<'s>,
     used: Instant,
-    in_order: Option<(usize, blake3::Hasher)>,
+    in_order: Option<InOrder>,
+}
+
+/// A file's BLAKE3 taken in file order as its chunks are written. Chunks
+/// that arrive ahead of the next one (requests in flight together may be
+/// written in any order) are kept until the gap is filled, within
+/// [`MAX_EARLY`] across all files; past it the file is read back instead.
+struct InOrder {
+    /// The next chunk in file order to hash.
+    next: usize,
+    hasher: blake3::Hasher,
+    early: HashMap<Hash, Vec<u8>>,
+    early_bytes: usize,
 }
 
 impl Open<'_> {
-    /// Hashes `bytes`, chunk `hash`, if it is the next one in file order.
-    fn hash_in_order(&mut self, hash: &Hash, bytes: &[u8]) {
-        let chunks = &self.partial.manifest().chunks;
-        self.in_order = match self.in_order.take() {
-            Some((next, mut hasher)) if chunks.get(next).is_some_and(|c| c.hash == *hash) => {
-                hasher.update(bytes);
-                Some((next + 1, hasher))
-            }
-            _ => None,
+    fn hashing() -> Option<InOrder> {
+        Some(InOrder {
+            next: 0,
+            hasher: blake3::Hasher::new(),
+            early: HashMap::new(),
+            early_bytes: 0,
+        })
+    }
+
+    /// Bytes kept ahead of the file order.
+    fn early_bytes(&self) -> usize {
+        self.in_order.as_ref().map_or(0, |state| state.early_bytes)
+    }
+
+    /// Hashes in file order what can be after `chunk` was written: it, and
+    /// chunks kept from before; keeps `chunk` if it came early and this
+    /// file may keep `room` bytes, else gives up hashing it as it comes.
+    fn hash_in_order(&mut self, chunk: VerifiedChunkBuf, room: usize) {
+        let Some(state) = self.in_order.as_mut() else {
+            return;
         };
+        let chunks = &self.partial.manifest().chunks;
+        let hash = chunk.chunk().hash();
+        let mut used = false;
+        while let Some(entry) = chunks.get(state.next) {
+            if entry.hash == hash {
+                state.hasher.update(chunk.chunk().bytes());
+                used = true;
+            } else if let Some(bytes) = state.early.remove(&entry.hash) {
+                state.hasher.update(&bytes);
+                state.early_bytes -= bytes.len();
+            } else {
+                break;
+            }
+            state.next += 1;
+        }
+        if used || state.next == chunks.len() {
+            return;
+        }
+        let bytes = chunk.into_bytes();
+        if state.early_bytes + bytes.len() > room {
+            self.in_order = None;
+            return;
+        }
+        state.early_bytes += bytes.len();
+        if let Some(replaced) = state.early.insert(hash, bytes) {
+            state.early_bytes -= replaced.len();
+        }
     }
 
     /// The file's BLAKE3 if every chunk was hashed in order.
     fn whole_hash(&self) -> Option<Hash> {
-        let (next, hasher) = self.in_order.as_ref()?;
-        (*next == self.partial.manifest().chunks.len())
-            .then(|| Hash::from_bytes(*hasher.finalize().as_bytes()))
+        let state = self.in_order.as_ref()?;
+        (state.next == self.partial.manifest().chunks.len())
+            .then(|| Hash::from_bytes(*state.hasher.finalize().as_bytes()))
     }
 }
 
@@ -281,7 +334,11 @@ impl<'s> Files<'s> {
         let mut partial = self.store.partial(hash, manifest)?;
         partial.set_flush_bytes(FLUSH_BYTES);
         // Begun empty (not resumed from disk): its chunks can be hashed as they come.
-        let in_order = (partial.bytes_present() == 0).then(|| (0, blake3::Hasher::new()));
+        let in_order = if partial.bytes_present() == 0 {
+            Open::hashing()
+        } else {
+            None
+        };
         Ok(Open {
             partial,
             used: Instant::now(),
@@ -432,14 +489,16 @@ impl<'s> Files<'s> {
             }
         };
         let mut result = Ok(());
-        for chunk in &chunks {
-            let verified = chunk.chunk();
-            match open.partial.write_verified(&verified) {
+        // Room to keep chunks that came ahead of their file's order.
+        let room = MAX_EARLY.saturating_sub(self.open.values().map(Open::early_bytes).sum());
+        for chunk in chunks {
+            let written = open.partial.write_verified(&chunk.chunk());
+            match written {
                 Ok(0) => received.again += 1,
                 Ok(_) => {
-                    open.hash_in_order(&verified.hash(), verified.bytes());
                     received.chunks += 1;
-                    received.bytes += verified.bytes().len() as u64;
+                    received.bytes += chunk.chunk().bytes().len() as u64;
+                    open.hash_in_order(chunk, room);
                 }
                 Err(err) => {
                     result = Err(failed(err));
@@ -600,22 +659,42 @@ mod tests {
         let data = catalog::testdata::generated(3 * 1024 * 1024, 17);
         let (hash, manifest) = manifest_of(&data);
         let all: Vec<u32> = (0..manifest.chunks.len() as u32).collect();
+        assert!(all.len() >= 8, "{} chunks", all.len());
         let mut files = Files::new(origin.store());
-        let mut in_order = files.open_partial(hash, manifest.clone()).expect("partial");
-        for chunk in chunks(&data, &manifest, &all) {
-            let verified = chunk.chunk();
-            in_order.partial.write_verified(&verified).expect("write");
-            in_order.hash_in_order(&verified.hash(), verified.bytes());
-        }
+        let mut write_all = |order: Vec<VerifiedChunkBuf>, room: usize| {
+            let mut open = files.open_partial(hash, manifest.clone()).expect("partial");
+            let mut most_kept = 0;
+            for chunk in order {
+                open.partial.write_verified(&chunk.chunk()).expect("write");
+                open.hash_in_order(chunk, room);
+                most_kept = most_kept.max(open.early_bytes());
+            }
+            (open, most_kept)
+        };
+        // In order: hashed as written, nothing kept.
+        let (in_order, kept) = write_all(chunks(&data, &manifest, &all), MAX_EARLY);
         assert_eq!(in_order.whole_hash(), Some(manifest.blob));
+        assert_eq!(kept, 0);
         in_order.partial.discard().expect("discard");
 
-        let mut reversed = files.open_partial(hash, manifest.clone()).expect("partial");
-        for chunk in chunks(&data, &manifest, &all).iter().rev() {
-            let verified = chunk.chunk();
-            reversed.partial.write_verified(&verified).expect("write");
-            reversed.hash_in_order(&verified.hash(), verified.bytes());
-        }
+        // Requests written out of order (the second half first): the early
+        // chunks are kept and hashed when the gap fills; nothing read back.
+        let half = all.len() / 2;
+        let mut swapped = chunks(&data, &manifest, &all[half..]);
+        swapped.extend(chunks(&data, &manifest, &all[..half]));
+        let (swapped, kept) = write_all(swapped, MAX_EARLY);
+        assert_eq!(swapped.whole_hash(), Some(manifest.blob));
+        assert_eq!(swapped.early_bytes(), 0, "all used");
+        assert!(
+            kept > 0,
+            "the second half was kept while the first was missing"
+        );
+        swapped.partial.discard().expect("discard");
+
+        // Past the room for early chunks: read back instead, and still right.
+        let reversed_order = chunks(&data, &manifest, &all).into_iter().rev().collect();
+        let (reversed, kept) = write_all(reversed_order, 256 * 1024);
+        assert!(kept <= 256 * 1024, "kept {kept}");
         assert_eq!(reversed.whole_hash(), None, "read back instead");
         let held = origin
             .store()
