@@ -168,17 +168,25 @@ fn settings(congestion: Congestion) -> TransportConfig {
 /// Socket buffer each QUIC endpoint asks for, both ways. The system's
 /// default (208 KiB on Linux) fills in under a millisecond at loopback and
 /// LAN speeds whenever the process is busy for a moment, and every datagram
-/// past it is lost: retransmitted, counted as congestion, and enough of
-/// them make MTU discovery fall back to 1,200-byte packets. The kernel grants at
-/// most `net.core.rmem_max`/`wmem_max` (docs/limits.md).
+/// past it is lost: retransmitted and counted as congestion. The kernel
+/// grants at most `net.core.rmem_max`/`wmem_max` (docs/install.md).
 pub const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
 
 /// A UDP socket bound to `addr` for a QUIC endpoint, with buffers of
 /// [`SOCKET_BUFFER`] where the system allows (less is not an error; the
 /// first socket that gets less says so in the log, once per process).
-pub fn udp_socket(addr: std::net::SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+/// `dual_stack`: an IPv6 socket also carries IPv4, as quinn's own client
+/// endpoints do (best effort); otherwise the system's default holds, as for
+/// `UdpSocket::bind`.
+pub fn udp_socket(
+    addr: std::net::SocketAddr,
+    dual_stack: bool,
+) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if dual_stack && addr.is_ipv6() {
+        let _ = socket.set_only_v6(false);
+    }
     let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
     // Linux reports twice what it grants (the rest is its bookkeeping).
@@ -211,7 +219,7 @@ mod tests {
                 .and_then(|v| v.trim().parse().ok())
                 .expect("the system's socket buffer limit")
         };
-        let socket = udp_socket("127.0.0.1:0".parse().expect("addr")).expect("bind");
+        let socket = udp_socket("127.0.0.1:0".parse().expect("addr"), false).expect("bind");
         let socket = socket2::SockRef::from(&socket);
         assert_eq!(
             socket.recv_buffer_size().expect("SO_RCVBUF"),

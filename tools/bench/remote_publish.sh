@@ -30,7 +30,8 @@
 # verifies every file). Each rsync goes to a fresh, empty folder. Nothing is deleted
 # until the end: ext4 allocates inodes slowly next to ones deleted in the last minute,
 # which charged each run for the run before it (so DIR needs about (4 × runs + 2) ×
-# the tree's size free; checked before starting).
+# the tree's size free; checked before starting). For the same reason, leave a few
+# minutes between two invocations: each one's cleanup frees every run's files.
 # The 1 % edit (after the last run, on the last origin and the last rsync copy):
 # `--edits` regions of random bytes, 1 % of the tree's bytes in all, overwritten in
 # place in the largest files (deterministic offsets), plus one new page. Bytes moved,

@@ -295,7 +295,7 @@ pub async fn bind_served(served: Served, listen: &Listen) -> Result<Bound, Serve
     endpoint_config.cid_generator(move || {
         Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
     });
-    let socket = crate::transport::udp_socket(quic)
+    let socket = crate::transport::udp_socket(quic, false)
         .map_err(|cause| ServeError::BindQuic { addr: quic, cause })?;
     let runtime = quinn::default_runtime().ok_or_else(|| ServeError::BindQuic {
         addr: quic,

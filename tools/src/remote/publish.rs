@@ -66,7 +66,7 @@ pub(super) struct Course {
 }
 
 /// A file read: its index in the course's files and its manifest.
-type Read = anyhow::Result<(usize, FileManifest)>;
+type FileRead = anyhow::Result<(usize, FileManifest)>;
 
 /// What the upload did, for the summary.
 #[derive(Default)]
@@ -95,7 +95,7 @@ pub fn run(
     let origin = admin.origin.clone();
     let bars = MultiProgress::new();
     let stop = AtomicBool::new(false);
-    let (sender, reads) = mpsc::channel::<Read>(READ_AHEAD);
+    let (sender, reads) = mpsc::channel::<FileRead>(READ_AHEAD);
     let reading = bars.add(progress::bytes_bar("reading"));
     reading.set_length(course.plan.total_bytes());
     let next = AtomicUsize::new(0);
@@ -192,7 +192,7 @@ fn read_files(
     next: &AtomicUsize,
     stop: &AtomicBool,
     bar: &ProgressBar,
-    sender: &mpsc::Sender<Read>,
+    sender: &mpsc::Sender<FileRead>,
 ) {
     while !stop.load(Ordering::Relaxed) {
         let index = next.fetch_add(1, Ordering::Relaxed);
@@ -224,21 +224,15 @@ fn read_one(course: &Course, file: &SourceFile, bar: &ProgressBar) -> anyhow::Re
     Ok(manifest)
 }
 
-/// Builds every object a local publish would, from every file's manifest.
+/// Builds every object a local publish would, from every file's entry.
 fn objects(
     course: &Course,
-    manifests: &[Option<(Hash, FileManifest)>],
+    entries: Vec<Option<FileEntry>>,
 ) -> anyhow::Result<(Vec<Vec<u8>>, Vec<u8>)> {
-    let mut entries = Vec::with_capacity(manifests.len());
-    for (file, read) in course.files.iter().zip(manifests) {
-        let (manifest_hash, manifest) = read.as_ref().context("a file was not read")?;
-        entries.push(FileEntry {
-            path: file.rel.clone(),
-            size: manifest.size,
-            blob: manifest.blob,
-            manifest: *manifest_hash,
-        });
-    }
+    let entries: Vec<FileEntry> = entries
+        .into_iter()
+        .collect::<Option<_>>()
+        .context("a file was not read")?;
     // The plan lists course files first, then each lesson's, as `all_files` walks them.
     let plan = &course.plan;
     let mut entries = entries.into_iter();
@@ -262,12 +256,12 @@ fn objects(
 async fn send(
     client: &Client,
     course: &Course,
-    mut reads: mpsc::Receiver<Read>,
+    mut reads: mpsc::Receiver<FileRead>,
     bar: &ProgressBar,
     min_sequence: Option<u64>,
 ) -> anyhow::Result<(PublishReport, Sent)> {
     let mut sent = Sent::default();
-    let mut manifests: Vec<Option<(Hash, FileManifest)>> = vec![None; course.files.len()];
+    let mut entries: Vec<Option<FileEntry>> = vec![None; course.files.len()];
     let mut uploads: Vec<Upload> = Vec::new();
     let mut seen: HashSet<Hash> = HashSet::new();
     let mut blobs: HashSet<Hash> = HashSet::new();
@@ -291,7 +285,12 @@ async fn send(
         for (index, manifest) in batch {
             let bytes = Object::Manifest(manifest.clone()).encode();
             let manifest_hash = Hash::of(&bytes);
-            manifests[index] = Some((manifest_hash, manifest.clone()));
+            entries[index] = Some(FileEntry {
+                path: course.files[index].rel.clone(),
+                size: manifest.size,
+                blob: manifest.blob,
+                manifest: manifest_hash,
+            });
             // Each distinct manifest is sent (the same bytes under another media
             // type is another manifest); the chunks of a blob travel once.
             if seen.insert(manifest_hash) {
@@ -334,7 +333,7 @@ async fn send(
         count_done(&mut in_flight, &mut sent, bar).await?;
     }
     sent.distinct_files = uploads.len();
-    let (lessons, course_object) = objects(course, &manifests)?;
+    let (lessons, course_object) = objects(course, entries)?;
     // The lessons.
     for batch in batches(&lessons, PLAN_BYTES, Clone::clone) {
         match ask(client, AdminRequest::PutObjects { objects: batch }).await? {

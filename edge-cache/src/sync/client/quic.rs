@@ -37,7 +37,7 @@ pub(super) async fn handshake(
     };
     let connect_error = |cause: Cause| ClientError::Connect { addr, cause };
     let socket =
-        server::transport::udp_socket(bind).map_err(|err| connect_error(Cause::new(err)))?;
+        server::transport::udp_socket(bind, true).map_err(|err| connect_error(Cause::new(err)))?;
     let runtime = quinn::default_runtime()
         .ok_or_else(|| connect_error(Cause::new(std::io::Error::other("no async runtime"))))?;
     let mut endpoint =
