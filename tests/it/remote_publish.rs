@@ -187,6 +187,42 @@ fn kill_once_some_arrived(folder: &std::path::Path, served: &ServedOrigin, token
     child.wait().expect("wait");
 }
 
+/// Waits until the origin's upload writer recorded every chunk it received
+/// (it does so after a second without work) and nothing arrived for a while
+/// after that; returns the chunks received.
+fn wait_until_recorded(served: &ServedOrigin) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut settled_since: Option<(u64, Instant)> = None;
+    loop {
+        let log = served.log_text();
+        let count = received(&log, "chunks");
+        let last = log
+            .lines()
+            .rev()
+            .find(|line| {
+                line.contains("upload received chunks") || line.contains("upload recorded chunks")
+            })
+            .unwrap_or("");
+        if last.contains("upload recorded chunks") {
+            match settled_since {
+                Some((seen, since)) if seen == count => {
+                    if since.elapsed() > Duration::from_millis(1500) {
+                        return count;
+                    }
+                }
+                _ => settled_since = Some((count, Instant::now())),
+            }
+        } else {
+            settled_since = None;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the origin never recorded what it received: {log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Issue 15: the client killed mid-upload, then run again: over both runs
 /// the origin receives exactly the chunks it lacked, none twice, and the
 /// result is complete (what a local publish gives).
@@ -241,9 +277,7 @@ fn uploaded_chunks_survive_an_origin_restart_issue_15() {
     let token = add_admin(&origin, "bureau-sun");
     let served = origin.serve();
     kill_once_some_arrived(&folder, &served, &token);
-    // The writer records what it holds after a second without work.
-    std::thread::sleep(Duration::from_millis(3000));
-    let before = received(&served.log_text(), "chunks");
+    let before = wait_until_recorded(&served);
     served.kill();
     assert!(before > 0 && before < lacking, "{before} of {lacking}");
 
@@ -253,7 +287,8 @@ fn uploaded_chunks_survive_an_origin_restart_issue_15() {
     assert_eq!(
         before + after,
         lacking,
-        "only the rest was sent after the restart"
+        "only the rest was sent after the restart: {}",
+        served.log_text()
     );
     assert_eq!(received(&served.log_text(), "again"), 0);
     assert_eq!(report["course_hash"], local.ls()["courses"][0]["hash"]);

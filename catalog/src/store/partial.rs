@@ -384,6 +384,11 @@ impl PartialBlob<'_> {
             .collect()
     }
 
+    /// Chunks written since the last flush (not yet recorded).
+    pub fn unrecorded_chunks(&self) -> usize {
+        self.pending.len()
+    }
+
     /// Bytes already present (durable or pending).
     pub fn bytes_present(&self) -> u64 {
         (0..self.have.len())

@@ -235,8 +235,14 @@ fn run(origin: &Origin, queue: Receiver<Job>) {
                 let _ = reply.send(desk.settle());
             }
             Err(RecvTimeoutError::Timeout) => {
-                if let Err(message) = desk.settle() {
-                    tracing::error!(cause = %message, "recording uploaded chunks");
+                let (chunks, files) = desk.unrecorded();
+                match desk.settle() {
+                    Err(message) => tracing::error!(cause = %message, "recording uploaded chunks"),
+                    // What an origin killed from now on keeps (and a test waits for).
+                    Ok(()) if chunks + files > 0 => {
+                        tracing::info!(chunks, files, "upload recorded chunks")
+                    }
+                    Ok(()) => {}
                 }
             }
             Err(RecvTimeoutError::Disconnected) => {
@@ -508,6 +514,17 @@ impl<'s> Files<'s> {
         }
         self.keep(open).map_err(failed)?;
         result
+    }
+
+    /// Chunks written to open partials and not recorded, and whole files
+    /// not yet finished or committed.
+    fn unrecorded(&self) -> (usize, usize) {
+        let chunks = self
+            .open
+            .values()
+            .map(|open| open.partial.unrecorded_chunks())
+            .sum();
+        (chunks, self.whole.len() + self.batched.len())
     }
 
     /// Records every open partial and finishes the whole files.

@@ -78,7 +78,12 @@ pub(super) fn takes_pipelined(connection: &quinn::Connection) -> bool {
 }
 
 /// How long answers may bring no data before the edge checks the link.
-pub const STALL: Duration = Duration::from_secs(8);
+/// Only short cuts meet it: after a long one the silence already exceeds it
+/// when the link returns, and the next check replaces the connection. After
+/// a cut of a few seconds under a full queue, QUIC's own doubled resend can
+/// come 8–10 s after the last data; waiting 15 s lets the connection live
+/// on, and costs a cut of 5–15 s at most a few seconds more.
+pub const STALL: Duration = Duration::from_secs(15);
 /// How long a check's handshake may take, and how often checks repeat.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
