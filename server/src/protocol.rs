@@ -21,6 +21,7 @@
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use bytes::Bytes;
 use catalog::Hash;
 
 /// Protocol version spoken by this build: what a hello carries, and what an
@@ -231,6 +232,151 @@ pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
     frame
 }
 
+/// Byte strings that travel without being copied into or out of a frame
+/// (chunks in an administrator's upload): encoded by [`encode_pieces`] as
+/// pieces of their own, decoded by [`decode_shared`] as slices of the frame.
+/// Elsewhere (plain [`encode`] and [`decode`]) they are ordinary byte strings.
+pub mod shared_bytes {
+    use std::cell::RefCell;
+
+    use bytes::Bytes;
+    use serde::{Deserializer, Serializer};
+
+    thread_local! {
+        /// While [`super::encode_pieces`] runs: the byte strings serialized, in order.
+        pub(super) static SERIALIZED: RefCell<Option<Vec<Bytes>>> = const { RefCell::new(None) };
+        /// While [`super::decode_shared`] runs: the frame being decoded.
+        pub(super) static FRAME: RefCell<Option<Bytes>> = const { RefCell::new(None) };
+    }
+
+    pub fn serialize<S: Serializer>(bytes: &Bytes, serializer: S) -> Result<S::Ok, S::Error> {
+        SERIALIZED.with_borrow_mut(|seen| {
+            if let Some(seen) = seen {
+                seen.push(bytes.clone());
+            }
+        });
+        serializer.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Bytes, D::Error> {
+        deserializer.deserialize_bytes(Visitor)
+    }
+
+    struct Visitor;
+
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Bytes;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a byte string")
+        }
+
+        fn visit_borrowed_bytes<E: serde::de::Error>(self, v: &'de [u8]) -> Result<Bytes, E> {
+            Ok(FRAME.with_borrow(|frame| match frame {
+                Some(frame) if within(frame, v) => frame.slice_ref(v),
+                _ => Bytes::copy_from_slice(v),
+            }))
+        }
+
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
+            Ok(Bytes::copy_from_slice(v))
+        }
+
+        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
+            Ok(Bytes::from(v))
+        }
+    }
+
+    fn within(frame: &[u8], part: &[u8]) -> bool {
+        let (start, end) = (
+            frame.as_ptr() as usize,
+            frame.as_ptr() as usize + frame.len(),
+        );
+        let at = part.as_ptr() as usize;
+        at >= start && at + part.len() <= end
+    }
+}
+
+/// A byte string at least this long, serialized through [`shared_bytes`],
+/// becomes a piece of its own in [`encode_pieces`].
+const SHARED_PIECE: usize = 4096;
+
+/// Collects postcard's output as pieces: byte strings serialized through
+/// [`shared_bytes`] by reference, everything between them copied.
+struct Pieces {
+    shared: std::collections::VecDeque<Bytes>,
+    glue: Vec<u8>,
+    pieces: Vec<Bytes>,
+}
+
+impl postcard::ser_flavors::Flavor for Pieces {
+    type Output = Vec<Bytes>;
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.glue.push(byte);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        // postcard writes a byte string's bytes in one call, from the
+        // string's own memory: that is how a shared one is recognised.
+        while let Some(next) = self.shared.front() {
+            if next.len() < SHARED_PIECE {
+                self.shared.pop_front();
+                continue;
+            }
+            if next.as_ptr() == data.as_ptr() && next.len() == data.len() {
+                if !self.glue.is_empty() {
+                    self.pieces
+                        .push(Bytes::from(std::mem::take(&mut self.glue)));
+                }
+                self.pieces.extend(self.shared.pop_front());
+                return Ok(());
+            }
+            break;
+        }
+        self.glue.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finalize(mut self) -> postcard::Result<Vec<Bytes>> {
+        if !self.glue.is_empty() {
+            self.pieces.push(Bytes::from(self.glue));
+        }
+        Ok(self.pieces)
+    }
+}
+
+/// Encodes a frame like [`encode`], as pieces whose concatenation is the
+/// frame: byte strings serialized through [`shared_bytes`] are not copied.
+pub fn encode_pieces<T: Serialize>(message: &T) -> Vec<Bytes> {
+    // Sizing the frame also collects the shared byte strings, in the order written.
+    shared_bytes::SERIALIZED.set(Some(Vec::new()));
+    let len = postcard::serialize_with_flavor::<T, _, usize>(
+        message,
+        postcard::ser_flavors::Size::default(),
+    );
+    let shared = shared_bytes::SERIALIZED.take().unwrap_or_default();
+    let len = len.expect("postcard encodes plain data");
+    let mut glue = Vec::with_capacity(if shared.is_empty() { 4 + len } else { 256 });
+    glue.extend_from_slice(&(len as u32).to_le_bytes());
+    let pieces = Pieces {
+        shared: shared.into(),
+        glue,
+        pieces: Vec::new(),
+    };
+    postcard::serialize_with_flavor(message, pieces).expect("postcard encodes plain data")
+}
+
+/// Decodes a frame body like [`decode`]; byte strings deserialized through
+/// [`shared_bytes`] are slices of `body`, not copies.
+pub fn decode_shared<T: for<'de> Deserialize<'de>>(body: Bytes) -> Result<T, FrameError> {
+    shared_bytes::FRAME.set(Some(body.clone()));
+    let decoded = decode(&body);
+    shared_bytes::FRAME.set(None);
+    decoded
+}
+
 /// Decodes a frame body, refusing trailing bytes.
 pub fn decode<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, FrameError> {
     match postcard::take_from_bytes::<T>(body) {
@@ -311,7 +457,7 @@ where
             Err(err) => return Err(FrameError::Read(err)),
         }
     }
-    decode(&body).map(Some)
+    decode_shared(Bytes::from(body)).map(Some)
 }
 
 /// Writes one frame to a stream (a QUIC stream, or an HTTP body).
@@ -323,13 +469,14 @@ pub async fn write_frame<T: Serialize>(
 }
 
 /// Writes one frame to a QUIC stream, handing the encoded frame to quinn
-/// instead of copying it into quinn's buffers.
+/// in pieces ([`encode_pieces`]): neither the frame nor the chunks it
+/// carries are copied on the way.
 pub async fn write_frame_quic<T: Serialize>(
     stream: &mut quinn::SendStream,
     message: &T,
 ) -> Result<(), FrameError> {
     stream
-        .write_chunk(bytes::Bytes::from(encode(message)))
+        .write_all_chunks(&mut encode_pieces(message))
         .await
         .map_err(|err| FrameError::Write(err.into()))
 }
@@ -351,6 +498,66 @@ pub async fn write_frame_paced<T: Serialize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An upload's chunks travel uncopied both ways (issue 15), and the
+    /// frame is exactly the one [`encode`] makes, whatever the lengths
+    /// (varint boundaries, a chunk too small to be a piece, an empty one).
+    #[test]
+    fn chunks_are_pieces_of_the_frame_and_slices_of_it_when_decoded() {
+        use crate::admin::{AdminRequest, IndexedChunk};
+        let sizes = [0usize, 5, 127, 128, 4095, 4096, 16_383, 16_384, 70_000];
+        let chunks: Vec<Bytes> = sizes
+            .iter()
+            .map(|&n| Bytes::from((0..n).map(|i| (i * 7 + n) as u8).collect::<Vec<u8>>()))
+            .collect();
+        let request = Request::Admin(AdminRequest::PutChunks {
+            files: vec![
+                (
+                    Hash::of(b"a"),
+                    chunks[..5]
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| IndexedChunk(i as u32, c.clone()))
+                        .collect(),
+                ),
+                (
+                    Hash::of(b"b"),
+                    chunks[5..]
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| IndexedChunk(300 + i as u32, c.clone()))
+                        .collect(),
+                ),
+            ],
+        });
+        let pieces = encode_pieces(&request);
+        let joined: Vec<u8> = pieces.iter().flat_map(|p| p.iter().copied()).collect();
+        assert_eq!(joined, encode(&request));
+        // The chunks of 4 KiB and more are pieces themselves, not copies.
+        let shared = chunks
+            .iter()
+            .filter(|c| c.len() >= SHARED_PIECE)
+            .filter(|c| pieces.iter().any(|p| p.as_ptr() == c.as_ptr()))
+            .count();
+        assert_eq!(shared, sizes.iter().filter(|&&n| n >= SHARED_PIECE).count());
+        assert!(shared >= 4);
+
+        let body = Bytes::from(joined[4..].to_vec());
+        let decoded: Request = decode_shared(body.clone()).expect("decodes");
+        assert_eq!(decoded, request);
+        let Request::Admin(AdminRequest::PutChunks { files }) = decoded else {
+            unreachable!("decoded as encoded");
+        };
+        let range = body.as_ptr() as usize..body.as_ptr() as usize + body.len();
+        for IndexedChunk(_, bytes) in files.iter().flat_map(|(_, chunks)| chunks) {
+            if !bytes.is_empty() {
+                assert!(range.contains(&(bytes.as_ptr() as usize)), "copied");
+            }
+        }
+        // Plain decoding (an HTTPS body) still works, copying.
+        let plain: Request = decode(&body).expect("decodes");
+        assert_eq!(plain, request);
+    }
 
     #[test]
     fn golden_request_frame() {

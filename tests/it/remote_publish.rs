@@ -278,6 +278,7 @@ fn uploaded_chunks_survive_an_origin_restart_issue_15() {
     let served = origin.serve();
     kill_once_some_arrived(&folder, &served, &token);
     let before = wait_until_recorded(&served);
+    let first_log = served.log_text();
     served.kill();
     assert!(before > 0 && before < lacking, "{before} of {lacking}");
 
@@ -287,7 +288,7 @@ fn uploaded_chunks_survive_an_origin_restart_issue_15() {
     assert_eq!(
         before + after,
         lacking,
-        "only the rest was sent after the restart: {}",
+        "only the rest was sent after the restart: {first_log}\n---\n{}",
         served.log_text()
     );
     assert_eq!(received(&served.log_text(), "again"), 0);

@@ -9,6 +9,8 @@
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
 
+use bytes::Bytes;
+
 use super::index::{self, PARTIALS};
 use super::integrity::FileIdentity;
 use super::quarantine::QuarantineReason;
@@ -265,10 +267,14 @@ impl Store {
                 .map_err(StoreError::index)?
                 .map(|v| v.value().to_vec())
         };
-        // A record for another manifest of the same blob (another chunking) is not reused.
+        // A record made under another manifest of the same blob is reused
+        // only if that manifest cuts it into the same chunks (the same file
+        // under another media type does; another chunking does not).
         let resumable = record
             .filter(|bytes| {
-                bytes.len() == 32 + count.div_ceil(8) && bytes[..32] == manifest_hash.as_bytes()[..]
+                bytes.len() == 32 + count.div_ceil(8)
+                    && (bytes[..32] == manifest_hash.as_bytes()[..]
+                        || self.same_chunks(&bytes[..32], &manifest))
             })
             .filter(|_| existed);
         if let Some(bytes) = resumable {
@@ -292,6 +298,24 @@ impl Store {
             by_hash: HashMap::new(),
             flush_bytes: AUTO_FLUSH_BYTES,
         })
+    }
+}
+
+impl Store {
+    /// Whether the manifest object `recorded` (a partial's record) cuts the
+    /// same blob into the same chunks as `manifest`.
+    fn same_chunks(&self, recorded: &[u8], manifest: &FileManifest) -> bool {
+        let Ok(recorded) = <[u8; 32]>::try_from(recorded) else {
+            return false;
+        };
+        match self.object(&Hash::from_bytes(recorded)) {
+            Ok(Some(crate::Object::Manifest(other))) => {
+                other.blob == manifest.blob
+                    && other.size == manifest.size
+                    && other.chunks == manifest.chunks
+            }
+            _ => false,
+        }
     }
 }
 
@@ -323,12 +347,13 @@ impl<'a> VerifiedChunk<'a> {
 #[derive(Debug)]
 pub struct VerifiedChunkBuf {
     hash: Hash,
-    bytes: Vec<u8>,
+    bytes: Bytes,
 }
 
 impl VerifiedChunkBuf {
     /// The bytes, if their BLAKE3 is `hash`; else they are handed back.
-    pub fn check(hash: Hash, bytes: Vec<u8>) -> Result<VerifiedChunkBuf, Vec<u8>> {
+    pub fn check(hash: Hash, bytes: impl Into<Bytes>) -> Result<VerifiedChunkBuf, Bytes> {
+        let bytes = bytes.into();
         if Hash::of(&bytes) == hash {
             Ok(VerifiedChunkBuf { hash, bytes })
         } else {
@@ -344,9 +369,17 @@ impl VerifiedChunkBuf {
         }
     }
 
-    /// The buffer, to read another chunk into.
+    /// The buffer, to read another chunk into (not copied when this chunk
+    /// is its only user, as a buffer read into is).
     pub fn into_bytes(self) -> Vec<u8> {
-        self.bytes
+        Vec::from(self.bytes)
+    }
+
+    /// The bytes, kept on their own: a copy if they are a slice of
+    /// something larger (a chunk decoded in place in a request), which
+    /// would otherwise stay alive as long as they do.
+    pub fn into_owned(self) -> Vec<u8> {
+        self.bytes.to_vec()
     }
 }
 

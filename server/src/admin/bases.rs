@@ -230,9 +230,12 @@ pub(super) fn put_deltas(
         };
         match files.last_mut() {
             Some((hash, chunks)) if *hash == chunk.manifest => {
-                chunks.push(IndexedChunk(chunk.index, rebuilt));
+                chunks.push(IndexedChunk(chunk.index, rebuilt.into()));
             }
-            _ => files.push((chunk.manifest, vec![IndexedChunk(chunk.index, rebuilt)])),
+            _ => files.push((
+                chunk.manifest,
+                vec![IndexedChunk(chunk.index, rebuilt.into())],
+            )),
         }
     }
     put_chunks(desk, admin, files)

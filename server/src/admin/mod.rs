@@ -26,9 +26,14 @@ pub type FileChunks = (Hash, Vec<IndexedChunk>);
 
 /// One chunk in a [`FileChunks`]: its index in the file's manifest and its
 /// bytes (encoded as one byte string: as a sequence of numbers, encoding and
-/// decoding them byte by byte took a fifth of each end's time).
+/// decoding them byte by byte took a fifth of each end's time), which the
+/// QUIC transport neither copies into the frame nor out of it
+/// ([`crate::protocol::shared_bytes`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IndexedChunk(pub u32, #[serde(with = "serde_bytes")] pub Vec<u8>);
+pub struct IndexedChunk(
+    pub u32,
+    #[serde(with = "crate::protocol::shared_bytes")] pub bytes::Bytes,
+);
 
 /// An administrator's request. New variants go at the end (postcard
 /// numbers variants by position).

@@ -173,7 +173,7 @@ impl Open<'_> {
         if used || state.next == chunks.len() {
             return;
         }
-        let bytes = chunk.into_bytes();
+        let bytes = chunk.into_owned();
         if state.early_bytes + bytes.len() > room {
             self.in_order = None;
             return;

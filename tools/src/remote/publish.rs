@@ -528,7 +528,7 @@ fn read_chunks(file: &std::fs::File, chunks: &[ChunkAt]) -> std::io::Result<Vec<
             if bytes.len() != len as usize {
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
-            Ok(IndexedChunk(index, bytes))
+            Ok(IndexedChunk(index, bytes.into()))
         })
         .collect()
 }

@@ -366,3 +366,65 @@ mod collect;
 mod pack;
 mod partial;
 mod quarantine;
+
+/// The same file under two media types has two manifests and one blob: a
+/// partial begun under one resumes under the other (an upload cut off and
+/// sent again may name the file by either); a manifest that cuts the blob
+/// otherwise does not reuse the record.
+#[test]
+fn a_partial_resumes_under_another_manifest_with_the_same_chunks() {
+    let (_dir, store) = store();
+    let data = generated(1_500_000, 31);
+    let cuts = crate::chunker::cut_points(ChunkingProfile::DEFAULT, &data);
+    assert!(cuts.len() > 2, "{} chunks", cuts.len());
+    let manifest = |media_type: &str| FileManifest {
+        size: data.len() as u64,
+        blob: Hash::of(&data),
+        media_type: media_type.into(),
+        chunking: ChunkingProfile::DEFAULT,
+        chunks: cuts
+            .iter()
+            .map(|&(offset, len)| crate::object::ChunkRef {
+                hash: Hash::of(&data[offset as usize..(offset + u64::from(len)) as usize]),
+                len,
+            })
+            .collect(),
+    };
+    let (as_video, as_bytes) = (manifest("video/mp4"), manifest("application/octet-stream"));
+    let keep = |m: &FileManifest| {
+        let bytes = Object::Manifest(m.clone()).encode();
+        let hash = Hash::of(&bytes);
+        store.put_objects(&[(hash, bytes)]).expect("keep manifest");
+        hash
+    };
+    let (video_hash, bytes_hash) = (keep(&as_video), keep(&as_bytes));
+    let (offset, len) = cuts[1];
+    let mut partial = store.partial(video_hash, as_video).expect("partial");
+    partial
+        .write_chunk(
+            1,
+            &data[offset as usize..(offset + u64::from(len)) as usize],
+        )
+        .expect("write");
+    partial.flush().expect("flush");
+    drop(partial);
+
+    let resumed = store.partial(bytes_hash, as_bytes.clone()).expect("resume");
+    assert!(!resumed.missing().contains(&1), "the chunk was kept");
+    assert_eq!(resumed.missing().len(), cuts.len() - 1);
+    drop(resumed);
+
+    // Cut otherwise (one chunk less: the last two joined): not reused.
+    let mut joined = as_bytes;
+    let last = joined.chunks.pop().expect("chunks");
+    let before = joined.chunks.pop().expect("chunks");
+    let (from, _) = cuts[cuts.len() - 2];
+    joined.chunks.push(crate::object::ChunkRef {
+        hash: Hash::of(&data[from as usize..]),
+        len: before.len + last.len,
+    });
+    let other = store
+        .partial(Object::Manifest(joined.clone()).hash(), joined)
+        .expect("partial");
+    assert_eq!(other.missing().len(), cuts.len() - 1, "nothing reused");
+}
