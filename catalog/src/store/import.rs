@@ -111,6 +111,24 @@ impl Store {
         self.import_opened(file, path, profile, media_type, mode, batch, progress)
     }
 
+    /// Stores a file's bytes held in memory (an uploaded small file, at
+    /// most a few MiB) if its blob is new, and returns its manifest: what
+    /// [`Store::import_file`] gives for a file with these bytes, without a
+    /// file to read them from.
+    pub fn import_bytes(
+        &self,
+        data: &[u8],
+        profile: ChunkingProfile,
+        media_type: &str,
+        batch: &mut ImportBatch,
+    ) -> Result<Imported, StoreError> {
+        let blob = Hash::of(data);
+        match self.reuse_blob(blob, media_type, batch)? {
+            Some(imported) => Ok(imported),
+            None => self.store_small(data, blob, profile, media_type, batch),
+        }
+    }
+
     /// Stores an already opened file (if its blob is new) and returns its manifest.
     ///
     /// Only `file` is read and only its own metadata (`fstat`) is trusted:
