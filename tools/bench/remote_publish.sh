@@ -4,7 +4,9 @@
 # tree to another folder on the same machine; then a 1 % edit of the tree and a
 # re-publish, against `rsync --no-whole-file` (rsync's delta algorithm, forced locally).
 # Also `rsync -a` over ssh to a private sshd on loopback (how rsync reaches the origin machine
-# from an administrator's own; encryption at both ends, as for shanlu), when sshd is installed.
+# from an administrator's own; encryption at both ends, as for shanlu), when sshd is installed,
+# with and without a final `sync`, and the CPU seconds the whole machine spent on each side's
+# run (from /proc/stat: user, nice, system, irq, softirq; steal excluded).
 # Prints a Markdown table for BENCHMARKS.md.
 #
 # Usage:
@@ -168,20 +170,26 @@ serve_origin() {
 }
 
 now() { echo "$EPOCHREALTIME"; }
+# busy: CPU seconds spent so far by the whole machine (every process, user and
+# system): the difference around a timed command is what it cost both ends.
+busy() { awk -v hz="$(getconf CLK_TCK)" '/^cpu / {print ($2 + $3 + $4 + $7 + $8) / hz; exit}' /proc/stat; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", b - a}'; }
 median() { sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
-PUB_TIMES=() RSYNC_TIMES=() RSYNC_SYNC_TIMES=() LOCAL_TIMES=() SSH_TIMES=()
+PUB_TIMES=() RSYNC_TIMES=() RSYNC_SYNC_TIMES=() LOCAL_TIMES=() SSH_TIMES=() SSH_SYNC_TIMES=()
+PUB_CPU=() SSH_CPU=()
 for ((run = 1; run <= RUNS; run++)); do
     ORIGIN=$WD/origin-$run
     prep "origin init" "$SHANLU" origin init --data "$ORIGIN"
     TOKEN=$(awk '/^admin token:/ {print $3}' "$OUT")
     serve_origin "$ORIGIN"
     sync
+    c0=$(busy)
     t0=$(now)
     bounded "$TIMEOUT" env SHANLU_ADMIN_TOKEN="$TOKEN" "$SHANLU" publish "$TREE" --origin "$URL" \
         --origin-cert "$FP" --json >"$WD/report-$run.json" 2>"$ERR" || fail_cmd "remote publish" $?
     t1=$(now)
+    PUB_CPU+=("$(elapsed "$c0" "$(busy)")")
     PUB_TIMES+=("$(elapsed "$t0" "$t1")")
     log "run $run: remote publish ${PUB_TIMES[-1]} s"
     if ((run < RUNS)); then stop_pid "$SERVER"; SERVER=""; fi
@@ -208,16 +216,26 @@ for ((run = 1; run <= RUNS; run++)); do
     if [[ -n "$SSH_CMD" ]]; then
         SSH_DEST=$WD/rsync-ssh-$run
         sync
+        c0=$(busy)
         t0=$(now)
         bounded "$TIMEOUT" rsync -a -e "$SSH_CMD" "$TREE/" "$(id -un)@127.0.0.1:$SSH_DEST/" 2>"$ERR" \
             || fail_cmd "rsync -a over ssh" $?
         t1=$(now)
+        SSH_CPU+=("$(elapsed "$c0" "$(busy)")")
+        sync
+        t2=$(now)
         SSH_TIMES+=("$(elapsed "$t0" "$t1")")
-        log "run $run: rsync -a over ssh ${SSH_TIMES[-1]} s"
+        SSH_SYNC_TIMES+=("$(elapsed "$t0" "$t2")")
+        log "run $run: rsync -a over ssh ${SSH_TIMES[-1]} s (${SSH_SYNC_TIMES[-1]} s with its sync)"
     fi
 done
-SSH_MED=n/a
-((${#SSH_TIMES[@]})) && SSH_MED=$(printf '%s\n' "${SSH_TIMES[@]}" | median)
+SSH_MED=n/a SSH_SYNC_MED=n/a SSH_CPU_MED=n/a
+if ((${#SSH_TIMES[@]})); then
+    SSH_MED=$(printf '%s\n' "${SSH_TIMES[@]}" | median)
+    SSH_SYNC_MED=$(printf '%s\n' "${SSH_SYNC_TIMES[@]}" | median)
+    SSH_CPU_MED=$(printf '%s\n' "${SSH_CPU[@]}" | median)
+fi
+PUB_CPU_MED=$(printf '%s\n' "${PUB_CPU[@]}" | median)
 PUB_MED=$(printf '%s\n' "${PUB_TIMES[@]}" | median)
 RSYNC_MED=$(printf '%s\n' "${RSYNC_TIMES[@]}" | median)
 RSYNC_SYNC_MED=$(printf '%s\n' "${RSYNC_SYNC_TIMES[@]}" | median)
@@ -279,9 +297,11 @@ cat <<EOF
 | whole tree, wall s | $PUB_MED | $RSYNC_MED (\`rsync -a\`) | $TIME_RATIO | ≤ 1.0× $(verdict "$TIME_RATIO") |
 | whole tree, wall s, rsync incl. its final \`sync\` (shanlu's publish is durable when it returns) | $PUB_MED | $RSYNC_SYNC_MED | $(ratio "$PUB_MED" "$RSYNC_SYNC_MED") | — |
 | whole tree, wall s, \`rsync -a\` over ssh to loopback (how rsync reaches another machine) | $PUB_MED | $SSH_MED | $(ratio "$PUB_MED" "$SSH_MED") | ≤ 1.0× $(verdict "$(ratio "$PUB_MED" "$SSH_MED")") |
+| whole tree, wall s, \`rsync -a\` over ssh incl. its final \`sync\` | $PUB_MED | $SSH_SYNC_MED | $(ratio "$PUB_MED" "$SSH_SYNC_MED") | — |
+| whole tree, CPU s of the whole machine (both ends; over ssh for rsync) | $PUB_CPU_MED | $SSH_CPU_MED | $(ratio "$PUB_CPU_MED" "$SSH_CPU_MED") | — |
 | whole tree, wall s, against a local \`shanlu publish --data\` (fresh origin) | $PUB_MED | $LOCAL_MED (local publish) | $(ratio "$PUB_MED" "$LOCAL_MED") | — |
 | after a 1 % edit, bytes moved both ways | $EDIT_PUB_BYTES (whole chunks $EDIT_WHOLE, $EDIT_DELTA_CHUNKS deltas $EDIT_DELTA, signatures $EDIT_SIG; changed chunks $EDIT_CHANGED) | $EDIT_RSYNC_BYTES (\`--no-whole-file\`, sent $EDIT_RSYNC_SENT + received $EDIT_RSYNC_RECEIVED; literal $EDIT_RSYNC_LITERAL) | $BYTE_RATIO | ≤ 1.0× $(verdict "$BYTE_RATIO") |
 | after a 1 % edit, wall s | $EDIT_PUB_TIME | $EDIT_RSYNC_TIME | $(ratio "$EDIT_PUB_TIME" "$EDIT_RSYNC_TIME") | — |
 
-Runs (s): remote publish ${PUB_TIMES[*]}; rsync ${RSYNC_TIMES[*]}; rsync+sync ${RSYNC_SYNC_TIMES[*]}; rsync over ssh ${SSH_TIMES[*]:-none}; local publish ${LOCAL_TIMES[*]}.
+Runs (s): remote publish ${PUB_TIMES[*]}; rsync ${RSYNC_TIMES[*]}; rsync+sync ${RSYNC_SYNC_TIMES[*]}; rsync over ssh ${SSH_TIMES[*]:-none}; rsync over ssh+sync ${SSH_SYNC_TIMES[*]:-none}; CPU s publish ${PUB_CPU[*]}, rsync over ssh ${SSH_CPU[*]:-none}; local publish ${LOCAL_TIMES[*]}.
 EOF
