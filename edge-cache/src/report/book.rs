@@ -8,6 +8,9 @@
 //!                             last made/sent, usage not reported yet
 //!   queue/<entry>-<seq>.own   this edge's sealed reports, one envelope each
 //!   queue/<entry>.fwd         children's reports a county edge forwards
+//!   set-aside/<queue name>    reports the upstream refused
+//!                             [`SET_ASIDE_AFTER`] times: kept for the
+//!                             operator, not sent again
 //! ```
 //!
 //! The ledger is the commit point: a report is made by writing its
@@ -32,6 +35,13 @@ use super::usage::UsageTable;
 pub const MAX_OWN: usize = 64;
 /// Most children's reports a county edge holds to forward.
 pub const MAX_FORWARDED: usize = 64;
+/// Refusals by the upstream (an answer, not a failed link) after which a
+/// report is set aside instead of being sent with every pass.
+pub const SET_ASIDE_AFTER: u32 = 5;
+/// Most reports kept set aside; the oldest go first.
+pub const MAX_SET_ASIDE: usize = 64;
+/// The folder, beside `queue/`, of reports set aside.
+const SET_ASIDE: &str = "set-aside";
 
 /// Why the report book could not be read or changed.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +81,9 @@ pub struct Ledger {
     pub name: Option<String>,
     /// Usage not yet taken into a report.
     pub usage: Vec<DayUsage>,
+    /// Queued reports the upstream refused, by queue name: how many times.
+    #[serde(default)]
+    pub refused: std::collections::BTreeMap<String, u32>,
 }
 
 /// A queued envelope.
@@ -96,6 +109,8 @@ pub struct ReportsStatus {
     pub last_sent: Option<u64>,
     /// Lessons counted but not yet in a report.
     pub usage_rows: usize,
+    /// Reports the upstream kept refusing, set aside in `reports/set-aside/`.
+    pub set_aside: usize,
 }
 
 /// The report book of the edge in a data folder.
@@ -220,6 +235,9 @@ impl Book {
             usage_rows: ledger.usage.len(),
             ..ReportsStatus::default()
         };
+        status.set_aside = std::fs::read_dir(self.dir.join(SET_ASIDE))
+            .map(|entries| entries.flatten().count())
+            .unwrap_or(0);
         if let Ok(entries) = std::fs::read_dir(self.queue_dir()) {
             for entry in entries.flatten() {
                 let name = entry.file_name();
@@ -312,6 +330,40 @@ impl Open {
         }
         self.put(bytes, None)?;
         self.commit()
+    }
+
+    /// Counts one refusal of the queued envelope `name` by the upstream;
+    /// at the [`SET_ASIDE_AFTER`]th it moves to `set-aside/` (at most
+    /// [`MAX_SET_ASIDE`] kept there) and `true` is returned. Not committed
+    /// until [`Open::commit`].
+    pub fn refused(&mut self, name: &str) -> Result<bool, BookError> {
+        let queue = self.queue_dir();
+        // Counts of envelopes no longer queued (sent since) are dropped.
+        self.ledger
+            .refused
+            .retain(|queued, _| queue.join(queued).exists());
+        let count = self.ledger.refused.entry(name.to_owned()).or_default();
+        *count += 1;
+        if *count < SET_ASIDE_AFTER {
+            return Ok(false);
+        }
+        self.ledger.refused.remove(name);
+        let aside = self.dir.join(SET_ASIDE);
+        std::fs::create_dir_all(&aside).map_err(io("creating", &aside))?;
+        let from = queue.join(name);
+        let to = aside.join(name);
+        std::fs::rename(&from, &to).map_err(io("moving", &from))?;
+        let mut kept: Vec<String> = std::fs::read_dir(&aside)
+            .map_err(io("listing", &aside))?
+            .flatten()
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .collect();
+        kept.sort();
+        for old in kept.iter().take(kept.len().saturating_sub(MAX_SET_ASIDE)) {
+            let path = aside.join(old);
+            std::fs::remove_file(&path).map_err(io("removing", &path))?;
+        }
+        Ok(true)
     }
 
     /// Removes a queued envelope (sent, or acknowledged by a receipt).

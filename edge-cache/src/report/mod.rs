@@ -190,11 +190,13 @@ pub async fn send_queued(dir: &Path, client: &Client, wait: Duration) -> Sent {
     });
     let answers = futures_util::future::join_all(answers).await;
     let mut taken = Vec::new();
+    let mut refused = Vec::new();
     for (item, answer) in queued.into_iter().zip(answers) {
         match answer {
             Ok(Ok(Some(Response::Ok))) => taken.push(item.name),
             Ok(Ok(Some(Response::Error { message }))) => {
-                warn!(upstream = %client.addr(), cause = %message, "the upstream did not take a report; it stays queued");
+                warn!(upstream = %client.addr(), report = %item.name, cause = %message, "the upstream did not take a report; it stays queued");
+                refused.push((item.name, message));
             }
             Ok(Ok(other)) => {
                 warn!(upstream = %client.addr(), answer = ?other, "the upstream answered a report unexpectedly; it stays queued");
@@ -206,6 +208,28 @@ pub async fn send_queued(dir: &Path, client: &Client, wait: Duration) -> Sent {
                 debug!(upstream = %client.addr(), "no answer to a report yet; it stays queued and goes again with the next pass");
             }
         }
+    }
+    if !refused.is_empty() {
+        let book = book.clone();
+        let upstream = client.addr();
+        let set_aside = blocking(move || {
+            let mut open = book.open()?;
+            let mut set_aside = 0;
+            for (name, cause) in &refused {
+                if open.refused(name)? {
+                    set_aside += 1;
+                    warn!(
+                        %upstream, report = %name, %cause,
+                        "the upstream refused this report {} times; it is set aside in reports/set-aside/ and not sent again",
+                        book::SET_ASIDE_AFTER
+                    );
+                }
+            }
+            open.commit()?;
+            Ok(set_aside)
+        })
+        .await;
+        outcome.kept -= set_aside.unwrap_or(0);
     }
     if !taken.is_empty() {
         let count = taken.len();

@@ -14,6 +14,7 @@ struct Labels {
     reports: &'static str,
     queued: &'static str,
     forwarded: &'static str,
+    set_aside: &'static str,
     made: &'static str,
     sent: &'static str,
     never: &'static str,
@@ -23,6 +24,7 @@ const ZH: Labels = Labels {
     reports: "上报",
     queued: "份待发送",
     forwarded: "份代下级转发",
+    set_aside: "份屡被上级拒收，已搁置（见 reports/set-aside/）",
     made: "最近生成",
     sent: "最近发送",
     never: "从未",
@@ -32,6 +34,7 @@ const EN: Labels = Labels {
     reports: "Reports",
     queued: "queued",
     forwarded: "forwarded from edges below",
+    set_aside: "set aside after the upstream refused them (see reports/set-aside/)",
     made: "last made",
     sent: "last sent",
     never: "never",
@@ -48,6 +51,9 @@ pub fn row(lang: Lang, reports: &ReportsStatus) -> Markup {
         tr #reports-row { th { (l.reports) } td {
             span #reports-pending { (reports.pending) } " " (l.queued)
             @if reports.forwarded > 0 { " (" (reports.forwarded) " " (l.forwarded) ")" }
+            @if reports.set_aside > 0 {
+                " · " span #reports-set-aside { (reports.set_aside) } " " (l.set_aside)
+            }
             " · " (l.made) " " (when(reports.last_made))
             " · " (l.sent) " " (when(reports.last_sent))
         } }

@@ -250,3 +250,53 @@ fn issue_15_a_receipt_drops_its_reports_and_a_foreign_one_is_ignored() {
     let left: Vec<u64> = reports_in(&book).iter().map(|r| r.seq).collect();
     assert_eq!(left, vec![3]);
 }
+
+/// A report the upstream keeps refusing (an answer, not a failed link) is
+/// sent at most `SET_ASIDE_AFTER` times, then set aside for the operator:
+/// the count survives a restart, other reports stay queued, and the status
+/// says how many were set aside.
+#[test]
+fn issue_15_a_report_refused_again_and_again_is_set_aside() {
+    use super::book::SET_ASIDE_AFTER;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let book = Book::new(dir.path());
+    let empty = UsageTable::default();
+    make(&book, &key(), &base(), &empty).expect("1");
+    make(&book, &key(), &base(), &empty).expect("2");
+    let names: Vec<String> = book
+        .open()
+        .expect("opens")
+        .queued()
+        .expect("lists")
+        .into_iter()
+        .map(|q| q.name)
+        .collect();
+    assert_eq!(names.len(), 2);
+    for time in 1..SET_ASIDE_AFTER {
+        // A new process each pass: the count is in the ledger.
+        let mut open = Book::new(dir.path()).open().expect("opens");
+        assert!(!open.refused(&names[0]).expect("counts"), "refusal {time}");
+        open.commit().expect("commits");
+    }
+    assert_eq!(book.status().pending, 2);
+    let mut open = book.open().expect("opens");
+    assert!(open.refused(&names[0]).expect("counts"), "set aside");
+    open.commit().expect("commits");
+    let queued: Vec<String> = open
+        .queued()
+        .expect("lists")
+        .into_iter()
+        .map(|q| q.name)
+        .collect();
+    assert_eq!(queued, vec![names[1].clone()]);
+    assert!(open.ledger.refused.is_empty(), "{:?}", open.ledger.refused);
+    drop(open);
+    assert!(
+        dir.path()
+            .join("reports/set-aside")
+            .join(&names[0])
+            .is_file()
+    );
+    let status = book.status();
+    assert_eq!((status.pending, status.set_aside), (1, 1));
+}

@@ -253,6 +253,14 @@ pub fn status(args: &EdgeStatusArgs) -> anyhow::Result<ExitCode> {
         when(reports.last_made),
         when(reports.last_sent)
     )?;
+    if reports.set_aside > 0 {
+        outln!(
+            "reports: {} set aside after the upstream refused them {} times each (in {}/reports/set-aside/)",
+            reports.set_aside,
+            edge_cache::report::book::SET_ASIDE_AFTER,
+            args.data.display()
+        )?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
