@@ -322,3 +322,74 @@ fn issue_15_reports_carried_on_a_usb_stick_arrive_once_and_receipts_empty_the_qu
     let record = fleet_record(&origin, "school-r5");
     assert_eq!((record.reports, record.floor), (2, 2), "{record:?}");
 }
+
+/// A village behind a county edge sends its reports on a USB stick: the
+/// county edge's `bundle create --for` takes them into its queue of
+/// reports to forward (checked with the village's key, sealed again with
+/// the village's name), the stick brings the village its receipts, and the
+/// county's next sync takes them to the origin, filed under the county.
+#[test]
+fn issue_15_a_village_sends_its_reports_to_its_county_edge_on_a_usb_stick() {
+    let origin = TestOrigin::init();
+    course(&origin, "c", 100_000, 1506);
+    let served = origin.serve();
+    let (county, county_run, serving) = county(&origin, &served, "all", &[]);
+    let token = county.add_edge("village-u");
+    let village = TestEdge::init_below(&origin, &serving, &token, "all", &[]);
+    village.sync_ok();
+    // The county's `edge run` stops (the road is closed): the village's
+    // next report stays queued.
+    drop(county_run);
+    let (code, _, stderr) = village.sync();
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(status(&village)["reports"]["pending"], 1);
+    let stick = tempfile::tempdir().expect("stick");
+    let have = stick.path().join("have.list");
+    run_ok(&[
+        "edge",
+        "have",
+        "--data",
+        &village.data_str(),
+        "--out",
+        &have.to_string_lossy(),
+    ]);
+
+    // At the county: its bundle for the village takes the report.
+    let made = run_ok(&[
+        "bundle",
+        "create",
+        "--data",
+        &county.data_str(),
+        "--for",
+        &have.to_string_lossy(),
+        "--out",
+        &stick.path().to_string_lossy(),
+    ]);
+    assert!(
+        made.contains("took 1 report(s) from the have list to forward upstream"),
+        "{made}"
+    );
+    let county_status = status(&county)["reports"].clone();
+    assert_eq!(county_status["forwarded"], 2, "{county_status:#}");
+    let newest = queue(&county.data()).pop().expect("a forwarded report");
+    let (path, report) = report_in(&newest);
+    assert_eq!(path, vec!["village-u".to_owned()]);
+    assert_eq!(report.seq, 2);
+
+    // Back at the village: the receipt empties its queue.
+    let imported = run_ok(&[
+        "edge",
+        "import",
+        "--data",
+        &village.data_str(),
+        &stick.path().to_string_lossy(),
+    ]);
+    assert_eq!(status(&village)["reports"]["pending"], 0, "{imported}");
+
+    // The county's next sync takes both of the village's reports up.
+    county.sync_ok();
+    assert_eq!(status(&county)["reports"]["forwarded"], 0);
+    drop(served);
+    let record = fleet_record(&origin, "county/village-u");
+    assert_eq!((record.reports, record.floor), (2, 2), "{record:?}");
+}

@@ -37,8 +37,9 @@ pub struct CreateOptions<'a> {
     pub courses: Option<Vec<String>>,
     /// Leave out what this have list names.
     pub have: Option<HaveList>,
-    /// Where the have list's reports go (issue 15: the origin's fleet);
-    /// `None` leaves them on the edge.
+    /// Where the have list's reports go (issue 15): the origin's fleet, or
+    /// on a county edge its queue of reports to forward; `None` leaves them
+    /// on the edge.
     pub reports: Option<&'a dyn server::report::ReportSink>,
 }
 
@@ -267,11 +268,14 @@ pub fn create(
     };
     let have = options.have.unwrap_or_default();
     // Issue 15: the stick's reports, taken and acknowledged.
+    // On an origin the sender is in its `edges.toml`; on a county edge,
+    // in the `edges.toml` of the edges it serves (`downstream/`).
     let receipts = match options.reports {
         Some(sink) if source == "origin" => {
             super::receipts::take_reports(options.data, &have, sink)
         }
-        _ => Vec::new(),
+        Some(sink) => super::receipts::take_reports(&options.data.join("downstream"), &have, sink),
+        None => Vec::new(),
     };
     report.reports_taken = receipts.iter().map(|r| r.seqs.len() as u64).sum();
     packs.record(Kind::Catalog, &Hash::of(&catalog_bytes), &catalog_bytes)?;

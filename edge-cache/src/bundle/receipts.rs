@@ -19,7 +19,8 @@ use super::have::HaveList;
 pub const RECEIPTS: &str = "receipts.json";
 
 /// Hands the have list's reports to `sink` as coming from the edge it
-/// names (known in the origin's `edges.toml` in `data`); returns a receipt
+/// names (known in the `edges.toml` in `data`: the origin's, or a county
+/// edge's `downstream/`); returns a receipt
 /// per edge named in the reports (the sender, or a county's child), sealed
 /// with the sender's key. Reports the sink refuses get no receipt (the
 /// edge keeps them).
@@ -41,7 +42,7 @@ pub fn take_reports(data: &Path, have: &HaveList, sink: &dyn ReportSink) -> Vec<
         }
     };
     let Some(record) = record else {
-        warn!(edge = %sender, "the have list's edge is not in this origin's edges.toml; its reports are left on the edge");
+        warn!(edge = %sender, "the have list's edge is not among the edges this origin or county edge serves; its reports are left on the edge");
         return Vec::new();
     };
     let mut taken: BTreeMap<String, Vec<u64>> = BTreeMap::new();

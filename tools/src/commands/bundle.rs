@@ -23,6 +23,22 @@ pub fn create(args: &BundleCreateArgs) -> anyhow::Result<ExitCode> {
         .flatten()
         .is_some();
     let inbox = is_origin.then(|| server::fleet::inbox::Inbox::new(&args.data));
+    // On a county edge, its children's reports join the county's queue of
+    // reports to forward, as they do over the network.
+    let forwarder = if is_origin || !args.data.join("downstream").join("edges.toml").is_file() {
+        None
+    } else {
+        let config = edge_cache::EdgeConfig::load(&args.data)?;
+        Some(edge_cache::report::forward::Forwarder::new(
+            &args.data,
+            &config.token,
+        ))
+    };
+    let sink: Option<&dyn server::report::ReportSink> = match (&inbox, &forwarder) {
+        (Some(inbox), _) => Some(inbox),
+        (None, Some(forwarder)) => Some(forwarder),
+        (None, None) => None,
+    };
     let bar = progress::bytes_bar("bundling");
     let result = create_bundle(
         CreateOptions {
@@ -30,9 +46,7 @@ pub fn create(args: &BundleCreateArgs) -> anyhow::Result<ExitCode> {
             out: &args.out,
             courses: args.courses.clone(),
             have,
-            reports: inbox
-                .as_ref()
-                .map(|inbox| inbox as &dyn server::report::ReportSink),
+            reports: sink,
         },
         &bar,
     );
@@ -67,8 +81,18 @@ pub fn create(args: &BundleCreateArgs) -> anyhow::Result<ExitCode> {
         )?;
         if report.reports_taken > 0 {
             outln!(
-                "took {} report(s) from the have list for the fleet (a running `origin serve` takes them in within a minute); the bundle carries their receipts back",
-                report.reports_taken
+                "{}; the bundle carries their receipts back",
+                if is_origin {
+                    format!(
+                        "took {} report(s) from the have list for the fleet (a running `origin serve` takes them in within a minute)",
+                        report.reports_taken
+                    )
+                } else {
+                    format!(
+                        "took {} report(s) from the have list to forward upstream with this edge's next sync",
+                        report.reports_taken
+                    )
+                }
             )?;
         }
         if report.files_not_held > 0 {
