@@ -240,8 +240,7 @@ fn an_interrupted_upload_resumes_without_sending_a_chunk_twice_issue_15() {
     let served = origin.serve();
     kill_once_some_arrived(&folder, &served, &token);
     // Requests the origin had whole are still written; let them finish.
-    std::thread::sleep(Duration::from_millis(1500));
-    let first_run = received(&served.log_text(), "chunks");
+    let first_run = wait_until_recorded(&served);
     assert!(
         first_run > 0 && first_run < lacking,
         "{first_run} of {lacking}"
