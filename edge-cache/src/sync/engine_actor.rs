@@ -489,7 +489,6 @@ impl Actor {
             bytes: bytes.len() as u64,
             queued: req.queued.get(&hash).copied(),
         };
-        self.checking.insert(hash, asked);
         lane.failures.store(0, Ordering::Relaxed);
         lane.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         lane.chunks.fetch_add(1, Ordering::Relaxed);
@@ -512,6 +511,16 @@ impl Actor {
                 }
             }
         }
+        if blobs.is_empty() {
+            // No open file lacks it any more (each finished, failed, or was
+            // stopped on a full disk while it travelled): nothing to check
+            // it against or write it to, and not a bad chunk.
+            if self.in_flight.get(&hash) == Some(&request) {
+                self.in_flight.remove(&hash);
+            }
+            return None;
+        }
+        self.checking.insert(hash, asked);
         let want = want.unwrap_or(ChunkWant {
             hash,
             bases: Vec::new(),
