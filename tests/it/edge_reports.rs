@@ -46,6 +46,44 @@ fn report_in(path: &Path) -> (Vec<String>, EdgeReport) {
     (envelope.path, report)
 }
 
+/// `edge have` of `edge`, written to `have`.
+fn have_list(edge: &TestEdge, have: &Path) {
+    run_ok(&[
+        "edge",
+        "have",
+        "--data",
+        &edge.data_str(),
+        "--out",
+        &have.to_string_lossy(),
+    ]);
+}
+
+/// `bundle create --for have` from the origin or edge in `data` onto
+/// `stick`; what it printed.
+fn bundle_for(data: &Path, have: &Path, stick: &Path) -> String {
+    run_ok(&[
+        "bundle",
+        "create",
+        "--data",
+        &data.to_string_lossy(),
+        "--for",
+        &have.to_string_lossy(),
+        "--out",
+        &stick.to_string_lossy(),
+    ])
+}
+
+/// `edge import` of `stick` into `edge`; what it printed.
+fn import_stick(edge: &TestEdge, stick: &Path) -> String {
+    run_ok(&[
+        "edge",
+        "import",
+        "--data",
+        &edge.data_str(),
+        &stick.to_string_lossy(),
+    ])
+}
+
 #[test]
 fn issue_15_a_report_made_while_the_origin_is_down_arrives_on_the_next_sync_exactly_once() {
     let origin = TestOrigin::init();
@@ -261,38 +299,16 @@ fn issue_15_reports_carried_on_a_usb_stick_arrive_once_and_receipts_empty_the_qu
     assert_eq!(status(&edge)["reports"]["pending"], 1);
     let stick = tempfile::tempdir().expect("stick");
     let have = stick.path().join("have.list");
-    run_ok(&[
-        "edge",
-        "have",
-        "--data",
-        &edge.data_str(),
-        "--out",
-        &have.to_string_lossy(),
-    ]);
+    have_list(&edge, &have);
 
     // At the bureau: the origin is serving (it holds the fleet).
     let serving = origin.serve();
-    let made = run_ok(&[
-        "bundle",
-        "create",
-        "--data",
-        &origin.data_str(),
-        "--for",
-        &have.to_string_lossy(),
-        "--out",
-        &stick.path().to_string_lossy(),
-    ]);
+    let made = bundle_for(&origin.data(), &have, stick.path());
     assert!(made.contains("took 1 report(s)"), "{made}");
     drop(serving);
 
     // Back at the school: the receipts empty the queue.
-    let imported = run_ok(&[
-        "edge",
-        "import",
-        "--data",
-        &edge.data_str(),
-        &stick.path().to_string_lossy(),
-    ]);
+    let imported = import_stick(&edge, stick.path());
     assert_eq!(status(&edge)["reports"]["pending"], 0, "{imported}");
 
     // The origin takes the filed reports in when it starts.
@@ -309,16 +325,7 @@ fn issue_15_reports_carried_on_a_usb_stick_arrive_once_and_receipts_empty_the_qu
     assert_eq!((record.reports, record.floor), (2, 2), "{record:?}");
 
     // The same stick again: nothing counts twice.
-    run_ok(&[
-        "bundle",
-        "create",
-        "--data",
-        &origin.data_str(),
-        "--for",
-        &have.to_string_lossy(),
-        "--out",
-        &stick.path().to_string_lossy(),
-    ]);
+    bundle_for(&origin.data(), &have, stick.path());
     let record = fleet_record(&origin, "school-r5");
     assert_eq!((record.reports, record.floor), (2, 2), "{record:?}");
 }
@@ -345,26 +352,10 @@ fn issue_15_a_village_sends_its_reports_to_its_county_edge_on_a_usb_stick() {
     assert_eq!(status(&village)["reports"]["pending"], 1);
     let stick = tempfile::tempdir().expect("stick");
     let have = stick.path().join("have.list");
-    run_ok(&[
-        "edge",
-        "have",
-        "--data",
-        &village.data_str(),
-        "--out",
-        &have.to_string_lossy(),
-    ]);
+    have_list(&village, &have);
 
     // At the county: its bundle for the village takes the report.
-    let made = run_ok(&[
-        "bundle",
-        "create",
-        "--data",
-        &county.data_str(),
-        "--for",
-        &have.to_string_lossy(),
-        "--out",
-        &stick.path().to_string_lossy(),
-    ]);
+    let made = bundle_for(&county.data(), &have, stick.path());
     assert!(
         made.contains("took 1 report(s) from the have list to forward upstream"),
         "{made}"
@@ -377,13 +368,7 @@ fn issue_15_a_village_sends_its_reports_to_its_county_edge_on_a_usb_stick() {
     assert_eq!(report.seq, 2);
 
     // Back at the village: the receipt empties its queue.
-    let imported = run_ok(&[
-        "edge",
-        "import",
-        "--data",
-        &village.data_str(),
-        &stick.path().to_string_lossy(),
-    ]);
+    let imported = import_stick(&village, stick.path());
     assert_eq!(status(&village)["reports"]["pending"], 0, "{imported}");
 
     // The county's next sync takes both of the village's reports up.

@@ -377,19 +377,11 @@ fn a_partial_resumes_under_another_manifest_with_the_same_chunks() {
     let data = generated(1_500_000, 31);
     let cuts = crate::chunker::cut_points(ChunkingProfile::DEFAULT, &data);
     assert!(cuts.len() > 2, "{} chunks", cuts.len());
-    let manifest = |media_type: &str| FileManifest {
-        size: data.len() as u64,
-        blob: Hash::of(&data),
-        media_type: media_type.into(),
-        chunking: ChunkingProfile::DEFAULT,
-        chunks: cuts
-            .iter()
-            .map(|&(offset, len)| crate::object::ChunkRef {
-                hash: Hash::of(&data[offset as usize..(offset + u64::from(len)) as usize]),
-                len,
-            })
-            .collect(),
-    };
+    let pieces: Vec<&[u8]> = cuts
+        .iter()
+        .map(|&(offset, len)| &data[offset as usize..(offset + u64::from(len)) as usize])
+        .collect();
+    let manifest = |media_type| crate::testdata::manifest_of_chunks(&pieces, media_type);
     let (as_video, as_bytes) = (manifest("video/mp4"), manifest("application/octet-stream"));
     let keep = |m: &FileManifest| {
         let bytes = Object::Manifest(m.clone()).encode();
