@@ -7,6 +7,8 @@ pub mod http;
 pub mod need;
 /// A UDP relay that counts, throttles and cuts the traffic between an edge and the origin.
 mod relay;
+/// An in-process S3 server (s3s-fs in a temp dir) for the origin's bucket tests.
+pub mod s3;
 /// A synchronous WebDriver client for headless Chromium.
 pub mod webdriver;
 

@@ -30,8 +30,12 @@
 //! - [`http`]: the same objects over HTTP.
 //! - [`since`]: the metadata an edge lacks, from the catalog it holds (one round trip),
 //!   and why the catalog in force cannot be read ([`since::CatalogReadError`]).
+//! - [`bucket`]: the origin's keys in S3-compatible object storage: content written only
+//!   if absent, checked when read, and a catalog head moved by compare-and-swap
+//!   (groundwork, not used yet).
 
 pub mod admin;
+pub mod bucket;
 pub mod codec;
 pub mod congestion;
 pub mod edge_name;

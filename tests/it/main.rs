@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod browser;
+mod bucket;
 mod bundle;
 mod classroom;
 mod classroom_house;
