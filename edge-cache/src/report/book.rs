@@ -342,6 +342,9 @@ impl Open {
         self.ledger
             .refused
             .retain(|queued, _| queue.join(queued).exists());
+        if !queue.join(name).exists() {
+            return Ok(false); // acknowledged meanwhile (a stick's receipt)
+        }
         let count = self.ledger.refused.entry(name.to_owned()).or_default();
         *count += 1;
         if *count < SET_ASIDE_AFTER {
