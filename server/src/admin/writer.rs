@@ -440,8 +440,8 @@ impl<'s> Files<'s> {
     ) -> Result<(), String> {
         let blob = manifest.blob;
         let failed = |e: StoreError| store_error(&format!("storing file {blob}"), e);
-        // Straight from memory: no staging file written, read back and
-        // deleted per file (a thousand small pages cost the writer seconds).
+        // Straight from memory: no staging file written, read back, hashed
+        // again and deleted per file, and none left behind by a crash.
         let imported = self
             .store
             .import_bytes(
