@@ -28,7 +28,7 @@ pub struct S3Server {
     endpoint: String,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
-    _root: tempfile::TempDir,
+    root: tempfile::TempDir,
 }
 
 impl S3Server {
@@ -65,7 +65,7 @@ impl S3Server {
             endpoint,
             stop: Some(stop),
             thread: Some(thread),
-            _root: root,
+            root,
         }
     }
 
@@ -82,6 +82,30 @@ impl S3Server {
     /// `s3://BUCKET/prefix`, for `Bucket::from_url`.
     pub fn url(&self, prefix: &str) -> String {
         format!("s3://{BUCKET}/{prefix}")
+    }
+
+    /// How many objects the bucket holds under `key_prefix` (e.g.
+    /// `province/v1/chunks`), counted in the server's folder.
+    pub fn objects_under(&self, key_prefix: &str) -> usize {
+        fn count(dir: &std::path::Path) -> usize {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return 0;
+            };
+            entries
+                .flatten()
+                .map(|entry| match entry.file_type() {
+                    Ok(kind) if kind.is_dir() => count(&entry.path()),
+                    Ok(kind) if kind.is_file() => 1,
+                    _ => 0,
+                })
+                .sum()
+        }
+        count(&self.folder().join(key_prefix))
+    }
+
+    /// The folder holding the bucket's objects, one file per key.
+    pub fn folder(&self) -> std::path::PathBuf {
+        self.root.path().join(BUCKET)
     }
 
     /// The environment an S3 client needs to reach this server (object_store's

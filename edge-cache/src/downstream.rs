@@ -126,6 +126,7 @@ pub async fn bind(
         reports: Some(Arc::new(crate::report::forward::Forwarder::new(
             data, token,
         ))),
+        bucket: None,
     };
     // QUIC and HTTPS on the same port number (with port 0, each its own).
     let listen = Listen {

@@ -200,9 +200,9 @@ fn commit_next<E: From<CommitError> + From<StoreError>>(
     let commit = |err: CommitError| E::from(err);
     let (floor, lifetime) = publish::catalog_terms(origin).map_err(|e| commit(e.into()))?;
     let mut made = None;
-    origin
-        .store()
-        .commit_batch_with_catalog(batch, |held: Option<SignedCatalog>| {
+    origin.commit_catalog(
+        batch,
+        |held: Option<SignedCatalog>| {
             let held = held.ok_or(commit(CommitError::NoCatalog))?;
             let (mut catalog, roots) = origin
                 .next_catalog(Some(held), floor, lifetime)
@@ -220,7 +220,9 @@ fn commit_next<E: From<CommitError> + From<StoreError>>(
             let signed = sign(&catalog, roots);
             made = Some(catalog);
             Ok::<_, E>(Some(signed))
-        })?;
+        },
+        |err| commit(err.into()),
+    )?;
     made.ok_or(commit(CommitError::NoCatalog))
 }
 

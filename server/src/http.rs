@@ -388,7 +388,16 @@ async fn immutable(
         )
             .into_response();
     };
-    match tokio::task::spawn_blocking(move || read(&state.store, &hash)).await {
+    let state2 = state.clone();
+    let found = match tokio::task::spawn_blocking(move || read(&state2.store, &hash)).await {
+        // An origin on a bucket (issue 16) holds its chunks there.
+        Ok(Ok(None)) if kind == "chunk" && state.bucket.is_some() => {
+            let chunks = state.bucket.clone().expect("checked");
+            Ok(Ok(chunks.chunk(hash).await.map(Vec::from)))
+        }
+        found => found,
+    };
+    match found {
         Ok(Ok(Some(bytes))) => bytes_response(bytes, IMMUTABLE, Some(hash.to_hex())),
         Ok(Ok(None)) => (StatusCode::NOT_FOUND, format!("no such {kind}\n")).into_response(),
         Ok(Err(err)) => {

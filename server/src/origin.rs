@@ -16,6 +16,14 @@
 //!   edges.toml         edge names and the BLAKE3 of their tokens
 //!   store/             blobs, objects and the signed catalog
 //! ```
+//!
+//! An origin on a bucket (issue 16, `origin init --store s3://…`, named by
+//! `store` in `origin.toml`) keeps the same folder, but the bucket is the
+//! truth: its catalog head, objects and chunks. `store/` is then this process's
+//! copy of the catalog and its metadata, brought to the head before every
+//! catalog change ([`Origin::follow`]); every catalog change is written to the
+//! bucket and moves its head by compare-and-swap ([`Origin::commit_catalog`]).
+//! Several processes, each with a copy of the folder, share one bucket.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -26,6 +34,8 @@ use catalog::sign::CatalogError;
 use catalog::store::{ImportBatch, StoreError};
 use catalog::{Catalog, OriginKey, PublicKey, SignedCatalog, Store};
 use serde::{Deserialize, Serialize};
+
+use crate::bucket::{Bucket, Swap, block};
 
 /// The origin's own files and folders (relative to its data folder) that no
 /// course folder may publish, whatever name or hard link they appear under.
@@ -58,7 +68,13 @@ pub struct Origin {
     dir: PathBuf,
     key: OriginKey,
     store: Store,
+    /// The bucket holding the origin's content, if it is on one (issue 16).
+    bucket: Option<Bucket>,
 }
+
+/// How many times a catalog change is tried again when another process
+/// moved the bucket's head in between.
+pub const HEAD_RETRIES: usize = 8;
 
 /// What `origin init` hands the administrator.
 pub struct InitReport {
@@ -79,6 +95,11 @@ struct OriginToml {
     /// Where edges reach the origin (issue 15), for join codes.
     #[serde(default, flatten)]
     public: PublicAddresses,
+    /// The bucket holding the origin's content (issue 16): `s3://bucket/prefix`
+    /// or `file:///path`. Credentials never go here: they come from the
+    /// `AWS_*` environment variables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    store: Option<String>,
 }
 
 /// The addresses edges reach the origin at (`public_quic`, `public_https`
@@ -130,6 +151,52 @@ pub enum OriginError {
     Random(getrandom::Error),
     #[error(transparent)]
     Store(#[from] catalog::store::StoreError),
+    #[error("opening the origin's bucket {url}")]
+    OpenBucket {
+        url: String,
+        #[source]
+        source: Box<crate::bucket::OpenError>,
+    },
+    #[error(
+        "the bucket {url} already holds an origin's catalog; to run another origin process on it, \
+         copy the first origin's folder (without store/) to this machine (docs/s3.md)"
+    )]
+    BucketTaken { url: String },
+    #[error(
+        "{url}: a folder cannot move the catalog head by compare-and-swap; keep an origin's content \
+         in its own folder (no --store) or in S3-compatible storage (--store s3://bucket/prefix)"
+    )]
+    FolderStore { url: String },
+    // Boxed: these are large and rare.
+    #[error(transparent)]
+    Bucket(Box<crate::bucket::BucketError>),
+    #[error("bringing this origin's copy up to the bucket's catalog")]
+    Follow(#[source] Box<crate::bucket::follow::FollowError>),
+    #[error("writing the new catalog's content into the bucket; the catalog in force is unchanged")]
+    Push(#[source] Box<crate::bucket::push::PushError>),
+    #[error(
+        "another origin process changed the catalog {tries} times while this one tried to; \
+         nothing was changed: run the command again"
+    )]
+    HeadMoved { tries: usize },
+}
+
+impl From<crate::bucket::BucketError> for OriginError {
+    fn from(err: crate::bucket::BucketError) -> Self {
+        OriginError::Bucket(Box::new(err))
+    }
+}
+
+impl From<crate::bucket::follow::FollowError> for OriginError {
+    fn from(err: crate::bucket::follow::FollowError) -> Self {
+        OriginError::Follow(Box::new(err))
+    }
+}
+
+impl From<crate::bucket::push::PushError> for OriginError {
+    fn from(err: crate::bucket::push::PushError) -> Self {
+        OriginError::Push(Box::new(err))
+    }
 }
 
 pub(crate) fn io<'a>(
@@ -161,10 +228,29 @@ pub fn now_secs() -> u64 {
 impl Origin {
     /// Creates a new origin in `dir`: key, admin token, store, and an empty signed catalog.
     pub fn init(dir: &Path) -> Result<InitReport, OriginError> {
+        Origin::init_with_store(dir, None)
+    }
+
+    /// [`Origin::init`], with the content in the bucket at `store` (issue 16)
+    /// if given: the bucket must not hold an origin yet.
+    pub fn init_with_store(dir: &Path, store_url: Option<&str>) -> Result<InitReport, OriginError> {
         let key_path = dir.join("origin.key");
         if key_path.exists() {
             return Err(OriginError::AlreadyInitialized {
                 path: dir.to_owned(),
+            });
+        }
+        if store_url.is_some_and(|url| url.starts_with("file://")) {
+            return Err(OriginError::FolderStore {
+                url: store_url.unwrap_or_default().to_owned(),
+            });
+        }
+        let bucket = store_url.map(open_bucket).transpose()?;
+        if let (Some(bucket), Some(url)) = (&bucket, store_url)
+            && block(bucket.head())?.is_some()
+        {
+            return Err(OriginError::BucketTaken {
+                url: url.to_owned(),
             });
         }
         std::fs::create_dir_all(dir).map_err(io("creating", dir))?;
@@ -181,7 +267,7 @@ impl Origin {
         first.expires_at = first.published_at + DEFAULT_CATALOG_LIFETIME;
         let signed = key.sign(&first);
         store.commit_batch_with_catalog(ImportBatch::new(), |_| {
-            Ok::<_, catalog::store::StoreError>(Some(signed))
+            Ok::<_, catalog::store::StoreError>(Some(signed.clone()))
         })?;
 
         crate::tokens::add_hashed(
@@ -200,12 +286,27 @@ impl Origin {
             public_key: key.public().to_string(),
             catalog_lifetime_secs: None,
             public: PublicAddresses::default(),
+            store: store_url.map(str::to_owned),
         };
         let text = toml::to_string(&public).map_err(|err| OriginError::Damaged {
             path: toml_path.clone(),
             cause: err.into(),
         })?;
         std::fs::write(&toml_path, text).map_err(io("writing", &toml_path))?;
+        if let (Some(bucket), Some(url)) = (&bucket, store_url) {
+            // The head is created only if absent: of two processes set up on
+            // one bucket at once, one wins.
+            let swapped = block(bucket.swap_head(None, signed.encode().into()))?;
+            if swapped == Swap::Lost {
+                return Err(OriginError::BucketTaken {
+                    url: url.to_owned(),
+                });
+            }
+            // The first administrator, for every process on the bucket.
+            let admins_path = crate::tokens::Book::Admins.path(dir);
+            let admins = std::fs::read(&admins_path).map_err(io("reading", &admins_path))?;
+            block(bucket.swap_mutable(crate::bucket::Mutable::AdminTokens, None, admins.into()))?;
+        }
         // The key is written last: its presence is what marks the folder initialized.
         write_secret(&key_path, &hex::encode(key.to_bytes()))?;
         Ok(InitReport {
@@ -224,14 +325,135 @@ impl Origin {
             });
         };
         adopt_first_admin(dir)?;
-        let store = Store::open_existing(dir.join("store"))?;
+        let bucket = read_toml(dir)?
+            .and_then(|toml| toml.store)
+            .as_deref()
+            .map(open_bucket)
+            .transpose()?;
+        // A copy of an origin's folder for another process on its bucket
+        // comes without store/: it is made here and filled by following.
+        let store = if bucket.is_some() {
+            Store::open(dir.join("store"))?
+        } else {
+            Store::open_existing(dir.join("store"))?
+        };
         // A rotation interrupted after its catalog committed ends here (issue 13).
         let key = crate::history::finish_rotation(dir, &store)?.unwrap_or(key);
         Ok(Origin {
             dir: dir.to_owned(),
             key,
             store,
+            bucket,
         })
+    }
+
+    /// The bucket holding the origin's content, if it is on one (issue 16).
+    pub fn bucket(&self) -> Option<&Bucket> {
+        self.bucket.as_ref()
+    }
+
+    /// On a bucket: brings the local store to the bucket's head and returns
+    /// where it stands; `None` for an origin on its local folder.
+    pub fn follow(&self) -> Result<Option<crate::bucket::follow::Followed>, OriginError> {
+        let Some(bucket) = &self.bucket else {
+            return Ok(None);
+        };
+        Ok(Some(crate::bucket::follow::follow(
+            bucket,
+            &self.store,
+            &self.public_key(),
+        )?))
+    }
+
+    /// Every change of the catalog in force goes through here: `batch` and
+    /// what `update` returns for the catalog in force are committed in one
+    /// index transaction. On a bucket, the local store first follows the
+    /// bucket's head; the new catalog's content is written into the bucket
+    /// and the head moved by compare-and-swap before the local commit. If
+    /// another process moved the head in between, nothing is committed and
+    /// [`OriginError::HeadMoved`] comes back: call again (see
+    /// [`Origin::retrying`]).
+    /// `lift` turns the origin's own errors into the caller's.
+    pub fn commit_catalog<E: From<StoreError>>(
+        &self,
+        batch: ImportBatch,
+        update: impl FnOnce(Option<SignedCatalog>) -> Result<Option<SignedCatalog>, E>,
+        lift: impl Fn(OriginError) -> E,
+    ) -> Result<Option<SignedCatalog>, E> {
+        let Some(bucket) = &self.bucket else {
+            return self.store.commit_batch_with_catalog(batch, update);
+        };
+        // Blobs and objects first: content-addressed, harmless if the head
+        // then cannot move.
+        self.store.commit_batch(batch)?;
+        let followed = self
+            .follow()
+            .map_err(&lift)?
+            .expect("an origin on a bucket follows it");
+        self.store
+            .commit_batch_with_catalog(ImportBatch::new(), |held| {
+                let Some(signed) = update(held)? else {
+                    return Ok(None);
+                };
+                let catalog = signed.verify(&self.public_key()).map_err(|err| {
+                    lift(OriginError::Damaged {
+                        path: self.dir.join("store"),
+                        cause: err.into(),
+                    })
+                })?;
+                let pushed = crate::bucket::push::push_catalog(
+                    bucket,
+                    &self.store,
+                    &catalog,
+                    Some(&followed.catalog),
+                    &|_| {},
+                )
+                .map_err(|err| lift(err.into()))?;
+                match block(bucket.swap_head(Some(&followed.version), signed.encode().into()))
+                    .map_err(|err| lift(err.into()))?
+                {
+                    Swap::Done(_) => {
+                        tracing::info!(
+                            sequence = catalog.sequence,
+                            chunks = pushed.chunks,
+                            chunk_bytes = pushed.chunk_bytes,
+                            objects = pushed.objects,
+                            "moved the bucket's catalog head"
+                        );
+                        Ok(Some(signed))
+                    }
+                    Swap::Lost => Err(lift(OriginError::HeadMoved { tries: 1 })),
+                }
+            })
+    }
+
+    /// Runs `change` (which calls [`Origin::commit_catalog`]) again while
+    /// another process moved the bucket's head in between, up to
+    /// [`HEAD_RETRIES`] times.
+    pub fn retrying<T, E: From<OriginError>>(
+        &self,
+        mut change: impl FnMut() -> Result<T, E>,
+        head_moved: impl Fn(&E) -> bool,
+    ) -> Result<T, E> {
+        for attempt in 1..=HEAD_RETRIES {
+            match change() {
+                Err(err) if head_moved(&err) => {
+                    tracing::info!(
+                        attempt,
+                        "another origin process moved the catalog head; trying again"
+                    );
+                    // Spread the racers apart.
+                    std::thread::sleep(std::time::Duration::from_millis(
+                        20 * attempt as u64 + u64::from(std::process::id() % 20),
+                    ));
+                }
+                done => return done,
+            }
+        }
+        Err(OriginError::HeadMoved {
+            tries: HEAD_RETRIES,
+        }
+        .into())
     }
 
     pub fn dir(&self) -> &Path {
@@ -349,6 +571,30 @@ fn prune_tombstones(catalog: &mut Catalog) {
     }
 }
 
+fn open_bucket(url: &str) -> Result<Bucket, OriginError> {
+    Bucket::from_url(url).map_err(|source| OriginError::OpenBucket {
+        url: url.to_owned(),
+        source: Box::new(source),
+    })
+}
+
+/// The bucket URL `origin.toml` in `dir` names (issue 16), if any.
+pub fn store_url(dir: &Path) -> Result<Option<String>, OriginError> {
+    Ok(read_toml(dir)?.and_then(|toml| toml.store))
+}
+
+/// Names the bucket holding the origin's content in `origin.toml` (after
+/// `origin migrate`), keeping its other settings.
+pub(crate) fn set_store_url(dir: &Path, url: &str) -> Result<(), OriginError> {
+    let Some(mut toml) = read_toml(dir)? else {
+        return Err(OriginError::NotInitialized {
+            path: dir.to_owned(),
+        });
+    };
+    toml.store = Some(url.to_owned());
+    replace_toml(dir, &toml)
+}
+
 /// `DIR/origin.toml`, if present.
 fn read_toml(dir: &Path) -> Result<Option<OriginToml>, OriginError> {
     let path = dir.join("origin.toml");
@@ -378,6 +624,7 @@ pub(crate) fn write_public_key(dir: &Path, key: &PublicKey) -> Result<(), Origin
         public_key: String::new(),
         catalog_lifetime_secs: None,
         public: PublicAddresses::default(),
+        store: None,
     });
     toml.public_key = key.to_string();
     replace_toml(dir, &toml)

@@ -62,6 +62,12 @@ pub struct PublishReport {
     pub deltas_refused: u64,
     #[serde(default)]
     pub signature_bytes: u64,
+    /// An origin on a bucket (issue 16): chunks written into the bucket by
+    /// this publish (those it held already were not sent again).
+    #[serde(default)]
+    pub bucket_chunks: u64,
+    #[serde(default)]
+    pub bucket_chunk_bytes: u64,
 }
 
 /// Why a publish failed. The catalog in force is unchanged in every case.
@@ -128,6 +134,8 @@ pub fn publish(
         delta_chunks: 0,
         deltas_refused: 0,
         signature_bytes: 0,
+        bucket_chunks: 0,
+        bucket_chunk_bytes: 0,
     };
     let total_files = report.files;
     let mut done_files = 0usize;
@@ -201,7 +209,48 @@ pub fn lesson_ref(object: &Object, hash: catalog::Hash) -> LessonRef {
 /// otherwise the course object and the next catalog, signed, are committed
 /// with `batch` in one transaction. `dir` names the folder in errors;
 /// `report` gets the version, hash and sequence.
+///
+/// On a bucket (issue 16) the batch is committed locally first, the course's
+/// lessons, manifests and chunks are written into the bucket, and then the
+/// version, the course object and the catalog are tried against the bucket's
+/// head, again while another process moves it in between.
 pub fn commit_course(
+    origin: &Origin,
+    batch: ImportBatch,
+    course: Course,
+    dir: &Path,
+    report: &mut PublishReport,
+) -> Result<(), PublishError> {
+    let Some(bucket) = origin.bucket() else {
+        return commit_course_once(origin, batch, course, dir, report);
+    };
+    origin.store().commit_batch(batch)?;
+    let pushed = crate::bucket::push::push_content(bucket, origin.store(), &course, &|_| {})
+        .map_err(crate::origin::OriginError::from)?;
+    report.bucket_chunks = pushed.chunks;
+    report.bucket_chunk_bytes = pushed.chunk_bytes;
+    tracing::info!(
+        course = %course.id,
+        chunks = pushed.chunks,
+        chunk_bytes = pushed.chunk_bytes,
+        objects = pushed.objects,
+        "wrote the course's content into the bucket"
+    );
+    origin.retrying(
+        || {
+            origin.follow()?;
+            commit_course_once(origin, ImportBatch::new(), course.clone(), dir, report)
+        },
+        |err| {
+            matches!(
+                err,
+                PublishError::Origin(crate::origin::OriginError::HeadMoved { .. })
+            )
+        },
+    )
+}
+
+fn commit_course_once(
     origin: &Origin,
     mut batch: ImportBatch,
     mut course: Course,
@@ -237,7 +286,7 @@ pub fn commit_course(
     let total_size = course.total_size();
     let (floor, lifetime) = catalog_terms(origin)?;
     let mut sequence = 0;
-    store.commit_batch_with_catalog(batch, |held: Option<SignedCatalog>| {
+    let update = |held: Option<SignedCatalog>| {
         let (mut catalog, roots) = origin
             .next_catalog(held, floor, lifetime)
             .map_err(PublishError::CatalogKey)?;
@@ -257,7 +306,8 @@ pub fn commit_course(
             source,
         })?;
         Ok::<_, PublishError>(Some(key.sign_with_roots(&catalog, roots)))
-    })?;
+    };
+    origin.commit_catalog(batch, update, PublishError::from)?;
     report.sequence = sequence;
     Ok(())
 }

@@ -4,6 +4,13 @@
 //! copy of the origin's folder does not let anyone pass as an edge. The file is
 //! re-read when it changes, so an edge added while the origin runs can connect
 //! without a restart.
+//!
+//! An origin on a bucket (issue 16) keeps both books in the bucket too
+//! (`v1/tokens/`): every change is made to the bucket's copy by
+//! compare-and-swap and then written to the local file, and every origin
+//! process copies the bucket's books to its own folder as it follows the
+//! catalog head ([`mirror`]), so an edge added or revoked through any process
+//! is known to all within seconds.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -72,6 +79,14 @@ impl Book {
         match self {
             Book::Edges => "edges.toml",
             Book::Admins => "admins.toml",
+        }
+    }
+
+    /// Its key in an origin's bucket (issue 16).
+    fn in_bucket(self) -> crate::bucket::Mutable {
+        match self {
+            Book::Edges => crate::bucket::Mutable::EdgeTokens,
+            Book::Admins => crate::bucket::Mutable::AdminTokens,
         }
     }
 
@@ -179,6 +194,107 @@ fn lock_book(dir: &Path, book: Book) -> Result<std::fs::File, TokenError> {
     Ok(file)
 }
 
+/// Changes `book` in `dir` by `change`, under the book's lock. On an origin
+/// on a bucket the bucket's copy is the one changed (by compare-and-swap,
+/// again if another process changed it in between), then the local file.
+fn edit<T>(
+    dir: &Path,
+    book: Book,
+    mut change: impl FnMut(&mut TokenFile) -> Result<Option<T>, TokenError>,
+) -> Result<Option<T>, TokenError> {
+    let _lock = lock_book(dir, book)?;
+    let path = book.path(dir);
+    let bucket = match crate::origin::store_url(dir) {
+        Ok(Some(url)) => Some(crate::bucket::Bucket::from_url(&url).map_err(|source| {
+            crate::origin::OriginError::OpenBucket {
+                url,
+                source: Box::new(source),
+            }
+        })?),
+        // An edge's folder (a county edge's book) has no origin.toml.
+        Ok(None) => None,
+        Err(err) => return Err(err.into()),
+    };
+    let Some(bucket) = bucket else {
+        let mut file = read_file(&path)?;
+        let done = change(&mut file)?;
+        if done.is_some() {
+            write_file(dir, book, &file)?;
+        }
+        return Ok(done);
+    };
+    let which = book.in_bucket();
+    for _ in 0..crate::origin::HEAD_RETRIES {
+        let held = crate::bucket::block(bucket.read_mutable(which))
+            .map_err(crate::origin::OriginError::from)?;
+        let (mut file, version) = match held {
+            Some((bytes, version)) => (parse(&path, &bytes)?, Some(version)),
+            // The first change: the bucket starts from this folder's book.
+            None => (read_file(&path)?, None),
+        };
+        let Some(done) = change(&mut file)? else {
+            return Ok(None);
+        };
+        let text = encode(&path, &file)?;
+        let swapped =
+            crate::bucket::block(bucket.swap_mutable(which, version.as_ref(), text.into()))
+                .map_err(crate::origin::OriginError::from)?;
+        if let crate::bucket::Swap::Done(_) = swapped {
+            write_file(dir, book, &file)?;
+            return Ok(Some(done));
+        }
+    }
+    Err(crate::origin::OriginError::HeadMoved {
+        tries: crate::origin::HEAD_RETRIES,
+    }
+    .into())
+}
+
+/// Copies the bucket's copy of `book` to the local file if they differ
+/// (issue 16); returns whether it did. Nothing if the bucket has none yet.
+pub fn mirror(bucket: &crate::bucket::Bucket, dir: &Path, book: Book) -> Result<bool, TokenError> {
+    let path = book.path(dir);
+    let Some((bytes, _)) = crate::bucket::block(bucket.read_mutable(book.in_bucket()))
+        .map_err(crate::origin::OriginError::from)?
+    else {
+        return Ok(false);
+    };
+    let local = match std::fs::read(&path) {
+        Ok(local) => Some(local),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+        Err(cause) => {
+            return Err(TokenError::Io {
+                action: "reading",
+                path,
+                cause,
+            });
+        }
+    };
+    if local.as_deref() == Some(&bytes[..]) {
+        return Ok(false);
+    }
+    // Checked before it replaces a working file.
+    let file = parse(&path, &bytes)?;
+    let _lock = lock_book(dir, book)?;
+    write_file(dir, book, &file)?;
+    Ok(true)
+}
+
+fn parse(path: &Path, bytes: &[u8]) -> Result<TokenFile, TokenError> {
+    let text = String::from_utf8_lossy(bytes);
+    toml::from_str(&text).map_err(|cause| TokenError::Damaged {
+        path: path.to_owned(),
+        cause,
+    })
+}
+
+fn encode(path: &Path, file: &TokenFile) -> Result<String, TokenError> {
+    toml::to_string(file).map_err(|cause| TokenError::Encode {
+        path: path.to_owned(),
+        cause,
+    })
+}
+
 /// Issues a token for a new edge called `name` (any script: see
 /// [`EdgeName`]); returns the token (shown once). The name is stored NFC, and
 /// a name that differs from an existing one only in normalisation is the
@@ -193,27 +309,27 @@ pub fn add_edge(dir: &Path, name: &str) -> Result<String, TokenError> {
 pub fn add(dir: &Path, book: Book, name: &str, county: Option<&str>) -> Result<String, TokenError> {
     let name = EdgeName::parse(name)?;
     let county = county.map(EdgeName::parse).transpose()?;
-    let _lock = lock_book(dir, book)?;
-    let path = book.path(dir);
-    let mut file = read_file(&path)?;
-    let entries = file.entries(book);
-    let exists = entries
-        .keys()
-        .any(|held| held.nfc().eq(name.as_str().chars()));
-    if exists {
-        return Err(TokenError::Exists(name.to_string()));
-    }
     let token = random_token()?;
-    entries.insert(
-        name.to_string(),
-        Entry {
-            token_b3: catalog::Hash::of(token.as_bytes()).to_hex(),
-            added_at: now_secs(),
-            county: county.map(|c| c.to_string()),
-            revoked_at: None,
-        },
-    );
-    write_file(dir, book, &file)?;
+    let added = edit(dir, book, |file| {
+        let entries = file.entries(book);
+        let exists = entries
+            .keys()
+            .any(|held| held.nfc().eq(name.as_str().chars()));
+        if exists {
+            return Err(TokenError::Exists(name.to_string()));
+        }
+        entries.insert(
+            name.to_string(),
+            Entry {
+                token_b3: catalog::Hash::of(token.as_bytes()).to_hex(),
+                added_at: now_secs(),
+                county: county.as_ref().map(|c| c.to_string()),
+                revoked_at: None,
+            },
+        );
+        Ok(Some(()))
+    })?;
+    debug_assert!(added.is_some());
     Ok(token)
 }
 
@@ -226,42 +342,44 @@ pub(crate) fn add_hashed(
     token_b3: catalog::Hash,
 ) -> Result<(), TokenError> {
     let name = EdgeName::parse(name)?;
-    let _lock = lock_book(dir, book)?;
-    let mut file = read_file(&book.path(dir))?;
-    if file.entries(book).contains_key(name.as_str()) {
-        return Ok(());
-    }
-    file.entries(book).insert(
-        name.to_string(),
-        Entry {
-            token_b3: token_b3.to_hex(),
-            added_at: now_secs(),
-            county: None,
-            revoked_at: None,
-        },
-    );
-    write_file(dir, book, &file)
+    edit(dir, book, |file| {
+        if file.entries(book).contains_key(name.as_str()) {
+            return Ok(None);
+        }
+        file.entries(book).insert(
+            name.to_string(),
+            Entry {
+                token_b3: token_b3.to_hex(),
+                added_at: now_secs(),
+                county: None,
+                revoked_at: None,
+            },
+        );
+        Ok(Some(()))
+    })?;
+    Ok(())
 }
 
-/// Refuses `name`'s token from the next connection on (issue 15). Returns
-/// false if it was already revoked.
+/// Refuses `name`'s token from the next connection on (issue 15); on a
+/// bucket, on every origin process within seconds (issue 16). Returns false
+/// if it was already revoked.
 pub fn revoke(dir: &Path, book: Book, name: &str) -> Result<bool, TokenError> {
-    let _lock = lock_book(dir, book)?;
-    let mut file = read_file(&book.path(dir))?;
-    let Some(entry) = file
-        .entries(book)
-        .iter_mut()
-        .find(|(held, _)| held.nfc().eq(name.nfc()))
-        .map(|(_, entry)| entry)
-    else {
-        return Err(TokenError::Unknown(name.to_owned()));
-    };
-    if entry.revoked_at.is_some() {
-        return Ok(false);
-    }
-    entry.revoked_at = Some(now_secs());
-    write_file(dir, book, &file)?;
-    Ok(true)
+    let revoked = edit(dir, book, |file| {
+        let Some(entry) = file
+            .entries(book)
+            .iter_mut()
+            .find(|(held, _)| held.nfc().eq(name.nfc()))
+            .map(|(_, entry)| entry)
+        else {
+            return Err(TokenError::Unknown(name.to_owned()));
+        };
+        if entry.revoked_at.is_some() {
+            return Ok(None);
+        }
+        entry.revoked_at = Some(now_secs());
+        Ok(Some(()))
+    })?;
+    Ok(revoked.is_some())
 }
 
 /// Every name in `book`, revoked ones included, sorted by name.

@@ -32,6 +32,7 @@ mod quota;
 mod readthrough;
 mod remote_publish;
 mod roundtrips;
+mod s3_origin;
 mod schedule;
 mod scrub;
 mod sync;

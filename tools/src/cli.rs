@@ -79,6 +79,25 @@ pub enum OriginCommand {
     /// Issue 15: revoke an edge's token (or with --admin an administrator's): refused from
     /// the next connection on.
     Revoke(OriginRevokeArgs),
+    /// Issue 16: move the origin's content into S3-compatible storage (resumable, verified);
+    /// from its next start the origin serves and publishes through the bucket.
+    Migrate(OriginMigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OriginMigrateArgs {
+    /// The origin's data folder (made by `shanlu origin init`).
+    #[arg(long, value_name = "ORIGIN_DIR")]
+    pub data: PathBuf,
+
+    /// The bucket: s3://BUCKET/PREFIX. The endpoint, region and credentials come from the
+    /// AWS_* environment variables (docs/s3.md).
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where edges reach the origin, for join codes (issue 15).
@@ -468,6 +487,13 @@ pub struct OriginInitArgs {
     /// Issue 15: where edges reach this origin, for the join codes `origin add-edge` prints.
     #[command(flatten)]
     pub public: PublicAddressArgs,
+
+    /// Keep the origin's content in S3-compatible object storage (issue 16):
+    /// `s3://BUCKET/PREFIX`, or `file:///PATH` for a folder. The endpoint,
+    /// region and credentials come from the AWS_* environment variables
+    /// (docs/s3.md), never from the command line.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
 }
 
 #[derive(Debug, Args)]

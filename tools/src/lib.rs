@@ -38,6 +38,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             OriginCommand::AddAdmin(args) => commands::enroll::add_admin(&args),
             OriginCommand::Edges(args) => commands::enroll::edges(&args),
             OriginCommand::Revoke(args) => commands::enroll::revoke(&args),
+            OriginCommand::Migrate(args) => commands::origin::migrate(&args),
         },
         Command::Edge { command } => match command {
             EdgeCommand::Init(args) => commands::edge::init(&args),

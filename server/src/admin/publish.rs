@@ -91,6 +91,8 @@ fn publish_course(
         delta_chunks: 0,
         deltas_refused: 0,
         signature_bytes: 0,
+        bucket_chunks: 0,
+        bucket_chunk_bytes: 0,
     };
     let course_id = course.id.clone();
     let committed = (|| {

@@ -1,5 +1,5 @@
 //! The origin in S3-compatible object storage (DESIGN.md, "Where it goes past
-//! one machine"): groundwork, not yet used by the rest of the origin.
+//! one machine", issue 16).
 //!
 //! A [`Bucket`] is an [`ObjectStore`] (AWS S3, MinIO, Ceph RGW, … or a local
 //! folder) plus a key prefix, laid out as:
@@ -12,21 +12,79 @@
 //!
 //! Goals: writers never overwrite content, a damaged or foreign object is never
 //! handed on, and two publishers racing for the head cannot both win.
-//! Non-goals here: listing, garbage collection, multipart uploads.
+//! Non-goals here: listing, garbage collection. No object needs a multipart
+//! upload: chunks are at most 16 MiB (FastCDC's largest maximum; 256 KiB by
+//! default) and metadata objects at most [`catalog::object::MAX_OBJECT_LEN`],
+//! far under S3's 5 GiB for one PUT.
+//!
+//! - [`follow`]: bringing a process's local store to the bucket's head.
+//! - [`push`]: writing what a new catalog reaches, then moving the head.
+//! - [`chunks`]: chunks fetched on demand for serving, with a bounded cache.
+//! - [`verify`]: checking the head and everything it reaches.
+//! - [`migrate`]: moving an origin on its folder onto a bucket.
+//!
+//! Every request runs on one runtime of this module's own ([`run`], [`block`]),
+//! whichever runtime (or none) the caller is on: the S3 client's pooled
+//! connections then never outlive the runtime that opened them.
 
-use std::sync::Arc;
+pub mod chunks;
+pub mod follow;
+pub mod migrate;
+pub mod push;
+pub mod verify;
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use catalog::Hash;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
+use object_store::{ClientOptions, ObjectStore, PutMode, PutOptions, PutPayload, RetryConfig};
 
 pub use object_store::UpdateVersion;
 
 /// The layout version: every key starts with it, after the bucket's prefix.
 const LAYOUT: &str = "v1";
+
+/// The largest object read from the bucket: a metadata object, a chunk or the
+/// head (a signed catalog), with room for the signature and roots.
+pub const MAX_READ: u64 = catalog::object::MAX_OBJECT_LEN as u64 + 64 * 1024;
+
+/// One request's time limit; a stalled connection fails and is retried.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Connecting's time limit.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Retries of a failed request (server errors, timeouts), within [`RETRY_FOR`].
+const RETRIES: usize = 4;
+const RETRY_FOR: Duration = Duration::from_secs(90);
+
+/// The runtime every bucket request runs on.
+static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("shanlu-bucket")
+        .enable_all()
+        .build()
+        .expect("the operating system refused the threads of the bucket's runtime")
+});
+
+/// Runs `work` on the bucket's runtime and waits for it, from async code.
+pub async fn run<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    match RUNTIME.spawn(work).await {
+        Ok(done) => done,
+        Err(err) => std::panic::resume_unwind(err.into_panic()),
+    }
+}
+
+/// Runs `work` on the bucket's runtime and waits for it, from blocking code
+/// (a publish, a command, `spawn_blocking`); never from async code.
+pub fn block<T>(work: impl std::future::Future<Output = T>) -> T {
+    RUNTIME.block_on(work)
+}
 
 /// Which content-addressed family a key belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +102,17 @@ impl Kind {
             Kind::Chunk => "chunks",
         }
     }
+}
+
+/// The keys that change, each only by compare-and-swap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mutable {
+    /// `v1/catalog/head`: the signed catalog in force.
+    Head,
+    /// `v1/tokens/edges.toml`: the edges' names and token hashes.
+    EdgeTokens,
+    /// `v1/tokens/admins.toml`: the administrators' names and token hashes.
+    AdminTokens,
 }
 
 /// What [`Bucket::put_new`] did.
@@ -127,6 +196,17 @@ pub enum BucketError {
         /// The hash of the bytes found.
         actual: Hash,
     },
+    /// An object larger than anything the origin writes.
+    #[error(
+        "{key} is {size} bytes, more than the {MAX_READ} any object of the origin's can be; \
+         it was not written by shanlu: delete it"
+    )]
+    TooLarge {
+        /// The full key.
+        key: Path,
+        /// Its size as the store reports it.
+        size: u64,
+    },
     /// The store has no conditional replace, so the head cannot move safely.
     #[error(
         "the store cannot replace {key} conditionally; keep the catalog head on S3-compatible \
@@ -178,7 +258,19 @@ impl Bucket {
     {
         if let Some(rest) = url.strip_prefix("s3://") {
             let (name, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            let mut builder = AmazonS3Builder::new();
+            // Set first, so the environment's AWS_* settings can override them.
+            let retry = RetryConfig {
+                max_retries: RETRIES,
+                retry_timeout: RETRY_FOR,
+                ..RetryConfig::default()
+            };
+            let mut builder = AmazonS3Builder::new()
+                .with_client_options(
+                    ClientOptions::new()
+                        .with_timeout(REQUEST_TIMEOUT)
+                        .with_connect_timeout(CONNECT_TIMEOUT),
+                )
+                .with_retry(retry);
             for (key, value) in vars {
                 let key = key.as_ref();
                 // As `AmazonS3Builder::from_env` does: AWS_ENDPOINT → aws_endpoint.
@@ -289,7 +381,7 @@ impl Bucket {
     /// The catalog head's bytes and the version to pass to [`Bucket::swap_head`];
     /// `None` before the first swap.
     pub async fn head(&self) -> Result<Option<(Bytes, UpdateVersion)>, BucketError> {
-        self.read(&self.head_key()).await
+        self.read_mutable(Mutable::Head).await
     }
 
     /// Replaces the catalog head with `new` if it is still at `expected`
@@ -303,7 +395,26 @@ impl Bucket {
         expected: Option<&UpdateVersion>,
         new: Bytes,
     ) -> Result<Swap, BucketError> {
-        let key = self.head_key();
+        self.swap_mutable(Mutable::Head, expected, new).await
+    }
+
+    /// The bytes of one of the mutable keys and their version; `None` if absent.
+    pub async fn read_mutable(
+        &self,
+        which: Mutable,
+    ) -> Result<Option<(Bytes, UpdateVersion)>, BucketError> {
+        self.read(&self.mutable_key(which)).await
+    }
+
+    /// Replaces a mutable key with `new` if it is still at `expected`
+    /// (`None`: if it does not exist yet), like [`Bucket::swap_head`].
+    pub async fn swap_mutable(
+        &self,
+        which: Mutable,
+        expected: Option<&UpdateVersion>,
+        new: Bytes,
+    ) -> Result<Swap, BucketError> {
+        let key = self.mutable_key(which);
         let mode = match expected {
             None => PutMode::Create,
             Some(version) => PutMode::Update(version.clone()),
@@ -329,6 +440,15 @@ impl Bucket {
         }
     }
 
+    /// The full key of a mutable key.
+    pub fn mutable_key(&self, which: Mutable) -> Path {
+        match which {
+            Mutable::Head => self.head_key(),
+            Mutable::EdgeTokens => self.path(&["tokens", "edges.toml"]),
+            Mutable::AdminTokens => self.path(&["tokens", "admins.toml"]),
+        }
+    }
+
     /// The bytes and version under `key`, or `None` if it is absent.
     async fn read(&self, key: &Path) -> Result<Option<(Bytes, UpdateVersion)>, BucketError> {
         let failed = |source| BucketError::Store {
@@ -341,6 +461,12 @@ impl Bucket {
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(source) => return Err(failed(source)),
         };
+        if found.meta.size > MAX_READ {
+            return Err(BucketError::TooLarge {
+                key: key.clone(),
+                size: found.meta.size,
+            });
+        }
         let version = UpdateVersion {
             e_tag: found.meta.e_tag.clone(),
             version: found.meta.version.clone(),

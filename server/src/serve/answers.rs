@@ -169,7 +169,12 @@ async fn answer_chunks(
             .await;
             match found {
                 Ok(Ok(Some(encoded))) => send_chunk(want.hash, encoded, state, send, pace).await?,
-                Ok(Ok(None)) if file.is_some() && state.upstream.is_some() => missed.push(want),
+                // A bucket (issue 16) needs no file to find a chunk.
+                Ok(Ok(None))
+                    if state.upstream.is_some() && (file.is_some() || state.bucket.is_some()) =>
+                {
+                    missed.push(want)
+                }
                 Ok(Ok(None)) | Err(_) => {
                     missing(want.hash, send, pace).await?;
                 }
@@ -180,7 +185,9 @@ async fn answer_chunks(
                 }
             }
         }
-        if let (Some(file), false) = (file, missed.is_empty()) {
+        if !missed.is_empty() {
+            // Without a file (only with a bucket), the chunks' own hash stands in.
+            let file = file.unwrap_or(missed[0].hash);
             misses.push((file, missed));
         }
     }
@@ -381,6 +388,7 @@ mod tests {
             admins: None,
             desk: None,
             reports: None,
+            bucket: None,
         })
     }
 

@@ -22,6 +22,7 @@ use tracing::{Instrument, debug, info, info_span};
 mod answers;
 mod connection;
 
+use crate::bucket::chunks::{BucketChunks, DEFAULT_CACHE_BYTES};
 use crate::protocol;
 use crate::report::ReportSink;
 pub use crate::since::current_catalog;
@@ -29,6 +30,10 @@ use crate::tls::TlsIdentity;
 use crate::tokens::{EdgeTokens, Tokens};
 use crate::transport::Congestion;
 pub use answers::answer;
+
+/// How often an origin process on a bucket looks for a new catalog head
+/// (issue 16): one small GET per process, answered 304-like by the ETag check.
+const FOLLOW_EVERY: Duration = Duration::from_secs(2);
 
 /// Connections served at once; more wait in the accept queue.
 const MAX_CONNECTIONS: usize = 1024;
@@ -75,6 +80,8 @@ pub struct State {
     /// Where edges' reports go (issue 15): the origin's fleet, or a county
     /// edge's queue to forward; `None` answers them with an error.
     pub reports: Option<Arc<dyn ReportSink>>,
+    /// An origin on a bucket (issue 16): chunks not held locally are read from it.
+    pub bucket: Option<Arc<BucketChunks>>,
 }
 
 /// Who a connection's hello authenticated.
@@ -179,6 +186,8 @@ pub struct Served {
     pub admins: Option<(Tokens, crate::admin::Desk)>,
     /// Where edges' reports go (issue 15).
     pub reports: Option<Arc<dyn ReportSink>>,
+    /// An origin on a bucket (issue 16): where chunks not held locally are read.
+    pub bucket: Option<Arc<BucketChunks>>,
 }
 
 /// Counters of what the origin served.
@@ -230,6 +239,8 @@ pub struct Bound {
     pub http_addr: Option<SocketAddr>,
     pub https_addr: Option<SocketAddr>,
     pub cert_fingerprint: String,
+    /// An origin on a bucket follows its head while it serves (issue 16).
+    follower: Option<Follower>,
 }
 
 /// Opens the origin in `dir` and binds its listeners; edges' reports go
@@ -240,17 +251,121 @@ pub async fn bind(
     reports: Option<Arc<dyn ReportSink>>,
 ) -> Result<Bound, ServeError> {
     // Opening checks the folder is an initialized origin.
-    crate::origin::Origin::open(dir)?;
+    let origin = crate::origin::Origin::open(dir)?;
+    let follower = match origin.bucket().cloned() {
+        Some(bucket) => Some(first_follow(origin, bucket).await?),
+        None => None,
+    };
+    let bucket = follower
+        .as_ref()
+        .map(|f| Arc::new(BucketChunks::new(f.bucket.clone(), DEFAULT_CACHE_BYTES)));
     let served = Served {
         identity: TlsIdentity::load_or_create(dir)?,
         store: Arc::new(Store::open_existing(dir.join("store"))?),
         tokens: EdgeTokens::new(dir),
-        upstream: None,
+        upstream: bucket
+            .clone()
+            .map(|chunks| Arc::new(chunks) as Arc<dyn Upstream>),
         stats: Arc::default(),
         admins: Some((Tokens::admins(dir), crate::admin::Desk::new(dir))),
         reports,
+        bucket,
     };
-    bind_served(served, listen).await
+    let mut bound = bind_served(served, listen).await?;
+    bound.follower = follower;
+    Ok(bound)
+}
+
+/// What an origin process on a bucket needs to follow its head.
+struct Follower {
+    bucket: crate::bucket::Bucket,
+    key: catalog::PublicKey,
+    /// The origin's folder, where the bucket's token books are mirrored.
+    dir: std::path::PathBuf,
+}
+
+/// Brings the origin's local copy to the bucket's head before serving. If
+/// the bucket cannot be reached, a process holding a catalog serves it
+/// (and keeps trying); one that has none cannot start.
+async fn first_follow(
+    origin: crate::origin::Origin,
+    bucket: crate::bucket::Bucket,
+) -> Result<Follower, ServeError> {
+    let follower = Follower {
+        bucket,
+        key: origin.public_key(),
+        dir: origin.dir().to_owned(),
+    };
+    let dir = follower.dir.clone();
+    let followed = tokio::task::spawn_blocking(move || {
+        if let Err(err) = follower.mirror_books() {
+            tracing::warn!(cause = %catalog::format::error_chain(&err), "cannot copy the bucket's edge and admin tokens yet; using this folder's");
+        }
+        let followed = origin.follow();
+        let held = origin.store().signed_catalog().map(|held| held.is_some());
+        (followed, held, follower)
+    })
+    .await;
+    match followed {
+        Ok((Ok(_), _, follower)) => Ok(follower),
+        Ok((Err(err), held, follower)) => {
+            if !held? {
+                return Err(err.into());
+            }
+            tracing::warn!(cause = %catalog::format::error_chain(&err), "cannot follow the bucket's catalog head yet; serving the catalog this process holds and trying again");
+            Ok(follower)
+        }
+        Err(err) => Err(ServeError::Origin(crate::origin::OriginError::Io {
+            action: "following the bucket's catalog head for",
+            path: dir,
+            cause: std::io::Error::other(err),
+        })),
+    }
+}
+
+impl Follower {
+    /// Copies the bucket's token books into the folder (blocking).
+    fn mirror_books(&self) -> Result<(), crate::tokens::TokenError> {
+        for book in [crate::tokens::Book::Edges, crate::tokens::Book::Admins] {
+            if crate::tokens::mirror(&self.bucket, &self.dir, book)? {
+                info!(book = ?book, "took the bucket's changed token book");
+            }
+        }
+        Ok(())
+    }
+
+    /// Follows the bucket's head every [`FOLLOW_EVERY`] until `shutdown`.
+    async fn run(self, store: Arc<Store>, shutdown: CancellationToken) {
+        let this = Arc::new(self);
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(FOLLOW_EVERY) => {}
+                () = shutdown.cancelled() => return,
+            }
+            let (this2, store2) = (this.clone(), store.clone());
+            let followed = tokio::task::spawn_blocking(move || {
+                this2
+                    .mirror_books()
+                    .map_err(|err| catalog::format::error_chain(&err))?;
+                crate::bucket::follow::follow(&this2.bucket, &store2, &this2.key)
+                    .map_err(|err| catalog::format::error_chain(&err))
+            })
+            .await;
+            match followed {
+                Ok(Ok(_)) if failing => {
+                    info!("following the bucket's catalog head again");
+                    failing = false;
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(cause)) if !failing => {
+                    tracing::warn!(%cause, "cannot follow the bucket's catalog head and tokens; serving what this process holds");
+                    failing = true;
+                }
+                Ok(Err(_)) | Err(_) => {}
+            }
+        }
+    }
 }
 
 /// Binds the listeners of a server of `served`.
@@ -269,6 +384,7 @@ pub async fn bind_served(served: Served, listen: &Listen) -> Result<Bound, Serve
         stats,
         admins,
         reports,
+        bucket,
     } = served;
     let (admins, desk) = admins.unzip();
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(identity.server_config()?)
@@ -373,7 +489,9 @@ pub async fn bind_served(served: Served, listen: &Listen) -> Result<Bound, Serve
             admins: admins.inspect(Tokens::log_if_broken),
             desk,
             reports,
+            bucket,
         }),
+        follower: None,
     })
 }
 
@@ -389,8 +507,11 @@ impl Bound {
     }
 
     /// Serves until `shutdown` is cancelled, then closes connections and waits for them.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
         let tracker = TaskTracker::new();
+        if let Some(follower) = self.follower.take() {
+            tracker.spawn(follower.run(self.state.store.clone(), shutdown.clone()));
+        }
         let http = self.http.map(|listener| {
             tokio::spawn(crate::http::run(
                 listener,

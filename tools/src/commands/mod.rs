@@ -22,6 +22,9 @@ pub struct DataFolder {
     pub key: Option<PublicKey>,
     /// An origin holds every blob its catalog names.
     pub is_origin: bool,
+    /// An origin on a bucket (issue 16): the bucket holds the content, the
+    /// folder only a copy of the catalog and its metadata.
+    pub bucket: Option<String>,
 }
 
 impl DataFolder {
@@ -48,10 +51,16 @@ impl DataFolder {
             }
             None => None,
         };
+        let bucket = if is_origin {
+            server::origin::store_url(dir)?
+        } else {
+            None
+        };
         Ok(DataFolder {
             store,
             is_origin,
             key,
+            bucket,
         })
     }
 }

@@ -6,13 +6,14 @@ use anyhow::Context;
 use server::Origin;
 
 use crate::cli::{
-    OriginGcArgs, OriginInitArgs, OriginRenewArgs, OriginRotateKeyArgs, OriginServeArgs,
+    OriginGcArgs, OriginInitArgs, OriginMigrateArgs, OriginRenewArgs, OriginRotateKeyArgs,
+    OriginServeArgs,
 };
 use crate::{format, outln, progress};
 
 pub fn init(args: &OriginInitArgs) -> anyhow::Result<ExitCode> {
     let public = crate::commands::enroll::public_addresses(&args.public)?;
-    let report = Origin::init(&args.data)
+    let report = Origin::init_with_store(&args.data, args.store.as_deref())
         .with_context(|| format!("setting up an origin in {}", args.data.display()))?;
     if public != server::origin::PublicAddresses::default() {
         server::origin::set_public_addresses(&args.data, &public).with_context(|| {
@@ -20,6 +21,9 @@ pub fn init(args: &OriginInitArgs) -> anyhow::Result<ExitCode> {
         })?;
     }
     outln!("origin initialized in {}", args.data.display())?;
+    if let Some(url) = &args.store {
+        outln!("content in: {url}")?;
+    }
     outln!("origin key: {}", report.public_key)?;
     outln!("origin certificate: {}", report.cert_fingerprint)?;
     outln!("admin token: {}", report.admin_token)?;
@@ -112,6 +116,58 @@ pub fn serve(args: &OriginServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `shanlu origin gc` (issue 13): keep the last N catalogs, remove the rest.
+/// `shanlu origin migrate --to s3://…` (issue 16).
+pub fn migrate(args: &OriginMigrateArgs) -> anyhow::Result<ExitCode> {
+    let origin = Origin::open(&args.data)?;
+    let total = server::publish::current_catalog(&origin)?
+        .courses
+        .values()
+        .map(|entry| entry.total_size)
+        .fold(0, u64::saturating_add);
+    let bar = progress::bytes_bar("writing");
+    bar.set_length(total);
+    let checking = progress::bytes_bar("verifying");
+    let migrated = server::bucket::migrate::migrate(&origin, &args.to, &|n| bar.inc(n), &mut |n| {
+        if !bar.is_finished() {
+            bar.finish_and_clear();
+            checking.set_length(total);
+        }
+        checking.inc(n);
+    });
+    bar.finish_and_clear();
+    checking.finish_and_clear();
+    let migrated = migrated.with_context(|| {
+        format!(
+            "moving the origin in {} into {} (run the same command again to resume; the origin is unchanged until it succeeds)",
+            args.data.display(),
+            args.to
+        )
+    })?;
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&migrated)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!(
+        "moved the origin into {} at catalog sequence {}",
+        args.to,
+        migrated.sequence
+    )?;
+    outln!(
+        "  written this run: {} chunks ({}), {} objects; verified {} chunks ({}) and {} objects",
+        migrated.pushed.chunks,
+        format::bytes(migrated.pushed.chunk_bytes),
+        migrated.pushed.objects,
+        migrated.verified.chunks_checked,
+        format::bytes(migrated.verified.chunk_bytes_checked),
+        migrated.verified.objects_checked
+    )?;
+    eprintln!(
+        "Restart `shanlu origin serve` (with the same AWS_* settings) to serve from the bucket;\n\
+         more origin processes can share it: docs/s3.md."
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn gc(args: &OriginGcArgs) -> anyhow::Result<ExitCode> {
     let origin = Origin::open(&args.data)?;
     let bar = progress::bytes_bar("collecting");

@@ -62,6 +62,13 @@ pub fn run(args: &PublishArgs) -> anyhow::Result<ExitCode> {
         report.new_chunks,
         format::bytes(report.new_chunk_bytes)
     )?;
+    if let Some(url) = server::origin::store_url(data)? {
+        outln!(
+            "  bucket {url}: {} chunks ({}) written, the rest already there",
+            report.bucket_chunks,
+            format::bytes(report.bucket_chunk_bytes)
+        )?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -27,6 +27,9 @@ struct VerifyReport {
     /// interrupted between its rename and its index record, or put there by
     /// hand. Never served; safe to delete.
     stray_files: Vec<std::path::PathBuf>,
+    /// An origin on a bucket (issue 16): what the bucket's check found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bucket: Option<server::bucket::verify::BucketReport>,
 }
 
 pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
@@ -40,6 +43,19 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let mut problems: Vec<String> = scrub.problems.iter().map(ToString::to_string).collect();
     let catalog_sequence = check_catalog(&folder, &scrub.quarantined, &mut problems)?;
     let stray_files = stray_files(store)?;
+    let bucket = match (&folder.bucket, &folder.key) {
+        (Some(url), Some(key)) => {
+            let opened = server::bucket::Bucket::from_url(url)
+                .with_context(|| format!("opening the origin's bucket {url}"))?;
+            let bar = progress::bytes_bar("verifying the bucket");
+            let checked = server::bucket::verify::verify(&opened, key, &mut |n| bar.inc(n));
+            bar.finish_and_clear();
+            let checked = checked.with_context(|| format!("reading the origin's bucket {url}"))?;
+            problems.extend(checked.problems.iter().cloned());
+            Some(checked)
+        }
+        _ => None,
+    };
 
     let report = VerifyReport {
         blobs_checked: scrub.blobs_checked,
@@ -49,6 +65,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         problems,
         quarantined: scrub.quarantined.clone(),
         stray_files,
+        bucket,
     };
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?)?;
@@ -67,6 +84,17 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
                 format!("{} problem(s)", report.problems.len())
             }
         )?;
+        if let (Some(checked), Some(url)) = (&report.bucket, &folder.bucket) {
+            outln!(
+                "bucket {url}: catalog sequence {}, checked {} objects and {} chunks ({})",
+                checked
+                    .head_sequence
+                    .map_or_else(|| "none".to_owned(), |s| s.to_string()),
+                checked.objects_checked,
+                checked.chunks_checked,
+                format::bytes(checked.chunk_bytes_checked),
+            )?;
+        }
         if !report.stray_files.is_empty() {
             outln!(
                 "{} file(s) under {} are not in the index (left by an interrupted write, or copied in by hand): never served, safe to delete",
@@ -191,7 +219,7 @@ fn check_catalog(
                     problems,
                 );
             }
-            if folder.is_origin && !store.has_blob(&file.blob)? {
+            if folder.is_origin && folder.bucket.is_none() && !store.has_blob(&file.blob)? {
                 missing(file.blob, format!("blob of {id}/{}", file.path), problems);
             }
         }
