@@ -36,7 +36,7 @@ pub enum MigrateError {
     #[error(transparent)]
     Origin(#[from] OriginError),
     #[error(transparent)]
-    Publish(#[from] crate::publish::PublishError),
+    Publish(Box<crate::publish::PublishError>),
     #[error("{url} names the origin's content already; it is on a bucket")]
     Already { url: String },
     #[error(
@@ -120,6 +120,12 @@ pub fn migrate(
         pushed,
         verified,
     })
+}
+
+impl From<crate::publish::PublishError> for MigrateError {
+    fn from(err: crate::publish::PublishError) -> Self {
+        MigrateError::Publish(Box::new(err))
+    }
 }
 
 fn taken(bucket: &Bucket, ours: u64) -> MigrateError {
