@@ -35,6 +35,8 @@ pub enum Need {
     /// Network namespaces and the link emulator: root's capabilities,
     /// `/dev/net/tun` and iproute2's `ip` on `PATH`.
     NetNs,
+    /// nginx, as the caching proxy in front of origins (issue 16).
+    Nginx,
 }
 
 impl Need {
@@ -66,6 +68,9 @@ impl Need {
                 }
                 (!why.is_empty()).then(|| why.join(", "))
             }
+            Need::Nginx => nginx()
+                .is_none()
+                .then(|| "no nginx on PATH nor in /usr/sbin".into()),
         }
     }
 
@@ -77,6 +82,7 @@ impl Need {
             Need::NetNs => {
                 "apt-get install iproute2, and run the tests as root (sudo -E cargo test)"
             }
+            Need::Nginx => "apt-get install nginx",
         }
     }
 }
@@ -114,6 +120,14 @@ pub fn chromium() -> Option<PathBuf> {
     ]
     .into_iter()
     .find_map(find_on_path)
+}
+
+/// The nginx binary: on `PATH`, or where Debian puts it.
+pub fn nginx() -> Option<PathBuf> {
+    find_on_path("nginx").or_else(|| {
+        let sbin = PathBuf::from("/usr/sbin/nginx");
+        sbin.is_file().then_some(sbin)
+    })
 }
 
 /// An executable called `name` in a folder of `PATH`.

@@ -4,6 +4,7 @@ mod bad_input;
 mod browser;
 mod bucket;
 mod bundle;
+mod cdn;
 mod classroom;
 mod classroom_house;
 mod connections;

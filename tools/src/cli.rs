@@ -256,6 +256,12 @@ pub struct OriginServeArgs {
     /// Plain HTTP: bind it to a private address, or put a TLS proxy in front (docs/dashboard.md).
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<std::net::SocketAddr>,
+
+    /// Issue 16: a file holding the secret (at least 32 characters) a CDN or caching proxy
+    /// in front sends as `X-Shanlu-Cdn` to fetch objects and chunks without an edge token
+    /// (docs/s3.md).
+    #[arg(long, value_name = "FILE")]
+    pub cdn_secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -357,6 +363,12 @@ pub struct EdgeInitArgs {
     /// connect, e.g. where the carrier blocks UDP.
     #[arg(long, value_name = "URL")]
     pub fallback: Option<String>,
+
+    /// Issue 16: a caching proxy or CDN in front of the origin, http://HOST:PORT: objects
+    /// and chunks are fetched from it by hash (and checked); the catalog comes from the
+    /// origin. The edge's token is never sent to it.
+    #[arg(long, value_name = "URL")]
+    pub cdn: Option<String>,
 
     /// Issue 13: the most the store may hold, a size (40GB, 500MB) or a share of the disk
     /// holding the data folder (80%); overrides max_store in edge.toml.

@@ -58,6 +58,16 @@ pub struct EdgeConfig {
     /// `auto` (QUIC, else the fallback), `quic` or `http` (only the fallback).
     #[serde(default, skip_serializing_if = "is_auto")]
     pub transport: Transport,
+    /// A caching proxy or CDN in front of the origin's immutable routes,
+    /// `http://HOST:PORT` (issue 16): objects and chunks are fetched from it
+    /// by hash (and checked against it); the catalog and everything else
+    /// still come from the origin. The edge's token is never sent to it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "fields::optional_fallback"
+    )]
+    pub cdn: Option<FallbackUrl>,
     /// The most the store may hold (issue 13): a size (`"40GB"`) or a share
     /// of the filesystem holding the data folder (`"80%"`); none means only
     /// `min_free` limits. `--max-store` overrides it.

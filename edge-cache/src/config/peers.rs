@@ -91,6 +91,8 @@ impl EdgeConfig {
             origin_cert: peer.cert,
             token: peer.token.clone(),
             fallback: peer.fallback.clone(),
+            // A peer is asked directly, never through the origin's CDN.
+            cdn: None,
             transport: Transport::Auto,
             max_rate: None,
             windows: Vec::new(),

@@ -10,6 +10,7 @@ fn sample() -> EdgeConfig {
         windows: Vec::new(),
         fallback: Some(FallbackUrl::parse("https://127.0.0.1:8443").expect("url")),
         transport: Transport::Auto,
+        cdn: None,
         max_store: Some("40GB".parse().expect("size")),
         min_free: None,
         scrub_rate: None,

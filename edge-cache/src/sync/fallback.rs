@@ -106,7 +106,8 @@ pub struct HttpLink {
     url: FallbackUrl,
     addr: SocketAddr,
     uri: Uri,
-    authorization: String,
+    /// `Bearer <token>`; none for a CDN (issue 16), which is never told it.
+    authorization: Option<String>,
     client: PooledClient<PinnedConnector, Full<Bytes>>,
 }
 
@@ -128,6 +129,21 @@ impl HttpLink {
         pinned_cert: &str,
         token: &str,
     ) -> Result<Arc<HttpLink>, ClientError> {
+        let authorization = Some(format!("Bearer {}", token.trim()));
+        HttpLink::with(url, Some(pinned_cert), authorization).await
+    }
+
+    /// A caching proxy or CDN in front of the origin (issue 16): plain
+    /// `http://`, no token; what it hands over is checked against its hash.
+    pub async fn cdn(url: FallbackUrl) -> Result<Arc<HttpLink>, ClientError> {
+        HttpLink::with(url, None, None).await
+    }
+
+    async fn with(
+        url: FallbackUrl,
+        pinned_cert: Option<&str>,
+        authorization: Option<String>,
+    ) -> Result<Arc<HttpLink>, ClientError> {
         let addr = tokio::net::lookup_host(&url.authority)
             .await
             .and_then(|mut addrs| {
@@ -139,7 +155,7 @@ impl HttpLink {
                 url: url.to_string(),
                 cause: Cause::new(err),
             })?;
-        let tls = if url.tls {
+        let tls = if let (true, Some(pinned_cert)) = (url.tls, pinned_cert) {
             let mut config = server::tls::client_config(pinned_cert)?;
             config.alpn_protocols = vec![server::tls::HTTP_ALPN.to_vec()];
             Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
@@ -164,7 +180,7 @@ impl HttpLink {
             url,
             addr,
             uri,
-            authorization: format!("Bearer {}", token.trim()),
+            authorization,
             client,
         }))
     }
@@ -179,17 +195,21 @@ impl HttpLink {
 
     /// Posts one request frame; the answer's frames are read from the body.
     pub async fn post(self: &Arc<Self>, frame: Vec<u8>) -> Result<HttpAnswer, ClientError> {
-        let request = hyper::Request::builder()
+        let mut request = hyper::Request::builder()
             .method(Method::POST)
             .uri(self.uri.clone())
             .header(header::HOST, &self.url.authority)
-            .header(header::AUTHORIZATION, &self.authorization)
-            .header(header::CONTENT_TYPE, server::http::FRAMES)
-            .body(Full::new(Bytes::from(frame)))
-            .map_err(|err| ClientError::Protocol {
-                addr: self.addr,
-                cause: Cause::new(err),
-            })?;
+            .header(header::CONTENT_TYPE, server::http::FRAMES);
+        if let Some(authorization) = &self.authorization {
+            request = request.header(header::AUTHORIZATION, authorization);
+        }
+        let request =
+            request
+                .body(Full::new(Bytes::from(frame)))
+                .map_err(|err| ClientError::Protocol {
+                    addr: self.addr,
+                    cause: Cause::new(err),
+                })?;
         let response = tokio::time::timeout(ANSWER_TIMEOUT, self.client.request(request))
             .await
             .map_err(|_| ClientError::Lost {
@@ -209,6 +229,54 @@ impl HttpLink {
         Ok(HttpAnswer {
             body: Box::new(tokio_util::io::StreamReader::new(stream)),
         })
+    }
+
+    /// `GET {url}{path}` (a CDN's `/v1/chunks/<hash>`): the body, at most
+    /// `limit` bytes; `None` for 404.
+    pub async fn get(&self, path: &str, limit: usize) -> Result<Option<Bytes>, ClientError> {
+        let uri: Uri =
+            format!("{}{path}", self.url)
+                .parse()
+                .map_err(|err| ClientError::Protocol {
+                    addr: self.addr,
+                    cause: Cause::new(err),
+                })?;
+        let request = hyper::Request::builder()
+            .method(Method::GET)
+            .uri(uri)
+            .header(header::HOST, &self.url.authority)
+            .body(Full::new(Bytes::new()))
+            .map_err(|err| ClientError::Protocol {
+                addr: self.addr,
+                cause: Cause::new(err),
+            })?;
+        let response = tokio::time::timeout(ANSWER_TIMEOUT, self.client.request(request))
+            .await
+            .map_err(|_| ClientError::Lost {
+                addr: self.addr,
+                cause: timed_out(format!("no answer within {} s", ANSWER_TIMEOUT.as_secs())),
+            })?
+            .map_err(|err| self.request_error(err))?;
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if status != StatusCode::OK {
+            return Err(self.refusal(status, String::new()));
+        }
+        let body = http_body_util::Limited::new(response.into_body(), limit);
+        let bytes = tokio::time::timeout(ANSWER_TIMEOUT, body.collect())
+            .await
+            .map_err(|_| ClientError::Lost {
+                addr: self.addr,
+                cause: timed_out(format!("the body took over {} s", ANSWER_TIMEOUT.as_secs())),
+            })?
+            .map_err(|err| ClientError::Lost {
+                addr: self.addr,
+                cause: Cause::message(format!("reading {path}: {err}")),
+            })?
+            .to_bytes();
+        Ok(Some(bytes))
     }
 
     /// A failed request: the connection could not be made, or it was lost;

@@ -23,6 +23,7 @@
 //! received is kept, and the pass ends early with what it has.
 
 pub mod accept;
+pub mod cdn;
 mod chunks;
 pub mod client;
 pub mod engine;

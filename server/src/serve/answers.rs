@@ -389,6 +389,7 @@ mod tests {
             desk: None,
             reports: None,
             bucket: None,
+            cdn_secret: None,
         })
     }
 

@@ -82,6 +82,9 @@ pub struct State {
     pub reports: Option<Arc<dyn ReportSink>>,
     /// An origin on a bucket (issue 16): chunks not held locally are read from it.
     pub bucket: Option<Arc<BucketChunks>>,
+    /// The secret a CDN or caching proxy in front shows to fetch objects
+    /// and chunks (issue 16), instead of an edge token.
+    pub cdn_secret: Option<String>,
 }
 
 /// Who a connection's hello authenticated.
@@ -490,12 +493,24 @@ pub async fn bind_served(served: Served, listen: &Listen) -> Result<Bound, Serve
             desk,
             reports,
             bucket,
+            cdn_secret: None,
         }),
         follower: None,
     })
 }
 
+/// The shortest CDN secret taken: 128 bits as hex.
+pub const MIN_CDN_SECRET: usize = 32;
+
 impl Bound {
+    /// Lets a CDN or caching proxy showing `secret` in the `X-Shanlu-Cdn`
+    /// header fetch objects and chunks over HTTP (issue 16). Call before [`Bound::run`].
+    pub fn allow_cdn(&mut self, secret: String) {
+        if let Some(state) = Arc::get_mut(&mut self.state) {
+            state.cdn_secret = Some(secret);
+        }
+    }
+
     /// The counters of what this server sends (the dashboard's `/metrics`).
     pub fn stats(&self) -> Arc<Stats> {
         self.state.stats.clone()

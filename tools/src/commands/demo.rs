@@ -226,6 +226,7 @@ fn set_up_edge(
             .map(edge_cache::sync::fallback::FallbackUrl::parse)
             .transpose()?,
         transport: Default::default(),
+        cdn: None,
         max_store: None,
         // The demo's course is small; a laptop short of the default 2 GB
         // free should still show it.

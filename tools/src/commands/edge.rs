@@ -58,6 +58,12 @@ pub fn init(args: &EdgeInitArgs) -> anyhow::Result<ExitCode> {
             .transpose()
             .context("checking --fallback")?,
         transport: Default::default(),
+        cdn: args
+            .cdn
+            .as_deref()
+            .map(edge_cache::sync::cdn::parse_url)
+            .transpose()
+            .context("checking --cdn")?,
         max_store: args.max_store,
         min_free: args.min_free,
         scrub_rate: None,

@@ -44,6 +44,25 @@ pub fn init(args: &OriginInitArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The CDN secret in `path`: one line of at least
+/// [`server::serve::MIN_CDN_SECRET`] characters.
+fn read_cdn_secret(path: &std::path::Path) -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(4096).read_to_string(&mut text))
+        .with_context(|| format!("reading the CDN secret in {}", path.display()))?;
+    let secret = text.trim();
+    if secret.len() < server::serve::MIN_CDN_SECRET || secret.contains(char::is_whitespace) {
+        anyhow::bail!(
+            "{}: the CDN secret must be one word of at least {} characters, e.g. made by `openssl rand -hex 32`",
+            path.display(),
+            server::serve::MIN_CDN_SECRET
+        );
+    }
+    Ok(secret.to_owned())
+}
+
 pub fn serve(args: &OriginServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
@@ -58,9 +77,12 @@ pub fn serve(args: &OriginServeArgs) -> anyhow::Result<ExitCode> {
         })?;
         let sink: std::sync::Arc<dyn server::report::ReportSink> =
             std::sync::Arc::new(fleet.clone());
-        let bound = server::serve::bind(&args.data, &listen, Some(sink))
+        let mut bound = server::serve::bind(&args.data, &listen, Some(sink))
             .await
             .with_context(|| format!("starting the origin in {}", args.data.display()))?;
+        if let Some(path) = &args.cdn_secret_file {
+            bound.allow_cdn(read_cdn_secret(path)?);
+        }
         let admin = match args.admin {
             Some(addr) => {
                 let listener = tokio::net::TcpListener::bind(addr)

@@ -127,6 +127,7 @@ impl RemoteArgs {
             windows: Vec::new(),
             fallback,
             transport,
+            cdn: None,
             max_store: None,
             min_free: None,
             scrub_rate: None,

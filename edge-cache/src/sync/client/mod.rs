@@ -35,6 +35,14 @@ use quic::{handshake, takes_pipelined, watch_stalls};
 pub use responses::Responses;
 use responses::{Reader, Waiting};
 
+/// The CDN named in edge.toml, if any.
+async fn cdn_link(config: &EdgeConfig) -> Result<Option<Arc<HttpLink>>, ClientError> {
+    match &config.cdn {
+        Some(url) => Ok(Some(HttpLink::cdn(url.clone()).await?)),
+        None => Ok(None),
+    }
+}
+
 /// After QUIC failed to connect, how long the edge keeps to the fallback
 /// before trying QUIC again.
 pub const QUIC_RETRY: Duration = Duration::from_secs(10 * 60);
@@ -110,6 +118,9 @@ pub struct Client {
     /// that predates revisions); decides whether [`Client::catalog_since`]
     /// may ask in one round trip.
     pub origin_revision: u32,
+    /// A caching proxy or CDN in front of the origin (issue 16): objects and
+    /// chunks are asked of it first.
+    cdn: Option<Arc<HttpLink>>,
 }
 
 /// What carries the requests.
@@ -264,6 +275,7 @@ impl Client {
             edge_name: String::new(),
             fallback_reason,
             origin_revision: 1,
+            cdn: cdn_link(config).await?,
         };
         client.hello(config, None).await?;
         Ok(client)
@@ -297,6 +309,7 @@ impl Client {
             edge_name: String::new(),
             fallback_reason: None,
             origin_revision: 1,
+            cdn: cdn_link(config).await?,
         };
         let early = client.hello(config, ask).await?;
         Ok((client, early))
@@ -386,8 +399,24 @@ impl Client {
     }
 
     /// Sends one request on a new stream (or HTTP request); the answers are
-    /// read from the returned reader.
+    /// read from the returned reader. With a CDN, objects and chunks are
+    /// asked of it first (see [`crate::sync::cdn`]).
     pub async fn request(&self, request: &Request) -> Result<Responses, ClientError> {
+        if let (Some(link), Some((kind, hashes))) = (&self.cdn, crate::sync::cdn::wanted(request)) {
+            let answers = crate::sync::cdn::CdnAnswers::new(link.clone(), kind, hashes);
+            return Ok(Responses {
+                reader: Reader::Cdn {
+                    answers: Box::new(answers),
+                    rest: None,
+                },
+                client: self.clone(),
+            });
+        }
+        self.request_then(request, None).await
+    }
+
+    /// Sends one request to the origin itself, never to the CDN.
+    pub(super) async fn request_origin(&self, request: &Request) -> Result<Responses, ClientError> {
         self.request_then(request, None).await
     }
 

@@ -21,6 +21,19 @@ pub(super) enum Reader {
         _waiting: Waiting,
     },
     Http(HttpAnswer),
+    /// Answers from a CDN (issue 16), then the origin's for what it lacked.
+    Cdn {
+        answers: Box<crate::sync::cdn::CdnAnswers>,
+        rest: Option<Box<Responses>>,
+    },
+}
+
+/// The bytes an answer carries, for pacing.
+fn answer_len(response: &Response) -> usize {
+    match response {
+        Response::Object { bytes, .. } | Response::Chunk { bytes, .. } => bytes.len(),
+        _ => 0,
+    }
 }
 
 /// Counts a request as waiting for as long as its answers are being read.
@@ -48,6 +61,23 @@ impl Responses {
                 bucket.take(bytes).await;
             }
         };
+        if let Reader::Cdn { answers, rest } = &mut self.reader {
+            if let Some(rest) = rest {
+                return Box::pin(rest.next()).await;
+            }
+            if let Some(response) = answers.next().await {
+                if let Some(bucket) = bucket {
+                    bucket.take(answer_len(&response)).await;
+                }
+                return Ok(Some(response));
+            }
+            let Some(request) = answers.rest() else {
+                return Ok(None);
+            };
+            let origin = self.client.request_origin(&request).await?;
+            *rest = Some(Box::new(origin));
+            return Box::pin(self.next()).await;
+        }
         let read = match &mut self.reader {
             Reader::Quic { recv, .. } => {
                 protocol::read_frame_paced::<Response, _, _>(recv, protocol::MAX_RESPONSE, pace)
@@ -76,6 +106,8 @@ impl Responses {
                     }
                 }
             }
+            // Answered above.
+            Reader::Cdn { .. } => Ok(None),
         };
         read.map_err(|err| self.client.frame_error(err))
     }
