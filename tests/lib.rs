@@ -64,10 +64,36 @@ pub fn shanlu_bin() -> &'static Path {
     })
 }
 
-/// A `shanlu` command with a quiet log.
+/// Set to `s3` to run the origin tests with the origin's content in a
+/// bucket (issue 16): every [`TestOrigin`] is made with `--store s3://…` on
+/// one S3 server in this process, and every `shanlu` command is given its
+/// address and credentials. `.ci/run` runs the origin suites both ways.
+pub const ORIGIN_STORE: &str = "SHANLU_TEST_ORIGIN_STORE";
+
+/// The S3 server the origins of this run keep their content on, when
+/// [`ORIGIN_STORE`] is `s3`.
+pub fn origin_s3() -> Option<&'static s3::S3Server> {
+    static SERVER: OnceLock<Option<s3::S3Server>> = OnceLock::new();
+    SERVER
+        .get_or_init(|| {
+            let wanted = std::env::var(ORIGIN_STORE).unwrap_or_default();
+            match wanted.as_str() {
+                "" | "folder" => None,
+                "s3" => Some(s3::S3Server::start()),
+                other => panic!("{ORIGIN_STORE}={other}: give s3 or folder"),
+            }
+        })
+        .as_ref()
+}
+
+/// A `shanlu` command with a quiet log (and the bucket's settings when the
+/// origins are on one, see [`ORIGIN_STORE`]).
 pub fn shanlu() -> Command {
     let mut command = Command::new(shanlu_bin());
     command.env("RUST_LOG", "warn").env_remove("NO_COLOR");
+    if let Some(s3) = origin_s3() {
+        command.envs(s3.env());
+    }
     command
 }
 
@@ -126,12 +152,14 @@ impl TestOrigin {
     pub fn init() -> TestOrigin {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("origin");
-        let out = run_ok(&[
-            "origin",
-            "init",
-            "--data",
-            data.to_str().expect("utf-8 path"),
-        ]);
+        let data = data.to_str().expect("utf-8 path");
+        let mut args = vec!["origin", "init", "--data", data];
+        // Each origin its own prefix in the run's bucket.
+        let store = origin_s3().map(|s3| s3.url(&format!("t{}", rand_suffix())));
+        if let Some(url) = &store {
+            args.extend(["--store", url.as_str()]);
+        }
+        let out = run_ok(&args);
         let key = out
             .lines()
             .find_map(|line| line.strip_prefix("origin key: "))

@@ -4,6 +4,8 @@
 //! both use it, and stops when its [`S3Server`] is dropped.
 
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -26,6 +28,7 @@ pub const BUCKET: &str = "shanlu";
 /// A running test S3 server; dropping it stops the server and deletes its files.
 pub struct S3Server {
     endpoint: String,
+    reads: Arc<Reads>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
     root: tempfile::TempDir,
@@ -38,9 +41,11 @@ impl S3Server {
         // s3s-fs keeps a bucket as a folder under its root.
         std::fs::create_dir(root.path().join(BUCKET)).expect("creating the test bucket");
         let store = s3s_fs::FileSystem::new(root.path()).expect("s3s-fs over the temp dir");
+        let reads = Arc::new(Reads::default());
         let mut builder = S3ServiceBuilder::new(AtomicWrites {
             inner: store,
             lock: RwLock::new(()),
+            reads: reads.clone(),
         });
         builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
         let service = builder.build();
@@ -63,6 +68,7 @@ impl S3Server {
         });
         S3Server {
             endpoint,
+            reads,
             stop: Some(stop),
             thread: Some(thread),
             root,
@@ -72,6 +78,14 @@ impl S3Server {
     /// `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// GET requests answered so far, and the bytes they carried.
+    pub fn reads(&self) -> (u64, u64) {
+        (
+            self.reads.gets.load(Ordering::Relaxed),
+            self.reads.bytes.load(Ordering::Relaxed),
+        )
     }
 
     /// The bucket's name, [`BUCKET`].
@@ -166,6 +180,14 @@ async fn serve(listener: TcpListener, service: S3Service, mut stopped: oneshot::
 struct AtomicWrites {
     inner: s3s_fs::FileSystem,
     lock: RwLock<()>,
+    reads: Arc<Reads>,
+}
+
+/// What the server's clients read: GET requests answered and their bytes.
+#[derive(Debug, Default)]
+pub struct Reads {
+    pub gets: AtomicU64,
+    pub bytes: AtomicU64,
 }
 
 #[async_trait::async_trait]
@@ -215,7 +237,11 @@ impl S3 for AtomicWrites {
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let _read = self.lock.read().await;
-        self.inner.get_object(req).await
+        let answer = self.inner.get_object(req).await?;
+        self.reads.gets.fetch_add(1, Ordering::Relaxed);
+        let len = answer.output.content_length.unwrap_or(0).max(0) as u64;
+        self.reads.bytes.fetch_add(len, Ordering::Relaxed);
+        Ok(answer)
     }
 
     async fn head_object(

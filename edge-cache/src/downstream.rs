@@ -134,6 +134,7 @@ pub async fn bind(
         http: None,
         https: Some(addr),
         congestion: server::transport::Congestion::default(),
+        bucket_cache: 0,
     };
     let bound = server::serve::bind_served(served, &listen)
         .await

@@ -129,6 +129,14 @@ pub enum RotateError {
         "the origin's key has been rotated {count} times, the most a chain of key roots carries; make a new origin and give edges its key"
     )]
     TooManyRotations { count: usize },
+    /// Issue 16: every process on a bucket signs with the key in its own
+    /// folder; a rotation would have to reach all of them at once.
+    #[error(
+        "rotating the key of an origin on a bucket is not supported yet: every origin process \
+         signs with the key in its own folder, and a new key would have to reach them all at \
+         once. Until it is, a leaked key means a new origin (docs/s3.md)"
+    )]
+    OnBucket,
     #[error("the operating system's random source failed: {0}")]
     Random(getrandom::Error),
     #[error(transparent)]
@@ -504,6 +512,9 @@ fn next_key_path(dir: &Path) -> PathBuf {
 /// rotation whose catalog committed ([`finish_rotation`]) and drops one whose
 /// catalog did not.
 pub fn rotate_key(origin: &mut Origin) -> Result<HistoryReport, RotateError> {
+    if origin.bucket().is_some() {
+        return Err(RotateError::OnBucket);
+    }
     let lock = publish::lock(origin)?;
     let dir = origin.dir().to_owned();
     let held = origin

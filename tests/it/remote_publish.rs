@@ -6,7 +6,6 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use server::tokens::{self, Book};
 use shanlu_tests::{ServedOrigin, TestEdge, TestOrigin, generated, run_ok, shanlu};
 
 fn sample(name: &str) -> PathBuf {
@@ -15,9 +14,20 @@ fn sample(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// A new administrator's token, written to the origin's admins.toml.
+/// A new administrator's token (`shanlu origin add-admin` on the origin machine).
 fn add_admin(origin: &TestOrigin, name: &str) -> String {
-    tokens::add(&origin.data(), Book::Admins, name, None).expect("add an admin")
+    let out = run_ok(&[
+        "origin",
+        "add-admin",
+        "--data",
+        &origin.data_str(),
+        "--name",
+        name,
+    ]);
+    out.lines()
+        .find_map(|line| line.strip_prefix("admin token: "))
+        .expect("add-admin prints the token")
+        .to_owned()
 }
 
 /// `shanlu publish FOLDER --origin URL --origin-cert FP --token TOKEN [extra]`.
@@ -332,7 +342,14 @@ fn wrong_missing_revoked_and_edge_tokens_cannot_publish_issue_15() {
         "{text}"
     );
 
-    assert!(tokens::revoke(&origin.data(), Book::Admins, "bureau-zhao").expect("revoke"));
+    run_ok(&[
+        "origin",
+        "revoke",
+        "--admin",
+        "--data",
+        &origin.data_str(),
+        "bureau-zhao",
+    ]);
     let revoked = output(remote(&["publish", folder], &served, &url, &token));
     assert!(!revoked.status.success());
     assert!(

@@ -188,6 +188,14 @@ fn issue_16_two_origin_processes_on_one_bucket_serve_the_same_course() {
         "the second process served from the bucket, holding no blobs itself"
     );
 
+    let rotate = with_s3(&s3)
+        .args(["origin", "rotate-key", "--data", &first.data_str()])
+        .output()
+        .expect("spawn");
+    assert!(!rotate.status.success());
+    let stderr = String::from_utf8_lossy(&rotate.stderr);
+    assert!(stderr.contains("not supported yet"), "{stderr}");
+
     let refused = with_s3(&s3)
         .args([
             "origin",
@@ -348,7 +356,19 @@ fn first_file(s3: &S3Server, key_prefix: &str) -> PathBuf {
 #[test]
 fn issue_16_an_origin_migrates_into_a_bucket_resumably() {
     let s3 = S3Server::start();
-    let origin = TestOrigin::init();
+    // On its folder, whatever SHANLU_TEST_ORIGIN_STORE says.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("origin");
+    let out = ok(
+        shanlu(),
+        &["origin", "init", "--data", data.to_str().expect("utf-8")],
+    );
+    let key = out
+        .lines()
+        .find_map(|line| line.strip_prefix("origin key: "))
+        .expect("key")
+        .to_owned();
+    let origin = TestOrigin { dir, key };
     let src = course_folder(&origin, "history", 40 * 1024 * 1024, 5);
     origin.publish(&src);
     let token = origin.add_edge("school-m");

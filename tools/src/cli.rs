@@ -262,6 +262,11 @@ pub struct OriginServeArgs {
     /// (docs/s3.md).
     #[arg(long, value_name = "FILE")]
     pub cdn_secret_file: Option<PathBuf>,
+
+    /// Issue 16, an origin on a bucket: the most chunks read from the bucket kept in memory,
+    /// in MiB (least recently used go first).
+    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    pub bucket_cache_mib: u64,
 }
 
 #[derive(Debug, Args)]

@@ -214,6 +214,8 @@ pub struct Listen {
     pub https: Option<SocketAddr>,
     /// The QUIC congestion controller for what the origin sends.
     pub congestion: Congestion,
+    /// On a bucket (issue 16): the most bytes of chunks kept in memory.
+    pub bucket_cache: u64,
 }
 
 impl Listen {
@@ -224,6 +226,7 @@ impl Listen {
             http: Some(addr),
             https: Some(addr),
             congestion: Congestion::default(),
+            bucket_cache: DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -261,7 +264,7 @@ pub async fn bind(
     };
     let bucket = follower
         .as_ref()
-        .map(|f| Arc::new(BucketChunks::new(f.bucket.clone(), DEFAULT_CACHE_BYTES)));
+        .map(|f| Arc::new(BucketChunks::new(f.bucket.clone(), listen.bucket_cache)));
     let served = Served {
         identity: TlsIdentity::load_or_create(dir)?,
         store: Arc::new(Store::open_existing(dir.join("store"))?),
@@ -378,6 +381,7 @@ pub async fn bind_served(served: Served, listen: &Listen) -> Result<Bound, Serve
         http,
         https,
         congestion,
+        bucket_cache: _,
     } = *listen;
     let Served {
         store,

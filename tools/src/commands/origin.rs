@@ -71,6 +71,7 @@ pub fn serve(args: &OriginServeArgs) -> anyhow::Result<ExitCode> {
             http: Some(args.http),
             https: Some(args.https),
             congestion: args.congestion,
+            bucket_cache: args.bucket_cache_mib.saturating_mul(1024 * 1024),
         };
         let fleet = server::fleet::Fleet::open(&args.data).with_context(|| {
             format!("opening the fleet of the origin in {}", args.data.display())
