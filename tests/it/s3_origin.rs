@@ -454,3 +454,60 @@ fn issue_16_an_origin_migrates_into_a_bucket_resumably() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already"));
 }
+
+/// A small edit of a published video travels to an edge of a second process
+/// as deltas against the chunks the edge holds: the bases are read from the
+/// bucket like the chunks themselves.
+#[test]
+fn issue_16_a_small_edit_travels_as_deltas_from_a_process_that_never_held_the_file() {
+    let s3 = S3Server::start();
+    let first = init_on(&s3, "deltas");
+    let token = add_edge(&s3, &first, "school-d");
+    let second = copy_of(&first);
+    let src = course_folder(&first, "math", 6 * 1024 * 1024, 21);
+    publish(&s3, &first, &src);
+    let served = second.serve_with(with_s3(&s3), "127.0.0.1:0", "127.0.0.1", &[]);
+    let edge = TestEdge::init(&second, &served, served.quic, &token, "all");
+    edge.sync_ok();
+
+    let video = src.join("01/video.mp4");
+    let mut bytes = std::fs::read(&video).expect("read");
+    let edit = generated(2_000, 99);
+    for n in 0..20 {
+        let at = 500_000 + n * 250_000;
+        bytes[at..at + 2_000].copy_from_slice(&edit);
+    }
+    std::fs::write(&video, &bytes).expect("write");
+    let edited = publish(&s3, &first, &src);
+    let changed = edited["new_chunk_bytes"].as_u64().expect("bytes");
+    assert!(
+        changed > 1024 * 1024,
+        "the edits touched {changed} bytes of chunks"
+    );
+    // The second process takes the new head within seconds.
+    let mut update = Value::Null;
+    let followed = shanlu_tests::wait_until(std::time::Duration::from_secs(20), || {
+        update = edge.sync_ok();
+        update["sequence"] == 2
+    });
+    assert!(
+        followed,
+        "the second process did not follow the new catalog: {update}"
+    );
+    let fetched = update["bytes_fetched"].as_u64().expect("bytes");
+    // 40 000 bytes were edited; deltas carry little more than that.
+    assert!(
+        fetched < changed / 4,
+        "fetched {fetched} bytes for 40 000 edited bytes (changed chunks: {changed})"
+    );
+    let files = held(&edge);
+    let video_hash = files
+        .iter()
+        .find(|(_, _, path, _)| path == "video.mp4")
+        .map(|(.., hash)| hash.clone())
+        .expect("the video");
+    assert_eq!(
+        std::fs::read(edge.blob_path(&video_hash)).expect("blob"),
+        bytes
+    );
+}

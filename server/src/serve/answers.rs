@@ -211,9 +211,16 @@ async fn answer_chunks(
             let Some(want) = pending.remove(&hash) else {
                 continue;
             };
+            // On a bucket the bases are there too (issue 16): a small edit
+            // still travels as a delta.
+            let bases = match &state.bucket {
+                Some(bucket) if !want.bases.is_empty() => bucket_bases(bucket, &want).await,
+                _ => None,
+            };
             let state2 = state.clone();
-            let encoded = tokio::task::spawn_blocking(move || {
-                encode_against_bases(&state2.store, raw, &want)
+            let encoded = tokio::task::spawn_blocking(move || match bases {
+                Some(dictionary) => Ok(encode_with(raw, &want, dictionary)),
+                None => encode_against_bases(&state2.store, raw, &want),
             })
             .await;
             match encoded {
@@ -266,18 +273,27 @@ async fn send_chunk(
     protocol::write_frame_paced(send, &response, pace).await
 }
 
+/// The requested bases of `want`, concatenated, read through an origin's
+/// bucket cache; `None` unless every one could be had (the local store is
+/// tried first by [`encode_against_bases`]).
+async fn bucket_bases(
+    bucket: &Arc<crate::bucket::chunks::BucketChunks>,
+    want: &ChunkWant,
+) -> Option<Vec<u8>> {
+    let mut dictionary = Vec::new();
+    for base in &want.bases {
+        dictionary.extend_from_slice(&bucket.chunk(*base).await?);
+    }
+    Some(dictionary)
+}
+
 /// Chunk `raw` in its smallest encoding: a delta against the requested bases
 /// if this store holds them all, else zstd or raw.
 fn encode_against_bases(
     store: &Store,
-    mut raw: Vec<u8>,
+    raw: Vec<u8>,
     want: &ChunkWant,
 ) -> Result<(Encoding, Vec<u8>), catalog::store::StoreError> {
-    if corrupts_chunks()
-        && let Some(last) = raw.last_mut()
-    {
-        *last ^= 0xff;
-    }
     let mut dictionary = Vec::new();
     for base in &want.bases {
         match store.chunk_bytes(base) {
@@ -288,11 +304,19 @@ fn encode_against_bases(
             }
         }
     }
+    Ok(encode_with(raw, want, dictionary))
+}
+
+/// Chunk `raw` in its smallest encoding against `dictionary` (the requested
+/// bases concatenated; empty if they could not all be had).
+fn encode_with(mut raw: Vec<u8>, want: &ChunkWant, dictionary: Vec<u8>) -> (Encoding, Vec<u8>) {
+    if corrupts_chunks()
+        && let Some(last) = raw.last_mut()
+    {
+        *last ^= 0xff;
+    }
     let usable = !want.bases.is_empty() && !dictionary.is_empty();
-    Ok(crate::codec::encode(
-        &raw,
-        usable.then_some(dictionary.as_slice()),
-    ))
+    crate::codec::encode(&raw, usable.then_some(dictionary.as_slice()))
 }
 
 /// Test hook (issue 14): with `SHANLU_TEST_CORRUPT_CHUNKS=1` in its
