@@ -95,9 +95,9 @@ struct OriginToml {
     /// Where edges reach the origin (issue 15), for join codes.
     #[serde(default, flatten)]
     public: PublicAddresses,
-    /// The bucket holding the origin's content (issue 16): `s3://bucket/prefix`
-    /// or `file:///path`. Credentials never go here: they come from the
-    /// `AWS_*` environment variables.
+    /// The bucket holding the origin's content (issue 16): `s3://bucket/prefix`.
+    /// Credentials never go here: they come from the `AWS_*` environment
+    /// variables.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     store: Option<String>,
 }
@@ -293,22 +293,32 @@ impl Origin {
             cause: err.into(),
         })?;
         std::fs::write(&toml_path, text).map_err(io("writing", &toml_path))?;
-        if let (Some(bucket), Some(url)) = (&bucket, store_url) {
-            // The head is created only if absent: of two processes set up on
-            // one bucket at once, one wins.
-            let swapped = block(bucket.swap_head(None, signed.encode().into()))?;
-            if swapped == Swap::Lost {
-                return Err(OriginError::BucketTaken {
-                    url: url.to_owned(),
-                });
-            }
-            // The first administrator, for every process on the bucket.
+        if let Some(bucket) = &bucket {
+            // The first administrator, for every process on the bucket (kept
+            // if an earlier, failed init of this bucket wrote it).
             let admins_path = crate::tokens::Book::Admins.path(dir);
             let admins = std::fs::read(&admins_path).map_err(io("reading", &admins_path))?;
             block(bucket.swap_mutable(crate::bucket::Mutable::AdminTokens, None, admins.into()))?;
         }
         // The key is written last: its presence is what marks the folder initialized.
         write_secret(&key_path, &hex::encode(key.to_bytes()))?;
+        if let (Some(bucket), Some(url)) = (&bucket, store_url) {
+            // Then the head, created only if absent: of two origins set up on
+            // one bucket at once, one wins. The other's folder is left
+            // uninitialized (without its key), so init can be run again.
+            let swapped = block(bucket.swap_head(None, signed.encode().into()));
+            let failed = match swapped {
+                Ok(Swap::Done(_)) => None,
+                Ok(Swap::Lost) => Some(OriginError::BucketTaken {
+                    url: url.to_owned(),
+                }),
+                Err(err) => Some(err.into()),
+            };
+            if let Some(err) = failed {
+                std::fs::remove_file(&key_path).map_err(io("removing", &key_path))?;
+                return Err(err);
+            }
+        }
         Ok(InitReport {
             public_key: key.public(),
             cert_fingerprint: tls.fingerprint(),

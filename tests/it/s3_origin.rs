@@ -511,3 +511,94 @@ fn issue_16_a_small_edit_travels_as_deltas_from_a_process_that_never_held_the_fi
         bytes
     );
 }
+
+/// An edge's report, taken by the process the edge synced with, shows on
+/// the dashboard of another process on the bucket within seconds.
+#[test]
+fn issue_16_a_report_taken_by_one_process_shows_on_anothers_dashboard() {
+    let s3 = S3Server::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("origin");
+    let out = ok(
+        with_s3(&s3),
+        &[
+            "origin",
+            "init",
+            "--data",
+            data.to_str().expect("utf-8"),
+            "--store",
+            &s3.url("fleet"),
+        ],
+    );
+    let line = |prefix: &str| {
+        out.lines()
+            .find_map(|line| line.strip_prefix(prefix))
+            .expect("init prints it")
+            .to_owned()
+    };
+    let (key, admin_token) = (line("origin key: "), line("admin token: "));
+    let first = TestOrigin { dir, key };
+    let token = add_edge(&s3, &first, "school-r");
+    let src = course_folder(&first, "math", 256 * 1024, 4);
+    publish(&s3, &first, &src);
+    let second = copy_of(&first);
+
+    // The first process with its dashboard; its stdout is read to the
+    // dashboard's address and kept open.
+    let mut dashboard = with_s3(&s3)
+        .args(["origin", "serve", "--data", &first.data_str()])
+        .args(["--quic", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args(["--https", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn origin serve");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(
+        dashboard.stdout.take().expect("stdout"),
+    ));
+    let admin_addr = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|line| line.strip_prefix("admin: http://").map(str::to_owned))
+        .expect("origin serve --admin prints its address");
+    let admin_addr = admin_addr.trim_end_matches('/').to_owned();
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _dashboard = (Killed(dashboard), lines);
+    let served = second.serve_with(with_s3(&s3), "127.0.0.1:0", "127.0.0.1", &[]);
+    let edge = TestEdge::init(&second, &served, served.quic, &token, "all");
+    edge.sync_ok();
+
+    let admin: std::net::SocketAddr = admin_addr.parse().expect("address");
+    let form = format!("token={admin_token}");
+    let (status, head, _) = shanlu_tests::http_request_with_body(
+        admin,
+        "POST",
+        "/login",
+        "Content-Type: application/x-www-form-urlencoded\r\n",
+        form.as_bytes(),
+    );
+    assert_eq!(status, 303, "{head}");
+    let cookie = shanlu_tests::header(&head, "set-cookie").expect("a session cookie");
+    let cookie = format!(
+        "Cookie: {}\r\n",
+        cookie.split(';').next().expect("name=value")
+    );
+    let mut json = Value::Null;
+    let shown = shanlu_tests::wait_until(std::time::Duration::from_secs(30), || {
+        let (_, _, body) =
+            shanlu_tests::http_request_with_body(admin, "GET", "/edges.json", &cookie, b"");
+        json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        json["summary"]["reports"].as_u64().unwrap_or(0) >= 1
+    });
+    assert!(
+        shown,
+        "the first process's dashboard never showed the report: {json:#}"
+    );
+    assert_eq!(json["edges"][0]["name"], "school-r", "{json:#}");
+}

@@ -440,6 +440,58 @@ impl Bucket {
         }
     }
 
+    /// Files an edge's report (issue 16) under the hour `hour` (hours since
+    /// the epoch) as `name`, unless it is there already.
+    pub async fn put_report(
+        &self,
+        hour: u64,
+        name: &str,
+        bytes: Bytes,
+    ) -> Result<Put, BucketError> {
+        let key = self.report_folder(hour).child(name);
+        let options = PutOptions::from(PutMode::Create);
+        match self.store.put_opts(&key, bytes.into(), options).await {
+            Ok(_) => Ok(Put::Created),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(Put::AlreadyThere),
+            Err(source) => Err(BucketError::Store {
+                action: "writing",
+                key,
+                source,
+            }),
+        }
+    }
+
+    /// The names of the reports filed under `hour`.
+    pub async fn list_reports(&self, hour: u64) -> Result<Vec<String>, BucketError> {
+        use futures_util::TryStreamExt;
+        let folder = self.report_folder(hour);
+        let listed: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&folder))
+            .try_collect()
+            .await
+            .map_err(|source| BucketError::Store {
+                action: "listing",
+                key: folder.clone(),
+                source,
+            })?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|meta| meta.location.filename().map(str::to_owned))
+            .collect())
+    }
+
+    /// The report `name` filed under `hour`; `None` if it is gone.
+    pub async fn get_report(&self, hour: u64, name: &str) -> Result<Option<Bytes>, BucketError> {
+        let key = self.report_folder(hour).child(name);
+        Ok(self.read(&key).await?.map(|(bytes, _)| bytes))
+    }
+
+    /// `<prefix>/v1/reports/<hour, 10 digits>`.
+    fn report_folder(&self, hour: u64) -> Path {
+        self.path(&["reports", &format!("{hour:010}")])
+    }
+
     /// The full key of a mutable key.
     pub fn mutable_key(&self, which: Mutable) -> Path {
         match which {

@@ -12,7 +12,9 @@
 //! - `metrics`: Prometheus `/metrics`;
 //! - `dashboard`: `origin serve --admin ADDR`, the pages and their login;
 //! - `inbox`: reports that came on USB sticks, filed by `bundle create`
-//!   while `origin serve` holds the fleet, and drained into it.
+//!   while `origin serve` holds the fleet, and drained into it;
+//! - `shared`: on a bucket (issue 16), reports filed there by each origin
+//!   process and taken in by all of them.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +28,7 @@ pub mod dashboard;
 pub mod inbox;
 pub mod metrics;
 pub mod model;
+pub mod shared;
 pub mod store;
 pub mod view;
 

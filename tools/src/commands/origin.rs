@@ -76,8 +76,18 @@ pub fn serve(args: &OriginServeArgs) -> anyhow::Result<ExitCode> {
         let fleet = server::fleet::Fleet::open(&args.data).with_context(|| {
             format!("opening the fleet of the origin in {}", args.data.display())
         })?;
-        let sink: std::sync::Arc<dyn server::report::ReportSink> =
-            std::sync::Arc::new(fleet.clone());
+        // On a bucket (issue 16), reports are shared with the other origin processes.
+        let bucket = Origin::open(&args.data)?.bucket().cloned();
+        let shared = bucket.map(|bucket| {
+            std::sync::Arc::new(server::fleet::shared::SharedReports::new(
+                fleet.clone(),
+                bucket,
+            ))
+        });
+        let sink: std::sync::Arc<dyn server::report::ReportSink> = match &shared {
+            Some(shared) => shared.clone(),
+            None => std::sync::Arc::new(fleet.clone()),
+        };
         let mut bound = server::serve::bind(&args.data, &listen, Some(sink))
             .await
             .with_context(|| format!("starting the origin in {}", args.data.display()))?;
@@ -123,9 +133,13 @@ pub fn serve(args: &OriginServeArgs) -> anyhow::Result<ExitCode> {
         });
         let renewing = tokio::spawn(renew_while_serving(args.data.clone()));
         let draining = tokio::spawn(drain_inbox_while_serving(fleet.clone()));
+        let pulling = shared.map(|shared| tokio::spawn(pull_reports_while_serving(shared)));
         bound.run(shutdown).await;
         renewing.abort();
         draining.abort();
+        if let Some(pulling) = pulling {
+            pulling.abort();
+        }
         if let Some(dashboard) = dashboard {
             match dashboard.await {
                 Ok(Ok(())) => {}
@@ -318,6 +332,24 @@ async fn drain_inbox_while_serving(fleet: server::fleet::Fleet) {
         let (inbox, fleet) = (inbox.clone(), fleet.clone());
         let _ = tokio::task::spawn_blocking(move || inbox.drain(&fleet)).await;
         tokio::time::sleep(server::fleet::inbox::DRAIN_EVERY).await;
+    }
+}
+
+/// While an origin process on a bucket serves (issue 16): takes in the
+/// reports the other processes filed, every [`server::fleet::shared::PULL_EVERY`].
+async fn pull_reports_while_serving(shared: std::sync::Arc<server::fleet::shared::SharedReports>) {
+    let mut failing = false;
+    loop {
+        let puller = shared.clone();
+        match tokio::task::spawn_blocking(move || puller.pull()).await {
+            Ok(Ok(_)) => failing = false,
+            Ok(Err(err)) if !failing => {
+                failing = true;
+                tracing::warn!(cause = %catalog::format::error_chain(&err), "cannot take the reports other origin processes filed in the bucket; trying again");
+            }
+            _ => {}
+        }
+        tokio::time::sleep(server::fleet::shared::PULL_EVERY).await;
     }
 }
 
