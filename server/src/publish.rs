@@ -189,7 +189,7 @@ pub fn publish(
         lesson_refs.push(lesson_ref(&object, hash));
     }
     let course = build_course(&plan, course_files, lesson_refs, 1);
-    commit_course(origin, batch, course, &plan.dir, &mut report)?;
+    commit_course(origin, batch, course, &plan.dir, &mut report, progress)?;
     Ok(report)
 }
 
@@ -214,19 +214,25 @@ pub fn lesson_ref(object: &Object, hash: catalog::Hash) -> LessonRef {
 /// lessons, manifests and chunks are written into the bucket, and then the
 /// version, the course object and the catalog are tried against the bucket's
 /// head, again while another process moves it in between.
+/// `progress` shows the writing into a bucket (the course's bytes).
 pub fn commit_course(
     origin: &Origin,
     batch: ImportBatch,
     course: Course,
     dir: &Path,
     report: &mut PublishReport,
+    progress: &ProgressBar,
 ) -> Result<(), PublishError> {
     let Some(bucket) = origin.bucket() else {
         return commit_course_once(origin, batch, course, dir, report);
     };
     origin.store().commit_batch(batch)?;
-    let pushed = crate::bucket::push::push_content(bucket, origin.store(), &course, &|_| {})
-        .map_err(crate::origin::OriginError::from)?;
+    progress.set_position(0);
+    progress.set_length(course.total_size());
+    progress.set_message("writing into the bucket");
+    let pushed =
+        crate::bucket::push::push_content(bucket, origin.store(), &course, &|n| progress.inc(n))
+            .map_err(crate::origin::OriginError::from)?;
     report.bucket_chunks = pushed.chunks;
     report.bucket_chunk_bytes = pushed.chunk_bytes;
     tracing::info!(

@@ -107,6 +107,7 @@ fn publish_course(
             course,
             &named,
             &mut report,
+            &indicatif::ProgressBar::hidden(),
         )
     })();
     if let Err(err) = committed {
