@@ -104,7 +104,13 @@ pub fn run(args: &[&str]) -> Output {
 
 /// Runs `shanlu ARGS…` and insists it succeeds; returns stdout.
 pub fn run_ok(args: &[&str]) -> String {
-    let output = run(args);
+    command_ok(shanlu(), args)
+}
+
+/// Runs `command ARGS…` (a `shanlu` with its own environment) and insists it
+/// succeeds; returns stdout.
+pub fn command_ok(mut command: Command, args: &[&str]) -> String {
+    let output = command.args(args).output().expect("spawning shanlu");
     assert!(
         output.status.success(),
         "shanlu {args:?} failed ({}):\nstdout: {}\nstderr: {}",

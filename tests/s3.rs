@@ -122,6 +122,42 @@ impl S3Server {
         self.root.path().join(BUCKET)
     }
 
+    /// `shanlu` with this server's endpoint and credentials in its environment.
+    pub fn shanlu(&self) -> std::process::Command {
+        let mut command = crate::shanlu();
+        command.envs(self.env());
+        command
+    }
+
+    /// `origin init --store s3://BUCKET/prefix` in a new temporary folder:
+    /// the origin, and the first administrator's token.
+    pub fn init_origin(&self, prefix: &str) -> (crate::TestOrigin, String) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("origin");
+        let out = crate::command_ok(
+            self.shanlu(),
+            &[
+                "origin",
+                "init",
+                "--data",
+                data.to_str().expect("utf-8 path"),
+                "--store",
+                &self.url(prefix),
+            ],
+        );
+        let line = |prefix: &str| {
+            out.lines()
+                .find_map(|line| line.strip_prefix(prefix))
+                .unwrap_or_else(|| panic!("origin init prints {prefix:?}"))
+                .to_owned()
+        };
+        let origin = crate::TestOrigin {
+            dir,
+            key: line("origin key: "),
+        };
+        (origin, line("admin token: "))
+    }
+
     /// The environment an S3 client needs to reach this server (object_store's
     /// `AmazonS3Builder::from_env` reads exactly these).
     pub fn env(&self) -> Vec<(&'static str, String)> {

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command};
 
 use shanlu_tests::s3::S3Server;
-use shanlu_tests::{Need, TestEdge, TestOrigin, generated, require, shanlu, wait_until};
+use shanlu_tests::{Need, TestEdge, TestOrigin, command_ok as ok, generated, require, wait_until};
 
 /// A running nginx, stopped when dropped.
 struct Nginx {
@@ -110,19 +110,7 @@ http {{
 }
 
 fn with_s3(s3: &S3Server) -> Command {
-    let mut command = shanlu();
-    command.envs(s3.env());
-    command
-}
-
-fn ok(mut command: Command, args: &[&str]) -> String {
-    let output = command.args(args).output().expect("spawning shanlu");
-    assert!(
-        output.status.success(),
-        "shanlu {args:?} failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8")
+    s3.shanlu()
 }
 
 #[test]
@@ -131,25 +119,7 @@ fn issue_16_a_caching_proxy_serves_the_second_edge_from_its_cache() {
         return;
     }
     let s3 = S3Server::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("origin");
-    let out = ok(
-        with_s3(&s3),
-        &[
-            "origin",
-            "init",
-            "--data",
-            data.to_str().expect("utf-8"),
-            "--store",
-            &s3.url("cdn"),
-        ],
-    );
-    let key = out
-        .lines()
-        .find_map(|l| l.strip_prefix("origin key: "))
-        .expect("key")
-        .to_owned();
-    let first = TestOrigin { dir, key };
+    let (first, _) = s3.init_origin("cdn");
     let src = first.dir.path().join("course");
     std::fs::create_dir_all(src.join("01")).expect("mkdir");
     std::fs::write(src.join("course.toml"), "id = \"geo\"\n").expect("write");

@@ -7,47 +7,16 @@ use std::process::Command;
 
 use serde_json::Value;
 use shanlu_tests::s3::S3Server;
-use shanlu_tests::{TestEdge, TestOrigin, generated, shanlu};
+use shanlu_tests::{TestEdge, TestOrigin, command_ok as ok, generated, shanlu};
 
 /// `shanlu` with the S3 server's endpoint and credentials in its environment.
 fn with_s3(s3: &S3Server) -> Command {
-    let mut command = shanlu();
-    command.envs(s3.env());
-    command
-}
-
-fn ok(mut command: Command, args: &[&str]) -> String {
-    let output = command.args(args).output().expect("spawning shanlu");
-    assert!(
-        output.status.success(),
-        "shanlu {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8")
+    s3.shanlu()
 }
 
 /// `origin init --store s3://…` in a new folder.
 fn init_on(s3: &S3Server, prefix: &str) -> TestOrigin {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("origin");
-    let out = ok(
-        with_s3(s3),
-        &[
-            "origin",
-            "init",
-            "--data",
-            data.to_str().expect("utf-8"),
-            "--store",
-            &s3.url(prefix),
-        ],
-    );
-    let key = out
-        .lines()
-        .find_map(|line| line.strip_prefix("origin key: "))
-        .expect("init prints the origin key")
-        .to_owned();
-    TestOrigin { dir, key }
+    s3.init_origin(prefix).0
 }
 
 /// A second process's folder: a copy of `first`'s without its store.
@@ -278,27 +247,13 @@ fn issue_16_an_origin_killed_mid_publish_leaves_the_bucket_consistent() {
     let origin = init_on(&s3, "crash");
     let src = course_folder(&origin, "big", 48 * 1024 * 1024, 3);
     let chunks_key = "crash/v1/chunks";
-    let mut child = with_s3(&s3)
-        .args([
-            "publish",
-            src.to_str().expect("utf-8"),
-            "--data",
-            &origin.data_str(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn publish");
-    let started = shanlu_tests::wait_until(std::time::Duration::from_secs(120), || {
-        s3.objects_under(chunks_key) >= 40
-    });
-    child.kill().expect("kill -9");
-    let status = child.wait().expect("wait");
-    assert!(started, "the publish never wrote chunks");
-    assert!(
-        !status.success(),
-        "the publish finished before it was killed"
-    );
+    let args = [
+        "publish",
+        src.to_str().expect("utf-8"),
+        "--data",
+        &origin.data_str(),
+    ];
+    kill_once_written(&s3, &args, chunks_key);
     let sent_before = s3.objects_under(chunks_key);
 
     let checked = verify(&s3, &origin);
@@ -330,6 +285,28 @@ fn issue_16_an_origin_killed_mid_publish_leaves_the_bucket_consistent() {
     assert!(
         stdout.contains("BAD") && stdout.contains("chunks/"),
         "{stdout}"
+    );
+}
+
+/// Runs `shanlu ARGS…` on the bucket and kills it (SIGKILL, a power cut)
+/// once it has written 40 objects under `key_prefix`; it must not have
+/// finished by then.
+fn kill_once_written(s3: &S3Server, args: &[&str], key_prefix: &str) {
+    let mut child = with_s3(s3)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn shanlu");
+    let started = shanlu_tests::wait_until(std::time::Duration::from_secs(120), || {
+        s3.objects_under(key_prefix) >= 40
+    });
+    child.kill().expect("kill -9");
+    let status = child.wait().expect("wait");
+    assert!(started, "shanlu {args:?} never wrote into {key_prefix}");
+    assert!(
+        !status.success(),
+        "shanlu {args:?} finished before it was killed"
     );
 }
 
@@ -375,28 +352,15 @@ fn issue_16_an_origin_migrates_into_a_bucket_resumably() {
     let url = s3.url("moved");
     let chunks_key = "moved/v1/chunks";
 
-    let mut child = with_s3(&s3)
-        .args([
-            "origin",
-            "migrate",
-            "--data",
-            &origin.data_str(),
-            "--to",
-            &url,
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn migrate");
-    let started = shanlu_tests::wait_until(std::time::Duration::from_secs(120), || {
-        s3.objects_under(chunks_key) >= 40
-    });
-    child.kill().expect("kill -9");
-    let status = child.wait().expect("wait");
-    assert!(
-        started && !status.success(),
-        "the migration was not cut off"
-    );
+    let args = [
+        "origin",
+        "migrate",
+        "--data",
+        &origin.data_str(),
+        "--to",
+        &url,
+    ];
+    kill_once_written(&s3, &args, chunks_key);
     let sent_before = s3.objects_under(chunks_key) as u64;
     let toml = std::fs::read_to_string(origin.data().join("origin.toml")).expect("toml");
     assert!(
@@ -517,27 +481,7 @@ fn issue_16_a_small_edit_travels_as_deltas_from_a_process_that_never_held_the_fi
 #[test]
 fn issue_16_a_report_taken_by_one_process_shows_on_anothers_dashboard() {
     let s3 = S3Server::start();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("origin");
-    let out = ok(
-        with_s3(&s3),
-        &[
-            "origin",
-            "init",
-            "--data",
-            data.to_str().expect("utf-8"),
-            "--store",
-            &s3.url("fleet"),
-        ],
-    );
-    let line = |prefix: &str| {
-        out.lines()
-            .find_map(|line| line.strip_prefix(prefix))
-            .expect("init prints it")
-            .to_owned()
-    };
-    let (key, admin_token) = (line("origin key: "), line("admin token: "));
-    let first = TestOrigin { dir, key };
+    let (first, admin_token) = s3.init_origin("fleet");
     let token = add_edge(&s3, &first, "school-r");
     let src = course_folder(&first, "math", 256 * 1024, 4);
     publish(&s3, &first, &src);

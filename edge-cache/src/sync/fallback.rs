@@ -210,13 +210,7 @@ impl HttpLink {
                     addr: self.addr,
                     cause: Cause::new(err),
                 })?;
-        let response = tokio::time::timeout(ANSWER_TIMEOUT, self.client.request(request))
-            .await
-            .map_err(|_| ClientError::Lost {
-                addr: self.addr,
-                cause: timed_out(format!("no answer within {} s", ANSWER_TIMEOUT.as_secs())),
-            })?
-            .map_err(|err| self.request_error(err))?;
+        let response = self.send(request).await?;
         let status = response.status();
         if status != StatusCode::OK {
             let body = response.into_body().collect().await;
@@ -250,13 +244,7 @@ impl HttpLink {
                 addr: self.addr,
                 cause: Cause::new(err),
             })?;
-        let response = tokio::time::timeout(ANSWER_TIMEOUT, self.client.request(request))
-            .await
-            .map_err(|_| ClientError::Lost {
-                addr: self.addr,
-                cause: timed_out(format!("no answer within {} s", ANSWER_TIMEOUT.as_secs())),
-            })?
-            .map_err(|err| self.request_error(err))?;
+        let response = self.send(request).await?;
         let status = response.status();
         if status == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -277,6 +265,20 @@ impl HttpLink {
             })?
             .to_bytes();
         Ok(Some(bytes))
+    }
+
+    /// Sends `request`; the answer's head, within [`ANSWER_TIMEOUT`].
+    async fn send(
+        &self,
+        request: hyper::Request<Full<Bytes>>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
+        tokio::time::timeout(ANSWER_TIMEOUT, self.client.request(request))
+            .await
+            .map_err(|_| ClientError::Lost {
+                addr: self.addr,
+                cause: timed_out(format!("no answer within {} s", ANSWER_TIMEOUT.as_secs())),
+            })?
+            .map_err(|err| self.request_error(err))
     }
 
     /// A failed request: the connection could not be made, or it was lost;

@@ -332,7 +332,11 @@ impl Bucket {
     /// Writes `bytes` under `hash` unless the key exists already. The caller
     /// vouches that `bytes` hash to `hash`.
     pub async fn put_new(&self, kind: Kind, hash: &Hash, bytes: Bytes) -> Result<Put, BucketError> {
-        let key = self.key(kind, hash);
+        self.create(self.key(kind, hash), bytes).await
+    }
+
+    /// Writes `bytes` under `key` unless it exists already.
+    async fn create(&self, key: Path, bytes: Bytes) -> Result<Put, BucketError> {
         let options = PutOptions::from(PutMode::Create);
         match self.store.put_opts(&key, bytes.into(), options).await {
             Ok(_) => Ok(Put::Created),
@@ -448,17 +452,8 @@ impl Bucket {
         name: &str,
         bytes: Bytes,
     ) -> Result<Put, BucketError> {
-        let key = self.report_folder(hour).child(name);
-        let options = PutOptions::from(PutMode::Create);
-        match self.store.put_opts(&key, bytes.into(), options).await {
-            Ok(_) => Ok(Put::Created),
-            Err(object_store::Error::AlreadyExists { .. }) => Ok(Put::AlreadyThere),
-            Err(source) => Err(BucketError::Store {
-                action: "writing",
-                key,
-                source,
-            }),
-        }
+        self.create(self.report_folder(hour).child(name), bytes)
+            .await
     }
 
     /// The names of the reports filed under `hour`.

@@ -154,17 +154,9 @@ fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{EdgeReport, report_key_of_token};
 
     fn sealed(token: &str, seq: u64) -> Vec<u8> {
-        let report = EdgeReport {
-            seq,
-            made_at: 1,
-            ..EdgeReport::default()
-        };
-        Envelope::seal(&report_key_of_token(token), &report)
-            .encode()
-            .expect("fits")
+        crate::fleet::tests::sealed_seq(token, seq)
     }
 
     /// Issue 15: a stick's reports are checked when filed, kept while the

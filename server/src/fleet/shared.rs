@@ -165,17 +165,9 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::report::{EdgeReport, Envelope, report_key_of_token};
 
     fn sealed(token: &str, seq: u64) -> Vec<u8> {
-        let report = EdgeReport {
-            seq,
-            made_at: 1,
-            ..EdgeReport::default()
-        };
-        Envelope::seal(&report_key_of_token(token), &report)
-            .encode()
-            .expect("fits")
+        crate::fleet::tests::sealed_seq(token, seq)
     }
 
     /// Issue 16: a report one process took is filed in the bucket and

@@ -42,6 +42,17 @@ fn sealed(token: &str, report: &EdgeReport) -> Vec<u8> {
         .expect("fits")
 }
 
+/// Report `seq` (nothing else in it) sealed with `token`'s key: for the
+/// inbox's and the shared reports' tests.
+pub(super) fn sealed_seq(token: &str, seq: u64) -> Vec<u8> {
+    let report = EdgeReport {
+        seq,
+        made_at: 1,
+        ..EdgeReport::default()
+    };
+    sealed(token, &report)
+}
+
 fn catalog() -> CatalogView {
     let mut courses = BTreeMap::new();
     for (id, version, grade) in [("math", 2, "三年级"), ("art", 1, "五年级")] {
