@@ -35,7 +35,7 @@ pub struct Sessions {
     table: Mutex<HashMap<String, Session>>,
     /// Administrators revoked in `admins.toml`, re-read when it changes:
     /// their sessions end at once.
-    revoked: Mutex<(Option<SystemTime>, Vec<String>)>,
+    revoked: Mutex<(Option<(SystemTime, u64)>, Vec<String>)>,
 }
 
 impl Sessions {
@@ -63,7 +63,11 @@ impl Sessions {
     fn is_revoked(&self, admin: &str) -> bool {
         let dir = &self.dir;
         let path = crate::tokens::Book::Admins.path(dir);
-        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        // Every change replaces the file (a new inode): a change within one
+        // tick of a coarse clock is still seen.
+        let modified = std::fs::metadata(&path)
+            .and_then(|m| Ok((m.modified()?, std::os::unix::fs::MetadataExt::ino(&m))))
+            .ok();
         let mut revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
         if revoked.0 != modified {
             match crate::tokens::list(dir, crate::tokens::Book::Admins) {
