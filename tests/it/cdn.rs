@@ -99,8 +99,13 @@ http {{
 
     /// (misses, hits) among the chunk requests logged so far.
     fn chunk_requests(&self) -> (usize, usize) {
+        self.requests("/v1/chunks/")
+    }
+
+    /// (misses, hits) among the requests under `prefix` logged so far.
+    fn requests(&self, prefix: &str) -> (usize, usize) {
         let log = std::fs::read_to_string(&self.access_log).unwrap_or_default();
-        let chunks = log.lines().filter(|l| l.starts_with("/v1/chunks/"));
+        let chunks = log.lines().filter(|l| l.starts_with(prefix));
         chunks.fold((0, 0), |(miss, hit), line| match line.split(' ').nth(1) {
             Some("HIT") => (miss, hit + 1),
             Some("MISS") => (miss + 1, hit),
@@ -199,6 +204,12 @@ fn issue_16_a_caching_proxy_serves_the_second_edge_from_its_cache() {
         "the first edge's chunks came through the proxy: {misses}"
     );
     assert_eq!(hits, 0);
+    let (object_misses, object_hits) = nginx.requests("/v1/objects/");
+    assert!(
+        object_misses >= 3,
+        "the course, its lesson and its files' manifests came through the proxy: {object_misses}"
+    );
+    assert_eq!(object_hits, 0);
 
     let edge_b = TestEdge::init_with(
         &second,
@@ -218,6 +229,11 @@ fn issue_16_a_caching_proxy_serves_the_second_edge_from_its_cache() {
     assert_eq!(
         hits, misses,
         "every chunk of the second edge came from the cache"
+    );
+    assert_eq!(
+        nginx.requests("/v1/objects/"),
+        (object_misses, object_misses),
+        "every object of the second edge came from the cache"
     );
 
     // What reached the origins: each chunk once, from either process.

@@ -9,7 +9,9 @@
 //! if the origin had sent them; the sync engine checks each against its
 //! hash as always. What the CDN cannot give (a 404, an error, a dropped link)
 //! is asked of the origin afterwards, on the edge's own connection. The
-//! catalog, which changes, always comes from the origin.
+//! catalog, which changes, always comes from the origin, but without the
+//! metadata objects it would send along (`Client::catalog_since`): those are
+//! asked of the CDN level by level, like chunks.
 //!
 //! The edge's token is never sent to the CDN: objects and chunks are named
 //! by BLAKE3 hashes that only the signed catalog and its manifests (which

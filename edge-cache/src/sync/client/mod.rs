@@ -173,13 +173,15 @@ impl Client {
         memory: &TransportMemory,
         ask: &SinceAsk,
     ) -> Result<(Client, Result<SinceAnswer, ClientError>), ClientError> {
+        // With a CDN the question is asked after the welcome, without objects.
+        let early_ask = config.cdn.is_none().then_some(ask);
         let (client, early) = Client::connect_inner(
             config,
             bucket,
             transport,
             CONNECT_TIMEOUT,
             memory,
-            Some(ask),
+            early_ask,
         )
         .await?;
         let answer = match early {
@@ -485,8 +487,11 @@ impl Client {
         have: Option<u64>,
         courses: &[Hash],
     ) -> Result<SinceAnswer, ClientError> {
+        // With a CDN (issue 16) the objects come from it, level by level:
+        // a few more round trips, none of their bytes from the origin.
         if self.origin_revision < protocol::REVISION_CATALOG_SINCE
             || courses.len() > protocol::MAX_HASHES
+            || self.cdn.is_some()
         {
             return Ok((self.catalog(have).await?, Vec::new()));
         }
