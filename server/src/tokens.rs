@@ -415,7 +415,7 @@ pub struct Tokens {
 }
 
 /// A token file's modification time and inode: either changes when it is replaced.
-type FileStamp = (SystemTime, u64);
+pub(crate) type FileStamp = (SystemTime, u64);
 
 /// The edges' tokens (`edges.toml`).
 pub type EdgeTokens = Tokens;

@@ -35,7 +35,7 @@ pub struct Sessions {
     table: Mutex<HashMap<String, Session>>,
     /// Administrators revoked in `admins.toml`, re-read when it changes:
     /// their sessions end at once.
-    revoked: Mutex<(Option<(SystemTime, u64)>, Vec<String>)>,
+    revoked: Mutex<(Option<crate::tokens::FileStamp>, Vec<String>)>,
 }
 
 impl Sessions {
