@@ -7,8 +7,9 @@
 //! looks at the filed reports of the last two hours every [`PULL_EVERY`]
 //! and takes in those it has not seen, so each one's dashboard shows the
 //! whole fleet. A process that was stopped catches up from the hour it last
-//! took in (at most [`CATCH_UP_HOURS`] back). Taking a report twice changes
-//! nothing: the fleet applies each (edge, sequence) once.
+//! took in, and a new one from [`CATCH_UP_HOURS`] back (the fleet's usage
+//! window). Taking a report twice changes nothing: the fleet applies each
+//! (edge, sequence) once.
 //!
 //! Filed reports stay in the bucket, an archive of the fleet's reports;
 //! nothing removes them yet.
@@ -66,12 +67,14 @@ impl SharedReports {
     /// how many were new to this fleet.
     pub fn pull(&self) -> Result<usize, BucketError> {
         let now = hour_now();
+        // A new process (no cursor yet) starts with the last thirty days,
+        // the fleet's usage window.
+        let earliest = now.saturating_sub(CATCH_UP_HOURS);
         let from = std::fs::read_to_string(&self.cursor)
             .ok()
             .and_then(|text| text.trim().parse::<u64>().ok())
-            .unwrap_or(now)
-            .clamp(now.saturating_sub(CATCH_UP_HOURS), now)
-            .min(now.saturating_sub(1));
+            .unwrap_or(earliest)
+            .clamp(earliest, now.saturating_sub(1));
         let mut taken = 0;
         for hour in from..=now {
             taken += self.pull_hour(hour)?;
