@@ -388,6 +388,21 @@ impl Bucket {
         self.read_mutable(Mutable::Head).await
     }
 
+    /// The catalog head's ETag (a HEAD request, no body); `None` if there is
+    /// no head. Cheap enough to ask every few seconds.
+    pub async fn head_tag(&self) -> Result<Option<String>, BucketError> {
+        let key = self.head_key();
+        match self.store.head(&key).await {
+            Ok(meta) => Ok(Some(meta.e_tag.unwrap_or_default())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(source) => Err(BucketError::Store {
+                action: "checking",
+                key,
+                source,
+            }),
+        }
+    }
+
     /// Replaces the catalog head with `new` if it is still at `expected`
     /// (`None`: if there is no head yet).
     ///

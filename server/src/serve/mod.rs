@@ -32,7 +32,8 @@ use crate::transport::Congestion;
 pub use answers::answer;
 
 /// How often an origin process on a bucket looks for a new catalog head
-/// (issue 16): one small GET per process, answered 304-like by the ETag check.
+/// (issue 16): a HEAD request for the head's ETag, and a GET of each token
+/// book (small); the head itself is read only when its ETag changed.
 const FOLLOW_EVERY: Duration = Duration::from_secs(2);
 
 /// Connections served at once; more wait in the accept queue.
@@ -344,20 +345,32 @@ impl Follower {
     async fn run(self, store: Arc<Store>, shutdown: CancellationToken) {
         let this = Arc::new(self);
         let mut failing = false;
+        // The head's ETag when this process last followed it.
+        let mut followed_tag: Option<String> = None;
         loop {
             tokio::select! {
                 () = tokio::time::sleep(FOLLOW_EVERY) => {}
                 () = shutdown.cancelled() => return,
             }
             let (this2, store2) = (this.clone(), store.clone());
+            let known = followed_tag.clone();
             let followed = tokio::task::spawn_blocking(move || {
                 this2
                     .mirror_books()
                     .map_err(|err| catalog::format::error_chain(&err))?;
+                let tag = crate::bucket::block(this2.bucket.head_tag())
+                    .map_err(|err| catalog::format::error_chain(&err))?;
+                if tag.is_some() && tag == known {
+                    return Ok(tag);
+                }
                 crate::bucket::follow::follow(&this2.bucket, &store2, &this2.key)
+                    .map(|followed| followed.version.e_tag)
                     .map_err(|err| catalog::format::error_chain(&err))
             })
             .await;
+            if let Ok(Ok(tag)) = &followed {
+                followed_tag.clone_from(tag);
+            }
             match followed {
                 Ok(Ok(_)) if failing => {
                     info!("following the bucket's catalog head again");
