@@ -367,6 +367,29 @@ fn issue_16_an_origin_migrates_into_a_bucket_resumably() {
         !toml.contains("store"),
         "unchanged until it succeeds: {toml}"
     );
+    // As if a run cut off later had copied the token book already; an edge
+    // enrolled since must still be known after the migration.
+    let stale = std::fs::read(origin.data().join("edges.toml")).expect("edges.toml");
+    let bucket = server::bucket::Bucket::from_url_with(&url, s3.env()).expect("bucket");
+    server::bucket::block(bucket.swap_mutable(
+        server::bucket::Mutable::EdgeTokens,
+        None,
+        stale.into(),
+    ))
+    .expect("plant an older book");
+    let late_token = shanlu_tests::run_ok(&[
+        "origin",
+        "add-edge",
+        "--data",
+        &origin.data_str(),
+        "--name",
+        "late-school",
+    ]);
+    let late_token = late_token
+        .lines()
+        .find_map(|line| line.strip_prefix("edge token: "))
+        .expect("token")
+        .to_owned();
 
     let out = ok(
         with_s3(&s3),
@@ -402,6 +425,8 @@ fn issue_16_an_origin_migrates_into_a_bucket_resumably() {
     let synced = edge.sync_ok();
     assert_eq!(synced["complete"], true, "{synced}");
     assert_eq!(held(&edge).len(), 3);
+    let late = TestEdge::init(&second, &served, served.quic, &late_token, "all");
+    assert_eq!(late.sync_ok()["complete"], true);
 
     // Migrating again is refused: the origin is on the bucket already.
     let again = with_s3(&s3)

@@ -25,7 +25,7 @@
 # The S3 server is the tests' own (s3s-fs over a folder, `cargo run -p shanlu-tests
 # --example s3-server`), on this machine: it counts the bytes its GET answers carry.
 # Needs: python3, nginx (for C), GNU time. SHANLU_BIN=P uses that shanlu binary instead
-# of building target/release/shanlu.
+# of building target/release/shanlu; S3_SERVER_BIN=P that S3 server program.
 
 set -euo pipefail
 
@@ -64,13 +64,18 @@ PIDS=()
 S3_IN=""
 cleanup() {
     local pid
-    for pid in "${PIDS[@]}"; do
+    # The S3 server (the first) stops when its stdin closes, and deletes its
+    # folder; a signal would leave the folder (the whole bucket) behind.
+    if [[ -n "$S3_IN" ]]; then
+        exec {S3_IN}>&- 2>/dev/null || true
+        wait "${PIDS[0]}" 2>/dev/null || true
+    fi
+    for pid in "${PIDS[@]:1}"; do
         kill -TERM "$pid" 2>/dev/null || true
     done
-    for pid in "${PIDS[@]}"; do
+    for pid in "${PIDS[@]:1}"; do
         wait "$pid" 2>/dev/null || true
     done
-    [[ -n "$S3_IN" ]] && exec {S3_IN}>&- 2>/dev/null
     rm -rf "$WD"
 }
 trap cleanup EXIT
@@ -98,7 +103,7 @@ else
         die "cargo build failed"
     SHANLU=$REPO_ROOT/target/release/shanlu
 fi
-S3_SERVER=$REPO_ROOT/target/release/examples/s3-server
+S3_SERVER=${S3_SERVER_BIN:-$REPO_ROOT/target/release/examples/s3-server}
 [[ -x $S3_SERVER ]] || (cd "$REPO_ROOT" && cargo build --release -q -p shanlu-tests --example s3-server) ||
     die "building the S3 server failed"
 

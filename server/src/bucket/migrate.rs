@@ -7,7 +7,8 @@
 //!    link, `kill -9`) resumes where it stopped when run again.
 //! 2. The head is created with the catalog in force, only if the bucket has
 //!    none (or already holds exactly it: a run cut off after this step).
-//! 3. The token books go into the bucket unless it holds them.
+//! 3. The token books go into the bucket (replacing what a run cut off
+//!    earlier left there: the folder's books are the truth until the end).
 //! 4. The bucket is verified ([`super::verify`]): head, objects, every chunk.
 //! 5. Only then does `origin.toml` name the bucket: from the next start the
 //!    origin serves and publishes through it. Until then it is unchanged.
@@ -105,8 +106,19 @@ pub fn migrate(
             Book::Edges => Mutable::EdgeTokens,
             Book::Admins => Mutable::AdminTokens,
         };
-        // Created only if absent: a resumed run keeps what it wrote.
-        block(bucket.swap_mutable(which, None, local.into())).map_err(OriginError::from)?;
+        // Until the migration succeeds the folder's book is the truth: a
+        // run cut off earlier may have left an older copy in the bucket.
+        let held = block(bucket.read_mutable(which)).map_err(OriginError::from)?;
+        let expected = match &held {
+            Some((bytes, _)) if bytes[..] == local[..] => continue,
+            Some((_, version)) => Some(version),
+            None => None,
+        };
+        if block(bucket.swap_mutable(which, expected, local.into())).map_err(OriginError::from)?
+            == Swap::Lost
+        {
+            return Err(taken(&bucket, catalog.sequence));
+        }
     }
     let verified = verify(&bucket, &origin.public_key(), verifying).map_err(OriginError::from)?;
     if !verified.problems.is_empty() {
