@@ -252,3 +252,34 @@ fn issue_16_a_caching_proxy_serves_the_second_edge_from_its_cache() {
         }
     }
 }
+
+/// A CDN that does not answer costs a school nothing but the attempts:
+/// every object and chunk it could not give comes from the origin, and the
+/// sync completes byte-identical.
+#[test]
+fn issue_16_an_edge_whose_cdn_is_down_gets_everything_from_the_origin() {
+    let origin = TestOrigin::init();
+    let src = origin.dir.path().join("course");
+    std::fs::create_dir_all(src.join("01")).expect("mkdir");
+    std::fs::write(src.join("course.toml"), "id = \"geo\"\n").expect("write");
+    let video = generated(2 * 1024 * 1024, 12);
+    std::fs::write(src.join("01/map.mp4"), &video).expect("write");
+    origin.publish(&src);
+    let served = origin.serve();
+    let token = origin.add_edge("school-c");
+    // Nothing listens on port 1.
+    let edge = TestEdge::init_with(
+        &origin,
+        &served,
+        served.quic,
+        &token,
+        "all",
+        &["--cdn", "http://127.0.0.1:1"],
+    );
+    let synced = edge.sync_ok();
+    assert_eq!(synced["complete"], true, "{synced}");
+    let listing = edge.ls();
+    let file = &listing["courses"][0]["lessons"][0]["files"][0];
+    let blob = edge.blob_path(file["blake3"].as_str().expect("hash"));
+    assert_eq!(std::fs::read(blob).expect("blob"), video);
+}

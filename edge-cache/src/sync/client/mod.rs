@@ -35,11 +35,17 @@ use quic::{handshake, takes_pipelined, watch_stalls};
 pub use responses::Responses;
 use responses::{Reader, Waiting};
 
-/// The CDN named in edge.toml, if any.
-async fn cdn_link(config: &EdgeConfig) -> Result<Option<Arc<HttpLink>>, ClientError> {
-    match &config.cdn {
-        Some(url) => Ok(Some(HttpLink::cdn(url.clone()).await?)),
-        None => Ok(None),
+/// The CDN named in edge.toml, if any. One that cannot be resolved is
+/// left out of this connection (everything comes from the origin), never a
+/// reason not to sync.
+async fn cdn_link(config: &EdgeConfig) -> Option<Arc<HttpLink>> {
+    let url = config.cdn.clone()?;
+    match HttpLink::cdn(url.clone()).await {
+        Ok(link) => Some(link),
+        Err(err) => {
+            warn!(cdn = %url, cause = %crate::sync::error_chain(&err), "the CDN cannot be reached; everything comes from the origin this time");
+            None
+        }
     }
 }
 
@@ -277,7 +283,7 @@ impl Client {
             edge_name: String::new(),
             fallback_reason,
             origin_revision: 1,
-            cdn: cdn_link(config).await?,
+            cdn: cdn_link(config).await,
         };
         client.hello(config, None).await?;
         Ok(client)
@@ -311,7 +317,7 @@ impl Client {
             edge_name: String::new(),
             fallback_reason: None,
             origin_revision: 1,
-            cdn: cdn_link(config).await?,
+            cdn: cdn_link(config).await,
         };
         let early = client.hello(config, ask).await?;
         Ok((client, early))
