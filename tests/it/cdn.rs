@@ -253,6 +253,57 @@ fn issue_16_a_caching_proxy_serves_the_second_edge_from_its_cache() {
     }
 }
 
+/// A CDN that answers every request with the same wrong bytes (a poisoned
+/// cache) does not keep a school from completing: each refused answer is
+/// asked of the origin.
+#[test]
+fn issue_16_an_edge_whose_cdn_lies_gets_everything_from_the_origin() {
+    use std::io::{Read, Write};
+    let liar = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = liar.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for stream in liar.incoming().take(10_000) {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                // One answer per request head, on a kept-alive connection.
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nlies";
+                    if stream.write_all(answer).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let origin = TestOrigin::init();
+    let src = origin.dir.path().join("course");
+    std::fs::create_dir_all(src.join("01")).expect("mkdir");
+    std::fs::write(src.join("course.toml"), "id = \"geo\"\n").expect("write");
+    let video = generated(1024 * 1024, 13);
+    std::fs::write(src.join("01/map.mp4"), &video).expect("write");
+    origin.publish(&src);
+    let served = origin.serve();
+    let token = origin.add_edge("school-l");
+    let edge = TestEdge::init_with(
+        &origin,
+        &served,
+        served.quic,
+        &token,
+        "all",
+        &["--cdn", &format!("http://{addr}")],
+    );
+    let synced = edge.sync_ok();
+    assert_eq!(synced["complete"], true, "{synced}");
+    let listing = edge.ls();
+    let file = &listing["courses"][0]["lessons"][0]["files"][0];
+    let blob = edge.blob_path(file["blake3"].as_str().expect("hash"));
+    assert_eq!(std::fs::read(blob).expect("blob"), video);
+}
+
 /// A CDN that does not answer costs a school nothing but the attempts:
 /// every object and chunk it could not give comes from the origin, and the
 /// sync completes byte-identical.

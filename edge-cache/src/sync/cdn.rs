@@ -6,8 +6,7 @@
 //! second school and every one after it, and the origin (and its bucket) is
 //! read once per object. The edge asks the CDN for what a request to the
 //! origin would have asked for, a few at a time, and hands the answers on as
-//! if the origin had sent them; the sync engine checks each against its
-//! hash as always. What the CDN cannot give (a 404, an error, a dropped link)
+//! if the origin had sent them, once each has hashed to its name. What the CDN cannot give (a 404, an error, a dropped link)
 //! is asked of the origin afterwards, on the edge's own connection. The
 //! catalog, which changes, always comes from the origin, but without the
 //! metadata objects it would send along (`Client::catalog_since`): those are
@@ -109,6 +108,13 @@ impl CdnAnswers {
         loop {
             let (hash, got) = self.fetching.next().await?;
             match got {
+                // A CDN is not trusted: what does not hash to its name (a
+                // poisoned or damaged cache) is asked of the origin, so it
+                // cannot keep a school from ever completing.
+                Ok(Some(bytes)) if Hash::of(&bytes) != hash => {
+                    tracing::warn!(%hash, "the CDN sent bytes that are not this object or chunk; asking the origin");
+                    self.failed.push(hash);
+                }
                 Ok(Some(bytes)) => {
                     let bytes = bytes.to_vec();
                     return Some(match self.kind {
