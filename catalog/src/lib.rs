@@ -15,10 +15,12 @@
 //! - [`store`]: the on-disk [`Store`] of blobs, partial blobs and the redb index.
 //! - [`testdata`]: deterministic bytes for tests and benchmarks.
 //! - [`format`]: sizes, times and error chains for people.
+//! - [`i18n`]: the words around them, from Fluent files translators edit.
 
 pub mod chunker;
 pub mod format;
 pub mod hash;
+pub mod i18n;
 pub mod limits;
 pub mod manifest;
 pub mod object;

@@ -19,6 +19,7 @@ mod enroll;
 mod hardening_classroom;
 mod hardening_publish;
 mod history;
+mod i18n;
 mod integrity;
 mod lesson_fonts;
 mod limits;

@@ -55,6 +55,32 @@ pub enum Command {
         #[command(subcommand)]
         command: BundleCommand,
     },
+    /// Translations (issue 17): the classroom's and the dashboard's Fluent files.
+    I18n {
+        #[command(subcommand)]
+        command: I18nCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum I18nCommand {
+    /// List, per language, the keys the code uses that a file lacks and the keys no code
+    /// uses; exit non-zero if a file does not parse, Chinese or English lacks a key, or a
+    /// file holds an unused one.
+    Check(I18nCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct I18nCheckArgs {
+    /// Check the classroom's files in DIR (e.g. edge-cache/locales, as edited) instead of
+    /// the ones compiled in.
+    #[arg(long, value_name = "DIR")]
+    pub classroom: Option<PathBuf>,
+
+    /// Check the dashboard's files in DIR (e.g. server/locales) instead of the ones
+    /// compiled in.
+    #[arg(long, value_name = "DIR")]
+    pub dashboard: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

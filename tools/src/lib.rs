@@ -23,7 +23,7 @@ pub mod signals;
 
 use std::process::ExitCode;
 
-use cli::{BundleCommand, Cli, Command, EdgeCommand, OriginCommand};
+use cli::{BundleCommand, Cli, Command, EdgeCommand, I18nCommand, OriginCommand};
 
 /// Runs one invocation; the exit code says how it went.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -59,6 +59,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Withdraw(args) => commands::withdraw::run(&args),
         Command::Bundle { command } => match command {
             BundleCommand::Create(args) => commands::bundle::create(&args),
+        },
+        Command::I18n { command } => match command {
+            I18nCommand::Check(args) => commands::i18n::check(&args),
         },
     }
 }

@@ -4,6 +4,7 @@ pub mod bundle;
 pub mod demo;
 pub mod edge;
 pub mod enroll;
+pub mod i18n;
 pub mod ls;
 pub mod origin;
 pub mod publish;

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use catalog::format;
 use catalog::store::OpenedBlob;
 use catalog::{FileEntry, Hash, Store};
+use catalog::{format, tr};
 use maud::html;
 
 use crate::classroom::error::ReadError;
@@ -39,7 +39,6 @@ pub(crate) async fn lesson_page(
     reader: Reader,
 ) -> Response {
     let (lang, here) = (reader.lang, reader.here.as_str());
-    let s = lang.strings();
     let store = state.store.clone();
     let loaded = read({
         let (course_id, lesson_id) = (course_id.clone(), lesson_id.clone());
@@ -120,7 +119,7 @@ pub(crate) async fn lesson_page(
             p lang=(code) { (text) }
         }
         @if let Some(err) = &unavailable {
-            (unavailable_notice(s, err))
+            (unavailable_notice(lang, err))
         }
         @if let Some((file, manifest, _)) = entry {
             @if manifest.media_type == "text/html" {
@@ -146,17 +145,17 @@ pub(crate) async fn lesson_page(
                 }
             }
         }
-        h2 { (s.files) }
+        h2 { (tr!(lang, "files")) }
         table #files {
             @for (file, manifest, held) in &files {
                 tr {
                     td { a href=(file_url(file)) { (file.path) } }
                     td.meta { (format::bytes(manifest.size)) }
-                    td { (held_badge(s, *held)) }
+                    td { (held_badge(lang, *held)) }
                     td {
-                        a href=(file_url(file)) target="_blank" { (s.open) }
+                        a href=(file_url(file)) target="_blank" { (tr!(lang, "open")) }
                         " · "
-                        a href=(file_url(file)) download=(file.path.rsplit('/').next().unwrap_or(&file.path)) { (s.download) }
+                        a href=(file_url(file)) download=(file.path.rsplit('/').next().unwrap_or(&file.path)) { (tr!(lang, "download")) }
                     }
                 }
             }

@@ -30,11 +30,12 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use catalog::format;
+use catalog::tr;
 use catalog::{Course, LocalizedText};
 use maud::{DOCTYPE, Markup, html};
 
 use crate::classroom::error::ReadError;
-use crate::classroom::i18n::{Lang, Strings};
+use crate::classroom::i18n::Lang;
 use crate::classroom::routes::query_value;
 use crate::classroom::search::DocKey;
 use crate::classroom::url_path;
@@ -44,6 +45,17 @@ pub(crate) const STYLE: &str = include_str!("../../../assets/style.css");
 pub(crate) const FONT_YI: &[u8] = include_bytes!("../../../assets/fonts/NotoSansYi-Regular.ttf");
 pub(crate) const FONT_TIBETAN: &[u8] =
     include_bytes!("../../../assets/fonts/NotoSerifTibetan-Regular.ttf");
+
+pub(crate) use catalog::i18n::SLOT;
+
+/// A translated sentence with `piece` where the sentence holds [`SLOT`], so
+/// each language puts it where its word order wants it.
+pub(crate) fn sentence(text: &str, piece: Markup) -> Markup {
+    match catalog::i18n::split_at_slot(text) {
+        Some((before, after)) => html! { (before) (piece) (after) },
+        None => html! { (text) " " (piece) },
+    }
+}
 
 /// A text in the reader's language or the nearest fallback, with the
 /// language it is actually in.
@@ -75,29 +87,28 @@ pub(crate) fn page_with_status(
     title: &str,
     body: Markup,
 ) -> Response {
-    let s = lang.strings();
     let markup = html! {
         (DOCTYPE)
         html lang=(lang.code()) {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · " (s.site) }
+                title { (title) " · " (tr!(lang, "site")) }
                 link rel="stylesheet" href="/static/style.css";
             }
             body {
                 header {
-                    a.site href="/" { (s.site) }
+                    a.site href="/" { (tr!(lang, "site")) }
                     nav {
-                        a href="/" { (s.courses) }
-                        a href="/status" { (s.status) }
+                        a href="/" { (tr!(lang, "courses")) }
+                        a href="/status" { (tr!(lang, "status")) }
                     }
                     form action="/search" method="get" role="search" {
-                        input type="search" name="q" placeholder=(s.search_placeholder) aria-label=(s.search);
-                        button type="submit" { (s.search) }
+                        input type="search" name="q" placeholder=(tr!(lang, "search-placeholder")) aria-label=(tr!(lang, "search"));
+                        button type="submit" { (tr!(lang, "search")) }
                     }
                     div.langs {
-                        @for other in Lang::ALL {
+                        @for other in Lang::all() {
                             a lang=(other.code()) hreflang=(other.code())
                                 class=[(other == lang).then_some("current")]
                                 href=(format!("/lang/{}?back={}", other.code(), query_value(here))) {
@@ -124,15 +135,14 @@ pub(crate) fn page_with_status(
 }
 
 pub(crate) fn not_found_page(lang: Lang, here: &str) -> Response {
-    let s = lang.strings();
     page_with_status(
         StatusCode::NOT_FOUND,
         lang,
         here,
-        s.not_found,
+        &tr!(lang, "not-found"),
         html! {
-            h1 { (s.not_found) }
-            p { a href="/" { (s.back_to_courses) } }
+            h1 { (tr!(lang, "not-found")) }
+            p { a href="/" { (tr!(lang, "back-to-courses")) } }
         },
     )
 }
@@ -140,21 +150,20 @@ pub(crate) fn not_found_page(lang: Lang, here: &str) -> Response {
 /// The page a reader gets instead of a file that cannot be fetched now.
 pub fn unavailable_page(headers: &HeaderMap, here: &str, why: &Unavailable) -> Response {
     let lang = Lang::of_request(headers);
-    let s = lang.strings();
     page_with_status(
         StatusCode::SERVICE_UNAVAILABLE,
         lang,
         here,
-        s.unavailable_title,
-        unavailable_notice(s, why),
+        &tr!(lang, "unavailable-title"),
+        unavailable_notice(lang, why),
     )
 }
 
-pub(crate) fn unavailable_notice(s: &Strings, why: &Unavailable) -> Markup {
+pub(crate) fn unavailable_notice(lang: Lang, why: &Unavailable) -> Markup {
     html! {
         div.notice #offline role="alert" {
-            strong { (s.unavailable_title) }
-            p { (s.unavailable_body) }
+            strong { (tr!(lang, "unavailable-title")) }
+            p { (tr!(lang, "unavailable-body")) }
             p.meta { (crate::sync::error_chain(why)) }
         }
     }
@@ -164,30 +173,29 @@ pub(crate) fn unavailable_notice(s: &Strings, why: &Unavailable) -> Markup {
 /// a 500 naming the cause, which is logged with the path.
 pub(crate) fn error_page(lang: Lang, here: &str, err: &ReadError) -> Response {
     let cause = err.log(here);
-    let s = lang.strings();
     page_with_status(
         StatusCode::INTERNAL_SERVER_ERROR,
         lang,
         here,
-        s.status,
+        &tr!(lang, "status"),
         html! { div.notice #edge-error role="alert" { p { (cause) } } },
     )
 }
 
-pub(crate) fn held_badge(s: &Strings, held: bool) -> Markup {
+pub(crate) fn held_badge(lang: Lang, held: bool) -> Markup {
     if held {
-        html! { span.badge.held { (s.offline_ready) } }
+        html! { span.badge.held { (tr!(lang, "offline-ready")) } }
     } else {
-        html! { span.badge.remote { (s.not_yet_offline) } }
+        html! { span.badge.remote { (tr!(lang, "not-yet-offline")) } }
     }
 }
 
-pub(crate) fn course_meta(s: &Strings, course: &Course) -> Markup {
+pub(crate) fn course_meta(lang: Lang, course: &Course) -> Markup {
     html! {
         span.meta {
-            @if let Some(subject) = &course.subject { (s.subject) ": " (subject) " · " }
-            @if let Some(grade) = &course.grade { (s.grade) ": " (grade) " · " }
-            (course.lessons.len()) " " (s.lessons) " · "
+            @if let Some(subject) = &course.subject { (tr!(lang, "course-subject", subject = subject.as_str())) " · " }
+            @if let Some(grade) = &course.grade { (tr!(lang, "course-grade", grade = grade.as_str())) " · " }
+            (tr!(lang, "lesson-count", count = course.lessons.len())) " · "
             (format::bytes(course.total_size()))
         }
     }
@@ -226,15 +234,19 @@ pub fn hit_url(key: &DocKey) -> String {
 mod tests {
     use super::*;
 
+    fn lang(code: &str) -> Lang {
+        Lang::from_code(code).expect("a compiled-in language")
+    }
+
     #[test]
     fn titles_fall_back_and_say_their_language() {
         let mut text = LocalizedText::new();
         text.insert("zh", "数到二十");
         text.insert("en", "Counting to twenty");
-        assert_eq!(pick(&text, Lang::En), Some(("Counting to twenty", "en")));
-        assert_eq!(pick(&text, Lang::Ii), Some(("数到二十", "zh")));
+        assert_eq!(pick(&text, lang("en")), Some(("Counting to twenty", "en")));
+        assert_eq!(pick(&text, lang("ii")), Some(("数到二十", "zh")));
         text.insert("ii", "ꊰꐚ");
-        assert_eq!(pick(&text, Lang::Ii), Some(("ꊰꐚ", "ii")));
-        assert_eq!(pick(&LocalizedText::new(), Lang::Zh), None);
+        assert_eq!(pick(&text, lang("ii")), Some(("ꊰꐚ", "ii")));
+        assert_eq!(pick(&LocalizedText::new(), Lang::ZH), None);
     }
 }

@@ -6,14 +6,16 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
+use catalog::tr;
 use catalog::{Catalog, Course, Hash, Lesson, Store};
 use maud::{Markup, html};
 use serde::Deserialize;
 
 use crate::classroom::error::ReadError;
-use crate::classroom::i18n::{Lang, Strings};
+use crate::classroom::i18n::Lang;
 use crate::classroom::ui::{
-    Reader, course_meta, error_page, held_badge, hit_url, not_found_page, page, pick, titled,
+    Reader, SLOT, course_meta, error_page, held_badge, hit_url, not_found_page, page, pick,
+    sentence, titled,
 };
 use crate::classroom::{self, Classroom, read, url_path};
 
@@ -87,7 +89,6 @@ pub(crate) async fn home(
     reader: Reader,
 ) -> Response {
     let (lang, here) = (reader.lang, reader.here.as_str());
-    let s = lang.strings();
     let store = state.store.clone();
     let shelves = read(move || {
         let Some(catalog) = classroom::catalog(&store)? else {
@@ -126,15 +127,15 @@ pub(crate) async fn home(
         })
         .collect();
     let body = html! {
-        h1 { (s.courses) }
+        h1 { (tr!(lang, "courses")) }
         form.filters action="/" method="get" {
-            (filter_select(s, "subject", s.subject, &subjects, chosen(&filters.subject)))
-            (filter_select(s, "grade", s.grade, &grades, chosen(&filters.grade)))
-            (filter_select(s, "language", s.language, &languages, chosen(&filters.language)))
-            button type="submit" { (s.filter) }
+            (filter_select(lang, "subject", &tr!(lang, "subject"), &subjects, chosen(&filters.subject)))
+            (filter_select(lang, "grade", &tr!(lang, "grade"), &grades, chosen(&filters.grade)))
+            (filter_select(lang, "language", &tr!(lang, "language"), &languages, chosen(&filters.language)))
+            button type="submit" { (tr!(lang, "filter")) }
         }
         @if shown.is_empty() {
-            p { (s.no_courses) }
+            p { (tr!(lang, "no-courses")) }
         }
         ul.cards #courses {
             @for shelf in &shown {
@@ -145,18 +146,18 @@ pub(crate) async fn home(
                     @if let Some((text, code)) = pick(&shelf.course.description, lang) {
                         p lang=(code) { (text) }
                     }
-                    (course_meta(s, &shelf.course)) " "
-                    (held_badge(s, shelf.held()))
+                    (course_meta(lang, &shelf.course)) " "
+                    (held_badge(lang, shelf.held()))
                 }
             }
         }
     };
-    page(lang, here, s.courses, body)
+    page(lang, here, &tr!(lang, "courses"), body)
 }
 
 /// One filter of the course list, with "all" first.
 fn filter_select(
-    s: &Strings,
+    lang: Lang,
     name: &str,
     label: &str,
     values: &BTreeSet<&str>,
@@ -166,7 +167,7 @@ fn filter_select(
         label {
             (label)
             select name=(name) {
-                option value="" { (s.all) }
+                option value="" { (tr!(lang, "all")) }
                 @for value in values {
                     option value=(value) selected[current == Some(*value)] {
                         @match Lang::from_code(value).filter(|_| name == "language") {
@@ -186,7 +187,6 @@ pub(crate) async fn course_page(
     reader: Reader,
 ) -> Response {
     let (lang, here) = (reader.lang, reader.here.as_str());
-    let s = lang.strings();
     let store = state.store.clone();
     let shelf = read(move || match classroom::catalog(&store)? {
         Some(catalog) => Shelf::load(&store, &catalog, &id),
@@ -205,8 +205,8 @@ pub(crate) async fn course_page(
         @if let Some((text, code)) = pick(&course.description, lang) {
             p lang=(code) { (text) }
         }
-        p { (course_meta(s, course)) " " (held_badge(s, shelf.held())) }
-        h2 { (s.lessons) }
+        p { (course_meta(lang, course)) " " (held_badge(lang, shelf.held())) }
+        h2 { (tr!(lang, "lessons-heading")) }
         ol.cards #lessons {
             @for (lesson, held) in &shelf.lessons {
                 li.card data-lesson=(lesson.id) {
@@ -217,9 +217,9 @@ pub(crate) async fn course_page(
                         p lang=(code) { (text) }
                     }
                     @if let Some(secs) = lesson.duration_secs {
-                        span.meta { (secs / 60) " " (s.minutes) " " }
+                        span.meta { (tr!(lang, "duration-minutes", minutes = secs / 60)) " " }
                     }
-                    (held_badge(s, *held))
+                    (held_badge(lang, *held))
                 }
             }
         }
@@ -239,15 +239,14 @@ pub(crate) async fn search_page(
     reader: Reader,
 ) -> Response {
     let (lang, here) = (reader.lang, reader.here.as_str());
-    let s = lang.strings();
     let hits = match state.search(query.q.clone(), 50).await {
         Ok(hits) => hits,
         Err(err) => return error_page(lang, here, &err),
     };
     let body = html! {
-        h1 { (s.results_for) " " q lang=(catalog::text::guess_language(&query.q)) { (query.q) } }
+        h1 { (sentence(&tr!(lang, "results-for", query = SLOT), html! { q lang=(catalog::text::guess_language(&query.q)) { (query.q) } })) }
         @if hits.is_empty() {
-            p #no-results { (s.no_results) }
+            p #no-results { (tr!(lang, "no-results")) }
         }
         ol.cards #results {
             @for hit in &hits {
@@ -263,5 +262,5 @@ pub(crate) async fn search_page(
             }
         }
     };
-    page(lang, here, s.search, body)
+    page(lang, here, &tr!(lang, "search"), body)
 }

@@ -6,14 +6,15 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use catalog::format;
-use maud::html;
+use catalog::tr;
+use maud::{Markup, html};
 
-use crate::classroom::ui::{Reader, error_page, page};
+use crate::classroom::i18n::{self, Lang};
+use crate::classroom::ui::{Reader, SLOT, error_page, page, sentence};
 use crate::classroom::{Classroom, url_path};
 
 pub(crate) async fn status_page(State(state): State<Arc<Classroom>>, reader: Reader) -> Response {
     let lang = reader.lang;
-    let s = lang.strings();
     let status = match state.status().await {
         Ok(status) => status,
         Err(err) => return error_page(lang, "/status", &err),
@@ -25,61 +26,61 @@ pub(crate) async fn status_page(State(state): State<Arc<Classroom>>, reader: Rea
         .filter(|course| course.subscribed && course.files_held < course.files)
         .collect();
     let body = html! {
-        h1 { (s.status) }
+        h1 { (tr!(lang, "status")) }
         table #status {
-            tr { th { (s.catalog) } td #catalog-sequence {
-                @match status.catalog_sequence { Some(seq) => { "#" (seq) }, None => { (s.never) } }
-                @if let Some(at) = status.catalog_published_at { " · " (s.published) " " (format::time(at)) }
+            tr { th { (tr!(lang, "catalog")) } td #catalog-sequence {
+                @match status.catalog_sequence { Some(seq) => { "#" (seq) }, None => { (tr!(lang, "never")) } }
+                @if let Some(at) = status.catalog_published_at { " · " (tr!(lang, "published", at = format::time(at))) }
                 @if let Some(warning) = &status.catalog_warning { div.notice #catalog-expired { (warning) } }
                 @for gone in &status.withdrawn {
-                    div.notice.withdrawn { "withdrawn: " (gone.id) " (" (format::time(gone.withdrawn_at)) ")" @if !gone.reason.is_empty() { " · " (gone.reason) } }
+                    div.notice.withdrawn { (tr!(lang, "withdrawn", course = gone.id.as_str(), at = format::time(gone.withdrawn_at))) @if !gone.reason.is_empty() { " · " (gone.reason) } }
                 }
             } }
-            tr { th { (s.last_sync) } td #last-sync {
+            tr { th { (tr!(lang, "last-sync")) } td #last-sync {
                 @match &status.last_sync {
-                    None => { (s.never) },
+                    None => { (tr!(lang, "never")) },
                     Some(report) => {
                         (format::time(report.finished_at)) " · "
-                        @if report.error.is_some() { (s.result_failed) }
-                        @else if report.complete { (s.result_ok) }
-                        @else if report.stopped_at_window_end { (s.stopped_at_window_end) }
-                        @else { (s.result_incomplete) }
+                        @if report.error.is_some() { (tr!(lang, "result-failed")) }
+                        @else if report.complete { (tr!(lang, "result-ok")) }
+                        @else if report.stopped_at_window_end { (tr!(lang, "stopped-at-window-end")) }
+                        @else { (tr!(lang, "result-incomplete")) }
                         @if let Some(transport) = &report.transport {
-                            " · " (s.transport) " " span #sync-transport { (transport.to_uppercase()) }
+                            " · " (sentence(&tr!(lang, "sync-over", transport = SLOT), html! { span #sync-transport { (transport.to_uppercase()) } }))
                         }
                         @if let Some(reason) = &report.fallback_reason {
-                            div.notice #fallback-used { (s.fallback_used) div.meta { (reason) } }
+                            div.notice #fallback-used { (tr!(lang, "fallback-used")) div.meta { (reason) } }
                         }
                         @if let Some(err) = &report.error { div.meta { (err) } }
                         @for failure in report.failures.iter().take(5) { div.meta { (failure) } }
                     },
                 }
-                @if live.syncing { div { (s.sync_running) } }
+                @if live.syncing { div { (tr!(lang, "sync-running")) } }
                 form #sync-now method="post" action="/status/sync-now" {
-                    button type="submit" { (s.sync_now) }
-                    @if live.sync_requested { " " span.meta #sync-requested { (s.sync_requested) } }
+                    button type="submit" { (tr!(lang, "sync-now")) }
+                    @if live.sync_requested { " " span.meta #sync-requested { (tr!(lang, "sync-requested")) } }
                 }
             } }
-            tr { th { (s.schedule) } td #schedule {
+            tr { th { (tr!(lang, "schedule")) } td #schedule {
                 @if live.schedule.windows.is_empty() {
-                    (s.any_time)
+                    (tr!(lang, "any-time"))
                 } @else {
                     @for (n, window) in live.schedule.windows.iter().enumerate() {
                         @if n > 0 { ", " }
                         (window)
                     }
-                    " " (s.local_time)
+                    " " (tr!(lang, "local-time"))
                 }
-                " · " (s.max_rate) ": "
+                " · " (tr!(lang, "max-rate")) ": "
                 @match live.schedule.max_rate {
                     Some(rate) => { (rate) "/s (" (format::bytes(rate.bytes_per_second())) "/s)" },
-                    None => { (s.no_cap) },
+                    None => { (tr!(lang, "no-cap")) },
                 }
                 @if let (Some(opens), false) = (&live.schedule.next_window_opens, live.syncing) {
-                    div #next-window { (s.next_window) " " (opens) }
+                    div #next-window { (tr!(lang, "next-window", at = opens.to_string())) }
                 }
             } }
-            tr { th { (s.bytes_held) } td #bytes-held {
+            tr { th { (tr!(lang, "bytes-held")) } td #bytes-held {
                 (format::bytes(status.bytes_held))
                 // Issue 13: the quota, and what did not fit.
                 @if let Some(quota) = status.last_sync.as_ref().and_then(|r| r.quota.as_ref()) {
@@ -89,24 +90,25 @@ pub(crate) async fn status_page(State(state): State<Arc<Classroom>>, reader: Rea
             } }
             (crate::scrub::page::row(lang, status.scrub.as_ref(), status.bytes_held))
             (crate::report::page::row(lang, &status.reports))
-            tr { th { (s.disk_free) } td #disk-free {
+            tr { th { (tr!(lang, "disk-free")) } td #disk-free {
                 @match (status.disk_free, status.disk_total) {
                     (Some(free), Some(total)) => { (format::bytes(free)) " / " (format::bytes(total)) },
-                    _ => { (s.unknown) },
+                    _ => { (tr!(lang, "unknown")) },
                 }
             } }
-            tr { th { (s.upstream) } td #upstream {
+            (languages_row(lang))
+            tr { th { (tr!(lang, "upstream")) } td #upstream {
                 (status.origin) " · "
                 @match live.upstream.reachable {
-                    Some(true) => { (s.reachable) },
-                    Some(false) => { (s.unreachable) },
-                    None => { (s.unknown) },
+                    Some(true) => { (tr!(lang, "reachable")) },
+                    Some(false) => { (tr!(lang, "unreachable")) },
+                    None => { (tr!(lang, "unknown")) },
                 }
                 @if let Some(at) = live.upstream.checked_at { " (" (format::time(at)) ")" }
                 @if let Some(err) = &live.upstream.error { div.meta { (err) } }
             } }
         }
-        h2 { (s.downloading) }
+        h2 { (tr!(lang, "downloading")) }
         @if live.syncing && live.sync_bytes_total > 0 {
             p {
                 progress #sync-progress max=(live.sync_bytes_total) value=(live.sync_bytes_done) {}
@@ -114,20 +116,48 @@ pub(crate) async fn status_page(State(state): State<Arc<Classroom>>, reader: Rea
             }
         }
         @if downloading.is_empty() {
-            p #downloading { (s.nothing_downloading) }
+            p #downloading { (tr!(lang, "nothing-downloading")) }
         } @else {
             table #downloading {
                 @for course in &downloading {
                     tr {
                         td { a href=(url_path(&format!("/course/{}", course.id))) { (course.id) } }
-                        td { (course.files_held) " / " (course.files) " " (s.files) }
+                        td { (tr!(lang, "files-held", held = course.files_held, total = course.files)) }
                         td.meta { (format::bytes(course.total_size)) }
                     }
                 }
             }
         }
     };
-    page(lang, "/status", s.status, body)
+    page(lang, "/status", &tr!(lang, "status"), body)
+}
+
+/// `tr#languages-row`: which languages are incomplete (their missing labels
+/// show in Chinese) or drafts waiting for review.
+fn languages_row(lang: Lang) -> Markup {
+    let words = i18n::words();
+    let notes: Vec<Markup> = Lang::all()
+        .filter_map(|other| {
+            let index = words.index(other.code())?;
+            let missing = words.missing(index).len();
+            let name = html! { span lang=(other.code()) { (other.name()) } };
+            if missing > 0 {
+                let text = tr!(lang, "language-incomplete", language = SLOT, missing = missing, total = words.used());
+                Some(html! { div.language-incomplete data-lang=(other.code()) { (sentence(&text, name)) } })
+            } else if words.needs_review(index) {
+                let text = tr!(lang, "language-needs-review", language = SLOT);
+                Some(html! { div.language-draft data-lang=(other.code()) { (sentence(&text, name)) } })
+            } else {
+                None
+            }
+        })
+        .collect();
+    html! {
+        tr #languages-row { th { (tr!(lang, "languages")) } td {
+            @if notes.is_empty() { (tr!(lang, "languages-complete")) }
+            @for note in &notes { (note) }
+        } }
+    }
 }
 
 /// "Sync now" from the status page: asks the sync loop for a pass, then

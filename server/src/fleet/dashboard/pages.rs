@@ -1,10 +1,12 @@
 //! The dashboard's pages (maud), one style sheet inline, no scripts.
 
 use catalog::format::bytes;
+use catalog::i18n::{SLOT, split_at_slot};
+use catalog::tr;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
-use super::i18n::{Lang, Strings};
+use super::i18n::Lang;
 use crate::fleet::view::{
     Adoption, CatalogView, EdgeQuery, EdgeRow, LessonOpens, PER_PAGE, Sort, Summary,
 };
@@ -42,63 +44,72 @@ fn layout(lang: Lang, title: &str, head: Markup, body: Markup) -> Markup {
     }
 }
 
-fn header(frame: &Frame<'_>, t: &Strings) -> Markup {
+fn header(frame: &Frame<'_>) -> Markup {
+    let lang = frame.lang;
     html! {
         header {
-            strong { (t.title) }
-            a href="/" { (t.edges) }
-            a href="/courses" { (t.courses) }
-            a href="/lessons" { (t.lessons) }
+            strong { (tr!(lang, "title")) }
+            a href="/" { (tr!(lang, "edges")) }
+            a href="/courses" { (tr!(lang, "courses")) }
+            a href="/lessons" { (tr!(lang, "lessons")) }
             a href="/edges.csv" { "CSV" }
             a href="/edges.json" { "JSON" }
             span {
-                @for lang in Lang::ALL {
-                    @if lang == frame.lang { b { (lang.name()) } " " }
-                    @else { a href={ "?lang=" (lang.code()) } lang=(lang.code()) { (lang.name()) } " " }
+                @for other in Lang::all() {
+                    @if other == lang { b { (other.name()) } " " }
+                    @else { a href={ "?lang=" (other.code()) } lang=(other.code()) { (other.name()) } " " }
                 }
             }
-            span { (t.signed_in_as) ": " b id="admin" { (frame.admin) } }
+            span { (sentence(&tr!(lang, "signed-in-as", admin = SLOT), html! { b id="admin" { (frame.admin) } })) }
             form method="post" action="/logout" {
                 input type="hidden" name="csrf" value=(frame.csrf);
-                button type="submit" { (t.logout) }
+                button type="submit" { (tr!(lang, "logout")) }
             }
         }
     }
 }
 
 pub fn login(lang: Lang, refused: bool) -> Markup {
-    let t = lang.t();
-    let head = html! { header { strong { (t.title) } span {
-        @for other in Lang::ALL { a href={ "/login?lang=" (other.code()) } { (other.name()) } " " }
+    let head = html! { header { strong { (tr!(lang, "title")) } span {
+        @for other in Lang::all() { a href={ "/login?lang=" (other.code()) } { (other.name()) } " " }
     } } };
     layout(
         lang,
-        t.login,
+        &tr!(lang, "login"),
         head,
         html! {
-            h1 { (t.login) }
-            @if refused { p id="refused" style="color:#b91c1c" { (t.login_refused) } }
+            h1 { (tr!(lang, "login")) }
+            @if refused { p id="refused" style="color:#b91c1c" { (tr!(lang, "login-refused")) } }
             form method="post" action="/login" {
-                label { (t.token) " " input type="password" name="token" autocomplete="off" required; }
+                label { (tr!(lang, "token")) " " input type="password" name="token" autocomplete="off" required; }
                 " "
-                button type="submit" id="login" { (t.login) }
+                button type="submit" id="login" { (tr!(lang, "login")) }
             }
-            p { (t.login_help) }
+            p { (tr!(lang, "login-help")) }
         },
     )
 }
 
 /// "3 h ago" in the reader's language.
-fn ago(t: &Strings, then: u64, now: u64) -> String {
+fn ago(lang: Lang, then: u64, now: u64) -> String {
     if then == 0 {
-        return t.never.to_owned();
+        return tr!(lang, "never").into_owned();
     }
     let secs = now.saturating_sub(then);
-    match secs {
-        0..60 => format!("{secs} {}", t.ago_s),
-        60..3600 => format!("{} {}", secs / 60, t.ago_m),
-        3600..172_800 => format!("{} {}", secs / 3600, t.ago_h),
-        _ => format!("{} {}", secs / 86_400, t.ago_d),
+    let (count, unit) = match secs {
+        0..60 => (secs, "s"),
+        60..3600 => (secs / 60, "m"),
+        3600..172_800 => (secs / 3600, "h"),
+        _ => (secs / 86_400, "d"),
+    };
+    tr!(lang, "ago", count = count, unit = unit).into_owned()
+}
+
+/// A translated sentence with `piece` where it holds [`SLOT`].
+fn sentence(text: &str, piece: Markup) -> Markup {
+    match split_at_slot(text) {
+        Some((before, after)) => html! { (before) (piece) (after) },
+        None => html! { (text) " " (piece) },
     }
 }
 
@@ -130,7 +141,7 @@ pub fn edges(
     page: usize,
     now: u64,
 ) -> Markup {
-    let t = frame.lang.t();
+    let lang = frame.lang;
     let pages = rows.len().div_ceil(PER_PAGE).max(1);
     let page = page.min(pages);
     let shown = rows.iter().skip((page - 1) * PER_PAGE).take(PER_PAGE);
@@ -145,20 +156,20 @@ pub fn edges(
     };
     layout(
         frame.lang,
-        t.edges,
-        header(frame, t),
+        &tr!(lang, "edges"),
+        header(frame),
         html! {
             p.sum {
-                span { (t.catalog_in_force) ": " b id="catalog-sequence" { @if let Some(s) = catalog.sequence { (s) } @else { "—" } } }
-                span { (t.edges) ": " b { (summary.edges) } }
-                span.flag.behind { (t.behind) ": " (summary.behind) }
-                span.flag.failing { (t.failing) ": " (summary.failing) }
-                span.flag.silent { (t.silent) ": " (summary.silent) }
+                span { (sentence(&tr!(lang, "catalog-in-force", sequence = SLOT), html! { b id="catalog-sequence" { @if let Some(s) = catalog.sequence { (s) } @else { "—" } } })) }
+                span { (sentence(&tr!(lang, "edges-count", count = SLOT), html! { b { (summary.edges) } })) }
+                span.flag.behind { (tr!(lang, "behind-count", count = summary.behind)) }
+                span.flag.failing { (tr!(lang, "failing-count", count = summary.failing)) }
+                span.flag.silent { (tr!(lang, "silent-count", count = summary.silent)) }
             }
             form.filter method="get" action="/" {
-                label { (t.county) " "
+                label { (tr!(lang, "county")) " "
                     select name="county" id="county" {
-                        option value="*" { (t.all_counties) }
+                        option value="*" { (tr!(lang, "all-counties")) }
                         @for county in counties {
                             option value=(county) selected[query.county.as_deref() == Some(county.as_str())] {
                                 @if county.is_empty() { "—" } @else { (county) }
@@ -167,70 +178,70 @@ pub fn edges(
                     }
                 }
                 " "
-                label { (t.name) " " input type="search" name="q" value=(query.name.as_deref().unwrap_or("")); }
+                label { (tr!(lang, "name")) " " input type="search" name="q" value=(query.name.as_deref().unwrap_or("")); }
                 " "
-                label { input type="checkbox" name="flagged" value="1" checked[query.flagged]; " " (t.only_flagged) }
+                label { input type="checkbox" name="flagged" value="1" checked[query.flagged]; " " (tr!(lang, "only-flagged")) }
                 input type="hidden" name="sort" value=(query.sort.code());
                 @if query.desc { input type="hidden" name="desc" value="1"; }
                 " "
-                button type="submit" id="filter" { (t.filter) }
+                button type="submit" id="filter" { (tr!(lang, "filter")) }
             }
             table id="edges" {
                 thead { tr {
-                    (column(t.name, Sort::Name))
-                    (column(t.county, Sort::County))
-                    (column(t.last_seen, Sort::LastSeen))
-                    (column(t.reports, Sort::Reports))
-                    th { (t.version) }
-                    (column(t.catalog_lag, Sort::Lag))
-                    (column(t.held, Sort::Held))
-                    (column(t.free, Sort::Free))
-                    th { (t.flags) }
+                    (column(&tr!(lang, "name"), Sort::Name))
+                    (column(&tr!(lang, "county"), Sort::County))
+                    (column(&tr!(lang, "last-seen"), Sort::LastSeen))
+                    (column(&tr!(lang, "reports"), Sort::Reports))
+                    th { (tr!(lang, "version")) }
+                    (column(&tr!(lang, "catalog-lag"), Sort::Lag))
+                    (column(&tr!(lang, "held"), Sort::Held))
+                    (column(&tr!(lang, "free"), Sort::Free))
+                    th { (tr!(lang, "flags")) }
                 } }
                 tbody {
                     @for row in shown {
                         tr data-edge=(row.name) {
                             td { (row.name) }
                             td { (row.county) }
-                            td title=(row.last_seen) { (ago(t, row.last_seen, now)) }
+                            td title=(row.last_seen) { (ago(lang, row.last_seen, now)) }
                             td.n { (row.reports) }
                             td { (row.version) }
                             td.n { @if let Some(lag) = row.catalog_lag { (lag) } @else { "—" } }
                             td.n { (bytes(row.bytes_held)) }
                             td.n { (bytes(row.bytes_free)) }
                             td title=[row.last_failure.as_deref()] {
-                                @if row.behind { span.flag.behind { (t.behind) } }
-                                @if row.failing { span.flag.failing { (t.failing) } }
-                                @if row.silent { span.flag.silent { (t.silent) } }
+                                @if row.behind { span.flag.behind { (tr!(lang, "behind")) } }
+                                @if row.failing { span.flag.failing { (tr!(lang, "failing")) } }
+                                @if row.silent { span.flag.silent { (tr!(lang, "silent")) } }
                             }
                         }
                     }
                 }
             }
-            @if rows.is_empty() { p { (t.none_yet) } }
+            @if rows.is_empty() { p { (tr!(lang, "none-yet")) } }
             nav.pages {
-                @if page > 1 { a href=(list_link(query, query.sort, query.desc, page - 1)) { (t.previous) } }
-                span { (page) " / " (pages) " " (t.page) " (" (rows.len()) ")" }
+                @if page > 1 { a href=(list_link(query, query.sort, query.desc, page - 1)) { (tr!(lang, "previous")) } }
+                span { (tr!(lang, "page-of", page = page, pages = pages, rows = rows.len())) }
                 " "
-                @if page < pages { a href=(list_link(query, query.sort, query.desc, page + 1)) { (t.next) } }
+                @if page < pages { a href=(list_link(query, query.sort, query.desc, page + 1)) { (tr!(lang, "next")) } }
             }
         },
     )
 }
 
 pub fn courses(frame: &Frame<'_>, catalog: &CatalogView, adoption: &[Adoption]) -> Markup {
-    let t = frame.lang.t();
+    let lang = frame.lang;
     layout(
         frame.lang,
-        t.courses,
-        header(frame, t),
+        &tr!(lang, "courses"),
+        header(frame),
         html! {
-            h1 { (t.courses) }
-            p { (t.catalog_in_force) ": " @if let Some(s) = catalog.sequence { (s) } @else { "—" } }
+            h1 { (tr!(lang, "courses")) }
+            p { (tr!(lang, "catalog-in-force", sequence = catalog.sequence.map_or_else(|| "—".to_owned(), |s| s.to_string()))) }
             table id="courses" {
                 thead { tr {
-                    th { (t.course) } th { (t.grade) } th { (t.current_version) }
-                    th { (t.complete) } th { (t.partial) } th { (t.older) }
+                    th { (tr!(lang, "course")) } th { (tr!(lang, "grade")) } th { (tr!(lang, "current-version")) }
+                    th { (tr!(lang, "complete")) } th { (tr!(lang, "partial")) } th { (tr!(lang, "older")) }
                 } }
                 tbody {
                     @for row in adoption {
@@ -245,15 +256,15 @@ pub fn courses(frame: &Frame<'_>, catalog: &CatalogView, adoption: &[Adoption]) 
                     }
                 }
             }
-            @if adoption.is_empty() { p { (t.none_yet) } }
+            @if adoption.is_empty() { p { (tr!(lang, "none-yet")) } }
         },
     )
 }
 
 fn title(lang: Lang, course: &crate::fleet::view::CourseInfo) -> &str {
-    let title = match lang {
-        Lang::Zh => course.title_zh.as_deref(),
-        Lang::En => course.title_en.as_deref(),
+    let title = match lang.code() {
+        "en" => course.title_en.as_deref().or(course.title_zh.as_deref()),
+        _ => course.title_zh.as_deref().or(course.title_en.as_deref()),
     };
     title.unwrap_or(&course.id)
 }
@@ -267,28 +278,28 @@ pub fn lessons(
     county: Option<&str>,
     grade: Option<&str>,
 ) -> Markup {
-    let t = frame.lang.t();
+    let lang = frame.lang;
     layout(
         frame.lang,
-        t.lessons,
-        header(frame, t),
+        &tr!(lang, "lessons"),
+        header(frame),
         html! {
-            h1 { (t.lessons) " (" (t.window) ")" }
+            h1 { (tr!(lang, "lessons-window")) }
             form.filter method="get" action="/lessons" {
-                label { (t.county) " " select name="county" {
-                    option value="*" { (t.all_counties) }
+                label { (tr!(lang, "county")) " " select name="county" {
+                    option value="*" { (tr!(lang, "all-counties")) }
                     @for c in counties { option value=(c) selected[county == Some(c.as_str())] { @if c.is_empty() { "—" } @else { (c) } } }
                 } }
                 " "
-                label { (t.grade) " " select name="grade" {
-                    option value="*" { (t.all_grades) }
+                label { (tr!(lang, "grade")) " " select name="grade" {
+                    option value="*" { (tr!(lang, "all-grades")) }
                     @for g in grades { option value=(g) selected[grade == Some(g.as_str())] { @if g.is_empty() { "—" } @else { (g) } } }
                 } }
                 " "
-                button type="submit" { (t.filter) }
+                button type="submit" { (tr!(lang, "filter")) }
             }
             table id="lessons" {
-                thead { tr { th { (t.county) } th { (t.grade) } th { (t.course) } th { (t.lesson) } th { (t.opens) } } }
+                thead { tr { th { (tr!(lang, "county")) } th { (tr!(lang, "grade")) } th { (tr!(lang, "course")) } th { (tr!(lang, "lesson")) } th { (tr!(lang, "opens")) } } }
                 tbody {
                     @for row in rows {
                         tr {
@@ -301,7 +312,7 @@ pub fn lessons(
                     }
                 }
             }
-            @if rows.is_empty() { p { (t.none_yet) } }
+            @if rows.is_empty() { p { (tr!(lang, "none-yet")) } }
         },
     )
 }
