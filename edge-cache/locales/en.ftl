@@ -6,6 +6,7 @@
 # The language's own name, for the language switch.
 language-name = English
 
+skip-to-content = Skip to the content
 site = shanlu classroom
 courses = Courses
 lessons-heading = Lessons

@@ -7,7 +7,8 @@
 # Nuosu hxop, "the Nuosu language".
 language-name = ꆈꌠꉙ
 
-## Numbers one to ten (cyp, nyip, suo, ly, nge, fut, shyp, hxit, ggu, ci),
+## Numbers one to ten (cyp, nyip, suo, ly, nge, fut, shyp, hxit, ggu, ci;
+## each glyph checked against its Unicode name, e.g. U+A22C YI SYLLABLE GGU),
 ## for messages that spell a number out. Terms (names starting with "-")
 ## are for use inside this file's messages; no page shows them alone.
 
@@ -19,5 +20,5 @@ language-name = ꆈꌠꉙ
 -number-6 = ꃘ
 -number-7 = ꏃ
 -number-8 = ꉆ
--number-9 = ꈞ
+-number-9 = ꈬ
 -number-10 = ꊰ

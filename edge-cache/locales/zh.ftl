@@ -4,6 +4,7 @@
 
 language-name = 中文
 
+skip-to-content = 跳到正文
 site = 山路课堂
 courses = 课程
 lessons-heading = 课

@@ -71,7 +71,23 @@ fn issue_12_lesson_html_is_served_with_the_font_style_and_an_honest_etag() {
     let end = at + text[at..].find("</style>").expect("style closes") + "</style>".len();
     let mut without = body[..at].to_vec();
     without.extend_from_slice(&body[end..]);
-    assert_eq!(without, raw, "apart from the style, the publisher's bytes");
+    // Issue 17: the video gets a track for each subtitle file beside it.
+    let tracks = concat!(
+        r#"<track kind="subtitles" src="video/intro.zh.vtt" srclang="zh" label="中文" default>"#,
+        r#"<track kind="subtitles" src="video/intro.en.vtt" srclang="en" label="English">"#,
+        r#"<track kind="subtitles" src="video/intro.ii.vtt" srclang="ii" label="ꆈꌠꉙ">"#,
+    );
+    let without = String::from_utf8(without).expect("utf-8");
+    assert!(
+        without.contains(&format!(r#"src="video/intro.mp4">{tracks}"#)),
+        "{without}"
+    );
+    let without = without.replacen(tracks, "", 1);
+    assert_eq!(
+        without.as_bytes(),
+        raw,
+        "apart from the style and tracks, the publisher's bytes"
+    );
     assert_eq!(
         header(&head, "content-length"),
         Some(body.len().to_string().as_str())

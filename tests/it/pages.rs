@@ -54,6 +54,32 @@ en = "Make ten first"
     );
     std::fs::write(math.join("01-add/clip.mp4"), generated(300_000, 3)).expect("video");
     std::fs::write(math.join("01-add/sheet.pdf"), generated(5_000, 4)).expect("pdf");
+    // Issue 17: subtitles beside the video the lesson's HTML shows, a lesson
+    // whose video the classroom plays itself, with subtitles and a poster,
+    // and a course cover.
+    write(
+        &math,
+        "01-add/clip.zh.vtt",
+        "WEBVTT\n\n00:00.000 --> 00:03.000\n先凑成十\n",
+    );
+    write(
+        &math,
+        "02-film/lesson.toml",
+        "entry = \"film.mp4\"\n[title]\nzh = \"看电影\"\nen = \"A film\"\n",
+    );
+    std::fs::write(math.join("02-film/film.mp4"), generated(40_000, 6)).expect("film");
+    write(
+        &math,
+        "02-film/film.en.vtt",
+        "WEBVTT\n\nNOTE not said\n\n1\n00:00.000 --> 00:02.500\n<v Narrator>The <i>pangolin</i> counts pebbles\n",
+    );
+    write(
+        &math,
+        "02-film/film.zh.vtt",
+        "WEBVTT\n\n00:00.000 --> 00:02.500\n穿山甲数石子\n",
+    );
+    std::fs::write(math.join("02-film/film-poster.png"), generated(2_000, 7)).expect("poster");
+    std::fs::write(math.join("cover.png"), generated(3_000, 8)).expect("cover");
     let yi = origin.dir.path().join("yi");
     write(
         &yi,
@@ -317,4 +343,76 @@ fn the_status_page_and_metrics_tell_the_it_teacher_what_is_going_on() {
     );
     assert!(metrics.contains("shanlu_edge_files_missing 0"));
     drop(edge);
+}
+
+#[test]
+fn issue_17_subtitles_posters_and_covers() {
+    let (_origin, _served, _edge, web) = school();
+
+    // The classroom's own player: every subtitle file beside the video is a
+    // track, the reader's language chosen, and the poster is shown.
+    let (status, lesson) = web.page("/course/math3/02-film", "zh");
+    assert_eq!(status, 200);
+    assert!(
+        lesson.contains(r#"poster="/courses/math3/02-film/film-poster.png""#),
+        "{lesson}"
+    );
+    assert!(
+        lesson.contains(r#"<track kind="subtitles" src="/courses/math3/02-film/film.en.vtt" srclang="en" label="English">"#),
+        "{lesson}"
+    );
+    assert!(
+        lesson.contains(r#"<track kind="subtitles" src="/courses/math3/02-film/film.zh.vtt" srclang="zh" label="中文" default>"#),
+        "{lesson}"
+    );
+    let (_, lesson) = web.page("/course/math3/02-film", "en");
+    assert!(
+        lesson.contains(r#"srclang="en" label="English" default>"#),
+        "{lesson}"
+    );
+    let (status, head, vtt) = web.get("/courses/math3/02-film/film.zh.vtt", "");
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&head, "content-type"),
+        Some("text/vtt; charset=utf-8")
+    );
+    assert!(String::from_utf8(vtt).expect("utf-8").contains("穿山甲"));
+
+    // A video the lesson's own HTML shows gets its tracks inside that HTML.
+    let (status, head, html) = web.get("/courses/math3/01-add/index.html", "");
+    assert_eq!(status, 200);
+    let html = String::from_utf8(html).expect("utf-8");
+    assert!(
+        html.contains(r#"<video src='clip.mp4'><track kind="subtitles" src="clip.zh.vtt" srclang="zh" label="中文" default></video>"#),
+        "{html}"
+    );
+    let etag = header(&head, "etag").expect("etag").to_owned();
+    assert!(
+        etag.contains("-fonts") && etag.matches('-').count() >= 2,
+        "{etag}"
+    );
+
+    // Search finds words only the subtitles say, and not the notes.
+    let hits = web.json("/api/v1/search?q=pangolin");
+    assert_eq!(hits[0]["lesson"], "02-film", "{hits}");
+    assert_eq!(
+        web.json("/api/v1/search?q=%E7%A9%BF%E5%B1%B1%E7%94%B2")[0]["lesson"],
+        "02-film"
+    );
+    assert_eq!(
+        web.json("/api/v1/search?q=said").as_array().map(Vec::len),
+        Some(0)
+    );
+
+    // The course card shows the cover, the lesson list the poster.
+    let (_, home) = web.page("/", "en");
+    assert!(
+        home.contains(r#"<img class="cover" src="/assets/math3/cover.png" alt="" loading="lazy">"#),
+        "{home}"
+    );
+    let (_, course) = web.page("/course/math3", "en");
+    assert!(
+        course.contains(r#"<img class="cover" src="/courses/math3/02-film/film-poster.png" alt="" loading="lazy">"#),
+        "{course}"
+    );
 }

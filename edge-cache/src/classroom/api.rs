@@ -4,6 +4,7 @@
 //! cause logged ([`ReadError::answer`]), never an empty list (issue 12).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Path, Query, State};
 use axum::http::{Uri, header};
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use crate::classroom::error::{ReadError, chain};
+use crate::classroom::media;
 use crate::classroom::search::{Doc, DocKey, SearchIndex};
 use crate::classroom::{Classroom, catalog, course, lesson, not_found, read, url_path};
 
@@ -38,11 +40,15 @@ impl Classroom {
                 return Ok(None);
             };
             let index = match cached {
-                Some((sequence, index)) if sequence == catalog.sequence => index,
-                _ => Arc::new(build_index(&store, &catalog)?),
+                Some(cached) if cached.fresh(catalog.sequence) => cached,
+                _ => Arc::new(Indexed {
+                    sequence: catalog.sequence,
+                    built: Instant::now(),
+                    index: build_index(&store, &catalog)?,
+                }),
             };
             let mut hits = Vec::new();
-            for hit in index.search(&query, limit) {
+            for hit in index.index.search(&query, limit) {
                 let Some(course) = course(&store, &catalog, &hit.key.course)? else {
                     continue;
                 };
@@ -62,19 +68,69 @@ impl Classroom {
                     course_title: course.title,
                 });
             }
-            Ok(Some((catalog.sequence, index, hits)))
+            Ok(Some((index, hits)))
         })
         .await?;
-        let Some((sequence, index, hits)) = found else {
+        let Some((index, hits)) = found else {
             return Ok(Vec::new());
         };
-        *crate::lock(&self.search) = Some((sequence, index));
+        *crate::lock(&self.search) = Some(index);
         Ok(hits)
     }
 }
 
+/// The search index of one catalog, as the classroom keeps it.
+pub(crate) struct Indexed {
+    sequence: u64,
+    built: Instant,
+    index: Built,
+}
+
+/// An index, and whether every subtitle file was held when it was built.
+struct Built {
+    index: SearchIndex,
+    complete: bool,
+}
+
+impl Built {
+    fn search(&self, query: &str, limit: usize) -> Vec<crate::classroom::search::Hit> {
+        self.index.search(query, limit)
+    }
+}
+
+/// How long an index built before every subtitle file arrived is kept
+/// before it is built again with what has arrived since.
+const REINDEX_INCOMPLETE: Duration = Duration::from_secs(60);
+
+impl Indexed {
+    /// Whether it may answer for catalog `sequence`.
+    fn fresh(&self, sequence: u64) -> bool {
+        self.sequence == sequence
+            && (self.index.complete || self.built.elapsed() < REINDEX_INCOMPLETE)
+    }
+}
+
+/// The words of a held subtitle file (at most [`media::MAX_CUE_TEXT`] of
+/// it read); `None` when it is not held.
+fn subtitle_text(store: &Store, blob: &Hash) -> Result<Option<String>, ReadError> {
+    use std::io::Read as _;
+    let opened = store.open_blob(blob).map_err(ReadError::open_blob(*blob))?;
+    let catalog::store::OpenedBlob::Verified { file, .. } = opened else {
+        return Ok(None);
+    };
+    let mut bytes = Vec::new();
+    file.take(media::MAX_CUE_TEXT as u64)
+        .read_to_end(&mut bytes)
+        .map_err(|source| ReadError::ReadBlob {
+            blob: *blob,
+            source,
+        })?;
+    Ok(Some(media::cue_text(&String::from_utf8_lossy(&bytes))))
+}
+
 /// Every course and lesson of the catalog, as search documents.
-fn build_index(store: &Store, catalog: &Catalog) -> Result<SearchIndex, ReadError> {
+fn build_index(store: &Store, catalog: &Catalog) -> Result<Built, ReadError> {
+    let mut complete = true;
     let texts = |text: &LocalizedText| text.iter().map(|(_, t)| t.to_owned()).collect::<Vec<_>>();
     let mut docs = Vec::new();
     for id in catalog.courses.keys() {
@@ -83,7 +139,15 @@ fn build_index(store: &Store, catalog: &Catalog) -> Result<SearchIndex, ReadErro
         };
         for lesson_ref in &course.lessons {
             if let Some(lesson) = lesson(store, &course, &lesson_ref.id)? {
+                let mut spoken = Vec::new();
+                for file in lesson.files.iter().filter(|f| media::is_subtitles(&f.path)) {
+                    match subtitle_text(store, &file.blob)? {
+                        Some(text) => spoken.push(text),
+                        None => complete = false,
+                    }
+                }
                 docs.push(Doc {
+                    spoken,
                     key: DocKey {
                         course: course.id.clone(),
                         lesson: Some(lesson.id.clone()),
@@ -104,9 +168,13 @@ fn build_index(store: &Store, catalog: &Catalog) -> Result<SearchIndex, ReadErro
             titles: texts(&course.title),
             summaries: texts(&course.description),
             tags,
+            spoken: Vec::new(),
         });
     }
-    Ok(SearchIndex::build(docs))
+    Ok(Built {
+        index: SearchIndex::build(docs),
+        complete,
+    })
 }
 
 #[derive(Debug, Serialize)]

@@ -27,6 +27,7 @@ use futures_util::Stream;
 
 use crate::classroom;
 use crate::classroom::error::ReadError;
+use crate::classroom::{lesson_html, media};
 use crate::lock;
 
 /// How stale the remembered places may get after a sync changes the catalog.
@@ -76,6 +77,22 @@ pub struct Placed {
     pub blob: Hash,
     pub manifest: Hash,
     pub media: String,
+    /// For an HTML file of a lesson with subtitle files: its path and the
+    /// subtitle files' paths, so its videos get their tracks (issue 17).
+    pub subtitles: Option<Arc<PageSubtitles>>,
+}
+
+/// A lesson page's path and its lesson's subtitle files.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PageSubtitles {
+    pub page: String,
+    pub files: Vec<String>,
+}
+
+impl PageSubtitles {
+    fn len(&self) -> usize {
+        self.page.len() + self.files.iter().map(String::len).sum::<usize>()
+    }
 }
 
 /// A map capped at `max_entries` entries and `max_bytes` bytes (each entry
@@ -242,13 +259,27 @@ impl Places {
         let found = match classroom::course(store, &catalog, &key.course)? {
             None => None,
             Some(course) => match &key.lesson {
-                Some(lesson_id) => classroom::lesson(store, &course, lesson_id)?
-                    .and_then(|lesson| lesson.files.into_iter().find(|f| f.path == key.path)),
-                None => course.files.into_iter().find(|f| f.path == key.path),
+                Some(lesson_id) => {
+                    classroom::lesson(store, &course, lesson_id)?.and_then(|lesson| {
+                        let subtitles: Vec<String> = lesson
+                            .files
+                            .iter()
+                            .filter(|f| media::is_subtitles(&f.path))
+                            .map(|f| f.path.clone())
+                            .collect();
+                        let file = lesson.files.into_iter().find(|f| f.path == key.path)?;
+                        Some((file, subtitles))
+                    })
+                }
+                None => course
+                    .files
+                    .into_iter()
+                    .find(|f| f.path == key.path)
+                    .map(|file| (file, Vec::new())),
             },
         };
         let placed = match found {
-            Some(file) => {
+            Some((file, subtitles)) => {
                 let media = match self.media(&file.blob) {
                     Some(media) => media,
                     None => {
@@ -259,10 +290,18 @@ impl Places {
                     }
                 };
                 self.set_media(file.blob, &media);
+                let subtitles =
+                    (!subtitles.is_empty() && lesson_html::wants_fonts(&media)).then(|| {
+                        Arc::new(PageSubtitles {
+                            page: file.path.clone(),
+                            files: subtitles,
+                        })
+                    });
                 Some(Placed {
                     blob: file.blob,
                     manifest: file.manifest,
                     media,
+                    subtitles,
                 })
             }
             None => None,
@@ -283,7 +322,8 @@ impl Places {
         inner.checked = Some(Instant::now());
         match placed {
             Some(found) => {
-                let cost = place_cost(key, found.media.len() + 2 * 32);
+                let subtitles = found.subtitles.as_ref().map_or(0, |s| s.len());
+                let cost = place_cost(key, found.media.len() + 2 * 32 + subtitles);
                 inner.found.insert(key.clone(), found, cost);
             }
             None => {
@@ -425,6 +465,7 @@ mod tests {
             blob: Hash::of(&[n]),
             manifest: Hash::of(&[n, n]),
             media: "video/mp4".into(),
+            subtitles: None,
         }
     }
 

@@ -34,7 +34,9 @@ use tracing::warn;
 
 use crate::classroom::answer::{content_type_of, etag_matches, header_value, requested_ranges};
 use crate::classroom::error::ReadError;
-use crate::classroom::files::Placed;
+use crate::classroom::files::{PageSubtitles, Placed};
+use crate::classroom::i18n::Lang;
+use crate::classroom::media::{self, HtmlTrack};
 use crate::classroom::range::Ranges;
 use crate::classroom::{self, Classroom, serve};
 
@@ -69,9 +71,65 @@ pub fn wants_fonts(media: &str) -> bool {
         || essence.eq_ignore_ascii_case("application/xhtml+xml")
 }
 
-/// The ETag of a blob served with the fonts.
-pub fn etag(blob: &catalog::Hash) -> String {
-    format!("\"{blob}-fonts{VERSION}\"")
+/// The ETag of a blob served with the fonts, and with the subtitle tracks
+/// of its lesson (which a new lesson version can change while the page's
+/// bytes stay the same).
+pub fn etag(blob: &catalog::Hash, subtitles: Option<&PageSubtitles>) -> String {
+    match subtitles {
+        None => format!("\"{blob}-fonts{VERSION}\""),
+        Some(subtitles) => {
+            let mut hasher = blake3::Hasher::new();
+            for file in &subtitles.files {
+                hasher.update(file.as_bytes()).update(b"\n");
+            }
+            let tracks = hasher.finalize().to_hex();
+            format!("\"{blob}-fonts{VERSION}-{}\"", &tracks[..16])
+        }
+    }
+}
+
+/// The page with a `<track>` for each subtitle file beside each of its
+/// videos (see [`media::add_tracks`]), the Chinese one first and shown by
+/// default; as it is when there are none. (The page is the same for every
+/// reader; the classroom's own player picks the reader's language.)
+pub fn with_tracks(html: Vec<u8>, subtitles: &PageSubtitles) -> Vec<u8> {
+    let page = subtitles.page.as_str();
+    let files = || subtitles.files.iter().map(String::as_str);
+    let added = media::add_tracks(&html, |src| {
+        let Some(video) = media::resolve(page, src) else {
+            return Vec::new();
+        };
+        let mut tracks = media::tracks(&video, files());
+        // The first is the default: Chinese, which every school reads, when
+        // there is a Chinese track.
+        tracks.sort_by_key(|track| track.lang.as_deref() != Some(catalog::i18n::CHINESE));
+        tracks
+            .into_iter()
+            .map(|track| HtmlTrack {
+                src: media::relative_to(page, &track.path),
+                label: track_label(&track),
+                srclang: track.lang,
+            })
+            .collect()
+    });
+    added.unwrap_or(html)
+}
+
+/// A track's label: its language's name in itself, else its code, else its
+/// file name.
+pub fn track_label(track: &media::Track) -> String {
+    match &track.lang {
+        Some(code) => match Lang::from_code(code) {
+            Some(lang) if lang.code().eq_ignore_ascii_case(code) => lang.name().into_owned(),
+            _ => code.clone(),
+        },
+        None => track
+            .path
+            .rsplit('/')
+            .next()
+            .unwrap_or(&track.path)
+            .to_owned(),
+    }
 }
 
 /// `raw` with [`FONT_STYLE`] after its `<head…>` tag; without one, after
@@ -128,7 +186,8 @@ pub(crate) async fn serve(
     if !wants_fonts(&placed.media) {
         return None;
     }
-    let etag = etag(&placed.blob);
+    let subtitles = placed.subtitles.as_deref();
+    let etag = etag(&placed.blob, subtitles);
     if etag_matches(headers.get(header::IF_NONE_MATCH), &etag) {
         return Some(not_modified(&etag));
     }
@@ -162,7 +221,11 @@ pub(crate) async fn serve(
             Err(why) => return Some(serve::unavailable(headers, uri, &why)),
         },
     };
-    let served = Bytes::from(with_fonts(&raw));
+    let mut page = with_fonts(&raw);
+    if let Some(subtitles) = subtitles {
+        page = with_tracks(page, subtitles);
+    }
+    let served = Bytes::from(page);
     let response = answer(served, &etag, &placed.media, method, headers);
     Some(response)
 }
@@ -320,8 +383,28 @@ mod tests {
         assert!(!wants_fonts("text/css"));
         assert!(!wants_fonts("video/mp4"));
         let blob = catalog::Hash::of(b"page");
-        assert_ne!(etag(&blob), format!("\"{blob}\""));
-        assert!(etag(&blob).starts_with(&format!("\"{blob}")));
+        assert_ne!(etag(&blob, None), format!("\"{blob}\""));
+        assert!(etag(&blob, None).starts_with(&format!("\"{blob}")));
+    }
+
+    #[test]
+    fn issue_17_the_etag_changes_with_the_lessons_subtitles() {
+        let blob = catalog::Hash::of(b"page");
+        let with = |files: &[&str]| PageSubtitles {
+            page: "index.html".into(),
+            files: files.iter().map(|f| (*f).to_owned()).collect(),
+        };
+        let one = etag(&blob, Some(&with(&["clip.zh.vtt"])));
+        let two = etag(&blob, Some(&with(&["clip.zh.vtt", "clip.en.vtt"])));
+        assert!(one != two && one != etag(&blob, None), "{one} {two}");
+        let page = with_tracks(
+            b"<video src=\"clip.mp4\"></video>".to_vec(),
+            &with(&["clip.zh.vtt", "clip.xx-bad-.vtt"]),
+        );
+        assert_eq!(
+            String::from_utf8(page).expect("utf-8"),
+            r#"<video src="clip.mp4"><track kind="subtitles" src="clip.zh.vtt" srclang="zh" label="中文" default></video>"#
+        );
     }
 
     #[test]

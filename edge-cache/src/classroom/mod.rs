@@ -49,6 +49,7 @@ pub mod files;
 pub mod front;
 pub mod i18n;
 pub mod lesson_html;
+pub mod media;
 pub mod range;
 pub mod routes;
 pub mod search;
@@ -69,7 +70,6 @@ use catalog::{Catalog, Course, Lesson, Object, Store};
 use crate::classroom::error::ReadError;
 use crate::classroom::files::{Buffers, Places};
 use crate::classroom::routes::{Kind, Route};
-use crate::classroom::search::SearchIndex;
 use crate::config::EdgeConfig;
 use crate::metrics::{Metrics, RequestLabels};
 use crate::status::{EdgeStatus, Live};
@@ -92,7 +92,7 @@ pub struct Classroom {
     /// Spare buffers for reading files.
     pub(crate) buffers: Arc<Buffers>,
     /// The search index and the catalog sequence it was built for.
-    search: Mutex<Option<(u64, Arc<SearchIndex>)>>,
+    search: Mutex<Option<Arc<api::Indexed>>>,
 }
 
 impl Classroom {

@@ -28,8 +28,8 @@
 //!
 //! # Ranking
 //! Each matched query term adds `field weight × ln(1 + N / df) × kind`, where the
-//! field weight sums title 3, tags 2 and summaries 1 over the fields holding the
-//! term, and kind is 2 for words and phrases, 1.4 for a prefix and 1 for a unit.
+//! field weight sums title 3, tags 2, summaries 1 and subtitles 0.5 over the
+//! fields holding the term, and kind is 2 for words and phrases, 1.4 for a prefix and 1 for a unit.
 //! A title containing the whole folded query multiplies the score by 1.5. Equal
 //! scores are ordered by [`DocKey`].
 
@@ -54,6 +54,8 @@ pub struct Doc {
     pub titles: Vec<String>,
     pub summaries: Vec<String>,
     pub tags: Vec<String>,
+    /// What the lesson's videos say: their subtitles' text (issue 17).
+    pub spoken: Vec<String>,
 }
 
 /// A matching document and how well it matched (higher is better).
@@ -83,13 +85,14 @@ struct Entry {
 #[derive(Debug, Clone, Copy)]
 struct Posting {
     doc: usize,
-    /// Bits of [`TITLE`], [`TAGS`], [`SUMMARY`].
+    /// Bits of [`TITLE`], [`TAGS`], [`SUMMARY`], [`SPOKEN`].
     fields: u8,
 }
 
 const TITLE: u8 = 1;
 const TAGS: u8 = 2;
 const SUMMARY: u8 = 4;
+const SPOKEN: u8 = 8;
 
 const WORD: f32 = 2.0;
 const PREFIX: f32 = 1.4;
@@ -111,6 +114,9 @@ fn field_weight(fields: u8) -> f32 {
     if fields & SUMMARY != 0 {
         weight += 1.0;
     }
+    if fields & SPOKEN != 0 {
+        weight += 0.5;
+    }
     weight
 }
 
@@ -129,6 +135,7 @@ impl SearchIndex {
                 (&doc.titles, TITLE),
                 (&doc.tags, TAGS),
                 (&doc.summaries, SUMMARY),
+                (&doc.spoken, SPOKEN),
             ] {
                 let mut terms = Terms::default();
                 for text in texts {
@@ -341,6 +348,7 @@ mod tests {
             titles: vec![title.to_owned()],
             summaries: vec![summary.to_owned()],
             tags: Vec::new(),
+            spoken: Vec::new(),
         }
     }
 
@@ -473,6 +481,7 @@ mod tests {
             },
             titles: vec!["二十以内的加法".to_owned(), "Addition".to_owned()],
             summaries: vec!["ཉི་ཤུའི་ནང་གི་སྡོམ་རྩིས།".to_owned()],
+            spoken: Vec::new(),
             tags: vec!["ꌕꇖ".to_owned()],
         }]);
         for query in ["加法", "addition", "སྡོམ་རྩིས", "ꌕꇖ", "加法 addition"]

@@ -13,6 +13,8 @@ use catalog::{format, tr};
 use maud::html;
 
 use crate::classroom::error::ReadError;
+use crate::classroom::lesson_html::track_label;
+use crate::classroom::media;
 use crate::classroom::ui::pages::has_blob;
 use crate::classroom::ui::{
     Reader, error_page, held_badge, not_found_page, page_with_status, pick, titled,
@@ -96,12 +98,9 @@ pub(crate) async fn lesson_page(
             Err(err) => unavailable = Some(err),
         }
     }
-    let file_url = |file: &FileEntry| {
-        url_path(&format!(
-            "/courses/{}/{}/{}",
-            course.id, lesson.id, file.path
-        ))
-    };
+    let path_url = |path: &str| url_path(&format!("/courses/{}/{}/{path}", course.id, lesson.id));
+    let file_url = |file: &FileEntry| path_url(&file.path);
+    let paths = || files.iter().map(|(file, _, _)| file.path.as_str());
     let shown_by_entry = |file: &FileEntry| {
         file.path != lesson.entry
             && entry_text
@@ -130,8 +129,17 @@ pub(crate) async fn lesson_page(
             @if !shown_by_entry(file) {
                 @match file_kind(&manifest.media_type) {
                     "video" => {
+                        @let tracks = media::tracks(&file.path, paths());
+                        @let chosen = tracks.iter().position(|t| t.lang.as_deref() == Some(lang.code())).unwrap_or(0);
                         figure {
-                            video controls preload="metadata" src=(file_url(file)) data-path=(file.path) {}
+                            video controls preload="metadata" src=(file_url(file)) data-path=(file.path)
+                                poster=[media::poster(&file.path, paths()).map(path_url)] {
+                                @for (n, track) in tracks.iter().enumerate() {
+                                    track kind="subtitles" src=(path_url(&track.path)) srclang=[track.lang.as_deref()]
+                                        label=(track_label(track)) default[n == chosen];
+                                }
+                                a href=(file_url(file)) { (tr!(lang, "download")) }
+                            }
                             figcaption.meta { (file.path) }
                         }
                     },

@@ -97,6 +97,7 @@ pub(crate) fn page_with_status(
                 link rel="stylesheet" href="/static/style.css";
             }
             body {
+                a.skip href="#main" { (tr!(lang, "skip-to-content")) }
                 header {
                     a.site href="/" { (tr!(lang, "site")) }
                     nav {
@@ -117,7 +118,7 @@ pub(crate) fn page_with_status(
                         }
                     }
                 }
-                main { (body) }
+                main #main tabindex="-1" { (body) }
             }
         }
     };

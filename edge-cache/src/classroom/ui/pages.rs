@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::classroom::error::ReadError;
 use crate::classroom::i18n::Lang;
+use crate::classroom::media;
 use crate::classroom::ui::{
     Reader, SLOT, course_meta, error_page, held_badge, hit_url, not_found_page, page, pick,
     sentence, titled,
@@ -140,6 +141,9 @@ pub(crate) async fn home(
         ul.cards #courses {
             @for shelf in &shown {
                 li.card data-course=(shelf.course.id) {
+                    @if let Some(cover) = media::cover(shelf.course.files.iter().map(|f| f.path.as_str())) {
+                        img.cover src=(url_path(&format!("/assets/{}/{cover}", shelf.course.id))) alt="" loading="lazy";
+                    }
                     h2 { a href=(url_path(&format!("/course/{}", shelf.course.id))) {
                         (titled(&shelf.course.title, lang, &shelf.course.id))
                     } }
@@ -210,6 +214,9 @@ pub(crate) async fn course_page(
         ol.cards #lessons {
             @for (lesson, held) in &shelf.lessons {
                 li.card data-lesson=(lesson.id) {
+                    @if let Some(picture) = media::lesson_picture(lesson.files.iter().map(|f| f.path.as_str())) {
+                        img.cover src=(url_path(&format!("/courses/{}/{}/{picture}", course.id, lesson.id))) alt="" loading="lazy";
+                    }
                     h3 { a href=(url_path(&format!("/course/{}/{}", course.id, lesson.id))) {
                         (titled(&lesson.title, lang, &lesson.id))
                     } }
