@@ -37,6 +37,10 @@ pub enum Need {
     NetNs,
     /// nginx, as the caching proxy in front of origins (issue 16).
     Nginx,
+    /// axe-core's `axe.min.js`, the accessibility checker run inside
+    /// Chromium (issue 17): `$SHANLU_AXE_JS`, or `target/axe/` as `.ci/run`
+    /// installs it.
+    Axe,
 }
 
 impl Need {
@@ -71,6 +75,10 @@ impl Need {
             Need::Nginx => nginx()
                 .is_none()
                 .then(|| "no nginx on PATH nor in /usr/sbin".into()),
+            Need::Axe => axe_js().is_none().then(|| {
+                "no axe-core (neither $SHANLU_AXE_JS nor target/axe/node_modules/axe-core/axe.min.js)"
+                    .into()
+            }),
         }
     }
 
@@ -83,6 +91,7 @@ impl Need {
                 "apt-get install iproute2, and run the tests as root (sudo -E cargo test)"
             }
             Need::Nginx => "apt-get install nginx",
+            Need::Axe => "npm install --prefix target/axe axe-core@4.11.0",
         }
     }
 }
@@ -120,6 +129,18 @@ pub fn chromium() -> Option<PathBuf> {
     ]
     .into_iter()
     .find_map(find_on_path)
+}
+
+/// axe-core's script: `$SHANLU_AXE_JS`, else `axe/node_modules/axe-core/axe.min.js`
+/// in the `target` folder the running test was built in.
+pub fn axe_js() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("SHANLU_AXE_JS") {
+        return Some(PathBuf::from(path)).filter(|p| p.is_file());
+    }
+    let exe = std::env::current_exe().ok()?;
+    exe.ancestors()
+        .map(|dir| dir.join("axe/node_modules/axe-core/axe.min.js"))
+        .find(|candidate| candidate.is_file())
 }
 
 /// The nginx binary: on `PATH`, or where Debian puts it.

@@ -35,7 +35,7 @@ const PHONE_PAGES: [&str; 6] = [
 ];
 
 /// `shanlu demo` on its own data folder; killed if the test fails before [`Demo::stop`].
-struct Demo {
+pub(crate) struct Demo {
     child: Child,
     addr: SocketAddr,
     errors: Option<JoinHandle<String>>,
@@ -43,7 +43,7 @@ struct Demo {
 }
 
 impl Demo {
-    fn start() -> Demo {
+    pub(crate) fn start() -> Demo {
         let data = tempfile::tempdir().expect("tempdir for the demo");
         let (child, addr, printed, errors) = start_demo(&data.path().join("demo"));
         assert!(printed.contains("edge synced over QUIC"), "{printed}");
@@ -55,12 +55,12 @@ impl Demo {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
     /// Ctrl-C: the demo must exit successfully and without warnings.
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let exit = interrupt(&mut self.child);
         assert!(exit.success(), "the demo did not stop cleanly: {exit}");
         let stderr = self
@@ -399,7 +399,7 @@ fn course_ids(browser: &Browser) -> Vec<String> {
 }
 
 /// Clicks the switcher's link to `code` and waits for the page in that language.
-fn switch_language(browser: &Browser, code: &str) {
+pub(crate) fn switch_language(browser: &Browser, code: &str) {
     let before = browser.url();
     browser.find(&format!(".langs a[hreflang={code}]")).click();
     let switched = wait_until(PAGE_TIMEOUT, || {

@@ -1,5 +1,6 @@
 //! End-to-end tests of the `shanlu` binary, one module per topic.
 
+mod accessibility;
 mod bad_input;
 mod browser;
 mod bucket;

@@ -416,3 +416,37 @@ fn issue_17_subtitles_posters_and_covers() {
         "{course}"
     );
 }
+
+#[test]
+fn issue_17_pages_need_no_scripts_and_a_lesson_is_small_before_its_media() {
+    let (_origin, _served, _edge, web) = school();
+    for lang in ["zh", "ii", "bo", "en"] {
+        for path in [
+            "/",
+            "/course/math3",
+            "/course/math3/01-add",
+            "/course/math3/02-film",
+            "/search?q=%E5%8A%A0%E6%B3%95",
+            "/status",
+        ] {
+            let (status, page) = web.page(path, lang);
+            assert_eq!(status, 200, "{lang} {path}");
+            // Everything works with JavaScript off: there is none.
+            assert!(
+                !page.to_ascii_lowercase().contains("<script"),
+                "{lang} {path}"
+            );
+            assert!(
+                page.contains(r##"<a class="skip" href="#main">"##),
+                "{lang} {path}"
+            );
+        }
+    }
+    // The lesson page, its style sheet and the lesson's own HTML: under
+    // 100 KB before the video, pictures and fonts.
+    let (_, page) = web.page("/course/math3/01-add", "bo");
+    let (_, css) = web.page("/static/style.css", "bo");
+    let (_, _, frame) = web.get("/courses/math3/01-add/index.html", "");
+    let total = page.len() + css.len() + frame.len();
+    assert!(total < 100_000, "{total} bytes before media");
+}
