@@ -113,3 +113,30 @@ reports-forwarded = ({ $count } forwarded from edges below)
 reports-set-aside = { $count } set aside after the upstream refused them (see reports/set-aside/)
 reports-made = last made { $at }
 reports-sent = last sent { $at }
+
+## The teachers' page (/teach): teachers upload their own lessons.
+
+this-school = This school
+# The header link to the teachers' page.
+teach-nav = Teachers
+teach-title = Teachers: your own lessons
+teach-name = Your name
+teach-password = The school's teacher password
+teach-login = Log in
+teach-login-help = The school's IT teacher sets the password with `shanlu edge teachers set-password`.
+teach-refused = Wrong name or password.
+teach-locked = Too many wrong passwords from this device; wait a minute and try again.
+# $name: the teacher's name as she gave it.
+teach-signed-in = Logged in as { $name }.
+teach-logout = Log out
+teach-new-lesson = A new lesson
+teach-lesson-title = Title
+teach-files = Files
+# $max: a size such as "2.0 GiB".
+teach-files-help = Video (.mp4, .webm), audio (.mp3, .m4a, .ogg, .wav), PDF, pictures and subtitles (.vtt), each at most { $max }. A broken upload goes on where it stopped.
+teach-upload = Upload
+teach-unfinished = Unfinished uploads
+teach-my-lessons = Your lessons
+teach-none-yet = You have not uploaded a lesson yet.
+teach-rename = Rename
+teach-remove = Remove

@@ -93,3 +93,27 @@ reports-forwarded = （{ $count } 份代下级转发）
 reports-set-aside = { $count } 份屡被上级拒收，已搁置（见 reports/set-aside/）
 reports-made = 最近生成 { $at }
 reports-sent = 最近发送 { $at }
+
+## 教师页（/teach）：老师上传自己的课。
+
+this-school = 本校
+teach-nav = 教师
+teach-title = 教师：本校自制课程
+teach-name = 您的姓名
+teach-password = 学校的教师密码
+teach-login = 登录
+teach-login-help = 密码由学校的信息技术老师用 `shanlu edge teachers set-password` 设置。
+teach-refused = 姓名或密码不对。
+teach-locked = 这台设备输错密码次数太多，请等一分钟再试。
+teach-signed-in = 当前登录：{ $name }。
+teach-logout = 退出
+teach-new-lesson = 新建一节课
+teach-lesson-title = 标题
+teach-files = 文件
+teach-files-help = 视频（.mp4、.webm）、音频（.mp3、.m4a、.ogg、.wav）、PDF、图片和字幕（.vtt），每个文件最大 { $max }。上传中断后会从断点继续。
+teach-upload = 上传
+teach-unfinished = 未完成的上传
+teach-my-lessons = 我上传的课
+teach-none-yet = 您还没有上传课程。
+teach-rename = 改名
+teach-remove = 删除

@@ -68,6 +68,7 @@ pub mod run;
 pub mod scrub;
 pub mod status;
 pub mod sync;
+pub mod teachers;
 
 pub use catalog::Store;
 

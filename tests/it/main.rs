@@ -40,4 +40,5 @@ mod schedule;
 mod scrub;
 mod sync;
 mod sync_refusals;
+mod teachers;
 mod webdriver_selftest;

@@ -342,6 +342,43 @@ pub enum EdgeCommand {
     /// Issue 14: add a LAN peer (another edge running `edge run --serve-edges`) to edge.toml;
     /// its chunks are taken before the upstream's, each one verified.
     AddPeer(EdgeAddPeerArgs),
+    /// Issue 17: the teachers' side of the classroom (/teach): their password and upload limit.
+    Teachers {
+        #[command(subcommand)]
+        command: TeachersCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TeachersCommand {
+    /// Set the school's teacher password (kept only as an Argon2id hash in teachers.toml);
+    /// read from --password-file, else from standard input. A running edge uses it at once.
+    SetPassword(TeachersSetPasswordArgs),
+    /// Set the largest file a teacher may upload (default 2048 MiB); `edge run` reads it when
+    /// it starts.
+    SetMaxUpload(TeachersSetMaxUploadArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TeachersSetPasswordArgs {
+    /// The edge's data folder.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+
+    /// A file whose first line is the password (else it is read from standard input).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TeachersSetMaxUploadArgs {
+    /// The edge's data folder.
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+
+    /// The largest upload, in MiB.
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub mib: u64,
 }
 
 #[derive(Debug, Args)]

@@ -23,7 +23,7 @@ pub mod signals;
 
 use std::process::ExitCode;
 
-use cli::{BundleCommand, Cli, Command, EdgeCommand, I18nCommand, OriginCommand};
+use cli::{BundleCommand, Cli, Command, EdgeCommand, I18nCommand, OriginCommand, TeachersCommand};
 
 /// Runs one invocation; the exit code says how it went.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -51,6 +51,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             EdgeCommand::Import(args) => commands::bundle::import(&args),
             EdgeCommand::AddEdge(args) => commands::edge::add_edge(&args),
             EdgeCommand::AddPeer(args) => commands::edge::add_peer(&args),
+            EdgeCommand::Teachers { command } => match command {
+                TeachersCommand::SetPassword(args) => commands::edge::set_teacher_password(&args),
+                TeachersCommand::SetMaxUpload(args) => commands::edge::set_max_upload(&args),
+            },
         },
         Command::Demo(args) => commands::demo::run(&args),
         Command::Publish(args) => commands::publish::run(&args),

@@ -39,10 +39,15 @@ impl Classroom {
             let Some(catalog) = catalog(&store)? else {
                 return Ok(None);
             };
+            // The school's own course changes without a new catalog.
+            let local = crate::teachers::shelf::local_catalog(&store)
+                .map_err(|err| ReadError::Catalog(Box::new(err)))?
+                .map(|(hash, _)| hash);
             let index = match cached {
-                Some(cached) if cached.fresh(catalog.sequence) => cached,
+                Some(cached) if cached.fresh(catalog.sequence, local) => cached,
                 _ => Arc::new(Indexed {
                     sequence: catalog.sequence,
+                    local,
                     built: Instant::now(),
                     index: build_index(&store, &catalog)?,
                 }),
@@ -82,6 +87,8 @@ impl Classroom {
 /// The search index of one catalog, as the classroom keeps it.
 pub(crate) struct Indexed {
     sequence: u64,
+    /// The school's own catalog it was built with.
+    local: Option<Hash>,
     built: Instant,
     index: Built,
 }
@@ -104,8 +111,9 @@ const REINDEX_INCOMPLETE: Duration = Duration::from_secs(60);
 
 impl Indexed {
     /// Whether it may answer for catalog `sequence`.
-    fn fresh(&self, sequence: u64) -> bool {
+    fn fresh(&self, sequence: u64, local: Option<Hash>) -> bool {
         self.sequence == sequence
+            && self.local == local
             && (self.index.complete || self.built.elapsed() < REINDEX_INCOMPLETE)
     }
 }

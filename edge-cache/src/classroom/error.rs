@@ -53,6 +53,8 @@ pub enum ReadError {
     },
     #[error("reading the edge's status")]
     Status(#[source] Box<crate::sync::SyncError>),
+    #[error("reading the school's own lessons")]
+    Shelf(#[source] Box<crate::teachers::shelf::ShelfError>),
     #[error("a blocking read of the store stopped before it finished")]
     Stopped,
 }

@@ -60,11 +60,12 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, get, head, post};
 use catalog::{Catalog, Course, Lesson, Object, Store};
 
 use crate::classroom::error::ReadError;
@@ -75,6 +76,7 @@ use crate::metrics::{Metrics, RequestLabels};
 use crate::status::{EdgeStatus, Live};
 use crate::sync::SyncError;
 use crate::sync::readthrough::ReadThrough;
+use crate::teachers::pages as teach;
 
 pub use crate::classroom::routes::url_path;
 
@@ -93,6 +95,8 @@ pub struct Classroom {
     pub(crate) buffers: Arc<Buffers>,
     /// The search index and the catalog sequence it was built for.
     search: Mutex<Option<Arc<api::Indexed>>>,
+    /// Teachers' logins and uploads (issue 17).
+    pub teachers: Arc<crate::teachers::Teachers>,
 }
 
 impl Classroom {
@@ -121,6 +125,10 @@ impl Classroom {
             places: Places::default(),
             buffers: Arc::default(),
             search: Mutex::new(None),
+            teachers: Arc::new(
+                crate::teachers::Teachers::open(dir, 64 << 20)
+                    .map_err(|err| SyncError::Teachers(Box::new(err)))?,
+            ),
         })
     }
 
@@ -185,6 +193,16 @@ fn handler(route: &Route) -> MethodRouter<Arc<Classroom>> {
         Kind::Language => get(ui::lang::set_language),
         Kind::Style => get(ui::lang::style),
         Kind::Font => get(ui::lang::font),
+        Kind::Teach => get(teach::home),
+        Kind::TeachLogin => post(teach::login),
+        Kind::TeachLogout => post(teach::logout),
+        Kind::TeachUploads => post(teach::create_upload),
+        Kind::TeachUpload => head(teach::upload_offset)
+            .patch(teach::append_upload)
+            .delete(teach::delete_upload),
+        // A form's files stream to disk; the limit is the upload limit's.
+        Kind::TeachLessons => post(teach::create_lesson).layer(DefaultBodyLimit::disable()),
+        Kind::TeachLesson => post(teach::change_lesson),
     }
 }
 
@@ -231,7 +249,8 @@ pub(crate) fn not_found(what: &str) -> Response {
     (StatusCode::NOT_FOUND, format!("{what} is not here\n")).into_response()
 }
 
-/// The catalog in force (verified when it was synced); `None` before the first sync.
+/// The catalog in force (verified when it was synced) with the school's own
+/// course added ([`crate::teachers::shelf`]); `None` before the first sync.
 pub(crate) fn catalog(store: &Store) -> Result<Option<Catalog>, ReadError> {
     let Some(signed) = store
         .signed_catalog()
@@ -239,10 +258,20 @@ pub(crate) fn catalog(store: &Store) -> Result<Option<Catalog>, ReadError> {
     else {
         return Ok(None);
     };
-    Object::decode(&signed.catalog)
+    let catalog = Object::decode(&signed.catalog)
         .and_then(Object::into_catalog)
+        .map_err(ReadError::BadCatalog)?;
+    crate::teachers::shelf::merge(store, catalog)
         .map(Some)
-        .map_err(ReadError::BadCatalog)
+        .map_err(|err| ReadError::Catalog(Box::new(err)))
+}
+
+/// The chunking profile of the catalog in force, for files stored at the
+/// edge itself (so they share chunks with what the origin sent).
+pub(crate) fn catalog_profile(store: &Store) -> Option<catalog::ChunkingProfile> {
+    let signed = store.signed_catalog().ok()??;
+    let catalog = Object::decode(&signed.catalog).ok()?.into_catalog().ok()?;
+    Some(catalog.chunking)
 }
 
 /// An object the catalog in force names: it must be in the store.

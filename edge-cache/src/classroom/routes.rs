@@ -43,6 +43,18 @@ pub enum Kind {
     Language,
     Style,
     Font,
+    /// The teachers' page (issue 17).
+    Teach,
+    TeachLogin,
+    TeachLogout,
+    /// `POST`: a new resumable upload.
+    TeachUploads,
+    /// `HEAD|PATCH|DELETE` of one upload.
+    TeachUpload,
+    /// `POST`: a new lesson.
+    TeachLessons,
+    /// `POST`: rename or remove a lesson.
+    TeachLesson,
 }
 
 impl Kind {
@@ -83,6 +95,13 @@ pub const ROUTES: &[Route] = &[
     route("/lang/{code}", Kind::Language),
     route("/static/style.css", Kind::Style),
     route("/static/fonts/{name}", Kind::Font),
+    route("/teach", Kind::Teach),
+    route("/teach/login", Kind::TeachLogin),
+    route("/teach/logout", Kind::TeachLogout),
+    route("/teach/uploads", Kind::TeachUploads),
+    route("/teach/uploads/{id}", Kind::TeachUpload),
+    route("/teach/lessons", Kind::TeachLessons),
+    route("/teach/lessons/{id}", Kind::TeachLesson),
 ];
 
 /// A router with every route of [`ROUTES`], each served by what `each` gives it.

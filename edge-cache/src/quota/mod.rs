@@ -285,7 +285,25 @@ fn plan_and_evict(
         pinned,
         held,
         partials: partials.iter().map(|(b, _)| *b).collect(),
-        open: readers::open_blobs(),
+        // Blobs a reader has open and the school's own lessons' files
+        // (pinned: never evicted, issue 17).
+        open: {
+            let mut keep = readers::open_blobs();
+            keep.extend(crate::teachers::shelf::pinned_blobs(store).map_err(|err| {
+                QuotaError::Collect {
+                    path: store.root().to_owned(),
+                    cause: Box::new(match err {
+                        crate::teachers::shelf::ShelfError::Store(store_err) => store_err,
+                        other => StoreError::io(
+                            "reading the school's lessons in",
+                            store.root(),
+                            std::io::Error::other(other.to_string()),
+                        ),
+                    }),
+                }
+            })?);
+            keep
+        },
         delta_bases,
         used,
         max_store: limits.max_store.map(|l| l.bytes(fs_size)),
@@ -330,8 +348,13 @@ fn collect(
     catalog: &Catalog,
     evict: &HashSet<Hash>,
 ) -> Result<CollectReport, QuotaError> {
+    // The school's own lessons (issue 17) are kept as well.
+    let mut roots = vec![(Hash::of(b"edge catalog in force"), catalog.clone())];
+    if let Some(local) = crate::teachers::shelf::local_catalog(store)? {
+        roots.push(local);
+    }
     let walk = reachable(
-        &[(Hash::of(b"edge catalog in force"), catalog.clone())],
+        &roots,
         |hash: &Hash| store.object(hash),
         |hash| StoreError::MissingObject { hash },
     )?;

@@ -216,6 +216,8 @@ pub enum SyncError {
     Engine(#[from] engine::EngineStopped),
     #[error(transparent)]
     Quota(#[from] crate::quota::QuotaError),
+    #[error("opening the teachers' uploads")]
+    Teachers(#[source] Box<crate::teachers::uploads::UploadError>),
     #[error("refused {which}; nothing was stored")]
     BadCatalog {
         /// Which catalog: the one the origin offered, or the one held locally.

@@ -516,3 +516,48 @@ pub fn add_peer(args: &crate::cli::EdgeAddPeerArgs) -> anyhow::Result<ExitCode> 
     )?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// `shanlu edge teachers set-password` (issue 17).
+pub fn set_teacher_password(
+    args: &crate::cli::TeachersSetPasswordArgs,
+) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        edge_cache::config::config_path(&args.data).is_file(),
+        "{} is not an edge's data folder (no edge.toml); give the folder made by `shanlu edge init`",
+        args.data.display()
+    );
+    let text = match &args.password_file {
+        Some(file) => std::fs::read_to_string(file)
+            .with_context(|| format!("reading the password from {}", file.display()))?,
+        None => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the password from standard input")?;
+            line
+        }
+    };
+    let password = text.lines().next().unwrap_or("").trim_end_matches('\r');
+    edge_cache::teachers::password::set(&args.data, password)?;
+    outln!(
+        "teacher password set for the edge in {}: teachers log in at http://<edge>/teach",
+        args.data.display()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `shanlu edge teachers set-max-upload` (issue 17).
+pub fn set_max_upload(args: &crate::cli::TeachersSetMaxUploadArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        edge_cache::config::config_path(&args.data).is_file(),
+        "{} is not an edge's data folder (no edge.toml); give the folder made by `shanlu edge init`",
+        args.data.display()
+    );
+    edge_cache::teachers::password::set_max_upload(&args.data, args.mib)?;
+    outln!(
+        "teachers may upload files of up to {} MiB to the edge in {} (from the next `edge run`)",
+        args.mib,
+        args.data.display()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -59,15 +59,24 @@ struct Seen {
 struct OneRequest {
     router: TowerToHyperService<Router>,
     seen: Arc<Seen>,
+    peer: Option<std::net::IpAddr>,
 }
+
+/// The client's address, as a request extension for handlers that count
+/// per client (the teachers' login lockout).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::IpAddr);
 
 impl hyper::service::Service<Request<Incoming>> for OneRequest {
     type Response = Response<Body>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
-    fn call(&self, request: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         self.seen.requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(peer) = self.peer {
+            request.extensions_mut().insert(Peer(peer));
+        }
         if wants_close(&request) {
             self.seen.close.store(true, Ordering::Relaxed);
         }
@@ -103,6 +112,7 @@ pub(super) async fn serve_one(
     router: Router,
     shutdown: &CancellationToken,
 ) -> Handed {
+    let peer = stream.peer_addr().ok().map(|addr| addr.ip());
     let io = TokioIo::new(Rewind {
         read,
         stream,
@@ -113,6 +123,7 @@ pub(super) async fn serve_one(
     let service = OneRequest {
         router: TowerToHyperService::new(router),
         seen: seen.clone(),
+        peer,
     };
     let mut served = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())

@@ -59,6 +59,7 @@ use crate::metrics::RequestLabels;
 
 pub(crate) mod gate;
 mod handoff;
+pub use handoff::Peer;
 mod head;
 mod sendfile;
 

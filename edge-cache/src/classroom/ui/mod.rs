@@ -103,6 +103,7 @@ pub(crate) fn page_with_status(
                     nav {
                         a href="/" { (tr!(lang, "courses")) }
                         a href="/status" { (tr!(lang, "status")) }
+                        a href="/teach" { (tr!(lang, "teach-nav")) }
                     }
                     form action="/search" method="get" role="search" {
                         input type="search" name="q" placeholder=(tr!(lang, "search-placeholder")) aria-label=(tr!(lang, "search"));

@@ -152,6 +152,9 @@ pub(crate) async fn home(
                     }
                     (course_meta(lang, &shelf.course)) " "
                     (held_badge(lang, shelf.held()))
+                    @if shelf.course.id == crate::teachers::shelf::COURSE_ID {
+                        " " span.badge.school { (tr!(lang, "this-school")) }
+                    }
                 }
             }
         }
