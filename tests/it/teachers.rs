@@ -383,3 +383,79 @@ fn issue_17_uploads_without_the_token_too_large_or_of_the_wrong_kind_are_refused
         "{course}"
     );
 }
+
+#[test]
+fn issue_17_a_teacher_uploads_through_the_real_page_in_chromium() {
+    use shanlu_tests::webdriver::{Browser, wait_until};
+    if !shanlu_tests::require(shanlu_tests::Need::Chromium) {
+        return;
+    }
+    let (_origin, _served, edge, web) = school(64);
+    let files = edge.dir.path().join("from-the-phone");
+    std::fs::create_dir_all(&files).expect("folder");
+    // Three pieces of the page's 8 MiB uploads, and subtitles beside it.
+    let clip = files.join("elder-reading.mp4");
+    std::fs::write(&clip, video(20 << 20, 5)).expect("video");
+    let subtitles = files.join("elder-reading.zh.vtt");
+    std::fs::write(
+        &subtitles,
+        "WEBVTT\n\n00:00.000 --> 00:02.000\n阿普讲的故事\n",
+    )
+    .expect("vtt");
+
+    let browser = Browser::start();
+    let url = |path: &str| format!("http://{}{path}", web.addr);
+    browser.goto(&url("/teach"));
+    browser
+        .find("#teach-login input[name=name]")
+        .send_keys("王老师");
+    browser
+        .find("#teach-login input[name=password]")
+        .send_keys(PASSWORD);
+    browser.find("#teach-login button[type=submit]").click();
+    browser.wait_for("#upload-form", Duration::from_secs(10));
+
+    browser
+        .find("#upload-form input[name=title]")
+        .send_keys("阿普讲故事");
+    browser.find("#upload-files").send_keys(&format!(
+        "{}\n{}",
+        clip.to_str().expect("utf-8"),
+        subtitles.to_str().expect("utf-8")
+    ));
+    browser.find("#upload-form button[type=submit]").click();
+    let added = wait_until(Duration::from_secs(60), || {
+        browser.url().contains("/teach?added=")
+    });
+    assert!(
+        added,
+        "the page never finished: {} {}",
+        browser.url(),
+        browser.find("#upload-state").text()
+    );
+    let lesson = browser.url().rsplit('=').next().expect("id").to_owned();
+    // The page uploaded over tus, in pieces: three appends of the video's
+    // 8 MiB pieces and one of the subtitles, and no other request to them.
+    let (_, _, metrics) = web.get("/metrics", "");
+    let metrics = String::from_utf8(metrics).expect("utf-8");
+    assert!(
+        metrics.contains(r#"route="/teach/uploads/{id}",status="204"} 4"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"route="/teach/uploads",status="201"} 2"#),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains(r#"route="/teach/uploads/{id}",status="200""#),
+        "{metrics}"
+    );
+
+    // In the classroom, with the subtitles on its player.
+    browser.goto(&url(&format!("/course/~school/{lesson}")));
+    assert_eq!(browser.find("h1").text(), "阿普讲故事");
+    let track = browser.find("video track");
+    assert_eq!(track.attr("srclang").as_deref(), Some("zh"));
+    let hits = web.json(&format!("/api/v1/search?q={}", url_escape("阿普")));
+    assert_eq!(hits[0]["lesson"], lesson.as_str(), "{hits}");
+}

@@ -311,10 +311,12 @@ const UPLOAD_JS: &str = r#"
               'Tus-Resumable': '1.0.0', 'Upload-Offset': String(offset),
               'Content-Type': 'application/offset+octet-stream', 'X-Shanlu-Csrf': csrf },
               body: file.slice(offset, Math.min(offset + PIECE, file.size)) });
-            if (r.status === 409 || r.ok) {
+            if (r.ok) {
+              offset = Number(r.headers.get('Upload-Offset'));
+              tries = 0;
+            } else if (r.status === 409) {
               const head = await fetch(url, { method: 'HEAD', headers: { 'Tus-Resumable': '1.0.0' } });
               offset = Number(head.headers.get('Upload-Offset'));
-              tries = 0;
             } else if (r.status >= 400 && r.status < 500) {
               throw new Error(await r.text());
             } else { throw new Error('server ' + r.status); }

@@ -279,23 +279,46 @@ impl Uploads {
             });
         }
         let _books = crate::lock(&self.books);
-        let unfinished = std::fs::read_dir(&self.dir)
+        let ids: Vec<String> = std::fs::read_dir(&self.dir)
             .map_err(|cause| UploadError::Io {
                 path: self.dir.clone(),
                 cause,
             })?
             .filter_map(Result::ok)
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".toml"))
-            .count();
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.strip_suffix(".toml")
+                    .filter(|id| is_id(id))
+                    .map(str::to_owned)
+            })
+            .collect();
+        // Uploads left for a week go, also while the edge runs for months.
+        let mut coming = 0u64;
+        let mut unfinished = 0;
+        for id in &ids {
+            match self.record(id) {
+                Ok(record) if now().saturating_sub(record.touched) > EXPIRE.as_secs() => {
+                    self.delete(id);
+                }
+                Ok(record) => {
+                    unfinished += 1;
+                    coming =
+                        coming.saturating_add(record.length - record.offset.min(record.length));
+                }
+                Err(_) => unfinished += 1,
+            }
+        }
         if unfinished >= MAX_UPLOADS {
             return Err(UploadError::TooMany(unfinished));
         }
         if let Ok(stat) = rustix::fs::statvfs(&self.dir) {
             let free = stat.f_bavail.saturating_mul(stat.f_frsize);
-            // The bytes land twice for a moment: the upload, then the store.
-            if free < length.saturating_mul(2).saturating_add(self.keep_free) {
+            // The bytes land twice for a moment (the upload, then the
+            // store), and the other unfinished uploads' rest is coming too.
+            let need = length.saturating_mul(2).saturating_add(coming);
+            if free < need.saturating_add(self.keep_free) {
                 return Err(UploadError::NoRoom {
-                    length: length.saturating_mul(2),
+                    length: need,
                     free,
                     keep: self.keep_free,
                 });
@@ -589,5 +612,14 @@ mod tests {
         ));
         assert_eq!(uploads.of_teacher("t").len(), MAX_UPLOADS);
         assert!(uploads.of_teacher("other").is_empty());
+        // One left for over a week goes, and makes room, while the edge runs.
+        let (old, mut record) = uploads.of_teacher("t").remove(0);
+        record.touched = 0;
+        uploads.write_record(&old, &record).expect("age it");
+        uploads.create("t", "a.mp4", 1).expect("room again");
+        assert!(matches!(
+            uploads.record(&old),
+            Err(UploadError::NotFound(_))
+        ));
     }
 }
