@@ -224,16 +224,19 @@ http {{ access_log off; client_body_temp_path {wd}/nginx-tmp; client_max_body_si
     import base64
     name = base64.b64encode(b"lesson.mp4").decode()
 
-    def page_like():
-        """tus, PIECE bytes per PATCH on one connection, as /teach's script."""
-        c = http.client.HTTPConnection(LOOP, edge_port, timeout=600)
+    def create(c):
         c.request("POST", "/teach/uploads", headers={
             "Cookie": cookie, "X-Shanlu-Csrf": csrf, "Tus-Resumable": "1.0.0",
             "Upload-Length": str(size), "Upload-Metadata": f"filename {name}"})
         r = c.getresponse()
         r.read()
         assert r.status == 201, r.status
-        location = r.getheader("Location")
+        return r.getheader("Location")
+
+    def page_like():
+        """tus, PIECE bytes per PATCH on one connection, as /teach's script."""
+        c = http.client.HTTPConnection(LOOP, edge_port, timeout=600)
+        location = create(c)
         offset = 0
         with open(path, "rb") as f:
             while offset < size:
@@ -252,12 +255,7 @@ http {{ access_log off; client_body_temp_path {wd}/nginx-tmp; client_max_body_si
     def one_patch():
         """The whole file in one PATCH, by curl."""
         c = http.client.HTTPConnection(LOOP, edge_port, timeout=600)
-        c.request("POST", "/teach/uploads", headers={
-            "Cookie": cookie, "X-Shanlu-Csrf": csrf, "Tus-Resumable": "1.0.0",
-            "Upload-Length": str(size), "Upload-Metadata": f"filename {name}"})
-        r = c.getresponse()
-        r.read()
-        location = r.getheader("Location")
+        location = create(c)
         c.close()
         subprocess.run(["curl", "-sS", "-f", "-X", "PATCH", "-T", path, "-o", "/dev/null",
                         "-H", f"Cookie: {cookie}", "-H", f"X-Shanlu-Csrf: {csrf}",
@@ -283,6 +281,9 @@ http {{ access_log off; client_body_temp_path {wd}/nginx-tmp; client_max_body_si
     for n in range(REPEATS):
         order = ["nginx", "page", "patch"] if n % 2 else ["page", "patch", "nginx"]
         for which in order:
+            # Each upload starts with no dirty pages of the one before
+            # waiting to be written back (they would slow whichever ran next).
+            os.sync()
             t0 = time.monotonic()
             if which == "nginx":
                 nginx_put(n)

@@ -65,6 +65,76 @@ macro_rules! tr {
     }};
 }
 
+/// Defines, in a UI crate whose build script runs [`embed::generate`]:
+/// `words()` (every language's [`Words`]), `sources()` (the files as
+/// compiled in and the keys the code uses) and `Lang`, a language of the
+/// crate's files, with `ZH`, `all`, `code`, `from_code`, `name` and `text`
+/// (what [`tr!`](crate::tr) calls). The crate adds how a request picks one.
+#[macro_export]
+macro_rules! ui_words {
+    () => {
+        mod locales {
+            include!(concat!(env!("OUT_DIR"), "/locales.rs"));
+        }
+
+        static WORDS: std::sync::LazyLock<$crate::i18n::Words> = std::sync::LazyLock::new(|| {
+            $crate::i18n::Words::load(locales::FILES.iter().copied(), locales::USED)
+        });
+
+        /// Every language's words, for the status page and `shanlu i18n check`.
+        pub fn words() -> &'static $crate::i18n::Words {
+            &WORDS
+        }
+
+        /// The files as compiled in, and the keys the code uses.
+        pub fn sources() -> (
+            &'static [(&'static str, &'static str)],
+            &'static [&'static str],
+        ) {
+            (locales::FILES, locales::USED)
+        }
+
+        /// A language: one of the crate's files.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct Lang(usize);
+
+        impl Lang {
+            /// Chinese: the build script puts its file first.
+            pub const ZH: Lang = Lang(0);
+
+            /// Every language, Chinese first and English last.
+            pub fn all() -> impl Iterator<Item = Lang> {
+                (0..WORDS.len()).map(Lang)
+            }
+
+            /// The BCP 47 code, as in the catalog and the `lang` attribute.
+            pub fn code(self) -> &'static str {
+                WORDS.code(self.0)
+            }
+
+            /// The language with this code, or with its primary subtag (see
+            /// `Words::find`).
+            pub fn from_code(code: &str) -> Option<Lang> {
+                WORDS.find(code).map(Lang)
+            }
+
+            /// The language's name in itself, for the switcher.
+            pub fn name(self) -> std::borrow::Cow<'static, str> {
+                self.text($crate::i18n::LANGUAGE_NAME, None)
+            }
+
+            /// A label in this language, or its fallback; see `catalog::tr!`.
+            pub fn text(
+                self,
+                key: &str,
+                args: Option<&$crate::i18n::FluentArgs>,
+            ) -> std::borrow::Cow<'static, str> {
+                WORDS.text(self.0, key, args)
+            }
+        }
+    };
+}
+
 /// One language: its parsed file and what the file holds.
 struct Language {
     code: String,

@@ -7,70 +7,16 @@
 //! a file lacks show in Chinese, then English, and the status page names
 //! the languages that are incomplete.
 
-use std::borrow::Cow;
-use std::sync::LazyLock;
-
 use axum::http::HeaderMap;
 use axum::http::header;
-use catalog::i18n::{self, FluentArgs, Words};
+use catalog::i18n;
 
-mod locales {
-    include!(concat!(env!("OUT_DIR"), "/locales.rs"));
-}
-
-static WORDS: LazyLock<Words> =
-    LazyLock::new(|| Words::load(locales::FILES.iter().copied(), locales::USED));
-
-/// Every language's words, for the status page and `shanlu i18n check`.
-pub fn words() -> &'static Words {
-    &WORDS
-}
-
-/// The keys the classroom's code uses, and its files as compiled in.
-pub fn sources() -> (
-    &'static [(&'static str, &'static str)],
-    &'static [&'static str],
-) {
-    (locales::FILES, locales::USED)
-}
-
-/// A language the classroom speaks: one of its files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Lang(usize);
+catalog::ui_words!();
 
 /// The cookie that remembers a reader's choice.
 pub const COOKIE: &str = "shanlu_lang";
 
 impl Lang {
-    /// Chinese: the build script puts its file first.
-    pub const ZH: Lang = Lang(0);
-
-    /// Every language, Chinese first and English last.
-    pub fn all() -> impl Iterator<Item = Lang> {
-        (0..WORDS.len()).map(Lang)
-    }
-
-    /// The BCP 47 code, as in the catalog and the `lang` attribute.
-    pub fn code(self) -> &'static str {
-        WORDS.code(self.0)
-    }
-
-    /// The language with this code, or with its primary subtag (see
-    /// [`Words::find`]).
-    pub fn from_code(code: &str) -> Option<Lang> {
-        WORDS.find(code).map(Lang)
-    }
-
-    /// The language's name in itself, for the switcher.
-    pub fn name(self) -> Cow<'static, str> {
-        self.text(i18n::LANGUAGE_NAME, None)
-    }
-
-    /// A label in this language, or its fallback; see `catalog::tr!`.
-    pub fn text(self, key: &str, args: Option<&FluentArgs>) -> Cow<'static, str> {
-        WORDS.text(self.0, key, args)
-    }
-
     /// Catalog texts are shown in this order: the reader's language, then
     /// Chinese (every school reads it), then English.
     pub fn fallbacks(self) -> [&'static str; 3] {
