@@ -176,10 +176,17 @@ pub fn check_file_size(path: &str, size: u64) -> Result<(), LimitError> {
     Ok(())
 }
 
-/// Checks an id's length in bytes.
+/// Checks an id's length in bytes, and that it does not start with `~`
+/// (kept for the edge's own course of teachers' lessons, issue 17).
 pub fn check_id(field: &str, id: &str) -> Result<(), LimitError> {
     if id.len() > MAX_ID_BYTES {
         return Err(too_long(field, "bytes", MAX_ID_BYTES, id.len()));
+    }
+    if id.starts_with('~') {
+        return Err(LimitError::Reserved {
+            field: field.to_owned(),
+            id: id.to_owned(),
+        });
     }
     Ok(())
 }

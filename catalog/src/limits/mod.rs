@@ -106,6 +106,10 @@ pub enum LimitError {
         advice: &'static str,
     },
     #[error(
+        "{field} {id:?} starts with '~', which names the school's own lessons on an edge; rename the folder or the id"
+    )]
+    Reserved { field: String, id: String },
+    #[error(
         "{field}: language tag {tag} is not a well-formed BCP 47 tag ({reason}); write a tag such as zh, ii, bo, en, zh-Hans or bo-CN"
     )]
     BadLanguageTag {
@@ -148,7 +152,9 @@ impl LimitError {
             LimitError::FileTooLarge { .. } | LimitError::ObjectTooLarge { .. } => true,
             LimitError::TooMany { what, .. } => matches!(*what, "files" | "lessons"),
             LimitError::TooLong { field, .. } => field.starts_with(FILE_PATH),
-            LimitError::BadLanguageTag { .. } | LimitError::BadTag { .. } => false,
+            LimitError::BadLanguageTag { .. }
+            | LimitError::BadTag { .. }
+            | LimitError::Reserved { .. } => false,
         }
     }
 }

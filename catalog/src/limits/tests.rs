@@ -122,6 +122,14 @@ fn largest_catalog() -> Catalog {
 /// Issue 11: with every field at its limit, every object still fits one
 /// frame, so nothing the field checks accept can be unservable.
 #[test]
+fn issue_17_ids_starting_with_a_tilde_are_kept_for_the_edges_own_course() {
+    let err = super::fields::check_id("course id", "~school").expect_err("reserved");
+    assert!(matches!(err, LimitError::Reserved { .. }), "{err}");
+    assert!(err.to_string().contains("school's own lessons"), "{err}");
+    super::fields::check_id("course id", "school~1").expect("a tilde later is fine");
+}
+
+#[test]
 fn issue_11_largest_objects_fit_the_frame_limit() {
     let lesson = Object::from(largest_lesson()).encode().len();
     let course = Object::from(largest_course()).encode().len();

@@ -348,7 +348,9 @@ fn collect(
     catalog: &Catalog,
     evict: &HashSet<Hash>,
 ) -> Result<CollectReport, QuotaError> {
-    // The school's own lessons (issue 17) are kept as well.
+    // The school's own lessons (issue 17) are kept as well; none is added
+    // between this walk and the deletions.
+    let _shelf = crate::lock(&crate::teachers::shelf::LOCK);
     let mut roots = vec![(Hash::of(b"edge catalog in force"), catalog.clone())];
     if let Some(local) = crate::teachers::shelf::local_catalog(store)? {
         roots.push(local);

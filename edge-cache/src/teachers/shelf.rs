@@ -82,6 +82,11 @@ fn load(store: &Store) -> Result<ShelfRecord, ShelfError> {
     }
 }
 
+/// Held by every change to the school's course and by the edge's
+/// collection: a collection walks the local catalog and then deletes what
+/// it did not reach, so a lesson stored between the two would be lost.
+pub static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The school's lessons, newest first.
 pub fn lessons(store: &Store) -> Result<Vec<Entry>, ShelfError> {
     let mut lessons = load(store)?.lessons;
@@ -164,6 +169,7 @@ pub fn add(
     course_title: &LocalizedText,
 ) -> Result<String, ShelfError> {
     let title = check_title(&about.title)?;
+    let _changing = crate::lock(&LOCK);
     let mut shelf = load(store)?;
     if shelf.lessons.len() >= MAX_LESSONS {
         return Err(ShelfError::Full);
@@ -259,6 +265,7 @@ pub fn retitle(
     course_title: &LocalizedText,
 ) -> Result<(), ShelfError> {
     let title = check_title(title)?;
+    let _changing = crate::lock(&LOCK);
     let mut shelf = load(store)?;
     let entry = shelf
         .lessons
@@ -288,6 +295,7 @@ pub fn remove(
     id: &str,
     course_title: &LocalizedText,
 ) -> Result<(), ShelfError> {
+    let _changing = crate::lock(&LOCK);
     let mut shelf = load(store)?;
     let before = shelf.lessons.len();
     shelf
