@@ -22,6 +22,16 @@ fn classroom_copy() -> tempfile::TempDir {
     dir
 }
 
+/// `shanlu i18n check --classroom DIR`: whether it passed, stdout, stderr.
+fn check(dir: &Path) -> (bool, String, String) {
+    let output = run(&["i18n", "check", "--classroom", dir.to_str().expect("utf-8")]);
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 fn edit(dir: &Path, file: &str, change: impl Fn(String) -> String) {
     let path = dir.join(file);
     let text = std::fs::read_to_string(&path).expect("read ftl");
@@ -64,30 +74,20 @@ fn issue_17_a_key_the_code_uses_but_zh_and_en_lack_fails_the_check() {
     let dir = classroom_copy();
     edit(dir.path(), "zh.ftl", without_key("sync-now"));
     edit(dir.path(), "en.ftl", without_key("sync-now"));
-    let output = run(&[
-        "i18n",
-        "check",
-        "--classroom",
-        dir.path().to_str().expect("utf-8"),
-    ]);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(!output.status.success(), "{stdout}");
+    let (passed, stdout, stderr) = check(dir.path());
+    assert!(!passed, "{stdout}");
     assert!(stdout.contains("zh: incomplete"), "{stdout}");
     assert!(
         stdout.contains("missing, required (zh and en are the fallbacks) (1):\n    sync-now"),
         "{stdout}"
     );
-    assert!(String::from_utf8_lossy(&output.stderr).contains("i18n check failed"));
+    assert!(stderr.contains("i18n check failed"), "{stderr}");
 
     // A key missing from Tibetan only is fine: it shows in Chinese.
     let dir = classroom_copy();
     edit(dir.path(), "bo.ftl", without_key("sync-now"));
-    let out = run_ok(&[
-        "i18n",
-        "check",
-        "--classroom",
-        dir.path().to_str().expect("utf-8"),
-    ]);
+    let (passed, out, _) = check(dir.path());
+    assert!(passed, "{out}");
     assert!(out.contains("sync-now"), "{out}");
 }
 
@@ -96,14 +96,8 @@ fn issue_17_unused_keys_and_broken_lines_fail_the_check_with_their_place() {
     let dir = classroom_copy();
     edit(dir.path(), "bo.ftl", |text| text + "old-label = སློབ་ཚན།\n");
     edit(dir.path(), "en.ftl", |text| text + "\nbroken = { $count\n");
-    let output = run(&[
-        "i18n",
-        "check",
-        "--classroom",
-        dir.path().to_str().expect("utf-8"),
-    ]);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(!output.status.success(), "{stdout}");
+    let (passed, stdout, _) = check(dir.path());
+    assert!(!passed, "{stdout}");
     assert!(
         stdout.contains("unused, no code asks for it (1):\n    old-label"),
         "{stdout}"
@@ -121,12 +115,8 @@ fn issue_17_a_new_language_is_a_new_file() {
         "### Needs review\nlanguage-name = ꓡꓲ-ꓢꓴ\nsearch = ꓢꓴꓲ\n",
     )
     .expect("lis.ftl");
-    let out = run_ok(&[
-        "i18n",
-        "check",
-        "--classroom",
-        dir.path().to_str().expect("utf-8"),
-    ]);
+    let (passed, out, _) = check(dir.path());
+    assert!(passed, "{out}");
     assert!(out.contains("lis: incomplete, needs review"), "{out}");
     let lis = &out[out.find("lis:").expect("lis")..];
     assert!(
@@ -136,14 +126,8 @@ fn issue_17_a_new_language_is_a_new_file() {
     // A file whose name is not a language code is refused by name.
     let bad = classroom_copy();
     std::fs::write(bad.path().join("Lisu.ftl"), "language-name = ꓡꓲ-ꓢꓴ\n").expect("Lisu.ftl");
-    let output = run(&[
-        "i18n",
-        "check",
-        "--classroom",
-        bad.path().to_str().expect("utf-8"),
-    ]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    let (passed, _, stderr) = check(bad.path());
+    assert!(!passed);
     assert!(
         stderr.contains("Lisu.ftl") && stderr.contains("BCP 47"),
         "{stderr}"

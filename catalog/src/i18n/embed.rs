@@ -19,25 +19,7 @@ pub fn generate(manifest_dir: &Path, out_dir: &Path) -> Result<(), String> {
     println!("cargo:rerun-if-changed={}", locales.display());
     println!("cargo:rerun-if-changed={}", sources.display());
 
-    let mut files = Vec::new();
-    for entry in read_dir(&locales)? {
-        let path = entry;
-        let Some(code) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".ftl"))
-        else {
-            continue;
-        };
-        if !is_language_code(code) {
-            return Err(format!(
-                "{}: a language file is named by its BCP 47 code, such as bo.ftl or ii.ftl",
-                path.display()
-            ));
-        }
-        files.push((code.to_owned(), path));
-    }
-    files.sort_by_key(|(code, _)| (code != "zh", code == "en", code.clone()));
+    let files = language_files(&locales)?;
     for required in ["zh", "en"] {
         if !files.iter().any(|(code, _)| code == required) {
             return Err(format!(
@@ -78,6 +60,31 @@ pub fn generate(manifest_dir: &Path, out_dir: &Path) -> Result<(), String> {
     out.push_str("];\n");
     fs::write(out_dir.join("locales.rs"), out)
         .map_err(|err| format!("writing {}: {err}", out_dir.display()))
+}
+
+/// Every `<code>.ftl` in `dir`: its code and path, Chinese first, English
+/// last, the others by code. A `.ftl` not named by a language code is an
+/// error.
+pub fn language_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, String> {
+    let mut files = Vec::new();
+    for path in read_dir(dir)? {
+        let Some(code) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".ftl"))
+        else {
+            continue;
+        };
+        if !is_language_code(code) {
+            return Err(format!(
+                "{}: a language file is named by its BCP 47 code, such as bo.ftl or lis.ftl",
+                path.display()
+            ));
+        }
+        files.push((code.to_owned(), path));
+    }
+    files.sort_by_key(|(code, _)| (code != "zh", code == "en", code.clone()));
+    Ok(files)
 }
 
 /// The keys of every `tr!(lang, "key" …)` in a Rust source file. A `tr!`

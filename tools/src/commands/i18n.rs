@@ -51,36 +51,20 @@ pub fn check(args: &I18nCheckArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Every `<code>.ftl` in `dir`, by file name.
+/// Every `<code>.ftl` in `dir` with its text.
 fn read_files(dir: &Path) -> anyhow::Result<Vec<(String, String)>> {
-    let mut files = Vec::new();
-    let entries =
-        std::fs::read_dir(dir).with_context(|| format!("reading the folder {}", dir.display()))?;
-    for entry in entries {
-        let path = entry
-            .with_context(|| format!("reading the folder {}", dir.display()))?
-            .path();
-        let Some(code) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".ftl"))
-        else {
-            continue;
-        };
-        anyhow::ensure!(
-            catalog::i18n::embed::is_language_code(code),
-            "{}: a language file is named by its BCP 47 code, such as bo.ftl or lis.ftl",
-            path.display()
-        );
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        files.push((code.to_owned(), text));
-    }
+    let paths = catalog::i18n::embed::language_files(dir).map_err(anyhow::Error::msg)?;
     anyhow::ensure!(
-        !files.is_empty(),
+        !paths.is_empty(),
         "{} holds no .ftl files; give the folder with zh.ftl, en.ftl and the other languages",
         dir.display()
     );
-    files.sort_by_key(|(code, _)| (code != "zh", code == "en", code.clone()));
-    Ok(files)
+    paths
+        .into_iter()
+        .map(|(code, path)| {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Ok((code, text))
+        })
+        .collect()
 }
