@@ -191,6 +191,10 @@ pub struct HtmlTrack {
     pub label: String,
 }
 
+/// Videos of one page given tracks; later ones are left as they are, so a
+/// page of thousands of `<video>` tags costs no more than this many scans.
+pub const MAX_VIDEOS: usize = 64;
+
 /// Lesson HTML with `<track>` elements added to each `<video src="…">`
 /// whose file has subtitles beside it, unless the video already has
 /// tracks. `tracks_for(src)` gives the tracks of a video as the page names
@@ -200,7 +204,12 @@ pub fn add_tracks(html: &[u8], tracks_for: impl Fn(&str) -> Vec<HtmlTrack>) -> O
     let mut out = Vec::with_capacity(html.len() + 256);
     let mut from = 0;
     let mut changed = false;
+    let mut videos = 0;
     while let Some(found) = find_ci(&html[from..], b"<video") {
+        videos += 1;
+        if videos > MAX_VIDEOS {
+            break;
+        }
         let start = from + found;
         let Some(end) = start_tag_end(html, start + 6) else {
             break;
@@ -418,6 +427,19 @@ mod tests {
         assert_eq!(out.matches("<track kind=\"subtitles\"").count(), 1, "{out}");
         assert!(out.contains(r#"src="video/intro.mp4"><track kind="subtitles" src="video/intro.zh.vtt" srclang="zh" label="中文" default>no video"#), "{out}");
         assert!(add_tracks(b"<p>no video</p><videos>", |_| Vec::new()).is_none());
+        // Past MAX_VIDEOS, videos are left alone (and the page kept whole).
+        let many = "<video src=\"a.mp4\"></video>".repeat(MAX_VIDEOS + 5);
+        let one = || {
+            vec![HtmlTrack {
+                src: "a.vtt".into(),
+                srclang: None,
+                label: "a.vtt".into(),
+            }]
+        };
+        let out = String::from_utf8(add_tracks(many.as_bytes(), |_| one()).expect("changed"))
+            .expect("utf-8");
+        assert_eq!(out.matches("<track").count(), MAX_VIDEOS);
+        assert_eq!(out.matches("<video").count(), MAX_VIDEOS + 5);
         assert!(add_tracks(b"<video src=\"a.mp4\"", |_| Vec::new()).is_none());
     }
 
