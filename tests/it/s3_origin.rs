@@ -308,6 +308,19 @@ fn kill_once_written(s3: &S3Server, args: &[&str], key_prefix: &str) {
         !status.success(),
         "shanlu {args:?} finished before it was killed"
     );
+    // A PUT the killed process had sent may still be landing in the test
+    // server: wait until the count stands still, so a later count of what
+    // the next run writes is not off by one.
+    let mut last = s3.objects_under(key_prefix);
+    let settled = shanlu_tests::wait_until(std::time::Duration::from_secs(10), || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let now = s3.objects_under(key_prefix);
+        std::mem::replace(&mut last, now) == now
+    });
+    assert!(
+        settled,
+        "objects under {key_prefix} kept arriving after the kill"
+    );
 }
 
 /// One object file of the bucket under `key_prefix`.
