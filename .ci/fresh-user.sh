@@ -51,7 +51,7 @@ runuser -u "$user" -- env -i \
     HOME="/home/$user" USER="$user" LANG=C.UTF-8 TMPDIR=/tmp \
     PATH="$sysroot/bin:$bin" \
     CARGO_HOME="${CARGO_HOME:-/root/.cargo}" CARGO_TARGET_DIR="$target" \
-    CARGO_NET_OFFLINE=true \
+    CARGO_NET_OFFLINE=true ${CARGO_INCREMENTAL:+CARGO_INCREMENTAL=$CARGO_INCREMENTAL} \
     cargo test --workspace --locked >"$log" 2>&1 || status=$?
 elapsed=$(($(date +%s) - started))
 chown -R root: "$target"
