@@ -213,6 +213,8 @@ pub struct ServedOrigin {
     /// The HTTPS fallback.
     pub https: std::net::SocketAddr,
     pub fingerprint: String,
+    /// The dashboard, when started with `--admin`.
+    pub admin: Option<std::net::SocketAddr>,
     /// The origin's stderr log.
     pub log: PathBuf,
 }
@@ -275,12 +277,19 @@ impl TestOrigin {
         let https = field("https:").parse().expect("https address");
         field("congestion:");
         let fingerprint = field("origin certificate:");
+        let admin = extra.contains(&"--admin").then(|| {
+            field("admin: http://")
+                .trim_end_matches('/')
+                .parse()
+                .expect("admin address")
+        });
         ServedOrigin {
             child,
             quic,
             http,
             https,
             fingerprint,
+            admin,
             log,
         }
     }

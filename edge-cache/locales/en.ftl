@@ -140,3 +140,10 @@ teach-my-lessons = Your lessons
 teach-none-yet = You have not uploaded a lesson yet.
 teach-rename = Rename
 teach-remove = Remove
+teach-propose = Propose to the bureau
+teach-proposal-queued = Proposed to the bureau: it goes up with the next sync.
+# $bytes: how much of it had to be sent (the bureau held the rest).
+teach-proposal-sent = With the bureau for review (sent { $bytes }; the bureau had the rest).
+# $course: the id of the course the bureau published it as.
+teach-proposal-approved = Approved: the bureau published it for every school as course { $course }.
+teach-proposal-declined = The bureau declined it, with this note:

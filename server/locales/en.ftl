@@ -60,3 +60,26 @@ ago =
         [h] { $count } h ago
        *[d] { $count } d ago
     }
+
+## The review queue of lessons teachers proposed.
+review = Teachers' lessons
+review-empty = No school has proposed a lesson yet.
+review-lesson = Lesson
+review-school = School
+review-teacher = Teacher
+review-size = Size
+review-received = Received
+review-waiting = waiting
+# $course: the id of the course it was published as.
+review-approved = published as { $course }
+review-declined = declined
+# $school: the edge's name; $teacher: the teacher's name.
+review-from = from { $school }, by { $teacher }
+review-note = Note to the teacher
+review-files = Files
+review-approve = Approve and publish
+review-decline = Decline
+review-course-id = Course id
+review-title = Title
+review-grade = Grade
+review-subject = Subject

@@ -56,3 +56,24 @@ ago =
         [h] { $count } 小时前
        *[d] { $count } 天前
     }
+
+## 教师提交的课程审核队列。
+review = 教师课程
+review-empty = 还没有学校提交课程。
+review-lesson = 课程
+review-school = 学校
+review-teacher = 教师
+review-size = 大小
+review-received = 收到
+review-waiting = 待审核
+review-approved = 已发布为 { $course }
+review-declined = 未通过
+review-from = 来自 { $school }，{ $teacher } 提交
+review-note = 给教师的说明
+review-files = 文件
+review-approve = 通过并发布
+review-decline = 不通过
+review-course-id = 课程编号
+review-title = 标题
+review-grade = 年级
+review-subject = 科目

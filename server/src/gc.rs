@@ -50,6 +50,12 @@ pub enum GcError {
         #[source]
         cause: Box<StoreError>,
     },
+    #[error("reading the review queue of {origin}; nothing was removed")]
+    Review {
+        origin: std::path::PathBuf,
+        #[source]
+        cause: Box<crate::review::ReviewError>,
+    },
     /// Waiting for the publish lock failed (boxed: a publish error is large).
     #[error(transparent)]
     Lock(Box<PublishError>),
@@ -156,6 +162,20 @@ pub fn gc(
         packs
     };
     thinning.apply(&mut keep, &packs);
+    // Lessons waiting in the review queue (issue 17) keep their files whole.
+    let waiting = crate::review::waiting_lessons(&dir).map_err(|err| GcError::Review {
+        origin: dir.clone(),
+        cause: Box::new(err),
+    })?;
+    for lesson in waiting {
+        keep.objects.insert(lesson);
+        if let Some(Object::Lesson(lesson)) = store.object(&lesson).map_err(walk_error)? {
+            for file in lesson.files {
+                keep.objects.insert(file.manifest);
+                keep.blobs.insert(file.blob);
+            }
+        }
+    }
     let would = store
         .collect(&keep, keep_from, true, &mut |_| {})
         .map_err(collect_error)?;

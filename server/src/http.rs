@@ -208,8 +208,12 @@ async fn sync(AxumState(state): AxumState<Arc<State>>, headers: HeaderMap, body:
         Ok(caller) => caller,
         Err(response) => return response,
     };
-    let limit = caller.request_limit() + 4;
-    let place = caller.request_place().await;
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .unwrap_or(0);
+    let (place, limit) = caller.place_for(declared.saturating_sub(4)).await;
+    let limit = limit + 4;
     let Ok(body) = axum::body::to_bytes(body, limit).await else {
         let message = format!("the body must be one request frame of at most {limit} bytes\n");
         return (StatusCode::PAYLOAD_TOO_LARGE, message).into_response();

@@ -50,6 +50,7 @@ pub mod pace;
 pub mod protocol;
 pub mod publish;
 pub mod report;
+pub mod review;
 pub mod serve;
 pub mod since;
 pub mod tls;

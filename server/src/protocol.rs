@@ -33,8 +33,9 @@ pub const VERSION: u32 = 1;
 /// origin whose welcome says 2 or more, and an older origin's welcome says 1.
 /// Revision 3 adds [`Request::GetFileChunks`]; revision 4 (issue 15) adds
 /// [`Request::Report`] and [`Request::Admin`]; revision 5 (issue 15) adds
-/// the administrators' `Bases` and `PutDeltas` (uploads as deltas).
-pub const REVISION: u32 = 5;
+/// the administrators' `Bases` and `PutDeltas` (uploads as deltas);
+/// revision 6 (issue 17) adds [`Request::Propose`].
+pub const REVISION: u32 = 6;
 /// The first revision that answers [`Request::CatalogSince`].
 pub const REVISION_CATALOG_SINCE: u32 = 2;
 /// The first revision that answers [`Request::GetFileChunks`].
@@ -43,6 +44,8 @@ pub const REVISION_FILE_CHUNKS: u32 = 3;
 pub const REVISION_BUREAU: u32 = 4;
 /// The first revision that answers `AdminRequest::Bases` and `PutDeltas`.
 pub const REVISION_DELTAS: u32 = 5;
+/// The first revision that takes [`Request::Propose`].
+pub const REVISION_PROPOSALS: u32 = 6;
 /// Most metadata objects sent after the catalog in one [`Request::CatalogSince`]
 /// answer; the edge asks for any others with [`Request::GetObjects`].
 pub const MAX_SINCE_OBJECTS: usize = 4096;
@@ -111,6 +114,11 @@ pub enum Request {
     /// Revision 4 (issue 15): an administrator's request; only on a
     /// connection whose hello carried an admin token.
     Admin(crate::admin::AdminRequest),
+    /// Revision 6 (issue 17): a teacher's lesson proposed to the bureau, or
+    /// where proposals stand ([`crate::review`]). Only from an edge; a
+    /// request carrying chunks may be up to
+    /// [`crate::review::MAX_PROPOSAL_REQUEST`] bytes.
+    Propose(crate::review::ProposeRequest),
 }
 
 impl Request {
@@ -127,6 +135,7 @@ impl Request {
             Request::GetFileChunks { .. } => "get_file_chunks",
             Request::Report { .. } => "report",
             Request::Admin(_) => "admin",
+            Request::Propose(_) => "propose",
         }
     }
 }
@@ -196,6 +205,8 @@ pub enum Response {
     },
     /// Revision 4 (issue 15): the answer to a [`Request::Admin`].
     Admin(crate::admin::AdminResponse),
+    /// Revision 6 (issue 17): the answer to a [`Request::Propose`].
+    Proposal(crate::review::ProposeAnswer),
 }
 
 /// Why a frame could not be read or written. The stream's peer is named by

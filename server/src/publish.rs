@@ -70,6 +70,35 @@ pub struct PublishReport {
     pub bucket_chunk_bytes: u64,
 }
 
+impl PublishReport {
+    /// A report of committing `course` built elsewhere (a remote publish, an
+    /// approved proposal): its counts filled in, the rest zero until committed.
+    pub fn for_course(course: &Course) -> PublishReport {
+        PublishReport {
+            course_id: course.id.clone(),
+            course_version: 0,
+            course_hash: catalog::Hash::of(b""),
+            sequence: 0,
+            unchanged: false,
+            lessons: course.lessons.len(),
+            files: course.files.len(),
+            bytes: course.total_size(),
+            files_read: 0,
+            new_blobs: 0,
+            new_blob_bytes: 0,
+            new_chunks: 0,
+            new_chunk_bytes: 0,
+            sent_chunk_bytes: 0,
+            sent_delta_bytes: 0,
+            delta_chunks: 0,
+            deltas_refused: 0,
+            signature_bytes: 0,
+            bucket_chunks: 0,
+            bucket_chunk_bytes: 0,
+        }
+    }
+}
+
 /// Why a publish failed. The catalog in force is unchanged in every case.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {

@@ -30,6 +30,7 @@ mod pages;
 mod peers;
 mod pipelined;
 mod pipes;
+mod proposals;
 mod publish;
 mod quota;
 mod readthrough;

@@ -333,6 +333,10 @@ pub async fn sync_once(
         .filter(|_| !options.stop.is_cancelled())
         .map(|link: &Link| &link.client);
     crate::report::after_pass(dir, &config, &store, &usage, &report, client).await;
+    // Issue 17: teachers' lessons proposed to the bureau go up the same way.
+    if let Some(client) = client {
+        crate::teachers::propose::send(&store, client, &options.stop).await;
+    }
     if let Some(link) = link {
         if link.client.origin_revision < server::protocol::REVISION_BUREAU {
             let status = serde_json::json!({

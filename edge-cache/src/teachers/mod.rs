@@ -9,6 +9,8 @@
 //! - [`uploads`]: resumable uploads (the tus 1.0 core: create, offset,
 //!   append), crash-safe, bounded.
 //! - [`shelf`]: the school's course, its lessons and who made them.
+//! - [`propose`]: lessons proposed to the bureau, carried upstream by the
+//!   sync pass; the bureau's verdict comes back the same way.
 //! - [`pages`]: `/teach`, its forms and the upload endpoints.
 //!
 //! Files are taken only when their first bytes say they are what their
@@ -16,6 +18,7 @@
 
 pub mod pages;
 pub mod password;
+pub mod propose;
 pub mod sessions;
 pub mod shelf;
 pub mod uploads;

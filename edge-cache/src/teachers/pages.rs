@@ -25,7 +25,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use catalog::{LocalizedText, format, tr};
-use maud::{PreEscaped, html};
+use maud::{Markup, PreEscaped, html};
 use serde::Deserialize;
 
 use crate::classroom::front::Peer;
@@ -247,6 +247,7 @@ async fn teacher_page(
                         input type="hidden" name="action" value="remove";
                         button type="submit" { (tr!(lang, "teach-remove")) }
                     }
+                    (proposal(lang, entry, &session.csrf))
                 }
             }
         }
@@ -263,6 +264,47 @@ async fn teacher_page(
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// Where a lesson's proposal to the bureau stands, and the button to make one.
+fn proposal(lang: Lang, entry: &shelf::Entry, csrf: &str) -> Markup {
+    use shelf::ProposalState;
+    let state = entry.proposal.as_ref().map(|p| &p.state);
+    let can_propose = matches!(state, None | Some(ProposalState::Declined { .. }));
+    html! {
+        div.proposal data-proposal=(match state {
+            None => "none",
+            Some(ProposalState::Queued) => "queued",
+            Some(ProposalState::Sent { .. }) => "sent",
+            Some(ProposalState::Approved { .. }) => "approved",
+            Some(ProposalState::Declined { .. }) => "declined",
+        }) data-sent=[match state {
+            Some(ProposalState::Sent { sent_bytes, .. }) => Some(sent_bytes),
+            _ => None,
+        }] {
+            @match state {
+                None => {}
+                Some(ProposalState::Queued) => { p { (tr!(lang, "teach-proposal-queued")) } }
+                Some(ProposalState::Sent { sent_bytes, .. }) => {
+                    p { (tr!(lang, "teach-proposal-sent", bytes = format::bytes(*sent_bytes))) }
+                }
+                Some(ProposalState::Approved { course }) => {
+                    p { (tr!(lang, "teach-proposal-approved", course = course.as_str())) }
+                }
+                Some(ProposalState::Declined { note }) => {
+                    p { (tr!(lang, "teach-proposal-declined")) }
+                    blockquote.note { (note) }
+                }
+            }
+            @if can_propose {
+                form method="post" action=(url_path(&format!("/teach/lessons/{}", entry.id))) {
+                    input type="hidden" name="csrf" value=(csrf);
+                    input type="hidden" name="action" value="propose";
+                    button type="submit" { (tr!(lang, "teach-propose")) }
+                }
+            }
+        }
+    }
 }
 
 /// With scripts on, the form uploads each file in pieces over tus (going
@@ -893,8 +935,9 @@ pub(crate) async fn change_lesson(
     let done = tokio::task::spawn_blocking(move || match form.action.as_str() {
         "retitle" => shelf::retitle(&store, &teacher, &lesson, &form.title, &course_title()),
         "remove" => shelf::remove(&store, &teacher, &lesson, &course_title()),
+        "propose" => shelf::propose(&store, &teacher, &lesson),
         _ => Err(shelf::ShelfError::Refused(
-            "action is retitle or remove".into(),
+            "action is retitle, remove or propose".into(),
         )),
     })
     .await;

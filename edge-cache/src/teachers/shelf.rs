@@ -62,6 +62,39 @@ pub struct Entry {
     pub size: u64,
     /// The language of its title.
     pub lang: String,
+    #[serde(default)]
+    pub grade: String,
+    #[serde(default)]
+    pub subject: String,
+    /// Proposed to the bureau for review, and where that stands.
+    #[serde(default)]
+    pub proposal: Option<Proposal>,
+}
+
+/// A lesson proposed to the bureau (see [`crate::teachers::propose`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Proposal {
+    /// When the teacher proposed it, unix seconds.
+    pub asked_at: u64,
+    pub state: ProposalState,
+}
+
+/// Where a proposal stands, as the edge last heard.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum ProposalState {
+    /// Waiting for a sync pass to carry it upstream.
+    Queued,
+    /// In the bureau's review queue: this lesson object was sent, with
+    /// `sent_bytes` of chunks the origin lacked.
+    Sent {
+        at: u64,
+        lesson: Hash,
+        sent_bytes: u64,
+    },
+    /// Published by the bureau as this course.
+    Approved { course: String },
+    /// Declined, with the bureau's note.
+    Declined { note: String },
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -251,6 +284,9 @@ pub fn add(
         lesson: lesson_hash,
         size,
         lang: about.lang.clone(),
+        grade: about.grade.trim().to_owned(),
+        subject: about.subject.trim().to_owned(),
+        proposal: None,
     });
     commit(store, batch, &mut shelf, course_title)?;
     Ok(id)
@@ -286,6 +322,64 @@ pub fn retitle(
     let mut batch = ImportBatch::new();
     entry.lesson = batch.add_object(&Object::Lesson(lesson));
     commit(store, batch, &mut shelf, course_title)
+}
+
+/// Proposes lesson `id` of `teacher` to the bureau: the next sync pass
+/// carries it upstream. Proposing again what is queued or under review
+/// changes nothing; a declined lesson may be proposed again (after a new
+/// title, say); an approved one is refused.
+pub fn propose(store: &Store, teacher: &str, id: &str) -> Result<(), ShelfError> {
+    let _changing = crate::lock(&LOCK);
+    let mut shelf = load(store)?;
+    let entry = shelf
+        .lessons
+        .iter_mut()
+        .find(|e| e.id == id && e.teacher == teacher)
+        .ok_or_else(|| ShelfError::NotYours(id.to_owned()))?;
+    match entry.proposal.as_ref().map(|p| &p.state) {
+        Some(ProposalState::Queued | ProposalState::Sent { .. }) => return Ok(()),
+        Some(ProposalState::Approved { course }) => {
+            return Err(ShelfError::Refused(format!(
+                "the bureau published this lesson already, as course {course}"
+            )));
+        }
+        Some(ProposalState::Declined { .. }) | None => {}
+    }
+    entry.proposal = Some(Proposal {
+        asked_at: now(),
+        state: ProposalState::Queued,
+    });
+    save(store, &shelf)
+}
+
+/// Records where the proposal of lesson `id` stands; a lesson removed
+/// meanwhile is left alone.
+pub fn set_proposal(store: &Store, id: &str, state: ProposalState) -> Result<(), ShelfError> {
+    let _changing = crate::lock(&LOCK);
+    let mut shelf = load(store)?;
+    let Some(entry) = shelf.lessons.iter_mut().find(|e| e.id == id) else {
+        return Ok(());
+    };
+    let Some(proposal) = &mut entry.proposal else {
+        return Ok(());
+    };
+    proposal.state = state;
+    save(store, &shelf)
+}
+
+/// The lessons proposed to the bureau, oldest first.
+pub fn proposed(store: &Store) -> Result<Vec<Entry>, ShelfError> {
+    Ok(load(store)?
+        .lessons
+        .into_iter()
+        .filter(|e| e.proposal.is_some())
+        .collect())
+}
+
+fn save(store: &Store, shelf: &ShelfRecord) -> Result<(), ShelfError> {
+    let record = serde_json::to_vec(shelf).map_err(|err| ShelfError::Damaged(err.to_string()))?;
+    store.set_meta(SHELF_META, &record)?;
+    Ok(())
 }
 
 /// Removes lesson `id` of `teacher`; its files go at the next collection.
@@ -365,7 +459,5 @@ fn commit(
     let catalog_hash = batch.add_object(&Object::Catalog(catalog));
     store.commit_batch(batch)?;
     shelf.catalog = Some(catalog_hash);
-    let record = serde_json::to_vec(shelf).map_err(|err| ShelfError::Damaged(err.to_string()))?;
-    store.set_meta(SHELF_META, &record)?;
-    Ok(())
+    save(store, shelf)
 }

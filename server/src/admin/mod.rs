@@ -165,6 +165,11 @@ impl Desk {
         Ok(origin)
     }
 
+    /// Waits until every chunk the upload writer was given is durable.
+    pub fn settle_uploads(&self) -> Result<(), String> {
+        self.uploads.writer(self)?.settle()
+    }
+
     /// The origin's data folder.
     pub fn dir(&self) -> &Path {
         &self.dir

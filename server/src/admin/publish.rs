@@ -72,28 +72,10 @@ fn publish_course(
         }
     }
     let received = desk.uploads.take(admin);
-    let mut report = PublishReport {
-        course_id: course.id.clone(),
-        course_version: 0,
-        course_hash: catalog::Hash::of(b""),
-        sequence: 0,
-        unchanged: false,
-        lessons: course.lessons.len(),
-        files,
-        bytes: course.total_size(),
-        files_read: 0,
-        new_blobs: 0,
-        new_blob_bytes: 0,
-        new_chunks: received.chunks,
-        new_chunk_bytes: received.bytes,
-        sent_chunk_bytes: 0,
-        sent_delta_bytes: 0,
-        delta_chunks: 0,
-        deltas_refused: 0,
-        signature_bytes: 0,
-        bucket_chunks: 0,
-        bucket_chunk_bytes: 0,
-    };
+    let mut report = PublishReport::for_course(&course);
+    report.files = files;
+    report.new_chunks = received.chunks;
+    report.new_chunk_bytes = received.bytes;
     let course_id = course.id.clone();
     let committed = (|| {
         let _lock = publish::lock(&origin)?;

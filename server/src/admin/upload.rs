@@ -96,7 +96,7 @@ pub async fn answer(request: AdminRequest, admin: &str, state: &Arc<State>) -> R
     .await
 }
 
-pub(super) fn store_error(doing: &str, err: impl std::fmt::Display) -> String {
+pub(crate) fn store_error(doing: &str, err: impl std::fmt::Display) -> String {
     format!(
         "{doing} failed on the origin: {err}; try again, and see the origin's log if it persists"
     )
@@ -114,7 +114,7 @@ fn decode_canonical(bytes: &[u8]) -> Result<Object, String> {
 
 /// Checks and keeps the manifests; answers the chunks each file still lacks,
 /// after copying those the origin holds in other files.
-fn plan_files(desk: &Desk, manifests: &[Vec<u8>]) -> Result<AdminResponse, String> {
+pub(crate) fn plan_files(desk: &Desk, manifests: &[Vec<u8>]) -> Result<AdminResponse, String> {
     if manifests.len() > limits::MAX_FILES {
         return Err(format!(
             "{} files in one plan; at most {} (a course's limit)",
@@ -152,7 +152,7 @@ fn plan_files(desk: &Desk, manifests: &[Vec<u8>]) -> Result<AdminResponse, Strin
 
 /// Checks chunks of planned files against their manifests (here, in
 /// parallel with other requests), then has the writer write them.
-pub(super) fn put_chunks(
+pub(crate) fn put_chunks(
     desk: &Desk,
     admin: &str,
     files: Vec<FileChunks>,
@@ -250,7 +250,7 @@ fn put_objects(desk: &Desk, objects: &[Vec<u8>]) -> Result<AdminResponse, String
 }
 
 /// Every file's manifest is held and matches, and its blob is whole.
-pub(super) fn check_files_held(
+pub(crate) fn check_files_held(
     store: &Store,
     files: &[catalog::FileEntry],
     owner: &str,

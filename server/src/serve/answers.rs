@@ -108,6 +108,15 @@ pub async fn answer(
                 protocol::write_frame(send, &Response::Error { message }).await?;
             }
         },
+        Request::Propose(request) => {
+            let response = match caller {
+                Caller::Edge(edge) => crate::review::answer(request, edge, state).await,
+                Caller::Admin(_) => Response::Error {
+                    message: "lessons are proposed by edges, with an edge's token".to_owned(),
+                },
+            };
+            protocol::write_frame(send, &response).await?;
+        }
     }
     Ok(())
 }

@@ -199,9 +199,20 @@ async fn handle_stream(
     state: &Arc<State>,
     pace: Option<&TokenBucket>,
 ) -> Result<(), FrameError> {
-    let _place = caller.request_place().await;
-    let Some(request) = protocol::read_frame::<Request>(&mut recv, caller.request_limit()).await?
-    else {
+    // The length first: it decides the limit, and the place a large one waits for.
+    let mut header = [0u8; 4];
+    let mut filled = 0;
+    while filled < header.len() {
+        match recv.read(&mut header[filled..]).await {
+            Ok(None) if filled == 0 => return Ok(()),
+            Ok(None) => return Err(FrameError::Truncated),
+            Ok(Some(n)) => filled += n,
+            Err(err) => return Err(FrameError::Read(err.into())),
+        }
+    }
+    let (_place, limit) = caller.place_for(u32::from_le_bytes(header) as usize).await;
+    let mut framed = tokio::io::AsyncReadExt::chain(&header[..], &mut recv);
+    let Some(request) = protocol::read_frame::<Request>(&mut framed, limit).await? else {
         return Ok(());
     };
     answer(request, caller, state, &mut send, pace).await?;

@@ -118,6 +118,11 @@ impl Caller {
 /// most, whatever number of streams or connections they open.
 static ADMIN_REQUESTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
 
+/// Edges' requests carrying chunks of a teacher's proposed lesson (issue
+/// 17; up to [`crate::review::MAX_PROPOSAL_REQUEST`] each) read at once,
+/// over every edge: 8 × 1 MiB in memory at most.
+static PROPOSAL_REQUESTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
+
 impl Caller {
     /// A place among the administrators' requests in memory (none needed
     /// for an edge's, which are small); held until the request is answered.
@@ -125,6 +130,26 @@ impl Caller {
         match self {
             Caller::Edge(_) => None,
             Caller::Admin(_) => ADMIN_REQUESTS.acquire().await.ok(),
+        }
+    }
+
+    /// The place and limit for a request frame of `len` bytes: an edge's
+    /// larger than [`protocol::MAX_REQUEST`] (a proposal's chunks) waits for
+    /// one of the few places such requests have.
+    pub async fn place_for(
+        &self,
+        len: usize,
+    ) -> (Option<tokio::sync::SemaphorePermit<'static>>, usize) {
+        match self {
+            Caller::Edge(_)
+                if len > protocol::MAX_REQUEST && len <= crate::review::MAX_PROPOSAL_REQUEST =>
+            {
+                (
+                    PROPOSAL_REQUESTS.acquire().await.ok(),
+                    crate::review::MAX_PROPOSAL_REQUEST,
+                )
+            }
+            _ => (self.request_place().await, self.request_limit()),
         }
     }
 }

@@ -398,6 +398,14 @@ impl Client {
         }
     }
 
+    /// Waits for the sync's bandwidth cap to allow sending `bytes` (what
+    /// an edge sends upstream, such as a proposed lesson's chunks).
+    pub async fn pace_send(&self, bytes: usize) {
+        if let Some(bucket) = &self.bucket {
+            bucket.take(bytes).await;
+        }
+    }
+
     /// Whether the connection has ended (closed, reset or timed out).
     pub fn is_closed(&self) -> bool {
         match &self.wire {

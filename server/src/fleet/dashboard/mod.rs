@@ -44,6 +44,8 @@ pub struct Dashboard {
     actions: Mutex<ActionCounts>,
     /// What the pages show, until the fleet or the catalog changes.
     snapshot: Mutex<Option<Arc<Snapshot>>>,
+    /// The origin, opened at the first review action that needs it.
+    origin: Mutex<Option<Arc<crate::Origin>>>,
 }
 
 impl Dashboard {
@@ -63,7 +65,21 @@ impl Dashboard {
             stats,
             actions: Mutex::new((None, Vec::new())),
             snapshot: Mutex::new(None),
+            origin: Mutex::new(None),
         })
+    }
+
+    /// The origin (opened once; blocking), for the review queue's actions.
+    fn origin(&self) -> Result<Arc<crate::Origin>, String> {
+        let mut held = self.origin.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(origin) = &*held {
+            return Ok(origin.clone());
+        }
+        let origin = crate::Origin::open(self.fleet.dir())
+            .map(Arc::new)
+            .map_err(|err| format!("opening the origin: {}", catalog::format::error_chain(&err)))?;
+        *held = Some(origin.clone());
+        Ok(origin)
     }
 
     /// The current snapshot, made again if the fleet or the catalog
@@ -131,6 +147,11 @@ pub fn router(dashboard: Arc<Dashboard>) -> Router {
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", post(session::logout))
         .route("/metrics", get(metrics))
+        .route("/review", get(review::queue_page))
+        .route("/review/{edge}/{id}", get(review::item_page))
+        .route("/review/{edge}/{id}/files/{n}", get(review::file))
+        .route("/review/{edge}/{id}/approve", post(review::approve))
+        .route("/review/{edge}/{id}/decline", post(review::decline))
         .with_state(dashboard)
 }
 
@@ -222,6 +243,8 @@ macro_rules! logged_in {
         }
     };
 }
+
+mod review;
 
 async fn edges_page(
     State(dash): State<Arc<Dashboard>>,

@@ -25,11 +25,11 @@ pub struct Frame<'a> {
     pub csrf: &'a str,
 }
 
-fn enc(text: &str) -> String {
+pub(super) fn enc(text: &str) -> String {
     utf8_percent_encode(text, NON_ALPHANUMERIC).to_string()
 }
 
-fn layout(lang: Lang, title: &str, head: Markup, body: Markup) -> Markup {
+pub(super) fn layout(lang: Lang, title: &str, head: Markup, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang=(lang.code()) {
@@ -44,7 +44,7 @@ fn layout(lang: Lang, title: &str, head: Markup, body: Markup) -> Markup {
     }
 }
 
-fn header(frame: &Frame<'_>) -> Markup {
+pub(super) fn header(frame: &Frame<'_>) -> Markup {
     let lang = frame.lang;
     html! {
         header {
@@ -52,6 +52,7 @@ fn header(frame: &Frame<'_>) -> Markup {
             a href="/" { (tr!(lang, "edges")) }
             a href="/courses" { (tr!(lang, "courses")) }
             a href="/lessons" { (tr!(lang, "lessons")) }
+            a href="/review" { (tr!(lang, "review")) }
             a href="/edges.csv" { "CSV" }
             a href="/edges.json" { "JSON" }
             span {
@@ -91,7 +92,7 @@ pub fn login(lang: Lang, refused: bool) -> Markup {
 }
 
 /// "3 h ago" in the reader's language.
-fn ago(lang: Lang, then: u64, now: u64) -> String {
+pub(super) fn ago(lang: Lang, then: u64, now: u64) -> String {
     if then == 0 {
         return tr!(lang, "never").into_owned();
     }

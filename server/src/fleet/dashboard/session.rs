@@ -150,7 +150,7 @@ pub(super) struct LoginForm {
 
 /// A form posted from another site is refused (the browser says so in
 /// `Sec-Fetch-Site` or `Origin`).
-fn cross_site(headers: &HeaderMap) -> bool {
+pub(super) fn cross_site(headers: &HeaderMap) -> bool {
     let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
     if site.is_some_and(|site| site != "same-origin" && site != "none") {
         return true;

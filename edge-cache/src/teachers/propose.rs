@@ -1,0 +1,305 @@
+//! Lessons teachers propose to the bureau, carried upstream by the sync
+//! pass (so within its window and under its bandwidth cap).
+//!
+//! For each queued proposal: the lesson's file manifests go first and the
+//! origin answers which chunks it lacks; only those travel, read from the
+//! store and checked there again; then the lesson itself, which lands in
+//! the origin's review queue ([`server::review`]). A pass cut off in the
+//! middle leaves the proposal queued: the next pass plans again and sends
+//! only what is still missing. Every pass also asks where the proposals
+//! sent stand, and records the bureau's approval or note for the teacher.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use catalog::{Hash, Object, Store};
+use server::admin::IndexedChunk;
+use server::protocol::{REVISION_PROPOSALS, Request, Response};
+use server::review::{MAX_PROPOSAL_REQUEST, ProposeAnswer, ProposeRequest, Verdict};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::shelf::{self, Entry, ProposalState};
+use crate::sync::client::Client;
+
+/// Chunk bytes in one request: under the origin's limit, with room for the
+/// request's own bytes.
+const REQUEST_BYTES: usize = MAX_PROPOSAL_REQUEST - 16 * 1024;
+
+/// What [`send`] did in one pass.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Carried {
+    /// Proposals that reached the review queue.
+    pub sent: usize,
+    /// Chunk bytes sent (those the origin lacked).
+    pub bytes: u64,
+    /// Verdicts newly heard.
+    pub decided: usize,
+}
+
+/// Why a proposal could not be carried this pass (it stays queued).
+#[derive(Debug, thiserror::Error)]
+enum CarryError {
+    #[error("{0}")]
+    Local(String),
+    #[error("the origin refused: {0}")]
+    Refused(String),
+    #[error("{0}")]
+    Link(String),
+    #[error("the sync window closed")]
+    Stopped,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, CarryError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(message)) => Err(CarryError::Local(message)),
+        Err(_) => Err(CarryError::Local("the edge is stopping".to_owned())),
+    }
+}
+
+/// One request, one answer.
+async fn ask(client: &Client, request: ProposeRequest) -> Result<ProposeAnswer, CarryError> {
+    let mut responses = client
+        .request(&Request::Propose(request))
+        .await
+        .map_err(|err| CarryError::Link(crate::sync::error_chain(&err)))?;
+    match responses.next().await {
+        Ok(Some(Response::Proposal(answer))) => Ok(answer),
+        Ok(Some(Response::Error { message })) => Err(CarryError::Refused(message)),
+        Ok(other) => Err(CarryError::Link(format!("unexpected answer {other:?}"))),
+        Err(err) => Err(CarryError::Link(crate::sync::error_chain(&err))),
+    }
+}
+
+/// Carries queued proposals upstream and hears verdicts on those sent.
+pub async fn send(store: &Arc<Store>, client: &Client, stop: &CancellationToken) -> Carried {
+    let mut carried = Carried::default();
+    if client.origin_revision < REVISION_PROPOSALS {
+        return carried;
+    }
+    let proposed = {
+        let store = store.clone();
+        blocking(move || shelf::proposed(&store).map_err(|e| e.to_string())).await
+    };
+    let proposed = match proposed {
+        Ok(proposed) => proposed,
+        Err(err) => {
+            warn!(cause = %err, "cannot read the teachers' proposals");
+            return carried;
+        }
+    };
+    for entry in proposed.iter().filter(|e| {
+        e.proposal
+            .as_ref()
+            .is_some_and(|p| p.state == ProposalState::Queued)
+    }) {
+        if stop.is_cancelled() {
+            return carried;
+        }
+        match carry(store, client, entry, stop).await {
+            Ok(bytes) => {
+                carried.sent += 1;
+                carried.bytes += bytes;
+                info!(lesson = %entry.id, teacher = %entry.teacher, sent_bytes = bytes, "a teacher's lesson reached the bureau's review queue");
+                let state = ProposalState::Sent {
+                    at: server::origin::now_secs(),
+                    lesson: entry.lesson,
+                    sent_bytes: bytes,
+                };
+                record(store, &entry.id, state).await;
+            }
+            Err(CarryError::Stopped) => return carried,
+            Err(err) => {
+                warn!(lesson = %entry.id, cause = %err, "a proposed lesson could not be sent upstream; it goes with the next pass");
+            }
+        }
+    }
+    let sent: Vec<&Entry> = proposed
+        .iter()
+        .filter(|e| {
+            e.proposal
+                .as_ref()
+                .is_some_and(|p| matches!(p.state, ProposalState::Sent { .. }))
+        })
+        .take(server::review::MAX_STATUS_IDS)
+        .collect();
+    if sent.is_empty() || stop.is_cancelled() {
+        return carried;
+    }
+    let ids = sent.iter().map(|e| e.id.clone()).collect();
+    let verdicts = match ask(client, ProposeRequest::Status { ids }).await {
+        Ok(ProposeAnswer::Status { verdicts }) if verdicts.len() == sent.len() => verdicts,
+        Ok(other) => {
+            warn!(answer = ?other, "the origin answered the proposals' status unexpectedly");
+            return carried;
+        }
+        Err(err) => {
+            warn!(cause = %err, "cannot ask where the proposed lessons stand; asking again next pass");
+            return carried;
+        }
+    };
+    for (entry, verdict) in sent.into_iter().zip(verdicts) {
+        let state = match verdict {
+            Verdict::Waiting => continue,
+            Verdict::Approved { course } => ProposalState::Approved { course },
+            Verdict::Declined { note } => ProposalState::Declined { note },
+            // Forgotten by the origin (its queue reset): sent again.
+            Verdict::Unknown => ProposalState::Queued,
+        };
+        info!(lesson = %entry.id, state = ?state, "the bureau decided on a proposed lesson");
+        carried.decided += 1;
+        record(store, &entry.id, state).await;
+    }
+    carried
+}
+
+async fn record(store: &Arc<Store>, id: &str, state: ProposalState) {
+    let (store, id) = (store.clone(), id.to_owned());
+    let done =
+        blocking(move || shelf::set_proposal(&store, &id, state).map_err(|e| e.to_string())).await;
+    if let Err(err) = done {
+        warn!(cause = %err, "cannot record where a proposed lesson stands");
+    }
+}
+
+/// A lesson's object and its files' manifests, from the store.
+type Planned = (Vec<u8>, Vec<(Hash, catalog::FileManifest)>);
+
+/// Sends one proposal; the chunk bytes sent.
+async fn carry(
+    store: &Arc<Store>,
+    client: &Client,
+    entry: &Entry,
+    stop: &CancellationToken,
+) -> Result<u64, CarryError> {
+    let (lesson, manifests): Planned = {
+        let (store, hash) = (store.clone(), entry.lesson);
+        blocking(move || {
+            let object = store
+                .require_object(&hash)
+                .map_err(|e| format!("reading the lesson: {e}"))?;
+            let lesson = object
+                .clone()
+                .into_lesson()
+                .map_err(|e| format!("the lesson object: {e}"))?;
+            let mut manifests = Vec::new();
+            for file in &lesson.files {
+                match store.require_object(&file.manifest) {
+                    Ok(Object::Manifest(manifest)) => manifests.push((file.manifest, manifest)),
+                    Ok(_) => return Err(format!("{}: not a file manifest", file.path)),
+                    Err(e) => return Err(format!("{}: {e}", file.path)),
+                }
+            }
+            Ok((object.encode(), manifests))
+        })
+        .await?
+    };
+    let encoded = manifests
+        .iter()
+        .map(|(_, m)| Object::Manifest(m.clone()).encode())
+        .collect();
+    let needed = match ask(client, ProposeRequest::Plan { manifests: encoded }).await? {
+        ProposeAnswer::Needed { files } if files.len() == manifests.len() => files,
+        other => return Err(CarryError::Link(format!("unexpected answer {other:?}"))),
+    };
+    let mut sent = 0u64;
+    for ((manifest_hash, manifest), wanted) in manifests.iter().zip(needed) {
+        if wanted.is_empty() {
+            continue;
+        }
+        let offsets: Vec<(u64, u32)> = manifest
+            .chunk_offsets()
+            .map(|(offset, chunk)| (offset, chunk.len))
+            .collect();
+        let mut pending: Vec<u32> = Vec::new();
+        let mut pending_bytes = 0usize;
+        let mut wanted = wanted.into_iter().peekable();
+        while let Some(index) = wanted.next() {
+            let Some(&(_, len)) = offsets.get(index as usize) else {
+                return Err(CarryError::Refused(format!(
+                    "asked for chunk {index} of a file of {} chunks",
+                    offsets.len()
+                )));
+            };
+            pending.push(index);
+            pending_bytes += len as usize;
+            let full = wanted
+                .peek()
+                .and_then(|next| offsets.get(*next as usize))
+                .is_none_or(|(_, next)| pending_bytes + *next as usize > REQUEST_BYTES);
+            if !full {
+                continue;
+            }
+            if stop.is_cancelled() {
+                return Err(CarryError::Stopped);
+            }
+            let chunks =
+                read_chunks(store, manifest.blob, &offsets, std::mem::take(&mut pending)).await?;
+            client.pace_send(pending_bytes).await;
+            sent += pending_bytes as u64;
+            pending_bytes = 0;
+            match ask(
+                client,
+                ProposeRequest::Chunks {
+                    files: vec![(*manifest_hash, chunks)],
+                },
+            )
+            .await?
+            {
+                ProposeAnswer::Stored { .. } => {}
+                other => return Err(CarryError::Link(format!("unexpected answer {other:?}"))),
+            }
+        }
+    }
+    let proposal = server::review::Proposal {
+        id: entry.id.clone(),
+        teacher: entry.teacher.clone(),
+        lesson,
+        grade: entry.grade.clone(),
+        subject: entry.subject.clone(),
+    };
+    match ask(client, ProposeRequest::Submit(proposal)).await? {
+        ProposeAnswer::Queued => Ok(sent),
+        other => Err(CarryError::Link(format!("unexpected answer {other:?}"))),
+    }
+}
+
+/// Reads chunks `indices` of blob `blob` from the store.
+async fn read_chunks(
+    store: &Arc<Store>,
+    blob: Hash,
+    offsets: &[(u64, u32)],
+    indices: Vec<u32>,
+) -> Result<Vec<IndexedChunk>, CarryError> {
+    let store = store.clone();
+    let spans: Vec<(u32, u64, u32)> = indices
+        .into_iter()
+        .map(|i| (i, offsets[i as usize].0, offsets[i as usize].1))
+        .collect();
+    blocking(move || {
+        let mut file = match store.open_blob(&blob) {
+            Ok(catalog::store::OpenedBlob::Verified { file, .. }) => file,
+            Ok(_) => {
+                return Err(format!(
+                    "file {blob} is not whole in the store (the scrub may have set it aside)"
+                ));
+            }
+            Err(e) => return Err(format!("opening file {blob}: {e}")),
+        };
+        let mut chunks = Vec::with_capacity(spans.len());
+        for (index, offset, len) in spans {
+            use std::io::Seek;
+            let mut bytes = vec![0u8; len as usize];
+            file.seek(std::io::SeekFrom::Start(offset))
+                .and_then(|_| file.read_exact(&mut bytes))
+                .map_err(|e| format!("reading file {blob}: {e}"))?;
+            chunks.push(IndexedChunk(index, Bytes::from(bytes)));
+        }
+        Ok(chunks)
+    })
+    .await
+}

@@ -1,0 +1,627 @@
+//! Teachers' lessons proposed to the bureau (issue 17): the review queue.
+//!
+//! An edge sends a lesson a teacher proposed within its sync pass, like an
+//! administrator's remote publish: the files' manifests first
+//! ([`ProposeRequest::Plan`], answered with the chunks the origin lacks),
+//! then those chunks only ([`ProposeRequest::Chunks`]), then the lesson
+//! ([`ProposeRequest::Submit`]), which the origin checks (every file whole)
+//! and files in `DIR/review/queue.json`. The edge asks where its proposals
+//! stand at every pass ([`ProposeRequest::Status`]) and shows the teacher.
+//!
+//! An administrator previews a waiting lesson on the dashboard, edits its
+//! title, course id, grade and subject, and approves it ([`approve`]: the
+//! lesson is published as a course of its own, signed by the origin, so
+//! every school subscribed to it receives it at its next sync) or declines
+//! it with a note the teacher sees ([`decline`]).
+//!
+//! Bounded: at most [`MAX_WAITING_PER_EDGE`] waiting proposals per edge and
+//! [`MAX_ENTRIES`] entries in all (the oldest decided ones are forgotten
+//! first); a lesson's files are within the catalog's limits. The waiting
+//! lessons' files are kept by `origin gc` ([`waiting_lessons`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use catalog::store::ImportBatch;
+use catalog::{Course, Hash, Lesson, LessonRef, LocalizedText, Object, limits};
+use serde::{Deserialize, Serialize};
+
+use crate::admin::{AdminResponse, Desk, FileChunks};
+use crate::protocol::Response;
+use crate::serve::State;
+
+/// Most waiting proposals of one edge.
+pub const MAX_WAITING_PER_EDGE: usize = 20;
+/// Most entries the queue keeps (waiting and decided).
+pub const MAX_ENTRIES: usize = 1000;
+/// Longest note to a teacher, title, grade or subject, in characters.
+pub const MAX_TEXT: usize = 500;
+/// Most proposals one [`ProposeRequest::Status`] asks about.
+pub const MAX_STATUS_IDS: usize = 256;
+/// The largest request an edge may send when it carries chunks of a
+/// proposal: one chunk of the largest profile with room to spare.
+pub const MAX_PROPOSAL_REQUEST: usize = 1024 * 1024 + 4096;
+
+/// What an edge asks about its teachers' proposals (protocol revision
+/// [`crate::protocol::REVISION_PROPOSALS`]). New variants go at the end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProposeRequest {
+    /// The encoded file manifests of a lesson; answered
+    /// [`ProposeAnswer::Needed`].
+    Plan { manifests: Vec<Vec<u8>> },
+    /// Chunks of planned files, at most [`MAX_PROPOSAL_REQUEST`] bytes in all.
+    Chunks { files: Vec<FileChunks> },
+    /// The lesson, once its files are whole on the origin; answered
+    /// [`ProposeAnswer::Queued`].
+    Submit(Proposal),
+    /// Where these proposals (by the edge's lesson id) stand.
+    Status { ids: Vec<String> },
+}
+
+/// A lesson proposed by a teacher.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// The lesson's id on the edge.
+    pub id: String,
+    /// The teacher's name, as she logged in.
+    pub teacher: String,
+    /// The encoded lesson object.
+    #[serde(with = "serde_bytes")]
+    pub lesson: Vec<u8>,
+    pub grade: String,
+    pub subject: String,
+}
+
+/// The origin's answer to a [`ProposeRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProposeAnswer {
+    /// Per manifest, the chunk indices the origin still lacks.
+    Needed { files: Vec<Vec<u32>> },
+    /// Chunks written.
+    Stored { stored: u32 },
+    /// The proposal is in the queue (or was already).
+    Queued,
+    /// Per id asked, in order.
+    Status { verdicts: Vec<Verdict> },
+}
+
+/// Where a proposal stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Verdict {
+    /// The origin holds no such proposal (never arrived, or forgotten).
+    Unknown,
+    Waiting,
+    /// Published as this course.
+    Approved {
+        course: String,
+    },
+    Declined {
+        note: String,
+    },
+}
+
+/// One entry of the queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The edge that sent it.
+    pub edge: String,
+    /// The lesson's id on that edge.
+    pub id: String,
+    pub teacher: String,
+    /// The lesson object as sent (in the origin's store).
+    pub lesson: Hash,
+    pub title: String,
+    /// The title's language.
+    pub lang: String,
+    pub grade: String,
+    pub subject: String,
+    pub size: u64,
+    /// Unix seconds.
+    pub received_at: u64,
+    pub verdict: Verdict,
+    /// Who decided, and when.
+    pub decided_by: Option<String>,
+    pub decided_at: Option<u64>,
+}
+
+impl Entry {
+    /// The entry's key in page addresses: `edge/id`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.edge, self.id)
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct QueueFile {
+    entries: Vec<Entry>,
+}
+
+/// Why the queue could not be read, written or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("reading the review queue {path}: {cause}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        cause: std::io::Error,
+    },
+    #[error(
+        "the review queue {path} does not parse ({cause}); move it aside to start an empty queue"
+    )]
+    Damaged { path: PathBuf, cause: String },
+    #[error("writing the review queue {path}: {cause}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        cause: std::io::Error,
+    },
+    #[error("no proposal {0} in the review queue")]
+    NotFound(String),
+    #[error("proposal {0} was decided already")]
+    Decided(String),
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// One change at a time to the queue file of this process.
+static CHANGING: Mutex<()> = Mutex::new(());
+
+/// `DIR/review/queue.json`.
+pub fn queue_path(dir: &Path) -> PathBuf {
+    dir.join("review").join("queue.json")
+}
+
+fn load(dir: &Path) -> Result<QueueFile, ReviewError> {
+    let path = queue_path(dir);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| ReviewError::Damaged {
+            path,
+            cause: err.to_string(),
+        }),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(QueueFile::default()),
+        Err(cause) => Err(ReviewError::Read { path, cause }),
+    }
+}
+
+/// Writes the queue through a temporary file, synced before and after the rename.
+fn save(dir: &Path, queue: &QueueFile) -> Result<(), ReviewError> {
+    use std::io::Write;
+    let path = queue_path(dir);
+    let write = || -> std::io::Result<()> {
+        let folder = dir.join("review");
+        std::fs::create_dir_all(&folder)?;
+        let tmp = folder.join("queue.json.tmp");
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&serde_json::to_vec_pretty(queue).map_err(std::io::Error::other)?)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(&folder)?.sync_all()
+    };
+    write().map_err(|cause| ReviewError::Write {
+        path: path.clone(),
+        cause,
+    })
+}
+
+/// Every entry, newest first.
+pub fn entries(dir: &Path) -> Result<Vec<Entry>, ReviewError> {
+    let mut entries = load(dir)?.entries;
+    entries.reverse();
+    Ok(entries)
+}
+
+/// The entry `edge/id`.
+pub fn entry(dir: &Path, edge: &str, id: &str) -> Result<Entry, ReviewError> {
+    load(dir)?
+        .entries
+        .into_iter()
+        .find(|e| e.edge == edge && e.id == id)
+        .ok_or_else(|| ReviewError::NotFound(format!("{edge}/{id}")))
+}
+
+/// The lesson objects of waiting proposals: `origin gc` keeps their files.
+pub fn waiting_lessons(dir: &Path) -> Result<Vec<Hash>, ReviewError> {
+    Ok(load(dir)?
+        .entries
+        .iter()
+        .filter(|e| e.verdict == Verdict::Waiting)
+        .map(|e| e.lesson)
+        .collect())
+}
+
+fn now() -> u64 {
+    crate::origin::now_secs()
+}
+
+fn check_text(what: &str, text: &str, required: bool) -> Result<String, ReviewError> {
+    let text = text.trim();
+    if (required && text.is_empty())
+        || text.chars().count() > MAX_TEXT
+        || text.chars().any(|c| c.is_control() && c != '\n')
+    {
+        return Err(ReviewError::Refused(format!(
+            "the {what} needs {} to {MAX_TEXT} characters and no control characters",
+            u8::from(required)
+        )));
+    }
+    Ok(text.to_owned())
+}
+
+/// Files a checked proposal from `edge` (whose lesson `hash` is in the
+/// store). Sent again, it changes nothing.
+fn file(
+    dir: &Path,
+    edge: &str,
+    proposal: &Proposal,
+    lesson: &Lesson,
+    hash: Hash,
+) -> Result<(), ReviewError> {
+    let _changing = CHANGING.lock().unwrap_or_else(|p| p.into_inner());
+    let mut queue = load(dir)?;
+    if let Some(held) = queue
+        .entries
+        .iter_mut()
+        .find(|e| e.edge == edge && e.id == proposal.id)
+    {
+        if held.verdict == Verdict::Waiting && held.lesson != hash {
+            // Retitled on the edge before the review: the newer one counts.
+            held.lesson = hash;
+            held.title = first_text(&lesson.title).1;
+            save(dir, &queue)?;
+        }
+        return Ok(());
+    }
+    let waiting = queue
+        .entries
+        .iter()
+        .filter(|e| e.edge == edge && e.verdict == Verdict::Waiting)
+        .count();
+    if waiting >= MAX_WAITING_PER_EDGE {
+        return Err(ReviewError::Refused(format!(
+            "edge {edge} has {waiting} lessons waiting for review already, the most one school may have; \
+             they are sent when the bureau has decided on some"
+        )));
+    }
+    if queue.entries.len() >= MAX_ENTRIES {
+        // The oldest decided entry makes room; with none, the queue is full.
+        match queue
+            .entries
+            .iter()
+            .position(|e| e.verdict != Verdict::Waiting)
+        {
+            Some(oldest) => {
+                queue.entries.remove(oldest);
+            }
+            None => {
+                return Err(ReviewError::Refused(format!(
+                    "the bureau's review queue holds {MAX_ENTRIES} waiting lessons; try again later"
+                )));
+            }
+        }
+    }
+    let (lang, title) = first_text(&lesson.title);
+    queue.entries.push(Entry {
+        edge: edge.to_owned(),
+        id: proposal.id.clone(),
+        teacher: check_text("teacher's name", &proposal.teacher, false)?,
+        lesson: hash,
+        title,
+        lang,
+        grade: check_text("grade", &proposal.grade, false)?,
+        subject: check_text("subject", &proposal.subject, false)?,
+        size: lesson.files.iter().map(|f| f.size).sum(),
+        received_at: now(),
+        verdict: Verdict::Waiting,
+        decided_by: None,
+        decided_at: None,
+    });
+    save(dir, &queue)?;
+    tracing::info!(%edge, proposal = %proposal.id, lesson = %hash, "a teacher's lesson arrived for review");
+    Ok(())
+}
+
+/// The first language and text of `text` (a teacher's lesson has one).
+fn first_text(text: &LocalizedText) -> (String, String) {
+    text.iter()
+        .next()
+        .map(|(lang, text)| (lang.to_owned(), text.to_owned()))
+        .unwrap_or_else(|| ("zh".to_owned(), String::new()))
+}
+
+/// Where `ids` of `edge` stand.
+fn verdicts(dir: &Path, edge: &str, ids: &[String]) -> Result<Vec<Verdict>, ReviewError> {
+    let queue = load(dir)?;
+    Ok(ids
+        .iter()
+        .map(|id| {
+            queue
+                .entries
+                .iter()
+                .find(|e| e.edge == edge && &e.id == id)
+                .map_or(Verdict::Unknown, |e| e.verdict.clone())
+        })
+        .collect())
+}
+
+/// What an administrator changes before approving.
+#[derive(Debug, Clone, Default)]
+pub struct Approval {
+    /// The new course's id (letters, digits, `-` and `_`).
+    pub course: String,
+    pub title: String,
+    pub grade: String,
+    pub subject: String,
+}
+
+/// A course id an administrator may give: 1–64 of `a-z 0-9 - _`, not
+/// starting with `-` or `_`.
+fn check_course_id(id: &str) -> Result<(), ReviewError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(ReviewError::Refused(format!(
+            "course id {id:?}: use 1 to 64 of a-z, 0-9, - and _, starting with a letter or digit"
+        )))
+    }
+}
+
+/// Publishes waiting proposal `edge/id` as course `approval.course`, signed
+/// by `origin`, with the administrator's title, grade and subject; marks it
+/// approved. A course of that id already published is refused (approving
+/// never replaces a course).
+pub fn approve(
+    origin: &crate::Origin,
+    admin: &str,
+    edge: &str,
+    id: &str,
+    approval: &Approval,
+) -> Result<crate::PublishReport, ReviewError> {
+    let dir = origin.dir();
+    check_course_id(&approval.course)?;
+    let title = check_text("title", &approval.title, true)?;
+    let grade = check_text("grade", &approval.grade, false)?;
+    let subject = check_text("subject", &approval.subject, false)?;
+    let held = entry(dir, edge, id)?;
+    if held.verdict != Verdict::Waiting {
+        return Err(ReviewError::Decided(held.key()));
+    }
+    let store = origin.store();
+    let refused = |e: &dyn std::fmt::Display| ReviewError::Refused(e.to_string());
+    let mut lesson = store
+        .require_object(&held.lesson)
+        .map_err(|e| refused(&e))?
+        .into_lesson()
+        .map_err(|e| refused(&e))?;
+    crate::admin::upload::check_files_held(
+        store,
+        &lesson.files,
+        &format!("proposal {}", held.key()),
+    )
+    .map_err(ReviewError::Refused)?;
+    lesson.id = "lesson".to_owned();
+    lesson.title = LocalizedText::new();
+    lesson.title.insert(&held.lang, &title);
+    lesson.tags = [subject.as_str(), grade.as_str()]
+        .into_iter()
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect();
+    limits::check_lesson(&lesson).map_err(|e| refused(&e))?;
+    let mut batch = ImportBatch::new();
+    let size = lesson.files.iter().map(|f| f.size).sum();
+    let lesson_hash = batch.add_object(&Object::Lesson(lesson.clone()));
+    let mut course_title = LocalizedText::new();
+    course_title.insert(&held.lang, &title);
+    let course = Course {
+        id: approval.course.clone(),
+        version: 0,
+        title: course_title,
+        description: LocalizedText::new(),
+        subject: Some(subject.clone()).filter(|s| !s.is_empty()),
+        grade: Some(grade.clone()).filter(|g| !g.is_empty()),
+        languages: lesson.languages.clone(),
+        tags: Vec::new(),
+        files: Vec::new(),
+        lessons: vec![LessonRef {
+            id: lesson.id.clone(),
+            hash: lesson_hash,
+            size,
+        }],
+    };
+    limits::check_course(&course).map_err(|e| refused(&e))?;
+    let mut report = crate::PublishReport::for_course(&course);
+    {
+        let _lock = crate::publish::lock(origin).map_err(|e| refused(&e))?;
+        if let Some(signed) = store.signed_catalog().map_err(|e| refused(&e))?
+            && let Ok(catalog) = Object::decode(&signed.catalog).and_then(Object::into_catalog)
+            && catalog.courses.contains_key(&approval.course)
+        {
+            return Err(ReviewError::Refused(format!(
+                "course {} is published already; give the lesson a course id of its own",
+                approval.course
+            )));
+        }
+        let named = Path::new(admin).join("review").join(edge).join(id);
+        crate::publish::commit_course(
+            origin,
+            batch,
+            course,
+            &named,
+            &mut report,
+            &indicatif::ProgressBar::hidden(),
+        )
+        .map_err(|e| ReviewError::Refused(catalog::format::error_chain(&e)))?;
+    }
+    decide(
+        dir,
+        admin,
+        edge,
+        id,
+        Verdict::Approved {
+            course: approval.course.clone(),
+        },
+        Some((title, grade, subject)),
+    )?;
+    log(
+        dir,
+        admin,
+        "approve",
+        &format!("{edge}/{id}"),
+        &format!(
+            "published as course {} in catalog sequence {}",
+            approval.course, report.sequence
+        ),
+    );
+    Ok(report)
+}
+
+/// Declines waiting proposal `edge/id` with `note`, which its teacher sees.
+pub fn decline(
+    dir: &Path,
+    admin: &str,
+    edge: &str,
+    id: &str,
+    note: &str,
+) -> Result<(), ReviewError> {
+    let note = check_text("note to the teacher", note, true)?;
+    decide(
+        dir,
+        admin,
+        edge,
+        id,
+        Verdict::Declined { note: note.clone() },
+        None,
+    )?;
+    log(dir, admin, "decline", &format!("{edge}/{id}"), &note);
+    Ok(())
+}
+
+fn decide(
+    dir: &Path,
+    admin: &str,
+    edge: &str,
+    id: &str,
+    verdict: Verdict,
+    edited: Option<(String, String, String)>,
+) -> Result<(), ReviewError> {
+    let _changing = CHANGING.lock().unwrap_or_else(|p| p.into_inner());
+    let mut queue = load(dir)?;
+    let held = queue
+        .entries
+        .iter_mut()
+        .find(|e| e.edge == edge && e.id == id)
+        .ok_or_else(|| ReviewError::NotFound(format!("{edge}/{id}")))?;
+    if held.verdict != Verdict::Waiting {
+        return Err(ReviewError::Decided(held.key()));
+    }
+    held.verdict = verdict;
+    held.decided_by = Some(admin.to_owned());
+    held.decided_at = Some(now());
+    if let Some((title, grade, subject)) = edited {
+        held.title = title;
+        held.grade = grade;
+        held.subject = subject;
+    }
+    save(dir, &queue)
+}
+
+fn log(dir: &Path, admin: &str, action: &str, subject: &str, detail: &str) {
+    if let Err(err) = crate::admin::log::record(dir, admin, action, subject, detail) {
+        tracing::error!(%admin, action, subject, cause = %err, "the administrators' log cannot be written");
+    }
+}
+
+/// Answers an edge's [`ProposeRequest`] (on the blocking pool).
+pub async fn answer(request: ProposeRequest, edge: &str, state: &Arc<State>) -> Response {
+    let (edge, state) = (edge.to_owned(), state.clone());
+    let done = tokio::task::spawn_blocking(move || match &state.desk {
+        Some(desk) => answer_on_desk(desk, &edge, request),
+        None => Err("this server takes no proposals; propose lessons to the origin".to_owned()),
+    })
+    .await;
+    match done {
+        Ok(Ok(answer)) => Response::Proposal(answer),
+        Ok(Err(message)) => Response::Error { message },
+        Err(_) => Response::Error {
+            message: "the origin stopped answering this request; try again".to_owned(),
+        },
+    }
+}
+
+fn answer_on_desk(
+    desk: &Desk,
+    edge: &str,
+    request: ProposeRequest,
+) -> Result<ProposeAnswer, String> {
+    let uploader = format!("edge:{edge}");
+    match request {
+        ProposeRequest::Plan { manifests } => {
+            if manifests.len() > limits::MAX_FILES {
+                return Err(format!(
+                    "{} files in one proposed lesson; at most {}",
+                    manifests.len(),
+                    limits::MAX_FILES
+                ));
+            }
+            match crate::admin::upload::plan_files(desk, &manifests)? {
+                AdminResponse::Needed { files } => Ok(ProposeAnswer::Needed { files }),
+                _ => Err("unexpected answer to a plan".to_owned()),
+            }
+        }
+        ProposeRequest::Chunks { files } => {
+            match crate::admin::upload::put_chunks(desk, &uploader, files)? {
+                AdminResponse::ChunksStored { stored, .. } => Ok(ProposeAnswer::Stored { stored }),
+                _ => Err("unexpected answer to chunks".to_owned()),
+            }
+        }
+        ProposeRequest::Submit(proposal) => {
+            limits::check_id("proposal id", &proposal.id).map_err(|e| e.to_string())?;
+            desk.settle_uploads()?;
+            let origin = desk
+                .origin()
+                .map_err(|e| crate::admin::upload::store_error("opening the origin", e))?;
+            let store = origin.store();
+            let object = Object::decode(&proposal.lesson)
+                .map_err(|err| format!("the proposed lesson does not decode: {err}"))?;
+            if object.encode() != proposal.lesson {
+                return Err("the proposed lesson is not in its canonical encoding".to_owned());
+            }
+            let Object::Lesson(lesson) = object else {
+                return Err("a proposal carries a lesson object".to_owned());
+            };
+            let mut checked = lesson.clone();
+            // The edge's ids start with `~` only for its own course; the
+            // lesson's own id is checked like any.
+            checked.id = proposal.id.clone();
+            limits::check_lesson(&checked).map_err(|e| format!("the proposed lesson: {e}"))?;
+            crate::admin::upload::check_files_held(store, &lesson.files, "the proposed lesson")?;
+            let mut batch = ImportBatch::new();
+            let hash = batch.add_object(&Object::Lesson(lesson.clone()));
+            store
+                .commit_batch(batch)
+                .map_err(|e| crate::admin::upload::store_error("keeping the lesson", e))?;
+            file(desk.dir(), edge, &proposal, &lesson, hash).map_err(|e| e.to_string())?;
+            Ok(ProposeAnswer::Queued)
+        }
+        ProposeRequest::Status { ids } => {
+            if ids.len() > MAX_STATUS_IDS {
+                return Err(format!(
+                    "{} proposals asked about at once; at most {MAX_STATUS_IDS}",
+                    ids.len()
+                ));
+            }
+            verdicts(desk.dir(), edge, &ids)
+                .map(|verdicts| ProposeAnswer::Status { verdicts })
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

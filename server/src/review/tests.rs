@@ -1,0 +1,196 @@
+use super::*;
+
+use catalog::FileEntry;
+
+fn lesson(title: &str) -> Lesson {
+    let mut text = LocalizedText::new();
+    text.insert("zh", title);
+    Lesson {
+        id: "t1-00".into(),
+        title: text,
+        summary: LocalizedText::new(),
+        entry: "a.mp4".into(),
+        files: vec![FileEntry {
+            path: "a.mp4".into(),
+            size: 10,
+            blob: Hash::of(b"a"),
+            manifest: Hash::of(b"m"),
+        }],
+        tags: Vec::new(),
+        languages: vec!["zh".into()],
+        duration_secs: None,
+    }
+}
+
+fn proposal(id: &str) -> Proposal {
+    Proposal {
+        id: id.into(),
+        teacher: "阿依".into(),
+        lesson: Vec::new(),
+        grade: "3".into(),
+        subject: "数学".into(),
+    }
+}
+
+/// Filed once, sent twice: one entry; a retitled lesson sent again
+/// replaces the waiting one's lesson.
+#[test]
+fn issue_17_a_proposal_sent_twice_is_filed_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = lesson("数数");
+    file(
+        dir.path(),
+        "school-1",
+        &proposal("t1"),
+        &first,
+        Hash::of(b"1"),
+    )
+    .expect("filed");
+    file(
+        dir.path(),
+        "school-1",
+        &proposal("t1"),
+        &first,
+        Hash::of(b"1"),
+    )
+    .expect("again");
+    assert_eq!(entries(dir.path()).expect("entries").len(), 1);
+    file(
+        dir.path(),
+        "school-1",
+        &proposal("t1"),
+        &lesson("数到十"),
+        Hash::of(b"2"),
+    )
+    .expect("retitled");
+    let held = entry(dir.path(), "school-1", "t1").expect("entry");
+    assert_eq!(
+        (held.title.as_str(), held.lesson),
+        ("数到十", Hash::of(b"2"))
+    );
+    assert_eq!(held.verdict, Verdict::Waiting);
+    assert_eq!(
+        waiting_lessons(dir.path()).expect("waiting"),
+        vec![Hash::of(b"2")]
+    );
+}
+
+/// The verdicts an edge hears are its own: another edge's proposal of the
+/// same id is unknown to it.
+#[test]
+fn issue_17_verdicts_are_per_edge_and_a_decline_carries_its_note() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    file(
+        dir.path(),
+        "school-1",
+        &proposal("t1"),
+        &lesson("a"),
+        Hash::of(b"1"),
+    )
+    .expect("filed");
+    decline(dir.path(), "bureau", "school-1", "t1", "  请加上字幕  ").expect("declined");
+    let ids = vec!["t1".to_owned(), "t9".to_owned()];
+    assert_eq!(
+        verdicts(dir.path(), "school-1", &ids).expect("verdicts"),
+        vec![
+            Verdict::Declined {
+                note: "请加上字幕".into()
+            },
+            Verdict::Unknown
+        ]
+    );
+    assert_eq!(
+        verdicts(dir.path(), "school-2", &ids[..1]).expect("verdicts"),
+        vec![Verdict::Unknown]
+    );
+    // Decided once; an empty note is refused; nothing waits any more.
+    assert!(matches!(
+        decline(dir.path(), "bureau", "school-1", "t1", "again"),
+        Err(ReviewError::Decided(_))
+    ));
+    file(
+        dir.path(),
+        "school-1",
+        &proposal("t2"),
+        &lesson("b"),
+        Hash::of(b"2"),
+    )
+    .expect("filed");
+    assert!(matches!(
+        decline(dir.path(), "bureau", "school-1", "t2", "   "),
+        Err(ReviewError::Refused(_))
+    ));
+    assert_eq!(
+        waiting_lessons(dir.path()).expect("waiting"),
+        vec![Hash::of(b"2")]
+    );
+    let log = std::fs::read_to_string(dir.path().join("admin.log")).expect("admin.log");
+    assert!(log.contains("bureau") && log.contains("decline"), "{log}");
+}
+
+/// One school cannot fill the queue: past its share, it is told to wait.
+#[test]
+fn issue_17_one_edge_has_at_most_its_share_of_waiting_proposals() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for n in 0..MAX_WAITING_PER_EDGE {
+        file(
+            dir.path(),
+            "school-1",
+            &proposal(&format!("t{n}")),
+            &lesson("a"),
+            Hash::of(b"1"),
+        )
+        .expect("filed");
+    }
+    let refused = file(
+        dir.path(),
+        "school-1",
+        &proposal("one-more"),
+        &lesson("a"),
+        Hash::of(b"1"),
+    )
+    .expect_err("over the share");
+    assert!(
+        refused.to_string().contains("waiting for review already"),
+        "{refused}"
+    );
+    file(
+        dir.path(),
+        "school-2",
+        &proposal("t0"),
+        &lesson("a"),
+        Hash::of(b"1"),
+    )
+    .expect("another school");
+}
+
+#[test]
+fn issue_17_course_ids_given_at_approval_are_plain() {
+    for good in ["liangshan-counting", "a", "2026_yi_songs"] {
+        check_course_id(good).expect(good);
+    }
+    let long = "a".repeat(65);
+    for bad in ["", "~school", "-x", "Capital", "a/b", "数学", long.as_str()] {
+        assert!(check_course_id(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn issue_17_a_damaged_queue_is_named_not_replaced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("review")).expect("folder");
+    std::fs::write(queue_path(dir.path()), b"{ not json").expect("write");
+    let err = file(
+        dir.path(),
+        "school-1",
+        &proposal("t1"),
+        &lesson("a"),
+        Hash::of(b"1"),
+    )
+    .expect_err("damaged");
+    assert!(err.to_string().contains("move it aside"), "{err}");
+    assert_eq!(
+        std::fs::read(queue_path(dir.path())).expect("kept"),
+        b"{ not json"
+    );
+}

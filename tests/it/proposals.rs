@@ -1,0 +1,247 @@
+//! Issue 17: a teacher proposes her lessons to the bureau. They travel up
+//! with the school's sync, sending only the chunks the origin lacks, and
+//! wait in the review queue on the dashboard; an administrator previews,
+//! edits and approves one (published as a course every school receives)
+//! and declines the other with a note the teacher then sees.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use shanlu_tests::{
+    TestOrigin, header, http_request_with_body, run_ok, shanlu, url_escape, wait_until,
+};
+
+use crate::teachers::{PASSWORD, Teacher, form, login, teachers_edge, video};
+
+/// Uploads `files` (name, bytes) and makes a lesson of them; its id.
+fn lesson_of(teacher: &Teacher, title: &str, files: &[(&str, &[u8])]) -> String {
+    let mut ids = Vec::new();
+    for (name, bytes) in files {
+        let upload = teacher
+            .create(name, bytes.len() as u64, true)
+            .expect("upload created");
+        let (status, answer) = teacher.patch(&upload, 0, bytes);
+        assert_eq!(status, 204, "{answer}");
+        ids.push(upload.rsplit('/').next().expect("id").to_owned());
+    }
+    let uploads = ids.join(",");
+    let (status, head, page) = teacher.lesson(&[
+        ("title", title),
+        ("lang", "zh"),
+        ("grade", "三年级"),
+        ("subject", "数学"),
+        ("uploads", &uploads),
+    ]);
+    assert_eq!(status, 303, "{page}");
+    header(&head, "location")
+        .expect("location")
+        .trim_start_matches("/teach?added=")
+        .to_owned()
+}
+
+/// The `/teach` page's proposal block of lesson `id`.
+fn proposal_of(teacher: &Teacher, id: &str) -> String {
+    let (_, _, page) = teacher.request("GET", "/teach", "", b"");
+    let page = String::from_utf8(page).expect("utf-8");
+    let at = page
+        .find(&format!(r#"data-lesson="{id}""#))
+        .unwrap_or_else(|| panic!("lesson {id} on /teach: {page}"));
+    let rest = &page[at..];
+    let block = rest
+        .find(r#"class="proposal""#)
+        .map(|from| &rest[from..])
+        .expect("a proposal block");
+    block[..block.find("</li>").unwrap_or(block.len())].to_owned()
+}
+
+fn post_form(addr: SocketAddr, path: &str, cookie: &str, body: &str) -> (u16, String, String) {
+    let (status, head, body) = http_request_with_body(
+        addr,
+        "POST",
+        path,
+        &format!("Content-Type: application/x-www-form-urlencoded\r\nCookie: {cookie}\r\n"),
+        body.as_bytes(),
+    );
+    (status, head, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn get(addr: SocketAddr, path: &str, cookie: &str) -> (u16, Vec<u8>) {
+    let (status, _, body) =
+        http_request_with_body(addr, "GET", path, &format!("Cookie: {cookie}\r\n"), b"");
+    (status, body)
+}
+
+#[test]
+fn issue_17_a_proposed_lesson_is_reviewed_and_a_second_school_receives_it() {
+    // The bureau published a course with a video the teacher will reuse.
+    let origin = TestOrigin::init();
+    let shared = video(1_500_000, 5);
+    let src = origin.dir.path().join("counting");
+    std::fs::create_dir_all(src.join("01-intro")).expect("course folder");
+    std::fs::write(src.join("01-intro").join("intro.mp4"), &shared).expect("video");
+    origin.publish(&src);
+    let out = run_ok(&[
+        "origin",
+        "add-admin",
+        "--data",
+        &origin.data_str(),
+        "--name",
+        "review-desk",
+    ]);
+    let admin_token = out
+        .trim()
+        .strip_prefix("admin token: ")
+        .expect("add-admin prints the token")
+        .to_owned();
+    let served = origin.serve_with(
+        shanlu(),
+        "127.0.0.1:0",
+        "127.0.0.1",
+        &["--admin", "127.0.0.1:0"],
+    );
+    let admin = served.admin.expect("the dashboard's address");
+
+    // School A: the teacher makes two lessons and proposes both.
+    let (school_a, web_a) = teachers_edge(&origin, &served, "liangshan-1", 64);
+    let teacher = login(web_a.addr, "阿依老师", PASSWORD).expect("logged in");
+    let new = video(700_000, 99);
+    let counting = lesson_of(
+        &teacher,
+        "数到二十",
+        &[("intro.mp4", &shared), ("practice.mp4", &new)],
+    );
+    let other = lesson_of(&teacher, "草稿", &[("draft.mp4", &video(300_000, 7))]);
+    assert!(proposal_of(&teacher, &counting).contains(r#"data-proposal="none""#));
+    for id in [&counting, &other] {
+        let (status, _, body) = teacher.request(
+            "POST",
+            &format!("/teach/lessons/{id}"),
+            "Content-Type: application/x-www-form-urlencoded\r\n",
+            form(&[("csrf", &teacher.csrf), ("action", "propose")]).as_bytes(),
+        );
+        assert_eq!(status, 303, "{}", String::from_utf8_lossy(&body));
+        assert!(proposal_of(&teacher, id).contains(r#"data-proposal="queued""#));
+    }
+
+    // The next sync carries both up; of the first, only the new video's
+    // bytes travel (the origin held every chunk of the other file).
+    run_ok(&["edge", "sync-now", "--data", &school_a.data_str()]);
+    let mut block = String::new();
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            block = proposal_of(&teacher, &counting);
+            block.contains(r#"data-proposal="sent""#)
+                && proposal_of(&teacher, &other).contains(r#"data-proposal="sent""#)
+        }),
+        "{block}"
+    );
+    assert!(
+        block.contains(&format!(r#"data-sent="{}""#, new.len())),
+        "only the {} new bytes were to travel: {block}",
+        new.len()
+    );
+
+    // The review queue on the dashboard.
+    let (status, head, body) = post_form(admin, "/login", "", &format!("token={admin_token}"));
+    assert_eq!(status, 303, "{body}");
+    let cookie = header(&head, "set-cookie")
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_owned();
+    let (status, queue) = get(admin, "/review?lang=zh", &cookie);
+    let queue = String::from_utf8(queue).expect("utf-8");
+    assert_eq!(status, 200);
+    assert!(
+        queue.contains("数到二十") && queue.contains("草稿") && queue.contains("liangshan-1"),
+        "{queue}"
+    );
+    let item = format!("/review/liangshan-1/{counting}");
+    let (status, page) = get(admin, &item, &cookie);
+    let page = String::from_utf8(page).expect("utf-8");
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("practice.mp4") && page.contains("阿依老师"),
+        "{page}"
+    );
+    let at = page.find(r#"name="csrf" value=""#).expect("csrf") + r#"name="csrf" value=""#.len();
+    let csrf = page[at..at + 64].to_owned();
+    // The preview plays the very bytes the teacher uploaded.
+    let (status, preview) = get(admin, &format!("{item}/files/1"), &cookie);
+    assert_eq!(status, 200);
+    assert!(preview == new, "the preview differs from the upload");
+
+    // Refused without the form's token; approved with an edited title.
+    let approve = |csrf: &str| {
+        post_form(
+            admin,
+            &format!("{item}/approve"),
+            &cookie,
+            &form(&[
+                ("csrf", csrf),
+                ("course", "liangshan-counting"),
+                ("title", "一起数到二十"),
+                ("grade", "三年级"),
+                ("subject", "数学"),
+            ]),
+        )
+    };
+    assert_eq!(approve("not-the-token").0, 403);
+    let (status, _, body) = approve(&csrf);
+    assert_eq!(status, 303, "{body}");
+    let (status, _, body) = post_form(
+        admin,
+        &format!("/review/liangshan-1/{other}/decline"),
+        &cookie,
+        &form(&[("csrf", &csrf), ("note", "请加上字幕再提交")]),
+    );
+    assert_eq!(status, 303, "{body}");
+    // Decided once: approving the declined one is refused.
+    let (status, _, _) = post_form(
+        admin,
+        &format!("/review/liangshan-1/{other}/approve"),
+        &cookie,
+        &form(&[("csrf", &csrf), ("course", "x"), ("title", "x")]),
+    );
+    assert_eq!(status, 422);
+
+    // A second school receives the approved lesson by a normal sync.
+    let token_b = origin.add_edge("ganzi-1");
+    let school_b = shanlu_tests::TestEdge::init(&origin, &served, served.quic, &token_b, "all");
+    let report = school_b.sync_ok();
+    assert_eq!(report["complete"], true, "{report}");
+    let web_b = school_b.run();
+    let (status, course) = web_b.page("/course/liangshan-counting", "zh");
+    assert_eq!(status, 200, "{course}");
+    assert!(course.contains("一起数到二十"), "{course}");
+    let (status, _, served_bytes) = web_b.get(
+        &format!(
+            "/courses/liangshan-counting/lesson/{}",
+            url_escape("practice.mp4")
+        ),
+        "",
+    );
+    assert_eq!(status, 200);
+    assert!(served_bytes == new, "school B serves other bytes");
+
+    // School A hears both verdicts at its next sync; the teacher sees them.
+    run_ok(&["edge", "sync-now", "--data", &school_a.data_str()]);
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            block = proposal_of(&teacher, &other);
+            proposal_of(&teacher, &counting).contains(r#"data-proposal="approved""#)
+                && block.contains(r#"data-proposal="declined""#)
+        }),
+        "{block}"
+    );
+    assert!(block.contains("请加上字幕再提交"), "{block}");
+    // A declined lesson may be proposed again; an approved one is not.
+    assert!(block.contains(r#"value="propose""#), "{block}");
+    assert!(!proposal_of(&teacher, &counting).contains(r#"value="propose""#));
+    let log = std::fs::read_to_string(origin.data().join("admin.log")).expect("admin.log");
+    assert!(
+        log.contains("review-desk") && log.contains("approve") && log.contains("decline"),
+        "{log}"
+    );
+}
