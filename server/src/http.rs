@@ -237,6 +237,14 @@ async fn sync(AxumState(state): AxumState<Arc<State>>, headers: HeaderMap, body:
             return (StatusCode::BAD_REQUEST, message).into_response();
         }
     };
+    if !caller.allows(body.len() - 4, &request) {
+        let message = format!(
+            "a request of {} bytes; only a proposed lesson's chunks may be over {}\n",
+            body.len() - 4,
+            caller.request_limit()
+        );
+        return (StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
+    }
     let (reader, mut writer) = tokio::io::duplex(ANSWER_BUFFER);
     match request {
         Request::Hello { version, .. } if version != protocol::VERSION => {

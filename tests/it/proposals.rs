@@ -245,3 +245,75 @@ fn issue_17_a_proposed_lesson_is_reviewed_and_a_second_school_receives_it() {
         "{log}"
     );
 }
+
+/// The chunk bytes and chunks sent again that the origin logged as
+/// received from edge `edge`'s proposals.
+fn received_from(log: &std::path::Path, edge: &str) -> (u64, u64) {
+    let text = std::fs::read_to_string(log).expect("origin log");
+    let field = |line: &str, name: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|word| word.strip_prefix(&format!("{name}=")))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    text.lines()
+        .filter(|l| l.contains("upload received chunks") && l.contains(&format!("admin=edge:{edge}")))
+        .fold((0, 0), |(bytes, again), line| {
+            (bytes + field(line, "bytes"), again + field(line, "again"))
+        })
+}
+
+/// A proposal cut off mid-upload (the edge killed) goes on at the next
+/// pass with the chunks still missing only: nothing is sent twice.
+#[test]
+fn issue_17_a_proposal_cut_off_mid_upload_sends_only_the_rest_next_pass() {
+    let origin = TestOrigin::init();
+    let src = origin.dir.path().join("counting");
+    std::fs::create_dir_all(src.join("01-intro")).expect("course folder");
+    std::fs::write(src.join("01-intro").join("intro.mp4"), video(200_000, 5)).expect("video");
+    origin.publish(&src);
+    let served = origin.serve();
+    let (school, web) = teachers_edge(&origin, &served, "liangshan-2", 64);
+    let teacher = login(web.addr, "阿依老师", PASSWORD).expect("logged in");
+    let new = video(3_000_000, 41);
+    let id = lesson_of(&teacher, "彝文歌谣", &[("songs.mp4", &new)]);
+    let (status, _, _) = teacher.request(
+        "POST",
+        &format!("/teach/lessons/{id}"),
+        "Content-Type: application/x-www-form-urlencoded\r\n",
+        form(&[("csrf", &teacher.csrf), ("action", "propose")]).as_bytes(),
+    );
+    assert_eq!(status, 303);
+    drop(web);
+
+    // A slow pass, killed once the first piece of the lesson has arrived.
+    let mut slow = shanlu()
+        .env("RUST_LOG", "warn")
+        .args(["edge", "sync", "--data", &school.data_str(), "--max-rate", "500KB"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("edge sync");
+    let arrived = wait_until(Duration::from_secs(60), || {
+        received_from(&served.log, "liangshan-2").0 > 0
+    });
+    let _ = slow.kill();
+    let _ = slow.wait();
+    assert!(arrived, "no chunk of the proposal reached the origin");
+    let (first, _) = received_from(&served.log, "liangshan-2");
+    assert!(
+        first < new.len() as u64,
+        "the pass was to be cut off before the whole lesson arrived ({first} bytes)"
+    );
+    let waiting = server::review::entries(&origin.data()).expect("queue");
+    assert!(waiting.is_empty(), "{waiting:?}");
+
+    // The next pass finishes it, sending each chunk once.
+    school.sync_ok();
+    let (bytes, again) = received_from(&served.log, "liangshan-2");
+    assert_eq!(again, 0, "chunks sent twice");
+    assert_eq!(bytes, new.len() as u64);
+    let queued = server::review::entries(&origin.data()).expect("queue");
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!((queued[0].edge.as_str(), queued[0].id.as_str()), ("liangshan-2", id.as_str()));
+}

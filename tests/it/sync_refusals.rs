@@ -285,6 +285,13 @@ fn the_sync_protocol_over_http_refuses_bad_tokens_bodies_and_versions() {
     let (status, _, _) = http_post(served.http, "/v1/sync", Some(&token), &encode(&hello(1)));
     assert_eq!(status, 200);
     // Larger than any request frame: refused before it is read.
-    let (status, _, _) = http_post(served.http, "/v1/sync", Some(&token), &vec![0; 200_000]);
+    let (status, _, _) = http_post(served.http, "/v1/sync", Some(&token), &vec![0; 2_000_000]);
     assert_eq!(status, 413);
+    // Over the usual limit, and not a proposed lesson's chunks (issue 17).
+    let big = encode(&Request::GetObjects {
+        hashes: vec![catalog::Hash::of(b"x"); 5_000],
+    });
+    assert!(big.len() > server::protocol::MAX_REQUEST);
+    let (status, _, body) = http_post(served.http, "/v1/sync", Some(&token), &big);
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
 }

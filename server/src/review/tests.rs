@@ -194,3 +194,20 @@ fn issue_17_a_damaged_queue_is_named_not_replaced() {
         b"{ not json"
     );
 }
+
+/// Issue 17: an edge's request may exceed the usual frame limit only when
+/// it carries a proposal's chunks; an administrator keeps the larger limit.
+#[test]
+fn issue_17_only_a_proposals_chunks_may_be_a_large_edge_request() {
+    use crate::protocol::{MAX_REQUEST, Request};
+    use crate::serve::Caller;
+    let edge = Caller::Edge("school-1".into());
+    let chunks = Request::Propose(ProposeRequest::Chunks { files: Vec::new() });
+    let objects = Request::GetObjects { hashes: Vec::new() };
+    assert!(edge.allows(MAX_REQUEST, &objects));
+    assert!(!edge.allows(MAX_REQUEST + 1, &objects));
+    assert!(edge.allows(MAX_PROPOSAL_REQUEST, &chunks));
+    let plan = Request::Propose(ProposeRequest::Plan { manifests: Vec::new() });
+    assert!(!edge.allows(MAX_REQUEST + 1, &plan));
+    assert!(Caller::Admin("bureau".into()).allows(MAX_REQUEST + 1, &objects));
+}

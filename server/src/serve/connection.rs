@@ -210,11 +210,18 @@ async fn handle_stream(
             Err(err) => return Err(FrameError::Read(err.into())),
         }
     }
-    let (_place, limit) = caller.place_for(u32::from_le_bytes(header) as usize).await;
+    let len = u32::from_le_bytes(header) as usize;
+    let (_place, limit) = caller.place_for(len).await;
     let mut framed = tokio::io::AsyncReadExt::chain(&header[..], &mut recv);
     let Some(request) = protocol::read_frame::<Request>(&mut framed, limit).await? else {
         return Ok(());
     };
+    if !caller.allows(len, &request) {
+        return Err(FrameError::TooLarge {
+            len,
+            limit: caller.request_limit(),
+        });
+    }
     answer(request, caller, state, &mut send, pace).await?;
     let _ = send.finish();
     Ok(())

@@ -152,6 +152,17 @@ impl Caller {
             _ => (self.request_place().await, self.request_limit()),
         }
     }
+
+    /// Whether `request`, read from a frame of `len` bytes, is within
+    /// this caller's limit: beyond [`Caller::request_limit`] only a
+    /// proposal's chunks are.
+    pub fn allows(&self, len: usize, request: &crate::protocol::Request) -> bool {
+        len <= self.request_limit()
+            || matches!(
+                request,
+                crate::protocol::Request::Propose(crate::review::ProposeRequest::Chunks { .. })
+            )
+    }
 }
 
 impl std::fmt::Display for Caller {

@@ -202,7 +202,7 @@ fn page(lang: Lang, params: &Params, body: maud::Markup) -> Response {
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; media-src 'self'; form-action 'self'; frame-ancestors 'none'"),
     );
     if params.lang.is_some()
         && let Ok(value) = HeaderValue::from_str(&format!(
