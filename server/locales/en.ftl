@@ -61,6 +61,9 @@ ago =
        *[d] { $count } d ago
     }
 
+# Usage of lessons teachers made at their school (course `~school`).
+own-lessons = A school's own lessons
+
 ## The review queue of lessons teachers proposed.
 review = Teachers' lessons
 review-empty = No school has proposed a lesson yet.

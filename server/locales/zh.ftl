@@ -77,3 +77,4 @@ review-course-id = 课程编号
 review-title = 标题
 review-grade = 年级
 review-subject = 科目
+own-lessons = 学校自制课程

@@ -1,7 +1,7 @@
 //! Issue 17: every child can use the classroom. axe-core, run inside
-//! headless Chromium, checks the home, course, lesson, search and status
-//! pages of `shanlu demo` in all four languages against WCAG 2.1 A and AA;
-//! the lesson's video shows its subtitles; the pages work with scripts off
+//! headless Chromium, checks the home, course, lesson, search, status and
+//! teachers' login pages of `shanlu demo` in all four languages against
+//! WCAG 2.1 A and AA; the lesson's video shows its subtitles; the pages work with scripts off
 //! and a lesson page is small before its media.
 
 use std::time::Duration;
@@ -12,12 +12,13 @@ use shanlu_tests::webdriver::{Browser, wait_until};
 use crate::browser::{Demo, switch_language};
 
 /// The pages checked, in every language.
-const PAGES: [&str; 5] = [
+const PAGES: [&str; 6] = [
     "/",
     "/course/grade3-math",
     "/course/grade3-math/01-counting",
     "/search?q=%E5%8A%A0%E6%B3%95",
     "/status",
+    "/teach",
 ];
 
 /// Runs axe on the page (axe-core is `arguments[0]`) and returns the

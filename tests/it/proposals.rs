@@ -257,7 +257,9 @@ fn received_from(log: &std::path::Path, edge: &str) -> (u64, u64) {
             .unwrap_or(0)
     };
     text.lines()
-        .filter(|l| l.contains("upload received chunks") && l.contains(&format!("admin=edge:{edge}")))
+        .filter(|l| {
+            l.contains("upload received chunks") && l.contains(&format!("admin=edge:{edge}"))
+        })
         .fold((0, 0), |(bytes, again), line| {
             (bytes + field(line, "bytes"), again + field(line, "again"))
         })
@@ -289,7 +291,14 @@ fn issue_17_a_proposal_cut_off_mid_upload_sends_only_the_rest_next_pass() {
     // A slow pass, killed once the first piece of the lesson has arrived.
     let mut slow = shanlu()
         .env("RUST_LOG", "warn")
-        .args(["edge", "sync", "--data", &school.data_str(), "--max-rate", "500KB"])
+        .args([
+            "edge",
+            "sync",
+            "--data",
+            &school.data_str(),
+            "--max-rate",
+            "500KB",
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -315,5 +324,8 @@ fn issue_17_a_proposal_cut_off_mid_upload_sends_only_the_rest_next_pass() {
     assert_eq!(bytes, new.len() as u64);
     let queued = server::review::entries(&origin.data()).expect("queue");
     assert_eq!(queued.len(), 1, "{queued:?}");
-    assert_eq!((queued[0].edge.as_str(), queued[0].id.as_str()), ("liangshan-2", id.as_str()));
+    assert_eq!(
+        (queued[0].edge.as_str(), queued[0].id.as_str()),
+        ("liangshan-2", id.as_str())
+    );
 }

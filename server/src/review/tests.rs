@@ -207,7 +207,9 @@ fn issue_17_only_a_proposals_chunks_may_be_a_large_edge_request() {
     assert!(edge.allows(MAX_REQUEST, &objects));
     assert!(!edge.allows(MAX_REQUEST + 1, &objects));
     assert!(edge.allows(MAX_PROPOSAL_REQUEST, &chunks));
-    let plan = Request::Propose(ProposeRequest::Plan { manifests: Vec::new() });
+    let plan = Request::Propose(ProposeRequest::Plan {
+        manifests: Vec::new(),
+    });
     assert!(!edge.allows(MAX_REQUEST + 1, &plan));
     assert!(Caller::Admin("bureau".into()).allows(MAX_REQUEST + 1, &objects));
 }

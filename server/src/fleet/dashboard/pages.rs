@@ -306,7 +306,9 @@ pub fn lessons(
                         tr {
                             td { (row.county) }
                             td { (row.grade) }
-                            td { @if let Some(course) = catalog.courses.get(&row.course) { (title(frame.lang, course)) } @else { (row.course) } }
+                            td { @if let Some(course) = catalog.courses.get(&row.course) { (title(frame.lang, course)) }
+                                @else if row.course.starts_with('~') { i { (tr!(lang, "own-lessons")) } }
+                                @else { (row.course) } }
                             td { (row.lesson) }
                             td.n { (row.opens) }
                         }
@@ -316,4 +318,42 @@ pub fn lessons(
             @if rows.is_empty() { p { (tr!(lang, "none-yet")) } }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 17: opens of lessons teachers made at their schools (the
+    /// edges' `~school` course) are named as such, not by the raw id.
+    #[test]
+    fn issue_17_a_schools_own_lessons_are_named_on_the_lessons_page() {
+        let row = LessonOpens {
+            county: "昭觉县".into(),
+            course: "~school".into(),
+            lesson: "t1-ab".into(),
+            grade: String::new(),
+            opens: 3,
+        };
+        let frame = Frame {
+            lang: Lang::from_code("en").expect("English"),
+            admin: "bureau",
+            csrf: "x",
+        };
+        let page = lessons(
+            &frame,
+            &CatalogView::default(),
+            &[&row],
+            &[],
+            &[],
+            None,
+            None,
+        )
+        .into_string();
+        assert!(
+            page.contains("A school&#39;s own lessons") || page.contains("A school's own lessons"),
+            "{page}"
+        );
+        assert!(!page.contains(">~school<"), "{page}");
+    }
 }
