@@ -102,7 +102,7 @@ fn issue_17_a_proposed_lesson_is_reviewed_and_a_second_school_receives_it() {
     let admin = served.admin.expect("the dashboard's address");
 
     // School A: the teacher makes two lessons and proposes both.
-    let (school_a, web_a) = teachers_edge(&origin, &served, "liangshan-1", 64);
+    let (school_a, web_a) = teachers_edge(&origin, &served, "liangshan-1", 64, &[]);
     let teacher = login(web_a.addr, "阿依老师", PASSWORD).expect("logged in");
     let new = video(700_000, 99);
     let counting = lesson_of(
@@ -275,7 +275,17 @@ fn issue_17_a_proposal_cut_off_mid_upload_sends_only_the_rest_next_pass() {
     std::fs::write(src.join("01-intro").join("intro.mp4"), video(200_000, 5)).expect("video");
     origin.publish(&src);
     let served = origin.serve();
-    let (school, web) = teachers_edge(&origin, &served, "liangshan-2", 64);
+    // The running edge starts no pass of its own (its one sync window is
+    // twelve hours away): this test's passes carry the proposal.
+    let hour = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        / 3600
+        + 12)
+        % 24;
+    let window = format!("{hour:02}:00-{hour:02}:01");
+    let (school, web) = teachers_edge(&origin, &served, "liangshan-2", 64, &["--window", &window]);
     let teacher = login(web.addr, "阿依老师", PASSWORD).expect("logged in");
     let new = video(3_000_000, 41);
     let id = lesson_of(&teacher, "彝文歌谣", &[("songs.mp4", &new)]);

@@ -115,8 +115,11 @@ pub type SinceAnswer = (Option<Vec<u8>>, Vec<(Hash, Vec<u8>)>);
 pub struct Client {
     wire: Wire,
     addr: SocketAddr,
-    /// Paces every answer read on this connection (a sync's bandwidth cap).
+    /// Paces every answer read on this connection (a sync's bandwidth cap);
+    /// dropped when the origin paces its answers itself.
     bucket: Option<Arc<TokenBucket>>,
+    /// The sync's cap, kept for what the edge sends (a proposed lesson).
+    cap: Option<Arc<TokenBucket>>,
     pub edge_name: String,
     /// Why QUIC is not used, when this client is on the fallback.
     pub fallback_reason: Option<String>,
@@ -279,6 +282,7 @@ impl Client {
         let mut client = Client {
             addr: link.addr(),
             wire: Wire::Http(link),
+            cap: bucket.clone(),
             bucket,
             edge_name: String::new(),
             fallback_reason,
@@ -313,6 +317,7 @@ impl Client {
                 busy,
             },
             addr,
+            cap: bucket.clone(),
             bucket,
             edge_name: String::new(),
             fallback_reason: None,
@@ -401,7 +406,7 @@ impl Client {
     /// Waits for the sync's bandwidth cap to allow sending `bytes` (what
     /// an edge sends upstream, such as a proposed lesson's chunks).
     pub async fn pace_send(&self, bytes: usize) {
-        if let Some(bucket) = &self.bucket {
+        if let Some(bucket) = &self.cap {
             bucket.take(bytes).await;
         }
     }
