@@ -133,7 +133,7 @@ teach-new-lesson = A new lesson
 teach-lesson-title = Title
 teach-files = Files
 # $max: a size such as "2.0 GiB".
-teach-files-help = Video (.mp4, .webm), audio (.mp3, .m4a, .ogg, .wav), PDF, pictures and subtitles (.vtt), each at most { $max }. A broken upload goes on where it stopped.
+teach-files-help = Video (.mp4, .webm), audio (.mp3, .m4a, .ogg, .wav), PDF, pictures, subtitles (.vtt) and an HTML lesson's folder as one .zip, each at most { $max }. A broken upload goes on where it stopped.
 teach-upload = Upload
 teach-unfinished = Unfinished uploads
 teach-my-lessons = Your lessons

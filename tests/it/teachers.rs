@@ -18,17 +18,18 @@ pub(crate) const PASSWORD: &str = "山路上的老师们 2026";
 fn school(max_mib: u64) -> (TestOrigin, ServedOrigin, TestEdge, RunningEdge) {
     let origin = TestOrigin::init();
     let served = origin.serve();
-    let (edge, running) = teachers_edge(&origin, &served, "teachers", max_mib);
+    let (edge, running) = teachers_edge(&origin, &served, "teachers", max_mib, &[]);
     (origin, served, edge, running)
 }
 
 /// Edge `name` of `origin`, with a teacher password and uploads of up to
-/// `max_mib`, running.
+/// `max_mib`, running with `run_args`.
 pub(crate) fn teachers_edge(
     origin: &TestOrigin,
     served: &ServedOrigin,
     name: &str,
     max_mib: u64,
+    run_args: &[&str],
 ) -> (TestEdge, RunningEdge) {
     let token = origin.add_edge(name);
     let edge = TestEdge::init(origin, served, served.quic, &token, "all");
@@ -58,7 +59,7 @@ pub(crate) fn teachers_edge(
         text.contains("$argon2id$") && !text.contains("山路"),
         "{text}"
     );
-    let running = edge.run();
+    let running = edge.run_with(run_args, &[]);
     (edge, running)
 }
 
@@ -479,4 +480,98 @@ fn issue_17_a_teacher_uploads_through_the_real_page_in_chromium() {
     assert_eq!(track.attr("srclang").as_deref(), Some("zh"));
     let hits = web.json(&format!("/api/v1/search?q={}", url_escape("阿普")));
     assert_eq!(hits[0]["lesson"], lesson.as_str(), "{hits}");
+}
+
+/// A zip of `entries`, deflated.
+fn zipped(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    use zip::write::SimpleFileOptions;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    for (name, bytes) in entries {
+        zip.start_file(*name, options).expect("start");
+        zip.write_all(bytes).expect("write");
+    }
+    zip.finish().expect("finish").into_inner()
+}
+
+/// Issue 17: an HTML lesson uploaded as a .zip of its folder becomes a
+/// lesson opening at its index.html; its files run in a sandbox, not as
+/// the classroom (so its scripts cannot act with a teacher's login); an
+/// archive with a path out of its folder is refused and keeps the upload.
+#[test]
+fn issue_17_an_html_folder_as_a_zip_becomes_a_sandboxed_lesson() {
+    let (_origin, _served, _edge, web) = school(8);
+    let teacher = login(web.addr, "阿依老师", PASSWORD).expect("logged in");
+    let upload = |name: &str, bytes: &[u8]| {
+        let path = teacher
+            .create(name, bytes.len() as u64, true)
+            .expect("created");
+        let (status, answer) = teacher.patch(&path, 0, bytes);
+        assert_eq!(status, 204, "{answer}");
+        path.rsplit('/').next().expect("id").to_owned()
+    };
+    let page = "<!doctype html><h1>ꆈꌠ</h1><img src=img/moon.png><script src=app.js></script>";
+    let good = upload(
+        "彝文.zip",
+        &zipped(&[
+            ("彝文/index.html", page.as_bytes()),
+            ("彝文/img/moon.png", b"\x89PNG\r\n\x1a\nmoon"),
+            ("彝文/app.js", b"document.title = 'ok';"),
+        ]),
+    );
+    let bad = upload(
+        "bad.zip",
+        &zipped(&[("index.html", b"ok"), ("../../teachers.toml", b"x")]),
+    );
+
+    let (status, _, body) = teacher.lesson(&[("title", "彝文"), ("lang", "ii"), ("uploads", &bad)]);
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("`..`"), "{body}");
+    // Refused, and the upload kept for another try.
+    assert!(teacher.offset(&format!("/teach/uploads/{bad}")) > 0);
+
+    let (status, head, body) =
+        teacher.lesson(&[("title", "彝文"), ("lang", "ii"), ("uploads", &good)]);
+    assert_eq!(status, 303, "{body}");
+    let added = header(&head, "location")
+        .expect("location")
+        .trim_start_matches("/teach?added=")
+        .to_owned();
+    let (status, lesson) = web.page(&format!("/course/~school/{added}"), "zh");
+    assert_eq!(status, 200);
+    assert!(lesson.contains("index.html"), "{lesson}");
+    for (file, expect) in [
+        ("index.html", page.as_bytes()),
+        ("img/moon.png", b"\x89PNG\r\n\x1a\nmoon".as_slice()),
+    ] {
+        let (status, head, body) = web.get(&format!("/courses/~school/{added}/{file}"), "");
+        assert_eq!(status, 200, "{file}: {head}");
+        let policy = header(&head, "content-security-policy").unwrap_or_default();
+        assert!(
+            policy.contains("sandbox") && !policy.contains("allow-same-origin"),
+            "{file}: {head}"
+        );
+        if file != "index.html" {
+            assert_eq!(body, expect, "{file}");
+        } else {
+            assert!(String::from_utf8_lossy(&body).contains("ꆈꌠ"), "{file}");
+        }
+    }
+    // Opened by its hash, the page runs sandboxed too.
+    let hash = blake3::hash(page.as_bytes()).to_hex().to_string();
+    let (status, head, _) = web.get(&format!("/files/{hash}"), "");
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        header(&head, "content-security-policy").is_some_and(|p| p.contains("sandbox")),
+        "{head}"
+    );
+    // The teachers' own pages are not sandboxed.
+    let (status, head, _) = web.get("/teach", "");
+    assert_eq!(status, 200);
+    assert!(
+        !header(&head, "content-security-policy")
+            .unwrap_or_default()
+            .contains("sandbox allow-scripts"),
+        "{head}"
+    );
 }

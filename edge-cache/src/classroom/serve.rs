@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use catalog::store::OpenedBlob;
@@ -56,7 +56,16 @@ pub(crate) async fn file_by_hash(
                 blob,
                 media: &media,
             };
-            serve_blob(&state, held, IMMUTABLE, &uri, &method, &headers).await
+            let mut response = serve_blob(&state, held, IMMUTABLE, &uri, &method, &headers).await;
+            if is_active(&media) {
+                // Opened by hash it is nobody's lesson page: it runs sandboxed
+                // (a teacher's upload must not run as the classroom).
+                response.headers_mut().insert(
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static(TEACHERS_SANDBOX),
+                );
+            }
+            response
         }
         Ok(None) => not_found("that file"),
         Err(err) => err.answer(uri.path()),
@@ -133,6 +142,20 @@ pub(crate) async fn open_blob(
     }))
 }
 
+/// Whether a file of this media type can run scripts when opened as a page.
+pub(crate) fn is_active(media: &str) -> bool {
+    let essence = media.split(';').next().unwrap_or("").trim();
+    matches!(
+        essence,
+        "text/html" | "application/xhtml+xml" | "image/svg+xml" | "text/xml" | "application/xml"
+    )
+}
+
+/// The policy a teacher's own lesson files are served under: scripts,
+/// forms and pop-ups run, never as the classroom's own origin.
+pub(crate) const TEACHERS_SANDBOX: &str =
+    "sandbox allow-scripts allow-forms allow-popups allow-modals";
+
 pub(crate) async fn lesson_file(
     State(state): State<Arc<Classroom>>,
     Path((course, lesson, path)): Path<(String, String, String)>,
@@ -174,7 +197,17 @@ async fn serve_placed(
 ) -> Response {
     let (course, lesson) = (key.course.clone(), key.lesson.clone().unwrap_or_default());
     let counts = method == Method::GET;
-    let response = answer_placed(state.clone(), key, uri, method, headers).await;
+    let mut response = answer_placed(state.clone(), key, uri, method, headers).await;
+    // Issue 17: a teacher's own lesson (an HTML folder she uploaded) runs
+    // in a sandbox, an origin of its own: its scripts cannot read `/teach`
+    // or act with a teacher's login. The bureau's signed lessons are not
+    // sandboxed.
+    if course.starts_with('~') {
+        response.headers_mut().insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(TEACHERS_SANDBOX),
+        );
+    }
     // Issue 15: the body's length, as the file's lesson's bytes served.
     if counts && response.status().is_success() {
         let length = (response.headers().get(header::CONTENT_LENGTH))

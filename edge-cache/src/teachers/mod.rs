@@ -22,6 +22,7 @@ pub mod propose;
 pub mod sessions;
 pub mod shelf;
 pub mod uploads;
+pub mod zipped;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -73,6 +74,8 @@ const KINDS: &[(&str, &str, Magic)] = &[
     ("jpeg", "image/jpeg", Magic::Prefix(&[0xff, 0xd8, 0xff])),
     ("webp", "image/webp", Magic::Riff(b"WEBP")),
     ("vtt", "text/vtt", Magic::Vtt),
+    // An HTML lesson's folder, unpacked at lesson creation ([`zipped`]).
+    ("zip", "application/zip", Magic::Prefix(b"PK\x03\x04")),
 ];
 
 #[derive(Clone, Copy)]

@@ -35,7 +35,7 @@ use crate::classroom::{Classroom, url_path};
 use crate::teachers::sessions::{COOKIE, Refusal, Session};
 use crate::teachers::shelf::{self, NewFile, NewLesson};
 use crate::teachers::uploads::UploadError;
-use crate::teachers::{HEAD_BYTES, check_ending, kind_of, password};
+use crate::teachers::{HEAD_BYTES, check_ending, kind_of, password, zipped};
 
 /// The tus version spoken.
 const TUS: &str = "1.0.0";
@@ -215,7 +215,7 @@ async fn teacher_page(
             p { label { (tr!(lang, "grade")) br; input type="text" name="grade" maxlength="40"; } }
             p { label { (tr!(lang, "subject")) br; input type="text" name="subject" maxlength="40"; } }
             p { label { (tr!(lang, "teach-files")) br; input #upload-files type="file" name="file" multiple required
-                accept=".mp4,.m4v,.webm,.mp3,.m4a,.ogg,.oga,.wav,.pdf,.png,.jpg,.jpeg,.webp,.vtt"; } }
+                accept=".mp4,.m4v,.webm,.mp3,.m4a,.ogg,.oga,.wav,.pdf,.png,.jpg,.jpeg,.webp,.vtt,.zip"; } }
             p.meta { (tr!(lang, "teach-files-help", max = format::bytes(max))) }
             progress #upload-progress max="1" value="0" hidden {}
             p #upload-state role="status" {}
@@ -853,49 +853,12 @@ async fn make_lesson(
     let about = form.about();
     let ids = ids.to_vec();
     let made = tokio::task::spawn_blocking(move || {
-        let mut found = Vec::new();
-        for id in &ids {
-            let (record, path) = uploads
-                .finished(id, &teacher)
-                .map_err(|err| (StatusCode::CONFLICT, err.to_string()))?;
-            let mut head = [0u8; HEAD_BYTES];
-            let read = std::fs::File::open(&path)
-                .and_then(|mut f| {
-                    use std::io::Read as _;
-                    let mut n = 0;
-                    while n < head.len() {
-                        let got = f.read(&mut head[n..])?;
-                        if got == 0 {
-                            break;
-                        }
-                        n += got;
-                    }
-                    Ok(n)
-                })
-                .map_err(|err| {
-                    (
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        format!("{}: {err}", path.display()),
-                    )
-                })?;
-            let media = kind_of(&record.name, &head[..read])
-                .map_err(|why| (StatusCode::UNSUPPORTED_MEDIA_TYPE, why))?;
-            found.push((record.name, path, media));
+        let mut unpacked: Vec<std::path::PathBuf> = Vec::new();
+        let made = make_from_uploads(&uploads, &store, &teacher, &about, &ids, &mut unpacked);
+        for folder in unpacked {
+            let _ = std::fs::remove_dir_all(folder);
         }
-        let files: Vec<NewFile<'_>> = found
-            .iter()
-            .map(|(name, path, media)| NewFile {
-                name: name.clone(),
-                path,
-                media_type: media,
-            })
-            .collect();
-        let id = shelf::add(&store, &teacher, &about, &files, &course_title())
-            .map_err(|err| (StatusCode::UNPROCESSABLE_ENTITY, err.to_string()))?;
-        for id in &ids {
-            uploads.delete(id);
-        }
-        Ok(id)
+        made
     })
     .await
     .map_err(|_| {
@@ -908,6 +871,70 @@ async fn make_lesson(
         tracing::info!(teacher = %session.teacher, lesson = %id, "a teacher added a lesson");
     }
     made
+}
+
+/// Checks the finished uploads `ids`, unpacks any .zip into a folder named
+/// in `unpacked` (the caller removes them), and adds the lesson.
+fn make_from_uploads(
+    uploads: &crate::teachers::uploads::Uploads,
+    store: &catalog::Store,
+    teacher: &str,
+    about: &NewLesson,
+    ids: &[String],
+    unpacked: &mut Vec<std::path::PathBuf>,
+) -> Result<String, (StatusCode, String)> {
+    let mut found = Vec::new();
+    for id in ids {
+        let (record, path) = uploads
+            .finished(id, teacher)
+            .map_err(|err| (StatusCode::CONFLICT, err.to_string()))?;
+        let mut head = [0u8; HEAD_BYTES];
+        let read = std::fs::File::open(&path)
+            .and_then(|mut f| {
+                use std::io::Read as _;
+                let mut n = 0;
+                while n < head.len() {
+                    let got = f.read(&mut head[n..])?;
+                    if got == 0 {
+                        break;
+                    }
+                    n += got;
+                }
+                Ok(n)
+            })
+            .map_err(|err| {
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("{}: {err}", path.display()),
+                )
+            })?;
+        let media = kind_of(&record.name, &head[..read])
+            .map_err(|why| (StatusCode::UNSUPPORTED_MEDIA_TYPE, why))?;
+        if media == "application/zip" {
+            // An HTML lesson's folder: its files become the lesson's.
+            let into = uploads.unpack_path();
+            let files = zipped::unpack(&path, &into, uploads.max_bytes())
+                .map_err(|why| (StatusCode::UNPROCESSABLE_ENTITY, why))?;
+            unpacked.push(into);
+            found.extend(files.into_iter().map(|f| (f.name, f.path, f.media_type)));
+            continue;
+        }
+        found.push((record.name, path, media));
+    }
+    let files: Vec<NewFile<'_>> = found
+        .iter()
+        .map(|(name, path, media)| NewFile {
+            name: name.clone(),
+            path,
+            media_type: media,
+        })
+        .collect();
+    let id = shelf::add(store, teacher, about, &files, &course_title())
+        .map_err(|err| (StatusCode::UNPROCESSABLE_ENTITY, err.to_string()))?;
+    for id in ids {
+        uploads.delete(id);
+    }
+    Ok(id)
 }
 
 #[derive(Deserialize)]

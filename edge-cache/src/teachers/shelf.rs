@@ -244,10 +244,17 @@ pub fn add(
             manifest: imported.manifest_hash,
         });
     }
+    // An HTML folder opens at its index.html; otherwise a recording, then
+    // any page, then the first file.
     let entry_path = entries
         .iter()
         .zip(files)
-        .find(|(_, f)| f.media_type.starts_with("video/") || f.media_type.starts_with("audio/"))
+        .find(|(e, _)| e.path == "index.html")
+        .or_else(|| {
+            entries.iter().zip(files).find(|(_, f)| {
+                f.media_type.starts_with("video/") || f.media_type.starts_with("audio/")
+            })
+        })
         .or_else(|| {
             entries
                 .iter()

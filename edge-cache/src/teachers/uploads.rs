@@ -148,6 +148,9 @@ pub fn check_name(name: &str) -> Result<(), UploadError> {
     Ok(())
 }
 
+/// Folders HTML lessons' archives are unpacked into.
+const UNPACK_PREFIX: &str = "unpack-";
+
 impl Uploads {
     /// The uploads kept in `dir` (made if missing); unfinished ones older
     /// than [`EXPIRE`] are deleted, and every part file is cut back to its
@@ -171,6 +174,11 @@ impl Uploads {
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
+            if name.starts_with(UNPACK_PREFIX) {
+                // An HTML lesson's .zip being unpacked when the edge stopped.
+                let _ = std::fs::remove_dir_all(&path);
+                continue;
+            }
             let Some(id) = name.strip_suffix(".toml").filter(|id| is_id(id)) else {
                 if let Some(id) = name.strip_suffix(".part")
                     && !dir.join(format!("{id}.toml")).exists()
@@ -198,6 +206,15 @@ impl Uploads {
             }
         }
         Ok(uploads)
+    }
+
+    /// A new folder name to unpack a .zip into (removed at the next start
+    /// if the edge stops before it is).
+    pub fn unpack_path(&self) -> PathBuf {
+        let mut raw = [0u8; 8];
+        let _ = getrandom::fill(&mut raw);
+        self.dir
+            .join(format!("{UNPACK_PREFIX}{}", hex::encode(raw)))
     }
 
     pub fn max_bytes(&self) -> u64 {

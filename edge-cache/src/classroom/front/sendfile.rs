@@ -39,6 +39,10 @@ pub(super) async fn plan(state: &Arc<Classroom>, request: &Plain) -> Option<Fast
         Named::Place(key) => Some((key.course.clone(), key.lesson.clone().unwrap_or_default())),
         Named::Blob(_) => None,
     };
+    // A teacher's own lesson runs sandboxed (see `serve::TEACHERS_SANDBOX`).
+    let sandboxed = place
+        .as_ref()
+        .is_some_and(|(course, _)| course.starts_with('~'));
     let (blob, media, cache) = match named {
         Named::Blob(blob) => (
             blob,
@@ -62,7 +66,13 @@ pub(super) async fn plan(state: &Arc<Classroom>, request: &Plain) -> Option<Fast
         }
     };
     let (file, len) = open_blob(&state.store, &blob).await.ok()??;
-    let answer = answer_held(len, blob, &media, cache, &request.method, &request.headers);
+    let mut answer = answer_held(len, blob, &media, cache, &request.method, &request.headers);
+    if sandboxed || (place.is_none() && classroom::serve::is_active(&media)) {
+        answer.headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            axum::http::HeaderValue::from_static(classroom::serve::TEACHERS_SANDBOX),
+        );
+    }
     let region = match answer.body {
         AnswerBody::Empty => None,
         AnswerBody::Region { start, end } => Some((start, end)),
