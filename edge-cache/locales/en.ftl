@@ -141,6 +141,7 @@ teach-none-yet = You have not uploaded a lesson yet.
 teach-rename = Rename
 teach-remove = Remove
 teach-propose = Propose to the bureau
+teach-proposal-not-sent = The last sync could not send it; it tries again at the next. The reason:
 teach-proposal-queued = Proposed to the bureau: it goes up with the next sync.
 # $bytes: how much of it had to be sent (the bureau held the rest).
 teach-proposal-sent = With the bureau for review (sent { $bytes }; the bureau had the rest).

@@ -118,6 +118,7 @@ teach-none-yet = 您还没有上传课程。
 teach-rename = 改名
 teach-remove = 删除
 teach-propose = 提交给教育局
+teach-proposal-not-sent = 上次同步没能上传，下次同步会再试。原因：
 teach-proposal-queued = 已提交给教育局：下次同步时上传。
 teach-proposal-sent = 教育局审核中（上传了 { $bytes }，其余教育局已有）。
 teach-proposal-approved = 已通过：教育局已把它作为课程 { $course } 发布给所有学校。

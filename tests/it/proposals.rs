@@ -13,6 +13,19 @@ use shanlu_tests::{
 
 use crate::teachers::{PASSWORD, Teacher, form, login, teachers_edge, video};
 
+/// A one-minute sync window twelve hours from now: an edge run with it
+/// starts no pass while a test runs (a manual `edge sync` ignores it).
+fn far_window() -> String {
+    let hour = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        / 3600
+        + 12)
+        % 24;
+    format!("{hour:02}:00-{hour:02}:01")
+}
+
 /// Uploads `files` (name, bytes) and makes a lesson of them; its id.
 fn lesson_of(teacher: &Teacher, title: &str, files: &[(&str, &[u8])]) -> String {
     let mut ids = Vec::new();
@@ -275,16 +288,9 @@ fn issue_17_a_proposal_cut_off_mid_upload_sends_only_the_rest_next_pass() {
     std::fs::write(src.join("01-intro").join("intro.mp4"), video(200_000, 5)).expect("video");
     origin.publish(&src);
     let served = origin.serve();
-    // The running edge starts no pass of its own (its one sync window is
-    // twelve hours away): this test's passes carry the proposal.
-    let hour = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        / 3600
-        + 12)
-        % 24;
-    let window = format!("{hour:02}:00-{hour:02}:01");
+    // The running edge starts no pass of its own: this test's passes carry
+    // the proposal.
+    let window = far_window();
     let (school, web) = teachers_edge(&origin, &served, "liangshan-2", 64, &["--window", &window]);
     let teacher = login(web.addr, "阿依老师", PASSWORD).expect("logged in");
     let new = video(3_000_000, 41);
@@ -337,5 +343,41 @@ fn issue_17_a_proposal_cut_off_mid_upload_sends_only_the_rest_next_pass() {
     assert_eq!(
         (queued[0].edge.as_str(), queued[0].id.as_str()),
         ("liangshan-2", id.as_str())
+    );
+}
+
+/// A school that syncs through a county edge cannot propose yet: the
+/// proposal stays queued and the teacher is told why, not left guessing.
+#[test]
+fn issue_17_a_school_below_a_county_edge_is_told_why_its_proposal_waits() {
+    let origin = TestOrigin::init();
+    crate::county::course(&origin, "c", 100_000, 1717);
+    let served = origin.serve();
+    let (county, _county_run, serving) = crate::county::county(&origin, &served, "all", &[]);
+    let token = county.add_edge("village-1");
+    let village = shanlu_tests::TestEdge::init_below(&origin, &serving, &token, "all", &[]);
+    crate::teachers::with_teachers(&village, 8);
+    let window = far_window();
+    let web = village.run_with(&["--window", &window], &[]);
+    let teacher = login(web.addr, "扎西老师", PASSWORD).expect("logged in");
+    let id = lesson_of(
+        &teacher,
+        "藏文字母",
+        &[("alphabet.mp4", &video(200_000, 3))],
+    );
+    let (status, _, _) = teacher.request(
+        "POST",
+        &format!("/teach/lessons/{id}"),
+        "Content-Type: application/x-www-form-urlencoded\r\n",
+        form(&[("csrf", &teacher.csrf), ("action", "propose")]).as_bytes(),
+    );
+    assert_eq!(status, 303);
+    let (code, report, stderr) = village.sync();
+    assert_eq!(code, 0, "{report:#}\n{stderr}");
+    let block = proposal_of(&teacher, &id);
+    assert!(block.contains(r#"data-proposal="queued""#), "{block}");
+    assert!(
+        block.contains("not-sent") && block.contains("takes no proposals"),
+        "{block}"
     );
 }

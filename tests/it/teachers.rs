@@ -22,17 +22,8 @@ fn school(max_mib: u64) -> (TestOrigin, ServedOrigin, TestEdge, RunningEdge) {
     (origin, served, edge, running)
 }
 
-/// Edge `name` of `origin`, with a teacher password and uploads of up to
-/// `max_mib`, running with `run_args`.
-pub(crate) fn teachers_edge(
-    origin: &TestOrigin,
-    served: &ServedOrigin,
-    name: &str,
-    max_mib: u64,
-    run_args: &[&str],
-) -> (TestEdge, RunningEdge) {
-    let token = origin.add_edge(name);
-    let edge = TestEdge::init(origin, served, served.quic, &token, "all");
+/// Sets `edge`'s teacher password ([`PASSWORD`]) and upload limit.
+pub(crate) fn with_teachers(edge: &TestEdge, max_mib: u64) {
     let password = edge.dir.path().join("password.txt");
     std::fs::write(&password, format!("{PASSWORD}\n")).expect("password file");
     let out = run_ok(&[
@@ -59,6 +50,20 @@ pub(crate) fn teachers_edge(
         text.contains("$argon2id$") && !text.contains("山路"),
         "{text}"
     );
+}
+
+/// Edge `name` of `origin`, with a teacher password and uploads of up to
+/// `max_mib`, running with `run_args`.
+pub(crate) fn teachers_edge(
+    origin: &TestOrigin,
+    served: &ServedOrigin,
+    name: &str,
+    max_mib: u64,
+    run_args: &[&str],
+) -> (TestEdge, RunningEdge) {
+    let token = origin.add_edge(name);
+    let edge = TestEdge::init(origin, served, served.quic, &token, "all");
+    with_teachers(&edge, max_mib);
     let running = edge.run_with(run_args, &[]);
     (edge, running)
 }

@@ -284,7 +284,12 @@ fn proposal(lang: Lang, entry: &shelf::Entry, csrf: &str) -> Markup {
         }] {
             @match state {
                 None => {}
-                Some(ProposalState::Queued) => { p { (tr!(lang, "teach-proposal-queued")) } }
+                Some(ProposalState::Queued) => {
+                    p { (tr!(lang, "teach-proposal-queued")) }
+                    @if let Some(why) = entry.proposal.as_ref().and_then(|p| p.not_sent.as_deref()) {
+                        p.not-sent { (tr!(lang, "teach-proposal-not-sent")) " " (why) }
+                    }
+                }
                 Some(ProposalState::Sent { sent_bytes, .. }) => {
                     p { (tr!(lang, "teach-proposal-sent", bytes = format::bytes(*sent_bytes))) }
                 }

@@ -115,6 +115,13 @@ pub async fn send(store: &Arc<Store>, client: &Client, stop: &CancellationToken)
             Err(CarryError::Stopped) => return carried,
             Err(err) => {
                 warn!(lesson = %entry.id, cause = %err, "a proposed lesson could not be sent upstream; it goes with the next pass");
+                let (store, id, why) = (store.clone(), entry.id.clone(), err.to_string());
+                let noted =
+                    blocking(move || shelf::not_sent(&store, &id, &why).map_err(|e| e.to_string()))
+                        .await;
+                if let Err(err) = noted {
+                    warn!(cause = %err, "cannot record why a proposed lesson was not sent");
+                }
             }
         }
     }

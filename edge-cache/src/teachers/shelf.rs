@@ -77,6 +77,9 @@ pub struct Proposal {
     /// When the teacher proposed it, unix seconds.
     pub asked_at: u64,
     pub state: ProposalState,
+    /// Why the last pass could not send it (it stays queued), for the teacher.
+    #[serde(default)]
+    pub not_sent: Option<String>,
 }
 
 /// Where a proposal stands, as the edge last heard.
@@ -355,6 +358,7 @@ pub fn propose(store: &Store, teacher: &str, id: &str) -> Result<(), ShelfError>
     entry.proposal = Some(Proposal {
         asked_at: now(),
         state: ProposalState::Queued,
+        not_sent: None,
     });
     save(store, &shelf)
 }
@@ -371,6 +375,24 @@ pub fn set_proposal(store: &Store, id: &str, state: ProposalState) -> Result<(),
         return Ok(());
     };
     proposal.state = state;
+    proposal.not_sent = None;
+    save(store, &shelf)
+}
+
+/// Records why the queued proposal of lesson `id` could not be sent.
+pub fn not_sent(store: &Store, id: &str, why: &str) -> Result<(), ShelfError> {
+    let _changing = crate::lock(&LOCK);
+    let mut shelf = load(store)?;
+    let Some(proposal) = shelf
+        .lessons
+        .iter_mut()
+        .find(|e| e.id == id)
+        .and_then(|e| e.proposal.as_mut())
+        .filter(|p| p.state == ProposalState::Queued)
+    else {
+        return Ok(());
+    };
+    proposal.not_sent = Some(why.chars().take(500).collect());
     save(store, &shelf)
 }
 
