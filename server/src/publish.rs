@@ -71,18 +71,19 @@ pub struct PublishReport {
 }
 
 impl PublishReport {
-    /// A report of committing `course` built elsewhere (a remote publish, an
-    /// approved proposal): its counts filled in, the rest zero until committed.
-    pub fn for_course(course: &Course) -> PublishReport {
+    /// A report of committing course `course_id` of `lessons` lessons,
+    /// `files` files and `bytes` bytes: the counts filled in, the rest zero
+    /// until it is committed.
+    pub fn starting(course_id: &str, lessons: usize, files: usize, bytes: u64) -> PublishReport {
         PublishReport {
-            course_id: course.id.clone(),
+            course_id: course_id.to_owned(),
             course_version: 0,
             course_hash: catalog::Hash::of(b""),
             sequence: 0,
             unchanged: false,
-            lessons: course.lessons.len(),
-            files: course.files.len(),
-            bytes: course.total_size(),
+            lessons,
+            files,
+            bytes,
             files_read: 0,
             new_blobs: 0,
             new_blob_bytes: 0,
@@ -96,6 +97,17 @@ impl PublishReport {
             bucket_chunks: 0,
             bucket_chunk_bytes: 0,
         }
+    }
+
+    /// [`PublishReport::starting`] for a course object built elsewhere (a
+    /// remote publish, an approved proposal).
+    pub fn for_course(course: &Course) -> PublishReport {
+        PublishReport::starting(
+            &course.id,
+            course.lessons.len(),
+            course.files.len(),
+            course.total_size(),
+        )
     }
 }
 
@@ -144,28 +156,12 @@ pub fn publish(
     let profile = ChunkingProfile::DEFAULT;
 
     let mut batch = ImportBatch::new();
-    let mut report = PublishReport {
-        course_id: plan.id.clone(),
-        course_version: 0,
-        course_hash: catalog::Hash::of(b""),
-        sequence: 0,
-        unchanged: false,
-        lessons: plan.lessons.len(),
-        files: plan.file_count(),
-        bytes: plan.total_bytes(),
-        files_read: 0,
-        new_blobs: 0,
-        new_blob_bytes: 0,
-        new_chunks: 0,
-        new_chunk_bytes: 0,
-        sent_chunk_bytes: 0,
-        sent_delta_bytes: 0,
-        delta_chunks: 0,
-        deltas_refused: 0,
-        signature_bytes: 0,
-        bucket_chunks: 0,
-        bucket_chunk_bytes: 0,
-    };
+    let mut report = PublishReport::starting(
+        &plan.id,
+        plan.lessons.len(),
+        plan.file_count(),
+        plan.total_bytes(),
+    );
     let total_files = report.files;
     let mut done_files = 0usize;
     let mut store_files =

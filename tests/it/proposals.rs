@@ -52,6 +52,17 @@ fn lesson_of(teacher: &Teacher, title: &str, files: &[(&str, &[u8])]) -> String 
         .to_owned()
 }
 
+/// Presses "Propose to the bureau" for lesson `id`.
+fn propose(teacher: &Teacher, id: &str) {
+    let (status, _, body) = teacher.request(
+        "POST",
+        &format!("/teach/lessons/{id}"),
+        "Content-Type: application/x-www-form-urlencoded\r\n",
+        form(&[("csrf", &teacher.csrf), ("action", "propose")]).as_bytes(),
+    );
+    assert_eq!(status, 303, "{}", String::from_utf8_lossy(&body));
+}
+
 /// The `/teach` page's proposal block of lesson `id`.
 fn proposal_of(teacher: &Teacher, id: &str) -> String {
     let (_, _, page) = teacher.request("GET", "/teach", "", b"");
@@ -93,19 +104,7 @@ fn issue_17_a_proposed_lesson_is_reviewed_and_a_second_school_receives_it() {
     std::fs::create_dir_all(src.join("01-intro")).expect("course folder");
     std::fs::write(src.join("01-intro").join("intro.mp4"), &shared).expect("video");
     origin.publish(&src);
-    let out = run_ok(&[
-        "origin",
-        "add-admin",
-        "--data",
-        &origin.data_str(),
-        "--name",
-        "review-desk",
-    ]);
-    let admin_token = out
-        .trim()
-        .strip_prefix("admin token: ")
-        .expect("add-admin prints the token")
-        .to_owned();
+    let admin_token = crate::remote_publish::add_admin(&origin, "review-desk");
     let served = origin.serve_with(
         shanlu(),
         "127.0.0.1:0",
@@ -126,13 +125,7 @@ fn issue_17_a_proposed_lesson_is_reviewed_and_a_second_school_receives_it() {
     let other = lesson_of(&teacher, "草稿", &[("draft.mp4", &video(300_000, 7))]);
     assert!(proposal_of(&teacher, &counting).contains(r#"data-proposal="none""#));
     for id in [&counting, &other] {
-        let (status, _, body) = teacher.request(
-            "POST",
-            &format!("/teach/lessons/{id}"),
-            "Content-Type: application/x-www-form-urlencoded\r\n",
-            form(&[("csrf", &teacher.csrf), ("action", "propose")]).as_bytes(),
-        );
-        assert_eq!(status, 303, "{}", String::from_utf8_lossy(&body));
+        propose(&teacher, id);
         assert!(proposal_of(&teacher, id).contains(r#"data-proposal="queued""#));
     }
 
@@ -295,13 +288,7 @@ fn issue_17_a_proposal_cut_off_mid_upload_sends_only_the_rest_next_pass() {
     let teacher = login(web.addr, "阿依老师", PASSWORD).expect("logged in");
     let new = video(3_000_000, 41);
     let id = lesson_of(&teacher, "彝文歌谣", &[("songs.mp4", &new)]);
-    let (status, _, _) = teacher.request(
-        "POST",
-        &format!("/teach/lessons/{id}"),
-        "Content-Type: application/x-www-form-urlencoded\r\n",
-        form(&[("csrf", &teacher.csrf), ("action", "propose")]).as_bytes(),
-    );
-    assert_eq!(status, 303);
+    propose(&teacher, &id);
     drop(web);
 
     // A slow pass, killed once the first piece of the lesson has arrived.
@@ -365,13 +352,7 @@ fn issue_17_a_school_below_a_county_edge_is_told_why_its_proposal_waits() {
         "藏文字母",
         &[("alphabet.mp4", &video(200_000, 3))],
     );
-    let (status, _, _) = teacher.request(
-        "POST",
-        &format!("/teach/lessons/{id}"),
-        "Content-Type: application/x-www-form-urlencoded\r\n",
-        form(&[("csrf", &teacher.csrf), ("action", "propose")]).as_bytes(),
-    );
-    assert_eq!(status, 303);
+    propose(&teacher, &id);
     let (code, report, stderr) = village.sync();
     assert_eq!(code, 0, "{report:#}\n{stderr}");
     let block = proposal_of(&teacher, &id);

@@ -15,7 +15,7 @@ fn sample(name: &str) -> PathBuf {
 }
 
 /// A new administrator's token (`shanlu origin add-admin` on the origin machine).
-fn add_admin(origin: &TestOrigin, name: &str) -> String {
+pub(crate) fn add_admin(origin: &TestOrigin, name: &str) -> String {
     let out = run_ok(&[
         "origin",
         "add-admin",

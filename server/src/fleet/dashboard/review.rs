@@ -169,37 +169,48 @@ fn checked(dash: &Dashboard, headers: &HeaderMap, csrf: &str) -> Result<String, 
     Ok(admin)
 }
 
+/// Checks the session and form token, runs `work(dashboard, admin)` on
+/// the blocking pool, and goes back to the proposal's page (or says why
+/// it was refused).
+async fn act(
+    dash: Arc<Dashboard>,
+    (edge, id): (&str, &str),
+    headers: &HeaderMap,
+    csrf: &str,
+    work: impl FnOnce(&Dashboard, &str) -> Result<(), String> + Send + 'static,
+) -> Response {
+    let admin = match checked(&dash, headers, csrf) {
+        Ok(admin) => admin,
+        Err(response) => return *response,
+    };
+    let key = format!("/review/{}/{}", enc(edge), enc(id));
+    match blocking(move || work(&dash, &admin)).await {
+        Ok(Ok(())) => Redirect::to(&key).into_response(),
+        Ok(Err(message)) => refused(&message),
+        Err(response) => response,
+    }
+}
+
 pub(super) async fn approve(
     State(dash): State<Arc<Dashboard>>,
     Path((edge, id)): Path<(String, String)>,
     headers: HeaderMap,
     Form(form): Form<ApproveForm>,
 ) -> Response {
-    let admin = match checked(&dash, &headers, &form.csrf) {
-        Ok(admin) => admin,
-        Err(response) => return *response,
-    };
     let approval = Approval {
         course: form.course.trim().to_owned(),
         title: form.title,
         grade: form.grade,
         subject: form.subject,
     };
-    let key = format!("/review/{}/{}", enc(&edge), enc(&id));
-    let done = blocking(move || {
+    let (e, i) = (edge.clone(), id.clone());
+    act(dash, (&edge, &id), &headers, &form.csrf, move |dash, admin| {
         let origin = dash.origin()?;
-        review::approve(&origin, &admin, &edge, &id, &approval)
-            .map(|report| {
-                info!(%admin, %edge, proposal = %id, course = %approval.course, sequence = report.sequence, "proposal approved and published");
-            })
-            .map_err(|e| e.to_string())
+        let report = review::approve(&origin, admin, &e, &i, &approval).map_err(|e| e.to_string())?;
+        info!(%admin, edge = %e, proposal = %i, course = %approval.course, sequence = report.sequence, "proposal approved and published");
+        Ok(())
     })
-    .await;
-    match done {
-        Ok(Ok(())) => Redirect::to(&key).into_response(),
-        Ok(Err(message)) => refused(&message),
-        Err(response) => response,
-    }
+    .await
 }
 
 pub(super) async fn decline(
@@ -208,21 +219,17 @@ pub(super) async fn decline(
     headers: HeaderMap,
     Form(form): Form<DeclineForm>,
 ) -> Response {
-    let admin = match checked(&dash, &headers, &form.csrf) {
-        Ok(admin) => admin,
-        Err(response) => return *response,
-    };
-    let key = format!("/review/{}/{}", enc(&edge), enc(&id));
-    let dir = dash.fleet.dir().to_owned();
-    let done = blocking(move || {
-        review::decline(&dir, &admin, &edge, &id, &form.note).map_err(|e| e.to_string())
-    })
-    .await;
-    match done {
-        Ok(Ok(())) => Redirect::to(&key).into_response(),
-        Ok(Err(message)) => refused(&message),
-        Err(response) => response,
-    }
+    let (e, i, note) = (edge.clone(), id.clone(), form.note);
+    act(
+        dash,
+        (&edge, &id),
+        &headers,
+        &form.csrf,
+        move |dash, admin| {
+            review::decline(dash.fleet.dir(), admin, &e, &i, &note).map_err(|e| e.to_string())
+        },
+    )
+    .await
 }
 
 fn refused(message: &str) -> Response {
