@@ -301,6 +301,25 @@ fn issue_17_a_200_mb_upload_cut_at_half_sends_only_the_rest_and_becomes_a_lesson
         0
     );
 
+    // Proposed to the bureau: its plan (a manifest of over 3,000 chunks) is
+    // larger than an edge's usual request, and still goes up whole.
+    let (status, _, _) = teacher.request(
+        "POST",
+        &format!("/teach/lessons/{added}"),
+        "Content-Type: application/x-www-form-urlencoded\r\n",
+        form(&[("csrf", &teacher.csrf), ("action", "propose")]).as_bytes(),
+    );
+    assert_eq!(status, 303);
+    run_ok(&["edge", "sync-now", "--data", &edge.data_str()]);
+    let mut page = String::new();
+    assert!(
+        shanlu_tests::wait_until(Duration::from_secs(120), || {
+            page = String::from_utf8(teacher.request("GET", "/teach", "", b"").2).expect("utf-8");
+            page.contains(&format!(r#"data-sent="{length}""#))
+        }),
+        "{page}"
+    );
+
     // Renamed by her; another teacher can neither rename nor remove it.
     let other = login(addr, "李老师", PASSWORD).expect("other teacher");
     let change = |who: &Teacher, fields: &[(&str, &str)]| {

@@ -205,14 +205,19 @@ async fn carry(
         })
         .await?
     };
-    let encoded = manifests
-        .iter()
-        .map(|(_, m)| Object::Manifest(m.clone()).encode())
-        .collect();
-    let needed = match ask(client, ProposeRequest::Plan { manifests: encoded }).await? {
-        ProposeAnswer::Needed { files } if files.len() == manifests.len() => files,
-        other => return Err(CarryError::Link(format!("unexpected answer {other:?}"))),
-    };
+    let mut needed = Vec::with_capacity(manifests.len());
+    for batch in plan_batches(
+        manifests
+            .iter()
+            .map(|(_, m)| Object::Manifest(m.clone()).encode())
+            .collect(),
+    ) {
+        let count = batch.len();
+        match ask(client, ProposeRequest::Plan { manifests: batch }).await? {
+            ProposeAnswer::Needed { files } if files.len() == count => needed.extend(files),
+            other => return Err(CarryError::Link(format!("unexpected answer {other:?}"))),
+        }
+    }
     let mut sent = 0u64;
     for ((manifest_hash, manifest), wanted) in manifests.iter().zip(needed) {
         if wanted.is_empty() {
@@ -275,6 +280,28 @@ async fn carry(
     }
 }
 
+/// Manifests in plans the origin takes: together under the usual request
+/// limit, and a larger one alone (up to [`server::review::MAX_PROPOSAL_PLAN`]).
+fn plan_batches(manifests: Vec<Vec<u8>>) -> Vec<Vec<Vec<u8>>> {
+    const ROOM: usize = server::protocol::MAX_REQUEST - 4 * 1024;
+    let mut batches: Vec<Vec<Vec<u8>>> = Vec::new();
+    let mut bytes = 0;
+    for manifest in manifests {
+        let len = manifest.len() + 8;
+        let fits = batches.last().is_some_and(|b| !b.is_empty()) && bytes + len <= ROOM;
+        if fits {
+            bytes += len;
+            if let Some(last) = batches.last_mut() {
+                last.push(manifest);
+            }
+        } else {
+            bytes = len;
+            batches.push(vec![manifest]);
+        }
+    }
+    batches
+}
+
 /// Reads chunks `indices` of blob `blob` from the store.
 async fn read_chunks(
     store: &Arc<Store>,
@@ -309,4 +336,43 @@ async fn read_chunks(
         Ok(chunks)
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Small manifests share a plan under the usual limit; a large one goes
+    /// alone, so every plan is one the origin takes.
+    #[test]
+    fn issue_17_plans_keep_small_manifests_together_and_large_ones_alone() {
+        let small = || vec![0u8; 10_000];
+        let large = vec![0u8; 200_000];
+        let batches = plan_batches(vec![
+            small(),
+            small(),
+            large.clone(),
+            small(),
+            small(),
+            small(),
+            small(),
+            small(),
+            small(),
+            small(),
+        ]);
+        let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [2, 1, 6, 1]);
+        for batch in &batches {
+            let request = Request::Propose(ProposeRequest::Plan {
+                manifests: batch.clone(),
+            });
+            let len = server::protocol::encode(&request).len() - 4;
+            let edge = server::serve::Caller::Edge("school".into());
+            assert!(
+                edge.allows(len, &request),
+                "a plan of {} manifests, {len} bytes",
+                batch.len()
+            );
+        }
+    }
 }

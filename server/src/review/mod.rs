@@ -41,12 +41,17 @@ pub const MAX_STATUS_IDS: usize = 256;
 /// The largest request an edge may send when it carries chunks of a
 /// proposal: one chunk of the largest profile with room to spare.
 pub const MAX_PROPOSAL_REQUEST: usize = 1024 * 1024 + 4096;
+/// The largest plan an edge may send: one file's manifest, as large as a
+/// manifest may be, with room to spare. Plans of several files stay under
+/// the usual request limit.
+pub const MAX_PROPOSAL_PLAN: usize = catalog::limits::MANIFEST_BUDGET + 64 * 1024;
 
 /// What an edge asks about its teachers' proposals (protocol revision
 /// [`crate::protocol::REVISION_PROPOSALS`]). New variants go at the end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProposeRequest {
-    /// The encoded file manifests of a lesson; answered
+    /// Encoded file manifests of a lesson (several within the usual request
+    /// limit, or one alone up to [`MAX_PROPOSAL_PLAN`]); answered
     /// [`ProposeAnswer::Needed`].
     Plan { manifests: Vec<Vec<u8>> },
     /// Chunks of planned files, at most [`MAX_PROPOSAL_REQUEST`] bytes in all.

@@ -122,6 +122,9 @@ static ADMIN_REQUESTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_ne
 /// 17; up to [`crate::review::MAX_PROPOSAL_REQUEST`] each) read at once,
 /// over every edge: 8 × 1 MiB in memory at most.
 static PROPOSAL_REQUESTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(8);
+/// Edges' plans of one large file (a manifest of up to 12 MiB) read at
+/// once, over every edge: 2 × 13 MiB in memory at most.
+static PROPOSAL_PLANS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 impl Caller {
     /// A place among the administrators' requests in memory (none needed
@@ -134,20 +137,20 @@ impl Caller {
     }
 
     /// The place and limit for a request frame of `len` bytes: an edge's
-    /// larger than [`protocol::MAX_REQUEST`] (a proposal's chunks) waits for
-    /// one of the few places such requests have.
+    /// larger than [`protocol::MAX_REQUEST`] (a proposal's chunks, or the
+    /// plan of a large file) waits for one of the few places such
+    /// requests have.
     pub async fn place_for(
         &self,
         len: usize,
     ) -> (Option<tokio::sync::SemaphorePermit<'static>>, usize) {
+        use crate::review::{MAX_PROPOSAL_PLAN, MAX_PROPOSAL_REQUEST};
         match self {
-            Caller::Edge(_)
-                if len > protocol::MAX_REQUEST && len <= crate::review::MAX_PROPOSAL_REQUEST =>
-            {
-                (
-                    PROPOSAL_REQUESTS.acquire().await.ok(),
-                    crate::review::MAX_PROPOSAL_REQUEST,
-                )
+            Caller::Edge(_) if len > protocol::MAX_REQUEST && len <= MAX_PROPOSAL_REQUEST => {
+                (PROPOSAL_REQUESTS.acquire().await.ok(), MAX_PROPOSAL_REQUEST)
+            }
+            Caller::Edge(_) if len > MAX_PROPOSAL_REQUEST && len <= MAX_PROPOSAL_PLAN => {
+                (PROPOSAL_PLANS.acquire().await.ok(), MAX_PROPOSAL_PLAN)
             }
             _ => (self.request_place().await, self.request_limit()),
         }
@@ -155,13 +158,19 @@ impl Caller {
 
     /// Whether `request`, read from a frame of `len` bytes, is within
     /// this caller's limit: beyond [`Caller::request_limit`] only a
-    /// proposal's chunks are.
+    /// proposal's chunks (up to [`crate::review::MAX_PROPOSAL_REQUEST`])
+    /// and its plan (up to [`crate::review::MAX_PROPOSAL_PLAN`]) are.
     pub fn allows(&self, len: usize, request: &crate::protocol::Request) -> bool {
+        use crate::protocol::Request::Propose;
+        use crate::review::{MAX_PROPOSAL_PLAN, MAX_PROPOSAL_REQUEST, ProposeRequest};
         len <= self.request_limit()
-            || matches!(
-                request,
-                crate::protocol::Request::Propose(crate::review::ProposeRequest::Chunks { .. })
-            )
+            || match request {
+                Propose(ProposeRequest::Chunks { .. }) => len <= MAX_PROPOSAL_REQUEST,
+                Propose(ProposeRequest::Plan { manifests }) => {
+                    len <= MAX_PROPOSAL_PLAN && manifests.len() == 1
+                }
+                _ => false,
+            }
     }
 }
 
