@@ -735,3 +735,16 @@ pub fn url_escape(text: &str) -> String {
         .remove(b'~');
     percent_encoding::utf8_percent_encode(text, QUERY_VALUE).to_string()
 }
+
+/// A one-minute sync window twelve hours from now: an edge run with it
+/// starts no pass while a test runs (a manual `edge sync` ignores it).
+pub fn far_window() -> String {
+    let hour = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        / 3600
+        + 12)
+        % 24;
+    format!("{hour:02}:00-{hour:02}:01")
+}

@@ -13,19 +13,6 @@ use shanlu_tests::{
 
 use crate::teachers::{PASSWORD, Teacher, form, login, teachers_edge, video};
 
-/// A one-minute sync window twelve hours from now: an edge run with it
-/// starts no pass while a test runs (a manual `edge sync` ignores it).
-fn far_window() -> String {
-    let hour = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-        / 3600
-        + 12)
-        % 24;
-    format!("{hour:02}:00-{hour:02}:01")
-}
-
 /// Uploads `files` (name, bytes) and makes a lesson of them; its id.
 fn lesson_of(teacher: &Teacher, title: &str, files: &[(&str, &[u8])]) -> String {
     let mut ids = Vec::new();
@@ -283,7 +270,7 @@ fn issue_17_a_proposal_cut_off_mid_upload_sends_only_the_rest_next_pass() {
     let served = origin.serve();
     // The running edge starts no pass of its own: this test's passes carry
     // the proposal.
-    let window = far_window();
+    let window = shanlu_tests::far_window();
     let (school, web) = teachers_edge(&origin, &served, "liangshan-2", 64, &["--window", &window]);
     let teacher = login(web.addr, "阿依老师", PASSWORD).expect("logged in");
     let new = video(3_000_000, 41);
@@ -344,7 +331,7 @@ fn issue_17_a_school_below_a_county_edge_is_told_why_its_proposal_waits() {
     let token = county.add_edge("village-1");
     let village = shanlu_tests::TestEdge::init_below(&origin, &serving, &token, "all", &[]);
     crate::teachers::with_teachers(&village, 8);
-    let window = far_window();
+    let window = shanlu_tests::far_window();
     let web = village.run_with(&["--window", &window], &[]);
     let teacher = login(web.addr, "扎西老师", PASSWORD).expect("logged in");
     let id = lesson_of(
