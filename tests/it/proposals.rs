@@ -232,6 +232,19 @@ fn issue_17_a_proposed_lesson_is_reviewed_and_a_second_school_receives_it() {
     // A declined lesson may be proposed again; an approved one is not.
     assert!(block.contains(r#"value="propose""#), "{block}");
     assert!(!proposal_of(&teacher, &counting).contains(r#"value="propose""#));
+    // Proposed again after the decline, it waits for review again.
+    propose(&teacher, &other);
+    run_ok(&["edge", "sync-now", "--data", &school_a.data_str()]);
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            block = proposal_of(&teacher, &other);
+            block.contains(r#"data-proposal="sent""#)
+        }),
+        "{block}"
+    );
+    let (_, page) = get(admin, &format!("/review/liangshan-1/{other}"), &cookie);
+    let page = String::from_utf8(page).expect("utf-8");
+    assert!(page.contains(r#"id="approve""#), "{page}");
     let log = std::fs::read_to_string(origin.data().join("admin.log")).expect("admin.log");
     assert!(
         log.contains("review-desk") && log.contains("approve") && log.contains("decline"),

@@ -273,6 +273,7 @@ async fn carry(
         lesson,
         grade: entry.grade.clone(),
         subject: entry.subject.clone(),
+        asked_at: entry.proposal.as_ref().map_or(0, |p| p.asked_at),
     };
     match ask(client, ProposeRequest::Submit(proposal)).await? {
         ProposeAnswer::Queued => Ok(sent),

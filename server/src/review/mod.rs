@@ -75,6 +75,9 @@ pub struct Proposal {
     pub lesson: Vec<u8>,
     pub grade: String,
     pub subject: String,
+    /// When the teacher proposed it (unix seconds, the edge's clock): a
+    /// declined lesson proposed again comes back with a later time.
+    pub asked_at: u64,
 }
 
 /// The origin's answer to a [`ProposeRequest`].
@@ -123,6 +126,9 @@ pub struct Entry {
     pub size: u64,
     /// Unix seconds.
     pub received_at: u64,
+    /// The proposal's own time ([`Proposal::asked_at`]).
+    #[serde(default)]
+    pub asked_at: u64,
     pub verdict: Verdict,
     /// Who decided, and when.
     pub decided_by: Option<String>,
@@ -268,10 +274,21 @@ fn file(
         .iter_mut()
         .find(|e| e.edge == edge && e.id == proposal.id)
     {
-        if held.verdict == Verdict::Waiting && held.lesson != hash {
-            // Retitled on the edge before the review: the newer one counts.
+        let reopened =
+            matches!(held.verdict, Verdict::Declined { .. }) && proposal.asked_at > held.asked_at;
+        if reopened || (held.verdict == Verdict::Waiting && held.lesson != hash) {
+            // Retitled on the edge before the review, or proposed again
+            // after a decline: the newer one is what is reviewed.
             held.lesson = hash;
             held.title = first_text(&lesson.title).1;
+            held.asked_at = proposal.asked_at;
+            if reopened {
+                held.verdict = Verdict::Waiting;
+                held.decided_by = None;
+                held.decided_at = None;
+                held.received_at = now();
+                tracing::info!(%edge, proposal = %proposal.id, "a declined lesson was proposed again");
+            }
             save(dir, &queue)?;
         }
         return Ok(());
@@ -316,6 +333,7 @@ fn file(
         subject: check_text("subject", &proposal.subject, false)?,
         size: lesson.files.iter().map(|f| f.size).sum(),
         received_at: now(),
+        asked_at: proposal.asked_at,
         verdict: Verdict::Waiting,
         decided_by: None,
         decided_at: None,

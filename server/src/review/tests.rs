@@ -29,6 +29,7 @@ fn proposal(id: &str) -> Proposal {
         lesson: Vec::new(),
         grade: "3".into(),
         subject: "数学".into(),
+        asked_at: 100,
     }
 }
 
@@ -212,4 +213,43 @@ fn issue_17_only_a_proposals_chunks_may_be_a_large_edge_request() {
     });
     assert!(!edge.allows(MAX_REQUEST + 1, &plan));
     assert!(Caller::Admin("bureau".into()).allows(MAX_REQUEST + 1, &objects));
+}
+
+/// A declined lesson proposed again (a later time) is reviewed again; the
+/// same proposal sent again after its decline (an answer lost) is not.
+#[test]
+fn issue_17_a_declined_lesson_proposed_again_waits_for_review_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    file(
+        dir.path(),
+        "school-1",
+        &proposal("t1"),
+        &lesson("a"),
+        Hash::of(b"1"),
+    )
+    .expect("filed");
+    decline(dir.path(), "bureau", "school-1", "t1", "字幕").expect("declined");
+    file(
+        dir.path(),
+        "school-1",
+        &proposal("t1"),
+        &lesson("a"),
+        Hash::of(b"1"),
+    )
+    .expect("resent");
+    assert!(matches!(
+        entry(dir.path(), "school-1", "t1").expect("entry").verdict,
+        Verdict::Declined { .. }
+    ));
+    let again = Proposal {
+        asked_at: 200,
+        ..proposal("t1")
+    };
+    file(dir.path(), "school-1", &again, &lesson("b"), Hash::of(b"2")).expect("again");
+    let held = entry(dir.path(), "school-1", "t1").expect("entry");
+    assert_eq!(held.verdict, Verdict::Waiting);
+    assert_eq!(
+        (held.title.as_str(), held.lesson, held.decided_by),
+        ("b", Hash::of(b"2"), None)
+    );
 }
