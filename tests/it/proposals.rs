@@ -134,6 +134,29 @@ fn issue_17_a_proposed_lesson_is_reviewed_and_a_second_school_receives_it() {
         new.len()
     );
 
+    // Renamed while with the bureau: it goes up again, under its new title.
+    let (status, _, _) = teacher.request(
+        "POST",
+        &format!("/teach/lessons/{counting}"),
+        "Content-Type: application/x-www-form-urlencoded\r\n",
+        form(&[
+            ("csrf", &teacher.csrf),
+            ("action", "retitle"),
+            ("title", "数到二十（新版）"),
+        ])
+        .as_bytes(),
+    );
+    assert_eq!(status, 303);
+    assert!(proposal_of(&teacher, &counting).contains(r#"data-proposal="queued""#));
+    run_ok(&["edge", "sync-now", "--data", &school_a.data_str()]);
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            block = proposal_of(&teacher, &counting);
+            block.contains(r#"data-proposal="sent""#)
+        }),
+        "{block}"
+    );
+
     // The review queue on the dashboard.
     let (status, head, body) = post_form(admin, "/login", "", &format!("token={admin_token}"));
     assert_eq!(status, 303, "{body}");
@@ -147,7 +170,9 @@ fn issue_17_a_proposed_lesson_is_reviewed_and_a_second_school_receives_it() {
     let queue = String::from_utf8(queue).expect("utf-8");
     assert_eq!(status, 200);
     assert!(
-        queue.contains("数到二十") && queue.contains("草稿") && queue.contains("liangshan-1"),
+        queue.contains("数到二十（新版）")
+            && queue.contains("草稿")
+            && queue.contains("liangshan-1"),
         "{queue}"
     );
     let item = format!("/review/liangshan-1/{counting}");

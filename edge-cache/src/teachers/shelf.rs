@@ -302,7 +302,21 @@ pub fn add(
     Ok(id)
 }
 
-/// Gives lesson `id` of `teacher` a new title.
+/// Lesson `id` of `teacher`, or why not.
+fn mine<'a>(
+    shelf: &'a mut ShelfRecord,
+    teacher: &str,
+    id: &str,
+) -> Result<&'a mut Entry, ShelfError> {
+    shelf
+        .lessons
+        .iter_mut()
+        .find(|e| e.id == id && e.teacher == teacher)
+        .ok_or_else(|| ShelfError::NotYours(id.to_owned()))
+}
+
+/// Gives lesson `id` of `teacher` a new title. A proposal with the bureau
+/// goes up again, so the bureau reviews the new title.
 pub fn retitle(
     store: &Store,
     teacher: &str,
@@ -313,11 +327,7 @@ pub fn retitle(
     let title = check_title(title)?;
     let _changing = crate::lock(&LOCK);
     let mut shelf = load(store)?;
-    let entry = shelf
-        .lessons
-        .iter_mut()
-        .find(|e| e.id == id && e.teacher == teacher)
-        .ok_or_else(|| ShelfError::NotYours(id.to_owned()))?;
+    let entry = mine(&mut shelf, teacher, id)?;
     let mut lesson = store
         .require_object(&entry.lesson)?
         .into_lesson()
@@ -331,6 +341,11 @@ pub fn retitle(
     lesson.title.insert(&lang, &title);
     let mut batch = ImportBatch::new();
     entry.lesson = batch.add_object(&Object::Lesson(lesson));
+    if let Some(proposal) = &mut entry.proposal
+        && matches!(proposal.state, ProposalState::Sent { .. })
+    {
+        proposal.state = ProposalState::Queued;
+    }
     commit(store, batch, &mut shelf, course_title)
 }
 
@@ -341,11 +356,7 @@ pub fn retitle(
 pub fn propose(store: &Store, teacher: &str, id: &str) -> Result<(), ShelfError> {
     let _changing = crate::lock(&LOCK);
     let mut shelf = load(store)?;
-    let entry = shelf
-        .lessons
-        .iter_mut()
-        .find(|e| e.id == id && e.teacher == teacher)
-        .ok_or_else(|| ShelfError::NotYours(id.to_owned()))?;
+    let entry = mine(&mut shelf, teacher, id)?;
     match entry.proposal.as_ref().map(|p| &p.state) {
         Some(ProposalState::Queued | ProposalState::Sent { .. }) => return Ok(()),
         Some(ProposalState::Approved { course }) => {

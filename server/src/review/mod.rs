@@ -459,6 +459,13 @@ pub fn approve(
     };
     limits::check_course(&course).map_err(|e| refused(&e))?;
     let mut report = crate::PublishReport::for_course(&course);
+    // From the check that it still waits to its verdict, no other decision
+    // on the queue: two administrators approving (or one declining) at once
+    // would otherwise publish a lesson that ends up declined, or publish it twice.
+    let changing = CHANGING.lock().unwrap_or_else(|p| p.into_inner());
+    if entry(dir, edge, id)?.verdict != Verdict::Waiting {
+        return Err(ReviewError::Decided(held.key()));
+    }
     {
         let _lock = crate::publish::lock(origin).map_err(|e| refused(&e))?;
         if let Some(signed) = store.signed_catalog().map_err(|e| refused(&e))?
@@ -481,7 +488,7 @@ pub fn approve(
         )
         .map_err(|e| ReviewError::Refused(catalog::format::error_chain(&e)))?;
     }
-    decide(
+    decide_held(
         dir,
         admin,
         edge,
@@ -491,6 +498,7 @@ pub fn approve(
         },
         Some((title, grade, subject)),
     )?;
+    drop(changing);
     log(
         dir,
         admin,
@@ -534,6 +542,18 @@ fn decide(
     edited: Option<(String, String, String)>,
 ) -> Result<(), ReviewError> {
     let _changing = CHANGING.lock().unwrap_or_else(|p| p.into_inner());
+    decide_held(dir, admin, edge, id, verdict, edited)
+}
+
+/// [`decide`] with [`CHANGING`] held by the caller.
+fn decide_held(
+    dir: &Path,
+    admin: &str,
+    edge: &str,
+    id: &str,
+    verdict: Verdict,
+    edited: Option<(String, String, String)>,
+) -> Result<(), ReviewError> {
     let mut queue = load(dir)?;
     let held = queue
         .entries

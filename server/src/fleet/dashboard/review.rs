@@ -46,6 +46,23 @@ pub(super) async fn queue_page(
     }
 }
 
+/// The origin, proposal `edge/id` and its lesson (blocking).
+fn proposal(
+    dash: &Dashboard,
+    edge: &str,
+    id: &str,
+) -> Result<(Arc<crate::Origin>, Entry, Lesson), String> {
+    let origin = dash.origin()?;
+    let entry = review::entry(origin.dir(), edge, id).map_err(|e| e.to_string())?;
+    let lesson = origin
+        .store()
+        .require_object(&entry.lesson)
+        .ok()
+        .and_then(|o| o.into_lesson().ok())
+        .ok_or_else(|| format!("the lesson of proposal {} is not in the store", entry.key()))?;
+    Ok((origin, entry, lesson))
+}
+
 /// One proposal: its files to preview, the approval and decline forms.
 pub(super) async fn item_page(
     State(dash): State<Arc<Dashboard>>,
@@ -56,14 +73,7 @@ pub(super) async fn item_page(
     let (admin, csrf) = logged_in!(dash, headers, true);
     let lang = Lang::choose(params.lang.as_deref(), &headers);
     let made = blocking(move || {
-        let origin = dash.origin()?;
-        let entry = review::entry(origin.dir(), &edge, &id).map_err(|e| e.to_string())?;
-        let lesson = origin
-            .store()
-            .require_object(&entry.lesson)
-            .ok()
-            .and_then(|o| o.into_lesson().ok())
-            .ok_or_else(|| format!("the lesson of proposal {} is not in the store", entry.key()))?;
+        let (_, entry, lesson) = proposal(&dash, &edge, &id)?;
         let frame = Frame {
             lang,
             admin: &admin,
@@ -88,14 +98,7 @@ pub(super) async fn file(
 ) -> Response {
     let _ = logged_in!(dash, headers, false);
     let opened = blocking(move || {
-        let origin = dash.origin()?;
-        let entry = review::entry(origin.dir(), &edge, &id).map_err(|e| e.to_string())?;
-        let lesson = origin
-            .store()
-            .require_object(&entry.lesson)
-            .ok()
-            .and_then(|o| o.into_lesson().ok())
-            .ok_or_else(|| "the lesson is not in the store".to_owned())?;
+        let (origin, _, lesson) = proposal(&dash, &edge, &id)?;
         let file = lesson
             .files
             .get(n)
@@ -299,16 +302,16 @@ fn queue(frame: &Frame<'_>, entries: &[Entry], now: u64) -> Markup {
 fn item(frame: &Frame<'_>, entry: &Entry, lesson: &Lesson) -> Markup {
     let lang = frame.lang;
     let base = format!("/review/{}/{}", enc(&entry.edge), enc(&entry.id));
+    // A plain id the form accepts, whatever script the edge's name is in.
     let suggested = format!(
-        "{}-{}",
-        entry
-            .edge
-            .to_ascii_lowercase()
-            .replace(|c: char| !c.is_ascii_alphanumeric(), "-"),
+        "shared-{}",
         entry
             .id
             .to_ascii_lowercase()
             .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+            .chars()
+            .take(57)
+            .collect::<String>()
     );
     pages::layout(
         lang,
