@@ -47,7 +47,7 @@ fn report_in(path: &Path) -> (Vec<String>, EdgeReport) {
 }
 
 /// `edge have` of `edge`, written to `have`.
-fn have_list(edge: &TestEdge, have: &Path) {
+pub(crate) fn have_list(edge: &TestEdge, have: &Path) {
     run_ok(&[
         "edge",
         "have",
@@ -60,7 +60,7 @@ fn have_list(edge: &TestEdge, have: &Path) {
 
 /// `bundle create --for have` from the origin or edge in `data` onto
 /// `stick`; what it printed.
-fn bundle_for(data: &Path, have: &Path, stick: &Path) -> String {
+pub(crate) fn bundle_for(data: &Path, have: &Path, stick: &Path) -> String {
     run_ok(&[
         "bundle",
         "create",
@@ -74,7 +74,7 @@ fn bundle_for(data: &Path, have: &Path, stick: &Path) -> String {
 }
 
 /// `edge import` of `stick` into `edge`; what it printed.
-fn import_stick(edge: &TestEdge, stick: &Path) -> String {
+pub(crate) fn import_stick(edge: &TestEdge, stick: &Path) -> String {
     run_ok(&[
         "edge",
         "import",

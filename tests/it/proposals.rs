@@ -387,3 +387,147 @@ fn issue_17_a_school_below_a_county_edge_is_told_why_its_proposal_waits() {
         "{block}"
     );
 }
+
+/// A school whose only link to the bureau is a USB stick: its proposal
+/// travels on the have list (without the chunks of published files), is
+/// filed by `bundle create --for` on the origin, and the bureau's answers
+/// come back on the bundle: first "with the bureau", then the decline and
+/// its note. The answers are sealed for that school alone.
+#[test]
+fn issue_17_proposals_travel_on_usb_sticks_and_their_answers_come_back() {
+    use crate::edge_reports::{bundle_for, have_list, import_stick};
+
+    let origin = TestOrigin::init();
+    let shared = video(900_000, 15);
+    let src = origin.dir.path().join("counting");
+    std::fs::create_dir_all(src.join("01-intro")).expect("course folder");
+    std::fs::write(src.join("01-intro").join("intro.mp4"), &shared).expect("video");
+    origin.publish(&src);
+    let admin_token = crate::remote_publish::add_admin(&origin, "review-desk");
+    let served = origin.serve_with(
+        shanlu(),
+        "127.0.0.1:0",
+        "127.0.0.1",
+        &["--admin", "127.0.0.1:0"],
+    );
+    let admin = served.admin.expect("the dashboard's address");
+    // The school synced once (it knows its name and holds the course),
+    // then its link went down: its edge starts no pass of its own.
+    let token = origin.add_edge("ganzi-stick");
+    let school = shanlu_tests::TestEdge::init(&origin, &served, served.quic, &token, "all");
+    school.sync_ok();
+    crate::teachers::with_teachers(&school, 64);
+    let window = shanlu_tests::far_window();
+    let run = || school.run_with(&["--window", &window], &[]);
+    let mut web = run();
+    let mut teacher = login(web.addr, "卓玛老师", PASSWORD).expect("logged in");
+    let new = video(600_000, 77);
+    let id = lesson_of(
+        &teacher,
+        "藏文字母",
+        &[("intro.mp4", &shared), ("letters.mp4", &new)],
+    );
+    propose(&teacher, &id);
+
+    // The have list carries the lesson with the new file's chunks only.
+    let sticks = tempfile::tempdir().expect("tempdir");
+    let have = sticks.path().join("have.bin");
+    have_list(&school, &have);
+    let len = std::fs::metadata(&have).expect("have list").len();
+    assert!(
+        len >= new.len() as u64 && len < new.len() as u64 + 200_000,
+        "a have list of {len} bytes for {} new bytes (the published video is not carried)",
+        new.len()
+    );
+    // Sealed by the school: a have list changed on the way files nothing.
+    let stick = sticks.path().join("stick-1");
+    let bytes = std::fs::read(&have).expect("have list");
+    let (name, forged) = ("卓玛老师".as_bytes(), "某某老师".as_bytes());
+    let at = (bytes.windows(name.len()).position(|w| w == name)).expect("the teacher's name");
+    let mut changed = bytes.clone();
+    changed[at..at + name.len()].copy_from_slice(forged);
+    let forged_have = sticks.path().join("forged.bin");
+    std::fs::write(&forged_have, &changed).expect("forged have list");
+    let out = bundle_for(&origin.data(), &forged_have, &stick);
+    assert!(!out.contains("filed for review"), "{out}");
+    let out = bundle_for(&origin.data(), &have, &stick);
+    assert!(out.contains("1 filed for review"), "{out}");
+
+    // It waits on the dashboard like one sent over the network.
+    let (status, head, body) = post_form(admin, "/login", "", &format!("token={admin_token}"));
+    assert_eq!(status, 303, "{body}");
+    let cookie = header(&head, "set-cookie")
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_owned();
+    let item = format!("/review/ganzi-stick/{id}");
+    let (status, page) = get(admin, &item, &cookie);
+    let page = String::from_utf8(page).expect("utf-8");
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("藏文字母") && page.contains("卓玛老师"),
+        "{page}"
+    );
+    let (status, preview) = get(admin, &format!("{item}/files/1"), &cookie);
+    assert_eq!(status, 200);
+    assert!(preview == new, "the preview differs from the upload");
+
+    // Back at school, the bundle says it is with the bureau, and which
+    // bytes the stick carried for it.
+    drop(web);
+    let out = import_stick(&school, &stick);
+    web = run();
+    teacher = login(web.addr, "卓玛老师", PASSWORD).expect("logged in");
+    assert!(out.contains("1 now with the bureau"), "{out}");
+    let block = proposal_of(&teacher, &id);
+    assert!(
+        block.contains(r#"data-proposal="sent""#)
+            && block.contains(&format!(r#"data-sent="{}""#, new.len())),
+        "{block}"
+    );
+
+    // Declined on the dashboard; the next stick carries the note back.
+    let at = page.find(r#"name="csrf" value=""#).expect("csrf") + r#"name="csrf" value=""#.len();
+    let csrf = page[at..at + 64].to_owned();
+    let (status, _, body) = post_form(
+        admin,
+        &format!("{item}/decline"),
+        &cookie,
+        &form(&[("csrf", &csrf), ("note", "请加上朗读录音")]),
+    );
+    assert_eq!(status, 303, "{body}");
+    have_list(&school, &have);
+    assert!(
+        std::fs::metadata(&have).expect("have list").len() < 100_000,
+        "a proposal sent before is only asked about"
+    );
+    let stick = sticks.path().join("stick-2");
+    let out = bundle_for(&origin.data(), &have, &stick);
+    assert!(out.contains("1 asked about"), "{out}");
+
+    // The answers are sealed for this school: changed on the way, they
+    // are not applied.
+    let answers = stick.join("shanlu-bundle").join("proposals.json");
+    let sealed = std::fs::read_to_string(&answers).expect("the bundle's answers");
+    assert!(sealed.contains("请加上朗读录音"), "{sealed}");
+    std::fs::write(&answers, sealed.replace("请加上朗读录音", "内容很好可以")).expect("changed");
+    drop(web);
+    let out = import_stick(&school, &stick);
+    web = run();
+    teacher = login(web.addr, "卓玛老师", PASSWORD).expect("logged in");
+    assert!(!out.contains("decided"), "{out}");
+    assert!(proposal_of(&teacher, &id).contains(r#"data-proposal="sent""#));
+    std::fs::write(&answers, &sealed).expect("restored");
+    drop(web);
+    let out = import_stick(&school, &stick);
+    web = run();
+    teacher = login(web.addr, "卓玛老师", PASSWORD).expect("logged in");
+    assert!(out.contains("1 decided"), "{out}");
+    let block = proposal_of(&teacher, &id);
+    assert!(
+        block.contains(r#"data-proposal="declined""#) && block.contains("请加上朗读录音"),
+        "{block}"
+    );
+}

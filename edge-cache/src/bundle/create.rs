@@ -61,6 +61,8 @@ pub struct CreateReport {
     pub files_not_held: u64,
     /// Reports taken from the have list, acknowledged in the bundle (issue 15).
     pub reports_taken: u64,
+    /// The have list's proposals, filed or answered (issue 17; origin only).
+    pub proposals: super::proposals::Taken,
     pub seconds: f64,
 }
 
@@ -278,6 +280,20 @@ pub fn create(
         None => Vec::new(),
     };
     report.reports_taken = receipts.iter().map(|r| r.seqs.len() as u64).sum();
+    // Issue 17: the teachers' proposals on the stick go to the review queue.
+    let answers = if source == "origin" {
+        let (answers, taken) = super::proposals::take_proposals(options.data, &have);
+        report.proposals = taken;
+        answers
+    } else {
+        if !have.proposals.is_empty() {
+            warn!(
+                proposals = have.proposals.len(),
+                "the have list carries teachers' proposals; only the origin takes them (make the bundle there to carry them), they stay on the edge"
+            );
+        }
+        None
+    };
     packs.record(Kind::Catalog, &Hash::of(&catalog_bytes), &catalog_bytes)?;
     // Courses, lessons, manifests: in hash order, so two creates write the same packs.
     let mut objects: Vec<&Hash> = reached.objects.iter().collect();
@@ -363,6 +379,15 @@ pub fn create(
             source: err.into(),
         })?;
         write_synced(&folder.join(super::receipts::RECEIPTS), &receipts)?;
+    }
+    if let Some(answers) = answers {
+        let path = folder.join(super::proposals::ANSWERS);
+        let bytes = serde_json::to_vec(&answers).map_err(|err| CreateError::Io {
+            action: "encoding",
+            path: path.clone(),
+            source: err.into(),
+        })?;
+        write_synced(&path, &bytes)?;
     }
     write_synced(&folder.join(INDEX), &text)?;
     report.packs = index.packs.len() as u64;

@@ -14,20 +14,35 @@
 //!   | report count u32 LE | each: length u32 LE | sealed envelope
 //! ```
 //!
+//! Version 3 (issue 17) appends the teachers' proposals, sealed with the
+//! edge's key, and the chunks they carry (version 2 is still read, with none):
+//!
+//! ```text
+//!   | meta length u32 LE (0: no proposals) | seal [32] | postcard of the proposals
+//!   | chunk bytes of the carried proposals, in their order, to the file's end
+//! ```
+//!
+//! The chunks are not read into memory: [`HaveList::read`] notes where they
+//! start ([`Payload`]) and `bundle create --for` streams them from the file.
+//!
 //! Objects: every metadata object the edge's catalog reaches that it holds.
 //! Chunks: every chunk of every file it holds whole and verified in place
 //! (chunks of files still partial are not named: a bundle sends them again).
 //! Reports: every envelope in the edge's report queue, oldest first.
+//! Proposals: see [`super::proposals`].
 
 use std::collections::BTreeSet;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use catalog::store::{StoreError, reachable};
 use catalog::{Hash, Object, PublicKey, Store};
 
+use super::proposals::{MAX_META, StickProposal};
+
 /// The magic bytes of a have list.
 pub const MAGIC: &[u8; 8] = b"SHANLUHV";
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
 /// Most reports a have list carries: the edge's queue at its fullest.
 pub const MAX_REPORTS: usize = crate::report::book::MAX_OWN + crate::report::book::MAX_FORWARDED;
 /// The most hashes (objects and chunks together) a have list may name:
@@ -44,6 +59,20 @@ pub struct HaveList {
     pub edge: Option<String>,
     /// The sealed envelopes of its report queue, oldest first.
     pub reports: Vec<Vec<u8>>,
+    /// The teachers' proposals (issue 17) and their seal.
+    pub proposals: Vec<StickProposal>,
+    pub seal: [u8; 32],
+    /// Where the carried proposals' chunk bytes are, once read from a file.
+    pub payload: Option<Payload>,
+}
+
+/// The chunk bytes of a have list's carried proposals: `len` bytes from
+/// `offset` of the file `path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payload {
+    pub path: PathBuf,
+    pub offset: u64,
+    pub len: u64,
 }
 
 /// Why a have list could not be made, written or read.
@@ -68,6 +97,8 @@ pub enum HaveError {
         "{path} is not a have list made by `shanlu edge have` ({detail}); make it again on the edge"
     )]
     Malformed { path: PathBuf, detail: &'static str },
+    #[error("the teachers' proposals: {0}")]
+    Proposals(String),
 }
 
 impl HaveList {
@@ -146,68 +177,107 @@ impl HaveList {
             out.extend_from_slice(&(report.len() as u32).to_le_bytes());
             out.extend_from_slice(report);
         }
+        if self.proposals.is_empty() {
+            out.extend_from_slice(&0u32.to_le_bytes());
+        } else {
+            let meta = postcard::to_stdvec(&self.proposals).expect("postcard encodes plain data");
+            out.extend_from_slice(&((meta.len() + 32) as u32).to_le_bytes());
+            out.extend_from_slice(&self.seal);
+            out.extend_from_slice(&meta);
+        }
         out
     }
 
+    /// Decodes a have list held in memory (its payload, if any, is taken
+    /// to be in the file `path`).
     pub fn decode(path: &Path, bytes: &[u8]) -> Result<HaveList, HaveError> {
+        HaveList::decode_from(path, bytes, bytes.len() as u64)
+    }
+
+    /// Decodes a have list of `len` bytes from `input`, reading all but the
+    /// carried chunks, whose place it notes.
+    fn decode_from(path: &Path, input: impl Read, len: u64) -> Result<HaveList, HaveError> {
         let bad = |detail| HaveError::Malformed {
             path: path.to_owned(),
             detail,
         };
-        if bytes.len() < 17 || &bytes[..8] != MAGIC {
+        let mut input = Input {
+            inner: std::io::BufReader::new(input),
+            left: len,
+        };
+        let head = input.take(17).ok_or_else(|| bad("wrong magic bytes"))?;
+        if &head[..8] != MAGIC {
             return Err(bad("wrong magic bytes"));
         }
-        let version = bytes[8];
-        if version != 1 && version != VERSION {
+        let version = head[8];
+        if !(1..=VERSION).contains(&version) {
             return Err(bad("an unknown version"));
         }
-        let mut sequence = [0u8; 8];
-        sequence.copy_from_slice(&bytes[9..17]);
-        let sequence = u64::from_le_bytes(sequence);
-        let mut rest = &bytes[17..];
+        let sequence = u64::from_le_bytes(head[9..17].try_into().expect("8 bytes"));
         let mut sets = [BTreeSet::new(), BTreeSet::new()];
         let mut total = 0usize;
         for set in &mut sets {
-            if rest.len() < 4 {
-                return Err(bad("truncated"));
-            }
-            let mut count = [0u8; 4];
-            count.copy_from_slice(&rest[..4]);
-            let count = u32::from_le_bytes(count) as usize;
+            let count = input.u32().ok_or_else(|| bad("truncated"))? as usize;
             total += count;
             if total > MAX_HASHES {
                 return Err(bad("more hashes than allowed"));
             }
-            rest = &rest[4..];
-            if rest.len() < count * 32 {
+            if input.left < count as u64 * 32 {
                 return Err(bad("truncated"));
             }
-            for hash in rest[..count * 32].chunks_exact(32) {
+            for _ in 0..count {
                 let mut bytes = [0u8; 32];
-                bytes.copy_from_slice(hash);
+                input.read(&mut bytes).ok_or_else(|| bad("truncated"))?;
                 set.insert(Hash::from_bytes(bytes));
             }
-            rest = &rest[count * 32..];
         }
         let (edge, reports) = if version >= 2 {
-            read_reports(&mut rest).ok_or_else(|| bad("its reports are truncated or too many"))?
+            read_reports(&mut input).ok_or_else(|| bad("its reports are truncated or too many"))?
         } else {
             (None, Vec::new())
         };
-        if !rest.is_empty() {
-            return Err(bad("bytes after its end"));
-        }
-        let [objects, chunks] = sets;
-        Ok(HaveList {
+        let mut have = HaveList {
             sequence: (sequence != u64::MAX).then_some(sequence),
-            objects,
-            chunks,
             edge,
             reports,
-        })
+            ..HaveList::default()
+        };
+        [have.objects, have.chunks] = sets;
+        if version >= 3 {
+            let meta = input.u32().ok_or_else(|| bad("truncated"))? as usize;
+            if meta > MAX_META {
+                return Err(bad("its proposals are larger than allowed"));
+            }
+            if meta > 0 {
+                let meta = (input.take(meta))
+                    .filter(|meta| meta.len() >= 32)
+                    .ok_or_else(|| bad("its proposals are truncated"))?;
+                have.seal.copy_from_slice(&meta[..32]);
+                have.proposals = postcard::from_bytes(&meta[32..])
+                    .map_err(|_| bad("its proposals do not decode"))?;
+            }
+        }
+        let carried = super::proposals::payload_len(&have.proposals)
+            .ok_or_else(|| bad("its proposals name chunks their files do not have"))?;
+        if input.left != carried {
+            return Err(bad(if input.left < carried {
+                "truncated"
+            } else {
+                "bytes after its end"
+            }));
+        }
+        if carried > 0 {
+            have.payload = Some(Payload {
+                path: path.to_owned(),
+                offset: len - carried,
+                len: carried,
+            });
+        }
+        Ok(have)
     }
 
-    /// Reads a have list file (bounded by [`MAX_HASHES`]).
+    /// Reads a have list file: all but the carried chunks, bounded by
+    /// [`MAX_HASHES`], [`MAX_REPORTS`] and the proposals' limits.
     pub fn read(path: &Path) -> Result<HaveList, HaveError> {
         let io = |action| {
             move |source| HaveError::Io {
@@ -216,20 +286,14 @@ impl HaveList {
                 source,
             }
         };
-        let len = std::fs::metadata(path).map_err(io("reading"))?.len();
-        let reports = (MAX_REPORTS * (server::report::MAX_ENVELOPE + 4)) as u64;
-        if len > 17 + 8 + 32 * MAX_HASHES as u64 + 6 + u64::from(u16::MAX) + reports {
-            return Err(HaveError::Malformed {
-                path: path.to_owned(),
-                detail: "too large",
-            });
-        }
-        let bytes = std::fs::read(path).map_err(io("reading"))?;
-        HaveList::decode(path, &bytes)
+        let file = std::fs::File::open(path).map_err(io("opening"))?;
+        let len = file.metadata().map_err(io("reading"))?.len();
+        HaveList::decode_from(path, file, len)
     }
 
-    /// Writes the have list to `path` (a temporary name, synced, renamed).
-    pub fn write(&self, path: &Path) -> Result<(), HaveError> {
+    /// Writes the have list to `path` (a temporary name, synced, renamed),
+    /// with the chunks its proposals carry read from `store`.
+    pub fn write(&self, path: &Path, store: &Store) -> Result<(), HaveError> {
         use std::io::Write;
         let tmp = path.with_extension("tmp");
         let io = |action, path: &Path| {
@@ -243,39 +307,72 @@ impl HaveList {
         let mut file = std::fs::File::create(&tmp).map_err(io("creating", &tmp))?;
         file.write_all(&self.encode())
             .map_err(io("writing", &tmp))?;
+        let mut out = std::io::BufWriter::new(&mut file);
+        super::proposals::write_payload(&self.proposals, store, &mut out)?;
+        out.flush().map_err(io("writing", &tmp))?;
+        drop(out);
         file.sync_all().map_err(io("syncing", &tmp))?;
         std::fs::rename(&tmp, path).map_err(io("renaming", &tmp))
     }
 }
 
-/// Takes `n` bytes off the front of `rest`.
-fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-    if rest.len() < n {
-        return None;
+/// A have list being read: at most `left` more bytes.
+struct Input<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Input<R> {
+    /// Fills `buf`, if that many bytes are left.
+    fn read(&mut self, buf: &mut [u8]) -> Option<()> {
+        if (buf.len() as u64) > self.left {
+            return None;
+        }
+        self.inner.read_exact(buf).ok()?;
+        self.left -= buf.len() as u64;
+        Some(())
     }
-    let (head, tail) = rest.split_at(n);
-    *rest = tail;
-    Some(head)
+
+    /// The next `n` bytes (never allocated past what the file holds).
+    fn take(&mut self, n: usize) -> Option<Vec<u8>> {
+        if n as u64 > self.left {
+            return None;
+        }
+        let mut bytes = vec![0; n];
+        self.read(&mut bytes)?;
+        Some(bytes)
+    }
+
+    fn u16(&mut self) -> Option<u16> {
+        let mut bytes = [0; 2];
+        self.read(&mut bytes)?;
+        Some(u16::from_le_bytes(bytes))
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        let mut bytes = [0; 4];
+        self.read(&mut bytes)?;
+        Some(u32::from_le_bytes(bytes))
+    }
 }
 
 /// The version 2 tail: the edge's name and its sealed reports, bounded.
-fn read_reports(rest: &mut &[u8]) -> Option<(Option<String>, Vec<Vec<u8>>)> {
-    let len = u16::from_le_bytes(take(rest, 2)?.try_into().ok()?);
-    let name = std::str::from_utf8(take(rest, usize::from(len))?).ok()?;
-    let count = u32::from_le_bytes(take(rest, 4)?.try_into().ok()?) as usize;
+fn read_reports(input: &mut Input<impl Read>) -> Option<(Option<String>, Vec<Vec<u8>>)> {
+    let len = input.u16()?;
+    let name = String::from_utf8(input.take(usize::from(len))?).ok()?;
+    let count = input.u32()? as usize;
     if count > MAX_REPORTS {
         return None;
     }
     let mut reports = Vec::with_capacity(count);
     for _ in 0..count {
-        let len = u32::from_le_bytes(take(rest, 4)?.try_into().ok()?) as usize;
+        let len = input.u32()? as usize;
         if len > server::report::MAX_ENVELOPE {
             return None;
         }
-        reports.push(take(rest, len)?.to_vec());
+        reports.push(input.take(len)?);
     }
-    let name = (!name.is_empty()).then(|| name.to_owned());
-    Some((name, reports))
+    Some(((!name.is_empty()).then_some(name), reports))
 }
 
 #[cfg(test)]
@@ -291,7 +388,7 @@ mod tests {
             ..HaveList::default()
         };
         let bytes = have.encode();
-        assert_eq!(bytes.len(), 17 + 4 + 64 + 4 + 32 + 2 + 4);
+        assert_eq!(bytes.len(), 17 + 4 + 64 + 4 + 32 + 2 + 4 + 4);
         let path = Path::new("have.bin");
         assert_eq!(HaveList::decode(path, &bytes).expect("decodes"), have);
         let none = HaveList::default();
@@ -321,11 +418,16 @@ mod tests {
             chunks: BTreeSet::new(),
             edge: Some("school-7".into()),
             reports: vec![vec![1, 2, 3], vec![4; 100]],
+            ..HaveList::default()
         };
         let path = Path::new("have.bin");
-        let bytes = have.encode();
-        assert_eq!(bytes[8], 2);
+        let mut bytes = have.encode();
+        assert_eq!(bytes[8], 3);
         assert_eq!(HaveList::decode(path, &bytes).expect("decodes"), have);
+        // Version 2: the same, without the proposals' length.
+        bytes.truncate(bytes.len() - 4);
+        bytes[8] = 2;
+        assert_eq!(HaveList::decode(path, &bytes).expect("v2 decodes"), have);
         for cut in [bytes.len() - 1, bytes.len() - 100, bytes.len() - 105] {
             assert!(HaveList::decode(path, &bytes[..cut]).is_err(), "cut {cut}");
         }

@@ -84,6 +84,8 @@ pub struct ImportReport {
     pub quota: Option<crate::quota::QuotaReport>,
     /// Queued reports the bundle's receipts acknowledged, dropped (issue 15).
     pub reports_acknowledged: u64,
+    /// The bundle's answers to the teachers' proposals (issue 17).
+    pub proposals: super::proposals::Heard,
 }
 
 /// Why an import stopped.
@@ -281,6 +283,8 @@ pub fn import(
     report.complete = report.files_missing == 0 && report.packs_skipped.is_empty();
     // Issue 15: the origin's receipts for reports this edge's stick carried.
     report.reports_acknowledged = super::receipts::apply(&folder, data, &config.token);
+    // Issue 17: the origin's answers to the teachers' proposals.
+    report.proposals = super::proposals::apply(&folder, &store, &config.token);
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }

@@ -27,6 +27,9 @@
 //! out ([`have`]): magic `SHANLUHV`, version 1, the catalog sequence (u64 LE,
 //! `u64::MAX` for none), the object count and hashes, the chunk count and
 //! hashes, each list sorted (32 bytes a hash). At most [`have::MAX_HASHES`].
+//! Version 2 adds the edge's queued reports ([`receipts`] brings back their
+//! receipts), version 3 its teachers' proposals and their chunks
+//! ([`proposals`] brings back the answers, `proposals.json`).
 //!
 //! # Goals and non-goals
 //!
@@ -45,6 +48,7 @@ pub mod have;
 pub mod import;
 mod order;
 pub mod pack;
+pub mod proposals;
 mod read;
 pub mod receipts;
 

@@ -80,6 +80,10 @@ pub struct Proposal {
     /// Why the last pass could not send it (it stays queued), for the teacher.
     #[serde(default)]
     pub not_sent: Option<String>,
+    /// The origin could not complete it from a stick: the next have list
+    /// carries all its chunks ([`crate::bundle::proposals`]).
+    #[serde(default)]
+    pub stick_whole: bool,
 }
 
 /// Where a proposal stands, as the edge last heard.
@@ -370,6 +374,7 @@ pub fn propose(store: &Store, teacher: &str, id: &str) -> Result<(), ShelfError>
         asked_at: now(),
         state: ProposalState::Queued,
         not_sent: None,
+        stick_whole: false,
     });
     save(store, &shelf)
 }
@@ -387,11 +392,23 @@ pub fn set_proposal(store: &Store, id: &str, state: ProposalState) -> Result<(),
     };
     proposal.state = state;
     proposal.not_sent = None;
+    proposal.stick_whole = false;
     save(store, &shelf)
 }
 
 /// Records why the queued proposal of lesson `id` could not be sent.
 pub fn not_sent(store: &Store, id: &str, why: &str) -> Result<(), ShelfError> {
+    not_sent_by_stick(store, id, why, false)
+}
+
+/// [`not_sent`], for a proposal a stick carried; `whole`: the next have
+/// list carries all its chunks.
+pub fn not_sent_by_stick(
+    store: &Store,
+    id: &str,
+    why: &str,
+    whole: bool,
+) -> Result<(), ShelfError> {
     let _changing = crate::lock(&LOCK);
     let mut shelf = load(store)?;
     let Some(proposal) = shelf
@@ -404,6 +421,7 @@ pub fn not_sent(store: &Store, id: &str, why: &str) -> Result<(), ShelfError> {
         return Ok(());
     };
     proposal.not_sent = Some(why.chars().take(500).collect());
+    proposal.stick_whole |= whole;
     save(store, &shelf)
 }
 

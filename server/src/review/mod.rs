@@ -177,6 +177,34 @@ pub enum ReviewError {
 /// One change at a time to the queue file of this process.
 static CHANGING: Mutex<()> = Mutex::new(());
 
+/// Held while the queue changes: this process's [`CHANGING`], then a lock
+/// on `review/queue.lock`, for another process on the same folder (`bundle
+/// create --for` filing a stick's proposals while `origin serve` runs).
+struct Changing {
+    _file: std::fs::File,
+    _held: std::sync::MutexGuard<'static, ()>,
+}
+
+fn changing(dir: &Path) -> Result<Changing, ReviewError> {
+    let held = CHANGING.lock().unwrap_or_else(|p| p.into_inner());
+    let folder = dir.join("review");
+    let path = folder.join("queue.lock");
+    let file = std::fs::create_dir_all(&folder)
+        .and_then(|()| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+        })
+        .and_then(|file| file.lock().map(|()| file))
+        .map_err(|cause| ReviewError::Write { path, cause })?;
+    Ok(Changing {
+        _file: file,
+        _held: held,
+    })
+}
+
 /// `DIR/review/queue.json`.
 pub fn queue_path(dir: &Path) -> PathBuf {
     dir.join("review").join("queue.json")
@@ -267,7 +295,7 @@ fn file(
     lesson: &Lesson,
     hash: Hash,
 ) -> Result<(), ReviewError> {
-    let _changing = CHANGING.lock().unwrap_or_else(|p| p.into_inner());
+    let _changing = changing(dir)?;
     let mut queue = load(dir)?;
     if let Some(held) = queue
         .entries
@@ -462,7 +490,7 @@ pub fn approve(
     // From the check that it still waits to its verdict, no other decision
     // on the queue: two administrators approving (or one declining) at once
     // would otherwise publish a lesson that ends up declined, or publish it twice.
-    let changing = CHANGING.lock().unwrap_or_else(|p| p.into_inner());
+    let changing = changing(dir)?;
     if entry(dir, edge, id)?.verdict != Verdict::Waiting {
         return Err(ReviewError::Decided(held.key()));
     }
@@ -541,11 +569,11 @@ fn decide(
     verdict: Verdict,
     edited: Option<(String, String, String)>,
 ) -> Result<(), ReviewError> {
-    let _changing = CHANGING.lock().unwrap_or_else(|p| p.into_inner());
+    let _changing = changing(dir)?;
     decide_held(dir, admin, edge, id, verdict, edited)
 }
 
-/// [`decide`] with [`CHANGING`] held by the caller.
+/// [`decide`] with [`changing`] held by the caller.
 fn decide_held(
     dir: &Path,
     admin: &str,
@@ -584,7 +612,7 @@ fn log(dir: &Path, admin: &str, action: &str, subject: &str, detail: &str) {
 pub async fn answer(request: ProposeRequest, edge: &str, state: &Arc<State>) -> Response {
     let (edge, state) = (edge.to_owned(), state.clone());
     let done = tokio::task::spawn_blocking(move || match &state.desk {
-        Some(desk) => answer_on_desk(desk, &edge, request),
+        Some(desk) => take(desk, &edge, request),
         None => Err("this server takes no proposals; propose lessons to the origin".to_owned()),
     })
     .await;
@@ -597,11 +625,9 @@ pub async fn answer(request: ProposeRequest, edge: &str, state: &Arc<State>) -> 
     }
 }
 
-fn answer_on_desk(
-    desk: &Desk,
-    edge: &str,
-    request: ProposeRequest,
-) -> Result<ProposeAnswer, String> {
+/// Answers `request` from `edge` on `desk`, as the network does: also how
+/// `bundle create --for` files the proposals a have list carries. Blocking.
+pub fn take(desk: &Desk, edge: &str, request: ProposeRequest) -> Result<ProposeAnswer, String> {
     let uploader = format!("edge:{edge}");
     match request {
         ProposeRequest::Plan { manifests } => {

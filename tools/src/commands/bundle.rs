@@ -95,6 +95,16 @@ pub fn create(args: &BundleCreateArgs) -> anyhow::Result<ExitCode> {
                 }
             )?;
         }
+        let proposals = report.proposals;
+        if proposals.filed + proposals.asked + proposals.refused > 0 {
+            outln!(
+                "teachers' proposals from the have list: {} filed for review ({} carried), {} not filed, {} asked about; the bundle carries the answers back",
+                proposals.filed,
+                format::bytes(proposals.bytes),
+                proposals.refused,
+                proposals.asked
+            )?;
+        }
         if report.files_not_held > 0 {
             outln!(
                 "{} file(s) are not held whole here and are left out; sync this edge first to carry them",
@@ -118,7 +128,13 @@ pub fn have(args: &EdgeHaveArgs) -> anyhow::Result<ExitCode> {
             args.data.display()
         )
     })?;
-    have.write(&args.out)
+    have.add_proposals(&store, &config.token).with_context(|| {
+        format!(
+            "listing the teachers' proposals of the edge in {}",
+            args.data.display()
+        )
+    })?;
+    have.write(&args.out, &store)
         .with_context(|| format!("writing the have list {}", args.out.display()))?;
     outln!(
         "have list {}: catalog sequence {}, {} objects, {} chunks; take it to the origin for `shanlu bundle create --for`",
@@ -128,6 +144,21 @@ pub fn have(args: &EdgeHaveArgs) -> anyhow::Result<ExitCode> {
         have.objects.len(),
         have.chunks.len()
     )?;
+    let carried = (have.proposals.iter())
+        .filter(|p| {
+            matches!(
+                p,
+                edge_cache::bundle::proposals::StickProposal::Carry { .. }
+            )
+        })
+        .count();
+    if !have.proposals.is_empty() {
+        outln!(
+            "it carries {carried} proposed lesson(s) ({}) and asks about {} sent before",
+            format::bytes(edge_cache::bundle::proposals::payload_len(&have.proposals).unwrap_or(0)),
+            have.proposals.len() - carried
+        )?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -162,6 +193,15 @@ pub fn import(args: &EdgeImportArgs) -> anyhow::Result<ExitCode> {
             report.packs_already_imported,
             report.packs_skipped.len()
         )?;
+        let heard = report.proposals;
+        if heard.filed + heard.decided + heard.not_filed > 0 {
+            outln!(
+                "teachers' proposals: {} now with the bureau, {} decided, {} not filed (the reason is on the teachers' page)",
+                heard.filed,
+                heard.decided,
+                heard.not_filed
+            )?;
+        }
         if report.reports_acknowledged > 0 {
             outln!(
                 "{} report(s) acknowledged by the origin, dropped from the queue",
