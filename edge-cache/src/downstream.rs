@@ -20,14 +20,23 @@
 //!   each with the child's key, seals it again under this edge's with the
 //!   child's name in its path, and queues it to go upstream with its own.
 //!
-//! Non-goals: forwarding the children's uploads, and serving anything
-//! outside the catalog in force.
+//! - The children's teachers' proposals (issue 17): a desk over this
+//!   edge's store ([`server::admin::Desk::for_store`]) takes them exactly
+//!   as the origin does (plan, the chunks this edge lacks, submit) into
+//!   `DIR/downstream/review/queue.json`; this edge's sync pass forwards
+//!   them upstream under the child's name and brings the verdicts back
+//!   ([`crate::teachers::propose`]). Their files are kept from collection
+//!   and eviction until the bureau decides.
+//!
+//! Non-goals: serving anything outside the catalog in force.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use catalog::store::StoreError;
 use catalog::{Hash, Object, Store};
 use server::serve::{Bound, Listen, Served};
 use server::tls::TlsIdentity;
@@ -77,6 +86,27 @@ pub struct Serving {
     pub fingerprint: String,
 }
 
+/// What collection and eviction keep for the proposals of the edges below
+/// (issue 17) until the bureau decides: their lesson and manifest objects,
+/// and their files, whole or being uploaded ([`server::review::kept`]).
+/// Empty on an edge that serves none. `store` is the edge's (`DIR/store`).
+pub fn waiting_below(store: &Store) -> Result<(Vec<Hash>, HashSet<Hash>), StoreError> {
+    let Some(data) = store.root().parent() else {
+        return Ok(Default::default());
+    };
+    let below = data.join(DOWNSTREAM_DIR);
+    if !below.join("review").is_dir() {
+        return Ok(Default::default());
+    }
+    server::review::kept(&below, store).map_err(|err| {
+        StoreError::io(
+            "reading the proposals of the edges below in",
+            &below,
+            std::io::Error::other(err.to_string()),
+        )
+    })
+}
+
 /// `DIR/downstream`, created if missing.
 fn downstream_dir(data: &Path) -> Result<PathBuf, DownstreamError> {
     let dir = data.join(DOWNSTREAM_DIR);
@@ -116,7 +146,7 @@ pub async fn bind(
     let identity = identity(data)?;
     let dir = downstream_dir(data)?;
     let served = Served {
-        store,
+        store: store.clone(),
         tokens: EdgeTokens::new(&dir),
         identity,
         upstream: Some(Arc::new(Relay { read_through })),
@@ -127,6 +157,8 @@ pub async fn bind(
             data, token,
         ))),
         bucket: None,
+        // Issue 17: the children's proposals wait here to go upstream.
+        proposals: Some(server::admin::Desk::for_store(&dir, store.clone())),
     };
     // QUIC and HTTPS on the same port number (with port 0, each its own).
     let listen = Listen {

@@ -162,20 +162,14 @@ pub fn gc(
         packs
     };
     thinning.apply(&mut keep, &packs);
-    // Lessons waiting in the review queue (issue 17) keep their files whole.
-    let waiting = crate::review::waiting_lessons(&dir).map_err(|err| GcError::Review {
+    // Lessons waiting in the review queue (issue 17) keep their files
+    // whole, and proposals being uploaded what arrived of theirs.
+    let (objects, blobs) = crate::review::kept(&dir, store).map_err(|err| GcError::Review {
         origin: dir.clone(),
         cause: Box::new(err),
     })?;
-    for lesson in waiting {
-        keep.objects.insert(lesson);
-        if let Some(Object::Lesson(lesson)) = store.object(&lesson).map_err(walk_error)? {
-            for file in lesson.files {
-                keep.objects.insert(file.manifest);
-                keep.blobs.insert(file.blob);
-            }
-        }
-    }
+    keep.objects.extend(objects);
+    keep.blobs.extend(blobs);
     let would = store
         .collect(&keep, keep_from, true, &mut |_| {})
         .map_err(collect_error)?;

@@ -34,8 +34,10 @@ pub const VERSION: u32 = 1;
 /// Revision 3 adds [`Request::GetFileChunks`]; revision 4 (issue 15) adds
 /// [`Request::Report`] and [`Request::Admin`]; revision 5 (issue 15) adds
 /// the administrators' `Bases` and `PutDeltas` (uploads as deltas);
-/// revision 6 (issue 17) adds [`Request::Propose`].
-pub const REVISION: u32 = 6;
+/// revision 6 (issue 17) adds [`Request::Propose`]; revision 7 (issue 17)
+/// adds its `SubmitFor` and `StatusFor`, a county edge forwarding the
+/// proposals of the edges below it.
+pub const REVISION: u32 = 7;
 /// The first revision that answers [`Request::CatalogSince`].
 pub const REVISION_CATALOG_SINCE: u32 = 2;
 /// The first revision that answers [`Request::GetFileChunks`].
@@ -46,6 +48,8 @@ pub const REVISION_BUREAU: u32 = 4;
 pub const REVISION_DELTAS: u32 = 5;
 /// The first revision that takes [`Request::Propose`].
 pub const REVISION_PROPOSALS: u32 = 6;
+/// The first revision that takes proposals forwarded by a county edge.
+pub const REVISION_FORWARDED_PROPOSALS: u32 = 7;
 /// Most metadata objects sent after the catalog in one [`Request::CatalogSince`]
 /// answer; the edge asks for any others with [`Request::GetObjects`].
 pub const MAX_SINCE_OBJECTS: usize = 4096;

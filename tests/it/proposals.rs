@@ -358,13 +358,21 @@ fn issue_17_a_proposal_cut_off_mid_upload_sends_only_the_rest_next_pass() {
     );
 }
 
-/// A school that syncs through a county edge cannot propose yet: the
-/// proposal stays queued and the teacher is told why, not left guessing.
+/// A school that syncs through a county edge proposes through it: the
+/// county keeps the proposal, forwards it at its own pass under the
+/// school's name, and hands the bureau's note back down.
 #[test]
-fn issue_17_a_school_below_a_county_edge_is_told_why_its_proposal_waits() {
+fn issue_17_a_school_below_a_county_edge_proposes_through_it() {
     let origin = TestOrigin::init();
     crate::county::course(&origin, "c", 100_000, 1717);
-    let served = origin.serve();
+    let admin_token = crate::remote_publish::add_admin(&origin, "review-desk");
+    let served = origin.serve_with(
+        shanlu(),
+        "127.0.0.1:0",
+        "127.0.0.1",
+        &["--admin", "127.0.0.1:0"],
+    );
+    let admin = served.admin.expect("the dashboard's address");
     let (county, _county_run, serving) = crate::county::county(&origin, &served, "all", &[]);
     let token = county.add_edge("village-1");
     let village = shanlu_tests::TestEdge::init_below(&origin, &serving, &token, "all", &[]);
@@ -372,20 +380,66 @@ fn issue_17_a_school_below_a_county_edge_is_told_why_its_proposal_waits() {
     let window = shanlu_tests::far_window();
     let web = village.run_with(&["--window", &window], &[]);
     let teacher = login(web.addr, "扎西老师", PASSWORD).expect("logged in");
-    let id = lesson_of(
-        &teacher,
-        "藏文字母",
-        &[("alphabet.mp4", &video(200_000, 3))],
-    );
+    let alphabet = video(200_000, 3);
+    let id = lesson_of(&teacher, "藏文字母", &[("alphabet.mp4", &alphabet)]);
     propose(&teacher, &id);
+
+    // The village's pass leaves it with the county edge.
     let (code, report, stderr) = village.sync();
     assert_eq!(code, 0, "{report:#}\n{stderr}");
     let block = proposal_of(&teacher, &id);
-    assert!(block.contains(r#"data-proposal="queued""#), "{block}");
+    assert!(block.contains(r#"data-proposal="sent""#), "{block}");
+
+    // The county's next pass forwards it; the bureau sees it under the
+    // village's name below the county.
+    let (status, head, body) = post_form(admin, "/login", "", &format!("token={admin_token}"));
+    assert_eq!(status, 303, "{body}");
+    let cookie = header(&head, "set-cookie")
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_owned();
+    let item = format!("/review/{}/{id}", url_escape("county/village-1"));
+    run_ok(&["edge", "sync-now", "--data", &county.data_str()]);
+    let mut page = String::new();
     assert!(
-        block.contains("not-sent") && block.contains("takes no proposals"),
+        wait_until(Duration::from_secs(60), || {
+            let (status, body) = get(admin, &item, &cookie);
+            page = String::from_utf8_lossy(&body).into_owned();
+            status == 200
+        }),
+        "{page}"
+    );
+    assert!(
+        page.contains("藏文字母") && page.contains("扎西老师"),
+        "{page}"
+    );
+    let (status, preview) = get(admin, &format!("{item}/files/0"), &cookie);
+    assert_eq!(status, 200);
+    assert!(preview == alphabet, "the preview differs from the upload");
+
+    // Declined; the note goes down through the county to the teacher.
+    let at = page.find(r#"name="csrf" value=""#).expect("csrf") + r#"name="csrf" value=""#.len();
+    let csrf = page[at..at + 64].to_owned();
+    let (status, _, body) = post_form(
+        admin,
+        &format!("{item}/decline"),
+        &cookie,
+        &form(&[("csrf", &csrf), ("note", "请配上藏文字幕")]),
+    );
+    assert_eq!(status, 303, "{body}");
+    run_ok(&["edge", "sync-now", "--data", &county.data_str()]);
+    let mut block = String::new();
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            let (code, _, _) = village.sync();
+            block = proposal_of(&teacher, &id);
+            code == 0 && block.contains(r#"data-proposal="declined""#)
+        }),
         "{block}"
     );
+    assert!(block.contains("请配上藏文字幕"), "{block}");
 }
 
 /// A school whose only link to the bureau is a USB stick: its proposal
@@ -529,5 +583,113 @@ fn issue_17_proposals_travel_on_usb_sticks_and_their_answers_come_back() {
     assert!(
         block.contains(r#"data-proposal="declined""#) && block.contains("请加上朗读录音"),
         "{block}"
+    );
+}
+
+/// Runs one pass of the running county edge and waits for its end.
+fn county_pass(county: &shanlu_tests::TestEdge, running: &shanlu_tests::RunningEdge) {
+    let before = running.json("/api/v1/status")["last_sync"].clone();
+    run_ok(&["edge", "sync-now", "--data", &county.data_str()]);
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            let status = running.json("/api/v1/status");
+            status["live"]["syncing"] == false && status["last_sync"] != before
+        }),
+        "the county edge's pass did not end"
+    );
+}
+
+/// A proposal cut off on its way to the county edge keeps what arrived
+/// through the county's restart and its own pass's collection: the
+/// school's next pass sends only the rest, and the county forwards it whole.
+#[test]
+fn issue_17_a_proposal_cut_off_on_its_way_to_a_county_edge_goes_on_after_its_passes() {
+    let origin = TestOrigin::init();
+    crate::county::course(&origin, "c", 100_000, 1718);
+    let served = origin.serve();
+    let (county, county_run, serving) = crate::county::county(&origin, &served, "all", &[]);
+    let county_log = county.dir.path().join("county.log");
+    let token = county.add_edge("village-2");
+    let village = shanlu_tests::TestEdge::init_below(&origin, &serving, &token, "all", &[]);
+    crate::teachers::with_teachers(&village, 8);
+    let window = shanlu_tests::far_window();
+    let web = village.run_with(&["--window", &window], &[]);
+    let teacher = login(web.addr, "扎西老师", PASSWORD).expect("logged in");
+    let new = video(3_000_000, 43);
+    let id = lesson_of(&teacher, "牧区童谣", &[("songs.mp4", &new)]);
+    propose(&teacher, &id);
+    drop(web);
+
+    // A slow pass, killed once the first piece reached the county edge.
+    let mut slow = shanlu()
+        .env("RUST_LOG", "warn")
+        .args([
+            "edge",
+            "sync",
+            "--data",
+            &village.data_str(),
+            "--max-rate",
+            "500KB",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("edge sync");
+    let arrived = wait_until(Duration::from_secs(60), || {
+        received_from(&county_log, "village-2").0 > 0
+    });
+    let _ = slow.kill();
+    let _ = slow.wait();
+    assert!(arrived, "no chunk of the proposal reached the county edge");
+    let (first, _) = received_from(&county_log, "village-2");
+    assert!(first < new.len() as u64, "cut off too late ({first} bytes)");
+
+    // The county edge loses power (its upload writer had a second to
+    // record what arrived) and starts again on the same address; its
+    // first pass collects what its catalog does not reach, but keeps the
+    // upload in progress.
+    std::thread::sleep(Duration::from_secs(2));
+    drop(county_run);
+    let county_log_2 = county.dir.path().join("county-2.log");
+    let (county_run, _) = county.run_serving_in(
+        shanlu(),
+        &serving.quic.to_string(),
+        &[],
+        &[("RUST_LOG", "info")],
+        &county_log_2,
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            let status = county_run.json("/api/v1/status");
+            status["live"]["syncing"] == false && !status["last_sync"].is_null()
+        }),
+        "the county edge's first pass did not end"
+    );
+    village.sync_ok();
+    let (before, again_before) = received_from(&county_log, "village-2");
+    let (after, again) = received_from(&county_log_2, "village-2");
+    assert_eq!(again + again_before, 0, "chunks sent twice");
+    assert_eq!(
+        before + after,
+        new.len() as u64,
+        "only the rest was to be sent"
+    );
+
+    // Whole at the county; its next pass forwards it.
+    assert!(
+        server::review::entries(&origin.data())
+            .expect("queue")
+            .is_empty()
+    );
+    county_pass(&county, &county_run);
+    let queued = server::review::entries(&origin.data()).expect("queue");
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(
+        (
+            queued[0].edge.as_str(),
+            queued[0].id.as_str(),
+            queued[0].size
+        ),
+        ("county/village-2", id.as_str(), new.len() as u64)
     );
 }

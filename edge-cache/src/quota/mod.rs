@@ -302,6 +302,15 @@ fn plan_and_evict(
                     }),
                 }
             })?);
+            // And the files the edges below proposed, while they wait.
+            keep.extend(
+                crate::downstream::waiting_below(store)
+                    .map_err(|cause| QuotaError::Collect {
+                        path: store.root().to_owned(),
+                        cause: Box::new(cause),
+                    })?
+                    .1,
+            );
             keep
         },
         delta_bases,
@@ -360,13 +369,15 @@ fn collect(
         |hash: &Hash| store.object(hash),
         |hash| StoreError::MissingObject { hash },
     )?;
+    // The proposals of edges below a county edge (issue 17).
+    let (below_objects, below_blobs) = crate::downstream::waiting_below(store)?;
+    let mut objects = walk.objects;
+    objects.extend(below_objects);
     let mut blobs = walk.blobs;
+    blobs.extend(below_blobs);
     blobs.extend(store.held_blobs()?.into_iter().map(|b| b.blob));
     blobs.retain(|blob| !evict.contains(blob));
-    let keep = Reachable {
-        objects: walk.objects,
-        blobs,
-    };
+    let keep = Reachable { objects, blobs };
     store
         .collect(&keep, catalog.sequence, false, &mut |_| {})
         .map_err(|cause| QuotaError::Collect {

@@ -335,7 +335,7 @@ pub async fn sync_once(
     crate::report::after_pass(dir, &config, &store, &usage, &report, client).await;
     // Issue 17: teachers' lessons proposed to the bureau go up the same way.
     if let Some(client) = client {
-        crate::teachers::propose::send(&store, client, &options.stop).await;
+        crate::teachers::propose::send(&store, client, dir, &options.stop).await;
     }
     if let Some(link) = link {
         if link.client.origin_revision < server::protocol::REVISION_BUREAU {

@@ -10,6 +10,7 @@
 //! sent stand, and records the bureau's approval or note for the teacher.
 
 use std::io::Read;
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -75,8 +76,28 @@ async fn ask(client: &Client, request: ProposeRequest) -> Result<ProposeAnswer, 
     }
 }
 
-/// Carries queued proposals upstream and hears verdicts on those sent.
-pub async fn send(store: &Arc<Store>, client: &Client, stop: &CancellationToken) -> Carried {
+/// Carries queued proposals upstream and hears verdicts on those sent; on
+/// a county edge (with a review queue in `data/downstream`), also those of
+/// the edges below it ([`forward`]).
+pub async fn send(
+    store: &Arc<Store>,
+    client: &Client,
+    data: &Path,
+    stop: &CancellationToken,
+) -> Carried {
+    let mut carried = own(store, client, stop).await;
+    let below = data.join(crate::downstream::DOWNSTREAM_DIR);
+    if server::review::queue_path(&below).is_file() && !stop.is_cancelled() {
+        let forwarded = forward(store, client, &below, stop).await;
+        carried.sent += forwarded.sent;
+        carried.bytes += forwarded.bytes;
+        carried.decided += forwarded.decided;
+    }
+    carried
+}
+
+/// The school's own teachers' proposals.
+async fn own(store: &Arc<Store>, client: &Client, stop: &CancellationToken) -> Carried {
     let mut carried = Carried::default();
     if client.origin_revision < REVISION_PROPOSALS {
         return carried;
@@ -100,7 +121,19 @@ pub async fn send(store: &Arc<Store>, client: &Client, stop: &CancellationToken)
         if stop.is_cancelled() {
             return carried;
         }
-        match carry(store, client, entry, stop).await {
+        let outgoing = Outgoing {
+            lesson: entry.lesson,
+            proposal: server::review::Proposal {
+                id: entry.id.clone(),
+                teacher: entry.teacher.clone(),
+                lesson: Vec::new(),
+                grade: entry.grade.clone(),
+                subject: entry.subject.clone(),
+                asked_at: entry.proposal.as_ref().map_or(0, |p| p.asked_at),
+            },
+            child: None,
+        };
+        match carry(store, client, &outgoing, stop).await {
             Ok(bytes) => {
                 carried.sent += 1;
                 carried.bytes += bytes;
@@ -176,15 +209,146 @@ async fn record(store: &Arc<Store>, id: &str, state: ProposalState) {
 /// A lesson's object and its files' manifests, from the store.
 type Planned = (Vec<u8>, Vec<(Hash, catalog::FileManifest)>);
 
+/// The children's proposals waiting in a county edge's queue (`below`):
+/// those not yet forwarded go upstream under the child's name (chunks the
+/// origin lacks only, within this pass's window and cap, as the school's
+/// own do); the bureau's verdicts on those forwarded are recorded there,
+/// where the children ask for them.
+async fn forward(
+    store: &Arc<Store>,
+    client: &Client,
+    below: &Path,
+    stop: &CancellationToken,
+) -> Carried {
+    let mut carried = Carried::default();
+    if client.origin_revision < server::protocol::REVISION_FORWARDED_PROPOSALS {
+        warn!(
+            "the upstream server predates forwarded proposals; the edges below keep theirs waiting here"
+        );
+        return carried;
+    }
+    let dir = below.to_owned();
+    let queue = blocking(move || server::review::to_forward(&dir).map_err(|e| e.to_string())).await;
+    let (pending, waiting) = match queue {
+        Ok(queue) => queue,
+        Err(err) => {
+            warn!(cause = %err, "cannot read the proposals of the edges below");
+            return carried;
+        }
+    };
+    for entry in pending {
+        if stop.is_cancelled() {
+            return carried;
+        }
+        let outgoing = Outgoing {
+            lesson: entry.lesson,
+            proposal: server::review::Proposal {
+                id: entry.id.clone(),
+                teacher: entry.teacher.clone(),
+                lesson: Vec::new(),
+                grade: entry.grade.clone(),
+                subject: entry.subject.clone(),
+                asked_at: entry.asked_at,
+            },
+            child: Some(entry.edge.clone()),
+        };
+        match carry(store, client, &outgoing, stop).await {
+            Ok(bytes) => {
+                carried.sent += 1;
+                carried.bytes += bytes;
+                info!(edge = %entry.edge, lesson = %entry.id, sent_bytes = bytes, "forwarded a proposal of an edge below to the bureau");
+                let (dir, edge, id, hash) = (
+                    below.to_owned(),
+                    entry.edge.clone(),
+                    entry.id.clone(),
+                    entry.lesson,
+                );
+                let done = blocking(move || {
+                    server::review::set_forwarded(&dir, &edge, &id, Some(hash))
+                        .map_err(|e| e.to_string())
+                })
+                .await;
+                if let Err(err) = done {
+                    warn!(cause = %err, "cannot record a forwarded proposal");
+                }
+            }
+            Err(CarryError::Stopped) => return carried,
+            Err(err) => {
+                warn!(edge = %entry.edge, lesson = %entry.id, cause = %err, "a proposal of an edge below could not be forwarded; it goes with the next pass");
+            }
+        }
+    }
+    // Where the forwarded ones stand, asked per child.
+    let mut by_child: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for entry in waiting {
+        by_child.entry(entry.edge).or_default().push(entry.id);
+    }
+    for (child, ids) in by_child {
+        for ids in ids.chunks(server::review::MAX_STATUS_IDS) {
+            if stop.is_cancelled() {
+                return carried;
+            }
+            let request = ProposeRequest::StatusFor {
+                child: child.clone(),
+                ids: ids.to_vec(),
+            };
+            let verdicts = match ask(client, request).await {
+                Ok(ProposeAnswer::Status { verdicts }) if verdicts.len() == ids.len() => verdicts,
+                Ok(other) => {
+                    warn!(answer = ?other, "the origin answered the forwarded proposals' status unexpectedly");
+                    continue;
+                }
+                Err(err) => {
+                    warn!(cause = %err, "cannot ask where the forwarded proposals stand; asking again next pass");
+                    return carried;
+                }
+            };
+            for (id, verdict) in ids.iter().zip(verdicts) {
+                let (dir, child, id) = (below.to_owned(), child.clone(), id.clone());
+                let done = match verdict {
+                    Verdict::Waiting => continue,
+                    Verdict::Unknown => {
+                        blocking(move || {
+                            server::review::set_forwarded(&dir, &child, &id, None)
+                                .map_err(|e| e.to_string())
+                        })
+                        .await
+                    }
+                    decided => {
+                        carried.decided += 1;
+                        blocking(move || {
+                            server::review::heard_upstream(&dir, &child, &id, decided)
+                                .map_err(|e| e.to_string())
+                        })
+                        .await
+                    }
+                };
+                if let Err(err) = done {
+                    warn!(cause = %err, "cannot record where a forwarded proposal stands");
+                }
+            }
+        }
+    }
+    carried
+}
+
+/// A proposal to send: its lesson object, the proposal (the lesson's bytes
+/// are filled in when sent), and the edge below it came from, if any.
+struct Outgoing {
+    lesson: Hash,
+    proposal: server::review::Proposal,
+    child: Option<String>,
+}
+
 /// Sends one proposal; the chunk bytes sent.
 async fn carry(
     store: &Arc<Store>,
     client: &Client,
-    entry: &Entry,
+    outgoing: &Outgoing,
     stop: &CancellationToken,
 ) -> Result<u64, CarryError> {
     let (lesson, manifests): Planned = {
-        let (store, hash) = (store.clone(), entry.lesson);
+        let (store, hash) = (store.clone(), outgoing.lesson);
         blocking(move || {
             let object = store
                 .require_object(&hash)
@@ -268,14 +432,17 @@ async fn carry(
         }
     }
     let proposal = server::review::Proposal {
-        id: entry.id.clone(),
-        teacher: entry.teacher.clone(),
         lesson,
-        grade: entry.grade.clone(),
-        subject: entry.subject.clone(),
-        asked_at: entry.proposal.as_ref().map_or(0, |p| p.asked_at),
+        ..outgoing.proposal.clone()
     };
-    match ask(client, ProposeRequest::Submit(proposal)).await? {
+    let request = match &outgoing.child {
+        None => ProposeRequest::Submit(proposal),
+        Some(child) => ProposeRequest::SubmitFor {
+            child: child.clone(),
+            proposal,
+        },
+    };
+    match ask(client, request).await? {
         ProposeAnswer::Queued => Ok(sent),
         other => Err(CarryError::Link(format!("unexpected answer {other:?}"))),
     }

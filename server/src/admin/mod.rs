@@ -136,13 +136,33 @@ pub enum AdminResponse {
     },
 }
 
-/// The origin's side of administrators' requests: its data folder.
+/// The origin's side of administrators' requests: its data folder. On a
+/// county edge, the desk where its children's proposals wait to go
+/// upstream ([`Desk::for_store`]).
 pub struct Desk {
     dir: PathBuf,
     /// The origin, opened at the first request that needs its key or store.
     origin: Mutex<Option<Arc<crate::Origin>>>,
+    /// A county edge's store, when the desk is not the origin's.
+    store: Option<Arc<catalog::Store>>,
     /// Uploads in progress: one writer per file, chunks counted per admin.
     uploads: upload::Uploads,
+}
+
+/// The store a desk's uploads go into.
+#[derive(Clone)]
+pub(crate) enum Held {
+    Origin(Arc<crate::Origin>),
+    Store(Arc<catalog::Store>),
+}
+
+impl Held {
+    pub(crate) fn store(&self) -> &catalog::Store {
+        match self {
+            Held::Origin(origin) => origin.store(),
+            Held::Store(store) => store,
+        }
+    }
 }
 
 impl Desk {
@@ -150,7 +170,28 @@ impl Desk {
         Desk {
             dir: dir.to_owned(),
             origin: Mutex::new(None),
+            store: None,
             uploads: upload::Uploads::default(),
+        }
+    }
+
+    /// A desk over `store` (a county edge's), keeping its review queue in
+    /// `dir`: it takes proposals, not administrators' requests.
+    pub fn for_store(dir: &Path, store: Arc<catalog::Store>) -> Desk {
+        Desk {
+            store: Some(store),
+            ..Desk::new(dir)
+        }
+    }
+
+    /// The store uploads go into (blocking: the origin is opened once).
+    pub(crate) fn held(&self) -> Result<Held, String> {
+        match &self.store {
+            Some(store) => Ok(Held::Store(store.clone())),
+            None => self
+                .origin()
+                .map(Held::Origin)
+                .map_err(|e| upload::store_error("opening the origin", e)),
         }
     }
 

@@ -54,10 +54,7 @@ impl Uploads {
         if let Some(writer) = &*held {
             return Ok(writer.clone());
         }
-        let origin = desk
-            .origin()
-            .map_err(|e| store_error("opening the origin", e))?;
-        let writer = Arc::new(Writer::start(origin)?);
+        let writer = Arc::new(Writer::start(desk.held()?)?);
         *held = Some(writer.clone());
         Ok(writer)
     }
@@ -122,10 +119,8 @@ pub(crate) fn plan_files(desk: &Desk, manifests: &[Vec<u8>]) -> Result<AdminResp
             limits::MAX_FILES
         ));
     }
-    let origin = desk
-        .origin()
-        .map_err(|e| store_error("opening the origin", e))?;
-    let store = origin.store();
+    let held = desk.held()?;
+    let store = held.store();
     let mut checked = Vec::with_capacity(manifests.len());
     let mut batch = ImportBatch::new();
     for bytes in manifests {
@@ -163,10 +158,8 @@ pub(crate) fn put_chunks(
             files.len()
         ));
     }
-    let origin = desk
-        .origin()
-        .map_err(|e| store_error("opening the origin", e))?;
-    let store = origin.store();
+    let held = desk.held()?;
+    let store = held.store();
     let mut checked: Vec<CheckedFile> = Vec::with_capacity(files.len());
     let mut refused = None;
     'files: for (manifest_hash, chunks) in files {
@@ -228,10 +221,8 @@ pub(crate) fn put_chunks(
 /// Keeps lesson objects whose files the origin holds whole.
 fn put_objects(desk: &Desk, objects: &[Vec<u8>]) -> Result<AdminResponse, String> {
     desk.uploads.writer(desk)?.settle()?;
-    let origin = desk
-        .origin()
-        .map_err(|e| store_error("opening the origin", e))?;
-    let store = origin.store();
+    let held = desk.held()?;
+    let store = held.store();
     let mut batch = ImportBatch::new();
     for bytes in objects {
         let Object::Lesson(lesson) = decode_canonical(bytes)? else {

@@ -13,7 +13,6 @@
 //! Bounded: at most [`MAX_OPEN`] open partials; jobs queue [`QUEUE`] deep.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
@@ -21,7 +20,6 @@ use catalog::store::{ImportBatch, PartialBlob, Store, StoreError, VerifiedChunkB
 use catalog::{FileManifest, Hash};
 
 use super::upload::Received;
-use crate::Origin;
 
 /// Unrecorded bytes of one partial after which it records them.
 const FLUSH_BYTES: u64 = 64 * 1024 * 1024;
@@ -65,7 +63,7 @@ pub(super) struct Writer {
 const STOPPED: &str = "the origin's upload writer stopped (see the origin's log); try again";
 
 impl Writer {
-    pub(super) fn start(origin: Arc<Origin>) -> Result<Writer, String> {
+    pub(super) fn start(origin: super::Held) -> Result<Writer, String> {
         let (jobs, queue) = mpsc::sync_channel(QUEUE);
         std::thread::Builder::new()
             .name("upload-writer".into())
@@ -221,7 +219,7 @@ impl<'s> Files<'s> {
     }
 }
 
-fn run(origin: &Origin, queue: Receiver<Job>) {
+fn run(origin: &super::Held, queue: Receiver<Job>) {
     let mut desk = Files::new(origin.store());
     loop {
         match queue.recv_timeout(IDLE) {
@@ -559,7 +557,9 @@ impl<'s> Files<'s> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Origin;
     use catalog::{ChunkingProfile, Object};
+    use std::sync::Arc;
 
     fn manifest_of(data: &[u8]) -> (Hash, FileManifest) {
         let manifest = catalog::manifest::manifest_of(
@@ -598,7 +598,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         Origin::init(dir.path()).expect("init");
         let origin = Arc::new(Origin::open(dir.path()).expect("open"));
-        let writer = Writer::start(origin.clone()).expect("writer");
+        let writer = Writer::start(crate::admin::Held::Origin(origin.clone())).expect("writer");
         let big = catalog::testdata::generated(6 * 1024 * 1024, 15);
         let small = catalog::testdata::generated(300_000, 16);
         let (big_hash, big_manifest) = manifest_of(&big);

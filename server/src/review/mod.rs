@@ -61,6 +61,11 @@ pub enum ProposeRequest {
     Submit(Proposal),
     /// Where these proposals (by the edge's lesson id) stand.
     Status { ids: Vec<String> },
+    /// A county edge forwards the proposal of `child`, an edge below it
+    /// (`child` may itself be `school/below`); filed under `county/child`.
+    SubmitFor { child: String, proposal: Proposal },
+    /// Where the proposals of `child` (below a county edge) stand.
+    StatusFor { child: String, ids: Vec<String> },
 }
 
 /// A lesson proposed by a teacher.
@@ -129,6 +134,9 @@ pub struct Entry {
     /// The proposal's own time ([`Proposal::asked_at`]).
     #[serde(default)]
     pub asked_at: u64,
+    /// On a county edge: the lesson forwarded upstream, once it was.
+    #[serde(default)]
+    pub forwarded: Option<Hash>,
     pub verdict: Verdict,
     /// Who decided, and when.
     pub decided_by: Option<String>,
@@ -224,22 +232,25 @@ fn load(dir: &Path) -> Result<QueueFile, ReviewError> {
 
 /// Writes the queue through a temporary file, synced before and after the rename.
 fn save(dir: &Path, queue: &QueueFile) -> Result<(), ReviewError> {
-    use std::io::Write;
     let path = queue_path(dir);
-    let write = || -> std::io::Result<()> {
-        let folder = dir.join("review");
-        std::fs::create_dir_all(&folder)?;
-        let tmp = folder.join("queue.json.tmp");
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&serde_json::to_vec_pretty(queue).map_err(std::io::Error::other)?)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        std::fs::File::open(&folder)?.sync_all()
-    };
-    write().map_err(|cause| ReviewError::Write {
-        path: path.clone(),
-        cause,
-    })
+    serde_json::to_vec_pretty(queue)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| write_synced(&path, &bytes))
+        .map_err(|cause| ReviewError::Write { path, cause })
+}
+
+/// Writes `bytes` to `path` (in `DIR/review/`) through a temporary file,
+/// synced before and after the rename.
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let folder = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(folder)?;
+    let tmp = path.with_extension("json.tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(folder)?.sync_all()
 }
 
 /// Every entry, newest first.
@@ -266,6 +277,99 @@ pub fn waiting_lessons(dir: &Path) -> Result<Vec<Hash>, ReviewError> {
         .filter(|e| e.verdict == Verdict::Waiting)
         .map(|e| e.lesson)
         .collect())
+}
+
+/// What collection keeps for the review queue in `dir`, from `store`: the
+/// waiting lessons' objects and files, and the manifests and partly
+/// uploaded files of proposals planned in the last [`UPLOAD_KEPT`] (an
+/// upload cut off goes on where it stopped, whatever ran in between).
+pub fn kept(
+    dir: &Path,
+    store: &catalog::Store,
+) -> Result<(Vec<Hash>, std::collections::HashSet<Hash>), ReviewError> {
+    let (mut objects, mut blobs) = (Vec::new(), std::collections::HashSet::new());
+    let unreadable = |err: catalog::store::StoreError| ReviewError::Read {
+        path: store.root().to_owned(),
+        cause: std::io::Error::other(err.to_string()),
+    };
+    for lesson in waiting_lessons(dir)? {
+        if let Some(Object::Lesson(lesson_object)) = store.object(&lesson).map_err(unreadable)? {
+            objects.push(lesson);
+            for file in lesson_object.files {
+                objects.push(file.manifest);
+                blobs.insert(file.blob);
+            }
+        }
+    }
+    for (manifest, planned) in load_planned(dir)?.files {
+        objects.push(manifest);
+        blobs.insert(planned.blob);
+    }
+    Ok((objects, blobs))
+}
+
+/// How long the files of a planned proposal are kept, whole or not, when
+/// no lesson names them yet.
+pub const UPLOAD_KEPT: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+/// Most planned files remembered (the oldest are forgotten first).
+const MAX_PLANNED: usize = 4096;
+
+/// `DIR/review/planned.json`: the files proposals planned, by manifest.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct PlannedFile {
+    files: std::collections::BTreeMap<Hash, Planned>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Planned {
+    blob: Hash,
+    at: u64,
+}
+
+fn planned_path(dir: &Path) -> PathBuf {
+    dir.join("review").join("planned.json")
+}
+
+/// The planned files not yet expired.
+fn load_planned(dir: &Path) -> Result<PlannedFile, ReviewError> {
+    let path = planned_path(dir);
+    let mut planned: PlannedFile = match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|err| {
+            tracing::warn!(path = %path.display(), cause = %err, "the list of planned proposal files does not parse; starting it again");
+            PlannedFile::default()
+        }),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => PlannedFile::default(),
+        Err(cause) => return Err(ReviewError::Read { path, cause }),
+    };
+    let oldest = now().saturating_sub(UPLOAD_KEPT.as_secs());
+    planned.files.retain(|_, p| p.at >= oldest);
+    Ok(planned)
+}
+
+/// Remembers the files of a plan (manifest object, blob), so collection
+/// keeps what was uploaded of them for [`UPLOAD_KEPT`].
+fn note_planned(dir: &Path, files: &[(Hash, Hash)]) -> Result<(), ReviewError> {
+    let _changing = changing(dir)?;
+    let mut planned = load_planned(dir)?;
+    let at = now();
+    for &(manifest, blob) in files {
+        planned.files.insert(manifest, Planned { blob, at });
+    }
+    if planned.files.len() > MAX_PLANNED {
+        let mut by_age: Vec<(u64, Hash)> = (planned.files.iter())
+            .map(|(manifest, p)| (p.at, *manifest))
+            .collect();
+        by_age.sort_unstable();
+        for (_, manifest) in &by_age[..by_age.len() - MAX_PLANNED] {
+            planned.files.remove(manifest);
+        }
+    }
+    let path = planned_path(dir);
+    let bytes = serde_json::to_vec(&planned).map_err(|e| ReviewError::Write {
+        path: path.clone(),
+        cause: std::io::Error::other(e),
+    })?;
+    write_synced(&path, &bytes).map_err(|cause| ReviewError::Write { path, cause })
 }
 
 fn now() -> u64 {
@@ -310,6 +414,8 @@ fn file(
             held.lesson = hash;
             held.title = first_text(&lesson.title).1;
             held.asked_at = proposal.asked_at;
+            // On a county edge: the newer one goes upstream again.
+            held.forwarded = None;
             if reopened {
                 held.verdict = Verdict::Waiting;
                 held.decided_by = None;
@@ -362,6 +468,7 @@ fn file(
         size: lesson.files.iter().map(|f| f.size).sum(),
         received_at: now(),
         asked_at: proposal.asked_at,
+        forwarded: None,
         verdict: Verdict::Waiting,
         decided_by: None,
         decided_at: None,
@@ -392,6 +499,50 @@ fn verdicts(dir: &Path, edge: &str, ids: &[String]) -> Result<Vec<Verdict>, Revi
                 .map_or(Verdict::Unknown, |e| e.verdict.clone())
         })
         .collect())
+}
+
+/// On a county edge: the waiting proposals of its children, split into
+/// those still to forward upstream (never sent, or changed since) and
+/// those forwarded, waiting for the bureau.
+pub fn to_forward(dir: &Path) -> Result<(Vec<Entry>, Vec<Entry>), ReviewError> {
+    Ok(load(dir)?
+        .entries
+        .into_iter()
+        .filter(|e| e.verdict == Verdict::Waiting)
+        .partition(|e| e.forwarded != Some(e.lesson)))
+}
+
+/// On a county edge: records that `edge/id` went upstream as `lesson`
+/// (`None`: the origin forgot it, send it again). A proposal changed
+/// meanwhile is left to go again.
+pub fn set_forwarded(
+    dir: &Path,
+    edge: &str,
+    id: &str,
+    lesson: Option<Hash>,
+) -> Result<(), ReviewError> {
+    let _changing = changing(dir)?;
+    let mut queue = load(dir)?;
+    let Some(held) = (queue.entries.iter_mut())
+        .find(|e| e.edge == edge && e.id == id && lesson.is_none_or(|l| l == e.lesson))
+    else {
+        return Ok(());
+    };
+    held.forwarded = lesson;
+    save(dir, &queue)
+}
+
+/// On a county edge: the bureau's verdict on `edge/id`, heard upstream.
+pub fn heard_upstream(
+    dir: &Path,
+    edge: &str,
+    id: &str,
+    verdict: Verdict,
+) -> Result<(), ReviewError> {
+    match decide(dir, "the bureau", edge, id, verdict, None) {
+        Err(ReviewError::Decided(_) | ReviewError::NotFound(_)) => Ok(()),
+        other => other,
+    }
 }
 
 /// What an administrator changes before approving.
@@ -638,10 +789,19 @@ pub fn take(desk: &Desk, edge: &str, request: ProposeRequest) -> Result<ProposeA
                     limits::MAX_FILES
                 ));
             }
-            match crate::admin::upload::plan_files(desk, &manifests)? {
-                AdminResponse::Needed { files } => Ok(ProposeAnswer::Needed { files }),
-                _ => Err("unexpected answer to a plan".to_owned()),
-            }
+            let files = match crate::admin::upload::plan_files(desk, &manifests)? {
+                AdminResponse::Needed { files } => files,
+                _ => return Err("unexpected answer to a plan".to_owned()),
+            };
+            // Checked by the plan: each decodes to a file manifest.
+            let planned: Vec<(Hash, Hash)> = (manifests.iter())
+                .filter_map(|bytes| match Object::decode(bytes) {
+                    Ok(Object::Manifest(manifest)) => Some((Hash::of(bytes), manifest.blob)),
+                    _ => None,
+                })
+                .collect();
+            note_planned(desk.dir(), &planned).map_err(|e| e.to_string())?;
+            Ok(ProposeAnswer::Needed { files })
         }
         ProposeRequest::Chunks { files } => {
             match crate::admin::upload::put_chunks(desk, &uploader, files)? {
@@ -649,48 +809,71 @@ pub fn take(desk: &Desk, edge: &str, request: ProposeRequest) -> Result<ProposeA
                 _ => Err("unexpected answer to chunks".to_owned()),
             }
         }
-        ProposeRequest::Submit(proposal) => {
-            limits::check_id("proposal id", &proposal.id).map_err(|e| e.to_string())?;
-            desk.settle_uploads()?;
-            let origin = desk
-                .origin()
-                .map_err(|e| crate::admin::upload::store_error("opening the origin", e))?;
-            let store = origin.store();
-            let object = Object::decode(&proposal.lesson)
-                .map_err(|err| format!("the proposed lesson does not decode: {err}"))?;
-            if object.encode() != proposal.lesson {
-                return Err("the proposed lesson is not in its canonical encoding".to_owned());
-            }
-            let Object::Lesson(lesson) = object else {
-                return Err("a proposal carries a lesson object".to_owned());
-            };
-            let mut checked = lesson.clone();
-            // The edge's ids start with `~` only for its own course; the
-            // lesson's own id is checked like any.
-            checked.id = proposal.id.clone();
-            limits::check_lesson(&checked).map_err(|e| format!("the proposed lesson: {e}"))?;
-            crate::admin::upload::check_files_held(store, &lesson.files, "the proposed lesson")?;
-            let mut batch = ImportBatch::new();
-            let hash = batch.add_object(&Object::Lesson(lesson.clone()));
-            store
-                .commit_batch(batch)
-                .map_err(|e| crate::admin::upload::store_error("keeping the lesson", e))?;
-            file(desk.dir(), edge, &proposal, &lesson, hash).map_err(|e| e.to_string())?;
-            Ok(ProposeAnswer::Queued)
+        ProposeRequest::Submit(proposal) => submit(desk, edge, &proposal),
+        ProposeRequest::SubmitFor { child, proposal } => {
+            submit(desk, &below(edge, &child)?, &proposal)
         }
-        ProposeRequest::Status { ids } => {
-            if ids.len() > MAX_STATUS_IDS {
-                return Err(format!(
-                    "{} proposals asked about at once; at most {MAX_STATUS_IDS}",
-                    ids.len()
-                ));
-            }
-            verdicts(desk.dir(), edge, &ids)
-                .map(|verdicts| ProposeAnswer::Status { verdicts })
-                .map_err(|e| e.to_string())
-        }
+        ProposeRequest::StatusFor { child, ids } => status(desk, &below(edge, &child)?, &ids),
+        ProposeRequest::Status { ids } => status(desk, edge, &ids),
     }
 }
 
+/// `edge/child`, for an edge below the county edge `edge`; each name in
+/// `child` is a valid edge name.
+fn below(edge: &str, child: &str) -> Result<String, String> {
+    let names: Vec<&str> = child.split('/').collect();
+    if names.len() > 8
+        || names
+            .iter()
+            .any(|name| crate::edge_name::EdgeName::parse(name).is_err())
+    {
+        return Err(format!(
+            "{child:?} is not the name of an edge below this one"
+        ));
+    }
+    Ok(format!("{edge}/{child}"))
+}
+
+fn status(desk: &Desk, edge: &str, ids: &[String]) -> Result<ProposeAnswer, String> {
+    if ids.len() > MAX_STATUS_IDS {
+        return Err(format!(
+            "{} proposals asked about at once; at most {MAX_STATUS_IDS}",
+            ids.len()
+        ));
+    }
+    verdicts(desk.dir(), edge, ids)
+        .map(|verdicts| ProposeAnswer::Status { verdicts })
+        .map_err(|e| e.to_string())
+}
+
+/// Checks a proposal of `edge` whose files the desk's store holds, and
+/// files it.
+fn submit(desk: &Desk, edge: &str, proposal: &Proposal) -> Result<ProposeAnswer, String> {
+    limits::check_id("proposal id", &proposal.id).map_err(|e| e.to_string())?;
+    desk.settle_uploads()?;
+    let held = desk.held()?;
+    let store = held.store();
+    let object = Object::decode(&proposal.lesson)
+        .map_err(|err| format!("the proposed lesson does not decode: {err}"))?;
+    if object.encode() != proposal.lesson {
+        return Err("the proposed lesson is not in its canonical encoding".to_owned());
+    }
+    let Object::Lesson(lesson) = object else {
+        return Err("a proposal carries a lesson object".to_owned());
+    };
+    let mut checked = lesson.clone();
+    // The edge's ids start with `~` only for its own course; the
+    // lesson's own id is checked like any.
+    checked.id = proposal.id.clone();
+    limits::check_lesson(&checked).map_err(|e| format!("the proposed lesson: {e}"))?;
+    crate::admin::upload::check_files_held(store, &lesson.files, "the proposed lesson")?;
+    let mut batch = ImportBatch::new();
+    let hash = batch.add_object(&Object::Lesson(lesson.clone()));
+    store
+        .commit_batch(batch)
+        .map_err(|e| crate::admin::upload::store_error("keeping the lesson", e))?;
+    file(desk.dir(), edge, proposal, &lesson, hash).map_err(|e| e.to_string())?;
+    Ok(ProposeAnswer::Queued)
+}
 #[cfg(test)]
 mod tests;

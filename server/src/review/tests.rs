@@ -253,3 +253,125 @@ fn issue_17_a_declined_lesson_proposed_again_waits_for_review_again() {
         ("b", Hash::of(b"2"), None)
     );
 }
+
+/// A county edge's queue: a child's proposal is to forward until it went
+/// up as that lesson; a retitle makes it go again; the bureau's verdict
+/// heard upstream decides it once (a second hearing changes nothing), and
+/// the origin files forwarded proposals under `county/child` only for
+/// valid edge names.
+#[test]
+fn issue_17_a_county_forwards_each_proposal_until_the_bureau_decides() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = lesson("数数");
+    file(
+        dir.path(),
+        "village-1",
+        &proposal("t1"),
+        &first,
+        Hash::of(b"1"),
+    )
+    .expect("filed");
+    let (pending, waiting) = to_forward(dir.path()).expect("queue");
+    assert_eq!((pending.len(), waiting.len()), (1, 0));
+    set_forwarded(dir.path(), "village-1", "t1", Some(Hash::of(b"1"))).expect("forwarded");
+    let (pending, waiting) = to_forward(dir.path()).expect("queue");
+    assert_eq!((pending.len(), waiting.len()), (0, 1));
+    // Retitled at the village: the new lesson goes up again.
+    file(
+        dir.path(),
+        "village-1",
+        &proposal("t1"),
+        &lesson("数到十"),
+        Hash::of(b"2"),
+    )
+    .expect("retitled");
+    assert_eq!(to_forward(dir.path()).expect("queue").0.len(), 1);
+    // A record for the old lesson does not mark the new one forwarded.
+    set_forwarded(dir.path(), "village-1", "t1", Some(Hash::of(b"1"))).expect("stale");
+    assert_eq!(to_forward(dir.path()).expect("queue").0.len(), 1);
+    set_forwarded(dir.path(), "village-1", "t1", Some(Hash::of(b"2"))).expect("forwarded");
+    assert_eq!(to_forward(dir.path()).expect("queue").0.len(), 0);
+    let note = Verdict::Declined {
+        note: "请加字幕".into(),
+    };
+    heard_upstream(dir.path(), "village-1", "t1", note.clone()).expect("heard");
+    heard_upstream(
+        dir.path(),
+        "village-1",
+        "t1",
+        Verdict::Approved { course: "c".into() },
+    )
+    .expect("heard twice");
+    assert_eq!(
+        verdicts(dir.path(), "village-1", &["t1".into()]).expect("verdicts"),
+        vec![note]
+    );
+    assert_eq!(
+        to_forward(dir.path()).expect("queue"),
+        (Vec::new(), Vec::new())
+    );
+    // Proposed again after the decline, the same lesson goes up again.
+    let again = Proposal {
+        asked_at: 200,
+        ..proposal("t1")
+    };
+    file(
+        dir.path(),
+        "village-1",
+        &again,
+        &lesson("数到十"),
+        Hash::of(b"2"),
+    )
+    .expect("again");
+    assert_eq!(to_forward(dir.path()).expect("queue").0.len(), 1);
+
+    assert_eq!(
+        below("county", "village-1").expect("a child"),
+        "county/village-1"
+    );
+    assert!(below("county", "town/village-2").is_ok());
+    for bad in ["", "../x", "a//b", "village 1", "x/"] {
+        assert!(below("county", bad).is_err(), "{bad:?}");
+    }
+}
+
+/// The files of a planned proposal are kept by collection for a week
+/// (an upload cut off goes on where it stopped), then forgotten; the
+/// list is bounded.
+#[test]
+fn issue_17_files_being_proposed_are_kept_for_a_week() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = catalog::Store::open(dir.path().join("store")).expect("store");
+    let (m1, b1, m2, b2) = (
+        Hash::of(b"m1"),
+        Hash::of(b"b1"),
+        Hash::of(b"m2"),
+        Hash::of(b"b2"),
+    );
+    note_planned(dir.path(), &[(m1, b1), (m2, b2)]).expect("noted");
+    let (objects, blobs) = kept(dir.path(), &store).expect("kept");
+    assert_eq!(objects.len(), 2);
+    assert!(objects.contains(&m1) && objects.contains(&m2));
+    assert!(blobs.contains(&b1) && blobs.contains(&b2));
+    // Planned longer ago than a week: no longer kept.
+    let path = planned_path(dir.path());
+    let text = std::fs::read_to_string(&path).expect("planned.json");
+    let at = format!(
+        "\"at\":{}",
+        load_planned(dir.path()).expect("planned").files[&m1].at
+    );
+    std::fs::write(&path, text.replace(&at, "\"at\":1")).expect("aged");
+    assert_eq!(
+        kept(dir.path(), &store).expect("kept"),
+        (Vec::new(), Default::default())
+    );
+    // At most MAX_PLANNED remembered.
+    let many: Vec<(Hash, Hash)> = (0..MAX_PLANNED + 10)
+        .map(|n| (Hash::of(&n.to_le_bytes()), Hash::of(b"b")))
+        .collect();
+    note_planned(dir.path(), &many).expect("noted");
+    assert_eq!(
+        load_planned(dir.path()).expect("planned").files.len(),
+        MAX_PLANNED
+    );
+}

@@ -237,6 +237,9 @@ pub struct Served {
     pub reports: Option<Arc<dyn ReportSink>>,
     /// An origin on a bucket (issue 16): where chunks not held locally are read.
     pub bucket: Option<Arc<BucketChunks>>,
+    /// A county edge's desk for its children's proposals (issue 17), which
+    /// it forwards upstream; the origin's desk is the one in `admins`.
+    pub proposals: Option<crate::admin::Desk>,
 }
 
 /// Counters of what the origin served.
@@ -322,6 +325,7 @@ pub async fn bind(
         admins: Some((Tokens::admins(dir), crate::admin::Desk::new(dir))),
         reports,
         bucket,
+        proposals: None,
     };
     let mut bound = bind_served(served, listen).await?;
     bound.follower = follower;
@@ -450,8 +454,10 @@ pub async fn bind_served(served: Served, listen: &Listen) -> Result<Bound, Serve
         admins,
         reports,
         bucket,
+        proposals,
     } = served;
     let (admins, desk) = admins.unzip();
+    let desk = desk.or(proposals);
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(identity.server_config()?)
         .map_err(crate::tls::TlsError::Quic)?;
     let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
