@@ -693,3 +693,70 @@ fn issue_17_a_proposal_cut_off_on_its_way_to_a_county_edge_goes_on_after_its_pas
         ("county/village-2", id.as_str(), new.len() as u64)
     );
 }
+
+/// A school below a county edge with only a stick between them: its
+/// proposal goes on the have list to the county edge, which files it with
+/// its children's and forwards it at its pass; the bureau's note comes
+/// back on the county's next bundle.
+#[test]
+fn issue_17_a_school_below_a_county_edge_proposes_on_a_stick() {
+    use crate::edge_reports::{bundle_for, have_list, import_stick};
+
+    let origin = TestOrigin::init();
+    crate::county::course(&origin, "c", 100_000, 1719);
+    let served = origin.serve();
+    let (county, county_run, serving) = crate::county::county(&origin, &served, "all", &[]);
+    let token = county.add_edge("village-3");
+    let village = shanlu_tests::TestEdge::init_below(&origin, &serving, &token, "all", &[]);
+    village.sync_ok();
+    crate::teachers::with_teachers(&village, 8);
+    let window = shanlu_tests::far_window();
+    let web = village.run_with(&["--window", &window], &[]);
+    let teacher = login(web.addr, "阿呷老师", PASSWORD).expect("logged in");
+    let id = lesson_of(
+        &teacher,
+        "彝文数字",
+        &[("numbers.mp4", &video(300_000, 19))],
+    );
+    propose(&teacher, &id);
+    drop(web);
+
+    let sticks = tempfile::tempdir().expect("tempdir");
+    let have = sticks.path().join("have.bin");
+    have_list(&village, &have);
+    let out = bundle_for(&county.data(), &have, &sticks.path().join("stick-1"));
+    assert!(
+        out.contains("1 filed for review") && out.contains("forwards them"),
+        "{out}"
+    );
+    county_pass(&county, &county_run);
+    let queued = server::review::entries(&origin.data()).expect("queue");
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(queued[0].edge, "county/village-3");
+    server::review::decline(
+        &origin.data(),
+        "review-desk",
+        "county/village-3",
+        &id,
+        "请再录一遍",
+    )
+    .expect("declined");
+    county_pass(&county, &county_run);
+
+    // The first stick's answers say it went up; the next stick brings the note.
+    let out = import_stick(&village, &sticks.path().join("stick-1"));
+    assert!(out.contains("1 now with the bureau"), "{out}");
+    have_list(&village, &have);
+    let stick = sticks.path().join("stick-2");
+    let out = bundle_for(&county.data(), &have, &stick);
+    assert!(out.contains("1 asked about"), "{out}");
+    let out = import_stick(&village, &stick);
+    assert!(out.contains("1 decided"), "{out}");
+    let web = village.run_with(&["--window", &window], &[]);
+    let teacher = login(web.addr, "阿呷老师", PASSWORD).expect("logged in");
+    let block = proposal_of(&teacher, &id);
+    assert!(
+        block.contains(r#"data-proposal="declined""#) && block.contains("请再录一遍"),
+        "{block}"
+    );
+}

@@ -9,6 +9,7 @@
 use std::collections::HashSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use catalog::store::{StoreError, reachable};
@@ -280,18 +281,27 @@ pub fn create(
         None => Vec::new(),
     };
     report.reports_taken = receipts.iter().map(|r| r.seqs.len() as u64).sum();
-    // Issue 17: the teachers' proposals on the stick go to the review queue.
+    // Issue 17: the teachers' proposals on the stick go to the review
+    // queue: the origin's, or a county edge's for the schools below it.
+    let below = options.data.join(crate::downstream::DOWNSTREAM_DIR);
     let answers = if source == "origin" {
-        let (answers, taken) = super::proposals::take_proposals(options.data, &have);
+        let desk = server::admin::Desk::new(options.data);
+        let (answers, taken) = super::proposals::take_proposals(options.data, &desk, &have);
+        report.proposals = taken;
+        answers
+    } else if have.proposals.is_empty() {
+        None
+    } else if below.join("edges.toml").is_file() {
+        let store = Arc::new(Store::open_existing(options.data.join("store"))?);
+        let desk = server::admin::Desk::for_store(&below, store);
+        let (answers, taken) = super::proposals::take_proposals(&below, &desk, &have);
         report.proposals = taken;
         answers
     } else {
-        if !have.proposals.is_empty() {
-            warn!(
-                proposals = have.proposals.len(),
-                "the have list carries teachers' proposals; only the origin takes them (make the bundle there to carry them), they stay on the edge"
-            );
-        }
+        warn!(
+            proposals = have.proposals.len(),
+            "the have list carries teachers' proposals; only the origin or a county edge above the school takes them, they stay on the edge"
+        );
         None
     };
     packs.record(Kind::Catalog, &Hash::of(&catalog_bytes), &catalog_bytes)?;

@@ -12,7 +12,9 @@
 //! 2. `bundle create --for` on the origin files them as the network path
 //!    does ([`take_proposals`]: plan, the chunks the origin still lacks,
 //!    submit, through [`server::review::take`]) and writes the answers,
-//!    sealed with the edge's key, into the bundle ([`ANSWERS`]).
+//!    sealed with the edge's key, into the bundle ([`ANSWERS`]). On a
+//!    county edge, for a school below it, they join the county's queue of
+//!    its children's proposals, which its sync pass forwards.
 //! 3. `edge import` applies the answers for its own key ([`apply`]): filed
 //!    proposals are "with the bureau", verdicts reach the teacher. A
 //!    proposal the origin could not complete (it no longer holds chunks the
@@ -321,11 +323,12 @@ pub struct Taken {
     pub refused: u64,
 }
 
-/// Files the have list's proposals in the review queue of the origin in
-/// `data` and answers those asked about; the answers, sealed for the
-/// edge, or `None` when there is nothing to answer (no proposals, an edge
-/// this origin does not know, or a seal that is not the edge's).
-pub fn take_proposals(data: &Path, have: &HaveList) -> (Option<Answers>, Taken) {
+/// Files the have list's proposals on `desk` (the origin's, or a county
+/// edge's for the edges below it, whose tokens are in `data`) and answers
+/// those asked about; the answers, sealed for the edge, or `None` when
+/// there is nothing to answer (no proposals, an edge not served here, or a
+/// seal that is not the edge's).
+pub fn take_proposals(data: &Path, desk: &Desk, have: &HaveList) -> (Option<Answers>, Taken) {
     let mut taken = Taken::default();
     if have.proposals.is_empty() {
         return (None, taken);
@@ -342,7 +345,7 @@ pub fn take_proposals(data: &Path, have: &HaveList) -> (Option<Answers>, Taken) 
         }
     };
     let Some(record) = record else {
-        warn!(%edge, "the have list's edge is not one of this origin's edges; its proposals stay on the edge");
+        warn!(%edge, "the have list's edge is not one this origin or county edge serves; its proposals stay on the edge");
         return (None, taken);
     };
     let key = server::report::report_key(&record.token_b3);
@@ -350,7 +353,6 @@ pub fn take_proposals(data: &Path, have: &HaveList) -> (Option<Answers>, Taken) 
         warn!(%edge, "the have list's proposals are not sealed with that edge's key; ignored");
         return (None, taken);
     }
-    let desk = Desk::new(data);
     let mut answers = Vec::with_capacity(have.proposals.len());
     let mut payload = have.payload.clone().map(|at| (at, None::<std::fs::File>));
     let mut offset = 0u64;
@@ -367,7 +369,7 @@ pub fn take_proposals(data: &Path, have: &HaveList) -> (Option<Answers>, Taken) 
                 let len: u64 = (files.iter())
                     .flat_map(|(_, _, spans)| spans.iter().map(|&(_, _, len)| u64::from(len)))
                     .sum();
-                let answer = file_one(&desk, edge, proposal, manifests, &files, |at, buf| {
+                let answer = file_one(desk, edge, proposal, manifests, &files, |at, buf| {
                     read_payload(&mut payload, offset + at, buf)
                 });
                 offset += len;
@@ -388,7 +390,7 @@ pub fn take_proposals(data: &Path, have: &HaveList) -> (Option<Answers>, Taken) 
         }
     }
     if !asked.is_empty() {
-        match server::review::take(&desk, edge, ProposeRequest::Status { ids: asked.clone() }) {
+        match server::review::take(desk, edge, ProposeRequest::Status { ids: asked.clone() }) {
             Ok(ProposeAnswer::Status { verdicts }) if verdicts.len() == asked.len() => {
                 taken.asked = asked.len() as u64;
                 answers.extend(

@@ -98,11 +98,16 @@ pub fn create(args: &BundleCreateArgs) -> anyhow::Result<ExitCode> {
         let proposals = report.proposals;
         if proposals.filed + proposals.asked + proposals.refused > 0 {
             outln!(
-                "teachers' proposals from the have list: {} filed for review ({} carried), {} not filed, {} asked about; the bundle carries the answers back",
+                "teachers' proposals from the have list: {} filed for review ({} carried), {} not filed, {} asked about; the bundle carries the answers back{}",
                 proposals.filed,
                 format::bytes(proposals.bytes),
                 proposals.refused,
-                proposals.asked
+                proposals.asked,
+                if is_origin {
+                    ""
+                } else {
+                    " (this county edge forwards them to the bureau with its next sync)"
+                }
             )?;
         }
         if report.files_not_held > 0 {
