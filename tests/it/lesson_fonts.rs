@@ -141,7 +141,7 @@ fn issue_12_lesson_html_is_served_with_the_font_style_and_an_honest_etag() {
 /// (U+A000) or Tibetan (U+0F40) glyphs: a device without those fonts,
 /// whatever this machine has installed. (An empty font list makes Chromium
 /// fail every web font, so the system's other fonts stay.)
-fn without_yi_and_tibetan_fonts(dir: &Path) -> PathBuf {
+pub(crate) fn without_yi_and_tibetan_fonts(dir: &Path) -> PathBuf {
     let cache = dir.join("fontconfig-cache");
     std::fs::create_dir_all(&cache).expect("cache dir");
     let config = dir.join("fonts.conf");

@@ -541,6 +541,10 @@ fn issue_17_an_html_folder_as_a_zip_becomes_a_sandboxed_lesson() {
             ("彝文/index.html", page.as_bytes()),
             ("彝文/img/moon.png", b"\x89PNG\r\n\x1a\nmoon"),
             ("彝文/app.js", b"document.title = 'ok';"),
+            (
+                "彝文/subs.vtt",
+                "WEBVTT\n\n00:00.000 --> 00:01.000\nꆈꌠ\n".as_bytes(),
+            ),
         ]),
     );
     let bad = upload(
@@ -581,6 +585,26 @@ fn issue_17_an_html_folder_as_a_zip_becomes_a_sandboxed_lesson() {
             assert!(String::from_utf8_lossy(&body).contains("ꆈꌠ"), "{file}");
         }
     }
+    // The sandboxed page (an origin of its own) may load its subtitles and
+    // the classroom's fonts, and read nothing else of hers.
+    let cors = |path: &str| {
+        let (status, head, _) = web.get(path, "");
+        assert_eq!(status, 200, "{path}: {head}");
+        header(&head, "access-control-allow-origin").map(str::to_owned)
+    };
+    assert_eq!(
+        cors(&format!("/courses/~school/{added}/subs.vtt")).as_deref(),
+        Some("*")
+    );
+    assert_eq!(
+        cors("/static/fonts/NotoSansYi-Regular.ttf").as_deref(),
+        Some("*")
+    );
+    assert_eq!(
+        cors(&format!("/courses/~school/{added}/img/moon.png")),
+        None
+    );
+    assert_eq!(cors(&format!("/courses/~school/{added}/index.html")), None);
     // Opened by its hash, the page runs sandboxed too.
     let hash = blake3::hash(page.as_bytes()).to_hex().to_string();
     let (status, head, _) = web.get(&format!("/files/{hash}"), "");
@@ -598,4 +622,80 @@ fn issue_17_an_html_folder_as_a_zip_becomes_a_sandboxed_lesson() {
             .contains("sandbox allow-scripts"),
         "{head}"
     );
+}
+
+/// What a sandboxed lesson page says once its fonts and subtitles settled.
+const SANDBOX_PROBE: &str = r#"
+const done = arguments[arguments.length - 1];
+const track = document.querySelector('track');
+const settled = () => track.readyState >= 2;
+const report = () => document.fonts.ready.then(() => done({
+  origin: window.origin,
+  faces: [...document.fonts]
+    .filter(f => f.family.replace(/"/g, '') === 'shanlu-yi')
+    .map(f => f.status),
+  track: track.readyState,
+  cues: track.track.cues ? track.track.cues.length : 0,
+}));
+if (settled()) { report(); } else {
+  track.addEventListener('load', report);
+  track.addEventListener('error', report);
+}
+"#;
+
+/// In Chromium on a device without Yi fonts: a teacher's HTML lesson runs
+/// as an origin of its own (the sandbox), and still draws its Yi with the
+/// classroom's font and shows its subtitles, which it fetches as another
+/// site's.
+#[test]
+fn issue_17_a_sandboxed_html_lesson_loads_the_fonts_and_subtitles_in_chromium() {
+    use shanlu_tests::webdriver::Browser;
+    if !shanlu_tests::require(shanlu_tests::Need::Chromium) {
+        return;
+    }
+    let (_origin, _served, edge, web) = school(8);
+    let teacher = login(web.addr, "阿依老师", PASSWORD).expect("logged in");
+    let page = "<!doctype html><html><head><meta charset=utf-8></head><body>\
+                <h1 lang=ii>ꆈꌠ ꋍ</h1>\
+                <video controls crossorigin>\
+                <track default kind=subtitles srclang=ii src=subs.vtt></video>\
+                </body></html>";
+    let bytes = zipped(&[
+        ("index.html", page.as_bytes()),
+        (
+            "subs.vtt",
+            "WEBVTT\n\n00:00.000 --> 00:01.000\nꆈꌠ\n".as_bytes(),
+        ),
+    ]);
+    let upload = teacher
+        .create("yi.zip", bytes.len() as u64, true)
+        .expect("created");
+    let (status, answer) = teacher.patch(&upload, 0, &bytes);
+    assert_eq!(status, 204, "{answer}");
+    let id = upload.rsplit('/').next().expect("id");
+    let (status, head, body) =
+        teacher.lesson(&[("title", "彝文"), ("lang", "ii"), ("uploads", id)]);
+    assert_eq!(status, 303, "{body}");
+    let added = header(&head, "location")
+        .expect("location")
+        .trim_start_matches("/teach?added=")
+        .to_owned();
+
+    let config = crate::lesson_fonts::without_yi_and_tibetan_fonts(edge.dir.path());
+    let config = config.to_str().expect("utf-8 path");
+    let browser = Browser::start_with_env(1280, 900, &[("FONTCONFIG_FILE", config)]);
+    browser.set_script_timeout(Duration::from_secs(30));
+    browser.goto(&format!(
+        "http://{}/courses/~school/{added}/index.html",
+        web.addr
+    ));
+    let probe = browser.execute_async(SANDBOX_PROBE, vec![]);
+    assert_eq!(probe["origin"], "null", "the page is sandboxed: {probe}");
+    assert_eq!(
+        probe["faces"],
+        serde_json::json!(["loaded"]),
+        "the classroom's Yi font loads in the sandbox: {probe}"
+    );
+    assert_eq!(probe["track"], 2, "the subtitles load: {probe}");
+    assert_eq!(probe["cues"], 1, "{probe}");
 }

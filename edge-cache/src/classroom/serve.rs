@@ -156,6 +156,26 @@ pub(crate) fn is_active(media: &str) -> bool {
 pub(crate) const TEACHERS_SANDBOX: &str =
     "sandbox allow-scripts allow-forms allow-popups allow-modals";
 
+/// Marks a teacher's own lesson file: the sandbox, and for subtitles
+/// `Access-Control-Allow-Origin: *` — the sandboxed page that shows them
+/// is an origin of its own, so the browser fetches its `<track>`s as
+/// another site's. Nothing else of hers is readable from such a page.
+pub(crate) fn sandboxed(headers: &mut HeaderMap) {
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(TEACHERS_SANDBOX),
+    );
+    let subtitles = (headers.get(header::CONTENT_TYPE))
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|media| media.starts_with("text/vtt"));
+    if subtitles {
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+    }
+}
+
 pub(crate) async fn lesson_file(
     State(state): State<Arc<Classroom>>,
     Path((course, lesson, path)): Path<(String, String, String)>,
@@ -203,10 +223,7 @@ async fn serve_placed(
     // or act with a teacher's login. The bureau's signed lessons are not
     // sandboxed.
     if course.starts_with('~') {
-        response.headers_mut().insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(TEACHERS_SANDBOX),
-        );
+        sandboxed(response.headers_mut());
     }
     // Issue 15: the body's length, as the file's lesson's bytes served.
     if counts && response.status().is_success() {

@@ -67,7 +67,9 @@ pub(super) async fn plan(state: &Arc<Classroom>, request: &Plain) -> Option<Fast
     };
     let (file, len) = open_blob(&state.store, &blob).await.ok()??;
     let mut answer = answer_held(len, blob, &media, cache, &request.method, &request.headers);
-    if sandboxed || (place.is_none() && classroom::serve::is_active(&media)) {
+    if sandboxed {
+        classroom::serve::sandboxed(&mut answer.headers);
+    } else if place.is_none() && classroom::serve::is_active(&media) {
         answer.headers.insert(
             header::CONTENT_SECURITY_POLICY,
             axum::http::HeaderValue::from_static(classroom::serve::TEACHERS_SANDBOX),

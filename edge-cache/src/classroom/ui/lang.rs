@@ -91,6 +91,9 @@ pub(crate) async fn font(Path(name): Path<String>) -> Response {
         [
             (header::CONTENT_TYPE, "font/ttf"),
             (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+            // A teacher's sandboxed HTML lesson (an origin of its own)
+            // loads them too, as another site's fonts.
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
         ],
         bytes,
     )
