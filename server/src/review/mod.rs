@@ -32,6 +32,9 @@ use crate::serve::State;
 
 /// Most waiting proposals of one edge.
 pub const MAX_WAITING_PER_EDGE: usize = 20;
+/// Most waiting proposals of one edge and every edge below it together
+/// (a county edge's schools).
+pub const MAX_WAITING_BELOW: usize = 400;
 /// Most entries the queue keeps (waiting and decided).
 pub const MAX_ENTRIES: usize = 1000;
 /// Longest note to a teacher, title, grade or subject, in characters.
@@ -436,6 +439,17 @@ fn file(
         return Err(ReviewError::Refused(format!(
             "edge {edge} has {waiting} lessons waiting for review already, the most one school may have; \
              they are sent when the bureau has decided on some"
+        )));
+    }
+    let top = edge.split('/').next().unwrap_or(edge);
+    let below = (queue.entries.iter())
+        .filter(|e| e.verdict == Verdict::Waiting)
+        .filter(|e| e.edge.split('/').next() == Some(top))
+        .count();
+    if below >= MAX_WAITING_BELOW {
+        return Err(ReviewError::Refused(format!(
+            "edge {top} and the edges below it have {below} lessons waiting for review already, \
+             the most they may have together; they are sent when the bureau has decided on some"
         )));
     }
     if queue.entries.len() >= MAX_ENTRIES {

@@ -163,6 +163,36 @@ fn issue_17_one_edge_has_at_most_its_share_of_waiting_proposals() {
         Hash::of(b"1"),
     )
     .expect("another school");
+    // The schools below one county edge share a larger bound.
+    for n in 0..MAX_WAITING_BELOW - 1 {
+        let child = format!("county/village-{}", n / MAX_WAITING_PER_EDGE);
+        let id = format!("t{}", n % MAX_WAITING_PER_EDGE);
+        file(
+            dir.path(),
+            &child,
+            &proposal(&id),
+            &lesson("a"),
+            Hash::of(b"1"),
+        )
+        .expect("filed");
+    }
+    file(
+        dir.path(),
+        "county",
+        &proposal("own"),
+        &lesson("a"),
+        Hash::of(b"1"),
+    )
+    .expect("the county's own, the last place");
+    let refused = file(
+        dir.path(),
+        "county/village-99",
+        &proposal("t0"),
+        &lesson("a"),
+        Hash::of(b"1"),
+    )
+    .expect_err("over the county's bound");
+    assert!(refused.to_string().contains("edges below it"), "{refused}");
 }
 
 #[test]
