@@ -13,6 +13,28 @@ use shanlu_tests::{
 
 use crate::teachers::{PASSWORD, Teacher, form, login, teachers_edge, video};
 
+/// Publishes a course "counting" whose one lesson is `video`.
+fn publish_video(origin: &TestOrigin, video: &[u8]) {
+    let src = origin.dir.path().join("counting");
+    std::fs::create_dir_all(src.join("01-intro")).expect("course folder");
+    std::fs::write(src.join("01-intro").join("intro.mp4"), video).expect("video");
+    origin.publish(&src);
+}
+
+/// The origin served with its dashboard, and an administrator: the served
+/// origin, the dashboard's address and the admin token.
+fn bureau(origin: &TestOrigin) -> (shanlu_tests::ServedOrigin, SocketAddr, String) {
+    let token = crate::remote_publish::add_admin(origin, "review-desk");
+    let served = origin.serve_with(
+        shanlu(),
+        "127.0.0.1:0",
+        "127.0.0.1",
+        &["--admin", "127.0.0.1:0"],
+    );
+    let admin = served.admin.expect("the dashboard's address");
+    (served, admin, token)
+}
+
 /// Uploads `files` (name, bytes) and makes a lesson of them; its id.
 fn lesson_of(teacher: &Teacher, title: &str, files: &[(&str, &[u8])]) -> String {
     let mut ids = Vec::new();
@@ -87,18 +109,8 @@ fn issue_17_a_proposed_lesson_is_reviewed_and_a_second_school_receives_it() {
     // The bureau published a course with a video the teacher will reuse.
     let origin = TestOrigin::init();
     let shared = video(1_500_000, 5);
-    let src = origin.dir.path().join("counting");
-    std::fs::create_dir_all(src.join("01-intro")).expect("course folder");
-    std::fs::write(src.join("01-intro").join("intro.mp4"), &shared).expect("video");
-    origin.publish(&src);
-    let admin_token = crate::remote_publish::add_admin(&origin, "review-desk");
-    let served = origin.serve_with(
-        shanlu(),
-        "127.0.0.1:0",
-        "127.0.0.1",
-        &["--admin", "127.0.0.1:0"],
-    );
-    let admin = served.admin.expect("the dashboard's address");
+    publish_video(&origin, &shared);
+    let (served, admin, admin_token) = bureau(&origin);
 
     // School A: the teacher makes two lessons and proposes both.
     let (school_a, web_a) = teachers_edge(&origin, &served, "liangshan-1", 64, &[]);
@@ -158,14 +170,7 @@ fn issue_17_a_proposed_lesson_is_reviewed_and_a_second_school_receives_it() {
     );
 
     // The review queue on the dashboard.
-    let (status, head, body) = post_form(admin, "/login", "", &format!("token={admin_token}"));
-    assert_eq!(status, 303, "{body}");
-    let cookie = header(&head, "set-cookie")
-        .expect("cookie")
-        .split(';')
-        .next()
-        .expect("pair")
-        .to_owned();
+    let cookie = admin_cookie(admin, &admin_token);
     let (status, queue) = get(admin, "/review?lang=zh", &cookie);
     let queue = String::from_utf8(queue).expect("utf-8");
     assert_eq!(status, 200);
@@ -277,6 +282,31 @@ fn issue_17_a_proposed_lesson_is_reviewed_and_a_second_school_receives_it() {
     );
 }
 
+/// Declines the proposal at `item` (whose page is `page`) with `note`.
+fn decline(admin: SocketAddr, cookie: &str, item: &str, page: &str, note: &str) {
+    let at = page.find(r#"name="csrf" value=""#).expect("csrf") + r#"name="csrf" value=""#.len();
+    let csrf = &page[at..at + 64];
+    let (status, _, body) = post_form(
+        admin,
+        &format!("{item}/decline"),
+        cookie,
+        &form(&[("csrf", csrf), ("note", note)]),
+    );
+    assert_eq!(status, 303, "{body}");
+}
+
+/// Logs in to the dashboard at `admin` with `token`; the session cookie.
+fn admin_cookie(admin: SocketAddr, token: &str) -> String {
+    let (status, head, body) = post_form(admin, "/login", "", &format!("token={token}"));
+    assert_eq!(status, 303, "{body}");
+    header(&head, "set-cookie")
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_owned()
+}
+
 /// The chunk bytes and chunks sent again that the origin logged as
 /// received from edge `edge`'s proposals.
 fn received_from(log: &std::path::Path, edge: &str) -> (u64, u64) {
@@ -294,6 +324,30 @@ fn received_from(log: &std::path::Path, edge: &str) -> (u64, u64) {
         .fold((0, 0), |(bytes, again), line| {
             (bytes + field(line, "bytes"), again + field(line, "again"))
         })
+}
+
+/// Runs a pass of `edge` capped at 500 KB/s and kills it once the first
+/// piece of a proposal reached the server logging to `log` (from `name`);
+/// whether one did.
+fn cut_off_pass(edge: &shanlu_tests::TestEdge, log: &std::path::Path, name: &str) -> bool {
+    let mut slow = shanlu()
+        .env("RUST_LOG", "warn")
+        .args([
+            "edge",
+            "sync",
+            "--data",
+            &edge.data_str(),
+            "--max-rate",
+            "500KB",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("edge sync");
+    let arrived = wait_until(Duration::from_secs(60), || received_from(log, name).0 > 0);
+    let _ = slow.kill();
+    let _ = slow.wait();
+    arrived
 }
 
 /// A proposal cut off mid-upload (the edge killed) goes on at the next
@@ -317,25 +371,7 @@ fn issue_17_a_proposal_cut_off_mid_upload_sends_only_the_rest_next_pass() {
     drop(web);
 
     // A slow pass, killed once the first piece of the lesson has arrived.
-    let mut slow = shanlu()
-        .env("RUST_LOG", "warn")
-        .args([
-            "edge",
-            "sync",
-            "--data",
-            &school.data_str(),
-            "--max-rate",
-            "500KB",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("edge sync");
-    let arrived = wait_until(Duration::from_secs(60), || {
-        received_from(&served.log, "liangshan-2").0 > 0
-    });
-    let _ = slow.kill();
-    let _ = slow.wait();
+    let arrived = cut_off_pass(&school, &served.log, "liangshan-2");
     assert!(arrived, "no chunk of the proposal reached the origin");
     let (first, _) = received_from(&served.log, "liangshan-2");
     assert!(
@@ -365,14 +401,7 @@ fn issue_17_a_proposal_cut_off_mid_upload_sends_only_the_rest_next_pass() {
 fn issue_17_a_school_below_a_county_edge_proposes_through_it() {
     let origin = TestOrigin::init();
     crate::county::course(&origin, "c", 100_000, 1717);
-    let admin_token = crate::remote_publish::add_admin(&origin, "review-desk");
-    let served = origin.serve_with(
-        shanlu(),
-        "127.0.0.1:0",
-        "127.0.0.1",
-        &["--admin", "127.0.0.1:0"],
-    );
-    let admin = served.admin.expect("the dashboard's address");
+    let (served, admin, admin_token) = bureau(&origin);
     let (county, _county_run, serving) = crate::county::county(&origin, &served, "all", &[]);
     let token = county.add_edge("village-1");
     let village = shanlu_tests::TestEdge::init_below(&origin, &serving, &token, "all", &[]);
@@ -392,14 +421,7 @@ fn issue_17_a_school_below_a_county_edge_proposes_through_it() {
 
     // The county's next pass forwards it; the bureau sees it under the
     // village's name below the county.
-    let (status, head, body) = post_form(admin, "/login", "", &format!("token={admin_token}"));
-    assert_eq!(status, 303, "{body}");
-    let cookie = header(&head, "set-cookie")
-        .expect("cookie")
-        .split(';')
-        .next()
-        .expect("pair")
-        .to_owned();
+    let cookie = admin_cookie(admin, &admin_token);
     let item = format!("/review/{}/{id}", url_escape("county/village-1"));
     run_ok(&["edge", "sync-now", "--data", &county.data_str()]);
     let mut page = String::new();
@@ -420,15 +442,7 @@ fn issue_17_a_school_below_a_county_edge_proposes_through_it() {
     assert!(preview == alphabet, "the preview differs from the upload");
 
     // Declined; the note goes down through the county to the teacher.
-    let at = page.find(r#"name="csrf" value=""#).expect("csrf") + r#"name="csrf" value=""#.len();
-    let csrf = page[at..at + 64].to_owned();
-    let (status, _, body) = post_form(
-        admin,
-        &format!("{item}/decline"),
-        &cookie,
-        &form(&[("csrf", &csrf), ("note", "请配上藏文字幕")]),
-    );
-    assert_eq!(status, 303, "{body}");
+    decline(admin, &cookie, &item, &page, "请配上藏文字幕");
     run_ok(&["edge", "sync-now", "--data", &county.data_str()]);
     let mut block = String::new();
     assert!(
@@ -453,18 +467,8 @@ fn issue_17_proposals_travel_on_usb_sticks_and_their_answers_come_back() {
 
     let origin = TestOrigin::init();
     let shared = video(900_000, 15);
-    let src = origin.dir.path().join("counting");
-    std::fs::create_dir_all(src.join("01-intro")).expect("course folder");
-    std::fs::write(src.join("01-intro").join("intro.mp4"), &shared).expect("video");
-    origin.publish(&src);
-    let admin_token = crate::remote_publish::add_admin(&origin, "review-desk");
-    let served = origin.serve_with(
-        shanlu(),
-        "127.0.0.1:0",
-        "127.0.0.1",
-        &["--admin", "127.0.0.1:0"],
-    );
-    let admin = served.admin.expect("the dashboard's address");
+    publish_video(&origin, &shared);
+    let (served, admin, admin_token) = bureau(&origin);
     // The school synced once (it knows its name and holds the course),
     // then its link went down: its edge starts no pass of its own.
     let token = origin.add_edge("ganzi-stick");
@@ -508,14 +512,7 @@ fn issue_17_proposals_travel_on_usb_sticks_and_their_answers_come_back() {
     assert!(out.contains("1 filed for review"), "{out}");
 
     // It waits on the dashboard like one sent over the network.
-    let (status, head, body) = post_form(admin, "/login", "", &format!("token={admin_token}"));
-    assert_eq!(status, 303, "{body}");
-    let cookie = header(&head, "set-cookie")
-        .expect("cookie")
-        .split(';')
-        .next()
-        .expect("pair")
-        .to_owned();
+    let cookie = admin_cookie(admin, &admin_token);
     let item = format!("/review/ganzi-stick/{id}");
     let (status, page) = get(admin, &item, &cookie);
     let page = String::from_utf8(page).expect("utf-8");
@@ -543,15 +540,7 @@ fn issue_17_proposals_travel_on_usb_sticks_and_their_answers_come_back() {
     );
 
     // Declined on the dashboard; the next stick carries the note back.
-    let at = page.find(r#"name="csrf" value=""#).expect("csrf") + r#"name="csrf" value=""#.len();
-    let csrf = page[at..at + 64].to_owned();
-    let (status, _, body) = post_form(
-        admin,
-        &format!("{item}/decline"),
-        &cookie,
-        &form(&[("csrf", &csrf), ("note", "请加上朗读录音")]),
-    );
-    assert_eq!(status, 303, "{body}");
+    decline(admin, &cookie, &item, &page, "请加上朗读录音");
     have_list(&school, &have);
     assert!(
         std::fs::metadata(&have).expect("have list").len() < 100_000,
@@ -621,25 +610,7 @@ fn issue_17_a_proposal_cut_off_on_its_way_to_a_county_edge_goes_on_after_its_pas
     drop(web);
 
     // A slow pass, killed once the first piece reached the county edge.
-    let mut slow = shanlu()
-        .env("RUST_LOG", "warn")
-        .args([
-            "edge",
-            "sync",
-            "--data",
-            &village.data_str(),
-            "--max-rate",
-            "500KB",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("edge sync");
-    let arrived = wait_until(Duration::from_secs(60), || {
-        received_from(&county_log, "village-2").0 > 0
-    });
-    let _ = slow.kill();
-    let _ = slow.wait();
+    let arrived = cut_off_pass(&village, &county_log, "village-2");
     assert!(arrived, "no chunk of the proposal reached the county edge");
     let (first, _) = received_from(&county_log, "village-2");
     assert!(first < new.len() as u64, "cut off too late ({first} bytes)");

@@ -121,18 +121,9 @@ async fn own(store: &Arc<Store>, client: &Client, stop: &CancellationToken) -> C
         if stop.is_cancelled() {
             return carried;
         }
-        let outgoing = Outgoing {
-            lesson: entry.lesson,
-            proposal: server::review::Proposal {
-                id: entry.id.clone(),
-                teacher: entry.teacher.clone(),
-                lesson: Vec::new(),
-                grade: entry.grade.clone(),
-                subject: entry.subject.clone(),
-                asked_at: entry.proposal.as_ref().map_or(0, |p| p.asked_at),
-            },
-            child: None,
-        };
+        let asked_at = entry.proposal.as_ref().map_or(0, |p| p.asked_at);
+        let outgoing = Outgoing::new(entry.lesson, &entry.id, &entry.teacher, asked_at, None)
+            .about(&entry.grade, &entry.subject);
         match carry(store, client, &outgoing, stop).await {
             Ok(bytes) => {
                 carried.sent += 1;
@@ -240,18 +231,14 @@ async fn forward(
         if stop.is_cancelled() {
             return carried;
         }
-        let outgoing = Outgoing {
-            lesson: entry.lesson,
-            proposal: server::review::Proposal {
-                id: entry.id.clone(),
-                teacher: entry.teacher.clone(),
-                lesson: Vec::new(),
-                grade: entry.grade.clone(),
-                subject: entry.subject.clone(),
-                asked_at: entry.asked_at,
-            },
-            child: Some(entry.edge.clone()),
-        };
+        let outgoing = Outgoing::new(
+            entry.lesson,
+            &entry.id,
+            &entry.teacher,
+            entry.asked_at,
+            Some(&entry.edge),
+        )
+        .about(&entry.grade, &entry.subject);
         match carry(store, client, &outgoing, stop).await {
             Ok(bytes) => {
                 carried.sent += 1;
@@ -338,6 +325,30 @@ struct Outgoing {
     lesson: Hash,
     proposal: server::review::Proposal,
     child: Option<String>,
+}
+
+impl Outgoing {
+    fn new(lesson: Hash, id: &str, teacher: &str, asked_at: u64, child: Option<&str>) -> Self {
+        Outgoing {
+            lesson,
+            proposal: server::review::Proposal {
+                id: id.to_owned(),
+                teacher: teacher.to_owned(),
+                lesson: Vec::new(),
+                grade: String::new(),
+                subject: String::new(),
+                asked_at,
+            },
+            child: child.map(str::to_owned),
+        }
+    }
+
+    /// With the teacher's grade and subject.
+    fn about(mut self, grade: &str, subject: &str) -> Self {
+        self.proposal.grade = grade.to_owned();
+        self.proposal.subject = subject.to_owned();
+        self
+    }
 }
 
 /// Sends one proposal; the chunk bytes sent.
