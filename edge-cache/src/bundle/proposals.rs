@@ -185,13 +185,28 @@ impl HaveList {
             .collect();
         queued.sort_by_key(|e| e.proposal.as_ref().map_or(0, |p| p.asked_at));
         let mut proposals = Vec::new();
+        // What the carried proposals add to the list's metadata, kept well
+        // under what a have list may hold (the rest go on the next one).
+        let mut meta = 0usize;
         for entry in queued {
             if proposals.len() == MAX_CARRIED {
                 break;
             }
             let whole = entry.proposal.as_ref().is_some_and(|p| p.stick_whole);
             match carry(store, entry, if whole { None } else { Some(&self.chunks) }) {
-                Ok(carried) => proposals.push(carried),
+                Ok(carried) => {
+                    let len = encoded(&carried).len();
+                    if len > MAX_META / 2 {
+                        let why = "its files' descriptions are too large for a have list; it goes with a sync over the network";
+                        let _ = shelf::not_sent(store, &entry.id, why);
+                        continue;
+                    }
+                    meta += len;
+                    if meta > MAX_META / 2 {
+                        break;
+                    }
+                    proposals.push(carried);
+                }
                 Err(why) => {
                     warn!(lesson = %entry.id, cause = %why, "a proposed lesson cannot go on the have list");
                     let _ = shelf::not_sent(store, &entry.id, &why);
