@@ -731,3 +731,55 @@ fn issue_17_a_school_below_a_county_edge_proposes_on_a_stick() {
         "{block}"
     );
 }
+
+/// A stick too small for the proposed lessons: `edge have` fails saying
+/// so, and leaves nothing half written on it. Needs root (a small tmpfs
+/// for the stick).
+#[test]
+fn issue_17_a_have_list_that_does_not_fit_the_stick_leaves_nothing_behind() {
+    if !shanlu_tests::require(shanlu_tests::Need::Root) {
+        return;
+    }
+    let origin = TestOrigin::init();
+    publish_video(&origin, &video(100_000, 3));
+    let served = origin.serve();
+    let window = shanlu_tests::far_window();
+    let (school, web) = teachers_edge(&origin, &served, "small-stick", 64, &["--window", &window]);
+    school.sync_ok();
+    let teacher = login(web.addr, "阿依老师", PASSWORD).expect("logged in");
+    let id = lesson_of(
+        &teacher,
+        "彝文歌谣",
+        &[("songs.mp4", &video(3_000_000, 44))],
+    );
+    propose(&teacher, &id);
+
+    let stick = tempfile::tempdir().expect("tempdir");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(stick.path())
+        .status()
+        .expect("mount");
+    if !mounted.success() {
+        eprintln!("SKIPPED: cannot mount a tmpfs here");
+        return;
+    }
+    let _guard = crate::quota::Mounted(stick.path().to_owned());
+    let have = stick.path().join("have.bin");
+    let output = shanlu()
+        .args(["edge", "have", "--data", &school.data_str(), "--out"])
+        .arg(&have)
+        .output()
+        .expect("edge have");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("have list") && stderr.contains("No space left"),
+        "{stderr}"
+    );
+    let left: Vec<_> = std::fs::read_dir(stick.path())
+        .expect("stick")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "left on the stick: {left:?}");
+}

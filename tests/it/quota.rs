@@ -358,7 +358,7 @@ fn an_open_readers_blob_survives_eviction_issue_13() {
 }
 
 /// Unmounts a tmpfs when dropped.
-struct Mounted(std::path::PathBuf);
+pub(crate) struct Mounted(pub(crate) std::path::PathBuf);
 
 impl Drop for Mounted {
     fn drop(&mut self) {

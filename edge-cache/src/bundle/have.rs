@@ -292,8 +292,14 @@ impl HaveList {
     }
 
     /// Writes the have list to `path` (a temporary name, synced, renamed),
-    /// with the chunks its proposals carry read from `store`.
-    pub fn write(&self, path: &Path, store: &Store) -> Result<(), HaveError> {
+    /// with the chunks its proposals carry read from `store`; `progress`
+    /// counts their bytes.
+    pub fn write(
+        &self,
+        path: &Path,
+        store: &Store,
+        progress: &indicatif::ProgressBar,
+    ) -> Result<(), HaveError> {
         use std::io::Write;
         let tmp = path.with_extension("tmp");
         let io = |action, path: &Path| {
@@ -305,14 +311,22 @@ impl HaveList {
             }
         };
         let mut file = std::fs::File::create(&tmp).map_err(io("creating", &tmp))?;
-        file.write_all(&self.encode())
-            .map_err(io("writing", &tmp))?;
-        let mut out = std::io::BufWriter::new(&mut file);
-        super::proposals::write_payload(&self.proposals, store, &mut out)?;
-        out.flush().map_err(io("writing", &tmp))?;
-        drop(out);
-        file.sync_all().map_err(io("syncing", &tmp))?;
-        std::fs::rename(&tmp, path).map_err(io("renaming", &tmp))
+        let written = (|| {
+            file.write_all(&self.encode())
+                .map_err(io("writing", &tmp))?;
+            let mut out = std::io::BufWriter::new(&mut file);
+            progress.set_length(super::proposals::payload_len(&self.proposals).unwrap_or(0));
+            super::proposals::write_payload(&self.proposals, store, &mut out, progress)?;
+            out.flush().map_err(io("writing", &tmp))?;
+            drop(out);
+            file.sync_all().map_err(io("syncing", &tmp))?;
+            std::fs::rename(&tmp, path).map_err(io("renaming", &tmp))
+        })();
+        if written.is_err() {
+            // A full stick keeps nothing half written.
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
     }
 }
 

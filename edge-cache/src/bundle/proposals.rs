@@ -287,6 +287,7 @@ pub(super) fn write_payload(
     proposals: &[StickProposal],
     store: &Store,
     out: &mut impl Write,
+    progress: &indicatif::ProgressBar,
 ) -> Result<(), HaveError> {
     let mut buffer = Vec::new();
     for proposal in proposals {
@@ -319,6 +320,7 @@ pub(super) fn write_payload(
                     .map_err(|e| not_whole(format!("reading it: {e}")))?;
                 out.write_all(&buffer)
                     .map_err(|e| HaveError::Proposals(format!("writing the have list: {e}")))?;
+                progress.inc(u64::from(len));
             }
         }
     }

@@ -139,8 +139,11 @@ pub fn have(args: &EdgeHaveArgs) -> anyhow::Result<ExitCode> {
             args.data.display()
         )
     })?;
-    have.write(&args.out, &store)
-        .with_context(|| format!("writing the have list {}", args.out.display()))?;
+    // The proposed lessons' bytes may take a while to copy onto the stick.
+    let bar = progress::bytes_bar("writing");
+    let written = have.write(&args.out, &store, &bar);
+    bar.finish_and_clear();
+    written.with_context(|| format!("writing the have list {}", args.out.display()))?;
     outln!(
         "have list {}: catalog sequence {}, {} objects, {} chunks; take it to the origin for `shanlu bundle create --for`",
         args.out.display(),
