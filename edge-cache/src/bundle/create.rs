@@ -62,7 +62,8 @@ pub struct CreateReport {
     pub files_not_held: u64,
     /// Reports taken from the have list, acknowledged in the bundle (issue 15).
     pub reports_taken: u64,
-    /// The have list's proposals, filed or answered (issue 17; origin only).
+    /// The have list's proposals, filed or answered (issue 17): on the
+    /// origin, or on a county edge for the schools below it.
     pub proposals: super::proposals::Taken,
     pub seconds: f64,
 }
