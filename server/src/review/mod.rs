@@ -316,6 +316,10 @@ pub fn kept(
 pub const UPLOAD_KEPT: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 /// Most planned files remembered (the oldest are forgotten first).
 const MAX_PLANNED: usize = 4096;
+/// Most bytes of planned files kept at once, whole or partly uploaded (the
+/// oldest plans are forgotten first): what edges can make a server keep
+/// for lessons no one has submitted yet.
+const MAX_PLANNED_BYTES: u64 = 16 * 1024 * 1024 * 1024;
 
 /// `DIR/review/planned.json`: the files proposals planned, by manifest.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -326,6 +330,8 @@ struct PlannedFile {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Planned {
     blob: Hash,
+    #[serde(default)]
+    size: u64,
     at: u64,
 }
 
@@ -351,20 +357,25 @@ fn load_planned(dir: &Path) -> Result<PlannedFile, ReviewError> {
 
 /// Remembers the files of a plan (manifest object, blob), so collection
 /// keeps what was uploaded of them for [`UPLOAD_KEPT`].
-fn note_planned(dir: &Path, files: &[(Hash, Hash)]) -> Result<(), ReviewError> {
+fn note_planned(dir: &Path, files: &[(Hash, Hash, u64)]) -> Result<(), ReviewError> {
     let _changing = changing(dir)?;
     let mut planned = load_planned(dir)?;
     let at = now();
-    for &(manifest, blob) in files {
-        planned.files.insert(manifest, Planned { blob, at });
+    for &(manifest, blob, size) in files {
+        planned.files.insert(manifest, Planned { blob, size, at });
     }
-    if planned.files.len() > MAX_PLANNED {
-        let mut by_age: Vec<(u64, Hash)> = (planned.files.iter())
-            .map(|(manifest, p)| (p.at, *manifest))
-            .collect();
-        by_age.sort_unstable();
-        for (_, manifest) in &by_age[..by_age.len() - MAX_PLANNED] {
-            planned.files.remove(manifest);
+    // Within both bounds, newest first (this plan's before others of the
+    // same second); the rest is forgotten.
+    let noted: std::collections::HashSet<Hash> = files.iter().map(|f| f.0).collect();
+    let mut by_age: Vec<(u64, bool, Hash, u64)> = (planned.files.iter())
+        .map(|(manifest, p)| (p.at, noted.contains(manifest), *manifest, p.size))
+        .collect();
+    by_age.sort_unstable_by(|a, b| b.cmp(a));
+    let mut bytes = 0u64;
+    for (n, (_, _, manifest, size)) in by_age.into_iter().enumerate() {
+        bytes = bytes.saturating_add(size);
+        if n >= MAX_PLANNED || bytes > MAX_PLANNED_BYTES {
+            planned.files.remove(&manifest);
         }
     }
     let path = planned_path(dir);
@@ -808,9 +819,11 @@ pub fn take(desk: &Desk, edge: &str, request: ProposeRequest) -> Result<ProposeA
                 _ => return Err("unexpected answer to a plan".to_owned()),
             };
             // Checked by the plan: each decodes to a file manifest.
-            let planned: Vec<(Hash, Hash)> = (manifests.iter())
+            let planned: Vec<(Hash, Hash, u64)> = (manifests.iter())
                 .filter_map(|bytes| match Object::decode(bytes) {
-                    Ok(Object::Manifest(manifest)) => Some((Hash::of(bytes), manifest.blob)),
+                    Ok(Object::Manifest(manifest)) => {
+                        Some((Hash::of(bytes), manifest.blob, manifest.size))
+                    }
                     _ => None,
                 })
                 .collect();

@@ -378,7 +378,7 @@ fn issue_17_files_being_proposed_are_kept_for_a_week() {
         Hash::of(b"m2"),
         Hash::of(b"b2"),
     );
-    note_planned(dir.path(), &[(m1, b1), (m2, b2)]).expect("noted");
+    note_planned(dir.path(), &[(m1, b1, 10), (m2, b2, 10)]).expect("noted");
     let (objects, blobs) = kept(dir.path(), &store).expect("kept");
     assert_eq!(objects.len(), 2);
     assert!(objects.contains(&m1) && objects.contains(&m2));
@@ -396,12 +396,20 @@ fn issue_17_files_being_proposed_are_kept_for_a_week() {
         (Vec::new(), Default::default())
     );
     // At most MAX_PLANNED remembered.
-    let many: Vec<(Hash, Hash)> = (0..MAX_PLANNED + 10)
-        .map(|n| (Hash::of(&n.to_le_bytes()), Hash::of(b"b")))
+    let many: Vec<(Hash, Hash, u64)> = (0..MAX_PLANNED + 10)
+        .map(|n| (Hash::of(&n.to_le_bytes()), Hash::of(b"b"), 1))
         .collect();
     note_planned(dir.path(), &many).expect("noted");
     assert_eq!(
         load_planned(dir.path()).expect("planned").files.len(),
         MAX_PLANNED
     );
+    // And at most MAX_PLANNED_BYTES of files: a newer large plan pushes
+    // the older ones out, and stays.
+    let large = (Hash::of(b"large"), Hash::of(b"L"), MAX_PLANNED_BYTES - 5);
+    note_planned(dir.path(), &[large]).expect("noted");
+    let planned = load_planned(dir.path()).expect("planned");
+    assert!(planned.files.contains_key(&large.0));
+    assert_eq!(planned.files.len(), 1 + 5);
+    assert!(planned.files.values().map(|p| p.size).sum::<u64>() <= MAX_PLANNED_BYTES);
 }
