@@ -20,6 +20,7 @@
 //! - [`report`]: edge reports, sealed, and where they go ([`report::ReportSink`]).
 //! - [`edge_name`]: edge names in any script (NFC, letters, digits, marks), and their ASCII ids.
 //! - [`protocol`]: the framed request/response protocol over QUIC.
+//! - [`buffers`]: large frame buffers kept for reuse (an administrator's upload).
 //! - [`codec`]: chunks on the wire: raw, zstd, or a zstd delta against held chunks.
 //! - [`transport`]: QUIC settings for long, lossy links.
 //! - [`congestion`]: `rural`, the congestion controller for them, and its `memory`
@@ -36,6 +37,7 @@
 
 pub mod admin;
 pub mod bucket;
+pub mod buffers;
 pub mod codec;
 pub mod congestion;
 pub mod edge_name;

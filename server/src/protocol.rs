@@ -407,7 +407,21 @@ pub async fn read_frame<T: for<'de> Deserialize<'de>>(
     stream: &mut (impl AsyncRead + Unpin),
     limit: usize,
 ) -> Result<Option<T>, FrameError> {
-    read_frame_in(stream, limit, usize::MAX, |_| std::future::ready(())).await
+    read_frame_in(stream, limit, usize::MAX, None, |_| std::future::ready(())).await
+}
+
+/// Reads one frame like [`read_frame`] into a buffer of `pool`, which
+/// gets it back once nothing decoded from the frame uses it (an
+/// administrator's upload, frame after frame of 8 MiB).
+pub async fn read_frame_pooled<T: for<'de> Deserialize<'de>>(
+    stream: &mut (impl AsyncRead + Unpin),
+    limit: usize,
+    pool: &'static crate::buffers::BufferPool,
+) -> Result<Option<T>, FrameError> {
+    read_frame_in(stream, limit, usize::MAX, Some(pool), |_| {
+        std::future::ready(())
+    })
+    .await
 }
 
 /// The most bytes [`read_frame_paced`] reads before it calls `pace` again.
@@ -427,14 +441,16 @@ where
     P: FnMut(usize) -> F,
     F: std::future::Future<Output = ()>,
 {
-    read_frame_in(stream, limit, PACE_PIECE, pace).await
+    read_frame_in(stream, limit, PACE_PIECE, None, pace).await
 }
 
-/// Reads one frame in reads of at most `piece` bytes, awaiting `pace` after each.
+/// Reads one frame in reads of at most `piece` bytes, awaiting `pace` after
+/// each, into a buffer of `pool` if given.
 async fn read_frame_in<T, P, F>(
     stream: &mut (impl AsyncRead + Unpin),
     limit: usize,
     piece: usize,
+    pool: Option<&'static crate::buffers::BufferPool>,
     mut pace: P,
 ) -> Result<Option<T>, FrameError>
 where
@@ -460,7 +476,10 @@ where
         return Err(FrameError::TooLarge { len, limit });
     }
     // Read into capacity, not zeroed first (8 MiB for an administrator's request).
-    let mut body = Vec::with_capacity(len);
+    let mut body = match pool {
+        Some(pool) => pool.take(len),
+        None => Vec::with_capacity(len),
+    };
     while body.len() < len {
         let want = (len - body.len()).min(piece);
         match stream
@@ -472,7 +491,11 @@ where
             Err(err) => return Err(FrameError::Read(err)),
         }
     }
-    decode_shared(Bytes::from(body)).map(Some)
+    let body = match pool {
+        Some(pool) => pool.share(body),
+        None => Bytes::from(body),
+    };
+    decode_shared(body).map(Some)
 }
 
 /// Writes one frame to a stream (a QUIC stream, or an HTTP body).
@@ -572,6 +595,49 @@ mod tests {
         // Plain decoding (an HTTPS body) still works, copying.
         let plain: Request = decode(&body).expect("decodes");
         assert_eq!(plain, request);
+    }
+
+    /// An administrator's request read into a pooled buffer decodes the
+    /// same, and the buffer goes back once its last chunk is dropped; the
+    /// next request is read into the same memory.
+    #[tokio::test]
+    async fn pooled_frames_return_their_buffer_when_their_chunks_are_dropped() {
+        use crate::admin::{AdminRequest, IndexedChunk};
+        static POOL: crate::buffers::BufferPool = crate::buffers::BufferPool::new(1);
+        let chunk = Bytes::from((0..100_000u32).map(|i| i as u8).collect::<Vec<u8>>());
+        let request = Request::Admin(AdminRequest::PutChunks {
+            files: vec![(Hash::of(b"a"), vec![IndexedChunk(0, chunk.clone())])],
+        });
+        let frame = encode(&request);
+        let read = |frame: Vec<u8>| async move {
+            let mut stream = frame.as_slice();
+            read_frame_pooled::<Request>(&mut stream, MAX_ADMIN_REQUEST, &POOL)
+                .await
+                .expect("reads")
+                .expect("a frame")
+        };
+        let decoded = read(frame.clone()).await;
+        assert_eq!(decoded, request);
+        let Request::Admin(AdminRequest::PutChunks { mut files }) = decoded else {
+            unreachable!("decoded as encoded");
+        };
+        let kept = files.remove(0).1.remove(0).1;
+        assert_eq!(kept, chunk);
+        assert_eq!(POOL.kept(), 0, "the chunk still uses the buffer");
+        let address = kept.as_ptr();
+        drop(kept);
+        assert_eq!(POOL.kept(), 1);
+        let again = read(frame).await;
+        assert_eq!(POOL.kept(), 0, "taken again");
+        let Request::Admin(AdminRequest::PutChunks { files }) = again else {
+            unreachable!("decoded as encoded");
+        };
+        assert_eq!(files[0].1[0].1, chunk);
+        assert_eq!(
+            files[0].1[0].1.as_ptr(),
+            address,
+            "read into the kept buffer"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::{Caller, HELLO_TIMEOUT, State, answer};
+use crate::buffers::BufferPool;
 use crate::pace::TokenBucket;
 use crate::protocol::{self, FrameError, Request, Response};
 
@@ -190,6 +191,10 @@ pub(super) async fn handle_connection(
     Ok(())
 }
 
+/// Buffers of administrators' requests kept for the next ones: at most
+/// 4 × 8 MiB, after an upload (see [`crate::buffers`]).
+static ADMIN_BUFFERS: BufferPool = BufferPool::new(4);
+
 /// Answers one request. A frame error is returned (the connection is then
 /// closed); anything else is answered on the stream.
 async fn handle_stream(
@@ -213,7 +218,13 @@ async fn handle_stream(
     let len = u32::from_le_bytes(header) as usize;
     let (_place, limit) = caller.place_for(len).await;
     let mut framed = tokio::io::AsyncReadExt::chain(&header[..], &mut recv);
-    let Some(request) = protocol::read_frame::<Request>(&mut framed, limit).await? else {
+    let read = match caller {
+        Caller::Admin(_) => {
+            protocol::read_frame_pooled::<Request>(&mut framed, limit, &ADMIN_BUFFERS).await
+        }
+        Caller::Edge(_) => protocol::read_frame::<Request>(&mut framed, limit).await,
+    };
+    let Some(request) = read? else {
         return Ok(());
     };
     if !caller.allows(len, &request) {

@@ -27,6 +27,7 @@ use indicatif::{MultiProgress, ProgressBar};
 use server::PublishReport;
 use server::admin::upload::MAX_PUT_FILES;
 use server::admin::{AdminRequest, AdminResponse, IndexedChunk};
+use server::buffers::BufferPool;
 use server::folder::{self, CoursePlan, SourceFile};
 use server::protocol::MAX_ADMIN_REQUEST;
 use tokio::sync::mpsc;
@@ -473,14 +474,31 @@ async fn put_chunks(
         tokio::time::sleep(delay).await;
     }
     let read = tokio::task::spawn_blocking(move || {
-        files
+        // One buffer for the request's chunks, kept for the next request
+        // once quinn has sent them (see `server::buffers`).
+        let total: usize = files
+            .iter()
+            .flat_map(|(_, _, _, chunks)| chunks.iter().map(|c| c.2 as usize))
+            .sum();
+        let mut buffer = CHUNK_BUFFERS.take(total);
+        let mut places = Vec::with_capacity(files.len());
+        for (file, path, manifest, chunks) in files {
+            let at = read_chunks(&file, &chunks, &mut buffer)
+                .with_context(|| format!("reading {}", path.display()))?;
+            places.push((manifest, at));
+        }
+        let buffer = CHUNK_BUFFERS.share(buffer);
+        let read: Vec<(Hash, Vec<IndexedChunk>)> = places
             .into_iter()
-            .map(|(file, path, manifest, chunks)| {
-                read_chunks(&file, &chunks)
-                    .map(|read| (manifest, read))
-                    .with_context(|| format!("reading {}", path.display()))
+            .map(|(manifest, at)| {
+                let chunks = at
+                    .into_iter()
+                    .map(|(index, range)| IndexedChunk(index, buffer.slice(range)))
+                    .collect();
+                (manifest, chunks)
             })
-            .collect::<anyhow::Result<Vec<_>>>()
+            .collect();
+        anyhow::Ok(read)
     })
     .await
     .context("reading chunks stopped")??;
@@ -513,22 +531,31 @@ async fn count_done(
 /// A chunk to send: its index in the file, offset and length.
 type ChunkAt = (u32, u64, u32);
 
-/// Reads chunks of an open file.
-fn read_chunks(file: &std::fs::File, chunks: &[ChunkAt]) -> std::io::Result<Vec<IndexedChunk>> {
+/// Buffers of `PutChunks` requests kept for the next ones: one per request
+/// in flight, and one being read.
+static CHUNK_BUFFERS: BufferPool = BufferPool::new(IN_FLIGHT + 1);
+
+/// Reads chunks of an open file onto the end of `buffer`; returns each
+/// chunk's index and where it is in `buffer`.
+fn read_chunks(
+    file: &std::fs::File,
+    chunks: &[ChunkAt],
+    buffer: &mut Vec<u8>,
+) -> std::io::Result<Vec<(u32, std::ops::Range<usize>)>> {
     use std::io::{Read, Seek, SeekFrom};
-    // This call's own handle: seeking it disturbs no one. Read into fresh
+    // This call's own handle: seeking it disturbs no one. Read into spare
     // capacity (zeroing each buffer first cost a sixth of the client's time).
     let mut reader = file;
     chunks
         .iter()
         .map(|&(index, offset, len)| {
             reader.seek(SeekFrom::Start(offset))?;
-            let mut bytes = Vec::with_capacity(len as usize);
-            reader.take(u64::from(len)).read_to_end(&mut bytes)?;
-            if bytes.len() != len as usize {
+            let start = buffer.len();
+            reader.take(u64::from(len)).read_to_end(buffer)?;
+            if buffer.len() - start != len as usize {
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
-            Ok(IndexedChunk(index, bytes.into()))
+            Ok((index, start..buffer.len()))
         })
         .collect()
 }
