@@ -5,7 +5,7 @@
 //! request into one. A fresh allocation for each is memory the allocator has
 //! just given back to the system, so the kernel maps and zeroes it again, a
 //! page at a time: page faults and the allocator trimming its heap were
-//! 6 % of a 2 GiB publish's CPU at both ends (BENCHMARKS.md, "Remote
+//! 6.6 % of a 2 GiB publish's CPU at both ends (BENCHMARKS.md, "Remote
 //! publish"). A [`BufferPool`] keeps a few buffers once their bytes are no
 //! longer used, and hands them out again.
 //!
