@@ -230,7 +230,9 @@ for ((run = 1; run <= RUNS; run++)); do
         remote_publish "$run"
         if [[ -n "$SSH_CMD" ]]; then rsync_over_ssh "$run"; fi
     fi
-    if [[ -n "$SSH_CMD" ]]; then PAIRED+=("$(ratio "${PUB_TIMES[-1]}" "${SSH_TIMES[-1]}")"); fi
+    if [[ -n "$SSH_CMD" ]]; then
+        PAIRED+=("$(awk -v a="${PUB_TIMES[-1]}" -v b="${SSH_TIMES[-1]}" 'BEGIN{printf "%.3f", a / b}')")
+    fi
 
     LOCAL=$WD/local-$run
     prep "origin init" "$SHANLU" origin init --data "$LOCAL"
