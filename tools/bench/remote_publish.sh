@@ -177,7 +177,8 @@ now() { echo "$EPOCHREALTIME"; }
 # system): the difference around a timed command is what it cost both ends.
 busy() { awk -v hz="$(getconf CLK_TCK)" '/^cpu / {print ($2 + $3 + $4 + $7 + $8) / hz; exit}' /proc/stat; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.3f", b - a}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{if (b > 0) printf "%.2f", a / b; else print "n/a"}'; }
+# ratio A B [DIGITS]: A / B to DIGITS decimals (default 2), or n/a.
+ratio() { awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN{if (b > 0) printf "%.*f", d, a / b; else print "n/a"}'; }
 median() { sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 PUB_TIMES=() RSYNC_TIMES=() RSYNC_SYNC_TIMES=() LOCAL_TIMES=() SSH_TIMES=() SSH_SYNC_TIMES=()
@@ -230,9 +231,7 @@ for ((run = 1; run <= RUNS; run++)); do
         remote_publish "$run"
         if [[ -n "$SSH_CMD" ]]; then rsync_over_ssh "$run"; fi
     fi
-    if [[ -n "$SSH_CMD" ]]; then
-        PAIRED+=("$(awk -v a="${PUB_TIMES[-1]}" -v b="${SSH_TIMES[-1]}" 'BEGIN{printf "%.3f", a / b}')")
-    fi
+    if [[ -n "$SSH_CMD" ]]; then PAIRED+=("$(ratio "${PUB_TIMES[-1]}" "${SSH_TIMES[-1]}" 3)"); fi
 
     LOCAL=$WD/local-$run
     prep "origin init" "$SHANLU" origin init --data "$LOCAL"
